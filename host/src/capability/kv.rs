@@ -1,0 +1,210 @@
+//! Capability `kv`: a key-value store scoped to (tenant, install), with quotas. Writes of an
+//! invocation are staged and committed in one batch only when it succeeds, so a failed
+//! invocation leaves nothing half-written.
+
+mod dir;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use dir::DirKv;
+pub use memory::MemoryKv;
+
+use super::CallError;
+use crate::bindings::latest::nexus::plugin::kv::Host;
+use crate::bindings::latest::nexus::plugin::types::HostError;
+use crate::error::{Limit, LimitExceeded};
+use crate::grants::Capability;
+use crate::limits::{Limits, MAX_KV_KEY_BYTES};
+use crate::state::InvocationState;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Whose data: one tenant's install of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KvScope {
+    pub tenant: String,
+    pub install: String,
+}
+
+/// Keys and bytes (keys plus values) a scope holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+/// The quota a commit must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    pub keys: u64,
+    pub bytes: u64,
+}
+
+impl KvQuota {
+    pub fn of(limits: &Limits) -> Self {
+        Self { keys: limits.kv_keys, bytes: limits.kv_bytes }
+    }
+
+    /// The first limit `usage` breaks, if any.
+    pub fn check(&self, usage: KvUsage) -> Result<(), LimitExceeded> {
+        if usage.keys > self.keys {
+            return Err(LimitExceeded { limit: Limit::KvKeys, used: usage.keys, max: self.keys });
+        }
+        if usage.bytes > self.bytes {
+            return Err(LimitExceeded { limit: Limit::KvBytes, used: usage.bytes, max: self.bytes });
+        }
+        Ok(())
+    }
+}
+
+/// A staged write: `None` deletes.
+pub type KvWrite = (String, Option<Vec<u8>>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error(transparent)]
+    Quota(LimitExceeded),
+    #[error("kv store: {0}")]
+    Backend(String),
+}
+
+/// Where KV data lives. The marketplace implements it over its database; [`MemoryKv`] and
+/// [`DirKv`] serve tests and `nexus plugin run`.
+pub trait KvStore: Send + Sync {
+    fn get<'a>(&'a self, scope: &'a KvScope, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KvError>>;
+    fn list_keys<'a>(&'a self, scope: &'a KvScope, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, KvError>>;
+    fn usage<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<KvUsage, KvError>>;
+    /// Applies every write or none, refusing with [`KvError::Quota`] if the result would
+    /// break `quota` (checked atomically with the write, so concurrent invocations of one
+    /// install cannot overshoot it together).
+    fn commit<'a>(&'a self, scope: &'a KvScope, writes: Vec<KvWrite>, quota: KvQuota) -> BoxFuture<'a, Result<(), KvError>>;
+}
+
+/// Applies `writes` to `entries`, returning the new usage. Shared by the stores in this crate.
+pub(crate) fn apply(entries: &mut BTreeMap<String, Vec<u8>>, writes: Vec<KvWrite>) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => entries.insert(key, value),
+            None => entries.remove(&key),
+        };
+    }
+}
+
+pub(crate) fn usage_of(entries: &BTreeMap<String, Vec<u8>>) -> KvUsage {
+    let bytes = entries.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    KvUsage { keys: entries.len() as u64, bytes }
+}
+
+/// One invocation's view of its scope: staged writes over the store.
+pub struct KvTxn {
+    scope: KvScope,
+    store: Arc<dyn KvStore>,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Usage with the staged writes applied; loaded on the first write.
+    usage: Option<KvUsage>,
+}
+
+impl KvTxn {
+    pub fn new(scope: KvScope, store: Arc<dyn KvStore>) -> Self {
+        Self { scope, store, writes: BTreeMap::new(), usage: None }
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match self.writes.get(key) {
+            Some(staged) => Ok(staged.clone()),
+            None => self.store.get(&self.scope, key).await,
+        }
+    }
+
+    /// Stages a write after checking that the scope stays within `quota`.
+    async fn stage(&mut self, key: String, value: Option<Vec<u8>>, quota: KvQuota) -> Result<bool, CallError> {
+        let mut usage = match self.usage {
+            Some(usage) => usage,
+            None => self.store.usage(&self.scope).await.map_err(trap)?,
+        };
+        let old = self.read(&key).await.map_err(trap)?;
+        let existed = old.is_some();
+        if let Some(old) = old {
+            usage.keys -= 1;
+            usage.bytes -= (key.len() + old.len()) as u64;
+        }
+        if let Some(value) = &value {
+            usage.keys += 1;
+            usage.bytes += (key.len() + value.len()) as u64;
+            quota.check(usage)?;
+        }
+        self.usage = Some(usage);
+        self.writes.insert(key, value);
+        Ok(existed)
+    }
+
+    /// Commits the staged writes, when the invocation succeeded; returns how many.
+    pub async fn commit(&mut self, quota: KvQuota) -> Result<usize, KvError> {
+        let writes: Vec<KvWrite> = std::mem::take(&mut self.writes).into_iter().collect();
+        if !writes.is_empty() {
+            self.store.commit(&self.scope, writes.clone(), quota).await?;
+        }
+        Ok(writes.len())
+    }
+}
+
+fn trap(error: KvError) -> CallError {
+    match error {
+        KvError::Quota(limit) => limit.into(),
+        KvError::Backend(message) => CallError::Trap(wasmtime::Error::msg(format!("kv store: {message}"))),
+    }
+}
+
+fn check_key(key: &str) -> Result<(), CallError> {
+    if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
+        let why = format!("kv keys must be 1 to {MAX_KV_KEY_BYTES} bytes, got {}", key.len());
+        return Err(HostError::InvalidArgument(why).into());
+    }
+    Ok(())
+}
+
+impl Host for InvocationState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CallError> {
+        self.require(Capability::Kv)?;
+        check_key(&key)?;
+        self.kv.read(&key).await.map_err(trap)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), CallError> {
+        self.require(Capability::Kv)?;
+        check_key(&key)?;
+        let max = self.limits().kv_value_bytes;
+        if value.len() as u64 > max {
+            return Err(LimitExceeded { limit: Limit::KvValueBytes, used: value.len() as u64, max }.into());
+        }
+        let quota = KvQuota::of(self.limits());
+        self.kv.stage(key, Some(value), quota).await.map(drop)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, CallError> {
+        self.require(Capability::Kv)?;
+        check_key(&key)?;
+        let quota = KvQuota::of(self.limits());
+        self.kv.stage(key, None, quota).await
+    }
+
+    async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, CallError> {
+        self.require(Capability::Kv)?;
+        let stored = self.kv.store.list_keys(&self.kv.scope, &prefix).await.map_err(trap)?;
+        let mut keys: std::collections::BTreeSet<String> = stored.into_iter().collect();
+        for (key, value) in self.kv.writes.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+}

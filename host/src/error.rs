@@ -1,0 +1,114 @@
+//! The host's errors: why a component could not be loaded, and why an invocation failed.
+//! A plugin's own error, a limit, and a trap stay distinct so callers can bill, retry and
+//! alert on each differently.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::PluginErrorKind;
+
+/// Why a component was refused or could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("the component targets no supported contract version: {0}")]
+    UnsupportedContract(String),
+    #[error("the component imports `{0}`, which the host does not provide")]
+    UnsupportedImport(String),
+    #[error("the component cannot be linked: {0}")]
+    Link(String),
+    #[error("component cache: {0}")]
+    Cache(String),
+}
+
+impl LoadError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotAComponent(_) => "not_a_component",
+            Self::UnsupportedContract(_) => "unsupported_contract",
+            Self::UnsupportedImport(_) => "unsupported_import",
+            Self::Link(_) => "link_failed",
+            Self::Cache(_) => "cache_failed",
+        }
+    }
+}
+
+/// A limit that ended an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    Fuel,
+    MemoryBytes,
+    TableElements,
+    Instances,
+    StackBytes,
+    WallClockMs,
+    InputBytes,
+    OutputBytes,
+    LogLines,
+    LogBytes,
+    KvBytes,
+    KvKeys,
+    KvValueBytes,
+    HttpRequests,
+    HttpRequestBytes,
+    HttpResponseBytes,
+    HttpTimeoutMs,
+    UsageMeters,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned));
+        f.write_str(name.as_deref().unwrap_or("unknown"))
+    }
+}
+
+/// `used` is what the plugin asked for or reached; `max` is the limit in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("limit {limit} exceeded: {used} > {max}")]
+pub struct LimitExceeded {
+    pub limit: Limit,
+    pub used: u64,
+    pub max: u64,
+}
+
+/// Why an invocation did not produce an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum InvocationError {
+    /// The plugin returned its own error.
+    #[error("plugin error ({kind:?}): {message}")]
+    PluginError { kind: PluginErrorKind, message: String },
+    #[error("{0}")]
+    LimitExceeded(LimitExceeded),
+    /// The plugin panicked; `message` is its panic message.
+    #[error("plugin panicked: {message}")]
+    Panicked { message: String },
+    /// Any other trap (unreachable, bad memory access, ...).
+    #[error("plugin trapped: {message}")]
+    Trapped { message: String },
+    /// The plugin does not implement the function asked for in this contract version.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The host could not run the plugin at all (for example, the instance pool is misconfigured).
+    #[error("host failure: {message}")]
+    Host { message: String },
+}
+
+impl InvocationError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PluginError { .. } => "plugin_error",
+            Self::LimitExceeded(_) => "limit_exceeded",
+            Self::Panicked { .. } => "panicked",
+            Self::Trapped { .. } => "trapped",
+            Self::Unsupported(_) => "unsupported",
+            Self::Host { .. } => "host_failure",
+        }
+    }
+}

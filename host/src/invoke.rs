@@ -1,0 +1,209 @@
+//! Running one event through a plugin: a fresh store and instance, the limits armed, the
+//! call, then the result classified and the report assembled.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use crate::bindings::latest::nexus::plugin::types as wit;
+use crate::capability::kv::{KvError, KvQuota};
+use crate::error::{InvocationError, Limit, LimitExceeded};
+use crate::report::{Invocation, Report, outcome_label};
+use crate::runtime::{Host, Plugin, Pre, WASM_STACK_BYTES};
+use crate::state::{InvocationContext, InvocationState};
+use crate::types::{Event, Info, Outcome};
+
+/// What the guest returned, before limits on the output are applied.
+type GuestResult = Result<wit::Outcome, wit::PluginError>;
+
+impl Host {
+    /// Delivers `event` to a fresh instance of `plugin` under `context`'s grants and limits.
+    /// Never fails as a whole: every failure is in `result`, and the report is always there.
+    pub async fn invoke(&self, plugin: &Plugin, context: InvocationContext, event: &Event) -> Invocation {
+        let limits = context.limits.clone();
+        let input = event.payload.len() as u64;
+        let mut run = if input > limits.input_bytes {
+            let limit = LimitExceeded { limit: Limit::InputBytes, used: input, max: limits.input_bytes };
+            Run { result: Err(InvocationError::LimitExceeded(limit)), state: None, elapsed: Duration::ZERO, fuel_used: 0 }
+        } else {
+            let event = wit::Event::from(event);
+            self.run(plugin, context, |pre, store| Box::pin(call_handle(pre, store, event))).await
+        };
+        let mut result = std::mem::replace(&mut run.result, Err(InvocationError::Unsupported(String::new())))
+            .and_then(|guest| guest.map(Outcome::from).map_err(InvocationError::from))
+            .and_then(|outcome| check_output(outcome, limits.output_bytes));
+        let mut kv_writes = 0;
+        if let (Ok(_), Some(state)) = (&result, run.state.as_mut()) {
+            match state.kv.commit(KvQuota::of(&limits)).await {
+                Ok(writes) => kv_writes = writes as u64,
+                Err(KvError::Quota(limit)) => result = Err(InvocationError::LimitExceeded(limit)),
+                Err(other) => result = Err(InvocationError::Host { message: other.to_string() }),
+            }
+        }
+        let mut report = run.report(plugin, &result);
+        report.kv_writes = kv_writes;
+        self.metrics.record_invocation(&report);
+        Invocation { result, report }
+    }
+
+    /// Asks the plugin to describe itself, with no capabilities granted.
+    pub async fn describe(&self, plugin: &Plugin, context: InvocationContext) -> Result<Info, InvocationError> {
+        let mut context = context;
+        context.grants = Default::default();
+        let run = self.run(plugin, context, |pre, store| Box::pin(call_describe(pre, store))).await;
+        run.result.map(Info::from)
+    }
+
+    async fn run<T: Send>(
+        &self,
+        plugin: &Plugin,
+        context: InvocationContext,
+        call: impl for<'a> FnOnce(&'a Pre, &'a mut Store<InvocationState>) -> CallFuture<'a, T>,
+    ) -> Run<T> {
+        let fuel = context.limits.fuel;
+        let wall_clock = context.limits.wall_clock;
+        let Ok(_slot) = self.slots.acquire().await else {
+            let error = InvocationError::Host { message: "the host is shutting down".into() };
+            return Run { result: Err(error), state: None, elapsed: Duration::ZERO, fuel_used: 0 };
+        };
+        let started = Instant::now();
+        let mut store = Store::new(&self.engine, InvocationState::new(context, self.http_client.clone()));
+        store.limiter(|state| &mut state.limiter);
+        arm_limits(&mut store, fuel, started, wall_clock);
+
+        // The epoch callback ends runaway wasm; this also bounds time spent awaiting host calls.
+        let outcome = tokio::time::timeout(wall_clock, call(&plugin.pre, &mut store)).await;
+        let elapsed = started.elapsed();
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(classify(&error, &store, fuel)),
+            Err(_) => Err(InvocationError::LimitExceeded(wall_clock_exceeded(elapsed, wall_clock))),
+        };
+        let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        Run { result, state: Some(store.into_data()), elapsed, fuel_used }
+    }
+}
+
+type CallFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
+
+/// A finished call: what it returned and what its store holds.
+struct Run<T> {
+    result: Result<T, InvocationError>,
+    state: Option<InvocationState>,
+    elapsed: Duration,
+    fuel_used: u64,
+}
+
+impl<T> Run<T> {
+    fn report(&self, plugin: &Plugin, result: &Result<Outcome, InvocationError>) -> Report {
+        let state = self.state.as_ref();
+        Report {
+            digest: plugin.digest,
+            contract: plugin.contract,
+            outcome: outcome_label(result),
+            duration_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
+            fuel_used: self.fuel_used,
+            peak_memory_bytes: state.map_or(0, |s| s.limiter.peak_memory),
+            logs: state.map(|s| s.log.lines.clone()).unwrap_or_default(),
+            stdout: state.map(|s| captured(&s.stdout)).unwrap_or_default(),
+            stderr: state.map(|s| captured(&s.stderr)).unwrap_or_default(),
+            usage: state.map(|s| s.usage.clone()).unwrap_or_default(),
+            http_requests: state.map_or(0, |s| s.http_requests),
+            kv_writes: 0,
+            denials: state.map(|s| s.denials.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl From<wit::PluginError> for InvocationError {
+    fn from(error: wit::PluginError) -> Self {
+        Self::PluginError { kind: error.kind.into(), message: error.message }
+    }
+}
+
+fn check_output(outcome: Outcome, max: u64) -> Result<Outcome, InvocationError> {
+    let used = outcome.size();
+    if used > max {
+        return Err(InvocationError::LimitExceeded(LimitExceeded { limit: Limit::OutputBytes, used, max }));
+    }
+    Ok(outcome)
+}
+
+fn arm_limits(store: &mut Store<InvocationState>, fuel: u64, started: Instant, wall_clock: Duration) {
+    // Setting fuel only fails when fuel is disabled in the engine, which `engine_config` enables.
+    let _ = store.set_fuel(fuel);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        let elapsed = started.elapsed();
+        if elapsed >= wall_clock {
+            return Err(wall_clock_exceeded(elapsed, wall_clock).into());
+        }
+        // Yield at every tick so a busy plugin never starves the others on this worker.
+        Ok(UpdateDeadline::Yield(1))
+    });
+}
+
+fn wall_clock_exceeded(elapsed: Duration, limit: Duration) -> LimitExceeded {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    LimitExceeded { limit: Limit::WallClockMs, used: millis(elapsed).max(millis(limit) + 1), max: millis(limit) }
+}
+
+/// Turns a trap into the error that names its cause.
+fn classify(error: &wasmtime::Error, store: &Store<InvocationState>, fuel: u64) -> InvocationError {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return InvocationError::LimitExceeded(*limit);
+    }
+    let stack = WASM_STACK_BYTES as u64;
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => {
+            InvocationError::LimitExceeded(LimitExceeded { limit: Limit::Fuel, used: fuel + 1, max: fuel })
+        }
+        Some(Trap::StackOverflow) => {
+            InvocationError::LimitExceeded(LimitExceeded { limit: Limit::StackBytes, used: stack + 1, max: stack })
+        }
+        Some(Trap::UnreachableCodeReached) => match panic_message(&captured(&store.data().stderr)) {
+            Some(message) => InvocationError::Panicked { message },
+            None => InvocationError::Trapped { message: Trap::UnreachableCodeReached.to_string() },
+        },
+        Some(trap) => InvocationError::Trapped { message: trap.to_string() },
+        None => InvocationError::Trapped { message: format!("{error:#}") },
+    }
+}
+
+/// The message of a Rust panic as the standard library prints it:
+/// `thread '<unnamed>' panicked at src/lib.rs:3:5:\n<message>\nnote: ...`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let after = &stderr[stderr.find("panicked at ")?..];
+    let message: Vec<&str> = after.lines().skip(1).take_while(|line| !line.starts_with("note: ")).collect();
+    Some(message.join("\n"))
+}
+
+fn captured(pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe) -> String {
+    String::from_utf8_lossy(&pipe.contents()).into_owned()
+}
+
+async fn call_handle(pre: &Pre, store: &mut Store<InvocationState>, event: wit::Event) -> wasmtime::Result<GuestResult> {
+    match pre {
+        Pre::V1_0(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await,
+        Pre::Latest(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await,
+    }
+}
+
+async fn call_describe(pre: &Pre, store: &mut Store<InvocationState>) -> wasmtime::Result<wit::Info> {
+    match pre {
+        Pre::V1_0(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_describe(store).await,
+        Pre::Latest(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_describe(store).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_messages_are_cut_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:16:9:\nplugin gave up\non two lines\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).as_deref(), Some("plugin gave up\non two lines"));
+        assert_eq!(panic_message("nothing here"), None);
+    }
+}

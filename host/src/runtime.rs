@@ -1,0 +1,247 @@
+//! The [`Host`]: one engine, one linker, a pool of instance slots, and the compiled
+//! components. Loading compiles each component once (or takes it from the caches) and
+//! pre-links it; invoking takes a fresh instance from the pool every time.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OnceCell, Semaphore};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{latest, since_v1_0};
+use crate::cache::DiskCache;
+use crate::contract::{self, ContractVersion};
+use crate::digest::Digest;
+use crate::error::LoadError;
+use crate::limits::Limits;
+use crate::report::Metrics;
+use crate::state::InvocationState;
+
+/// How often the epoch advances: the granularity of wall-clock limits and how long a
+/// runaway plugin can hold a worker thread before it yields to others.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Wasm stack per invocation; deep recursion past it traps as `stack_bytes`.
+pub const WASM_STACK_BYTES: usize = 512 << 10;
+/// The native stack an invocation runs on: the wasm stack plus room for host calls.
+const ASYNC_STACK_BYTES: usize = 2 << 20;
+/// Pool slots per plugin instance: a Rust component has a main module plus a few shims.
+const CORE_INSTANCES_PER_PLUGIN: u32 = 8;
+const TABLES_PER_PLUGIN: u32 = 4;
+const MEMORIES_PER_PLUGIN: u32 = 2;
+/// Linear memory kept mapped between uses of a pool slot: resetting it is then a memset,
+/// not an madvise (about 3x faster instantiation, see PERF-NOTES).
+const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+
+/// Engine-wide settings; per-invocation limits are [`Limits`].
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where precompiled components are cached; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Invocations in flight at once; more wait for a slot.
+    pub max_concurrent: u32,
+    /// The most linear memory any invocation can be allowed (`Limits::memory_bytes` ≤ this).
+    pub max_memory_bytes: u64,
+    /// The limits invocations get unless the caller passes others.
+    pub default_limits: Limits,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self { cache_dir: None, max_concurrent: 128, max_memory_bytes: 256 << 20, default_limits: Limits::default() }
+    }
+}
+
+/// A loaded component, ready to instantiate.
+pub struct Plugin {
+    pub(crate) digest: Digest,
+    pub(crate) contract: ContractVersion,
+    pub(crate) pre: Pre,
+}
+
+pub(crate) enum Pre {
+    V1_0(since_v1_0::PluginPre<InvocationState>),
+    Latest(latest::PluginPre<InvocationState>),
+}
+
+impl Plugin {
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    pub fn contract(&self) -> ContractVersion {
+        self.contract
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("digest", &self.digest).field("contract", &self.contract).finish()
+    }
+}
+
+/// Where a load found its component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadSource {
+    Memory,
+    Disk,
+    Compiled,
+}
+
+pub struct Host {
+    pub(crate) engine: Engine,
+    linker: Linker<InvocationState>,
+    disk: Option<DiskCache>,
+    loaded: Mutex<HashMap<Digest, Arc<OnceCell<Arc<Plugin>>>>>,
+    pub(crate) slots: Semaphore,
+    pub(crate) http_client: reqwest::Client,
+    pub(crate) config: HostConfig,
+    pub(crate) metrics: Metrics,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Host {
+    pub fn new(config: HostConfig) -> Result<Self, LoadError> {
+        let engine = Engine::new(&engine_config(&config)).map_err(|e| LoadError::Link(format!("engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        latest::Plugin::add_to_linker::<_, HasSelf<InvocationState>>(&mut linker, |state| state)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let disk = config.cache_dir.as_ref().map(|dir| DiskCache::new(dir, &engine)).transpose()?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(Self {
+            engine,
+            linker,
+            disk,
+            loaded: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(config.max_concurrent as usize),
+            http_client: crate::capability::http::client(),
+            config,
+            metrics: Metrics::default(),
+            ticker_stop,
+        })
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Loads a component: from memory if loaded before, else from the disk cache, else by
+    /// compiling it. Concurrent loads of the same bytes compile once.
+    pub async fn load(&self, bytes: &[u8]) -> Result<(Arc<Plugin>, LoadSource), LoadError> {
+        let digest = Digest::of(bytes);
+        let cell = {
+            let mut loaded = self.loaded.lock().map_err(|_| LoadError::Cache("load table poisoned".into()))?;
+            loaded.entry(digest).or_default().clone()
+        };
+        if let Some(plugin) = cell.get() {
+            self.metrics.record_load(LoadSource::Memory);
+            return Ok((plugin.clone(), LoadSource::Memory));
+        }
+        let mut source = LoadSource::Memory;
+        let plugin = cell
+            .get_or_try_init(|| async {
+                let (component, from) = self.component(digest, bytes.to_vec()).await?;
+                source = from;
+                self.prepare(digest, component).map(Arc::new)
+            })
+            .await?
+            .clone();
+        self.metrics.record_load(source);
+        Ok((plugin, source))
+    }
+
+    /// Forgets a loaded component (the disk cache keeps it).
+    pub fn evict(&self, digest: &Digest) {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.remove(digest);
+        }
+    }
+
+    async fn component(&self, digest: Digest, bytes: Vec<u8>) -> Result<(Component, LoadSource), LoadError> {
+        let engine = self.engine.clone();
+        let cached = match &self.disk {
+            Some(disk) => disk.load(&engine, &digest),
+            None => None,
+        };
+        if let Some(component) = cached {
+            return Ok((component, LoadSource::Disk));
+        }
+        // Compiling takes tens of milliseconds of CPU: keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || compile(&engine, &bytes))
+            .await
+            .map_err(|e| LoadError::Cache(format!("compile task: {e}")))??;
+        if let Some(disk) = &self.disk {
+            disk.store(&digest, &component)?;
+        }
+        Ok((component, LoadSource::Compiled))
+    }
+
+    fn prepare(&self, digest: Digest, component: Component) -> Result<Plugin, LoadError> {
+        let contract = contract::detect(&self.engine, &component)?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let link = |e: wasmtime::Error| LoadError::UnsupportedContract(format!("{e:#}"));
+        let pre = match contract {
+            ContractVersion::V1_0 => Pre::V1_0(since_v1_0::PluginPre::new(instance_pre).map_err(link)?),
+            ContractVersion::V1_1 => Pre::Latest(latest::PluginPre::new(instance_pre).map_err(link)?),
+        };
+        Ok(Plugin { digest, contract, pre })
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadError::NotAComponent("it is a core WebAssembly module; build it as a component (wasm32-wasip2)".into()));
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(LoadError::NotAComponent("the bytes do not start with the WebAssembly component header".into()));
+    }
+    Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+}
+
+fn engine_config(host: &HostConfig) -> Config {
+    let slots = host.max_concurrent.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_PLUGIN)
+        .total_memories(slots * MEMORIES_PER_PLUGIN)
+        .total_tables(slots * TABLES_PER_PLUGIN)
+        .total_stacks(slots)
+        .max_memory_size(usize::try_from(host.max_memory_bytes).unwrap_or(usize::MAX))
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(WASM_STACK_BYTES)
+        .async_stack_size(ASYNC_STACK_BYTES)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the host is dropped.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("nexus-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("cannot start the epoch ticker: {e}; wall-clock limits will not fire"));
+}

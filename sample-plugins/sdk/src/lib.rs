@@ -1,0 +1,62 @@
+//! Guest-side bindings for the `nexus:plugin@1.0.0` contract (`wit/v1.0`), for plugins
+//! written in Rust. A plugin implements [`Guest`] and calls [`export!`]:
+//!
+//! ```ignore
+//! struct MyPlugin;
+//! impl nexus_plugin_sdk::Guest for MyPlugin { /* describe, handle */ }
+//! nexus_plugin_sdk::export!(MyPlugin);
+//! ```
+//!
+//! The helpers below only shorten common calls; everything is also reachable through the
+//! generated modules under [`nexus::plugin`].
+
+wit_bindgen::generate!({
+    path: "../../wit/v1.0",
+    world: "plugin",
+    pub_export_macro: true,
+    default_bindings_module: "nexus_plugin_sdk",
+});
+
+pub use exports::nexus::plugin::handler::Guest;
+pub use nexus::plugin::types::{
+    Action, Capability, ErrorKind, Event, HostError, Info, Outcome, PluginError,
+};
+pub use nexus::plugin::{config, http, kv, usage};
+
+impl PluginError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+impl From<HostError> for PluginError {
+    /// A refused capability call becomes the plugin's own `denied` or `upstream` error, so a
+    /// handler can use `?` on host calls.
+    fn from(error: HostError) -> Self {
+        let (kind, message) = match error {
+            HostError::NotGranted(cap) => (ErrorKind::Denied, format!("capability {cap:?} not granted")),
+            HostError::HostNotAllowed(host) => (ErrorKind::Denied, format!("host {host} not allowed")),
+            HostError::InvalidArgument(why) => (ErrorKind::Internal, format!("invalid argument: {why}")),
+            HostError::Transport(why) => (ErrorKind::Upstream, format!("transport: {why}")),
+        };
+        Self { kind, message }
+    }
+}
+
+/// Log helpers. Logging is best effort: when `log` is not granted the line is dropped.
+pub mod log {
+    use crate::nexus::plugin::log::{Level, write};
+
+    pub fn debug(message: &str) {
+        let _ = write(Level::Debug, message);
+    }
+    pub fn info(message: &str) {
+        let _ = write(Level::Info, message);
+    }
+    pub fn warn(message: &str) {
+        let _ = write(Level::Warn, message);
+    }
+    pub fn error(message: &str) {
+        let _ = write(Level::Error, message);
+    }
+}

@@ -1,0 +1,297 @@
+//! Tax calculator: computes the sales tax of `order.created` and `order.refunded` events from
+//! per-region rates in the install's config, keeps a running tax total per region and currency
+//! in KV, and reports one `tax-calculations` unit per order. Retried events are answered from
+//! KV without counting twice.
+//!
+//! Money stays in integer minor units throughout; the rate is in basis points and the product
+//! is rounded once, with `i128` so it cannot overflow. The arithmetic and parsing are pure
+//! functions; [`Plugin::handle`] adds the config, KV, usage and log calls.
+
+use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, kv, log, usage};
+use serde_json::{Map, Value, json};
+
+const NAME: &str = "tax-calculator";
+const EVENT_TYPES: [&str; 2] = ["order.created", "order.refunded"];
+const BASIS_POINTS: i128 = 10_000;
+
+struct Plugin;
+
+impl Guest for Plugin {
+    fn describe() -> Info {
+        Info {
+            name: NAME.into(),
+            version: "0.1.0".into(),
+            event_types: EVENT_TYPES.iter().map(|t| (*t).to_string()).collect(),
+        }
+    }
+
+    fn handle(event: Event) -> Result<Outcome, PluginError> {
+        let direction = direction(&event.event_type)?;
+        let order = Order::parse(&event.payload)?;
+        let seen_key = format!("seen/{}", event.id);
+        // A retried event must not move the total again: answer with what was answered then.
+        if let Some(previous) = kv::get(&seen_key)? {
+            return Ok(Outcome { data: Some(replayed(&previous, &event.id)?), actions: vec![] });
+        }
+
+        let rounding = Rounding::parse(config::get("rounding")?.as_deref())?;
+        let rates = config::get("rates")?.ok_or_else(|| invalid_config("config rates is not set"))?;
+        let rate_bp = rate_for(&parse_rates(&rates)?, &order.region)?;
+        let tax_minor = tax_minor(order.amount_minor, rate_bp, rounding);
+        let total_with_tax_minor = order.amount_minor.checked_add(tax_minor).ok_or_else(|| {
+            invalid_payload("payload field amount_minor is too large")
+        })?;
+
+        let total_key = format!("total/{}/{}", order.region, order.currency);
+        let previous_total = read_total(&total_key)?;
+        let new_total = apply(previous_total, direction, tax_minor)
+            .ok_or_else(|| internal(format!("running total {total_key} would overflow")))?;
+
+        let data = json!({
+            "amount_minor": order.amount_minor,
+            "currency": order.currency,
+            "order_id": order.order_id,
+            "rate_bp": rate_bp,
+            "region": order.region,
+            "region_tax_total_minor": new_total,
+            "replayed": false,
+            "tax_minor": tax_minor,
+            "total_with_tax_minor": total_with_tax_minor,
+        })
+        .to_string();
+        kv::set(&total_key, new_total.to_string().as_bytes())?;
+        kv::set(&seen_key, data.as_bytes())?;
+
+        usage::report("tax-calculations", 1)?;
+        log::info(&format!("tax {tax_minor} {} for order {}", order.currency, order.order_id));
+        Ok(Outcome { data: Some(data), actions: vec![] })
+    }
+}
+
+nexus_plugin_sdk::export!(Plugin);
+
+/// Whether an event adds to or takes from the running total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Add,
+    Subtract,
+}
+
+pub fn direction(event_type: &str) -> Result<Direction, PluginError> {
+    match event_type {
+        "order.created" => Ok(Direction::Add),
+        "order.refunded" => Ok(Direction::Subtract),
+        other => Err(PluginError::new(
+            ErrorKind::UnsupportedEvent,
+            format!("{NAME} does not handle {other}"),
+        )),
+    }
+}
+
+/// The new running total; `None` when it would leave the `i64` range.
+pub fn apply(total: i64, direction: Direction, tax_minor: i64) -> Option<i64> {
+    match direction {
+        Direction::Add => total.checked_add(tax_minor),
+        Direction::Subtract => total.checked_sub(tax_minor),
+    }
+}
+
+/// How a tax amount exactly halfway between two minor units is rounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// To the even neighbour (banker's rounding): unbiased over many orders.
+    HalfEven,
+    /// Away from zero, as many receipts do by hand.
+    HalfUp,
+}
+
+impl Rounding {
+    pub fn parse(setting: Option<&str>) -> Result<Self, PluginError> {
+        match setting {
+            None | Some("half-even") => Ok(Self::HalfEven),
+            Some("half-up") => Ok(Self::HalfUp),
+            Some(_) => Err(invalid_config("config rounding must be half-even or half-up")),
+        }
+    }
+}
+
+/// `amount_minor * rate_bp / 10000`, rounded once. The product is taken in `i128` so no
+/// `i64` amount can overflow it.
+pub fn tax_minor(amount_minor: i64, rate_bp: u32, rounding: Rounding) -> i64 {
+    let product = i128::from(amount_minor) * i128::from(rate_bp);
+    let magnitude = round_div(product.abs(), BASIS_POINTS, rounding);
+    let signed = if product < 0 { -magnitude } else { magnitude };
+    // A rate of at most 100% keeps the tax within the amount, hence within i64.
+    i64::try_from(signed).unwrap_or(if signed < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// Divides non-negative `n` by positive `d`, rounding halves per `rounding`.
+fn round_div(n: i128, d: i128, rounding: Rounding) -> i128 {
+    let quotient = n / d;
+    let twice_remainder = 2 * (n % d);
+    let round_up = match twice_remainder.cmp(&d) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => rounding == Rounding::HalfUp || quotient % 2 == 1,
+    };
+    if round_up { quotient + 1 } else { quotient }
+}
+
+/// Parses `DE=1900,FR=2000,US-CA=725`: region codes with rates in basis points.
+pub fn parse_rates(setting: &str) -> Result<Vec<(String, u32)>, PluginError> {
+    setting.split(',').map(str::trim).map(parse_rate).collect()
+}
+
+fn parse_rate(item: &str) -> Result<(String, u32), PluginError> {
+    let malformed = || invalid_config(format!("config rates is malformed at \"{item}\""));
+    let (region, rate) = item.split_once('=').ok_or_else(malformed)?;
+    if region.is_empty() || region.chars().any(char::is_whitespace) {
+        return Err(malformed());
+    }
+    // Only plain digits: `str::parse` would also take a sign.
+    if rate.is_empty() || !rate.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    match rate.parse::<u32>() {
+        Ok(bp) if bp <= 10_000 => Ok((region.to_string(), bp)),
+        _ => Err(malformed()),
+    }
+}
+
+pub fn rate_for(rates: &[(String, u32)], region: &str) -> Result<u32, PluginError> {
+    rates
+        .iter()
+        .find(|(code, _)| code == region)
+        .map(|(_, bp)| *bp)
+        .ok_or_else(|| invalid_payload(format!("no tax rate for region {region}")))
+}
+
+/// The fields of an order event's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub region: String,
+}
+
+impl Order {
+    pub fn parse(payload: &str) -> Result<Self, PluginError> {
+        let value: Value = serde_json::from_str(payload)
+            .map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
+        let Value::Object(fields) = value else {
+            return Err(invalid_payload("payload must be a JSON object"));
+        };
+        let order_id = string_field(&fields, "order_id")?;
+        let amount_minor = integer_field(&fields, "amount_minor")?;
+        if amount_minor < 0 {
+            // Refunds are their own event type, so a negative amount is a mistake.
+            return Err(invalid_payload("payload field amount_minor must not be negative"));
+        }
+        let currency = string_field(&fields, "currency")?;
+        let region = string_field(&fields, "region")?;
+        Ok(Self { order_id, amount_minor, currency, region })
+    }
+}
+
+fn string_field(fields: &Map<String, Value>, name: &str) -> Result<String, PluginError> {
+    fields
+        .get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| invalid_payload(format!("payload field {name} must be a string")))
+}
+
+fn integer_field(fields: &Map<String, Value>, name: &str) -> Result<i64, PluginError> {
+    fields
+        .get(name)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid_payload(format!("payload field {name} must be an integer")))
+}
+
+/// Reads a running total; an absent key is a total of 0.
+fn read_total(key: &str) -> Result<i64, PluginError> {
+    match kv::get(key)? {
+        None => Ok(0),
+        Some(bytes) => parse_total(&bytes).ok_or_else(|| internal(format!("stored {key} is corrupt"))),
+    }
+}
+
+pub fn parse_total(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// The stored answer to an event, marked as a replay.
+pub fn replayed(stored: &[u8], event_id: &str) -> Result<String, PluginError> {
+    let corrupt = || internal(format!("stored result for event {event_id} is corrupt"));
+    let mut data: Map<String, Value> = serde_json::from_slice(stored).map_err(|_| corrupt())?;
+    data.insert("replayed".into(), Value::Bool(true));
+    Ok(Value::Object(data).to_string())
+}
+
+fn invalid_payload(message: impl Into<String>) -> PluginError {
+    PluginError::new(ErrorKind::InvalidPayload, message)
+}
+
+fn invalid_config(message: impl Into<String>) -> PluginError {
+    PluginError::new(ErrorKind::InvalidConfig, message)
+}
+
+fn internal(message: impl Into<String>) -> PluginError {
+    PluginError::new(ErrorKind::Internal, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_of<T: std::fmt::Debug>(result: Result<T, PluginError>) -> String {
+        match result {
+            Ok(value) => panic!("expected an error, got {value:?}"),
+            Err(e) => e.message,
+        }
+    }
+
+    #[test]
+    fn rounds_tax() {
+        assert_eq!(tax_minor(10_000, 1900, Rounding::HalfEven), 1900);
+        assert_eq!(tax_minor(12_345, 725, Rounding::HalfEven), 895);
+        assert_eq!(tax_minor(50, 1000, Rounding::HalfEven), 5);
+        assert_eq!(tax_minor(25, 1000, Rounding::HalfEven), 2);
+        assert_eq!(tax_minor(25, 1000, Rounding::HalfUp), 3);
+        assert_eq!(tax_minor(35, 1000, Rounding::HalfEven), 4);
+        assert_eq!(tax_minor(i64::MAX, 10_000, Rounding::HalfUp), i64::MAX);
+    }
+
+    #[test]
+    fn parses_rates() {
+        let rates = parse_rates(" DE=1900, FR=2000 ,US-CA=725").unwrap_or_default();
+        assert_eq!(rate_for(&rates, "US-CA").ok(), Some(725));
+        assert_eq!(message_of(rate_for(&rates, "IT")), "no tax rate for region IT");
+        assert_eq!(message_of(parse_rates("DE=1900,FR")), "config rates is malformed at \"FR\"");
+        assert_eq!(message_of(parse_rates("DE=10001")), "config rates is malformed at \"DE=10001\"");
+        assert_eq!(message_of(parse_rates("DE=-5")), "config rates is malformed at \"DE=-5\"");
+    }
+
+    #[test]
+    fn parses_rounding() {
+        assert_eq!(Rounding::parse(None).ok(), Some(Rounding::HalfEven));
+        assert_eq!(Rounding::parse(Some("half-up")).ok(), Some(Rounding::HalfUp));
+        assert_eq!(message_of(Rounding::parse(Some("up"))), "config rounding must be half-even or half-up");
+    }
+
+    #[test]
+    fn validates_orders() {
+        let negative = r#"{"order_id":"o1","amount_minor":-1,"currency":"EUR","region":"DE"}"#;
+        assert_eq!(message_of(Order::parse(negative)), "payload field amount_minor must not be negative");
+        let missing = r#"{"order_id":"o1","amount_minor":1,"currency":"EUR"}"#;
+        assert_eq!(message_of(Order::parse(missing)), "payload field region must be a string");
+        assert_eq!(message_of(direction("order.paid")), "tax-calculator does not handle order.paid");
+    }
+
+    #[test]
+    fn marks_replays() {
+        let stored = br#"{"replayed":false,"tax_minor":5}"#;
+        assert_eq!(replayed(stored, "e1").ok().as_deref(), Some(r#"{"replayed":true,"tax_minor":5}"#));
+    }
+}
