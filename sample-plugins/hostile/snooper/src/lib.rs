@@ -21,11 +21,10 @@ impl Guest for Plugin {
             "snoop.env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let home = std::env::var("HOME").map_err(|e| PluginError::new(ErrorKind::Denied, format!("env HOME: {e}")));
-                let cwd = std::env::current_dir().map(|d| d.display().to_string());
-                if vars.is_empty() && cwd.is_err() {
-                    return Err(home.err().unwrap_or_else(|| PluginError::new(ErrorKind::Internal, "HOME set")));
+                match home {
+                    Err(error) if vars.is_empty() => return Err(error),
+                    _ => format!("found variables {vars:?}"),
                 }
-                format!("vars={vars:?} cwd={cwd:?}")
             }
             other => return Err(PluginError::new(ErrorKind::UnsupportedEvent, other.to_string())),
         };
