@@ -24,7 +24,12 @@ impl Host {
         let input = event.payload.len() as u64;
         let mut run = if input > limits.input_bytes {
             let limit = LimitExceeded { limit: Limit::InputBytes, used: input, max: limits.input_bytes };
-            Run { result: Err(InvocationError::LimitExceeded(limit)), state: None, elapsed: Duration::ZERO, fuel_used: 0 }
+            Run {
+                result: Err(InvocationError::LimitExceeded(limit)),
+                state: None,
+                elapsed: Duration::ZERO,
+                fuel_used: 0,
+            }
         } else {
             let event = wit::Event::from(event);
             self.run(plugin, context, |pre, store| Box::pin(call_handle(pre, store, event))).await
@@ -182,10 +187,18 @@ fn captured(pipe: &wasmtime_wasi::p2::pipe::MemoryOutputPipe) -> String {
     String::from_utf8_lossy(&pipe.contents()).into_owned()
 }
 
-async fn call_handle(pre: &Pre, store: &mut Store<InvocationState>, event: wit::Event) -> wasmtime::Result<GuestResult> {
+async fn call_handle(
+    pre: &Pre,
+    store: &mut Store<InvocationState>,
+    event: wit::Event,
+) -> wasmtime::Result<GuestResult> {
     match pre {
-        Pre::V1_0(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await,
-        Pre::Latest(pre) => pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await,
+        Pre::V1_0(pre) => {
+            pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await
+        }
+        Pre::Latest(pre) => {
+            pre.instantiate_async(&mut *store).await?.nexus_plugin_handler().call_handle(store, &event).await
+        }
     }
 }
 

@@ -202,7 +202,9 @@ impl Drop for Host {
 
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
     if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err(LoadError::NotAComponent("it is a core WebAssembly module; build it as a component (wasm32-wasip2)".into()));
+        return Err(LoadError::NotAComponent(
+            "it is a core WebAssembly module; build it as a component (wasm32-wasip2)".into(),
+        ));
     }
     if !wasmparser::Parser::is_component(bytes) {
         return Err(LoadError::NotAComponent("the bytes do not start with the WebAssembly component header".into()));

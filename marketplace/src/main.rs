@@ -1,1 +1,5 @@
-fn main() {}
+//! The `nexus` command.
+
+fn main() -> std::process::ExitCode {
+    nexus_marketplace::cli::main()
+}

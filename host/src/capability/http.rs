@@ -38,7 +38,8 @@ impl Host for InvocationState {
         let limits = self.limits().clone();
         self.http_requests += 1;
         if self.http_requests > limits.http_requests {
-            let limit = LimitExceeded { limit: Limit::HttpRequests, used: self.http_requests, max: limits.http_requests };
+            let limit =
+                LimitExceeded { limit: Limit::HttpRequests, used: self.http_requests, max: limits.http_requests };
             return Err(limit.into());
         }
         let body = request.body.unwrap_or_default();
@@ -83,7 +84,14 @@ async fn receive(request: reqwest::RequestBuilder, max_bytes: u64) -> Result<Res
 
 fn transport(error: reqwest::Error) -> CallError {
     // Without the URL: it may carry a secret (webhook tokens often live in the path).
-    HostError::Transport(error.without_url().to_string()).into()
+    let error = error.without_url();
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    HostError::Transport(message).into()
 }
 
 fn method(method: Method) -> reqwest::Method {

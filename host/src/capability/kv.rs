@@ -81,7 +81,12 @@ pub trait KvStore: Send + Sync {
     /// Applies every write or none, refusing with [`KvError::Quota`] if the result would
     /// break `quota` (checked atomically with the write, so concurrent invocations of one
     /// install cannot overshoot it together).
-    fn commit<'a>(&'a self, scope: &'a KvScope, writes: Vec<KvWrite>, quota: KvQuota) -> BoxFuture<'a, Result<(), KvError>>;
+    fn commit<'a>(
+        &'a self,
+        scope: &'a KvScope,
+        writes: Vec<KvWrite>,
+        quota: KvQuota,
+    ) -> BoxFuture<'a, Result<(), KvError>>;
 }
 
 /// Applies `writes` to `entries`, returning the new usage. Shared by the stores in this crate.

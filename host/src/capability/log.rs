@@ -97,10 +97,7 @@ mod tests {
     fn buffer_stops_at_the_line_and_byte_limits() {
         let mut buffer = LogBuffer::default();
         assert_eq!(buffer.push(line("12345"), 2, 8), Ok(()));
-        assert_eq!(
-            buffer.push(line("6789"), 2, 8),
-            Err(LimitExceeded { limit: Limit::LogBytes, used: 9, max: 8 })
-        );
+        assert_eq!(buffer.push(line("6789"), 2, 8), Err(LimitExceeded { limit: Limit::LogBytes, used: 9, max: 8 }));
         assert_eq!(buffer.push(line("678"), 2, 8), Ok(()));
         assert_eq!(buffer.push(line(""), 2, 8), Err(LimitExceeded { limit: Limit::LogLines, used: 3, max: 2 }));
         assert_eq!(buffer.lines.len(), 2);

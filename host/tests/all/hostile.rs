@@ -118,10 +118,8 @@ fn request_to_a_host_not_allowed_is_refused_and_recorded() {
         };
         assert_eq!(run.result, Err(denied));
         assert_eq!(run.report.http_requests, 0);
-        let denial = nexus_host::Denial {
-            capability: Capability::Http,
-            detail: "host metadata.internal:80 not allowed".into(),
-        };
+        let denial =
+            nexus_host::Denial { capability: Capability::Http, detail: "host metadata.internal:80 not allowed".into() };
         assert_eq!(run.report.denials, vec![denial]);
         // The same port on another loopback address is another host.
         let other_port = format!("http://127.0.0.1:{}/", hook.port.wrapping_add(1));

@@ -1,9 +1,12 @@
 //! Integration tests of the host: one binary (see STYLE.md), one shared host and runtime.
 
+// Tests report failure by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cache;
 mod common;
 mod hostile;
 mod limits;
-mod sandbox;
 mod samples;
+mod sandbox;
 mod versions;

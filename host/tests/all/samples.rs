@@ -53,11 +53,31 @@ fn chat_notifier_formats_each_event_type() {
     block_on(async {
         let hook = Webhook::start().await;
         let cases = [
-            ("user.signup", r#"{"email":"ada@example.com","name":"Ada Lovelace"}"#, "New signup: Ada Lovelace <ada@example.com>"),
-            ("ticket.created", r#"{"ticket_id":"T-9","subject":"Printer on fire","priority":"high"}"#, "Ticket T-9 (high): Printer on fire"),
-            ("invoice.paid", r#"{"invoice_id":"I","customer":"C","amount_minor":1500,"currency":"JPY"}"#, "Invoice I paid by C: 1500 JPY"),
-            ("invoice.paid", r#"{"invoice_id":"I","customer":"C","amount_minor":-250,"currency":"USD"}"#, "Invoice I paid by C: -2.50 USD"),
-            ("invoice.paid", r#"{"invoice_id":"I","customer":"C","amount_minor":5,"currency":"KWD"}"#, "Invoice I paid by C: 0.005 KWD"),
+            (
+                "user.signup",
+                r#"{"email":"ada@example.com","name":"Ada Lovelace"}"#,
+                "New signup: Ada Lovelace <ada@example.com>",
+            ),
+            (
+                "ticket.created",
+                r#"{"ticket_id":"T-9","subject":"Printer on fire","priority":"high"}"#,
+                "Ticket T-9 (high): Printer on fire",
+            ),
+            (
+                "invoice.paid",
+                r#"{"invoice_id":"I","customer":"C","amount_minor":1500,"currency":"JPY"}"#,
+                "Invoice I paid by C: 1500 JPY",
+            ),
+            (
+                "invoice.paid",
+                r#"{"invoice_id":"I","customer":"C","amount_minor":-250,"currency":"USD"}"#,
+                "Invoice I paid by C: -2.50 USD",
+            ),
+            (
+                "invoice.paid",
+                r#"{"invoice_id":"I","customer":"C","amount_minor":5,"currency":"KWD"}"#,
+                "Invoice I paid by C: 0.005 KWD",
+            ),
         ];
         for (event_type, payload, text) in cases {
             let run = invoke(CHAT_NOTIFIER, notifier_context(&hook, "/ok"), &event(event_type, payload)).await;
@@ -74,7 +94,8 @@ fn chat_notifier_reports_its_errors_by_kind() {
         let paid = event("invoice.paid", r#"{"invoice_id":"I","customer":"C","amount_minor":1,"currency":"EUR"}"#);
 
         let failing = invoke(CHAT_NOTIFIER, notifier_context(&hook, "/fail"), &paid).await;
-        let upstream = InvocationError::PluginError { kind: PluginErrorKind::Upstream, message: "webhook answered 500".into() };
+        let upstream =
+            InvocationError::PluginError { kind: PluginErrorKind::Upstream, message: "webhook answered 500".into() };
         assert_eq!(failing.result, Err(upstream));
         assert!(failing.report.usage.is_empty(), "a failed delivery is not billed");
 
@@ -87,7 +108,9 @@ fn chat_notifier_reports_its_errors_by_kind() {
         };
         assert_eq!(missing.result, Err(config));
 
-        let bad = invoke(CHAT_NOTIFIER, notifier_context(&hook, "/ok"), &event("invoice.paid", r#"{"invoice_id":"I"}"#)).await;
+        let bad =
+            invoke(CHAT_NOTIFIER, notifier_context(&hook, "/ok"), &event("invoice.paid", r#"{"invoice_id":"I"}"#))
+                .await;
         assert_eq!(bad.result.as_ref().map_err(|e| e.code()).err(), Some("plugin_error"));
         assert!(matches!(&bad.result, Err(InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload, .. })));
 
@@ -114,19 +137,28 @@ fn pii_redactor_masks_emails_phones_and_cards() {
         assert_eq!(run.report.logs[0].message, "redacted 4 values");
 
         let hidden = with_config(all_capabilities(), &[("keep-card-last4", "false")]);
-        let run = invoke(PII_REDACTOR, hidden, &event("x", r#"["5555-5555-5555-4444", "order 4242424242424241", "(415) 555-0132."]"#)).await;
+        let run = invoke(
+            PII_REDACTOR,
+            hidden,
+            &event("x", r#"["5555-5555-5555-4444", "order 4242424242424241", "(415) 555-0132."]"#),
+        )
+        .await;
         assert_eq!(
             data(&run),
             r#"{"payload":["[card]","order 4242424242424241","[phone]."],"redactions":{"card":1,"email":0,"phone":1}}"#
         );
 
         let broken = invoke(PII_REDACTOR, all_capabilities(), &event("x", "{not json")).await;
-        assert!(matches!(broken.result, Err(InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload, .. })));
+        assert!(matches!(
+            broken.result,
+            Err(InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload, .. })
+        ));
     })
 }
 
 fn tax_context(kv: std::sync::Arc<nexus_host::MemoryKv>, rounding: &str) -> nexus_host::InvocationContext {
-    let mut context = with_config(all_capabilities(), &[("rates", "DE=1900, FR=2000,US-CA=725"), ("rounding", rounding)]);
+    let mut context =
+        with_config(all_capabilities(), &[("rates", "DE=1900, FR=2000,US-CA=725"), ("rounding", rounding)]);
     context.kv = kv;
     context
 }
@@ -140,7 +172,9 @@ fn order(id: &str, event_type: &str, amount: i64, region: &str) -> nexus_host::E
 fn tax_calculator_keeps_running_totals_in_kv_and_ignores_replays() {
     block_on(async {
         let kv = std::sync::Arc::new(nexus_host::MemoryKv::new());
-        let first = invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e1", "order.created", 10000, "DE")).await;
+        let first =
+            invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e1", "order.created", 10000, "DE"))
+                .await;
         assert_eq!(
             data(&first),
             r#"{"amount_minor":10000,"currency":"EUR","order_id":"o-1","rate_bp":1900,"region":"DE","region_tax_total_minor":1900,"replayed":false,"tax_minor":1900,"total_with_tax_minor":11900}"#
@@ -148,17 +182,23 @@ fn tax_calculator_keeps_running_totals_in_kv_and_ignores_replays() {
         assert_eq!(first.report.usage.get("tax-calculations"), Some(&1));
         assert_eq!(first.report.kv_writes, 2);
 
-        let second = invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e2", "order.created", 12345, "DE")).await;
+        let second =
+            invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e2", "order.created", 12345, "DE"))
+                .await;
         let second: serde_json::Value = serde_json::from_str(&data(&second)).expect("json");
         assert_eq!((second["tax_minor"].as_i64(), second["region_tax_total_minor"].as_i64()), (Some(2346), Some(4246)));
 
-        let replay = invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e1", "order.created", 10000, "DE")).await;
+        let replay =
+            invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e1", "order.created", 10000, "DE"))
+                .await;
         let replay_data: serde_json::Value = serde_json::from_str(&data(&replay)).expect("json");
         assert_eq!(replay_data["replayed"], true);
         assert_eq!(replay_data["region_tax_total_minor"], 1900, "the answer given the first time");
         assert!(replay.report.usage.is_empty(), "replays are not billed");
 
-        let refund = invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e3", "order.refunded", 10000, "DE")).await;
+        let refund =
+            invoke(TAX_CALCULATOR, tax_context(kv.clone(), "half-even"), &order("e3", "order.refunded", 10000, "DE"))
+                .await;
         let refund: serde_json::Value = serde_json::from_str(&data(&refund)).expect("json");
         assert_eq!(refund["region_tax_total_minor"], 2346);
     })
@@ -171,7 +211,8 @@ fn tax_calculator_rounds_half_even_or_half_up() {
             [("half-even", 25, "FR", 5), ("half-even", 50, "FR", 10), ("half-even", 12345, "US-CA", 895)]
         {
             let kv = std::sync::Arc::new(nexus_host::MemoryKv::new());
-            let run = invoke(TAX_CALCULATOR, tax_context(kv, rounding), &order("e", "order.created", amount, region)).await;
+            let run =
+                invoke(TAX_CALCULATOR, tax_context(kv, rounding), &order("e", "order.created", amount, region)).await;
             let data: serde_json::Value = serde_json::from_str(&data(&run)).expect("json");
             assert_eq!(data["tax_minor"], expected, "{rounding} {amount} {region}");
         }
@@ -186,8 +227,16 @@ fn tax_calculator_rounds_half_even_or_half_up() {
         let data_even: serde_json::Value = serde_json::from_str(&data(&half_even)).expect("json");
         assert_eq!(data_even["tax_minor"], 2);
 
-        let unknown = invoke(TAX_CALCULATOR, tax_context(std::sync::Arc::new(nexus_host::MemoryKv::new()), "half-even"), &order("e", "order.created", 1, "ES")).await;
-        let error = InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload, message: "no tax rate for region ES".into() };
+        let unknown = invoke(
+            TAX_CALCULATOR,
+            tax_context(std::sync::Arc::new(nexus_host::MemoryKv::new()), "half-even"),
+            &order("e", "order.created", 1, "ES"),
+        )
+        .await;
+        let error = InvocationError::PluginError {
+            kind: PluginErrorKind::InvalidPayload,
+            message: "no tax rate for region ES".into(),
+        };
         assert_eq!(unknown.result, Err(error));
     })
 }

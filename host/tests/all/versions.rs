@@ -43,7 +43,7 @@ fn plugins_describe_themselves() {
 }
 
 fn refusal(bytes: &[u8]) -> LoadError {
-    block_on(async { host().load(bytes).await.err().expect("refused") })
+    block_on(async { host().load(bytes).await.expect_err("refused") })
 }
 
 #[test]

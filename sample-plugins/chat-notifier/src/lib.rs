@@ -29,8 +29,7 @@ impl Guest for Plugin {
         // Validate the event before touching any capability: a bad event must not cost a
         // webhook call, and the check needs no grants.
         let text = message_text(&event.event_type, &event.payload)?;
-        let url = config::secret("webhook-url")?
-            .ok_or_else(|| invalid_config("secret webhook-url is not set"))?;
+        let url = config::secret("webhook-url")?.ok_or_else(|| invalid_config("secret webhook-url is not set"))?;
         let channel = config::get("channel")?.unwrap_or_else(|| DEFAULT_CHANNEL.into());
         let username = config::get("username")?.unwrap_or_else(|| DEFAULT_USERNAME.into());
 
@@ -76,10 +75,7 @@ fn check_status(response: &Response) -> Result<(), PluginError> {
 /// Builds the chat line for one event from its type and raw JSON payload.
 pub fn message_text(event_type: &str, payload: &str) -> Result<String, PluginError> {
     if !EVENT_TYPES.contains(&event_type) {
-        return Err(PluginError::new(
-            ErrorKind::UnsupportedEvent,
-            format!("{NAME} does not handle {event_type}"),
-        ));
+        return Err(PluginError::new(ErrorKind::UnsupportedEvent, format!("{NAME} does not handle {event_type}")));
     }
     let fields = parse_object(payload)?;
     match event_type {
@@ -141,8 +137,8 @@ pub fn minor_unit_exponent(currency: &str) -> u32 {
 }
 
 fn parse_object(payload: &str) -> Result<Map<String, Value>, PluginError> {
-    let value: Value = serde_json::from_str(payload)
-        .map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_str(payload).map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
     match value {
         Value::Object(fields) => Ok(fields),
         _ => Err(invalid_payload("payload must be a JSON object")),
@@ -207,9 +203,15 @@ mod tests {
     #[test]
     fn builds_text_per_event_type() {
         let invoice = r#"{"invoice_id":"inv_1","customer":"Acme","amount_minor":123456,"currency":"EUR"}"#;
-        assert_eq!(message_text("invoice.paid", invoice).ok().as_deref(), Some("Invoice inv_1 paid by Acme: 1234.56 EUR"));
+        assert_eq!(
+            message_text("invoice.paid", invoice).ok().as_deref(),
+            Some("Invoice inv_1 paid by Acme: 1234.56 EUR")
+        );
         let signup = r#"{"email":"ada@example.com","name":"Ada Lovelace"}"#;
-        assert_eq!(message_text("user.signup", signup).ok().as_deref(), Some("New signup: Ada Lovelace <ada@example.com>"));
+        assert_eq!(
+            message_text("user.signup", signup).ok().as_deref(),
+            Some("New signup: Ada Lovelace <ada@example.com>")
+        );
         let ticket = r#"{"ticket_id":"T-9","subject":"Login broken","priority":"high"}"#;
         assert_eq!(message_text("ticket.created", ticket).ok().as_deref(), Some("Ticket T-9 (high): Login broken"));
     }

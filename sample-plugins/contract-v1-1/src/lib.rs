@@ -11,11 +11,7 @@ struct Plugin;
 
 impl Guest for Plugin {
     fn describe() -> Info {
-        Info {
-            name: "contract-v1-1".into(),
-            version: "1.1.0".into(),
-            event_types: vec!["*".into()],
-        }
+        Info { name: "contract-v1-1".into(), version: "1.1.0".into(), event_types: vec!["*".into()] }
     }
 
     fn handle(event: Event) -> Result<Outcome, PluginError> {
@@ -23,10 +19,7 @@ impl Guest for Plugin {
         if debug {
             let _ = write(Level::Debug, &format!("handling {}", event.id));
         }
-        Ok(Outcome {
-            data: Some(format!("{{\"contract\":\"1.1.0\",\"debug_enabled\":{debug}}}")),
-            actions: vec![],
-        })
+        Ok(Outcome { data: Some(format!("{{\"contract\":\"1.1.0\",\"debug_enabled\":{debug}}}")), actions: vec![] })
     }
 }
 

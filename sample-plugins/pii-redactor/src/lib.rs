@@ -18,9 +18,8 @@ impl Guest for Plugin {
     }
 
     fn handle(event: Event) -> Result<Outcome, PluginError> {
-        let payload: Value = serde_json::from_str(&event.payload).map_err(|e| {
-            PluginError::new(ErrorKind::InvalidPayload, format!("payload is not valid JSON: {e}"))
-        })?;
+        let payload: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| PluginError::new(ErrorKind::InvalidPayload, format!("payload is not valid JSON: {e}")))?;
         let keep_card_last4 = keep_card_last4(config::get("keep-card-last4")?.as_deref());
         let (redacted, counts) = redact(payload, keep_card_last4);
 
@@ -78,9 +77,7 @@ impl Redactor {
             Value::String(text) => Value::String(self.text(&text)),
             Value::Number(number) => self.number(number),
             Value::Array(items) => Value::Array(items.into_iter().map(|v| self.value(v)).collect()),
-            Value::Object(fields) => {
-                Value::Object(fields.into_iter().map(|(k, v)| (k, self.value(v))).collect())
-            }
+            Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, self.value(v))).collect()),
             other => other,
         }
     }
@@ -127,12 +124,7 @@ impl Redactor {
 
     /// The replacement for a match starting at `start`, if any. Emails go first because
     /// their local part may hold digits that would otherwise look like a phone number.
-    fn match_at(
-        &mut self,
-        bytes: &[u8],
-        start: usize,
-        no_email_before: &mut usize,
-    ) -> Option<(usize, String)> {
+    fn match_at(&mut self, bytes: &[u8], start: usize, no_email_before: &mut usize) -> Option<(usize, String)> {
         if start >= *no_email_before {
             match email_at(bytes, start) {
                 Ok(end) => {
@@ -242,16 +234,16 @@ fn card_at(bytes: &[u8], start: usize) -> Option<(usize, Vec<u8>)> {
         if digits.len() >= 13 {
             candidates.push((at, digits.len()));
         }
-        let separated = matches!(bytes.get(at), Some(b' ' | b'-'))
-            && bytes.get(at + 1).is_some_and(u8::is_ascii_digit);
+        let separated = matches!(bytes.get(at), Some(b' ' | b'-')) && bytes.get(at + 1).is_some_and(u8::is_ascii_digit);
         if !separated {
             break;
         }
         at += 1;
     }
-    candidates.into_iter().rev().find_map(|(end, count)| {
-        luhn_valid(&digits[..count]).then(|| (end, digits[..count].to_vec()))
-    })
+    candidates
+        .into_iter()
+        .rev()
+        .find_map(|(end, count)| luhn_valid(&digits[..count]).then(|| (end, digits[..count].to_vec())))
 }
 
 /// Matches a phone number starting at `start`: '+', a digit or '(' first, then digits and
@@ -306,7 +298,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 #[cfg(test)]

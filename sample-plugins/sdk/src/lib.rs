@@ -18,9 +18,7 @@ wit_bindgen::generate!({
 });
 
 pub use exports::nexus::plugin::handler::Guest;
-pub use nexus::plugin::types::{
-    Action, Capability, ErrorKind, Event, HostError, Info, Outcome, PluginError,
-};
+pub use nexus::plugin::types::{Action, Capability, ErrorKind, Event, HostError, Info, Outcome, PluginError};
 pub use nexus::plugin::{config, http, kv, usage};
 
 impl PluginError {

@@ -38,9 +38,10 @@ impl Guest for Plugin {
         let rates = config::get("rates")?.ok_or_else(|| invalid_config("config rates is not set"))?;
         let rate_bp = rate_for(&parse_rates(&rates)?, &order.region)?;
         let tax_minor = tax_minor(order.amount_minor, rate_bp, rounding);
-        let total_with_tax_minor = order.amount_minor.checked_add(tax_minor).ok_or_else(|| {
-            invalid_payload("payload field amount_minor is too large")
-        })?;
+        let total_with_tax_minor = order
+            .amount_minor
+            .checked_add(tax_minor)
+            .ok_or_else(|| invalid_payload("payload field amount_minor is too large"))?;
 
         let total_key = format!("total/{}/{}", order.region, order.currency);
         let previous_total = read_total(&total_key)?;
@@ -81,10 +82,7 @@ pub fn direction(event_type: &str) -> Result<Direction, PluginError> {
     match event_type {
         "order.created" => Ok(Direction::Add),
         "order.refunded" => Ok(Direction::Subtract),
-        other => Err(PluginError::new(
-            ErrorKind::UnsupportedEvent,
-            format!("{NAME} does not handle {other}"),
-        )),
+        other => Err(PluginError::new(ErrorKind::UnsupportedEvent, format!("{NAME} does not handle {other}"))),
     }
 }
 
@@ -177,8 +175,8 @@ pub struct Order {
 
 impl Order {
     pub fn parse(payload: &str) -> Result<Self, PluginError> {
-        let value: Value = serde_json::from_str(payload)
-            .map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_str(payload).map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
         let Value::Object(fields) = value else {
             return Err(invalid_payload("payload must be a JSON object"));
         };

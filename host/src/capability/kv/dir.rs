@@ -67,7 +67,12 @@ impl KvStore for DirKv {
         Box::pin(async move { Ok(usage_of(&self.load(scope)?)) })
     }
 
-    fn commit<'a>(&'a self, scope: &'a KvScope, writes: Vec<KvWrite>, quota: KvQuota) -> BoxFuture<'a, Result<(), KvError>> {
+    fn commit<'a>(
+        &'a self,
+        scope: &'a KvScope,
+        writes: Vec<KvWrite>,
+        quota: KvQuota,
+    ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             let _guard = self.commit_lock.lock().map_err(|_| KvError::Backend("commit lock poisoned".into()))?;
             let mut entries = self.load(scope)?;

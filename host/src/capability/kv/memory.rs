@@ -36,7 +36,12 @@ impl KvStore for MemoryKv {
         Box::pin(async move { self.with(scope, |entries| usage_of(entries)) })
     }
 
-    fn commit<'a>(&'a self, scope: &'a KvScope, writes: Vec<KvWrite>, quota: KvQuota) -> BoxFuture<'a, Result<(), KvError>> {
+    fn commit<'a>(
+        &'a self,
+        scope: &'a KvScope,
+        writes: Vec<KvWrite>,
+        quota: KvQuota,
+    ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             self.with(scope, |entries| {
                 let mut next = entries.clone();

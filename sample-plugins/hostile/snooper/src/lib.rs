@@ -20,7 +20,8 @@ impl Guest for Plugin {
                 .map_err(|e| PluginError::new(ErrorKind::Denied, format!("read {}: {:?}", event.payload, e.kind())))?,
             "snoop.env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-                let home = std::env::var("HOME").map_err(|e| PluginError::new(ErrorKind::Denied, format!("env HOME: {e}")));
+                let home =
+                    std::env::var("HOME").map_err(|e| PluginError::new(ErrorKind::Denied, format!("env HOME: {e}")));
                 match home {
                     Err(error) if vars.is_empty() => return Err(error),
                     _ => format!("found variables {vars:?}"),

@@ -1,0 +1,62 @@
+//! The `nexus` command line: argument parsing and dispatch. Each subcommand lives in its
+//! own module under `cli/`.
+
+mod demo;
+mod output;
+mod plugin_run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "nexus", version, about = "Nexus plugin marketplace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with a plugin component locally.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run every sample and hostile plugin through the host and show the outcomes.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin on one event exactly as the marketplace would, and print the outcome,
+    /// logs and resource figures.
+    Run(Box<plugin_run::RunArgs>),
+}
+
+/// Exit codes: 0 success, 1 the plugin's invocation failed, 2 the command could not run.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(*args).await,
+            Command::Demo => demo::run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

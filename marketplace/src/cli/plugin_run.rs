@@ -1,0 +1,191 @@
+//! `nexus plugin run`: one event through one component, with the same host, grants and
+//! limits the marketplace uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use nexus_host::{
+    Capability, DirKv, Event, Grants, Host, HostConfig, HostPattern, InvocationContext, KvStore, Limits, MemoryKv,
+    Secrets,
+};
+use serde::Deserialize;
+
+use super::output;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plugin component (.wasm) to run.
+    component: PathBuf,
+    /// The event as JSON, or @file: {"type": "invoice.paid", "id": "evt_1", "payload": {...}}.
+    /// `id` defaults to "evt-local"; `payload` (any JSON) to {}.
+    #[arg(long)]
+    event: String,
+    /// A config value for the install (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+    /// A secret for the install (repeatable). Never printed.
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = key_value)]
+    secrets: Vec<(String, String)>,
+    /// A host the plugin may call: name, name:port or *.domain (repeatable).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<HostPattern>,
+    /// Keep the install's KV data in this folder between runs (default: in memory).
+    #[arg(long, value_name = "DIR")]
+    kv_dir: Option<PathBuf>,
+    /// Withhold a capability (repeatable): log, config, secrets, kv, http, usage.
+    #[arg(long = "deny", value_name = "CAPABILITY")]
+    deny: Vec<Capability>,
+    /// The install id, which scopes KV data.
+    #[arg(long, default_value = "local")]
+    install: String,
+    /// Fuel (about one per wasm instruction) for this run.
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Linear memory limit in MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Wall-clock limit in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Where precompiled components are cached (default: ~/.cache/nexus/components).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Print the outcome and report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventArg {
+    #[serde(default = "default_id")]
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default = "empty_object")]
+    payload: serde_json::Value,
+}
+
+fn default_id() -> String {
+    "evt-local".into()
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{arg}`")),
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let event = parse_event(&args.event)?;
+    let bytes = std::fs::read(&args.component).with_context(|| {
+        format!(
+            "cannot read {} (build it with `cargo build --target wasm32-wasip2 --release`)",
+            args.component.display()
+        )
+    })?;
+    let host = Host::new(HostConfig {
+        cache_dir: args.cache_dir.clone().or_else(default_cache_dir),
+        ..HostConfig::default()
+    })?;
+
+    let started = Instant::now();
+    if !args.json {
+        eprintln!("loading {} ({} KiB)...", args.component.display(), bytes.len() / 1024);
+    }
+    let (plugin, source) = host
+        .load(&bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} was refused [{}]: {e}", args.component.display(), e.code()))?;
+    let load_time = started.elapsed();
+    let context = context(&args)?;
+    let invocation = host.invoke(&plugin, context, &event).await;
+
+    if args.json {
+        let result = match &invocation.result {
+            Ok(outcome) => serde_json::json!({ "ok": outcome }),
+            Err(error) => serde_json::json!({ "error": error, "message": error.to_string() }),
+        };
+        let document = serde_json::json!({ "result": result, "report": invocation.report });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        println!(
+            "plugin    {} ({}), {} in {}",
+            plugin.digest(),
+            plugin.contract(),
+            source_name(source),
+            output::duration(load_time)
+        );
+        output::print_invocation(&invocation, usize::MAX);
+    }
+    Ok(if invocation.result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn parse_event(arg: &str) -> anyhow::Result<Event> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read the event file {path}"))?,
+        None => arg.to_string(),
+    };
+    let event: EventArg = serde_json::from_str(&text).with_context(
+        || r#"--event must be JSON like {"type": "user.signup", "id": "evt_1", "payload": {"email": "a@b.c"}}"#,
+    )?;
+    if event.event_type.is_empty() {
+        bail!("--event needs a non-empty \"type\"");
+    }
+    Ok(Event { id: event.id, event_type: event.event_type, payload: event.payload.to_string() })
+}
+
+fn context(args: &RunArgs) -> anyhow::Result<InvocationContext> {
+    let mut grants = Grants::all(args.allow_hosts.clone());
+    for capability in &args.deny {
+        grants.capabilities.remove(capability);
+    }
+    let kv: Arc<dyn KvStore> = match &args.kv_dir {
+        Some(dir) => Arc::new(DirKv::new(dir)),
+        None => Arc::new(MemoryKv::new()),
+    };
+    let mut limits = Limits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = fuel;
+    }
+    if let Some(mib) = args.memory_mib {
+        limits.memory_bytes = mib << 20;
+    }
+    if let Some(ms) = args.timeout_ms {
+        limits.wall_clock = Duration::from_millis(ms);
+    }
+    Ok(InvocationContext {
+        tenant: "local".into(),
+        install: args.install.clone(),
+        grants,
+        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
+        secrets: args.secrets.iter().cloned().collect::<Secrets>(),
+        kv,
+        limits,
+    })
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("nexus").join("components"))
+}
+
+fn source_name(source: nexus_host::LoadSource) -> &'static str {
+    match source {
+        nexus_host::LoadSource::Memory => "already loaded",
+        nexus_host::LoadSource::Disk => "loaded from the precompiled cache",
+        nexus_host::LoadSource::Compiled => "compiled",
+    }
+}
