@@ -68,7 +68,8 @@ fn loading(c: &mut Criterion) {
     let uncached = Host::new(HostConfig::default()).expect("host");
     let mut group = c.benchmark_group("load");
     group.sample_size(20);
-    for (name, path) in [("echo", nexus_sample_plugins::ECHO), ("tax_calculator", nexus_sample_plugins::TAX_CALCULATOR)] {
+    for (name, path) in [("echo", nexus_sample_plugins::ECHO), ("tax_calculator", nexus_sample_plugins::TAX_CALCULATOR)]
+    {
         let bytes = nexus_sample_plugins::bytes(path).expect("plugin");
         let digest = rt.block_on(cached.load(&bytes)).expect("load").0.digest();
         group.bench_with_input(BenchmarkId::new("compile", name), &bytes, |b, bytes| {

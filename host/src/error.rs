@@ -91,11 +91,9 @@ pub enum InvocationError {
     /// Any other trap (unreachable, bad memory access, ...).
     #[error("plugin trapped: {message}")]
     Trapped { message: String },
-    /// The plugin does not implement the function asked for in this contract version.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The host could not run the plugin at all (for example, the instance pool is misconfigured).
+    /// The host could not complete the invocation (for example, the KV store failed).
     #[error("host failure: {message}")]
+    #[serde(rename = "host_failure")]
     Host { message: String },
 }
 
@@ -107,7 +105,6 @@ impl InvocationError {
             Self::LimitExceeded(_) => "limit_exceeded",
             Self::Panicked { .. } => "panicked",
             Self::Trapped { .. } => "trapped",
-            Self::Unsupported(_) => "unsupported",
             Self::Host { .. } => "host_failure",
         }
     }

@@ -22,7 +22,7 @@ impl Host {
     pub async fn invoke(&self, plugin: &Plugin, context: InvocationContext, event: &Event) -> Invocation {
         let limits = context.limits.clone();
         let input = event.payload.len() as u64;
-        let mut run = if input > limits.input_bytes {
+        let run = if input > limits.input_bytes {
             let limit = LimitExceeded { limit: Limit::InputBytes, used: input, max: limits.input_bytes };
             Run {
                 result: Err(InvocationError::LimitExceeded(limit)),
@@ -34,19 +34,19 @@ impl Host {
             let event = wit::Event::from(event);
             self.run(plugin, context, |pre, store| Box::pin(call_handle(pre, store, event))).await
         };
-        let mut result = std::mem::replace(&mut run.result, Err(InvocationError::Unsupported(String::new())))
+        let Run { result, mut state, elapsed, fuel_used } = run;
+        let mut result = result
             .and_then(|guest| guest.map(Outcome::from).map_err(InvocationError::from))
             .and_then(|outcome| check_output(outcome, limits.output_bytes));
         let mut kv_writes = 0;
-        if let (Ok(_), Some(state)) = (&result, run.state.as_mut()) {
+        if let (Ok(_), Some(state)) = (&result, state.as_mut()) {
             match state.kv.commit(KvQuota::of(&limits)).await {
                 Ok(writes) => kv_writes = writes as u64,
                 Err(KvError::Quota(limit)) => result = Err(InvocationError::LimitExceeded(limit)),
                 Err(other) => result = Err(InvocationError::Host { message: other.to_string() }),
             }
         }
-        let mut report = run.report(plugin, &result);
-        report.kv_writes = kv_writes;
+        let report = report(plugin, &result, state, elapsed, fuel_used, kv_writes);
         self.metrics.record_invocation(&report);
         Invocation { result, report }
     }
@@ -99,25 +99,40 @@ struct Run<T> {
     fuel_used: u64,
 }
 
-impl<T> Run<T> {
-    fn report(&self, plugin: &Plugin, result: &Result<Outcome, InvocationError>) -> Report {
-        let state = self.state.as_ref();
-        Report {
-            digest: plugin.digest,
-            contract: plugin.contract,
-            outcome: outcome_label(result),
-            duration_us: u64::try_from(self.elapsed.as_micros()).unwrap_or(u64::MAX),
-            fuel_used: self.fuel_used,
-            peak_memory_bytes: state.map_or(0, |s| s.limiter.peak_memory),
-            logs: state.map(|s| s.log.lines.clone()).unwrap_or_default(),
-            stdout: state.map(|s| captured(&s.stdout)).unwrap_or_default(),
-            stderr: state.map(|s| captured(&s.stderr)).unwrap_or_default(),
-            usage: state.map(|s| s.usage.clone()).unwrap_or_default(),
-            http_requests: state.map_or(0, |s| s.http_requests),
-            kv_writes: 0,
-            denials: state.map(|s| s.denials.clone()).unwrap_or_default(),
-        }
+/// The report of a finished invocation; takes what the store data collected.
+fn report(
+    plugin: &Plugin,
+    result: &Result<Outcome, InvocationError>,
+    state: Option<InvocationState>,
+    elapsed: Duration,
+    fuel_used: u64,
+    kv_writes: u64,
+) -> Report {
+    let mut report = Report {
+        digest: plugin.digest,
+        contract: plugin.contract,
+        outcome: outcome_label(result),
+        duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        fuel_used,
+        peak_memory_bytes: 0,
+        logs: Vec::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        usage: Default::default(),
+        http_requests: 0,
+        kv_writes,
+        denials: Vec::new(),
+    };
+    if let Some(state) = state {
+        report.peak_memory_bytes = state.limiter.peak_memory;
+        report.stdout = captured(&state.stdout);
+        report.stderr = captured(&state.stderr);
+        report.logs = state.log.lines;
+        report.usage = state.usage;
+        report.http_requests = state.http_requests;
+        report.denials = state.denials;
     }
+    report
 }
 
 impl From<wit::PluginError> for InvocationError {
@@ -158,6 +173,9 @@ fn classify(error: &wasmtime::Error, store: &Store<InvocationState>, fuel: u64) 
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return InvocationError::LimitExceeded(*limit);
     }
+    if let Some(limit) = instance_limit(error, store.data().limits().instances) {
+        return InvocationError::LimitExceeded(limit);
+    }
     let stack = WASM_STACK_BYTES as u64;
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => {
@@ -173,6 +191,14 @@ fn classify(error: &wasmtime::Error, store: &Store<InvocationState>, fuel: u64) 
         Some(trap) => InvocationError::Trapped { message: trap.to_string() },
         None => InvocationError::Trapped { message: format!("{error:#}") },
     }
+}
+
+/// wasmtime reports the instance limit of a `ResourceLimiter` only as text:
+/// "resource limit exceeded: instance count too high at N".
+fn instance_limit(error: &wasmtime::Error, max: u64) -> Option<LimitExceeded> {
+    let text = error.to_string();
+    let used = text.strip_prefix("resource limit exceeded: instance count too high at ")?.trim().parse().ok()?;
+    Some(LimitExceeded { limit: Limit::Instances, used, max })
 }
 
 /// The message of a Rust panic as the standard library prints it:

@@ -54,8 +54,7 @@ pub struct Metrics {
 }
 
 /// Outcome labels, in the order of `Metrics::invocations`.
-pub const OUTCOMES: [&str; 7] =
-    ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "unsupported", "host_failure"];
+pub const OUTCOMES: [&str; 6] = ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "host_failure"];
 
 /// A copy of the counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

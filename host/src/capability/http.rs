@@ -24,7 +24,8 @@ impl Host for InvocationState {
     async fn send(&mut self, request: Request) -> Result<Response, CallError> {
         self.require(Capability::Http)?;
         let url = reqwest::Url::parse(&request.url)
-            .map_err(|e| HostError::InvalidArgument(format!("invalid url `{}`: {e}", request.url)))?;
+            // Without the URL itself: it may carry a secret.
+            .map_err(|e| HostError::InvalidArgument(format!("invalid url: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HostError::InvalidArgument(format!("unsupported scheme `{}`", url.scheme())).into());
         }
