@@ -3,11 +3,15 @@
 
 use std::fmt;
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
+use wasmparser::{Parser, Payload, Validator};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::error::LoadError;
+use crate::grants::Capability;
 
 /// The contract versions this host runs, oldest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,16 +70,82 @@ const ALLOWED_IMPORTS: &[&str] = &[
 /// Reads the contract version from the handler export and checks every import.
 pub fn detect(engine: &Engine, component: &Component) -> Result<ContractVersion, LoadError> {
     let ty = component.component_type();
-    for (name, _) in ty.imports(engine) {
-        if !ALLOWED_IMPORTS.iter().any(|prefix| name.starts_with(prefix)) {
-            return Err(LoadError::UnsupportedImport(name.to_string()));
+    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    classify(&imports, &exports)
+}
+
+/// What a component asks of the host, read without compiling it: the registry uses this to
+/// validate uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspection {
+    pub contract: ContractVersion,
+    /// Every top-level import name, such as `nexus:plugin/kv@1.0.0`.
+    pub imports: Vec<String>,
+    /// The capabilities the imports need. Importing `config` needs `config` or `secrets`
+    /// (one interface holds both); it is listed as `config`.
+    pub capabilities: BTreeSet<Capability>,
+}
+
+/// Validates `bytes` as a component and reads its contract version and imports.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, LoadError> {
+    if Parser::is_core_wasm(bytes) {
+        return Err(LoadError::NotAComponent(
+            "it is a core WebAssembly module; build it as a component (wasm32-wasip2)".into(),
+        ));
+    }
+    if !Parser::is_component(bytes) {
+        return Err(LoadError::NotAComponent("the bytes do not start with the WebAssembly component header".into()));
+    }
+    Validator::new().validate_all(bytes).map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    // Nested modules and components have sections of their own; only depth 1 is the
+    // component's interface to the host.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| LoadError::NotAComponent(e.to_string()))? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 1 => {
+                for import in section {
+                    imports.push(import.map_err(|e| LoadError::NotAComponent(e.to_string()))?.name.name.to_string());
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 1 => {
+                for export in section {
+                    exports.push(export.map_err(|e| LoadError::NotAComponent(e.to_string()))?.name.name.to_string());
+                }
+            }
+            _ => {}
         }
     }
-    let handler = ty
-        .exports(engine)
-        .find_map(|(name, _)| name.strip_prefix(HANDLER).map(str::to_owned))
+    let contract = classify(&imports, &exports)?;
+    let capabilities = imports.iter().filter_map(|name| capability_of(name)).collect();
+    Ok(Inspection { contract, imports, capabilities })
+}
+
+/// The capability an import needs, if it is a contract interface that needs one.
+fn capability_of(import: &str) -> Option<Capability> {
+    let interface = import.strip_prefix("nexus:plugin/")?.split('@').next()?;
+    match interface {
+        "log" => Some(Capability::Log),
+        "config" => Some(Capability::Config),
+        "kv" => Some(Capability::Kv),
+        "http" => Some(Capability::Http),
+        "usage" => Some(Capability::Usage),
+        _ => None,
+    }
+}
+
+fn classify(imports: &[String], exports: &[String]) -> Result<ContractVersion, LoadError> {
+    if let Some(name) = imports.iter().find(|name| !ALLOWED_IMPORTS.iter().any(|prefix| name.starts_with(prefix))) {
+        return Err(LoadError::UnsupportedImport(name.clone()));
+    }
+    let handler = exports
+        .iter()
+        .find_map(|name| name.strip_prefix(HANDLER))
         .ok_or_else(|| LoadError::UnsupportedContract("it exports no nexus:plugin/handler interface".into()))?;
-    parse_version(&handler)
+    parse_version(handler)
 }
 
 fn parse_version(version: &str) -> Result<ContractVersion, LoadError> {

@@ -203,14 +203,8 @@ impl Drop for Host {
 }
 
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        return Err(LoadError::NotAComponent(
-            "it is a core WebAssembly module; build it as a component (wasm32-wasip2)".into(),
-        ));
-    }
-    if !wasmparser::Parser::is_component(bytes) {
-        return Err(LoadError::NotAComponent("the bytes do not start with the WebAssembly component header".into()));
-    }
+    // The same checks the registry runs, so both refuse a component with the same error.
+    contract::inspect(bytes)?;
     Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
 }
 

@@ -80,3 +80,24 @@ fn what_is_not_a_plugin_is_refused_with_a_reason() {
         "the component imports `wasi:http/outgoing-handler@0.2.0`, which the host does not provide"
     );
 }
+
+#[test]
+fn inspection_reads_contract_and_capabilities_without_compiling() {
+    use nexus_host::contract::inspect;
+
+    let echo = inspect(&nexus_sample_plugins::bytes(ECHO).expect("echo")).expect("inspect");
+    assert_eq!(echo.contract, ContractVersion::V1_0);
+    assert_eq!(echo.capabilities, [Capability::Config].into_iter().collect());
+    let notifier =
+        inspect(&nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).expect("notifier")).expect("inspect");
+    let wanted = [Capability::Log, Capability::Config, Capability::Http, Capability::Usage];
+    assert_eq!(notifier.capabilities, wanted.into_iter().collect());
+    assert!(notifier.imports.iter().any(|i| i == "nexus:plugin/http@1.0.0"), "{:?}", notifier.imports);
+    let newer = inspect(&nexus_sample_plugins::bytes(CONTRACT_V1_1).expect("v1.1")).expect("inspect");
+    assert_eq!(newer.contract, ContractVersion::V1_1);
+
+    let core = wat::parse_str("(module)").expect("wat");
+    assert_eq!(inspect(&core).map(|_| ()).map_err(|e| e.code()), Err("not_a_component"));
+    let sneaky = wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#).expect("wat");
+    assert_eq!(inspect(&sneaky).map(|_| ()).map_err(|e| e.code()), Err("unsupported_import"));
+}
