@@ -1,0 +1,125 @@
+//! The registry's database: SQLite by default (one file in the data folder, WAL), PostgreSQL
+//! when given a `postgres://` URL so several nodes share one registry. Both run the same
+//! queries through sqlx's `Any` driver; only the migrations differ per backend.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::error::RegistryError;
+
+/// Migrations in order; each runs once, in its own transaction, recorded in
+/// `registry_migrations`. Never edit one that has shipped: add the next.
+const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_registry.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_registry.sql")];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pool and which backend it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(RegistryError::Storage(format!(
+                "unsupported database URL `{url}`: expected sqlite://<file> or postgres://..."
+            )));
+        };
+        let options = AnyConnectOptions::from_str(url).map_err(storage)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers run beside the writer; foreign keys are off by
+                        // default in SQLite; waiting beats failing when a writer holds the lock.
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA foreign_keys = ON").await?;
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(storage)?;
+        let db = Self { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// A SQLite database in `folder/registry.db`, created if missing.
+    pub async fn sqlite_in(folder: &Path) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(folder).map_err(|e| RegistryError::Storage(format!("{}: {e}", folder.display())))?;
+        Self::connect(&format!("sqlite://{}?mode=rwc", folder.join("registry.db").display())).await
+    }
+
+    async fn migrate(&self) -> Result<(), RegistryError> {
+        let migrations = match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        let mut tx = self.pool.begin().await.map_err(storage)?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS registry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(storage)?;
+        if self.backend == Backend::Postgres {
+            // Several nodes may start at once: one migrates, the others wait for it.
+            tx.execute("LOCK TABLE registry_migrations IN EXCLUSIVE MODE").await.map_err(storage)?;
+        }
+        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registry_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage)?;
+        for (index, migration) in migrations.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
+            sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(storage)?;
+            sqlx::query("INSERT INTO registry_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(index as i64 + 1)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+        }
+        tx.commit().await.map_err(storage)
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time type of every table.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(crate) fn storage(error: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Storage(error.to_string())
+}
+
+/// Whether a database error is a unique-constraint violation (SQLSTATE 23505 on
+/// PostgreSQL, extended code 2067/1555 on SQLite).
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("23505" | "2067" | "1555"))
+                || db.message().contains("UNIQUE constraint failed")
+        }
+        _ => false,
+    }
+}
