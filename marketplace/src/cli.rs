@@ -1,9 +1,14 @@
 //! The `nexus` command line: argument parsing and dispatch. Each subcommand lives in its
 //! own module under `cli/`.
 
+mod client;
 mod demo;
+mod keys;
 mod output;
 mod plugin_run;
+mod publish;
+mod serve;
+mod yank;
 
 use std::process::ExitCode;
 
@@ -23,6 +28,24 @@ enum Command {
     Plugin(PluginCommand),
     /// Run every sample and hostile plugin through the host and show the outcomes.
     Demo,
+    /// Run the marketplace server.
+    Serve(serve::ServeArgs),
+    /// Publish a plugin version: build, sign, upload.
+    Publish(Box<publish::PublishArgs>),
+    /// Yank a published version.
+    Yank(yank::YankArgs),
+    /// Manage your publisher's signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Operator commands for publishers.
+    #[command(subcommand)]
+    Publisher(PublisherCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PublisherCommand {
+    /// Create a publisher (namespace) and print its first API token, once.
+    Create(serve::CreatePublisherArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +73,11 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(*args).await,
             Command::Demo => demo::run().await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Publish(args) => publish::run(*args).await,
+            Command::Yank(args) => yank::run(args).await,
+            Command::Keys(command) => keys::run(command).await,
+            Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
         }
     });
     match result {

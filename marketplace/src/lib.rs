@@ -4,3 +4,4 @@
 //! plugin goes through `nexus_host::Host`.
 
 pub mod cli;
+pub mod server;

@@ -77,7 +77,7 @@ impl Credential {
 }
 
 /// A registered signing key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
     pub fingerprint: String,
     pub public_key: String,

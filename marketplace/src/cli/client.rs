@@ -1,0 +1,73 @@
+//! Talking to a Nexus server from the CLI: where it is, which token to send, and turning the
+//! API's error shape into a message that says what to do next.
+
+use clap::Args;
+use serde::de::DeserializeOwned;
+
+/// The registry connection flags shared by `publish`, `yank` and `keys`.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The Nexus server.
+    #[arg(long, env = "NEXUS_REGISTRY", default_value = "http://127.0.0.1:8080")]
+    pub registry: String,
+    /// A publisher API token (create one with `nexus publisher create`).
+    #[arg(long, env = "NEXUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl Connection {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.registry.trim_end_matches('/'))
+    }
+
+    pub fn token(&self) -> anyhow::Result<&str> {
+        self.token.as_deref().map(str::trim).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no API token: pass --token or set NEXUS_TOKEN (an operator creates one with `nexus publisher create`)"
+            )
+        })
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// Sends `request` with the token and decodes a JSON answer, or fails with the API's
+    /// error code and message.
+    pub async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let response =
+            request.bearer_auth(self.token()?).send().await.map_err(|e| unreachable_server(&self.registry, &e))?;
+        decode(response).await
+    }
+}
+
+/// The error for a request that got no answer, with the cause chain (reqwest's own message
+/// alone says only "error sending request").
+pub fn unreachable_server(registry: &str, error: &reqwest::Error) -> anyhow::Error {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    anyhow::anyhow!("cannot reach {registry}: {message} (is `nexus serve` running there?)")
+}
+
+pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    let status = response.status();
+    let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let body = response.text().await?;
+    if status.is_success() {
+        return serde_json::from_str(&body).map_err(|e| anyhow::anyhow!("unexpected answer from the server: {e}"));
+    }
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let code = error["error"]["code"].as_str().unwrap_or("http_error");
+    let message = error["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}"));
+    let hint = match (code, retry_after) {
+        ("rate_limited", Some(seconds)) => format!(" — try again in {seconds} s"),
+        ("unauthenticated" | "token_revoked" | "token_expired", _) => " — check --token / NEXUS_TOKEN".into(),
+        ("version_exists", _) => " — bump `version` in nexus.toml".into(),
+        _ => String::new(),
+    };
+    anyhow::bail!("{message} [{code}]{hint}")
+}

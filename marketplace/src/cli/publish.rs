@@ -1,0 +1,154 @@
+//! `nexus publish`: build (if given a crate), sign (if a key is configured), upload with a
+//! progress bar, and print the digest and the listing URL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use nexus_host::Digest;
+use nexus_registry::signature::signing_message;
+use nexus_registry::{Manifest, SecretKey};
+use serde::Deserialize;
+
+use super::client::{Connection, decode, unreachable_server};
+use super::keys::{default_key_path, read_secret_key};
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A plugin crate folder (with Cargo.toml and nexus.toml) or a built component (.wasm).
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// The manifest, when publishing a .wasm that has no nexus.toml beside it.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The signing key file (default: ~/.config/nexus/signing.key when it exists).
+    #[arg(long, env = "NEXUS_SIGNING_KEY")]
+    key: Option<PathBuf>,
+    /// Publish unsigned even if a key is configured.
+    #[arg(long)]
+    no_sign: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Deserialize)]
+struct PublishedBody {
+    id: String,
+    version: String,
+    digest: String,
+    size: u64,
+    signed_by: Option<String>,
+    warnings: Vec<String>,
+    url: String,
+}
+
+pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let (component_path, manifest_path) = locate(&args)?;
+    let manifest_text = std::fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read the manifest {}", manifest_path.display()))?;
+    let manifest = Manifest::from_toml(&manifest_text).with_context(|| format!("in {}", manifest_path.display()))?;
+    let component =
+        std::fs::read(&component_path).with_context(|| format!("cannot read {}", component_path.display()))?;
+    let digest = Digest::of(&component);
+
+    let mut form = reqwest::multipart::Form::new().text("manifest", manifest_text).text("digest", digest.to_string());
+    if let Some(key) = signing_key(&args)? {
+        let signature = key.sign(&signing_message(&manifest.id, &manifest.version, &digest));
+        eprintln!("signing with key {}", key.public_key().fingerprint());
+        form = form.text("signature", signature.to_string()).text("key", key.public_key().fingerprint());
+    }
+    eprintln!("uploading {} {} ({} KiB, {digest})", manifest.id, manifest.version, component.len() / 1024);
+    form = form.part("component", progress_part(component)?);
+
+    let request = args.connection.client().post(args.connection.url("/v1/publish")).multipart(form);
+    let response = request
+        .bearer_auth(args.connection.token()?)
+        .send()
+        .await
+        .map_err(|e| unreachable_server(&args.connection.registry, &e))?;
+    let published: PublishedBody = decode(response).await?;
+    for warning in &published.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("published {}@{} ({} bytes)", published.id, published.version, published.size);
+    println!("digest    {}", published.digest);
+    if let Some(key) = &published.signed_by {
+        println!("signed by {key}");
+    }
+    println!("listing   {}", published.url);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The component to upload and its manifest: a crate folder is built first.
+fn locate(args: &PublishArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if args.path.is_dir() {
+        let manifest = args.manifest.clone().unwrap_or_else(|| args.path.join("nexus.toml"));
+        if !manifest.exists() {
+            bail!("{} has no nexus.toml; write one (see wit/README.md) or pass --manifest", args.path.display());
+        }
+        return Ok((build(&args.path)?, manifest));
+    }
+    let beside = args.path.parent().map(|dir| dir.join("nexus.toml"));
+    let manifest = args.manifest.clone().or(beside.filter(|p| p.exists())).ok_or_else(|| {
+        anyhow::anyhow!("no manifest for {}: pass --manifest path/to/nexus.toml", args.path.display())
+    })?;
+    Ok((args.path.clone(), manifest))
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`, returning the component it
+/// produced (read from cargo's JSON messages, so any target folder layout works).
+fn build(dir: &Path) -> anyhow::Result<PathBuf> {
+    eprintln!("building {} for wasm32-wasip2...", dir.display());
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .current_dir(dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("the build failed (see above); if the target is missing: rustup target add wasm32-wasip2");
+    }
+    let package_manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["manifest_path"].as_str().map(PathBuf::from).as_ref() == Some(&package_manifest))
+        .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|file| file.as_str().map(PathBuf::from))
+        .find(|file| file.extension().is_some_and(|e| e == "wasm"))
+        .ok_or_else(|| anyhow::anyhow!("the build produced no .wasm; is the crate a `cdylib`?"))
+}
+
+fn signing_key(args: &PublishArgs) -> anyhow::Result<Option<SecretKey>> {
+    if args.no_sign {
+        return Ok(None);
+    }
+    match &args.key {
+        Some(path) => read_secret_key(path).map(Some),
+        None => match default_key_path().filter(|p| p.exists()) {
+            Some(path) => read_secret_key(&path).map(Some),
+            None => Ok(None),
+        },
+    }
+}
+
+/// The component as a form part whose upload advances a progress bar.
+fn progress_part(component: Vec<u8>) -> anyhow::Result<reqwest::multipart::Part> {
+    let length = component.len() as u64;
+    let bar = ProgressBar::new(length);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec}")?);
+    let chunks: Vec<Vec<u8>> = component.chunks(64 << 10).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        bar.inc(chunk.len() as u64);
+        if bar.position() == length {
+            bar.finish_and_clear();
+        }
+        Ok::<_, std::io::Error>(chunk)
+    }));
+    Ok(reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), length)
+        .file_name("component.wasm")
+        .mime_str("application/wasm")?)
+}

@@ -1,0 +1,254 @@
+//! Registry routes: publish, versions, resolution, artifact download, yank, keys, tokens.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use nexus_registry::{
+    KeyInfo, MAX_COMPONENT_BYTES, PluginId, PublicKey, PublishRequest, Published, Scope, Signature, SignedBy,
+    VersionRecord, resolve::parse_requirement,
+};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Publisher;
+use super::{ApiError, AppState};
+
+/// Room for the manifest and the form's framing around the largest component.
+const MAX_UPLOAD_BYTES: usize = MAX_COMPONENT_BYTES as usize + (1 << 20);
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/publish", post(publish_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .route("/v1/plugins/{publisher}/{name}/versions", get(list_versions))
+        .route("/v1/plugins/{publisher}/{name}/versions/{version}", get(get_version))
+        .route("/v1/plugins/{publisher}/{name}/versions/{version}/component", get(download_component))
+        .route("/v1/plugins/{publisher}/{name}/versions/{version}/yank", post(yank_version))
+        .route("/v1/plugins/{publisher}/{name}/resolve", get(resolve_version))
+        .route("/v1/publishers/{publisher}/keys", get(list_keys).post(add_key))
+        .route("/v1/publishers/{publisher}/keys/{fingerprint}", delete(revoke_key))
+        .route("/v1/publishers/{publisher}/tokens", post(create_token))
+        .route("/v1/publishers/{publisher}/tokens/{id}", delete(revoke_token))
+        .route("/v1/whoami", get(who_am_i))
+}
+
+#[derive(Serialize)]
+struct WhoAmI {
+    publisher: String,
+    token_id: String,
+    scopes: BTreeSet<Scope>,
+}
+
+/// The publisher and scopes of the calling token, so the CLI needs no extra flags.
+async fn who_am_i(Publisher(caller): Publisher) -> Json<WhoAmI> {
+    Json(WhoAmI { publisher: caller.publisher.to_string(), token_id: caller.token_id, scopes: caller.scopes })
+}
+
+fn plugin_id(publisher: &str, name: &str) -> Result<PluginId, ApiError> {
+    Ok(format!("{publisher}/{name}").parse::<PluginId>().map_err(nexus_registry::RegistryError::from)?)
+}
+
+fn version(text: &str) -> Result<Version, ApiError> {
+    text.parse().map_err(|_| nexus_registry::RegistryError::InvalidVersion(text.to_string()).into())
+}
+
+/// `multipart/form-data` with parts `manifest` (the nexus.toml text), `component` (the
+/// bytes), and optionally `digest`, `signature` and `key` (the signing key's fingerprint).
+async fn publish_version(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    mut form: Multipart,
+) -> Result<(StatusCode, Json<PublishedBody>), ApiError> {
+    let (mut manifest, mut component, mut digest, mut signature, mut key) = (None, None, None, None, None);
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
+        let text = || {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|_| ApiError::bad_request("invalid_form", format!("form part {name} is not UTF-8")))
+        };
+        match name.as_str() {
+            "manifest" => manifest = Some(text()?),
+            "component" => component = Some(bytes.to_vec()),
+            "digest" => digest = Some(text()?),
+            "signature" => signature = Some(text()?),
+            "key" => key = Some(text()?),
+            other => return Err(ApiError::bad_request("invalid_form", format!("unknown form part `{other}`"))),
+        }
+    }
+    let missing = |part: &str| ApiError::bad_request("invalid_form", format!("the form has no `{part}` part"));
+    let signature = match (signature, key) {
+        (Some(signature), Some(key)) => {
+            let signature: Signature = signature.parse().map_err(nexus_registry::RegistryError::from)?;
+            Some(SignedBy { key_fingerprint: key.trim().to_string(), signature })
+        }
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("invalid_form", "`signature` and `key` go together")),
+    };
+    let request = PublishRequest {
+        manifest: manifest.ok_or_else(|| missing("manifest"))?,
+        component: component.ok_or_else(|| missing("component"))?,
+        claimed_digest: digest,
+        signature,
+    };
+    let published = state.registry.publish(&caller, request).await?;
+    let url = format!("{}/v1/plugins/{}/versions/{}", state.public_url, published.id, published.version);
+    Ok((StatusCode::CREATED, Json(PublishedBody { published, url })))
+}
+
+#[derive(Serialize)]
+struct PublishedBody {
+    #[serde(flatten)]
+    published: Published,
+    url: String,
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Json<Vec<VersionRecord>>, ApiError> {
+    Ok(Json(state.registry.versions(&plugin_id(&publisher, &name)?).await?))
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    Path((publisher, name, text)): Path<(String, String, String)>,
+) -> Result<Json<VersionRecord>, ApiError> {
+    Ok(Json(state.registry.version(&plugin_id(&publisher, &name)?, &version(&text)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveQuery {
+    req: String,
+}
+
+async fn resolve_version(
+    State(state): State<AppState>,
+    Path((publisher, name)): Path<(String, String)>,
+    Query(query): Query<ResolveQuery>,
+) -> Result<Json<VersionRecord>, ApiError> {
+    let requirement = parse_requirement(&query.req).map_err(nexus_registry::RegistryError::from)?;
+    Ok(Json(state.registry.resolve(&plugin_id(&publisher, &name)?, &requirement).await?))
+}
+
+/// The component bytes, verified against their digest before a byte is sent.
+async fn download_component(
+    State(state): State<AppState>,
+    Path((publisher, name, text)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (record, bytes) = state.registry.fetch(&plugin_id(&publisher, &name)?, &version(&text)?).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+    let digest = HeaderValue::from_str(&record.digest.to_string())
+        .map_err(|e| ApiError::bad_request("invalid_digest", e.to_string()))?;
+    headers.insert("x-nexus-digest", digest);
+    if let (Some(signature), Some(key)) = (&record.signature, &record.key_fingerprint)
+        && let (Ok(signature), Ok(key)) = (HeaderValue::from_str(signature), HeaderValue::from_str(key))
+    {
+        headers.insert("x-nexus-signature", signature);
+        headers.insert("x-nexus-signing-key", key);
+    }
+    Ok((headers, Bytes::from(bytes)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YankBody {
+    reason: String,
+    #[serde(default)]
+    successor: Option<String>,
+}
+
+async fn yank_version(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    Path((publisher, name, text)): Path<(String, String, String)>,
+    body: Result<Json<YankBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<VersionRecord>, ApiError> {
+    let Json(body) = body?;
+    let successor = body.successor.as_deref().map(version).transpose()?;
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(state.registry.yank(&caller, &id, &version(&text)?, &body.reason, successor.as_ref()).await?))
+}
+
+fn own_namespace(caller: &nexus_registry::Credential, publisher: &str) -> Result<(), ApiError> {
+    if caller.publisher.as_str() != publisher {
+        return Err(nexus_registry::RegistryError::NamespaceNotOwned { namespace: publisher.to_string() }.into());
+    }
+    Ok(())
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Path(publisher): Path<String>,
+) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    let name = publisher
+        .parse()
+        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
+    Ok(Json(state.registry.keys(&name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddKeyBody {
+    public_key: String,
+}
+
+async fn add_key(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    Path(publisher): Path<String>,
+    body: Result<Json<AddKeyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<KeyInfo>), ApiError> {
+    let Json(body) = body?;
+    own_namespace(&caller, &publisher)?;
+    let key: PublicKey = body.public_key.parse().map_err(nexus_registry::RegistryError::from)?;
+    Ok((StatusCode::CREATED, Json(state.registry.add_key(&caller, &key).await?)))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    Path((publisher, fingerprint)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    own_namespace(&caller, &publisher)?;
+    state.registry.revoke_key(&caller, &fingerprint).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    scopes: BTreeSet<Scope>,
+    label: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    Path(publisher): Path<String>,
+    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<nexus_registry::IssuedToken>), ApiError> {
+    let Json(body) = body?;
+    own_namespace(&caller, &publisher)?;
+    let expires_at = body.expires_in_days.map(|days| nexus_registry::db::now_ms() + i64::from(days) * 86_400_000);
+    Ok((StatusCode::CREATED, Json(state.registry.issue_token(&caller, body.scopes, &body.label, expires_at).await?)))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    Path((publisher, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    own_namespace(&caller, &publisher)?;
+    state.registry.revoke_token(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
