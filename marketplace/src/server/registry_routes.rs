@@ -65,9 +65,13 @@ async fn publish_version(
     mut form: Multipart,
 ) -> Result<(StatusCode, Json<PublishedBody>), ApiError> {
     let (mut manifest, mut component, mut digest, mut signature, mut key) = (None, None, None, None, None);
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))? {
+    let form_error = |e: axum::extract::multipart::MultipartError| {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_form" };
+        ApiError::new(e.status(), code, e.body_text())
+    };
+    while let Some(field) = form.next_field().await.map_err(form_error)? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request("invalid_form", e.body_text()))?;
+        let bytes = field.bytes().await.map_err(form_error)?;
         let text = || {
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| ApiError::bad_request("invalid_form", format!("form part {name} is not UTF-8")))

@@ -4,3 +4,5 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod plugin_run;
+mod registry_api;
+mod registry_cli;
