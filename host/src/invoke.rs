@@ -72,7 +72,8 @@ impl Host {
             return Run { result: Err(error), state: None, elapsed: Duration::ZERO, fuel_used: 0 };
         };
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, InvocationState::new(context, self.http_client.clone()));
+        let mut store =
+            Store::new(&self.engine, InvocationState::new(context, self.http_client.clone(), self.kv_locks.clone()));
         store.limiter(|state| &mut state.limiter);
         arm_limits(&mut store, fuel, started, wall_clock);
 

@@ -14,6 +14,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::bindings::{latest, since_v1_0};
 use crate::cache::DiskCache;
+use crate::capability::kv::KvLocks;
 use crate::contract::{self, ContractVersion};
 use crate::digest::Digest;
 use crate::error::LoadError;
@@ -103,6 +104,7 @@ pub struct Host {
     pub(crate) http_client: reqwest::Client,
     pub(crate) config: HostConfig,
     pub(crate) metrics: Metrics,
+    pub(crate) kv_locks: Arc<KvLocks>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -125,6 +127,7 @@ impl Host {
             http_client: crate::capability::http::client(),
             config,
             metrics: Metrics::default(),
+            kv_locks: Arc::default(),
             ticker_stop,
         })
     }

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capability::Denial;
 use crate::capability::config::Secrets;
-use crate::capability::kv::{KvScope, KvStore, KvTxn};
+use crate::capability::kv::{KvLocks, KvScope, KvStore, KvTxn};
 use crate::capability::log::LogBuffer;
 use crate::error::{Limit, LimitExceeded};
 use crate::grants::Grants;
@@ -65,7 +65,7 @@ pub struct InvocationState {
 }
 
 impl InvocationState {
-    pub(crate) fn new(context: InvocationContext, http_client: reqwest::Client) -> Self {
+    pub(crate) fn new(context: InvocationContext, http_client: reqwest::Client, kv_locks: Arc<KvLocks>) -> Self {
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         // Default deny: no preopened directories, no environment, no arguments, no sockets,
@@ -78,7 +78,7 @@ impl InvocationState {
             .allow_ip_name_lookup(false)
             .build();
         let scope = KvScope { tenant: context.tenant.clone(), install: context.install.clone() };
-        let kv = KvTxn::new(scope, context.kv.clone());
+        let kv = KvTxn::new(scope, context.kv.clone(), kv_locks);
         Self {
             wasi,
             table: ResourceTable::new(),

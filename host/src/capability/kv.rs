@@ -104,6 +104,32 @@ pub(crate) fn usage_of(entries: &BTreeMap<String, Vec<u8>>) -> KvUsage {
     KvUsage { keys: entries.len() as u64, bytes }
 }
 
+/// One lock per scope, so invocations of one install that use KV run one at a time: a
+/// plugin's read-modify-write (a running total) never loses another invocation's update.
+/// Invocations that never call `kv` take no lock.
+#[derive(Debug, Default)]
+pub struct KvLocks {
+    scopes: std::sync::Mutex<std::collections::HashMap<KvScope, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Scopes kept without a holder before the table is swept of idle locks.
+const IDLE_LOCKS_BEFORE_SWEEP: usize = 4096;
+
+impl KvLocks {
+    async fn lock(&self, scope: &KvScope) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            // A poisoned table only means another thread panicked mid-insert; the map is
+            // still usable.
+            let mut scopes = self.scopes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if scopes.len() > IDLE_LOCKS_BEFORE_SWEEP {
+                scopes.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            scopes.entry(scope.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// One invocation's view of its scope: staged writes over the store.
 pub struct KvTxn {
     scope: KvScope,
@@ -111,11 +137,21 @@ pub struct KvTxn {
     writes: BTreeMap<String, Option<Vec<u8>>>,
     /// Usage with the staged writes applied; loaded on the first write.
     usage: Option<KvUsage>,
+    locks: Arc<KvLocks>,
+    /// Held from the first KV call until the invocation's state is dropped.
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl KvTxn {
-    pub fn new(scope: KvScope, store: Arc<dyn KvStore>) -> Self {
-        Self { scope, store, writes: BTreeMap::new(), usage: None }
+    pub fn new(scope: KvScope, store: Arc<dyn KvStore>, locks: Arc<KvLocks>) -> Self {
+        Self { scope, store, writes: BTreeMap::new(), usage: None, locks, guard: None }
+    }
+
+    /// Takes the scope's lock before the first read or write.
+    async fn enter(&mut self) {
+        if self.guard.is_none() {
+            self.guard = Some(self.locks.lock(&self.scope).await);
+        }
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -127,6 +163,7 @@ impl KvTxn {
 
     /// Stages a write after checking that the scope stays within `quota`.
     async fn stage(&mut self, key: String, value: Option<Vec<u8>>, quota: KvQuota) -> Result<bool, CallError> {
+        self.enter().await;
         let mut usage = match self.usage {
             Some(usage) => usage,
             None => self.store.usage(&self.scope).await.map_err(trap)?,
@@ -176,6 +213,7 @@ impl Host for InvocationState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CallError> {
         self.require(Capability::Kv)?;
         check_key(&key)?;
+        self.kv.enter().await;
         self.kv.read(&key).await.map_err(trap)
     }
 
@@ -199,6 +237,7 @@ impl Host for InvocationState {
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, CallError> {
         self.require(Capability::Kv)?;
+        self.kv.enter().await;
         let stored = self.kv.store.list_keys(&self.kv.scope, &prefix).await.map_err(trap)?;
         let mut keys: std::collections::BTreeSet<String> = stored.into_iter().collect();
         for (key, value) in self.kv.writes.range(prefix.clone()..) {
