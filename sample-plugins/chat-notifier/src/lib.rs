@@ -6,7 +6,7 @@
 //! be tested without a host; [`Plugin::handle`] only adds the capability calls around it.
 
 use nexus_plugin_sdk::http::{Method, Request, Response, send};
-use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, log, usage};
+use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, log, payload, usage};
 use serde_json::{Map, Value, json};
 
 const NAME: &str = "chat-notifier";
@@ -29,7 +29,8 @@ impl Guest for Plugin {
         // Validate the event before touching any capability: a bad event must not cost a
         // webhook call, and the check needs no grants.
         let text = message_text(&event.event_type, &event.payload)?;
-        let url = config::secret("webhook-url")?.ok_or_else(|| invalid_config("secret webhook-url is not set"))?;
+        let url = config::secret("webhook-url")?
+            .ok_or_else(|| PluginError::invalid_config("secret webhook-url is not set"))?;
         let channel = config::get("channel")?.unwrap_or_else(|| DEFAULT_CHANNEL.into());
         let username = config::get("username")?.unwrap_or_else(|| DEFAULT_USERNAME.into());
 
@@ -77,7 +78,7 @@ pub fn message_text(event_type: &str, payload: &str) -> Result<String, PluginErr
     if !EVENT_TYPES.contains(&event_type) {
         return Err(PluginError::new(ErrorKind::UnsupportedEvent, format!("{NAME} does not handle {event_type}")));
     }
-    let fields = parse_object(payload)?;
+    let fields = payload::object(payload)?;
     match event_type {
         "invoice.paid" => invoice_paid_text(&fields),
         "user.signup" => user_signup_text(&fields),
@@ -86,24 +87,24 @@ pub fn message_text(event_type: &str, payload: &str) -> Result<String, PluginErr
 }
 
 fn invoice_paid_text(fields: &Map<String, Value>) -> Result<String, PluginError> {
-    let invoice_id = string_field(fields, "invoice_id")?;
-    let customer = string_field(fields, "customer")?;
-    let amount_minor = integer_field(fields, "amount_minor")?;
+    let invoice_id = payload::string(fields, "invoice_id")?;
+    let customer = payload::string(fields, "customer")?;
+    let amount_minor = payload::integer(fields, "amount_minor")?;
     let currency = currency_field(fields, "currency")?;
     let amount = format_amount(amount_minor, currency);
     Ok(format!("Invoice {invoice_id} paid by {customer}: {amount} {currency}"))
 }
 
 fn user_signup_text(fields: &Map<String, Value>) -> Result<String, PluginError> {
-    let email = string_field(fields, "email")?;
-    let name = string_field(fields, "name")?;
+    let email = payload::string(fields, "email")?;
+    let name = payload::string(fields, "name")?;
     Ok(format!("New signup: {name} <{email}>"))
 }
 
 fn ticket_created_text(fields: &Map<String, Value>) -> Result<String, PluginError> {
-    let ticket_id = string_field(fields, "ticket_id")?;
-    let subject = string_field(fields, "subject")?;
-    let priority = string_field(fields, "priority")?;
+    let ticket_id = payload::string(fields, "ticket_id")?;
+    let subject = payload::string(fields, "subject")?;
+    let priority = payload::string(fields, "priority")?;
     Ok(format!("Ticket {ticket_id} ({priority}): {subject}"))
 }
 
@@ -136,45 +137,14 @@ pub fn minor_unit_exponent(currency: &str) -> u32 {
     }
 }
 
-fn parse_object(payload: &str) -> Result<Map<String, Value>, PluginError> {
-    let value: Value =
-        serde_json::from_str(payload).map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
-    match value {
-        Value::Object(fields) => Ok(fields),
-        _ => Err(invalid_payload("payload must be a JSON object")),
-    }
-}
-
-fn string_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, PluginError> {
-    fields
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid_payload(format!("payload field {name} must be a string")))
-}
-
-fn integer_field(fields: &Map<String, Value>, name: &str) -> Result<i64, PluginError> {
-    fields
-        .get(name)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| invalid_payload(format!("payload field {name} must be an integer")))
-}
-
 /// A currency must be a 3-letter code: anything else would be formatted with a guessed exponent.
 fn currency_field<'a>(fields: &'a Map<String, Value>, name: &str) -> Result<&'a str, PluginError> {
-    let code = string_field(fields, name)?;
+    let code = payload::string(fields, name)?;
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(code)
     } else {
-        Err(invalid_payload(format!("payload field {name} must be a 3-letter currency code")))
+        Err(PluginError::invalid_payload(format!("payload field {name} must be a 3-letter currency code")))
     }
-}
-
-fn invalid_payload(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidPayload, message)
-}
-
-fn invalid_config(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidConfig, message)
 }
 
 #[cfg(test)]

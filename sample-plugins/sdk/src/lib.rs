@@ -25,6 +25,51 @@ impl PluginError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { kind, message: message.into() }
     }
+
+    pub fn invalid_payload(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidPayload, message)
+    }
+
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+/// Reading JSON event payloads, with errors that name the field (`invalid-payload`).
+pub mod payload {
+    use serde_json::{Map, Value};
+
+    use crate::PluginError;
+
+    pub type Fields = Map<String, Value>;
+
+    /// The payload as a JSON object.
+    pub fn object(payload: &str) -> Result<Fields, PluginError> {
+        let value: Value = serde_json::from_str(payload)
+            .map_err(|e| PluginError::invalid_payload(format!("payload is not valid JSON: {e}")))?;
+        match value {
+            Value::Object(fields) => Ok(fields),
+            _ => Err(PluginError::invalid_payload("payload must be a JSON object")),
+        }
+    }
+
+    pub fn string<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, PluginError> {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| PluginError::invalid_payload(format!("payload field {name} must be a string")))
+    }
+
+    pub fn integer(fields: &Fields, name: &str) -> Result<i64, PluginError> {
+        fields
+            .get(name)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| PluginError::invalid_payload(format!("payload field {name} must be an integer")))
+    }
 }
 
 impl From<HostError> for PluginError {

@@ -7,7 +7,7 @@
 //! is rounded once, with `i128` so it cannot overflow. The arithmetic and parsing are pure
 //! functions; [`Plugin::handle`] adds the config, KV, usage and log calls.
 
-use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, kv, log, usage};
+use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, kv, log, payload, usage};
 use serde_json::{Map, Value, json};
 
 const NAME: &str = "tax-calculator";
@@ -35,18 +35,18 @@ impl Guest for Plugin {
         }
 
         let rounding = Rounding::parse(config::get("rounding")?.as_deref())?;
-        let rates = config::get("rates")?.ok_or_else(|| invalid_config("config rates is not set"))?;
+        let rates = config::get("rates")?.ok_or_else(|| PluginError::invalid_config("config rates is not set"))?;
         let rate_bp = rate_for(&parse_rates(&rates)?, &order.region)?;
         let tax_minor = tax_minor(order.amount_minor, rate_bp, rounding);
         let total_with_tax_minor = order
             .amount_minor
             .checked_add(tax_minor)
-            .ok_or_else(|| invalid_payload("payload field amount_minor is too large"))?;
+            .ok_or_else(|| PluginError::invalid_payload("payload field amount_minor is too large"))?;
 
         let total_key = format!("total/{}/{}", order.region, order.currency);
         let previous_total = read_total(&total_key)?;
         let new_total = apply(previous_total, direction, tax_minor)
-            .ok_or_else(|| internal(format!("running total {total_key} would overflow")))?;
+            .ok_or_else(|| PluginError::internal(format!("running total {total_key} would overflow")))?;
 
         let data = json!({
             "amount_minor": order.amount_minor,
@@ -108,7 +108,7 @@ impl Rounding {
         match setting {
             None | Some("half-even") => Ok(Self::HalfEven),
             Some("half-up") => Ok(Self::HalfUp),
-            Some(_) => Err(invalid_config("config rounding must be half-even or half-up")),
+            Some(_) => Err(PluginError::invalid_config("config rounding must be half-even or half-up")),
         }
     }
 }
@@ -141,7 +141,7 @@ pub fn parse_rates(setting: &str) -> Result<Vec<(String, u32)>, PluginError> {
 }
 
 fn parse_rate(item: &str) -> Result<(String, u32), PluginError> {
-    let malformed = || invalid_config(format!("config rates is malformed at \"{item}\""));
+    let malformed = || PluginError::invalid_config(format!("config rates is malformed at \"{item}\""));
     let (region, rate) = item.split_once('=').ok_or_else(malformed)?;
     if region.is_empty() || region.chars().any(char::is_whitespace) {
         return Err(malformed());
@@ -161,7 +161,7 @@ pub fn rate_for(rates: &[(String, u32)], region: &str) -> Result<u32, PluginErro
         .iter()
         .find(|(code, _)| code == region)
         .map(|(_, bp)| *bp)
-        .ok_or_else(|| invalid_payload(format!("no tax rate for region {region}")))
+        .ok_or_else(|| PluginError::invalid_payload(format!("no tax rate for region {region}")))
 }
 
 /// The fields of an order event's payload.
@@ -175,43 +175,24 @@ pub struct Order {
 
 impl Order {
     pub fn parse(payload: &str) -> Result<Self, PluginError> {
-        let value: Value =
-            serde_json::from_str(payload).map_err(|e| invalid_payload(format!("payload is not valid JSON: {e}")))?;
-        let Value::Object(fields) = value else {
-            return Err(invalid_payload("payload must be a JSON object"));
-        };
-        let order_id = string_field(&fields, "order_id")?;
-        let amount_minor = integer_field(&fields, "amount_minor")?;
+        let fields = payload::object(payload)?;
+        let order_id = payload::string(&fields, "order_id")?.to_string();
+        let amount_minor = payload::integer(&fields, "amount_minor")?;
         if amount_minor < 0 {
             // Refunds are their own event type, so a negative amount is a mistake.
-            return Err(invalid_payload("payload field amount_minor must not be negative"));
+            return Err(PluginError::invalid_payload("payload field amount_minor must not be negative"));
         }
-        let currency = string_field(&fields, "currency")?;
-        let region = string_field(&fields, "region")?;
+        let currency = payload::string(&fields, "currency")?.to_string();
+        let region = payload::string(&fields, "region")?.to_string();
         Ok(Self { order_id, amount_minor, currency, region })
     }
-}
-
-fn string_field(fields: &Map<String, Value>, name: &str) -> Result<String, PluginError> {
-    fields
-        .get(name)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| invalid_payload(format!("payload field {name} must be a string")))
-}
-
-fn integer_field(fields: &Map<String, Value>, name: &str) -> Result<i64, PluginError> {
-    fields
-        .get(name)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| invalid_payload(format!("payload field {name} must be an integer")))
 }
 
 /// Reads a running total; an absent key is a total of 0.
 fn read_total(key: &str) -> Result<i64, PluginError> {
     match kv::get(key)? {
         None => Ok(0),
-        Some(bytes) => parse_total(&bytes).ok_or_else(|| internal(format!("stored {key} is corrupt"))),
+        Some(bytes) => parse_total(&bytes).ok_or_else(|| PluginError::internal(format!("stored {key} is corrupt"))),
     }
 }
 
@@ -221,22 +202,10 @@ pub fn parse_total(bytes: &[u8]) -> Option<i64> {
 
 /// The stored answer to an event, marked as a replay.
 pub fn replayed(stored: &[u8], event_id: &str) -> Result<String, PluginError> {
-    let corrupt = || internal(format!("stored result for event {event_id} is corrupt"));
+    let corrupt = || PluginError::internal(format!("stored result for event {event_id} is corrupt"));
     let mut data: Map<String, Value> = serde_json::from_slice(stored).map_err(|_| corrupt())?;
     data.insert("replayed".into(), Value::Bool(true));
     Ok(Value::Object(data).to_string())
-}
-
-fn invalid_payload(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidPayload, message)
-}
-
-fn invalid_config(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidConfig, message)
-}
-
-fn internal(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::Internal, message)
 }
 
 #[cfg(test)]
