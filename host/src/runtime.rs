@@ -149,14 +149,25 @@ impl Host {
             return Ok((plugin.clone(), LoadSource::Memory));
         }
         let mut source = LoadSource::Memory;
-        let plugin = cell
+        let loaded = cell
             .get_or_try_init(|| async {
                 let (component, from) = self.component(digest, bytes.to_vec()).await?;
                 source = from;
                 self.prepare(digest, component).map(Arc::new)
             })
-            .await?
-            .clone();
+            .await;
+        let plugin = match loaded {
+            Ok(plugin) => plugin.clone(),
+            Err(error) => {
+                // Refused bytes leave no entry behind, so garbage uploads cannot grow the table.
+                if let Ok(mut table) = self.loaded.lock()
+                    && table.get(&digest).is_some_and(|c| c.get().is_none())
+                {
+                    table.remove(&digest);
+                }
+                return Err(error);
+            }
+        };
         self.metrics.record_load(source);
         Ok((plugin, source))
     }
