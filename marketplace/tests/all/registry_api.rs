@@ -188,6 +188,33 @@ fn bad_requests_get_a_4xx_with_a_stable_code() {
 }
 
 #[test]
+fn uploads_larger_than_the_json_limit_are_accepted_on_the_publish_route() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let api = api(false, 100).await;
+        // echo plus a 3 MiB custom section (id 0, LEB128 size, name "pad"): still a valid component.
+        let mut component = echo();
+        let payload = 3usize << 20;
+        let size = payload + 4;
+        let leb128 = [
+            0x80 | (size & 0x7f) as u8,
+            0x80 | ((size >> 7) & 0x7f) as u8,
+            0x80 | ((size >> 14) & 0x7f) as u8,
+            (size >> 21) as u8,
+        ];
+        component.push(0);
+        component.extend_from_slice(&leb128);
+        component.extend_from_slice(&[3, b'p', b'a', b'd']);
+        component.resize(component.len() + payload, 0);
+        let manifest = manifest("1.0.0");
+        let (status, _, body) =
+            api.publish(Some(&api.token), &[("manifest", manifest.as_bytes()), ("component", &component)]).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["size"], component.len());
+    });
+}
+
+#[test]
 fn publishing_too_fast_gets_429_with_retry_after() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
