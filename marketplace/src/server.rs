@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod health;
 mod registry_routes;
 
 use std::net::SocketAddr;
@@ -53,7 +54,12 @@ impl ServeConfig {
 }
 
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(registry_routes::routes()).layer(DefaultBodyLimit::max(MAX_JSON_BYTES)).with_state(state)
+    Router::new()
+        .merge(health::routes())
+        .merge(registry_routes::routes())
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// Binds and serves until Ctrl-C or SIGTERM, letting requests in flight finish.

@@ -131,6 +131,17 @@ fn publish_list_resolve_download_and_yank_over_http() {
 }
 
 #[test]
+fn health_and_readiness_answer() {
+    on_both(|postgres| async move {
+        let api = api(postgres, 100).await;
+        let (status, body) = api.json("GET", "/healthz", "").await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+        let (status, body) = api.json("GET", "/readyz", "").await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    });
+}
+
+#[test]
 fn bad_requests_get_a_4xx_with_a_stable_code() {
     on_both(|postgres| async move {
         let api = api(postgres, 100).await;
