@@ -1,0 +1,247 @@
+//! The TOML as written: every field optional and loosely typed, so absence and bad values
+//! become named `Missing`/`Invalid` errors rather than serde messages.
+
+use std::collections::BTreeMap;
+
+use nexus_host::{ContractVersion, HostPattern};
+use semver::Version;
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+
+use super::{
+    CapabilityRequest, Currency, CurrencyError, HostRequest, Interval, ManifestError, PricingModel, PricingPlan,
+    invalid,
+};
+use crate::id::{IdError, PluginId};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) struct Manifest {
+    id: Option<String>,
+    version: Option<String>,
+    summary: Option<String>,
+    description: Option<String>,
+    categories: Option<Vec<String>>,
+    license: Option<String>,
+    homepage: Option<String>,
+    repository: Option<String>,
+    contract: Option<String>,
+    event_types: Option<Vec<String>>,
+    capabilities: Option<BTreeMap<String, Capability>>,
+    pricing: Option<Vec<Plan>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capability {
+    reason: Option<String>,
+    hosts: Option<Vec<Host>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Host {
+    host: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Plan {
+    id: Option<String>,
+    name: Option<String>,
+    model: Option<String>,
+    // Numbers stay untyped so a float amount gets its own message.
+    amount_minor: Option<toml::Value>,
+    currency: Option<String>,
+    interval: Option<String>,
+    meter: Option<String>,
+    unit_amount_minor: Option<toml::Value>,
+    included_units: Option<toml::Value>,
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ManifestError> {
+    value.ok_or(ManifestError::Missing { field })
+}
+
+/// A required key inside a table: reported against the table, which is what is missing it.
+fn required_key<T>(value: Option<T>, table: &str, key: &str) -> Result<T, ManifestError> {
+    value.ok_or_else(|| invalid(table, format!("is missing the required key {key}")))
+}
+
+impl Manifest {
+    pub(super) fn into_manifest(self) -> Result<super::Manifest, ManifestError> {
+        let id = required(self.id, "id")?;
+        let id = id.parse::<PluginId>().map_err(|e| invalid("id", id_problem(e)))?;
+        let version = required(self.version, "version")?;
+        let version = Version::parse(&version)
+            .map_err(|e| invalid("version", format!("{version:?} is not a semver version: {e}")))?;
+        let summary = required(self.summary, "summary")?;
+        let categories = required(self.categories, "categories")?;
+        let license = required(self.license, "license")?;
+        let contract = parse_contract(&required(self.contract, "contract")?)?;
+        let event_types = required(self.event_types, "event-types")?;
+        let capabilities = self
+            .capabilities
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, raw)| raw.into_request(&name))
+            .collect::<Result<_, _>>()?;
+        let pricing = required(self.pricing, "pricing")?
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| raw.into_plan(&format!("pricing[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok(super::Manifest {
+            id,
+            version,
+            summary,
+            description: self.description,
+            categories,
+            license,
+            homepage: self.homepage,
+            repository: self.repository,
+            contract,
+            event_types,
+            capabilities,
+            pricing,
+        })
+    }
+}
+
+/// The manifest field is already named by the error, so drop the id error's own prefix.
+fn id_problem(error: IdError) -> String {
+    match error {
+        IdError::Shape { id } => format!("{id:?} must be \"publisher/name\""),
+        IdError::Name { source, .. } => source.to_string(),
+    }
+}
+
+/// Through `ContractVersion`'s serde names, so a version the host adds is accepted here
+/// without a change, and the error lists the known ones.
+fn parse_contract(text: &str) -> Result<ContractVersion, ManifestError> {
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = text.into_deserializer();
+    ContractVersion::deserialize(deserializer).map_err(|e| invalid("contract", e.to_string()))
+}
+
+impl Capability {
+    fn into_request(self, name: &str) -> Result<(nexus_host::Capability, CapabilityRequest), ManifestError> {
+        let field = format!("capabilities.{name}");
+        let capability = name.parse::<nexus_host::Capability>().map_err(|e| invalid(&field, e))?;
+        let reason = required_key(self.reason, &field, "reason")?;
+        let hosts = match self.hosts {
+            Some(_) if capability != nexus_host::Capability::Http => {
+                return Err(invalid(format!("{field}.hosts"), "is only allowed for http"));
+            }
+            None if capability == nexus_host::Capability::Http => {
+                return Err(invalid(field, "is missing the required key hosts"));
+            }
+            hosts => hosts.unwrap_or_default(),
+        };
+        let hosts = hosts
+            .into_iter()
+            .enumerate()
+            .map(|(i, host)| host.into_request(&format!("{field}.hosts[{i}]")))
+            .collect::<Result<_, _>>()?;
+        Ok((capability, CapabilityRequest { reason, hosts }))
+    }
+}
+
+impl Host {
+    fn into_request(self, field: &str) -> Result<HostRequest, ManifestError> {
+        let host = required_key(self.host, field, "host")?;
+        let host = host.parse::<HostPattern>().map_err(|e| invalid(format!("{field}.host"), e))?;
+        let reason = required_key(self.reason, field, "reason")?;
+        Ok(HostRequest { host, reason })
+    }
+}
+
+impl Plan {
+    fn into_plan(self, field: &str) -> Result<PricingPlan, ManifestError> {
+        let id = required_key(self.id.clone(), field, "id")?;
+        let name = required_key(self.name.clone(), field, "name")?;
+        let model = match required_key(self.model.as_deref(), field, "model")? {
+            "free" => self.into_free(field)?,
+            "flat" => self.into_flat(field)?,
+            "per-unit" => self.into_per_unit(field)?,
+            other => {
+                let problem = format!("{other:?} must be one of free, flat, per-unit");
+                return Err(invalid(format!("{field}.model"), problem));
+            }
+        };
+        Ok(PricingPlan { id, name, model })
+    }
+
+    /// The first key present that `model` does not use.
+    fn refuse_keys(&self, field: &str, model: &str, keys: &[&str]) -> Result<(), ManifestError> {
+        let present = [
+            ("amount-minor", self.amount_minor.is_some()),
+            ("currency", self.currency.is_some()),
+            ("interval", self.interval.is_some()),
+            ("meter", self.meter.is_some()),
+            ("unit-amount-minor", self.unit_amount_minor.is_some()),
+            ("included-units", self.included_units.is_some()),
+        ];
+        match present.iter().find(|(key, present)| *present && keys.contains(key)) {
+            Some((key, _)) => Err(invalid(format!("{field}.{key}"), format!("is not allowed for model {model:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn into_free(self, field: &str) -> Result<PricingModel, ManifestError> {
+        let keys = ["amount-minor", "currency", "interval", "meter", "unit-amount-minor", "included-units"];
+        self.refuse_keys(field, "free", &keys)?;
+        Ok(PricingModel::Free)
+    }
+
+    fn into_flat(self, field: &str) -> Result<PricingModel, ManifestError> {
+        self.refuse_keys(field, "flat", &["meter", "unit-amount-minor", "included-units"])?;
+        let needs = |key: &str| invalid(field, format!("model \"flat\" requires {key}"));
+        let amount = self.amount_minor.ok_or_else(|| needs("amount-minor"))?;
+        let amount_minor = money(&format!("{field}.amount-minor"), amount)?;
+        let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        let interval = match self.interval.ok_or_else(|| needs("interval"))?.as_str() {
+            "month" => Interval::Month,
+            "year" => Interval::Year,
+            other => {
+                return Err(invalid(format!("{field}.interval"), format!("{other:?} must be \"month\" or \"year\"")));
+            }
+        };
+        Ok(PricingModel::Flat { amount_minor, currency, interval })
+    }
+
+    fn into_per_unit(self, field: &str) -> Result<PricingModel, ManifestError> {
+        self.refuse_keys(field, "per-unit", &["amount-minor", "interval"])?;
+        let needs = |key: &str| invalid(field, format!("model \"per-unit\" requires {key}"));
+        let meter = self.meter.ok_or_else(|| needs("meter"))?;
+        let amount = self.unit_amount_minor.ok_or_else(|| needs("unit-amount-minor"))?;
+        let unit_amount_minor = money(&format!("{field}.unit-amount-minor"), amount)?;
+        let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        let included_units = match self.included_units {
+            None => 0,
+            Some(value) => {
+                let field = format!("{field}.included-units");
+                let units = integer(&field, value, "")?;
+                u64::try_from(units).map_err(|_| invalid(field, format!("must be 0 or more, got {units}")))?
+            }
+        };
+        Ok(PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units })
+    }
+}
+
+fn currency(plan: &str, text: String) -> Result<Currency, ManifestError> {
+    text.parse().map_err(|e: CurrencyError| invalid(format!("{plan}.currency"), e.to_string()))
+}
+
+fn money(field: &str, value: toml::Value) -> Result<i64, ManifestError> {
+    integer(field, value, " of minor units (write 999 for 9.99)")
+}
+
+/// `hint` follows "must be a whole number" when a float was given.
+fn integer(field: &str, value: toml::Value, hint: &str) -> Result<i64, ManifestError> {
+    match value {
+        toml::Value::Integer(n) => Ok(n),
+        toml::Value::Float(x) => Err(invalid(field, format!("must be a whole number{hint}, got {x:?}"))),
+        other => Err(invalid(field, format!("must be an integer, got a {}", other.type_str()))),
+    }
+}
