@@ -89,14 +89,22 @@ pub trait KvStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), KvError>>;
 }
 
-/// Applies `writes` to `entries`, returning the new usage. Shared by the stores in this crate.
-pub(crate) fn apply(entries: &mut BTreeMap<String, Vec<u8>>, writes: Vec<KvWrite>) {
+/// `entries` with `writes` applied, if the result stays within `quota`: the one commit rule
+/// every store in this crate applies atomically.
+pub(crate) fn apply_within(
+    entries: &BTreeMap<String, Vec<u8>>,
+    writes: Vec<KvWrite>,
+    quota: KvQuota,
+) -> Result<BTreeMap<String, Vec<u8>>, KvError> {
+    let mut next = entries.clone();
     for (key, value) in writes {
         match value {
-            Some(value) => entries.insert(key, value),
-            None => entries.remove(&key),
+            Some(value) => next.insert(key, value),
+            None => next.remove(&key),
         };
     }
+    quota.check(usage_of(&next)).map_err(KvError::Quota)?;
+    Ok(next)
 }
 
 pub(crate) fn usage_of(entries: &BTreeMap<String, Vec<u8>>) -> KvUsage {

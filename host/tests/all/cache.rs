@@ -35,8 +35,9 @@ fn components_compile_once_then_come_from_memory_or_disk() {
         let second = host_with_cache(dir.path());
         let (again, source) = second.load(&bytes).await.expect("load");
         assert_eq!(source, LoadSource::Disk);
-        let run = second.invoke(&again, context(&[]), &event("x", "{}")).await;
-        assert!(run.result.is_err(), "runs (and is refused config) from the cached code");
+        let config = with_config(context(&[nexus_host::Capability::Config]), &[("prefix", "cached:")]);
+        let run = second.invoke(&again, config, &event("x", "{}")).await;
+        assert_eq!(data(&run), "cached:{}", "the precompiled code runs");
     })
 }
 

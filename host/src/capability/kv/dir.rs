@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{BoxFuture, KvError, KvQuota, KvScope, KvStore, KvUsage, KvWrite, apply, usage_of};
+use super::{BoxFuture, KvError, KvQuota, KvScope, KvStore, KvUsage, KvWrite, apply_within, usage_of};
 
 #[derive(Debug)]
 pub struct DirKv {
@@ -75,9 +75,7 @@ impl KvStore for DirKv {
     ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             let _guard = self.commit_lock.lock().map_err(|_| KvError::Backend("commit lock poisoned".into()))?;
-            let mut entries = self.load(scope)?;
-            apply(&mut entries, writes);
-            quota.check(usage_of(&entries)).map_err(KvError::Quota)?;
+            let entries = apply_within(&self.load(scope)?, writes, quota)?;
             self.store(scope, &entries)
         })
     }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use super::{BoxFuture, KvError, KvQuota, KvScope, KvStore, KvUsage, KvWrite, apply, usage_of};
+use super::{BoxFuture, KvError, KvQuota, KvScope, KvStore, KvUsage, KvWrite, apply_within, usage_of};
 
 #[derive(Debug, Default)]
 pub struct MemoryKv {
@@ -44,10 +44,7 @@ impl KvStore for MemoryKv {
     ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             self.with(scope, |entries| {
-                let mut next = entries.clone();
-                apply(&mut next, writes);
-                quota.check(usage_of(&next)).map_err(KvError::Quota)?;
-                *entries = next;
+                *entries = apply_within(entries, writes, quota)?;
                 Ok(())
             })?
         })
