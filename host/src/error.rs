@@ -95,6 +95,10 @@ pub enum InvocationError {
     #[error("host failure: {message}")]
     #[serde(rename = "host_failure")]
     Host { message: String },
+    /// Another invocation of the same install committed KV data first (on another node
+    /// sharing the store); nothing was written and the event may be retried.
+    #[error("kv conflict: another invocation of this install changed its KV data first")]
+    KvConflict,
 }
 
 impl InvocationError {
@@ -106,6 +110,7 @@ impl InvocationError {
             Self::Panicked { .. } => "panicked",
             Self::Trapped { .. } => "trapped",
             Self::Host { .. } => "host_failure",
+            Self::KvConflict => "kv_conflict",
         }
     }
 }

@@ -43,6 +43,7 @@ impl Host {
             match state.kv.commit(KvQuota::of(&limits)).await {
                 Ok(writes) => kv_writes = writes as u64,
                 Err(KvError::Quota(limit)) => result = Err(InvocationError::LimitExceeded(limit)),
+                Err(KvError::Conflict) => result = Err(InvocationError::KvConflict),
                 Err(other) => result = Err(InvocationError::Host { message: other.to_string() }),
             }
         }

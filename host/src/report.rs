@@ -54,7 +54,8 @@ pub struct Metrics {
 }
 
 /// Outcome labels, in the order of `Metrics::invocations`.
-pub const OUTCOMES: [&str; 6] = ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "host_failure"];
+pub const OUTCOMES: [&str; 7] =
+    ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "host_failure", "kv_conflict"];
 
 /// A copy of the counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

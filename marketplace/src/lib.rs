@@ -3,5 +3,17 @@
 //! (`nexus-registry`) and must not reach into wasm internals: everything about running a
 //! plugin goes through `nexus_host::Host`.
 
+pub mod accounts;
+pub mod audit;
+pub mod catalog;
 pub mod cli;
+pub mod error;
+pub mod installs;
+pub mod kv;
+pub mod market;
+pub mod runner;
+pub mod secrets;
 pub mod server;
+
+pub use error::MarketError;
+pub use market::{Market, MarketConfig};

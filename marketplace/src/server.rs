@@ -2,9 +2,16 @@
 //! `serve` binds it. Handlers are thin: parse, authorize, call a domain function, map the
 //! result (one file per resource under `server/`).
 
+mod account_routes;
 mod auth;
+mod catalog_routes;
 mod error;
+mod extract;
 mod health;
+mod idempotency;
+mod install_routes;
+pub mod metrics;
+mod openapi;
 mod registry_routes;
 
 use std::net::SocketAddr;
@@ -13,30 +20,38 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use nexus_registry::{ArtifactStore, Db, Registry};
+use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
 
 pub use error::ApiError;
 
+use crate::market::{Market, MarketConfig};
+use crate::runner::TenantLimits;
+use crate::secrets::{KeySource, MasterKey};
+
 /// Request bodies other than uploads: JSON documents are small.
 pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Room for the manifest and the form's framing around the largest component.
+pub const MAX_UPLOAD_BYTES: usize = MAX_COMPONENT_BYTES as usize + (1 << 20);
 
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    pub market: Arc<Market>,
     /// The URL clients reach this server at, for links in responses.
     pub public_url: String,
 }
 
-/// Where the service keeps its data.
+/// Where the service keeps its data and how it admits tenants' events.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// The data folder: the SQLite database and the artifact store live here by default.
+    /// The data folder: the SQLite database, the artifact store, the component cache and
+    /// (unless `NEXUS_MASTER_KEY` is set) the master key live here.
     pub data_dir: PathBuf,
     /// `postgres://...` to share one database (and its artifact table) between nodes.
     pub database_url: Option<String>,
     pub listen: SocketAddr,
     pub public_url: Option<String>,
+    pub tenant_limits: TenantLimits,
 }
 
 impl ServeConfig {
@@ -51,30 +66,68 @@ impl ServeConfig {
         };
         Ok(Registry::new(db, artifacts))
     }
+
+    /// Opens the whole marketplace: registry, migrations, master key, plugin host.
+    pub async fn market(&self) -> anyhow::Result<Market> {
+        let registry = Arc::new(self.registry().await?);
+        let env_key = std::env::var("NEXUS_MASTER_KEY").ok();
+        let (master_key, source) = MasterKey::load_or_create(env_key.as_deref(), &self.data_dir.join("master.key"))?;
+        match source {
+            KeySource::Env => tracing::info!(key = %master_key.fingerprint(), "master key from NEXUS_MASTER_KEY"),
+            KeySource::File(path) => {
+                tracing::info!(key = %master_key.fingerprint(), path = %path.display(), "master key")
+            }
+            KeySource::Created(path) => {
+                tracing::warn!(path = %path.display(), "created a new master key; back it up, secrets cannot be read without it")
+            }
+        }
+        let config = MarketConfig {
+            master_key,
+            host: crate::market::host_with_cache(self.data_dir.join("component-cache"))?,
+            tenant_limits: self.tenant_limits,
+        };
+        Ok(Market::open(registry, config).await?)
+    }
 }
 
 pub fn app(state: AppState) -> Router {
+    let metrics = state.market.runner.metrics.clone();
     Router::new()
         .merge(health::routes())
         .merge(registry_routes::routes())
+        .merge(account_routes::routes())
+        .merge(catalog_routes::routes())
+        .merge(install_routes::routes())
+        .merge(openapi::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Binds and serves until Ctrl-C or SIGTERM, letting requests in flight finish.
+/// Binds and serves until Ctrl-C or SIGTERM, letting requests (and the invocations they
+/// wait on) finish.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let registry = Arc::new(config.registry().await?);
+    let market = Arc::new(config.market().await?);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     println!("nexus serving on {public_url} (data in {})", config.data_dir.display());
-    let app = app(AppState { registry, public_url });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    serve_on(listener, AppState { market, public_url }, shutdown_signal()).await
+}
+
+/// Serves `state` on `listener` until `shutdown` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -72,27 +72,33 @@ impl Db {
     }
 
     async fn migrate(&self) -> Result<(), RegistryError> {
+        self.apply_migrations("registry_migrations", SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS).await
+    }
+
+    /// Runs the migrations of one component (the registry, the marketplace) that `table`
+    /// has not recorded yet, in one transaction. Never edit a migration that has shipped:
+    /// add the next one.
+    pub async fn apply_migrations(&self, table: &str, sqlite: &[&str], postgres: &[&str]) -> Result<(), RegistryError> {
         let migrations = match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS,
-            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
         };
         let mut tx = self.pool.begin().await.map_err(storage)?;
         tx.execute(
-            "CREATE TABLE IF NOT EXISTS registry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+                .as_str(),
         )
         .await
         .map_err(storage)?;
         if self.backend == Backend::Postgres {
             // Several nodes may start at once: one migrates, the others wait for it.
-            tx.execute("LOCK TABLE registry_migrations IN EXCLUSIVE MODE").await.map_err(storage)?;
+            tx.execute(format!("LOCK TABLE {table} IN EXCLUSIVE MODE").as_str()).await.map_err(storage)?;
         }
-        let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM registry_migrations")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(storage)?;
+        let applied: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *tx).await.map_err(storage)?;
         for (index, migration) in migrations.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
             sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(storage)?;
-            sqlx::query("INSERT INTO registry_migrations (version, applied_at) VALUES ($1, $2)")
+            sqlx::query(&format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"))
                 .bind(index as i64 + 1)
                 .bind(now_ms())
                 .execute(&mut *tx)
@@ -108,13 +114,13 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-pub(crate) fn storage(error: impl std::fmt::Display) -> RegistryError {
+pub fn storage(error: impl std::fmt::Display) -> RegistryError {
     RegistryError::Storage(error.to_string())
 }
 
 /// Whether a database error is a unique-constraint violation (SQLSTATE 23505 on
 /// PostgreSQL, extended code 2067/1555 on SQLite).
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             matches!(db.code().as_deref(), Some("23505" | "2067" | "1555"))

@@ -85,13 +85,15 @@ pub struct KeyInfo {
     pub revoked_at: Option<i64>,
 }
 
-fn random_hex(bytes: usize) -> Result<String, RegistryError> {
+/// `bytes` random bytes as hex, for ids and secrets.
+pub fn random_hex(bytes: usize) -> Result<String, RegistryError> {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).map_err(|e| RegistryError::Storage(format!("no randomness: {e}")))?;
     Ok(hex::encode(buffer))
 }
 
-fn secret_hash(secret: &str) -> String {
+/// The sha256 a token secret is stored as.
+pub fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 

@@ -70,6 +70,10 @@ pub enum KvError {
     Quota(LimitExceeded),
     #[error("kv store: {0}")]
     Backend(String),
+    /// Another invocation of the same install committed first (on another node); the
+    /// invocation's reads are stale, so its writes are refused and it may be retried.
+    #[error("another invocation of this install changed its KV data first; retry the event")]
+    Conflict,
 }
 
 /// Where KV data lives. The marketplace implements it over its database; [`MemoryKv`] and
@@ -78,14 +82,22 @@ pub trait KvStore: Send + Sync {
     fn get<'a>(&'a self, scope: &'a KvScope, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KvError>>;
     fn list_keys<'a>(&'a self, scope: &'a KvScope, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, KvError>>;
     fn usage<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<KvUsage, KvError>>;
+    /// The scope's current revision, read when an invocation first touches KV, for stores
+    /// shared by several processes (the host's per-scope lock covers only its own
+    /// process). `None`: the store needs no check.
+    fn revision<'a>(&'a self, _scope: &'a KvScope) -> BoxFuture<'a, Result<Option<u64>, KvError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Applies every write or none, refusing with [`KvError::Quota`] if the result would
     /// break `quota` (checked atomically with the write, so concurrent invocations of one
-    /// install cannot overshoot it together).
+    /// install cannot overshoot it together), and with [`KvError::Conflict`] if `base` (the
+    /// revision the invocation read at) is no longer current.
     fn commit<'a>(
         &'a self,
         scope: &'a KvScope,
         writes: Vec<KvWrite>,
         quota: KvQuota,
+        base: Option<u64>,
     ) -> BoxFuture<'a, Result<(), KvError>>;
 }
 
@@ -148,18 +160,22 @@ pub struct KvTxn {
     locks: Arc<KvLocks>,
     /// Held from the first KV call until the invocation's state is dropped.
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The store's revision when the lock was taken.
+    base: Option<u64>,
 }
 
 impl KvTxn {
     pub fn new(scope: KvScope, store: Arc<dyn KvStore>, locks: Arc<KvLocks>) -> Self {
-        Self { scope, store, writes: BTreeMap::new(), usage: None, locks, guard: None }
+        Self { scope, store, writes: BTreeMap::new(), usage: None, locks, guard: None, base: None }
     }
 
-    /// Takes the scope's lock before the first read or write.
-    async fn enter(&mut self) {
+    /// Takes the scope's lock, and notes the store's revision, before the first read or write.
+    async fn enter(&mut self) -> Result<(), KvError> {
         if self.guard.is_none() {
             self.guard = Some(self.locks.lock(&self.scope).await);
+            self.base = self.store.revision(&self.scope).await?;
         }
+        Ok(())
     }
 
     async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -171,7 +187,7 @@ impl KvTxn {
 
     /// Stages a write after checking that the scope stays within `quota`.
     async fn stage(&mut self, key: String, value: Option<Vec<u8>>, quota: KvQuota) -> Result<bool, CallError> {
-        self.enter().await;
+        self.enter().await.map_err(trap)?;
         let mut usage = match self.usage {
             Some(usage) => usage,
             None => self.store.usage(&self.scope).await.map_err(trap)?,
@@ -196,7 +212,7 @@ impl KvTxn {
     pub async fn commit(&mut self, quota: KvQuota) -> Result<usize, KvError> {
         let writes: Vec<KvWrite> = std::mem::take(&mut self.writes).into_iter().collect();
         if !writes.is_empty() {
-            self.store.commit(&self.scope, writes.clone(), quota).await?;
+            self.store.commit(&self.scope, writes.clone(), quota, self.base).await?;
         }
         Ok(writes.len())
     }
@@ -206,6 +222,7 @@ fn trap(error: KvError) -> CallError {
     match error {
         KvError::Quota(limit) => limit.into(),
         KvError::Backend(message) => CallError::Trap(wasmtime::Error::msg(format!("kv store: {message}"))),
+        KvError::Conflict => CallError::Trap(wasmtime::Error::msg(KvError::Conflict.to_string())),
     }
 }
 
@@ -221,7 +238,7 @@ impl Host for InvocationState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, CallError> {
         self.require(Capability::Kv)?;
         check_key(&key)?;
-        self.kv.enter().await;
+        self.kv.enter().await.map_err(trap)?;
         self.kv.read(&key).await.map_err(trap)
     }
 
@@ -245,7 +262,7 @@ impl Host for InvocationState {
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, CallError> {
         self.require(Capability::Kv)?;
-        self.kv.enter().await;
+        self.kv.enter().await.map_err(trap)?;
         let stored = self.kv.store.list_keys(&self.kv.scope, &prefix).await.map_err(trap)?;
         let mut keys: std::collections::BTreeSet<String> = stored.into_iter().collect();
         for (key, value) in self.kv.writes.range(prefix.clone()..) {

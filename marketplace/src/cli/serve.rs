@@ -37,6 +37,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         database_url: args.storage.database,
         listen: args.listen,
         public_url: args.public_url,
+        tenant_limits: Default::default(),
     };
     server::serve(config).await?;
     Ok(ExitCode::SUCCESS)
@@ -60,6 +61,7 @@ pub async fn create_publisher(args: CreatePublisherArgs) -> anyhow::Result<ExitC
         database_url: args.storage.database,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         public_url: None,
+        tenant_limits: Default::default(),
     };
     let registry = config.registry().await?;
     let token = registry.create_publisher(&name, args.display_name.as_deref().unwrap_or(&args.name)).await?;

@@ -6,6 +6,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nexus_registry::RegistryError;
+
+use crate::error::MarketError;
 use serde::Serialize;
 
 #[derive(Debug)]
@@ -14,11 +16,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after_secs: Option<u64>,
+    /// Structured context for the client, such as the capabilities awaiting consent.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after_secs: None }
+        Self { status, code, message: message.into(), retry_after_secs: None, details: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -35,6 +39,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -42,7 +48,8 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = Json(Body { error: Inner { code: self.code, message: &self.message } });
+        let body =
+            Json(Body { error: Inner { code: self.code, message: &self.message, details: self.details.as_ref() } });
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after_secs {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -86,7 +93,7 @@ impl From<RegistryError> for ApiError {
         if let E::Storage(detail) = &error {
             tracing::error!(%detail, "storage failure");
         }
-        Self { status, code: error.code(), message, retry_after_secs }
+        Self { status, code: error.code(), message, retry_after_secs, details: None }
     }
 }
 
@@ -100,5 +107,36 @@ impl From<JsonRejection> for ApiError {
             _ => "invalid_body",
         };
         Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<MarketError> for ApiError {
+    fn from(error: MarketError) -> Self {
+        let error = match error {
+            MarketError::Registry(inner) => return inner.into(),
+            other => other,
+        };
+        let status = match &error {
+            MarketError::Registry(_) | MarketError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            MarketError::Forbidden(_) => StatusCode::FORBIDDEN,
+            MarketError::NotFound(_) => StatusCode::NOT_FOUND,
+            MarketError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
+            MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let mut api = Self::new(status, error.code(), error.to_string());
+        match &error {
+            MarketError::ConsentRequired { requested, .. } => {
+                api.details = serde_json::to_value(requested.as_ref()).ok();
+            }
+            MarketError::RateLimited { retry_after } => api.retry_after_secs = Some(retry_after.as_secs().max(1)),
+            MarketError::Busy(_) => api.retry_after_secs = Some(1),
+            MarketError::Storage(detail) => {
+                tracing::error!(%detail, "storage failure");
+                api.message = "the server could not complete the request".into();
+            }
+            _ => {}
+        }
+        api
     }
 }

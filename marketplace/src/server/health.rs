@@ -1,4 +1,5 @@
-//! Liveness and readiness, for load balancers and orchestrators.
+//! Liveness and readiness, for load balancers and orchestrators, and the Prometheus
+//! metrics.
 
 use axum::Json;
 use axum::Router;
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(live)).route("/readyz", get(ready))
+    Router::new().route("/healthz", get(live)).route("/readyz", get(ready)).route("/metrics", get(metrics))
 }
 
 /// The process answers.
@@ -20,11 +21,24 @@ async fn live() -> Json<Value> {
 
 /// The database answers too; a node that cannot reach it should get no traffic.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match sqlx::query("SELECT 1").execute(&state.registry.db().pool).await {
+    match sqlx::query("SELECT 1").execute(&state.market.db.pool).await {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(error) => {
             tracing::warn!(%error, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" })))
         }
     }
+}
+
+/// Request, invocation and event counters and latencies, plus the plugin host's gauges.
+async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let runner = &state.market.runner;
+    let host = runner.host().metrics();
+    let text = runner.metrics.render(&[
+        ("nexus_host_component_loads_memory_total", "Component loads served from memory", host.loads_memory as f64),
+        ("nexus_host_component_loads_disk_total", "Component loads served from the disk cache", host.loads_disk as f64),
+        ("nexus_host_component_compiles_total", "Components compiled", host.compiles as f64),
+        ("nexus_host_fuel_used_total", "Fuel used by all invocations", host.fuel_used as f64),
+    ]);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

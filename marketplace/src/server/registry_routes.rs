@@ -10,17 +10,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use nexus_registry::{
-    KeyInfo, MAX_COMPONENT_BYTES, PluginId, PublicKey, PublishRequest, Published, Scope, Signature, SignedBy,
-    VersionRecord, resolve::parse_requirement,
+    KeyInfo, PluginId, PublicKey, PublishRequest, Published, Scope, Signature, SignedBy, VersionRecord,
+    resolve::parse_requirement,
 };
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Publisher;
-use super::{ApiError, AppState};
-
-/// Room for the manifest and the form's framing around the largest component.
-const MAX_UPLOAD_BYTES: usize = MAX_COMPONENT_BYTES as usize + (1 << 20);
+use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -34,22 +31,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/publishers/{publisher}/keys/{fingerprint}", delete(revoke_key))
         .route("/v1/publishers/{publisher}/tokens", post(create_token))
         .route("/v1/publishers/{publisher}/tokens/{id}", delete(revoke_token))
-        .route("/v1/whoami", get(who_am_i))
 }
 
-#[derive(Serialize)]
-struct WhoAmI {
-    publisher: String,
-    token_id: String,
-    scopes: BTreeSet<Scope>,
-}
-
-/// The publisher and scopes of the calling token, so the CLI needs no extra flags.
-async fn who_am_i(Publisher(caller): Publisher) -> Json<WhoAmI> {
-    Json(WhoAmI { publisher: caller.publisher.to_string(), token_id: caller.token_id, scopes: caller.scopes })
-}
-
-fn plugin_id(publisher: &str, name: &str) -> Result<PluginId, ApiError> {
+pub(super) fn plugin_id(publisher: &str, name: &str) -> Result<PluginId, ApiError> {
     Ok(format!("{publisher}/{name}").parse::<PluginId>().map_err(nexus_registry::RegistryError::from)?)
 }
 
@@ -100,7 +84,7 @@ async fn publish_version(
         claimed_digest: digest,
         signature,
     };
-    let published = state.registry.publish(&caller, request).await?;
+    let published = state.market.publish(&caller, request).await?;
     let url = format!("{}/v1/plugins/{}/versions/{}", state.public_url, published.id, published.version);
     Ok((StatusCode::CREATED, Json(PublishedBody { published, url })))
 }
@@ -116,14 +100,14 @@ async fn list_versions(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
 ) -> Result<Json<Vec<VersionRecord>>, ApiError> {
-    Ok(Json(state.registry.versions(&plugin_id(&publisher, &name)?).await?))
+    Ok(Json(state.market.registry.versions(&plugin_id(&publisher, &name)?).await?))
 }
 
 async fn get_version(
     State(state): State<AppState>,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    Ok(Json(state.registry.version(&plugin_id(&publisher, &name)?, &version(&text)?).await?))
+    Ok(Json(state.market.registry.version(&plugin_id(&publisher, &name)?, &version(&text)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -138,7 +122,7 @@ async fn resolve_version(
     Query(query): Query<ResolveQuery>,
 ) -> Result<Json<VersionRecord>, ApiError> {
     let requirement = parse_requirement(&query.req).map_err(nexus_registry::RegistryError::from)?;
-    Ok(Json(state.registry.resolve(&plugin_id(&publisher, &name)?, &requirement).await?))
+    Ok(Json(state.market.registry.resolve(&plugin_id(&publisher, &name)?, &requirement).await?))
 }
 
 /// The component bytes, verified against their digest before a byte is sent.
@@ -146,7 +130,7 @@ async fn download_component(
     State(state): State<AppState>,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (record, bytes) = state.registry.fetch(&plugin_id(&publisher, &name)?, &version(&text)?).await?;
+    let (record, bytes) = state.market.registry.fetch(&plugin_id(&publisher, &name)?, &version(&text)?).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
     let digest = HeaderValue::from_str(&record.digest.to_string())
@@ -178,7 +162,7 @@ async fn yank_version(
     let Json(body) = body?;
     let successor = body.successor.as_deref().map(version).transpose()?;
     let id = plugin_id(&publisher, &name)?;
-    Ok(Json(state.registry.yank(&caller, &id, &version(&text)?, &body.reason, successor.as_ref()).await?))
+    Ok(Json(state.market.yank(&caller, &id, &version(&text)?, &body.reason, successor.as_ref()).await?))
 }
 
 fn own_namespace(caller: &nexus_registry::Credential, publisher: &str) -> Result<(), ApiError> {
@@ -195,7 +179,7 @@ async fn list_keys(
     let name = publisher
         .parse()
         .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
-    Ok(Json(state.registry.keys(&name).await?))
+    Ok(Json(state.market.registry.keys(&name).await?))
 }
 
 #[derive(Deserialize)]
@@ -213,7 +197,7 @@ async fn add_key(
     let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
     let key: PublicKey = body.public_key.parse().map_err(nexus_registry::RegistryError::from)?;
-    Ok((StatusCode::CREATED, Json(state.registry.add_key(&caller, &key).await?)))
+    Ok((StatusCode::CREATED, Json(state.market.registry.add_key(&caller, &key).await?)))
 }
 
 async fn revoke_key(
@@ -222,7 +206,7 @@ async fn revoke_key(
     Path((publisher, fingerprint)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
-    state.registry.revoke_key(&caller, &fingerprint).await?;
+    state.market.registry.revoke_key(&caller, &fingerprint).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,7 +228,10 @@ async fn create_token(
     let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
     let expires_at = body.expires_in_days.map(|days| nexus_registry::db::now_ms() + i64::from(days) * 86_400_000);
-    Ok((StatusCode::CREATED, Json(state.registry.issue_token(&caller, body.scopes, &body.label, expires_at).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.market.registry.issue_token(&caller, body.scopes, &body.label, expires_at).await?),
+    ))
 }
 
 async fn revoke_token(
@@ -253,6 +240,6 @@ async fn revoke_token(
     Path((publisher, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
-    state.registry.revoke_token(&caller, &id).await?;
+    state.market.registry.revoke_token(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

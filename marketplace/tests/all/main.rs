@@ -1,8 +1,11 @@
-//! Integration tests of the `nexus` binary, run as a user runs it.
+//! Integration tests of the marketplace: the HTTP API in process (on SQLite and on a
+//! throwaway PostgreSQL) and the `nexus` binary, run as a user runs it.
 
 // Tests report failure by panicking.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+mod installs;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;

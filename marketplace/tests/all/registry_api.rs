@@ -1,31 +1,20 @@
 //! The registry's HTTP API, driven in process: status codes, the error shape, limits.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nexus_marketplace::server::{AppState, app};
-use nexus_registry::{ArtifactStore, Db, Registry};
 use tower::ServiceExt;
+
+use super::common::{Env, Options, runtime};
 
 struct Api {
     router: axum::Router,
     token: String,
-    _dir: tempfile::TempDir,
+    _env: Env,
 }
 
 async fn api(postgres: bool, publishes_per_minute: u32) -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let (db, artifacts) = if postgres {
-        let db = Db::connect(&nexus_testkit::Postgres::shared().fresh_database()).await.unwrap();
-        (db.clone(), ArtifactStore::Db(db))
-    } else {
-        (Db::sqlite_in(dir.path()).await.unwrap(), ArtifactStore::Dir(dir.path().join("artifacts")))
-    };
-    let registry = Registry::with_publish_rate(db, artifacts, publishes_per_minute);
-    let token = registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap().secret;
-    let state = AppState { registry: Arc::new(registry), public_url: "http://nexus.test".into() };
-    Api { router: app(state), token, _dir: dir }
+    let env = Env::with(postgres, Options { publishes_per_minute, samples: false, ..Options::default() }).await;
+    Api { router: env.router.clone(), token: env.publisher.clone(), _env: env }
 }
 
 fn manifest(version: &str) -> String {
@@ -87,9 +76,8 @@ fn echo() -> Vec<u8> {
 }
 
 fn on_both<F: Fn(bool) -> Fut, Fut: Future<Output = ()>>(test: F) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for postgres in [false, true] {
-        runtime.block_on(test(postgres));
+        runtime().block_on(test(postgres));
     }
 }
 
@@ -200,8 +188,7 @@ fn bad_requests_get_a_4xx_with_a_stable_code() {
 
 #[test]
 fn uploads_larger_than_the_json_limit_are_accepted_on_the_publish_route() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let api = api(false, 100).await;
         // echo plus a 3 MiB custom section (id 0, LEB128 size, name "pad"): still a valid component.
         let mut component = echo();
@@ -227,8 +214,7 @@ fn uploads_larger_than_the_json_limit_are_accepted_on_the_publish_route() {
 
 #[test]
 fn publishing_too_fast_gets_429_with_retry_after() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let api = api(false, 1).await;
         let component = echo();
         let first = manifest("1.0.0");

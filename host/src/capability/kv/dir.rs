@@ -72,6 +72,7 @@ impl KvStore for DirKv {
         scope: &'a KvScope,
         writes: Vec<KvWrite>,
         quota: KvQuota,
+        _base: Option<u64>,
     ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             let _guard = self.commit_lock.lock().map_err(|_| KvError::Backend("commit lock poisoned".into()))?;

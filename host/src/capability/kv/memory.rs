@@ -41,6 +41,7 @@ impl KvStore for MemoryKv {
         scope: &'a KvScope,
         writes: Vec<KvWrite>,
         quota: KvQuota,
+        _base: Option<u64>,
     ) -> BoxFuture<'a, Result<(), KvError>> {
         Box::pin(async move {
             self.with(scope, |entries| {

@@ -1,0 +1,103 @@
+//! The audit log: security- and money-relevant actions (accounts, tokens, keys, publishing,
+//! catalog moderation, installs, consents, secrets changed, pauses), append-only, readable
+//! by operators. Entries name the actor and the target, never a secret value.
+
+use nexus_registry::Db;
+use nexus_registry::db::now_ms;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::error::{MarketError, Page};
+
+/// Who did it when the platform itself acted (an automatic upgrade, a circuit breaker).
+pub const SYSTEM: &str = "system";
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+/// Appends an entry. `executor` is the pool or the transaction of the action itself, so
+/// the entry and the change commit together.
+pub async fn record<'e, E>(
+    executor: E,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> Result<(), MarketError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)")
+        .bind(now_ms())
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(detail.to_string())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Filters for reading the log; every field narrows.
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Exact action, such as `install.created`.
+    pub action: Option<String>,
+    /// Actor prefix, such as `tenant:globex`.
+    pub actor: Option<String>,
+    /// Exact target, such as an install id.
+    pub target: Option<String>,
+    /// 1-based page, newest first.
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+pub async fn list(db: &Db, query: &AuditQuery) -> Result<Page<AuditEntry>, MarketError> {
+    let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = "WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor LIKE $2) AND ($3 IS NULL OR target = $3)";
+    let actor = query.actor.as_ref().map(|a| format!("{}%", a.replace('%', "")));
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log {filter}"))
+        .bind(query.action.as_deref())
+        .bind(actor.as_deref())
+        .bind(query.target.as_deref())
+        .fetch_one(&db.pool)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT id, at, actor, action, target, detail FROM audit_log {filter} ORDER BY id DESC LIMIT $4 OFFSET $5"
+    ))
+    .bind(query.action.as_deref())
+    .bind(actor.as_deref())
+    .bind(query.target.as_deref())
+    .bind(i64::from(per_page))
+    .bind(i64::from(page - 1) * i64::from(per_page))
+    .fetch_all(&db.pool)
+    .await?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            let detail: String = row.try_get("detail")?;
+            Ok(AuditEntry {
+                id: row.try_get("id")?,
+                at: row.try_get("at")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                target: row.try_get("target")?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    let seen = u64::from(page - 1) * u64::from(per_page) + items.len() as u64;
+    let total = u64::try_from(total).unwrap_or(0);
+    Ok(Page { items, next_page: (seen < total).then_some(page + 1), total })
+}

@@ -1,0 +1,419 @@
+//! The catalog tenants browse: one listing per plugin, rebuilt from its newest installable
+//! version whenever a version is published or yanked; search with filters, sorting and
+//! pages; featuring and delisting by operators.
+//!
+//! Search is term matching over a lowercase text of each listing (name, publisher, summary,
+//! description, categories): every term must occur; `relevance` ranks name hits over summary
+//! hits over the rest. One query set serves SQLite and PostgreSQL alike.
+
+use nexus_host::Capability;
+use nexus_registry::db::now_ms;
+use nexus_registry::manifest::{CapabilityRequest, PricingModel, PricingPlan};
+use nexus_registry::{Db, PluginId, Registry, VersionRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::accounts::Caller;
+use crate::audit;
+use crate::error::{MarketError, Page};
+
+pub const MAX_PER_PAGE: u32 = 100;
+const MAX_TERMS: usize = 8;
+
+/// A listing as search returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Listing {
+    pub id: String,
+    pub publisher: String,
+    pub name: String,
+    pub summary: String,
+    pub categories: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub pricing_models: Vec<String>,
+    pub latest_version: String,
+    pub install_count: i64,
+    pub featured: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub featured_note: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Shown to the publisher and operators only; a delisted plugin is not in search.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delisted: Option<Delisting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Delisting {
+    pub at: i64,
+    pub reason: String,
+}
+
+/// A listing with everything a tenant needs to decide: the description, each capability
+/// and host with its reason, the pricing plans and the installable versions.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ListingDetail {
+    #[serde(flatten)]
+    pub listing: Listing,
+    pub description: String,
+    pub license: String,
+    pub homepage: Option<String>,
+    pub repository: Option<String>,
+    pub event_types: Vec<String>,
+    #[schema(value_type = Object)]
+    pub requested_capabilities: std::collections::BTreeMap<Capability, CapabilityRequest>,
+    #[schema(value_type = Vec<Object>)]
+    pub pricing: Vec<PricingPlan>,
+    pub versions: Vec<VersionSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionSummary {
+    pub version: String,
+    pub published_at: i64,
+    pub contract: String,
+    pub signed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sort {
+    /// Most installs first (the default without a query).
+    #[default]
+    Popular,
+    /// Most recently listed first.
+    Newest,
+    /// Best match first (the default with a query).
+    Relevance,
+    /// By id.
+    Name,
+}
+
+/// Search parameters; every field is optional.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Words to find; each must occur.
+    pub q: Option<String>,
+    pub category: Option<String>,
+    /// `free`, `flat` or `per-unit`.
+    pub pricing: Option<String>,
+    /// A requested capability: `log`, `config`, `secrets`, `kv`, `http`, `usage`.
+    pub capability: Option<String>,
+    pub featured: Option<bool>,
+    pub sort: Option<Sort>,
+    /// 1-based.
+    pub page: Option<u32>,
+    /// 1 to 100, default 20.
+    pub per_page: Option<u32>,
+}
+
+fn set_text(items: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let joined: Vec<String> = items.into_iter().map(|s| s.as_ref().to_string()).collect();
+    format!(",{},", joined.join(","))
+}
+
+fn set_items(text: &str) -> Vec<String> {
+    text.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+pub fn pricing_model_name(model: &PricingModel) -> &'static str {
+    match model {
+        PricingModel::Free => "free",
+        PricingModel::Flat { .. } => "flat",
+        PricingModel::PerUnit { .. } => "per-unit",
+    }
+}
+
+/// The newest version a tenant would get with no requirement: not yanked, not a pre-release.
+pub fn newest_installable(versions: &[VersionRecord]) -> Option<&VersionRecord> {
+    versions.iter().filter(|v| v.yank.is_none() && v.version.pre.is_empty()).max_by(|a, b| a.version.cmp(&b.version))
+}
+
+/// Rebuilds the listing of `id` from the registry. With no installable version left the
+/// listing stays (installs and moderation keep their history) but leaves search.
+pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), MarketError> {
+    let versions = registry.versions(id).await?;
+    let now = now_ms();
+    let Some(newest) = newest_installable(&versions) else {
+        sqlx::query("UPDATE listings SET latest_version = '', updated_at = $1 WHERE plugin_id = $2")
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&db.pool)
+            .await?;
+        return Ok(());
+    };
+    let manifest = &newest.manifest;
+    let description = manifest.description.clone().unwrap_or_default();
+    let search_text =
+        format!("{} {} {} {} {}", id.name, id.publisher, manifest.summary, description, manifest.categories.join(" "))
+            .to_lowercase();
+    let created_at = versions.iter().map(|v| v.published_at).min().unwrap_or(now);
+    sqlx::query(
+        "INSERT INTO listings (plugin_id, publisher, name, summary, description, categories, capabilities, \
+         pricing_models, latest_version, search_text, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (plugin_id) DO UPDATE SET summary = excluded.summary, description = excluded.description, \
+         categories = excluded.categories, capabilities = excluded.capabilities, \
+         pricing_models = excluded.pricing_models, latest_version = excluded.latest_version, \
+         search_text = excluded.search_text, updated_at = excluded.updated_at",
+    )
+    .bind(id.to_string())
+    .bind(id.publisher.as_str())
+    .bind(id.name.as_str())
+    .bind(&manifest.summary)
+    .bind(&description)
+    .bind(set_text(&manifest.categories))
+    .bind(set_text(manifest.capabilities.keys().map(|c| c.as_str())))
+    .bind(set_text(manifest.pricing.iter().map(|p| pricing_model_name(&p.model))))
+    .bind(newest.version.to_string())
+    .bind(search_text)
+    .bind(created_at)
+    .bind(now)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, \
+                       latest_version, install_count, created_at, updated_at, featured_at, featured_note, \
+                       delisted_at, delist_reason";
+
+fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
+    let delisted_at: Option<i64> = row.try_get("delisted_at")?;
+    let delisted = match (show_delisting, delisted_at) {
+        (true, Some(at)) => {
+            Some(Delisting { at, reason: row.try_get::<Option<String>, _>("delist_reason")?.unwrap_or_default() })
+        }
+        _ => None,
+    };
+    Ok(Listing {
+        id: row.try_get("plugin_id")?,
+        publisher: row.try_get("publisher")?,
+        name: row.try_get("name")?,
+        summary: row.try_get("summary")?,
+        categories: set_items(&row.try_get::<String, _>("categories")?),
+        capabilities: set_items(&row.try_get::<String, _>("capabilities")?),
+        pricing_models: set_items(&row.try_get::<String, _>("pricing_models")?),
+        latest_version: row.try_get("latest_version")?,
+        install_count: row.try_get("install_count")?,
+        featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
+        featured_note: row.try_get("featured_note")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        delisted,
+    })
+}
+
+/// Lowercase search terms, with LIKE's wildcards and other punctuation dropped.
+fn terms(q: &str) -> Vec<String> {
+    q.split_whitespace()
+        .map(|t| t.chars().filter(|c| c.is_alphanumeric() || *c == '-' || *c == '.').collect::<String>().to_lowercase())
+        .filter(|t| !t.is_empty())
+        .take(MAX_TERMS)
+        .collect()
+}
+
+fn filter_value(field: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option<String>, MarketError> {
+    match value {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(format!("%,{v},%"))),
+        Some(v) => Err(MarketError::invalid(
+            "invalid_query",
+            format!("unknown {field} `{v}`; expected one of: {}", allowed.join(", ")),
+        )),
+    }
+}
+
+/// Searches listed plugins.
+pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, MarketError> {
+    let per_page = query.per_page.unwrap_or(20);
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(MarketError::invalid("invalid_query", format!("per_page must be 1 to {MAX_PER_PAGE}")));
+    }
+    let page = query.page.unwrap_or(1).max(1);
+    let terms = terms(query.q.as_deref().unwrap_or_default());
+    let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
+    let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
+    let pricing = filter_value("pricing", query.pricing.as_ref(), &["free", "flat", "per-unit"])?;
+    let capability = filter_value("capability", query.capability.as_ref(), &capabilities)?;
+
+    // Binds are numbered in the order they are pushed.
+    let mut binds: Vec<String> = Vec::new();
+    let mut bind = |value: String| {
+        binds.push(value);
+        format!("${}", binds.len())
+    };
+    let mut filter = String::from("delisted_at IS NULL AND latest_version <> ''");
+    for term in &terms {
+        filter.push_str(&format!(" AND search_text LIKE {}", bind(format!("%{term}%"))));
+    }
+    for (column, value) in [("categories", category), ("pricing_models", pricing), ("capabilities", capability)] {
+        if let Some(value) = value {
+            filter.push_str(&format!(" AND {column} LIKE {}", bind(value)));
+        }
+    }
+    match query.featured {
+        Some(true) => filter.push_str(" AND featured_at IS NOT NULL"),
+        Some(false) => filter.push_str(" AND featured_at IS NULL"),
+        None => {}
+    }
+    let sort = query.sort.unwrap_or(if terms.is_empty() { Sort::Popular } else { Sort::Relevance });
+    let order = match sort {
+        Sort::Popular => "install_count DESC, plugin_id".to_string(),
+        Sort::Newest => "created_at DESC, plugin_id".to_string(),
+        Sort::Name => "plugin_id".to_string(),
+        Sort::Relevance if terms.is_empty() => "install_count DESC, plugin_id".to_string(),
+        Sort::Relevance => {
+            let mut score = Vec::new();
+            for term in &terms {
+                let like = bind(format!("%{term}%"));
+                score.push(format!(
+                    "(CASE WHEN name LIKE {like} THEN 4 WHEN LOWER(summary) LIKE {like} THEN 2 ELSE 1 END)"
+                ));
+            }
+            format!("({}) DESC, install_count DESC, plugin_id", score.join(" + "))
+        }
+    };
+    let count_sql = format!("SELECT COUNT(*) FROM listings WHERE {filter}");
+    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+    // Only the filter's binds: relevance binds come after them.
+    let filter_binds = count_sql.matches('$').count();
+    for value in binds.iter().take(filter_binds) {
+        count = count.bind(value.as_str());
+    }
+    let total = u64::try_from(count.fetch_one(&db.pool).await?).unwrap_or(0);
+
+    let limit = binds.len() + 1;
+    let sql =
+        format!("SELECT {COLUMNS} FROM listings WHERE {filter} ORDER BY {order} LIMIT ${limit} OFFSET ${}", limit + 1);
+    let mut select = sqlx::query(&sql);
+    for value in &binds {
+        select = select.bind(value.as_str());
+    }
+    let rows =
+        select.bind(i64::from(per_page)).bind(i64::from(page - 1) * i64::from(per_page)).fetch_all(&db.pool).await?;
+    let items = rows.iter().map(|row| listing(row, false)).collect::<Result<Vec<_>, _>>()?;
+    let seen = u64::from(page - 1) * u64::from(per_page) + items.len() as u64;
+    Ok(Page { items, next_page: (seen < total).then_some(page + 1), total })
+}
+
+async fn row(db: &Db, id: &PluginId) -> Result<AnyRow, MarketError> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM listings WHERE plugin_id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("plugin {id}")))
+}
+
+/// One listing with its detail. A delisted listing is visible only to its publisher and
+/// operators (who also see the reason); to everyone else it does not exist.
+pub async fn detail(
+    db: &Db,
+    registry: &Registry,
+    id: &PluginId,
+    caller: Option<&Caller>,
+) -> Result<ListingDetail, MarketError> {
+    let row = row(db, id).await?;
+    let privileged = caller.is_some_and(|c| c.may_act_for_publisher(id.publisher.as_str()).is_ok());
+    let listing = listing(&row, privileged)?;
+    if row.try_get::<Option<i64>, _>("delisted_at")?.is_some() && !privileged {
+        return Err(MarketError::NotFound(format!("plugin {id}")));
+    }
+    let versions = registry.versions(id).await?;
+    let newest = newest_installable(&versions)
+        .or(versions.first())
+        .ok_or_else(|| MarketError::NotFound(format!("an installable version of {id}")))?;
+    let manifest = &newest.manifest;
+    Ok(ListingDetail {
+        description: manifest.description.clone().unwrap_or_default(),
+        license: manifest.license.clone(),
+        homepage: manifest.homepage.clone(),
+        repository: manifest.repository.clone(),
+        event_types: manifest.event_types.clone(),
+        requested_capabilities: manifest.capabilities.clone(),
+        pricing: manifest.pricing.clone(),
+        versions: versions
+            .iter()
+            .filter(|v| v.yank.is_none())
+            .map(|v| VersionSummary {
+                version: v.version.to_string(),
+                published_at: v.published_at,
+                contract: v.contract.clone(),
+                signed: v.signature.is_some(),
+            })
+            .collect(),
+        listing,
+    })
+}
+
+/// Every listing of `publisher`, delisted ones with their reasons.
+pub async fn of_publisher(db: &Db, publisher: &str) -> Result<Vec<Listing>, MarketError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM listings WHERE publisher = $1 ORDER BY plugin_id"))
+        .bind(publisher)
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter().map(|row| listing(row, true)).collect()
+}
+
+/// Features a listing (co-marketing) with a note, or un-features it (`note` None).
+pub async fn feature(db: &Db, caller: &Caller, id: &PluginId, note: Option<&str>) -> Result<Listing, MarketError> {
+    caller.require_operator()?;
+    let mut tx = db.pool.begin().await?;
+    let updated = sqlx::query("UPDATE listings SET featured_at = $1, featured_note = $2 WHERE plugin_id = $3")
+        .bind(note.map(|_| now_ms()))
+        .bind(note)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(MarketError::NotFound(format!("plugin {id}")));
+    }
+    let action = if note.is_some() { "listing.featured" } else { "listing.unfeatured" };
+    audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ "note": note })).await?;
+    tx.commit().await?;
+    listing(&row(db, id).await?, true)
+}
+
+/// Delists a listing with a reason its publisher sees, or lists it again (`reason` None).
+/// Existing installs keep running; new installs are refused while delisted.
+pub async fn delist(db: &Db, caller: &Caller, id: &PluginId, reason: Option<&str>) -> Result<Listing, MarketError> {
+    caller.require_operator()?;
+    if reason.is_some_and(|r| r.trim().is_empty()) {
+        return Err(MarketError::invalid("invalid_request", "a delisting needs a reason the publisher can act on"));
+    }
+    let mut tx = db.pool.begin().await?;
+    let updated = sqlx::query("UPDATE listings SET delisted_at = $1, delist_reason = $2 WHERE plugin_id = $3")
+        .bind(reason.map(|_| now_ms()))
+        .bind(reason)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    if updated.rows_affected() == 0 {
+        return Err(MarketError::NotFound(format!("plugin {id}")));
+    }
+    let action = if reason.is_some() { "listing.delisted" } else { "listing.relisted" };
+    audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ "reason": reason })).await?;
+    tx.commit().await?;
+    listing(&row(db, id).await?, true)
+}
+
+/// Whether new installs of `id` are allowed (listed and not delisted).
+pub async fn is_installable(db: &Db, id: &PluginId) -> Result<bool, MarketError> {
+    let row = row(db, id).await?;
+    Ok(row.try_get::<Option<i64>, _>("delisted_at")?.is_none())
+}
+
+/// Moves a listing's install count by `delta` inside the install's own transaction.
+pub async fn count_install<'e, E>(executor: E, id: &str, delta: i64) -> Result<(), MarketError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("UPDATE listings SET install_count = install_count + $1 WHERE plugin_id = $2")
+        .bind(delta)
+        .bind(id)
+        .execute(executor)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The marketplace's domain errors. Each has a stable code; the server maps them to HTTP
+//! statuses in one place (`server/error.rs`).
+
+use std::time::Duration;
+
+use nexus_registry::RegistryError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// Credentials, versions, artifacts: whatever the registry refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request is malformed or names something invalid; `code` says what.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The request clashes with the current state (already installed, not paused, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Installing or upgrading needs the tenant's consent to these capabilities.
+    #[error("{message}")]
+    ConsentRequired { message: String, requested: Box<crate::installs::Consent> },
+    #[error("too many requests for this tenant; retry in {}s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    #[error("this tenant already has {0} invocations in flight; retry shortly")]
+    Busy(usize),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl MarketError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Registry(error) => error.code(),
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid { code, .. } | Self::Conflict { code, .. } => code,
+            Self::ConsentRequired { .. } => "consent_required",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Busy(_) => "concurrency_limited",
+            Self::Storage(_) => "storage_failure",
+        }
+    }
+
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { code, message: message.into() }
+    }
+}
+
+/// Wraps a database error; details stay in the operator's log.
+pub fn storage(error: impl std::fmt::Display) -> MarketError {
+    MarketError::Storage(error.to_string())
+}
+
+impl From<sqlx::Error> for MarketError {
+    fn from(error: sqlx::Error) -> Self {
+        storage(error)
+    }
+}
+
+/// A page of results and where the next starts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `page` to get the next page; absent on the last.
+    pub next_page: Option<u32>,
+    pub total: u64,
+}

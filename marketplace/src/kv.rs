@@ -1,0 +1,206 @@
+//! Plugin KV data in the marketplace database, shared by every node. Each scope (tenant,
+//! install) has a row in `kv_scopes` with its usage and a revision that moves on every
+//! commit: a commit made from an older revision (another node committed in between) is
+//! refused with `KvError::Conflict`, and the quota is checked in the same transaction.
+
+use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite};
+use nexus_host::{KvScope, KvStore};
+use nexus_registry::Db;
+use sqlx::Row;
+
+pub struct SqlKv {
+    db: Db,
+}
+
+impl SqlKv {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+fn backend(error: sqlx::Error) -> KvError {
+    KvError::Backend(error.to_string())
+}
+
+impl SqlKv {
+    async fn commit_writes(
+        &self,
+        scope: &KvScope,
+        writes: Vec<KvWrite>,
+        quota: KvQuota,
+        base: Option<u64>,
+    ) -> Result<(), KvError> {
+        let mut tx = self.db.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+            .bind(&scope.tenant)
+            .bind(&scope.install)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let (revision, mut usage) = match &row {
+            Some(row) => (
+                row.try_get::<i64, _>("revision").map_err(backend)?,
+                KvUsage {
+                    keys: u64::try_from(row.try_get::<i64, _>("keys").map_err(backend)?).unwrap_or(0),
+                    bytes: u64::try_from(row.try_get::<i64, _>("bytes").map_err(backend)?).unwrap_or(0),
+                },
+            ),
+            None => (0, KvUsage::default()),
+        };
+        if base.is_some_and(|base| i64::try_from(base).ok() != Some(revision)) {
+            return Err(KvError::Conflict);
+        }
+        for (key, value) in &writes {
+            let old: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT value FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3",
+            )
+            .bind(&scope.tenant)
+            .bind(&scope.install)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if let Some(old) = &old {
+                usage.keys -= 1;
+                usage.bytes -= (key.len() + old.len()) as u64;
+            }
+            match value {
+                Some(value) => {
+                    usage.keys += 1;
+                    usage.bytes += (key.len() + value.len()) as u64;
+                    sqlx::query(
+                        "INSERT INTO kv_entries (tenant_id, install_id, key, value) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (tenant_id, install_id, key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(&scope.tenant)
+                    .bind(&scope.install)
+                    .bind(key)
+                    .bind(value.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                None if old.is_some() => {
+                    sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3")
+                        .bind(&scope.tenant)
+                        .bind(&scope.install)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(backend)?;
+                }
+                None => {}
+            }
+        }
+        quota.check(usage).map_err(KvError::Quota)?;
+        // The conditional update is what makes two nodes' commits exclusive: the second
+        // finds the revision moved (PostgreSQL re-reads the row after the first commits;
+        // SQLite has one writer at a time).
+        let moved = if row.is_some() {
+            sqlx::query(
+                "UPDATE kv_scopes SET revision = revision + 1, keys = $1, bytes = $2 \
+                 WHERE tenant_id = $3 AND install_id = $4 AND revision = $5",
+            )
+            .bind(usage.keys as i64)
+            .bind(usage.bytes as i64)
+            .bind(&scope.tenant)
+            .bind(&scope.install)
+            .bind(revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+        } else {
+            let inserted = sqlx::query(
+                "INSERT INTO kv_scopes (tenant_id, install_id, revision, keys, bytes) VALUES ($1, $2, 1, $3, $4)",
+            )
+            .bind(&scope.tenant)
+            .bind(&scope.install)
+            .bind(usage.keys as i64)
+            .bind(usage.bytes as i64)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(result) => result.rows_affected(),
+                Err(error) if nexus_registry::db::is_unique_violation(&error) => 0,
+                Err(error) => return Err(backend(error)),
+            }
+        };
+        if moved == 0 {
+            return Err(KvError::Conflict);
+        }
+        tx.commit().await.map_err(backend)
+    }
+}
+
+impl KvStore for SqlKv {
+    fn get<'a>(&'a self, scope: &'a KvScope, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, KvError>> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3")
+                .bind(&scope.tenant)
+                .bind(&scope.install)
+                .bind(key)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(backend)
+        })
+    }
+
+    fn list_keys<'a>(&'a self, scope: &'a KvScope, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, KvError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT key FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 ORDER BY key")
+                .bind(&scope.tenant)
+                .bind(&scope.install)
+                .fetch_all(&self.db.pool)
+                .await
+                .map_err(backend)?;
+            let mut keys = Vec::new();
+            for row in rows {
+                let key: String = row.try_get("key").map_err(backend)?;
+                if key.starts_with(prefix) {
+                    keys.push(key);
+                }
+            }
+            Ok(keys)
+        })
+    }
+
+    fn usage<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<KvUsage, KvError>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+                .bind(&scope.tenant)
+                .bind(&scope.install)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(backend)?;
+            let Some(row) = row else { return Ok(KvUsage::default()) };
+            Ok(KvUsage {
+                keys: u64::try_from(row.try_get::<i64, _>("keys").map_err(backend)?).unwrap_or(0),
+                bytes: u64::try_from(row.try_get::<i64, _>("bytes").map_err(backend)?).unwrap_or(0),
+            })
+        })
+    }
+
+    fn revision<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<Option<u64>, KvError>> {
+        Box::pin(async move {
+            let revision: Option<i64> =
+                sqlx::query_scalar("SELECT revision FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+                    .bind(&scope.tenant)
+                    .bind(&scope.install)
+                    .fetch_optional(&self.db.pool)
+                    .await
+                    .map_err(backend)?;
+            Ok(Some(u64::try_from(revision.unwrap_or(0)).unwrap_or(0)))
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        scope: &'a KvScope,
+        writes: Vec<KvWrite>,
+        quota: KvQuota,
+        base: Option<u64>,
+    ) -> BoxFuture<'a, Result<(), KvError>> {
+        Box::pin(self.commit_writes(scope, writes, quota, base))
+    }
+}

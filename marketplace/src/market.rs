@@ -1,0 +1,91 @@
+//! The marketplace as one value: the database, the registry, the master key for secrets
+//! and the runner. Handlers and the demo call its modules with a `&Market`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nexus_host::{Host, HostConfig};
+use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, VersionRecord};
+use semver::Version;
+use serde_json::json;
+
+use crate::audit;
+use crate::catalog;
+use crate::error::MarketError;
+use crate::installs;
+use crate::kv::SqlKv;
+use crate::runner::{Runner, TenantLimits};
+use crate::secrets::MasterKey;
+use crate::server::metrics::Metrics;
+
+/// Migrations of the marketplace's own tables, after the registry's.
+const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_marketplace.sql")];
+const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_marketplace.sql")];
+
+pub struct Market {
+    pub db: Db,
+    pub registry: Arc<Registry>,
+    pub master_key: MasterKey,
+    pub runner: Runner,
+}
+
+/// How to build a [`Market`] beyond its registry.
+pub struct MarketConfig {
+    pub master_key: MasterKey,
+    /// The plugin host; shared so tests compile each component once.
+    pub host: Arc<Host>,
+    pub tenant_limits: TenantLimits,
+}
+
+/// The host a server runs: precompiled components cached under `cache_dir`.
+pub fn host_with_cache(cache_dir: PathBuf) -> Result<Arc<Host>, MarketError> {
+    Host::new(HostConfig { cache_dir: Some(cache_dir), ..HostConfig::default() })
+        .map(Arc::new)
+        .map_err(|e| MarketError::Storage(format!("cannot start the plugin host: {e}")))
+}
+
+impl Market {
+    /// Migrates the marketplace tables and starts the plugin host.
+    pub async fn open(registry: Arc<Registry>, config: MarketConfig) -> Result<Self, MarketError> {
+        let db = registry.db().clone();
+        db.apply_migrations("marketplace_migrations", SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS).await?;
+        let runner = Runner::new(config.host, SqlKv::new(db.clone()), config.tenant_limits, Arc::new(Metrics::new()));
+        Ok(Self { db, registry, master_key: config.master_key, runner })
+    }
+
+    /// Publishes a version, then updates its listing and the installs that follow it.
+    pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, MarketError> {
+        let published = self.registry.publish(caller, request).await?;
+        let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
+        let detail = json!({ "version": published.version, "digest": published.digest.to_string(),
+                             "signed_by": published.signed_by });
+        audit::record(&self.db.pool, &actor(caller), "version.published", &published.id, detail).await?;
+        self.after_version_change(&id).await?;
+        Ok(published)
+    }
+
+    /// Yanks a version, then updates its listing and the installs that follow it.
+    pub async fn yank(
+        &self,
+        caller: &Credential,
+        id: &PluginId,
+        version: &Version,
+        reason: &str,
+        successor: Option<&Version>,
+    ) -> Result<VersionRecord, MarketError> {
+        let record = self.registry.yank(caller, id, version, reason, successor).await?;
+        let detail = json!({ "version": version.to_string(), "reason": reason });
+        audit::record(&self.db.pool, &actor(caller), "version.yanked", &id.to_string(), detail).await?;
+        self.after_version_change(id).await?;
+        Ok(record)
+    }
+
+    async fn after_version_change(&self, id: &PluginId) -> Result<(), MarketError> {
+        catalog::refresh(&self.db, &self.registry, id).await?;
+        installs::follow_versions(self, id).await
+    }
+}
+
+fn actor(credential: &Credential) -> String {
+    crate::accounts::Caller::Publisher(credential.clone()).actor()
+}

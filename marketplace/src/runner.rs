@@ -1,0 +1,410 @@
+//! Running plugins for tenants: `POST /v1/events` fans an event out to every live install of
+//! the tenant that handles its type; direct invocation runs one install. Each run goes through
+//! the host with the install's grants, settings and limits, is recorded in `invocations`, and
+//! feeds the circuit breaker and the metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Secrets};
+use nexus_registry::db::now_ms;
+use nexus_registry::publishers::random_hex;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::sync::Semaphore;
+
+use crate::accounts::{Caller, TenantId, TenantScope};
+use crate::error::{MarketError, Page, storage};
+use crate::installs::{self, Target};
+use crate::kv::SqlKv;
+use crate::market::Market;
+use crate::server::metrics::Metrics;
+
+/// Longest event type, and event id, accepted.
+pub const MAX_EVENT_TYPE_BYTES: usize = 128;
+pub const MAX_EVENT_ID_BYTES: usize = 128;
+
+/// Per-tenant admission: a rate (with a burst) and a cap on invocations in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub events_per_second: u32,
+    pub burst: u32,
+    pub in_flight: usize,
+    /// How long an event waits for an in-flight slot before it is refused.
+    pub queue_wait: Duration,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self { events_per_second: 200, burst: 400, in_flight: 32, queue_wait: Duration::from_secs(2) }
+    }
+}
+
+type Limiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
+
+pub struct Runner {
+    host: Arc<Host>,
+    kv: Arc<SqlKv>,
+    limits: TenantLimits,
+    rate: Limiter,
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Loaded components by `plugin@version`; versions are immutable.
+    plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// `POST /v1/events` and `POST /v1/installs/{id}/invoke`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventRequest {
+    /// The caller's id for the event (for the plugin's idempotency); generated if absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// What happened to an event.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventReceipt {
+    pub event_id: String,
+    pub deliveries: Vec<Delivery>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// One install's invocation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    pub invocation: String,
+    pub install: String,
+    pub plugin: String,
+    pub version: String,
+    /// `ok` or the error code (`plugin_error`, `limit_exceeded`, ...).
+    pub outcome: String,
+    pub duration_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<nexus_host::Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Set when this failure paused the install.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Skipped {
+    pub install: String,
+    pub plugin: String,
+    /// `paused`, with the pause's reason.
+    pub reason: String,
+}
+
+/// A recorded invocation: what billing and dashboards read.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InvocationRecord {
+    pub id: String,
+    pub tenant: String,
+    pub install: String,
+    pub plugin: String,
+    pub version: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub started_at: i64,
+    pub duration_us: i64,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub fuel_used: i64,
+    pub peak_memory_bytes: i64,
+    pub http_requests: i64,
+    pub kv_writes: i64,
+    pub denials: i64,
+    pub usage: BTreeMap<String, u64>,
+}
+
+impl Runner {
+    pub fn new(host: Arc<Host>, kv: SqlKv, limits: TenantLimits, metrics: Arc<Metrics>) -> Self {
+        let per_second = NonZeroU32::new(limits.events_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(limits.burst).unwrap_or(per_second);
+        Self {
+            host,
+            kv: Arc::new(kv),
+            limits,
+            rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            in_flight: Mutex::new(HashMap::new()),
+            plugins: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Admits one event of `tenant`: within its rate, and with an in-flight slot.
+    async fn admit(&self, tenant: &TenantId) -> Result<tokio::sync::OwnedSemaphorePermit, MarketError> {
+        if let Err(not_until) = self.rate.check_key(&tenant.to_string()) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(MarketError::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
+        }
+        let semaphore = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(tenant.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.in_flight)))
+            .clone();
+        match tokio::time::timeout(self.limits.queue_wait, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(MarketError::Busy(self.limits.in_flight)),
+        }
+    }
+
+    /// The component of `target`'s version: from memory, or fetched from the registry, its
+    /// signature checked against the publisher's current keys, and loaded by the host.
+    async fn plugin(&self, market: &Market, target: &Target) -> Result<Arc<Plugin>, MarketError> {
+        let key = format!("{}@{}", target.plugin, target.version);
+        if let Some(plugin) = self.plugins.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Ok(plugin.clone());
+        }
+        let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
+        market.registry.verify_signature(&target.plugin, &record).await?;
+        let (plugin, _) = self
+            .host
+            .load(&bytes)
+            .await
+            .map_err(|e| MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")))?;
+        self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, plugin.clone());
+        Ok(plugin)
+    }
+}
+
+fn event(request: EventRequest) -> Result<Event, MarketError> {
+    let bad = |message: String| MarketError::invalid("invalid_event", message);
+    let event_type = request.event_type.trim().to_string();
+    if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_BYTES {
+        return Err(bad(format!("`type` must be 1 to {MAX_EVENT_TYPE_BYTES} bytes")));
+    }
+    if !event_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
+        return Err(bad(format!("`type` `{event_type}` may hold only letters, digits, '.', '-' and '_'")));
+    }
+    let id = match request.id {
+        Some(id) if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES => {
+            return Err(bad(format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes")));
+        }
+        Some(id) => id,
+        None => format!("evt_{}", random_hex(10)?),
+    };
+    Ok(Event { id, event_type, payload: request.payload.to_string() })
+}
+
+/// Whether an error counts against the circuit breaker. Errors that describe the event
+/// (unsupported type, invalid payload) say nothing about the plugin's health.
+fn breaker_failure(error: &InvocationError) -> Option<String> {
+    match error {
+        InvocationError::PluginError {
+            kind: PluginErrorKind::InvalidPayload | PluginErrorKind::UnsupportedEvent,
+            ..
+        } => None,
+        InvocationError::KvConflict => None,
+        other => Some(format!("{}: {other}", other.code())),
+    }
+}
+
+/// Delivers an event to every live install of the calling tenant that handles its type.
+pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest) -> Result<EventReceipt, MarketError> {
+    let tenant = caller.tenant(TenantScope::Events)?;
+    let event = event(request)?;
+    let runner = &market.runner;
+    let _permit = runner.admit(tenant).await?;
+    let mut deliveries = Vec::new();
+    let mut skipped = Vec::new();
+    let mut runs = Vec::new();
+    for target in installs::targets(market, tenant).await? {
+        if !target.handles(&event.event_type) {
+            continue;
+        }
+        if target.status == "paused" {
+            runner.metrics.record_skipped("paused");
+            skipped.push(Skipped {
+                install: target.id.clone(),
+                plugin: target.plugin.to_string(),
+                reason: format!("paused: {}", target.status_reason.clone().unwrap_or_default()),
+            });
+            continue;
+        }
+        runs.push(run(market, target, &event));
+    }
+    for delivery in futures_util::future::join_all(runs).await {
+        deliveries.push(delivery?);
+    }
+    runner.metrics.record_event(deliveries.len());
+    Ok(EventReceipt { event_id: event.id, deliveries, skipped })
+}
+
+/// Runs one install of the calling tenant on an event, whatever its event types.
+pub async fn invoke_install(
+    market: &Market,
+    caller: &Caller,
+    install: &str,
+    request: EventRequest,
+) -> Result<Delivery, MarketError> {
+    let target = installs::target_of(market, caller, install).await?;
+    if target.status == "paused" {
+        return Err(MarketError::conflict(
+            "install_paused",
+            format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
+        ));
+    }
+    let event = event(request)?;
+    let tenant = caller.tenant(TenantScope::Events)?;
+    let _permit = market.runner.admit(tenant).await?;
+    run(market, target, &event).await
+}
+
+/// One invocation, recorded. A KV conflict (another node committed first) is retried once.
+async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, MarketError> {
+    let runner = &market.runner;
+    let plugin = runner.plugin(market, &target).await?;
+    let context = InvocationContext {
+        tenant: target.tenant.clone(),
+        install: target.id.clone(),
+        grants: target.grants.clone(),
+        config: target.config.clone(),
+        secrets: Secrets::new(installs::open_secrets(market, &target)?),
+        kv: runner.kv.clone(),
+        limits: Limits::default(),
+    };
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let mut invocation = runner.host.invoke(&plugin, context.clone(), event).await;
+    if matches!(invocation.result, Err(InvocationError::KvConflict)) {
+        invocation = runner.host.invoke(&plugin, context, event).await;
+    }
+    let elapsed = clock.elapsed();
+    let report = &invocation.report;
+    let id = format!("inv_{}", random_hex(10)?);
+    let error = invocation.result.as_ref().err().map(ToString::to_string);
+    sqlx::query(
+        "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, started_at, \
+         duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, kv_writes, denials, usage) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(&id)
+    .bind(&target.tenant)
+    .bind(&target.id)
+    .bind(target.plugin.to_string())
+    .bind(target.version.to_string())
+    .bind(&event.id)
+    .bind(&event.event_type)
+    .bind(started_at)
+    .bind(i64::try_from(report.duration_us).unwrap_or(i64::MAX))
+    .bind(&report.outcome)
+    .bind(error.as_deref())
+    .bind(i64::try_from(report.fuel_used).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.http_requests).unwrap_or(i64::MAX))
+    .bind(i64::try_from(report.kv_writes).unwrap_or(i64::MAX))
+    .bind(report.denials.len() as i64)
+    .bind(serde_json::to_string(&report.usage).map_err(storage)?)
+    .execute(&market.db.pool)
+    .await?;
+    runner.metrics.record_invocation(&target.plugin.to_string(), &report.outcome, elapsed);
+    let paused = match &invocation.result {
+        Ok(_) => installs::record_health(market, &target, None).await?,
+        Err(error) => match breaker_failure(error) {
+            Some(reason) => installs::record_health(market, &target, Some(&reason)).await?,
+            None => false,
+        },
+    };
+    let (data, actions) = match &invocation.result {
+        Ok(outcome) => (outcome.data.clone(), outcome.actions.clone()),
+        Err(_) => (None, Vec::new()),
+    };
+    Ok(Delivery {
+        invocation: id,
+        install: target.id,
+        plugin: target.plugin.to_string(),
+        version: target.version.to_string(),
+        outcome: report.outcome.clone(),
+        duration_us: report.duration_us,
+        data,
+        actions,
+        error,
+        paused,
+    })
+}
+
+/// Filters for reading invocations.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InvocationQuery {
+    pub outcome: Option<String>,
+    /// 1-based page, newest first.
+    pub page: Option<u32>,
+    /// 1 to 500, default 50.
+    pub per_page: Option<u32>,
+}
+
+/// An install's invocations, newest first; the install must be visible to the caller.
+pub async fn invocations(
+    market: &Market,
+    caller: &Caller,
+    install: &str,
+    query: &InvocationQuery,
+) -> Result<Page<InvocationRecord>, MarketError> {
+    installs::get(market, caller, install).await?;
+    let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = "WHERE install_id = $1 AND ($2 IS NULL OR outcome = $2)";
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM invocations {filter}"))
+        .bind(install)
+        .bind(query.outcome.as_deref())
+        .fetch_one(&market.db.pool)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT * FROM invocations {filter} ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+    ))
+    .bind(install)
+    .bind(query.outcome.as_deref())
+    .bind(i64::from(per_page))
+    .bind(i64::from(page - 1) * i64::from(per_page))
+    .fetch_all(&market.db.pool)
+    .await?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            let usage: String = row.try_get("usage")?;
+            Ok(InvocationRecord {
+                id: row.try_get("id")?,
+                tenant: row.try_get("tenant_id")?,
+                install: row.try_get("install_id")?,
+                plugin: row.try_get("plugin_id")?,
+                version: row.try_get("version")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                started_at: row.try_get("started_at")?,
+                duration_us: row.try_get("duration_us")?,
+                outcome: row.try_get("outcome")?,
+                error: row.try_get("error_message")?,
+                fuel_used: row.try_get("fuel_used")?,
+                peak_memory_bytes: row.try_get("peak_memory_bytes")?,
+                http_requests: row.try_get("http_requests")?,
+                kv_writes: row.try_get("kv_writes")?,
+                denials: row.try_get("denials")?,
+                usage: serde_json::from_str(&usage).map_err(storage)?,
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    let seen = u64::from(page - 1) * u64::from(per_page) + items.len() as u64;
+    let total = u64::try_from(total).unwrap_or(0);
+    Ok(Page { items, next_page: (seen < total).then_some(page + 1), total })
+}

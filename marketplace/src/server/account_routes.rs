@@ -1,0 +1,210 @@
+//! Accounts: tenants and publishers (created by operators), tenant and operator tokens,
+//! `whoami`, and the audit log.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use nexus_registry::IssuedToken;
+use nexus_registry::db::now_ms;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::Auth;
+use super::extract::{JsonBody, QueryParams};
+use super::{ApiError, AppState};
+use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, TenantScope};
+use crate::audit::{self, AuditEntry, AuditQuery};
+use crate::error::{MarketError, Page};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/whoami", get(who_am_i))
+        .route("/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/v1/tenants/{tenant}/tokens", post(create_tenant_token))
+        .route("/v1/tenants/{tenant}/tokens/{id}", delete(revoke_tenant_token))
+        .route("/v1/publishers", post(create_publisher))
+        .route("/v1/operator/tokens", post(create_operator_token))
+        .route("/v1/operator/tokens/{id}", delete(revoke_operator_token))
+        .route("/v1/audit", get(read_audit))
+}
+
+/// The calling token: its role, whom it acts for, and its scopes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    role: &'static str,
+    token_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publisher: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    scopes: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/whoami", tag = "accounts", responses((status = 200, body = WhoAmI)))]
+pub async fn who_am_i(Auth(caller): Auth) -> Json<WhoAmI> {
+    let (publisher, tenant, scopes) = match &caller {
+        Caller::Operator { .. } => (None, None, vec!["admin".to_string()]),
+        Caller::Publisher(c) => {
+            (Some(c.publisher.to_string()), None, c.scopes.iter().map(|s| s.as_str().to_string()).collect())
+        }
+        Caller::Tenant { tenant, scopes, .. } => {
+            (None, Some(tenant.to_string()), scopes.iter().map(|s| s.as_str().to_string()).collect())
+        }
+    };
+    Json(WhoAmI { role: caller.role(), token_id: caller.token_id().to_string(), publisher, tenant, scopes })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// The id: lowercase letters, digits and '-'.
+    id: String,
+    display_name: String,
+}
+
+#[utoipa::path(post, path = "/v1/tenants", tag = "accounts", request_body = CreateAccount,
+    responses((status = 201, body = IssuedAccountToken, description = "the tenant's first token, shown once")))]
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<CreateAccount>,
+) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
+    caller.require_operator()?;
+    let id: TenantId = body.id.parse()?;
+    let token = accounts::create_tenant(&state.market.db, &id, &body.display_name).await?;
+    let detail = json!({ "display_name": body.display_name, "token": token.id });
+    audit::record(&state.market.db.pool, &caller.actor(), "tenant.created", id.as_str(), detail).await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[utoipa::path(get, path = "/v1/tenants", tag = "accounts", responses((status = 200, body = Vec<Tenant>)))]
+pub async fn list_tenants(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<Vec<Tenant>>, ApiError> {
+    caller.require_operator()?;
+    Ok(Json(accounts::list_tenants(&state.market.db).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    #[schema(value_type = Vec<String>)]
+    scopes: BTreeSet<TenantScope>,
+    label: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+}
+
+fn expiry(days: Option<u32>) -> Option<i64> {
+    days.map(|days| now_ms() + i64::from(days) * 86_400_000)
+}
+
+/// The tenant named in the path, if the caller is that tenant with `scope` or an operator.
+async fn tenant_for(state: &AppState, caller: &Caller, tenant: &str, scope: TenantScope) -> Result<TenantId, ApiError> {
+    let id: TenantId = tenant.parse()?;
+    match caller {
+        Caller::Operator { .. } => {
+            if !accounts::tenant_exists(&state.market.db, &id).await? {
+                return Err(MarketError::NotFound(format!("tenant {id}")).into());
+            }
+        }
+        _ if caller.tenant(scope)? == &id => {}
+        _ => return Err(MarketError::NotFound(format!("tenant {id}")).into()),
+    }
+    Ok(id)
+}
+
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/tokens", tag = "accounts", request_body = CreateToken,
+    params(("tenant" = String, Path)), responses((status = 201, body = IssuedAccountToken)))]
+pub async fn create_tenant_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(tenant): Path<String>,
+    JsonBody(body): JsonBody<CreateToken>,
+) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, TenantScope::Tokens).await?;
+    let token =
+        accounts::issue_tenant_token(&state.market.db, &tenant, body.scopes, &body.label, expiry(body.expires_in_days))
+            .await?;
+    let detail = json!({ "token": token.id, "scopes": token.scopes, "expires_at": token.expires_at });
+    audit::record(&state.market.db.pool, &caller.actor(), "token.issued", tenant.as_str(), detail).await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/tokens/{id}", tag = "accounts",
+    params(("tenant" = String, Path), ("id" = String, Path)), responses((status = 204)))]
+pub async fn revoke_tenant_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, TenantScope::Tokens).await?;
+    accounts::revoke_token(&state.market.db, Some(&tenant), &id).await?;
+    audit::record(&state.market.db.pool, &caller.actor(), "token.revoked", tenant.as_str(), json!({ "token": id }))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/v1/publishers", tag = "accounts", request_body = CreateAccount,
+    responses((status = 201, description = "the publisher's first token, shown once")))]
+pub async fn create_publisher(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<CreateAccount>,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    caller.require_operator()?;
+    let name = body
+        .id
+        .parse()
+        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let token = state.market.registry.create_publisher(&name, &body.display_name).await?;
+    let detail = json!({ "display_name": body.display_name, "token": token.id });
+    audit::record(&state.market.db.pool, &caller.actor(), "publisher.created", name.as_str(), detail).await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorToken {
+    label: String,
+}
+
+#[utoipa::path(post, path = "/v1/operator/tokens", tag = "accounts", request_body = OperatorToken,
+    responses((status = 201, body = IssuedAccountToken)))]
+pub async fn create_operator_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<OperatorToken>,
+) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
+    caller.require_operator()?;
+    let token = accounts::issue_operator_token(&state.market.db, &body.label).await?;
+    audit::record(&state.market.db.pool, &caller.actor(), "token.issued", "operator", json!({ "token": token.id }))
+        .await?;
+    Ok((StatusCode::CREATED, Json(token)))
+}
+
+#[utoipa::path(delete, path = "/v1/operator/tokens/{id}", tag = "accounts", params(("id" = String, Path)),
+    responses((status = 204)))]
+pub async fn revoke_operator_token(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_operator()?;
+    accounts::revoke_token(&state.market.db, None, &id).await?;
+    audit::record(&state.market.db.pool, &caller.actor(), "token.revoked", "operator", json!({ "token": id })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "accounts", params(AuditQuery),
+    responses((status = 200, body = Page<AuditEntry>)))]
+pub async fn read_audit(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    QueryParams(query): QueryParams<AuditQuery>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    caller.require_operator()?;
+    Ok(Json(audit::list(&state.market.db, &query).await?))
+}

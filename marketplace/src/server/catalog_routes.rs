@@ -1,0 +1,130 @@
+//! The catalog: search and listing detail (public), consent preview, featuring and
+//! delisting (operators), and a publisher's own listings with moderation reasons.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::auth::{Auth, MaybeAuth};
+use super::extract::{JsonBody, QueryParams};
+use super::registry_routes::plugin_id;
+use super::{ApiError, AppState};
+use crate::catalog::{self, Listing, ListingDetail, SearchQuery};
+use crate::error::Page;
+use crate::installs::{self, Consent};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/catalog", get(search))
+        .route("/v1/catalog/{publisher}/{name}", get(detail))
+        .route("/v1/catalog/{publisher}/{name}/consent", get(consent))
+        .route("/v1/catalog/{publisher}/{name}/feature", post(feature).delete(unfeature))
+        .route("/v1/catalog/{publisher}/{name}/delist", post(delist).delete(relist))
+        .route("/v1/publishers/{publisher}/listings", get(publisher_listings))
+}
+
+#[utoipa::path(get, path = "/v1/catalog", tag = "catalog", params(SearchQuery),
+    responses((status = 200, body = Page<Listing>)))]
+pub async fn search(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<SearchQuery>,
+) -> Result<Json<Page<Listing>>, ApiError> {
+    Ok(Json(catalog::search(&state.market.db, &query).await?))
+}
+
+#[utoipa::path(get, path = "/v1/catalog/{publisher}/{name}", tag = "catalog",
+    params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = ListingDetail)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Json<ListingDetail>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(catalog::detail(&state.market.db, &state.market.registry, &id, caller.as_ref()).await?))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentQuery {
+    /// The version requirement to resolve, default `*`.
+    requirement: Option<String>,
+}
+
+/// What installing would ask the tenant to consent to: each capability and host, with why.
+#[utoipa::path(get, path = "/v1/catalog/{publisher}/{name}/consent", tag = "catalog",
+    params(("publisher" = String, Path), ("name" = String, Path), ConsentQuery),
+    responses((status = 200, body = Consent)))]
+pub async fn consent(
+    State(state): State<AppState>,
+    Path((publisher, name)): Path<(String, String)>,
+    QueryParams(query): QueryParams<ConsentQuery>,
+) -> Result<Json<Consent>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(installs::preview(&state.market, &id.to_string(), query.requirement.as_deref()).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    /// Why: shown with the featured listing, or to the publisher of a delisted one.
+    reason: String,
+}
+
+#[utoipa::path(post, path = "/v1/catalog/{publisher}/{name}/feature", tag = "catalog", request_body = Note,
+    params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
+pub async fn feature(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Note>,
+) -> Result<Json<Listing>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(catalog::feature(&state.market.db, &caller, &id, Some(&body.reason)).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/feature", tag = "catalog",
+    params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
+pub async fn unfeature(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Json<Listing>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(catalog::feature(&state.market.db, &caller, &id, None).await?))
+}
+
+#[utoipa::path(post, path = "/v1/catalog/{publisher}/{name}/delist", tag = "catalog", request_body = Note,
+    params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
+pub async fn delist(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Note>,
+) -> Result<Json<Listing>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(catalog::delist(&state.market.db, &caller, &id, Some(&body.reason)).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/delist", tag = "catalog",
+    params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
+pub async fn relist(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Json<Listing>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    Ok(Json(catalog::delist(&state.market.db, &caller, &id, None).await?))
+}
+
+#[utoipa::path(get, path = "/v1/publishers/{publisher}/listings", tag = "catalog",
+    params(("publisher" = String, Path)), responses((status = 200, body = Vec<Listing>)))]
+pub async fn publisher_listings(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(publisher): Path<String>,
+) -> Result<Json<Vec<Listing>>, ApiError> {
+    caller.may_act_for_publisher(&publisher)?;
+    Ok(Json(catalog::of_publisher(&state.market.db, &publisher).await?))
+}

@@ -1,0 +1,158 @@
+//! Idempotency keys on creating requests: a `POST` with an `Idempotency-Key` header runs
+//! once per key and caller; a retry with the same key and body gets the first answer again
+//! (with `idempotent-replayed: true`), the same key with another body is refused, and a
+//! retry while the first is still running is told so. Keys last 24 hours.
+//!
+//! The caller is the sha256 of the `Authorization` header, so keys of different tokens never
+//! meet. Answers that say "try again" (401, 403, 429, 5xx) are not kept.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use nexus_registry::db::{is_unique_violation, now_ms};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
+
+pub const HEADER: &str = "idempotency-key";
+pub const MAX_KEY_BYTES: usize = 255;
+const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+/// Answers larger than this are not kept (no creating route answers with more).
+const MAX_KEPT_RESPONSE_BYTES: usize = 1 << 20;
+
+fn worth_keeping(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS))
+}
+
+pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match handle(state, request, next).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle(state: AppState, request: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(key) = request.headers().get(HEADER) else { return Ok(next.run(request).await) };
+    if request.method() != Method::POST {
+        return Ok(next.run(request).await);
+    }
+    let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"),
+        )
+    })?;
+    let key = key.to_string();
+    let caller = hex::encode(Sha256::digest(
+        request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default(),
+    ));
+    let (parts, body) = request.into_parts();
+    let bytes = to_bytes(body, MAX_UPLOAD_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request bodies are at most {MAX_UPLOAD_BYTES} bytes"),
+        )
+    })?;
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(parts.method.as_str());
+    fingerprint.update(b" ");
+    fingerprint.update(parts.uri.path());
+    fingerprint.update(b"\n");
+    fingerprint.update(&bytes);
+    let fingerprint = hex::encode(fingerprint.finalize());
+
+    let pool = &state.market.db.pool;
+    let now = now_ms();
+    sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND created_at < $3")
+        .bind(&caller)
+        .bind(&key)
+        .bind(now - KEEP_MS)
+        .execute(pool)
+        .await
+        .map_err(crate::error::storage)?;
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (caller, key, request_sha256, status, created_at) VALUES ($1, $2, $3, 0, $4)",
+    )
+    .bind(&caller)
+    .bind(&key)
+    .bind(&fingerprint)
+    .bind(now)
+    .execute(pool)
+    .await;
+    match claimed {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) => return replay(&state, &caller, &key, &fingerprint).await,
+        Err(error) => return Err(crate::error::storage(error).into()),
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let status = response.status();
+    if !worth_keeping(status) {
+        forget(&state, &caller, &key).await?;
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_KEPT_RESPONSE_BYTES).await else {
+        forget(&state, &caller, &key).await?;
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "response_too_large",
+            "the answer could not be kept",
+        ));
+    };
+    sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE caller = $3 AND key = $4")
+        .bind(i64::from(status.as_u16()))
+        .bind(String::from_utf8_lossy(&bytes).into_owned())
+        .bind(&caller)
+        .bind(&key)
+        .execute(pool)
+        .await
+        .map_err(crate::error::storage)?;
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+async fn forget(state: &AppState, caller: &str, key: &str) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2")
+        .bind(caller)
+        .bind(key)
+        .execute(&state.market.db.pool)
+        .await
+        .map_err(crate::error::storage)?;
+    Ok(())
+}
+
+async fn replay(state: &AppState, caller: &str, key: &str, fingerprint: &str) -> Result<Response, ApiError> {
+    let row =
+        sqlx::query("SELECT request_sha256, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2")
+            .bind(caller)
+            .bind(key)
+            .fetch_one(&state.market.db.pool)
+            .await
+            .map_err(crate::error::storage)?;
+    let stored: String = row.try_get("request_sha256").map_err(crate::error::storage)?;
+    if stored != fingerprint {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key",
+        ));
+    }
+    let status: i64 = row.try_get("status").map_err(crate::error::storage)?;
+    let Some(status) = u16::try_from(status).ok().filter(|s| *s != 0).and_then(|s| StatusCode::from_u16(s).ok()) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still running; retry shortly",
+        ));
+    };
+    let body: Option<String> = row.try_get("response").map_err(crate::error::storage)?;
+    let mut response = (status, body.unwrap_or_default()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}

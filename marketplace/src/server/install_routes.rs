@@ -1,0 +1,151 @@
+//! A tenant's installs and events: install with consent, settings and secrets, upgrades
+//! awaiting consent, resume after a pause, uninstall, direct invocation, invocation history,
+//! and `POST /v1/events`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::auth::Auth;
+use super::extract::{JsonBody, QueryParams};
+use super::{ApiError, AppState};
+use crate::accounts::TenantId;
+use crate::error::Page;
+use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
+use crate::runner::{self, Delivery, EventReceipt, EventRequest, InvocationQuery, InvocationRecord};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/installs", post(create).get(list))
+        .route("/v1/installs/{id}", get(show).patch(update).delete(uninstall))
+        .route("/v1/installs/{id}/upgrade", post(approve_upgrade))
+        .route("/v1/installs/{id}/resume", post(resume))
+        .route("/v1/installs/{id}/invoke", post(invoke))
+        .route("/v1/installs/{id}/invocations", get(invocations))
+        .route("/v1/events", post(send_event))
+}
+
+#[utoipa::path(post, path = "/v1/installs", tag = "installs", request_body = InstallRequest,
+    responses((status = 201, body = Install), (status = 409, description = "consent_required: `details` lists what to consent to")))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<InstallRequest>,
+) -> Result<(StatusCode, Json<Install>), ApiError> {
+    Ok((StatusCode::CREATED, Json(installs::create(&state.market, &caller, body).await?)))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Operators name the tenant; tenants see their own.
+    tenant: Option<String>,
+    /// Include uninstalled installs (history).
+    #[serde(default)]
+    all: bool,
+}
+
+#[utoipa::path(get, path = "/v1/installs", tag = "installs", params(ListQuery),
+    responses((status = 200, body = Vec<Install>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<Vec<Install>>, ApiError> {
+    let tenant = query.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
+    Ok(Json(installs::list(&state.market, &caller, tenant.as_ref(), query.all).await?))
+}
+
+#[utoipa::path(get, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
+    responses((status = 200, body = Install)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Install>, ApiError> {
+    Ok(Json(installs::get(&state.market, &caller, &id).await?))
+}
+
+#[utoipa::path(patch, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
+    request_body = SettingsUpdate, responses((status = 200, body = Install)))]
+pub async fn update(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<SettingsUpdate>,
+) -> Result<Json<Install>, ApiError> {
+    Ok(Json(installs::update_settings(&state.market, &caller, &id, body).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
+    responses((status = 200, body = Install, description = "the uninstalled install, kept as history")))]
+pub async fn uninstall(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Install>, ApiError> {
+    Ok(Json(installs::uninstall(&state.market, &caller, &id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeBody {
+    consent: GrantConsent,
+}
+
+#[utoipa::path(post, path = "/v1/installs/{id}/upgrade", tag = "installs", params(("id" = String, Path)),
+    request_body = UpgradeBody, responses((status = 200, body = Install)))]
+pub async fn approve_upgrade(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpgradeBody>,
+) -> Result<Json<Install>, ApiError> {
+    Ok(Json(installs::approve_upgrade(&state.market, &caller, &id, &body.consent).await?))
+}
+
+#[utoipa::path(post, path = "/v1/installs/{id}/resume", tag = "installs", params(("id" = String, Path)),
+    responses((status = 200, body = Install)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Install>, ApiError> {
+    Ok(Json(installs::resume(&state.market, &caller, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/installs/{id}/invoke", tag = "events", params(("id" = String, Path)),
+    request_body = EventRequest, responses((status = 200, body = Delivery)))]
+pub async fn invoke(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<EventRequest>,
+) -> Result<Json<Delivery>, ApiError> {
+    Ok(Json(runner::invoke_install(&state.market, &caller, &id, body).await?))
+}
+
+#[utoipa::path(get, path = "/v1/installs/{id}/invocations", tag = "events",
+    params(("id" = String, Path), InvocationQuery), responses((status = 200, body = Page<InvocationRecord>)))]
+pub async fn invocations(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<InvocationQuery>,
+) -> Result<Json<Page<InvocationRecord>>, ApiError> {
+    Ok(Json(runner::invocations(&state.market, &caller, &id, &query).await?))
+}
+
+/// Delivers the event to every install of the calling tenant that handles its type.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventRequest,
+    responses((status = 200, body = EventReceipt), (status = 429, description = "rate_limited or concurrency_limited")))]
+pub async fn send_event(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    JsonBody(body): JsonBody<EventRequest>,
+) -> Result<Json<EventReceipt>, ApiError> {
+    Ok(Json(runner::send_event(&state.market, &caller, body).await?))
+}

@@ -1,0 +1,174 @@
+//! Shared fixtures: one runtime and one plugin host for the whole test binary (each
+//! component compiles once), and `Env`, a marketplace on SQLite or a throwaway PostgreSQL
+//! with an operator, the `nexus-labs` publisher and the sample plugins published.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use nexus_host::{Host, HostConfig};
+use nexus_marketplace::accounts;
+use nexus_marketplace::runner::TenantLimits;
+use nexus_marketplace::secrets::MasterKey;
+use nexus_marketplace::server::{AppState, app};
+use nexus_marketplace::{Market, MarketConfig};
+use nexus_registry::{ArtifactStore, Credential, Db, PublishRequest, Registry};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    })
+}
+
+pub fn host() -> Arc<Host> {
+    static HOST: OnceLock<Arc<Host>> = OnceLock::new();
+    HOST.get_or_init(|| Arc::new(Host::new(HostConfig::default()).expect("host"))).clone()
+}
+
+/// Runs `test` on SQLite, then on PostgreSQL.
+pub fn on_both<F: Fn(bool) -> Fut, Fut: Future<Output = ()>>(test: F) {
+    for postgres in [false, true] {
+        runtime().block_on(test(postgres));
+    }
+}
+
+pub struct Env {
+    pub router: axum::Router,
+    pub market: Arc<Market>,
+    /// An operator token.
+    pub operator: String,
+    /// The `nexus-labs` publisher's token (all scopes).
+    pub publisher: String,
+    pub publisher_credential: Credential,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Options {
+    pub publishes_per_minute: u32,
+    pub tenant_limits: TenantLimits,
+    /// Publish the sample plugins (chat-notifier, pii-redactor, tax-calculator, echo) at 0.1.0.
+    pub samples: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { publishes_per_minute: 1000, tenant_limits: TenantLimits::default(), samples: true }
+    }
+}
+
+impl Env {
+    pub async fn new(postgres: bool) -> Self {
+        Self::with(postgres, Options::default()).await
+    }
+
+    pub async fn with(postgres: bool, options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, artifacts) = if postgres {
+            let db = Db::connect(&nexus_testkit::Postgres::shared().fresh_database()).await.unwrap();
+            (db.clone(), ArtifactStore::Db(db))
+        } else {
+            (Db::sqlite_in(dir.path()).await.unwrap(), ArtifactStore::Dir(dir.path().join("artifacts")))
+        };
+        let registry = Arc::new(Registry::with_publish_rate(db, artifacts, options.publishes_per_minute));
+        let config = MarketConfig {
+            master_key: MasterKey::generate().unwrap(),
+            host: host(),
+            tenant_limits: options.tenant_limits,
+        };
+        let market = Arc::new(Market::open(registry, config).await.unwrap());
+        let operator = accounts::issue_operator_token(&market.db, "tests").await.unwrap().secret;
+        let publisher = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+        let publisher_credential = market.registry.authenticate(&publisher.secret).await.unwrap();
+        let state = AppState { market: market.clone(), public_url: "http://nexus.test".into() };
+        let env =
+            Self { router: app(state), market, operator, publisher: publisher.secret, publisher_credential, _dir: dir };
+        if options.samples {
+            for (name, path, manifest) in nexus_sample_plugins::PUBLISHABLE {
+                env.publish_sample(name, path, manifest, "0.1.0").await;
+            }
+        }
+        env
+    }
+
+    /// Publishes a sample's component under `version`, with its manifest otherwise unchanged
+    /// unless `edit` rewrites it.
+    pub async fn publish_sample(&self, name: &str, path: &str, manifest: &str, version: &str) {
+        let manifest = manifest.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+        self.publish_manifest(path, &manifest).await.unwrap_or_else(|e| panic!("publishing {name}: {e}"));
+    }
+
+    pub async fn publish_manifest(&self, path: &str, manifest: &str) -> Result<(), nexus_marketplace::MarketError> {
+        let request = PublishRequest {
+            manifest: manifest.to_string(),
+            component: nexus_sample_plugins::bytes(path).unwrap(),
+            claimed_digest: None,
+            signature: None,
+        };
+        self.market.publish(&self.publisher_credential, request).await.map(drop)
+    }
+
+    pub async fn raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        (parts.status, parts.headers, axum::body::to_bytes(body, 64 << 20).await.unwrap().to_vec())
+    }
+
+    /// A JSON call: `body` is sent as is when given.
+    pub async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Body::from(body.unwrap_or_default().to_string())).unwrap();
+        let (status, _, bytes) = self.raw(request).await;
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, uri: &str, token: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, Some(token), None).await
+    }
+
+    pub async fn post(&self, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", uri, Some(token), Some(&body.to_string())).await
+    }
+
+    /// Creates a tenant through the API and returns its first token.
+    pub async fn tenant(&self, id: &str) -> String {
+        let (status, body) =
+            self.post("/v1/tenants", &self.operator, serde_json::json!({ "id": id, "display_name": id })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["secret"].as_str().unwrap().to_string()
+    }
+
+    /// Installs `plugin` for the tenant with consent to everything it requests.
+    pub async fn install(&self, tenant: &str, plugin: &str, extra: Value) -> Value {
+        let (status, consent) = self.get(&format!("/v1/catalog/{plugin}/consent"), tenant).await;
+        assert_eq!(status, StatusCode::OK, "{consent}");
+        let mut body = serde_json::json!({ "plugin": plugin, "consent": consent_for(&consent) });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let (status, install) = self.post("/v1/installs", tenant, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{install}");
+        install
+    }
+}
+
+/// The consent answer that agrees to everything a consent preview lists.
+pub fn consent_for(preview: &Value) -> Value {
+    let requested = preview["capabilities"].as_array().cloned().unwrap_or_default();
+    let capabilities: Vec<Value> = requested.iter().map(|c| c["capability"].clone()).collect();
+    let hosts: Vec<Value> = requested
+        .iter()
+        .flat_map(|c| c["hosts"].as_array().cloned().unwrap_or_default())
+        .map(|h| h["host"].clone())
+        .collect();
+    serde_json::json!({ "capabilities": capabilities, "hosts": hosts })
+}
