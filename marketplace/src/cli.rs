@@ -40,6 +40,15 @@ enum Command {
     /// Operator commands for publishers.
     #[command(subcommand)]
     Publisher(PublisherCommand),
+    /// Operator commands with direct database access.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Issue an operator API token (printed once), straight into the database.
+    Token(serve::OperatorTokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +87,7 @@ pub fn main() -> ExitCode {
             Command::Yank(args) => yank::run(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
+            Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
         }
     });
     match result {

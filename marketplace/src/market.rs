@@ -19,8 +19,8 @@ use crate::secrets::MasterKey;
 use crate::server::metrics::Metrics;
 
 /// Migrations of the marketplace's own tables, after the registry's.
-const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_marketplace.sql")];
-const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_marketplace.sql")];
+pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_marketplace.sql")];
+pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_marketplace.sql")];
 
 pub struct Market {
     pub db: Db,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::runner::TenantLimits;
 use crate::server::{self, ServeConfig};
 
 #[derive(Debug, Clone, Args)]
@@ -29,6 +30,37 @@ pub struct ServeArgs {
     /// The URL clients use to reach this server, for links in answers.
     #[arg(long)]
     public_url: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Seed a demo marketplace (publishers, signed sample plugins, tenants, installs) and
+    /// keep events flowing, printing tokens to try the API with.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// Per-tenant admission of events.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Events each tenant may send per second (sustained).
+    #[arg(long, default_value_t = TenantLimits::default().events_per_second)]
+    tenant_rate: u32,
+    /// Events each tenant may send in a burst above the rate.
+    #[arg(long, default_value_t = TenantLimits::default().burst)]
+    tenant_burst: u32,
+    /// Invocations each tenant may have in flight; more wait up to 2 s, then get 429.
+    #[arg(long, default_value_t = TenantLimits::default().in_flight)]
+    tenant_in_flight: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> TenantLimits {
+        TenantLimits {
+            events_per_second: self.tenant_rate,
+            burst: self.tenant_burst,
+            in_flight: self.tenant_in_flight,
+            ..TenantLimits::default()
+        }
+    }
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -37,9 +69,49 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         database_url: args.storage.database,
         listen: args.listen,
         public_url: args.public_url,
-        tenant_limits: Default::default(),
+        tenant_limits: args.limits.limits(),
     };
-    server::serve(config).await?;
+    if args.demo {
+        super::demo::serve(config).await?;
+    } else {
+        server::serve(config).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Storage {
+    /// A configuration for commands that only touch storage.
+    fn config(self) -> ServeConfig {
+        ServeConfig {
+            data_dir: self.data_dir,
+            database_url: self.database,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            tenant_limits: TenantLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorTokenArgs {
+    /// What the token is for, shown in the audit log.
+    #[arg(long, default_value = "cli")]
+    label: String,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+/// Issues an operator token straight into the database: how the first operator gets in.
+pub async fn operator_token(args: OperatorTokenArgs) -> anyhow::Result<ExitCode> {
+    let registry = args.storage.config().registry().await?;
+    let db = registry.db().clone();
+    db.apply_migrations("marketplace_migrations", crate::market::SQLITE_MIGRATIONS, crate::market::POSTGRES_MIGRATIONS)
+        .await?;
+    let token = crate::accounts::issue_operator_token(&db, &args.label).await?;
+    crate::audit::record(&db.pool, "cli", "token.issued", "operator", serde_json::json!({ "token": token.id })).await?;
+    println!("token id  {}", token.id);
+    println!("token     {}", token.secret);
+    eprintln!("The token is shown once: export NEXUS_TOKEN=<token>");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,14 +128,7 @@ pub struct CreatePublisherArgs {
 
 pub async fn create_publisher(args: CreatePublisherArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.parse()?;
-    let config = ServeConfig {
-        data_dir: args.storage.data_dir,
-        database_url: args.storage.database,
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        public_url: None,
-        tenant_limits: Default::default(),
-    };
-    let registry = config.registry().await?;
+    let registry = args.storage.config().registry().await?;
     let token = registry.create_publisher(&name, args.display_name.as_deref().unwrap_or(&args.name)).await?;
     println!("created publisher {name}");
     println!("token id  {}", token.id);
