@@ -4,6 +4,7 @@
 mod client;
 mod demo;
 mod keys;
+mod live_demo;
 mod output;
 mod plugin_run;
 mod publish;

@@ -5,7 +5,7 @@
 
 use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite};
 use nexus_host::{KvScope, KvStore};
-use nexus_registry::Db;
+use nexus_registry::{Backend, Db};
 use sqlx::Row;
 
 pub struct SqlKv {
@@ -30,7 +30,14 @@ impl SqlKv {
         quota: KvQuota,
         base: Option<u64>,
     ) -> Result<(), KvError> {
-        let mut tx = self.db.pool.begin().await.map_err(backend)?;
+        // SQLite: take the write lock up front. A deferred transaction that reads first
+        // cannot upgrade to a writer once another connection has written ("database is
+        // locked" at once, without waiting out the busy timeout).
+        let mut tx = match self.db.backend {
+            Backend::Sqlite => self.db.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.db.pool.begin().await,
+        }
+        .map_err(backend)?;
         let row = sqlx::query("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
             .bind(&scope.tenant)
             .bind(&scope.install)

@@ -206,8 +206,3 @@ impl Webhook {
         })
     }
 }
-
-/// `nexus serve --demo`: filled in by the marketplace demo.
-pub async fn serve(config: crate::server::ServeConfig) -> anyhow::Result<()> {
-    crate::server::serve(config).await
-}

@@ -72,7 +72,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tenant_limits: args.limits.limits(),
     };
     if args.demo {
-        super::demo::serve(config).await?;
+        super::live_demo::serve(config).await?;
     } else {
         server::serve(config).await?;
     }

@@ -1,0 +1,221 @@
+//! `nexus serve --demo`: a live marketplace to look at. It seeds a fresh data folder with a
+//! publisher whose sample plugins are published and signed, two tenants with installs,
+//! settings and secrets, a featured listing; serves the API; and keeps events flowing from
+//! both tenants through `POST /v1/events` (over loopback HTTP, as a client would), printing
+//! the tokens to try the API with and a running tally.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_registry::signature::signing_message;
+use nexus_registry::{Credential, Manifest, PublishRequest, SecretKey, SignedBy};
+use serde_json::{Value, json};
+
+use crate::accounts::{self, Caller, TenantId};
+use crate::installs::{self, GrantConsent, InstallRequest};
+use crate::market::Market;
+use crate::server::{self, AppState, ServeConfig};
+
+/// How often each tenant sends an event.
+const EVENT_EVERY: Duration = Duration::from_millis(700);
+
+struct Seeded {
+    operator: String,
+    publisher: String,
+    tenants: Vec<(String, String)>,
+}
+
+pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
+    if config.database_url.is_none() {
+        // A fresh folder each time: the demo never mixes with real data.
+        let folder = std::env::temp_dir().join(format!("nexus-demo-{}", std::process::id()));
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder)?;
+        }
+        config.data_dir = folder;
+    }
+    let market = Arc::new(config.market().await?);
+    println!("seeding the demo marketplace in {} ...", config.data_dir.display());
+    let seeded = seed(&market).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {}: {e} (pass --listen 127.0.0.1:<free port>)", config.listen)
+    })?;
+    let address = listener.local_addr()?;
+    let url = format!("http://{address}");
+    print_welcome(&url, &seeded);
+    let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
+    let state = AppState { market, public_url: url };
+    let result = server::serve_on(listener, state, server::shutdown_signal()).await;
+    traffic.abort();
+    result
+}
+
+async fn seed(market: &Market) -> anyhow::Result<Seeded> {
+    let operator = accounts::issue_operator_token(&market.db, "demo").await?;
+    let operator_caller = Caller::Operator { token_id: operator.id.clone() };
+    let publisher_name = "nexus-labs".parse()?;
+    let publisher = market.registry.create_publisher(&publisher_name, "Nexus Labs").await.map_err(|e| {
+        anyhow::anyhow!("{e}: the demo needs an empty database; drop --database or point it at a fresh one")
+    })?;
+    let credential = market.registry.authenticate(&publisher.secret).await?;
+    let key = SecretKey::generate()?;
+    market.registry.add_key(&credential, &key.public_key()).await?;
+    for (name, path, manifest_text) in nexus_sample_plugins::PUBLISHABLE {
+        publish_signed(market, &credential, &key, path, manifest_text).await?;
+        println!("  published and signed nexus-labs/{name} 0.1.0");
+    }
+    let featured = "nexus-labs/tax-calculator".parse()?;
+    crate::catalog::feature(&market.db, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
+
+    let mut tenants = Vec::new();
+    let plan: [(&str, &str, &[(&str, Value)]); 2] = [
+        (
+            "globex",
+            "Globex Corporation",
+            &[
+                ("nexus-labs/echo", json!({ "config": { "prefix": "globex> " } })),
+                ("nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900,FR=2000,US-CA=725" } })),
+                ("nexus-labs/pii-redactor", json!({})),
+            ],
+        ),
+        (
+            "initech",
+            "Initech",
+            &[
+                (
+                    "nexus-labs/tax-calculator",
+                    json!({ "config": { "rates": "DE=1900,FR=2000,US-CA=725", "rounding": "half-up" } }),
+                ),
+                (
+                    "nexus-labs/chat-notifier",
+                    json!({
+                        "config": { "channel": "#billing" },
+                        "secrets": { "webhook_url": "https://hooks.slack.com/services/T000/B000/demo-not-a-real-hook" },
+                    }),
+                ),
+            ],
+        ),
+    ];
+    for (id, display_name, plugins) in plan {
+        let tenant: TenantId = id.parse()?;
+        let token = accounts::create_tenant(&market.db, &tenant, display_name).await?;
+        let caller = Caller::Tenant {
+            tenant: tenant.clone(),
+            token_id: token.id.clone(),
+            scopes: accounts::TenantScope::ALL.into_iter().collect(),
+        };
+        for (plugin, settings) in plugins {
+            let consent = installs::preview(market, plugin, None).await?;
+            let answer = GrantConsent {
+                capabilities: consent.capabilities.iter().map(|c| c.capability).collect(),
+                hosts: consent.capabilities.iter().flat_map(|c| c.hosts.iter().map(|h| h.host.clone())).collect(),
+            };
+            let request = InstallRequest {
+                plugin: (*plugin).to_string(),
+                requirement: Some("^0.1".into()),
+                consent: Some(answer),
+                plan: None,
+                config: string_map(&settings["config"]),
+                secrets: string_map(&settings["secrets"]),
+            };
+            installs::create(market, &caller, request).await?;
+            println!("  {id} installed {plugin}");
+        }
+        tenants.push((id.to_string(), token.secret));
+    }
+    Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants })
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+async fn publish_signed(
+    market: &Market,
+    credential: &Credential,
+    key: &SecretKey,
+    path: &str,
+    manifest_text: &str,
+) -> anyhow::Result<()> {
+    let component = nexus_sample_plugins::bytes(path)?;
+    let manifest = Manifest::from_toml(manifest_text)?;
+    let digest = nexus_host::Digest::of(&component);
+    let signature = key.sign(&signing_message(&manifest.id, &manifest.version, &digest));
+    let request = PublishRequest {
+        manifest: manifest_text.to_string(),
+        component,
+        claimed_digest: Some(digest.to_string()),
+        signature: Some(SignedBy { key_fingerprint: key.public_key().fingerprint(), signature }),
+    };
+    market.publish(credential, request).await?;
+    Ok(())
+}
+
+fn print_welcome(url: &str, seeded: &Seeded) {
+    println!("\nNexus demo marketplace on {url}  (Ctrl-C stops it)\n");
+    println!("tokens (demo only):");
+    println!("  operator      {}", seeded.operator);
+    println!("  publisher     {}  (nexus-labs)", seeded.publisher);
+    for (tenant, token) in &seeded.tenants {
+        println!("  tenant        {token}  ({tenant})");
+    }
+    let globex = seeded.tenants.first().map(|(_, t)| t.as_str()).unwrap_or_default();
+    println!("\ntry:");
+    println!("  curl -s '{url}/v1/catalog?q=tax' | jq");
+    println!("  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/installs | jq");
+    println!(
+        "  curl -s -H 'Authorization: Bearer {globex}' -H 'Content-Type: application/json' \\\n       \
+         -d '{{\"type\":\"ticket.created\",\"payload\":{{\"body\":\"mail me at jo@example.com\"}}}}' {url}/v1/events | jq"
+    );
+    println!("  curl -s -H 'Authorization: Bearer {}' '{url}/v1/audit?per_page=5' | jq", seeded.operator);
+    println!("  curl -s {url}/metrics | grep nexus_invocations_total");
+    println!("  curl -s {url}/openapi.json | jq '.paths | keys'\n");
+}
+
+/// Events both tenants send, in turn, for as long as the server runs.
+fn next_event(n: u64) -> Value {
+    let region = ["DE", "FR", "US-CA"][(n % 3) as usize];
+    match n % 4 {
+        0 | 1 => json!({ "type": "order.created", "payload": {
+            "order_id": format!("o-{n}"), "amount_minor": 1000 + (n % 17) * 250, "currency": "EUR", "region": region } }),
+        2 => json!({ "type": "ticket.created", "payload": {
+            "subject": "Refund", "body": format!("call me on +49 30 1234 {n:04} or mail jo{n}@example.com") } }),
+        _ => json!({ "type": "order.refunded", "payload": {
+            "order_id": format!("o-{}", n - 2), "amount_minor": 1000, "currency": "EUR", "region": region } }),
+    }
+}
+
+async fn traffic(url: String, tenants: Vec<(String, String)>, market: Arc<Market>) {
+    let client = reqwest::Client::new();
+    let mut ticker = tokio::time::interval(EVENT_EVERY);
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for n in 0u64.. {
+        ticker.tick().await;
+        let (tenant, token) = &tenants[(n % tenants.len() as u64) as usize];
+        let sent = client.post(format!("{url}/v1/events")).bearer_auth(token).json(&next_event(n)).send().await;
+        match sent {
+            Ok(response) => {
+                let receipt: Value = response.json().await.unwrap_or_default();
+                for delivery in receipt["deliveries"].as_array().into_iter().flatten() {
+                    let key = format!(
+                        "{} {}",
+                        delivery["plugin"].as_str().unwrap_or("?"),
+                        delivery["outcome"].as_str().unwrap_or("?")
+                    );
+                    *outcomes.entry(key).or_default() += 1;
+                }
+            }
+            Err(error) => tracing::warn!(%error, %tenant, "demo event not sent"),
+        }
+        if n % 20 == 19 {
+            let recorded: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM invocations").fetch_one(&market.db.pool).await.unwrap_or(0);
+            let tally: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            println!("events sent {}, invocations recorded {recorded} — {}", n + 1, tally.join(", "));
+        }
+    }
+}
