@@ -574,9 +574,10 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
 }
 
 /// After a version of `plugin` is published or yanked: each live install moves to the best
-/// version within its requirement if that needs nothing more than was granted, or records
-/// it as pending consent. Installs whose versions were all yanked keep running what they
-/// have (as a lockfile would).
+/// non-yanked version within its requirement if that needs nothing more than was granted,
+/// or records it as pending consent. A yanked running version is therefore left for the
+/// best remaining one, even an older one (a yank usually means "broken"); when nothing
+/// remains within the requirement the install keeps running what it has.
 pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'"))
         .bind(plugin.to_string())
@@ -602,7 +603,7 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
         } else if grants_cover(&current.grants, &best) {
             set_version(&mut tx, &current.id, &best, None).await?;
             let detail = json!({ "from": current.version, "to": best.version.to_string() });
-            audit::record(&mut *tx, audit::SYSTEM, "install.upgraded", &current.id, detail).await?;
+            audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
         } else if pending != Some(best.version.to_string().as_str()) {
             let wanted = Consent::of(&best).grants();
             let mut more: Vec<String> =

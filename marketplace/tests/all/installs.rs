@@ -146,3 +146,155 @@ fn events_reach_every_install_that_handles_them_and_are_recorded() {
         );
     });
 }
+
+fn echo_manifest(version: &str, extra: &str) -> String {
+    let (_, _, text) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "echo").unwrap();
+    let text = text.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1);
+    // Extra capability tables go before the pricing tables.
+    text.replacen("[[pricing]]", &format!("{extra}\n[[pricing]]"), 1)
+}
+
+#[test]
+fn installs_follow_new_versions_unless_they_ask_for_more() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({ "requirement": "^0.1" })).await;
+        let id = install["id"].as_str().unwrap().to_string();
+        let uri = format!("/v1/installs/{id}");
+
+        // Same capabilities, within ^0.1: taken automatically.
+        env.publish_manifest(nexus_sample_plugins::ECHO, &echo_manifest("0.1.1", "")).await.unwrap();
+        assert_eq!(env.get(&uri, &tenant).await.1["version"], "0.1.1");
+        // Outside the requirement: ignored.
+        env.publish_manifest(nexus_sample_plugins::ECHO, &echo_manifest("0.2.0", "")).await.unwrap();
+        assert_eq!(env.get(&uri, &tenant).await.1["version"], "0.1.1");
+
+        // More capabilities: waits for consent, the old version keeps running.
+        let kv = "[capabilities.kv]\nreason = \"Remembers the last payload\"\n";
+        env.publish_manifest(nexus_sample_plugins::ECHO, &echo_manifest("0.1.2", kv)).await.unwrap();
+        let current = env.get(&uri, &tenant).await.1;
+        assert_eq!(current["version"], "0.1.1");
+        assert_eq!(current["pending_upgrade"]["version"], "0.1.2");
+        assert_eq!(current["pending_upgrade"]["reason"], "0.1.2 asks for more than you granted: kv");
+        let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": 1 })).await;
+        assert_eq!(receipt["deliveries"][0]["version"], "0.1.1");
+
+        let (status, body) = env
+            .post(&format!("/v1/installs/{id}/upgrade"), &tenant, json!({ "consent": { "capabilities": ["config"] } }))
+            .await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("consent_required")));
+        let answer = json!({ "consent": { "capabilities": ["config", "kv"] } });
+        let (status, upgraded) = env.post(&format!("/v1/installs/{id}/upgrade"), &tenant, answer).await;
+        assert_eq!(status, StatusCode::OK, "{upgraded}");
+        assert_eq!(upgraded["version"], "0.1.2");
+        assert_eq!(upgraded["pending_upgrade"], Value::Null);
+        assert_eq!(upgraded["grants"]["capabilities"], json!(["config", "kv"]));
+
+        // Yanking the running version moves the install to the best one left in its
+        // requirement; yanking everything in it leaves the install where it is.
+        let yank = |version: &str| format!("/v1/plugins/nexus-labs/echo/versions/{version}/yank");
+        let (status, _) = env.post(&yank("0.1.2"), &env.publisher, json!({ "reason": "oops" })).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(env.get(&uri, &tenant).await.1["version"], "0.1.1");
+        for version in ["0.1.0", "0.1.1"] {
+            env.post(&yank(version), &env.publisher, json!({ "reason": "all bad" })).await;
+        }
+        assert_eq!(env.get(&uri, &tenant).await.1["version"], "0.1.1");
+
+        let (_, audit) = env.get(&format!("/v1/audit?target={id}"), &env.operator).await;
+        let actions: Vec<&str> =
+            audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        assert_eq!(
+            actions,
+            [
+                "install.version_changed",
+                "install.upgrade_approved",
+                "install.upgrade_pending",
+                "install.version_changed",
+                "install.created"
+            ]
+        );
+    });
+}
+
+#[test]
+fn settings_secrets_and_uninstall_keep_history_but_not_data() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenant = env.tenant("globex").await;
+        let other = env.tenant("initech").await;
+        let install = env
+            .install(
+                &tenant,
+                "nexus-labs/tax-calculator",
+                json!({ "config": { "rates": "DE=1900" }, "secrets": { "api": "s3cr3t-value" } }),
+            )
+            .await;
+        let id = install["id"].as_str().unwrap();
+        let order = json!({ "order_id": "o-1", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
+        let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "order.created", "payload": order })).await;
+        assert_eq!(receipt["deliveries"][0]["outcome"], "ok");
+
+        // Another tenant can neither see nor change it.
+        let (status, _) = env.get(&format!("/v1/installs/{id}"), &other).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = env.call("PATCH", &format!("/v1/installs/{id}"), Some(&other), Some("{\"config\":{}}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let update = json!({ "config": { "rates": "DE=700" }, "secrets": { "api": null, "token": "t0ken-value" } });
+        let (status, updated) =
+            env.call("PATCH", &format!("/v1/installs/{id}"), Some(&tenant), Some(&update.to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{updated}");
+        assert_eq!(updated["config"], json!({ "rates": "DE=700" }));
+        assert_eq!(updated["secret_names"], json!(["token"]));
+        let (_, audit) = env.get(&format!("/v1/audit?target={id}"), &env.operator).await;
+        let text = audit.to_string();
+        assert!(!text.contains("s3cr3t-value") && !text.contains("t0ken-value"), "{text}");
+        assert!(text.contains("install.secrets_changed"));
+
+        let (status, gone) = env.call("DELETE", &format!("/v1/installs/{id}"), Some(&tenant), None).await;
+        assert_eq!((status, gone["status"].as_str()), (StatusCode::OK, Some("uninstalled")));
+        assert_eq!((gone["config"].clone(), gone["secret_names"].clone()), (json!({}), json!([])));
+        let (_, live) = env.get("/v1/installs", &tenant).await;
+        assert_eq!(live, json!([]));
+        let (_, all) = env.get("/v1/installs?all=true", &tenant).await;
+        assert_eq!(all[0]["id"], id);
+        let (_, history) = env.get(&format!("/v1/installs/{id}/invocations"), &tenant).await;
+        assert_eq!(history["total"], 1);
+        let kv_rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM kv_entries").fetch_one(&env.market.db.pool).await.unwrap();
+        assert_eq!(kv_rows, 0);
+        let (_, listing) = env.get("/v1/catalog/nexus-labs/tax-calculator", &tenant).await;
+        assert_eq!(listing["install_count"], 0);
+        // Installing again starts afresh.
+        env.install(&tenant, "nexus-labs/tax-calculator", json!({})).await;
+    });
+}
+
+#[test]
+fn the_sql_kv_store_refuses_a_commit_from_a_stale_revision() {
+    use nexus_host::capability::kv::{KvError, KvQuota};
+    use nexus_host::{KvScope, KvStore};
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let kv = nexus_marketplace::kv::SqlKv::new(env.market.db.clone());
+        let scope = KvScope { tenant: "t".into(), install: "i".into() };
+        let quota = KvQuota { keys: 10, bytes: 1000 };
+        let write = |v: &str| vec![("total".to_string(), Some(v.as_bytes().to_vec()))];
+        let base = kv.revision(&scope).await.unwrap();
+        assert_eq!(base, Some(0));
+        kv.commit(&scope, write("1"), quota, base).await.unwrap();
+        // A second invocation that read at revision 0 (on another node) is refused.
+        assert!(matches!(kv.commit(&scope, write("2"), quota, base).await, Err(KvError::Conflict)));
+        assert_eq!(kv.get(&scope, "total").await.unwrap(), Some(b"1".to_vec()));
+        let base = kv.revision(&scope).await.unwrap();
+        assert_eq!(base, Some(1));
+        kv.commit(&scope, write("12"), quota, base).await.unwrap();
+        assert_eq!(kv.get(&scope, "total").await.unwrap(), Some(b"12".to_vec()));
+        // The quota is checked in the same transaction.
+        let big = vec![("big".to_string(), Some(vec![0u8; 2000]))];
+        assert!(matches!(kv.commit(&scope, big, quota, Some(2)).await, Err(KvError::Quota(_))));
+        assert_eq!(kv.usage(&scope).await.unwrap().keys, 1);
+    });
+}
