@@ -7,7 +7,7 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::AppState;
-use super::{account_routes, catalog_routes, install_routes};
+use super::{account_routes, catalog_routes, install_routes, registry_routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,12 +40,24 @@ use super::{account_routes, catalog_routes, install_routes};
         install_routes::invoke,
         install_routes::invocations,
         install_routes::send_event,
+        registry_routes::publish_version,
+        registry_routes::list_versions,
+        registry_routes::get_version,
+        registry_routes::resolve_version,
+        registry_routes::download_component,
+        registry_routes::yank_version,
+        registry_routes::list_keys,
+        registry_routes::add_key,
+        registry_routes::revoke_key,
+        registry_routes::create_token,
+        registry_routes::revoke_token,
     ),
     tags(
         (name = "accounts", description = "Tenants, publishers, tokens, audit log"),
         (name = "catalog", description = "Search, listings, consent preview, moderation"),
         (name = "installs", description = "A tenant's installs"),
         (name = "events", description = "Running plugins"),
+        (name = "registry", description = "Publishing, versions, artifacts, signing keys, publisher tokens"),
     )
 )]
 pub struct ApiDoc;

@@ -15,6 +15,7 @@ use nexus_registry::{
 };
 use semver::Version;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::auth::Publisher;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
@@ -43,7 +44,9 @@ fn version(text: &str) -> Result<Version, ApiError> {
 
 /// `multipart/form-data` with parts `manifest` (the nexus.toml text), `component` (the
 /// bytes), and optionally `digest`, `signature` and `key` (the signing key's fingerprint).
-async fn publish_version(
+#[utoipa::path(post, path = "/v1/publish", tag = "registry", request_body(content_type = "multipart/form-data", description = "parts `manifest` (nexus.toml text), `component` (bytes), optional `digest`, `signature`, `key`"),
+    responses((status = 201, description = "the published version and its URL")))]
+pub async fn publish_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     mut form: Multipart,
@@ -90,33 +93,39 @@ async fn publish_version(
 }
 
 #[derive(Serialize)]
-struct PublishedBody {
+pub struct PublishedBody {
     #[serde(flatten)]
     published: Published,
     url: String,
 }
 
-async fn list_versions(
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path)),
+    responses((status = 200, description = "every version, newest first, yanked ones included")))]
+pub async fn list_versions(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
 ) -> Result<Json<Vec<VersionRecord>>, ApiError> {
     Ok(Json(state.market.registry.versions(&plugin_id(&publisher, &name)?).await?))
 }
 
-async fn get_version(
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions/{version}", tag = "registry",
+    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "one version with its manifest")))]
+pub async fn get_version(
     State(state): State<AppState>,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<Json<VersionRecord>, ApiError> {
     Ok(Json(state.market.registry.version(&plugin_id(&publisher, &name)?, &version(&text)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ResolveQuery {
+pub struct ResolveQuery {
     req: String,
 }
 
-async fn resolve_version(
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/resolve", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path), ResolveQuery),
+    responses((status = 200, description = "the highest non-yanked version matching `req`")))]
+pub async fn resolve_version(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
     Query(query): Query<ResolveQuery>,
@@ -126,7 +135,9 @@ async fn resolve_version(
 }
 
 /// The component bytes, verified against their digest before a byte is sent.
-async fn download_component(
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions/{version}/component", tag = "registry",
+    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, content_type = "application/wasm", description = "the component, verified against its digest")))]
+pub async fn download_component(
     State(state): State<AppState>,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -145,15 +156,17 @@ async fn download_component(
     Ok((headers, Bytes::from(bytes)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct YankBody {
+pub struct YankBody {
     reason: String,
     #[serde(default)]
     successor: Option<String>,
 }
 
-async fn yank_version(
+#[utoipa::path(post, path = "/v1/plugins/{publisher}/{name}/versions/{version}/yank", tag = "registry",
+    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), request_body = YankBody, responses((status = 200, description = "the yanked version")))]
+pub async fn yank_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path((publisher, name, text)): Path<(String, String, String)>,
@@ -172,7 +185,9 @@ fn own_namespace(caller: &nexus_registry::Credential, publisher: &str) -> Result
     Ok(())
 }
 
-async fn list_keys(
+#[utoipa::path(get, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path)),
+    responses((status = 200, description = "the publisher's signing keys, revoked ones included")))]
+pub async fn list_keys(
     State(state): State<AppState>,
     Path(publisher): Path<String>,
 ) -> Result<Json<Vec<KeyInfo>>, ApiError> {
@@ -182,13 +197,15 @@ async fn list_keys(
     Ok(Json(state.market.registry.keys(&name).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddKeyBody {
+pub struct AddKeyBody {
     public_key: String,
 }
 
-async fn add_key(
+#[utoipa::path(post, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path)),
+    request_body = AddKeyBody, responses((status = 201, description = "the registered key")))]
+pub async fn add_key(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path(publisher): Path<String>,
@@ -197,29 +214,38 @@ async fn add_key(
     let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
     let key: PublicKey = body.public_key.parse().map_err(nexus_registry::RegistryError::from)?;
-    Ok((StatusCode::CREATED, Json(state.market.registry.add_key(&caller, &key).await?)))
+    let info = state.market.registry.add_key(&caller, &key).await?;
+    audit(&state, &caller, "key.added", &publisher, json!({ "fingerprint": info.fingerprint })).await?;
+    Ok((StatusCode::CREATED, Json(info)))
 }
 
-async fn revoke_key(
+#[utoipa::path(delete, path = "/v1/publishers/{publisher}/keys/{fingerprint}", tag = "registry",
+    params(("publisher" = String, Path), ("fingerprint" = String, Path)), responses((status = 204)))]
+pub async fn revoke_key(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path((publisher, fingerprint)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
     state.market.registry.revoke_key(&caller, &fingerprint).await?;
+    audit(&state, &caller, "key.revoked", &publisher, json!({ "fingerprint": fingerprint })).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub struct TokenBody {
+    /// `publish`, `yank`, `keys`.
+    #[schema(value_type = Vec<String>)]
     scopes: BTreeSet<Scope>,
     label: String,
     #[serde(default)]
     expires_in_days: Option<u32>,
 }
 
-async fn create_token(
+#[utoipa::path(post, path = "/v1/publishers/{publisher}/tokens", tag = "registry", params(("publisher" = String, Path)),
+    request_body = TokenBody, responses((status = 201, description = "the token, shown once")))]
+pub async fn create_token(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path(publisher): Path<String>,
@@ -234,12 +260,28 @@ async fn create_token(
     ))
 }
 
-async fn revoke_token(
+#[utoipa::path(delete, path = "/v1/publishers/{publisher}/tokens/{id}", tag = "registry",
+    params(("publisher" = String, Path), ("id" = String, Path)), responses((status = 204)))]
+pub async fn revoke_token(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path((publisher, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
     state.market.registry.revoke_token(&caller, &id).await?;
+    audit(&state, &caller, "token.revoked", &publisher, json!({ "token": id })).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records a publisher's key or token change in the audit log.
+async fn audit(
+    state: &AppState,
+    caller: &nexus_registry::Credential,
+    action: &str,
+    publisher: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let actor = crate::accounts::Caller::Publisher(caller.clone()).actor();
+    crate::audit::record(&state.market.db.pool, &actor, action, publisher, detail).await?;
+    Ok(())
 }
