@@ -6,6 +6,7 @@
 
 mod common;
 mod installs;
+mod live_demo;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;

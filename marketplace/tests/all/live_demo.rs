@@ -1,0 +1,90 @@
+//! The README's main job, `nexus serve --demo`, run as a user runs it: it seeds, serves,
+//! keeps events flowing into recorded invocations, and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::runtime;
+
+#[test]
+fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env("TMPDIR", temp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut url, mut operator, mut globex) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Nexus demo marketplace on ") {
+            url = rest.split_whitespace().next().map(str::to_owned);
+        }
+        let token = line.split_whitespace().nth(1).map(str::to_owned);
+        if line.starts_with("  operator ") {
+            operator = token;
+        } else if line.starts_with("  tenant ") && line.ends_with("(globex)") {
+            globex = token;
+        } else if line.starts_with("try:") {
+            break;
+        }
+    }
+    // Keep draining stdout so the demo never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let (url, operator, globex) = (url.unwrap(), operator.unwrap(), globex.unwrap());
+
+    runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let get = |path: String, token: &str| {
+            let request = client.get(format!("{url}{path}")).bearer_auth(token);
+            async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let catalog = get("/v1/catalog?sort=name".into(), &globex).await;
+        let ids: Vec<&str> = catalog["items"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            ["nexus-labs/chat-notifier", "nexus-labs/echo", "nexus-labs/pii-redactor", "nexus-labs/tax-calculator"]
+        );
+        assert!(catalog["items"][3]["featured"].as_bool().unwrap());
+        let detail = get("/v1/catalog/nexus-labs/echo".into(), &globex).await;
+        assert_eq!(detail["versions"][0]["signed"], true);
+
+        let installs = get("/v1/installs".into(), &globex).await;
+        let plugins: Vec<&str> = installs.as_array().unwrap().iter().map(|i| i["plugin"].as_str().unwrap()).collect();
+        assert_eq!(plugins, ["nexus-labs/echo", "nexus-labs/tax-calculator", "nexus-labs/pii-redactor"]);
+        // Events flow by themselves: every globex install gets invocations, all ok.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for install in installs.as_array().unwrap() {
+            let path = format!("/v1/installs/{}/invocations", install["id"].as_str().unwrap());
+            loop {
+                let history = get(path.clone(), &globex).await;
+                if history["total"].as_u64().unwrap() > 0 {
+                    assert!(history["items"].as_array().unwrap().iter().all(|i| i["outcome"] == "ok"), "{history}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no invocations for {path}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let audit = get("/v1/audit?action=install.created".into(), &operator).await;
+        assert_eq!(audit["total"], 5);
+    });
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
