@@ -3,6 +3,8 @@
 
 mod client;
 mod demo;
+mod events;
+mod install;
 mod keys;
 mod live_demo;
 mod output;
@@ -41,6 +43,16 @@ enum Command {
     /// Operator commands for publishers.
     #[command(subcommand)]
     Publisher(PublisherCommand),
+    /// Operator commands for tenants.
+    #[command(subcommand)]
+    Tenant(install::TenantCommand),
+    /// Install a plugin for your tenant, after reviewing what it asks for.
+    Install(install::InstallArgs),
+    /// List your tenant's installs.
+    Installs(install::InstallsArgs),
+    /// Send events to your installs.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Operator commands with direct database access.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -88,6 +100,10 @@ pub fn main() -> ExitCode {
             Command::Yank(args) => yank::run(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
+            Command::Tenant(command) => install::tenant(command).await,
+            Command::Install(args) => install::install(args).await,
+            Command::Installs(args) => install::list(args).await,
+            Command::Events(command) => events::run(command).await,
             Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
         }
     });

@@ -4,13 +4,15 @@
 use clap::Args;
 use serde::de::DeserializeOwned;
 
-/// The registry connection flags shared by `publish`, `yank` and `keys`.
+/// The server connection flags shared by every command that talks to a Nexus server:
+/// publishers' (`publish`, `yank`, `keys`), tenants' (`install`, `installs`, `events`) and
+/// operators' (`tenant create`).
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// The Nexus server.
     #[arg(long, env = "NEXUS_REGISTRY", default_value = "http://127.0.0.1:8080")]
     pub registry: String,
-    /// A publisher API token (create one with `nexus publisher create`).
+    /// Your API token: a publisher's, a tenant's or an operator's, as the command needs.
     #[arg(long, env = "NEXUS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
@@ -23,7 +25,8 @@ impl Connection {
     pub fn token(&self) -> anyhow::Result<&str> {
         self.token.as_deref().map(str::trim).ok_or_else(|| {
             anyhow::anyhow!(
-                "no API token: pass --token or set NEXUS_TOKEN (an operator creates one with `nexus publisher create`)"
+                "no API token: pass --token or set NEXUS_TOKEN (an operator creates one with \
+                 `nexus publisher create` or `nexus tenant create`)"
             )
         })
     }
@@ -64,9 +67,13 @@ pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow:
     let code = error["error"]["code"].as_str().unwrap_or("http_error");
     let message = error["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}"));
     let hint = match (code, retry_after) {
-        ("rate_limited", Some(seconds)) => format!(" — try again in {seconds} s"),
+        ("rate_limited" | "concurrency_limited", Some(seconds)) => format!(" — try again in {seconds} s"),
         ("unauthenticated" | "token_revoked" | "token_expired", _) => " — check --token / NEXUS_TOKEN".into(),
         ("version_exists", _) => " — bump `version` in nexus.toml".into(),
+        ("consent_required", _) => " — run `nexus install` again to review what it asks for now".into(),
+        ("already_installed", _) => " — `nexus installs` shows it".into(),
+        ("install_paused", _) => " — `nexus installs` shows why it was paused".into(),
+        ("plugin_delisted", _) => " — an operator removed it from the catalog; it cannot be installed now".into(),
         _ => String::new(),
     };
     anyhow::bail!("{message} [{code}]{hint}")

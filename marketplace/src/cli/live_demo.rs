@@ -20,6 +20,9 @@ use crate::server::{self, AppState, ServeConfig};
 /// How often each tenant sends an event.
 const EVENT_EVERY: Duration = Duration::from_millis(700);
 
+/// A tenant to seed: id, display name, and each plugin with its install settings.
+type DemoTenant<'a> = (&'a str, &'a str, &'a [(&'a str, Value)]);
+
 struct Seeded {
     operator: String,
     publisher: String,
@@ -69,7 +72,7 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
     crate::catalog::feature(&market.db, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
 
     let mut tenants = Vec::new();
-    let plan: [(&str, &str, &[(&str, Value)]); 2] = [
+    let plan: [DemoTenant; 2] = [
         (
             "globex",
             "Globex Corporation",

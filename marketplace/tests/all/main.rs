@@ -10,3 +10,4 @@ mod live_demo;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;
+mod tenant_cli;

@@ -1,0 +1,171 @@
+//! `nexus events send`: a tenant sends one event to every install that handles its type and
+//! sees what each did. Exits 1 when any delivery failed, as `nexus plugin run` does when the
+//! plugin fails.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use nexus_host::Action;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::client::Connection;
+use super::output;
+
+/// Characters of a delivery's data or error shown in the listing, so one delivery stays one
+/// line; `--json` shows all of it.
+const MAX_SHOWN_CHARS: usize = 120;
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Send an event to every install that handles its type and print each outcome.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The event type, such as `order.created`.
+    #[arg(long = "type", value_name = "TYPE")]
+    event_type: String,
+    /// The payload, as JSON (default `{}`).
+    #[arg(long, value_name = "JSON", conflicts_with = "payload_file")]
+    payload: Option<String>,
+    /// Read the JSON payload from a file (`-` for standard input).
+    #[arg(long, value_name = "PATH")]
+    payload_file: Option<PathBuf>,
+    /// Your id for the event, so plugins can recognise a resend (default: the server makes one).
+    #[arg(long)]
+    id: Option<String>,
+    /// Print the server's receipt as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// The fields of the API's `EventReceipt` that the CLI prints.
+#[derive(Deserialize)]
+struct Receipt {
+    event_id: String,
+    deliveries: Vec<Delivery>,
+    skipped: Vec<Skipped>,
+}
+
+#[derive(Deserialize)]
+struct Delivery {
+    plugin: String,
+    version: String,
+    outcome: String,
+    duration_us: u64,
+    data: Option<String>,
+    #[serde(default)]
+    actions: Vec<Action>,
+    error: Option<String>,
+    #[serde(default)]
+    paused: bool,
+}
+
+#[derive(Deserialize)]
+struct Skipped {
+    install: String,
+    plugin: String,
+    reason: String,
+}
+
+pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
+    let EventsCommand::Send(args) = command;
+    let payload = payload(&args)?;
+    let connection = &args.connection;
+    let body = json!({ "id": args.id, "type": args.event_type, "payload": payload });
+    let receipt: Value = connection.send(connection.client().post(connection.url("/v1/events")).json(&body)).await?;
+    let parsed = Receipt::deserialize(&receipt).context("unexpected answer from the server")?;
+    let all_ok = parsed.deliveries.iter().all(|d| d.outcome == "ok");
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&receipt)?);
+    } else {
+        print_receipt(&parsed, &args.event_type);
+    }
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn payload(args: &SendArgs) -> anyhow::Result<Value> {
+    let (flag, text) = match (&args.payload, &args.payload_file) {
+        (Some(text), _) => ("--payload".to_string(), text.clone()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let text = std::io::read_to_string(std::io::stdin()).context("--payload-file -: cannot read stdin")?;
+            ("--payload-file -".to_string(), text)
+        }
+        (None, Some(path)) => {
+            let flag = format!("--payload-file {}", path.display());
+            let text = std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read the file"))?;
+            (flag, text)
+        }
+        (None, None) => return Ok(json!({})),
+    };
+    serde_json::from_str(&text).map_err(|error| {
+        anyhow!("{flag} is not valid JSON ({error}); give a JSON value such as '{{\"amount_minor\": 1200}}'")
+    })
+}
+
+fn print_receipt(receipt: &Receipt, event_type: &str) {
+    println!("event {}", receipt.event_id);
+    for delivery in &receipt.deliveries {
+        let shown = match (&delivery.error, &delivery.data) {
+            (Some(error), _) => format!("error: {}", one_line(error)),
+            (None, Some(data)) => one_line(data),
+            (None, None) => "(no data)".to_string(),
+        };
+        println!(
+            "{}@{}  {}  {}  {shown}",
+            delivery.plugin,
+            delivery.version,
+            delivery.outcome,
+            output::duration(Duration::from_micros(delivery.duration_us))
+        );
+        for action in &delivery.actions {
+            println!("  action {} {}", action.kind, one_line(&action.payload));
+        }
+        if delivery.paused {
+            println!("  this failure paused the install; `nexus installs` shows why");
+        }
+    }
+    for skipped in &receipt.skipped {
+        println!("skipped {} ({}): {}", skipped.plugin, skipped.install, skipped.reason);
+    }
+    if receipt.deliveries.is_empty() && receipt.skipped.is_empty() {
+        eprintln!("no install handles `{event_type}` events; `nexus installs` lists what is installed");
+    }
+}
+
+/// `text` on one line: control characters escaped, cut at `MAX_SHOWN_CHARS`.
+fn one_line(text: &str) -> String {
+    let mut line = String::new();
+    for (count, c) in text.chars().enumerate() {
+        if count == MAX_SHOWN_CHARS {
+            line.push('…');
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_escapes_control_characters_and_cuts_long_text() {
+        assert_eq!(one_line("a\nb\tc"), "a\\nb\\tc");
+        let long = "x".repeat(MAX_SHOWN_CHARS + 5);
+        assert_eq!(one_line(&long), format!("{}…", "x".repeat(MAX_SHOWN_CHARS)));
+        assert_eq!(one_line(&"x".repeat(MAX_SHOWN_CHARS)), "x".repeat(MAX_SHOWN_CHARS));
+    }
+}

@@ -1,0 +1,191 @@
+//! The tenant's path through the real binary: an operator creates the tenant, the tenant
+//! installs plugins (consent with --yes, refused without a terminal), lists its installs and
+//! sends events, and sees exit code 1 when a plugin fails. SQLite only: CLI tests are slow.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
+    Server { child, url }
+}
+
+/// Runs `nexus` with stdin closed (not a terminal), as CI and scripts do.
+fn nexus(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nexus"));
+    command.args(args).env_remove("NEXUS_TOKEN").env_remove("NEXUS_SIGNING_KEY").stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The secret after `token     ` in a create command's output.
+fn token(output: &Output) -> String {
+    assert!(output.status.success(), "{}{}", stdout(output), stderr(output));
+    stdout(output).lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
+}
+
+#[test]
+fn tenant_installs_lists_and_sends_events_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_dir = data.to_str().unwrap();
+    let server = serve(&data);
+    let config_home = dir.path().join("config");
+    let with_token = |token: &str| {
+        [
+            ("NEXUS_REGISTRY", server.url.clone()),
+            ("NEXUS_TOKEN", token.to_string()),
+            ("XDG_CONFIG_HOME", config_home.to_str().unwrap().to_string()),
+        ]
+    };
+    let run = |args: &[&str], env: &[(&str, String); 3]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nexus(args, &env)
+    };
+
+    let operator = with_token(&token(&nexus(&["operator", "token", "--data-dir", data_dir], &[])));
+    let publisher = with_token(&token(&nexus(&["publisher", "create", "nexus-labs", "--data-dir", data_dir], &[])));
+    for plugin in ["echo", "tax-calculator"] {
+        let (_, component, _) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == plugin).unwrap();
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sample-plugins/{plugin}/nexus.toml"));
+        let published = run(&["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"], &publisher);
+        assert!(published.status.success(), "{}", stderr(&published));
+    }
+
+    let created = run(&["tenant", "create", "globex", "--display-name", "Globex"], &operator);
+    assert!(stdout(&created).starts_with("created tenant globex\ntoken id  "), "{}", stdout(&created));
+    let tenant = with_token(&token(&created));
+    let not_operator = run(&["tenant", "create", "initech"], &tenant);
+    assert_eq!(not_operator.status.code(), Some(2));
+    assert!(stderr(&not_operator).contains("[forbidden]"), "{}", stderr(&not_operator));
+
+    let installed = run(&["install", "nexus-labs/echo", "--yes", "--config", "prefix=>> "], &tenant);
+    assert_eq!(installed.status.code(), Some(0), "{}", stderr(&installed));
+    assert_eq!(
+        stderr(&installed),
+        "nexus-labs/echo@0.1.0 asks for:\n  config  Reads an optional prefix to put before the payload\n"
+    );
+    let out = stdout(&installed);
+    let install_id = out.lines().find_map(|l| l.strip_prefix("id        ")).unwrap().to_string();
+    assert!(install_id.starts_with("ins_"), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "installed nexus-labs/echo\nid        {install_id}\nversion   0.1.0 (requirement *)\n\
+             status    active\nplan      free\n"
+        )
+    );
+
+    let secret_file = dir.path().join("rates");
+    std::fs::write(&secret_file, "s3cr3t-value\n").unwrap();
+    let secret_arg = format!("api-key=@{}", secret_file.display());
+    let tax = run(
+        &["install", "nexus-labs/tax-calculator", "-y", "--requirement", "^0.1", "--secret", &secret_arg, "--json"],
+        &tenant,
+    );
+    assert_eq!(tax.status.code(), Some(0), "{}", stderr(&tax));
+    let tax_install: serde_json::Value = serde_json::from_slice(&tax.stdout).unwrap();
+    assert_eq!(tax_install["requirement"], "^0.1");
+    assert_eq!(tax_install["plan"], "per-calculation");
+    assert_eq!(tax_install["secret_names"], serde_json::json!(["api-key"]));
+    assert_eq!(tax_install["grants"]["capabilities"], serde_json::json!(["log", "config", "kv", "usage"]));
+    assert!(stderr(&tax).contains("  kv      Keeps running tax totals per region"), "{}", stderr(&tax));
+    assert!(!format!("{}{}", stdout(&tax), stderr(&tax)).contains("s3cr3t"));
+
+    let listed = run(&["installs"], &tenant);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["ID", "PLUGIN", "VERSION", "STATUS", "PENDING", "UPGRADE"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert!(rows.contains(&vec![install_id.as_str(), "nexus-labs/echo", "0.1.0", "active", "-"]), "{table}");
+    let tax_id = tax_install["id"].as_str().unwrap();
+    assert!(rows.contains(&vec![tax_id, "nexus-labs/tax-calculator", "0.1.0", "active", "-"]), "{table}");
+    assert_eq!(rows.len(), 2, "{table}");
+
+    let sent = run(&["events", "send", "--type", "t.x", "--payload", r#"{"a":1}"#, "--id", "evt-cli-1"], &tenant);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    let out = stdout(&sent);
+    assert!(out.starts_with("event evt-cli-1\nnexus-labs/echo@0.1.0  ok  "), "{out}");
+    assert!(out.ends_with("  >> {\"a\":1}\n"), "{out}");
+    assert_eq!(out.lines().count(), 2, "tax-calculator does not handle t.x: {out}");
+
+    // tax-calculator has no `rates` config, so it fails while echo succeeds: exit code 1.
+    let order = r#"{"amount_minor":100,"region":"eu"}"#;
+    let mixed = run(&["events", "send", "--type", "order.created", "--payload", order, "--json"], &tenant);
+    assert_eq!(mixed.status.code(), Some(1), "{}", stderr(&mixed));
+    let receipt: serde_json::Value = serde_json::from_slice(&mixed.stdout).unwrap();
+    let mut outcomes: Vec<(&str, &str)> = receipt["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["plugin"].as_str().unwrap(), d["outcome"].as_str().unwrap()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(outcomes, [("nexus-labs/echo", "ok"), ("nexus-labs/tax-calculator", "plugin_error")]);
+
+    let again = run(&["install", "nexus-labs/echo", "--yes"], &tenant);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again)
+            .contains("already has nexus-labs/echo installed; change it or uninstall it first [already_installed]"),
+        "{}",
+        stderr(&again)
+    );
+
+    let unattended = run(&["install", "nexus-labs/echo"], &tenant);
+    assert_eq!(unattended.status.code(), Some(2));
+    assert!(
+        stderr(&unattended).ends_with(
+            "error: cannot ask for consent: standard input is not a terminal; pass --yes to grant what is listed above\n"
+        ),
+        "{}",
+        stderr(&unattended)
+    );
+
+    let bad_config = run(&["install", "nexus-labs/echo", "--yes", "--config", "prefix"], &tenant);
+    assert_eq!(bad_config.status.code(), Some(2));
+    assert_eq!(stderr(&bad_config), "error: --config `prefix` is not KEY=VALUE; write it as --config name=value\n");
+    let bad_secret = run(&["install", "nexus-labs/echo", "--yes", "--secret", "sk_live_123"], &tenant);
+    assert_eq!(bad_secret.status.code(), Some(2));
+    assert!(stderr(&bad_secret).contains("a --secret is not KEY=VALUE"), "{}", stderr(&bad_secret));
+    assert!(!stderr(&bad_secret).contains("sk_live_123"), "{}", stderr(&bad_secret));
+    let bad_payload = run(&["events", "send", "--type", "t.x", "--payload", "{a:1}"], &tenant);
+    assert_eq!(bad_payload.status.code(), Some(2));
+    assert!(stderr(&bad_payload).starts_with("error: --payload is not valid JSON ("), "{}", stderr(&bad_payload));
+}
