@@ -155,15 +155,6 @@ impl Caller {
         }
     }
 
-    /// Whether the caller may read `tenant`'s data (its own, or any as operator).
-    pub fn may_read_tenant(&self, tenant: &TenantId) -> Result<(), MarketError> {
-        match self {
-            Self::Operator { .. } => Ok(()),
-            _ if self.tenant(TenantScope::Read)? == tenant => Ok(()),
-            _ => Err(MarketError::NotFound(format!("tenant {tenant}"))),
-        }
-    }
-
     /// Whether the caller is `publisher` itself or an operator.
     pub fn may_act_for_publisher(&self, publisher: &str) -> Result<(), MarketError> {
         match self {

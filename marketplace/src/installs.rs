@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nexus_host::{Capability, Grants, HostPattern};
 use nexus_registry::db::{is_unique_violation, now_ms};
-use nexus_registry::manifest::Manifest;
 use nexus_registry::publishers::random_hex;
 use nexus_registry::resolve::parse_requirement;
 use nexus_registry::{PluginId, RegistryError, VersionRecord};
@@ -745,9 +744,4 @@ pub fn open_secrets(market: &Market, target: &Target) -> Result<BTreeMap<String,
         Some(sealed) => secrets::open(&market.master_key, &target.id, sealed).map_err(storage),
         None => Ok(BTreeMap::new()),
     }
-}
-
-/// Manifests are kept whole in the registry; this is the one the install runs.
-pub async fn manifest_of(market: &Market, target: &Target) -> Result<Manifest, MarketError> {
-    Ok(market.registry.version(&target.plugin, &target.version).await?.manifest)
 }

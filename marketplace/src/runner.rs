@@ -28,7 +28,8 @@ use crate::server::metrics::Metrics;
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
 pub const MAX_EVENT_ID_BYTES: usize = 128;
 
-/// Per-tenant admission: a rate (with a burst) and a cap on invocations in flight.
+/// Per-tenant admission: a rate (with a burst) and a cap on events (and direct invocations)
+/// in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantLimits {
     pub events_per_second: u32,

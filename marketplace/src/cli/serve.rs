@@ -47,7 +47,7 @@ pub struct LimitArgs {
     /// Events each tenant may send in a burst above the rate.
     #[arg(long, default_value_t = TenantLimits::default().burst)]
     tenant_burst: u32,
-    /// Invocations each tenant may have in flight; more wait up to 2 s, then get 429.
+    /// Events (or direct invocations) each tenant may have in flight; more wait up to 2 s, then get 429.
     #[arg(long, default_value_t = TenantLimits::default().in_flight)]
     tenant_in_flight: usize,
 }
