@@ -8,8 +8,8 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use nexus_registry::IssuedToken;
 use nexus_registry::db::now_ms;
+use nexus_registry::{IssuedToken, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -125,6 +125,12 @@ pub async fn create_tenant_token(
     JsonBody(body): JsonBody<CreateToken>,
 ) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, TenantScope::Tokens).await?;
+    // A token cannot mint a stronger one: a tenant grants only scopes it holds.
+    if let Caller::Tenant { scopes, .. } = &caller
+        && let Some(missing) = body.scopes.iter().find(|scope| !scopes.contains(scope))
+    {
+        return Err(RegistryError::MissingScope(missing.as_str()).into());
+    }
     let token =
         accounts::issue_tenant_token(&state.market.db, &tenant, body.scopes, &body.label, expiry(body.expires_in_days))
             .await?;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Publisher;
+use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 
 pub fn routes() -> Router<AppState> {
@@ -128,7 +129,7 @@ pub struct ResolveQuery {
 pub async fn resolve_version(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
-    Query(query): Query<ResolveQuery>,
+    QueryParams(query): QueryParams<ResolveQuery>,
 ) -> Result<Json<VersionRecord>, ApiError> {
     let requirement = parse_requirement(&query.req).map_err(nexus_registry::RegistryError::from)?;
     Ok(Json(state.market.registry.resolve(&plugin_id(&publisher, &name)?, &requirement).await?))
@@ -253,6 +254,10 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<nexus_registry::IssuedToken>), ApiError> {
     let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
+    // A token cannot mint a stronger one: it grants only scopes it holds.
+    if let Some(missing) = body.scopes.iter().find(|scope| !caller.scopes.contains(scope)) {
+        return Err(nexus_registry::RegistryError::MissingScope(missing.as_str()).into());
+    }
     let expires_at = body.expires_in_days.map(|days| nexus_registry::db::now_ms() + i64::from(days) * 86_400_000);
     Ok((
         StatusCode::CREATED,

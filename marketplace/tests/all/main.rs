@@ -4,7 +4,9 @@
 // Tests report failure by panicking.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod authz;
 mod common;
+mod conventions;
 mod installs;
 mod live_demo;
 mod plugin_run;

@@ -1,0 +1,765 @@
+//! Authorization, route by route and role by role: every route of the router is called as
+//! every role with a valid request, and must allow (the exact 2xx) or deny (the exact status
+//! and error code). Also: revoked and expired tokens are refused, one account cannot revoke
+//! another's tokens or keys, and secrets set on an install appear in no response and no audit
+//! entry. On SQLite and PostgreSQL.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use nexus_registry::SecretKey;
+use serde_json::{Value, json};
+
+use super::common::{Env, consent_for, on_both};
+
+/// Who calls. `Tenant` (globex) owns the install under test; `OtherTenant` (initech) and
+/// `OtherPublisher` (acme) own nothing of globex's or nexus-labs'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Anonymous,
+    Operator,
+    Publisher,
+    OtherPublisher,
+    Tenant,
+    OtherTenant,
+    /// A globex token with only the `read` scope.
+    ReadOnly,
+}
+
+/// The order of the columns of every row of the table.
+const ROLES: [Role; 7] = [
+    Role::Anonymous,
+    Role::Operator,
+    Role::Publisher,
+    Role::OtherPublisher,
+    Role::Tenant,
+    Role::OtherTenant,
+    Role::ReadOnly,
+];
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Operator => "operator",
+            Self::Publisher => "publisher nexus-labs",
+            Self::OtherPublisher => "publisher acme",
+            Self::Tenant => "tenant globex (owner)",
+            Self::OtherTenant => "tenant initech",
+            Self::ReadOnly => "globex read-only token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Allow(u16),
+    Deny(u16, &'static str),
+}
+
+const OK: Expect = Expect::Allow(200);
+const MADE: Expect = Expect::Allow(201);
+const EMPTY: Expect = Expect::Allow(204);
+/// No token.
+const ANON: Expect = Expect::Deny(401, "unauthenticated");
+/// The wrong role.
+const DENY: Expect = Expect::Deny(403, "forbidden");
+/// The right tenant without the scope.
+const SCOPE: Expect = Expect::Deny(403, "missing_scope");
+/// Another publisher's namespace.
+const FOREIGN: Expect = Expect::Deny(403, "namespace_not_owned");
+/// Another tenant's install or tokens: not even their existence is shown.
+const HIDDEN: Expect = Expect::Deny(404, "not_found");
+
+impl Expect {
+    fn describe(self) -> String {
+        match self {
+            Self::Allow(status) => status.to_string(),
+            Self::Deny(status, code) => format!("{status} {code}"),
+        }
+    }
+}
+
+/// Made anew before each call of a row, so that every role meets the same state and an
+/// allowed call cannot change what the next role sees. Its id replaces `{fresh}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Nothing,
+    TenantToken,
+    OperatorToken,
+    PublisherToken,
+    PublisherKey,
+    /// The install under test, paused for the call and active again after it.
+    PausedInstall,
+    /// A live tax-calculator install of globex, for uninstalling.
+    LiveInstall,
+}
+
+enum Payload {
+    Empty,
+    /// JSON text; `{n}` becomes a number unique to the call, `{public_key}` a new key.
+    Json(String),
+    /// A publish form of chat-notifier at version `0.2.{n}`.
+    Publish,
+}
+
+struct Route {
+    method: &'static str,
+    path: String,
+    payload: Payload,
+    fresh: Fresh,
+    /// By role, in the order of [`ROLES`].
+    expect: [Expect; 7],
+}
+
+fn route(method: &'static str, path: impl Into<String>, expect: [Expect; 7]) -> Route {
+    Route { method, path: path.into(), payload: Payload::Empty, fresh: Fresh::Nothing, expect }
+}
+
+impl Route {
+    fn json(mut self, body: Value) -> Self {
+        self.payload = Payload::Json(body.to_string());
+        self
+    }
+
+    fn publish(mut self) -> Self {
+        self.payload = Payload::Publish;
+        self
+    }
+
+    fn fresh(mut self, fresh: Fresh) -> Self {
+        self.fresh = fresh;
+        self
+    }
+}
+
+/// Every route of the router as (method, template), as the metrics label them.
+const ALL_ROUTES: [(&str, &str); 42] = [
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/v1/whoami"),
+    ("GET", "/v1/tenants"),
+    ("POST", "/v1/tenants"),
+    ("POST", "/v1/tenants/{tenant}/tokens"),
+    ("DELETE", "/v1/tenants/{tenant}/tokens/{id}"),
+    ("POST", "/v1/publishers"),
+    ("POST", "/v1/operator/tokens"),
+    ("DELETE", "/v1/operator/tokens/{id}"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/catalog"),
+    ("GET", "/v1/catalog/{publisher}/{name}"),
+    ("GET", "/v1/catalog/{publisher}/{name}/consent"),
+    ("POST", "/v1/catalog/{publisher}/{name}/feature"),
+    ("DELETE", "/v1/catalog/{publisher}/{name}/feature"),
+    ("POST", "/v1/catalog/{publisher}/{name}/delist"),
+    ("DELETE", "/v1/catalog/{publisher}/{name}/delist"),
+    ("GET", "/v1/publishers/{publisher}/listings"),
+    ("POST", "/v1/installs"),
+    ("GET", "/v1/installs"),
+    ("GET", "/v1/installs/{id}"),
+    ("PATCH", "/v1/installs/{id}"),
+    ("DELETE", "/v1/installs/{id}"),
+    ("POST", "/v1/installs/{id}/upgrade"),
+    ("POST", "/v1/installs/{id}/resume"),
+    ("POST", "/v1/installs/{id}/invoke"),
+    ("GET", "/v1/installs/{id}/invocations"),
+    ("POST", "/v1/events"),
+    ("POST", "/v1/publish"),
+    ("GET", "/v1/plugins/{publisher}/{name}/versions"),
+    ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}"),
+    ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}/component"),
+    ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
+    ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
+    ("GET", "/v1/publishers/{publisher}/keys"),
+    ("POST", "/v1/publishers/{publisher}/keys"),
+    ("DELETE", "/v1/publishers/{publisher}/keys/{fingerprint}"),
+    ("POST", "/v1/publishers/{publisher}/tokens"),
+    ("DELETE", "/v1/publishers/{publisher}/tokens/{id}"),
+];
+
+fn all_routes() -> BTreeSet<(String, String)> {
+    ALL_ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect()
+}
+
+/// Secret values set on installs: none may ever come back.
+const SECRET_AT_SETUP: &str = "sk-live-SETUP-0f9e8d7c6b5a";
+const SECRET_PATCHED: &str = "sk-live-PATCHED-1a2b3c4d5e6f";
+const SECRET_AT_INSTALL: &str = "sk-live-INSTALL-9z8y7x6w5v";
+
+/// The accounts, the install under test and what was issued along the way.
+struct World {
+    /// By role, in the order of [`ROLES`]; `None` for anonymous.
+    tokens: [Option<String>; 7],
+    /// globex's echo install.
+    install: String,
+    /// The current live install for the uninstall row.
+    victim: Option<String>,
+    /// Every token secret issued, none of which may appear in the audit log.
+    issued: Vec<String>,
+    chat_notifier: Vec<u8>,
+    calls: u32,
+}
+
+const BOUNDARY: &str = "nexus-authz-boundary";
+
+fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn manifest_of(name: &str) -> &'static str {
+    nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == name).unwrap().2
+}
+
+/// Sends one request; `content` is (content type, body).
+async fn send(
+    env: &Env,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    content: Option<(String, Vec<u8>)>,
+) -> (StatusCode, Vec<u8>) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let body = match content {
+        Some((content_type, bytes)) => {
+            request = request.header(header::CONTENT_TYPE, content_type);
+            Body::from(bytes)
+        }
+        None => Body::empty(),
+    };
+    let (status, _, bytes) = env.raw(request.body(body).unwrap()).await;
+    (status, bytes)
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+impl World {
+    async fn new(env: &Env) -> Self {
+        let globex = env.tenant("globex").await;
+        let initech = env.tenant("initech").await;
+        let (status, acme) =
+            env.post("/v1/publishers", &env.operator, json!({ "id": "acme", "display_name": "Acme" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{acme}");
+        let acme = acme["secret"].as_str().unwrap().to_string();
+        let (status, read_only) =
+            env.post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["read"], "label": "ro" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{read_only}");
+        let read_only = read_only["secret"].as_str().unwrap().to_string();
+
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        let body = json!({ "secrets": { "api_key": SECRET_AT_SETUP } });
+        let (status, patched) =
+            env.call("PATCH", &format!("/v1/installs/{install}"), Some(&globex), Some(&body.to_string())).await;
+        assert_eq!((status, &patched["secret_names"]), (StatusCode::OK, &json!(["api_key"])), "{patched}");
+
+        // echo 0.0.1 to yank, and echo 0.2.0 asking for kv too: the install waits for consent.
+        let echo = manifest_of("echo");
+        let old = echo.replacen("version = \"0.1.0\"", "version = \"0.0.1\"", 1);
+        env.publish_manifest(nexus_sample_plugins::ECHO, &old).await.unwrap();
+        let more = echo.replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1).replacen(
+            "[[pricing]]",
+            "[capabilities.kv]\nreason = \"Remembers the last payload\"\n\n[[pricing]]",
+            1,
+        );
+        env.publish_manifest(nexus_sample_plugins::ECHO, &more).await.unwrap();
+        let (_, shown) = env.get(&format!("/v1/installs/{install}"), &globex).await;
+        assert_eq!(shown["pending_upgrade"]["version"], "0.2.0", "{shown}");
+
+        let tokens = [
+            None,
+            Some(env.operator.clone()),
+            Some(env.publisher.clone()),
+            Some(acme),
+            Some(globex),
+            Some(initech),
+            Some(read_only),
+        ];
+        let issued = tokens.iter().flatten().cloned().collect();
+        let chat_notifier = nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).unwrap();
+        Self { tokens, install, victim: None, issued, chat_notifier, calls: 0 }
+    }
+
+    fn token(&self, role: Role) -> Option<&str> {
+        let index = ROLES.iter().position(|r| *r == role).unwrap();
+        self.tokens[index].as_deref()
+    }
+
+    fn owner(&self) -> &str {
+        self.token(Role::Tenant).unwrap()
+    }
+
+    /// Issues something through the API as `token` and returns the answer's `field`.
+    async fn issue(&mut self, env: &Env, uri: &str, token: &str, body: Value, field: &str) -> String {
+        let (status, issued) = env.post(uri, token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{uri}: {issued}");
+        if let Some(secret) = issued["secret"].as_str() {
+            self.issued.push(secret.to_string());
+        }
+        issued[field].as_str().unwrap().to_string()
+    }
+
+    async fn prepare(&mut self, env: &Env, fresh: Fresh) -> String {
+        let operator = env.operator.clone();
+        let publisher = env.publisher.clone();
+        match fresh {
+            Fresh::Nothing => String::new(),
+            Fresh::TenantToken => {
+                let body = json!({ "scopes": ["read"], "label": "victim" });
+                self.issue(env, "/v1/tenants/globex/tokens", &operator, body, "id").await
+            }
+            Fresh::OperatorToken => {
+                self.issue(env, "/v1/operator/tokens", &operator, json!({ "label": "victim" }), "id").await
+            }
+            Fresh::PublisherToken => {
+                let body = json!({ "scopes": ["publish"], "label": "victim" });
+                self.issue(env, "/v1/publishers/nexus-labs/tokens", &publisher, body, "id").await
+            }
+            Fresh::PublisherKey => {
+                let body = json!({ "public_key": SecretKey::generate().unwrap().public_key().to_string() });
+                self.issue(env, "/v1/publishers/nexus-labs/keys", &publisher, body, "fingerprint").await
+            }
+            Fresh::PausedInstall => {
+                // Stands in for the circuit breaker, which conventions.rs drives for real.
+                sqlx::query(
+                    "UPDATE installs SET status = 'paused', status_reason = 'paused by the test' WHERE id = $1",
+                )
+                .bind(&self.install)
+                .execute(&env.market.db.pool)
+                .await
+                .unwrap();
+                self.install.clone()
+            }
+            Fresh::LiveInstall => {
+                if let Some(id) = &self.victim {
+                    let (_, shown) = env.get(&format!("/v1/installs/{id}"), &operator).await;
+                    if shown["status"] == "active" {
+                        return id.clone();
+                    }
+                }
+                let owner = self.owner().to_string();
+                let id = env.install(&owner, "nexus-labs/tax-calculator", json!({})).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                self.victim = Some(id.clone());
+                id
+            }
+        }
+    }
+
+    async fn clean_up(&self, env: &Env, fresh: Fresh) {
+        if fresh == Fresh::PausedInstall {
+            sqlx::query("UPDATE installs SET status = 'active', status_reason = NULL WHERE id = $1")
+                .bind(&self.install)
+                .execute(&env.market.db.pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Calls `route` as `role`: the concrete path, the status and the body.
+    async fn call(&mut self, env: &Env, route: &Route, role: Role) -> (String, StatusCode, Vec<u8>) {
+        self.calls += 1;
+        let n = self.calls.to_string();
+        let fresh = self.prepare(env, route.fresh).await;
+        let path = route.path.replace("{fresh}", &fresh);
+        let content = match &route.payload {
+            Payload::Empty => None,
+            Payload::Json(text) => {
+                let mut text = text.replace("{n}", &n);
+                if text.contains("{public_key}") {
+                    text = text.replace("{public_key}", &SecretKey::generate().unwrap().public_key().to_string());
+                }
+                Some(("application/json".to_string(), text.into_bytes()))
+            }
+            Payload::Publish => {
+                let manifest =
+                    manifest_of("chat-notifier").replacen("version = \"0.1.0\"", &format!("version = \"0.2.{n}\""), 1);
+                let body = form(&[("manifest", manifest.as_bytes()), ("component", &self.chat_notifier)]);
+                Some((format!("multipart/form-data; boundary={BOUNDARY}"), body))
+            }
+        };
+        let (status, body) = send(env, route.method, &path, self.token(role), content).await;
+        self.clean_up(env, route.fresh).await;
+        (path, status, body)
+    }
+}
+
+/// Every route, and what each role gets. Columns: anonymous, operator, nexus-labs, acme,
+/// globex (owner), initech, globex read-only.
+fn table(install_id: &str, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Route> {
+    let install = format!("/v1/installs/{install_id}");
+    let chat = "/v1/catalog/nexus-labs/chat-notifier";
+    let versions = "/v1/plugins/nexus-labs/echo/versions";
+    let public = [OK; 7];
+    let operator_only = |status| [ANON, status, DENY, DENY, DENY, DENY, DENY];
+    let owner_changes = |status| [ANON, DENY, DENY, DENY, status, HIDDEN, SCOPE];
+    let owner_reads = [ANON, OK, DENY, DENY, OK, HIDDEN, OK];
+    let nexus_labs_only = |status| [ANON, DENY, status, FOREIGN, DENY, DENY, DENY];
+    vec![
+        route("GET", "/healthz", public),
+        route("GET", "/readyz", public),
+        route("GET", "/metrics", public),
+        route("GET", "/openapi.json", public),
+        // Accounts: only operators see tenants and the audit log; a tenant manages its own
+        // tokens (with the `tokens` scope) and never sees another's.
+        route("GET", "/v1/whoami", [ANON, OK, OK, OK, OK, OK, OK]),
+        route("GET", "/v1/tenants", operator_only(OK)),
+        route("POST", "/v1/tenants", operator_only(MADE)).json(json!({ "id": "tenant-{n}", "display_name": "T" })),
+        route("POST", "/v1/tenants/globex/tokens", [ANON, MADE, DENY, DENY, MADE, HIDDEN, SCOPE])
+            .json(json!({ "scopes": ["read"], "label": "new" })),
+        route("DELETE", "/v1/tenants/globex/tokens/{fresh}", [ANON, EMPTY, DENY, DENY, EMPTY, HIDDEN, SCOPE])
+            .fresh(Fresh::TenantToken),
+        route("POST", "/v1/publishers", operator_only(MADE)).json(json!({ "id": "pub-{n}", "display_name": "P" })),
+        route("POST", "/v1/operator/tokens", operator_only(MADE)).json(json!({ "label": "new" })),
+        route("DELETE", "/v1/operator/tokens/{fresh}", operator_only(EMPTY)).fresh(Fresh::OperatorToken),
+        route("GET", "/v1/audit", operator_only(OK)),
+        // Catalog: browsing is public; moderation is the operators'; a publisher's listings
+        // (with moderation reasons) are its own and the operators'.
+        route("GET", "/v1/catalog", public),
+        route("GET", "/v1/catalog/nexus-labs/echo", public),
+        route("GET", "/v1/catalog/nexus-labs/echo/consent", public),
+        route("POST", format!("{chat}/feature"), operator_only(OK)).json(json!({ "reason": "launch week" })),
+        route("DELETE", format!("{chat}/feature"), operator_only(OK)),
+        route("POST", format!("{chat}/delist"), operator_only(OK)).json(json!({ "reason": "broken webhook" })),
+        route("DELETE", format!("{chat}/delist"), operator_only(OK)),
+        route("GET", "/v1/publishers/nexus-labs/listings", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/publishers/acme/listings", [ANON, OK, FOREIGN, OK, DENY, DENY, DENY]),
+        // Installs: a tenant's own; operators may read them; another tenant gets 404.
+        route("POST", "/v1/installs", [ANON, DENY, DENY, DENY, MADE, MADE, SCOPE]).json(json!({
+            "plugin": "nexus-labs/pii-redactor", "consent": pii_consent, "secrets": { "token": SECRET_AT_INSTALL },
+        })),
+        route("GET", "/v1/installs?tenant=globex", owner_reads),
+        route("GET", install.clone(), owner_reads),
+        route("PATCH", install.clone(), owner_changes(OK))
+            .json(json!({ "config": { "prefix": "> " }, "secrets": { "signing_key": SECRET_PATCHED } })),
+        route("POST", format!("{install}/upgrade"), owner_changes(OK)).json(json!({ "consent": upgrade_consent })),
+        route("POST", format!("{install}/resume"), owner_changes(OK)).fresh(Fresh::PausedInstall),
+        route("POST", format!("{install}/invoke"), owner_changes(OK))
+            .json(json!({ "type": "authz.probe", "payload": "hi" })),
+        route("GET", format!("{install}/invocations"), owner_reads),
+        route("POST", "/v1/events", [ANON, DENY, DENY, DENY, OK, OK, SCOPE])
+            .json(json!({ "type": "authz.probe", "payload": { "n": 1 } })),
+        route("DELETE", "/v1/installs/{fresh}", owner_changes(OK)).fresh(Fresh::LiveInstall),
+        // Registry: reading is public; publishing, yanking, keys and tokens are the owning
+        // publisher's alone; operators moderate through the catalog instead.
+        route("POST", "/v1/publish", nexus_labs_only(MADE)).publish(),
+        route("GET", versions, public),
+        route("GET", format!("{versions}/0.1.0"), public),
+        route("GET", format!("{versions}/0.1.0/component"), public),
+        route("POST", format!("{versions}/0.0.1/yank"), nexus_labs_only(OK)).json(json!({ "reason": "too old" })),
+        route("GET", "/v1/plugins/nexus-labs/echo/resolve?req=%5E0.1", public),
+        route("GET", "/v1/publishers/nexus-labs/keys", public),
+        route("POST", "/v1/publishers/nexus-labs/keys", nexus_labs_only(MADE))
+            .json(json!({ "public_key": "{public_key}" })),
+        route("DELETE", "/v1/publishers/nexus-labs/keys/{fresh}", nexus_labs_only(EMPTY)).fresh(Fresh::PublisherKey),
+        route("POST", "/v1/publishers/nexus-labs/tokens", nexus_labs_only(MADE))
+            .json(json!({ "scopes": ["publish"], "label": "ci" })),
+        route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
+            .fresh(Fresh::PublisherToken),
+    ]
+}
+
+/// Why the answer is not what `expect` says, if it is not.
+fn mismatch(expect: Expect, status: StatusCode, body: &[u8]) -> Option<String> {
+    let json = json_of(body);
+    let code = json["error"]["code"].as_str();
+    let as_expected = match expect {
+        Expect::Allow(want) => status.as_u16() == want,
+        Expect::Deny(want, want_code) => status.as_u16() == want && code == Some(want_code),
+    };
+    if as_expected {
+        return None;
+    }
+    let mut shown = String::from_utf8_lossy(body).into_owned();
+    shown.truncate(300);
+    Some(format!("expected {}, got {} {}", expect.describe(), status.as_u16(), shown))
+}
+
+/// The (method, route) label pairs of `nexus_http_requests_total` in a metrics text.
+fn requested_routes(metrics: &str) -> BTreeSet<(String, String)> {
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_string())
+    };
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("nexus_http_requests_total{"))
+        .filter_map(|line| Some((label(line, "method")?, label(line, "route")?)))
+        .collect()
+}
+
+/// Every audit entry, all pages, as operator.
+async fn audit_log(env: &Env) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut page = 1;
+    loop {
+        let (status, body) = env.get(&format!("/v1/audit?per_page=500&page={page}"), &env.operator).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        entries.extend(body["items"].as_array().unwrap().iter().cloned());
+        match body["next_page"].as_u64() {
+            Some(next) => page = next,
+            None => return entries,
+        }
+    }
+}
+
+#[test]
+fn every_route_allows_or_denies_every_role() {
+    on_both(|postgres| async move {
+        let backend = if postgres { "postgres" } else { "sqlite" };
+        let env = Env::new(postgres).await;
+        let mut world = World::new(&env).await;
+        let (_, pii) = env.get("/v1/catalog/nexus-labs/pii-redactor/consent", world.owner()).await;
+        let (_, echo) = env.get("/v1/catalog/nexus-labs/echo/consent", world.owner()).await;
+        assert_eq!(echo["version"], "0.2.0");
+        let table = table(&world.install, &consent_for(&pii), &consent_for(&echo));
+
+        let mut failures = Vec::new();
+        let mut answers = Vec::new();
+        for route in &table {
+            for (role, expect) in ROLES.iter().zip(route.expect) {
+                let (path, status, body) = world.call(&env, route, *role).await;
+                if let Some(problem) = mismatch(expect, status, &body) {
+                    failures.push(format!("{} {path} as {}: {problem}", route.method, role.name()));
+                }
+                answers.push((format!("{} {path} as {}", route.method, role.name()), body));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "[{backend}] {} of {} calls were not as expected:\n{}",
+            failures.len(),
+            table.len() * ROLES.len(),
+            failures.join("\n")
+        );
+
+        // The table reached every route of the router, and nothing it sent went unrouted.
+        let (_, metrics) = send(&env, "GET", "/metrics", None, None).await;
+        let reached = requested_routes(&String::from_utf8(metrics).unwrap());
+        let missing: Vec<_> = all_routes().difference(&reached).cloned().collect();
+        let unknown: Vec<_> = reached.difference(&all_routes()).cloned().collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "[{backend}] not called: {missing:?}; unexpected: {unknown:?}"
+        );
+        // Every documented route is in the table too.
+        let (_, openapi) = env.call("GET", "/openapi.json", None, None).await;
+        for (path, item) in openapi["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                let key = (method.to_uppercase(), path.clone());
+                assert!(all_routes().contains(&key), "[{backend}] documented but not in the table: {key:?}");
+            }
+        }
+
+        // Secrets: set at install, at setup and by PATCH; named, never shown.
+        let (_, shown) = env.get(&format!("/v1/installs/{}", world.install), &env.operator).await;
+        assert_eq!(shown["secret_names"], json!(["api_key", "signing_key"]), "{shown}");
+        let (_, listed) = env.get("/v1/installs?tenant=globex", &env.operator).await;
+        let pii = listed.as_array().unwrap().iter().find(|i| i["plugin"] == "nexus-labs/pii-redactor").unwrap();
+        assert_eq!(pii["secret_names"], json!(["token"]));
+        let secrets = [SECRET_AT_SETUP, SECRET_PATCHED, SECRET_AT_INSTALL];
+        for (call, body) in &answers {
+            let text = String::from_utf8_lossy(body);
+            for secret in secrets {
+                assert!(!text.contains(secret), "[{backend}] {call} answered with a secret: {text}");
+            }
+        }
+        let audit = audit_log(&env).await;
+        let text = serde_json::to_string(&audit).unwrap();
+        for secret in secrets.iter().copied().chain(world.issued.iter().map(String::as_str)) {
+            assert!(!text.contains(secret), "[{backend}] the audit log holds the secret {secret}");
+        }
+        let changed: Vec<&Value> = audit
+            .iter()
+            .filter(|e| e["action"] == "install.secrets_changed" && e["target"] == world.install.as_str())
+            .map(|e| &e["detail"])
+            .collect();
+        assert_eq!(
+            changed,
+            [&json!({ "secrets": { "signing_key": "set" } }), &json!({ "secrets": { "api_key": "set" } })],
+            "[{backend}] newest first, by name only"
+        );
+    });
+}
+
+#[test]
+fn revoked_expired_and_unknown_tokens_are_refused() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        let refused =
+            |(status, body): (StatusCode, Value)| (status, body["error"]["code"].as_str().map(str::to_string));
+        let code = |c: &str| (StatusCode::UNAUTHORIZED, Some(c.to_string()));
+
+        let (status, token) = env
+            .post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["read", "events"], "label": "ci" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (id, secret) = (token["id"].as_str().unwrap(), token["secret"].as_str().unwrap());
+        let (status, me) = env.get("/v1/whoami", secret).await;
+        assert_eq!(
+            (status, &me["tenant"], &me["scopes"]),
+            (StatusCode::OK, &json!("globex"), &json!(["events", "read"]))
+        );
+        let (status, _) = env.call("DELETE", &format!("/v1/tenants/globex/tokens/{id}"), Some(&globex), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        for uri in
+            ["/v1/whoami".to_string(), format!("/v1/installs/{install}"), "/v1/catalog/nexus-labs/echo".to_string()]
+        {
+            assert_eq!(refused(env.get(&uri, secret).await), code("token_revoked"), "{uri}");
+        }
+        let event = json!({ "type": "x", "payload": {} });
+        assert_eq!(refused(env.post("/v1/events", secret, event.clone()).await), code("token_revoked"));
+        let (status, body) = env.call("DELETE", &format!("/v1/tenants/globex/tokens/{id}"), Some(&globex), None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found")),
+            "revoked once"
+        );
+
+        // Zero days is already over: the token expires as it is issued.
+        let (status, token) = env
+            .post(
+                "/v1/tenants/globex/tokens",
+                &globex,
+                json!({ "scopes": ["read"], "label": "x", "expires_in_days": 0 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let expired = token["secret"].as_str().unwrap();
+        assert_eq!(refused(env.get("/v1/whoami", expired).await), code("token_expired"));
+        assert_eq!(refused(env.get(&format!("/v1/installs/{install}"), expired).await), code("token_expired"));
+        let (_, token) = env
+            .post(
+                "/v1/tenants/globex/tokens",
+                &globex,
+                json!({ "scopes": ["read"], "label": "x", "expires_in_days": 1 }),
+            )
+            .await;
+        let (status, _) = env.get("/v1/whoami", token["secret"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "a day is not over yet");
+
+        // Revoked operator and publisher tokens, and tokens nobody issued.
+        let (_, operator) = env.post("/v1/operator/tokens", &env.operator, json!({ "label": "spare" })).await;
+        let (status, _) = env
+            .call(
+                "DELETE",
+                &format!("/v1/operator/tokens/{}", operator["id"].as_str().unwrap()),
+                Some(&env.operator),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(refused(env.get("/v1/tenants", operator["secret"].as_str().unwrap()).await), code("token_revoked"));
+        let (_, publisher) = env
+            .post("/v1/publishers/nexus-labs/tokens", &env.publisher, json!({ "scopes": ["publish"], "label": "ci" }))
+            .await;
+        let uri = format!("/v1/publishers/nexus-labs/tokens/{}", publisher["id"].as_str().unwrap());
+        assert_eq!(env.call("DELETE", &uri, Some(&env.publisher), None).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(refused(env.get("/v1/whoami", publisher["secret"].as_str().unwrap()).await), code("token_revoked"));
+        for bogus in ["nxt_0000_bogus", "nxo_0000_bogus", "nexus_0000_bogus"] {
+            assert_eq!(refused(env.get("/v1/whoami", bogus).await), code("unauthenticated"), "{bogus}");
+            // A public route that shows more to owners still refuses a bad token.
+            assert_eq!(refused(env.get("/v1/catalog/nexus-labs/echo", bogus).await), code("unauthenticated"));
+        }
+        let basic =
+            Request::get("/v1/whoami").header(header::AUTHORIZATION, "Basic Z2xvYmV4OnB3").body(Body::empty()).unwrap();
+        let (status, _, body) = env.raw(basic).await;
+        assert_eq!(refused((status, json_of(&body))), code("unauthenticated"));
+    });
+}
+
+#[test]
+fn one_account_cannot_revoke_another_accounts_tokens_or_keys() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let initech = env.tenant("initech").await;
+        let (_, acme) =
+            env.post("/v1/publishers", &env.operator, json!({ "id": "acme", "display_name": "Acme" })).await;
+        let acme = acme["secret"].as_str().unwrap().to_string();
+        let not_found = |(status, body): (StatusCode, Value)| {
+            assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
+        };
+
+        let (_, token) =
+            env.post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["read"], "label": "ro" })).await;
+        let (id, secret) = (token["id"].as_str().unwrap(), token["secret"].as_str().unwrap());
+        // Through initech's own path, through globex's path, and through the operator route.
+        not_found(env.call("DELETE", &format!("/v1/tenants/initech/tokens/{id}"), Some(&initech), None).await);
+        not_found(env.call("DELETE", &format!("/v1/tenants/globex/tokens/{id}"), Some(&initech), None).await);
+        not_found(env.call("DELETE", &format!("/v1/operator/tokens/{id}"), Some(&env.operator), None).await);
+        let (status, _) = env.get("/v1/whoami", secret).await;
+        assert_eq!(status, StatusCode::OK, "globex's token still works");
+
+        let (_, token) = env
+            .post("/v1/publishers/nexus-labs/tokens", &env.publisher, json!({ "scopes": ["publish"], "label": "ci" }))
+            .await;
+        let (id, secret) = (token["id"].as_str().unwrap(), token["secret"].as_str().unwrap());
+        not_found(env.call("DELETE", &format!("/v1/publishers/acme/tokens/{id}"), Some(&acme), None).await);
+        let (status, _) = env.get("/v1/whoami", secret).await;
+        assert_eq!(status, StatusCode::OK, "nexus-labs' token still works");
+
+        let key = SecretKey::generate().unwrap().public_key().to_string();
+        let (status, added) =
+            env.post("/v1/publishers/nexus-labs/keys", &env.publisher, json!({ "public_key": key })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let fingerprint = added["fingerprint"].as_str().unwrap();
+        let (status, body) =
+            env.call("DELETE", &format!("/v1/publishers/acme/keys/{fingerprint}"), Some(&acme), None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_key")));
+        let (_, keys) = env.call("GET", "/v1/publishers/nexus-labs/keys", None, None).await;
+        assert_eq!((keys[0]["fingerprint"].as_str(), &keys[0]["revoked_at"]), (Some(fingerprint), &Value::Null));
+    });
+}
+
+#[test]
+fn a_token_cannot_issue_a_token_with_scopes_it_lacks() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let code = |(status, body): (StatusCode, Value)| (status, body["error"]["code"].as_str().map(str::to_string));
+        let missing = (StatusCode::FORBIDDEN, Some("missing_scope".to_string()));
+
+        let (_, minter) =
+            env.post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["tokens", "read"], "label": "m" })).await;
+        let minter = minter["secret"].as_str().unwrap();
+        let (status, _) =
+            env.post("/v1/tenants/globex/tokens", minter, json!({ "scopes": ["read"], "label": "r" })).await;
+        assert_eq!(status, StatusCode::CREATED, "a subset of its own scopes");
+        for scopes in [json!(["installs"]), json!(["read", "events"])] {
+            let body = json!({ "scopes": scopes, "label": "up" });
+            assert_eq!(code(env.post("/v1/tenants/globex/tokens", minter, body).await), missing, "{scopes}");
+        }
+        let (status, _) = env
+            .post("/v1/tenants/globex/tokens", &env.operator, json!({ "scopes": ["installs"], "label": "op" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "operators grant any scope");
+
+        let uri = "/v1/publishers/nexus-labs/tokens";
+        let (_, keys_only) = env.post(uri, &env.publisher, json!({ "scopes": ["keys"], "label": "k" })).await;
+        let keys_only = keys_only["secret"].as_str().unwrap();
+        let (status, _) = env.post(uri, keys_only, json!({ "scopes": ["keys"], "label": "k2" })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let body = json!({ "scopes": ["publish", "yank"], "label": "up" });
+        assert_eq!(code(env.post(uri, keys_only, body).await), missing);
+    });
+}

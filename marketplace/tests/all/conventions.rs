@@ -1,0 +1,459 @@
+//! The API's conventions, whatever the route: the error shape and exact status of bad
+//! bodies and queries, idempotency keys, the OpenAPI document, the metrics, the circuit
+//! breaker and the per-tenant rate limit.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use nexus_marketplace::runner::TenantLimits;
+use serde_json::{Value, json};
+
+use super::common::{Env, Options, on_both, runtime};
+
+/// Sends `body` with `content_type` (none when `None`) as `token`.
+async fn send(
+    env: &Env,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(content_type) = content_type {
+        request = request.header(header::CONTENT_TYPE, content_type);
+    }
+    let (status, headers, bytes) = env.raw(request.body(body.into()).unwrap()).await;
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+/// Asserts the answer is the API's error shape, `{"error": {"code", "message"}}` and nothing
+/// else, with `status` and `code`.
+fn assert_error(what: &str, (status, body): (StatusCode, Value), want: StatusCode, code: &str) {
+    assert_eq!((status, body["error"]["code"].as_str()), (want, Some(code)), "{what}: {body}");
+    let error = body["error"].as_object().unwrap();
+    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+    let keys: Vec<&str> = error.keys().map(String::as_str).collect();
+    assert_eq!((body.as_object().map(|o| o.len()), keys), (Some(1), vec!["code", "message"]), "{what}: {body}");
+}
+
+#[test]
+fn bad_bodies_get_the_error_shape_with_the_exact_status() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        let install = format!("/v1/installs/{install}");
+        let json = Some("application/json");
+        let cases: [(&str, &str, &str, &str, StatusCode, &str); 12] = [
+            ("POST", "/v1/events", &globex, r#"{"type": "a", "payload": "#, StatusCode::BAD_REQUEST, "malformed_json"),
+            ("POST", "/v1/events", &globex, "not json", StatusCode::BAD_REQUEST, "malformed_json"),
+            ("PATCH", &install, &globex, r#"{"config": {"#, StatusCode::BAD_REQUEST, "malformed_json"),
+            (
+                "POST",
+                "/v1/events",
+                &globex,
+                r#"{"type": "a", "payload": {}, "colour": "red"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/tenants",
+                &env.operator,
+                r#"{"id": "hooli", "display_name": "Hooli", "plan": "gold"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/publishers/nexus-labs/tokens",
+                &env.publisher,
+                r#"{"scopes": ["publish"], "label": "ci", "owner": "me"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            // Wrong types and missing fields are the same kind of mistake.
+            (
+                "POST",
+                "/v1/events",
+                &globex,
+                r#"{"type": 5, "payload": {}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/events",
+                &globex,
+                r#"{"payload": {}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "PATCH",
+                &install,
+                &globex,
+                r#"{"config": {"prefix": 1}}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/installs",
+                &globex,
+                r#"{"plugin": ["nexus-labs/echo"]}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/tenants/globex/tokens",
+                &globex,
+                r#"{"scopes": ["everything"], "label": "x"}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+            (
+                "POST",
+                "/v1/plugins/nexus-labs/echo/versions/0.1.0/yank",
+                &env.publisher,
+                r#"{"reason": 7}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json_fields",
+            ),
+        ];
+        for (method, uri, token, body, status, code) in cases {
+            let (got, _, answer) = send(&env, method, uri, Some(token), json, body.to_string()).await;
+            assert_error(&format!("{method} {uri} {body}"), (got, answer), status, code);
+        }
+
+        let event = json!({ "type": "order.created", "payload": {} }).to_string();
+        for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+            let (status, _, body) = send(&env, "POST", "/v1/events", Some(&globex), content_type, event.clone()).await;
+            let what = format!("content type {content_type:?}");
+            assert_error(&what, (status, body), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+        }
+        let (status, _, receipt) = send(&env, "POST", "/v1/events", Some(&globex), json, event).await;
+        assert_eq!((status, receipt["deliveries"][0]["outcome"].as_str()), (StatusCode::OK, Some("ok")), "{receipt}");
+
+        // One byte over the JSON limit, and well-formed: refused for its size alone.
+        let padding = "x".repeat(nexus_marketplace::server::MAX_JSON_BYTES);
+        let big = json!({ "type": "order.created", "payload": padding }).to_string();
+        let (status, _, body) = send(&env, "POST", "/v1/events", Some(&globex), json, big).await;
+        assert_error("a body over 1 MiB", (status, body), StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        let (_, history) = env.get(&format!("{install}/invocations"), &globex).await;
+        assert_eq!(history["total"], 1, "only the well-formed event ran");
+    });
+}
+
+#[test]
+fn bad_queries_and_unknown_ids_get_the_error_shape() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        let queries = [
+            "/v1/catalog?per_page=abc",
+            "/v1/catalog?bogus=1",
+            "/v1/catalog?per_page=0",
+            "/v1/catalog?sort=sideways",
+            "/v1/catalog?featured=perhaps",
+            "/v1/catalog?pricing=cheap",
+            "/v1/catalog/nexus-labs/echo/consent?version=1",
+            "/v1/installs?all=maybe",
+            &format!("/v1/installs/{install}/invocations?per_page=many"),
+            "/v1/audit?page=-1",
+            "/v1/plugins/nexus-labs/echo/resolve?bogus=1",
+            "/v1/plugins/nexus-labs/echo/resolve",
+        ];
+        for uri in queries {
+            let token = if uri.starts_with("/v1/audit") { &env.operator } else { &globex };
+            assert_error(uri, env.get(uri, token).await, StatusCode::BAD_REQUEST, "invalid_query");
+        }
+        let (status, page) = env.get("/v1/catalog?per_page=2&sort=name", &globex).await;
+        assert_eq!((status, page["items"][0]["id"].as_str()), (StatusCode::OK, Some("nexus-labs/chat-notifier")));
+
+        let unknown = "/v1/installs/ins_00000000000000ff";
+        let event = json!({ "type": "x", "payload": {} });
+        let not_found = [
+            ("GET", unknown.to_string(), &globex, None),
+            ("GET", unknown.to_string(), &env.operator, None),
+            ("PATCH", unknown.to_string(), &globex, Some(json!({ "config": {} }))),
+            ("DELETE", unknown.to_string(), &globex, None),
+            ("GET", format!("{unknown}/invocations"), &globex, None),
+            ("POST", format!("{unknown}/resume"), &globex, None),
+            ("POST", format!("{unknown}/invoke"), &globex, Some(event)),
+            ("POST", format!("{unknown}/upgrade"), &globex, Some(json!({ "consent": {} }))),
+            ("DELETE", "/v1/tenants/globex/tokens/tok_00000000".to_string(), &globex, None),
+            ("GET", "/v1/catalog/nexus-labs/nope".to_string(), &globex, None),
+        ];
+        for (method, uri, token, body) in not_found {
+            let body = body.map(|b| b.to_string());
+            let answer = env.call(method, &uri, Some(token), body.as_deref()).await;
+            assert_error(&format!("{method} {uri}"), answer, StatusCode::NOT_FOUND, "not_found");
+        }
+    });
+}
+
+/// POSTs `body` as `token` with an `Idempotency-Key`.
+async fn keyed(env: &Env, uri: &str, token: &str, key: &str, body: &Value) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let request = Request::post(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", key)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    env.raw(request).await
+}
+
+fn replayed(headers: &HeaderMap) -> Option<&str> {
+    headers.get("idempotent-replayed").map(|v| v.to_str().unwrap())
+}
+
+async fn audit_count(env: &Env, action: &str) -> u64 {
+    let (_, page) = env.get(&format!("/v1/audit?action={action}"), &env.operator).await;
+    page["total"].as_u64().unwrap()
+}
+
+#[test]
+fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let hooli = json!({ "id": "hooli", "display_name": "Hooli" });
+        let (status, headers, first) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+        let (status, headers, again) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, Some("true")));
+        assert_eq!(
+            String::from_utf8(again).unwrap(),
+            String::from_utf8(first).unwrap(),
+            "the same body, byte for byte"
+        );
+        let (_, tenants) = env.get("/v1/tenants", &env.operator).await;
+        assert_eq!(tenants.as_array().unwrap().iter().filter(|t| t["id"] == "hooli").count(), 1);
+        assert_eq!(audit_count(&env, "tenant.created").await, 1);
+
+        let other = json!({ "id": "hooli-two", "display_name": "Hooli" });
+        let (status, _, body) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &other).await;
+        let body = serde_json::from_slice(&body).unwrap();
+        assert_error(
+            "same key, other body",
+            (status, body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        );
+        let (_, tenants) = env.get("/v1/tenants", &env.operator).await;
+        assert_eq!(tenants.as_array().unwrap().len(), 1, "{tenants}");
+
+        // Installs: one install however often the request is retried; keys are per caller.
+        let globex = env.tenant("globex").await;
+        let initech = env.tenant("initech").await;
+        let (_, preview) = env.get("/v1/catalog/nexus-labs/echo/consent", &globex).await;
+        let install = json!({ "plugin": "nexus-labs/echo", "consent": super::common::consent_for(&preview) });
+        let (status, headers, first) = keyed(&env, "/v1/installs", &globex, "install-echo", &install).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+        let (status, headers, again) = keyed(&env, "/v1/installs", &globex, "install-echo", &install).await;
+        assert_eq!((status, replayed(&headers), &again), (StatusCode::CREATED, Some("true"), &first));
+        let (status, body) = env.post("/v1/installs", &globex, install.clone()).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_installed")));
+        let (_, listed) = env.get("/v1/installs", &globex).await;
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+        assert_eq!(audit_count(&env, "install.created").await, 1);
+
+        let (status, headers, theirs) = keyed(&env, "/v1/installs", &initech, "install-echo", &install).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None), "another caller's key is its own");
+        let (first, theirs): (Value, Value) =
+            (serde_json::from_slice(&first).unwrap(), serde_json::from_slice(&theirs).unwrap());
+        assert_eq!((first["tenant"].as_str(), theirs["tenant"].as_str()), (Some("globex"), Some("initech")));
+        assert_ne!(first["id"], theirs["id"]);
+    });
+}
+
+/// Every route of the account, catalog and install handlers, as (method, path).
+const DOCUMENTED: [(&str, &str); 27] = [
+    ("get", "/v1/whoami"),
+    ("get", "/v1/tenants"),
+    ("post", "/v1/tenants"),
+    ("post", "/v1/tenants/{tenant}/tokens"),
+    ("delete", "/v1/tenants/{tenant}/tokens/{id}"),
+    ("post", "/v1/publishers"),
+    ("post", "/v1/operator/tokens"),
+    ("delete", "/v1/operator/tokens/{id}"),
+    ("get", "/v1/audit"),
+    ("get", "/v1/catalog"),
+    ("get", "/v1/catalog/{publisher}/{name}"),
+    ("get", "/v1/catalog/{publisher}/{name}/consent"),
+    ("post", "/v1/catalog/{publisher}/{name}/feature"),
+    ("delete", "/v1/catalog/{publisher}/{name}/feature"),
+    ("post", "/v1/catalog/{publisher}/{name}/delist"),
+    ("delete", "/v1/catalog/{publisher}/{name}/delist"),
+    ("get", "/v1/publishers/{publisher}/listings"),
+    ("post", "/v1/installs"),
+    ("get", "/v1/installs"),
+    ("get", "/v1/installs/{id}"),
+    ("patch", "/v1/installs/{id}"),
+    ("delete", "/v1/installs/{id}"),
+    ("post", "/v1/installs/{id}/upgrade"),
+    ("post", "/v1/installs/{id}/resume"),
+    ("post", "/v1/installs/{id}/invoke"),
+    ("get", "/v1/installs/{id}/invocations"),
+    ("post", "/v1/events"),
+];
+
+#[test]
+fn the_openapi_document_lists_every_api_route() {
+    runtime().block_on(async {
+        let env = Env::with(false, Options { samples: false, ..Options::default() }).await;
+        let (status, headers, doc) = send(&env, "GET", "/openapi.json", None, None, Body::empty()).await;
+        assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/json"));
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
+        assert_eq!(doc["info"]["title"], "Nexus marketplace API");
+        let missing: Vec<_> =
+            DOCUMENTED.iter().filter(|(method, path)| !doc["paths"][path][method].is_object()).collect();
+        assert!(missing.is_empty(), "not in /openapi.json: {missing:?}");
+        for (method, path) in DOCUMENTED {
+            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
+            assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} documents no success");
+        }
+    });
+}
+
+/// Asserts `text` has `line` as one whole line.
+fn assert_line(text: &str, line: &str) {
+    assert!(text.lines().any(|candidate| candidate == line), "no line {line:?} in:\n{text}");
+}
+
+#[test]
+fn metrics_count_requests_by_route_template_and_invocations_by_plugin() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        let (status, receipt) =
+            env.post("/v1/events", &globex, json!({ "type": "order.created", "payload": {} })).await;
+        assert_eq!((status, receipt["deliveries"][0]["outcome"].as_str()), (StatusCode::OK, Some("ok")));
+        let (status, _) = env.get(&format!("/v1/installs/{install}"), &globex).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let (status, headers, bytes) = env.raw(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4");
+        let text = String::from_utf8(bytes).unwrap();
+        for line in [
+            r#"nexus_invocations_total{plugin="nexus-labs/echo",outcome="ok"} 1"#,
+            r#"nexus_invocation_duration_seconds_count{plugin="nexus-labs/echo"} 1"#,
+            r#"nexus_http_requests_total{method="POST",route="/v1/events",status="200"} 1"#,
+            r#"nexus_http_requests_total{method="POST",route="/v1/tenants",status="201"} 1"#,
+            r#"nexus_http_requests_total{method="GET",route="/v1/catalog/{publisher}/{name}/consent",status="200"} 1"#,
+            r#"nexus_http_requests_total{method="POST",route="/v1/installs",status="201"} 1"#,
+            r#"nexus_http_requests_total{method="GET",route="/v1/installs/{id}",status="200"} 1"#,
+            r#"nexus_http_request_duration_seconds_count{method="POST",route="/v1/events"} 1"#,
+            "# TYPE nexus_invocations_total counter",
+            "nexus_events_total 1",
+            "nexus_event_deliveries_total 1",
+        ] {
+            assert_line(&text, line);
+        }
+        assert!(!text.contains(&install), "route labels are templates, never ids:\n{text}");
+    });
+}
+
+#[test]
+fn a_failing_install_is_paused_after_five_failures_and_resumed_by_its_tenant() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let echo = env.install(&globex, "nexus-labs/echo", json!({})).await;
+        // No `rates` in the config: every order fails with the plugin's invalid-config error.
+        let tax = env.install(&globex, "nexus-labs/tax-calculator", json!({})).await;
+        let tax_id = tax["id"].as_str().unwrap().to_string();
+        let order = json!({ "order_id": "o-1", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
+        let error = "plugin error (InvalidConfig): config rates is not set";
+        for attempt in 1..=5 {
+            let event = json!({ "id": format!("evt-{attempt}"), "type": "order.created", "payload": order });
+            let (status, receipt) = env.post("/v1/events", &globex, event).await;
+            assert_eq!(status, StatusCode::OK, "{receipt}");
+            let deliveries = receipt["deliveries"].as_array().unwrap();
+            let failed = deliveries.iter().find(|d| d["install"] == tax["id"]).unwrap();
+            let fine = deliveries.iter().find(|d| d["install"] == echo["id"]).unwrap();
+            assert_eq!((failed["outcome"].as_str(), failed["error"].as_str()), (Some("plugin_error"), Some(error)));
+            assert_eq!(failed.get("paused"), (attempt == 5).then_some(&json!(true)), "attempt {attempt}: {failed}");
+            assert_eq!((fine["outcome"].as_str(), fine.get("paused")), (Some("ok"), None), "others keep running");
+            assert!(receipt["skipped"].as_array().unwrap().is_empty());
+        }
+        let reason = format!("paused after 5 consecutive failures; the last: plugin_error: {error}");
+        let (_, paused) = env.get(&format!("/v1/installs/{tax_id}"), &globex).await;
+        assert_eq!(
+            (paused["status"].as_str(), paused["status_reason"].as_str(), paused["consecutive_failures"].as_i64()),
+            (Some("paused"), Some(reason.as_str()), Some(5))
+        );
+
+        let event = json!({ "id": "evt-6", "type": "order.created", "payload": order });
+        let (status, receipt) = env.post("/v1/events", &globex, event.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            receipt["skipped"],
+            json!([{ "install": tax_id, "plugin": "nexus-labs/tax-calculator", "reason": format!("paused: {reason}") }])
+        );
+        assert_eq!(receipt["deliveries"].as_array().map(|d| d.len()), Some(1), "only echo ran: {receipt}");
+        let (status, body) = env.post(&format!("/v1/installs/{tax_id}/invoke"), &globex, event.clone()).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("install_paused")));
+
+        let (status, resumed) = env.post(&format!("/v1/installs/{tax_id}/resume"), &globex, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{resumed}");
+        assert_eq!(
+            (resumed["status"].as_str(), &resumed["status_reason"], resumed["consecutive_failures"].as_i64()),
+            (Some("active"), &Value::Null, Some(0))
+        );
+        let (status, body) = env.post(&format!("/v1/installs/{tax_id}/resume"), &globex, json!({})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("not_paused")));
+
+        // Fixed, it runs again.
+        let config = json!({ "config": { "rates": "DE=1900" } }).to_string();
+        let (status, _) = env.call("PATCH", &format!("/v1/installs/{tax_id}"), Some(&globex), Some(&config)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (_, receipt) = env.post("/v1/events", &globex, event).await;
+        let taxed = receipt["deliveries"].as_array().unwrap().iter().find(|d| d["install"] == tax["id"]).unwrap();
+        assert_eq!(taxed["outcome"], "ok", "{receipt}");
+
+        let (_, log) = env.get(&format!("/v1/audit?target={tax_id}"), &env.operator).await;
+        let actions: Vec<(&str, &str)> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+            .filter(|(action, _)| matches!(*action, "install.paused" | "install.resumed"))
+            .collect();
+        let (_, me) = env.get("/v1/whoami", &globex).await;
+        let tenant_actor = format!("tenant:globex:{}", me["token_id"].as_str().unwrap());
+        assert_eq!(actions, [("install.resumed", tenant_actor.as_str()), ("install.paused", "system")]);
+        let (_, paused) = env.get(&format!("/v1/audit?target={tax_id}&action=install.paused"), &env.operator).await;
+        assert_eq!(paused["items"][0]["detail"], json!({ "reason": reason }));
+        let (_, resumed) = env.get(&format!("/v1/audit?target={tax_id}&action=install.resumed"), &env.operator).await;
+        assert_eq!(resumed["items"][0]["detail"], json!({ "was": reason }));
+    });
+}
+
+#[test]
+fn a_tenant_over_its_event_rate_gets_429_with_retry_after() {
+    runtime().block_on(async {
+        let limits = TenantLimits { events_per_second: 1, burst: 2, ..TenantLimits::default() };
+        let env = Env::with(false, Options { tenant_limits: limits, samples: false, ..Options::default() }).await;
+        let globex = env.tenant("globex").await;
+        let initech = env.tenant("initech").await;
+        let event = json!({ "type": "order.created", "payload": {} });
+        for attempt in 1..=2 {
+            let (status, receipt) = env.post("/v1/events", &globex, event.clone()).await;
+            assert_eq!(status, StatusCode::OK, "attempt {attempt}: {receipt}");
+        }
+        let (status, headers, body) =
+            send(&env, "POST", "/v1/events", Some(&globex), Some("application/json"), event.to_string()).await;
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_error("the third event in a second", (status, body), StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+        let (status, _) = env.post("/v1/events", &initech, event).await;
+        assert_eq!(status, StatusCode::OK, "the limit is per tenant");
+    });
+}
