@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
 
 pub use error::ApiError;
@@ -99,6 +100,12 @@ pub fn app(state: AppState) -> Router {
         .merge(catalog_routes::routes())
         .merge(install_routes::routes())
         .merge(openapi::routes())
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such route; see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))

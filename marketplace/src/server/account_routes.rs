@@ -97,8 +97,14 @@ pub struct CreateToken {
     expires_in_days: Option<u32>,
 }
 
-fn expiry(days: Option<u32>) -> Option<i64> {
-    days.map(|days| now_ms() + i64::from(days) * 86_400_000)
+/// When a token given `days` to live expires; zero days is refused (a token dead on arrival).
+pub(super) fn expiry(days: Option<u32>) -> Result<Option<i64>, ApiError> {
+    match days {
+        Some(0) => {
+            Err(ApiError::bad_request("invalid_request", "expires_in_days must be at least 1; omit it for no expiry"))
+        }
+        days => Ok(days.map(|days| now_ms() + i64::from(days) * 86_400_000)),
+    }
 }
 
 /// The tenant named in the path, if the caller is that tenant with `scope` or an operator.
@@ -131,9 +137,14 @@ pub async fn create_tenant_token(
     {
         return Err(RegistryError::MissingScope(missing.as_str()).into());
     }
-    let token =
-        accounts::issue_tenant_token(&state.market.db, &tenant, body.scopes, &body.label, expiry(body.expires_in_days))
-            .await?;
+    let token = accounts::issue_tenant_token(
+        &state.market.db,
+        &tenant,
+        body.scopes,
+        &body.label,
+        expiry(body.expires_in_days)?,
+    )
+    .await?;
     let detail = json!({ "token": token.id, "scopes": token.scopes, "expires_at": token.expires_at });
     audit::record(&state.market.db.pool, &caller.actor(), "token.issued", tenant.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))

@@ -100,6 +100,11 @@ impl From<RegistryError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The code every other size refusal (uploads, idempotent requests) answers with.
+            let message = format!("JSON bodies are at most {} bytes", super::MAX_JSON_BYTES);
+            return Self::new(status, "too_large", message);
+        }
         let code = match rejection {
             JsonRejection::JsonDataError(_) => "invalid_json_fields",
             JsonRejection::JsonSyntaxError(_) => "malformed_json",

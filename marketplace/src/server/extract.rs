@@ -3,11 +3,10 @@
 //! shape instead of axum's plain-text answers.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::{ApiError, MAX_JSON_BYTES};
+use super::ApiError;
 
 pub struct JsonBody<T>(pub T);
 
@@ -15,16 +14,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            // The code every other size refusal (uploads, idempotent requests) answers with.
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("JSON bodies are at most {MAX_JSON_BYTES} bytes"),
-            )),
-            Err(rejection) => Err(rejection.into()),
-        }
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(Self(value))
     }
 }
 

@@ -3,8 +3,10 @@
 //! (with `idempotent-replayed: true`), the same key with another body is refused, and a
 //! retry while the first is still running is told so. Keys last 24 hours.
 //!
-//! The caller is the sha256 of the `Authorization` header, so keys of different tokens never
-//! meet. Answers that say "try again" (401, 403, 429, 5xx) are not kept.
+//! The caller is authenticated first (a revoked token gets no replay) and keys are kept per
+//! token (the sha256 of the `Authorization` header), so keys of different tokens never meet.
+//! Answers that say "try again" (401, 403, 429, 5xx) are not kept, nor answers that carry a
+//! token secret (shown once, stored only as a hash).
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -47,6 +49,11 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         )
     })?;
     let key = key.to_string();
+    // A replay must not outlive the token: the caller is authenticated before anything is
+    // looked up (the route authenticates again, as it would without a key).
+    let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let token = token.strip_prefix("Bearer ").ok_or(nexus_registry::RegistryError::Unauthenticated)?;
+    crate::accounts::authenticate(&state.market.db, &state.market.registry, token).await?;
     let caller = hex::encode(Sha256::digest(
         request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default(),
     ));
@@ -105,6 +112,12 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
             "the answer could not be kept",
         ));
     };
+    if carries_secret(&bytes) {
+        // Token secrets are shown once and stored only as hashes: such an answer is not
+        // kept. Those routes are idempotent by id anyway (a second create is a conflict).
+        forget(&state, &caller, &key).await?;
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    }
     sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE caller = $3 AND key = $4")
         .bind(i64::from(status.as_u16()))
         .bind(String::from_utf8_lossy(&bytes).into_owned())
@@ -114,6 +127,11 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         .await
         .map_err(crate::error::storage)?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// Whether an answer holds a token secret (the `secret` field of an issued token).
+fn carries_secret(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("secret").is_some())
 }
 
 async fn forget(state: &AppState, caller: &str, key: &str) -> Result<(), ApiError> {

@@ -258,7 +258,7 @@ pub async fn create_token(
     if let Some(missing) = body.scopes.iter().find(|scope| !caller.scopes.contains(scope)) {
         return Err(nexus_registry::RegistryError::MissingScope(missing.as_str()).into());
     }
-    let expires_at = body.expires_in_days.map(|days| nexus_registry::db::now_ms() + i64::from(days) * 86_400_000);
+    let expires_at = super::account_routes::expiry(body.expires_in_days)?;
     Ok((
         StatusCode::CREATED,
         Json(state.market.registry.issue_token(&caller, body.scopes, &body.label, expires_at).await?),

@@ -643,7 +643,21 @@ fn revoked_expired_and_unknown_tokens_are_refused() {
                 json!({ "scopes": ["read"], "label": "x", "expires_in_days": 0 }),
             )
             .await;
+        assert_eq!((status, token["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+        let (status, token) = env
+            .post(
+                "/v1/tenants/globex/tokens",
+                &globex,
+                json!({ "scopes": ["read"], "label": "x", "expires_in_days": 1 }),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED);
+        // A day later: moved into the past in the database.
+        sqlx::query("UPDATE account_tokens SET expires_at = 1 WHERE id = $1")
+            .bind(token["id"].as_str().unwrap())
+            .execute(&env.market.db.pool)
+            .await
+            .unwrap();
         let expired = token["secret"].as_str().unwrap();
         assert_eq!(refused(env.get("/v1/whoami", expired).await), code("token_expired"));
         assert_eq!(refused(env.get(&format!("/v1/installs/{install}"), expired).await), code("token_expired"));

@@ -222,31 +222,22 @@ async fn audit_count(env: &Env, action: &str) -> u64 {
 fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
     on_both(|postgres| async move {
         let env = Env::new(postgres).await;
+        // Answers that carry a token secret are never kept: a retry is a plain second request.
         let hooli = json!({ "id": "hooli", "display_name": "Hooli" });
-        let (status, headers, first) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
+        let (status, headers, _) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
         assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
         let (status, headers, again) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
-        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, Some("true")));
+        let again: Value = serde_json::from_slice(&again).unwrap();
         assert_eq!(
-            String::from_utf8(again).unwrap(),
-            String::from_utf8(first).unwrap(),
-            "the same body, byte for byte"
+            (status, replayed(&headers), again["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, None, Some("tenant_exists"))
         );
-        let (_, tenants) = env.get("/v1/tenants", &env.operator).await;
-        assert_eq!(tenants.as_array().unwrap().iter().filter(|t| t["id"] == "hooli").count(), 1);
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE '%secret%'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(kept, 0, "no stored answer holds a secret");
         assert_eq!(audit_count(&env, "tenant.created").await, 1);
-
-        let other = json!({ "id": "hooli-two", "display_name": "Hooli" });
-        let (status, _, body) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &other).await;
-        let body = serde_json::from_slice(&body).unwrap();
-        assert_error(
-            "same key, other body",
-            (status, body),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-        );
-        let (_, tenants) = env.get("/v1/tenants", &env.operator).await;
-        assert_eq!(tenants.as_array().unwrap().len(), 1, "{tenants}");
 
         // Installs: one install however often the request is retried; keys are per caller.
         let globex = env.tenant("globex").await;
@@ -259,6 +250,28 @@ fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
         assert_eq!((status, replayed(&headers), &again), (StatusCode::CREATED, Some("true"), &first));
         let (status, body) = env.post("/v1/installs", &globex, install.clone()).await;
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_installed")));
+        let other = json!({ "plugin": "nexus-labs/pii-redactor", "consent": { "capabilities": ["log", "config"] } });
+        let (status, _, body) = keyed(&env, "/v1/installs", &globex, "install-echo", &other).await;
+        let body = serde_json::from_slice(&body).unwrap();
+        assert_error(
+            "same key, other body",
+            (status, body),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        );
+        // A replay does not outlive its token.
+        let (_, spare) = env
+            .post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["installs", "read"], "label": "spare" }))
+            .await;
+        let spare_secret = spare["secret"].as_str().unwrap();
+        let (status, ..) = keyed(&env, "/v1/installs", spare_secret, "spare-key", &install).await;
+        assert_eq!(status, StatusCode::CONFLICT, "already installed");
+        let revoke = format!("/v1/tenants/globex/tokens/{}", spare["id"].as_str().unwrap());
+        let (status, _) = env.call("DELETE", &revoke, Some(&globex), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, body) = keyed(&env, "/v1/installs", spare_secret, "spare-key", &install).await;
+        let body = serde_json::from_slice(&body).unwrap();
+        assert_error("revoked token replay", (status, body), StatusCode::UNAUTHORIZED, "token_revoked");
         let (_, listed) = env.get("/v1/installs", &globex).await;
         assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
         assert_eq!(audit_count(&env, "install.created").await, 1);
@@ -455,5 +468,19 @@ fn a_tenant_over_its_event_rate_gets_429_with_retry_after() {
         assert_error("the third event in a second", (status, body), StatusCode::TOO_MANY_REQUESTS, "rate_limited");
         let (status, _) = env.post("/v1/events", &initech, event).await;
         assert_eq!(status, StatusCode::OK, "the limit is per tenant");
+    });
+}
+
+#[test]
+fn unknown_routes_and_methods_get_the_error_shape() {
+    super::common::runtime().block_on(async {
+        let env = Env::with(false, super::common::Options { samples: false, ..Default::default() }).await;
+        let (status, body) = env.call("GET", "/v1/nope", None, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_route")));
+        let (status, body) = env.call("DELETE", "/v1/catalog", None, None).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+        );
     });
 }
