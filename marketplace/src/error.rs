@@ -75,3 +75,13 @@ pub struct Page<T> {
     pub next_page: Option<u32>,
     pub total: u64,
 }
+
+impl<T> Page<T> {
+    /// Page `page` (1-based) of `per_page` items out of `total`.
+    pub fn new(items: Vec<T>, page: u32, per_page: u32, total: i64) -> Self {
+        let total = u64::try_from(total).unwrap_or(0);
+        let seen = u64::from(page.saturating_sub(1)) * u64::from(per_page) + items.len() as u64;
+        // `checked_add`: the last possible page has no next one.
+        Self { items, next_page: page.checked_add(1).filter(|_| seen < total), total }
+    }
+}

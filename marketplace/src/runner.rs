@@ -405,7 +405,5 @@ pub async fn invocations(
             })
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
-    let seen = u64::from(page - 1) * u64::from(per_page) + items.len() as u64;
-    let total = u64::try_from(total).unwrap_or(0);
-    Ok(Page { items, next_page: (seen < total).then_some(page + 1), total })
+    Ok(Page::new(items, page, per_page, total))
 }

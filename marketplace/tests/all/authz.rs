@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use nexus_registry::SecretKey;
 use serde_json::{Value, json};
 
-use super::common::{Env, consent_for, on_both};
+use super::common::{BOUNDARY, Env, consent_for, form, on_both};
 
 /// Who calls. `Tenant` (globex) owns the install under test; `OtherTenant` (initech) and
 /// `OtherPublisher` (acme) own nothing of globex's or nexus-labs'.
@@ -201,21 +201,6 @@ struct World {
     issued: Vec<String>,
     chat_notifier: Vec<u8>,
     calls: u32,
-}
-
-const BOUNDARY: &str = "nexus-authz-boundary";
-
-fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, bytes) in parts {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
 }
 
 fn manifest_of(name: &str) -> &'static str {

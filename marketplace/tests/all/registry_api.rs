@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use tower::ServiceExt;
 
-use super::common::{Env, Options, runtime};
+use super::common::{BOUNDARY, Env, Options, form, runtime};
 
 struct Api {
     router: axum::Router,
@@ -20,21 +20,6 @@ async fn api(postgres: bool, publishes_per_minute: u32) -> Api {
 fn manifest(version: &str) -> String {
     let (_, _, text) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "echo").unwrap();
     text.replacen("version = \"0.1.0\"", &format!("version = \"{version}\""), 1)
-}
-
-const BOUNDARY: &str = "nexus-test-boundary";
-
-fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (name, bytes) in parts {
-        body.extend_from_slice(
-            format!("--{BOUNDARY}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    body
 }
 
 impl Api {
