@@ -283,7 +283,7 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     for value in binds.iter().take(filter_binds) {
         count = count.bind(value.as_str());
     }
-    let total = u64::try_from(count.fetch_one(&db.pool).await?).unwrap_or(0);
+    let total = count.fetch_one(&db.pool).await?;
 
     let limit = binds.len() + 1;
     let sql =
@@ -295,8 +295,7 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     let rows =
         select.bind(i64::from(per_page)).bind(i64::from(page - 1) * i64::from(per_page)).fetch_all(&db.pool).await?;
     let items = rows.iter().map(|row| listing(row, false)).collect::<Result<Vec<_>, _>>()?;
-    let seen = u64::from(page - 1) * u64::from(per_page) + items.len() as u64;
-    Ok(Page { items, next_page: (seen < total).then_some(page + 1), total })
+    Ok(Page::new(items, page, per_page, total))
 }
 
 async fn row(db: &Db, id: &PluginId) -> Result<AnyRow, MarketError> {

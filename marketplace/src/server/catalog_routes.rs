@@ -62,6 +62,10 @@ pub async fn consent(
     QueryParams(query): QueryParams<ConsentQuery>,
 ) -> Result<Json<Consent>, ApiError> {
     let id = plugin_id(&publisher, &name)?;
+    // Like the listing itself, a delisted plugin's consent is not shown: it cannot be installed.
+    if !catalog::is_installable(&state.market.db, &id).await? {
+        return Err(crate::MarketError::NotFound(format!("plugin {id}")).into());
+    }
     Ok(Json(installs::preview(&state.market, &id.to_string(), query.requirement.as_deref()).await?))
 }
 

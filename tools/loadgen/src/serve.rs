@@ -1,0 +1,141 @@
+//! `nexus-loadgen server`: a marketplace seeded with one tenant and one echo install,
+//! served on an ephemeral loopback port with tenant limits out of the way.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use nexus_marketplace::installs::{self, GrantConsent, InstallRequest};
+use nexus_marketplace::runner::TenantLimits;
+use nexus_marketplace::server::{self, AppState, ServeConfig};
+use nexus_marketplace::{Market, accounts};
+use nexus_registry::PublishRequest;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The data folder: SQLite database (unless --database), artifacts, master key, cache.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// A postgres:// URL to use instead of SQLite.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+/// Admission far above what two cores can serve, so the measurement finds the server's
+/// limit rather than the tenant's. `in_flight` stays finite so a runaway client still
+/// meets back-pressure; the loadgen's concurrency is well under it.
+const LIMITS: TenantLimits = TenantLimits {
+    events_per_second: 1_000_000,
+    burst: 1_000_000,
+    in_flight: 1024,
+    queue_wait: Duration::from_secs(2),
+};
+
+const PUBLISHER: &str = "bench";
+const TENANT: &str = "load";
+const PLUGIN: &str = "bench/echo";
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Storage failures are logged, not sent to clients: show them on the inherited stderr.
+    // The server's own warnings are left out: the one it gives here is about the throwaway
+    // master key.
+    let filter = "warn,nexus_marketplace::server=error";
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| filter.into()))
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let config = ServeConfig {
+        data_dir: args.data_dir,
+        database_url: args.database,
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        public_url: None,
+        tenant_limits: LIMITS,
+    };
+    let market = Arc::new(config.market().await?);
+    let tenant_token = seed(&market).await.context("seeding the marketplace")?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::json!({ "url": url, "tenant_token": tenant_token }))?;
+    stdout.flush()?;
+    drop(stdout);
+    server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await
+}
+
+/// An operator token, the `bench` publisher with echo published, and the `load` tenant with
+/// echo installed (consenting to what it requests). Returns the tenant's token.
+async fn seed(market: &Market) -> anyhow::Result<String> {
+    accounts::issue_operator_token(&market.db, "loadgen").await?;
+    let publisher = market.registry.create_publisher(&PUBLISHER.parse()?, "Load generator").await?;
+    let credential = market.registry.authenticate(&publisher.secret).await?;
+    let request = PublishRequest {
+        manifest: echo_manifest()?,
+        component: nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO)
+            .with_context(|| format!("reading {}", nexus_sample_plugins::ECHO))?,
+        claimed_digest: None,
+        signature: None,
+    };
+    market.publish(&credential, request).await?;
+
+    let tenant = accounts::create_tenant(&market.db, &TENANT.parse()?, "Load generator").await?;
+    let caller = accounts::authenticate(&market.db, &market.registry, &tenant.secret).await?;
+    let consent = installs::preview(market, PLUGIN, None).await?;
+    let answer = GrantConsent {
+        capabilities: consent.capabilities.iter().map(|c| c.capability).collect(),
+        hosts: consent.capabilities.iter().flat_map(|c| &c.hosts).map(|h| h.host.clone()).collect(),
+    };
+    let install = InstallRequest {
+        plugin: PLUGIN.to_string(),
+        requirement: None,
+        consent: Some(answer),
+        plan: None,
+        config: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+    };
+    installs::create(market, &caller, install).await?;
+    Ok(tenant.secret)
+}
+
+/// The echo sample's manifest, moved into the `bench` namespace.
+fn echo_manifest() -> anyhow::Result<String> {
+    let (_, _, manifest) = nexus_sample_plugins::PUBLISHABLE
+        .iter()
+        .find(|(name, ..)| *name == "echo")
+        .context("the echo sample is not among the publishable samples")?;
+    let original = "id = \"nexus-labs/echo\"";
+    anyhow::ensure!(manifest.contains(original), "the echo manifest no longer says {original}");
+    Ok(manifest.replacen(original, &format!("id = \"{PLUGIN}\""), 1))
+}
+
+/// Completes when stdin reaches end of file (the parent closed it or exited) or on
+/// Ctrl-C/SIGTERM. Stdin is read on a plain thread: tokio's stdin cannot be cancelled and
+/// would hold the runtime open at shutdown.
+async fn shutdown() {
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
+    tokio::select! {
+        _ = stdin_closed => {},
+        () = server::shutdown_signal() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_manifest_is_in_the_bench_namespace() {
+        let manifest = echo_manifest().unwrap();
+        assert!(manifest.contains("id = \"bench/echo\""), "{manifest}");
+        assert!(!manifest.contains("nexus-labs"), "{manifest}");
+    }
+}
