@@ -80,10 +80,7 @@ enum PluginCommand {
 /// Exit codes: 0 success, 1 the plugin's invocation failed, 2 the command could not run.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -113,5 +110,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs go to stderr, filtered by `NEXUS_LOG` (e.g. `info`, `nexus_marketplace=debug,tower_http=debug`
+/// for every request), as JSON lines when `NEXUS_LOG_FORMAT=json`. The server says what it
+/// does at `info`; client commands only warn.
+fn init_logging(server: bool) {
+    let default = if server { "warn,nexus_marketplace=info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NEXUS_LOG").unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("NEXUS_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
     }
 }

@@ -732,6 +732,7 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         .bind(&target.id)
         .execute(&mut *tx)
         .await?;
+        tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
         audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
     }
     tx.commit().await?;
