@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
-use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Secrets};
+use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Report, Secrets};
 use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
@@ -209,15 +209,12 @@ fn event(request: EventRequest) -> Result<Event, MarketError> {
 
 /// Whether an error counts against the circuit breaker. Errors that describe the event
 /// (unsupported type, invalid payload) say nothing about the plugin's health.
-fn breaker_failure(error: &InvocationError) -> Option<String> {
-    match error {
-        InvocationError::PluginError {
-            kind: PluginErrorKind::InvalidPayload | PluginErrorKind::UnsupportedEvent,
-            ..
-        } => None,
-        InvocationError::KvConflict => None,
-        other => Some(format!("{}: {other}", other.code())),
-    }
+fn counts_against_plugin(error: &InvocationError) -> bool {
+    !matches!(
+        error,
+        InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload | PluginErrorKind::UnsupportedEvent, .. }
+            | InvocationError::KvConflict
+    )
 }
 
 /// Delivers an event to every live install of the calling tenant that handles its type.
@@ -271,29 +268,77 @@ pub async fn invoke_install(
     run(market, target, &event).await
 }
 
+/// The outcome code of a delivery whose component could not be prepared (fetch, digest,
+/// signature or load failed, or the secrets could not be opened).
+pub const LOAD_FAILED: &str = "load_failed";
+
 /// One invocation, recorded. A KV conflict (another node committed first) is retried once.
+/// A component that cannot be prepared is recorded as `load_failed` and counts against the
+/// circuit breaker, so one broken install never fails the whole event.
 async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, MarketError> {
     let runner = &market.runner;
-    let plugin = runner.plugin(market, &target).await?;
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let prepared = async {
+        let plugin = runner.plugin(market, &target).await?;
+        Ok::<_, MarketError>((plugin, Secrets::new(installs::open_secrets(market, &target)?)))
+    }
+    .await;
+    let (plugin, secrets) = match prepared {
+        Ok(prepared) => prepared,
+        Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail)),
+        Err(error) => {
+            tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
+            let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
+            return record(market, target, event, started_at, clock, Err(failure), None).await;
+        }
+    };
     let context = InvocationContext {
         tenant: target.tenant.clone(),
         install: target.id.clone(),
         grants: target.grants.clone(),
         config: target.config.clone(),
-        secrets: Secrets::new(installs::open_secrets(market, &target)?),
+        secrets,
         kv: runner.kv.clone(),
         limits: Limits::default(),
     };
-    let started_at = now_ms();
-    let clock = Instant::now();
     let mut invocation = runner.host.invoke(&plugin, context.clone(), event).await;
     if matches!(invocation.result, Err(InvocationError::KvConflict)) {
         invocation = runner.host.invoke(&plugin, context, event).await;
     }
+    let result = invocation.result.map_err(|error| Failure {
+        outcome: error.code().into(),
+        message: error.to_string(),
+        counts: counts_against_plugin(&error),
+    });
+    record(market, target, event, started_at, clock, result, Some(&invocation.report)).await
+}
+
+/// Why a delivery failed, and whether it says something about the plugin's health.
+struct Failure {
+    outcome: String,
+    message: String,
+    counts: bool,
+}
+
+/// Writes the invocation row, updates metrics and the circuit breaker, and answers.
+async fn record(
+    market: &Market,
+    target: Target,
+    event: &Event,
+    started_at: i64,
+    clock: Instant,
+    result: Result<nexus_host::Outcome, Failure>,
+    report: Option<&Report>,
+) -> Result<Delivery, MarketError> {
     let elapsed = clock.elapsed();
-    let report = &invocation.report;
     let id = format!("inv_{}", random_hex(10)?);
-    let error = invocation.result.as_ref().err().map(ToString::to_string);
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(failure) => failure.outcome.clone(),
+    };
+    let error = result.as_ref().err().map(|f| f.message.clone());
+    let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
     sqlx::query(
         "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, started_at, \
          duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, kv_writes, denials, usage) \
@@ -307,27 +352,28 @@ async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery,
     .bind(&event.id)
     .bind(&event.event_type)
     .bind(started_at)
-    .bind(i64::try_from(report.duration_us).unwrap_or(i64::MAX))
-    .bind(&report.outcome)
+    .bind(number(|r| r.duration_us))
+    .bind(&outcome)
     .bind(error.as_deref())
-    .bind(i64::try_from(report.fuel_used).unwrap_or(i64::MAX))
-    .bind(i64::try_from(report.peak_memory_bytes).unwrap_or(i64::MAX))
-    .bind(i64::try_from(report.http_requests).unwrap_or(i64::MAX))
-    .bind(i64::try_from(report.kv_writes).unwrap_or(i64::MAX))
-    .bind(report.denials.len() as i64)
-    .bind(serde_json::to_string(&report.usage).map_err(storage)?)
+    .bind(number(|r| r.fuel_used))
+    .bind(number(|r| r.peak_memory_bytes))
+    .bind(number(|r| r.http_requests))
+    .bind(number(|r| r.kv_writes))
+    .bind(number(|r| r.denials.len() as u64))
+    .bind(report.map_or(Ok("{}".to_string()), |r| serde_json::to_string(&r.usage)).map_err(storage)?)
     .execute(&market.db.pool)
     .await?;
-    runner.metrics.record_invocation(&target.plugin.to_string(), &report.outcome, elapsed);
-    let paused = match &invocation.result {
+    market.runner.metrics.record_invocation(&target.plugin.to_string(), &outcome, elapsed);
+    let paused = match &result {
         Ok(_) => installs::record_health(market, &target, None).await?,
-        Err(error) => match breaker_failure(error) {
-            Some(reason) => installs::record_health(market, &target, Some(&reason)).await?,
-            None => false,
-        },
+        Err(failure) if failure.counts => {
+            let reason = format!("{}: {}", failure.outcome, failure.message);
+            installs::record_health(market, &target, Some(&reason)).await?
+        }
+        Err(_) => false,
     };
-    let (data, actions) = match &invocation.result {
-        Ok(outcome) => (outcome.data.clone(), outcome.actions.clone()),
+    let (data, actions) = match result {
+        Ok(outcome) => (outcome.data, outcome.actions),
         Err(_) => (None, Vec::new()),
     };
     Ok(Delivery {
@@ -335,8 +381,8 @@ async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery,
         install: target.id,
         plugin: target.plugin.to_string(),
         version: target.version.to_string(),
-        outcome: report.outcome.clone(),
-        duration_us: report.duration_us,
+        outcome,
+        duration_us: report.map_or(0, |r| r.duration_us),
         data,
         actions,
         error,

@@ -298,3 +298,48 @@ fn the_sql_kv_store_refuses_a_commit_from_a_stale_revision() {
         assert_eq!(kv.usage(&scope).await.unwrap().keys, 1);
     });
 }
+
+#[test]
+fn a_component_that_no_longer_verifies_is_recorded_as_load_failed_not_run() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let key = nexus_registry::SecretKey::generate().unwrap();
+        env.market.registry.add_key(&env.publisher_credential, &key.public_key()).await.unwrap();
+        let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();
+        let digest = nexus_host::Digest::of(&component);
+        let manifest = echo_manifest("0.1.1", "");
+        let id: nexus_registry::PluginId = "nexus-labs/echo".parse().unwrap();
+        let message = nexus_registry::signature::signing_message(&id, &"0.1.1".parse().unwrap(), &digest);
+        let request = nexus_registry::PublishRequest {
+            manifest,
+            component,
+            claimed_digest: None,
+            signature: Some(nexus_registry::SignedBy {
+                key_fingerprint: key.public_key().fingerprint(),
+                signature: key.sign(&message),
+            }),
+        };
+        env.market.publish(&env.publisher_credential, request).await.unwrap();
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({})).await;
+        assert_eq!(install["version"], "0.1.1");
+
+        // The key leaks and is revoked before the component was ever loaded on this node.
+        let revoke = format!("/v1/publishers/nexus-labs/keys/{}", key.public_key().fingerprint());
+        let (status, _) = env.call("DELETE", &revoke, Some(&env.publisher), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": 1 })).await;
+        assert_eq!(status, StatusCode::OK, "one broken install does not fail the event");
+        let delivery = &receipt["deliveries"][0];
+        assert_eq!(delivery["outcome"], "load_failed");
+        assert!(delivery["error"].as_str().unwrap().contains("no active signing key of this publisher"), "{delivery}");
+        let (_, history) =
+            env.get(&format!("/v1/installs/{}/invocations", install["id"].as_str().unwrap()), &tenant).await;
+        assert_eq!(
+            (history["total"].as_u64(), history["items"][0]["outcome"].as_str()),
+            (Some(1), Some("load_failed"))
+        );
+        let (_, current) = env.get(&format!("/v1/installs/{}", install["id"].as_str().unwrap()), &tenant).await;
+        assert_eq!(current["consecutive_failures"], 1);
+    });
+}
