@@ -101,9 +101,13 @@ impl Report {
         let build = if cfg!(debug_assertions) { "DEBUG build, not for figures" } else { "release build" };
         println!("nexus-loadgen: POST /v1/events -> 1 echo install, {} backend, {build}", self.backend);
         println!(
-            "note: the load generator and the server share this machine's {cores} cores{}; the server alone would do more",
-            if self.backend == "PostgreSQL" { " (with PostgreSQL)" } else { "" }
+            "note: the load generator and the server share this machine's {cores} cores; the CPU line says who used what"
         );
+        if self.backend == "PostgreSQL" {
+            println!(
+                "note: the throwaway cluster runs with fsync=off, synchronous_commit=off; SQLite commits with fsync"
+            );
+        }
         println!("concurrency      {} keep-alive connections, one request in flight each", self.concurrency);
         println!(
             "window           {:.2} s after {} s warm-up",
@@ -136,7 +140,10 @@ impl Report {
             mib(self.memory_after.rss_kib),
         );
         let [server, loadgen, others] = self.window.cores;
-        println!("CPU (window)     server {server:.2} cores, loadgen {loadgen:.2}, everything else {others:.2}");
+        println!(
+            "CPU (window)     server {server:.2} cores, loadgen {loadgen:.2}, everything else {others:.2}{}",
+            if self.backend == "PostgreSQL" { " (PostgreSQL included)" } else { "" }
+        );
         let verdict = if self.invocation_rows == tally.accepted { "equal" } else { "MISMATCH" };
         println!(
             "invocation rows  {} recorded, {} events accepted (warm-up included): {verdict}",
