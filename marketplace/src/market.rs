@@ -13,7 +13,6 @@ use crate::audit;
 use crate::catalog;
 use crate::error::MarketError;
 use crate::installs;
-use crate::kv::SqlKv;
 use crate::runner::{Runner, TenantLimits};
 use crate::secrets::MasterKey;
 use crate::server::metrics::Metrics;
@@ -49,7 +48,7 @@ impl Market {
     pub async fn open(registry: Arc<Registry>, config: MarketConfig) -> Result<Self, MarketError> {
         let db = registry.db().clone();
         db.apply_migrations("marketplace_migrations", SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS).await?;
-        let runner = Runner::new(config.host, SqlKv::new(db.clone()), config.tenant_limits, Arc::new(Metrics::new()));
+        let runner = Runner::new(config.host, db.clone(), config.tenant_limits, Arc::new(Metrics::new()));
         Ok(Self { db, registry, master_key: config.master_key, runner })
     }
 

@@ -3,7 +3,7 @@
 //! the host with the install's grants, settings and limits, is recorded in `invocations`, and
 //! feeds the circuit breaker and the metrics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -11,17 +11,18 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
 use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Report, Secrets};
+use nexus_registry::Db;
 use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use tokio::sync::Semaphore;
 
 use crate::accounts::{Caller, TenantId, TenantScope};
-use crate::error::{MarketError, Page, storage};
+use crate::error::MarketError;
 use crate::installs::{self, Target};
 use crate::kv::SqlKv;
 use crate::market::Market;
+use crate::records::{InvocationLog, InvocationRecord};
 use crate::server::metrics::Metrics;
 
 /// Longest event type, and event id, accepted.
@@ -49,6 +50,7 @@ type Limiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStor
 
 pub struct Runner {
     host: Arc<Host>,
+    records: InvocationLog,
     kv: Arc<SqlKv>,
     limits: TenantLimits,
     rate: Limiter,
@@ -109,35 +111,15 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// A recorded invocation: what billing and dashboards read.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct InvocationRecord {
-    pub id: String,
-    pub tenant: String,
-    pub install: String,
-    pub plugin: String,
-    pub version: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub started_at: i64,
-    pub duration_us: i64,
-    pub outcome: String,
-    pub error: Option<String>,
-    pub fuel_used: i64,
-    pub peak_memory_bytes: i64,
-    pub http_requests: i64,
-    pub kv_writes: i64,
-    pub denials: i64,
-    pub usage: BTreeMap<String, u64>,
-}
-
 impl Runner {
-    pub fn new(host: Arc<Host>, kv: SqlKv, limits: TenantLimits, metrics: Arc<Metrics>) -> Self {
+    /// Must be called within a tokio runtime: it starts the invocation writer.
+    pub fn new(host: Arc<Host>, db: Db, limits: TenantLimits, metrics: Arc<Metrics>) -> Self {
         let per_second = NonZeroU32::new(limits.events_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limits.burst).unwrap_or(per_second);
         Self {
             host,
-            kv: Arc::new(kv),
+            records: InvocationLog::start(db.clone()),
+            kv: Arc::new(SqlKv::new(db)),
             limits,
             rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
             in_flight: Mutex::new(HashMap::new()),
@@ -339,30 +321,26 @@ async fn record(
     };
     let error = result.as_ref().err().map(|f| f.message.clone());
     let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
-    sqlx::query(
-        "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, started_at, \
-         duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, kv_writes, denials, usage) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-    )
-    .bind(&id)
-    .bind(&target.tenant)
-    .bind(&target.id)
-    .bind(target.plugin.to_string())
-    .bind(target.version.to_string())
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(started_at)
-    .bind(number(|r| r.duration_us))
-    .bind(&outcome)
-    .bind(error.as_deref())
-    .bind(number(|r| r.fuel_used))
-    .bind(number(|r| r.peak_memory_bytes))
-    .bind(number(|r| r.http_requests))
-    .bind(number(|r| r.kv_writes))
-    .bind(number(|r| r.denials.len() as u64))
-    .bind(report.map_or(Ok("{}".to_string()), |r| serde_json::to_string(&r.usage)).map_err(storage)?)
-    .execute(&market.db.pool)
-    .await?;
+    let record = InvocationRecord {
+        id: id.clone(),
+        tenant: target.tenant.clone(),
+        install: target.id.clone(),
+        plugin: target.plugin.to_string(),
+        version: target.version.to_string(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        started_at,
+        duration_us: number(|r| r.duration_us),
+        outcome: outcome.clone(),
+        error: error.clone(),
+        fuel_used: number(|r| r.fuel_used),
+        peak_memory_bytes: number(|r| r.peak_memory_bytes),
+        http_requests: number(|r| r.http_requests),
+        kv_writes: number(|r| r.kv_writes),
+        denials: number(|r| r.denials.len() as u64),
+        usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
+    };
+    market.runner.records.append(record).await?;
     market.runner.metrics.record_invocation(&target.plugin.to_string(), &outcome, elapsed);
     let paused = match &result {
         Ok(_) => installs::record_health(market, &target, None).await?,
@@ -388,68 +366,4 @@ async fn record(
         error,
         paused,
     })
-}
-
-/// Filters for reading invocations.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct InvocationQuery {
-    pub outcome: Option<String>,
-    /// 1-based page, newest first.
-    pub page: Option<u32>,
-    /// 1 to 500, default 50.
-    pub per_page: Option<u32>,
-}
-
-/// An install's invocations, newest first; the install must be visible to the caller.
-pub async fn invocations(
-    market: &Market,
-    caller: &Caller,
-    install: &str,
-    query: &InvocationQuery,
-) -> Result<Page<InvocationRecord>, MarketError> {
-    installs::get(market, caller, install).await?;
-    let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
-    let page = query.page.unwrap_or(1).max(1);
-    let filter = "WHERE install_id = $1 AND ($2 IS NULL OR outcome = $2)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM invocations {filter}"))
-        .bind(install)
-        .bind(query.outcome.as_deref())
-        .fetch_one(&market.db.pool)
-        .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT * FROM invocations {filter} ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
-    ))
-    .bind(install)
-    .bind(query.outcome.as_deref())
-    .bind(i64::from(per_page))
-    .bind(i64::from(page - 1) * i64::from(per_page))
-    .fetch_all(&market.db.pool)
-    .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            let usage: String = row.try_get("usage")?;
-            Ok(InvocationRecord {
-                id: row.try_get("id")?,
-                tenant: row.try_get("tenant_id")?,
-                install: row.try_get("install_id")?,
-                plugin: row.try_get("plugin_id")?,
-                version: row.try_get("version")?,
-                event_id: row.try_get("event_id")?,
-                event_type: row.try_get("event_type")?,
-                started_at: row.try_get("started_at")?,
-                duration_us: row.try_get("duration_us")?,
-                outcome: row.try_get("outcome")?,
-                error: row.try_get("error_message")?,
-                fuel_used: row.try_get("fuel_used")?,
-                peak_memory_bytes: row.try_get("peak_memory_bytes")?,
-                http_requests: row.try_get("http_requests")?,
-                kv_writes: row.try_get("kv_writes")?,
-                denials: row.try_get("denials")?,
-                usage: serde_json::from_str(&usage).map_err(storage)?,
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
-    Ok(Page::new(items, page, per_page, total))
 }

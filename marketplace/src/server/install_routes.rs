@@ -15,7 +15,8 @@ use super::{ApiError, AppState};
 use crate::accounts::TenantId;
 use crate::error::Page;
 use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
-use crate::runner::{self, Delivery, EventReceipt, EventRequest, InvocationQuery, InvocationRecord};
+use crate::records::{self, InvocationQuery, InvocationRecord};
+use crate::runner::{self, Delivery, EventReceipt, EventRequest};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -136,7 +137,7 @@ pub async fn invocations(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<InvocationQuery>,
 ) -> Result<Json<Page<InvocationRecord>>, ApiError> {
-    Ok(Json(runner::invocations(&state.market, &caller, &id, &query).await?))
+    Ok(Json(records::list(&state.market, &caller, &id, &query).await?))
 }
 
 /// Delivers the event to every install of the calling tenant that handles its type.
