@@ -1,6 +1,7 @@
-//! `nexus serve --demo`: a live marketplace to look at. It seeds a fresh data folder with a
-//! publisher whose sample plugins are published and signed, two tenants with installs,
-//! settings and secrets, a featured listing; serves the API; and keeps events flowing from
+//! `nexus serve --demo`: a live marketplace to look at. It seeds a fresh data folder with two
+//! publishers whose plugins are published and signed (the samples, and one built on echo),
+//! two tenants with installs, settings and secrets, a featured listing; serves the API; and
+//! keeps events flowing from
 //! both tenants through `POST /v1/events` (over loopback HTTP, as a client would), printing
 //! the tokens to try the API with and a running tally.
 
@@ -16,6 +17,28 @@ use crate::accounts::{self, Caller, TenantId};
 use crate::installs::{self, GrantConsent, InstallRequest};
 use crate::market::Market;
 use crate::server::{self, AppState, ServeConfig};
+
+/// The second publisher's plugin: the echo component under its own listing.
+const RELAY_MANIFEST: &str = r#"id = "acme-tools/webhook-relay"
+version = "{version}"
+summary = "Relay any event as-is to the systems that need it, with an optional prefix"
+description = "Passes every event through unchanged. Useful to test an integration end to end."
+categories = ["developer-tools", "productivity"]
+license = "MIT"
+contract = "1.0"
+event-types = ["*"]
+
+[capabilities.config]
+reason = "Reads an optional prefix to put before the payload"
+
+[[pricing]]
+id = "team"
+name = "Team"
+model = "flat"
+amount-minor = 900
+currency = "USD"
+interval = "month"
+"#;
 
 /// How often each tenant sends an event.
 const EVENT_EVERY: Duration = Duration::from_millis(700);
@@ -68,6 +91,16 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
         publish_signed(market, &credential, &key, path, manifest_text).await?;
         println!("  published and signed nexus-labs/{name} 0.1.0");
     }
+    // A second publisher, its plugin built on the echo component, in two versions.
+    let acme = market.registry.create_publisher(&"acme-tools".parse()?, "Acme Tools").await?;
+    let acme_credential = market.registry.authenticate(&acme.secret).await?;
+    let acme_key = SecretKey::generate()?;
+    market.registry.add_key(&acme_credential, &acme_key.public_key()).await?;
+    for version in ["1.0.0", "1.1.0"] {
+        let manifest = RELAY_MANIFEST.replace("{version}", version);
+        publish_signed(market, &acme_credential, &acme_key, nexus_sample_plugins::ECHO, &manifest).await?;
+        println!("  published and signed acme-tools/webhook-relay {version}");
+    }
     let featured = "nexus-labs/tax-calculator".parse()?;
     crate::catalog::feature(&market.db, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
 
@@ -89,6 +122,10 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
                 (
                     "nexus-labs/tax-calculator",
                     json!({ "config": { "rates": "DE=1900,FR=2000,US-CA=725", "rounding": "half-up" } }),
+                ),
+                (
+                    "acme-tools/webhook-relay",
+                    json!({ "requirement": "^1", "plan": "team", "config": { "prefix": "relay: " } }),
                 ),
                 (
                     "nexus-labs/chat-notifier",
@@ -116,9 +153,9 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
             };
             let request = InstallRequest {
                 plugin: (*plugin).to_string(),
-                requirement: Some("^0.1".into()),
+                requirement: Some(settings["requirement"].as_str().unwrap_or("^0.1").to_owned()),
                 consent: Some(answer),
-                plan: None,
+                plan: settings["plan"].as_str().map(str::to_owned),
                 config: string_map(&settings["config"]),
                 secrets: string_map(&settings["secrets"]),
             };

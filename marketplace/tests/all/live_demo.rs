@@ -49,9 +49,16 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         let ids: Vec<&str> = catalog["items"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
         assert_eq!(
             ids,
-            ["nexus-labs/chat-notifier", "nexus-labs/echo", "nexus-labs/pii-redactor", "nexus-labs/tax-calculator"]
+            [
+                "acme-tools/webhook-relay",
+                "nexus-labs/chat-notifier",
+                "nexus-labs/echo",
+                "nexus-labs/pii-redactor",
+                "nexus-labs/tax-calculator"
+            ]
         );
-        assert!(catalog["items"][3]["featured"].as_bool().unwrap());
+        assert_eq!(catalog["items"][0]["latest_version"], "1.1.0");
+        assert!(catalog["items"][4]["featured"].as_bool().unwrap());
         let detail = get("/v1/catalog/nexus-labs/echo".into(), &globex).await;
         assert_eq!(detail["versions"][0]["signed"], true);
 
@@ -73,7 +80,7 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
             }
         }
         let audit = get("/v1/audit?action=install.created".into(), &operator).await;
-        assert_eq!(audit["total"], 5);
+        assert_eq!(audit["total"], 6);
     });
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
