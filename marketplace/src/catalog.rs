@@ -398,10 +398,14 @@ pub async fn delist(db: &Db, caller: &Caller, id: &PluginId, reason: Option<&str
     listing(&row(db, id).await?, true)
 }
 
-/// Whether new installs of `id` are allowed (listed and not delisted).
+/// Whether new installs of `id` are allowed: not delisted. A plugin without a listing row
+/// (its refresh failed) is installable; the registry still decides whether it exists.
 pub async fn is_installable(db: &Db, id: &PluginId) -> Result<bool, MarketError> {
-    let row = row(db, id).await?;
-    Ok(row.try_get::<Option<i64>, _>("delisted_at")?.is_none())
+    let delisted: Option<Option<i64>> = sqlx::query_scalar("SELECT delisted_at FROM listings WHERE plugin_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(delisted.flatten().is_none())
 }
 
 /// Moves a listing's install count by `delta` inside the install's own transaction.

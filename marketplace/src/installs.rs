@@ -9,7 +9,7 @@ use nexus_host::{Capability, Grants, HostPattern};
 use nexus_registry::db::{is_unique_violation, now_ms};
 use nexus_registry::publishers::random_hex;
 use nexus_registry::resolve::parse_requirement;
-use nexus_registry::{PluginId, RegistryError, VersionRecord};
+use nexus_registry::{Backend, PluginId, RegistryError, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
@@ -308,6 +308,32 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     get(market, caller, &install_id).await
 }
 
+/// A transaction that will write: on SQLite it takes the write lock at once (a deferred one
+/// that reads first cannot upgrade once another connection wrote); `FOR UPDATE` is what
+/// locks rows on PostgreSQL (empty on SQLite, where the lock covers the database).
+async fn write_tx(market: &Market) -> Result<sqlx::Transaction<'static, sqlx::Any>, MarketError> {
+    Ok(match market.db.backend {
+        Backend::Sqlite => market.db.pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => market.db.pool.begin().await?,
+    })
+}
+
+fn for_update(market: &Market) -> &'static str {
+    match market.db.backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    }
+}
+
+/// Fails with `uninstalled` unless exactly one live row changed.
+fn changed_live(result: sqlx::any::AnyQueryResult, id: &str) -> Result<(), MarketError> {
+    if result.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")))
+    }
+}
+
 fn json_text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -425,22 +451,23 @@ pub async fn update_settings(
         check_settings("config", config.iter().map(|(k, v)| (k, Some(v))))?;
     }
     check_settings("secret", update.secrets.iter().map(|(k, v)| (k, v.as_ref())))?;
-    let mut tx = market.db.pool.begin().await?;
+    let mut tx = write_tx(market).await?;
     if let Some(config) = &update.config {
-        sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3")
-            .bind(json_text(config))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let changed =
+            sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
+                .bind(json_text(config))
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        changed_live(changed, id)?;
         let keys: Vec<&String> = config.keys().collect();
         audit::record(&mut *tx, &caller.actor(), "install.config_changed", id, json!({ "keys": keys })).await?;
     }
     if !update.secrets.is_empty() {
-        let sealed: Option<String> = sqlx::query_scalar("SELECT secrets_sealed FROM installs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
+        // Locked until commit: two concurrent changes must not both start from the old set.
+        let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", for_update(market));
+        let sealed: Option<String> = sqlx::query_scalar(&select).bind(id).fetch_one(&mut *tx).await?;
         let mut values = match sealed {
             Some(sealed) => secrets::open(&market.master_key, id, &sealed).map_err(storage)?,
             None => BTreeMap::new(),
@@ -457,13 +484,17 @@ pub async fn update_settings(
         } else {
             Some(secrets::seal(&market.master_key, id, &values).map_err(storage)?)
         };
-        sqlx::query("UPDATE installs SET secrets_sealed = $1, secret_names = $2, updated_at = $3 WHERE id = $4")
-            .bind(sealed)
-            .bind(json_text(&values.keys().collect::<Vec<_>>()))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let changed = sqlx::query(
+            "UPDATE installs SET secrets_sealed = $1, secret_names = $2, updated_at = $3 \
+             WHERE id = $4 AND status <> 'uninstalled'",
+        )
+        .bind(sealed)
+        .bind(json_text(&values.keys().collect::<Vec<_>>()))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        changed_live(changed, id)?;
         let changed: BTreeMap<&String, &str> =
             update.secrets.iter().map(|(k, v)| (k, if v.is_some() { "set" } else { "removed" })).collect();
         audit::record(&mut *tx, &caller.actor(), "install.secrets_changed", id, json!({ "secrets": changed })).await?;
@@ -492,23 +523,29 @@ pub async fn approve_upgrade(
         return Err(consent.required("upgrading needs consent"));
     }
     market.registry.verify_signature(&plugin, &record).await?;
-    let mut tx = market.db.pool.begin().await?;
-    set_version(&mut tx, id, &record, Some(&consent.grants())).await?;
+    let mut tx = write_tx(market).await?;
+    if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants())).await? {
+        return Err(MarketError::conflict("install_changed", format!("install {id} changed meanwhile; look again")));
+    }
     let detail = json!({ "from": current.version, "to": record.version.to_string(), "grants": consent.grants() });
     audit::record(&mut *tx, &caller.actor(), "install.upgrade_approved", id, detail).await?;
     tx.commit().await?;
     get(market, caller, id).await
 }
 
+/// Moves a live install from version `from` to `record`'s; false if it is no longer on `from`
+/// (another node moved it first) or was uninstalled.
 async fn set_version(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,
+    from: &str,
     record: &VersionRecord,
     grants: Option<&Grants>,
-) -> Result<(), MarketError> {
-    sqlx::query(
+) -> Result<bool, MarketError> {
+    let changed = sqlx::query(
         "UPDATE installs SET version = $1, digest = $2, event_types = $3, grants = COALESCE($4, grants), \
-         pending_version = NULL, pending_reason = NULL, updated_at = $5 WHERE id = $6",
+         pending_version = NULL, pending_reason = NULL, updated_at = $5 \
+         WHERE id = $6 AND version = $7 AND status <> 'uninstalled'",
     )
     .bind(record.version.to_string())
     .bind(record.digest.to_string())
@@ -516,9 +553,10 @@ async fn set_version(
     .bind(grants.map(json_text))
     .bind(now_ms())
     .bind(id)
+    .bind(from)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(changed.rows_affected() == 1)
 }
 
 /// Resumes a paused install.
@@ -527,15 +565,18 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     if current.status != "paused" {
         return Err(MarketError::conflict("not_paused", format!("install {id} is {}", current.status)));
     }
-    let mut tx = market.db.pool.begin().await?;
-    sqlx::query(
+    let mut tx = write_tx(market).await?;
+    let resumed = sqlx::query(
         "UPDATE installs SET status = 'active', status_reason = NULL, consecutive_failures = 0, updated_at = $1 \
-         WHERE id = $2",
+         WHERE id = $2 AND status = 'paused'",
     )
     .bind(now_ms())
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    if resumed.rows_affected() != 1 {
+        return Err(MarketError::conflict("not_paused", format!("install {id} is no longer paused")));
+    }
     audit::record(&mut *tx, &caller.actor(), "install.resumed", id, json!({ "was": current.status_reason })).await?;
     tx.commit().await?;
     get(market, caller, id).await
@@ -545,17 +586,19 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
 /// plugin's KV data are deleted.
 pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
-    let mut tx = market.db.pool.begin().await?;
+    let mut tx = write_tx(market).await?;
     let now = now_ms();
-    sqlx::query(
+    let changed = sqlx::query(
         "UPDATE installs SET status = 'uninstalled', status_reason = NULL, config = '{}', secrets_sealed = NULL, \
          secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1 \
-         WHERE id = $2",
+         WHERE id = $2 AND status <> 'uninstalled'",
     )
     .bind(now)
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    // Of two concurrent uninstalls only one counts and audits.
+    changed_live(changed, id)?;
     sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2")
         .bind(&current.tenant)
         .bind(id)
@@ -591,7 +634,7 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
             Err(other) => return Err(other.into()),
         };
         let pending = current.pending_upgrade.as_ref().map(|p| p.version.as_str());
-        let mut tx = market.db.pool.begin().await?;
+        let mut tx = write_tx(market).await?;
         if best.version.to_string() == current.version {
             if pending.is_some() {
                 sqlx::query("UPDATE installs SET pending_version = NULL, pending_reason = NULL WHERE id = $1")
@@ -600,9 +643,11 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
                     .await?;
             }
         } else if grants_cover(&current.grants, &best) {
-            set_version(&mut tx, &current.id, &best, None).await?;
-            let detail = json!({ "from": current.version, "to": best.version.to_string() });
-            audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
+            // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
+            if set_version(&mut tx, &current.id, &current.version, &best, None).await? {
+                let detail = json!({ "from": current.version, "to": best.version.to_string() });
+                audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
+            }
         } else if pending != Some(best.version.to_string().as_str()) {
             let wanted = Consent::of(&best).grants();
             let mut more: Vec<String> =
@@ -701,8 +746,9 @@ pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Tar
 }
 
 /// Records an invocation's outcome against the circuit breaker: a success resets the count
-/// of consecutive failures; the `FAILURES_BEFORE_PAUSE`th failure in a row pauses the
-/// install with a reason its tenant sees. Returns whether this call paused it.
+/// of consecutive failures (when the count it saw was not already 0); at
+/// `FAILURES_BEFORE_PAUSE` failures, the install is paused with a reason its tenant sees if
+/// its latest recorded invocations all failed. Returns whether this call paused it.
 pub async fn record_health(market: &Market, target: &Target, failure: Option<&str>) -> Result<bool, MarketError> {
     let Some(failure) = failure else {
         if target.consecutive_failures != 0 {
@@ -713,7 +759,7 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         }
         return Ok(false);
     };
-    let mut tx = market.db.pool.begin().await?;
+    let mut tx = write_tx(market).await?;
     let failures: i64 = sqlx::query_scalar(
         "UPDATE installs SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 \
          RETURNING consecutive_failures",
@@ -721,17 +767,41 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
     .bind(&target.id)
     .fetch_one(&mut *tx)
     .await?;
-    let paused = failures == FAILURES_BEFORE_PAUSE;
+    if failures < FAILURES_BEFORE_PAUSE {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    // Successes that ran beside these failures reset nothing (each saw a count of 0 when it
+    // started): the recorded outcomes say whether the failures really were consecutive.
+    let recent: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM invocations WHERE install_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+    )
+    .bind(&target.id)
+    .bind(FAILURES_BEFORE_PAUSE)
+    .fetch_all(&mut *tx)
+    .await?;
+    let trailing = recent.iter().take_while(|outcome| *outcome != "ok").count() as i64;
+    if trailing < FAILURES_BEFORE_PAUSE {
+        sqlx::query("UPDATE installs SET consecutive_failures = $1 WHERE id = $2")
+            .bind(trailing)
+            .bind(&target.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
+    let paused = sqlx::query(
+        "UPDATE installs SET status = 'paused', status_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+    )
+    .bind(&reason)
+    .bind(now_ms())
+    .bind(&target.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
     if paused {
-        let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
-        sqlx::query(
-            "UPDATE installs SET status = 'paused', status_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
-        )
-        .bind(&reason)
-        .bind(now_ms())
-        .bind(&target.id)
-        .execute(&mut *tx)
-        .await?;
         tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
         audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
     }
@@ -742,7 +812,10 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
 /// The tenant's secrets of an install, opened for one invocation.
 pub fn open_secrets(market: &Market, target: &Target) -> Result<BTreeMap<String, String>, MarketError> {
     match &target.secrets_sealed {
-        Some(sealed) => secrets::open(&market.master_key, &target.id, sealed).map_err(storage),
+        // Not a storage failure: this install cannot run (wrong master key, damaged blob),
+        // the others can; the runner records it as `load_failed`.
+        Some(sealed) => secrets::open(&market.master_key, &target.id, sealed)
+            .map_err(|e| MarketError::conflict("secrets_unreadable", format!("the install's secrets: {e}"))),
         None => Ok(BTreeMap::new()),
     }
 }

@@ -38,7 +38,11 @@ impl SqlKv {
             Backend::Postgres => self.db.pool.begin().await,
         }
         .map_err(backend)?;
-        let row = sqlx::query("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+        // Locked on PostgreSQL, so the usage read here is the one the entries below belong to.
+        let lock = if self.db.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let select =
+            format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
+        let row = sqlx::query(&select)
             .bind(&scope.tenant)
             .bind(&scope.install)
             .fetch_optional(&mut *tx)
@@ -68,8 +72,8 @@ impl SqlKv {
             .await
             .map_err(backend)?;
             if let Some(old) = &old {
-                usage.keys -= 1;
-                usage.bytes -= (key.len() + old.len()) as u64;
+                usage.keys = usage.keys.saturating_sub(1);
+                usage.bytes = usage.bytes.saturating_sub((key.len() + old.len()) as u64);
             }
             match value {
                 Some(value) => {

@@ -79,9 +79,17 @@ impl Market {
         Ok(record)
     }
 
+    /// The version change stands once the registry committed it; a failure to update the
+    /// listing or the installs is logged (the next change of the plugin redoes both) rather
+    /// than reported as a failed publish the publisher would retry into `version_exists`.
     async fn after_version_change(&self, id: &PluginId) -> Result<(), MarketError> {
-        catalog::refresh(&self.db, &self.registry, id).await?;
-        installs::follow_versions(self, id).await
+        if let Err(error) = catalog::refresh(&self.db, &self.registry, id).await {
+            tracing::error!(plugin = %id, %error, "listing not refreshed");
+        }
+        if let Err(error) = installs::follow_versions(self, id).await {
+            tracing::error!(plugin = %id, %error, "installs not moved to the new version");
+        }
+        Ok(())
     }
 }
 

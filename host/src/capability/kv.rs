@@ -195,8 +195,10 @@ impl KvTxn {
         let old = self.read(&key).await.map_err(trap)?;
         let existed = old.is_some();
         if let Some(old) = old {
-            usage.keys -= 1;
-            usage.bytes -= (key.len() + old.len()) as u64;
+            // Saturating: another node may have changed the scope since its usage was read
+            // (the commit then fails its revision check).
+            usage.keys = usage.keys.saturating_sub(1);
+            usage.bytes = usage.bytes.saturating_sub((key.len() + old.len()) as u64);
         }
         if let Some(value) = &value {
             usage.keys += 1;

@@ -22,7 +22,10 @@ use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 pub const HEADER: &str = "idempotency-key";
 pub const MAX_KEY_BYTES: usize = 255;
 const KEEP_MS: i64 = 24 * 60 * 60 * 1000;
-/// Answers larger than this are not kept (no creating route answers with more).
+/// A claim still running after this long is taken as abandoned. Longer than any request
+/// may take (invocations are bounded by their wall-clock limit).
+const ABANDONED_MS: i64 = 60 * 1000;
+/// Answers larger than this are returned but not kept.
 const MAX_KEPT_RESPONSE_BYTES: usize = 1 << 20;
 
 fn worth_keeping(status: StatusCode) -> bool {
@@ -75,13 +78,19 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
 
     let pool = &state.market.db.pool;
     let now = now_ms();
-    sqlx::query("DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND created_at < $3")
-        .bind(&caller)
-        .bind(&key)
-        .bind(now - KEEP_MS)
-        .execute(pool)
-        .await
-        .map_err(crate::error::storage)?;
+    // Expired keys, and claims whose request never finished (its client went away and the
+    // handler was dropped): the retry may run.
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 \
+         AND (created_at < $3 OR (status = 0 AND created_at < $4))",
+    )
+    .bind(&caller)
+    .bind(&key)
+    .bind(now - KEEP_MS)
+    .bind(now - ABANDONED_MS)
+    .execute(pool)
+    .await
+    .map_err(crate::error::storage)?;
     let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (caller, key, request_sha256, status, created_at) VALUES ($1, $2, $3, 0, $4)",
     )
@@ -104,14 +113,21 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_KEPT_RESPONSE_BYTES).await else {
+    let Ok(bytes) = to_bytes(body, usize::MAX).await else {
         forget(&state, &caller, &key).await?;
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "response_too_large",
-            "the answer could not be kept",
+            "response_failed",
+            "the answer could not be read",
         ));
     };
+    if bytes.len() > MAX_KEPT_RESPONSE_BYTES {
+        // Too large to keep (an event receipt with large plugin outputs): answered, not
+        // replayable; a retry with this key will run again.
+        tracing::warn!(bytes = bytes.len(), "idempotent answer too large to keep");
+        forget(&state, &caller, &key).await?;
+        return Ok(Response::from_parts(parts, Body::from(bytes)));
+    }
     if carries_secret(&bytes) {
         // Token secrets are shown once and stored only as hashes: such an answer is not
         // kept. Those routes are idempotent by id anyway (a second create is a conflict).

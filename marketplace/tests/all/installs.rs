@@ -343,3 +343,22 @@ fn a_component_that_no_longer_verifies_is_recorded_as_load_failed_not_run() {
         assert_eq!(current["consecutive_failures"], 1);
     });
 }
+
+#[test]
+fn concurrent_uninstalls_count_once() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({})).await;
+        let uri = format!("/v1/installs/{}", install["id"].as_str().unwrap());
+        let (first, second) =
+            tokio::join!(env.call("DELETE", &uri, Some(&tenant), None), env.call("DELETE", &uri, Some(&tenant), None));
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+        let (_, listing) = env.get("/v1/catalog/nexus-labs/echo", &tenant).await;
+        assert_eq!(listing["install_count"], 0);
+        let (_, audit) = env.get("/v1/audit?action=install.uninstalled", &env.operator).await;
+        assert_eq!(audit["total"], 1);
+    });
+}
