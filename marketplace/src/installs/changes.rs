@@ -1,0 +1,281 @@
+//! Changing an install: settings and secrets, approving an upgrade, resuming, uninstalling,
+//! and following new versions of its plugin. Every update says in SQL which state it expects,
+//! so concurrent changes cannot both apply.
+
+use std::collections::BTreeMap;
+
+use nexus_host::Grants;
+use nexus_registry::db::now_ms;
+use nexus_registry::resolve::parse_requirement;
+use nexus_registry::{PluginId, RegistryError, VersionRecord};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::consent::{Consent, GrantConsent, grants_cover};
+use super::{
+    COLUMNS, Install, changed_live, check_settings, for_update, get, install, json_text, plugin_id, visible_row,
+    write_tx,
+};
+use crate::accounts::{Caller, TenantScope};
+use crate::audit;
+use crate::catalog;
+use crate::error::{MarketError, storage};
+use crate::market::Market;
+use crate::secrets;
+
+/// `PATCH /v1/installs/{id}`: `config` replaces the settings; each secret is set, or
+/// removed when null.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsUpdate {
+    #[serde(default)]
+    pub config: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Option<String>>,
+}
+
+/// The install, which must be the caller tenant's own and not uninstalled, for a change.
+async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+    caller.tenant(TenantScope::Installs)?;
+    let install = install(&visible_row(market, caller, id).await?)?;
+    if install.status == "uninstalled" {
+        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+    }
+    Ok(install)
+}
+
+/// Replaces the config and sets or removes secrets.
+pub async fn update_settings(
+    market: &Market,
+    caller: &Caller,
+    id: &str,
+    update: SettingsUpdate,
+) -> Result<Install, MarketError> {
+    let current = changeable(market, caller, id).await?;
+    if let Some(config) = &update.config {
+        check_settings("config", config.iter().map(|(k, v)| (k, Some(v))))?;
+    }
+    check_settings("secret", update.secrets.iter().map(|(k, v)| (k, v.as_ref())))?;
+    let mut tx = write_tx(market).await?;
+    if let Some(config) = &update.config {
+        let changed =
+            sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
+                .bind(json_text(config))
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        changed_live(changed, id)?;
+        let keys: Vec<&String> = config.keys().collect();
+        audit::record(&mut *tx, &caller.actor(), "install.config_changed", id, json!({ "keys": keys })).await?;
+    }
+    if !update.secrets.is_empty() {
+        // Locked until commit: two concurrent changes must not both start from the old set.
+        let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", for_update(market));
+        let sealed: Option<String> = sqlx::query_scalar(&select).bind(id).fetch_one(&mut *tx).await?;
+        let mut values = match sealed {
+            Some(sealed) => secrets::open(&market.master_key, id, &sealed).map_err(storage)?,
+            None => BTreeMap::new(),
+        };
+        for (name, value) in &update.secrets {
+            match value {
+                Some(value) => values.insert(name.clone(), value.clone()),
+                None => values.remove(name),
+            };
+        }
+        check_settings("secret", values.iter().map(|(k, v)| (k, Some(v))))?;
+        let sealed = if values.is_empty() {
+            None
+        } else {
+            Some(secrets::seal(&market.master_key, id, &values).map_err(storage)?)
+        };
+        let changed = sqlx::query(
+            "UPDATE installs SET secrets_sealed = $1, secret_names = $2, updated_at = $3 \
+             WHERE id = $4 AND status <> 'uninstalled'",
+        )
+        .bind(sealed)
+        .bind(json_text(&values.keys().collect::<Vec<_>>()))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        changed_live(changed, id)?;
+        let changed: BTreeMap<&String, &str> =
+            update.secrets.iter().map(|(k, v)| (k, if v.is_some() { "set" } else { "removed" })).collect();
+        audit::record(&mut *tx, &caller.actor(), "install.secrets_changed", id, json!({ "secrets": changed })).await?;
+    }
+    tx.commit().await?;
+    drop(current);
+    get(market, caller, id).await
+}
+
+/// Moves the install to its pending version, with the tenant's consent to what it adds.
+pub async fn approve_upgrade(
+    market: &Market,
+    caller: &Caller,
+    id: &str,
+    answer: &GrantConsent,
+) -> Result<Install, MarketError> {
+    let current = changeable(market, caller, id).await?;
+    let Some(pending) = &current.pending_upgrade else {
+        return Err(MarketError::conflict("no_pending_upgrade", format!("install {id} has no upgrade waiting")));
+    };
+    let plugin = plugin_id(&current.plugin)?;
+    let version = pending.version.parse().map_err(|_| RegistryError::InvalidVersion(pending.version.clone()))?;
+    let record = market.registry.version(&plugin, &version).await?;
+    let consent = Consent::of(&record);
+    if !consent.is_covered_by(answer) {
+        return Err(consent.required("upgrading needs consent"));
+    }
+    market.registry.verify_signature(&plugin, &record).await?;
+    let mut tx = write_tx(market).await?;
+    if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants())).await? {
+        return Err(MarketError::conflict("install_changed", format!("install {id} changed meanwhile; look again")));
+    }
+    let detail = json!({ "from": current.version, "to": record.version.to_string(), "grants": consent.grants() });
+    audit::record(&mut *tx, &caller.actor(), "install.upgrade_approved", id, detail).await?;
+    tx.commit().await?;
+    get(market, caller, id).await
+}
+
+/// Moves a live install from version `from` to `record`'s; false if it is no longer on `from`
+/// (another node moved it first) or was uninstalled.
+async fn set_version(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    from: &str,
+    record: &VersionRecord,
+    grants: Option<&Grants>,
+) -> Result<bool, MarketError> {
+    let changed = sqlx::query(
+        "UPDATE installs SET version = $1, digest = $2, event_types = $3, grants = COALESCE($4, grants), \
+         pending_version = NULL, pending_reason = NULL, updated_at = $5 \
+         WHERE id = $6 AND version = $7 AND status <> 'uninstalled'",
+    )
+    .bind(record.version.to_string())
+    .bind(record.digest.to_string())
+    .bind(json_text(&record.manifest.event_types))
+    .bind(grants.map(json_text))
+    .bind(now_ms())
+    .bind(id)
+    .bind(from)
+    .execute(&mut **tx)
+    .await?;
+    Ok(changed.rows_affected() == 1)
+}
+
+/// Resumes a paused install.
+pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+    let current = changeable(market, caller, id).await?;
+    if current.status != "paused" {
+        return Err(MarketError::conflict("not_paused", format!("install {id} is {}", current.status)));
+    }
+    let mut tx = write_tx(market).await?;
+    let resumed = sqlx::query(
+        "UPDATE installs SET status = 'active', status_reason = NULL, consecutive_failures = 0, updated_at = $1 \
+         WHERE id = $2 AND status = 'paused'",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if resumed.rows_affected() != 1 {
+        return Err(MarketError::conflict("not_paused", format!("install {id} is no longer paused")));
+    }
+    audit::record(&mut *tx, &caller.actor(), "install.resumed", id, json!({ "was": current.status_reason })).await?;
+    tx.commit().await?;
+    get(market, caller, id).await
+}
+
+/// Uninstalls: the row and its invocations stay as history; settings, secrets and the
+/// plugin's KV data are deleted.
+pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+    let current = changeable(market, caller, id).await?;
+    let mut tx = write_tx(market).await?;
+    let now = now_ms();
+    let changed = sqlx::query(
+        "UPDATE installs SET status = 'uninstalled', status_reason = NULL, config = '{}', secrets_sealed = NULL, \
+         secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1 \
+         WHERE id = $2 AND status <> 'uninstalled'",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    // Of two concurrent uninstalls only one counts and audits.
+    changed_live(changed, id)?;
+    sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2")
+        .bind(&current.tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+        .bind(&current.tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    catalog::count_install(&mut *tx, &current.plugin, -1).await?;
+    audit::record(&mut *tx, &caller.actor(), "install.uninstalled", id, json!({ "plugin": current.plugin })).await?;
+    tx.commit().await?;
+    get(market, caller, id).await
+}
+
+/// After a version of `plugin` is published or yanked: each live install moves to the best
+/// non-yanked version within its requirement if that needs nothing more than was granted,
+/// or records it as pending consent. A yanked running version is therefore left for the
+/// best remaining one, even an older one (a yank usually means "broken"); when nothing
+/// remains within the requirement the install keeps running what it has.
+pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'"))
+        .bind(plugin.to_string())
+        .fetch_all(&market.db.pool)
+        .await?;
+    for row in &rows {
+        let current = install(row)?;
+        let Ok(requirement) = parse_requirement(&current.requirement) else { continue };
+        let best = match market.registry.resolve(plugin, &requirement).await {
+            Ok(best) => best,
+            Err(RegistryError::NoMatchingVersion { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        let pending = current.pending_upgrade.as_ref().map(|p| p.version.as_str());
+        let mut tx = write_tx(market).await?;
+        if best.version.to_string() == current.version {
+            if pending.is_some() {
+                sqlx::query("UPDATE installs SET pending_version = NULL, pending_reason = NULL WHERE id = $1")
+                    .bind(&current.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        } else if grants_cover(&current.grants, &best) {
+            // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
+            if set_version(&mut tx, &current.id, &current.version, &best, None).await? {
+                let detail = json!({ "from": current.version, "to": best.version.to_string() });
+                audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
+            }
+        } else if pending != Some(best.version.to_string().as_str()) {
+            let wanted = Consent::of(&best).grants();
+            let mut more: Vec<String> =
+                wanted.capabilities.difference(&current.grants.capabilities).map(|c| c.to_string()).collect();
+            more.extend(
+                wanted
+                    .allowed_hosts
+                    .iter()
+                    .filter(|h| !current.grants.allowed_hosts.contains(h))
+                    .map(|h| h.to_string()),
+            );
+            let reason = format!("{} asks for more than you granted: {}", best.version, more.join(", "));
+            sqlx::query("UPDATE installs SET pending_version = $1, pending_reason = $2, updated_at = $3 WHERE id = $4")
+                .bind(best.version.to_string())
+                .bind(&reason)
+                .bind(now_ms())
+                .bind(&current.id)
+                .execute(&mut *tx)
+                .await?;
+            let detail = json!({ "version": best.version.to_string(), "reason": reason });
+            audit::record(&mut *tx, audit::SYSTEM, "install.upgrade_pending", &current.id, detail).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! What the runner needs of installs: the targets of an event, and the circuit breaker's
+//! bookkeeping.
+
+use std::collections::BTreeMap;
+
+use nexus_host::Grants;
+use nexus_registry::PluginId;
+use nexus_registry::db::now_ms;
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{FAILURES_BEFORE_PAUSE, json_field, write_tx};
+use crate::accounts::{Caller, TenantId, TenantScope};
+use crate::audit;
+use crate::error::{MarketError, storage};
+use crate::market::Market;
+use crate::secrets;
+
+/// Everything the runner needs to deliver to one install.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub id: String,
+    pub tenant: String,
+    pub plugin: PluginId,
+    pub version: semver::Version,
+    pub event_types: Vec<String>,
+    pub grants: Grants,
+    pub config: BTreeMap<String, String>,
+    pub secrets_sealed: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub consecutive_failures: i64,
+}
+
+impl Target {
+    pub fn handles(&self, event_type: &str) -> bool {
+        self.event_types.iter().any(|t| t == "*" || t == event_type)
+    }
+}
+
+fn target(row: &AnyRow) -> Result<Target, MarketError> {
+    let plugin: String = row.try_get("plugin_id")?;
+    let version: String = row.try_get("version")?;
+    Ok(Target {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant_id")?,
+        plugin: plugin.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
+        version: version.parse().map_err(|e| storage(format!("stored version: {e}")))?,
+        event_types: json_field(row, "event_types")?,
+        grants: json_field(row, "grants")?,
+        config: json_field(row, "config")?,
+        secrets_sealed: row.try_get("secrets_sealed")?,
+        status: row.try_get("status")?,
+        status_reason: row.try_get("status_reason")?,
+        consecutive_failures: row.try_get("consecutive_failures")?,
+    })
+}
+
+const TARGET_COLUMNS: &str = "id, tenant_id, plugin_id, version, event_types, grants, config, secrets_sealed, status, \
+                              status_reason, consecutive_failures";
+
+/// The tenant's installs that are not uninstalled.
+pub async fn targets(market: &Market, tenant: &TenantId) -> Result<Vec<Target>, MarketError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {TARGET_COLUMNS} FROM installs WHERE tenant_id = $1 AND status <> 'uninstalled' ORDER BY created_at, id"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter().map(target).collect()
+}
+
+/// One install of the tenant, for direct invocation.
+pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Target, MarketError> {
+    let tenant = caller.tenant(TenantScope::Events)?;
+    let row = sqlx::query(&format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1 AND tenant_id = $2"))
+        .bind(id)
+        .bind(tenant.as_str())
+        .fetch_optional(&market.db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
+    let target = target(&row)?;
+    if target.status == "uninstalled" {
+        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+    }
+    Ok(target)
+}
+
+/// Records an invocation's outcome against the circuit breaker: a success resets the count
+/// of consecutive failures (when the count it saw was not already 0); at
+/// `FAILURES_BEFORE_PAUSE` failures, the install is paused with a reason its tenant sees if
+/// its latest recorded invocations all failed. Returns whether this call paused it.
+pub async fn record_health(market: &Market, target: &Target, failure: Option<&str>) -> Result<bool, MarketError> {
+    let Some(failure) = failure else {
+        if target.consecutive_failures != 0 {
+            sqlx::query("UPDATE installs SET consecutive_failures = 0 WHERE id = $1")
+                .bind(&target.id)
+                .execute(&market.db.pool)
+                .await?;
+        }
+        return Ok(false);
+    };
+    let mut tx = write_tx(market).await?;
+    let failures: i64 = sqlx::query_scalar(
+        "UPDATE installs SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 \
+         RETURNING consecutive_failures",
+    )
+    .bind(&target.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if failures < FAILURES_BEFORE_PAUSE {
+        tx.commit().await?;
+        return Ok(false);
+    }
+    // Successes that ran beside these failures reset nothing (each saw a count of 0 when it
+    // started): the recorded outcomes say whether the failures really were consecutive.
+    let recent: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM invocations WHERE install_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+    )
+    .bind(&target.id)
+    .bind(FAILURES_BEFORE_PAUSE)
+    .fetch_all(&mut *tx)
+    .await?;
+    let trailing = recent.iter().take_while(|outcome| *outcome != "ok").count() as i64;
+    if trailing < FAILURES_BEFORE_PAUSE {
+        sqlx::query("UPDATE installs SET consecutive_failures = $1 WHERE id = $2")
+            .bind(trailing)
+            .bind(&target.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        return Ok(false);
+    }
+    let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
+    let paused = sqlx::query(
+        "UPDATE installs SET status = 'paused', status_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+    )
+    .bind(&reason)
+    .bind(now_ms())
+    .bind(&target.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if paused {
+        tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
+        audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
+    }
+    tx.commit().await?;
+    Ok(paused)
+}
+
+/// The tenant's secrets of an install, opened for one invocation.
+pub fn open_secrets(market: &Market, target: &Target) -> Result<BTreeMap<String, String>, MarketError> {
+    match &target.secrets_sealed {
+        // Not a storage failure: this install cannot run (wrong master key, damaged blob),
+        // the others can; the runner records it as `load_failed`.
+        Some(sealed) => secrets::open(&market.master_key, &target.id, sealed)
+            .map_err(|e| MarketError::conflict("secrets_unreadable", format!("the install's secrets: {e}"))),
+        None => Ok(BTreeMap::new()),
+    }
+}
