@@ -356,23 +356,31 @@ pub async fn of_publisher(db: &Db, publisher: &str) -> Result<Vec<Listing>, Mark
     rows.iter().map(|row| listing(row, true)).collect()
 }
 
+/// An operator's mark on a listing: its columns and its audit actions (set, cleared).
+struct Mark {
+    at_column: &'static str,
+    text_column: &'static str,
+    actions: (&'static str, &'static str),
+    detail: &'static str,
+}
+
+const FEATURED: Mark = Mark {
+    at_column: "featured_at",
+    text_column: "featured_note",
+    actions: ("listing.featured", "listing.unfeatured"),
+    detail: "note",
+};
+
+const DELISTED: Mark = Mark {
+    at_column: "delisted_at",
+    text_column: "delist_reason",
+    actions: ("listing.delisted", "listing.relisted"),
+    detail: "reason",
+};
+
 /// Features a listing (co-marketing) with a note, or un-features it (`note` None).
 pub async fn feature(db: &Db, caller: &Caller, id: &PluginId, note: Option<&str>) -> Result<Listing, MarketError> {
-    caller.require_operator()?;
-    let mut tx = db.pool.begin().await?;
-    let updated = sqlx::query("UPDATE listings SET featured_at = $1, featured_note = $2 WHERE plugin_id = $3")
-        .bind(note.map(|_| now_ms()))
-        .bind(note)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-    if updated.rows_affected() == 0 {
-        return Err(MarketError::NotFound(format!("plugin {id}")));
-    }
-    let action = if note.is_some() { "listing.featured" } else { "listing.unfeatured" };
-    audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ "note": note })).await?;
-    tx.commit().await?;
-    listing(&row(db, id).await?, true)
+    set_mark(db, caller, id, &FEATURED, note).await
 }
 
 /// Delists a listing with a reason its publisher sees, or lists it again (`reason` None).
@@ -382,18 +390,27 @@ pub async fn delist(db: &Db, caller: &Caller, id: &PluginId, reason: Option<&str
     if reason.is_some_and(|r| r.trim().is_empty()) {
         return Err(MarketError::invalid("invalid_request", "a delisting needs a reason the publisher can act on"));
     }
+    set_mark(db, caller, id, &DELISTED, reason).await
+}
+
+/// Sets (`text` Some) or clears a mark, audited in the same transaction.
+async fn set_mark(
+    db: &Db,
+    caller: &Caller,
+    id: &PluginId,
+    mark: &Mark,
+    text: Option<&str>,
+) -> Result<Listing, MarketError> {
+    caller.require_operator()?;
     let mut tx = db.pool.begin().await?;
-    let updated = sqlx::query("UPDATE listings SET delisted_at = $1, delist_reason = $2 WHERE plugin_id = $3")
-        .bind(reason.map(|_| now_ms()))
-        .bind(reason)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    let update = format!("UPDATE listings SET {} = $1, {} = $2 WHERE plugin_id = $3", mark.at_column, mark.text_column);
+    let updated =
+        sqlx::query(&update).bind(text.map(|_| now_ms())).bind(text).bind(id.to_string()).execute(&mut *tx).await?;
     if updated.rows_affected() == 0 {
         return Err(MarketError::NotFound(format!("plugin {id}")));
     }
-    let action = if reason.is_some() { "listing.delisted" } else { "listing.relisted" };
-    audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ "reason": reason })).await?;
+    let action = if text.is_some() { mark.actions.0 } else { mark.actions.1 };
+    audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ mark.detail: text })).await?;
     tx.commit().await?;
     listing(&row(db, id).await?, true)
 }
