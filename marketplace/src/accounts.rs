@@ -167,7 +167,7 @@ impl Caller {
 }
 
 /// A token as issued: `secret` is shown this once and never stored.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedAccountToken {
     pub id: String,
     pub secret: String,

@@ -38,8 +38,9 @@ pub const MAX_SETTING_VALUE_BYTES: usize = 4096;
 /// Consecutive failures after which an install is paused for its tenant.
 pub const FAILURES_BEFORE_PAUSE: i64 = 5;
 
-/// An install as its tenant (and operators) see it. Secrets appear by name only.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// An install as its tenant (and operators) see it. Secrets appear by name only. The CLI
+/// reads it back with the same type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Install {
     pub id: String,
     pub tenant: String,
@@ -63,7 +64,7 @@ pub struct Install {
 }
 
 /// A newer version within the requirement that asks for more than was granted.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PendingUpgrade {
     pub version: String,
     pub reason: String,

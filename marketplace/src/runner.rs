@@ -73,8 +73,8 @@ pub struct EventRequest {
     pub payload: serde_json::Value,
 }
 
-/// What happened to an event.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// What happened to an event (the CLI reads it back with the same type).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventReceipt {
     pub event_id: String,
     pub deliveries: Vec<Delivery>,
@@ -82,7 +82,7 @@ pub struct EventReceipt {
 }
 
 /// One install's invocation.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub invocation: String,
     pub install: String,
@@ -93,17 +93,17 @@ pub struct Delivery {
     pub duration_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<Object>)]
     pub actions: Vec<nexus_host::Action>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Set when this failure paused the install.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub install: String,
     pub plugin: String,

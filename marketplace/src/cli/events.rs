@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
-use nexus_host::Action;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::Connection;
 use super::output;
+use crate::runner::EventReceipt;
 
 /// Characters of a delivery's data or error shown in the listing, so one delivery stays one
 /// line; `--json` shows all of it.
@@ -46,42 +46,13 @@ pub struct SendArgs {
     connection: Connection,
 }
 
-/// The fields of the API's `EventReceipt` that the CLI prints.
-#[derive(Deserialize)]
-struct Receipt {
-    event_id: String,
-    deliveries: Vec<Delivery>,
-    skipped: Vec<Skipped>,
-}
-
-#[derive(Deserialize)]
-struct Delivery {
-    plugin: String,
-    version: String,
-    outcome: String,
-    duration_us: u64,
-    data: Option<String>,
-    #[serde(default)]
-    actions: Vec<Action>,
-    error: Option<String>,
-    #[serde(default)]
-    paused: bool,
-}
-
-#[derive(Deserialize)]
-struct Skipped {
-    install: String,
-    plugin: String,
-    reason: String,
-}
-
 pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
     let EventsCommand::Send(args) = command;
     let payload = payload(&args)?;
     let connection = &args.connection;
     let body = json!({ "id": args.id, "type": args.event_type, "payload": payload });
     let receipt: Value = connection.send(connection.client().post(connection.url("/v1/events")).json(&body)).await?;
-    let parsed = Receipt::deserialize(&receipt).context("unexpected answer from the server")?;
+    let parsed = EventReceipt::deserialize(&receipt).context("unexpected answer from the server")?;
     let all_ok = parsed.deliveries.iter().all(|d| d.outcome == "ok");
     if args.json {
         println!("{}", serde_json::to_string_pretty(&receipt)?);
@@ -110,7 +81,7 @@ fn payload(args: &SendArgs) -> anyhow::Result<Value> {
     })
 }
 
-fn print_receipt(receipt: &Receipt, event_type: &str) {
+fn print_receipt(receipt: &EventReceipt, event_type: &str) {
     println!("event {}", receipt.event_id);
     for delivery in &receipt.deliveries {
         let shown = match (&delivery.error, &delivery.data) {

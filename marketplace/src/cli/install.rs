@@ -12,11 +12,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use nexus_registry::PluginId;
 use nexus_registry::publishers::random_hex;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::{Connection, decode, unreachable_server};
-use crate::installs::{Consent, GrantConsent};
+use crate::accounts::IssuedAccountToken;
+use crate::installs::{Consent, GrantConsent, Install};
 
 /// Random bytes in an install's `Idempotency-Key`: 128 bits, so no two installs share one.
 const IDEMPOTENCY_KEY_BYTES: usize = 16;
@@ -81,37 +81,11 @@ pub struct InstallsArgs {
     connection: Connection,
 }
 
-/// The fields of the API's `Install` that the CLI prints.
-#[derive(Deserialize)]
-struct Install {
-    id: String,
-    plugin: String,
-    requirement: String,
-    version: String,
-    plan: String,
-    status: String,
-    status_reason: Option<String>,
-    secret_names: Vec<String>,
-    pending_upgrade: Option<PendingUpgrade>,
-}
-
-#[derive(Deserialize)]
-struct PendingUpgrade {
-    version: String,
-    reason: String,
-}
-
-#[derive(Deserialize)]
-struct IssuedToken {
-    id: String,
-    secret: String,
-}
-
 pub async fn tenant(command: TenantCommand) -> anyhow::Result<ExitCode> {
     let TenantCommand::Create(args) = command;
     let connection = &args.connection;
     let body = json!({ "id": args.id, "display_name": args.display_name.as_deref().unwrap_or(&args.id) });
-    let token: IssuedToken =
+    let token: IssuedAccountToken =
         connection.send(connection.client().post(connection.url("/v1/tenants")).json(&body)).await?;
     println!("created tenant {}", args.id);
     println!("token id  {}", token.id);
