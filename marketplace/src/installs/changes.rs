@@ -2,7 +2,7 @@
 //! and following new versions of its plugin. Every update says in SQL which state it expects,
 //! so concurrent changes cannot both apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nexus_host::Grants;
 use nexus_registry::db::now_ms;
@@ -230,15 +230,26 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
         .bind(plugin.to_string())
         .fetch_all(&market.db.pool)
         .await?;
+    // Many installs share a requirement: resolve each requirement once.
+    let mut resolved: HashMap<String, Option<VersionRecord>> = HashMap::new();
     for row in &rows {
         let current = install(row)?;
-        let Ok(requirement) = parse_requirement(&current.requirement) else { continue };
-        let best = match market.registry.resolve(plugin, &requirement).await {
-            Ok(best) => best,
-            Err(RegistryError::NoMatchingVersion { .. }) => continue,
-            Err(other) => return Err(other.into()),
-        };
+        if !resolved.contains_key(&current.requirement) {
+            let best = match parse_requirement(&current.requirement) {
+                Ok(requirement) => match market.registry.resolve(plugin, &requirement).await {
+                    Ok(best) => Some(best),
+                    Err(RegistryError::NoMatchingVersion { .. }) => None,
+                    Err(other) => return Err(other.into()),
+                },
+                Err(_) => None,
+            };
+            resolved.insert(current.requirement.clone(), best);
+        }
+        let Some(Some(best)) = resolved.get(&current.requirement) else { continue };
         let pending = current.pending_upgrade.as_ref().map(|p| p.version.as_str());
+        if best.version.to_string() == current.version && pending.is_none() {
+            continue; // nothing to do: no write transaction
+        }
         let mut tx = write_tx(market).await?;
         if best.version.to_string() == current.version {
             if pending.is_some() {
@@ -247,14 +258,14 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
                     .execute(&mut *tx)
                     .await?;
             }
-        } else if grants_cover(&current.grants, &best) {
+        } else if grants_cover(&current.grants, best) {
             // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
-            if set_version(&mut tx, &current.id, &current.version, &best, None).await? {
+            if set_version(&mut tx, &current.id, &current.version, best, None).await? {
                 let detail = json!({ "from": current.version, "to": best.version.to_string() });
                 audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
             }
         } else if pending != Some(best.version.to_string().as_str()) {
-            let wanted = Consent::of(&best).grants();
+            let wanted = Consent::of(best).grants();
             let mut more: Vec<String> =
                 wanted.capabilities.difference(&current.grants.capabilities).map(|c| c.to_string()).collect();
             more.extend(

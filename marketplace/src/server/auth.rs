@@ -21,6 +21,10 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the idempotency layer for this very request.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(Self(caller.clone()));
+        }
         let token = bearer(parts).ok_or(RegistryError::Unauthenticated)?;
         Ok(Self(accounts::authenticate(&state.market.db, &state.market.registry, token).await?))
     }

@@ -53,14 +53,16 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     })?;
     let key = key.to_string();
     // A replay must not outlive the token: the caller is authenticated before anything is
-    // looked up (the route authenticates again, as it would without a key).
+    // looked up.
     let token = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let token = token.strip_prefix("Bearer ").ok_or(nexus_registry::RegistryError::Unauthenticated)?;
-    crate::accounts::authenticate(&state.market.db, &state.market.registry, token).await?;
+    let authenticated = crate::accounts::authenticate(&state.market.db, &state.market.registry, token).await?;
     let caller = hex::encode(Sha256::digest(
         request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes).unwrap_or_default(),
     ));
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // The route's `Auth` takes the caller from here rather than looking the token up again.
+    parts.extensions.insert(authenticated);
     let bytes = to_bytes(body, MAX_UPLOAD_BYTES).await.map_err(|_| {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
