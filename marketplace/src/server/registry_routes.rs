@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Publisher;
+use super::extract::JsonBody;
 use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 
@@ -171,9 +172,8 @@ pub async fn yank_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path((publisher, name, text)): Path<(String, String, String)>,
-    body: Result<Json<YankBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<YankBody>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    let Json(body) = body?;
     let successor = body.successor.as_deref().map(version).transpose()?;
     let id = plugin_id(&publisher, &name)?;
     Ok(Json(state.market.yank(&caller, &id, &version(&text)?, &body.reason, successor.as_ref()).await?))
@@ -210,9 +210,8 @@ pub async fn add_key(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path(publisher): Path<String>,
-    body: Result<Json<AddKeyBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<AddKeyBody>,
 ) -> Result<(StatusCode, Json<KeyInfo>), ApiError> {
-    let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
     let key: PublicKey = body.public_key.parse().map_err(nexus_registry::RegistryError::from)?;
     let info = state.market.registry.add_key(&caller, &key).await?;
@@ -250,9 +249,8 @@ pub async fn create_token(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     Path(publisher): Path<String>,
-    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+    JsonBody(body): JsonBody<TokenBody>,
 ) -> Result<(StatusCode, Json<nexus_registry::IssuedToken>), ApiError> {
-    let Json(body) = body?;
     own_namespace(&caller, &publisher)?;
     // A token cannot mint a stronger one: it grants only scopes it holds.
     if let Some(missing) = body.scopes.iter().find(|scope| !caller.scopes.contains(scope)) {
