@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::bindings::latest::nexus::plugin::types::{self as wit, HostError};
 use crate::error::LimitExceeded;
 use crate::grants::Capability;
+use crate::limits::{MAX_DENIAL_RECORDS, MAX_KEPT_TEXT_BYTES, clip};
 use crate::state::InvocationState;
 
 /// The Rust side of the contract's `host-error`: either a value the plugin sees, or a trap
@@ -52,7 +53,14 @@ impl InvocationState {
         Err(CallError::Refused(HostError::NotGranted(capability.into())))
     }
 
+    /// Records a refused call: in detail (clipped) for the first
+    /// [`MAX_DENIAL_RECORDS`], counted after that.
     pub(crate) fn deny(&mut self, capability: Capability, detail: String) {
+        if self.denials.len() >= MAX_DENIAL_RECORDS {
+            self.denials_dropped += 1;
+            return;
+        }
+        let detail = clip(&detail, MAX_KEPT_TEXT_BYTES);
         tracing::debug!(%capability, %detail, "capability call denied");
         self.denials.push(Denial { capability, detail });
     }

@@ -21,6 +21,11 @@ pub enum LoadError {
     Link(String),
     #[error("component cache: {0}")]
     Cache(String),
+    /// The component needs more of the host than any one invocation may hold (core
+    /// instances, memories, tables, or their sizes): it could take other tenants' share of
+    /// the instance pool, so it is refused whatever it would do.
+    #[error("the component exceeds the host's per-plugin limits: {0}")]
+    ExceedsHostLimits(String),
 }
 
 impl LoadError {
@@ -32,6 +37,7 @@ impl LoadError {
             Self::UnsupportedImport(_) => "unsupported_import",
             Self::Link(_) => "link_failed",
             Self::Cache(_) => "cache_failed",
+            Self::ExceedsHostLimits(_) => "exceeds_host_limits",
         }
     }
 }
@@ -58,6 +64,9 @@ pub enum Limit {
     HttpResponseBytes,
     HttpTimeoutMs,
     UsageMeters,
+    Actions,
+    KvWrites,
+    ResourceHandles,
 }
 
 impl fmt::Display for Limit {
@@ -99,6 +108,11 @@ pub enum InvocationError {
     /// sharing the store); nothing was written and the event may be retried.
     #[error("kv conflict: another invocation of this install changed its KV data first")]
     KvConflict,
+    /// The host had no capacity for the invocation (every slot this tenant may use was busy
+    /// for the whole wait, or the instance pool was full). Nothing ran; the host's condition,
+    /// not the plugin's: retry after `retry_after_ms`.
+    #[error("the host is busy: no invocation slot became free; retry in {retry_after_ms} ms")]
+    Busy { retry_after_ms: u64 },
 }
 
 impl InvocationError {
@@ -111,6 +125,7 @@ impl InvocationError {
             Self::Trapped { .. } => "trapped",
             Self::Host { .. } => "host_failure",
             Self::KvConflict => "kv_conflict",
+            Self::Busy { .. } => "busy",
         }
     }
 }

@@ -61,6 +61,11 @@ pub struct HostPattern {
 }
 
 impl HostPattern {
+    /// The host part: a name, `*.domain`, or an address literal (IPv6 in brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|p| p != port) {
             return false;

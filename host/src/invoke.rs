@@ -3,13 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::component::ResourceTableError;
+use wasmtime::{CallHook, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::latest::nexus::plugin::types as wit;
 use crate::capability::kv::{KvError, KvQuota};
 use crate::error::{InvocationError, Limit, LimitExceeded};
+use crate::limits::{HOST_CALL_FUEL, Limits, MAX_ERROR_MESSAGE_BYTES, clip};
 use crate::report::{Invocation, Report, outcome_label};
 use crate::runtime::{Host, Plugin, Pre, WASM_STACK_BYTES};
+use crate::slots::Refused;
 use crate::state::{InvocationContext, InvocationState};
 use crate::types::{Event, Info, Outcome};
 
@@ -35,9 +38,7 @@ impl Host {
             self.run(plugin, context, |pre, store| Box::pin(call_handle(pre, store, event))).await
         };
         let Run { result, mut state, elapsed, fuel_used } = run;
-        let mut result = result
-            .and_then(|guest| guest.map(Outcome::from).map_err(InvocationError::from))
-            .and_then(|outcome| check_output(outcome, limits.output_bytes));
+        let mut result = result.and_then(|guest| check_output(guest, &limits));
         let mut kv_writes = 0;
         if let (Ok(_), Some(state)) = (&result, state.as_mut()) {
             match state.kv.commit(KvQuota::of(&limits)).await {
@@ -68,13 +69,20 @@ impl Host {
     ) -> Run<T> {
         let fuel = context.limits.fuel;
         let wall_clock = context.limits.wall_clock;
-        let Ok(_slot) = self.slots.acquire().await else {
-            let error = InvocationError::Host { message: "the host is shutting down".into() };
-            return Run { result: Err(error), state: None, elapsed: Duration::ZERO, fuel_used: 0 };
+        let _slot = match self.slots.acquire(&context.tenant).await {
+            Ok(slot) => slot,
+            Err(refused) => {
+                let error = match refused {
+                    Refused::Busy => InvocationError::Busy { retry_after_ms: BUSY_RETRY_AFTER_MS },
+                    Refused::Closed => InvocationError::Host { message: "the host is shutting down".into() },
+                };
+                return Run { result: Err(error), state: None, elapsed: Duration::ZERO, fuel_used: 0 };
+            }
         };
         let started = Instant::now();
-        let mut store =
-            Store::new(&self.engine, InvocationState::new(context, self.http_client.clone(), self.kv_locks.clone()));
+        let state =
+            InvocationState::new(context, self.http_client.clone(), self.outbound.clone(), self.kv_locks.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         arm_limits(&mut store, fuel, started, wall_clock);
 
@@ -124,6 +132,7 @@ fn report(
         http_requests: 0,
         kv_writes,
         denials: Vec::new(),
+        denials_dropped: 0,
     };
     if let Some(state) = state {
         report.peak_memory_bytes = state.limiter.peak_memory;
@@ -133,27 +142,56 @@ fn report(
         report.usage = state.usage;
         report.http_requests = state.http_requests;
         report.denials = state.denials;
+        report.denials_dropped = state.denials_dropped;
     }
     report
 }
 
-impl From<wit::PluginError> for InvocationError {
-    fn from(error: wit::PluginError) -> Self {
-        Self::PluginError { kind: error.kind.into(), message: error.message }
+/// What the plugin returned, within the output limits: the number of actions, and the bytes
+/// of everything it returns (data, actions, or its error's message). A kept error message
+/// is clipped to [`MAX_ERROR_MESSAGE_BYTES`].
+fn check_output(guest: GuestResult, limits: &Limits) -> Result<Outcome, InvocationError> {
+    let exceeded = |limit, used, max| Err(InvocationError::LimitExceeded(LimitExceeded { limit, used, max }));
+    match guest {
+        Ok(outcome) => {
+            let actions = outcome.actions.len() as u64;
+            if actions > limits.actions {
+                return exceeded(Limit::Actions, actions, limits.actions);
+            }
+            let outcome = Outcome::from(outcome);
+            let used = outcome.size();
+            if used > limits.output_bytes {
+                return exceeded(Limit::OutputBytes, used, limits.output_bytes);
+            }
+            Ok(outcome)
+        }
+        Err(error) => {
+            let used = error.message.len() as u64;
+            if used > limits.output_bytes {
+                return exceeded(Limit::OutputBytes, used, limits.output_bytes);
+            }
+            let message = clip(&error.message, MAX_ERROR_MESSAGE_BYTES);
+            Err(InvocationError::PluginError { kind: error.kind.into(), message })
+        }
     }
-}
-
-fn check_output(outcome: Outcome, max: u64) -> Result<Outcome, InvocationError> {
-    let used = outcome.size();
-    if used > max {
-        return Err(InvocationError::LimitExceeded(LimitExceeded { limit: Limit::OutputBytes, used, max }));
-    }
-    Ok(outcome)
 }
 
 fn arm_limits(store: &mut Store<InvocationState>, fuel: u64, started: Instant, wall_clock: Duration) {
     // Setting fuel only fails when fuel is disabled in the engine, which `engine_config` enables.
     let _ = store.set_fuel(fuel);
+    // Every call into the host costs fuel, so a loop of cheap or refused host calls ends by
+    // the fuel limit like any other loop.
+    store.call_hook(move |mut store, hook| {
+        if !matches!(hook, CallHook::CallingHost) {
+            return Ok(());
+        }
+        let left = store.get_fuel()?;
+        if left < HOST_CALL_FUEL {
+            let _ = store.set_fuel(0);
+            return Err(LimitExceeded { limit: Limit::Fuel, used: fuel + 1, max: fuel }.into());
+        }
+        store.set_fuel(left - HOST_CALL_FUEL)
+    });
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         let elapsed = started.elapsed();
@@ -177,6 +215,18 @@ fn classify(error: &wasmtime::Error, store: &Store<InvocationState>, fuel: u64) 
     }
     if let Some(limit) = instance_limit(error, store.data().limits().instances) {
         return InvocationError::LimitExceeded(limit);
+    }
+    if let Some(limit) = host_buffer_limit(error, store.data().limits().memory_bytes) {
+        return InvocationError::LimitExceeded(limit);
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        // Sized so this cannot happen (runtime.rs), but if it does it is the host's
+        // condition, never the plugin's failure.
+        return InvocationError::Busy { retry_after_ms: BUSY_RETRY_AFTER_MS };
+    }
+    if matches!(error.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+        let max = store.data().limits().resource_handles;
+        return InvocationError::LimitExceeded(LimitExceeded { limit: Limit::ResourceHandles, used: max + 1, max });
     }
     let stack = WASM_STACK_BYTES as u64;
     match error.downcast_ref::<Trap>() {
@@ -202,6 +252,19 @@ fn instance_limit(error: &wasmtime::Error, max: u64) -> Option<LimitExceeded> {
     let used = text.strip_prefix("resource limit exceeded: instance count too high at ")?.trim().parse().ok()?;
     Some(LimitExceeded { limit: Limit::Instances, used, max })
 }
+
+/// wasmtime-wasi refuses a random-bytes request over the context's maximum (set to the
+/// memory limit in state.rs) before allocating, only as text:
+/// "requested len N exceeds limit M".
+fn host_buffer_limit(error: &wasmtime::Error, max: u64) -> Option<LimitExceeded> {
+    let text = error.root_cause().to_string();
+    let rest = text.strip_prefix("requested len ")?;
+    let used = rest.split_whitespace().next()?.parse().ok()?;
+    Some(LimitExceeded { limit: Limit::MemoryBytes, used, max })
+}
+
+/// How long a caller refused as busy should wait: about one short invocation.
+pub const BUSY_RETRY_AFTER_MS: u64 = 1_000;
 
 /// The message of a Rust panic as the standard library prints it:
 /// `thread '<unnamed>' panicked at src/lib.rs:3:5:\n<message>\nnote: ...`.

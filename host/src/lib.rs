@@ -20,11 +20,13 @@ mod invoke;
 pub mod limits;
 mod report;
 mod runtime;
+mod slots;
 mod state;
 mod types;
 
 pub use capability::Denial;
 pub use capability::config::Secrets;
+pub use capability::http::OutboundPolicy;
 pub use capability::kv::{DirKv, KvScope, KvStore, MemoryKv};
 pub use capability::log::{Level, LogLine};
 pub use contract::ContractVersion;

@@ -14,8 +14,9 @@ pub const DEFAULT_FUEL: u64 = 1_000_000_000;
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 /// Table elements per table: Rust guests use a few hundred for indirect calls.
 pub const DEFAULT_TABLE_ELEMENTS: u64 = 20_000;
-/// Core instances per invocation: a Rust component has about four (main module and shims).
-pub const DEFAULT_INSTANCES: u64 = 16;
+/// Core instances per invocation: a Rust component has about four (main module and shims),
+/// Python and JavaScript ones about a dozen; the per-plugin maximum the pool allows.
+pub const DEFAULT_INSTANCES: u64 = 32;
 /// Wall-clock time per invocation, including time spent waiting on outbound HTTP.
 pub const DEFAULT_WALL_CLOCK: Duration = Duration::from_secs(10);
 /// Event payload size: webhooks of the platforms we integrate with stay far below 1 MiB.
@@ -40,6 +41,35 @@ pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 4 << 20;
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Distinct usage meters one invocation may report.
 pub const DEFAULT_USAGE_METERS: u64 = 16;
+/// Actions one outcome may carry: a plugin asks for a handful (send, tag, notify); the
+/// platform stores and runs each one.
+pub const DEFAULT_ACTIONS: u64 = 1_000;
+/// Distinct keys one invocation may stage (sets and deletes alike): as many as a scope may
+/// hold, so a plugin can rewrite its whole store once, but staged deletes of keys that never
+/// existed cannot grow host memory without bound.
+pub const DEFAULT_KV_WRITES: u64 = DEFAULT_KV_KEYS;
+/// Live resource handles (WASI pollables, streams) one invocation may hold at once. The
+/// standard library holds a few; each costs host memory until dropped.
+pub const DEFAULT_RESOURCE_HANDLES: u64 = 1_000;
+
+/// Fuel charged for every call from the plugin into the host (capabilities and WASI), on top
+/// of the plugin's own operators: about what a trivial host call costs in CPU time, measured
+/// in wasm operators (a refused call takes a few hundred nanoseconds, a wasm operator well
+/// under one). A loop of host calls therefore ends by the fuel limit like any other loop:
+/// the default fuel pays for 200,000 calls, and a sample plugin makes fewer than ten.
+pub const HOST_CALL_FUEL: u64 = 5_000;
+/// Refused capability calls recorded in detail per invocation; later ones are only counted
+/// (`Report::denials_dropped`), so a flood of refusals cannot grow host memory.
+pub const MAX_DENIAL_RECORDS: usize = 64;
+/// Longest text the host keeps from a plugin-chosen value it refuses or records (a host
+/// name in a denial): longer text is clipped on a character boundary.
+pub const MAX_KEPT_TEXT_BYTES: usize = 256;
+/// Longest plugin error message kept; the whole message still counts against `output_bytes`.
+/// Enough for a useful explanation; error messages are stored and shown as pause reasons.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 2 << 10;
+/// What one action costs against `output_bytes` beyond its text: its framing where it is
+/// stored (JSON), so a million empty actions do not pass as zero bytes.
+pub const ACTION_OVERHEAD_BYTES: u64 = 24;
 
 /// The limits of one invocation. Tenants' plans may lower them; the engine's pool bounds
 /// how high memory and instances can go ([`crate::HostConfig`]).
@@ -65,6 +95,9 @@ pub struct Limits {
     #[serde(with = "millis")]
     pub http_timeout: Duration,
     pub usage_meters: u64,
+    pub actions: u64,
+    pub kv_writes: u64,
+    pub resource_handles: u64,
 }
 
 impl Default for Limits {
@@ -87,8 +120,23 @@ impl Default for Limits {
             http_response_bytes: DEFAULT_HTTP_RESPONSE_BYTES,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             usage_meters: DEFAULT_USAGE_METERS,
+            actions: DEFAULT_ACTIONS,
+            kv_writes: DEFAULT_KV_WRITES,
+            resource_handles: DEFAULT_RESOURCE_HANDLES,
         }
     }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Durations travel as whole milliseconds in JSON.
@@ -103,5 +151,20 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clipping_keeps_short_text_and_cuts_on_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        assert_eq!(clip("abcdefghij", 10), "abcdefghij");
+        assert_eq!(clip("abcdefghijk", 10), "abcdefg…");
+        // 'é' is two bytes: the cut never splits it.
+        assert_eq!(clip("ééééé", 7), "éé…");
+        assert!(clip(&"x".repeat(10_000), 256).len() <= 256);
     }
 }

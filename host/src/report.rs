@@ -32,7 +32,18 @@ pub struct Report {
     pub http_requests: u64,
     /// KV writes committed (0 when the invocation failed: staged writes are dropped).
     pub kv_writes: u64,
+    /// The first [`crate::limits::MAX_DENIAL_RECORDS`] refused calls.
     pub denials: Vec<Denial>,
+    /// Refused calls past those, counted only.
+    #[serde(default)]
+    pub denials_dropped: u64,
+}
+
+impl Report {
+    /// Every capability call the host refused, recorded or not.
+    pub fn denied_calls(&self) -> u64 {
+        self.denials.len() as u64 + self.denials_dropped
+    }
 }
 
 /// The result of [`crate::Host::invoke`].
@@ -54,8 +65,8 @@ pub struct Metrics {
 }
 
 /// Outcome labels, in the order of `Metrics::invocations`.
-pub const OUTCOMES: [&str; 7] =
-    ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "host_failure", "kv_conflict"];
+pub const OUTCOMES: [&str; 8] =
+    ["ok", "plugin_error", "limit_exceeded", "panicked", "trapped", "host_failure", "kv_conflict", "busy"];
 
 /// A copy of the counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

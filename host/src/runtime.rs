@@ -8,18 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{latest, since_v1_0};
 use crate::cache::DiskCache;
+use crate::capability::http::OutboundPolicy;
 use crate::capability::kv::KvLocks;
 use crate::contract::{self, ContractVersion};
 use crate::digest::Digest;
 use crate::error::LoadError;
-use crate::limits::Limits;
+use crate::limits::{self, Limits};
 use crate::report::Metrics;
+use crate::slots::Slots;
 use crate::state::InvocationState;
 
 /// How often the epoch advances: the granularity of wall-clock limits and how long a
@@ -29,10 +31,17 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub const WASM_STACK_BYTES: usize = 512 << 10;
 /// The native stack an invocation runs on: the wasm stack plus room for host calls.
 const ASYNC_STACK_BYTES: usize = 2 << 20;
-/// Pool slots per plugin instance: a Rust component has a main module plus a few shims.
-const CORE_INSTANCES_PER_PLUGIN: u32 = 8;
-const TABLES_PER_PLUGIN: u32 = 4;
-const MEMORIES_PER_PLUGIN: u32 = 2;
+/// What one plugin instance may take of the pool, checked when a component is loaded: a
+/// Rust component has a main module and a few shims (about four core instances, one or two
+/// memories and tables); a Python or JavaScript one links a dozen modules over one memory.
+/// The pool holds `max_concurrent` times each, so no set of invocations within the slot
+/// count can exhaust it.
+pub const MAX_CORE_INSTANCES_PER_PLUGIN: u32 = 32;
+pub const MAX_MEMORIES_PER_PLUGIN: u32 = 2;
+pub const MAX_TABLES_PER_PLUGIN: u32 = 8;
+/// How long an invocation waits for a slot before it is refused as busy: long enough to ride
+/// out a burst, short enough that the caller hears back well within its own timeout.
+pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(1);
 /// Linear memory kept mapped between uses of a pool slot. With the kernel's PAGEMAP_SCAN
 /// (Linux 6.7+, enabled below) only the pages a plugin dirtied are reset, by memset rather
 /// than madvise, so no page faults on reuse. 2 MiB covers a Rust plugin's 1 MiB stack plus
@@ -44,17 +53,33 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 pub struct HostConfig {
     /// Where precompiled components are cached; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
-    /// Invocations in flight at once; more wait for a slot.
+    /// Invocations in flight at once; more wait for a slot (at most `slot_wait`).
     pub max_concurrent: u32,
+    /// Slots one tenant may hold at once; when slots are short, freed ones go to the tenant
+    /// holding the fewest. Default: a quarter of `max_concurrent`.
+    pub max_concurrent_per_tenant: u32,
+    /// How long an invocation waits for a slot before it fails as `busy`.
+    pub slot_wait: Duration,
     /// The most linear memory any invocation can be allowed (`Limits::memory_bytes` ≤ this).
     pub max_memory_bytes: u64,
     /// The limits invocations get unless the caller passes others.
     pub default_limits: Limits,
+    /// Which addresses outbound HTTP may connect to (default: public addresses only).
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { cache_dir: None, max_concurrent: 128, max_memory_bytes: 256 << 20, default_limits: Limits::default() }
+        let max_concurrent = 128;
+        Self {
+            cache_dir: None,
+            max_concurrent,
+            max_concurrent_per_tenant: max_concurrent / 4,
+            slot_wait: DEFAULT_SLOT_WAIT,
+            max_memory_bytes: 256 << 20,
+            default_limits: Limits::default(),
+            outbound: OutboundPolicy::default(),
+        }
     }
 }
 
@@ -100,8 +125,9 @@ pub struct Host {
     linker: Linker<InvocationState>,
     disk: Option<DiskCache>,
     loaded: Mutex<HashMap<Digest, Arc<OnceCell<Arc<Plugin>>>>>,
-    pub(crate) slots: Semaphore,
+    pub(crate) slots: Slots,
     pub(crate) http_client: reqwest::Client,
+    pub(crate) outbound: Arc<OutboundPolicy>,
     pub(crate) config: HostConfig,
     pub(crate) metrics: Metrics,
     pub(crate) kv_locks: Arc<KvLocks>,
@@ -123,8 +149,13 @@ impl Host {
             linker,
             disk,
             loaded: Mutex::new(HashMap::new()),
-            slots: Semaphore::new(config.max_concurrent as usize),
-            http_client: crate::capability::http::client(),
+            slots: Slots::new(
+                config.max_concurrent.max(1) as usize,
+                config.max_concurrent_per_tenant as usize,
+                config.slot_wait,
+            ),
+            http_client: crate::capability::http::client(&config.outbound),
+            outbound: Arc::new(config.outbound.clone()),
             config,
             metrics: Metrics::default(),
             kv_locks: Arc::default(),
@@ -212,6 +243,7 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        self.slots.close();
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
@@ -219,16 +251,35 @@ impl Drop for Host {
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> {
     // The same checks the registry runs, so both refuse a component with the same error.
     contract::inspect(bytes)?;
-    Component::new(engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))
+    Component::new(engine, bytes).map_err(refusal)
+}
+
+/// Why wasmtime refused a component. The pooling allocator checks the component against the
+/// per-plugin maxima when it is compiled or deserialized, and says so only in its message
+/// ("... exceeds the configured maximum of N in the pooling allocator", "does not fit in
+/// pooling allocator requirements").
+pub(crate) fn refusal(error: wasmtime::Error) -> LoadError {
+    let message = format!("{error:#}");
+    if message.contains("pooling allocator") {
+        LoadError::ExceedsHostLimits(message)
+    } else {
+        LoadError::NotAComponent(message)
+    }
 }
 
 fn engine_config(host: &HostConfig) -> Config {
     let slots = host.max_concurrent.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
-        .total_core_instances(slots * CORE_INSTANCES_PER_PLUGIN)
-        .total_memories(slots * MEMORIES_PER_PLUGIN)
-        .total_tables(slots * TABLES_PER_PLUGIN)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_PLUGIN)
+        .max_memories_per_component(MAX_MEMORIES_PER_PLUGIN)
+        .max_tables_per_component(MAX_TABLES_PER_PLUGIN)
+        .max_memories_per_module(MAX_MEMORIES_PER_PLUGIN)
+        .max_tables_per_module(MAX_TABLES_PER_PLUGIN)
+        .table_elements(limits::DEFAULT_TABLE_ELEMENTS as usize)
+        .total_core_instances(slots * MAX_CORE_INSTANCES_PER_PLUGIN)
+        .total_memories(slots * MAX_MEMORIES_PER_PLUGIN)
+        .total_tables(slots * MAX_TABLES_PER_PLUGIN)
         .total_stacks(slots)
         .max_memory_size(usize::try_from(host.max_memory_bytes).unwrap_or(usize::MAX))
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)

@@ -56,16 +56,23 @@ pub struct InvocationState {
     pub(crate) log: LogBuffer,
     pub(crate) kv: KvTxn,
     pub(crate) http_client: reqwest::Client,
+    pub(crate) outbound: Arc<crate::capability::http::OutboundPolicy>,
     pub(crate) http_requests: u64,
     pub(crate) usage: BTreeMap<String, u64>,
     pub(crate) denials: Vec<Denial>,
+    pub(crate) denials_dropped: u64,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) stdout: MemoryOutputPipe,
     started: Instant,
 }
 
 impl InvocationState {
-    pub(crate) fn new(context: InvocationContext, http_client: reqwest::Client, kv_locks: Arc<KvLocks>) -> Self {
+    pub(crate) fn new(
+        context: InvocationContext,
+        http_client: reqwest::Client,
+        outbound: Arc<crate::capability::http::OutboundPolicy>,
+        kv_locks: Arc<KvLocks>,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         // Default deny: no preopened directories, no environment, no arguments, no sockets,
@@ -76,20 +83,27 @@ impl InvocationState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            // Random bytes are allocated by the host before they reach the guest: never more
+            // than the invocation's memory could hold.
+            .max_random_size(context.limits.memory_bytes)
             .build();
         let scope = KvScope { tenant: context.tenant.clone(), install: context.install.clone() };
         let kv = KvTxn::new(scope, context.kv.clone(), kv_locks);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(usize::try_from(context.limits.resource_handles).unwrap_or(usize::MAX));
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter::new(&context.limits),
             context,
             log: LogBuffer::default(),
             kv,
             http_client,
+            outbound,
             http_requests: 0,
             usage: BTreeMap::new(),
             denials: Vec::new(),
+            denials_dropped: 0,
             stderr,
             stdout,
             started: Instant::now(),
@@ -115,12 +129,15 @@ impl WasiView for InvocationState {
     }
 }
 
-/// Enforces memory, table and instance limits and remembers the peak memory.
+/// Enforces memory, table and instance limits and remembers the peak memory. The memory
+/// limit is per invocation: the sum over every linear memory of the instance.
 pub(crate) struct Limiter {
     memory_max: u64,
     table_elements_max: u64,
     instances_max: u64,
-    /// Largest size any one linear memory reached.
+    /// Bytes of all linear memories now.
+    memory: u64,
+    /// Largest `memory` reached.
     pub(crate) peak_memory: u64,
 }
 
@@ -130,20 +147,24 @@ impl Limiter {
             memory_max: limits.memory_bytes,
             table_elements_max: limits.table_elements,
             instances_max: limits.instances,
+            memory: 0,
             peak_memory: 0,
         }
     }
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.memory_max {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Each memory is created by a call from 0 to its initial size, then grows from its
+        // current size: the sum of the differences is the instance's total.
+        let total = (self.memory + desired as u64).saturating_sub(current as u64);
+        if total > self.memory_max {
             // An error, not `Ok(false)`: the invocation ends naming the limit instead of the
             // guest's allocator aborting with a bare trap.
-            return Err(LimitExceeded { limit: Limit::MemoryBytes, used: desired, max: self.memory_max }.into());
+            return Err(LimitExceeded { limit: Limit::MemoryBytes, used: total, max: self.memory_max }.into());
         }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.memory = total;
+        self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 
@@ -160,8 +181,8 @@ impl ResourceLimiter for Limiter {
         usize::try_from(self.instances_max).unwrap_or(usize::MAX)
     }
 
-    // Tables and memories per component are bounded by the pool (runtime.rs); their sizes
-    // by `table_growing` and `memory_growing` above.
+    // Tables and memories per component are bounded by the pool and refused at load
+    // (runtime.rs); their sizes by `table_growing` and `memory_growing` above.
     fn tables(&self) -> usize {
         usize::MAX
     }

@@ -34,8 +34,12 @@ impl Outcome {
     /// Bytes the outcome takes, as counted against the output limit.
     pub fn size(&self) -> u64 {
         let data = self.data.as_ref().map_or(0, String::len);
-        let actions: usize = self.actions.iter().map(|a| a.kind.len() + a.payload.len()).sum();
-        (data + actions) as u64
+        let actions: u64 = self
+            .actions
+            .iter()
+            .map(|a| (a.kind.len() + a.payload.len()) as u64 + crate::limits::ACTION_OVERHEAD_BYTES)
+            .sum();
+        data as u64 + actions
     }
 }
 

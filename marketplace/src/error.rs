@@ -29,6 +29,11 @@ pub enum MarketError {
     RateLimited { retry_after: Duration },
     #[error("this tenant already has {0} invocations in flight; retry shortly")]
     Busy(usize),
+    /// The plugin host had no capacity for the invocation (every slot this tenant may use
+    /// stayed busy). Nothing ran for the installs named; the node's condition, not the
+    /// plugins': retry after `retry_after`.
+    #[error("the plugin host is at capacity; retry in {}s", retry_after.as_secs().max(1))]
+    HostBusy { retry_after: Duration, details: Option<serde_json::Value> },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -43,6 +48,7 @@ impl MarketError {
             Self::ConsentRequired { .. } => "consent_required",
             Self::RateLimited { .. } => "rate_limited",
             Self::Busy(_) => "concurrency_limited",
+            Self::HostBusy { .. } => "host_busy",
             Self::Storage(_) => "storage_failure",
         }
     }

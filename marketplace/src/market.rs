@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nexus_host::{Host, HostConfig};
+use nexus_host::{Host, HostConfig, OutboundPolicy};
 use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, VersionRecord};
 use semver::Version;
 use serde_json::json;
@@ -36,9 +36,10 @@ pub struct MarketConfig {
     pub tenant_limits: TenantLimits,
 }
 
-/// The host a server runs: precompiled components cached under `cache_dir`.
-pub fn host_with_cache(cache_dir: PathBuf) -> Result<Arc<Host>, MarketError> {
-    Host::new(HostConfig { cache_dir: Some(cache_dir), ..HostConfig::default() })
+/// The host a server runs: precompiled components cached under `cache_dir`; outbound HTTP
+/// reaches public addresses and the internal ranges the operator allowed.
+pub fn host_with_cache(cache_dir: PathBuf, outbound: OutboundPolicy) -> Result<Arc<Host>, MarketError> {
+    Host::new(HostConfig { cache_dir: Some(cache_dir), outbound, ..HostConfig::default() })
         .map(Arc::new)
         .map_err(|e| MarketError::Storage(format!("cannot start the plugin host: {e}")))
 }
@@ -53,7 +54,16 @@ impl Market {
     }
 
     /// Publishes a version, then updates its listing and the installs that follow it.
+    /// The component is loaded by this node's host before anything is stored, so one the
+    /// host would refuse (over its per-plugin limits) is refused at publish, and the first
+    /// invocation finds it compiled.
     pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, MarketError> {
+        nexus_registry::publish::validate(caller, &request)?;
+        self.runner
+            .host()
+            .load(&request.component)
+            .await
+            .map_err(|e| MarketError::Registry(nexus_registry::RegistryError::Component(e)))?;
         let published = self.registry.publish(caller, request).await?;
         let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
         let detail = json!({ "version": published.version, "digest": published.digest.to_string(),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
+use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
 use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Report, Secrets};
 use nexus_registry::Db;
 use nexus_registry::db::now_ms;
@@ -191,11 +192,13 @@ fn event(request: EventRequest) -> Result<Event, MarketError> {
 
 /// Whether an error counts against the circuit breaker. Errors that describe the event
 /// (unsupported type, invalid payload) say nothing about the plugin's health.
+/// Host conditions (`busy`, a KV conflict) say nothing about it either.
 fn counts_against_plugin(error: &InvocationError) -> bool {
     !matches!(
         error,
         InvocationError::PluginError { kind: PluginErrorKind::InvalidPayload | PluginErrorKind::UnsupportedEvent, .. }
             | InvocationError::KvConflict
+            | InvocationError::Busy { .. }
     )
 }
 
@@ -223,10 +226,22 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
         }
         runs.push(run(market, target, &event));
     }
+    let mut busy = Vec::new();
     for delivery in futures_util::future::join_all(runs).await {
-        deliveries.push(delivery?);
+        match delivery {
+            Ok(delivery) => deliveries.push(delivery),
+            Err(Refusal::Busy { install, .. }) => busy.push(install),
+            Err(Refusal::Failed(error)) => return Err(error),
+        }
     }
     runner.metrics.record_event(deliveries.len());
+    if !busy.is_empty() {
+        // Back-pressure, not failed deliveries: the installs named never ran. The receipt of
+        // what did run goes along so the client can see it.
+        let receipt = EventReceipt { event_id: event.id, deliveries, skipped };
+        let details = serde_json::json!({ "busy_installs": busy, "receipt": receipt });
+        return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, details: Some(details) });
+    }
     Ok(EventReceipt { event_id: event.id, deliveries, skipped })
 }
 
@@ -247,7 +262,29 @@ pub async fn invoke_install(
     let event = event(request)?;
     let tenant = caller.tenant(TenantScope::Events)?;
     let _permit = market.runner.admit(tenant).await?;
-    run(market, target, &event).await
+    run(market, target, &event).await.map_err(|refusal| match refusal {
+        Refusal::Busy { install, .. } => MarketError::HostBusy {
+            retry_after: BUSY_RETRY_AFTER,
+            details: Some(serde_json::json!({ "busy_installs": [install] })),
+        },
+        Refusal::Failed(error) => error,
+    })
+}
+
+/// How long a client told the host is busy should wait before retrying.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Why a delivery produced no record: the host had no capacity (nothing ran), or the
+/// marketplace itself failed.
+enum Refusal {
+    Busy { install: String },
+    Failed(MarketError),
+}
+
+impl From<MarketError> for Refusal {
+    fn from(error: MarketError) -> Self {
+        Self::Failed(error)
+    }
 }
 
 /// The outcome code of a delivery whose component could not be prepared (fetch, digest,
@@ -257,7 +294,8 @@ pub const LOAD_FAILED: &str = "load_failed";
 /// One invocation, recorded. A KV conflict (another node committed first) is retried once.
 /// A component that cannot be prepared is recorded as `load_failed` and counts against the
 /// circuit breaker, so one broken install never fails the whole event.
-async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, MarketError> {
+/// A host without capacity (`busy`) records nothing and counts nothing: the plugin never ran.
+async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, Refusal> {
     let runner = &market.runner;
     let started_at = now_ms();
     let clock = Instant::now();
@@ -268,11 +306,11 @@ async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery,
     .await;
     let (plugin, secrets) = match prepared {
         Ok(prepared) => prepared,
-        Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail)),
+        Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
         Err(error) => {
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
             let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
-            return record(market, target, event, started_at, clock, Err(failure), None).await;
+            return Ok(record(market, target, event, started_at, clock, Err(failure), None).await?);
         }
     };
     let context = InvocationContext {
@@ -288,12 +326,16 @@ async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery,
     if matches!(invocation.result, Err(InvocationError::KvConflict)) {
         invocation = runner.host.invoke(&plugin, context, event).await;
     }
+    if let Err(InvocationError::Busy { .. }) = invocation.result {
+        runner.metrics.record_skipped("host_busy");
+        return Err(Refusal::Busy { install: target.id });
+    }
     let result = invocation.result.map_err(|error| Failure {
         outcome: error.code().into(),
-        message: error.to_string(),
+        message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
         counts: counts_against_plugin(&error),
     });
-    record(market, target, event, started_at, clock, result, Some(&invocation.report)).await
+    Ok(record(market, target, event, started_at, clock, result, Some(&invocation.report)).await?)
 }
 
 /// Why a delivery failed, and whether it says something about the plugin's health.
@@ -337,7 +379,7 @@ async fn record(
         peak_memory_bytes: number(|r| r.peak_memory_bytes),
         http_requests: number(|r| r.http_requests),
         kv_writes: number(|r| r.kv_writes),
-        denials: number(|r| r.denials.len() as u64),
+        denials: number(Report::denied_calls),
         usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
     };
     market.runner.records.append(record).await?;

@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub public_url: Option<String>,
     pub tenant_limits: TenantLimits,
+    /// Internal address ranges plugins' outbound HTTP may reach (none by default).
+    pub allow_private_networks: Vec<ipnet::IpNet>,
 }
 
 impl ServeConfig {
@@ -84,7 +86,10 @@ impl ServeConfig {
         }
         let config = MarketConfig {
             master_key,
-            host: crate::market::host_with_cache(self.data_dir.join("component-cache"))?,
+            host: crate::market::host_with_cache(
+                self.data_dir.join("component-cache"),
+                nexus_host::OutboundPolicy::allowing(self.allow_private_networks.iter().copied()),
+            )?,
             tenant_limits: self.tenant_limits,
         };
         Ok(Market::open(registry, config).await?)

@@ -78,7 +78,8 @@ pub fn validate(
             detected: inspection.contract.to_string(),
         });
     }
-    let warnings = check_capabilities(&manifest, &inspection)?;
+    let mut warnings = check_capabilities(&manifest, &inspection)?;
+    warnings.extend(internal_host_warnings(&manifest));
     Ok((manifest, digest, warnings))
 }
 
@@ -106,6 +107,23 @@ fn check_capabilities(manifest: &Manifest, inspection: &Inspection) -> Result<Ve
         .filter(|c| !imported(c))
         .map(|c| format!("capability {c} is declared but the component never uses it"))
         .collect())
+}
+
+/// Hosts a hosted marketplace will not connect to (loopback, private, metadata; names
+/// reserved for local networks): tenants could consent to them, but `nexus serve` refuses
+/// the connection unless its operator allows the range.
+fn internal_host_warnings(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .requested_hosts()
+        .iter()
+        .filter(|pattern| nexus_host::capability::http::names_internal_host(pattern.host()))
+        .map(|pattern| {
+            format!(
+                "host {pattern} is a loopback, private or metadata address; `nexus serve` refuses to connect to it \
+                 unless the operator allows the range (--allow-private-network)"
+            )
+        })
+        .collect()
 }
 
 /// Validates, verifies the signature, stores the artifact, and records the version.

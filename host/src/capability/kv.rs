@@ -185,8 +185,19 @@ impl KvTxn {
         }
     }
 
-    /// Stages a write after checking that the scope stays within `quota`.
-    async fn stage(&mut self, key: String, value: Option<Vec<u8>>, quota: KvQuota) -> Result<bool, CallError> {
+    /// Stages a write after checking that the scope stays within `quota` and the invocation
+    /// within `max_writes` distinct staged keys (deletes count too: each is kept until commit).
+    async fn stage(
+        &mut self,
+        key: String,
+        value: Option<Vec<u8>>,
+        quota: KvQuota,
+        max_writes: u64,
+    ) -> Result<bool, CallError> {
+        let staged = self.writes.len() as u64;
+        if staged >= max_writes && !self.writes.contains_key(&key) {
+            return Err(LimitExceeded { limit: Limit::KvWrites, used: staged + 1, max: max_writes }.into());
+        }
         self.enter().await.map_err(trap)?;
         let mut usage = match self.usage {
             Some(usage) => usage,
@@ -251,15 +262,15 @@ impl Host for InvocationState {
         if value.len() as u64 > max {
             return Err(LimitExceeded { limit: Limit::KvValueBytes, used: value.len() as u64, max }.into());
         }
-        let quota = KvQuota::of(self.limits());
-        self.kv.stage(key, Some(value), quota).await.map(drop)
+        let (quota, max_writes) = (KvQuota::of(self.limits()), self.limits().kv_writes);
+        self.kv.stage(key, Some(value), quota, max_writes).await.map(drop)
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, CallError> {
         self.require(Capability::Kv)?;
         check_key(&key)?;
-        let quota = KvQuota::of(self.limits());
-        self.kv.stage(key, None, quota).await
+        let (quota, max_writes) = (KvQuota::of(self.limits()), self.limits().kv_writes);
+        self.kv.stage(key, None, quota, max_writes).await
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, CallError> {

@@ -6,7 +6,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nexus_host::{
-    Capability, Event, Grants, Host, HostConfig, Invocation, InvocationContext, Limits, MemoryKv, Plugin, Secrets,
+    Capability, Event, Grants, Host, HostConfig, Invocation, InvocationContext, Limits, MemoryKv, OutboundPolicy,
+    Plugin, Secrets,
 };
 
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -23,7 +24,10 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
-    HOST.get_or_init(|| Host::new(HostConfig::default()).expect("host"))
+    // Loopback allowed: the webhook receivers of these tests listen on 127.0.0.1.
+    HOST.get_or_init(|| {
+        Host::new(HostConfig { outbound: OutboundPolicy::local_testing(), ..HostConfig::default() }).expect("host")
+    })
 }
 
 pub async fn load(path: &str) -> Arc<Plugin> {

@@ -4,7 +4,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cache;
+mod capacity;
 mod common;
+mod hardening;
 mod hostile;
 mod limits;
 mod samples;

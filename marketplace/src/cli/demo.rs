@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nexus_host::{Capability, Event, Grants, Host, HostConfig, InvocationContext, Limits, MemoryKv, Plugin, Secrets};
+use nexus_host::{
+    Capability, Event, Grants, Host, HostConfig, InvocationContext, Limits, MemoryKv, OutboundPolicy, Plugin, Secrets,
+};
 use nexus_sample_plugins as samples;
 use tokio::task::JoinSet;
 
@@ -23,25 +25,37 @@ struct Scenario {
 
 pub async fn run() -> anyhow::Result<ExitCode> {
     let webhook = Webhook::start().await?;
-    let host = Arc::new(Host::new(HostConfig::default())?);
+    // The demo's webhook receiver listens on loopback.
+    let host = Arc::new(Host::new(HostConfig { outbound: OutboundPolicy::local_testing(), ..HostConfig::default() })?);
     println!("Nexus host demo: every sample plugin, then the hostile ones, in one host.\n");
 
     let mut plugins = Vec::new();
+    let mut refusals = Vec::new();
     for (name, path) in samples::ALL {
         let started = Instant::now();
         let bytes = samples::bytes(path)?;
-        let (plugin, _) = host.load(&bytes).await?;
-        println!(
-            "loaded  {name:<15} {} KiB, {} in {}",
-            bytes.len() / 1024,
-            plugin.contract(),
-            output::duration(started.elapsed())
-        );
-        plugins.push((*name, plugin));
+        match host.load(&bytes).await {
+            Ok((plugin, _)) => {
+                println!(
+                    "loaded  {name:<16} {} KiB, {} in {}",
+                    bytes.len() / 1024,
+                    plugin.contract(),
+                    output::duration(started.elapsed())
+                );
+                plugins.push((*name, plugin));
+            }
+            Err(error) => refusals.push((*name, error)),
+        }
     }
     println!();
 
     let mut failures = 0;
+    for (name, error) in &refusals {
+        let as_expected = REFUSED_AT_LOAD.contains(name);
+        failures += usize::from(!as_expected);
+        println!("── {name} · load {}", if as_expected { "" } else { "(UNEXPECTED)" });
+        println!("refused   {} — {error}\n", error.code());
+    }
     for scenario in scenarios(&webhook) {
         let plugin = plugins.iter().find(|(name, _)| *name == scenario.plugin).map(|(_, p)| p.clone());
         let Some(plugin) = plugin else { anyhow::bail!("no sample plugin named {}", scenario.plugin) };
@@ -73,6 +87,9 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// Hostile components the host must refuse when loading them (over the per-plugin maxima).
+const REFUSED_AT_LOAD: [&str; 3] = ["instance-hog", "memory-hog", "table-hog"];
+
 fn context(capabilities: &[Capability], config: &[(&str, &str)]) -> InvocationContext {
     InvocationContext {
         tenant: "acme".into(),
@@ -95,6 +112,11 @@ fn scenarios(webhook: &Webhook) -> Vec<Scenario> {
     spin.limits.fuel = 50_000_000;
     let mut forbidden = context(&[Capability::Http], &[]);
     forbidden.grants.allowed_hosts = vec![webhook.host.clone()];
+    let mut smuggler = context(&[Capability::Http], &[]);
+    smuggler.grants.allowed_hosts = vec![webhook.host.clone()];
+    let smuggled = serde_json::json!({ "url": webhook.url, "headers": [["Host", "metadata.internal"]] }).to_string();
+    let mut calls = context(&[], &[]);
+    calls.limits.fuel = 50_000_000;
     let sample = |plugin, event_type, payload: &str, context| Scenario {
         plugin,
         event_type,
@@ -140,6 +162,16 @@ fn scenarios(webhook: &Webhook) -> Vec<Scenario> {
         hostile("snooper", "snoop.file", "/etc/passwd", context(&all, &[])),
         hostile("snooper", "snoop.env", "", context(&all, &[])),
         hostile("panicker", "any", "{}", context(&[], &[])),
+        sample("sleeper", "any", "20", context(&[], &[])),
+        sample("terminal-forger", "any", "{}", context(&[Capability::Log], &[])),
+        hostile("host-call-loop", "any", "{}", calls),
+        hostile("kv-delete-flood", "any", "{}", context(&[Capability::Kv], &[])),
+        hostile("action-flood", "any", "{}", context(&[], &[])),
+        hostile("error-flood", "any", "{}", context(&[], &[])),
+        hostile("resource-hog", "any", "{}", context(&[], &[])),
+        hostile("header-smuggler", "any", &smuggled, smuggler),
+        hostile("split-memory", "any", "{}", context(&[], &[])),
+        hostile("random-hog", "any", "{}", context(&[], &[])),
     ]
 }
 

@@ -17,6 +17,22 @@ pub fn bytes(bytes: u64) -> String {
     }
 }
 
+/// Plugin-controlled text made safe for a terminal: control characters (newlines, carriage
+/// returns, escape sequences, bells, backspaces) and bidirectional overrides are shown
+/// escaped, so a plugin cannot forge output lines or drive the terminal of whoever runs it.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Prints the outcome, then logs (the first `max_log_lines` of them), usage and resource
 /// figures.
 pub fn print_invocation(invocation: &Invocation, max_log_lines: usize) {
@@ -24,31 +40,40 @@ pub fn print_invocation(invocation: &Invocation, max_log_lines: usize) {
     match &invocation.result {
         Ok(outcome) => {
             println!("outcome   ok");
-            println!("data      {}", outcome.data.as_deref().unwrap_or("(none)"));
+            println!("data      {}", outcome.data.as_deref().map_or_else(|| "(none)".into(), shown));
             for action in &outcome.actions {
-                println!("action    {} {}", action.kind, action.payload);
+                println!("action    {} {}", shown(&action.kind), shown(&action.payload));
             }
         }
-        Err(error) => println!("outcome   {} — {error}", error.code()),
+        Err(error) => println!("outcome   {} — {}", error.code(), shown(&error.to_string())),
     }
     for line in report.logs.iter().take(max_log_lines) {
         let at = Duration::from_micros(line.at_micros);
-        println!("log       +{:<9} {:<5} {}", duration(at), format!("{:?}", line.level).to_lowercase(), line.message);
+        println!(
+            "log       +{:<9} {:<5} {}",
+            duration(at),
+            format!("{:?}", line.level).to_lowercase(),
+            shown(&line.message)
+        );
     }
     if report.logs.len() > max_log_lines {
         println!("log       … {} more lines", report.logs.len() - max_log_lines);
     }
     for stream in [&report.stdout, &report.stderr] {
         for line in stream.lines().filter(|l| !l.is_empty()) {
-            println!("stdio     {line}");
+            println!("stdio     {}", shown(line));
         }
     }
+    // Meter names are validated by the host (lowercase, digits, `-`): nothing to escape.
     let usage: Vec<String> = report.usage.iter().map(|(meter, units)| format!("{meter}={units}")).collect();
     if !usage.is_empty() {
         println!("usage     {}", usage.join(", "));
     }
     for denial in &report.denials {
-        println!("denied    {}: {}", denial.capability, denial.detail);
+        println!("denied    {}: {}", denial.capability, shown(&denial.detail));
+    }
+    if report.denials_dropped > 0 {
+        println!("denied    … {} more refused calls", report.denials_dropped);
     }
     println!(
         "resources {} wall, {} fuel, {} peak memory, {} HTTP request(s), {} KV write(s) committed",
@@ -58,4 +83,17 @@ pub fn print_invocation(invocation: &Invocation, max_log_lines: usize) {
         report.http_requests,
         report.kv_writes,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn control_text_is_escaped() {
+        assert_eq!(shown("plain text, ünïcode"), "plain text, ünïcode");
+        assert_eq!(shown("a\nb\rc\td"), "a\\nb\\rc\\td");
+        assert_eq!(shown("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(shown("\u{7}\u{8}\u{202E}"), "\\u{7}\\u{8}\\u{202e}");
+    }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use nexus_host::{
     Capability, DirKv, Event, Grants, Host, HostConfig, HostPattern, InvocationContext, KvStore, Limits, MemoryKv,
-    Secrets,
+    OutboundPolicy, Secrets,
 };
 use serde::Deserialize;
 
@@ -96,6 +96,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })?;
     let host = Host::new(HostConfig {
         cache_dir: args.cache_dir.clone().or_else(default_cache_dir),
+        // A builder's own machine: local test servers on loopback and private networks are
+        // fair game (`nexus serve` refuses them unless the operator allows a range).
+        outbound: OutboundPolicy::local_testing(),
         ..HostConfig::default()
     })?;
 

@@ -32,6 +32,11 @@ pub struct ServeArgs {
     public_url: Option<String>,
     #[command(flatten)]
     limits: LimitArgs,
+    /// Let plugins' outbound HTTP reach this internal range (CIDR, repeatable), such as
+    /// 127.0.0.0/8 for local development. By default loopback, private, link-local,
+    /// unique-local and metadata addresses are refused, whatever a manifest lists.
+    #[arg(long = "allow-private-network", value_name = "CIDR")]
+    allow_private_networks: Vec<ipnet::IpNet>,
     /// Seed a demo marketplace (publishers, signed sample plugins, tenants, installs) and
     /// keep events flowing, printing tokens to try the API with.
     #[arg(long)]
@@ -70,6 +75,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         public_url: args.public_url,
         tenant_limits: args.limits.limits(),
+        allow_private_networks: args.allow_private_networks,
     };
     if args.demo {
         super::live_demo::serve(config).await?;
@@ -88,6 +94,7 @@ impl Storage {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             tenant_limits: TenantLimits::default(),
+            allow_private_networks: Vec::new(),
         }
     }
 }

@@ -132,6 +132,7 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         tx.commit().await?;
         return Ok(false);
     }
+    let failure = nexus_host::limits::clip(failure, nexus_host::limits::MAX_ERROR_MESSAGE_BYTES);
     let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
     let paused = sqlx::query(
         "UPDATE installs SET status = 'paused', status_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",

@@ -128,6 +128,7 @@ impl From<MarketError> for ApiError {
             MarketError::Invalid { .. } => StatusCode::BAD_REQUEST,
             MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
             MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            MarketError::HostBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut api = Self::new(status, error.code(), error.to_string());
         match &error {
@@ -136,6 +137,10 @@ impl From<MarketError> for ApiError {
             }
             MarketError::RateLimited { retry_after } => api.retry_after_secs = Some(retry_after.as_secs().max(1)),
             MarketError::Busy(_) => api.retry_after_secs = Some(1),
+            MarketError::HostBusy { retry_after, details } => {
+                api.retry_after_secs = Some(retry_after.as_secs().max(1));
+                api.details = details.clone();
+            }
             MarketError::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");
                 api.message = "the server could not complete the request".into();

@@ -52,11 +52,13 @@ pub struct Options {
     pub tenant_limits: TenantLimits,
     /// Publish the sample plugins (chat-notifier, pii-redactor, tax-calculator, echo) at 0.1.0.
     pub samples: bool,
+    /// A host of the test's own instead of the shared one.
+    pub host: Option<Arc<Host>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { publishes_per_minute: 1000, tenant_limits: TenantLimits::default(), samples: true }
+        Self { publishes_per_minute: 1000, tenant_limits: TenantLimits::default(), samples: true, host: None }
     }
 }
 
@@ -76,7 +78,7 @@ impl Env {
         let registry = Arc::new(Registry::with_publish_rate(db, artifacts, options.publishes_per_minute));
         let config = MarketConfig {
             master_key: MasterKey::generate().unwrap(),
-            host: host(),
+            host: options.host.unwrap_or_else(host),
             tenant_limits: options.tenant_limits,
         };
         let market = Arc::new(Market::open(registry, config).await.unwrap());

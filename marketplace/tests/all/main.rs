@@ -9,6 +9,7 @@ mod catalog;
 mod common;
 mod conventions;
 mod installs;
+mod isolation;
 mod live_demo;
 mod plugin_run;
 mod registry_api;

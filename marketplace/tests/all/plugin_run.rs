@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use nexus_sample_plugins::{ECHO, PANICKER, TAX_CALCULATOR};
+use nexus_sample_plugins::{ECHO, PANICKER, TAX_CALCULATOR, TERMINAL_FORGER};
 
 fn nexus(args: &[&str], cache: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nexus")).args(args).arg("--cache-dir").arg(cache).output().expect("run nexus")
@@ -31,6 +31,23 @@ fn a_successful_run_prints_the_outcome_and_exits_zero() {
     // The second run takes the precompiled component from the cache folder.
     let again = nexus(&args, cache.path());
     assert!(stdout(&again).contains("loaded from the precompiled cache in"), "{}", stdout(&again));
+}
+
+#[test]
+fn plugin_text_is_printed_with_control_characters_escaped() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = nexus(&["plugin", "run", TERMINAL_FORGER, "--event", r#"{"type":"x"}"#], cache.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    for raw in ['\u{1b}', '\r', '\u{7}', '\u{8}'] {
+        assert!(!text.contains(raw), "{raw:?} reached the terminal: {text:?}");
+    }
+    assert!(text.contains("data      \\u{1b}]0;pwned\\u{7}done\\u{8}\n"), "{text}");
+    assert!(text.contains("action    email.send\\u{1b}[31m {\"to\":\"a\\u{7}\"}\n"), "{text}");
+    assert!(text.contains("info  \\u{1b}[2J\\u{1b}[Hscreen cleared\n"), "{text}");
+    assert!(text.contains("info  line one\\rOVERWRITTEN\n"), "{text}");
+    assert!(text.contains("info  ok\\nfake: outcome ok\n"), "{text}");
+    assert!(!text.lines().any(|line| line.starts_with("fake:")), "{text}");
 }
 
 #[test]

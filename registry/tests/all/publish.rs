@@ -208,3 +208,27 @@ fn declared_but_unused_capabilities_are_warnings() {
         assert_eq!(published.warnings, vec!["capability kv is declared but the component never uses it".to_string()]);
     });
 }
+
+#[test]
+fn hosts_a_hosted_marketplace_will_not_reach_are_warnings() {
+    on_both(|f| async move {
+        let mut request = request("echo", "1.0.0");
+        let http = "[capabilities.http]\nreason = \"Calls home\"\nhosts = [\n  { host = \"127.0.0.1:9000\", reason = \"a local test server\" },\n  { host = \"metadata.google.internal\", reason = \"instance metadata\" },\n  { host = \"hooks.example.com\", reason = \"webhooks\" },\n]\n\n[[pricing]]";
+        request.manifest = request.manifest.replacen("[[pricing]]", http, 1);
+        let published = f.registry.publish(&f.caller, request).await.unwrap();
+        let refused = |host: &str| {
+            format!(
+                "host {host} is a loopback, private or metadata address; `nexus serve` refuses to connect to it \
+                 unless the operator allows the range (--allow-private-network)"
+            )
+        };
+        assert_eq!(
+            published.warnings,
+            vec![
+                "capability http is declared but the component never uses it".to_string(),
+                refused("127.0.0.1:9000"),
+                refused("metadata.google.internal"),
+            ]
+        );
+    });
+}

@@ -56,6 +56,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         public_url: None,
         tenant_limits: LIMITS,
+        allow_private_networks: Vec::new(),
     };
     let market = Arc::new(config.market().await?);
     let tenant_token = seed(&market).await.context("seeding the marketplace")?;

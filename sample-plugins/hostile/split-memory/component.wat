@@ -1,0 +1,94 @@
+;; Hostile: spreads its memory over two linear memories so that no single one is large.
+;; `handle` grows memory A (the main module's) by 600 pages, then memory B (a second
+;; instance's) by 600 pages: 1202 pages (75.1 MiB) in all. A per-memory limit lets both
+;; through; a limit on the invocation's total must refuse B's growth. A refused growth
+;; returns err(plugin-error{kind: internal, message: "grow refused"}), else ok.
+(component
+  ;; Memory B, and the only way to grow it.
+  (core module $Second
+    (memory 1)
+    (func (export "grow") (param $pages i32) (result i32) (memory.grow (local.get $pages))))
+
+  ;; The main module: memory A, a bump allocator, `describe` and `handle`.
+  (core module $Main
+    (import "second" "grow" (func $grow_b (param i32) (result i32)))
+    (memory (export "memory") 1)
+    ;; Allocations start at 1024, above the fixed data and return areas.
+    (global $next (mut i32) (i32.const 1024))
+
+    ;; cabi_realloc(old_ptr, old_size, align, new_size): bumps, never frees; copies on resize.
+    (func (export "cabi_realloc") (param $old i32) (param $old_size i32) (param $align i32) (param $size i32)
+      (result i32)
+      (local $ptr i32)
+      (local $end i32)
+      (local.set $ptr
+        (i32.and (i32.add (global.get $next) (i32.sub (local.get $align) (i32.const 1)))
+                 (i32.sub (i32.const 0) (local.get $align))))
+      (local.set $end (i32.add (local.get $ptr) (local.get $size)))
+      (if (i32.gt_u (local.get $end) (i32.shl (memory.size) (i32.const 16)))
+        (then
+          (if (i32.eq (memory.grow (i32.shr_u (i32.add (i32.sub (local.get $end) (i32.shl (memory.size) (i32.const 16)))
+                                                        (i32.const 0xffff))
+                                               (i32.const 16)))
+                      (i32.const -1))
+            (then unreachable))))
+      (global.set $next (local.get $end))
+      (if (local.get $old)
+        (then (memory.copy (local.get $ptr) (local.get $old) (local.get $old_size))))
+      (local.get $ptr))
+
+    ;; info at 16: name (ptr 64, len 12), version (ptr 96, len 5), event-types (ptr 48, len 1)
+    (data (i32.const 16) "\40\00\00\00\0c\00\00\00" "\60\00\00\00\05\00\00\00" "\30\00\00\00\01\00\00\00")
+    ;; event-types[0] at 48: (ptr 104, len 1)
+    (data (i32.const 48) "\68\00\00\00\01\00\00\00")
+    (data (i32.const 64) "split-memory")
+    (data (i32.const 96) "0.1.0")
+    (data (i32.const 104) "*")
+    (func (export "describe") (result i32) (i32.const 16))
+
+    ;; err(plugin-error{kind: internal (5), message: (ptr 192, len 12)}) at 160.
+    (data (i32.const 160) "\01\00\00\00\05\00\00\00\c0\00\00\00\0c\00\00\00")
+    (data (i32.const 192) "grow refused")
+
+    ;; Returns a pointer to result<outcome, plugin-error>: case at 0 (0 ok, 1 err), payload
+    ;; from 4. The ok area at 128 is never written, so its zeroes read as
+    ;; ok({data: none, actions: []}); the err area at 160 is filled above.
+    (func (export "handle") (param i32 i32 i32 i32 i32 i32) (result i32)
+      (if (i32.eq (memory.grow (i32.const 600)) (i32.const -1))
+        (then (return (i32.const 160))))
+      (if (i32.eq (call $grow_b (i32.const 600)) (i32.const -1))
+        (then (return (i32.const 160))))
+      (i32.const 128)))
+
+  (core instance $second (instantiate $Second))
+  (core instance $main (instantiate $Main (with "second" (instance $second))))
+
+  ;; The canonical ABI reads and allocates in this memory.
+  (alias core export $main "memory" (core memory $memory))
+  (alias core export $main "cabi_realloc" (core func $realloc))
+
+  ;; The types of wit/v1.0/types.wit, field and case order included.
+  (type $event (record (field "id" string) (field "event-type" string) (field "payload" string)))
+  (type $action (record (field "kind" string) (field "payload" string)))
+  (type $outcome (record (field "data" (option string)) (field "actions" (list $action))))
+  (type $error-kind (enum "unsupported-event" "invalid-payload" "invalid-config" "upstream" "denied" "internal"))
+  (type $plugin-error (record (field "kind" $error-kind) (field "message" string)))
+  (type $info (record (field "name" string) (field "version" string) (field "event-types" (list string))))
+
+  (alias core export $main "describe" (core func $core_describe))
+  (alias core export $main "handle" (core func $core_handle))
+  (func $describe (result $info) (canon lift (core func $core_describe) (memory $memory) (realloc $realloc)))
+  (func $handle (param "event" $event) (result (result $outcome (error $plugin-error)))
+    (canon lift (core func $core_handle) (memory $memory) (realloc $realloc)))
+
+  ;; An exported instance must name every type its functions use.
+  (instance $handler
+    (export "event" (type $event))
+    (export "action" (type $action))
+    (export "outcome" (type $outcome))
+    (export "error-kind" (type $error-kind))
+    (export "plugin-error" (type $plugin-error))
+    (export "info" (type $info))
+    (export "describe" (func $describe))
+    (export "handle" (func $handle)))
+  (export "nexus:plugin/handler@1.0.0" (instance $handler)))
