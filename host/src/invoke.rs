@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTableError;
 use wasmtime::{CallHook, PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use crate::bindings::latest::nexus::plugin::types as wit;
-use crate::capability::kv::{KvError, KvQuota};
+use crate::capability::kv::{KvError, KvQuota, KvScope, KvTxn, KvWrite};
 use crate::error::{InvocationError, Limit, LimitExceeded};
 use crate::limits::{HOST_CALL_FUEL, Limits, MAX_ERROR_MESSAGE_BYTES, clip};
 use crate::report::{Invocation, Report, outcome_label};
@@ -20,9 +20,19 @@ use crate::types::{Event, Info, Outcome};
 type GuestResult = Result<wit::Outcome, wit::PluginError>;
 
 impl Host {
-    /// Delivers `event` to a fresh instance of `plugin` under `context`'s grants and limits.
+    /// Delivers `event` to a fresh instance of `plugin` under `context`'s grants and limits,
+    /// and commits its KV writes through the context's store if it succeeded.
     /// Never fails as a whole: every failure is in `result`, and the report is always there.
     pub async fn invoke(&self, plugin: &Plugin, context: InvocationContext, event: &Event) -> Invocation {
+        let finished = self.execute(plugin, context, event).await;
+        self.commit(finished).await
+    }
+
+    /// Runs `event` like [`Host::invoke`] but leaves its KV writes staged: a caller that
+    /// records invocations in the same database as the KV data commits both in one
+    /// transaction ([`Finished::staged`], then [`Host::conclude`]); others call
+    /// [`Host::commit`].
+    pub async fn execute(&self, plugin: &Plugin, context: InvocationContext, event: &Event) -> Finished {
         let limits = context.limits.clone();
         let input = event.payload.len() as u64;
         let run = if input > limits.input_bytes {
@@ -38,17 +48,38 @@ impl Host {
             self.run(plugin, context, |pre, store| Box::pin(call_handle(pre, store, event))).await
         };
         let Run { result, mut state, elapsed, fuel_used } = run;
-        let mut result = result.and_then(|guest| check_output(guest, &limits));
-        let mut kv_writes = 0;
-        if let (Ok(_), Some(state)) = (&result, state.as_mut()) {
-            match state.kv.commit(KvQuota::of(&limits)).await {
-                Ok(writes) => kv_writes = writes as u64,
+        let result = result.and_then(|guest| check_output(guest, &limits));
+        // The staged writes (and the scope's lock) outlive the store's other data.
+        let kv = state.as_mut().map(|state| state.kv.take());
+        let report = report(plugin, &result, state, elapsed, fuel_used);
+        Finished { result, report, kv, quota: KvQuota::of(&limits) }
+    }
+
+    /// Commits a finished invocation's KV writes through its context's store (only if it
+    /// succeeded), and reports it.
+    pub async fn commit(&self, mut finished: Finished) -> Invocation {
+        let committed = match (&finished.result, finished.kv.as_mut()) {
+            (Ok(_), Some(kv)) => kv.commit(finished.quota).await,
+            _ => Ok(()),
+        };
+        self.conclude(finished, committed)
+    }
+
+    /// Reports a finished invocation whose staged KV writes the caller committed itself
+    /// (`Ok`), or could not commit (the error becomes the invocation's result).
+    pub fn conclude(&self, finished: Finished, committed: Result<(), KvError>) -> Invocation {
+        let Finished { mut result, mut report, kv, .. } = finished;
+        if result.is_ok() {
+            match committed {
+                Ok(()) => report.kv_writes = kv.as_ref().map_or(0, |kv| kv.staged_count() as u64),
                 Err(KvError::Quota(limit)) => result = Err(InvocationError::LimitExceeded(limit)),
                 Err(KvError::Conflict) => result = Err(InvocationError::KvConflict),
                 Err(other) => result = Err(InvocationError::Host { message: other.to_string() }),
             }
         }
-        let report = report(plugin, &result, state, elapsed, fuel_used, kv_writes);
+        report.outcome = outcome_label(&result);
+        // The scope's lock is released only now, after the commit.
+        drop(kv);
         self.metrics.record_invocation(&report);
         Invocation { result, report }
     }
@@ -101,6 +132,47 @@ impl Host {
 
 type CallFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 'a>>;
 
+/// An invocation that has run, with its KV writes staged but not committed. The install's
+/// KV scope stays locked in this process until the invocation is concluded.
+pub struct Finished {
+    result: Result<Outcome, InvocationError>,
+    report: Report,
+    kv: Option<KvTxn>,
+    quota: KvQuota,
+}
+
+/// KV writes for a caller to commit itself, atomically and only if `base` is still the
+/// scope's revision and the result stays within `quota` (the rule of [`crate::KvStore::commit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedKv {
+    pub scope: KvScope,
+    pub writes: Vec<KvWrite>,
+    pub quota: KvQuota,
+    pub base: Option<u64>,
+}
+
+impl Finished {
+    pub fn result(&self) -> &Result<Outcome, InvocationError> {
+        &self.result
+    }
+
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// The writes to commit: only when the invocation succeeded and staged any.
+    pub fn staged(&self) -> Option<StagedKv> {
+        let kv = self.kv.as_ref().filter(|kv| self.result.is_ok() && kv.staged_count() > 0)?;
+        Some(StagedKv { scope: kv.scope().clone(), writes: kv.staged_writes(), quota: self.quota, base: kv.base() })
+    }
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finished").field("result", &self.result).field("report", &self.report).finish_non_exhaustive()
+    }
+}
+
 /// A finished call: what it returned and what its store holds.
 struct Run<T> {
     result: Result<T, InvocationError>,
@@ -116,7 +188,6 @@ fn report(
     state: Option<InvocationState>,
     elapsed: Duration,
     fuel_used: u64,
-    kv_writes: u64,
 ) -> Report {
     let mut report = Report {
         digest: plugin.digest,
@@ -130,7 +201,7 @@ fn report(
         stderr: String::new(),
         usage: Default::default(),
         http_requests: 0,
-        kv_writes,
+        kv_writes: 0,
         denials: Vec::new(),
         denials_dropped: 0,
     };
@@ -241,7 +312,8 @@ fn classify(error: &wasmtime::Error, store: &Store<InvocationState>, fuel: u64) 
             None => InvocationError::Trapped { message: Trap::UnreachableCodeReached.to_string() },
         },
         Some(trap) => InvocationError::Trapped { message: trap.to_string() },
-        None => InvocationError::Trapped { message: format!("{error:#}") },
+        // With its wasm backtrace, which a deep stack makes long: clipped like a plugin error.
+        None => InvocationError::Trapped { message: clip(&format!("{error:#}"), MAX_ERROR_MESSAGE_BYTES) },
     }
 }
 

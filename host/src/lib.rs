@@ -33,6 +33,7 @@ pub use contract::ContractVersion;
 pub use digest::Digest;
 pub use error::{InvocationError, Limit, LimitExceeded, LoadError};
 pub use grants::{Capability, Grants, HostPattern};
+pub use invoke::{Finished, StagedKv};
 pub use limits::Limits;
 pub use report::{Invocation, MetricsSnapshot, Report};
 pub use runtime::{Host, HostConfig, LoadSource, Plugin};

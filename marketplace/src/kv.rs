@@ -4,7 +4,7 @@
 //! refused with `KvError::Conflict`, and the quota is checked in the same transaction.
 
 use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite};
-use nexus_host::{KvScope, KvStore};
+use nexus_host::{KvScope, KvStore, StagedKv};
 use nexus_registry::{Backend, Db};
 use sqlx::Row;
 
@@ -38,8 +38,23 @@ impl SqlKv {
             Backend::Postgres => self.db.pool.begin().await,
         }
         .map_err(backend)?;
+        let staged = StagedKv { scope: scope.clone(), writes, quota, base };
+        apply(&mut tx, self.db.backend, &staged).await?;
+        tx.commit().await.map_err(backend)
+    }
+}
+
+/// Applies staged writes within `tx` (a write transaction the caller commits, with its
+/// record of the invocation): refused with [`KvError::Conflict`] if the scope's revision is
+/// no longer `base`, with [`KvError::Quota`] if the result would break the quota. On an
+/// error the caller rolls back.
+pub async fn apply(tx: &mut sqlx::AnyConnection, backend_kind: Backend, staged: &StagedKv) -> Result<(), KvError> {
+    let StagedKv { scope, writes, quota, base } = staged;
+    let (quota, base) = (*quota, *base);
+    {
+        let tx = &mut *tx;
         // Locked on PostgreSQL, so the usage read here is the one the entries below belong to.
-        let lock = if self.db.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let lock = if backend_kind == Backend::Postgres { " FOR UPDATE" } else { "" };
         let select =
             format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
         let row = sqlx::query(&select)
@@ -61,7 +76,7 @@ impl SqlKv {
         if base.is_some_and(|base| i64::try_from(base).ok() != Some(revision)) {
             return Err(KvError::Conflict);
         }
-        for (key, value) in &writes {
+        for (key, value) in writes {
             let old: Option<Vec<u8>> = sqlx::query_scalar(
                 "SELECT value FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3",
             )
@@ -140,7 +155,7 @@ impl SqlKv {
         if moved == 0 {
             return Err(KvError::Conflict);
         }
-        tx.commit().await.map_err(backend)
+        Ok(())
     }
 }
 

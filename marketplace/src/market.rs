@@ -18,8 +18,14 @@ use crate::secrets::MasterKey;
 use crate::server::metrics::Metrics;
 
 /// Migrations of the marketplace's own tables, after the registry's.
-pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_marketplace.sql")];
-pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_marketplace.sql")];
+pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_marketplace.sql"),
+    include_str!("../migrations/sqlite/0002_applied_once.sql"),
+];
+pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_marketplace.sql"),
+    include_str!("../migrations/postgres/0002_applied_once.sql"),
+];
 
 pub struct Market {
     pub db: Db,

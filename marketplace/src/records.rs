@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use nexus_host::StagedKv;
+use nexus_host::capability::kv::KvError;
 use nexus_registry::{Backend, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -43,7 +45,16 @@ pub struct InvocationRecord {
     pub usage: BTreeMap<String, u64>,
 }
 
-type Pending = (InvocationRecord, oneshot::Sender<Result<(), String>>);
+/// What writing a record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Inserted,
+    /// The event had already been applied to this install (another delivery of the same
+    /// event id won): nothing of this attempt was kept; the applied record is this one.
+    Duplicate(String),
+}
+
+type Pending = (InvocationRecord, oneshot::Sender<Result<Written, String>>);
 
 /// The handle invocations append through; cheap to clone.
 #[derive(Clone)]
@@ -61,7 +72,7 @@ impl InvocationLog {
     }
 
     /// Writes `record` and returns once it is committed.
-    pub async fn append(&self, record: InvocationRecord) -> Result<(), MarketError> {
+    pub async fn append(&self, record: InvocationRecord) -> Result<Written, MarketError> {
         let (done, committed) = oneshot::channel();
         self.sender.send((record, done)).await.map_err(|_| storage("the invocation writer has stopped"))?;
         committed.await.map_err(|_| storage("the invocation writer has stopped"))?.map_err(MarketError::Storage)
@@ -72,51 +83,133 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (records, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let result = insert(&db, &records).await.map_err(|error| {
+        let results = insert_batch(&db, &records).await.map_err(|error| {
             tracing::error!(%error, rows = records.len(), "invocation records not written");
             error.to_string()
         });
-        for done in waiting {
+        for (index, done) in waiting.into_iter().enumerate() {
+            let result = match &results {
+                Ok(written) => Ok(written[index].clone()),
+                Err(error) => Err(error.clone()),
+            };
             // An appender that gave up (its request was dropped) no longer listens.
-            let _ = done.send(result.clone());
+            let _ = done.send(result);
         }
     }
 }
 
-async fn insert(db: &Db, records: &[InvocationRecord]) -> Result<(), sqlx::Error> {
-    // SQLite: take the write lock up front rather than fail to upgrade a read lock.
-    let mut tx = match db.backend {
-        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => db.pool.begin().await?,
-    };
+async fn insert_batch(db: &Db, records: &[InvocationRecord]) -> Result<Vec<Written>, sqlx::Error> {
+    let mut tx = write_tx(db).await?;
+    let mut written = Vec::with_capacity(records.len());
     for record in records {
-        sqlx::query(
-            "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, \
+        written.push(insert(&mut tx, record).await?);
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// A write transaction on either backend. SQLite: take the write lock up front rather than
+/// fail to upgrade a read lock.
+async fn write_tx(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    match db.backend {
+        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => db.pool.begin().await,
+    }
+}
+
+/// Commits an applied invocation that staged KV writes: its row and usage first (so a
+/// second delivery of the same event finds it applied and keeps nothing), then the writes,
+/// all in one transaction. A crash leaves either all of it or none.
+pub async fn commit_applied(db: &Db, staged: &StagedKv, record: &InvocationRecord) -> Result<Written, KvError> {
+    let backend = |error: sqlx::Error| KvError::Backend(error.to_string());
+    let mut tx = write_tx(db).await.map_err(backend)?;
+    let written = insert(&mut tx, record).await.map_err(backend)?;
+    if written != Written::Inserted {
+        return Ok(written);
+    }
+    crate::kv::apply(&mut tx, db.backend, staged).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(Written::Inserted)
+}
+
+/// Inserts one row (and, for an applied invocation, its usage rows). An applied row for an
+/// event already applied to the install is not inserted: the existing row's id comes back.
+async fn insert(tx: &mut sqlx::AnyConnection, record: &InvocationRecord) -> Result<Written, sqlx::Error> {
+    // A map of strings to integers always serializes; the error arm only keeps billable
+    // data from being written as anything but what it is.
+    let usage = serde_json::to_string(&record.usage).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let inserted = sqlx::query(
+        "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, \
              started_at, duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, \
              kv_writes, denials, usage) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(&record.id)
-        .bind(&record.tenant)
-        .bind(&record.install)
-        .bind(&record.plugin)
-        .bind(&record.version)
-        .bind(&record.event_id)
-        .bind(&record.event_type)
-        .bind(record.started_at)
-        .bind(record.duration_us)
-        .bind(&record.outcome)
-        .bind(record.error.as_deref())
-        .bind(record.fuel_used)
-        .bind(record.peak_memory_bytes)
-        .bind(record.http_requests)
-        .bind(record.kv_writes)
-        .bind(record.denials)
-        .bind(serde_json::to_string(&record.usage).unwrap_or_else(|_| "{}".into()))
-        .execute(&mut *tx)
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             ON CONFLICT DO NOTHING",
+    )
+    .bind(&record.id)
+    .bind(&record.tenant)
+    .bind(&record.install)
+    .bind(&record.plugin)
+    .bind(&record.version)
+    .bind(&record.event_id)
+    .bind(&record.event_type)
+    .bind(record.started_at)
+    .bind(record.duration_us)
+    .bind(&record.outcome)
+    .bind(record.error.as_deref())
+    .bind(record.fuel_used)
+    .bind(record.peak_memory_bytes)
+    .bind(record.http_requests)
+    .bind(record.kv_writes)
+    .bind(record.denials)
+    .bind(usage)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        let applied: Option<String> =
+            sqlx::query_scalar("SELECT id FROM invocations WHERE install_id = $1 AND event_id = $2 AND outcome = 'ok'")
+                .bind(&record.install)
+                .bind(&record.event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // Only the applied-once index can refuse a row (ids are random and unique).
+        return Ok(Written::Duplicate(applied.unwrap_or_default()));
     }
-    tx.commit().await
+    if record.outcome == "ok" {
+        for (meter, units) in &record.usage {
+            sqlx::query("INSERT INTO invocation_usage (invocation_id, meter, units) VALUES ($1, $2, $3)")
+                .bind(&record.id)
+                .bind(meter)
+                .bind(i64::try_from(*units).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(Written::Inserted)
+}
+
+/// The invocations that applied event `event_id` for installs of `tenant`, by install.
+pub async fn applied(
+    market: &Market,
+    tenant: &str,
+    event_id: &str,
+) -> Result<BTreeMap<String, InvocationRecord>, MarketError> {
+    let rows = sqlx::query("SELECT * FROM invocations WHERE tenant_id = $1 AND event_id = $2 AND outcome = 'ok'")
+        .bind(tenant)
+        .bind(event_id)
+        .fetch_all(&market.db.pool)
+        .await?;
+    rows.iter().map(|row| record_of(row).map(|r| (r.install.clone(), r))).collect()
+}
+
+/// One invocation by id.
+pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketError> {
+    let row = sqlx::query("SELECT * FROM invocations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&market.db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("invocation {id}")))?;
+    record_of(&row)
 }
 
 /// Filters for reading invocations.
@@ -155,30 +248,29 @@ pub async fn list(
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            let usage: String = row.try_get("usage")?;
-            Ok(InvocationRecord {
-                id: row.try_get("id")?,
-                tenant: row.try_get("tenant_id")?,
-                install: row.try_get("install_id")?,
-                plugin: row.try_get("plugin_id")?,
-                version: row.try_get("version")?,
-                event_id: row.try_get("event_id")?,
-                event_type: row.try_get("event_type")?,
-                started_at: row.try_get("started_at")?,
-                duration_us: row.try_get("duration_us")?,
-                outcome: row.try_get("outcome")?,
-                error: row.try_get("error_message")?,
-                fuel_used: row.try_get("fuel_used")?,
-                peak_memory_bytes: row.try_get("peak_memory_bytes")?,
-                http_requests: row.try_get("http_requests")?,
-                kv_writes: row.try_get("kv_writes")?,
-                denials: row.try_get("denials")?,
-                usage: serde_json::from_str(&usage).map_err(storage)?,
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
+    let items = rows.iter().map(record_of).collect::<Result<Vec<_>, MarketError>>()?;
     Ok(Page::new(items, page, per_page, total))
+}
+
+fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
+    let usage: String = row.try_get("usage")?;
+    Ok(InvocationRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant_id")?,
+        install: row.try_get("install_id")?,
+        plugin: row.try_get("plugin_id")?,
+        version: row.try_get("version")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        started_at: row.try_get("started_at")?,
+        duration_us: row.try_get("duration_us")?,
+        outcome: row.try_get("outcome")?,
+        error: row.try_get("error_message")?,
+        fuel_used: row.try_get("fuel_used")?,
+        peak_memory_bytes: row.try_get("peak_memory_bytes")?,
+        http_requests: row.try_get("http_requests")?,
+        kv_writes: row.try_get("kv_writes")?,
+        denials: row.try_get("denials")?,
+        usage: serde_json::from_str(&usage).map_err(storage)?,
+    })
 }

@@ -6,14 +6,12 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
-use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
-use nexus_host::{Event, Host, InvocationContext, InvocationError, Limits, Plugin, PluginErrorKind, Report, Secrets};
+use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
 use nexus_registry::Db;
-use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -23,7 +21,7 @@ use crate::error::MarketError;
 use crate::installs::{self, Target};
 use crate::kv::SqlKv;
 use crate::market::Market;
-use crate::records::{InvocationLog, InvocationRecord};
+use crate::records::{self, InvocationLog};
 use crate::server::metrics::Metrics;
 
 /// Longest event type, and event id, accepted.
@@ -48,6 +46,10 @@ impl Default for TenantLimits {
 }
 
 type Limiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
+
+mod deliver;
+
+pub use deliver::LOAD_FAILED;
 
 pub struct Runner {
     host: Arc<Host>,
@@ -102,6 +104,11 @@ pub struct Delivery {
     /// Set when this failure paused the install.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Set when the event had already applied to this install (the same event id was
+    /// delivered before): nothing ran again; this is the applied invocation, without the
+    /// data and actions it returned then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -171,7 +178,9 @@ impl Runner {
     }
 }
 
-fn event(request: EventRequest) -> Result<Event, MarketError> {
+/// The event to deliver, and whether its id is the client's (only a client's id can come
+/// again: a generated one is new).
+fn event(request: EventRequest) -> Result<(Event, bool), MarketError> {
     let bad = |message: String| MarketError::invalid("invalid_event", message);
     let event_type = request.event_type.trim().to_string();
     if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_BYTES {
@@ -180,14 +189,14 @@ fn event(request: EventRequest) -> Result<Event, MarketError> {
     if !event_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
         return Err(bad(format!("`type` `{event_type}` may hold only letters, digits, '.', '-' and '_'")));
     }
-    let id = match request.id {
+    let (id, from_client) = match request.id {
         Some(id) if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES => {
             return Err(bad(format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes")));
         }
-        Some(id) => id,
-        None => format!("evt_{}", random_hex(10)?),
+        Some(id) => (id, true),
+        None => (format!("evt_{}", random_hex(10)?), false),
     };
-    Ok(Event { id, event_type, payload: request.payload.to_string() })
+    Ok((Event { id, event_type, payload: request.payload.to_string() }, from_client))
 }
 
 /// Whether an error counts against the circuit breaker. Errors that describe the event
@@ -205,14 +214,22 @@ fn counts_against_plugin(error: &InvocationError) -> bool {
 /// Delivers an event to every live install of the calling tenant that handles its type.
 pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest) -> Result<EventReceipt, MarketError> {
     let tenant = caller.tenant(TenantScope::Events)?;
-    let event = event(request)?;
+    let (event, from_client) = event(request)?;
     let runner = &market.runner;
     let _permit = runner.admit(tenant).await?;
+    // A resent event (after a crash, a timeout, a busy answer) runs only where it has not
+    // applied yet; where it has, the applied record is the answer.
+    let mut applied =
+        if from_client { records::applied(market, tenant.as_str(), &event.id).await? } else { Default::default() };
     let mut deliveries = Vec::new();
     let mut skipped = Vec::new();
     let mut runs = Vec::new();
     for target in installs::targets(market, tenant).await? {
         if !target.handles(&event.event_type) {
+            continue;
+        }
+        if let Some(record) = applied.remove(&target.id) {
+            deliveries.push(deliver::replayed(record));
             continue;
         }
         if target.status == "paused" {
@@ -224,14 +241,14 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
             });
             continue;
         }
-        runs.push(run(market, target, &event));
+        runs.push(deliver::run(market, target, &event));
     }
     let mut busy = Vec::new();
     for delivery in futures_util::future::join_all(runs).await {
         match delivery {
             Ok(delivery) => deliveries.push(delivery),
-            Err(Refusal::Busy { install, .. }) => busy.push(install),
-            Err(Refusal::Failed(error)) => return Err(error),
+            Err(deliver::Refusal::Busy { install }) => busy.push(install),
+            Err(deliver::Refusal::Failed(error)) => return Err(error),
         }
     }
     runner.metrics.record_event(deliveries.len());
@@ -259,153 +276,21 @@ pub async fn invoke_install(
             format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
         ));
     }
-    let event = event(request)?;
+    let (event, from_client) = event(request)?;
     let tenant = caller.tenant(TenantScope::Events)?;
     let _permit = market.runner.admit(tenant).await?;
-    run(market, target, &event).await.map_err(|refusal| match refusal {
-        Refusal::Busy { install, .. } => MarketError::HostBusy {
+    if from_client && let Some(record) = records::applied(market, tenant.as_str(), &event.id).await?.remove(&target.id)
+    {
+        return Ok(deliver::replayed(record));
+    }
+    deliver::run(market, target, &event).await.map_err(|refusal| match refusal {
+        deliver::Refusal::Busy { install } => MarketError::HostBusy {
             retry_after: BUSY_RETRY_AFTER,
             details: Some(serde_json::json!({ "busy_installs": [install] })),
         },
-        Refusal::Failed(error) => error,
+        deliver::Refusal::Failed(error) => error,
     })
 }
 
 /// How long a client told the host is busy should wait before retrying.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// Why a delivery produced no record: the host had no capacity (nothing ran), or the
-/// marketplace itself failed.
-enum Refusal {
-    Busy { install: String },
-    Failed(MarketError),
-}
-
-impl From<MarketError> for Refusal {
-    fn from(error: MarketError) -> Self {
-        Self::Failed(error)
-    }
-}
-
-/// The outcome code of a delivery whose component could not be prepared (fetch, digest,
-/// signature or load failed, or the secrets could not be opened).
-pub const LOAD_FAILED: &str = "load_failed";
-
-/// One invocation, recorded. A KV conflict (another node committed first) is retried once.
-/// A component that cannot be prepared is recorded as `load_failed` and counts against the
-/// circuit breaker, so one broken install never fails the whole event.
-/// A host without capacity (`busy`) records nothing and counts nothing: the plugin never ran.
-async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, Refusal> {
-    let runner = &market.runner;
-    let started_at = now_ms();
-    let clock = Instant::now();
-    let prepared = async {
-        let plugin = runner.plugin(market, &target).await?;
-        Ok::<_, MarketError>((plugin, Secrets::new(installs::open_secrets(market, &target)?)))
-    }
-    .await;
-    let (plugin, secrets) = match prepared {
-        Ok(prepared) => prepared,
-        Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
-        Err(error) => {
-            tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
-            let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
-            return Ok(record(market, target, event, started_at, clock, Err(failure), None).await?);
-        }
-    };
-    let context = InvocationContext {
-        tenant: target.tenant.clone(),
-        install: target.id.clone(),
-        grants: target.grants.clone(),
-        config: target.config.clone(),
-        secrets,
-        kv: runner.kv.clone(),
-        limits: Limits::default(),
-    };
-    let mut invocation = runner.host.invoke(&plugin, context.clone(), event).await;
-    if matches!(invocation.result, Err(InvocationError::KvConflict)) {
-        invocation = runner.host.invoke(&plugin, context, event).await;
-    }
-    if let Err(InvocationError::Busy { .. }) = invocation.result {
-        runner.metrics.record_skipped("host_busy");
-        return Err(Refusal::Busy { install: target.id });
-    }
-    let result = invocation.result.map_err(|error| Failure {
-        outcome: error.code().into(),
-        message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
-        counts: counts_against_plugin(&error),
-    });
-    Ok(record(market, target, event, started_at, clock, result, Some(&invocation.report)).await?)
-}
-
-/// Why a delivery failed, and whether it says something about the plugin's health.
-struct Failure {
-    outcome: String,
-    message: String,
-    counts: bool,
-}
-
-/// Writes the invocation row, updates metrics and the circuit breaker, and answers.
-async fn record(
-    market: &Market,
-    target: Target,
-    event: &Event,
-    started_at: i64,
-    clock: Instant,
-    result: Result<nexus_host::Outcome, Failure>,
-    report: Option<&Report>,
-) -> Result<Delivery, MarketError> {
-    let elapsed = clock.elapsed();
-    let id = format!("inv_{}", random_hex(10)?);
-    let outcome = match &result {
-        Ok(_) => "ok".to_string(),
-        Err(failure) => failure.outcome.clone(),
-    };
-    let error = result.as_ref().err().map(|f| f.message.clone());
-    let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
-    let record = InvocationRecord {
-        id: id.clone(),
-        tenant: target.tenant.clone(),
-        install: target.id.clone(),
-        plugin: target.plugin.to_string(),
-        version: target.version.to_string(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        started_at,
-        duration_us: number(|r| r.duration_us),
-        outcome: outcome.clone(),
-        error: error.clone(),
-        fuel_used: number(|r| r.fuel_used),
-        peak_memory_bytes: number(|r| r.peak_memory_bytes),
-        http_requests: number(|r| r.http_requests),
-        kv_writes: number(|r| r.kv_writes),
-        denials: number(Report::denied_calls),
-        usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
-    };
-    market.runner.records.append(record).await?;
-    market.runner.metrics.record_invocation(&target.plugin.to_string(), &outcome, elapsed);
-    let paused = match &result {
-        Ok(_) => installs::record_health(market, &target, None).await?,
-        Err(failure) if failure.counts => {
-            let reason = format!("{}: {}", failure.outcome, failure.message);
-            installs::record_health(market, &target, Some(&reason)).await?
-        }
-        Err(_) => false,
-    };
-    let (data, actions) = match result {
-        Ok(outcome) => (outcome.data, outcome.actions),
-        Err(_) => (None, Vec::new()),
-    };
-    Ok(Delivery {
-        invocation: id,
-        install: target.id,
-        plugin: target.plugin.to_string(),
-        version: target.version.to_string(),
-        outcome,
-        duration_us: report.map_or(0, |r| r.duration_us),
-        data,
-        actions,
-        error,
-        paused,
-    })
-}

@@ -221,13 +221,35 @@ impl KvTxn {
         Ok(existed)
     }
 
-    /// Commits the staged writes, when the invocation succeeded; returns how many.
-    pub async fn commit(&mut self, quota: KvQuota) -> Result<usize, KvError> {
-        let writes: Vec<KvWrite> = std::mem::take(&mut self.writes).into_iter().collect();
-        if !writes.is_empty() {
-            self.store.commit(&self.scope, writes.clone(), quota, self.base).await?;
+    /// Commits the staged writes through the store, when the invocation succeeded.
+    pub async fn commit(&mut self, quota: KvQuota) -> Result<(), KvError> {
+        if self.writes.is_empty() {
+            return Ok(());
         }
-        Ok(writes.len())
+        self.store.commit(&self.scope, self.staged_writes(), quota, self.base).await
+    }
+
+    /// Moves this invocation's view out (staged writes, lock, revision), leaving an empty
+    /// one over the same scope.
+    pub(crate) fn take(&mut self) -> Self {
+        let empty = Self::new(self.scope.clone(), self.store.clone(), self.locks.clone());
+        std::mem::replace(self, empty)
+    }
+
+    pub(crate) fn scope(&self) -> &KvScope {
+        &self.scope
+    }
+
+    pub(crate) fn base(&self) -> Option<u64> {
+        self.base
+    }
+
+    pub(crate) fn staged_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub(crate) fn staged_writes(&self) -> Vec<KvWrite> {
+        self.writes.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
     }
 }
 

@@ -110,3 +110,16 @@ fn busy_is_a_retryable_host_condition() {
     let json = serde_json::to_value(&busy).expect("json");
     assert_eq!(json, serde_json::json!({ "code": "busy", "retry_after_ms": 1000 }));
 }
+
+#[test]
+fn a_sleep_past_the_wall_clock_ends_there_without_burning_fuel() {
+    block_on(async {
+        let mut context = context(&[]);
+        context.limits.wall_clock = Duration::from_millis(100);
+        let run = invoke(SLEEPER, context, &event("x", "5000")).await;
+        let Err(InvocationError::LimitExceeded(hit)) = run.result else { panic!("{:?}", run.result) };
+        assert_eq!((hit.limit, hit.max), (Limit::WallClockMs, 100));
+        assert!(hit.used > 100 && hit.used < 1_000, "{hit:?}");
+        assert!(run.report.fuel_used < 1_000_000, "sleeping burns no fuel: {}", run.report.fuel_used);
+    })
+}

@@ -119,7 +119,8 @@ pub async fn resume(
 }
 
 #[utoipa::path(post, path = "/v1/installs/{id}/invoke", tag = "events", params(("id" = String, Path)),
-    request_body = EventRequest, responses((status = 200, body = Delivery)))]
+    request_body = EventRequest, responses((status = 200, body = Delivery),
+        (status = 503, description = "host_busy: no plugin-host slot for this tenant; retry after Retry-After")))]
 pub async fn invoke(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -142,7 +143,8 @@ pub async fn invocations(
 
 /// Delivers the event to every install of the calling tenant that handles its type.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventRequest,
-    responses((status = 200, body = EventReceipt), (status = 429, description = "rate_limited or concurrency_limited")))]
+    responses((status = 200, body = EventReceipt), (status = 429, description = "rate_limited or concurrency_limited"),
+        (status = 503, description = "host_busy: no plugin-host slot for this tenant; retry after Retry-After")))]
 pub async fn send_event(
     State(state): State<AppState>,
     Auth(caller): Auth,

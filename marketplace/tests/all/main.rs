@@ -8,6 +8,8 @@ mod authz;
 mod catalog;
 mod common;
 mod conventions;
+mod crash;
+mod exactly_once;
 mod installs;
 mod isolation;
 mod live_demo;

@@ -1,0 +1,212 @@
+//! One delivery: an event through one install's plugin, recorded exactly once. The record is
+//! the commit point: an invocation that staged KV writes commits them, its row and its usage
+//! in one transaction (`records::commit_applied`), so a crash leaves all of it or none; an
+//! event already applied to the install is never applied again (the database's
+//! applied-once index decides between racing deliveries). Then the metrics and the circuit
+//! breaker.
+
+use std::time::Instant;
+
+use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
+use nexus_host::{Event, Finished, InvocationContext, InvocationError, Limits, Outcome, Report, Secrets};
+use nexus_registry::db::now_ms;
+use nexus_registry::publishers::random_hex;
+
+use super::{Delivery, counts_against_plugin};
+use crate::error::MarketError;
+use crate::installs::{self, Target};
+use crate::market::Market;
+use crate::records::{self, InvocationRecord, Written};
+
+/// The outcome code of a delivery whose component could not be prepared (fetch, digest,
+/// signature or load failed, or the secrets could not be opened).
+pub const LOAD_FAILED: &str = "load_failed";
+
+/// Why a delivery produced no record: the host had no capacity (nothing ran), or the
+/// marketplace itself failed.
+pub(super) enum Refusal {
+    Busy { install: String },
+    Failed(MarketError),
+}
+
+impl From<MarketError> for Refusal {
+    fn from(error: MarketError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// Why a delivery failed, and whether it says something about the plugin's health.
+struct Failure {
+    outcome: String,
+    message: String,
+    counts: bool,
+}
+
+/// The answer for an event that had already applied to the install.
+pub(super) fn replayed(record: InvocationRecord) -> Delivery {
+    Delivery {
+        invocation: record.id,
+        install: record.install,
+        plugin: record.plugin,
+        version: record.version,
+        outcome: record.outcome,
+        duration_us: u64::try_from(record.duration_us).unwrap_or(0),
+        data: None,
+        actions: Vec::new(),
+        error: None,
+        paused: false,
+        replayed: true,
+    }
+}
+
+/// One invocation, recorded. A KV conflict (another node committed first) is retried once;
+/// the discarded attempt committed nothing and leaves no record, so the install's record
+/// holds one row per applied event. A component that cannot be prepared is recorded as
+/// `load_failed` and counts against the circuit breaker, so one broken install never fails
+/// the whole event. A host without capacity (`busy`) records nothing and counts nothing.
+pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, Refusal> {
+    let runner = &market.runner;
+    let started_at = now_ms();
+    let clock = Instant::now();
+    let prepared = async {
+        let plugin = runner.plugin(market, &target).await?;
+        Ok::<_, MarketError>((plugin, Secrets::new(installs::open_secrets(market, &target)?)))
+    }
+    .await;
+    let (plugin, secrets) = match prepared {
+        Ok(prepared) => prepared,
+        Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
+        Err(error) => {
+            tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
+            let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
+            let row = row(&target, event, started_at, (&failure.outcome, Some(&failure.message)), None, 0)?;
+            market.runner.records.append(row.clone()).await?;
+            return Ok(finish(market, target, row, clock, Err(failure), None).await?);
+        }
+    };
+    let context = InvocationContext {
+        tenant: target.tenant.clone(),
+        install: target.id.clone(),
+        grants: target.grants.clone(),
+        config: target.config.clone(),
+        secrets,
+        kv: runner.kv.clone(),
+        limits: Limits::default(),
+    };
+    let mut retried = false;
+    loop {
+        let finished = runner.host.execute(&plugin, context.clone(), event).await;
+        let (invocation, applied) = match finished.staged() {
+            Some(staged) => {
+                let row = row(&target, event, started_at, ("ok", None), Some(finished.report()), staged.writes.len())?;
+                match records::commit_applied(&market.db, &staged, &row).await {
+                    Ok(Written::Inserted) => (runner.host.conclude(finished, Ok(())), Some(row)),
+                    Ok(Written::Duplicate(applied)) => return already_applied(market, finished, &applied).await,
+                    Err(error) => (runner.host.conclude(finished, Err(error)), None),
+                }
+            }
+            None => (runner.host.conclude(finished, Ok(())), None),
+        };
+        if matches!(invocation.result, Err(InvocationError::KvConflict)) && !retried {
+            retried = true;
+            continue;
+        }
+        if let Err(InvocationError::Busy { .. }) = invocation.result {
+            runner.metrics.record_skipped("host_busy");
+            return Err(Refusal::Busy { install: target.id });
+        }
+        let result = invocation.result.map_err(|error| Failure {
+            outcome: error.code().into(),
+            message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
+            counts: counts_against_plugin(&error),
+        });
+        let report = invocation.report;
+        if let Some(row) = applied {
+            // Already committed with its KV writes.
+            return Ok(finish(market, target, row, clock, result, Some(&report)).await?);
+        }
+        let (outcome, error) = match &result {
+            Ok(_) => ("ok", None),
+            Err(failure) => (failure.outcome.as_str(), Some(failure.message.as_str())),
+        };
+        let row = row(&target, event, started_at, (outcome, error), Some(&report), 0)?;
+        return match market.runner.records.append(row.clone()).await? {
+            Written::Inserted => Ok(finish(market, target, row, clock, result, Some(&report)).await?),
+            Written::Duplicate(applied) => Ok(replayed(records::get(market, &applied).await?)),
+        };
+    }
+}
+
+/// Another delivery of the same event applied first: this attempt's writes were not kept.
+async fn already_applied(market: &Market, finished: Finished, applied: &str) -> Result<Delivery, Refusal> {
+    market.runner.host.conclude(finished, Err(nexus_host::capability::kv::KvError::Conflict));
+    Ok(replayed(records::get(market, applied).await?))
+}
+
+/// The invocation's row: `(outcome, error)`, the report's figures, the KV writes it commits.
+fn row(
+    target: &Target,
+    event: &Event,
+    started_at: i64,
+    (outcome, error): (&str, Option<&str>),
+    report: Option<&Report>,
+    kv_writes: usize,
+) -> Result<InvocationRecord, MarketError> {
+    let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
+    Ok(InvocationRecord {
+        id: format!("inv_{}", random_hex(10)?),
+        tenant: target.tenant.clone(),
+        install: target.id.clone(),
+        plugin: target.plugin.to_string(),
+        version: target.version.to_string(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        started_at,
+        duration_us: number(|r| r.duration_us),
+        outcome: outcome.to_string(),
+        error: error.map(str::to_string),
+        fuel_used: number(|r| r.fuel_used),
+        peak_memory_bytes: number(|r| r.peak_memory_bytes),
+        http_requests: number(|r| r.http_requests),
+        kv_writes: i64::try_from(kv_writes).unwrap_or(i64::MAX),
+        denials: number(Report::denied_calls),
+        usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
+    })
+}
+
+/// After the row is durable: metrics, the circuit breaker, the answer.
+async fn finish(
+    market: &Market,
+    target: Target,
+    row: InvocationRecord,
+    clock: Instant,
+    result: Result<Outcome, Failure>,
+    report: Option<&Report>,
+) -> Result<Delivery, MarketError> {
+    market.runner.metrics.record_invocation(&target.plugin.to_string(), &row.outcome, clock.elapsed());
+    let paused = match &result {
+        Ok(_) => installs::record_health(market, &target, None).await?,
+        Err(failure) if failure.counts => {
+            let reason = format!("{}: {}", failure.outcome, failure.message);
+            installs::record_health(market, &target, Some(&reason)).await?
+        }
+        Err(_) => false,
+    };
+    let (data, actions) = match result {
+        Ok(outcome) => (outcome.data, outcome.actions),
+        Err(_) => (None, Vec::new()),
+    };
+    Ok(Delivery {
+        invocation: row.id,
+        install: target.id,
+        plugin: target.plugin.to_string(),
+        version: target.version.to_string(),
+        outcome: row.outcome,
+        duration_us: report.map_or(0, |r| r.duration_us),
+        data,
+        actions,
+        error: row.error,
+        paused,
+        replayed: false,
+    })
+}
