@@ -166,7 +166,9 @@ impl Caller {
     }
 }
 
-/// A token as issued: `secret` is shown this once and never stored.
+/// A token as issued: `secret` is shown this once and never stored. A retry of the request
+/// with the same `Idempotency-Key` gets this answer without `secret` and with
+/// `secret_shown_once: true`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedAccountToken {
     pub id: String,

@@ -5,8 +5,10 @@
 //!
 //! The caller is authenticated first (a revoked token gets no replay) and keys are kept per
 //! token (the sha256 of the `Authorization` header), so keys of different tokens never meet.
-//! Answers that say "try again" (401, 403, 429, 5xx) are not kept, nor answers that carry a
-//! token secret (shown once, stored only as a hash).
+//! Only answers of requests that took effect (2xx) are kept: a refusal changed nothing, so a
+//! corrected request under the same key runs. An answer carrying a token secret is kept
+//! without the secret (shown once, stored only as a hash): a retry gets the same token's id
+//! and `secret_shown_once: true`, and never mints a second credential.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -28,9 +30,12 @@ const ABANDONED_MS: i64 = 60 * 1000;
 /// Answers larger than this are returned but not kept.
 const MAX_KEPT_RESPONSE_BYTES: usize = 1 << 20;
 
+/// How often a request re-tries its claim when the claim it collided with vanished (the
+/// other request's answer was not kept): then it may run itself.
+const CLAIM_ATTEMPTS: usize = 3;
+
 fn worth_keeping(status: StatusCode) -> bool {
-    !(status.is_server_error()
-        || matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS))
+    status.is_success()
 }
 
 pub async fn middleware(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -93,19 +98,30 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     .execute(pool)
     .await
     .map_err(crate::error::storage)?;
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (caller, key, request_sha256, status, created_at) VALUES ($1, $2, $3, 0, $4)",
-    )
-    .bind(&caller)
-    .bind(&key)
-    .bind(&fingerprint)
-    .bind(now)
-    .execute(pool)
-    .await;
-    match claimed {
-        Ok(_) => {}
-        Err(error) if is_unique_violation(&error) => return replay(&state, &caller, &key, &fingerprint).await,
-        Err(error) => return Err(crate::error::storage(error).into()),
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (caller, key, request_sha256, status, created_at) VALUES ($1, $2, $3, 0, $4)",
+        )
+        .bind(&caller)
+        .bind(&key)
+        .bind(&fingerprint)
+        .bind(now)
+        .execute(pool)
+        .await;
+        match claimed {
+            Ok(_) => break,
+            Err(error) if is_unique_violation(&error) => {
+                match replay(&state, &caller, &key, &fingerprint).await? {
+                    Some(response) => return Ok(response),
+                    // The claim was released between our insert and our read: claim again.
+                    None if attempt < CLAIM_ATTEMPTS => continue,
+                    None => return Err(in_progress()),
+                }
+            }
+            Err(error) => return Err(crate::error::storage(error).into()),
+        }
     }
 
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
@@ -130,15 +146,12 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         forget(&state, &caller, &key).await?;
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     }
-    if carries_secret(&bytes) {
-        // Token secrets are shown once and stored only as hashes: such an answer is not
-        // kept. Those routes are idempotent by id anyway (a second create is a conflict).
-        forget(&state, &caller, &key).await?;
-        return Ok(Response::from_parts(parts, Body::from(bytes)));
-    }
+    // Token secrets are shown once and stored only as hashes: the kept answer has the
+    // token's id and everything else, but not the secret.
+    let kept = without_secret(&bytes).unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
     sqlx::query("UPDATE idempotency_keys SET status = $1, response = $2 WHERE caller = $3 AND key = $4")
         .bind(i64::from(status.as_u16()))
-        .bind(String::from_utf8_lossy(&bytes).into_owned())
+        .bind(kept)
         .bind(&caller)
         .bind(&key)
         .execute(pool)
@@ -147,9 +160,22 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }
 
-/// Whether an answer holds a token secret (the `secret` field of an issued token).
-fn carries_secret(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.get("secret").is_some())
+/// An answer holding a token secret (the `secret` field of an issued token), as it is kept:
+/// without the secret, saying it was shown once. `None` when there is no secret.
+fn without_secret(body: &[u8]) -> Option<String> {
+    let mut value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let object = value.as_object_mut()?;
+    object.remove("secret")?;
+    object.insert("secret_shown_once".into(), serde_json::Value::Bool(true));
+    Some(value.to_string())
+}
+
+fn in_progress() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still running; retry shortly",
+    )
 }
 
 async fn forget(state: &AppState, caller: &str, key: &str) -> Result<(), ApiError> {
@@ -162,14 +188,16 @@ async fn forget(state: &AppState, caller: &str, key: &str) -> Result<(), ApiErro
     Ok(())
 }
 
-async fn replay(state: &AppState, caller: &str, key: &str, fingerprint: &str) -> Result<Response, ApiError> {
+/// The kept answer for `key`; `None` if the claim is gone (its request's answer was not kept).
+async fn replay(state: &AppState, caller: &str, key: &str, fingerprint: &str) -> Result<Option<Response>, ApiError> {
     let row =
         sqlx::query("SELECT request_sha256, status, response FROM idempotency_keys WHERE caller = $1 AND key = $2")
             .bind(caller)
             .bind(key)
-            .fetch_one(&state.market.db.pool)
+            .fetch_optional(&state.market.db.pool)
             .await
             .map_err(crate::error::storage)?;
+    let Some(row) = row else { return Ok(None) };
     let stored: String = row.try_get("request_sha256").map_err(crate::error::storage)?;
     if stored != fingerprint {
         return Err(ApiError::new(
@@ -180,15 +208,11 @@ async fn replay(state: &AppState, caller: &str, key: &str, fingerprint: &str) ->
     }
     let status: i64 = row.try_get("status").map_err(crate::error::storage)?;
     let Some(status) = u16::try_from(status).ok().filter(|s| *s != 0).and_then(|s| StatusCode::from_u16(s).ok()) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "idempotency_in_progress",
-            "a request with this Idempotency-Key is still running; retry shortly",
-        ));
+        return Err(in_progress());
     };
     let body: Option<String> = row.try_get("response").map_err(crate::error::storage)?;
     let mut response = (status, body.unwrap_or_default()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
+    Ok(Some(response))
 }

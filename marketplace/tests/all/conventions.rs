@@ -222,22 +222,34 @@ async fn audit_count(env: &Env, action: &str) -> u64 {
 fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
     on_both(|postgres| async move {
         let env = Env::new(postgres).await;
-        // Answers that carry a token secret are never kept: a retry is a plain second request.
+        // A create that succeeded answers its retry with the first answer, the token secret
+        // left out (it is shown once): one tenant, one token.
         let hooli = json!({ "id": "hooli", "display_name": "Hooli" });
-        let (status, headers, _) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
+        let (status, headers, first) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
         assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+        let first: Value = serde_json::from_slice(&first).unwrap();
+        assert!(first["secret"].as_str().is_some_and(|s| s.starts_with("nxt_")), "{first}");
         let (status, headers, again) = keyed(&env, "/v1/tenants", &env.operator, "create-hooli", &hooli).await;
         let again: Value = serde_json::from_slice(&again).unwrap();
-        assert_eq!(
-            (status, replayed(&headers), again["error"]["code"].as_str()),
-            (StatusCode::CONFLICT, None, Some("tenant_exists"))
-        );
-        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE '%secret%'")
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, Some("true")), "{again}");
+        assert_eq!(again["id"], first["id"]);
+        assert_eq!(again["tenant"], "hooli");
+        assert!(again.get("secret").is_none(), "{again}");
+        assert_eq!(again["secret_shown_once"], true);
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM idempotency_keys WHERE response LIKE '%nxt_%'")
             .fetch_one(&env.market.db.pool)
             .await
             .unwrap();
         assert_eq!(kept, 0, "no stored answer holds a secret");
         assert_eq!(audit_count(&env, "tenant.created").await, 1);
+
+        // A refusal took no effect and is not kept: the corrected request runs under the key.
+        let bad = json!({ "id": "Bad Id", "display_name": "x" });
+        let (status, ..) = keyed(&env, "/v1/tenants", &env.operator, "create-acme", &bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let good = json!({ "id": "acme", "display_name": "Acme" });
+        let (status, headers, _) = keyed(&env, "/v1/tenants", &env.operator, "create-acme", &good).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
 
         // Installs: one install however often the request is retried; keys are per caller.
         let globex = env.tenant("globex").await;
@@ -282,6 +294,43 @@ fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
             (serde_json::from_slice(&first).unwrap(), serde_json::from_slice(&theirs).unwrap());
         assert_eq!((first["tenant"].as_str(), theirs["tenant"].as_str()), (Some("globex"), Some("initech")));
         assert_ne!(first["id"], theirs["id"]);
+    });
+}
+
+#[test]
+fn parallel_retries_with_one_key_mint_one_token_and_never_fail() {
+    on_both(|postgres| async move {
+        let env = std::sync::Arc::new(Env::new(postgres).await);
+        let globex = env.tenant("globex").await;
+        let mut retries = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (env, globex) = (env.clone(), globex.clone());
+            retries.spawn(async move {
+                let body = json!({ "scopes": ["read"], "label": "ci" });
+                let (status, _, body) = keyed(&env, "/v1/tenants/globex/tokens", &globex, "mint-ci", &body).await;
+                (status, serde_json::from_slice::<Value>(&body).unwrap())
+            });
+        }
+        let (mut created, mut secrets, mut ids) = (0, 0, std::collections::BTreeSet::new());
+        while let Some(answer) = retries.join_next().await {
+            let (status, body) = answer.unwrap();
+            match status {
+                StatusCode::CREATED => {
+                    created += 1;
+                    secrets += usize::from(body.get("secret").is_some());
+                    ids.insert(body["id"].as_str().unwrap().to_string());
+                }
+                StatusCode::CONFLICT => assert_eq!(body["error"]["code"], "idempotency_in_progress", "{body}"),
+                other => panic!("{other}: {body}"),
+            }
+        }
+        assert!(created >= 1);
+        assert_eq!((secrets, ids.len()), (1, 1), "one token minted, its secret shown once");
+        let labelled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM account_tokens WHERE label = 'ci'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(labelled, 1);
     });
 }
 
