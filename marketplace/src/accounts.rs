@@ -262,6 +262,7 @@ async fn insert_token(
 /// Issues an operator token. Only the `nexus operator token` command (with database access)
 /// and an existing operator may do this.
 pub async fn issue_operator_token(db: &Db, label: &str) -> Result<IssuedAccountToken, MarketError> {
+    MarketError::check_text("invalid_request", "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
     insert_token(db, "operator", None, &["admin".to_string()], label, None).await
 }
 
@@ -295,6 +296,7 @@ pub async fn issue_tenant_token(
     if scopes.is_empty() {
         return Err(MarketError::invalid("invalid_request", "a token needs at least one scope"));
     }
+    MarketError::check_text("invalid_request", "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
     let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
     insert_token(db, "tenant", Some(tenant), &scopes, label, expires_at).await
 }

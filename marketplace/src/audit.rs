@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 
+use nexus_registry::text::MAX_QUERY_CHARS;
+
 use crate::error::{MarketError, Page};
 
 /// Who did it when the platform itself acted (an automatic upgrade, a circuit breaker).
@@ -62,11 +64,21 @@ pub struct AuditQuery {
     pub per_page: Option<u32>,
 }
 
+/// `text` as a LIKE pattern that matches only itself (with a backslash as the escape character).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 pub async fn list(db: &Db, query: &AuditQuery) -> Result<Page<AuditEntry>, MarketError> {
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
     let page = query.page.unwrap_or(1).max(1);
-    let filter = "WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor LIKE $2) AND ($3 IS NULL OR target = $3)";
-    let actor = query.actor.as_ref().map(|a| format!("{}%", a.replace('%', "")));
+    for (field, value) in [("action", &query.action), ("actor", &query.actor), ("target", &query.target)] {
+        MarketError::check_text("invalid_query", field, value.as_deref().unwrap_or_default(), MAX_QUERY_CHARS)?;
+    }
+    // The actor is a prefix: its own `%`, `_` and `\` match only themselves.
+    let filter = "WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor LIKE $2 ESCAPE '\\') \
+                  AND ($3 IS NULL OR target = $3)";
+    let actor = query.actor.as_ref().map(|a| format!("{}%", like_literal(a)));
     let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log {filter}"))
         .bind(query.action.as_deref())
         .bind(actor.as_deref())

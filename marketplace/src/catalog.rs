@@ -17,6 +17,8 @@ use sqlx::any::AnyRow;
 
 use crate::accounts::Caller;
 use crate::audit;
+use nexus_registry::text::{MAX_QUERY_CHARS, MAX_REASON_CHARS};
+
 use crate::error::{MarketError, Page};
 
 pub const MAX_PER_PAGE: u32 = 100;
@@ -233,7 +235,9 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
         return Err(MarketError::invalid("invalid_query", format!("per_page must be 1 to {MAX_PER_PAGE}")));
     }
     let page = query.page.unwrap_or(1).max(1);
-    let terms = terms(query.q.as_deref().unwrap_or_default());
+    let q = query.q.as_deref().unwrap_or_default();
+    MarketError::check_text("invalid_query", "q", q, MAX_QUERY_CHARS)?;
+    let terms = terms(q);
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
     let pricing = filter_value("pricing", query.pricing.as_ref(), &["free", "flat", "per-unit"])?;
@@ -402,6 +406,9 @@ async fn set_mark(
     text: Option<&str>,
 ) -> Result<Listing, MarketError> {
     caller.require_operator()?;
+    if let Some(text) = text {
+        MarketError::check_text("invalid_request", "reason", text, MAX_REASON_CHARS)?;
+    }
     let mut tx = db.pool.begin().await?;
     let update = format!("UPDATE listings SET {} = $1, {} = $2 WHERE plugin_id = $3", mark.at_column, mark.text_column);
     let updated =

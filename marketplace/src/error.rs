@@ -57,6 +57,12 @@ impl MarketError {
         Self::Invalid { code, message: message.into() }
     }
 
+    /// Free text a caller chose, within its bound (`nexus_registry::text`); `code` is
+    /// `invalid_request` for bodies, `invalid_query` for query strings.
+    pub fn check_text(code: &'static str, field: &str, value: &str, max: usize) -> Result<(), Self> {
+        nexus_registry::text::check(field, value, max, false).map_err(|message| Self::invalid(code, message))
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::Conflict { code, message: message.into() }
     }

@@ -189,6 +189,9 @@ fn event(request: EventRequest) -> Result<(Event, bool), MarketError> {
     if !event_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) {
         return Err(bad(format!("`type` `{event_type}` may hold only letters, digits, '.', '-' and '_'")));
     }
+    if !request.payload.is_object() {
+        return Err(bad("`payload` must be a JSON object".into()));
+    }
     let (id, from_client) = match request.id {
         Some(id) if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES => {
             return Err(bad(format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes")));

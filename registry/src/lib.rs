@@ -16,6 +16,7 @@ pub mod publish;
 pub mod publishers;
 pub mod resolve;
 pub mod signature;
+pub mod text;
 pub mod versions;
 
 use std::collections::BTreeSet;

@@ -103,6 +103,8 @@ fn scopes_text(scopes: &BTreeSet<Scope>) -> String {
 
 /// Creates a publisher (an operator's action) and its first token, with every scope.
 pub async fn create_publisher(db: &Db, name: &PublisherName, display_name: &str) -> Result<IssuedToken, RegistryError> {
+    crate::text::check("display_name", display_name, crate::text::MAX_DISPLAY_NAME_CHARS, true)
+        .map_err(RegistryError::InvalidRequest)?;
     let inserted = sqlx::query("INSERT INTO publishers (name, display_name, created_at) VALUES ($1, $2, $3)")
         .bind(name.as_str())
         .bind(display_name)
@@ -124,6 +126,7 @@ pub async fn issue_token(
     label: &str,
     expires_at: Option<i64>,
 ) -> Result<IssuedToken, RegistryError> {
+    crate::text::check("label", label, crate::text::MAX_LABEL_CHARS, false).map_err(RegistryError::InvalidRequest)?;
     if scopes.is_empty() {
         return Err(RegistryError::InvalidRequest("a token needs at least one scope".into()));
     }

@@ -95,9 +95,14 @@ impl FromStr for PublicKey {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = decode_fixed::<32>(s, PUBLIC_PREFIX, "public key").map_err(SignatureError::InvalidKey)?;
-        VerifyingKey::from_bytes(&bytes)
-            .map(Self)
-            .map_err(|_| SignatureError::InvalidKey("public key is not a valid ed25519 point".into()))
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| SignatureError::InvalidKey("public key is not a valid ed25519 point".into()))?;
+        // A small-order point (the all-zero key among them) verifies signatures anyone can
+        // forge: never accept one as a publisher's key.
+        if key.is_weak() {
+            return Err(SignatureError::InvalidKey("public key is a weak (small-order) ed25519 point".into()));
+        }
+        Ok(Self(key))
     }
 }
 
@@ -321,6 +326,25 @@ mod tests {
             let err = text.parse::<Signature>().unwrap_err();
             assert_eq!(err, SignatureError::InvalidSignature(expected.into()), "{text}");
             assert_eq!(err.code(), "invalid_signature");
+        }
+    }
+}
+
+#[cfg(test)]
+mod weak_key_tests {
+    use super::*;
+
+    #[test]
+    fn weak_public_keys_are_refused() {
+        // All zeros, and the identity point (1, 0...): both small-order.
+        for bytes in [[0u8; 32], {
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        }] {
+            let text = format!("{PUBLIC_PREFIX}{}", STANDARD.encode(bytes));
+            let error = text.parse::<PublicKey>().err().map(|e| e.to_string());
+            assert!(error.as_deref().is_some_and(|e| e.contains("weak (small-order)")), "{error:?}");
         }
     }
 }

@@ -73,7 +73,7 @@ fn a_flooding_tenant_waits_for_its_share_while_others_are_served() {
             let mut attacker = context(&[]);
             attacker.tenant = "attacker".into();
             attacker.install = format!("a{n}");
-            flood.spawn(async move { host.invoke(&sleeper, attacker, &event("x", "1200")).await });
+            flood.spawn(async move { host.invoke(&sleeper, attacker, &event("x", r#"{"ms":1200}"#)).await });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -116,7 +116,7 @@ fn a_sleep_past_the_wall_clock_ends_there_without_burning_fuel() {
     block_on(async {
         let mut context = context(&[]);
         context.limits.wall_clock = Duration::from_millis(100);
-        let run = invoke(SLEEPER, context, &event("x", "5000")).await;
+        let run = invoke(SLEEPER, context, &event("x", r#"{"ms":5000}"#)).await;
         let Err(InvocationError::LimitExceeded(hit)) = run.result else { panic!("{:?}", run.result) };
         assert_eq!((hit.limit, hit.max), (Limit::WallClockMs, 100));
         assert!(hit.used > 100 && hit.used < 1_000, "{hit:?}");

@@ -162,7 +162,7 @@ fn scenarios(webhook: &Webhook) -> Vec<Scenario> {
         hostile("snooper", "snoop.file", "/etc/passwd", context(&all, &[])),
         hostile("snooper", "snoop.env", "", context(&all, &[])),
         hostile("panicker", "any", "{}", context(&[], &[])),
-        sample("sleeper", "any", "20", context(&[], &[])),
+        sample("sleeper", "any", r#"{"ms":20}"#, context(&[], &[])),
         sample("terminal-forger", "any", "{}", context(&[Capability::Log], &[])),
         hostile("host-call-loop", "any", "{}", calls),
         hostile("kv-delete-flood", "any", "{}", context(&[Capability::Kv], &[])),

@@ -114,6 +114,7 @@ pub(super) fn grants_cover(grants: &Grants, record: &VersionRecord) -> bool {
 
 /// What installing `plugin` at `requirement` would ask for.
 pub async fn preview(market: &Market, plugin: &str, requirement: Option<&str>) -> Result<Consent, MarketError> {
+    MarketError::check_text("invalid_query", "requirement", requirement.unwrap_or_default(), 100)?;
     let id = plugin_id(plugin)?;
     let requirement = parse_requirement(requirement.unwrap_or("*")).map_err(RegistryError::from)?;
     Ok(Consent::of(&market.registry.resolve(&id, &requirement).await?))

@@ -437,7 +437,7 @@ fn table(install_id: &str, pii_consent: &Value, upgrade_consent: &Value) -> Vec<
         route("POST", format!("{install}/upgrade"), owner_changes(OK)).json(json!({ "consent": upgrade_consent })),
         route("POST", format!("{install}/resume"), owner_changes(OK)).fresh(Fresh::PausedInstall),
         route("POST", format!("{install}/invoke"), owner_changes(OK))
-            .json(json!({ "type": "authz.probe", "payload": "hi" })),
+            .json(json!({ "type": "authz.probe", "payload": { "say": "hi" } })),
         route("GET", format!("{install}/invocations"), owner_reads),
         route("POST", "/v1/events", [ANON, DENY, DENY, DENY, OK, OK, SCOPE])
             .json(json!({ "type": "authz.probe", "payload": { "n": 1 } })),

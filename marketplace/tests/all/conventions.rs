@@ -533,3 +533,77 @@ fn unknown_routes_and_methods_get_the_error_shape() {
         );
     });
 }
+
+#[test]
+fn free_text_is_bounded_and_filters_match_literally() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let long = "x".repeat(50_000);
+        let cases = [
+            (
+                "GET",
+                format!("/v1/catalog?q={long}"),
+                None,
+                "invalid_query",
+                "`q` must be at most 200 characters, got 50000",
+            ),
+            (
+                "GET",
+                format!("/v1/audit?actor={long}"),
+                None,
+                "invalid_query",
+                "`actor` must be at most 200 characters, got 50000",
+            ),
+            (
+                "GET",
+                format!("/v1/audit?target={long}"),
+                None,
+                "invalid_query",
+                "`target` must be at most 200 characters, got 50000",
+            ),
+            (
+                "POST",
+                "/v1/operator/tokens".to_string(),
+                Some(json!({ "label": "l".repeat(101) })),
+                "invalid_request",
+                "`label` must be at most 100 characters, got 101",
+            ),
+            (
+                "POST",
+                "/v1/publishers".to_string(),
+                Some(json!({ "id": "longname", "display_name": "d".repeat(101) })),
+                "invalid_request",
+                "invalid request: `display_name` must be at most 100 characters, got 101",
+            ),
+            (
+                "POST",
+                "/v1/catalog/nexus-labs/echo/delist".to_string(),
+                Some(json!({ "reason": "r".repeat(501) })),
+                "invalid_request",
+                "`reason` must be at most 500 characters, got 501",
+            ),
+        ];
+        for (method, uri, body, code, message) in cases {
+            let body = body.map(|b| b.to_string());
+            let answer = env.call(method, &uri, Some(&env.operator), body.as_deref()).await;
+            assert_eq!(answer.1["error"]["message"], message, "{method} {}", &uri[..uri.len().min(60)]);
+            assert_error(method, answer, StatusCode::BAD_REQUEST, code);
+        }
+
+        // `_` and `%` in the actor prefix match only themselves.
+        env.tenant("globex").await;
+        let (status, page) = env.get("/v1/audit?actor=operator%3A_", &env.operator).await;
+        assert_eq!((status, page["total"].as_u64()), (StatusCode::OK, Some(0)), "{page}");
+        let (_, page) = env.get("/v1/audit?actor=%25", &env.operator).await;
+        assert_eq!(page["total"], 0, "{page}");
+        let (_, page) = env.get("/v1/audit?actor=operator%3A", &env.operator).await;
+        assert!(page["total"].as_u64().unwrap() > 0, "{page}");
+
+        // A weak (small-order) signing key is never registered.
+        let zero = format!("ed25519:{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [0u8; 32]));
+        let (status, body) =
+            env.post("/v1/publishers/nexus-labs/keys", &env.publisher, json!({ "public_key": zero })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("weak (small-order)"), "{body}");
+    });
+}

@@ -147,13 +147,19 @@ fn events_reach_every_install_that_handles_them_and_are_recorded() {
             .post(
                 &format!("/v1/installs/{}/invoke", echo["id"].as_str().unwrap()),
                 &tenant,
-                json!({ "type": "x.y", "payload": "hi" }),
+                json!({ "type": "x.y", "payload": { "say": "hi" } }),
             )
             .await;
         assert_eq!(
             (status, delivery["outcome"].as_str(), delivery["data"].as_str()),
-            (StatusCode::OK, Some("ok"), Some("> \"hi\""))
+            (StatusCode::OK, Some("ok"), Some("> {\"say\":\"hi\"}"))
         );
+        // The payload is a JSON object, as the schema says.
+        for payload in [json!("hi"), json!(1), json!(null), json!([1])] {
+            let (status, body) = env.post("/v1/events", &tenant, json!({ "type": "x.y", "payload": payload })).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_event")));
+            assert_eq!(body["error"]["message"], "`payload` must be a JSON object");
+        }
     });
 }
 
@@ -187,7 +193,7 @@ fn installs_follow_new_versions_unless_they_ask_for_more() {
         assert_eq!(current["version"], "0.1.1");
         assert_eq!(current["pending_upgrade"]["version"], "0.1.2");
         assert_eq!(current["pending_upgrade"]["reason"], "0.1.2 asks for more than you granted: kv");
-        let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": 1 })).await;
+        let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": { "n": 1 } })).await;
         assert_eq!(receipt["deliveries"][0]["version"], "0.1.1");
 
         let (status, body) = env
@@ -338,7 +344,7 @@ fn a_component_that_no_longer_verifies_is_recorded_as_load_failed_not_run() {
         let revoke = format!("/v1/publishers/nexus-labs/keys/{}", key.public_key().fingerprint());
         let (status, _) = env.call("DELETE", &revoke, Some(&env.publisher), None).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
-        let (status, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": 1 })).await;
+        let (status, receipt) = env.post("/v1/events", &tenant, json!({ "type": "a.b", "payload": { "n": 1 } })).await;
         assert_eq!(status, StatusCode::OK, "one broken install does not fail the event");
         let delivery = &receipt["deliveries"][0];
         assert_eq!(delivery["outcome"], "load_failed");

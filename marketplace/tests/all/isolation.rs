@@ -60,7 +60,7 @@ fn a_flooding_tenant_gets_back_pressure_while_another_tenant_is_served() {
                     .uri("/v1/events")
                     .header(header::AUTHORIZATION, format!("Bearer {attacker}"))
                     .header(header::CONTENT_TYPE, "application/json")
-                    .body(json!({ "type": "hold", "payload": 1500 }).to_string().into())
+                    .body(json!({ "type": "hold", "payload": { "ms": 1500 } }).to_string().into())
                     .unwrap();
                 let (status, headers, body) = env.raw(request).await;
                 let retry = headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());

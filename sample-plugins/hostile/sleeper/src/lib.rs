@@ -1,9 +1,9 @@
-//! Hostile: sleeps for the number of milliseconds given as the payload. Sleeping is a WASI
+//! Hostile: sleeps for the milliseconds in the payload's `ms` field. Sleeping is a WASI
 //! poll, which burns no fuel, so only a wall-clock limit can end a long sleep.
 
 use std::time::Duration;
 
-use nexus_plugin_sdk::{Event, Guest, Info, Outcome, PluginError};
+use nexus_plugin_sdk::{Event, Guest, Info, Outcome, PluginError, payload};
 
 struct Plugin;
 
@@ -13,10 +13,9 @@ impl Guest for Plugin {
     }
 
     fn handle(event: Event) -> Result<Outcome, PluginError> {
-        let millis: u64 = event
-            .payload
-            .parse()
-            .map_err(|e| PluginError::invalid_payload(format!("payload is not a number of milliseconds: {e}")))?;
+        let fields = payload::object(&event.payload)?;
+        let millis = u64::try_from(payload::integer(&fields, "ms")?)
+            .map_err(|_| PluginError::invalid_payload("payload field ms must not be negative"))?;
         std::thread::sleep(Duration::from_millis(millis));
         Ok(Outcome { data: Some(format!("slept {millis}")), actions: vec![] })
     }
