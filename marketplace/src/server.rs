@@ -5,12 +5,15 @@
 mod account_routes;
 mod auth;
 mod catalog_routes;
+mod envelope;
 mod error;
 mod extract;
 mod health;
 mod idempotency;
 mod install_routes;
+mod listen;
 pub mod metrics;
+pub use listen::ConnectionLimits;
 mod openapi;
 mod registry_routes;
 
@@ -55,6 +58,8 @@ pub struct ServeConfig {
     pub tenant_limits: TenantLimits,
     /// Internal address ranges plugins' outbound HTTP may reach (none by default).
     pub allow_private_networks: Vec<ipnet::IpNet>,
+    /// Bounds on clients' connections.
+    pub connections: ConnectionLimits,
 }
 
 impl ServeConfig {
@@ -97,6 +102,11 @@ impl ServeConfig {
 }
 
 pub fn app(state: AppState) -> Router {
+    app_with(state, &ConnectionLimits::default())
+}
+
+/// The router with the request timeouts of `limits`.
+pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
     let metrics = state.market.runner.metrics.clone();
     Router::new()
         .merge(health::routes())
@@ -115,6 +125,8 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(listen::timeouts(limits))
+        .layer(axum::middleware::from_fn(envelope::middleware))
         .with_state(state)
 }
 
@@ -126,16 +138,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     println!("nexus serving on {public_url} (data in {})", config.data_dir.display());
-    serve_on(listener, AppState { market, public_url }, shutdown_signal()).await
+    serve_with(listener, AppState { market, public_url }, config.connections, shutdown_signal()).await
 }
 
-/// Serves `state` on `listener` until `shutdown` completes.
+/// Serves `state` on `listener` with the default connection limits until `shutdown`
+/// completes.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    serve_with(listener, state, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serves `state` on `listener` within `limits` until `shutdown` completes.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    listen::serve(listener, app_with(state, &limits), limits, shutdown).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::runner::TenantLimits;
-use crate::server::{self, ServeConfig};
+use crate::server::{self, ConnectionLimits, ServeConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct Storage {
@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// unique-local and metadata addresses are refused, whatever a manifest lists.
     #[arg(long = "allow-private-network", value_name = "CIDR")]
     allow_private_networks: Vec<ipnet::IpNet>,
+    /// Client connections open at once; more wait until one closes.
+    #[arg(long, default_value_t = ConnectionLimits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle keep-alive
+    /// connection stays open).
+    #[arg(long, default_value_t = ConnectionLimits::default().header_timeout.as_secs())]
+    header_timeout_secs: u64,
     /// Seed a demo marketplace (publishers, signed sample plugins, tenants, installs) and
     /// keep events flowing, printing tokens to try the API with.
     #[arg(long)]
@@ -76,6 +83,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         public_url: args.public_url,
         tenant_limits: args.limits.limits(),
         allow_private_networks: args.allow_private_networks,
+        connections: ConnectionLimits {
+            max_connections: args.max_connections,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+            ..ConnectionLimits::default()
+        },
     };
     if args.demo {
         super::live_demo::serve(config).await?;
@@ -95,6 +107,7 @@ impl Storage {
             public_url: None,
             tenant_limits: TenantLimits::default(),
             allow_private_networks: Vec::new(),
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -97,8 +97,28 @@ impl From<RegistryError> for ApiError {
     }
 }
 
+/// Whether reading a body failed because the client did not send it in time.
+pub fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The answer to a body that did not arrive within the body timeout.
+pub fn body_timeout() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body was not sent in time")
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if body_timed_out(&rejection) {
+            return body_timeout();
+        }
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The code every other size refusal (uploads, idempotent requests) answers with.

@@ -68,7 +68,10 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     let (mut parts, body) = request.into_parts();
     // The route's `Auth` takes the caller from here rather than looking the token up again.
     parts.extensions.insert(authenticated);
-    let bytes = to_bytes(body, MAX_UPLOAD_BYTES).await.map_err(|_| {
+    let bytes = to_bytes(body, MAX_UPLOAD_BYTES).await.map_err(|error| {
+        if super::error::body_timed_out(&error) {
+            return super::error::body_timeout();
+        }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

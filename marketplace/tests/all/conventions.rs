@@ -36,7 +36,12 @@ fn assert_error(what: &str, (status, body): (StatusCode, Value), want: StatusCod
     let error = body["error"].as_object().unwrap();
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
     let keys: Vec<&str> = error.keys().map(String::as_str).collect();
-    assert_eq!((body.as_object().map(|o| o.len()), keys), (Some(1), vec!["code", "message"]), "{what}: {body}");
+    assert_eq!(
+        (body.as_object().map(|o| o.len()), keys),
+        (Some(1), vec!["code", "message", "request_id"]),
+        "{what}: {body}"
+    );
+    assert!(error["request_id"].as_str().is_some_and(|id| id.starts_with("req_")), "{what}: {body}");
 }
 
 #[test]
@@ -605,5 +610,28 @@ fn free_text_is_bounded_and_filters_match_literally() {
             env.post("/v1/publishers/nexus-labs/keys", &env.publisher, json!({ "public_key": zero })).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("weak (small-order)"), "{body}");
+    });
+}
+
+#[test]
+fn every_answer_has_a_request_id_and_every_error_the_json_shape() {
+    runtime().block_on(async {
+        let env = Env::with(false, Options { samples: false, ..Options::default() }).await;
+        let (status, headers, _) = send(&env, "GET", "/healthz", None, None, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        let first = headers["x-request-id"].to_str().unwrap().to_string();
+        assert!(first.starts_with("req_") && first.len() == 28, "{first}");
+        let (_, headers, _) = send(&env, "GET", "/healthz", None, None, Body::empty()).await;
+        assert_ne!(headers["x-request-id"].to_str().unwrap(), first, "one id per request");
+
+        // A path that is not UTF-8 is refused by axum's extractor as plain text; the answer
+        // still comes in the one shape, with the same request id as its header.
+        let request =
+            Request::get("/v1/installs/%FF%FE").header(header::AUTHORIZATION, format!("Bearer {}", env.operator));
+        let (status, headers, body) = env.raw(request.body(Body::empty()).unwrap()).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_error("invalid UTF-8 path", (status, body.clone()), StatusCode::BAD_REQUEST, "bad_request");
+        assert_eq!(body["error"]["request_id"], headers["x-request-id"].to_str().unwrap());
     });
 }

@@ -7,6 +7,7 @@
 mod authz;
 mod catalog;
 mod common;
+mod connections;
 mod conventions;
 mod crash;
 mod exactly_once;

@@ -57,6 +57,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         public_url: None,
         tenant_limits: LIMITS,
         allow_private_networks: Vec::new(),
+        connections: nexus_marketplace::server::ConnectionLimits::default(),
     };
     let market = Arc::new(config.market().await?);
     let tenant_token = seed(&market).await.context("seeding the marketplace")?;

@@ -1,0 +1,77 @@
+//! What every answer carries, whichever layer produced it: an `x-request-id` (also in the
+//! log lines of the request and in the error body, as Stripe and GitHub do), and for every
+//! error the one JSON shape `{"error": {"code", "message", "request_id"}}`. Errors written
+//! by axum's extractors or other layers as plain text (an invalid UTF-8 path, a missing
+//! header) are rewritten into that shape here.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub const HEADER: &str = "x-request-id";
+/// Error bodies larger than this are not inspected (ours are a few hundred bytes).
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+pub async fn middleware(request: Request, next: Next) -> Response {
+    let id = match nexus_registry::publishers::random_hex(12) {
+        Ok(hex) => format!("req_{hex}"),
+        Err(_) => "req_unavailable".to_string(),
+    };
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = in_error_shape(response, &id).await;
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+/// The error answer in the one JSON shape, with the request id in it.
+async fn in_error_shape(response: Response, id: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+    let mut value = serde_json::from_slice::<serde_json::Value>(&bytes).ok().filter(|v| v["error"]["code"].is_string());
+    if value.is_none() {
+        let text = String::from_utf8_lossy(&bytes).trim().to_string();
+        let message = if text.is_empty() {
+            parts.status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            nexus_host::limits::clip(&text, 500)
+        };
+        value = Some(serde_json::json!({ "error": { "code": code_of(parts.status), "message": message } }));
+    }
+    let mut value = value.unwrap_or_default();
+    if let Some(error) = value["error"].as_object_mut() {
+        error.insert("request_id".into(), serde_json::Value::String(id.to_string()));
+    }
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
+}
+
+/// The code of an error some other layer wrote, by its status.
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "server_error",
+        _ => "bad_request",
+    }
+}
