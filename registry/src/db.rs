@@ -84,16 +84,19 @@ impl Db {
             Backend::Postgres => postgres,
         };
         let mut tx = self.pool.begin().await.map_err(storage)?;
+        if self.backend == Backend::Postgres {
+            // Several nodes may start at once on a fresh database: before anything is
+            // touched (even the bookkeeping table, whose `CREATE TABLE IF NOT EXISTS` is not
+            // safe under concurrency), one takes this lock and migrates, the others wait for
+            // it and find the work done. Released when the transaction ends.
+            tx.execute(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})").as_str()).await.map_err(storage)?;
+        }
         tx.execute(
             format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
                 .as_str(),
         )
         .await
         .map_err(storage)?;
-        if self.backend == Backend::Postgres {
-            // Several nodes may start at once: one migrates, the others wait for it.
-            tx.execute(format!("LOCK TABLE {table} IN EXCLUSIVE MODE").as_str()).await.map_err(storage)?;
-        }
         let applied: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *tx).await.map_err(storage)?;
         for (index, migration) in migrations.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
@@ -108,6 +111,10 @@ impl Db {
         tx.commit().await.map_err(storage)
     }
 }
+
+/// The PostgreSQL advisory lock key migrations take (any constant that nothing else uses:
+/// the bytes of "nexusmig").
+const MIGRATION_LOCK: i64 = 0x6e65_7875_736d_6967;
 
 /// Milliseconds since the Unix epoch, the time type of every table.
 pub fn now_ms() -> i64 {

@@ -17,4 +17,5 @@ mod live_demo;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;
+mod scale_out;
 mod tenant_cli;
