@@ -80,7 +80,9 @@ fn put_file(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     }
     let folder = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder).map_err(|e| storage(format!("{}: {e}", folder.display())))?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    // One temporary name per write: two publishes of the same bytes at once (a retry, a
+    // race) each rename their own file into place; the content is the same either way.
+    let temporary = path.with_extension(format!("tmp-{}", crate::publishers::random_hex(8)?));
     std::fs::write(&temporary, bytes).map_err(|e| storage(format!("{}: {e}", temporary.display())))?;
     std::fs::rename(&temporary, path).map_err(|e| storage(format!("{}: {e}", path.display())))
 }
