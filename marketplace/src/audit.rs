@@ -51,6 +51,7 @@ where
 
 /// Filters for reading the log; every field narrows.
 #[derive(Debug, Default, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Exact action, such as `install.created`.

@@ -94,9 +94,11 @@ pub enum Sort {
 
 /// Search parameters; every field is optional.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
-    /// Words to find; each must occur.
+    /// Words to find; each must occur. At most 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     pub category: Option<String>,
     /// `free`, `flat` or `per-unit`.
@@ -106,8 +108,10 @@ pub struct SearchQuery {
     pub featured: Option<bool>,
     pub sort: Option<Sort>,
     /// 1-based.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 

@@ -214,6 +214,7 @@ pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketEr
 
 /// Filters for reading invocations.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InvocationQuery {
     pub outcome: Option<String>,

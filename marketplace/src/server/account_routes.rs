@@ -165,7 +165,7 @@ pub async fn revoke_tenant_token(
 }
 
 #[utoipa::path(post, path = "/v1/publishers", tag = "accounts", request_body = CreateAccount,
-    responses((status = 201, description = "the publisher's first token, shown once")))]
+    responses((status = 201, body = Object, description = "the publisher's first token, shown once")))]
 pub async fn create_publisher(
     State(state): State<AppState>,
     Auth(caller): Auth,

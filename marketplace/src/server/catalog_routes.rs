@@ -46,6 +46,7 @@ pub async fn detail(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentQuery {
     /// The version requirement to resolve, default `*`.

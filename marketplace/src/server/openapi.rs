@@ -11,7 +11,7 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Nexus marketplace API", description = "Plugins, installs and events. Errors are `{\"error\": {\"code\", \"message\"}}`."),
+    info(title = "Nexus marketplace API", description = "Plugins, installs and events. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every answer has an `x-request-id`."),
     paths(
         account_routes::who_am_i,
         account_routes::create_tenant,
@@ -52,6 +52,8 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
         registry_routes::create_token,
         registry_routes::revoke_token,
     ),
+    components(schemas(ErrorBody, ErrorDetail, crate::catalog::Sort)),
+    modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Tenants, publishers, tokens, audit log"),
         (name = "catalog", description = "Search, listings, consent preview, moderation"),
@@ -61,6 +63,59 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
     )
 )]
 pub struct ApiDoc;
+
+/// The one error shape every error answer has.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only its schema is used: errors are written by `ApiError`.
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `consent_required`, `rate_limited`, ...
+    code: String,
+    /// What went wrong and what to do, for people.
+    message: String,
+    /// The answer's `x-request-id`.
+    request_id: String,
+    /// Structured context for some codes (the capabilities awaiting consent, ...).
+    #[schema(value_type = Option<Object>)]
+    details: Option<()>,
+}
+
+/// What every operation shares: bearer tokens (`nxo_` operator, `nxt_` tenant, publisher
+/// tokens), and errors in the one shape.
+struct Conventions;
+
+impl utoipa::Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+            // Reading the catalog and the registry needs no token.
+            utoipa::openapi::security::SecurityRequirement::default(),
+        ]);
+        let error = ResponseBuilder::new()
+            .description("An error: `{\"error\": {\"code\", \"message\", \"request_id\"}}` with a stable code")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch].into_iter().flatten()
+            {
+                operation.responses.responses.entry("default".into()).or_insert_with(|| error.clone().into());
+            }
+        }
+    }
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))

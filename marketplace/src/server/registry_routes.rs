@@ -47,7 +47,7 @@ fn version(text: &str) -> Result<Version, ApiError> {
 /// `multipart/form-data` with parts `manifest` (the nexus.toml text), `component` (the
 /// bytes), and optionally `digest`, `signature` and `key` (the signing key's fingerprint).
 #[utoipa::path(post, path = "/v1/publish", tag = "registry", request_body(content_type = "multipart/form-data", description = "parts `manifest` (nexus.toml text), `component` (bytes), optional `digest`, `signature`, `key`"),
-    responses((status = 201, description = "the published version and its URL")))]
+    responses((status = 201, body = Object, description = "the published version and its URL")))]
 pub async fn publish_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
@@ -102,7 +102,7 @@ pub struct PublishedBody {
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path)),
-    responses((status = 200, description = "every version, newest first, yanked ones included")))]
+    responses((status = 200, body = Vec<Object>, description = "every version, newest first, yanked ones included")))]
 pub async fn list_versions(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
@@ -111,7 +111,7 @@ pub async fn list_versions(
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions/{version}", tag = "registry",
-    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, description = "one version with its manifest")))]
+    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, body = Object, description = "one version with its manifest")))]
 pub async fn get_version(
     State(state): State<AppState>,
     Path((publisher, name, text)): Path<(String, String, String)>,
@@ -120,13 +120,14 @@ pub async fn get_version(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveQuery {
     req: String,
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/resolve", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path), ResolveQuery),
-    responses((status = 200, description = "the highest non-yanked version matching `req`")))]
+    responses((status = 200, body = Object, description = "the highest non-yanked version matching `req`")))]
 pub async fn resolve_version(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
@@ -167,7 +168,7 @@ pub struct YankBody {
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{publisher}/{name}/versions/{version}/yank", tag = "registry",
-    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), request_body = YankBody, responses((status = 200, description = "the yanked version")))]
+    params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), request_body = YankBody, responses((status = 200, body = Object, description = "the yanked version")))]
 pub async fn yank_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
@@ -187,7 +188,7 @@ fn own_namespace(caller: &nexus_registry::Credential, publisher: &str) -> Result
 }
 
 #[utoipa::path(get, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path)),
-    responses((status = 200, description = "the publisher's signing keys, revoked ones included")))]
+    responses((status = 200, body = Vec<Object>, description = "the publisher's signing keys, revoked ones included")))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Path(publisher): Path<String>,
@@ -205,7 +206,7 @@ pub struct AddKeyBody {
 }
 
 #[utoipa::path(post, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path)),
-    request_body = AddKeyBody, responses((status = 201, description = "the registered key")))]
+    request_body = AddKeyBody, responses((status = 201, body = Object, description = "the registered key")))]
 pub async fn add_key(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
@@ -244,7 +245,7 @@ pub struct TokenBody {
 }
 
 #[utoipa::path(post, path = "/v1/publishers/{publisher}/tokens", tag = "registry", params(("publisher" = String, Path)),
-    request_body = TokenBody, responses((status = 201, description = "the token, shown once")))]
+    request_body = TokenBody, responses((status = 201, body = Object, description = "the token, shown once")))]
 pub async fn create_token(
     State(state): State<AppState>,
     Publisher(caller): Publisher,

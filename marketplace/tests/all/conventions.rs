@@ -635,3 +635,95 @@ fn every_answer_has_a_request_id_and_every_error_the_json_shape() {
         assert_eq!(body["error"]["request_id"], headers["x-request-id"].to_str().unwrap());
     });
 }
+
+/// Every `$ref` in `value`.
+fn refs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                found.push(target.clone());
+            }
+            map.values().for_each(|v| refs(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_describes_errors_and_security() {
+    runtime().block_on(async {
+        let env = Env::with(false, Options { samples: false, ..Options::default() }).await;
+        let (status, _, doc) = send(&env, "GET", "/openapi.json", None, None, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        let mut problems = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let templated: Vec<&str> =
+                path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+            for (method, operation) in item.as_object().unwrap() {
+                let params = operation["parameters"].as_array().cloned().unwrap_or_default();
+                let in_path: Vec<&str> =
+                    params.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect();
+                for param in &params {
+                    let place = param["in"].as_str().unwrap_or_default();
+                    if !["path", "query", "header"].contains(&place) {
+                        problems.push(format!("{method} {path}: parameter {} in `{place}`", param["name"]));
+                    }
+                    if place == "path" && param["required"] != true {
+                        problems.push(format!("{method} {path}: path parameter {} not required", param["name"]));
+                    }
+                }
+                let mut declared = in_path.clone();
+                declared.sort_unstable();
+                let mut wanted = templated.clone();
+                wanted.sort_unstable();
+                if declared != wanted {
+                    problems.push(format!("{method} {path}: path parameters {declared:?}, template {wanted:?}"));
+                }
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    if status.starts_with('2')
+                        && status != "204"
+                        && response["content"].as_object().is_none_or(|c| c.is_empty())
+                    {
+                        problems.push(format!("{method} {path}: {status} has no body schema"));
+                    }
+                }
+                if operation["responses"]["default"]["content"]["application/json"]["schema"]["$ref"]
+                    != "#/components/schemas/ErrorBody"
+                {
+                    problems.push(format!("{method} {path}: no error response"));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        for target in found {
+            let name = target.trim_start_matches("#/components/schemas/");
+            if doc["components"]["schemas"][name].is_null() {
+                problems.push(format!("unresolved {target}"));
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+
+        // And the OpenAPI validator from PyPI, where it can be had (.ci/run installs it).
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), doc.to_string()).unwrap();
+        let have = std::process::Command::new("python3").args(["-c", "import openapi_spec_validator"]).status();
+        if !have.is_ok_and(|s| s.success()) {
+            eprintln!("skipping openapi-spec-validator: `python3 -m pip install openapi-spec-validator` to run it");
+            return;
+        }
+        let checked = std::process::Command::new("python3")
+            .args(["-m", "openapi_spec_validator"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    });
+}
