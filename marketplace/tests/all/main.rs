@@ -11,6 +11,7 @@ mod connections;
 mod conventions;
 mod crash;
 mod exactly_once;
+mod fuzz;
 mod installs;
 mod isolation;
 mod live_demo;
