@@ -228,8 +228,10 @@ pub async fn revoke_key(db: &Db, caller: &Credential, fingerprint: &str) -> Resu
     .execute(&db.pool)
     .await
     .map_err(storage)?;
+    // Unknown, another publisher's, or already revoked: not found, as a second DELETE of
+    // anything is.
     if result.rows_affected() == 0 {
-        return Err(RegistryError::UnknownKey(fingerprint.to_string()));
+        return Err(RegistryError::NotFound(format!("active signing key {fingerprint}")));
     }
     Ok(())
 }

@@ -189,8 +189,14 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
 
 /// Uninstalls: the row and its invocations stay as history; settings, secrets and the
 /// plugin's KV data are deleted.
+/// Uninstalling what is already uninstalled answers `not_found` (no live install), as deleting
+/// a revoked token or key does.
 pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
-    let current = changeable(market, caller, id).await?;
+    let gone = |error| match error {
+        MarketError::Conflict { code: "uninstalled", .. } => MarketError::NotFound(format!("live install {id}")),
+        other => other,
+    };
+    let current = changeable(market, caller, id).await.map_err(gone)?;
     let mut tx = write_tx(market).await?;
     let now = now_ms();
     let changed = sqlx::query(
@@ -203,7 +209,7 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     .execute(&mut *tx)
     .await?;
     // Of two concurrent uninstalls only one counts and audits.
-    changed_live(changed, id)?;
+    changed_live(changed, id).map_err(gone)?;
     sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2")
         .bind(&current.tenant)
         .bind(id)

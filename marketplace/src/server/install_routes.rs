@@ -35,8 +35,10 @@ pub async fn create(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(body): JsonBody<InstallRequest>,
-) -> Result<(StatusCode, Json<Install>), ApiError> {
-    Ok((StatusCode::CREATED, Json(installs::create(&state.market, &caller, body).await?)))
+) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<Install>), ApiError> {
+    let install = installs::create(&state.market, &caller, body).await?;
+    let location = format!("/v1/installs/{}", install.id);
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(install)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

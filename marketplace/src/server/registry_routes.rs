@@ -52,7 +52,7 @@ pub async fn publish_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
     mut form: Multipart,
-) -> Result<(StatusCode, Json<PublishedBody>), ApiError> {
+) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<PublishedBody>), ApiError> {
     let (mut manifest, mut component, mut digest, mut signature, mut key) = (None, None, None, None, None);
     let form_error = |e: axum::extract::multipart::MultipartError| {
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_form" };
@@ -90,8 +90,9 @@ pub async fn publish_version(
         signature,
     };
     let published = state.market.publish(&caller, request).await?;
-    let url = format!("{}/v1/plugins/{}/versions/{}", state.public_url, published.id, published.version);
-    Ok((StatusCode::CREATED, Json(PublishedBody { published, url })))
+    let path = format!("/v1/plugins/{}/versions/{}", published.id, published.version);
+    let url = format!("{}{path}", state.public_url);
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, path)], Json(PublishedBody { published, url })))
 }
 
 #[derive(Serialize)]

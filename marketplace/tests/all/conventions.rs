@@ -263,6 +263,8 @@ fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
         let install = json!({ "plugin": "nexus-labs/echo", "consent": super::common::consent_for(&preview) });
         let (status, headers, first) = keyed(&env, "/v1/installs", &globex, "install-echo", &install).await;
         assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+        let created: Value = serde_json::from_slice(&first).unwrap();
+        assert_eq!(headers[header::LOCATION], format!("/v1/installs/{}", created["id"].as_str().unwrap()));
         let (status, headers, again) = keyed(&env, "/v1/installs", &globex, "install-echo", &install).await;
         assert_eq!((status, replayed(&headers), &again), (StatusCode::CREATED, Some("true"), &first));
         let (status, body) = env.post("/v1/installs", &globex, install.clone()).await;
@@ -725,5 +727,31 @@ fn the_openapi_document_is_valid_and_describes_errors_and_security() {
             String::from_utf8_lossy(&checked.stdout),
             String::from_utf8_lossy(&checked.stderr)
         );
+    });
+}
+
+#[test]
+fn deleting_something_twice_answers_not_found_everywhere() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({})).await;
+        let (_, token) =
+            env.post("/v1/tenants/globex/tokens", &globex, json!({ "scopes": ["read"], "label": "x" })).await;
+        let key = nexus_registry::signature::SecretKey::generate().unwrap().public_key();
+        let (status, _) =
+            env.post("/v1/publishers/nexus-labs/keys", &env.publisher, json!({ "public_key": key.to_string() })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let deletions = [
+            (format!("/v1/installs/{}", install["id"].as_str().unwrap()), globex.clone()),
+            (format!("/v1/tenants/globex/tokens/{}", token["id"].as_str().unwrap()), globex.clone()),
+            (format!("/v1/publishers/nexus-labs/keys/{}", key.fingerprint()), env.publisher.clone()),
+        ];
+        for (uri, token) in deletions {
+            let (first, _) = env.call("DELETE", &uri, Some(&token), None).await;
+            assert!(first.is_success(), "{uri}: {first}");
+            let again = env.call("DELETE", &uri, Some(&token), None).await;
+            assert_error(&uri, again, StatusCode::NOT_FOUND, "not_found");
+        }
     });
 }

@@ -371,7 +371,7 @@ fn concurrent_uninstalls_count_once() {
             tokio::join!(env.call("DELETE", &uri, Some(&tenant), None), env.call("DELETE", &uri, Some(&tenant), None));
         let mut statuses = [first.0, second.0];
         statuses.sort();
-        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+        assert_eq!(statuses, [StatusCode::OK, StatusCode::NOT_FOUND]);
         let (_, listing) = env.get("/v1/catalog/nexus-labs/echo", &tenant).await;
         assert_eq!(listing["install_count"], 0);
         let (_, audit) = env.get("/v1/audit?action=install.uninstalled", &env.operator).await;
