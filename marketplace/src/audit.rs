@@ -10,7 +10,7 @@ use sqlx::Row;
 
 use nexus_registry::text::MAX_QUERY_CHARS;
 
-use crate::error::{MarketError, Page};
+use crate::error::{CursorPage, MarketError};
 
 /// Who did it when the platform itself acted (an automatic upgrade, a circuit breaker).
 pub const SYSTEM: &str = "system";
@@ -60,8 +60,10 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Exact target, such as an install id.
     pub target: Option<String>,
-    /// 1-based page, newest first.
-    pub page: Option<u32>,
+    /// Continue after this entry (a page's `next_after`); newest first.
+    pub after: Option<i64>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -70,9 +72,8 @@ fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
-pub async fn list(db: &Db, query: &AuditQuery) -> Result<Page<AuditEntry>, MarketError> {
-    let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
-    let page = query.page.unwrap_or(1).max(1);
+pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>, MarketError> {
+    let per_page = crate::error::per_page(query.per_page, 50)?;
     for (field, value) in [("action", &query.action), ("actor", &query.actor), ("target", &query.target)] {
         MarketError::check_text("invalid_query", field, value.as_deref().unwrap_or_default(), MAX_QUERY_CHARS)?;
     }
@@ -87,13 +88,13 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<Page<AuditEntry>, Marke
         .fetch_one(&db.pool)
         .await?;
     let rows = sqlx::query(&format!(
-        "SELECT id, at, actor, action, target, detail FROM audit_log {filter} ORDER BY id DESC LIMIT $4 OFFSET $5"
+        "SELECT id, at, actor, action, target, detail FROM audit_log {filter} AND id < $4 ORDER BY id DESC LIMIT $5"
     ))
     .bind(query.action.as_deref())
     .bind(actor.as_deref())
     .bind(query.target.as_deref())
-    .bind(i64::from(per_page))
-    .bind(i64::from(page - 1) * i64::from(per_page))
+    .bind(query.after.unwrap_or(i64::MAX))
+    .bind(i64::from(per_page) + 1)
     .fetch_all(&db.pool)
     .await?;
     let items = rows
@@ -110,5 +111,5 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<Page<AuditEntry>, Marke
             })
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
-    Ok(Page::new(items, page, per_page, total))
+    Ok(CursorPage::new(items, per_page, total, |entry| entry.id.to_string()))
 }

@@ -234,10 +234,7 @@ fn filter_value(field: &str, value: Option<&String>, allowed: &[&str]) -> Result
 
 /// Searches listed plugins.
 pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, MarketError> {
-    let per_page = query.per_page.unwrap_or(20);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(MarketError::invalid("invalid_query", format!("per_page must be 1 to {MAX_PER_PAGE}")));
-    }
+    let per_page = crate::error::per_page(query.per_page, 20)?;
     let page = query.page.unwrap_or(1).max(1);
     let q = query.q.as_deref().unwrap_or_default();
     MarketError::check_text("invalid_query", "q", q, MAX_QUERY_CHARS)?;

@@ -79,6 +79,42 @@ impl From<sqlx::Error> for MarketError {
     }
 }
 
+/// The most items one page of any list holds.
+pub const MAX_PER_PAGE: u32 = 100;
+
+/// `per_page` as every list takes it: 1 to [`MAX_PER_PAGE`], `default` when absent;
+/// anything else is refused, never clamped silently.
+pub fn per_page(value: Option<u32>, default: u32) -> Result<u32, MarketError> {
+    match value.unwrap_or(default) {
+        n @ 1..=MAX_PER_PAGE => Ok(n),
+        _ => Err(MarketError::invalid("invalid_query", format!("per_page must be 1 to {MAX_PER_PAGE}"))),
+    }
+}
+
+/// A page of a list that grows while it is read (invocations, the audit log), newest first:
+/// pass `next_after` as `after` to continue where this page ended, whatever was added
+/// meanwhile; no item is repeated or skipped.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CursorPage<T> {
+    pub items: Vec<T>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// The cursor of the next page (the last item's id); absent on the last page.
+    pub next_after: Option<String>,
+    /// Items matching the filters, all pages together, when the page was read.
+    pub total: u64,
+}
+
+impl<T> CursorPage<T> {
+    /// From up to `per_page + 1` rows (one more than shown says whether more follow).
+    pub fn new(mut items: Vec<T>, per_page: u32, total: i64, id: impl Fn(&T) -> String) -> Self {
+        let has_more = items.len() > per_page as usize;
+        items.truncate(per_page as usize);
+        let next_after = if has_more { items.last().map(id) } else { None };
+        Self { items, has_more, next_after, total: u64::try_from(total).unwrap_or(0) }
+    }
+}
+
 /// A page of results and where the next starts.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {

@@ -14,7 +14,7 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::accounts::Caller;
-use crate::error::{MarketError, Page, storage};
+use crate::error::{CursorPage, MarketError, storage};
 use crate::installs;
 use crate::market::Market;
 
@@ -218,9 +218,10 @@ pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketEr
 #[serde(deny_unknown_fields)]
 pub struct InvocationQuery {
     pub outcome: Option<String>,
-    /// 1-based page, newest first.
-    pub page: Option<u32>,
-    /// 1 to 500, default 50.
+    /// Continue after this invocation (a page's `next_after`); newest first.
+    pub after: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u32>,
 }
 
@@ -230,10 +231,26 @@ pub async fn list(
     caller: &Caller,
     install: &str,
     query: &InvocationQuery,
-) -> Result<Page<InvocationRecord>, MarketError> {
+) -> Result<CursorPage<InvocationRecord>, MarketError> {
     installs::get(market, caller, install).await?;
-    let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
-    let page = query.page.unwrap_or(1).max(1);
+    let per_page = crate::error::per_page(query.per_page, 50)?;
+    crate::error::MarketError::check_text("invalid_query", "outcome", query.outcome.as_deref().unwrap_or(""), 64)?;
+    // The cursor is the last row seen: everything strictly older than it, in the order shown.
+    let (before_at, before_id) = match &query.after {
+        None => (i64::MAX, String::new()),
+        Some(after) => {
+            let at: Option<i64> =
+                sqlx::query_scalar("SELECT started_at FROM invocations WHERE id = $1 AND install_id = $2")
+                    .bind(after)
+                    .bind(install)
+                    .fetch_optional(&market.db.pool)
+                    .await?;
+            let at = at.ok_or_else(|| {
+                MarketError::invalid("invalid_query", format!("`after` {after} is not an invocation of this install"))
+            })?;
+            (at, after.clone())
+        }
+    };
     let filter = "WHERE install_id = $1 AND ($2 IS NULL OR outcome = $2)";
     let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM invocations {filter}"))
         .bind(install)
@@ -241,16 +258,18 @@ pub async fn list(
         .fetch_one(&market.db.pool)
         .await?;
     let rows = sqlx::query(&format!(
-        "SELECT * FROM invocations {filter} ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+        "SELECT * FROM invocations {filter} AND (started_at < $3 OR (started_at = $3 AND id < $4)) \
+         ORDER BY started_at DESC, id DESC LIMIT $5"
     ))
     .bind(install)
     .bind(query.outcome.as_deref())
-    .bind(i64::from(per_page))
-    .bind(i64::from(page - 1) * i64::from(per_page))
+    .bind(before_at)
+    .bind(&before_id)
+    .bind(i64::from(per_page) + 1)
     .fetch_all(&market.db.pool)
     .await?;
     let items = rows.iter().map(record_of).collect::<Result<Vec<_>, MarketError>>()?;
-    Ok(Page::new(items, page, per_page, total))
+    Ok(CursorPage::new(items, per_page, total, |record| record.id.clone()))
 }
 
 fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {

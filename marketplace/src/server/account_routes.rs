@@ -18,7 +18,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, TenantScope};
 use crate::audit::{self, AuditEntry, AuditQuery};
-use crate::error::{MarketError, Page};
+use crate::error::{CursorPage, MarketError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -216,12 +216,12 @@ pub async fn revoke_operator_token(
 }
 
 #[utoipa::path(get, path = "/v1/audit", tag = "accounts", params(AuditQuery),
-    responses((status = 200, body = Page<AuditEntry>)))]
+    responses((status = 200, body = CursorPage<AuditEntry>)))]
 pub async fn read_audit(
     State(state): State<AppState>,
     Auth(caller): Auth,
     QueryParams(query): QueryParams<AuditQuery>,
-) -> Result<Json<Page<AuditEntry>>, ApiError> {
+) -> Result<Json<CursorPage<AuditEntry>>, ApiError> {
     caller.require_operator()?;
     Ok(Json(audit::list(&state.market.db, &query).await?))
 }

@@ -13,7 +13,7 @@ use super::auth::Auth;
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::TenantId;
-use crate::error::Page;
+use crate::error::CursorPage;
 use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
 use crate::records::{self, InvocationQuery, InvocationRecord};
 use crate::runner::{self, Delivery, EventReceipt, EventRequest};
@@ -134,13 +134,13 @@ pub async fn invoke(
 }
 
 #[utoipa::path(get, path = "/v1/installs/{id}/invocations", tag = "events",
-    params(("id" = String, Path), InvocationQuery), responses((status = 200, body = Page<InvocationRecord>)))]
+    params(("id" = String, Path), InvocationQuery), responses((status = 200, body = CursorPage<InvocationRecord>)))]
 pub async fn invocations(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
     QueryParams(query): QueryParams<InvocationQuery>,
-) -> Result<Json<Page<InvocationRecord>>, ApiError> {
+) -> Result<Json<CursorPage<InvocationRecord>>, ApiError> {
     Ok(Json(records::list(&state.market, &caller, &id, &query).await?))
 }
 

@@ -493,13 +493,13 @@ fn requested_routes(metrics: &str) -> BTreeSet<(String, String)> {
 /// Every audit entry, all pages, as operator.
 async fn audit_log(env: &Env) -> Vec<Value> {
     let mut entries = Vec::new();
-    let mut page = 1;
+    let mut uri = "/v1/audit?per_page=100".to_string();
     loop {
-        let (status, body) = env.get(&format!("/v1/audit?per_page=500&page={page}"), &env.operator).await;
+        let (status, body) = env.get(&uri, &env.operator).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         entries.extend(body["items"].as_array().unwrap().iter().cloned());
-        match body["next_page"].as_u64() {
-            Some(next) => page = next,
+        match body["next_after"].as_str() {
+            Some(next) => uri = format!("/v1/audit?per_page=100&after={next}"),
             None => return entries,
         }
     }

@@ -170,7 +170,10 @@ fn bad_queries_and_unknown_ids_get_the_error_shape() {
             "/v1/catalog/nexus-labs/echo/consent?version=1",
             "/v1/installs?all=maybe",
             &format!("/v1/installs/{install}/invocations?per_page=many"),
-            "/v1/audit?page=-1",
+            "/v1/audit?after=-x",
+            "/v1/audit?per_page=101",
+            &format!("/v1/installs/{install}/invocations?per_page=0"),
+            &format!("/v1/installs/{install}/invocations?after=inv_unknown"),
             "/v1/plugins/nexus-labs/echo/resolve?bogus=1",
             "/v1/plugins/nexus-labs/echo/resolve",
         ];
@@ -753,5 +756,48 @@ fn deleting_something_twice_answers_not_found_everywhere() {
             let again = env.call("DELETE", &uri, Some(&token), None).await;
             assert_error(&uri, again, StatusCode::NOT_FOUND, "not_found");
         }
+    });
+}
+
+#[test]
+fn growing_lists_page_by_cursor_without_repeating_items() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({})).await;
+        let id = install["id"].as_str().unwrap();
+        let send = |n: u32| {
+            let (env, tenant) = (&env, &tenant);
+            async move {
+                let (status, _) = env.post("/v1/events", tenant, json!({ "type": "n", "payload": { "n": n } })).await;
+                assert_eq!(status, StatusCode::OK);
+            }
+        };
+        for n in 0..5 {
+            send(n).await;
+        }
+        // Read two at a time while events keep arriving: nothing seen twice, nothing skipped
+        // of what existed when reading began.
+        let mut seen = Vec::new();
+        let mut uri = format!("/v1/installs/{id}/invocations?per_page=2");
+        loop {
+            let (status, page) = env.get(&uri, &tenant).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            seen.extend(page["items"].as_array().unwrap().iter().map(|r| r["event_id"].clone()));
+            send(100).await;
+            match page["next_after"].as_str() {
+                Some(after) => {
+                    assert_eq!(page["has_more"], true);
+                    uri = format!("/v1/installs/{id}/invocations?per_page=2&after={after}");
+                }
+                None => {
+                    assert_eq!(page["has_more"], false);
+                    break;
+                }
+            }
+        }
+        let payloads: Vec<String> = seen.iter().map(|v| v.to_string()).collect();
+        let unique: std::collections::BTreeSet<&String> = payloads.iter().collect();
+        assert_eq!((seen.len(), unique.len()), (5, 5), "{payloads:?}");
     });
 }

@@ -59,7 +59,7 @@ impl Gen {
     fn value(&mut self, depth: u32) -> Value {
         match self.next() % if depth > 2 { 5 } else { 7 } {
             0 => Value::Null,
-            1 => json!(self.next() % 2 == 0),
+            1 => json!(self.next().is_multiple_of(2)),
             2 => json!(self.next() as i64),
             3 => json!(-((self.next() % 1000) as i64)),
             4 => json!(self.text()),
@@ -120,7 +120,7 @@ fn no_generated_request_gets_a_5xx_or_an_error_outside_the_shape() {
                         let value = generator.text();
                         match param["in"].as_str() {
                             Some("path") => uri = uri.replace(&format!("{{{name}}}"), &encode(&value)),
-                            _ if generator.next() % 2 == 0 => query.push(format!("{name}={}", encode(&value))),
+                            _ if generator.next().is_multiple_of(2) => query.push(format!("{name}={}", encode(&value))),
                             _ => {}
                         }
                     }
@@ -132,7 +132,7 @@ fn no_generated_request_gets_a_5xx_or_an_error_outside_the_shape() {
                     } else {
                         let mut object = serde_json::Map::new();
                         for field in &fields {
-                            if generator.next() % 4 != 0 {
+                            if !generator.next().is_multiple_of(4) {
                                 object.insert(field.clone(), generator.value(1));
                             }
                         }
