@@ -323,9 +323,16 @@ pub async fn tenant_exists(db: &Db, id: &TenantId) -> Result<bool, MarketError> 
     Ok(found.is_some())
 }
 
-pub async fn list_tenants(db: &Db) -> Result<Vec<Tenant>, MarketError> {
-    let rows = sqlx::query("SELECT id, display_name, created_at FROM tenants ORDER BY id").fetch_all(&db.pool).await?;
-    rows.iter()
+pub async fn list_tenants(db: &Db, query: &crate::error::PageQuery) -> Result<crate::error::Page<Tenant>, MarketError> {
+    let (page, per_page) = query.checked()?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(&db.pool).await?;
+    let rows = sqlx::query("SELECT id, display_name, created_at FROM tenants ORDER BY id LIMIT $1 OFFSET $2")
+        .bind(i64::from(per_page))
+        .bind(i64::from(page - 1) * i64::from(per_page))
+        .fetch_all(&db.pool)
+        .await?;
+    let items = rows
+        .iter()
         .map(|row| {
             Ok(Tenant {
                 id: row.try_get("id")?,
@@ -333,5 +340,6 @@ pub async fn list_tenants(db: &Db) -> Result<Vec<Tenant>, MarketError> {
                 created_at: row.try_get("created_at")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    Ok(crate::error::Page::new(items, page, per_page, total))
 }

@@ -91,6 +91,30 @@ pub fn per_page(value: Option<u32>, default: u32) -> Result<u32, MarketError> {
     }
 }
 
+/// `page` and `per_page` of a list without other filters.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1-based, default 1.
+    #[param(minimum = 1)]
+    pub page: Option<u32>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page number and size, checked (`invalid_query` when out of range).
+    pub fn checked(&self) -> Result<(u32, u32), MarketError> {
+        let page = self.page.unwrap_or(1);
+        if page == 0 {
+            return Err(MarketError::invalid("invalid_query", "page must be 1 or more"));
+        }
+        Ok((page, per_page(self.per_page, 50)?))
+    }
+}
+
 /// A page of a list that grows while it is read (invocations, the audit log), newest first:
 /// pass `next_after` as `after` to continue where this page ended, whatever was added
 /// meanwhile; no item is repeated or skipped.
@@ -125,6 +149,16 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Page `query` of a whole list held in memory (a plugin's versions, a publisher's keys
+    /// or listings: bounded by their owner).
+    pub fn of(all: Vec<T>, query: &PageQuery) -> Result<Self, MarketError> {
+        let (page, per_page) = query.checked()?;
+        let total = all.len() as i64;
+        let skip = usize::try_from(u64::from(page - 1) * u64::from(per_page)).unwrap_or(usize::MAX);
+        let items = all.into_iter().skip(skip).take(per_page as usize).collect();
+        Ok(Self::new(items, page, per_page, total))
+    }
+
     /// Page `page` (1-based) of `per_page` items out of `total`.
     pub fn new(items: Vec<T>, page: u32, per_page: u32, total: i64) -> Self {
         let total = u64::try_from(total).unwrap_or(0);

@@ -18,7 +18,7 @@ use sqlx::any::AnyRow;
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::catalog;
-use crate::error::{MarketError, storage};
+use crate::error::{MarketError, Page, PageQuery, storage};
 use crate::market::Market;
 use crate::secrets;
 
@@ -296,7 +296,9 @@ pub async fn list(
     caller: &Caller,
     tenant: Option<&TenantId>,
     include_uninstalled: bool,
-) -> Result<Vec<Install>, MarketError> {
+    query: &PageQuery,
+) -> Result<Page<Install>, MarketError> {
+    let (page, per_page) = query.checked()?;
     let tenant = match (caller, tenant) {
         (Caller::Operator { .. }, Some(tenant)) => tenant.clone(),
         (Caller::Operator { .. }, None) => {
@@ -311,10 +313,18 @@ pub async fn list(
         }
     };
     let status = if include_uninstalled { "" } else { "AND status <> 'uninstalled'" };
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE tenant_id = $1 {status} ORDER BY created_at, id"))
-            .bind(tenant.as_str())
-            .fetch_all(&market.db.pool)
-            .await?;
-    rows.iter().map(install).collect()
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM installs WHERE tenant_id = $1 {status}"))
+        .bind(tenant.as_str())
+        .fetch_one(&market.db.pool)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM installs WHERE tenant_id = $1 {status} ORDER BY created_at, id LIMIT $2 OFFSET $3"
+    ))
+    .bind(tenant.as_str())
+    .bind(i64::from(per_page))
+    .bind(i64::from(page - 1) * i64::from(per_page))
+    .fetch_all(&market.db.pool)
+    .await?;
+    let items = rows.iter().map(install).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::new(items, page, per_page, total))
 }

@@ -138,7 +138,8 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn list(args: InstallsArgs) -> anyhow::Result<ExitCode> {
     let connection = &args.connection;
-    let mut request = connection.client().get(connection.url("/v1/installs"));
+    // One page of 100: a tenant has one live install per plugin.
+    let mut request = connection.client().get(connection.url("/v1/installs")).query(&[("per_page", "100")]);
     if args.all {
         request = request.query(&[("all", "true")]);
     }
@@ -147,7 +148,8 @@ pub async fn list(args: InstallsArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&installs)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let installs: Vec<Install> = serde_json::from_value(installs).context("unexpected answer from the server")?;
+    let installs: Vec<Install> =
+        serde_json::from_value(installs["items"].clone()).context("unexpected answer from the server")?;
     if installs.is_empty() {
         eprintln!("no installs; install a plugin with `nexus install publisher/name`");
         return Ok(ExitCode::SUCCESS);

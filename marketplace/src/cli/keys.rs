@@ -97,9 +97,9 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         }
         KeysCommand::List { connection } => {
             let publisher = publisher(&connection).await?;
-            let url = connection.url(&format!("/v1/publishers/{publisher}/keys"));
-            let keys: Vec<serde_json::Value> = connection.send(connection.client().get(url)).await?;
-            for key in keys {
+            let url = connection.url(&format!("/v1/publishers/{publisher}/keys?per_page=100"));
+            let page: serde_json::Value = connection.send(connection.client().get(url)).await?;
+            for key in page["items"].as_array().into_iter().flatten() {
                 let state = if key["revoked_at"].is_null() { "active" } else { "revoked" };
                 println!(
                     "{}  {state:<7}  {}",

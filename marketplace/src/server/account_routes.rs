@@ -18,7 +18,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, TenantScope};
 use crate::audit::{self, AuditEntry, AuditQuery};
-use crate::error::{CursorPage, MarketError};
+use crate::error::{CursorPage, MarketError, Page, PageQuery};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -81,10 +81,15 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(token)))
 }
 
-#[utoipa::path(get, path = "/v1/tenants", tag = "accounts", responses((status = 200, body = Vec<Tenant>)))]
-pub async fn list_tenants(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<Vec<Tenant>>, ApiError> {
+#[utoipa::path(get, path = "/v1/tenants", tag = "accounts", params(PageQuery),
+    responses((status = 200, body = Page<Tenant>)))]
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Page<Tenant>>, ApiError> {
     caller.require_operator()?;
-    Ok(Json(accounts::list_tenants(&state.market.db).await?))
+    Ok(Json(accounts::list_tenants(&state.market.db, &query).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

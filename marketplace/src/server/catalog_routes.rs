@@ -12,7 +12,7 @@ use super::extract::{JsonBody, QueryParams};
 use super::registry_routes::plugin_id;
 use super::{ApiError, AppState};
 use crate::catalog::{self, Listing, ListingDetail, SearchQuery};
-use crate::error::Page;
+use crate::error::{Page, PageQuery};
 use crate::installs::{self, Consent};
 
 pub fn routes() -> Router<AppState> {
@@ -124,12 +124,13 @@ pub async fn relist(
 }
 
 #[utoipa::path(get, path = "/v1/publishers/{publisher}/listings", tag = "catalog",
-    params(("publisher" = String, Path)), responses((status = 200, body = Vec<Listing>)))]
+    params(("publisher" = String, Path), PageQuery), responses((status = 200, body = Page<Listing>)))]
 pub async fn publisher_listings(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(publisher): Path<String>,
-) -> Result<Json<Vec<Listing>>, ApiError> {
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Page<Listing>>, ApiError> {
     caller.may_act_for_publisher(&publisher)?;
-    Ok(Json(catalog::of_publisher(&state.market.db, &publisher).await?))
+    Ok(Json(Page::of(catalog::of_publisher(&state.market.db, &publisher).await?, &query)?))
 }

@@ -13,7 +13,7 @@ use super::auth::Auth;
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::TenantId;
-use crate::error::CursorPage;
+use crate::error::{CursorPage, Page, PageQuery};
 use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
 use crate::records::{self, InvocationQuery, InvocationRecord};
 use crate::runner::{self, Delivery, EventReceipt, EventRequest};
@@ -50,17 +50,24 @@ pub struct ListQuery {
     /// Include uninstalled installs (history).
     #[serde(default)]
     all: bool,
+    /// 1-based, default 1.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    per_page: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/v1/installs", tag = "installs", params(ListQuery),
-    responses((status = 200, body = Vec<Install>)))]
+    responses((status = 200, body = Page<Install>)))]
 pub async fn list(
     State(state): State<AppState>,
     Auth(caller): Auth,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Vec<Install>>, ApiError> {
+) -> Result<Json<Page<Install>>, ApiError> {
     let tenant = query.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
-    Ok(Json(installs::list(&state.market, &caller, tenant.as_ref(), query.all).await?))
+    let page = PageQuery { page: query.page, per_page: query.per_page };
+    Ok(Json(installs::list(&state.market, &caller, tenant.as_ref(), query.all, &page).await?))
 }
 
 #[utoipa::path(get, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),

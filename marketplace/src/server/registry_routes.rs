@@ -21,6 +21,7 @@ use super::auth::Publisher;
 use super::extract::JsonBody;
 use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
+use crate::error::{Page, PageQuery};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -102,13 +103,14 @@ pub struct PublishedBody {
     url: String,
 }
 
-#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path)),
-    responses((status = 200, body = Vec<Object>, description = "every version, newest first, yanked ones included")))]
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path), PageQuery),
+    responses((status = 200, body = Page<Object>, description = "every version, newest first, yanked ones included")))]
 pub async fn list_versions(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
-) -> Result<Json<Vec<VersionRecord>>, ApiError> {
-    Ok(Json(state.market.registry.versions(&plugin_id(&publisher, &name)?).await?))
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Page<VersionRecord>>, ApiError> {
+    Ok(Json(Page::of(state.market.registry.versions(&plugin_id(&publisher, &name)?).await?, &query)?))
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions/{version}", tag = "registry",
@@ -188,16 +190,17 @@ fn own_namespace(caller: &nexus_registry::Credential, publisher: &str) -> Result
     Ok(())
 }
 
-#[utoipa::path(get, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path)),
-    responses((status = 200, body = Vec<Object>, description = "the publisher's signing keys, revoked ones included")))]
+#[utoipa::path(get, path = "/v1/publishers/{publisher}/keys", tag = "registry", params(("publisher" = String, Path), PageQuery),
+    responses((status = 200, body = Page<Object>, description = "the publisher's signing keys, revoked ones included")))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Path(publisher): Path<String>,
-) -> Result<Json<Vec<KeyInfo>>, ApiError> {
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Page<KeyInfo>>, ApiError> {
     let name = publisher
         .parse()
         .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
-    Ok(Json(state.market.registry.keys(&name).await?))
+    Ok(Json(Page::of(state.market.registry.keys(&name).await?, &query)?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

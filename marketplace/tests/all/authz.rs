@@ -557,7 +557,8 @@ fn every_route_allows_or_denies_every_role() {
         let (_, shown) = env.get(&format!("/v1/installs/{}", world.install), &env.operator).await;
         assert_eq!(shown["secret_names"], json!(["api_key", "signing_key"]), "{shown}");
         let (_, listed) = env.get("/v1/installs?tenant=globex", &env.operator).await;
-        let pii = listed.as_array().unwrap().iter().find(|i| i["plugin"] == "nexus-labs/pii-redactor").unwrap();
+        let pii =
+            listed["items"].as_array().unwrap().iter().find(|i| i["plugin"] == "nexus-labs/pii-redactor").unwrap();
         assert_eq!(pii["secret_names"], json!(["token"]));
         let secrets = [SECRET_AT_SETUP, SECRET_PATCHED, SECRET_AT_INSTALL];
         for (call, body) in &answers {
@@ -724,7 +725,8 @@ fn one_account_cannot_revoke_another_accounts_tokens_or_keys() {
         let fingerprint = added["fingerprint"].as_str().unwrap();
         not_found(env.call("DELETE", &format!("/v1/publishers/acme/keys/{fingerprint}"), Some(&acme), None).await);
         let (_, keys) = env.call("GET", "/v1/publishers/nexus-labs/keys", None, None).await;
-        assert_eq!((keys[0]["fingerprint"].as_str(), &keys[0]["revoked_at"]), (Some(fingerprint), &Value::Null));
+        let first = &keys["items"][0];
+        assert_eq!((first["fingerprint"].as_str(), &first["revoked_at"]), (Some(fingerprint), &Value::Null));
     });
 }
 

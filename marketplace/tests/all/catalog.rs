@@ -393,7 +393,7 @@ fn a_delisted_plugin_leaves_search_and_new_installs_but_its_publisher_sees_why()
         }
         let (status, own) = env.get("/v1/publishers/nexus-labs/listings", &env.publisher).await;
         assert_eq!(status, StatusCode::OK, "{own}");
-        let own = own.as_array().unwrap();
+        let own = own["items"].as_array().unwrap();
         let ids: Vec<&str> = own.iter().map(|l| l["name"].as_str().unwrap()).collect();
         let mut expected = ALL.to_vec();
         expected.sort_unstable();
@@ -411,7 +411,7 @@ fn a_delisted_plugin_leaves_search_and_new_installs_but_its_publisher_sees_why()
         let refused = env.post("/v1/installs", &initech, install).await;
         assert_eq!(code(&refused), (StatusCode::CONFLICT, Some("plugin_delisted")));
         let (_, listed) = env.get("/v1/installs", &globex).await;
-        assert_eq!((&listed[0]["id"], &listed[0]["status"]), (&existing["id"], &json!("active")));
+        assert_eq!((&listed["items"][0]["id"], &listed["items"][0]["status"]), (&existing["id"], &json!("active")));
         let (status, receipt) = env.post("/v1/events", &globex, json!({ "type": "ping", "payload": {} })).await;
         assert_eq!(status, StatusCode::OK, "{receipt}");
         assert_eq!(receipt["deliveries"][0]["outcome"], "ok", "{receipt}");
@@ -495,7 +495,7 @@ fn listings_follow_new_and_yanked_versions() {
         assert_eq!(search(&env, "").await["total"], 6);
         assert_eq!(found(&env, "category=finance").await, ["tax-calculator"]);
         let (_, own) = env.get("/v1/publishers/nexus-labs/listings", &env.publisher).await;
-        let own = own.as_array().unwrap().iter().find(|l| l["name"] == "ledger-sync").unwrap().clone();
+        let own = own["items"].as_array().unwrap().iter().find(|l| l["name"] == "ledger-sync").unwrap().clone();
         assert_eq!(own["latest_version"], "");
         let (status, detail) = env.call("GET", "/v1/catalog/nexus-labs/ledger-sync", None, None).await;
         assert_eq!((status, versions(&detail)), (StatusCode::OK, Vec::<String>::new()));

@@ -31,7 +31,11 @@ fn install_needs_consent_to_every_requested_capability_and_host() {
             .await;
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("consent_required")));
         let (status, listed) = env.get("/v1/installs", &tenant).await;
-        assert_eq!((status, listed), (StatusCode::OK, json!([])), "nothing half-installed");
+        assert_eq!(
+            (status, &listed["items"], &listed["total"]),
+            (StatusCode::OK, &json!([]), &json!(0)),
+            "nothing half-installed"
+        );
 
         let body = json!({
             "plugin": "nexus-labs/chat-notifier", "consent": consent_for(&preview), "plan": "per-message",
@@ -124,7 +128,7 @@ fn events_reach_every_install_that_handles_them_and_are_recorded() {
 
         // The other tenant's echo saw nothing.
         let (_, others) = env.get("/v1/installs", &other).await;
-        let other_echo = others[0]["id"].as_str().unwrap();
+        let other_echo = others["items"][0]["id"].as_str().unwrap();
         let (_, history) = env.get(&format!("/v1/installs/{other_echo}/invocations"), &other).await;
         assert_eq!(history["total"], 0);
 
@@ -273,9 +277,9 @@ fn settings_secrets_and_uninstall_keep_history_but_not_data() {
         assert_eq!((status, gone["status"].as_str()), (StatusCode::OK, Some("uninstalled")));
         assert_eq!((gone["config"].clone(), gone["secret_names"].clone()), (json!({}), json!([])));
         let (_, live) = env.get("/v1/installs", &tenant).await;
-        assert_eq!(live, json!([]));
+        assert_eq!(live["items"], json!([]));
         let (_, all) = env.get("/v1/installs?all=true", &tenant).await;
-        assert_eq!(all[0]["id"], id);
+        assert_eq!(all["items"][0]["id"], id);
         let (_, history) = env.get(&format!("/v1/installs/{id}/invocations"), &tenant).await;
         assert_eq!(history["total"], 1);
         let kv_rows: i64 =

@@ -63,11 +63,12 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         assert_eq!(detail["versions"][0]["signed"], true);
 
         let installs = get("/v1/installs".into(), &globex).await;
-        let plugins: Vec<&str> = installs.as_array().unwrap().iter().map(|i| i["plugin"].as_str().unwrap()).collect();
+        let plugins: Vec<&str> =
+            installs["items"].as_array().unwrap().iter().map(|i| i["plugin"].as_str().unwrap()).collect();
         assert_eq!(plugins, ["nexus-labs/echo", "nexus-labs/tax-calculator", "nexus-labs/pii-redactor"]);
         // Events flow by themselves: every globex install gets invocations, all ok.
         let deadline = Instant::now() + Duration::from_secs(30);
-        for install in installs.as_array().unwrap() {
+        for install in installs["items"].as_array().unwrap() {
             let path = format!("/v1/installs/{}/invocations", install["id"].as_str().unwrap());
             loop {
                 let history = get(path.clone(), &globex).await;

@@ -84,7 +84,10 @@ fn publish_list_resolve_download_and_yank_over_http() {
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("version_exists")));
 
         let (status, list) = api.json("GET", "/v1/plugins/nexus-labs/echo/versions", "").await;
-        assert_eq!((status, list.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+        assert_eq!(
+            (status, list["items"].as_array().map(Vec::len), &list["total"]),
+            (StatusCode::OK, Some(1), &serde_json::json!(1))
+        );
         let (status, resolved) = api.json("GET", "/v1/plugins/nexus-labs/echo/resolve?req=%5E1", "").await;
         assert_eq!((status, resolved["version"].as_str()), (StatusCode::OK, Some("1.0.0")));
 
