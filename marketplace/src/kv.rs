@@ -3,19 +3,39 @@
 //! commit: a commit made from an older revision (another node committed in between) is
 //! refused with `KvError::Conflict`, and the quota is checked in the same transaction.
 
-use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite};
+use std::sync::Arc;
+
+use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite, ScopeGuard};
 use nexus_host::{KvScope, KvStore, StagedKv};
 use nexus_registry::{Backend, Db};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
+use tokio::sync::Semaphore;
 
 pub struct SqlKv {
     db: Db,
+    /// Invocations holding a scope's cross-node lock at once. Each holds a connection for it
+    /// and needs others for its reads and its commit: kept well under the pool's size, so
+    /// lock holders can never take every connection and wait on each other.
+    lock_holders: Arc<Semaphore>,
 }
+
+/// Scopes locked across nodes at once on one node (the PostgreSQL pool has 16 connections).
+const MAX_LOCK_HOLDERS: usize = 6;
 
 impl SqlKv {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self { db, lock_holders: Arc::new(Semaphore::new(MAX_LOCK_HOLDERS)) }
     }
+}
+
+/// The advisory lock key of a scope: the first 8 bytes of sha256(tenant, install). Two
+/// scopes sharing a key only wait for each other.
+fn lock_key(scope: &KvScope) -> i64 {
+    let digest = Sha256::new().chain_update(&scope.tenant).chain_update([0]).chain_update(&scope.install).finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
 }
 
 fn backend(error: sqlx::Error) -> KvError {
@@ -204,6 +224,27 @@ impl KvStore for SqlKv {
                 keys: u64::try_from(row.try_get::<i64, _>("keys").map_err(backend)?).unwrap_or(0),
                 bytes: u64::try_from(row.try_get::<i64, _>("bytes").map_err(backend)?).unwrap_or(0),
             })
+        })
+    }
+
+    /// On PostgreSQL, a transaction holding `pg_advisory_xact_lock` on the scope: every node
+    /// runs one KV invocation of an install at a time, so commits across nodes do not
+    /// conflict (the revision check stays as the guarantee). Dropping the transaction rolls
+    /// it back, which releases the lock. SQLite has one node.
+    fn lock_scope<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<Option<ScopeGuard>, KvError>> {
+        Box::pin(async move {
+            if self.db.backend != Backend::Postgres {
+                return Ok(None);
+            }
+            let permit =
+                self.lock_holders.clone().acquire_owned().await.map_err(|e| KvError::Backend(e.to_string()))?;
+            let mut tx = self.db.pool.begin().await.map_err(backend)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key(scope))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            Ok(Some(Box::new((tx, permit)) as ScopeGuard))
         })
     }
 

@@ -61,6 +61,10 @@ impl KvQuota {
     }
 }
 
+/// Whatever a store holds while a scope is locked across processes (a database transaction
+/// holding an advisory lock, say); dropping it releases the lock.
+pub type ScopeGuard = Box<dyn std::any::Any + Send>;
+
 /// A staged write: `None` deletes.
 pub type KvWrite = (String, Option<Vec<u8>>);
 
@@ -86,6 +90,12 @@ pub trait KvStore: Send + Sync {
     /// shared by several processes (the host's per-scope lock covers only its own
     /// process). `None`: the store needs no check.
     fn revision<'a>(&'a self, _scope: &'a KvScope) -> BoxFuture<'a, Result<Option<u64>, KvError>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Serializes the scope's invocations across every process sharing the store (the
+    /// host's own lock covers one process): taken at the first KV call, held until the
+    /// returned guard is dropped, after the commit. `None`: the store needs no such lock.
+    fn lock_scope<'a>(&'a self, _scope: &'a KvScope) -> BoxFuture<'a, Result<Option<ScopeGuard>, KvError>> {
         Box::pin(async { Ok(None) })
     }
     /// Applies every write or none, refusing with [`KvError::Quota`] if the result would
@@ -160,19 +170,23 @@ pub struct KvTxn {
     locks: Arc<KvLocks>,
     /// Held from the first KV call until the invocation's state is dropped.
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The store's cross-process lock of the scope, when it has one; released with `guard`.
+    /// (In a mutex only to be `Sync`: it is never touched, only dropped.)
+    shared: Option<std::sync::Mutex<ScopeGuard>>,
     /// The store's revision when the lock was taken.
     base: Option<u64>,
 }
 
 impl KvTxn {
     pub fn new(scope: KvScope, store: Arc<dyn KvStore>, locks: Arc<KvLocks>) -> Self {
-        Self { scope, store, writes: BTreeMap::new(), usage: None, locks, guard: None, base: None }
+        Self { scope, store, writes: BTreeMap::new(), usage: None, locks, guard: None, shared: None, base: None }
     }
 
     /// Takes the scope's lock, and notes the store's revision, before the first read or write.
     async fn enter(&mut self) -> Result<(), KvError> {
         if self.guard.is_none() {
             self.guard = Some(self.locks.lock(&self.scope).await);
+            self.shared = self.store.lock_scope(&self.scope).await?.map(std::sync::Mutex::new);
             self.base = self.store.revision(&self.scope).await?;
         }
         Ok(())

@@ -190,7 +190,8 @@ async fn recorded_invocations(base: &Url, token: &str) -> anyhow::Result<u64> {
     let client = client()?;
     let get = |url: Url| client.get(url).bearer_auth(token).send();
     let installs: Value = get(base.join("/v1/installs")?).await?.error_for_status()?.json().await?;
-    let id = installs["items"].get(0).and_then(|install| install["id"].as_str()).context("the tenant has no install")?;
+    let id =
+        installs["items"].get(0).and_then(|install| install["id"].as_str()).context("the tenant has no install")?;
     let page: Value =
         get(base.join(&format!("/v1/installs/{id}/invocations?per_page=1"))?).await?.error_for_status()?.json().await?;
     page["total"].as_u64().context("no `total` in the invocations page")
