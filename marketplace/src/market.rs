@@ -21,10 +21,12 @@ use crate::server::metrics::Metrics;
 pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_marketplace.sql"),
     include_str!("../migrations/sqlite/0002_applied_once.sql"),
+    include_str!("../migrations/sqlite/0003_cache_generation.sql"),
 ];
 pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
     include_str!("../migrations/postgres/0002_applied_once.sql"),
+    include_str!("../migrations/postgres/0003_cache_generation.sql"),
 ];
 
 pub struct Market {
@@ -77,6 +79,16 @@ impl Market {
         audit::record(&self.db.pool, &actor(caller), "version.published", &published.id, detail).await?;
         self.after_version_change(&id).await?;
         Ok(published)
+    }
+
+    /// Revokes a signing key, then tells every node to verify what it cached again: a
+    /// component the key verified stops running on every node at its next event.
+    pub async fn revoke_key(&self, caller: &Credential, fingerprint: &str) -> Result<(), MarketError> {
+        self.registry.revoke_key(caller, fingerprint).await?;
+        sqlx::query("UPDATE cache_generation SET generation = generation + 1 WHERE id = 1")
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
     }
 
     /// Yanks a version, then updates its listing and the installs that follow it.

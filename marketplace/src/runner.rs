@@ -58,8 +58,9 @@ pub struct Runner {
     limits: TenantLimits,
     rate: Limiter,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// Loaded components by `plugin@version`; versions are immutable.
-    plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// Loaded components by `plugin@version`, with the cache generation they were verified
+    /// at; versions are immutable, but the keys that verified them may be revoked.
+    plugins: Mutex<HashMap<String, (i64, Arc<Plugin>)>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -163,7 +164,11 @@ impl Runner {
     /// signature checked against the publisher's current keys, and loaded by the host.
     async fn plugin(&self, market: &Market, target: &Target) -> Result<Arc<Plugin>, MarketError> {
         let key = format!("{}@{}", target.plugin, target.version);
-        if let Some(plugin) = self.plugins.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        // Verified at or after the generation the target was read at: still good. Older: a
+        // key was revoked since, so fetch and verify again.
+        if let Some((verified, plugin)) = self.plugins.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && *verified >= target.generation
+        {
             return Ok(plugin.clone());
         }
         let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
@@ -173,7 +178,7 @@ impl Runner {
             .load(&bytes)
             .await
             .map_err(|e| MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")))?;
-        self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, plugin.clone());
+        self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (target.generation, plugin.clone()));
         Ok(plugin)
     }
 }

@@ -31,6 +31,8 @@ pub struct Target {
     pub status: String,
     pub status_reason: Option<String>,
     pub consecutive_failures: i64,
+    /// The cache generation when the target was read (see `cache_generation`).
+    pub generation: i64,
 }
 
 impl Target {
@@ -54,11 +56,13 @@ fn target(row: &AnyRow) -> Result<Target, MarketError> {
         status: row.try_get("status")?,
         status_reason: row.try_get("status_reason")?,
         consecutive_failures: row.try_get("consecutive_failures")?,
+        generation: row.try_get("generation")?,
     })
 }
 
 const TARGET_COLUMNS: &str = "id, tenant_id, plugin_id, version, event_types, grants, config, secrets_sealed, status, \
-                              status_reason, consecutive_failures";
+                              status_reason, consecutive_failures, \
+                              (SELECT generation FROM cache_generation WHERE id = 1) AS generation";
 
 /// The tenant's installs that are not uninstalled.
 pub async fn targets(market: &Market, tenant: &TenantId) -> Result<Vec<Target>, MarketError> {

@@ -232,7 +232,7 @@ pub async fn revoke_key(
     Path((publisher, fingerprint)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
-    state.market.registry.revoke_key(&caller, &fingerprint).await?;
+    state.market.revoke_key(&caller, &fingerprint).await?;
     audit(&state, &caller, "key.revoked", &publisher, json!({ "fingerprint": fingerprint })).await?;
     Ok(StatusCode::NO_CONTENT)
 }

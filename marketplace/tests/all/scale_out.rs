@@ -58,7 +58,8 @@ fn nodes_started_together_on_a_fresh_database_all_come_up() {
                 sqlx::query_scalar("SELECT COUNT(*) FROM marketplace_migrations").fetch_one(&db.pool).await.unwrap();
             (registry, marketplace)
         });
-        assert_eq!(migrated.1, 2, "each marketplace migration recorded once");
+        let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+        assert_eq!(migrated.1, shipped as i64, "each marketplace migration recorded once");
         assert!(migrated.0 >= 1);
     }
 }
@@ -71,9 +72,7 @@ fn one_installs_kv_across_two_nodes_never_conflicts() {
 
     super::common::runtime().block_on(async {
         let env = std::sync::Arc::new(super::common::Env::new(true).await);
-        // A second node on the same database, with its own host (so its own in-process KV
-        // locks): only the database can coordinate the two.
-        let host = std::sync::Arc::new(nexus_host::Host::new(nexus_host::HostConfig::default()).unwrap());
+        let (second, host) = second_node(&env).await;
         let conflict_attempts = {
             let (first, second) = (env.market.runner.host().metrics(), host.metrics());
             move |a: &nexus_host::Host, b: &nexus_host::Host| {
@@ -82,15 +81,6 @@ fn one_installs_kv_across_two_nodes_never_conflicts() {
                     - second.invocations["kv_conflict"]
             }
         };
-        let config = nexus_marketplace::MarketConfig {
-            master_key: nexus_marketplace::secrets::MasterKey::generate().unwrap(),
-            host: host.clone(),
-            tenant_limits: nexus_marketplace::runner::TenantLimits::default(),
-        };
-        let other = nexus_marketplace::Market::open(env.market.registry.clone(), config).await.unwrap();
-        let state =
-            nexus_marketplace::server::AppState { market: std::sync::Arc::new(other), public_url: "http://b".into() };
-        let second = nexus_marketplace::server::app(state);
 
         let tenant = env.tenant("globex").await;
         let install =
@@ -148,5 +138,76 @@ fn one_installs_kv_across_two_nodes_never_conflicts() {
         assert_eq!(conflicts, 0, "no conflict surfaced or recorded");
         // Nor any attempt discarded for one: the nodes took turns on the install's KV.
         assert_eq!(conflict_attempts(env.market.runner.host(), &host), 0);
+    })
+}
+
+/// A second node on `env`'s database, with its own host (its own caches and in-process KV
+/// locks): only the database can coordinate it with the first.
+async fn second_node(env: &super::common::Env) -> (axum::Router, std::sync::Arc<nexus_host::Host>) {
+    let host = std::sync::Arc::new(nexus_host::Host::new(nexus_host::HostConfig::default()).unwrap());
+    let config = nexus_marketplace::MarketConfig {
+        master_key: nexus_marketplace::secrets::MasterKey::generate().unwrap(),
+        host: host.clone(),
+        tenant_limits: nexus_marketplace::runner::TenantLimits::default(),
+    };
+    let other = nexus_marketplace::Market::open(env.market.registry.clone(), config).await.unwrap();
+    let state =
+        nexus_marketplace::server::AppState { market: std::sync::Arc::new(other), public_url: "http://b".into() };
+    (nexus_marketplace::server::app(state), host)
+}
+
+/// Sends one event through `router`; the first delivery's outcome.
+async fn outcome_via(router: &axum::Router, tenant: &str) -> String {
+    use tower::ServiceExt;
+    let body = serde_json::json!({ "type": "ping", "payload": {} }).to_string();
+    let request = axum::http::Request::post("/v1/events")
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {tenant}"))
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let receipt: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    receipt["deliveries"][0]["outcome"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_revoked_key_stops_a_warm_component_on_every_node_at_its_next_event() {
+    super::common::runtime().block_on(async {
+        let env = super::common::Env::new(true).await;
+        let (second, _) = second_node(&env).await;
+        let key = nexus_registry::SecretKey::generate().unwrap();
+        env.market.registry.add_key(&env.publisher_credential, &key.public_key()).await.unwrap();
+        let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();
+        let id: nexus_registry::PluginId = "nexus-labs/echo".parse().unwrap();
+        let message = nexus_registry::signature::signing_message(
+            &id,
+            &"0.1.1".parse().unwrap(),
+            &nexus_host::Digest::of(&component),
+        );
+        let (_, _, manifest) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "echo").unwrap();
+        let request = nexus_registry::PublishRequest {
+            manifest: manifest.replacen("version = \"0.1.0\"", "version = \"0.1.1\"", 1),
+            component,
+            claimed_digest: None,
+            signature: Some(nexus_registry::SignedBy {
+                key_fingerprint: key.public_key().fingerprint(),
+                signature: key.sign(&message),
+            }),
+        };
+        env.market.publish(&env.publisher_credential, request).await.unwrap();
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", serde_json::json!({})).await;
+        assert_eq!(install["version"], "0.1.1");
+        // Both nodes have the component loaded and verified.
+        assert_eq!(outcome_via(&env.router, &tenant).await, "ok");
+        assert_eq!(outcome_via(&second, &tenant).await, "ok");
+
+        let revoke = format!("/v1/publishers/nexus-labs/keys/{}", key.public_key().fingerprint());
+        let (status, _) = env.call("DELETE", &revoke, Some(&env.publisher), None).await;
+        assert_eq!(status, axum::http::StatusCode::NO_CONTENT);
+        // The other node, warm, stops at once too.
+        assert_eq!(outcome_via(&second, &tenant).await, "load_failed");
+        assert_eq!(outcome_via(&env.router, &tenant).await, "load_failed");
     })
 }
