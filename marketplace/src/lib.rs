@@ -11,6 +11,7 @@ pub mod error;
 pub mod installs;
 pub mod kv;
 pub mod market;
+pub mod nodes;
 pub mod records;
 pub mod runner;
 pub mod secrets;

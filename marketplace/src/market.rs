@@ -22,11 +22,13 @@ pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_marketplace.sql"),
     include_str!("../migrations/sqlite/0002_applied_once.sql"),
     include_str!("../migrations/sqlite/0003_cache_generation.sql"),
+    include_str!("../migrations/sqlite/0004_nodes.sql"),
 ];
 pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
     include_str!("../migrations/postgres/0002_applied_once.sql"),
     include_str!("../migrations/postgres/0003_cache_generation.sql"),
+    include_str!("../migrations/postgres/0004_nodes.sql"),
 ];
 
 pub struct Market {

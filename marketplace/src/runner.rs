@@ -4,17 +4,13 @@
 //! feeds the circuit breaker and the metrics.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{Quota, RateLimiter};
 use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
 use nexus_registry::Db;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::error::MarketError;
@@ -45,8 +41,7 @@ impl Default for TenantLimits {
     }
 }
 
-type Limiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
-
+mod admission;
 mod deliver;
 
 pub use deliver::LOAD_FAILED;
@@ -55,9 +50,7 @@ pub struct Runner {
     host: Arc<Host>,
     records: InvocationLog,
     kv: Arc<SqlKv>,
-    limits: TenantLimits,
-    rate: Limiter,
-    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    admission: admission::Admission,
     /// Loaded components by `plugin@version`, with the cache generation they were verified
     /// at; versions are immutable, but the keys that verified them may be revoked.
     plugins: Mutex<HashMap<String, (i64, Arc<Plugin>)>>,
@@ -123,15 +116,11 @@ pub struct Skipped {
 impl Runner {
     /// Must be called within a tokio runtime: it starts the invocation writer.
     pub fn new(host: Arc<Host>, db: Db, limits: TenantLimits, metrics: Arc<Metrics>) -> Self {
-        let per_second = NonZeroU32::new(limits.events_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(limits.burst).unwrap_or(per_second);
         Self {
             host,
             records: InvocationLog::start(db.clone()),
             kv: Arc::new(SqlKv::new(db)),
-            limits,
-            rate: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            in_flight: Mutex::new(HashMap::new()),
+            admission: admission::Admission::new(limits),
             plugins: Mutex::new(HashMap::new()),
             metrics,
         }
@@ -141,23 +130,24 @@ impl Runner {
         &self.host
     }
 
-    /// Admits one event of `tenant`: within its rate, and with an in-flight slot.
+    /// Admits one event of `tenant` within this node's share of its limits.
     async fn admit(&self, tenant: &TenantId) -> Result<tokio::sync::OwnedSemaphorePermit, MarketError> {
-        if let Err(not_until) = self.rate.check_key(&tenant.to_string()) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(MarketError::RateLimited { retry_after: wait.max(Duration::from_secs(1)) });
-        }
-        let semaphore = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(tenant.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.in_flight)))
-            .clone();
-        match tokio::time::timeout(self.limits.queue_wait, semaphore.acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(MarketError::Busy(self.limits.in_flight)),
-        }
+        self.admission.admit(tenant).await
+    }
+
+    /// Divides the per-tenant limits among `nodes` live nodes (see `runner/admission.rs`).
+    pub fn share_among(&self, nodes: u32) {
+        self.admission.share_among(nodes);
+    }
+
+    /// The live nodes the limits are divided among now.
+    pub fn live_nodes(&self) -> u32 {
+        self.admission.nodes()
+    }
+
+    /// This node's share of the per-tenant limits now.
+    pub fn limits(&self) -> TenantLimits {
+        self.admission.limits()
     }
 
     /// The component of `target`'s version: from memory, or fetched from the registry, its

@@ -137,8 +137,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    println!("nexus serving on {public_url} (data in {})", config.data_dir.display());
-    serve_with(listener, AppState { market, public_url }, config.connections, shutdown_signal()).await
+    let membership = crate::nodes::join(&market, &address.to_string()).await?;
+    let heartbeat = crate::nodes::keep_alive(market.clone(), membership.clone());
+    println!("nexus serving on {public_url} (data in {}, node {})", config.data_dir.display(), membership.id);
+    let state = AppState { market: market.clone(), public_url };
+    let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
+    heartbeat.abort();
+    crate::nodes::leave(&market, &membership).await;
+    served
 }
 
 /// Serves `state` on `listener` with the default connection limits until `shutdown`

@@ -43,11 +43,19 @@ pub const PUBLISHES_PER_MINUTE: u32 = 10;
 
 type Limiter = RateLimiter<String, governor::state::keyed::DefaultKeyedStateStore<String>, DefaultClock>;
 
-/// The registry: a database, an artifact store and the publish rate limiter (per node).
+/// The registry: a database, an artifact store and the publish rate limiter. With several
+/// nodes the configured rate is divided among the live ones ([`Registry::share_among`]).
 pub struct Registry {
     db: Db,
     artifacts: ArtifactStore,
-    publish_limiter: Limiter,
+    per_minute: u32,
+    /// The live nodes the rate is divided among, and this node's limiter for its share.
+    publish_limiter: std::sync::RwLock<(u32, std::sync::Arc<Limiter>)>,
+}
+
+fn publish_limiter(per_minute: u32, nodes: u32) -> std::sync::Arc<Limiter> {
+    let share = NonZeroU32::new(per_minute / nodes.max(1)).unwrap_or(NonZeroU32::MIN);
+    std::sync::Arc::new(RateLimiter::keyed(Quota::per_minute(share)))
 }
 
 impl Registry {
@@ -56,8 +64,17 @@ impl Registry {
     }
 
     pub fn with_publish_rate(db: Db, artifacts: ArtifactStore, per_minute: u32) -> Self {
-        let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
-        Self { db, artifacts, publish_limiter: RateLimiter::keyed(Quota::per_minute(per_minute)) }
+        let limiter = publish_limiter(per_minute, 1);
+        Self { db, artifacts, per_minute, publish_limiter: std::sync::RwLock::new((1, limiter)) }
+    }
+
+    /// Divides the publish rate among `nodes` live nodes (each allows its share), so the
+    /// configured rate holds for the whole marketplace. A change starts a fresh limiter.
+    pub fn share_among(&self, nodes: u32) {
+        let mut current = self.publish_limiter.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != nodes.max(1) {
+            *current = (nodes.max(1), publish_limiter(self.per_minute, nodes));
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -105,7 +122,8 @@ impl Registry {
 
     /// Publishes a version; attempts count against the publisher's rate limit.
     pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, RegistryError> {
-        if let Err(not_until) = self.publish_limiter.check_key(&caller.publisher.to_string()) {
+        let limiter = self.publish_limiter.read().unwrap_or_else(std::sync::PoisonError::into_inner).1.clone();
+        if let Err(not_until) = limiter.check_key(&caller.publisher.to_string()) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
             return Err(RegistryError::RateLimited { retry_after });

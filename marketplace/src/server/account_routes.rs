@@ -30,6 +30,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/operator/tokens", post(create_operator_token))
         .route("/v1/operator/tokens/{id}", delete(revoke_operator_token))
         .route("/v1/audit", get(read_audit))
+        .route("/v1/nodes", get(list_nodes))
+}
+
+/// The nodes serving this marketplace, live ones first (operators only).
+#[utoipa::path(get, path = "/v1/nodes", tag = "accounts", params(PageQuery),
+    responses((status = 200, body = Page<crate::nodes::Node>)))]
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    QueryParams(query): QueryParams<PageQuery>,
+) -> Result<Json<Page<crate::nodes::Node>>, ApiError> {
+    Ok(Json(Page::of(crate::nodes::list(&state.market, &caller).await?, &query)?))
 }
 
 /// The calling token: its role, whom it acts for, and its scopes.

@@ -39,6 +39,16 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
         ("nexus_host_component_loads_disk_total", "Component loads served from the disk cache", host.loads_disk as f64),
         ("nexus_host_component_compiles_total", "Components compiled", host.compiles as f64),
         ("nexus_host_fuel_used_total", "Fuel used by all invocations", host.fuel_used as f64),
+        (
+            "nexus_live_nodes",
+            "Live nodes the per-tenant and publish limits are divided among",
+            f64::from(runner.live_nodes()),
+        ),
+        (
+            "nexus_tenant_burst_share",
+            "This node's share of each tenant's event burst",
+            f64::from(runner.limits().burst),
+        ),
     ]);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -76,6 +76,9 @@ pub struct Metrics {
     series: Mutex<Series>,
     events: AtomicU64,
     deliveries: AtomicU64,
+    /// This node's id once it joined (`nodes.rs`): counters are per node by design, and
+    /// `nexus_node_info` says which node these are.
+    node: std::sync::OnceLock<String>,
 }
 
 impl Metrics {
@@ -117,10 +120,21 @@ impl Metrics {
     /// Everything in the text format. Labelled families appear once they have a series; the two
     /// unlabelled counters always do (0 is a real value, and `rate()` needs the series from the
     /// start). `extra` gauges, as (name, help, value), come last in the order given.
+    /// Names the node these counters belong to.
+    pub fn set_node(&self, id: &str) {
+        let _ = self.node.set(id.to_string());
+    }
+
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
         // Format from a copy so recording threads never wait on string building.
         let series = self.lock().clone();
         let mut out = String::new();
+        if let Some(node) = self.node.get() {
+            out += "# HELP nexus_node_info The node these counters are from (Prometheus sums nodes).\n";
+            out += "# TYPE nexus_node_info gauge\n";
+            out +=
+                &format!("nexus_node_info{{node=\"{}\",version=\"{}\"}} 1\n", escape(node), env!("CARGO_PKG_VERSION"));
+        }
         counters(&mut out, &REQUESTS, &series.requests);
         histograms(&mut out, &REQUEST_DURATIONS, &series.request_durations);
         counters(&mut out, &INVOCATIONS, &series.invocations);

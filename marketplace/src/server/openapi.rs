@@ -22,6 +22,7 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
         account_routes::create_operator_token,
         account_routes::revoke_operator_token,
         account_routes::read_audit,
+        account_routes::list_nodes,
         catalog_routes::search,
         catalog_routes::detail,
         catalog_routes::consent,

@@ -135,7 +135,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 42] = [
+const ALL_ROUTES: [(&str, &str); 43] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -149,6 +149,7 @@ const ALL_ROUTES: [(&str, &str); 42] = [
     ("POST", "/v1/operator/tokens"),
     ("DELETE", "/v1/operator/tokens/{id}"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/nodes"),
     ("GET", "/v1/catalog"),
     ("GET", "/v1/catalog/{publisher}/{name}"),
     ("GET", "/v1/catalog/{publisher}/{name}/consent"),
@@ -415,6 +416,7 @@ fn table(install_id: &str, pii_consent: &Value, upgrade_consent: &Value) -> Vec<
         route("POST", "/v1/operator/tokens", operator_only(MADE)).json(json!({ "label": "new" })),
         route("DELETE", "/v1/operator/tokens/{fresh}", operator_only(EMPTY)).fresh(Fresh::OperatorToken),
         route("GET", "/v1/audit", operator_only(OK)),
+        route("GET", "/v1/nodes", operator_only(OK)),
         // Catalog: browsing is public; moderation is the operators'; a publisher's listings
         // (with moderation reasons) are its own and the operators'.
         route("GET", "/v1/catalog", public),

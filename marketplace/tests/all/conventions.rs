@@ -351,7 +351,7 @@ fn parallel_retries_with_one_key_mint_one_token_and_never_fail() {
 }
 
 /// Every route of the account, catalog and install handlers, as (method, path).
-const DOCUMENTED: [(&str, &str); 27] = [
+const DOCUMENTED: [(&str, &str); 28] = [
     ("get", "/v1/whoami"),
     ("get", "/v1/tenants"),
     ("post", "/v1/tenants"),
@@ -361,6 +361,7 @@ const DOCUMENTED: [(&str, &str); 27] = [
     ("post", "/v1/operator/tokens"),
     ("delete", "/v1/operator/tokens/{id}"),
     ("get", "/v1/audit"),
+    ("get", "/v1/nodes"),
     ("get", "/v1/catalog"),
     ("get", "/v1/catalog/{publisher}/{name}"),
     ("get", "/v1/catalog/{publisher}/{name}/consent"),

@@ -7,6 +7,16 @@ use std::process::{Command, Stdio};
 /// Starts `count` nodes at once on `url`; each one's first stdout line (or why it ended).
 /// Their data folders go with `dirs`.
 fn start_together(url: &str, count: usize, dirs: &[tempfile::TempDir]) -> Vec<(std::process::Child, String)> {
+    start_with(url, count, dirs, &[])
+}
+
+/// [`start_together`] with extra `nexus serve` arguments.
+fn start_with(
+    url: &str,
+    count: usize,
+    dirs: &[tempfile::TempDir],
+    extra: &[&str],
+) -> Vec<(std::process::Child, String)> {
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]);
     let children: Vec<std::process::Child> = dirs
         .iter()
@@ -15,6 +25,7 @@ fn start_together(url: &str, count: usize, dirs: &[tempfile::TempDir]) -> Vec<(s
             Command::new(env!("CARGO_BIN_EXE_nexus"))
                 .args(["serve", "--listen", "127.0.0.1:0", "--database", url, "--data-dir"])
                 .arg(dir.path())
+                .args(extra)
                 .env("NEXUS_MASTER_KEY", &key)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -210,4 +221,167 @@ fn a_revoked_key_stops_a_warm_component_on_every_node_at_its_next_event() {
         assert_eq!(outcome_via(&second, &tenant).await, "load_failed");
         assert_eq!(outcome_via(&env.router, &tenant).await, "load_failed");
     })
+}
+
+/// `url`'s `/metrics` value of `name`, if present.
+async fn gauge(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
+    let text = client.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+}
+
+async fn post_event(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    id: &str,
+    payload: serde_json::Value,
+) -> Option<u16> {
+    let event = serde_json::json!({ "id": id, "type": "order.created", "payload": payload });
+    let response = client.post(format!("{url}/v1/events")).bearer_auth(tenant).json(&event).send().await.ok()?;
+    Some(response.status().as_u16())
+}
+
+#[test]
+fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
+    let url = nexus_testkit::Postgres::shared().fresh_database();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let env = [("NEXUS_DATABASE_URL", url.as_str())];
+    let token = |args: &[&str]| {
+        let output = super::common::nexus(args, &env);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
+    };
+    // The migrations run when the first command opens the database.
+    let operator = token(&["operator", "token"]);
+    let publisher = token(&["publisher", "create", "nexus-labs"]);
+    let mut nodes = start_with(&url, 3, &dirs, &["--tenant-rate", "1", "--tenant-burst", "300"]);
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|(_, line)| {
+            assert!(line.starts_with("nexus serving on http://"), "{line}");
+            line.split_whitespace().nth(3).unwrap().to_string()
+        })
+        .collect();
+
+    super::common::runtime().block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
+        // Each node sees the other two (after a heartbeat or two) and takes a third of the limits.
+        for node in &urls {
+            let mut seen = 0.0;
+            for _ in 0..100 {
+                seen = gauge(&client, node, "nexus_live_nodes").await.unwrap_or(0.0);
+                if seen == 3.0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            assert_eq!(seen, 3.0, "{node} sees every node");
+            assert_eq!(gauge(&client, node, "nexus_tenant_burst_share").await, Some(100.0));
+        }
+        let nodes_page: serde_json::Value = client
+            .get(format!("{}/v1/nodes", urls[0]))
+            .bearer_auth(&operator)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(nodes_page["total"], 3, "{nodes_page}");
+        assert!(nodes_page["items"].as_array().unwrap().iter().all(|n| n["live"] == true), "{nodes_page}");
+
+        let (_, component, _) =
+            nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "tax-calculator").unwrap();
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins/tax-calculator/nexus.toml");
+        let published = super::common::nexus(
+            &["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"],
+            &[("NEXUS_REGISTRY", urls[1].as_str()), ("NEXUS_TOKEN", publisher.as_str())],
+        );
+        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+        let tenant = |id: &'static str| {
+            let (client, url, operator) = (client.clone(), urls[0].clone(), operator.clone());
+            async move {
+                let body = serde_json::json!({ "id": id, "display_name": id });
+                let created: serde_json::Value = client
+                    .post(format!("{url}/v1/tenants"))
+                    .bearer_auth(&operator)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                created["secret"].as_str().unwrap().to_string()
+            }
+        };
+
+        // A tenant's burst of 300 holds for the whole marketplace: round-robin over three
+        // nodes, 450 events get 300 through (plus what the 1/s rate refills meanwhile), not 450.
+        let bursty = tenant("bursty").await;
+        let mut accepted = 0;
+        for n in 0..450 {
+            let status = post_event(&client, &urls[n % 3], &bursty, &format!("b-{n}"), serde_json::json!({})).await;
+            accepted += usize::from(status == Some(200));
+        }
+        assert!((300..=330).contains(&accepted), "{accepted} of 450 accepted");
+
+        // Events round-robin while one node is killed: the client resends what failed to
+        // another node; every event applies once, and no KV update is lost.
+        let shopper = tenant("shopper").await;
+        let install: serde_json::Value = client
+            .post(format!("{}/v1/installs", urls[2]))
+            .bearer_auth(&shopper)
+            .json(&serde_json::json!({
+                "plugin": "nexus-labs/tax-calculator",
+                "consent": { "capabilities": ["log", "config", "kv", "usage"], "hosts": [] },
+                "config": { "rates": "DE=1900" },
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let order = serde_json::json!({ "order_id": "o", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
+        for n in 0..60 {
+            if n == 20 {
+                let (child, _) = &mut nodes[2];
+                child.kill().unwrap(); // SIGKILL, mid-load
+                child.wait().unwrap();
+            }
+            let id = format!("s-{n}");
+            let mut sent = post_event(&client, &urls[n % 3], &shopper, &id, order.clone()).await;
+            for retry in [(n + 1) % 2, n % 2] {
+                if sent == Some(200) {
+                    break;
+                }
+                sent = post_event(&client, &urls[retry], &shopper, &id, order.clone()).await;
+            }
+            assert_eq!(sent, Some(200), "event {id}");
+        }
+        let db = nexus_registry::Db::connect(&url).await.unwrap();
+        let id = install["id"].as_str().unwrap();
+        let per_event: Vec<i64> = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM invocations WHERE install_id = $1 AND outcome = 'ok' GROUP BY event_id",
+        )
+        .bind(id)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!((per_event.len(), per_event.iter().all(|n| *n == 1)), (60, true));
+        let total: Vec<u8> =
+            sqlx::query_scalar("SELECT value FROM kv_entries WHERE install_id = $1 AND key = 'total/DE/EUR'")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(String::from_utf8(total).unwrap(), (60 * 190).to_string());
+    });
+    for (mut child, _) in nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
