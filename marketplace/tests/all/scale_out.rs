@@ -295,10 +295,20 @@ fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
             nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "tax-calculator").unwrap();
         let manifest =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins/tax-calculator/nexus.toml");
-        let published = super::common::nexus(
-            &["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"],
-            &[("NEXUS_REGISTRY", urls[1].as_str()), ("NEXUS_TOKEN", publisher.as_str())],
-        );
+        let config = dirs[0].path().join("config");
+        let signer = [
+            ("NEXUS_REGISTRY", urls[1].as_str()),
+            ("NEXUS_TOKEN", publisher.as_str()),
+            ("XDG_CONFIG_HOME", config.to_str().unwrap()),
+        ];
+        let generated = super::common::nexus(&["keys", "generate"], &signer);
+        let fingerprint = String::from_utf8_lossy(&generated.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("fingerprint ").map(str::to_owned))
+            .unwrap();
+        assert!(super::common::nexus(&["keys", "add"], &signer).status.success());
+        let published =
+            super::common::nexus(&["publish", component, "--manifest", manifest.to_str().unwrap()], &signer);
         assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
         let tenant = |id: &'static str| {
             let (client, url, operator) = (client.clone(), urls[0].clone(), operator.clone());
@@ -379,6 +389,24 @@ fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
                 .await
                 .unwrap();
         assert_eq!(String::from_utf8(total).unwrap(), (60 * 190).to_string());
+
+        // The signing key is revoked through one node; the other, warm, refuses at once.
+        let revoke = [signer[0], signer[1], signer[2]];
+        let revoke = revoke.map(|(k, v)| if k == "NEXUS_REGISTRY" { (k, urls[0].as_str()) } else { (k, v) });
+        let revoked = super::common::nexus(&["keys", "revoke", &fingerprint], &revoke);
+        assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+        let event = serde_json::json!({ "id": "after-revoke", "type": "order.created", "payload": order });
+        let receipt: serde_json::Value = client
+            .post(format!("{}/v1/events", urls[1]))
+            .bearer_auth(&shopper)
+            .json(&event)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(receipt["deliveries"][0]["outcome"], "load_failed", "{receipt}");
     });
     for (mut child, _) in nodes {
         let _ = child.kill();
