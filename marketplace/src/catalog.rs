@@ -410,7 +410,7 @@ async fn set_mark(
     if let Some(text) = text {
         MarketError::check_text("invalid_request", "reason", text, MAX_REASON_CHARS)?;
     }
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.write_tx().await?;
     let update = format!("UPDATE listings SET {} = $1, {} = $2 WHERE plugin_id = $3", mark.at_column, mark.text_column);
     let updated =
         sqlx::query(&update).bind(text.map(|_| now_ms())).bind(text).bind(id.to_string()).execute(&mut *tx).await?;

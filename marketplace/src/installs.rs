@@ -158,7 +158,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     };
     let grants = consent.grants();
     let now = now_ms();
-    let mut tx = market.db.pool.begin().await?;
+    let mut tx = market.db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO installs (id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, \
          config, secrets_sealed, secret_names, status, created_at, updated_at) \
@@ -198,14 +198,10 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     get(market, caller, &install_id).await
 }
 
-/// A transaction that will write: on SQLite it takes the write lock at once (a deferred one
-/// that reads first cannot upgrade once another connection wrote); `FOR UPDATE` is what
-/// locks rows on PostgreSQL (empty on SQLite, where the lock covers the database).
+/// A transaction that will write (`Db::write_tx`); `FOR UPDATE` is what locks rows on
+/// PostgreSQL (empty on SQLite, where the write lock covers the database).
 async fn write_tx(market: &Market) -> Result<sqlx::Transaction<'static, sqlx::Any>, MarketError> {
-    Ok(match market.db.backend {
-        Backend::Sqlite => market.db.pool.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => market.db.pool.begin().await?,
-    })
+    Ok(market.db.write_tx().await?)
 }
 
 fn for_update(market: &Market) -> &'static str {

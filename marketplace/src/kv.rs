@@ -50,14 +50,7 @@ impl SqlKv {
         quota: KvQuota,
         base: Option<u64>,
     ) -> Result<(), KvError> {
-        // SQLite: take the write lock up front. A deferred transaction that reads first
-        // cannot upgrade to a writer once another connection has written ("database is
-        // locked" at once, without waiting out the busy timeout).
-        let mut tx = match self.db.backend {
-            Backend::Sqlite => self.db.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.db.pool.begin().await,
-        }
-        .map_err(backend)?;
+        let mut tx = self.db.write_tx().await.map_err(backend)?;
         let staged = StagedKv { scope: scope.clone(), writes, quota, base };
         apply(&mut tx, self.db.backend, &staged).await?;
         tx.commit().await.map_err(backend)

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use nexus_host::StagedKv;
 use nexus_host::capability::kv::KvError;
-use nexus_registry::{Backend, Db};
+use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
@@ -99,7 +99,7 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>) {
 }
 
 async fn insert_batch(db: &Db, records: &[InvocationRecord]) -> Result<Vec<Written>, sqlx::Error> {
-    let mut tx = write_tx(db).await?;
+    let mut tx = db.write_tx().await?;
     let mut written = Vec::with_capacity(records.len());
     for record in records {
         written.push(insert(&mut tx, record).await?);
@@ -108,21 +108,12 @@ async fn insert_batch(db: &Db, records: &[InvocationRecord]) -> Result<Vec<Writt
     Ok(written)
 }
 
-/// A write transaction on either backend. SQLite: take the write lock up front rather than
-/// fail to upgrade a read lock.
-async fn write_tx(db: &Db) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-    match db.backend {
-        Backend::Sqlite => db.pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => db.pool.begin().await,
-    }
-}
-
 /// Commits an applied invocation that staged KV writes: its row and usage first (so a
 /// second delivery of the same event finds it applied and keeps nothing), then the writes,
 /// all in one transaction. A crash leaves either all of it or none.
 pub async fn commit_applied(db: &Db, staged: &StagedKv, record: &InvocationRecord) -> Result<Written, KvError> {
     let backend = |error: sqlx::Error| KvError::Backend(error.to_string());
-    let mut tx = write_tx(db).await.map_err(backend)?;
+    let mut tx = db.write_tx().await.map_err(backend)?;
     let written = insert(&mut tx, record).await.map_err(backend)?;
     if written != Written::Inserted {
         return Ok(written);

@@ -30,6 +30,17 @@ pub struct Db {
 }
 
 impl Db {
+    /// A transaction that will write, the one way on both backends: on SQLite it takes the
+    /// write lock at once (a deferred transaction that reads first cannot upgrade to a writer
+    /// once another connection wrote: "database is locked" without waiting out the busy
+    /// timeout); on PostgreSQL rows are locked where they are read (`FOR UPDATE`).
+    pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
     pub async fn connect(url: &str) -> Result<Self, RegistryError> {
         sqlx::any::install_default_drivers();

@@ -185,7 +185,7 @@ async fn insert_version(
 ) -> Result<(), RegistryError> {
     let id = manifest.id.to_string();
     let manifest_json = serde_json::to_string(manifest).map_err(storage)?;
-    let mut tx = db.pool.begin().await.map_err(storage)?;
+    let mut tx = db.write_tx().await.map_err(storage)?;
     sqlx::query("INSERT INTO plugins (id, publisher, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
         .bind(&id)
         .bind(manifest.id.publisher.as_str())
