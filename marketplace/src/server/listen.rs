@@ -25,7 +25,8 @@ pub struct ConnectionLimits {
     /// Time to send a request's headers, counted from when the connection is ready for the
     /// next request: a half-sent request or an idle keep-alive connection is closed then.
     pub header_timeout: Duration,
-    /// Time to send a request's body.
+    /// Longest pause while a request's body is sent (between chunks; a slow but steady
+    /// upload is fine).
     pub body_timeout: Duration,
     /// Time for a whole request (an event waits for its invocations: at most their
     /// wall-clock limit plus the queues before them).
