@@ -1,7 +1,7 @@
 //! Money arithmetic for the Nexus marketplace: amounts in integer minor units of an ISO 4217
 //! currency ([`Money`], [`Currency`]), rating usage against a price ([`rating`]), the
-//! tiered revenue-share split and its reversal on refunds ([`share`]), and dividing an
-//! amount among parties ([`allocate`]).
+//! tiered revenue-share split and its reversal on refunds ([`share`]), balanced double-entry
+//! postings ([`ledger`]), and dividing an amount among parties ([`allocate`]).
 //!
 //! Pure: no SQL, no async, no HTTP. Every operation is exact integer arithmetic (i128 where a
 //! product can pass i64), fails with a typed [`MoneyError`] instead of wrapping or rounding
@@ -10,6 +10,7 @@
 
 mod amount;
 mod currency;
+pub mod ledger;
 pub mod rating;
 pub mod share;
 
@@ -29,6 +30,8 @@ pub enum MoneyError {
     InvalidAmount(String, &'static str),
     #[error("invalid policy: {0}")]
     InvalidPolicy(String),
+    #[error("invalid posting: {0}")]
+    InvalidPosting(String),
     #[error("a refund of {requested} minor units exceeds the {remaining} that remain of the charge")]
     RefundExceedsCharge { requested: i64, remaining: i64 },
 }
