@@ -230,3 +230,11 @@ pub fn nexus(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     }
     command.output().unwrap()
 }
+
+/// The secret after `token     ` in a `nexus` create command's output (the command must
+/// have succeeded).
+pub fn issued_token(output: &std::process::Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    text.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
+}

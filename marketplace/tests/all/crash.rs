@@ -9,15 +9,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::common::{nexus, serve};
+use super::common::{issued_token as token, nexus, serve};
 
 const EVENTS: usize = 80;
-
-fn token(output: &std::process::Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
-    text.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
-}
 
 async fn send(client: &reqwest::Client, url: &str, tenant: &str, n: usize) -> reqwest::Result<(u16, Value)> {
     let order = json!({ "order_id": format!("o-{n}"), "amount_minor": 1000, "currency": "EUR", "region": "DE" });

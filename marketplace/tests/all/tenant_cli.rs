@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use super::common::{nexus, serve};
+use super::common::{issued_token as token, nexus, serve};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -12,12 +12,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The secret after `token     ` in a create command's output.
-fn token(output: &Output) -> String {
-    assert!(output.status.success(), "{}{}", stdout(output), stderr(output));
-    stdout(output).lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
 }
 
 #[test]
