@@ -17,18 +17,20 @@ use crate::runner::{Runner, TenantLimits};
 use crate::secrets::MasterKey;
 use crate::server::metrics::Metrics;
 
-/// Migrations of the marketplace's own tables, after the registry's.
+/// Migrations of the marketplace's own tables, after the registry's: one file per backend
+/// where the dialects differ (`sqlite/`, `postgres/`), one for both where they do not
+/// (`common/`).
 pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_marketplace.sql"),
-    include_str!("../migrations/sqlite/0002_applied_once.sql"),
-    include_str!("../migrations/sqlite/0003_cache_generation.sql"),
-    include_str!("../migrations/sqlite/0004_nodes.sql"),
+    include_str!("../migrations/common/0002_applied_once.sql"),
+    include_str!("../migrations/common/0003_cache_generation.sql"),
+    include_str!("../migrations/common/0004_nodes.sql"),
 ];
 pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
-    include_str!("../migrations/postgres/0002_applied_once.sql"),
-    include_str!("../migrations/postgres/0003_cache_generation.sql"),
-    include_str!("../migrations/postgres/0004_nodes.sql"),
+    include_str!("../migrations/common/0002_applied_once.sql"),
+    include_str!("../migrations/common/0003_cache_generation.sql"),
+    include_str!("../migrations/common/0004_nodes.sql"),
 ];
 
 pub struct Market {

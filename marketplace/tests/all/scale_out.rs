@@ -69,7 +69,10 @@ fn nodes_started_together_on_a_fresh_database_all_come_up() {
                 sqlx::query_scalar("SELECT COUNT(*) FROM marketplace_migrations").fetch_one(&db.pool).await.unwrap();
             (registry, marketplace)
         });
-        let shipped = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")).unwrap().count();
+        let shipped = ["postgres", "common"]
+            .iter()
+            .map(|dir| std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap().count())
+            .sum::<usize>();
         assert_eq!(migrated.1, shipped as i64, "each marketplace migration recorded once");
         assert!(migrated.0 >= 1);
     }
@@ -246,12 +249,7 @@ fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
     let url = nexus_testkit::Postgres::shared().fresh_database();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let env = [("NEXUS_DATABASE_URL", url.as_str())];
-    let token = |args: &[&str]| {
-        let output = super::common::nexus(args, &env);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
-    };
+    let token = |args: &[&str]| super::common::issued_token(&super::common::nexus(args, &env));
     // The migrations run when the first command opens the database.
     let operator = token(&["operator", "token"]);
     let publisher = token(&["publisher", "create", "nexus-labs"]);
