@@ -116,6 +116,7 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Market {
         master_key: MasterKey::generate().unwrap(),
         host: Arc::new(Host::new(HostConfig::default()).unwrap()),
         tenant_limits: Default::default(),
+        billing: Default::default(),
     };
     let market = Market::open(registry, config).await.unwrap();
     let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();

@@ -101,7 +101,7 @@ pub struct SearchQuery {
     #[param(max_length = 200)]
     pub q: Option<String>,
     pub category: Option<String>,
-    /// `free`, `flat` or `per-unit`.
+    /// `free`, `flat`, `per-unit` or `one-time`.
     pub pricing: Option<String>,
     /// A requested capability: `log`, `config`, `secrets`, `kv`, `http`, `usage`.
     pub capability: Option<String>,
@@ -129,6 +129,7 @@ pub fn pricing_model_name(model: &PricingModel) -> &'static str {
         PricingModel::Free => "free",
         PricingModel::Flat { .. } => "flat",
         PricingModel::PerUnit { .. } => "per-unit",
+        PricingModel::OneTime { .. } => "one-time",
     }
 }
 
@@ -241,7 +242,7 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     let terms = terms(q);
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
-    let pricing = filter_value("pricing", query.pricing.as_ref(), &["free", "flat", "per-unit"])?;
+    let pricing = filter_value("pricing", query.pricing.as_ref(), &["free", "flat", "per-unit", "one-time"])?;
     let capability = filter_value("capability", query.capability.as_ref(), &capabilities)?;
 
     // Binds are numbered in the order they are pushed.

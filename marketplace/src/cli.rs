@@ -7,6 +7,7 @@ mod events;
 mod install;
 mod keys;
 mod live_demo;
+mod money;
 mod output;
 mod plugin_run;
 mod publish;
@@ -56,6 +57,35 @@ enum Command {
     /// Operator commands with direct database access.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// A plugin's plans: list them, or (its publisher) add, revise and retire them.
+    #[command(subcommand)]
+    Plans(money::PlansCommand),
+    /// Change an install's plan (prorated).
+    #[command(subcommand)]
+    Plan(money::PlanCommand),
+    /// Pay an install's failed charges now.
+    Settle(money::SettleArgs),
+    /// List charges: your tenant's, or (operators) anyone's.
+    Charges(money::ChargesArgs),
+    /// A tenant's bill for a month, as a table or CSV.
+    Bill(money::BillArgs),
+    /// A partner's sales and balance, as a table or CSV.
+    Sales(money::SalesArgs),
+    /// Refund part of a collected charge (operators).
+    Refund(money::RefundArgs),
+    /// Billing (operators).
+    #[command(subcommand)]
+    Billing(money::BillingCommand),
+    /// The ledger (operators).
+    #[command(subcommand)]
+    Ledger(money::LedgerCommand),
+    /// A partner's statements: the months, or one month line by line (table or CSV).
+    Statements(money::StatementsArgs),
+    /// Payouts: run them (operators), or list a partner's with what each settles.
+    #[command(subcommand)]
+    Payouts(money::PayoutsCommand),
+    /// GMV, refunds, net revenue and take rate by period (operators; partners their own).
+    Gmv(money::GmvArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +132,18 @@ pub fn main() -> ExitCode {
             Command::Installs(args) => install::list(args).await,
             Command::Events(command) => events::run(command).await,
             Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
+            Command::Plans(command) => money::plans(command).await,
+            Command::Plan(command) => money::change_plan(command).await,
+            Command::Settle(args) => money::settle(args).await,
+            Command::Charges(args) => money::charges(args).await,
+            Command::Bill(args) => money::bill(args).await,
+            Command::Sales(args) => money::sales(args).await,
+            Command::Refund(args) => money::refund(args).await,
+            Command::Billing(command) => money::billing(command).await,
+            Command::Ledger(command) => money::ledger(command).await,
+            Command::Statements(args) => money::statements(args).await,
+            Command::Payouts(command) => money::payouts(command).await,
+            Command::Gmv(args) => money::gmv(args).await,
         }
     });
     match result {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use nexus_host::Grants;
-use nexus_registry::db::{is_unique_violation, now_ms};
+use nexus_registry::db::is_unique_violation;
 use nexus_registry::publishers::random_hex;
 use nexus_registry::resolve::parse_requirement;
 use nexus_registry::{Backend, PluginId, RegistryError};
@@ -38,6 +38,43 @@ pub const MAX_SETTING_VALUE_BYTES: usize = 4096;
 /// Consecutive failures after which an install is paused for its tenant.
 pub const FAILURES_BEFORE_PAUSE: i64 = 5;
 
+/// Where an install stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallStatus {
+    /// Receives its events.
+    Active,
+    /// Receives none until resumed (by its tenant, or by settling what it owes);
+    /// `status_reason` says why.
+    Paused,
+    /// Gone; kept as history with its invocations and charges.
+    Uninstalled,
+}
+
+impl InstallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Uninstalled => "uninstalled",
+        }
+    }
+
+    /// A status as stored.
+    pub(crate) fn stored(text: &str) -> Result<Self, MarketError> {
+        [Self::Active, Self::Paused, Self::Uninstalled]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| storage(format!("stored install status `{text}`")))
+    }
+}
+
+impl std::fmt::Display for InstallStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An install as its tenant (and operators) see it. Secrets appear by name only. The CLI
 /// reads it back with the same type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -47,9 +84,12 @@ pub struct Install {
     pub plugin: String,
     pub requirement: String,
     pub version: String,
+    /// The plan key, and the revision the install pays (`pln_…`; see `/v1/plugins/{p}/plans`).
     pub plan: String,
-    /// `active`, `paused` or `uninstalled`.
-    pub status: String,
+    pub plan_id: Option<String>,
+    /// When a trial ends: nothing is charged before.
+    pub trial_ends_at: Option<i64>,
+    pub status: InstallStatus,
     pub status_reason: Option<String>,
     #[schema(value_type = Object)]
     pub grants: Grants,
@@ -135,17 +175,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     if !request.consent.as_ref().is_some_and(|answer| consent.is_covered_by(answer)) {
         return Err(consent.required("installing needs consent"));
     }
-    let plan = match &request.plan {
-        Some(plan) if record.manifest.pricing.iter().any(|p| &p.id == plan) => plan.clone(),
-        Some(plan) => {
-            let plans: Vec<&str> = record.manifest.pricing.iter().map(|p| p.id.as_str()).collect();
-            return Err(MarketError::invalid(
-                "unknown_plan",
-                format!("{id} has no plan `{plan}`; its plans are: {}", plans.join(", ")),
-            ));
-        }
-        None => record.manifest.pricing.first().map(|p| p.id.clone()).unwrap_or_else(|| "free".into()),
-    };
+    let plan = crate::billing::plans::choose(market, &id, request.plan.as_deref()).await?;
     check_settings("config", request.config.iter().map(|(k, v)| (k, Some(v))))?;
     check_settings("secret", request.secrets.iter().map(|(k, v)| (k, Some(v))))?;
     market.registry.verify_signature(&id, &record).await?;
@@ -157,7 +187,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
         Some(secrets::seal(&market.master_key, &install_id, &request.secrets).map_err(storage)?)
     };
     let grants = consent.grants();
-    let now = now_ms();
+    let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO installs (id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, \
@@ -172,7 +202,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     .bind(record.digest.to_string())
     .bind(json_text(&record.manifest.event_types))
     .bind(json_text(&grants))
-    .bind(&plan)
+    .bind(&plan.key)
     .bind(json_text(&request.config))
     .bind(sealed)
     .bind(json_text(&request.secrets.keys().collect::<Vec<_>>()))
@@ -189,12 +219,24 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
         other => other?,
     };
     catalog::count_install(&mut *tx, &id.to_string(), 1).await?;
+    crate::billing::run::start_install(&mut tx, market, &install_id, tenant.as_str(), &id.to_string(), &plan).await?;
     let detail = json!({
         "plugin": id.to_string(), "version": record.version.to_string(), "requirement": requirement_text,
-        "plan": plan, "grants": grants, "secret_names": request.secrets.keys().collect::<Vec<_>>(),
+        "plan": plan.key, "plan_revision": plan.revision, "grants": grants, "secret_names": request.secrets.keys().collect::<Vec<_>>(),
     });
     audit::record(&mut *tx, &caller.actor(), "install.created", &install_id, detail).await?;
     tx.commit().await?;
+    // What is due at install (a one-time price, a first period) is charged and collected
+    // now; if that fails here, the next billing run does it. Free and usage plans owe nothing
+    // yet: no billing transaction on their install.
+    let now = market.billing.clock.now_ms();
+    let due_now = plan.model == crate::billing::plans::PlanModel::OneTime || plan.charges_periods();
+    if !due_now {
+        return get(market, caller, &install_id).await;
+    }
+    if let Err(error) = crate::billing::settle::settle_now(market, &install_id, now).await {
+        tracing::warn!(install = %install_id, %error, "charges due at install left to the next billing run");
+    }
     get(market, caller, &install_id).await
 }
 
@@ -231,7 +273,7 @@ fn json_field<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Res
 
 const COLUMNS: &str = "id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, config, \
                        secrets_sealed, secret_names, status, status_reason, consecutive_failures, pending_version, \
-                       pending_reason, created_at, updated_at, uninstalled_at";
+                       pending_reason, created_at, updated_at, uninstalled_at, plan_id, trial_ends_at";
 
 fn install(row: &AnyRow) -> Result<Install, MarketError> {
     let pending_version: Option<String> = row.try_get("pending_version")?;
@@ -242,7 +284,9 @@ fn install(row: &AnyRow) -> Result<Install, MarketError> {
         requirement: row.try_get("requirement")?,
         version: row.try_get("version")?,
         plan: row.try_get("plan")?,
-        status: row.try_get("status")?,
+        plan_id: row.try_get("plan_id")?,
+        trial_ends_at: row.try_get("trial_ends_at")?,
+        status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
         status_reason: row.try_get("status_reason")?,
         grants: json_field(row, "grants")?,
         event_types: json_field(row, "event_types")?,
@@ -277,6 +321,16 @@ async fn visible_row(market: &Market, caller: &Caller, id: &str) -> Result<AnyRo
         Caller::Tenant { .. } => Err(MarketError::NotFound(format!("install {id}"))),
         Caller::Publisher(_) => Err(MarketError::Forbidden("installs belong to tenants".into())),
     }
+}
+
+/// The install, for domain code that checked the caller itself (billing's tenant actions).
+pub(crate) async fn get_checked_elsewhere(market: &Market, id: &str) -> Result<Install, MarketError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&market.db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
+    install(&row)
 }
 
 pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {

@@ -5,12 +5,14 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod error;
 pub mod installs;
 pub mod kv;
 pub mod market;
+pub mod metrics;
 pub mod nodes;
 pub mod records;
 pub mod runner;

@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nexus_host::{Host, HostConfig, OutboundPolicy};
-use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, VersionRecord};
+use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, RegistryError, VersionRecord};
 use semver::Version;
 use serde_json::json;
 
 use crate::audit;
+use crate::billing::{BillingConfig, plans};
 use crate::catalog;
 use crate::error::MarketError;
 use crate::installs;
+use crate::metrics::Metrics;
 use crate::runner::{Runner, TenantLimits};
 use crate::secrets::MasterKey;
-use crate::server::metrics::Metrics;
 
 /// Migrations of the marketplace's own tables, after the registry's: one file per backend
 /// where the dialects differ (`sqlite/`, `postgres/`), one for both where they do not
@@ -25,12 +26,18 @@ pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0002_applied_once.sql"),
     include_str!("../migrations/common/0003_cache_generation.sql"),
     include_str!("../migrations/common/0004_nodes.sql"),
+    include_str!("../migrations/common/0005_billing.sql"),
+    include_str!("../migrations/sqlite/0006_ledger.sql"),
+    include_str!("../migrations/common/0007_payouts.sql"),
 ];
 pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
     include_str!("../migrations/common/0002_applied_once.sql"),
     include_str!("../migrations/common/0003_cache_generation.sql"),
     include_str!("../migrations/common/0004_nodes.sql"),
+    include_str!("../migrations/common/0005_billing.sql"),
+    include_str!("../migrations/postgres/0006_ledger.sql"),
+    include_str!("../migrations/common/0007_payouts.sql"),
 ];
 
 pub struct Market {
@@ -38,6 +45,7 @@ pub struct Market {
     pub registry: Arc<Registry>,
     pub master_key: MasterKey,
     pub runner: Runner,
+    pub billing: BillingConfig,
 }
 
 /// How to build a [`Market`] beyond its registry.
@@ -46,6 +54,8 @@ pub struct MarketConfig {
     /// The plugin host; shared so tests compile each component once.
     pub host: Arc<Host>,
     pub tenant_limits: TenantLimits,
+    /// The billing clock, the payment provider and the retry schedule.
+    pub billing: BillingConfig,
 }
 
 /// The host a server runs: precompiled components cached under `cache_dir`; outbound HTTP
@@ -62,7 +72,9 @@ impl Market {
         let db = registry.db().clone();
         db.apply_migrations("marketplace_migrations", SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS).await?;
         let runner = Runner::new(config.host, db.clone(), config.tenant_limits, Arc::new(Metrics::new()));
-        Ok(Self { db, registry, master_key: config.master_key, runner })
+        let market = Self { db, registry, master_key: config.master_key, runner, billing: config.billing };
+        plans::backfill(&market).await?;
+        Ok(market)
     }
 
     /// Publishes a version, then updates its listing and the installs that follow it.
@@ -71,6 +83,8 @@ impl Market {
     /// invocation finds it compiled.
     pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, MarketError> {
         nexus_registry::publish::validate(caller, &request)?;
+        let manifest = nexus_registry::manifest::Manifest::from_toml(&request.manifest).map_err(RegistryError::from)?;
+        plans::check_manifest(&manifest)?;
         self.runner
             .host()
             .load(&request.component)
@@ -81,6 +95,9 @@ impl Market {
         let detail = json!({ "version": published.version, "digest": published.digest.to_string(),
                              "signed_by": published.signed_by });
         audit::record(&self.db.pool, &actor(caller), "version.published", &published.id, detail).await?;
+        if let Err(error) = plans::seed(self, &id, &manifest, &actor(caller)).await {
+            tracing::error!(plugin = %id, %error, "plans not seeded from the manifest");
+        }
         self.after_version_change(&id).await?;
         Ok(published)
     }

@@ -168,10 +168,12 @@ async fn insert(tx: &mut sqlx::AnyConnection, record: &InvocationRecord) -> Resu
     }
     if record.outcome == "ok" {
         for (meter, units) in &record.usage {
+            // Billable units are stored as reported or not at all, never clamped.
+            let units = i64::try_from(*units).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             sqlx::query("INSERT INTO invocation_usage (invocation_id, meter, units) VALUES ($1, $2, $3)")
                 .bind(&record.id)
                 .bind(meter)
-                .bind(i64::try_from(*units).unwrap_or(i64::MAX))
+                .bind(units)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -17,8 +17,8 @@ use crate::error::MarketError;
 use crate::installs::{self, Target};
 use crate::kv::SqlKv;
 use crate::market::Market;
+use crate::metrics::Metrics;
 use crate::records::{self, InvocationLog};
-use crate::server::metrics::Metrics;
 
 /// Longest event type, and event id, accepted.
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
@@ -230,7 +230,7 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
             deliveries.push(deliver::replayed(record));
             continue;
         }
-        if target.status == "paused" {
+        if target.status == crate::installs::InstallStatus::Paused {
             runner.metrics.record_skipped("paused");
             skipped.push(Skipped {
                 install: target.id.clone(),
@@ -268,7 +268,7 @@ pub async fn invoke_install(
     request: EventRequest,
 ) -> Result<Delivery, MarketError> {
     let target = installs::target_of(market, caller, install).await?;
-    if target.status == "paused" {
+    if target.status == crate::installs::InstallStatus::Paused {
         return Err(MarketError::conflict(
             "install_paused",
             format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),

@@ -4,6 +4,7 @@
 
 mod account_routes;
 mod auth;
+mod billing_routes;
 mod catalog_routes;
 mod envelope;
 mod error;
@@ -12,7 +13,7 @@ mod health;
 mod idempotency;
 mod install_routes;
 mod listen;
-pub mod metrics;
+mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
 mod registry_routes;
@@ -60,6 +61,14 @@ pub struct ServeConfig {
     pub allow_private_networks: Vec<ipnet::IpNet>,
     /// Bounds on clients' connections.
     pub connections: ConnectionLimits,
+    /// How often this node runs billing (`None`: never; operators run it by hand).
+    pub billing_every: Option<std::time::Duration>,
+    /// How often this node runs payouts (`None`: never; operators run them by hand).
+    pub payouts_every: Option<std::time::Duration>,
+    pub payout_schedule: crate::billing::payouts::Schedule,
+    /// Shifts the billing clock (`NEXUS_CLOCK_OFFSET_MS`): for demos and tests that run real
+    /// processes a month ahead. Zero in production.
+    pub clock_offset_ms: i64,
 }
 
 impl ServeConfig {
@@ -77,6 +86,24 @@ impl ServeConfig {
 
     /// Opens the whole marketplace: registry, migrations, master key, plugin host.
     pub async fn market(&self) -> anyhow::Result<Market> {
+        let clock = Arc::new(crate::billing::SystemClock::shifted(self.clock_offset_ms));
+        // No real provider yet: the sandbox, remembering its outcomes in the data folder.
+        let sandbox = Arc::new(crate::billing::SandboxProvider::journaled(self.sandbox_journal())?);
+        self.market_on(clock, sandbox).await
+    }
+
+    /// Where the sandbox payment provider journals what it did.
+    pub fn sandbox_journal(&self) -> PathBuf {
+        self.data_dir.join("sandbox-payments.jsonl")
+    }
+
+    /// [`ServeConfig::market`] with a billing clock and sandbox provider of the caller's (the
+    /// demo moves its clock and scripts its sandbox).
+    pub async fn market_on(
+        &self,
+        clock: Arc<dyn crate::billing::Clock>,
+        sandbox: Arc<crate::billing::SandboxProvider>,
+    ) -> anyhow::Result<Market> {
         let registry = Arc::new(self.registry().await?);
         let env_key = std::env::var("NEXUS_MASTER_KEY").ok();
         let (master_key, source) = MasterKey::load_or_create(env_key.as_deref(), &self.data_dir.join("master.key"))?;
@@ -96,6 +123,10 @@ impl ServeConfig {
                 nexus_host::OutboundPolicy::allowing(self.allow_private_networks.iter().copied()),
             )?,
             tenant_limits: self.tenant_limits,
+            billing: crate::billing::BillingConfig {
+                payout_schedule: self.payout_schedule,
+                ..crate::billing::BillingConfig::sandboxed(clock, sandbox)
+            },
         };
         Ok(Market::open(registry, config).await?)
     }
@@ -114,6 +145,7 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
         .merge(account_routes::routes())
         .merge(catalog_routes::routes())
         .merge(install_routes::routes())
+        .merge(billing_routes::routes())
         .merge(openapi::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such route; see /openapi.json")
@@ -139,10 +171,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let membership = crate::nodes::join(&market, &address.to_string()).await?;
     let heartbeat = crate::nodes::keep_alive(market.clone(), membership.clone());
+    let billing = config.billing_every.map(|every| crate::billing::run::keep_billing(market.clone(), every));
+    let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
     println!("nexus serving on {public_url} (data in {}, node {})", config.data_dir.display(), membership.id);
     let state = AppState { market: market.clone(), public_url };
     let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
     heartbeat.abort();
+    for task in [billing, payouts].into_iter().flatten() {
+        task.abort();
+    }
     crate::nodes::leave(&market, &membership).await;
     served
 }

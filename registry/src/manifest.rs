@@ -7,8 +7,6 @@
 //! also what manifests read back from JSON storage go through.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::str::FromStr;
 
 use nexus_host::{Capability, ContractVersion, HostPattern};
 use semver::Version;
@@ -16,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::id::PluginId;
+pub use rules::MAX_TRIAL_DAYS;
 use rules::{
     MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS, check_capabilities, check_categories, check_event_types, check_length,
     check_license, check_pricing, check_text, check_url,
@@ -125,6 +124,9 @@ pub enum PricingModel {
         amount_minor: i64,
         currency: Currency,
         interval: Interval,
+        /// Days before the first period is charged (a tenant's first install only).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        trial_days: u32,
     },
     PerUnit {
         meter: String,
@@ -132,57 +134,24 @@ pub enum PricingModel {
         currency: Currency,
         #[serde(default)]
         included_units: u64,
+        /// The most one period may cost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cap_minor: Option<i64>,
+    },
+    /// Bought once, charged at install.
+    OneTime {
+        amount_minor: i64,
+        currency: Currency,
     },
 }
 
-/// An ISO 4217 currency code such as `USD`. Only the shape is checked; which currencies are
-/// billable is the billing system's decision.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Currency([u8; 3]);
-
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0:?} must be 3 uppercase letters (ISO 4217)")]
-pub struct CurrencyError(String);
-
-impl FromStr for Currency {
-    type Err = CurrencyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match <[u8; 3]>::try_from(s.as_bytes()) {
-            Ok(code) if code.iter().all(u8::is_ascii_uppercase) => Ok(Self(code)),
-            _ => Err(CurrencyError(s.to_string())),
-        }
-    }
+fn is_zero(days: &u32) -> bool {
+    *days == 0
 }
 
-impl TryFrom<String> for Currency {
-    type Error = CurrencyError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<Currency> for String {
-    fn from(currency: Currency) -> Self {
-        currency.to_string()
-    }
-}
-
-impl fmt::Display for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Only ASCII uppercase letters are ever stored, so each byte is one char.
-        self.0.iter().try_for_each(|&b| fmt::Write::write_char(f, char::from(b)))
-    }
-}
-
-/// Shows the code, not the bytes.
-impl fmt::Debug for Currency {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Currency({self})")
-    }
-}
+/// A currency with minor units, from ISO 4217 (`nexus-money`): a manifest naming `XTS` or
+/// `usd` is refused at publish, and every amount's exponent comes from its currency.
+pub use nexus_money::Currency;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

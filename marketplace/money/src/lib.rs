@@ -1,7 +1,8 @@
 //! Money arithmetic for the Nexus marketplace: amounts in integer minor units of an ISO 4217
 //! currency ([`Money`], [`Currency`]), rating usage against a price ([`rating`]), the
 //! tiered revenue-share split and its reversal on refunds ([`share`]), balanced double-entry
-//! postings ([`ledger`]), and dividing an amount among parties ([`allocate`]).
+//! postings ([`ledger`]), dividing an amount among parties ([`allocate`]), and billing periods
+//! and proration over UTC calendar months ([`period`]).
 //!
 //! Pure: no SQL, no async, no HTTP. Every operation is exact integer arithmetic (i128 where a
 //! product can pass i64), fails with a typed [`MoneyError`] instead of wrapping or rounding
@@ -11,6 +12,7 @@
 mod amount;
 mod currency;
 pub mod ledger;
+pub mod period;
 pub mod rating;
 pub mod share;
 
@@ -34,6 +36,10 @@ pub enum MoneyError {
     InvalidPosting(String),
     #[error("a refund of {requested} minor units exceeds the {remaining} that remain of the charge")]
     RefundExceedsCharge { requested: i64, remaining: i64 },
+    #[error("unknown interval `{0}`: expected `month` or `year`")]
+    UnknownInterval(String),
+    #[error("invalid period: {0}")]
+    InvalidPeriod(String),
 }
 
 /// `value × numerator / denominator`, rounded half up (half away from zero), computed in i128

@@ -44,10 +44,11 @@ impl UsagePrice {
     /// What `reported` units cost in one period.
     pub fn rate(&self, reported: u64) -> Result<UsageLine, MoneyError> {
         let billable = reported.saturating_sub(self.included_units);
-        let uncapped = self.unit.checked_mul(billable)?;
+        // In i128 first: usage large enough to overflow i64 still ends at the cap.
+        let uncapped = i128::from(self.unit.minor) * i128::from(billable);
         let (amount, capped_at) = match self.cap {
-            Some(cap) if cap.minor < uncapped.minor => (cap, Some(cap)),
-            _ => (uncapped, None),
+            Some(cap) if i128::from(cap.minor) < uncapped => (cap, Some(cap)),
+            _ => (Money::new(i64::try_from(uncapped).map_err(|_| MoneyError::Overflow)?, self.unit.currency), None),
         };
         Ok(UsageLine {
             reported_units: reported,
@@ -90,6 +91,9 @@ mod tests {
         assert!(matches!(UsagePrice::new(eur(1), 0, Some(jpy)), Err(MoneyError::CurrencyMismatch { .. })));
         let huge = UsagePrice::new(eur(i64::MAX), 0, None).expect("price");
         assert_eq!(huge.rate(2), Err(MoneyError::Overflow));
+        // With a cap, any usage ends at the cap.
+        let capped = UsagePrice::new(eur(i64::MAX), 0, Some(eur(500))).expect("price");
+        assert_eq!(capped.rate(u64::MAX).expect("rate").amount, eur(500));
     }
 
     proptest! {

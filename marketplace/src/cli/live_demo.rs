@@ -1,9 +1,14 @@
 //! `nexus serve --demo`: a live marketplace to look at. It seeds a fresh data folder with two
-//! publishers whose plugins are published and signed (the samples, and one built on echo),
-//! two tenants with installs, settings and secrets, a featured listing; serves the API; and
-//! keeps events flowing from
+//! publishers whose plugins are published, signed and priced (a one-time purchase, a
+//! subscription with a trial, usage with a cap), two tenants with installs, settings and
+//! secrets, a featured listing, and revenue-share policies. With the billing clock moved a
+//! month back it then lives through that month day by day on the real paths: events, daily
+//! billing runs, a declined card that is collected the next day, a plan upgrade, a refund.
+//! Then it pays the partners out, serves the API at the real time, bills every minute, runs
+//! payouts every hour (each partner at most once per half month), and keeps events flowing from
 //! both tenants through `POST /v1/events` (over loopback HTTP, as a client would), printing
-//! the tokens to try the API with and a running tally.
+//! the tokens to try the API with and a running tally of deliveries, GMV, fees and partner
+//! earnings.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +19,9 @@ use nexus_registry::{Credential, Manifest, PublishRequest, SecretKey, SignedBy};
 use serde_json::{Value, json};
 
 use crate::accounts::{self, Caller, TenantId};
+use crate::billing::plans::{PlanModel, PlanRequest, UsageTerms};
+use crate::billing::provider::Scripted;
+use crate::billing::{DAY_MS, SandboxProvider, SystemClock};
 use crate::installs::{self, GrantConsent, InstallRequest};
 use crate::market::Market;
 use crate::server::{self, AppState, ServeConfig};
@@ -46,10 +54,17 @@ const EVENT_EVERY: Duration = Duration::from_millis(700);
 /// A tenant to seed: id, display name, and each plugin with its install settings.
 type DemoTenant<'a> = (&'a str, &'a str, &'a [(&'a str, Value)]);
 
+/// Days of history lived through before serving: at least one whole month, so usage is
+/// billed in arrears once before the demo serves.
+const HISTORY_DAYS: i64 = 31;
+
 struct Seeded {
     operator: String,
     publisher: String,
     tenants: Vec<(String, String)>,
+    /// The tenants as callers, for the history's events and plan changes.
+    callers: Vec<Caller>,
+    operator_caller: Caller,
 }
 
 pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
@@ -61,9 +76,12 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         }
         config.data_dir = folder;
     }
-    let market = Arc::new(config.market().await?);
+    let clock = Arc::new(SystemClock::shifted(-HISTORY_DAYS * DAY_MS));
+    let sandbox = Arc::new(SandboxProvider::journaled(config.sandbox_journal())?);
+    let market = Arc::new(config.market_on(clock.clone(), sandbox.clone()).await?);
     println!("seeding the demo marketplace in {} ...", config.data_dir.display());
-    let seeded = seed(&market).await?;
+    let seeded = seed(&market, &sandbox).await?;
+    history(&market, &clock, &seeded).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {}: {e} (pass --listen 127.0.0.1:<free port>)", config.listen)
     })?;
@@ -71,13 +89,106 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     let url = format!("http://{address}");
     print_welcome(&url, &seeded);
     let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
+    let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
+    let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
     let state = AppState { market, public_url: url };
     let result = server::serve_on(listener, state, server::shutdown_signal()).await;
     traffic.abort();
+    billing.abort();
+    paying.abort();
     result
 }
 
-async fn seed(market: &Market) -> anyhow::Result<Seeded> {
+/// A plan request with the model's fields left empty.
+fn plan(key: &str, name: &str, model: PlanModel, currency: &str) -> PlanRequest {
+    PlanRequest {
+        key: key.into(),
+        name: name.into(),
+        model,
+        currency: Some(currency.into()),
+        price_minor: 0,
+        interval: None,
+        trial_days: 0,
+        usage: None,
+    }
+}
+
+/// Prices the plugins beyond what their manifests seeded, and sets the revenue share.
+async fn price(market: &Market, nexus_labs: &Credential, operator: &Caller) -> anyhow::Result<()> {
+    use nexus_money::period::Interval;
+    let publisher = Caller::Publisher(nexus_labs.clone());
+    let plans = [
+        (
+            "nexus-labs/echo",
+            PlanRequest { price_minor: 4900, ..plan("lifetime", "Lifetime", PlanModel::OneTime, "EUR") },
+        ),
+        (
+            "nexus-labs/tax-calculator",
+            PlanRequest {
+                usage: Some(UsageTerms {
+                    meter: "tax-calculations".into(),
+                    unit_minor: 2,
+                    included_units: 50,
+                    cap_minor: Some(2000),
+                }),
+                ..plan("per-calculation", "Pay per calculation", PlanModel::Usage, "EUR")
+            },
+        ),
+        (
+            "nexus-labs/pii-redactor",
+            PlanRequest {
+                price_minor: 2900,
+                interval: Some(Interval::Month),
+                trial_days: 14,
+                ..plan("team", "Team", PlanModel::Subscription, "USD")
+            },
+        ),
+        (
+            "nexus-labs/pii-redactor",
+            PlanRequest {
+                price_minor: 5900,
+                interval: Some(Interval::Month),
+                ..plan("business", "Business", PlanModel::Subscription, "USD")
+            },
+        ),
+    ];
+    for (plugin, request) in plans {
+        let key = request.key.clone();
+        crate::billing::plans::put(market, &publisher, &plugin.parse()?, request).await?;
+        println!("  priced {plugin} plan {key}");
+    }
+    use crate::billing::share::{PolicyRequest, TierSpec, put};
+    let tiered = vec![TierSpec { up_to: Some(50), rate_bp: 0 }, TierSpec { up_to: None, rate_bp: 1500 }];
+    put(
+        market,
+        operator,
+        PolicyRequest {
+            publisher: Some("nexus-labs".into()),
+            plugin: None,
+            plan: None,
+            tiers: tiered,
+            effective_from: None,
+        },
+    )
+    .await?;
+    let flat = vec![TierSpec { up_to: None, rate_bp: 2000 }];
+    put(
+        market,
+        operator,
+        PolicyRequest {
+            publisher: Some("acme-tools".into()),
+            plugin: None,
+            plan: None,
+            tiers: flat,
+            effective_from: None,
+        },
+    )
+    .await?;
+    println!("  revenue share: nexus-labs 0% up to 50.00 then 15%; acme-tools 20%");
+    Ok(())
+}
+
+async fn seed(market: &Market, sandbox: &SandboxProvider) -> anyhow::Result<Seeded> {
     let operator = accounts::issue_operator_token(&market.db, "demo").await?;
     let operator_caller = Caller::Operator { token_id: operator.id.clone() };
     let publisher_name = "nexus-labs".parse()?;
@@ -101,18 +212,22 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
         publish_signed(market, &acme_credential, &acme_key, nexus_sample_plugins::ECHO, &manifest).await?;
         println!("  published and signed acme-tools/webhook-relay {version}");
     }
+    price(market, &credential, &operator_caller).await?;
+    // initech's first card payment is declined; the next day's billing run collects it.
+    sandbox.script("initech", [Scripted::Refuse("card_declined".into())]);
     let featured = "nexus-labs/tax-calculator".parse()?;
     crate::catalog::feature(&market.db, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
 
     let mut tenants = Vec::new();
-    let plan: [DemoTenant; 2] = [
+    let mut callers = Vec::new();
+    let demo_tenants: [DemoTenant; 2] = [
         (
             "globex",
             "Globex Corporation",
             &[
-                ("nexus-labs/echo", json!({ "config": { "prefix": "globex> " } })),
+                ("nexus-labs/echo", json!({ "plan": "lifetime", "config": { "prefix": "globex> " } })),
                 ("nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900,FR=2000,US-CA=725" } })),
-                ("nexus-labs/pii-redactor", json!({})),
+                ("nexus-labs/pii-redactor", json!({ "plan": "team" })),
             ],
         ),
         (
@@ -137,7 +252,7 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
             ],
         ),
     ];
-    for (id, display_name, plugins) in plan {
+    for (id, display_name, plugins) in demo_tenants {
         let tenant: TenantId = id.parse()?;
         let token = accounts::create_tenant(&market.db, &tenant, display_name).await?;
         let caller = Caller::Tenant {
@@ -163,8 +278,86 @@ async fn seed(market: &Market) -> anyhow::Result<Seeded> {
             println!("  {id} installed {plugin}");
         }
         tenants.push((id.to_string(), token.secret));
+        callers.push(caller);
     }
-    Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants })
+    Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants, callers, operator_caller })
+}
+
+/// Lives through the month before now, a day at a time, on the real paths: each day both
+/// tenants send events and billing runs; globex upgrades pii-redactor on day 20 and gets a
+/// goodwill refund on day 22. Ends at the real time.
+async fn history(market: &Market, clock: &SystemClock, seeded: &Seeded) -> anyhow::Result<()> {
+    use crate::billing::{refunds, run, settle, views};
+    println!("living through the last {HISTORY_DAYS} days (events, daily billing runs) ...");
+    let mut n = 0u64;
+    for day in 0..=HISTORY_DAYS {
+        clock.shift_to(-(HISTORY_DAYS - day) * DAY_MS);
+        for _ in 0..4 {
+            for caller in &seeded.callers {
+                let request = serde_json::from_value(next_event(n))?;
+                crate::runner::send_event(market, caller, request).await?;
+                n += 1;
+            }
+        }
+        if day == 20 {
+            let globex = &seeded.callers[0];
+            if let Some(install) = own_install(market, globex, "nexus-labs/pii-redactor").await? {
+                let change = settle::PlanChange { plan: "business".into() };
+                settle::change_plan(market, globex, &install, change, Some("demo-upgrade")).await?;
+                println!("  day {day}: globex moved pii-redactor from team to business (prorated)");
+            }
+        }
+        if day == 22 {
+            let charges = crate::billing::charges::list(
+                market,
+                &seeded.operator_caller,
+                &crate::billing::charges::ChargeQuery { tenant: Some("globex".into()), ..Default::default() },
+            )
+            .await?;
+            if let Some(charge) = charges.items.iter().find(|c| c.line == "one-time") {
+                let request =
+                    refunds::RefundRequest { amount_minor: 900, reason: "goodwill: slow support reply".into() };
+                refunds::refund(market, &seeded.operator_caller, &charge.id.parse()?, request, Some("demo-refund"))
+                    .await?;
+                println!("  day {day}: refunded 9.00 EUR of globex's echo purchase");
+            }
+        }
+        let report = run::run(market, market.billing.clock.now_ms()).await?;
+        if report.charges_created + report.collected + report.declined > 0 {
+            println!(
+                "  day {day}: billing charged {} line(s), collected {}, declined {}",
+                report.charges_created, report.collected, report.declined
+            );
+        }
+    }
+    clock.shift_to(0);
+    run::run(market, market.billing.clock.now_ms()).await?;
+    let payouts = crate::billing::payouts::run(market, market.billing.clock.now_ms()).await?;
+    let paid: Vec<String> = payouts
+        .paid_minor
+        .iter()
+        .map(|(code, minor)| {
+            nexus_money::Currency::from_code(code)
+                .map_or_else(|_| format!("{minor} {code}"), |c| nexus_money::Money::new(*minor, c).to_string())
+        })
+        .collect();
+    println!(
+        "  payout run {}: {} payout(s) ({}), {} balance(s) under the minimum carried forward",
+        payouts.period,
+        payouts.paid,
+        paid.join(", "),
+        payouts.carried_forward.len()
+    );
+    for totals in views::totals(market).await? {
+        println!("  month so far, {}: {}", totals.currency, totals.describe());
+    }
+    Ok(())
+}
+
+/// The id of the tenant's live install of `plugin`.
+async fn own_install(market: &Market, caller: &Caller, plugin: &str) -> anyhow::Result<Option<String>> {
+    let page = installs::list(market, caller, None, false, &crate::error::PageQuery::default()).await?;
+    Ok(page.items.into_iter().find(|i| i.plugin == plugin).map(|i| i.id))
 }
 
 fn string_map(value: &Value) -> BTreeMap<String, String> {
@@ -212,6 +405,11 @@ fn print_welcome(url: &str, seeded: &Seeded) {
          -d '{{\"type\":\"ticket.created\",\"payload\":{{\"body\":\"mail me at jo@example.com\"}}}}' {url}/v1/events | jq"
     );
     println!("  curl -s -H 'Authorization: Bearer {}' '{url}/v1/audit?per_page=5' | jq", seeded.operator);
+    println!("  curl -s -H 'Authorization: Bearer {}' {url}/v1/publishers/nexus-labs/sales | jq", seeded.publisher);
+    println!(
+        "  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/charges | jq '.items[] | {{line, amount_minor, currency, status}}'"
+    );
+    println!("  curl -s -H 'Authorization: Bearer {}' {url}/v1/ledger/verify | jq .ok", seeded.operator);
     println!("  curl -s {url}/metrics | grep nexus_invocations_total");
     println!("  curl -s {url}/openapi.json | jq '.paths | keys'\n");
 }
@@ -256,6 +454,9 @@ async fn traffic(url: String, tenants: Vec<(String, String)>, market: Arc<Market
                 sqlx::query_scalar("SELECT COUNT(*) FROM invocations").fetch_one(&market.db.pool).await.unwrap_or(0);
             let tally: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             println!("events sent {}, invocations recorded {recorded} — {}", n + 1, tally.join(", "));
+            for totals in crate::billing::views::totals(&market).await.unwrap_or_default() {
+                println!("  money {}: {}", totals.currency, totals.describe());
+            }
         }
     }
 }

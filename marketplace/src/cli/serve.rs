@@ -48,6 +48,16 @@ pub struct ServeArgs {
     /// keep events flowing, printing tokens to try the API with.
     #[arg(long)]
     pub demo: bool,
+    /// Seconds between billing runs on this node (0: never; run `nexus billing run`).
+    #[arg(long, default_value_t = 60)]
+    billing_interval_secs: u64,
+    /// Seconds between payout runs on this node (0: never; run `nexus payouts run`). A run
+    /// pays each partner at most once per payout period.
+    #[arg(long, default_value_t = 3600)]
+    payout_interval_secs: u64,
+    /// When payout periods turn: twice-monthly (1st–15th, 16th–end) or monthly.
+    #[arg(long, default_value = "twice-monthly")]
+    payout_schedule: crate::billing::payouts::Schedule,
 }
 
 /// Per-tenant admission of events.
@@ -88,6 +98,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
             ..ConnectionLimits::default()
         },
+        billing_every: (args.billing_interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.billing_interval_secs)),
+        payouts_every: (args.payout_interval_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.payout_interval_secs)),
+        payout_schedule: args.payout_schedule,
+        clock_offset_ms: clock_offset_ms()?,
     };
     if args.demo {
         super::live_demo::serve(config).await?;
@@ -98,6 +114,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 impl Storage {
+    /// [`Storage::config`] of a marketplace that exists: a data folder without a database is
+    /// refused (run from another folder, the default `nexus-data` would silently be a new,
+    /// empty marketplace whose tokens no server knows), unless `init` asks to create it.
+    fn existing(&self, init: bool) -> anyhow::Result<ServeConfig> {
+        let database = self.data_dir.join("registry.db");
+        if self.database.is_none() && !init && !database.exists() {
+            anyhow::bail!(
+                "no marketplace in {}: point --data-dir (or NEXUS_DATA_DIR) at the folder `nexus serve` uses, \
+                 or pass --init to create one there",
+                self.data_dir.display()
+            );
+        }
+        Ok(self.clone().config())
+    }
+
+    /// Where the data is, for messages.
+    fn describe(&self) -> String {
+        match &self.database {
+            Some(_) => "the PostgreSQL database of --database".into(),
+            None => format!("{}", self.data_dir.display()),
+        }
+    }
+
     /// A configuration for commands that only touch storage.
     fn config(self) -> ServeConfig {
         ServeConfig {
@@ -108,7 +147,23 @@ impl Storage {
             tenant_limits: TenantLimits::default(),
             allow_private_networks: Vec::new(),
             connections: ConnectionLimits::default(),
+            billing_every: None,
+            payouts_every: None,
+            payout_schedule: Default::default(),
+            clock_offset_ms: clock_offset_ms().unwrap_or(0),
         }
+    }
+}
+
+/// `NEXUS_CLOCK_OFFSET_MS`: milliseconds the billing clock runs ahead (or, negative, behind)
+/// the system's, for demos and tests of real processes. Unset in production.
+fn clock_offset_ms() -> anyhow::Result<i64> {
+    match std::env::var("NEXUS_CLOCK_OFFSET_MS") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("NEXUS_CLOCK_OFFSET_MS must be a whole number of milliseconds, not `{text}`")),
+        Err(_) => Ok(0),
     }
 }
 
@@ -117,18 +172,22 @@ pub struct OperatorTokenArgs {
     /// What the token is for, shown in the audit log.
     #[arg(long, default_value = "cli")]
     label: String,
+    /// Create the data folder's database if it has none yet (before the first `nexus serve`).
+    #[arg(long)]
+    init: bool,
     #[command(flatten)]
     storage: Storage,
 }
 
 /// Issues an operator token straight into the database: how the first operator gets in.
 pub async fn operator_token(args: OperatorTokenArgs) -> anyhow::Result<ExitCode> {
-    let registry = args.storage.config().registry().await?;
+    let registry = args.storage.existing(args.init)?.registry().await?;
     let db = registry.db().clone();
     db.apply_migrations("marketplace_migrations", crate::market::SQLITE_MIGRATIONS, crate::market::POSTGRES_MIGRATIONS)
         .await?;
     let token = crate::accounts::issue_operator_token(&db, &args.label).await?;
     crate::audit::record(&db.pool, "cli", "token.issued", "operator", serde_json::json!({ "token": token.id })).await?;
+    println!("issued an operator token in {}", args.storage.describe());
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);
     eprintln!("The token is shown once: export NEXUS_TOKEN=<token>");
@@ -142,15 +201,18 @@ pub struct CreatePublisherArgs {
     /// The name shown to tenants.
     #[arg(long)]
     display_name: Option<String>,
+    /// Create the data folder's database if it has none yet (before the first `nexus serve`).
+    #[arg(long)]
+    init: bool,
     #[command(flatten)]
     storage: Storage,
 }
 
 pub async fn create_publisher(args: CreatePublisherArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.parse()?;
-    let registry = args.storage.config().registry().await?;
+    let registry = args.storage.existing(args.init)?.registry().await?;
     let token = registry.create_publisher(&name, args.display_name.as_deref().unwrap_or(&args.name)).await?;
-    println!("created publisher {name}");
+    println!("created publisher {name} in {}", args.storage.describe());
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);
     eprintln!("The token is shown once. Give it to the publisher: export NEXUS_TOKEN=<token>");

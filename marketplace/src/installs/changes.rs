@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::consent::{Consent, GrantConsent, grants_cover};
 use super::{
-    COLUMNS, Install, changed_live, check_settings, for_update, get, install, json_text, plugin_id, visible_row,
-    write_tx,
+    COLUMNS, Install, InstallStatus, changed_live, check_settings, for_update, get, install, json_text, plugin_id,
+    visible_row, write_tx,
 };
 use crate::accounts::{Caller, TenantScope};
 use crate::audit;
@@ -38,7 +38,7 @@ pub struct SettingsUpdate {
 async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     caller.tenant(TenantScope::Installs)?;
     let install = install(&visible_row(market, caller, id).await?)?;
-    if install.status == "uninstalled" {
+    if install.status == InstallStatus::Uninstalled {
         return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
     }
     Ok(install)
@@ -167,8 +167,14 @@ async fn set_version(
 /// Resumes a paused install.
 pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
-    if current.status != "paused" {
+    if current.status != InstallStatus::Paused {
         return Err(MarketError::conflict("not_paused", format!("install {id} is {}", current.status)));
+    }
+    if current.status_reason.as_deref().is_some_and(|r| r.starts_with(crate::billing::collect::PAYMENT_FAILED)) {
+        return Err(MarketError::conflict(
+            "payment_outstanding",
+            format!("install {id} is paused until its failed charges are paid: POST /v1/installs/{id}/settle"),
+        ));
     }
     let mut tx = write_tx(market).await?;
     let resumed = sqlx::query(
@@ -198,10 +204,12 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     };
     let current = changeable(market, caller, id).await.map_err(gone)?;
     let mut tx = write_tx(market).await?;
-    let now = now_ms();
+    // The billing clock: the final usage segment ends here and no period starts after it.
+    let now = market.billing.clock.now_ms();
     let changed = sqlx::query(
         "UPDATE installs SET status = 'uninstalled', status_reason = NULL, config = '{}', secrets_sealed = NULL, \
-         secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1 \
+         secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1, \
+         next_bill_at = CASE WHEN usage_billed_until IS NOT NULL AND usage_billed_until < $1 THEN $1 ELSE NULL END \
          WHERE id = $2 AND status <> 'uninstalled'",
     )
     .bind(now)

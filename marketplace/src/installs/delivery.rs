@@ -28,7 +28,7 @@ pub struct Target {
     pub grants: Grants,
     pub config: BTreeMap<String, String>,
     pub secrets_sealed: Option<String>,
-    pub status: String,
+    pub status: super::InstallStatus,
     pub status_reason: Option<String>,
     pub consecutive_failures: i64,
     /// The cache generation when the target was read (see `cache_generation`).
@@ -53,7 +53,7 @@ fn target(row: &AnyRow) -> Result<Target, MarketError> {
         grants: json_field(row, "grants")?,
         config: json_field(row, "config")?,
         secrets_sealed: row.try_get("secrets_sealed")?,
-        status: row.try_get("status")?,
+        status: super::InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
         status_reason: row.try_get("status_reason")?,
         consecutive_failures: row.try_get("consecutive_failures")?,
         generation: row.try_get("generation")?,
@@ -85,7 +85,7 @@ pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Tar
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
     let target = target(&row)?;
-    if target.status == "uninstalled" {
+    if target.status == super::InstallStatus::Uninstalled {
         return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
     }
     Ok(target)

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
 use nexus_host::{Event, Finished, InvocationContext, InvocationError, Limits, Outcome, Report, Secrets};
-use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 
 use super::{Delivery, counts_against_plugin};
@@ -66,7 +65,8 @@ pub(super) fn replayed(record: InvocationRecord) -> Delivery {
 /// the whole event. A host without capacity (`busy`) records nothing and counts nothing.
 pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, Refusal> {
     let runner = &market.runner;
-    let started_at = now_ms();
+    // The billing clock: usage is billed by the period its invocation started in.
+    let started_at = market.billing.clock.now_ms();
     let clock = Instant::now();
     let prepared = async {
         let plugin = runner.plugin(market, &target).await?;

@@ -145,6 +145,8 @@ impl From<MarketError> for ApiError {
             MarketError::Registry(_) | MarketError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             MarketError::Forbidden(_) => StatusCode::FORBIDDEN,
             MarketError::NotFound(_) => StatusCode::NOT_FOUND,
+            // As the HTTP idempotency layer answers it, whichever of the two notices first.
+            MarketError::Invalid { code: "idempotency_key_reused", .. } => StatusCode::UNPROCESSABLE_ENTITY,
             MarketError::Invalid { .. } => StatusCode::BAD_REQUEST,
             MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
             MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,

@@ -50,5 +50,25 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
             f64::from(runner.limits().burst),
         ),
     ]);
+    // Money, from the ledger: the same on every node.
+    let mut text = text;
+    match crate::billing::views::totals(&state.market).await {
+        Ok(totals) => {
+            let series = |value: fn(&crate::billing::views::Totals) -> i64| {
+                totals.iter().map(|t| (t.currency.clone(), value(t) as f64)).collect::<Vec<_>>()
+            };
+            type Figure = fn(&crate::billing::views::Totals) -> i64;
+            let gauges: [(&str, &str, Figure); 4] = [
+                ("nexus_gmv_minor", "Gross collected from tenants, in minor units", |t| t.gmv_minor),
+                ("nexus_refunds_minor", "Refunded to tenants, in minor units", |t| t.refunded_minor),
+                ("nexus_fees_minor", "Platform fees net of refunds, in minor units", |t| t.fees_minor),
+                ("nexus_payouts_paid_minor", "Paid out to partners, in minor units", |t| t.paid_out_minor),
+            ];
+            for (name, help, value) in gauges {
+                text += &crate::metrics::labelled_gauge(name, help, "currency", &series(value));
+            }
+        }
+        Err(error) => tracing::warn!(%error, "money metrics not read"),
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -7,11 +7,11 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 use super::AppState;
-use super::{account_routes, catalog_routes, install_routes, registry_routes};
+use super::{account_routes, billing_routes, catalog_routes, install_routes, registry_routes};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Nexus marketplace API", description = "Plugins, installs and events. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every answer has an `x-request-id`."),
+    info(title = "Nexus marketplace API", description = "Plugins, installs, events and money. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every answer has an `x-request-id`."),
     paths(
         account_routes::who_am_i,
         account_routes::create_tenant,
@@ -52,6 +52,32 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
         registry_routes::revoke_key,
         registry_routes::create_token,
         registry_routes::revoke_token,
+        billing_routes::list_plans,
+        billing_routes::put_plan,
+        billing_routes::retire_plan,
+        billing_routes::change_plan,
+        billing_routes::settle_install,
+        billing_routes::list_charges,
+        billing_routes::show_charge,
+        billing_routes::charge_invocations,
+        billing_routes::refund_charge,
+        billing_routes::show_bill,
+        billing_routes::show_sales,
+        billing_routes::list_policies,
+        billing_routes::put_policy,
+        billing_routes::run_billing,
+        billing_routes::verify_ledger,
+        billing_routes::list_statements,
+        billing_routes::show_statement,
+        billing_routes::list_payouts,
+        billing_routes::show_payout,
+        billing_routes::hold_payouts,
+        billing_routes::release_payouts,
+        billing_routes::adjust_balance,
+        billing_routes::run_payouts,
+        billing_routes::set_minimum,
+        billing_routes::show_gmv,
+        billing_routes::show_ecosystem,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::catalog::Sort)),
     modifiers(&Conventions),
@@ -61,6 +87,8 @@ use super::{account_routes, catalog_routes, install_routes, registry_routes};
         (name = "installs", description = "A tenant's installs"),
         (name = "events", description = "Running plugins"),
         (name = "registry", description = "Publishing, versions, artifacts, signing keys, publisher tokens"),
+        (name = "billing", description = "Plans, charges, bills, sales, refunds, revenue share, billing runs, the ledger"),
+        (name = "payouts", description = "Partner statements, payouts, holds, adjustments, GMV and ecosystem figures"),
     )
 )]
 pub struct ApiDoc;

@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use nexus_registry::SecretKey;
 use serde_json::{Value, json};
 
-use super::common::{BOUNDARY, Env, consent_for, form, on_both};
+use super::common::{BOUNDARY, Env, consent_for, form, manifest_of, on_both};
 
 /// Who calls. `Tenant` (globex) owns the install under test; `OtherTenant` (initech) and
 /// `OtherPublisher` (acme) own nothing of globex's or nexus-labs'.
@@ -94,6 +94,8 @@ enum Fresh {
     PausedInstall,
     /// A live tax-calculator install of globex, for uninstalling.
     LiveInstall,
+    /// A new plan of echo, for retiring.
+    Plan,
 }
 
 enum Payload {
@@ -109,12 +111,14 @@ struct Route {
     path: String,
     payload: Payload,
     fresh: Fresh,
+    /// Sends an `Idempotency-Key` unique to the call (money-moving requests need one).
+    idempotent: bool,
     /// By role, in the order of [`ROLES`].
     expect: [Expect; 7],
 }
 
 fn route(method: &'static str, path: impl Into<String>, expect: [Expect; 7]) -> Route {
-    Route { method, path: path.into(), payload: Payload::Empty, fresh: Fresh::Nothing, expect }
+    Route { method, path: path.into(), payload: Payload::Empty, fresh: Fresh::Nothing, idempotent: false, expect }
 }
 
 impl Route {
@@ -132,10 +136,15 @@ impl Route {
         self.fresh = fresh;
         self
     }
+
+    fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 43] = [
+const ALL_ROUTES: [(&str, &str); 69] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -179,6 +188,32 @@ const ALL_ROUTES: [(&str, &str); 43] = [
     ("DELETE", "/v1/publishers/{publisher}/keys/{fingerprint}"),
     ("POST", "/v1/publishers/{publisher}/tokens"),
     ("DELETE", "/v1/publishers/{publisher}/tokens/{id}"),
+    ("GET", "/v1/plugins/{publisher}/{name}/plans"),
+    ("POST", "/v1/plugins/{publisher}/{name}/plans"),
+    ("DELETE", "/v1/plugins/{publisher}/{name}/plans/{key}"),
+    ("PUT", "/v1/installs/{id}/plan"),
+    ("POST", "/v1/installs/{id}/settle"),
+    ("GET", "/v1/charges"),
+    ("GET", "/v1/charges/{id}"),
+    ("GET", "/v1/charges/{id}/invocations"),
+    ("POST", "/v1/charges/{id}/refunds"),
+    ("GET", "/v1/bills/{period}"),
+    ("GET", "/v1/publishers/{publisher}/sales"),
+    ("GET", "/v1/revenue-share/policies"),
+    ("POST", "/v1/revenue-share/policies"),
+    ("POST", "/v1/billing/runs"),
+    ("GET", "/v1/ledger/verify"),
+    ("GET", "/v1/publishers/{publisher}/statements"),
+    ("GET", "/v1/publishers/{publisher}/statements/{period}"),
+    ("GET", "/v1/publishers/{publisher}/payouts"),
+    ("GET", "/v1/publishers/{publisher}/payouts/{id}"),
+    ("POST", "/v1/publishers/{publisher}/payout-hold"),
+    ("DELETE", "/v1/publishers/{publisher}/payout-hold"),
+    ("POST", "/v1/publishers/{publisher}/adjustments"),
+    ("POST", "/v1/payouts/runs"),
+    ("PUT", "/v1/payouts/minimums/{currency}"),
+    ("GET", "/v1/metrics/gmv"),
+    ("GET", "/v1/metrics/ecosystem"),
 ];
 
 fn all_routes() -> BTreeSet<(String, String)> {
@@ -196,16 +231,17 @@ struct World {
     tokens: [Option<String>; 7],
     /// globex's echo install.
     install: String,
+    /// globex's chat-notifier install, bought once (`lifetime`), and the charge it paid.
+    chat_install: String,
+    charge: String,
+    /// nexus-labs' payout of that purchase.
+    payout: String,
     /// The current live install for the uninstall row.
     victim: Option<String>,
     /// Every token secret issued, none of which may appear in the audit log.
     issued: Vec<String>,
     chat_notifier: Vec<u8>,
     calls: u32,
-}
-
-fn manifest_of(name: &str) -> &'static str {
-    nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == name).unwrap().2
 }
 
 /// Sends one request; `content` is (content type, body).
@@ -216,7 +252,22 @@ async fn send(
     token: Option<&str>,
     content: Option<(String, Vec<u8>)>,
 ) -> (StatusCode, Vec<u8>) {
+    send_keyed(env, method, uri, token, content, None).await
+}
+
+/// [`send`] with an `Idempotency-Key`.
+async fn send_keyed(
+    env: &Env,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    content: Option<(String, Vec<u8>)>,
+    key: Option<&str>,
+) -> (StatusCode, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(uri);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
@@ -267,6 +318,21 @@ impl World {
         let (_, shown) = env.get(&format!("/v1/installs/{install}"), &globex).await;
         assert_eq!(shown["pending_upgrade"]["version"], "0.2.0", "{shown}");
 
+        // A priced install with a collected charge: chat-notifier bought once.
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR",
+                           "price_minor": 4900 });
+        let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let chat = env.install(&globex, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
+        let chat_install = chat["id"].as_str().unwrap().to_string();
+        let (_, charges) = env.get(&format!("/v1/charges?install={chat_install}"), &globex).await;
+        assert_eq!(charges["items"][0]["status"], "collected", "{charges}");
+        let charge = charges["items"][0]["id"].as_str().unwrap().to_string();
+        let (status, run) = env.post("/v1/payouts/runs", &env.operator, json!({})).await;
+        assert_eq!((status, &run["paid"]), (StatusCode::OK, &json!(1)), "{run}");
+        let (_, payouts) = env.get("/v1/publishers/nexus-labs/payouts", &env.publisher).await;
+        let payout = payouts[0]["id"].as_str().unwrap().to_string();
+
         let tokens = [
             None,
             Some(env.operator.clone()),
@@ -278,7 +344,7 @@ impl World {
         ];
         let issued = tokens.iter().flatten().cloned().collect();
         let chat_notifier = nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).unwrap();
-        Self { tokens, install, victim: None, issued, chat_notifier, calls: 0 }
+        Self { tokens, install, chat_install, charge, payout, victim: None, issued, chat_notifier, calls: 0 }
     }
 
     fn token(&self, role: Role) -> Option<&str> {
@@ -346,6 +412,13 @@ impl World {
                 self.victim = Some(id.clone());
                 id
             }
+            Fresh::Plan => {
+                let key = format!("retire-{}", self.calls);
+                let plan = json!({ "key": key, "name": "To retire", "model": "free" });
+                let (status, body) = env.post("/v1/plugins/nexus-labs/echo/plans", &publisher, plan).await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                key
+            }
         }
     }
 
@@ -381,7 +454,8 @@ impl World {
                 Some((format!("multipart/form-data; boundary={BOUNDARY}"), body))
             }
         };
-        let (status, body) = send(env, route.method, &path, self.token(role), content).await;
+        let key = route.idempotent.then(|| format!("authz-{n}"));
+        let (status, body) = send_keyed(env, route.method, &path, self.token(role), content, key.as_deref()).await;
         self.clean_up(env, route.fresh).await;
         (path, status, body)
     }
@@ -389,8 +463,11 @@ impl World {
 
 /// Every route, and what each role gets. Columns: anonymous, operator, nexus-labs, acme,
 /// globex (owner), initech, globex read-only.
-fn table(install_id: &str, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Route> {
-    let install = format!("/v1/installs/{install_id}");
+fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Route> {
+    let install = format!("/v1/installs/{}", world.install);
+    let chat_install = format!("/v1/installs/{}", world.chat_install);
+    let charge = format!("/v1/charges/{}", world.charge);
+    let plans = "/v1/plugins/nexus-labs/echo/plans";
     let chat = "/v1/catalog/nexus-labs/chat-notifier";
     let versions = "/v1/plugins/nexus-labs/echo/versions";
     let public = [OK; 7];
@@ -460,6 +537,55 @@ fn table(install_id: &str, pii_consent: &Value, upgrade_consent: &Value) -> Vec<
             .json(json!({ "scopes": ["publish"], "label": "ci" })),
         route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
             .fresh(Fresh::PublisherToken),
+        // Money. Plans are public to read and their publisher's to manage; plan changes and
+        // settling are the tenant's own; charges and bills are the tenant's (operators read
+        // them); sales are the partner's; refunds, policies, runs and the ledger check are
+        // the operators'.
+        route("GET", plans, public),
+        route("GET", format!("{plans}?all=true"), [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("POST", plans, nexus_labs_only(MADE)).json(
+            json!({ "key": "plan-{n}", "name": "P", "model": "one-time", "currency": "EUR", "price_minor": 100 }),
+        ),
+        route("DELETE", format!("{plans}/{{fresh}}"), nexus_labs_only(EMPTY)).fresh(Fresh::Plan),
+        route("PUT", format!("{chat_install}/plan"), owner_changes(OK))
+            .json(json!({ "plan": "per-message" }))
+            .idempotent(),
+        route("POST", format!("{chat_install}/settle"), owner_changes(OK)),
+        route("GET", "/v1/charges", [ANON, OK, DENY, DENY, OK, OK, OK]),
+        route("GET", charge.clone(), owner_reads),
+        // The charge's partner traces its usage lines to their invocations.
+        route("GET", format!("{charge}/invocations"), [ANON, OK, OK, HIDDEN, OK, HIDDEN, OK]),
+        route("POST", format!("{charge}/refunds"), operator_only(MADE))
+            .json(json!({ "amount_minor": 1, "reason": "authz" }))
+            .idempotent(),
+        route("GET", "/v1/bills/2026-11?tenant=globex", owner_reads),
+        route("GET", "/v1/publishers/nexus-labs/sales", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/revenue-share/policies", operator_only(OK)),
+        route("POST", "/v1/revenue-share/policies", operator_only(MADE))
+            .json(json!({ "publisher": "acme", "tiers": [{ "rate_bp": 1000 }] })),
+        route("POST", "/v1/billing/runs", operator_only(OK)).json(json!({})),
+        route("GET", "/v1/ledger/verify", operator_only(OK)),
+        // Statements and payouts are the partner's own (and the operators'); holds,
+        // adjustments, payout runs and minimums are the operators'; GMV is the operators'
+        // and each partner's own; the ecosystem figures are the operators'.
+        route("GET", "/v1/publishers/nexus-labs/statements", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/publishers/nexus-labs/statements/2026-11", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/publishers/nexus-labs/payouts", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route(
+            "GET",
+            format!("/v1/publishers/nexus-labs/payouts/{}", world.payout),
+            [ANON, OK, OK, FOREIGN, DENY, DENY, DENY],
+        ),
+        route("POST", "/v1/publishers/nexus-labs/payout-hold", operator_only(EMPTY))
+            .json(json!({ "reason": "kyc review" })),
+        route("DELETE", "/v1/publishers/nexus-labs/payout-hold", operator_only(EMPTY)),
+        route("POST", "/v1/publishers/nexus-labs/adjustments", operator_only(MADE))
+            .json(json!({ "currency": "EUR", "amount_minor": 1, "reason": "authz" }))
+            .idempotent(),
+        route("POST", "/v1/payouts/runs", operator_only(OK)).json(json!({})),
+        route("PUT", "/v1/payouts/minimums/EUR", operator_only(EMPTY)).json(json!({ "minimum_minor": 2500 })),
+        route("GET", "/v1/metrics/gmv", [ANON, OK, OK, OK, DENY, DENY, DENY]),
+        route("GET", "/v1/metrics/ecosystem", operator_only(OK)),
     ]
 }
 
@@ -516,7 +642,7 @@ fn every_route_allows_or_denies_every_role() {
         let (_, pii) = env.get("/v1/catalog/nexus-labs/pii-redactor/consent", world.owner()).await;
         let (_, echo) = env.get("/v1/catalog/nexus-labs/echo/consent", world.owner()).await;
         assert_eq!(echo["version"], "0.2.0");
-        let table = table(&world.install, &consent_for(&pii), &consent_for(&echo));
+        let table = table(&world, &consent_for(&pii), &consent_for(&echo));
 
         let mut failures = Vec::new();
         let mut answers = Vec::new();
@@ -554,6 +680,10 @@ fn every_route_allows_or_denies_every_role() {
                 assert!(all_routes().contains(&key), "[{backend}] documented but not in the table: {key:?}");
             }
         }
+
+        // Whatever money the calls moved, the ledger holds together.
+        let (_, report) = env.get("/v1/ledger/verify", &env.operator).await;
+        assert_eq!(report["ok"], true, "[{backend}] {report}");
 
         // Secrets: set at install, at setup and by PATCH; named, never shown.
         let (_, shown) = env.get(&format!("/v1/installs/{}", world.install), &env.operator).await;

@@ -54,11 +54,19 @@ pub struct Options {
     pub samples: bool,
     /// A host of the test's own instead of the shared one.
     pub host: Option<Arc<Host>>,
+    /// A billing clock and payment provider of the test's own.
+    pub billing: Option<nexus_marketplace::billing::BillingConfig>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { publishes_per_minute: 1000, tenant_limits: TenantLimits::default(), samples: true, host: None }
+        Self {
+            publishes_per_minute: 1000,
+            tenant_limits: TenantLimits::default(),
+            samples: true,
+            host: None,
+            billing: None,
+        }
     }
 }
 
@@ -80,6 +88,7 @@ impl Env {
             master_key: MasterKey::generate().unwrap(),
             host: options.host.unwrap_or_else(host),
             tenant_limits: options.tenant_limits,
+            billing: options.billing.unwrap_or_default(),
         };
         let market = Arc::new(Market::open(registry, config).await.unwrap());
         let operator = accounts::issue_operator_token(&market.db, "tests").await.unwrap().secret;
@@ -163,6 +172,11 @@ impl Env {
     }
 }
 
+/// A sample plugin's manifest text.
+pub fn manifest_of(name: &str) -> &'static str {
+    nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == name).unwrap().2
+}
+
 /// The consent answer that agrees to everything a consent preview lists.
 pub fn consent_for(preview: &Value) -> Value {
     let requested = preview["capabilities"].as_array().cloned().unwrap_or_default();
@@ -206,18 +220,57 @@ impl Drop for Server {
 }
 
 pub fn serve(data: &std::path::Path) -> Server {
+    serve_with(data, &[], &[])
+}
+
+/// [`serve`] with more arguments and environment variables.
+pub fn serve_with(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
     Server { child, url }
+}
+
+/// A data folder with an operator token and the `nexus-labs` publisher, for tests that run
+/// `nexus serve` as a real process on it.
+pub struct RealMarket {
+    _dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+    pub operator: String,
+    pub publisher: String,
+}
+
+impl RealMarket {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_dir = data.to_str().unwrap();
+        let operator = issued_token(&nexus(&["operator", "token", "--init", "--data-dir", data_dir], &[]));
+        let publisher = issued_token(&nexus(&["publisher", "create", "nexus-labs", "--data-dir", data_dir], &[]));
+        Self { _dir: dir, data, operator, publisher }
+    }
+
+    /// `nexus serve` on the folder, with more arguments and environment variables.
+    pub fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
+        serve_with(&self.data, args, env)
+    }
+
+    /// Publishes a sample plugin (unsigned, with its own `nexus.toml`) through `nexus publish`.
+    pub fn publish(&self, url: &str, sample: &str) {
+        let (_, component, _) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == sample).unwrap();
+        let manifest =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../sample-plugins/{sample}/nexus.toml"));
+        let env = [("NEXUS_REGISTRY", url), ("NEXUS_TOKEN", self.publisher.as_str())];
+        let published = nexus(&["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"], &env);
+        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    }
 }
 
 /// Runs `nexus` with stdin closed (not a terminal), as CI and scripts do, and without the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::common::{issued_token as token, nexus, serve};
+use super::common::serve;
 
 const EVENTS: usize = 80;
 
@@ -24,20 +24,11 @@ async fn send(client: &reqwest::Client, url: &str, tenant: &str, n: usize) -> re
 #[test]
 fn a_killed_server_applies_every_event_exactly_once_after_a_retry() {
     super::common::runtime().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let data_dir = data.to_str().unwrap();
-        let operator = token(&nexus(&["operator", "token", "--data-dir", data_dir], &[]));
-        let publisher = token(&nexus(&["publisher", "create", "nexus-labs", "--data-dir", data_dir], &[]));
+        let market = super::common::RealMarket::new();
+        let (data, operator) = (market.data.clone(), market.operator.clone());
         let mut server = serve(&data);
         let url = server.url.clone();
-        let (_, component, _) =
-            nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "tax-calculator").unwrap();
-        let manifest =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins/tax-calculator/nexus.toml");
-        let env = [("NEXUS_REGISTRY", url.as_str()), ("NEXUS_TOKEN", publisher.as_str())];
-        let published = nexus(&["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"], &env);
-        assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+        market.publish(&url, "tax-calculator");
 
         let client = reqwest::Client::new();
         let created: Value = client
@@ -166,4 +157,225 @@ async fn seen_events(db: &nexus_registry::Db, install: &str) -> BTreeSet<String>
         .iter()
         .map(|row| row.get::<String, _>("key").trim_start_matches("seen/").to_string())
         .collect()
+}
+
+/// `method path` on `url` as `token` with a JSON body (GET sends none); the JSON answer.
+async fn call(client: &reqwest::Client, method: reqwest::Method, url: &str, path: &str, token: &str) -> Value {
+    let mut request = client.request(method.clone(), format!("{url}{path}")).bearer_auth(token);
+    if method != reqwest::Method::GET {
+        request = request.json(&json!({}));
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// The parties of each success the sandbox journaled on `side`, sorted, and how many there were
+/// before duplicates were removed.
+fn journaled_successes(data: &std::path::Path, side: &str, party: impl Fn(&Value) -> String) -> (usize, Vec<String>) {
+    let journal = std::fs::read_to_string(data.join("sandbox-payments.jsonl")).unwrap();
+    let mut found: Vec<String> = journal
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["side"] == side && entry["outcome"]["status"] == "succeeded")
+        .map(|entry| party(&entry))
+        .collect();
+    let all = found.len();
+    found.sort();
+    found.dedup();
+    (all, found)
+}
+
+const SUBSCRIBERS: usize = 200;
+
+/// Charges (and how many are collected) in the server's SQLite database, read beside it.
+async fn charge_counts(data: &std::path::Path) -> (i64, i64) {
+    let db = nexus_registry::Db::sqlite_in(data).await.unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges").fetch_one(&db.pool).await.unwrap();
+    let collected: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM charges WHERE status = 'collected'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+    (total, collected)
+}
+
+#[test]
+fn a_billing_run_killed_midway_charges_and_collects_each_period_once() {
+    super::common::runtime().block_on(async {
+        let market = super::common::RealMarket::new();
+        let (data, operator) = (market.data.clone(), market.operator.clone());
+        let server = market.serve(&["--billing-interval-secs", "0"], &[]);
+        let url = server.url.clone();
+        market.publish(&url, "pii-redactor");
+
+        // Subscribers of the seeded `team` plan (29.00 USD a month): each pays its first
+        // period at install.
+        let client = reqwest::Client::new();
+        let preview: Value = client
+            .get(format!("{url}/v1/catalog/nexus-labs/pii-redactor/consent"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let consent = super::common::consent_for(&preview);
+        for n in 0..SUBSCRIBERS {
+            let created: Value = client
+                .post(format!("{url}/v1/tenants"))
+                .bearer_auth(&operator)
+                .json(&json!({ "id": format!("tenant-{n}"), "display_name": "T" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tenant = created["secret"].as_str().unwrap();
+            let response = client
+                .post(format!("{url}/v1/installs"))
+                .bearer_auth(tenant)
+                .json(&json!({ "plugin": "nexus-labs/pii-redactor", "consent": consent, "plan": "team" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+        }
+        drop(server);
+        assert_eq!(charge_counts(&data).await, (SUBSCRIBERS as i64, SUBSCRIBERS as i64));
+
+        // 92 days on, three more periods are due for each; the run is killed partway.
+        let later = (92 * 24 * 60 * 60 * 1000i64).to_string();
+        let clock = [("NEXUS_CLOCK_OFFSET_MS", later.as_str())];
+        let mut server = market.serve(&["--billing-interval-secs", "0"], &clock);
+        let run = {
+            let (client, url, operator) = (client.clone(), server.url.clone(), operator.clone());
+            tokio::spawn(async move {
+                client.post(format!("{url}/v1/billing/runs")).bearer_auth(&operator).json(&json!({})).send().await
+            })
+        };
+        let due = (SUBSCRIBERS * 4) as i64;
+        let at_kill = loop {
+            let counts = charge_counts(&data).await;
+            if counts.0 >= SUBSCRIBERS as i64 + 40 {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        assert!(run.await.unwrap().is_err(), "the run answered before the kill");
+        assert!(at_kill.1 < due, "the kill landed after the run collected everything: {at_kill:?}");
+
+        // Restarted, the operator runs billing again (twice: the second finds nothing).
+        let restarted = market.serve(&["--billing-interval-secs", "0"], &clock);
+        let mut reports = Vec::new();
+        for _ in 0..2 {
+            reports.push(call(&client, reqwest::Method::POST, &restarted.url, "/v1/billing/runs", &operator).await);
+        }
+        assert_eq!(
+            (reports[1]["charges_created"].as_i64(), reports[1]["collected"].as_i64()),
+            (Some(0), Some(0)),
+            "{reports:?}"
+        );
+        let verify = call(&client, reqwest::Method::GET, &restarted.url, "/v1/ledger/verify", &operator).await;
+        assert_eq!(verify["ok"], true, "{verify}");
+        drop(restarted);
+
+        assert_eq!(
+            charge_counts(&data).await,
+            (due, due),
+            "four periods per subscriber, each charged and collected once"
+        );
+        let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
+        let succeeded: Vec<i64> =
+            sqlx::query_scalar("SELECT COUNT(*) FROM payment_attempts WHERE status = 'succeeded' GROUP BY charge_id")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(succeeded, vec![1; due as usize], "one successful attempt per charge");
+        // And the provider itself took each charge's money once.
+        let charge_of = |entry: &Value| entry["key"].as_str().unwrap().split(':').next().unwrap().to_string();
+        let (payments, charges) = journaled_successes(&data, "collection", charge_of);
+        assert_eq!((payments, charges.len()), (due as usize, due as usize));
+    })
+}
+
+const PARTNERS: usize = 150;
+
+async fn payout_counts(data: &std::path::Path) -> (i64, i64) {
+    let db = nexus_registry::Db::sqlite_in(data).await.unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payouts").fetch_one(&db.pool).await.unwrap();
+    let paid: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payouts WHERE status = 'paid'").fetch_one(&db.pool).await.unwrap();
+    db.pool.close().await;
+    (total, paid)
+}
+
+#[test]
+fn a_payout_run_killed_midway_pays_every_partner_exactly_once() {
+    super::common::runtime().block_on(async {
+        let market = super::common::RealMarket::new();
+        let (data, operator) = (market.data.clone(), market.operator.clone());
+        let args = ["--billing-interval-secs", "0", "--payout-interval-secs", "0"];
+        let server = market.serve(&args, &[]);
+        let client = reqwest::Client::new();
+        // Partners owed 100.00 EUR each (an operator's adjustment, the quickest way to a balance).
+        for n in 0..PARTNERS {
+            let id = format!("partner-{n}");
+            let response = client
+                .post(format!("{}/v1/publishers", server.url))
+                .bearer_auth(&operator)
+                .json(&json!({ "id": id, "display_name": "P" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 201);
+            let response = client
+                .post(format!("{}/v1/publishers/{id}/adjustments", server.url))
+                .bearer_auth(&operator)
+                .header("idempotency-key", format!("seed-{n}"))
+                .json(&json!({ "currency": "EUR", "amount_minor": 10000, "reason": "opening balance" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+        }
+        drop(server);
+
+        let mut server = market.serve(&args, &[]);
+        let run = {
+            let (client, url, operator) = (client.clone(), server.url.clone(), operator.clone());
+            tokio::spawn(async move {
+                client.post(format!("{url}/v1/payouts/runs")).bearer_auth(&operator).json(&json!({})).send().await
+            })
+        };
+        let at_kill = loop {
+            let counts = payout_counts(&data).await;
+            if counts.0 >= 30 {
+                break counts;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        assert!(run.await.unwrap().is_err(), "the run answered before the kill");
+        assert!(at_kill.1 < PARTNERS as i64, "the kill landed after every payout: {at_kill:?}");
+
+        // Restarted after the claims expired, the operator runs payouts again (twice).
+        let later = [("NEXUS_CLOCK_OFFSET_MS", "120000")];
+        let restarted = market.serve(&args, &later);
+        let mut reports = Vec::new();
+        for _ in 0..2 {
+            reports.push(call(&client, reqwest::Method::POST, &restarted.url, "/v1/payouts/runs", &operator).await);
+        }
+        assert_eq!(reports[1]["paid"], 0, "{reports:?}");
+        let verify = call(&client, reqwest::Method::GET, &restarted.url, "/v1/ledger/verify", &operator).await;
+        assert_eq!(verify["ok"], true, "{verify}");
+        drop(restarted);
+
+        assert_eq!(payout_counts(&data).await, (PARTNERS as i64, PARTNERS as i64), "one paid payout per partner");
+        let (payments, paid) =
+            journaled_successes(&data, "payout", |entry| entry["party"].as_str().unwrap().to_string());
+        assert_eq!((payments, paid.len()), (PARTNERS, PARTNERS), "the provider paid each partner once");
+    })
 }

@@ -82,6 +82,58 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         }
         let audit = get("/v1/audit?action=install.created".into(), &operator).await;
         assert_eq!(audit["total"], 6);
+
+        // A month of money lived through before serving, on the real billing path.
+        let charges = get("/v1/charges?per_page=100".into(), &globex).await;
+        let mut lines: Vec<(&str, &str, &str)> = charges["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["amount_minor"].as_i64().unwrap() > 0)
+            .map(|c| (c["plugin"].as_str().unwrap(), c["line"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect();
+        lines.sort();
+        lines.dedup();
+        assert_eq!(
+            lines,
+            [
+                ("nexus-labs/echo", "one-time", "collected"),
+                ("nexus-labs/pii-redactor", "proration", "collected"),
+                ("nexus-labs/pii-redactor", "subscription", "collected"),
+                ("nexus-labs/tax-calculator", "usage:tax-calculations", "collected"),
+            ],
+            "{charges}"
+        );
+        let echo = charges["items"].as_array().unwrap().iter().find(|c| c["line"] == "one-time").unwrap();
+        assert_eq!((echo["amount_minor"].as_i64(), echo["refunded_minor"].as_i64()), (Some(4900), Some(900)));
+        let initech = get("/v1/charges?tenant=initech&per_page=100".into(), &operator).await;
+        let relay = initech["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["plugin"] == "acme-tools/webhook-relay")
+            .min_by_key(|c| c["period_start"].as_i64())
+            .unwrap();
+        assert_eq!((relay["status"].as_str(), relay["attempts"].as_i64()), (Some("collected"), Some(2)), "{relay}");
+        // The partners were paid out at the end of the month: nexus-labs in both currencies,
+        // acme-tools' 14.40 USD carried forward under the 25.00 minimum.
+        let payouts = get("/v1/publishers/nexus-labs/payouts".into(), &operator).await;
+        let mut paid: Vec<(&str, &str)> = payouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["currency"].as_str().unwrap(), p["status"].as_str().unwrap()))
+            .collect();
+        paid.sort();
+        assert_eq!(paid, [("EUR", "paid"), ("USD", "paid")], "{payouts}");
+        let acme = get("/v1/publishers/acme-tools/payouts".into(), &operator).await;
+        assert_eq!(acme, serde_json::json!([]));
+        let verify = get("/v1/ledger/verify".into(), &operator).await;
+        assert_eq!(verify["ok"], true, "{verify}");
+        let sales = get("/v1/publishers/acme-tools/sales".into(), &operator).await;
+        let row = &sales["rows"][0];
+        // acme-tools' policy: 20% of every sale.
+        assert_eq!(row["fee_minor"].as_i64().unwrap() * 5, row["gross_minor"].as_i64().unwrap(), "{sales}");
     });
 
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

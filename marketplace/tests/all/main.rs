@@ -15,6 +15,7 @@ mod fuzz;
 mod installs;
 mod isolation;
 mod live_demo;
+mod money;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;

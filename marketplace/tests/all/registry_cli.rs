@@ -15,8 +15,21 @@ fn operator_and_builder_publish_sign_and_yank_through_the_cli() {
     let data = dir.path().join("data");
     let server = serve(&data);
 
+    // From a folder with no marketplace the command refuses, naming the folder, instead of
+    // creating an empty one whose tokens no server knows.
+    let elsewhere = dir.path().join("elsewhere");
+    let refused = nexus(&["publisher", "create", "nexus-labs", "--data-dir", elsewhere.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains(&format!("no marketplace in {}", elsewhere.display())) && said.contains("--init"), "{said}");
+    assert!(!elsewhere.join("registry.db").exists());
     let created = nexus(&["publisher", "create", "nexus-labs", "--data-dir", data.to_str().unwrap()], &[]);
     assert!(created.status.success(), "{}", text(&created));
+    assert!(
+        text(&created).contains(&format!("created publisher nexus-labs in {}", data.display())),
+        "{}",
+        text(&created)
+    );
     let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
     let token = stdout.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string();
     let config = dir.path().join("config");

@@ -163,6 +163,7 @@ async fn second_node(env: &super::common::Env) -> (axum::Router, std::sync::Arc<
         master_key: nexus_marketplace::secrets::MasterKey::generate().unwrap(),
         host: host.clone(),
         tenant_limits: nexus_marketplace::runner::TenantLimits::default(),
+        billing: Default::default(),
     };
     let other = nexus_marketplace::Market::open(env.market.registry.clone(), config).await.unwrap();
     let state =

@@ -33,7 +33,7 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
         nexus(args, &env)
     };
 
-    let operator = with_token(&token(&nexus(&["operator", "token", "--data-dir", data_dir], &[])));
+    let operator = with_token(&token(&nexus(&["operator", "token", "--init", "--data-dir", data_dir], &[])));
     let publisher = with_token(&token(&nexus(&["publisher", "create", "nexus-labs", "--data-dir", data_dir], &[])));
     for plugin in ["echo", "tax-calculator"] {
         let (_, component, _) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == plugin).unwrap();
@@ -147,4 +147,70 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
     let bad_payload = run(&["events", "send", "--type", "t.x", "--payload", "{a:1}"], &tenant);
     assert_eq!(bad_payload.status.code(), Some(2));
     assert!(stderr(&bad_payload).starts_with("error: --payload is not valid JSON ("), "{}", stderr(&bad_payload));
+}
+
+#[test]
+fn a_tenant_manages_an_install_through_the_cli_without_curl() {
+    let market = super::common::RealMarket::new();
+    let server = market.serve(&[], &[]);
+    market.publish(&server.url, "echo");
+    let operator = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", market.operator.as_str())];
+    let tenant = token(&nexus(&["tenant", "create", "globex"], &operator));
+    let env = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", tenant.as_str())];
+    let ok = |output: Output| {
+        assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+        stdout(&output)
+    };
+    // A token pasted with its line break still works, and a wrong one says so.
+    let pasted = format!("{tenant}\n");
+    ok(nexus(&["installs"], &[("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", pasted.as_str())]));
+    let wrong = nexus(&["installs"], &[("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", "nxt_wrong")]);
+    assert!(stderr(&wrong).contains("check --token / NEXUS_TOKEN"), "{}", stderr(&wrong));
+    let installed = ok(nexus(&["install", "nexus-labs/echo", "--yes", "--requirement", "^0.1"], &env));
+    let id = installed.lines().find_map(|l| l.strip_prefix("id        ")).unwrap().to_string();
+
+    // Settings: a new config and a secret from a file, shown by name only.
+    let secret = std::env::temp_dir().join(format!("nexus-cli-secret-{}", std::process::id()));
+    std::fs::write(&secret, "hush\n").unwrap();
+    let from_file = format!("token=@{}", secret.display());
+    let set = ok(nexus(&["installs", "settings", &id, "--config", "prefix=> ", "--secret", &from_file], &env));
+    std::fs::remove_file(&secret).unwrap();
+    assert_eq!(set, "config    {\"prefix\":\"> \"}\nsecrets   token (sealed, not shown)\n");
+    let removed = ok(nexus(&["installs", "settings", &id, "--remove-secret", "token"], &env));
+    assert!(removed.ends_with("secrets    (sealed, not shown)\n"), "{removed}");
+
+    // Invocations, as a table.
+    ok(nexus(&["events", "send", "--type", "t.x", "--id", "evt-1", "--payload", "{}"], &env));
+    let listed = ok(nexus(&["installs", "invocations", &id], &env));
+    let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((row[1], row[2], row[3]), ("evt-1", "t.x", "ok"), "{listed}");
+    assert!(listed.ends_with("1 invocation(s) in all\n"), "{listed}");
+
+    // A version asking for one more capability waits; the upgrade shows it and asks.
+    let echo = super::common::manifest_of("echo").replacen("version = \"0.1.0\"", "version = \"0.1.1\"", 1).replacen(
+        "[[pricing]]",
+        "[capabilities.kv]\nreason = \"Remembers the last payload\"\n\n[[pricing]]",
+        1,
+    );
+    let manifest = std::env::temp_dir().join(format!("nexus-cli-echo-{}.toml", std::process::id()));
+    std::fs::write(&manifest, echo).unwrap();
+    let publisher = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", market.publisher.as_str())];
+    let (_, component, _) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == "echo").unwrap();
+    ok(nexus(&["publish", component, "--manifest", manifest.to_str().unwrap(), "--no-sign"], &publisher));
+    std::fs::remove_file(&manifest).unwrap();
+    let unattended = nexus(&["installs", "upgrade", &id], &env);
+    assert_eq!(unattended.status.code(), Some(2), "{}", stderr(&unattended));
+    assert!(stderr(&unattended).contains("nexus-labs/echo 0.1.0 → 0.1.1"), "{}", stderr(&unattended));
+    assert!(stderr(&unattended).contains("kv      Remembers the last payload"), "{}", stderr(&unattended));
+    assert_eq!(ok(nexus(&["installs", "upgrade", &id, "--yes"], &env)), format!("{id} runs 0.1.1 now\n"));
+    let nothing = nexus(&["installs", "upgrade", &id, "--yes"], &env);
+    assert!(stderr(&nothing).contains("waits for no upgrade"), "{}", stderr(&nothing));
+
+    // Resume refuses what is not paused; uninstall keeps history.
+    let resume = nexus(&["installs", "resume", &id], &env);
+    assert!(stderr(&resume).contains("[not_paused]"), "{}", stderr(&resume));
+    let gone = ok(nexus(&["installs", "uninstall", &id], &env));
+    assert!(gone.starts_with(&format!("uninstalled {id} (nexus-labs/echo)")), "{gone}");
+    let history = ok(nexus(&["installs", "--all"], &env));
+    assert!(history.contains("uninstalled"), "{history}");
 }

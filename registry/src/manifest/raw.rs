@@ -8,10 +8,7 @@ use semver::Version;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
-use super::{
-    CapabilityRequest, Currency, CurrencyError, HostRequest, Interval, ManifestError, PricingModel, PricingPlan,
-    invalid,
-};
+use super::{CapabilityRequest, Currency, HostRequest, Interval, ManifestError, PricingModel, PricingPlan, invalid};
 use crate::id::{IdError, PluginId};
 
 #[derive(Deserialize)]
@@ -58,6 +55,8 @@ struct Plan {
     meter: Option<String>,
     unit_amount_minor: Option<toml::Value>,
     included_units: Option<toml::Value>,
+    trial_days: Option<toml::Value>,
+    cap_minor: Option<toml::Value>,
 }
 
 fn required<T>(value: Option<T>, field: &'static str) -> Result<T, ManifestError> {
@@ -164,8 +163,9 @@ impl Plan {
             "free" => self.into_free(field)?,
             "flat" => self.into_flat(field)?,
             "per-unit" => self.into_per_unit(field)?,
+            "one-time" => self.into_one_time(field)?,
             other => {
-                let problem = format!("{other:?} must be one of free, flat, per-unit");
+                let problem = format!("{other:?} must be one of free, flat, per-unit, one-time");
                 return Err(invalid(format!("{field}.model"), problem));
             }
         };
@@ -181,6 +181,8 @@ impl Plan {
             ("meter", self.meter.is_some()),
             ("unit-amount-minor", self.unit_amount_minor.is_some()),
             ("included-units", self.included_units.is_some()),
+            ("trial-days", self.trial_days.is_some()),
+            ("cap-minor", self.cap_minor.is_some()),
         ];
         match present.iter().find(|(key, present)| *present && keys.contains(key)) {
             Some((key, _)) => Err(invalid(format!("{field}.{key}"), format!("is not allowed for model {model:?}"))),
@@ -189,13 +191,22 @@ impl Plan {
     }
 
     fn into_free(self, field: &str) -> Result<PricingModel, ManifestError> {
-        let keys = ["amount-minor", "currency", "interval", "meter", "unit-amount-minor", "included-units"];
+        let keys = [
+            "amount-minor",
+            "currency",
+            "interval",
+            "meter",
+            "unit-amount-minor",
+            "included-units",
+            "trial-days",
+            "cap-minor",
+        ];
         self.refuse_keys(field, "free", &keys)?;
         Ok(PricingModel::Free)
     }
 
     fn into_flat(self, field: &str) -> Result<PricingModel, ManifestError> {
-        self.refuse_keys(field, "flat", &["meter", "unit-amount-minor", "included-units"])?;
+        self.refuse_keys(field, "flat", &["meter", "unit-amount-minor", "included-units", "cap-minor"])?;
         let needs = |key: &str| invalid(field, format!("model \"flat\" requires {key}"));
         let amount = self.amount_minor.ok_or_else(|| needs("amount-minor"))?;
         let amount_minor = money(&format!("{field}.amount-minor"), amount)?;
@@ -207,11 +218,29 @@ impl Plan {
                 return Err(invalid(format!("{field}.interval"), format!("{other:?} must be \"month\" or \"year\"")));
             }
         };
-        Ok(PricingModel::Flat { amount_minor, currency, interval })
+        let trial_days = match self.trial_days {
+            None => 0,
+            Some(value) => {
+                let field = format!("{field}.trial-days");
+                let days = integer(&field, value, "")?;
+                u32::try_from(days).map_err(|_| invalid(field, format!("must be 0 or more, got {days}")))?
+            }
+        };
+        Ok(PricingModel::Flat { amount_minor, currency, interval, trial_days })
+    }
+
+    fn into_one_time(self, field: &str) -> Result<PricingModel, ManifestError> {
+        let keys = ["interval", "meter", "unit-amount-minor", "included-units", "trial-days", "cap-minor"];
+        self.refuse_keys(field, "one-time", &keys)?;
+        let needs = |key: &str| invalid(field, format!("model \"one-time\" requires {key}"));
+        let amount = self.amount_minor.ok_or_else(|| needs("amount-minor"))?;
+        let amount_minor = money(&format!("{field}.amount-minor"), amount)?;
+        let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        Ok(PricingModel::OneTime { amount_minor, currency })
     }
 
     fn into_per_unit(self, field: &str) -> Result<PricingModel, ManifestError> {
-        self.refuse_keys(field, "per-unit", &["amount-minor", "interval"])?;
+        self.refuse_keys(field, "per-unit", &["amount-minor", "interval", "trial-days"])?;
         let needs = |key: &str| invalid(field, format!("model \"per-unit\" requires {key}"));
         let meter = self.meter.ok_or_else(|| needs("meter"))?;
         let amount = self.unit_amount_minor.ok_or_else(|| needs("unit-amount-minor"))?;
@@ -225,12 +254,13 @@ impl Plan {
                 u64::try_from(units).map_err(|_| invalid(field, format!("must be 0 or more, got {units}")))?
             }
         };
-        Ok(PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units })
+        let cap_minor = self.cap_minor.map(|value| money(&format!("{field}.cap-minor"), value)).transpose()?;
+        Ok(PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units, cap_minor })
     }
 }
 
 fn currency(plan: &str, text: String) -> Result<Currency, ManifestError> {
-    text.parse().map_err(|e: CurrencyError| invalid(format!("{plan}.currency"), e.to_string()))
+    Currency::from_code(&text).map_err(|e| invalid(format!("{plan}.currency"), e.to_string()))
 }
 
 fn money(field: &str, value: toml::Value) -> Result<i64, ManifestError> {

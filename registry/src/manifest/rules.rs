@@ -153,15 +153,30 @@ fn check_plan_id(field: &str, id: &str) -> Result<(), ManifestError> {
     Ok(())
 }
 
+/// The longest trial a manifest may offer (the marketplace's own bound on plans).
+pub const MAX_TRIAL_DAYS: u32 = 365;
+
 fn check_model(field: &str, model: &PricingModel) -> Result<(), ManifestError> {
     match model {
         PricingModel::Free => Ok(()),
-        PricingModel::Flat { amount_minor, .. } => check_amount(&format!("{field}.amount-minor"), *amount_minor),
-        PricingModel::PerUnit { meter, unit_amount_minor, .. } => {
+        PricingModel::Flat { amount_minor, trial_days, .. } => {
+            if *trial_days > MAX_TRIAL_DAYS {
+                return Err(invalid(
+                    format!("{field}.trial-days"),
+                    format!("must be at most {MAX_TRIAL_DAYS}, got {trial_days}"),
+                ));
+            }
+            check_amount(&format!("{field}.amount-minor"), *amount_minor)
+        }
+        PricingModel::OneTime { amount_minor, .. } => check_amount(&format!("{field}.amount-minor"), *amount_minor),
+        PricingModel::PerUnit { meter, unit_amount_minor, cap_minor, .. } => {
             // The host's own rule, so every meter a plan names is one a plugin can report.
             if !nexus_host::capability::usage::valid_meter(meter) {
                 let problem = format!("{meter:?} must be 1 to 64 of a-z, 0-9 and '-', not starting with '-'");
                 return Err(invalid(format!("{field}.meter"), problem));
+            }
+            if let Some(cap) = cap_minor {
+                check_amount(&format!("{field}.cap-minor"), *cap)?;
             }
             check_amount(&format!("{field}.unit-amount-minor"), *unit_amount_minor)
         }

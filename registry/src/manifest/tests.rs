@@ -63,7 +63,11 @@ fn parses_every_field_of_the_full_example() {
         m.pricing,
         [
             plan("free", "Free", PricingModel::Free),
-            plan("team", "Team", PricingModel::Flat { amount_minor: 900, currency: usd, interval: Interval::Month }),
+            plan(
+                "team",
+                "Team",
+                PricingModel::Flat { amount_minor: 900, currency: usd, interval: Interval::Month, trial_days: 0 }
+            ),
             plan(
                 "per-message",
                 "Pay as you go",
@@ -71,7 +75,8 @@ fn parses_every_field_of_the_full_example() {
                     meter: "messages-sent".into(),
                     unit_amount_minor: 2,
                     currency: eur,
-                    included_units: 1000
+                    included_units: 1000,
+                    cap_minor: None,
                 }
             ),
         ]
@@ -151,7 +156,7 @@ fn validate_checks_manifests_read_from_json() {
     let mut json = serde_json::to_value(valid()).unwrap();
     json["pricing"][1]["currency"] = "usd".into();
     let err = serde_json::from_value::<Manifest>(json).unwrap_err().to_string();
-    assert_eq!(err, r#""usd" must be 3 uppercase letters (ISO 4217)"#);
+    assert_eq!(err, "unknown currency `usd`: expected an ISO 4217 code with minor units, such as EUR, JPY or KWD");
 }
 
 #[test]
@@ -319,7 +324,12 @@ const REJECTIONS: &[(&str, &str, &str, &str)] = &[
     ("id = \"team\"", "id = \"free\"", "pricing[1].id", "\"free\" is already used by pricing[0]"),
     ("name = \"Free\"\n", "", "pricing[0]", "is missing the required key name"),
     ("name = \"Team\"", "name = \"\"", "pricing[1].name", "must not be empty"),
-    ("model = \"free\"", "model = \"tiered\"", "pricing[0].model", "\"tiered\" must be one of free, flat, per-unit"),
+    (
+        "model = \"free\"",
+        "model = \"tiered\"",
+        "pricing[0].model",
+        "\"tiered\" must be one of free, flat, per-unit, one-time",
+    ),
     (
         "model = \"free\"",
         "model = \"free\"\ncurrency = \"USD\"",
@@ -332,13 +342,13 @@ const REJECTIONS: &[(&str, &str, &str, &str)] = &[
         "currency = \"USD\"",
         "currency = \"usd\"",
         "pricing[1].currency",
-        "\"usd\" must be 3 uppercase letters (ISO 4217)",
+        "unknown currency `usd`: expected an ISO 4217 code with minor units, such as EUR, JPY or KWD",
     ),
     (
         "currency = \"EUR\"",
         "currency = \"EURO\"",
         "pricing[2].currency",
-        "\"EURO\" must be 3 uppercase letters (ISO 4217)",
+        "unknown currency `EURO`: expected an ISO 4217 code with minor units, such as EUR, JPY or KWD",
     ),
     (
         "amount-minor = 900",
@@ -498,5 +508,84 @@ mod never_panics {
         ) {
             check(&mutate(&flips, &deletions))?;
         }
+    }
+}
+
+#[test]
+fn trials_caps_and_one_time_prices_are_read_and_checked() {
+    let pricing = r#"
+[[pricing]]
+id = "team"
+name = "Team"
+model = "flat"
+amount-minor = 2900
+currency = "USD"
+interval = "month"
+trial-days = 14
+
+[[pricing]]
+id = "metered"
+name = "Metered"
+model = "per-unit"
+meter = "messages-sent"
+unit-amount-minor = 2
+currency = "EUR"
+cap-minor = 5000
+
+[[pricing]]
+id = "lifetime"
+name = "Lifetime"
+model = "one-time"
+amount-minor = 4900
+currency = "JPY"
+"#;
+    let text = format!("{}{pricing}", &VALID[..VALID.find("[[pricing]]").unwrap()]);
+    let m = Manifest::from_toml(&text).unwrap();
+    let currency = |code: &str| code.parse::<Currency>().unwrap();
+    assert_eq!(
+        m.pricing.iter().map(|p| p.model.clone()).collect::<Vec<_>>(),
+        [
+            PricingModel::Flat {
+                amount_minor: 2900,
+                currency: currency("USD"),
+                interval: Interval::Month,
+                trial_days: 14
+            },
+            PricingModel::PerUnit {
+                meter: "messages-sent".into(),
+                unit_amount_minor: 2,
+                currency: currency("EUR"),
+                included_units: 0,
+                cap_minor: Some(5000),
+            },
+            PricingModel::OneTime { amount_minor: 4900, currency: currency("JPY") },
+        ]
+    );
+    let refused = [
+        ("trial-days = 14", "trial-days = 400", "pricing[0].trial-days", "must be at most 365, got 400"),
+        ("trial-days = 14", "trial-days = -1", "pricing[0].trial-days", "must be 0 or more, got -1"),
+        ("cap-minor = 5000", "cap-minor = 0", "pricing[1].cap-minor", "must be greater than 0, got 0"),
+        (
+            "cap-minor = 5000",
+            "cap-minor = 50.5",
+            "pricing[1].cap-minor",
+            "must be a whole number of minor units (write 999 for 9.99), got 50.5",
+        ),
+        (
+            "currency = \"JPY\"",
+            "currency = \"XTS\"",
+            "pricing[2].currency",
+            "unknown currency `XTS`: expected an ISO 4217 code with minor units, such as EUR, JPY or KWD",
+        ),
+        (
+            "currency = \"JPY\"",
+            "currency = \"JPY\"\ninterval = \"month\"",
+            "pricing[2].interval",
+            "is not allowed for model \"one-time\"",
+        ),
+    ];
+    for (from, to, field, problem) in refused {
+        let edited = text.replacen(from, to, 1);
+        assert_eq!(Manifest::from_toml(&edited).map(drop), Err(invalid_err(field, problem)), "{to}");
     }
 }

@@ -58,6 +58,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tenant_limits: LIMITS,
         allow_private_networks: Vec::new(),
         connections: nexus_marketplace::server::ConnectionLimits::default(),
+        billing_every: None,
+        payouts_every: None,
+        payout_schedule: Default::default(),
+        clock_offset_ms: 0,
     };
     let market = Arc::new(config.market().await?);
     let tenant_token = seed(&market).await.context("seeding the marketplace")?;

@@ -1,0 +1,132 @@
+//! Operators' adjustments of a partner's balance: a correction is a new ledger transaction,
+//! dated when it is made, so a closed month's statement never changes; each is made once per
+//! idempotency key.
+
+use nexus_money::Currency;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::holds::known_publisher;
+use super::ledger::{self, Account, Head, Kind};
+use super::{money_error, share};
+use crate::accounts::Caller;
+use crate::error::{MarketError, storage};
+use crate::market::Market;
+
+/// `POST /v1/publishers/{p}/adjustments`: a correction of a partner's balance.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRequest {
+    pub currency: String,
+    /// Minor units: positive credits the partner, negative debits it.
+    pub amount_minor: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Adjustment {
+    pub id: String,
+    pub publisher: String,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+/// Adjusts a partner's balance (operators), once per idempotency key: the adjustment shows
+/// on the statement of the month it is made, never in a closed one.
+pub async fn adjust(
+    market: &Market,
+    caller: &Caller,
+    publisher: &str,
+    request: AdjustmentRequest,
+    key: Option<&str>,
+) -> Result<Adjustment, MarketError> {
+    caller.require_operator()?;
+    let key = key.ok_or_else(|| {
+        MarketError::invalid("idempotency_key_required", "an adjustment moves money: send an Idempotency-Key header")
+    })?;
+    let currency = Currency::from_code(&request.currency).map_err(money_error)?;
+    if request.amount_minor == 0 || request.amount_minor.unsigned_abs() > super::plans::MAX_AMOUNT_MINOR.unsigned_abs()
+    {
+        return Err(MarketError::invalid(
+            "invalid_amount",
+            format!("an adjustment moves a non-zero amount of at most {} minor units", super::plans::MAX_AMOUNT_MINOR),
+        ));
+    }
+    MarketError::check_text("invalid_request", "reason", &request.reason, 500)?;
+    if request.reason.trim().is_empty() {
+        return Err(MarketError::invalid("invalid_request", "an adjustment names its reason"));
+    }
+    known_publisher(market, publisher).await?;
+    let text = serde_json::json!({ "publisher": publisher, "currency": currency.code(),
+                                   "amount_minor": request.amount_minor, "reason": request.reason });
+    let idempotency = ledger::IdempotencyKey {
+        key: format!("adjustment:{}:{key}", caller.actor()),
+        request_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.to_string().as_bytes())),
+    };
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    if let Some((_, hash, recorded)) = ledger::by_idempotency_key(&mut tx, &idempotency.key).await? {
+        drop(tx);
+        if hash != idempotency.request_sha256 {
+            return Err(MarketError::invalid(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another adjustment; use a new key",
+            ));
+        }
+        return adjustment(market, &recorded.ok_or_else(|| storage("adjustment key without adjustment"))?).await;
+    }
+    share::lock_lifetime(&mut tx, market.db.backend, publisher, currency).await?;
+    let id = format!("adj_{}", nexus_registry::publishers::random_hex(8)?);
+    sqlx::query(
+        "INSERT INTO adjustments (id, publisher, currency, amount_minor, reason, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(publisher)
+    .bind(currency.code())
+    .bind(request.amount_minor)
+    .bind(&request.reason)
+    .bind(caller.actor())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let amount = request.amount_minor;
+    let posting = ledger::posting(
+        currency,
+        &[(Account::PartnerPayable(publisher.to_string()), -amount), (Account::PlatformAdjustments, amount)],
+    )?;
+    let memo = format!("adjustment: {}", nexus_host::limits::clip(&request.reason, 200));
+    let head = Head {
+        kind: Kind::Adjustment,
+        charge: None,
+        refund: None,
+        payout: None,
+        adjustment: Some(&id),
+        idempotency: Some(&idempotency),
+        memo,
+        at: now,
+    };
+    ledger::post(&mut tx, head, &posting).await?;
+    crate::audit::record(&mut *tx, &caller.actor(), "partner.adjusted", &id, text).await?;
+    tx.commit().await?;
+    adjustment(market, &id).await
+}
+
+async fn adjustment(market: &Market, id: &str) -> Result<Adjustment, MarketError> {
+    let row =
+        sqlx::query("SELECT id, publisher, currency, amount_minor, reason, created_at FROM adjustments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&market.db.pool)
+            .await?
+            .ok_or_else(|| MarketError::NotFound(format!("adjustment {id}")))?;
+    Ok(Adjustment {
+        id: row.try_get("id")?,
+        publisher: row.try_get("publisher")?,
+        currency: row.try_get("currency")?,
+        amount_minor: row.try_get("amount_minor")?,
+        reason: row.try_get("reason")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

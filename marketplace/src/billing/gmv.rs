@@ -1,0 +1,453 @@
+//! The marketplace's success in its own terms, from the ledger: GMV (gross collected from
+//! tenants), refunds, net revenue (the platform's fees, net of fees refunds returned) and the
+//! take rate, by day, week (ISO, from Monday) or month, per currency (never mixed) and by
+//! plugin, partner or category; and the ecosystem: active partners, listings, installs and
+//! uninstalls, paying tenants, invocations, the top plugins and partners by GMV, and growth
+//! against the period before.
+//!
+//! A plugin in several categories counts in each of them: by category, the rows of one
+//! currency add up to more than its GMV.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nexus_money::period;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::money_error;
+use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::market::Market;
+
+const DAY_MS: i64 = super::DAY_MS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interval {
+    Day,
+    Week,
+    #[default]
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupBy {
+    /// One row per period and currency.
+    #[default]
+    Currency,
+    Plugin,
+    Partner,
+    Category,
+}
+
+/// `GET /v1/metrics/gmv`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct GmvQuery {
+    /// `day`, `week` or `month` (default).
+    pub interval: Option<Interval>,
+    /// `currency` (default), `plugin`, `partner` or `category`.
+    pub by: Option<GroupBy>,
+    /// Milliseconds since the epoch; default 90 days before `to`.
+    pub from: Option<i64>,
+    /// Default now.
+    pub to: Option<i64>,
+    /// Partners see their own (and must name themselves); operators may name one.
+    pub publisher: Option<String>,
+    /// `csv` or `json`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct GmvRow {
+    /// The period's first day (`2026-11-01`) and its bounds.
+    pub period: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    pub currency: String,
+    /// The plugin, partner or category; empty when grouped by currency.
+    pub group: String,
+    pub gmv_minor: i64,
+    pub refunds_minor: i64,
+    /// The platform's fees less the fees refunds returned.
+    pub net_revenue_minor: i64,
+    /// Net revenue / GMV in basis points (half up); 0 without GMV.
+    pub take_rate_bp: i64,
+    pub charges: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Gmv {
+    pub interval: Interval,
+    pub by: GroupBy,
+    pub from: i64,
+    pub to: i64,
+    pub rows: Vec<GmvRow>,
+}
+
+/// The start of the period containing `at`.
+pub fn period_start(at: i64, interval: Interval) -> Result<i64, MarketError> {
+    let day = at.div_euclid(DAY_MS) * DAY_MS;
+    Ok(match interval {
+        Interval::Day => day,
+        // 1970-01-01 was a Thursday: Monday is 3 days before it.
+        Interval::Week => (day + 3 * DAY_MS).div_euclid(7 * DAY_MS) * 7 * DAY_MS - 3 * DAY_MS,
+        Interval::Month => period::parse_month(&period::month_label(at)).map_err(money_error)?.start_ms,
+    })
+}
+
+fn period_end(start: i64, interval: Interval) -> Result<i64, MarketError> {
+    Ok(match interval {
+        Interval::Day => start + DAY_MS,
+        Interval::Week => start + 7 * DAY_MS,
+        Interval::Month => period::add_months(start, 1).map_err(money_error)?,
+    })
+}
+
+fn label(start: i64) -> String {
+    let (year, month, day) = period::civil(start);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Who may read whose figures: operators anyone's or all; a partner its own only.
+fn scope(caller: &Caller, publisher: Option<&str>) -> Result<Option<String>, MarketError> {
+    match (caller, publisher) {
+        (Caller::Operator { .. }, named) => Ok(named.map(String::from)),
+        (Caller::Publisher(credential), named) => {
+            let own = credential.publisher.as_str();
+            match named {
+                Some(named) if named != own => caller.may_act_for_publisher(named).map(|()| None),
+                _ => Ok(Some(own.to_string())),
+            }
+        }
+        (Caller::Tenant { .. }, _) => Err(MarketError::Forbidden("GMV is for operators and partners".into())),
+    }
+}
+
+/// The latest moment a query may name: 2100-01-01.
+const LATEST_MS: i64 = 4_102_444_800_000;
+
+/// The window of a query: `from` to `to` (within 1970–2100), at most 400 days of days, 10
+/// years of weeks or months.
+fn window(query: &GmvQuery, now: i64) -> Result<(i64, i64), MarketError> {
+    let to = query.to.unwrap_or(now);
+    let from = query.from.unwrap_or(to.saturating_sub(90 * DAY_MS));
+    if !(0..=LATEST_MS).contains(&from) || !(0..=LATEST_MS).contains(&to) {
+        return Err(MarketError::invalid("invalid_query", "`from` and `to` are milliseconds between 1970 and 2100"));
+    }
+    if from >= to {
+        return Err(MarketError::invalid("invalid_query", "`from` must be before `to`"));
+    }
+    let days = (to - from) / DAY_MS;
+    let most = match query.interval.unwrap_or_default() {
+        Interval::Day => 400,
+        Interval::Week | Interval::Month => 3_660,
+    };
+    if days > most {
+        return Err(MarketError::invalid("invalid_query", format!("at most {most} days at this interval")));
+    }
+    Ok((from, to))
+}
+
+/// Collections and refunds per day, currency, plugin and partner.
+struct Daily {
+    day: i64,
+    currency: String,
+    plugin: String,
+    publisher: String,
+    gmv: i64,
+    refunds: i64,
+    fees: i64,
+    charges: i64,
+}
+
+async fn daily(market: &Market, from: i64, to: i64, publisher: Option<&str>) -> Result<Vec<Daily>, MarketError> {
+    let rows = sqlx::query(
+        "SELECT t.posted_at / 86400000 AS day, c.currency, c.plugin_id, c.publisher, \
+         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gmv, \
+         CAST(SUM(CASE WHEN t.kind = 'refund' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS refunds, \
+         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fees, \
+         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN 1 ELSE 0 END) AS BIGINT) AS charges \
+         FROM ledger_transactions t JOIN charges c ON c.id = t.charge_id JOIN ledger_entries e ON e.transaction_id = t.id \
+         WHERE t.kind IN ('collection', 'refund') AND t.posted_at >= $1 AND t.posted_at < $2 \
+         AND ($3 IS NULL OR c.publisher = $3) \
+         GROUP BY t.posted_at / 86400000, c.currency, c.plugin_id, c.publisher",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(publisher)
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Daily {
+                day: r.try_get("day")?,
+                currency: r.try_get("currency")?,
+                plugin: r.try_get("plugin_id")?,
+                publisher: r.try_get("publisher")?,
+                gmv: r.try_get::<Option<i64>, _>("gmv")?.unwrap_or(0),
+                refunds: r.try_get::<Option<i64>, _>("refunds")?.unwrap_or(0),
+                fees: r.try_get::<Option<i64>, _>("fees")?.unwrap_or(0),
+                charges: r.try_get::<Option<i64>, _>("charges")?.unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Each listed plugin's categories.
+async fn categories(market: &Market) -> Result<BTreeMap<String, Vec<String>>, MarketError> {
+    let rows = sqlx::query("SELECT plugin_id, categories FROM listings").fetch_all(&market.db.pool).await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let text: String = row.try_get("categories")?;
+        let list = text.split(',').filter(|c| !c.is_empty()).map(String::from).collect();
+        out.insert(row.try_get("plugin_id")?, list);
+    }
+    Ok(out)
+}
+
+/// Take rate in basis points, half up.
+fn take_rate(fees: i64, gmv: i64) -> Result<i64, MarketError> {
+    if gmv <= 0 {
+        return Ok(0);
+    }
+    nexus_money::round_half_up(i128::from(fees), 10_000, i128::from(gmv)).map_err(money_error)
+}
+
+pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<Gmv, MarketError> {
+    let publisher = scope(caller, query.publisher.as_deref())?;
+    let (from, to) = window(query, market.billing.clock.now_ms())?;
+    let interval = query.interval.unwrap_or_default();
+    let by = query.by.unwrap_or_default();
+    let days = daily(market, from, to, publisher.as_deref()).await?;
+    let categories = if by == GroupBy::Category { categories(market).await? } else { BTreeMap::new() };
+    let mut rows: BTreeMap<(i64, String, String), GmvRow> = BTreeMap::new();
+    for d in days {
+        let start = period_start(d.day * DAY_MS, interval)?;
+        let groups = match by {
+            GroupBy::Currency => vec![String::new()],
+            GroupBy::Plugin => vec![d.plugin.clone()],
+            GroupBy::Partner => vec![d.publisher.clone()],
+            GroupBy::Category => categories.get(&d.plugin).cloned().unwrap_or_else(|| vec!["uncategorized".into()]),
+        };
+        for group in groups {
+            let key = (start, d.currency.clone(), group.clone());
+            let row = match rows.entry(key) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(GmvRow {
+                    period: label(start),
+                    period_start: start,
+                    period_end: period_end(start, interval)?,
+                    currency: d.currency.clone(),
+                    group,
+                    gmv_minor: 0,
+                    refunds_minor: 0,
+                    net_revenue_minor: 0,
+                    take_rate_bp: 0,
+                    charges: 0,
+                }),
+            };
+            row.gmv_minor += d.gmv;
+            row.refunds_minor += d.refunds;
+            row.net_revenue_minor += d.fees;
+            row.charges += d.charges;
+        }
+    }
+    let mut rows: Vec<GmvRow> = rows.into_values().collect();
+    for row in &mut rows {
+        row.take_rate_bp = take_rate(row.net_revenue_minor, row.gmv_minor)?;
+    }
+    Ok(Gmv { interval, by, from, to, rows })
+}
+
+pub fn gmv_csv(gmv: &Gmv) -> String {
+    let mut out = String::from(
+        "period,period_start,period_end,currency,group,gmv_minor,refunds_minor,net_revenue_minor,take_rate_bp,charges\n",
+    );
+    for r in &gmv.rows {
+        out.push_str(&super::views::csv_row(&[
+            &r.period,
+            &r.period_start.to_string(),
+            &r.period_end.to_string(),
+            &r.currency,
+            &r.group,
+            &r.gmv_minor.to_string(),
+            &r.refunds_minor.to_string(),
+            &r.net_revenue_minor.to_string(),
+            &r.take_rate_bp.to_string(),
+            &r.charges.to_string(),
+        ]));
+    }
+    out
+}
+
+/// One period of the ecosystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EcosystemPeriod {
+    pub period: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    /// Partners with a sale collected in the period.
+    pub active_partners: i64,
+    /// Partners and listings that exist at the period's end.
+    pub partners: i64,
+    pub listings: i64,
+    pub installs: i64,
+    pub uninstalls: i64,
+    /// Tenants with a charge collected in the period.
+    pub paying_tenants: i64,
+    pub invocations: i64,
+    /// Per currency: GMV and its growth over the period before (basis points; absent
+    /// without GMV before).
+    pub gmv: Vec<CurrencyGmv>,
+    /// Per currency, the five plugins and partners with the most GMV.
+    pub top_plugins: Vec<Ranked>,
+    pub top_partners: Vec<Ranked>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CurrencyGmv {
+    pub currency: String,
+    pub gmv_minor: i64,
+    pub growth_bp: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Ranked {
+    pub currency: String,
+    pub id: String,
+    pub gmv_minor: i64,
+}
+
+/// `GET /v1/metrics/ecosystem`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EcosystemQuery {
+    pub interval: Option<Interval>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// A count over `[$1, $2)`.
+async fn count(market: &Market, sql: &str, from: i64, to: i64) -> Result<i64, MarketError> {
+    Ok(sqlx::query_scalar(sql).bind(from).bind(to).fetch_one(&market.db.pool).await?)
+}
+
+/// A count of what exists before `$1`.
+async fn count_before(market: &Market, sql: &str, end: i64) -> Result<i64, MarketError> {
+    Ok(sqlx::query_scalar(sql).bind(end).fetch_one(&market.db.pool).await?)
+}
+
+/// The ecosystem period by period (operators).
+pub async fn ecosystem(
+    market: &Market,
+    caller: &Caller,
+    query: &EcosystemQuery,
+) -> Result<Vec<EcosystemPeriod>, MarketError> {
+    caller.require_operator()?;
+    let window_query = GmvQuery { interval: query.interval, from: query.from, to: query.to, ..GmvQuery::default() };
+    let (from, to) = window(&window_query, market.billing.clock.now_ms())?;
+    let interval = query.interval.unwrap_or_default();
+    let mut periods = Vec::new();
+    let mut start = period_start(from, interval)?;
+    // The period before the first, for its growth.
+    let mut previous: BTreeMap<String, i64> = BTreeMap::new();
+    let first_previous = period_start(start - 1, interval)?;
+    for d in daily(market, first_previous, start, None).await? {
+        *previous.entry(d.currency).or_default() += d.gmv;
+    }
+    while start < to {
+        let end = period_end(start, interval)?;
+        let days = daily(market, start, end, None).await?;
+        let mut gmv: BTreeMap<String, i64> = BTreeMap::new();
+        let mut plugins: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut partners: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut active = BTreeSet::new();
+        for d in &days {
+            *gmv.entry(d.currency.clone()).or_default() += d.gmv;
+            *plugins.entry((d.currency.clone(), d.plugin.clone())).or_default() += d.gmv;
+            *partners.entry((d.currency.clone(), d.publisher.clone())).or_default() += d.gmv;
+            if d.gmv > 0 {
+                active.insert(d.publisher.clone());
+            }
+        }
+        let growth = |currency: &str, now: i64| -> Result<Option<i64>, MarketError> {
+            match previous.get(currency).copied().filter(|before| *before > 0) {
+                Some(before) => nexus_money::round_half_up(i128::from(now - before), 10_000, i128::from(before))
+                    .map(Some)
+                    .map_err(money_error),
+                None => Ok(None),
+            }
+        };
+        let gmv_rows = gmv
+            .iter()
+            .map(|(currency, minor)| {
+                Ok(CurrencyGmv { currency: currency.clone(), gmv_minor: *minor, growth_bp: growth(currency, *minor)? })
+            })
+            .collect::<Result<Vec<_>, MarketError>>()?;
+        periods.push(EcosystemPeriod {
+            period: label(start),
+            period_start: start,
+            period_end: end,
+            active_partners: active.len() as i64,
+            partners: count_before(market, "SELECT COUNT(*) FROM publishers WHERE created_at < $1", end).await?,
+            listings: count_before(market, "SELECT COUNT(*) FROM listings WHERE created_at < $1", end).await?,
+            installs: count(
+                market,
+                "SELECT COUNT(*) FROM installs WHERE created_at >= $1 AND created_at < $2",
+                start,
+                end,
+            )
+            .await?,
+            uninstalls: count(
+                market,
+                "SELECT COUNT(*) FROM installs WHERE uninstalled_at >= $1 AND uninstalled_at < $2",
+                start,
+                end,
+            )
+            .await?,
+            paying_tenants: count(
+                market,
+                "SELECT COUNT(DISTINCT tenant_id) FROM charges WHERE status = 'collected' AND collected_at >= $1 \
+                 AND collected_at < $2",
+                start,
+                end,
+            )
+            .await?,
+            invocations: count(
+                market,
+                "SELECT COUNT(*) FROM invocations WHERE started_at >= $1 AND started_at < $2",
+                start,
+                end,
+            )
+            .await?,
+            gmv: gmv_rows,
+            top_plugins: top(plugins),
+            top_partners: top(partners),
+        });
+        previous = gmv;
+        start = end;
+    }
+    Ok(periods)
+}
+
+/// The five largest per currency, largest first, ties by id.
+fn top(totals: BTreeMap<(String, String), i64>) -> Vec<Ranked> {
+    let mut by_currency: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for ((currency, id), minor) in totals {
+        by_currency.entry(currency).or_default().push((id, minor));
+    }
+    let mut out = Vec::new();
+    for (currency, mut list) in by_currency {
+        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.extend(list.into_iter().take(5).map(|(id, gmv_minor)| Ranked {
+            currency: currency.clone(),
+            id,
+            gmv_minor,
+        }));
+    }
+    out
+}

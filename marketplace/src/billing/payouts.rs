@@ -1,0 +1,508 @@
+//! Payouts: a run pays every partner whose payable balance in a currency is at least the
+//! currency's minimum (25 whole units unless an operator set another), and carries smaller
+//! balances forward. It runs on a schedule in `nexus serve` (twice monthly by default, like
+//! app stores; or monthly) and by hand (`POST /v1/payouts/runs`, `nexus payouts run`).
+//!
+//! Exactly once: a payout is unique by partner, currency and payout period, and is written
+//! `pending` together with the ledger transaction that takes its amount out of the partner's
+//! payable, under the lock every movement of that payable takes; only then is the
+//! [`PayoutProvider`] called, with the payout's id as the idempotency key. `paid` moves the
+//! amount out of the platform's cash; `failed` returns it to the payable. A payout whose
+//! outcome is unknown (a timeout, a node killed during the call) is resolved by asking the
+//! provider about its key, never by paying again; if the provider never received it, the
+//! same key is sent again, which cannot pay twice.
+//!
+//! Each payout lists the statement lines it settles: the partner's transactions since the
+//! previous payout, so opening (carried) + sales − fees − refunds ± adjustments = paid.
+
+use std::collections::BTreeMap;
+
+use nexus_money::Currency;
+use nexus_money::period;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+pub use super::adjustments::{Adjustment, AdjustmentRequest, adjust};
+pub(crate) use super::holds::known_publisher;
+pub use super::holds::{HoldRequest, MinimumRequest, hold, minimum, release, set_minimum};
+use super::ledger::{self, Account, Head, Kind};
+use super::money_error;
+use super::provider::{Outcome, ProviderRequest};
+use super::share;
+use super::statements::{self, Range, StatementLine, Totals};
+use crate::accounts::Caller;
+use crate::error::{MarketError, storage};
+use crate::market::Market;
+
+/// When payout periods turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The 1st–15th and the 16th–end of each month (Shopify's rhythm).
+    #[default]
+    TwiceMonthly,
+    Monthly,
+}
+
+impl Schedule {
+    /// The payout period `at` falls in: `2026-11-1` / `2026-11-2`, or `2026-11`.
+    pub fn period(self, at: i64) -> String {
+        let month = period::month_label(at);
+        match self {
+            Self::Monthly => month,
+            Self::TwiceMonthly => {
+                let (_, _, day) = period::civil(at);
+                format!("{month}-{}", if day <= 15 { 1 } else { 2 })
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "twice-monthly" => Ok(Self::TwiceMonthly),
+            "monthly" => Ok(Self::Monthly),
+            other => Err(format!("unknown payout schedule `{other}` (twice-monthly or monthly)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayoutStatus {
+    /// Out of the partner's payable; the provider has not confirmed it yet.
+    Pending,
+    Paid,
+    /// Rejected by the provider; the money is back in the partner's payable.
+    Failed,
+}
+
+impl PayoutStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn stored(text: &str) -> Result<Self, MarketError> {
+        [Self::Pending, Self::Paid, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| storage(format!("stored payout status `{text}`")))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Payout {
+    pub id: String,
+    pub publisher: String,
+    pub currency: String,
+    /// The payout period (`2026-11-2`, or `2026-11` on a monthly schedule).
+    pub period: String,
+    pub amount_minor: i64,
+    pub status: PayoutStatus,
+    /// The balance carried from before the lines this payout settles.
+    pub carried_minor: i64,
+    pub provider_reference: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// A payout with the statement lines it settles and how they add up to it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PayoutDetail {
+    pub payout: Payout,
+    /// carried (opening) + sales − fees − refunds + fees returned + adjustments − earlier
+    /// payouts = paid (closing).
+    pub reconciliation: Totals,
+    pub lines: Vec<StatementLine>,
+}
+
+/// What a payout run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PayoutRunReport {
+    pub at: i64,
+    pub period: String,
+    /// Payouts the provider confirmed in this run (new ones and earlier unknown ones).
+    pub paid: u64,
+    pub failed: u64,
+    /// Payouts whose outcome is not known yet (resolved by a later run).
+    pub pending: u64,
+    /// Amount paid out, by currency.
+    pub paid_minor: BTreeMap<String, i64>,
+    /// Balances under their currency's minimum, left for a later run.
+    pub carried_forward: Vec<Carried>,
+    /// Partners on hold, not paid.
+    pub held: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Carried {
+    pub publisher: String,
+    pub currency: String,
+    pub balance_minor: i64,
+    pub minimum_minor: i64,
+}
+
+/// How long a node may hold a payout it is paying before another asks the provider.
+const CLAIM_MS: i64 = 60_000;
+
+const COLUMNS: &str = "id, publisher, currency, period_key, amount_minor, status, carried_minor, \
+                       provider_reference, failure_reason, created_at, finished_at";
+
+fn payout(row: &sqlx::any::AnyRow) -> Result<Payout, MarketError> {
+    Ok(Payout {
+        id: row.try_get("id")?,
+        publisher: row.try_get("publisher")?,
+        currency: row.try_get("currency")?,
+        period: row.try_get("period_key")?,
+        amount_minor: row.try_get("amount_minor")?,
+        status: PayoutStatus::stored(&row.try_get::<String, _>("status")?)?,
+        carried_minor: row.try_get("carried_minor")?,
+        provider_reference: row.try_get("provider_reference")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// `POST /v1/payouts/runs`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutRunRequest {}
+
+/// Runs payouts now (operators).
+pub async fn run_for(market: &Market, caller: &Caller) -> Result<PayoutRunReport, MarketError> {
+    caller.require_operator()?;
+    let report = run(market, market.billing.clock.now_ms()).await?;
+    let detail = serde_json::to_value(&report).map_err(storage)?;
+    crate::audit::record(&market.db.pool, &caller.actor(), "payouts.run", &report.period, detail).await?;
+    Ok(report)
+}
+
+/// Resolves payouts left pending, then pays every partner and currency due in the period of
+/// `at`.
+pub async fn run(market: &Market, at: i64) -> Result<PayoutRunReport, MarketError> {
+    let period = market.billing.payout_schedule.period(at);
+    let mut report = PayoutRunReport { at, period: period.clone(), ..PayoutRunReport::default() };
+    let unresolved: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM payouts WHERE status = 'pending' AND claimed_until <= $1 ORDER BY id")
+            .bind(at)
+            .fetch_all(&market.db.pool)
+            .await?;
+    for id in unresolved {
+        tally(&mut report, settle(market, &id, at, true).await?);
+    }
+    let held: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT publisher FROM payout_holds WHERE released_at IS NULL ORDER BY publisher")
+            .fetch_all(&market.db.pool)
+            .await?;
+    let balances = sqlx::query(
+        "SELECT account, currency, CAST(-SUM(amount_minor) AS BIGINT) AS balance FROM ledger_entries \
+         WHERE account LIKE 'partner:%:payable' GROUP BY account, currency HAVING SUM(amount_minor) < 0 \
+         ORDER BY account, currency",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    for row in balances {
+        let account: String = row.try_get("account")?;
+        let publisher = account.trim_start_matches("partner:").trim_end_matches(":payable").to_string();
+        let code: String = row.try_get("currency")?;
+        if held.contains(&publisher) {
+            if !report.held.contains(&publisher) {
+                report.held.push(publisher);
+            }
+            continue;
+        }
+        let currency = Currency::from_code(&code).map_err(money_error)?;
+        match open(market, &publisher, currency, &period, at).await? {
+            Opened::Payout(id) => tally(&mut report, settle(market, &id, at, false).await?),
+            Opened::Below { balance_minor, minimum_minor } => {
+                report.carried_forward.push(Carried { publisher, currency: code, balance_minor, minimum_minor })
+            }
+            Opened::AlreadyThisPeriod | Opened::Nothing => {}
+        }
+    }
+    market.runner.metrics.record_payouts(report.paid, report.failed);
+    Ok(report)
+}
+
+fn tally(report: &mut PayoutRunReport, settled: Settled) {
+    match settled {
+        Settled::Paid(currency, amount) => {
+            report.paid += 1;
+            *report.paid_minor.entry(currency).or_default() += amount;
+        }
+        Settled::Failed => report.failed += 1,
+        Settled::Unknown => report.pending += 1,
+        Settled::Skipped => {}
+    }
+}
+
+enum Opened {
+    Payout(String),
+    Below { balance_minor: i64, minimum_minor: i64 },
+    AlreadyThisPeriod,
+    Nothing,
+}
+
+/// Writes the period's payout of a partner in a currency, with the transaction that takes it
+/// out of the payable, under the payable's lock.
+async fn open(
+    market: &Market,
+    publisher: &str,
+    currency: Currency,
+    period: &str,
+    at: i64,
+) -> Result<Opened, MarketError> {
+    let mut tx = market.db.write_tx().await?;
+    share::lock_lifetime(&mut tx, market.db.backend, publisher, currency).await?;
+    let done: Option<String> =
+        sqlx::query_scalar("SELECT id FROM payouts WHERE publisher = $1 AND currency = $2 AND period_key = $3")
+            .bind(publisher)
+            .bind(currency.code())
+            .bind(period)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if done.is_some() {
+        return Ok(Opened::AlreadyThisPeriod);
+    }
+    let account = Account::PartnerPayable(publisher.to_string()).name();
+    let row = sqlx::query(
+        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) AS balance, MAX(t.seq) AS through FROM ledger_entries e \
+         JOIN ledger_transactions t ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2",
+    )
+    .bind(&account)
+    .bind(currency.code())
+    .fetch_one(&mut *tx)
+    .await?;
+    let balance: i64 = row.try_get::<Option<i64>, _>("balance")?.unwrap_or(0);
+    let through: i64 = row.try_get::<Option<i64>, _>("through")?.unwrap_or(0);
+    if balance <= 0 {
+        return Ok(Opened::Nothing);
+    }
+    let minimum_minor = minimum(&mut tx, currency).await?;
+    if balance < minimum_minor {
+        return Ok(Opened::Below { balance_minor: balance, minimum_minor });
+    }
+    // It settles what came after the last payout that was not returned.
+    let after: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(settles_through_seq) FROM payouts WHERE publisher = $1 AND currency = $2 AND status <> 'failed'",
+    )
+    .bind(publisher)
+    .bind(currency.code())
+    .fetch_one(&mut *tx)
+    .await?;
+    let after = after.unwrap_or(0);
+    let carried: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) FROM ledger_entries e JOIN ledger_transactions t \
+         ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2 AND t.seq <= $3",
+    )
+    .bind(&account)
+    .bind(currency.code())
+    .bind(after)
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = format!("pay_{}", nexus_registry::publishers::random_hex(8)?);
+    sqlx::query(
+        "INSERT INTO payouts (id, publisher, currency, period_key, amount_minor, status, carried_minor, \
+         settles_after_seq, settles_through_seq, claimed_until, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)",
+    )
+    .bind(&id)
+    .bind(publisher)
+    .bind(currency.code())
+    .bind(period)
+    .bind(balance)
+    .bind(carried.unwrap_or(0))
+    .bind(after)
+    .bind(through)
+    .bind(at + CLAIM_MS)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    let posting = ledger::posting(
+        currency,
+        &[(Account::PartnerPayable(publisher.to_string()), balance), (Account::PlatformPayoutsInTransit, -balance)],
+    )?;
+    let head = Head {
+        kind: Kind::Payout,
+        charge: None,
+        refund: None,
+        payout: Some(&id),
+        adjustment: None,
+        idempotency: None,
+        memo: format!("payout {period} to {publisher}"),
+        at,
+    };
+    ledger::post(&mut tx, head, &posting).await?;
+    tx.commit().await?;
+    Ok(Opened::Payout(id))
+}
+
+enum Settled {
+    Paid(String, i64),
+    Failed,
+    Unknown,
+    Skipped,
+}
+
+/// Asks the provider to pay a pending payout (or, `resolve`, what became of it) and records
+/// the outcome.
+async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Settled, MarketError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM payouts WHERE id = $1"))
+        .bind(id)
+        .fetch_one(&market.db.pool)
+        .await?;
+    let payout = payout(&row)?;
+    if payout.status != PayoutStatus::Pending {
+        return Ok(Settled::Skipped);
+    }
+    let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
+    let request = ProviderRequest {
+        key: payout.id.clone(),
+        party: payout.publisher.clone(),
+        amount_minor: payout.amount_minor,
+        currency,
+        description: format!("Nexus payout {}", payout.period),
+    };
+    let provider = &market.billing.payouts;
+    let answer = if resolve {
+        match provider.payout(&payout.id).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            // Never received: the same key again cannot pay twice.
+            Ok(None) => provider.pay(&request).await,
+            Err(error) => Err(error),
+        }
+    } else {
+        provider.pay(&request).await
+    };
+    match answer {
+        Ok(Outcome::Succeeded { reference }) => conclude(market, &payout, currency, Ok(reference), at).await,
+        Ok(Outcome::Refused { reason }) => conclude(market, &payout, currency, Err(reason), at).await,
+        Err(error) => {
+            tracing::warn!(payout = %payout.id, %error, "payout outcome unknown; the next run asks the provider");
+            sqlx::query("UPDATE payouts SET claimed_until = $2 WHERE id = $1 AND status = 'pending'")
+                .bind(&payout.id)
+                .bind(at)
+                .execute(&market.db.pool)
+                .await?;
+            Ok(Settled::Unknown)
+        }
+    }
+}
+
+/// Records the provider's answer: paid (out of cash) or returned (back to the payable).
+async fn conclude(
+    market: &Market,
+    payout: &Payout,
+    currency: Currency,
+    outcome: Result<String, String>,
+    at: i64,
+) -> Result<Settled, MarketError> {
+    let mut tx = market.db.write_tx().await?;
+    if outcome.is_err() {
+        share::lock_lifetime(&mut tx, market.db.backend, &payout.publisher, currency).await?;
+    }
+    let (status, reference, reason) = match &outcome {
+        Ok(reference) => (PayoutStatus::Paid, Some(reference.as_str()), None),
+        Err(reason) => (PayoutStatus::Failed, None, Some(nexus_host::limits::clip(reason, 500))),
+    };
+    let changed = sqlx::query(
+        "UPDATE payouts SET status = $2, provider_reference = $3, failure_reason = $4, finished_at = $5, \
+         claimed_until = NULL WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(&payout.id)
+    .bind(status.as_str())
+    .bind(reference)
+    .bind(reason.as_deref())
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(Settled::Skipped);
+    }
+    let amount = payout.amount_minor;
+    let (kind, legs) = match outcome {
+        Ok(_) => (Kind::PayoutPaid, [(Account::PlatformPayoutsInTransit, amount), (Account::PlatformCash, -amount)]),
+        Err(_) => (
+            Kind::PayoutReturned,
+            [(Account::PlatformPayoutsInTransit, amount), (Account::PartnerPayable(payout.publisher.clone()), -amount)],
+        ),
+    };
+    let posting = ledger::posting(currency, &legs)?;
+    let memo = match status {
+        PayoutStatus::Paid => format!("payout {} paid ({})", payout.id, reference.unwrap_or_default()),
+        _ => format!("payout {} returned: {}", payout.id, reason.as_deref().unwrap_or_default()),
+    };
+    let head = Head {
+        kind,
+        charge: None,
+        refund: None,
+        payout: Some(&payout.id),
+        adjustment: None,
+        idempotency: None,
+        memo,
+        at,
+    };
+    ledger::post(&mut tx, head, &posting).await?;
+    tx.commit().await?;
+    Ok(match status {
+        PayoutStatus::Paid => Settled::Paid(payout.currency.clone(), amount),
+        _ => Settled::Failed,
+    })
+}
+
+/// A partner's payouts, newest first (the partner, operators).
+pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<Vec<Payout>, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    known_publisher(market, publisher).await?;
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM payouts WHERE publisher = $1 ORDER BY created_at DESC, id DESC"))
+            .bind(publisher)
+            .fetch_all(&market.db.pool)
+            .await?;
+    rows.iter().map(payout).collect()
+}
+
+/// One payout with the lines it settles (its partner, operators).
+pub async fn detail(market: &Market, caller: &Caller, publisher: &str, id: &str) -> Result<PayoutDetail, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS}, settles_after_seq, settles_through_seq FROM payouts WHERE id = $1 AND publisher = $2"
+    ))
+    .bind(id)
+    .bind(publisher)
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("payout {id}")))?;
+    let payout = payout(&row)?;
+    let range = Range::Seq(row.try_get("settles_after_seq")?, row.try_get("settles_through_seq")?);
+    let lines = statements::lines(market, publisher, &payout.currency, range).await?;
+    let reconciliation = statements::totals(payout.carried_minor, &lines);
+    Ok(PayoutDetail { payout, reconciliation, lines })
+}
+
+/// Runs payouts every `every` until the task is dropped.
+pub fn keep_paying(market: std::sync::Arc<Market>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match run(&market, market.billing.clock.now_ms()).await {
+                Ok(report) if report.paid + report.failed > 0 => {
+                    tracing::info!(paid = report.paid, failed = report.failed, period = %report.period, "payout run");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "payout run failed; the next one retries"),
+            }
+        }
+    })
+}

@@ -1,0 +1,561 @@
+//! Plans: what a listing's installs pay, managed by its publisher (API, CLI, or seeded from
+//! the manifest's `[[pricing]]` at publish). A plan key (`team`) has revisions; changing a
+//! price adds a revision and retires the previous one for new installs, while every install
+//! keeps paying the revision it agreed to until its tenant moves it (`PUT
+//! /v1/installs/{id}/plan`): a price change never changes what an install pays without its
+//! tenant's consent.
+//!
+//! Models: `free`; `one-time` (charged at install); `subscription` (a base fee per month
+//! or year, in advance, optionally with trial days, optionally with usage on top: base +
+//! usage); `usage` (a price per unit of a meter, in arrears, with included units and an
+//! optional cap per period).
+
+use std::fmt;
+use std::str::FromStr;
+
+use nexus_money::Currency;
+use nexus_money::period::Interval;
+use nexus_money::rating::UsagePrice;
+use nexus_registry::manifest::{Manifest, PricingModel};
+use nexus_registry::{PluginId, RegistryError};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::ids::PlanId;
+use super::money_error;
+use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::market::Market;
+
+/// The largest amount a plan may name (a price, a unit price, a cap): 10^12 minor units,
+/// ten billion in a two-decimal currency, so sums of many charges stay far inside i64.
+pub const MAX_AMOUNT_MINOR: i64 = 1_000_000_000_000;
+
+/// The longest trial a plan may offer.
+pub const MAX_TRIAL_DAYS: u32 = nexus_registry::manifest::MAX_TRIAL_DAYS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanModel {
+    Free,
+    OneTime,
+    Subscription,
+    Usage,
+}
+
+impl PlanModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::OneTime => "one-time",
+            Self::Subscription => "subscription",
+            Self::Usage => "usage",
+        }
+    }
+}
+
+impl FromStr for PlanModel {
+    type Err = MarketError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Free, Self::OneTime, Self::Subscription, Self::Usage]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| crate::error::storage(format!("stored plan model `{s}`")))
+    }
+}
+
+impl fmt::Display for PlanModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The usage part of a plan: a price per unit of `meter`, `included_units` free each
+/// period, and at most `cap_minor` per period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageTerms {
+    pub meter: String,
+    pub unit_minor: i64,
+    #[serde(default)]
+    pub included_units: u64,
+    #[serde(default)]
+    pub cap_minor: Option<i64>,
+}
+
+/// `POST /v1/plugins/{publisher}/{name}/plans`: a plan, or a new revision of one.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// 1 to 32 of a-z, 0-9 and '-'.
+    pub key: String,
+    pub name: String,
+    pub model: PlanModel,
+    /// ISO 4217; required unless free.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The one-time price or the base fee of each period, in minor units.
+    #[serde(default)]
+    pub price_minor: i64,
+    /// `month` or `year`; subscriptions need it, usage defaults to `month`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub interval: Option<Interval>,
+    #[serde(default)]
+    pub trial_days: u32,
+    #[serde(default)]
+    pub usage: Option<UsageTerms>,
+}
+
+/// A plan revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Plan {
+    pub id: String,
+    pub plugin: String,
+    pub key: String,
+    pub revision: i64,
+    pub name: String,
+    pub model: PlanModel,
+    pub currency: Option<String>,
+    pub price_minor: i64,
+    #[schema(value_type = Option<String>)]
+    pub interval: Option<Interval>,
+    pub trial_days: u32,
+    pub usage: Option<UsageTerms>,
+    pub created_at: i64,
+    /// When a newer revision (or retiring the key) stopped offering it to new installs.
+    pub retired_at: Option<i64>,
+}
+
+impl Plan {
+    pub fn id(&self) -> Result<PlanId, MarketError> {
+        self.id.parse()
+    }
+
+    pub fn currency(&self) -> Result<Option<Currency>, MarketError> {
+        self.currency.as_deref().map(Currency::from_code).transpose().map_err(money_error)
+    }
+
+    /// The usage price, if the plan bills usage.
+    pub fn usage_price(&self) -> Result<Option<UsagePrice>, MarketError> {
+        let (Some(usage), Some(currency)) = (&self.usage, self.currency()?) else { return Ok(None) };
+        let money = |minor| nexus_money::Money::new(minor, currency);
+        UsagePrice::new(money(usage.unit_minor), usage.included_units, usage.cap_minor.map(money))
+            .map(Some)
+            .map_err(money_error)
+    }
+
+    /// Whether a base fee is charged each period, in advance.
+    pub fn charges_periods(&self) -> bool {
+        self.model == PlanModel::Subscription && self.price_minor > 0
+    }
+}
+
+fn invalid(message: impl Into<String>) -> MarketError {
+    MarketError::invalid("invalid_plan", message)
+}
+
+/// Checks a request against the model's rules; amounts are integers (a float is refused by
+/// the JSON reader), never negative.
+pub fn check(request: &PlanRequest) -> Result<(), MarketError> {
+    let key_ok = (1..=32).contains(&request.key.len())
+        && request.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !key_ok {
+        return Err(invalid(format!("plan key `{}` must be 1 to 32 of a-z, 0-9 and '-'", request.key)));
+    }
+    MarketError::check_text("invalid_plan", "name", &request.name, 64)?;
+    if request.price_minor < 0 {
+        return Err(MarketError::invalid("invalid_amount", "price_minor cannot be negative"));
+    }
+    let amounts = [
+        Some(request.price_minor),
+        request.usage.as_ref().map(|u| u.unit_minor),
+        request.usage.as_ref().and_then(|u| u.cap_minor),
+    ];
+    if amounts.into_iter().flatten().any(|minor| minor > MAX_AMOUNT_MINOR) {
+        return Err(MarketError::invalid(
+            "invalid_amount",
+            format!("amounts are at most {MAX_AMOUNT_MINOR} minor units"),
+        ));
+    }
+    if request.trial_days > MAX_TRIAL_DAYS {
+        return Err(invalid(format!("trial_days is at most {MAX_TRIAL_DAYS}")));
+    }
+    let currency = request.currency.as_deref().map(Currency::from_code).transpose().map_err(money_error)?;
+    let model = request.model;
+    let refuse = |what: &str| Err(invalid(format!("a {model} plan {what}")));
+    match model {
+        PlanModel::Free => {
+            if currency.is_some() || request.price_minor != 0 || request.interval.is_some() {
+                return refuse("has no currency, price or interval");
+            }
+        }
+        PlanModel::OneTime => {
+            if request.price_minor == 0 || request.interval.is_some() {
+                return refuse("has a price above zero and no interval");
+            }
+        }
+        PlanModel::Subscription => {
+            if request.interval.is_none() {
+                return refuse("needs an interval: month or year");
+            }
+            if request.price_minor == 0 && request.usage.is_none() {
+                return refuse("charges a base fee, usage, or both");
+            }
+        }
+        PlanModel::Usage => {
+            if request.usage.is_none() || request.price_minor != 0 {
+                return refuse("needs `usage` terms and no base price (use a subscription for base + usage)");
+            }
+        }
+    }
+    if model != PlanModel::Free && currency.is_none() {
+        return refuse("needs a currency");
+    }
+    if request.trial_days > 0 && model != PlanModel::Subscription {
+        return Err(invalid("only subscriptions have trial days"));
+    }
+    if request.usage.is_some() && !matches!(model, PlanModel::Subscription | PlanModel::Usage) {
+        return refuse("has no usage terms");
+    }
+    if let (Some(usage), Some(currency)) = (&request.usage, currency) {
+        if !nexus_host::capability::usage::valid_meter(&usage.meter) {
+            return Err(invalid(format!("meter `{}` must be 1 to 64 of a-z, 0-9 and '-'", usage.meter)));
+        }
+        let money = |minor| nexus_money::Money::new(minor, currency);
+        UsagePrice::new(money(usage.unit_minor), usage.included_units, usage.cap_minor.map(money))
+            .map_err(money_error)?;
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, plugin_id, plan_key, revision, name, model, currency, price_minor, billing_interval, \
+                       trial_days, meter, unit_minor, included_units, cap_minor, created_at, retired_at";
+
+fn plan(row: &AnyRow) -> Result<Plan, MarketError> {
+    let meter: Option<String> = row.try_get("meter")?;
+    let interval: Option<String> = row.try_get("billing_interval")?;
+    let usage = match meter {
+        Some(meter) => Some(UsageTerms {
+            meter,
+            unit_minor: row.try_get::<Option<i64>, _>("unit_minor")?.unwrap_or(0),
+            included_units: u64::try_from(row.try_get::<Option<i64>, _>("included_units")?.unwrap_or(0)).unwrap_or(0),
+            cap_minor: row.try_get("cap_minor")?,
+        }),
+        None => None,
+    };
+    Ok(Plan {
+        id: row.try_get("id")?,
+        plugin: row.try_get("plugin_id")?,
+        key: row.try_get("plan_key")?,
+        revision: row.try_get("revision")?,
+        name: row.try_get("name")?,
+        model: row.try_get::<String, _>("model")?.parse()?,
+        currency: row.try_get("currency")?,
+        price_minor: row.try_get("price_minor")?,
+        interval: interval.map(|i| i.parse().map_err(money_error)).transpose()?,
+        trial_days: u32::try_from(row.try_get::<i64, _>("trial_days")?).unwrap_or(0),
+        usage,
+        created_at: row.try_get("created_at")?,
+        retired_at: row.try_get("retired_at")?,
+    })
+}
+
+/// Inserts revision `revision` of a checked request; `None` if that revision exists (another
+/// request, or another node seeding the same manifest, wrote it first).
+async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    plugin: &str,
+    request: &PlanRequest,
+    revision: i64,
+    actor: &str,
+    now: i64,
+) -> Result<Option<PlanId>, MarketError> {
+    let id = PlanId::random()?;
+    let interval = match request.model {
+        PlanModel::Usage => Some(request.interval.unwrap_or(Interval::Month)),
+        _ => request.interval,
+    };
+    let usage = request.usage.as_ref();
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO plans ({COLUMNS}, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+         $15, NULL, $16) ON CONFLICT (plugin_id, plan_key, revision) DO NOTHING"
+    ))
+    .bind(id.as_str())
+    .bind(plugin)
+    .bind(&request.key)
+    .bind(revision)
+    .bind(&request.name)
+    .bind(request.model.as_str())
+    .bind(request.currency.as_deref())
+    .bind(request.price_minor)
+    .bind(interval.map(Interval::as_str))
+    .bind(i64::from(request.trial_days))
+    .bind(usage.map(|u| u.meter.as_str()))
+    .bind(usage.map(|u| u.unit_minor))
+    .bind(usage.map(|u| i64::try_from(u.included_units).unwrap_or(i64::MAX)))
+    .bind(usage.and_then(|u| u.cap_minor))
+    .bind(now)
+    .bind(actor)
+    .execute(&mut *conn)
+    .await?;
+    Ok((inserted.rows_affected() == 1).then_some(id))
+}
+
+async fn plugin_exists(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE id = $1")
+        .bind(plugin.to_string())
+        .fetch_optional(&market.db.pool)
+        .await?;
+    found.map(|_| ()).ok_or_else(|| MarketError::NotFound(format!("plugin {plugin}")))
+}
+
+/// Plans are their publisher's to manage (with the `publish` scope); operators moderate
+/// listings instead.
+fn may_manage(caller: &Caller, plugin: &PluginId) -> Result<(), MarketError> {
+    match caller {
+        Caller::Publisher(credential) => {
+            caller.may_act_for_publisher(plugin.publisher.as_str())?;
+            Ok(credential.require(nexus_registry::publishers::Scope::Publish)?)
+        }
+        other => Err(MarketError::Forbidden(format!(
+            "plans are managed by the plugin's publisher; this is a {} token",
+            other.role()
+        ))),
+    }
+}
+
+/// Adds a plan, or a new revision of the plan with the same key (the previous revision stops
+/// being offered; installs on it keep it).
+pub async fn put(
+    market: &Market,
+    caller: &Caller,
+    plugin: &PluginId,
+    request: PlanRequest,
+) -> Result<Plan, MarketError> {
+    may_manage(caller, plugin)?;
+    check(&request)?;
+    plugin_exists(market, plugin).await?;
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let latest: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(revision) FROM plans WHERE plugin_id = $1 AND plan_key = $2")
+            .bind(plugin.to_string())
+            .bind(&request.key)
+            .fetch_one(&mut *tx)
+            .await?;
+    sqlx::query("UPDATE plans SET retired_at = $3 WHERE plugin_id = $1 AND plan_key = $2 AND retired_at IS NULL")
+        .bind(plugin.to_string())
+        .bind(&request.key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let inserted =
+        insert(&mut tx, &plugin.to_string(), &request, latest.unwrap_or(0) + 1, &caller.actor(), now).await?;
+    let Some(id) = inserted else {
+        return Err(MarketError::conflict("plan_changed", "another revision of this plan was just added; retry"));
+    };
+    let detail =
+        serde_json::json!({ "plugin": plugin.to_string(), "key": request.key, "revision": latest.unwrap_or(0) + 1 });
+    crate::audit::record(&mut *tx, &caller.actor(), "plan.revised", id.as_str(), detail).await?;
+    tx.commit().await?;
+    get(market, &id).await
+}
+
+/// Stops offering a plan key to new installs; installs on it keep paying it.
+pub async fn retire(market: &Market, caller: &Caller, plugin: &PluginId, key: &str) -> Result<(), MarketError> {
+    may_manage(caller, plugin)?;
+    let offered = offered(market, plugin).await?;
+    if !offered.iter().any(|p| p.key == key) {
+        return Err(MarketError::NotFound(format!("plan {key} of {plugin}")));
+    }
+    if offered.len() == 1 {
+        return Err(MarketError::conflict("last_plan", format!("{plugin} must keep offering at least one plan")));
+    }
+    let mut tx = market.db.write_tx().await?;
+    sqlx::query("UPDATE plans SET retired_at = $3 WHERE plugin_id = $1 AND plan_key = $2 AND retired_at IS NULL")
+        .bind(plugin.to_string())
+        .bind(key)
+        .bind(market.billing.clock.now_ms())
+        .execute(&mut *tx)
+        .await?;
+    let detail = serde_json::json!({ "plugin": plugin.to_string(), "key": key });
+    crate::audit::record(&mut *tx, &caller.actor(), "plan.retired", &plugin.to_string(), detail).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get(market: &Market, id: &PlanId) -> Result<Plan, MarketError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
+        .bind(id.as_str())
+        .fetch_optional(&market.db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("plan {id}")))?;
+    plan(&row)
+}
+
+/// The plans a new install may choose, in the order they were first offered.
+pub async fn offered(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, MarketError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM plans p WHERE plugin_id = $1 AND retired_at IS NULL ORDER BY \
+         (SELECT MIN(created_at) FROM plans q WHERE q.plugin_id = p.plugin_id AND q.plan_key = p.plan_key), plan_key"
+    ))
+    .bind(plugin.to_string())
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter().map(plan).collect()
+}
+
+/// Every revision of a plugin's plans, newest first per key (what the publisher manages).
+pub async fn all(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, MarketError> {
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM plans WHERE plugin_id = $1 ORDER BY plan_key, revision DESC"))
+            .bind(plugin.to_string())
+            .fetch_all(&market.db.pool)
+            .await?;
+    rows.iter().map(plan).collect()
+}
+
+/// The offered plan a new install takes: `key`, or the first offered.
+pub async fn choose(market: &Market, plugin: &PluginId, key: Option<&str>) -> Result<Plan, MarketError> {
+    let offered = offered(market, plugin).await?;
+    match key {
+        Some(key) => offered.iter().find(|p| p.key == key).cloned().ok_or_else(|| {
+            let keys: Vec<&str> = offered.iter().map(|p| p.key.as_str()).collect();
+            MarketError::invalid(
+                "unknown_plan",
+                format!("{plugin} has no plan `{key}`; its plans are: {}", keys.join(", ")),
+            )
+        }),
+        None => offered
+            .into_iter()
+            .next()
+            .ok_or_else(|| MarketError::conflict("no_plan", format!("{plugin} offers no plan to install"))),
+    }
+}
+
+/// The manifest's `[[pricing]]` as plan requests.
+fn from_manifest(manifest: &Manifest) -> Vec<PlanRequest> {
+    manifest
+        .pricing
+        .iter()
+        .map(|p| {
+            let base = PlanRequest {
+                key: p.id.clone(),
+                name: p.name.clone(),
+                model: PlanModel::Free,
+                currency: None,
+                price_minor: 0,
+                interval: None,
+                trial_days: 0,
+                usage: None,
+            };
+            match &p.model {
+                PricingModel::Free => base,
+                PricingModel::Flat { amount_minor, currency, interval, trial_days } => PlanRequest {
+                    model: PlanModel::Subscription,
+                    currency: Some(currency.to_string()),
+                    price_minor: *amount_minor,
+                    trial_days: *trial_days,
+                    interval: Some(match interval {
+                        nexus_registry::manifest::Interval::Month => Interval::Month,
+                        nexus_registry::manifest::Interval::Year => Interval::Year,
+                    }),
+                    ..base
+                },
+                PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units, cap_minor } => {
+                    PlanRequest {
+                        model: PlanModel::Usage,
+                        currency: Some(currency.to_string()),
+                        usage: Some(UsageTerms {
+                            meter: meter.clone(),
+                            unit_minor: *unit_amount_minor,
+                            included_units: *included_units,
+                            cap_minor: *cap_minor,
+                        }),
+                        ..base
+                    }
+                }
+                PricingModel::OneTime { amount_minor, currency } => PlanRequest {
+                    model: PlanModel::OneTime,
+                    currency: Some(currency.to_string()),
+                    price_minor: *amount_minor,
+                    ..base
+                },
+            }
+        })
+        .collect()
+}
+
+/// Checks that a manifest's pricing makes valid plans (before anything is stored at
+/// publish): a currency without minor units, say, is refused here.
+pub fn check_manifest(manifest: &Manifest) -> Result<(), MarketError> {
+    from_manifest(manifest).iter().try_for_each(check)
+}
+
+/// Seeds plans from a published manifest: each `[[pricing]]` key the plugin has no plan for
+/// yet becomes revision 1. Keys the publisher already manages are left as they are.
+pub async fn seed(market: &Market, plugin: &PluginId, manifest: &Manifest, actor: &str) -> Result<(), MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    for request in from_manifest(manifest) {
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT revision FROM plans WHERE plugin_id = $1 AND plan_key = $2 LIMIT 1")
+                .bind(plugin.to_string())
+                .bind(&request.key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() && check(&request).is_ok() {
+            insert(&mut tx, &plugin.to_string(), &request, 1, actor, now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Gives plans to plugins published before plans existed (from their newest manifest), and
+/// binds installs made before billing to their plan key's offered revision. Such installs
+/// start paying from now: nothing before billing existed is charged.
+pub async fn backfill(market: &Market) -> Result<(), MarketError> {
+    let unpriced: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT plugin_id FROM installs WHERE plan_id IS NULL \
+         UNION SELECT id FROM plugins WHERE id NOT IN (SELECT plugin_id FROM plans)",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    for plugin in unpriced {
+        let id: PluginId = plugin.parse().map_err(RegistryError::from)?;
+        let versions = market.registry.versions(&id).await?;
+        if let Some(newest) = versions.iter().max_by(|a, b| a.version.cmp(&b.version)) {
+            seed(market, &id, &newest.manifest, "system:backfill").await?;
+        }
+        let rows = sqlx::query("SELECT id, plan FROM installs WHERE plugin_id = $1 AND plan_id IS NULL")
+            .bind(&plugin)
+            .fetch_all(&market.db.pool)
+            .await?;
+        for row in rows {
+            let (install, key): (String, String) = (row.try_get("id")?, row.try_get("plan")?);
+            let chosen = match choose(market, &id, Some(&key)).await {
+                Ok(plan) => plan,
+                Err(_) => match choose(market, &id, None).await {
+                    Ok(plan) => plan,
+                    Err(_) => continue,
+                },
+            };
+            let now = market.billing.clock.now_ms();
+            sqlx::query(
+                "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, paid_through = $4, \
+                 usage_billed_until = $4 WHERE id = $1 AND plan_id IS NULL",
+            )
+            .bind(&install)
+            .bind(&chosen.id)
+            .bind(&chosen.key)
+            .bind(now)
+            .execute(&market.db.pool)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! Billing runs: what is due up to a moment is charged, then what is charged is collected.
+//! `nexus serve` runs one every minute on every node; operators run one by hand
+//! (`POST /v1/billing/runs`, `nexus billing run`). Nodes may run at once: each install is
+//! billed under its row lock, each charge is unique by what it bills, and each collection
+//! attempt is claimed before the provider is called, so every charge happens exactly once.
+//!
+//! - one-time plans are charged at install;
+//! - subscription base fees in advance, at the start of each period (periods anchored at
+//!   the install, or at the end of its trial);
+//! - usage in arrears, when its period ends (or when the install is uninstalled or changes
+//!   plan), from the usage rows of its applied invocations;
+//! - installs paused for `payment_failed` are not charged new periods until settled.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nexus_money::period::{self, Interval, Period};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::charges::{self, Billed, ChargeDetail, NewCharge};
+use super::collect::{self, Collected, PAYMENT_FAILED};
+use super::ids::ChargeId;
+use super::money_error;
+use super::plans::{self, Plan, PlanModel};
+use crate::accounts::Caller;
+use crate::error::{MarketError, storage};
+use crate::installs::InstallStatus;
+use crate::market::Market;
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunReport {
+    /// Everything due before this moment was billed.
+    pub until: i64,
+    pub installs_billed: u64,
+    pub charges_created: u64,
+    /// Amount charged by currency (minor units).
+    pub charged: BTreeMap<String, i64>,
+    pub collected: u64,
+    pub declined: u64,
+    /// Attempts whose outcome is not known yet (resolved by a later run).
+    pub unknown: u64,
+    /// Installs or charges this run could not handle (logged; the next run tries again):
+    /// one install's problem never stops the others' billing.
+    pub errors: u64,
+}
+
+/// `POST /v1/billing/runs`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Bill up to this moment (ms since the epoch); default now. Never later than now.
+    #[serde(default)]
+    pub until: Option<i64>,
+}
+
+/// Runs billing up to `until` (default now) for an operator.
+pub async fn run_for(market: &Market, caller: &Caller, request: RunRequest) -> Result<RunReport, MarketError> {
+    caller.require_operator()?;
+    let now = market.billing.clock.now_ms();
+    let until = request.until.unwrap_or(now);
+    if until > now {
+        return Err(MarketError::invalid(
+            "future_billing",
+            format!("until {until} is after now ({now}): nothing is billed ahead of time"),
+        ));
+    }
+    let report = run(market, until).await?;
+    let detail = serde_json::to_value(&report).map_err(storage)?;
+    crate::audit::record(&market.db.pool, &caller.actor(), "billing.run", "billing", detail).await?;
+    Ok(report)
+}
+
+/// Installs billed per batch, charges collected per batch.
+const BATCH: i64 = 500;
+
+/// Bills everything due before `until`, then collects what is due.
+pub async fn run(market: &Market, until: i64) -> Result<RunReport, MarketError> {
+    let mut report = RunReport { until, ..RunReport::default() };
+    let mut after = String::new();
+    loop {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM installs WHERE next_bill_at IS NOT NULL AND next_bill_at <= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(until)
+        .bind(&after)
+        .bind(BATCH)
+        .fetch_all(&market.db.pool)
+        .await?;
+        for install in &due {
+            match bill_install(market, install, until).await {
+                Ok(created) => {
+                    report.installs_billed += 1;
+                    for (currency, amount) in created {
+                        report.charges_created += 1;
+                        let total = report.charged.entry(currency).or_default();
+                        *total = total.saturating_add(amount);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%install, %error, "install not billed; the next run tries again");
+                    report.errors += 1;
+                }
+            }
+        }
+        match due.last() {
+            Some(last) if due.len() as i64 == BATCH => after = last.clone(),
+            _ => break,
+        }
+    }
+    let mut after = String::new();
+    loop {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM charges WHERE ((status IN ('pending', 'failed') AND next_attempt_at <= $1) \
+             OR (status = 'collecting' AND claimed_until <= $1)) AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(until)
+        .bind(&after)
+        .bind(BATCH)
+        .fetch_all(&market.db.pool)
+        .await?;
+        for id in &due {
+            let id: ChargeId = id.parse()?;
+            match collect::collect(market, &id, until, false).await {
+                Ok(Collected::Succeeded) => report.collected += 1,
+                Ok(Collected::Declined) => report.declined += 1,
+                Ok(Collected::Unknown) => report.unknown += 1,
+                Ok(Collected::Skipped) => {}
+                Err(error) => {
+                    tracing::error!(charge = %id, %error, "charge not collected; the next run tries again");
+                    report.errors += 1;
+                }
+            }
+        }
+        match due.last() {
+            Some(last) if due.len() as i64 == BATCH => after = last.clone(),
+            _ => break,
+        }
+    }
+    Ok(report)
+}
+
+/// Runs billing every `every` until the task is dropped. Errors are logged; the next run
+/// picks up where this one stopped.
+pub fn keep_billing(market: std::sync::Arc<Market>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let now = market.billing.clock.now_ms();
+            match run(&market, now).await {
+                Ok(report) if report.charges_created + report.collected + report.declined > 0 => {
+                    tracing::info!(
+                        charges = report.charges_created,
+                        collected = report.collected,
+                        declined = report.declined,
+                        "billing run"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "billing run failed; the next one retries"),
+            }
+        }
+    })
+}
+
+/// An install's billing state, read under its row lock.
+struct State {
+    tenant: String,
+    plugin: String,
+    publisher: String,
+    status: InstallStatus,
+    status_reason: Option<String>,
+    anchor: i64,
+    paid_through: Option<i64>,
+    usage_billed_until: Option<i64>,
+    uninstalled_at: Option<i64>,
+}
+
+async fn lock_state(
+    conn: &mut sqlx::AnyConnection,
+    market: &Market,
+    install: &str,
+) -> Result<Option<(State, Plan)>, MarketError> {
+    let row = sqlx::query(&format!(
+        "SELECT tenant_id, plugin_id, plan_id, status, status_reason, billing_anchor, paid_through, usage_billed_until, \
+         uninstalled_at FROM installs WHERE id = $1{}",
+        market.db.for_update()
+    ))
+    .bind(install)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let Some(plan_id) = row.try_get::<Option<String>, _>("plan_id")? else { return Ok(None) };
+    let plugin: String = row.try_get("plugin_id")?;
+    let state = State {
+        tenant: row.try_get("tenant_id")?,
+        publisher: plugin.split('/').next().unwrap_or_default().to_string(),
+        plugin,
+        status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
+        status_reason: row.try_get("status_reason")?,
+        anchor: row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(0),
+        paid_through: row.try_get("paid_through")?,
+        usage_billed_until: row.try_get("usage_billed_until")?,
+        uninstalled_at: row.try_get("uninstalled_at")?,
+    };
+    let plan = plans::get(market, &plan_id.parse()?).await?;
+    Ok(Some((state, plan)))
+}
+
+fn interval(plan: &Plan) -> Interval {
+    plan.interval.unwrap_or(Interval::Month)
+}
+
+impl State {
+    fn live(&self) -> bool {
+        self.status != InstallStatus::Uninstalled && self.uninstalled_at.is_none()
+    }
+
+    fn paused_for_payment(&self) -> bool {
+        self.status == InstallStatus::Paused
+            && self.status_reason.as_deref().is_some_and(|r| r.starts_with(PAYMENT_FAILED))
+    }
+
+    /// The next usage segment: from where usage was billed to the end of its period (or
+    /// the uninstall).
+    fn usage_segment(&self, plan: &Plan) -> Result<Option<Period>, MarketError> {
+        let (Some(_), Some(from)) = (&plan.usage, self.usage_billed_until) else { return Ok(None) };
+        if self.uninstalled_at.is_some_and(|end| from >= end) {
+            return Ok(None);
+        }
+        let (_, period) =
+            period::period_containing(self.anchor, interval(plan), from.max(self.anchor)).map_err(money_error)?;
+        let end = self.uninstalled_at.map_or(period.end_ms, |at| at.min(period.end_ms));
+        Ok(Some(Period { start_ms: from, end_ms: end }))
+    }
+
+    /// When something is next due, given what is billed.
+    fn next_bill_at(&self, plan: &Plan) -> Result<Option<i64>, MarketError> {
+        let subscription = match self.paid_through {
+            Some(at) if plan.charges_periods() && self.live() && !self.paused_for_payment() => Some(at),
+            _ => None,
+        };
+        let usage = self.usage_segment(plan)?.map(|p| p.end_ms);
+        Ok([subscription, usage].into_iter().flatten().min())
+    }
+}
+
+/// Bills one install up to `until` in one transaction; returns (currency, amount) of each
+/// charge created.
+pub async fn bill_install(market: &Market, install: &str, until: i64) -> Result<Vec<(String, i64)>, MarketError> {
+    let now = until;
+    let mut tx = market.db.write_tx().await?;
+    let Some((mut state, plan)) = lock_state(&mut tx, market, install).await? else { return Ok(Vec::new()) };
+    let currency = plan.currency()?;
+    let billed =
+        Billed { install, tenant: &state.tenant, plugin: &state.plugin, publisher: &state.publisher, plan: &plan };
+    let mut created = Vec::new();
+    for _ in 0..10_000 {
+        let mut progressed = false;
+        if let (Some(from), Some(currency)) = (state.paid_through, currency)
+            && plan.charges_periods()
+            && state.live()
+            && !state.paused_for_payment()
+            && from <= until
+        {
+            let (_, period) = period::period_containing(state.anchor, interval(&plan), from.max(state.anchor))
+                .map_err(money_error)?;
+            let amount = period::prorate(plan.price_minor, period, from).map_err(money_error)?;
+            let mut detail = ChargeDetail::of(&plan);
+            detail.price_minor = Some(plan.price_minor);
+            if from != period.start_ms {
+                detail.prorated_of = Some((period.start_ms, period.end_ms));
+            }
+            let line = NewCharge {
+                line: "subscription".into(),
+                period: Period { start_ms: from, end_ms: period.end_ms },
+                currency,
+                amount_minor: amount,
+                detail,
+            };
+            if charges::insert(&mut tx, &billed, line, now).await?.is_some() {
+                created.push((currency.code().to_string(), amount));
+            }
+            state.paid_through = Some(period.end_ms);
+            progressed = true;
+        }
+        if let Some(segment) = state.usage_segment(&plan)?
+            && segment.end_ms <= until
+        {
+            let line = usage_line(&mut tx, install, &plan, segment).await?;
+            let amount = line.amount_minor;
+            if charges::insert(&mut tx, &billed, line, now).await?.is_some() && amount > 0 {
+                created.push((plan.currency.clone().unwrap_or_default(), amount));
+            }
+            state.usage_billed_until = Some(segment.end_ms);
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    sqlx::query("UPDATE installs SET paid_through = $2, usage_billed_until = $3, next_bill_at = $4 WHERE id = $1")
+        .bind(install)
+        .bind(state.paid_through)
+        .bind(state.usage_billed_until)
+        .bind(state.next_bill_at(&plan)?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// The usage line of one segment: the units of the meter reported by the install's applied
+/// invocations that started within it, rated by the plan.
+pub(crate) async fn usage_line(
+    conn: &mut sqlx::AnyConnection,
+    install: &str,
+    plan: &Plan,
+    segment: Period,
+) -> Result<NewCharge, MarketError> {
+    let (Some(usage), Some(price)) = (&plan.usage, plan.usage_price()?) else {
+        return Err(storage(format!("plan {} has no usage terms", plan.id)));
+    };
+    let units: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(u.units) AS BIGINT) FROM invocation_usage u JOIN invocations i ON i.id = u.invocation_id \
+         WHERE i.install_id = $1 AND u.meter = $2 AND i.outcome = 'ok' AND i.started_at >= $3 AND i.started_at < $4",
+    )
+    .bind(install)
+    .bind(&usage.meter)
+    .bind(segment.start_ms)
+    .bind(segment.end_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rated = price.rate(u64::try_from(units.unwrap_or(0)).unwrap_or(0)).map_err(money_error)?;
+    let mut detail = ChargeDetail::of(plan);
+    detail.meter = Some(usage.meter.clone());
+    detail.units_reported = Some(rated.reported_units);
+    detail.units_included = Some(rated.included_units);
+    detail.units_billable = Some(rated.billable_units);
+    detail.unit_minor = Some(rated.unit.minor);
+    detail.cap_applied_minor = rated.capped_at.map(|c| c.minor);
+    Ok(NewCharge {
+        line: format!("usage:{}", usage.meter),
+        period: segment,
+        currency: price.unit.currency,
+        amount_minor: rated.amount.minor,
+        detail,
+    })
+}
+
+/// The billing of a new install, written in its creating transaction: the plan revision,
+/// the anchor, the trial (a tenant's first install of the plugin only; a reinstall keeps
+/// what is left of a trial that has not ended), and the one-time charge.
+pub async fn start_install(
+    conn: &mut sqlx::AnyConnection,
+    market: &Market,
+    install: &str,
+    tenant: &str,
+    plugin: &str,
+    plan: &Plan,
+) -> Result<(), MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut trial_ends_at = None;
+    if plan.trial_days > 0 {
+        let used: Option<i64> =
+            sqlx::query_scalar("SELECT ends_at FROM trials WHERE tenant_id = $1 AND plugin_id = $2")
+                .bind(tenant)
+                .bind(plugin)
+                .fetch_optional(&mut *conn)
+                .await?;
+        trial_ends_at = match used {
+            Some(ends) if ends > now => Some(ends),
+            Some(_) => None,
+            None => {
+                let ends = now + i64::from(plan.trial_days) * super::DAY_MS;
+                sqlx::query("INSERT INTO trials (tenant_id, plugin_id, started_at, ends_at) VALUES ($1, $2, $3, $4)")
+                    .bind(tenant)
+                    .bind(plugin)
+                    .bind(now)
+                    .bind(ends)
+                    .execute(&mut *conn)
+                    .await?;
+                Some(ends)
+            }
+        };
+    }
+    let anchor = trial_ends_at.unwrap_or(now);
+    let periodic = matches!(plan.model, PlanModel::Subscription | PlanModel::Usage);
+    let next = if periodic { Some(anchor) } else { None };
+    sqlx::query(
+        "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, trial_ends_at = $5, paid_through = $6, \
+         usage_billed_until = $7, next_bill_at = $8 WHERE id = $1",
+    )
+    .bind(install)
+    .bind(&plan.id)
+    .bind(&plan.key)
+    .bind(anchor)
+    .bind(trial_ends_at)
+    .bind(next.filter(|_| plan.charges_periods()))
+    .bind(plan.usage.as_ref().map(|_| anchor))
+    .bind(if plan.charges_periods() { Some(anchor) } else { plan.usage.as_ref().map(|_| anchor) })
+    .execute(&mut *conn)
+    .await?;
+    if plan.model == PlanModel::OneTime {
+        let publisher = plugin.split('/').next().unwrap_or_default();
+        let billed = Billed { install, tenant, plugin, publisher, plan };
+        charges::insert(conn, &billed, one_time_line(plan, now)?, now).await?;
+    }
+    Ok(())
+}
+
+/// The charge of a one-time plan, bought at `now`.
+pub(crate) fn one_time_line(plan: &Plan, now: i64) -> Result<NewCharge, MarketError> {
+    let currency = plan.currency()?.ok_or_else(|| storage("one-time plan without currency"))?;
+    let mut detail = ChargeDetail::of(plan);
+    detail.price_minor = Some(plan.price_minor);
+    Ok(NewCharge {
+        line: "one-time".into(),
+        period: Period { start_ms: now, end_ms: now },
+        currency,
+        amount_minor: plan.price_minor,
+        detail,
+    })
+}

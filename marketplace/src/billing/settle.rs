@@ -1,0 +1,311 @@
+//! A tenant's money actions on an install: changing plan (prorated) and settling failed
+//! charges.
+//!
+//! Proration, as app stores do it: on a change within a period, the unused part of what
+//! was charged for the period is credited back (a `proration-credit` refund of that charge)
+//! and the new plan's price for the rest of the period is charged (a `proration` line).
+//! Shopify's example: $5 → $15 on day 15 of 30 credits $2.50 and charges $7.50, so the
+//! upgrade costs $5 more; the downgrade back credits $7.50 and charges $2.50. Usage so far
+//! is billed under the old plan at the change. A change during a trial moves no money; a
+//! change from a plan without periods (free, one-time, usage only) or to another interval
+//! starts a new period at the change. A one-time price is never credited.
+
+use nexus_money::period::{self, Period};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::charges::{self, Billed, ChargeDetail, ChargeStatus, NewCharge};
+use super::collect;
+use super::ids::{ChargeId, PlanId};
+use super::money_error;
+use super::plans::{self, PlanModel};
+use super::refunds::{self, RefundKind};
+use super::run;
+use crate::accounts::{Caller, TenantScope};
+use crate::error::{MarketError, storage};
+use crate::installs::{self, Install};
+use crate::market::Market;
+
+/// `PUT /v1/installs/{id}/plan`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanChange {
+    /// A plan key of the install's plugin (its offered revision), or a plan revision id.
+    pub plan: String,
+}
+
+/// What settling did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SettleReport {
+    pub install: String,
+    pub collected: Vec<String>,
+    /// Charges still not collected (declined again, or their outcome not known yet).
+    pub outstanding: Vec<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+}
+
+/// The calling tenant's own install (with the `installs` scope): changing plan and settling
+/// are the tenant's decisions, never an operator's or a partner's.
+async fn own_install(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+    let tenant = caller.tenant(TenantScope::Installs)?;
+    let install = installs::get_checked_elsewhere(market, id).await?;
+    if install.tenant != tenant.as_str() {
+        return Err(MarketError::NotFound(format!("install {id}")));
+    }
+    Ok(install)
+}
+
+/// Bills the install up to `now` and tries to collect each of its open charges at once.
+pub async fn settle_now(market: &Market, install: &str, now: i64) -> Result<SettleReport, MarketError> {
+    run::bill_install(market, install, now).await?;
+    let open: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM charges WHERE install_id = $1 AND status IN ('pending', 'failed', 'collecting') ORDER BY created_at, id",
+    )
+    .bind(install)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut collected = Vec::new();
+    for id in &open {
+        if collect::collect(market, &id.parse()?, now, true).await? == collect::Collected::Succeeded {
+            collected.push(id.clone());
+        }
+    }
+    let outstanding = open.into_iter().filter(|id| !collected.contains(id)).collect();
+    let row = sqlx::query("SELECT status, status_reason FROM installs WHERE id = $1")
+        .bind(install)
+        .fetch_one(&market.db.pool)
+        .await?;
+    Ok(SettleReport {
+        install: install.to_string(),
+        collected,
+        outstanding,
+        status: row.try_get("status")?,
+        status_reason: row.try_get("status_reason")?,
+    })
+}
+
+/// `POST /v1/installs/{id}/settle`: the tenant pays what failed (after updating its payment
+/// method); an install paused for payment resumes once nothing is outstanding.
+pub async fn settle(market: &Market, caller: &Caller, id: &str) -> Result<SettleReport, MarketError> {
+    own_install(market, caller, id).await?;
+    let report = settle_now(market, id, market.billing.clock.now_ms()).await?;
+    let detail = serde_json::json!({ "collected": report.collected, "outstanding": report.outstanding });
+    crate::audit::record(&market.db.pool, &caller.actor(), "install.settled", id, detail).await?;
+    Ok(report)
+}
+
+fn change_hash(install: &str, request: &PlanChange) -> String {
+    hex::encode(Sha256::digest(format!("{install}\n{}", request.plan).as_bytes()))
+}
+
+/// Moves an install to another plan of its plugin, prorated.
+pub async fn change_plan(
+    market: &Market,
+    caller: &Caller,
+    id: &str,
+    request: PlanChange,
+    key: Option<&str>,
+) -> Result<Install, MarketError> {
+    let key = key.ok_or_else(|| {
+        MarketError::invalid("idempotency_key_required", "a plan change moves money: send an Idempotency-Key header")
+    })?;
+    let install = own_install(market, caller, id).await?;
+    if install.status == installs::InstallStatus::Uninstalled {
+        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+    }
+    let hash = change_hash(id, &request);
+    let stored_key = format!("{}:{key}", caller.actor());
+    let seen: Option<String> = sqlx::query_scalar("SELECT request_sha256 FROM plan_changes WHERE idempotency_key = $1")
+        .bind(&stored_key)
+        .fetch_optional(&market.db.pool)
+        .await?;
+    match seen {
+        Some(seen) if seen == hash => return installs::get_checked_elsewhere(market, id).await,
+        Some(_) => {
+            return Err(MarketError::invalid(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another plan change; use a new key",
+            ));
+        }
+        None => {}
+    }
+    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
+    let target = if request.plan.starts_with(PlanId::PREFIX) {
+        let plan = plans::get(market, &request.plan.parse()?).await?;
+        if plan.plugin != install.plugin {
+            return Err(MarketError::invalid(
+                "plan_of_another_plugin",
+                format!("plan {} belongs to {}, not to {}", plan.id, plan.plugin, install.plugin),
+            ));
+        }
+        if plan.retired_at.is_some() {
+            return Err(MarketError::invalid("plan_retired", format!("plan {} is no longer offered", plan.id)));
+        }
+        plan
+    } else {
+        plans::choose(market, &plugin, Some(&request.plan)).await?
+    };
+    let now = market.billing.clock.now_ms();
+    // What is due under the old plan is billed first.
+    run::bill_install(market, id, now).await?;
+    let mut tx = market.db.write_tx().await?;
+    let row = sqlx::query(&format!(
+        "SELECT plan_id, billing_anchor, trial_ends_at, paid_through, usage_billed_until FROM installs WHERE id = $1{}",
+        market.db.for_update()
+    ))
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let current_id: String = row.try_get::<Option<String>, _>("plan_id")?.ok_or_else(|| {
+        MarketError::conflict("no_plan", format!("install {id} has no plan to change from (its plugin offers none)"))
+    })?;
+    if current_id == target.id {
+        return Err(MarketError::conflict("same_plan", format!("install {id} is already on plan {}", target.id)));
+    }
+    let current = plans::get(market, &current_id.parse()?).await?;
+    let mut anchor: i64 = row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(now);
+    let trial_ends_at: Option<i64> = row.try_get("trial_ends_at")?;
+    let paid_through: Option<i64> = row.try_get("paid_through")?;
+    let mut usage_billed_until: Option<i64> = row.try_get("usage_billed_until")?;
+    let publisher = plugin.publisher.to_string();
+    let old =
+        Billed { install: id, tenant: &install.tenant, plugin: &install.plugin, publisher: &publisher, plan: &current };
+
+    // Usage so far, under the old plan.
+    if let (Some(_), Some(from)) = (&current.usage, usage_billed_until)
+        && from < now
+    {
+        let line = run::usage_line(&mut tx, id, &current, Period { start_ms: from, end_ms: now }).await?;
+        charges::insert(&mut tx, &old, line, now).await?;
+    }
+    usage_billed_until = target.usage.as_ref().map(|_| now.max(anchor));
+
+    let in_trial = trial_ends_at.is_some_and(|ends| ends > now);
+    let same_grid = current.charges_periods() && current.interval == target.interval && !in_trial;
+    let mut new_paid_through = None;
+    if !in_trial && current.charges_periods() && paid_through.is_some_and(|p| p > now) {
+        credit_unused(&mut tx, market, id, now, caller).await?;
+    }
+    if target.charges_periods() {
+        if in_trial {
+            new_paid_through = Some(anchor);
+        } else if same_grid {
+            let (_, period) =
+                period::period_containing(anchor, target.interval.unwrap_or(period::Interval::Month), now)
+                    .map_err(money_error)?;
+            let new = Billed { plan: &target, ..old.clone() };
+            let mut detail = ChargeDetail::of(&target);
+            detail.price_minor = Some(target.price_minor);
+            detail.prorated_of = Some((period.start_ms, period.end_ms));
+            let currency = target.currency()?.ok_or_else(|| storage("priced plan without currency"))?;
+            let line = NewCharge {
+                line: "proration".into(),
+                period: Period { start_ms: now, end_ms: period.end_ms },
+                currency,
+                amount_minor: period::prorate(target.price_minor, period, now).map_err(money_error)?,
+                detail,
+            };
+            charges::insert(&mut tx, &new, line, now).await?;
+            new_paid_through = Some(period.end_ms);
+        } else {
+            anchor = now;
+            new_paid_through = Some(now);
+        }
+    } else if target.usage.is_some() && !in_trial && !same_grid && !current.charges_periods() && current.usage.is_none()
+    {
+        anchor = now;
+        usage_billed_until = Some(now);
+    }
+    if target.model == PlanModel::OneTime {
+        let new = Billed { plan: &target, ..old.clone() };
+        charges::insert(&mut tx, &new, run::one_time_line(&target, now)?, now).await?;
+    }
+    let next_bill_at = [new_paid_through, usage_billed_until.map(|_| now)].into_iter().flatten().min();
+    sqlx::query(
+        "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, paid_through = $5, usage_billed_until = $6, \
+         next_bill_at = $7, updated_at = $8 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&target.id)
+    .bind(&target.key)
+    .bind(anchor)
+    .bind(new_paid_through)
+    .bind(usage_billed_until)
+    .bind(next_bill_at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO plan_changes (idempotency_key, request_sha256, install_id, from_plan, to_plan, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&stored_key)
+    .bind(&hash)
+    .bind(id)
+    .bind(&current.id)
+    .bind(&target.id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let detail =
+        serde_json::json!({ "from": current.id, "to": target.id, "from_key": current.key, "to_key": target.key });
+    crate::audit::record(&mut *tx, &caller.actor(), "install.plan_changed", id, detail).await?;
+    tx.commit().await?;
+    if let Err(error) = settle_now(market, id, now).await {
+        tracing::warn!(install = %id, %error, "charges of the plan change left to the next billing run");
+    }
+    installs::get_checked_elsewhere(market, id).await
+}
+
+/// Credits the unused part of the period charge covering `now` (the tenant paid it in
+/// advance). A charge not yet collected must be settled first.
+async fn credit_unused(
+    conn: &mut sqlx::AnyConnection,
+    market: &Market,
+    install: &str,
+    now: i64,
+    caller: &Caller,
+) -> Result<(), MarketError> {
+    let row = sqlx::query(
+        "SELECT id, amount_minor, refunded_minor, status, period_start, period_end FROM charges \
+         WHERE install_id = $1 AND line IN ('subscription', 'proration') AND period_start <= $2 AND period_end > $2 \
+         ORDER BY period_start DESC LIMIT 1",
+    )
+    .bind(install)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(()) };
+    let charge: ChargeId = row.try_get::<String, _>("id")?.parse()?;
+    let status = collect::charge_status(&row)?;
+    if status == ChargeStatus::NothingDue {
+        return Ok(());
+    }
+    if status != ChargeStatus::Collected {
+        return Err(MarketError::conflict(
+            "payment_outstanding",
+            format!("charge {charge} for this period is {status}: settle it before changing plan"),
+        ));
+    }
+    let period = Period { start_ms: row.try_get("period_start")?, end_ms: row.try_get("period_end")? };
+    let (amount, refunded): (i64, i64) = (row.try_get("amount_minor")?, row.try_get("refunded_minor")?);
+    let credit = period::prorate(amount, period, now).map_err(money_error)?.min(amount - refunded);
+    if credit > 0 {
+        let reason = "plan changed: the unused part of the period";
+        refunds::refund_in(
+            conn,
+            market,
+            &charge,
+            credit,
+            RefundKind::ProrationCredit,
+            reason,
+            &caller.actor(),
+            None,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}

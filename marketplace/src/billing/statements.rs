@@ -1,0 +1,323 @@
+//! Partner statements: per partner, currency and calendar month (UTC), the opening balance,
+//! every ledger transaction that moved the partner's payable (sales with their gross and
+//! fee, refunds with the fee they returned, adjustments, payouts and returned payouts) and
+//! the closing balance. Read from the ledger alone, so a statement rebuilt gives the same
+//! bytes; entries are never changed and are posted at the time they are made, so a closed
+//! month's statement never changes (a late correction is an adjustment in the month it is
+//! made). opening + sales − fees − refunds + fees returned + adjustments − payouts = closing.
+
+use nexus_money::Currency;
+use nexus_money::period::{self, Period};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::ledger::Account;
+use super::money_error;
+use super::views::csv_row;
+use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::market::Market;
+
+/// One ledger transaction on a partner's statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StatementLine {
+    /// The ledger transaction and its place in the ledger.
+    pub transaction: String,
+    pub seq: i64,
+    pub posted_at: i64,
+    /// `collection` (a sale), `refund`, `adjustment`, `payout`, `payout-returned`.
+    pub kind: String,
+    pub charge: Option<String>,
+    pub refund: Option<String>,
+    pub payout: Option<String>,
+    pub adjustment: Option<String>,
+    pub plugin: Option<String>,
+    pub plan: Option<String>,
+    /// The charge line (`usage:<meter>` lines list their invocations at
+    /// `/v1/charges/{charge}/invocations`).
+    pub line: Option<String>,
+    /// What the tenant paid (a sale) or got back (a refund, negative).
+    pub gross_minor: i64,
+    /// The platform's fee (a sale), or the fee returned (a refund, negative).
+    pub fee_minor: i64,
+    /// What it did to the partner's balance.
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Statement {
+    pub publisher: String,
+    pub currency: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    pub period_start: i64,
+    pub period_end: i64,
+    /// The month has ended: this statement will never change.
+    pub closed: bool,
+    pub opening_minor: i64,
+    pub sales_minor: i64,
+    pub fees_minor: i64,
+    pub refunds_minor: i64,
+    pub fees_returned_minor: i64,
+    pub adjustments_minor: i64,
+    pub payouts_minor: i64,
+    pub closing_minor: i64,
+    pub lines: Vec<StatementLine>,
+}
+
+/// Which of a partner's transactions to read.
+pub enum Range {
+    /// Posted within a period.
+    Posted(Period),
+    /// Ledger sequence after the first and up to the second.
+    Seq(i64, i64),
+}
+
+/// The partner's transactions in a currency over `range`, in ledger order.
+pub async fn lines(
+    market: &Market,
+    publisher: &str,
+    currency: &str,
+    range: Range,
+) -> Result<Vec<StatementLine>, MarketError> {
+    let account = Account::PartnerPayable(publisher.to_string()).name();
+    let (column, from, to) = match range {
+        Range::Posted(period) => ("t.posted_at", period.start_ms, period.end_ms),
+        // `seq > after AND seq <= through` as a half-open range.
+        Range::Seq(after, through) => ("t.seq", after + 1, through + 1),
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT t.seq, t.id, t.kind, t.charge_id, t.refund_id, t.payout_id, t.adjustment_id, t.posted_at, \
+         c.plugin_id, c.line, p.plan_key, \
+         CAST(SUM(CASE WHEN e.account = $1 THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS amount, \
+         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fee, \
+         CAST(SUM(CASE WHEN e.account = 'platform:cash' AND t.kind IN ('collection', 'refund') \
+              THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gross \
+         FROM ledger_entries x \
+         JOIN ledger_transactions t ON t.id = x.transaction_id \
+         JOIN ledger_entries e ON e.transaction_id = t.id AND e.currency = x.currency \
+         LEFT JOIN charges c ON c.id = t.charge_id \
+         LEFT JOIN plans p ON p.id = c.plan_id \
+         WHERE x.account = $1 AND x.currency = $2 AND {column} >= $3 AND {column} < $4 \
+         GROUP BY t.seq, t.id, t.kind, t.charge_id, t.refund_id, t.payout_id, t.adjustment_id, t.posted_at, \
+         c.plugin_id, c.line, p.plan_key ORDER BY t.seq"
+    ))
+    .bind(&account)
+    .bind(currency)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StatementLine {
+                transaction: r.try_get("id")?,
+                seq: r.try_get("seq")?,
+                posted_at: r.try_get("posted_at")?,
+                kind: r.try_get("kind")?,
+                charge: r.try_get("charge_id")?,
+                refund: r.try_get("refund_id")?,
+                payout: r.try_get("payout_id")?,
+                adjustment: r.try_get("adjustment_id")?,
+                plugin: r.try_get("plugin_id")?,
+                plan: r.try_get("plan_key")?,
+                line: r.try_get("line")?,
+                gross_minor: r.try_get::<Option<i64>, _>("gross")?.unwrap_or(0),
+                fee_minor: r.try_get::<Option<i64>, _>("fee")?.unwrap_or(0),
+                amount_minor: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The partner's balance in a currency from the entries before `column < bound`.
+pub async fn balance_before(
+    market: &Market,
+    publisher: &str,
+    currency: &str,
+    column: &str,
+    bound: i64,
+) -> Result<i64, MarketError> {
+    let sum: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) FROM ledger_entries e JOIN ledger_transactions t \
+         ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2 AND {column} < $3"
+    ))
+    .bind(Account::PartnerPayable(publisher.to_string()).name())
+    .bind(currency)
+    .bind(bound)
+    .fetch_one(&market.db.pool)
+    .await?;
+    Ok(sum.unwrap_or(0))
+}
+
+/// The totals of a run of lines, from an opening balance.
+pub fn totals(opening: i64, lines: &[StatementLine]) -> Totals {
+    let mut t = Totals { opening_minor: opening, ..Totals::default() };
+    for line in lines {
+        match line.kind.as_str() {
+            "collection" => {
+                t.sales_minor += line.gross_minor;
+                t.fees_minor += line.fee_minor;
+            }
+            "refund" => {
+                t.refunds_minor -= line.gross_minor;
+                t.fees_returned_minor -= line.fee_minor;
+            }
+            "adjustment" => t.adjustments_minor += line.amount_minor,
+            _ => t.payouts_minor -= line.amount_minor,
+        }
+    }
+    t.closing_minor = opening + lines.iter().map(|l| l.amount_minor).sum::<i64>();
+    t
+}
+
+/// What a run of lines adds up to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    pub opening_minor: i64,
+    pub sales_minor: i64,
+    pub fees_minor: i64,
+    pub refunds_minor: i64,
+    pub fees_returned_minor: i64,
+    pub adjustments_minor: i64,
+    pub payouts_minor: i64,
+    pub closing_minor: i64,
+}
+
+/// The currencies a partner has entries in, in order.
+pub async fn currencies(market: &Market, publisher: &str) -> Result<Vec<String>, MarketError> {
+    Ok(sqlx::query_scalar("SELECT DISTINCT currency FROM ledger_entries WHERE account = $1 ORDER BY currency")
+        .bind(Account::PartnerPayable(publisher.to_string()).name())
+        .fetch_all(&market.db.pool)
+        .await?)
+}
+
+/// The statements of a partner for one month, one per currency it has entries in (or the one
+/// asked for).
+pub async fn statements(
+    market: &Market,
+    caller: &Caller,
+    publisher: &str,
+    label: &str,
+    currency: Option<&str>,
+) -> Result<Vec<Statement>, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    super::payouts::known_publisher(market, publisher).await?;
+    let now = market.billing.clock.now_ms();
+    let bounds = super::views::month(label, now)?;
+    let codes = match currency {
+        Some(code) => vec![Currency::from_code(code).map_err(money_error)?.code().to_string()],
+        None => currencies(market, publisher).await?,
+    };
+    let mut out = Vec::new();
+    for code in codes {
+        let opening = balance_before(market, publisher, &code, "t.posted_at", bounds.start_ms).await?;
+        let lines = lines(market, publisher, &code, Range::Posted(bounds)).await?;
+        let t = totals(opening, &lines);
+        out.push(Statement {
+            publisher: publisher.to_string(),
+            currency: code,
+            period: label.to_string(),
+            period_start: bounds.start_ms,
+            period_end: bounds.end_ms,
+            closed: bounds.end_ms <= now,
+            opening_minor: t.opening_minor,
+            sales_minor: t.sales_minor,
+            fees_minor: t.fees_minor,
+            refunds_minor: t.refunds_minor,
+            fees_returned_minor: t.fees_returned_minor,
+            adjustments_minor: t.adjustments_minor,
+            payouts_minor: t.payouts_minor,
+            closing_minor: t.closing_minor,
+            lines,
+        });
+    }
+    Ok(out)
+}
+
+/// One month in the list of a partner's statements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StatementSummary {
+    pub period: String,
+    pub currency: String,
+    pub closed: bool,
+    pub opening_minor: i64,
+    pub closing_minor: i64,
+}
+
+/// Every month with a statement, newest first: from the partner's first entry to now.
+pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<Vec<StatementSummary>, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    super::payouts::known_publisher(market, publisher).await?;
+    let now = market.billing.clock.now_ms();
+    let first: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(t.posted_at) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
+         WHERE e.account = $1",
+    )
+    .bind(Account::PartnerPayable(publisher.to_string()).name())
+    .fetch_one(&market.db.pool)
+    .await?;
+    let Some(first) = first else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    let codes = currencies(market, publisher).await?;
+    let mut month = period::parse_month(&period::month_label(first)).map_err(money_error)?;
+    while month.start_ms <= now {
+        let label = period::month_label(month.start_ms);
+        for code in &codes {
+            out.push(StatementSummary {
+                period: label.clone(),
+                currency: code.clone(),
+                closed: month.end_ms <= now,
+                opening_minor: balance_before(market, publisher, code, "t.posted_at", month.start_ms).await?,
+                closing_minor: balance_before(market, publisher, code, "t.posted_at", month.end_ms).await?,
+            });
+        }
+        month = Period { start_ms: month.end_ms, end_ms: period::add_months(month.end_ms, 1).map_err(money_error)? };
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The opening or closing row of a statement's CSV: only the balance column is filled.
+fn balance_row(s: &Statement, kind: &str, balance: i64) -> String {
+    let balance = balance.to_string();
+    let mut fields = vec![s.currency.as_str(), s.period.as_str(), kind];
+    fields.extend([""; 12]);
+    fields.push(&balance);
+    csv_row(&fields)
+}
+
+/// Statements as CSV: per currency an opening row, one row per line, a closing row.
+pub fn csv(statements: &[Statement]) -> String {
+    let mut out = String::from(
+        "currency,period,kind,transaction,posted_at,plugin,plan,line,charge,refund,payout,adjustment,gross_minor,fee_minor,amount_minor,balance_minor\n",
+    );
+    for s in statements {
+        let mut balance = s.opening_minor;
+        out.push_str(&balance_row(s, "opening", s.opening_minor));
+        for l in &s.lines {
+            balance += l.amount_minor;
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            out.push_str(&csv_row(&[
+                &s.currency,
+                &s.period,
+                &l.kind,
+                &l.transaction,
+                &l.posted_at.to_string(),
+                &text(&l.plugin),
+                &text(&l.plan),
+                &text(&l.line),
+                &text(&l.charge),
+                &text(&l.refund),
+                &text(&l.payout),
+                &text(&l.adjustment),
+                &l.gross_minor.to_string(),
+                &l.fee_minor.to_string(),
+                &l.amount_minor.to_string(),
+                &balance.to_string(),
+            ]));
+        }
+        out.push_str(&balance_row(s, "closing", s.closing_minor));
+    }
+    out
+}

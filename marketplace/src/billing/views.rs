@@ -1,0 +1,323 @@
+//! What each role reads about money: a tenant's bill for a month (its charges and refunds,
+//! JSON or CSV) and a partner's sales (gross, fee, share and refunds per plugin, plan and
+//! currency) with its balance from the ledger.
+
+use std::collections::BTreeMap;
+
+use nexus_money::period;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::charges::{self, Charge};
+use super::ledger::{self, Account};
+use super::money_error;
+use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::market::Market;
+
+/// A tenant's bill: the charges billed in a calendar month (UTC) and the refunds made in it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Bill {
+    pub tenant: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    pub lines: Vec<Charge>,
+    pub refunds: Vec<super::refunds::Refund>,
+    /// Per currency: charged, collected, outstanding, refunded (minor units).
+    pub totals: Vec<BillTotal>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BillTotal {
+    pub currency: String,
+    pub charged_minor: i64,
+    pub collected_minor: i64,
+    pub outstanding_minor: i64,
+    pub refunded_minor: i64,
+}
+
+/// Checks a `YYYY-MM` period that has started.
+pub fn month(label: &str, now: i64) -> Result<period::Period, MarketError> {
+    let bounds = period::parse_month(label).map_err(|e| MarketError::invalid("invalid_period", e.to_string()))?;
+    if bounds.start_ms > now {
+        return Err(MarketError::invalid("future_period", format!("{label} has not started yet")));
+    }
+    Ok(bounds)
+}
+
+pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label: &str) -> Result<Bill, MarketError> {
+    let tenant = charges::reader_tenant(caller, tenant)?
+        .ok_or_else(|| MarketError::invalid("invalid_query", "operators name the tenant: ?tenant=<id>"))?;
+    let bounds = month(label, market.billing.clock.now_ms())?;
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM charges WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at, id",
+        charges::COLUMNS
+    ))
+    .bind(tenant.as_str())
+    .bind(bounds.start_ms)
+    .bind(bounds.end_ms)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let lines = rows.iter().map(charges::charge).collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(&format!(
+        "SELECT {} FROM refunds r JOIN charges c ON c.id = r.charge_id \
+         WHERE c.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3 ORDER BY r.created_at, r.id",
+        super::refunds::COLUMNS
+    ))
+    .bind(tenant.as_str())
+    .bind(bounds.start_ms)
+    .bind(bounds.end_ms)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let refunds = rows.iter().map(super::refunds::refund_row).collect::<Result<Vec<_>, _>>()?;
+    let mut totals: BTreeMap<String, BillTotal> = BTreeMap::new();
+    for line in &lines {
+        let total = totals
+            .entry(line.currency.clone())
+            .or_insert_with(|| BillTotal { currency: line.currency.clone(), ..BillTotal::default() });
+        total.charged_minor = total.charged_minor.saturating_add(line.amount_minor);
+        match line.status {
+            charges::ChargeStatus::Collected => total.collected_minor += line.amount_minor,
+            charges::ChargeStatus::NothingDue => {}
+            _ => total.outstanding_minor += line.amount_minor,
+        }
+    }
+    for refund in &refunds {
+        let total = totals
+            .entry(refund.currency.clone())
+            .or_insert_with(|| BillTotal { currency: refund.currency.clone(), ..BillTotal::default() });
+        total.refunded_minor += refund.amount_minor;
+    }
+    Ok(Bill {
+        tenant: tenant.to_string(),
+        period: label.to_string(),
+        lines,
+        refunds,
+        totals: totals.into_values().collect(),
+    })
+}
+
+/// A bill as CSV: one row per charge, then one per refund (negative amounts).
+pub fn bill_csv(bill: &Bill) -> String {
+    let mut out =
+        String::from("kind,id,charge,plugin,plan,line,period_start,period_end,currency,amount_minor,status\n");
+    for line in &bill.lines {
+        out.push_str(&csv_row(&[
+            "charge",
+            &line.id,
+            &line.id,
+            &line.plugin,
+            &format!("{}@{}", line.detail.plan_key, line.detail.plan_revision),
+            &line.line,
+            &line.period_start.to_string(),
+            &line.period_end.to_string(),
+            &line.currency,
+            &line.amount_minor.to_string(),
+            line.status.as_str(),
+        ]));
+    }
+    for refund in &bill.refunds {
+        out.push_str(&csv_row(&[
+            &refund.kind,
+            &refund.id,
+            &refund.charge,
+            "",
+            "",
+            "",
+            "",
+            "",
+            &refund.currency,
+            &(-refund.amount_minor).to_string(),
+            "refunded",
+        ]));
+    }
+    out
+}
+
+/// One CSV row: fields with a comma, quote or line break are quoted (RFC 4180); a field
+/// that a spreadsheet would run as a formula is prefixed with `'`.
+pub fn csv_row(fields: &[&str]) -> String {
+    let mut row = fields
+        .iter()
+        .map(|field| {
+            let safe =
+                if field.starts_with(['=', '+', '@']) || (field.starts_with('-') && field.parse::<i64>().is_err()) {
+                    format!("'{field}")
+                } else {
+                    (*field).to_string()
+                };
+            if safe.contains([',', '"', '\n', '\r']) { format!("\"{}\"", safe.replace('"', "\"\"")) } else { safe }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    row.push('\n');
+    row
+}
+
+/// A partner's sales of one plugin's plan in one currency, over the period asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SalesRow {
+    pub plugin: String,
+    pub plan: String,
+    pub currency: String,
+    pub charges: i64,
+    pub gross_minor: i64,
+    pub fee_minor: i64,
+    pub share_minor: i64,
+    pub refunded_minor: i64,
+    pub fee_refunded_minor: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Sales {
+    pub publisher: String,
+    /// `YYYY-MM`, or absent for all time.
+    pub period: Option<String>,
+    /// Collected charges (by collection time) of each plugin and plan.
+    pub rows: Vec<SalesRow>,
+    /// What the platform owes the partner now, per currency, from the ledger.
+    pub balances: Vec<Balance>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Balance {
+    pub currency: String,
+    pub payable_minor: i64,
+}
+
+pub async fn sales(
+    market: &Market,
+    caller: &Caller,
+    publisher: &str,
+    label: Option<&str>,
+) -> Result<Sales, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    super::payouts::known_publisher(market, publisher).await?;
+    let bounds = match label {
+        Some(label) => month(label, market.billing.clock.now_ms())?,
+        None => period::Period { start_ms: i64::MIN, end_ms: i64::MAX },
+    };
+    let rows = sqlx::query(
+        "SELECT c.plugin_id, p.plan_key, c.currency, COUNT(*) AS n, CAST(SUM(c.amount_minor) AS BIGINT) AS gross, \
+         CAST(SUM(c.fee_minor) AS BIGINT) AS fee, CAST(SUM(c.refunded_minor) AS BIGINT) AS refunded, \
+         CAST(SUM(c.fee_refunded_minor) AS BIGINT) AS fee_refunded \
+         FROM charges c JOIN plans p ON p.id = c.plan_id \
+         WHERE c.publisher = $1 AND c.status = 'collected' AND c.collected_at >= $2 AND c.collected_at < $3 \
+         GROUP BY c.plugin_id, p.plan_key, c.currency ORDER BY c.plugin_id, p.plan_key, c.currency",
+    )
+    .bind(publisher)
+    .bind(bounds.start_ms)
+    .bind(bounds.end_ms)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let gross: i64 = r.try_get::<Option<i64>, _>("gross")?.unwrap_or(0);
+            let fee: i64 = r.try_get::<Option<i64>, _>("fee")?.unwrap_or(0);
+            Ok(SalesRow {
+                plugin: r.try_get("plugin_id")?,
+                plan: r.try_get("plan_key")?,
+                currency: r.try_get("currency")?,
+                charges: r.try_get("n")?,
+                gross_minor: gross,
+                fee_minor: fee,
+                share_minor: gross - fee,
+                refunded_minor: r.try_get::<Option<i64>, _>("refunded")?.unwrap_or(0),
+                fee_refunded_minor: r.try_get::<Option<i64>, _>("fee_refunded")?.unwrap_or(0),
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    let currencies: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT currency FROM ledger_entries WHERE account = $1 ORDER BY currency")
+            .bind(Account::PartnerPayable(publisher.to_string()).name())
+            .fetch_all(&market.db.pool)
+            .await?;
+    let mut balances = Vec::new();
+    for code in currencies {
+        let currency = nexus_money::Currency::from_code(&code).map_err(money_error)?;
+        let balance = ledger::balance(market, &Account::PartnerPayable(publisher.to_string()), currency).await?;
+        balances.push(Balance { currency: code, payable_minor: -balance });
+    }
+    Ok(Sales { publisher: publisher.to_string(), period: label.map(String::from), rows, balances })
+}
+
+/// Sales as CSV, one row per plugin, plan and currency.
+pub fn sales_csv(sales: &Sales) -> String {
+    let mut out = String::from(
+        "plugin,plan,currency,charges,gross_minor,fee_minor,share_minor,refunded_minor,fee_refunded_minor\n",
+    );
+    for row in &sales.rows {
+        out.push_str(&csv_row(&[
+            &row.plugin,
+            &row.plan,
+            &row.currency,
+            &row.charges.to_string(),
+            &row.gross_minor.to_string(),
+            &row.fee_minor.to_string(),
+            &row.share_minor.to_string(),
+            &row.refunded_minor.to_string(),
+            &row.fee_refunded_minor.to_string(),
+        ]));
+    }
+    out
+}
+
+/// The marketplace's money so far in one currency, from the ledger alone: GMV (gross
+/// collected, before refunds), refunds, the platform's fees (net of fees returned), what
+/// partners earned (net of refunds) and what was paid out to them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    pub currency: String,
+    pub gmv_minor: i64,
+    pub refunded_minor: i64,
+    pub fees_minor: i64,
+    pub partners_minor: i64,
+    /// Confirmed paid out to partners.
+    pub paid_out_minor: i64,
+}
+
+pub async fn totals(market: &Market) -> Result<Vec<Totals>, MarketError> {
+    let rows = sqlx::query(
+        "SELECT e.currency, \
+         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gmv, \
+         CAST(SUM(CASE WHEN t.kind = 'refund' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS refunded, \
+         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fees, \
+         CAST(SUM(CASE WHEN t.kind IN ('collection', 'refund') AND e.account LIKE 'partner:%' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS partners, \
+         CAST(SUM(CASE WHEN t.kind = 'payout-paid' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS paid_out \
+         FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
+         GROUP BY e.currency ORDER BY e.currency",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Totals {
+                currency: r.try_get("currency")?,
+                gmv_minor: r.try_get::<Option<i64>, _>("gmv")?.unwrap_or(0),
+                refunded_minor: r.try_get::<Option<i64>, _>("refunded")?.unwrap_or(0),
+                fees_minor: r.try_get::<Option<i64>, _>("fees")?.unwrap_or(0),
+                partners_minor: r.try_get::<Option<i64>, _>("partners")?.unwrap_or(0),
+                paid_out_minor: r.try_get::<Option<i64>, _>("paid_out")?.unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+impl Totals {
+    /// One line for people: `EUR: GMV 1,234.00, refunds 15.00, fees 12.00, partners 1,207.00`.
+    pub fn describe(&self) -> String {
+        let money = |minor| match nexus_money::Currency::from_code(&self.currency) {
+            Ok(currency) => nexus_money::Money::new(minor, currency).to_string(),
+            Err(_) => format!("{minor} {}", self.currency),
+        };
+        format!(
+            "GMV {}, refunds {}, fees {}, partners earned {}, paid out {}",
+            money(self.gmv_minor),
+            money(self.refunded_minor),
+            money(self.fees_minor),
+            money(self.partners_minor),
+            money(self.paid_out_minor)
+        )
+    }
+}
