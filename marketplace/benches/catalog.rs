@@ -103,7 +103,7 @@ fn manifest(n: usize) -> String {
 }
 
 /// A marketplace with `LISTINGS` published plugins and varied install counts.
-async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Market {
+async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Arc<Market> {
     let (db, artifacts) = match postgres.clone() {
         Some(url) => {
             let db = Db::connect(&url).await.unwrap();
@@ -118,7 +118,7 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Market {
         tenant_limits: Default::default(),
         billing: Default::default(),
     };
-    let market = Market::open(registry, config).await.unwrap();
+    let market = Arc::new(Market::open(registry, config).await.unwrap());
     let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
     let publisher = market.registry.authenticate(&token.secret).await.unwrap();
     let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();

@@ -69,7 +69,7 @@ const BATCHES: [u64; 2] = [1, 100];
 const PLUGIN: &str = "nexus-labs/meter";
 
 /// A marketplace on SQLite in `dir`, or on the PostgreSQL database `postgres`.
-async fn open(postgres: Option<String>, dir: &Path, clock: Arc<ManualClock>) -> Market {
+async fn open(postgres: Option<String>, dir: &Path, clock: Arc<ManualClock>) -> Arc<Market> {
     let (db, artifacts) = match postgres {
         Some(url) => {
             let db = Db::connect(&url).await.unwrap();
@@ -85,7 +85,7 @@ async fn open(postgres: Option<String>, dir: &Path, clock: Arc<ManualClock>) -> 
         tenant_limits: Default::default(),
         billing,
     };
-    Market::open(registry, config).await.unwrap()
+    Arc::new(Market::open(registry, config).await.unwrap())
 }
 
 /// The throwaway PostgreSQL database, or why there is none.
@@ -213,7 +213,7 @@ fn units(n: usize) -> i64 {
 /// The published plugin, its usage plan, a 20% default share policy, then the tenants,
 /// installs, invocations and usage rows in bulk. Returns the period's end and the total the
 /// run must charge.
-async fn seed(market: &Market) -> (i64, i64) {
+async fn seed(market: &Arc<Market>) -> (i64, i64) {
     let started = Instant::now();
     let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
     let publisher = market.registry.authenticate(&token.secret).await.unwrap();

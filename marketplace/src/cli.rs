@@ -1,6 +1,7 @@
 //! The `nexus` command line: argument parsing and dispatch. Each subcommand lives in its
 //! own module under `cli/`.
 
+mod builder;
 mod client;
 mod demo;
 mod events;
@@ -27,6 +28,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create a plugin project (Rust, Python or JavaScript) from a template.
+    New(builder::new::NewArgs),
+    /// Build the plugin project's component with its language's toolchain.
+    Build(builder::BuildArgs),
+    /// Build, check and test the project, and again on every change.
+    Dev(builder::DevArgs),
     /// Work with a plugin component locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -105,6 +112,14 @@ enum PluginCommand {
     /// Run a plugin on one event exactly as the marketplace would, and print the outcome,
     /// logs and resource figures.
     Run(Box<plugin_run::RunArgs>),
+    /// Check a project's component and manifest with the registry's publish rules, the
+    /// host's limits and describe(), before uploading anything.
+    Check(builder::check::CheckArgs),
+    /// Run the project's sample events (events/*.json) through the real host and compare
+    /// each with what it expects.
+    Test(builder::cases::TestArgs),
+    /// Rewrite the project's wit/ from the capabilities nexus.toml declares.
+    Wit(builder::WitArgs),
 }
 
 /// Exit codes: 0 success, 1 the plugin's invocation failed, 2 the command could not run.
@@ -120,7 +135,13 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::New(args) => builder::new::run(args),
+            Command::Build(args) => builder::build(args),
+            Command::Dev(args) => builder::dev(args).await,
             Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(*args).await,
+            Command::Plugin(PluginCommand::Check(args)) => builder::check::run(args).await,
+            Command::Plugin(PluginCommand::Test(args)) => builder::cases::run(args).await,
+            Command::Plugin(PluginCommand::Wit(args)) => builder::wit(args),
             Command::Demo => demo::run().await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Publish(args) => publish::run(*args).await,

@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use nexus_host::{Host, HostConfig, OutboundPolicy};
+use nexus_host::{Host, HostConfig, LoadError, OutboundPolicy};
 use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, RegistryError, VersionRecord};
 use semver::Version;
 use serde_json::json;
@@ -15,7 +16,7 @@ use crate::catalog;
 use crate::error::MarketError;
 use crate::installs;
 use crate::metrics::Metrics;
-use crate::runner::{Runner, TenantLimits};
+use crate::runner::{Loading, Runner, TenantLimits};
 use crate::secrets::MasterKey;
 
 /// Migrations of the marketplace's own tables, after the registry's: one file per backend
@@ -39,6 +40,9 @@ pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_ledger.sql"),
     include_str!("../migrations/common/0007_payouts.sql"),
 ];
+
+/// How long a publish waits for the component to compile on the publishing node.
+pub const PUBLISH_COMPILE_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Market {
     pub db: Db,
@@ -81,16 +85,40 @@ impl Market {
     /// The component is loaded by this node's host before anything is stored, so one the
     /// host would refuse (over its per-plugin limits) is refused at publish, and the first
     /// invocation finds it compiled.
-    pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, MarketError> {
+    ///
+    /// The component is compiled on this node as part of the publish, so a refusal by the
+    /// host's limits is the publish's answer and the version is ready when it is stored.
+    /// A compile that takes longer than [`PUBLISH_COMPILE_WAIT`] (a Python component on a
+    /// busy machine) goes on in the background: the version is stored, the answer says so,
+    /// and should the host refuse it after all, the version is yanked with the reason.
+    pub async fn publish(
+        self: &Arc<Self>,
+        caller: &Credential,
+        request: PublishRequest,
+    ) -> Result<Published, MarketError> {
         nexus_registry::publish::validate(caller, &request)?;
         let manifest = nexus_registry::manifest::Manifest::from_toml(&request.manifest).map_err(RegistryError::from)?;
         plans::check_manifest(&manifest)?;
-        self.runner
-            .host()
-            .load(&request.component)
-            .await
-            .map_err(|e| MarketError::Registry(nexus_registry::RegistryError::Component(e)))?;
-        let published = self.registry.publish(caller, request).await?;
+        let compiling = match self.runner.load_within(request.component.clone(), PUBLISH_COMPILE_WAIT).await {
+            Loading::Ready(_) => None,
+            Loading::Refused(e) => return Err(MarketError::Registry(nexus_registry::RegistryError::Component(e))),
+            Loading::Compiling(task) => Some(task),
+        };
+        let mut published = self.registry.publish(caller, request).await?;
+        if let Some(task) = compiling {
+            published.warnings.push(format!(
+                "the component is still compiling on this node (over {} s); its first events may be answered \
+                 `host_busy` until it is ready",
+                PUBLISH_COMPILE_WAIT.as_secs()
+            ));
+            let (market, caller, version) = (self.clone(), caller.clone(), published.version.clone());
+            let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
+            tokio::spawn(async move {
+                if let Ok(Err(refusal)) = task.await {
+                    market.refused_after_publish(&caller, &id, &version, &refusal).await;
+                }
+            });
+        }
         let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
         let detail = json!({ "version": published.version, "digest": published.digest.to_string(),
                              "signed_by": published.signed_by });
@@ -100,6 +128,27 @@ impl Market {
         }
         self.after_version_change(&id).await?;
         Ok(published)
+    }
+
+    /// Compiles an installed version on this node in the background, so the install's first
+    /// event finds it ready (compiling is never part of a tenant's event).
+    pub fn warm_in_background(self: &Arc<Self>, plugin: &str, version: &str) {
+        let (market, plugin, version) = (self.clone(), plugin.to_string(), version.to_string());
+        tokio::spawn(async move { market.runner.warm_version(&market, &plugin, &version).await });
+    }
+
+    /// A version the host refused once its background compile ended: yanked with the reason,
+    /// so no install runs it and its publisher sees why.
+    async fn refused_after_publish(&self, caller: &Credential, id: &PluginId, version: &str, refusal: &LoadError) {
+        let reason = format!("refused by the host after publishing [{}]: {refusal}", refusal.code());
+        let yanked = match version.parse::<Version>() {
+            Ok(version) => self.yank(caller, id, &version, &reason, None).await.map(drop),
+            Err(error) => Err(MarketError::invalid("invalid_version", error.to_string())),
+        };
+        match yanked {
+            Ok(()) => tracing::warn!(plugin = %id, version, %reason, "version yanked"),
+            Err(error) => tracing::error!(plugin = %id, version, %error, %reason, "refused version not yanked"),
+        }
     }
 
     /// Revokes a signing key, then tells every node to verify what it cached again: a

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
+use nexus_host::{Event, Host, InvocationError, LoadError, Plugin, PluginErrorKind};
 use nexus_registry::Db;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
@@ -150,6 +150,49 @@ impl Runner {
         self.admission.limits()
     }
 
+    /// Loads a component in a task of its own, so that a caller who stops waiting does not
+    /// stop the compile: the host keeps the result in memory and in its disk cache.
+    pub fn warm(&self, bytes: Vec<u8>) -> tokio::task::JoinHandle<Result<Arc<Plugin>, LoadError>> {
+        let host = self.host.clone();
+        tokio::spawn(async move { host.load(&bytes).await.map(|(plugin, _)| plugin) })
+    }
+
+    /// [`Runner::warm`], waiting at most `wait` for the result.
+    pub async fn load_within(&self, bytes: Vec<u8>, wait: Duration) -> Loading {
+        let mut task = self.warm(bytes);
+        match tokio::time::timeout(wait, &mut task).await {
+            Ok(Ok(Ok(plugin))) => Loading::Ready(plugin),
+            Ok(Ok(Err(error))) => Loading::Refused(error),
+            Ok(Err(join)) => Loading::Refused(LoadError::Cache(format!("the compile task failed: {join}"))),
+            Err(_) => Loading::Compiling(task),
+        }
+    }
+
+    /// Compiles, in the background, the versions this node's active installs run, so that
+    /// their first events find them ready.
+    pub async fn warm_installed(&self, market: &Market) -> Result<usize, MarketError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT DISTINCT plugin_id, version FROM installs WHERE status = 'active'")
+                .fetch_all(&market.db.pool)
+                .await?;
+        for (plugin, version) in &rows {
+            self.warm_version(market, plugin, version).await;
+        }
+        Ok(rows.len())
+    }
+
+    /// Starts compiling one version (fetched from the registry) in the background.
+    pub async fn warm_version(&self, market: &Market, plugin: &str, version: &str) {
+        let (Ok(id), Ok(version)) = (plugin.parse::<nexus_registry::PluginId>(), version.parse::<semver::Version>())
+        else {
+            return;
+        };
+        match market.registry.fetch(&id, &version).await {
+            Ok((_, bytes)) => drop(self.warm(bytes)),
+            Err(error) => tracing::warn!(plugin, %version, %error, "component not fetched for warming"),
+        }
+    }
+
     /// The component of `target`'s version: from memory, or fetched from the registry, its
     /// signature checked against the publisher's current keys, and loaded by the host.
     async fn plugin(&self, market: &Market, target: &Target) -> Result<Arc<Plugin>, MarketError> {
@@ -163,11 +206,16 @@ impl Runner {
         }
         let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
         market.registry.verify_signature(&target.plugin, &record).await?;
-        let (plugin, _) = self
-            .host
-            .load(&bytes)
-            .await
-            .map_err(|e| MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")))?;
+        let plugin = match self.load_within(bytes, EVENT_COMPILE_WAIT).await {
+            Loading::Ready(plugin) => plugin,
+            Loading::Refused(e) => {
+                return Err(MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")));
+            }
+            Loading::Compiling(_) => {
+                tracing::info!(plugin = %key, "component still compiling on this node; the event is answered busy");
+                return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, details: None });
+            }
+        };
         self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (target.generation, plugin.clone()));
         Ok(plugin)
     }
@@ -288,6 +336,19 @@ pub async fn invoke_install(
         },
         deliver::Refusal::Failed(error) => error,
     })
+}
+
+/// How long an event waits for its component to compile on this node. Past it the event is
+/// answered `host_busy` (nothing ran, nothing is recorded) while the compile goes on, so a
+/// large component's first compile never holds a tenant's request.
+const EVENT_COMPILE_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a load stands after [`Runner::load_within`].
+pub enum Loading {
+    Ready(Arc<Plugin>),
+    Refused(LoadError),
+    /// Still compiling; the task finishes it.
+    Compiling(tokio::task::JoinHandle<Result<Arc<Plugin>, LoadError>>),
 }
 
 /// How long a client told the host is busy should wait before retrying.

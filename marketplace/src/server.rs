@@ -173,10 +173,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let heartbeat = crate::nodes::keep_alive(market.clone(), membership.clone());
     let billing = config.billing_every.map(|every| crate::billing::run::keep_billing(market.clone(), every));
     let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
+    let warming = {
+        let market = market.clone();
+        tokio::spawn(async move {
+            if let Err(error) = market.runner.warm_installed(&market).await {
+                tracing::warn!(%error, "installed components not warmed");
+            }
+        })
+    };
     println!("nexus serving on {public_url} (data in {}, node {})", config.data_dir.display(), membership.id);
     let state = AppState { market: market.clone(), public_url };
     let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
     heartbeat.abort();
+    warming.abort();
     for task in [billing, payouts].into_iter().flatten() {
         task.abort();
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::artifacts::ArtifactStore;
 use crate::db::{Db, is_unique_violation, now_ms, storage};
 use crate::error::RegistryError;
+use crate::id::PublisherName;
 use crate::manifest::Manifest;
 use crate::publishers::{self, Credential, Scope};
 use crate::signature::{Signature, signing_message};
@@ -54,6 +55,16 @@ pub fn validate(
     request: &PublishRequest,
 ) -> Result<(Manifest, Digest, Vec<String>), RegistryError> {
     caller.require(Scope::Publish)?;
+    check(request, Some(&caller.publisher))
+}
+
+/// The checks of [`validate`] that need no credential: what `nexus plugin check` runs on a
+/// builder's machine before anything is uploaded. The namespace is checked when the
+/// publisher is known.
+pub fn check(
+    request: &PublishRequest,
+    publisher: Option<&PublisherName>,
+) -> Result<(Manifest, Digest, Vec<String>), RegistryError> {
     let size = request.component.len() as u64;
     if size > MAX_COMPONENT_BYTES {
         return Err(RegistryError::TooLarge { size, max: MAX_COMPONENT_BYTES });
@@ -65,7 +76,9 @@ pub fn validate(
         return Err(RegistryError::DigestMismatch { claimed: claimed.clone(), actual: digest });
     }
     let manifest = Manifest::from_toml(&request.manifest)?;
-    if manifest.id.publisher != caller.publisher {
+    if let Some(publisher) = publisher
+        && manifest.id.publisher != *publisher
+    {
         return Err(RegistryError::NamespaceNotOwned { namespace: manifest.id.publisher.to_string() });
     }
     let inspection = contract::inspect(&request.component).map_err(RegistryError::Component)?;

@@ -50,8 +50,14 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
     let EventsCommand::Send(args) = command;
     let payload = payload(&args)?;
     let connection = &args.connection;
-    let body = json!({ "id": args.id, "type": args.event_type, "payload": payload });
-    let receipt: Value = connection.send(connection.client().post(connection.url("/v1/events")).json(&body)).await?;
+    // An id of the client's own, so that sending again after `host_busy` cannot apply the
+    // event twice.
+    let id = match &args.id {
+        Some(id) => id.clone(),
+        None => format!("evt_cli_{}", nexus_registry::publishers::random_hex(10)?),
+    };
+    let body = json!({ "id": id, "type": args.event_type, "payload": payload });
+    let receipt = send_while_busy(connection, &body).await?;
     let parsed = EventReceipt::deserialize(&receipt).context("unexpected answer from the server")?;
     let all_ok = parsed.deliveries.iter().all(|d| d.outcome == "ok");
     if args.json {
@@ -60,6 +66,43 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
         print_receipt(&parsed, &args.event_type);
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// How long `events send` keeps resending an event the marketplace answered `host_busy`
+/// (no capacity now, or a component still compiling on the node).
+const MAX_BUSY_WAIT: Duration = Duration::from_secs(180);
+
+/// Sends the event, and again after each `host_busy` answer for up to [`MAX_BUSY_WAIT`],
+/// waiting what `Retry-After` says (1 to 5 s).
+async fn send_while_busy(connection: &Connection, body: &Value) -> anyhow::Result<Value> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        let request = connection.client().post(connection.url("/v1/events")).json(body);
+        let response = request
+            .bearer_auth(connection.token()?)
+            .send()
+            .await
+            .map_err(|e| super::client::unreachable_server(&connection.registry, &e))?;
+        let busy = response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        if !busy || started.elapsed() >= MAX_BUSY_WAIT {
+            return super::client::decode(response).await;
+        }
+        let seconds = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1)
+            .clamp(1, 5);
+        if !told {
+            eprintln!(
+                "the marketplace is busy (a component may still be compiling); sending again every {seconds} s..."
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+    }
 }
 
 fn payload(args: &SendArgs) -> anyhow::Result<Value> {

@@ -188,7 +188,7 @@ async fn price(market: &Market, nexus_labs: &Credential, operator: &Caller) -> a
     Ok(())
 }
 
-async fn seed(market: &Market, sandbox: &SandboxProvider) -> anyhow::Result<Seeded> {
+async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result<Seeded> {
     let operator = accounts::issue_operator_token(&market.db, "demo").await?;
     let operator_caller = Caller::Operator { token_id: operator.id.clone() };
     let publisher_name = "nexus-labs".parse()?;
@@ -368,7 +368,7 @@ fn string_map(value: &Value) -> BTreeMap<String, String> {
 }
 
 async fn publish_signed(
-    market: &Market,
+    market: &Arc<Market>,
     credential: &Credential,
     key: &SecretKey,
     path: &str,

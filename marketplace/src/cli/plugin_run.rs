@@ -60,18 +60,28 @@ pub struct RunArgs {
     json: bool,
 }
 
+/// An event as a builder writes it, for `--event` and `nexus plugin test` cases.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EventArg {
+pub(super) struct EventArg {
     #[serde(default = "default_id")]
-    id: String,
+    pub(super) id: String,
     #[serde(rename = "type")]
     event_type: String,
     #[serde(default = "empty_object")]
     payload: serde_json::Value,
 }
 
-fn default_id() -> String {
+impl EventArg {
+    pub(super) fn into_event(self) -> anyhow::Result<Event> {
+        if self.event_type.is_empty() {
+            bail!("the event needs a non-empty \"type\"");
+        }
+        Ok(Event { id: self.id, event_type: self.event_type, payload: self.payload.to_string() })
+    }
+}
+
+pub(super) fn default_id() -> String {
     "evt-local".into()
 }
 
@@ -94,13 +104,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.component.display()
         )
     })?;
-    let host = Host::new(HostConfig {
-        cache_dir: args.cache_dir.clone().or_else(default_cache_dir),
-        // A builder's own machine: local test servers on loopback and private networks are
-        // fair game (`nexus serve` refuses them unless the operator allows a range).
-        outbound: OutboundPolicy::local_testing(),
-        ..HostConfig::default()
-    })?;
+    let host = local_host(args.cache_dir.clone())?;
 
     let started = Instant::now();
     if !args.json {
@@ -142,10 +146,7 @@ fn parse_event(arg: &str) -> anyhow::Result<Event> {
     let event: EventArg = serde_json::from_str(&text).with_context(
         || r#"--event must be JSON like {"type": "user.signup", "id": "evt_1", "payload": {"email": "a@b.c"}}"#,
     )?;
-    if event.event_type.is_empty() {
-        bail!("--event needs a non-empty \"type\"");
-    }
-    Ok(Event { id: event.id, event_type: event.event_type, payload: event.payload.to_string() })
+    event.into_event()
 }
 
 fn context(args: &RunArgs) -> anyhow::Result<InvocationContext> {
@@ -176,6 +177,18 @@ fn context(args: &RunArgs) -> anyhow::Result<InvocationContext> {
         kv,
         limits,
     })
+}
+
+/// The host a builder's commands run plugins in: the marketplace's limits, a precompiled
+/// cache that outlives the command, and outbound HTTP to local test servers.
+pub(super) fn local_host(cache_dir: Option<PathBuf>) -> anyhow::Result<Host> {
+    Ok(Host::new(HostConfig {
+        cache_dir: cache_dir.or_else(default_cache_dir),
+        // A builder's own machine: local test servers on loopback and private networks are
+        // fair game (`nexus serve` refuses them unless the operator allows a range).
+        outbound: OutboundPolicy::local_testing(),
+        ..HostConfig::default()
+    })?)
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

@@ -1,8 +1,8 @@
 //! `nexus publish`: build (if given a crate), sign (if a key is configured), upload with a
 //! progress bar, and print the digest and the listing URL.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -88,38 +88,13 @@ fn locate(args: &PublishArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
         if !manifest.exists() {
             bail!("{} has no nexus.toml; write one (see wit/README.md) or pass --manifest", args.path.display());
         }
-        return Ok((build(&args.path)?, manifest));
+        return Ok((super::builder::project::Project::open(&args.path)?.build()?, manifest));
     }
     let beside = args.path.parent().map(|dir| dir.join("nexus.toml"));
     let manifest = args.manifest.clone().or(beside.filter(|p| p.exists())).ok_or_else(|| {
         anyhow::anyhow!("no manifest for {}: pass --manifest path/to/nexus.toml", args.path.display())
     })?;
     Ok((args.path.clone(), manifest))
-}
-
-/// `cargo build --release --target wasm32-wasip2` in `dir`, returning the component it
-/// produced (read from cargo's JSON messages, so any target folder layout works).
-fn build(dir: &Path) -> anyhow::Result<PathBuf> {
-    eprintln!("building {} for wasm32-wasip2...", dir.display());
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
-        .current_dir(dir)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo")?;
-    if !output.status.success() {
-        bail!("the build failed (see above); if the target is missing: rustup target add wasm32-wasip2");
-    }
-    let package_manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["manifest_path"].as_str().map(PathBuf::from).as_ref() == Some(&package_manifest))
-        .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|file| file.as_str().map(PathBuf::from))
-        .find(|file| file.extension().is_some_and(|e| e == "wasm"))
-        .ok_or_else(|| anyhow::anyhow!("the build produced no .wasm; is the crate a `cdylib`?"))
 }
 
 fn signing_key(args: &PublishArgs) -> anyhow::Result<Option<SecretKey>> {

@@ -76,6 +76,10 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
     let (plugin, secrets) = match prepared {
         Ok(prepared) => prepared,
         Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
+        Err(MarketError::HostBusy { .. }) => {
+            runner.metrics.record_skipped("host_busy");
+            return Err(Refusal::Busy { install: target.id });
+        }
         Err(error) => {
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
             let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };

@@ -37,6 +37,7 @@ pub async fn create(
     JsonBody(body): JsonBody<InstallRequest>,
 ) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<Install>), ApiError> {
     let install = installs::create(&state.market, &caller, body).await?;
+    state.market.warm_in_background(&install.plugin, &install.version);
     let location = format!("/v1/installs/{}", install.id);
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(install)))
 }
@@ -115,7 +116,9 @@ pub async fn approve_upgrade(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpgradeBody>,
 ) -> Result<Json<Install>, ApiError> {
-    Ok(Json(installs::approve_upgrade(&state.market, &caller, &id, &body.consent).await?))
+    let install = installs::approve_upgrade(&state.market, &caller, &id, &body.consent).await?;
+    state.market.warm_in_background(&install.plugin, &install.version);
+    Ok(Json(install))
 }
 
 #[utoipa::path(post, path = "/v1/installs/{id}/resume", tag = "installs", params(("id" = String, Path)),

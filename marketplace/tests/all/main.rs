@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod authz;
+mod builder;
 mod catalog;
 mod common;
 mod connections;

@@ -37,6 +37,19 @@ impl PluginError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
     }
+
+    /// A failure of a service the plugin called; the platform may retry the event later.
+    pub fn upstream(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Upstream, message)
+    }
+
+    /// An event type the plugin does not handle, naming the ones it does.
+    pub fn unsupported_event(event_type: &str, handled: &[&str]) -> Self {
+        Self::new(
+            ErrorKind::UnsupportedEvent,
+            format!("event type {event_type} is not handled; handled: {}", handled.join(", ")),
+        )
+    }
 }
 
 /// Reading JSON event payloads, with errors that name the field (`invalid-payload`).
@@ -62,6 +75,15 @@ pub mod payload {
             .get(name)
             .and_then(Value::as_str)
             .ok_or_else(|| PluginError::invalid_payload(format!("payload field {name} must be a string")))
+    }
+
+    /// A string field that may be absent or `null`; any other type is an error.
+    pub fn optional_string<'a>(fields: &'a Fields, name: &str) -> Result<Option<&'a str>, PluginError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(PluginError::invalid_payload(format!("payload field {name} must be a string"))),
+        }
     }
 
     pub fn integer(fields: &Fields, name: &str) -> Result<i64, PluginError> {

@@ -76,7 +76,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// An operator token, the `bench` publisher with echo published, and the `load` tenant with
 /// echo installed (consenting to what it requests). Returns the tenant's token.
-async fn seed(market: &Market) -> anyhow::Result<String> {
+async fn seed(market: &Arc<Market>) -> anyhow::Result<String> {
     accounts::issue_operator_token(&market.db, "loadgen").await?;
     let publisher = market.registry.create_publisher(&PUBLISHER.parse()?, "Load generator").await?;
     let credential = market.registry.authenticate(&publisher.secret).await?;

@@ -1,0 +1,205 @@
+//! A plugin project on disk: which language it is written in, where its manifest and
+//! component are, and how to build it with the language's own toolchain.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use nexus_registry::Manifest;
+
+/// componentize-py, installed into the project's `.venv` from PyPI when missing.
+const PYTHON_REQUIREMENTS: &str = "requirements.txt";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    pub fn folder(self) -> &'static str {
+        match self {
+            Self::Rust => "rust",
+            Self::Python => "python",
+            Self::Js => "js",
+        }
+    }
+
+    /// Where the template's own source files go in a project.
+    pub fn source_folder(self) -> &'static str {
+        "src"
+    }
+
+    pub fn build_hint(self) -> &'static str {
+        match self {
+            Self::Rust => "cargo build --release --target wasm32-wasip2",
+            Self::Python => "componentize-py (from PyPI, into .venv)",
+            Self::Js => "npm ci, then componentize-js (from npm)",
+        }
+    }
+}
+
+/// A project folder with its `nexus.toml`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub lang: Lang,
+    pub manifest_text: String,
+    pub manifest: Manifest,
+}
+
+impl Project {
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        // Absolute, so that tools run inside the project find what the paths name.
+        let dir =
+            &std::fs::canonicalize(dir).with_context(|| format!("cannot open the project folder {}", dir.display()))?;
+        let manifest_path = dir.join("nexus.toml");
+        let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
+            format!("{} has no nexus.toml: run this in a plugin project (`nexus new <name>` makes one)", dir.display())
+        })?;
+        let manifest =
+            Manifest::from_toml(&manifest_text).with_context(|| format!("in {}", manifest_path.display()))?;
+        let lang = if dir.join("Cargo.toml").exists() {
+            Lang::Rust
+        } else if dir.join("package.json").exists() {
+            Lang::Js
+        } else if dir.join(PYTHON_REQUIREMENTS).exists() || dir.join("src/app.py").exists() {
+            Lang::Python
+        } else {
+            bail!("cannot tell the language of {}: expected Cargo.toml, package.json or src/app.py", dir.display());
+        };
+        Ok(Self { dir: dir.to_path_buf(), lang, manifest_text, manifest })
+    }
+
+    /// The plugin's name (the id's second part).
+    pub fn name(&self) -> String {
+        self.manifest.id.name.to_string()
+    }
+
+    /// Builds the component with the project's toolchain and returns its path. The
+    /// toolchain's own output goes to stderr as it comes.
+    pub fn build(&self) -> anyhow::Result<PathBuf> {
+        eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_hint());
+        match self.lang {
+            Lang::Rust => build_rust(&self.dir),
+            Lang::Python => self.build_python(),
+            Lang::Js => self.build_js(),
+        }
+    }
+
+    fn dist(&self) -> PathBuf {
+        self.dir.join("dist").join(format!("{}.wasm", self.name()))
+    }
+
+    fn build_python(&self) -> anyhow::Result<PathBuf> {
+        let venv = self.dir.join(".venv");
+        let tool = venv.join("bin").join("componentize-py");
+        if !tool.exists() {
+            eprintln!("installing componentize-py into {} (once)...", venv.display());
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "python3 -m venv",
+                "install python3 with venv",
+            )?;
+            run(
+                Command::new(venv.join("bin").join("pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check", "-r", PYTHON_REQUIREMENTS])
+                    .current_dir(&self.dir),
+                "pip install -r requirements.txt",
+                "check that PyPI is reachable",
+            )?;
+        }
+        std::fs::create_dir_all(self.dir.join("dist"))?;
+        let out = self.dist();
+        run(
+            Command::new(&tool)
+                .args(["-d", "wit", "-w", "plugin", "componentize", "-p", "src", "app", "-o"])
+                .arg(&out)
+                .current_dir(&self.dir),
+            "componentize-py",
+            "fix the error above in src/",
+        )?;
+        Ok(out)
+    }
+
+    fn build_js(&self) -> anyhow::Result<PathBuf> {
+        if !self.dir.join("node_modules").exists() {
+            eprintln!("installing componentize-js and jco into node_modules (once)...");
+            run(
+                Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&self.dir),
+                "npm ci",
+                "install node and npm, and check that the npm registry is reachable",
+            )?;
+        }
+        run(
+            Command::new("npm").args(["run", "--silent", "build"]).current_dir(&self.dir),
+            "npm run build",
+            "fix the error above in src/",
+        )?;
+        let out = self.dist();
+        if !out.exists() {
+            bail!("`npm run build` produced no {}; the build script must write it", out.display());
+        }
+        Ok(out)
+    }
+
+    /// The component a build left, newest first: what `check`, `test` and `publish` use
+    /// when no file is named.
+    pub fn built(&self) -> Option<PathBuf> {
+        match self.lang {
+            Lang::Rust => {
+                let crate_name = cargo_package_name(&self.dir)?.replace('-', "_");
+                let target =
+                    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.dir.join("target"), PathBuf::from);
+                Some(target.join("wasm32-wasip2").join("release").join(format!("{crate_name}.wasm")))
+                    .filter(|p| p.exists())
+            }
+            Lang::Python | Lang::Js => Some(self.dist()).filter(|p| p.exists()),
+        }
+    }
+}
+
+/// Runs a toolchain command with its output on stderr: stdout is the command's result.
+fn run(command: &mut Command, what: &str, next: &str) -> anyhow::Result<()> {
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("cannot run {what}: is it installed and on the PATH?"))?;
+    if !status.success() {
+        bail!("{what} failed ({status}); {next}");
+    }
+    Ok(())
+}
+
+fn cargo_package_name(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
+    let value: toml::Table = text.parse().ok()?;
+    value.get("package")?.get("name")?.as_str().map(str::to_string)
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`, returning the component it
+/// produced (read from cargo's JSON messages, so any target folder layout works).
+pub fn build_rust(dir: &Path) -> anyhow::Result<PathBuf> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
+        .current_dir(dir)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("the build failed (see above); if the target is missing: rustup target add wasm32-wasip2");
+    }
+    let package_manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["manifest_path"].as_str().map(PathBuf::from).as_ref() == Some(&package_manifest))
+        .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|file| file.as_str().map(PathBuf::from))
+        .find(|file| file.extension().is_some_and(|e| e == "wasm"))
+        .ok_or_else(|| anyhow::anyhow!("the build produced no .wasm; is the crate a `cdylib`?"))
+}

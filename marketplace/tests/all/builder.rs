@@ -1,0 +1,276 @@
+//! The builder's path through the real binary, in each language: `nexus new`, `nexus build`,
+//! `nexus plugin check`, `nexus plugin test`, publish to a running server, install as a
+//! tenant, an event, a version that asks for one more capability, consent, and the event
+//! again. Python and JavaScript toolchains come from PyPI and npm; without python3 or npm on
+//! the machine those tests say so and stop (`.ci/run` sets `NEXUS_REQUIRE_GUEST_TOOLCHAINS`,
+//! so CI fails instead).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use super::common::{RealMarket, issued_token, nexus};
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Where builds and compiled components are kept between test runs.
+fn cache(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("builder").join(name)
+}
+
+/// The environment of a builder's commands: one cargo target folder and one component
+/// cache for every project, kept between runs.
+fn builder_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("CARGO_TARGET_DIR", cache("cargo-target").display().to_string()),
+        ("XDG_CACHE_HOME", cache("xdg-cache").display().to_string()),
+    ]
+}
+
+fn run_in(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let env = builder_env();
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
+    command.args(args).current_dir(dir).env_remove("NEXUS_TOKEN").stdin(std::process::Stdio::null());
+    for (key, value) in all {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn ok_in(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> String {
+    let output = run_in(dir, args, extra);
+    assert_eq!(output.status.code(), Some(0), "nexus {args:?} in {}:\n{}", dir.display(), text(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Whether the language's toolchain can run here; `None` with the reason when it cannot.
+fn toolchain(lang: &str) -> Option<()> {
+    let (program, args): (&str, &[&str]) = match lang {
+        "python" => ("python3", &["-m", "venv", "--help"]),
+        "js" => ("npm", &["--version"]),
+        _ => return Some(()),
+    };
+    let found = std::process::Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
+    if found {
+        return Some(());
+    }
+    let message = format!("{lang}: `{program}` is not usable here, so its builder tests do not run");
+    assert!(std::env::var_os("NEXUS_REQUIRE_GUEST_TOOLCHAINS").is_none(), "{message}");
+    eprintln!("skipped: {message} (install it, or see docs/builders.md)");
+    None
+}
+
+/// Python and JavaScript projects share one toolchain install per language: the venv and
+/// node_modules `nexus build` would create in each are links to one kept between runs.
+fn share_toolchain(project: &Path, lang: &str) {
+    let shared = match lang {
+        "python" => {
+            let venv = cache("python-venv");
+            if !venv.join("bin").join("componentize-py").exists() {
+                assert!(
+                    std::process::Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success()
+                );
+                let status = std::process::Command::new(venv.join("bin").join("pip"))
+                    .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                    .arg(project.join("requirements.txt"))
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "pip install -r requirements.txt");
+            }
+            venv
+        }
+        "js" => {
+            // Named node_modules: Node resolves a linked package's own imports from its real path.
+            let root = cache("js-toolchain");
+            if !root.join("node_modules").join(".package-lock.json").exists() {
+                std::fs::create_dir_all(&root).unwrap();
+                for file in ["package.json", "package-lock.json"] {
+                    std::fs::copy(project.join(file), root.join(file)).unwrap();
+                }
+                let status = std::process::Command::new("npm")
+                    .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                    .current_dir(&root)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "npm ci");
+            }
+            root.join("node_modules")
+        }
+        _ => return,
+    };
+    let link = project.join(if lang == "python" { ".venv" } else { "node_modules" });
+    if !link.exists() {
+        std::os::unix::fs::symlink(&shared, link).unwrap();
+    }
+}
+
+/// `nexus new` in `parent`, ready to build.
+fn new_project(parent: &Path, name: &str, lang: &str, template: &str) -> PathBuf {
+    let created =
+        ok_in(parent, &["new", name, "--lang", lang, "--template", template, "--publisher", "nexus-labs"], &[]);
+    assert!(created.starts_with(&format!("created ./{name} ({lang} plugin from the {template} template")), "{created}");
+    let project = parent.join(name);
+    share_toolchain(&project, lang);
+    project
+}
+
+/// Edits a project file: each `from` must be there.
+fn edit(path: &Path, replacements: &[(&str, &str)]) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{} has no `{from}`", path.display());
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// What each language's transform code needs to report one `contacts` unit per event.
+fn report_usage(project: &Path, lang: &str) {
+    match lang {
+        "rust" => edit(
+            &project.join("src/lib.rs"),
+            &[(
+                "    log::info(&format!(\"normalized",
+                "    nexus_plugin_sdk::usage::report(\"contacts\", 1)?;\n    log::info(&format!(\"normalized",
+            )],
+        ),
+        "python" => edit(
+            &project.join("src/app.py"),
+            &[
+                ("from wit_world.imports import config\n", "from wit_world.imports import config, usage\n"),
+                ("    sdk.info(f\"normalized", "    usage.report(\"contacts\", 1)\n    sdk.info(f\"normalized"),
+            ],
+        ),
+        _ => edit(
+            &project.join("src/index.js"),
+            &[
+                (
+                    "import * as log from './nexus-log.js';",
+                    "import { report } from 'nexus:plugin/usage@1.0.0';\n\nimport * as log from './nexus-log.js';",
+                ),
+                ("  log.info(`normalized", "  report('contacts', 1);\n  log.info(`normalized"),
+            ],
+        ),
+    }
+}
+
+fn bump_code_version(project: &Path, lang: &str) {
+    match lang {
+        "rust" => edit(&project.join("Cargo.toml"), &[("version = \"0.1.0\"", "version = \"0.1.1\"")]),
+        "python" => edit(&project.join("src/app.py"), &[("VERSION = \"0.1.0\"", "VERSION = \"0.1.1\"")]),
+        _ => edit(&project.join("src/index.js"), &[("const VERSION = '0.1.0';", "const VERSION = '0.1.1';")]),
+    }
+}
+
+const CONTACT: &str = r#"{"email":" Ada@Example.com ","name":"Ada King Lovelace","phone":"+44 20 7946 0000"}"#;
+const NORMALIZED: &str = r#"{"country":"GB","email":"ada@example.com","first_name":"Ada","last_name":"King Lovelace","phone":"442079460000"}"#;
+
+/// The whole loop for one language.
+fn builder_loop(lang: &str) {
+    if toolchain(lang).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("contact-clean-{lang}");
+    let project = new_project(dir.path(), &name, lang, "transform");
+
+    let built = ok_in(&project, &["build"], &[]);
+    assert!(built.starts_with("built     "), "{built}");
+    let checked = ok_in(&project, &["plugin", "check"], &[]);
+    assert!(
+        checked.starts_with(&format!("ok        nexus-labs/{name}@0.1.0 ("))
+            && checked.contains("capabilities: log, config"),
+        "{checked}"
+    );
+    let tested = ok_in(&project, &["plugin", "test"], &[]);
+    assert!(tested.contains("5 passed, 0 failed, of 5 cases"), "{tested}");
+
+    // Publish to a running marketplace; a tenant installs it and sends an event.
+    let market = RealMarket::new();
+    let server = market.serve(&[], &[]);
+    let publisher = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", market.publisher.as_str())];
+    let published = ok_in(&project, &["publish", "--no-sign"], &publisher);
+    assert!(published.starts_with(&format!("published nexus-labs/{name}@0.1.0 (")), "{published}");
+    let operator = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", market.operator.as_str())];
+    let tenant = issued_token(&nexus(&["tenant", "create", "globex"], &operator));
+    let as_tenant = [("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", tenant.as_str())];
+    let id = format!("nexus-labs/{name}");
+    let installed = ok_in(&project, &["install", &id, "--yes", "--config", "default-country=gb"], &as_tenant);
+    let install = installed.lines().find_map(|l| l.strip_prefix("id        ")).unwrap().to_string();
+    let send = |event: &str| {
+        let args = ["events", "send", "--type", "contact.updated", "--id", event, "--payload", CONTACT, "--json"];
+        let receipt: serde_json::Value = serde_json::from_str(&ok_in(&project, &args, &as_tenant)).unwrap();
+        let deliveries = receipt["deliveries"].as_array().unwrap().clone();
+        assert_eq!(deliveries.len(), 1, "{receipt}");
+        deliveries[0].clone()
+    };
+    let first = send("evt-1");
+    assert_eq!((first["outcome"].as_str(), first["version"].as_str()), (Some("ok"), Some("0.1.0")), "{first}");
+    assert_eq!(
+        first["data"].as_str().map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap()),
+        Some(serde_json::from_str(NORMALIZED).unwrap()),
+        "{first}"
+    );
+
+    // Version 0.1.1 reports usage: one more capability. A manifest bumped without the code
+    // is refused before upload, naming both versions.
+    edit(
+        &project.join("nexus.toml"),
+        &[
+            ("version = \"0.1.0\"", "version = \"0.1.1\""),
+            ("[[pricing]]", "[capabilities.usage]\nreason = \"Counts the contacts normalized\"\n\n[[pricing]]"),
+        ],
+    );
+    ok_in(&project, &["plugin", "wit"], &[]);
+    report_usage(&project, lang);
+    ok_in(&project, &["build"], &[]);
+    let mismatch = run_in(&project, &["plugin", "check"], &[]);
+    assert_eq!(mismatch.status.code(), Some(1), "{}", text(&mismatch));
+    assert!(
+        text(&mismatch).contains("describe() reports version `0.1.0` (nexus.toml says `0.1.1`)")
+            && text(&mismatch).contains("[describe_mismatch]"),
+        "{}",
+        text(&mismatch)
+    );
+    bump_code_version(&project, lang);
+    ok_in(&project, &["build"], &[]);
+    let checked = ok_in(&project, &["plugin", "check"], &[]);
+    assert!(checked.contains("capabilities: log, config, usage"), "{checked}");
+    let published = ok_in(&project, &["publish", "--no-sign"], &publisher);
+    assert!(published.starts_with(&format!("published nexus-labs/{name}@0.1.1 (")), "{published}");
+
+    // The install keeps 0.1.0 until its tenant consents to what is new.
+    assert_eq!(send("evt-2")["version"], "0.1.0");
+    let upgraded = ok_in(&project, &["installs", "upgrade", &install, "--yes"], &as_tenant);
+    assert_eq!(upgraded, format!("{install} runs 0.1.1 now\n"));
+    let second = send("evt-3");
+    assert_eq!((second["outcome"].as_str(), second["version"].as_str()), (Some("ok"), Some("0.1.1")), "{second}");
+    let invocations = ok_in(&project, &["installs", "invocations", &install, "--json"], &as_tenant);
+    let invocations: serde_json::Value = serde_json::from_str(&invocations).unwrap();
+    let usage: Vec<(String, serde_json::Value)> = invocations["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["event_id"].as_str().unwrap().to_string(), i["usage"].clone()))
+        .collect();
+    assert!(usage.contains(&("evt-3".into(), serde_json::json!({"contacts": 1}))), "{invocations}");
+    assert!(usage.contains(&("evt-1".into(), serde_json::json!({}))), "{invocations}");
+}
+
+#[test]
+fn a_rust_builder_goes_from_nothing_to_an_upgraded_install() {
+    builder_loop("rust");
+}
+
+#[test]
+fn a_python_builder_goes_from_nothing_to_an_upgraded_install() {
+    builder_loop("python");
+}
+
+#[test]
+fn a_javascript_builder_goes_from_nothing_to_an_upgraded_install() {
+    builder_loop("js");
+}
