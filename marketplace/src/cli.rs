@@ -5,6 +5,7 @@ mod builder;
 mod client;
 mod demo;
 mod events;
+mod health;
 mod install;
 mod keys;
 mod live_demo;
@@ -120,6 +121,9 @@ enum PluginCommand {
     Test(builder::cases::TestArgs),
     /// Rewrite the project's wit/ from the capabilities nexus.toml declares.
     Wit(builder::WitArgs),
+    /// How each published version of your plugin is doing: invocations, error rate and
+    /// codes, across all installs.
+    Health(health::HealthArgs),
 }
 
 /// Exit codes: 0 success, 1 the plugin's invocation failed, 2 the command could not run.
@@ -142,6 +146,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Check(args)) => builder::check::run(args).await,
             Command::Plugin(PluginCommand::Test(args)) => builder::cases::run(args).await,
             Command::Plugin(PluginCommand::Wit(args)) => builder::wit(args),
+            Command::Plugin(PluginCommand::Health(args)) => health::run(args).await,
             Command::Demo => demo::run().await,
             Command::Serve(args) => serve::serve(args).await,
             Command::Publish(args) => publish::run(*args).await,

@@ -3,7 +3,7 @@
 //! are taken automatically unless they request more than was granted; those wait for fresh
 //! consent. Uninstalling keeps the row and its invocations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use nexus_host::Grants;
 use nexus_registry::db::is_unique_violation;
@@ -26,7 +26,9 @@ mod changes;
 mod consent;
 mod delivery;
 
-pub use changes::{SettingsUpdate, approve_upgrade, follow_versions, resume, uninstall, update_settings};
+pub use changes::{
+    InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,
+};
 pub use consent::{Consent, GrantConsent, RequestedCapability, RequestedHost, preview};
 pub use delivery::{Target, open_secrets, record_health, target_of, targets};
 
@@ -98,6 +100,10 @@ pub struct Install {
     pub secret_names: Vec<String>,
     pub consecutive_failures: i64,
     pub pending_upgrade: Option<PendingUpgrade>,
+    /// A newer version outside the requirement, which the install will not move to until
+    /// its tenant changes the requirement (`PATCH /v1/installs/{id}` with `requirement`).
+    #[serde(default)]
+    pub newer_version: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     pub uninstalled_at: Option<i64>,
@@ -116,7 +122,8 @@ pub struct PendingUpgrade {
 pub struct InstallRequest {
     /// `publisher/name`.
     pub plugin: String,
-    /// A semver requirement such as `^1.2`; default `*` (newest stable).
+    /// A semver requirement such as `^1.2`; default: the newest version's major (`^1`, or
+    /// `^0.3` for 0.3.x), so that breaking releases wait for the tenant.
     #[serde(default)]
     pub requirement: Option<String>,
     #[serde(default)]
@@ -168,9 +175,15 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     if !catalog::is_installable(&market.db, &id).await? {
         return Err(MarketError::conflict("plugin_delisted", format!("{id} is delisted and cannot be installed")));
     }
-    let requirement_text = request.requirement.clone().unwrap_or_else(|| "*".to_string());
-    let requirement = parse_requirement(&requirement_text).map_err(RegistryError::from)?;
+    let requested = request.requirement.clone().unwrap_or_else(|| "*".to_string());
+    let requirement = parse_requirement(&requested).map_err(RegistryError::from)?;
     let record = market.registry.resolve(&id, &requirement).await?;
+    // No requirement: the newest version's major (a 0.x minor), so that a breaking
+    // release waits for the tenant to choose it.
+    let requirement_text = match &request.requirement {
+        Some(text) => text.clone(),
+        None => same_major(&record.version),
+    };
     let consent = Consent::of(&record);
     if !request.consent.as_ref().is_some_and(|answer| consent.is_covered_by(answer)) {
         return Err(consent.required("installing needs consent"));
@@ -300,6 +313,7 @@ fn install(row: &AnyRow) -> Result<Install, MarketError> {
             }),
             None => None,
         },
+        newer_version: None,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         uninstalled_at: row.try_get("uninstalled_at")?,
@@ -337,7 +351,46 @@ pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Install, 
     if let Caller::Tenant { .. } = caller {
         caller.tenant(TenantScope::Read)?;
     }
-    install(&visible_row(market, caller, id).await?)
+    let mut installs = [install(&visible_row(market, caller, id).await?)?];
+    note_newer_versions(market, &mut installs).await?;
+    let [install] = installs;
+    Ok(install)
+}
+
+/// The caret requirement of `version`'s major: `^2` for 2.x, `^0.3` for 0.3.x, `^0.0.4`
+/// for 0.0.4 (caret ranges treat the first non-zero part as the major).
+pub fn same_major(version: &semver::Version) -> String {
+    match (version.major, version.minor) {
+        (0, 0) => format!("^0.0.{}", version.patch),
+        (0, minor) => format!("^0.{minor}"),
+        (major, _) => format!("^{major}"),
+    }
+}
+
+/// Fills `newer_version`: the newest version of each install's plugin that is newer than
+/// what it runs but outside its requirement (0.x caret ranges hide 0.2 from `^0.1`). One
+/// version list per plugin.
+async fn note_newer_versions(market: &Market, installs: &mut [Install]) -> Result<(), MarketError> {
+    let mut newest: HashMap<String, Vec<semver::Version>> = HashMap::new();
+    for install in installs.iter_mut() {
+        if !newest.contains_key(&install.plugin) {
+            let id: PluginId = install.plugin.parse().map_err(RegistryError::from)?;
+            let versions = market.registry.versions(&id).await?;
+            let listed = versions.into_iter().filter(|v| v.yank.is_none()).map(|v| v.version).collect();
+            newest.insert(install.plugin.clone(), listed);
+        }
+        let (Ok(current), Ok(requirement)) =
+            (install.version.parse::<semver::Version>(), parse_requirement(&install.requirement))
+        else {
+            continue;
+        };
+        install.newer_version = newest[&install.plugin]
+            .iter()
+            .filter(|v| **v > current && !requirement.matches(v) && v.pre.is_empty())
+            .max()
+            .map(ToString::to_string);
+    }
+    Ok(())
 }
 
 /// A tenant's installs (`include_uninstalled` adds history). Operators name the tenant.
@@ -375,6 +428,7 @@ pub async fn list(
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows.iter().map(install).collect::<Result<Vec<_>, _>>()?;
+    let mut items = rows.iter().map(install).collect::<Result<Vec<_>, _>>()?;
+    note_newer_versions(market, &mut items).await?;
     Ok(Page::new(items, page, per_page, total))
 }

@@ -30,6 +30,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0005_billing.sql"),
     include_str!("../migrations/sqlite/0006_ledger.sql"),
     include_str!("../migrations/common/0007_payouts.sql"),
+    include_str!("../migrations/common/0008_invocation_output.sql"),
 ];
 pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -39,6 +40,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0005_billing.sql"),
     include_str!("../migrations/postgres/0006_ledger.sql"),
     include_str!("../migrations/common/0007_payouts.sql"),
+    include_str!("../migrations/common/0008_invocation_output.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use nexus_host::StagedKv;
 use nexus_host::capability::kv::KvError;
+use nexus_host::{LogLine, StagedKv};
 use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -43,6 +43,38 @@ pub struct InvocationRecord {
     pub kv_writes: i64,
     pub denials: i64,
     pub usage: BTreeMap<String, u64>,
+    /// The plugin's log lines, the first [`MAX_KEPT_LOG_BYTES`] of them.
+    #[schema(value_type = Vec<Object>)]
+    pub logs: Vec<LogLine>,
+    /// The last [`MAX_KEPT_STDERR_BYTES`] of what the plugin wrote to stderr.
+    pub stderr: String,
+}
+
+/// Log text kept per invocation record (the host's own limit per invocation is larger).
+pub const MAX_KEPT_LOG_BYTES: usize = 8 << 10;
+/// The end of stderr kept per invocation record: where a runtime prints the exception.
+pub const MAX_KEPT_STDERR_BYTES: usize = 4 << 10;
+
+/// The log lines of a report that fit in [`MAX_KEPT_LOG_BYTES`] of messages, in order.
+pub fn kept_logs(lines: &[LogLine]) -> Vec<LogLine> {
+    let mut total = 0;
+    lines
+        .iter()
+        .take_while(|line| {
+            total += line.message.len();
+            total <= MAX_KEPT_LOG_BYTES
+        })
+        .cloned()
+        .collect()
+}
+
+/// The last [`MAX_KEPT_STDERR_BYTES`] of `stderr`, cut at a character boundary.
+pub fn kept_stderr(stderr: &str) -> String {
+    let mut start = stderr.len().saturating_sub(MAX_KEPT_STDERR_BYTES);
+    while !stderr.is_char_boundary(start) {
+        start += 1;
+    }
+    stderr[start..].to_string()
 }
 
 /// What writing a record did.
@@ -129,11 +161,12 @@ async fn insert(tx: &mut sqlx::AnyConnection, record: &InvocationRecord) -> Resu
     // A map of strings to integers always serializes; the error arm only keeps billable
     // data from being written as anything but what it is.
     let usage = serde_json::to_string(&record.usage).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let logs = serde_json::to_string(&record.logs).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let inserted = sqlx::query(
         "INSERT INTO invocations (id, tenant_id, install_id, plugin_id, version, event_id, event_type, \
              started_at, duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, \
-             kv_writes, denials, usage) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             kv_writes, denials, usage, logs, stderr) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
              ON CONFLICT DO NOTHING",
     )
     .bind(&record.id)
@@ -153,6 +186,8 @@ async fn insert(tx: &mut sqlx::AnyConnection, record: &InvocationRecord) -> Resu
     .bind(record.kv_writes)
     .bind(record.denials)
     .bind(usage)
+    .bind(logs)
+    .bind(&record.stderr)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -267,6 +302,7 @@ pub async fn list(
 
 fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
     let usage: String = row.try_get("usage")?;
+    let logs: String = row.try_get("logs")?;
     Ok(InvocationRecord {
         id: row.try_get("id")?,
         tenant: row.try_get("tenant_id")?,
@@ -285,5 +321,88 @@ fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
         kv_writes: row.try_get("kv_writes")?,
         denials: row.try_get("denials")?,
         usage: serde_json::from_str(&usage).map_err(storage)?,
+        logs: serde_json::from_str(&logs).map_err(storage)?,
+        stderr: row.try_get("stderr")?,
     })
+}
+
+/// How one version of a plugin is doing, over every install: figures only, never a
+/// tenant's payload, data or secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VersionHealth {
+    pub version: String,
+    pub invocations: i64,
+    pub ok: i64,
+    /// Failed invocations by outcome code (`plugin_error`, `panicked`, `limit_exceeded`, ...).
+    pub errors: BTreeMap<String, i64>,
+    /// Failed / all, in basis points (10000 = every one failed).
+    pub error_rate_bp: i64,
+    pub mean_duration_us: i64,
+    /// Installs that ran this version at least once.
+    pub installs: i64,
+    pub last_at: Option<i64>,
+}
+
+/// [`VersionHealth`] of every version of `plugin` with invocations since `since` (ms),
+/// newest version first.
+pub async fn version_health(market: &Market, plugin: &str, since: i64) -> Result<Vec<VersionHealth>, MarketError> {
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT version, outcome, COUNT(*), CAST(COALESCE(SUM(duration_us), 0) AS BIGINT), MAX(started_at) \
+         FROM invocations WHERE plugin_id = $1 AND started_at >= $2 GROUP BY version, outcome",
+    )
+    .bind(plugin)
+    .bind(since)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let installs: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT version, COUNT(DISTINCT install_id) FROM invocations WHERE plugin_id = $1 AND started_at >= $2 \
+         GROUP BY version",
+    )
+    .bind(plugin)
+    .bind(since)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut by_version: BTreeMap<String, (VersionHealth, i64)> = BTreeMap::new();
+    for (version, outcome, count, duration_sum, last_at) in rows {
+        let (health, durations) = by_version.entry(version.clone()).or_insert_with(|| {
+            let health = VersionHealth {
+                version,
+                invocations: 0,
+                ok: 0,
+                errors: BTreeMap::new(),
+                error_rate_bp: 0,
+                mean_duration_us: 0,
+                installs: 0,
+                last_at: None,
+            };
+            (health, 0)
+        });
+        health.invocations += count;
+        *durations += duration_sum;
+        health.last_at = health.last_at.max(Some(last_at));
+        if outcome == "ok" {
+            health.ok += count;
+        } else {
+            *health.errors.entry(outcome).or_default() += count;
+        }
+    }
+    for (version, count) in installs {
+        if let Some((health, _)) = by_version.get_mut(&version) {
+            health.installs = count;
+        }
+    }
+    let mut versions: Vec<VersionHealth> = by_version
+        .into_values()
+        .map(|(mut health, durations)| {
+            let failed = health.invocations - health.ok;
+            health.error_rate_bp = (failed * 10_000 + health.invocations / 2) / health.invocations.max(1);
+            health.mean_duration_us = durations / health.invocations.max(1);
+            health
+        })
+        .collect();
+    versions.sort_by(|a, b| {
+        let parsed = |v: &str| semver::Version::parse(v).ok();
+        parsed(&b.version).cmp(&parsed(&a.version)).then_with(|| b.version.cmp(&a.version))
+    });
+    Ok(versions)
 }

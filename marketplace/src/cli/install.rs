@@ -132,6 +132,10 @@ pub struct SettingsArgs {
     /// Remove a secret (repeat).
     #[arg(long = "remove-secret", value_name = "KEY")]
     remove_secrets: Vec<String>,
+    /// A new version requirement, such as `^0.2`: the install moves to the best version in
+    /// it and keeps its KV data, settings and secrets.
+    #[arg(long)]
+    requirement: Option<String>,
     #[command(flatten)]
     connection: Connection,
 }
@@ -228,9 +232,12 @@ pub async fn list(args: InstallsArgs) -> anyhow::Result<ExitCode> {
     }
     let header = ["ID", "PLUGIN", "VERSION", "STATUS", "PENDING UPGRADE"].map(String::from);
     let rows = installs.iter().map(|install| {
-        let pending = match &install.pending_upgrade {
-            Some(upgrade) => format!("{}: {}", upgrade.version, upgrade.reason),
-            None => "-".to_string(),
+        let pending = match (&install.pending_upgrade, &install.newer_version) {
+            (Some(upgrade), _) => format!("{}: {}", upgrade.version, upgrade.reason),
+            (None, Some(newer)) => {
+                format!("{newer} is outside {} (installs settings --requirement)", install.requirement)
+            }
+            (None, None) => "-".to_string(),
         };
         [install.id.clone(), install.plugin.clone(), install.version.clone(), status(install), pending]
     });
@@ -296,9 +303,18 @@ async fn one(command: InstallsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Some(pairs("--config", &args.config, false)?)
             };
-            let body = json!({ "config": config, "secrets": secrets });
+            let body = json!({ "config": config, "secrets": secrets, "requirement": args.requirement });
             let changed: Install =
                 c.send(c.client().patch(c.url(&format!("/v1/installs/{}", args.id))).json(&body)).await?;
+            if args.requirement.is_some() {
+                println!("version   {} (requirement {})", changed.version, changed.requirement);
+                if let Some(pending) = &changed.pending_upgrade {
+                    println!(
+                        "pending   {}: {} (`nexus installs upgrade {}`)",
+                        pending.version, pending.reason, changed.id
+                    );
+                }
+            }
             println!("config    {}", serde_json::to_string(&changed.config)?);
             println!("secrets   {} (sealed, not shown)", changed.secret_names.join(", "));
         }
@@ -343,7 +359,7 @@ fn status(install: &Install) -> String {
 }
 
 /// Prints rows in columns as wide as their widest cell.
-fn print_table<const N: usize>(rows: Vec<[String; N]>) {
+pub(super) fn print_table<const N: usize>(rows: Vec<[String; N]>) {
     let mut widths = [0; N];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

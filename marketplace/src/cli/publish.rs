@@ -42,6 +42,15 @@ struct PublishedBody {
     signed_by: Option<String>,
     warnings: Vec<String>,
     url: String,
+    installs: Moves,
+}
+
+/// What the new version did to the plugin's installs.
+#[derive(Debug, Deserialize)]
+struct Moves {
+    moved: u64,
+    waiting_for_consent: u64,
+    left_behind: u64,
 }
 
 pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
@@ -78,6 +87,11 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         println!("signed by {key}");
     }
     println!("listing   {}", published.url);
+    let moves = &published.installs;
+    println!(
+        "installs  {} moved to it, {} waiting for their tenant's consent, {} left behind (their requirement excludes it)",
+        moves.moved, moves.waiting_for_consent, moves.left_behind
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,7 +8,7 @@ use nexus_host::Grants;
 use nexus_registry::db::now_ms;
 use nexus_registry::resolve::parse_requirement;
 use nexus_registry::{PluginId, RegistryError, VersionRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::consent::{Consent, GrantConsent, grants_cover};
@@ -32,6 +32,11 @@ pub struct SettingsUpdate {
     pub config: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub secrets: BTreeMap<String, Option<String>>,
+    /// A new version requirement, such as `^0.2`: the install keeps its id, KV data,
+    /// settings and secrets, and moves to the best version within it (or waits for consent
+    /// if that asks for more than was granted).
+    #[serde(default)]
+    pub requirement: Option<String>,
 }
 
 /// The install, which must be the caller tenant's own and not uninstalled, for a change.
@@ -56,7 +61,26 @@ pub async fn update_settings(
         check_settings("config", config.iter().map(|(k, v)| (k, Some(v))))?;
     }
     check_settings("secret", update.secrets.iter().map(|(k, v)| (k, v.as_ref())))?;
+    let plugin: PluginId = current.plugin.parse().map_err(RegistryError::from)?;
+    if let Some(text) = &update.requirement {
+        // Refused before anything is written when no version satisfies it.
+        let requirement = parse_requirement(text).map_err(RegistryError::from)?;
+        market.registry.resolve(&plugin, &requirement).await?;
+    }
     let mut tx = write_tx(market).await?;
+    if let Some(requirement) = &update.requirement {
+        let changed = sqlx::query(
+            "UPDATE installs SET requirement = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'",
+        )
+        .bind(requirement)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        changed_live(changed, id)?;
+        let detail = json!({ "from": current.requirement, "to": requirement });
+        audit::record(&mut *tx, &caller.actor(), "install.requirement_changed", id, detail).await?;
+    }
     if let Some(config) = &update.config {
         let changed =
             sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
@@ -105,7 +129,9 @@ pub async fn update_settings(
         audit::record(&mut *tx, &caller.actor(), "install.secrets_changed", id, json!({ "secrets": changed })).await?;
     }
     tx.commit().await?;
-    drop(current);
+    if update.requirement.is_some() {
+        follow_versions(market, &plugin).await?;
+    }
     get(market, caller, id).await
 }
 
@@ -232,6 +258,46 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     audit::record(&mut *tx, &caller.actor(), "install.uninstalled", id, json!({ "plugin": current.plugin })).await?;
     tx.commit().await?;
     get(market, caller, id).await
+}
+
+/// Where a plugin's live installs stand after a version was published: what a publisher is
+/// told (counts only, no tenant is named).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstallMoves {
+    /// Now running the new version.
+    pub moved: u64,
+    /// Offered the new version, which asks for more than they granted: each tenant decides.
+    pub waiting_for_consent: u64,
+    /// On an older version whose requirement excludes the new one (a new major).
+    pub left_behind: u64,
+}
+
+/// [`InstallMoves`] for `version` of `plugin`, read after [`follow_versions`] ran.
+pub async fn moves_to(
+    market: &Market,
+    plugin: &PluginId,
+    version: &semver::Version,
+) -> Result<InstallMoves, MarketError> {
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT version, requirement, pending_version FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'",
+    )
+    .bind(plugin.to_string())
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut moves = InstallMoves::default();
+    let new = version.to_string();
+    for (running, requirement, pending) in rows {
+        if running == new {
+            moves.moved += 1;
+        } else if pending.as_deref() == Some(new.as_str()) {
+            moves.waiting_for_consent += 1;
+        } else if parse_requirement(&requirement).is_ok_and(|r| !r.matches(version))
+            && running.parse::<semver::Version>().is_ok_and(|v| v < *version)
+        {
+            moves.left_behind += 1;
+        }
+    }
+    Ok(moves)
 }
 
 /// After a version of `plugin` is published or yanked: each live install moves to the best

@@ -175,6 +175,8 @@ fn row(
         kv_writes: i64::try_from(kv_writes).unwrap_or(i64::MAX),
         denials: number(Report::denied_calls),
         usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
+        logs: report.map(|r| records::kept_logs(&r.logs)).unwrap_or_default(),
+        stderr: report.map(|r| records::kept_stderr(&r.stderr)).unwrap_or_default(),
     })
 }
 

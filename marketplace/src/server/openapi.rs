@@ -45,6 +45,7 @@ use super::{account_routes, billing_routes, catalog_routes, install_routes, regi
         registry_routes::list_versions,
         registry_routes::get_version,
         registry_routes::resolve_version,
+        registry_routes::version_health,
         registry_routes::download_component,
         registry_routes::yank_version,
         registry_routes::list_keys,

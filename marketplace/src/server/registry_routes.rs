@@ -17,7 +17,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::auth::Publisher;
+use super::auth::{Auth, Publisher};
 use super::extract::JsonBody;
 use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
@@ -31,10 +31,37 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/plugins/{publisher}/{name}/versions/{version}/component", get(download_component))
         .route("/v1/plugins/{publisher}/{name}/versions/{version}/yank", post(yank_version))
         .route("/v1/plugins/{publisher}/{name}/resolve", get(resolve_version))
+        .route("/v1/plugins/{publisher}/{name}/health", get(version_health))
         .route("/v1/publishers/{publisher}/keys", get(list_keys).post(add_key))
         .route("/v1/publishers/{publisher}/keys/{fingerprint}", delete(revoke_key))
         .route("/v1/publishers/{publisher}/tokens", post(create_token))
         .route("/v1/publishers/{publisher}/tokens/{id}", delete(revoke_token))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HealthQuery {
+    /// Only invocations started at or after this time (ms since the epoch; default: all).
+    #[serde(default)]
+    since: i64,
+}
+
+/// Invocations, error rates and error codes per version of the plugin, over all its
+/// installs: for its publisher and operators. No tenant's payloads, data or secrets.
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/health", tag = "registry",
+    params(("publisher" = String, Path), ("name" = String, Path), HealthQuery),
+    responses((status = 200, body = Vec<crate::records::VersionHealth>)))]
+pub async fn version_health(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+    QueryParams(query): QueryParams<HealthQuery>,
+) -> Result<Json<Vec<crate::records::VersionHealth>>, ApiError> {
+    let id = plugin_id(&publisher, &name)?;
+    caller.may_act_for_publisher(id.publisher.as_str())?;
+    state.market.registry.versions(&id).await?;
+    Ok(Json(crate::records::version_health(&state.market, &id.to_string(), query.since).await?))
 }
 
 pub(super) fn plugin_id(publisher: &str, name: &str) -> Result<PluginId, ApiError> {
@@ -93,7 +120,10 @@ pub async fn publish_version(
     let published = state.market.publish(&caller, request).await?;
     let path = format!("/v1/plugins/{}/versions/{}", published.id, published.version);
     let url = format!("{}{path}", state.public_url);
-    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, path)], Json(PublishedBody { published, url })))
+    let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
+    let installs = crate::installs::moves_to(&state.market, &id, &version(&published.version)?).await?;
+    let body = PublishedBody { published, url, installs };
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, path)], Json(body)))
 }
 
 #[derive(Serialize)]
@@ -101,6 +131,8 @@ pub struct PublishedBody {
     #[serde(flatten)]
     published: Published,
     url: String,
+    /// What the new version did to the plugin's installs.
+    installs: crate::installs::InstallMoves,
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/versions", tag = "registry", params(("publisher" = String, Path), ("name" = String, Path), PageQuery),

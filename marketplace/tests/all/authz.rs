@@ -144,7 +144,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 69] = [
+const ALL_ROUTES: [(&str, &str); 70] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -183,6 +183,7 @@ const ALL_ROUTES: [(&str, &str); 69] = [
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}/component"),
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
+    ("GET", "/v1/plugins/{publisher}/{name}/health"),
     ("GET", "/v1/publishers/{publisher}/keys"),
     ("POST", "/v1/publishers/{publisher}/keys"),
     ("DELETE", "/v1/publishers/{publisher}/keys/{fingerprint}"),
@@ -299,7 +300,11 @@ impl World {
         assert_eq!(status, StatusCode::CREATED, "{read_only}");
         let read_only = read_only["secret"].as_str().unwrap().to_string();
 
-        let install = env.install(&globex, "nexus-labs/echo", json!({})).await["id"].as_str().unwrap().to_string();
+        // `*` so that 0.2.0 below is within the requirement (the default would pin ^0.1).
+        let install = env.install(&globex, "nexus-labs/echo", json!({ "requirement": "*" })).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let body = json!({ "secrets": { "api_key": SECRET_AT_SETUP } });
         let (status, patched) =
             env.call("PATCH", &format!("/v1/installs/{install}"), Some(&globex), Some(&body.to_string())).await;
@@ -560,6 +565,8 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .idempotent(),
         route("GET", "/v1/bills/2026-11?tenant=globex", owner_reads),
         route("GET", "/v1/publishers/nexus-labs/sales", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        // Version health is the publisher's own (and the operators').
+        route("GET", "/v1/plugins/nexus-labs/echo/health", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route("GET", "/v1/revenue-share/policies", operator_only(OK)),
         route("POST", "/v1/revenue-share/policies", operator_only(MADE))
             .json(json!({ "publisher": "acme", "tiers": [{ "rate_bp": 1000 }] })),

@@ -241,6 +241,12 @@ fn builder_loop(lang: &str) {
     assert!(checked.contains("capabilities: log, config, usage"), "{checked}");
     let published = ok_in(&project, &["publish", "--no-sign"], &publisher);
     assert!(published.starts_with(&format!("published nexus-labs/{name}@0.1.1 (")), "{published}");
+    assert!(
+        published.ends_with(
+            "installs  0 moved to it, 1 waiting for their tenant's consent, 0 left behind (their requirement excludes it)\n"
+        ),
+        "{published}"
+    );
 
     // The install keeps 0.1.0 until its tenant consents to what is new.
     assert_eq!(send("evt-2")["version"], "0.1.0");
@@ -258,6 +264,34 @@ fn builder_loop(lang: &str) {
         .collect();
     assert!(usage.contains(&("evt-3".into(), serde_json::json!({"contacts": 1}))), "{invocations}");
     assert!(usage.contains(&("evt-1".into(), serde_json::json!({}))), "{invocations}");
+    // The record keeps the plugin's log lines for its tenant.
+    let logged: Vec<&str> = invocations["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["event_id"] == "evt-3")
+        .flat_map(|i| i["logs"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(logged, ["normalized the contact of event evt-3"], "{invocations}");
+
+    // The publisher sees how each version does, without any tenant's data.
+    let health = ok_in(&project, &["plugin", "health", &id, "--json"], &publisher);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let figures: Vec<(&str, i64, i64, i64)> = health
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap(),
+                v["invocations"].as_i64().unwrap(),
+                v["ok"].as_i64().unwrap(),
+                v["error_rate_bp"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(figures, [("0.1.1", 1, 1, 0), ("0.1.0", 2, 2, 0)], "{health}");
+    assert!(!health.to_string().contains("ada@example.com"), "{health}");
 }
 
 #[test]

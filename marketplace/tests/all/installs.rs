@@ -382,3 +382,71 @@ fn concurrent_uninstalls_count_once() {
         assert_eq!(audit["total"], 1);
     });
 }
+
+#[test]
+fn an_invocation_record_keeps_what_the_plugin_wrote_for_its_tenant() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let manifest = "id = \"nexus-labs/panicker\"\nversion = \"0.1.0\"\nsummary = \"Gives up\"\n\
+                        categories = [\"developer-tools\"]\nlicense = \"Apache-2.0\"\ncontract = \"1.0\"\n\
+                        event-types = [\"*\"]\n\n[[pricing]]\nid = \"free\"\nname = \"Free\"\nmodel = \"free\"\n";
+        env.publish_manifest(nexus_sample_plugins::PANICKER, manifest).await.unwrap();
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/panicker", json!({})).await;
+        let event = json!({ "type": "a.b", "id": "evt-gives-up", "payload": {} });
+        let (status, receipt) = env.post("/v1/events", &tenant, event).await;
+        assert_eq!(status, StatusCode::OK, "{receipt}");
+        let (_, history) =
+            env.get(&format!("/v1/installs/{}/invocations", install["id"].as_str().unwrap()), &tenant).await;
+        let record = &history["items"][0];
+        assert_eq!(record["outcome"], "panicked");
+        assert_eq!(record["error"], "plugin panicked: plugin gave up on event evt-gives-up");
+        let stderr = record["stderr"].as_str().unwrap();
+        assert!(stderr.contains("panicked at") && stderr.contains("plugin gave up on event evt-gives-up"), "{stderr}");
+        assert_eq!(record["logs"], json!([]));
+    });
+}
+
+#[test]
+fn kept_output_is_bounded() {
+    use nexus_host::{Level, LogLine};
+    let line = |n: usize| LogLine { at_micros: n as u64, level: Level::Info, message: "x".repeat(1000) };
+    let lines: Vec<LogLine> = (0..20).map(line).collect();
+    let kept = nexus_marketplace::records::kept_logs(&lines);
+    assert_eq!(kept.len(), 8, "8 × 1000 bytes fit in 8 KiB, the ninth does not");
+    assert_eq!(kept[7].at_micros, 7);
+    let stderr = format!("{}é{}", "a".repeat(5000), "b".repeat(4095));
+    let tail = nexus_marketplace::records::kept_stderr(&stderr);
+    assert_eq!(tail, "b".repeat(4095), "the cut lands inside é, so it moves past it");
+}
+
+#[test]
+fn a_tenant_sees_a_newer_major_and_moves_to_it_without_reinstalling() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenant = env.tenant("globex").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({})).await;
+        let id = install["id"].as_str().unwrap();
+        assert_eq!(install["requirement"], "^0.1", "no requirement pins the newest version's major");
+        let path = format!("/v1/installs/{id}");
+        let secret = json!({ "secrets": { "token": "kept" } }).to_string();
+        assert_eq!(env.call("PATCH", &path, Some(&tenant), Some(&secret)).await.0, StatusCode::OK);
+
+        env.publish_sample("echo", nexus_sample_plugins::ECHO, &echo_manifest("0.2.0", ""), "0.2.0").await;
+        let (_, shown) = env.get(&path, &tenant).await;
+        assert_eq!((shown["version"].as_str(), shown["newer_version"].as_str()), (Some("0.1.0"), Some("0.2.0")));
+
+        // A requirement nothing satisfies is refused and changes nothing.
+        let (status, refused) =
+            env.call("PATCH", &path, Some(&tenant), Some(&json!({ "requirement": "^9" }).to_string())).await;
+        assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_matching_version")));
+        let (status, moved) =
+            env.call("PATCH", &path, Some(&tenant), Some(&json!({ "requirement": "^0.2" }).to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{moved}");
+        assert_eq!(
+            (moved["id"].as_str(), moved["version"].as_str(), moved["requirement"].as_str()),
+            (Some(id), Some("0.2.0"), Some("^0.2"))
+        );
+        assert_eq!((moved["newer_version"].clone(), moved["secret_names"].clone()), (Value::Null, json!(["token"])));
+    });
+}

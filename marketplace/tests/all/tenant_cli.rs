@@ -62,7 +62,7 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
     assert_eq!(
         out,
         format!(
-            "installed nexus-labs/echo\nid        {install_id}\nversion   0.1.0 (requirement *)\n\
+            "installed nexus-labs/echo\nid        {install_id}\nversion   0.1.0 (requirement ^0.1)\n\
              status    active\nplan      free\n"
         )
     );

@@ -13,7 +13,7 @@ import { Payload, PluginError, jsonData, plugin } from './nexus-sdk.js';
 import { DEFAULT_QUEUE, PRIORITIES, counterKey, decodeCount, encodeCount, isQueueName, route } from './routing.js';
 
 const NAME = 'ticket-router';
-// Must equal `version` in nexus.toml and package.json; `npm run build` checks.
+// Must equal `version` in nexus.toml: `nexus plugin check` compares describe() with it.
 const VERSION = '0.1.0';
 
 function onTicketCreated(event) {

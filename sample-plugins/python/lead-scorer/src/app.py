@@ -14,7 +14,7 @@ from nexus_sdk import Action, Event, Outcome, Payload, PluginError
 from wit_world.imports import config, usage
 
 NAME = "lead-scorer"
-# Must equal `version` in nexus.toml; build.sh refuses to build when they differ.
+# Must equal `version` in nexus.toml: `nexus plugin check` compares describe() with it.
 VERSION = "0.1.0"
 
 DEFAULT_MIN_SCORE = 50

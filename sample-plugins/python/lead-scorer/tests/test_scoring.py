@@ -7,7 +7,7 @@ import sys
 import unittest
 from pathlib import Path
 
-# No __pycache__ in src/: build.sh bundles that folder into the component.
+# No __pycache__ in src/: `nexus build` (componentize-py -p src) bundles that folder into the component.
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
