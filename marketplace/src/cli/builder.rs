@@ -106,7 +106,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
 const NOT_SOURCE: &[&str] = &["target", "dist", "node_modules", ".venv", ".git", "__pycache__"];
 
 /// The newest modification time and the number of source files under `dir`.
-fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
+pub(crate) fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
     let mut newest = None;
     let mut count = 0;
     let mut pending = vec![dir.to_path_buf()];

@@ -17,7 +17,8 @@ use super::keys::{default_key_path, read_secret_key};
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// A plugin crate folder (with Cargo.toml and nexus.toml) or a built component (.wasm).
+    /// A plugin project folder (built and checked first, as `nexus plugin check` does), or
+    /// a built component (.wasm) with its manifest, uploaded as it is.
     #[arg(default_value = ".")]
     path: PathBuf,
     /// The manifest, when publishing a .wasm that has no nexus.toml beside it.
@@ -61,6 +62,18 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let component =
         std::fs::read(&component_path).with_context(|| format!("cannot read {}", component_path.display()))?;
     let digest = Digest::of(&component);
+    if args.path.is_dir() {
+        // A project's fresh build is checked as `nexus plugin check` would, on exactly the
+        // bytes that go up, so a describe() that disagrees with nexus.toml never spends a
+        // version number.
+        let host = super::plugin_run::local_host(None)?;
+        eprintln!("checking the build...");
+        if let Err(refusal) = super::builder::check::check(&host, &manifest_text, component.clone()).await {
+            eprintln!("refused   {refusal}");
+            eprintln!("nothing was uploaded; fix it, then `nexus plugin check` and publish again");
+            return Ok(ExitCode::from(1));
+        }
+    }
 
     let mut form = reqwest::multipart::Form::new().text("manifest", manifest_text).text("digest", digest.to_string());
     if let Some(key) = signing_key(&args)? {
@@ -100,7 +113,10 @@ fn locate(args: &PublishArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
     if args.path.is_dir() {
         let manifest = args.manifest.clone().unwrap_or_else(|| args.path.join("nexus.toml"));
         if !manifest.exists() {
-            bail!("{} has no nexus.toml; write one (see wit/README.md) or pass --manifest", args.path.display());
+            bail!(
+                "{} has no nexus.toml; write one (`nexus new` makes a project; docs/builders.md explains every field) or pass --manifest",
+                args.path.display()
+            );
         }
         return Ok((super::builder::project::Project::open(&args.path)?.build()?, manifest));
     }

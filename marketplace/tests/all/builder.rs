@@ -308,3 +308,101 @@ fn a_python_builder_goes_from_nothing_to_an_upgraded_install() {
 fn a_javascript_builder_goes_from_nothing_to_an_upgraded_install() {
     builder_loop("js");
 }
+
+/// Copies a sample project without what its builds and toolchains left in it.
+fn copy_project(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if ["node_modules", ".venv", "dist", "target", "__pycache__"].iter().any(|skip| name == *skip) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_project(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_template_and_sample_builds_and_passes_its_events_in_every_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut projects = Vec::new();
+    for lang in ["rust", "python", "js"] {
+        if toolchain(lang).is_none() {
+            continue;
+        }
+        for template in ["webhook", "metered"] {
+            projects.push(new_project(dir.path(), &format!("{template}-{lang}"), lang, template));
+        }
+        let sample = match lang {
+            "python" => Some("python/lead-scorer"),
+            "js" => Some("js/ticket-router"),
+            _ => None,
+        };
+        if let Some(sample) = sample {
+            let copy = dir.path().join(sample.replace('/', "-"));
+            copy_project(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-plugins").join(sample), &copy);
+            share_toolchain(&copy, lang);
+            projects.push(copy);
+        }
+    }
+    for project in &projects {
+        ok_in(project, &["build"], &[]);
+        let tested = ok_in(project, &["plugin", "test"], &[]);
+        let cases = std::fs::read_dir(project.join("events")).unwrap().count();
+        assert!(
+            tested.contains(&format!("{cases} passed, 0 failed, of {cases} cases")),
+            "{}: {tested}",
+            project.display()
+        );
+    }
+}
+
+#[test]
+fn builder_commands_refuse_what_publish_would_and_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_name = run_in(dir.path(), &["new", "Bad_Name"], &[]);
+    assert_eq!(bad_name.status.code(), Some(2), "{}", text(&bad_name));
+    assert!(text(&bad_name).contains("`my-publisher/Bad_Name` is not a valid plugin id"), "{}", text(&bad_name));
+    let project = new_project(dir.path(), "words", "rust", "metered");
+    let again = run_in(dir.path(), &["new", "words"], &[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again).contains("./words already exists; choose another name or --dir"), "{}", text(&again));
+    let unbuilt = run_in(&project, &["plugin", "check"], &[]);
+    assert_eq!(unbuilt.status.code(), Some(2));
+    assert!(
+        text(&unbuilt).contains("has no build newer than its sources: run `nexus build` there first"),
+        "{}",
+        text(&unbuilt)
+    );
+
+    // The code calls kv, so a manifest that stops declaring it is refused as publish would.
+    ok_in(&project, &["build"], &[]);
+    edit(
+        &project.join("nexus.toml"),
+        &[("[capabilities.kv]\nreason = \"Keeps the running total of words counted (total-words)\"\n\n", "")],
+    );
+    // The manifest is a source too: a build older than it is not checked.
+    ok_in(&project, &["build"], &[]);
+    let undeclared = run_in(&project, &["plugin", "check"], &[]);
+    assert_eq!(undeclared.status.code(), Some(1), "{}", text(&undeclared));
+    assert!(
+        text(&undeclared).contains(
+            "refused   the component imports nexus:plugin/kv but the manifest does not declare capability kv \
+             [undeclared_capability]"
+        ),
+        "{}",
+        text(&undeclared)
+    );
+    let not_a_project = run_in(dir.path(), &["build"], &[]);
+    assert_eq!(not_a_project.status.code(), Some(2));
+    assert!(
+        text(&not_a_project).contains("has no nexus.toml: run this in a plugin project"),
+        "{}",
+        text(&not_a_project)
+    );
+}

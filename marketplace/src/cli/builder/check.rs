@@ -84,7 +84,9 @@ pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Resu
         return Err(Refusal {
             code: "describe_mismatch",
             message: format!(
-                "describe() reports {}: nexus.toml is what the marketplace shows, so make the code agree with it",
+                "describe() reports {}: nexus.toml is what the marketplace shows, so make the code agree with it \
+                 (Rust: `version` in Cargo.toml; Python: `VERSION` in src/app.py; JavaScript: `VERSION` in \
+                 src/index.js), then `nexus build`",
                 differences.join(", ")
             ),
         });
@@ -97,9 +99,9 @@ pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Resu
 pub fn locate(path: &std::path::Path, manifest: Option<&std::path::Path>) -> anyhow::Result<(PathBuf, String)> {
     if path.is_dir() {
         let project = Project::open(path)?;
-        let component = project
-            .built()
-            .with_context(|| format!("{} has not been built yet: run `nexus build` there first", path.display()))?;
+        let component = project.built().with_context(|| {
+            format!("{} has no build newer than its sources: run `nexus build` there first", path.display())
+        })?;
         let text = match manifest {
             Some(file) => read_manifest(file)?,
             None => project.manifest_text,

@@ -82,11 +82,19 @@ impl Project {
     /// toolchain's own output goes to stderr as it comes.
     pub fn build(&self) -> anyhow::Result<PathBuf> {
         eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_hint());
-        match self.lang {
-            Lang::Rust => build_rust(&self.dir),
-            Lang::Python => self.build_python(),
-            Lang::Js => self.build_js(),
-        }
+        let component = match self.lang {
+            Lang::Rust => build_rust(&self.dir)?,
+            Lang::Python => self.build_python()?,
+            Lang::Js => self.build_js()?,
+        };
+        // Built now, from the sources as they are, even when the toolchain had nothing to
+        // redo (a change to nexus.toml alone): `built` compares this time with theirs.
+        std::fs::File::options()
+            .write(true)
+            .open(&component)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
+            .with_context(|| format!("cannot stamp {}", component.display()))?;
+        Ok(component)
     }
 
     fn dist(&self) -> PathBuf {
@@ -117,6 +125,8 @@ impl Project {
             Command::new(&tool)
                 .args(["-d", "wit", "-w", "plugin", "componentize", "-p", "src", "app", "-o"])
                 .arg(&out)
+                // No __pycache__ in src/: componentize-py bundles that folder.
+                .env("PYTHONDONTWRITEBYTECODE", "1")
                 .current_dir(&self.dir),
             "componentize-py",
             "fix the error above in src/",
@@ -145,9 +155,16 @@ impl Project {
         Ok(out)
     }
 
-    /// The component a build left, newest first: what `check`, `test` and `publish` use
-    /// when no file is named.
+    /// The component the last build left, if it is newer than every source file: what
+    /// `check` and `test` use when no file is named (a stale one would test old code).
     pub fn built(&self) -> Option<PathBuf> {
+        let component = self.last_build()?;
+        let built_at = std::fs::metadata(&component).and_then(|m| m.modified()).ok()?;
+        let (newest_source, _) = super::fingerprint(&self.dir);
+        newest_source.is_none_or(|source| source <= built_at).then_some(component)
+    }
+
+    fn last_build(&self) -> Option<PathBuf> {
         match self.lang {
             Lang::Rust => {
                 let crate_name = cargo_package_name(&self.dir)?.replace('-', "_");
