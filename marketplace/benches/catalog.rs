@@ -1,7 +1,9 @@
 //! Catalog search latency with 10,000 listings, on SQLite (data folder) and PostgreSQL (a
 //! throwaway cluster started for the run; skipped with a note when it cannot start): the
 //! first page by popularity, a one-term query, a two-term query with a category, a query
-//! matching every listing ranked by relevance, and page 50.
+//! matching every listing ranked by relevance, and page 50. Then the web console's catalog
+//! page over the same 10,000 listings (the whole request through the router: query, template,
+//! HTML), and the SVG chart of a year of daily figures.
 //! Run: `cargo bench -p nexus-marketplace --bench catalog`. Results: BENCHMARKS.md.
 
 // Benchmarks report setup failures by panicking.
@@ -209,5 +211,42 @@ fn search(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, search);
+/// The console's catalog pages over 10,000 listings (SQLite), and a 365-bar chart.
+fn console(c: &mut Criterion) {
+    use tower::ServiceExt;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    eprintln!("seeding {LISTINGS} listings on sqlite for the console");
+    let market = rt.block_on(seeded(None, dir.path()));
+    let state = nexus_marketplace::server::AppState { market, public_url: "http://bench.test".into() };
+    let router = nexus_marketplace::server::app(state);
+    let mut group = c.benchmark_group("console_10000");
+    group.sample_size(30).measurement_time(Duration::from_secs(5));
+    for (case, uri) in
+        [("catalog_first_page", "/console/catalog"), ("catalog_search_all", "/console/catalog?q=tool&sort=relevance")]
+    {
+        let page = |uri: &'static str| {
+            let router = router.clone();
+            async move {
+                let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap();
+                let response = router.oneshot(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                axum::body::to_bytes(response.into_body(), 16 << 20).await.unwrap()
+            }
+        };
+        let bytes = rt.block_on(page(uri));
+        eprintln!("  {case}: {} bytes of HTML", bytes.len());
+        group.bench_function(case, |b| b.to_async(&rt).iter(|| async { black_box(page(uri).await) }));
+    }
+    let points: Vec<(String, i64)> = (0..365).map(|day| (format!("2026-{day:03}"), (day * 7919) % 100_000)).collect();
+    group.bench_function("chart_365_days", |b| {
+        b.iter(|| {
+            let chart = nexus_marketplace::console::chart::bars("GMV by day", &points, |v| v.to_string());
+            black_box(nexus_marketplace::console::chart::svg(&chart).unwrap())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, search, console);
 criterion_main!(benches);

@@ -1,23 +1,13 @@
-//! The Nexus marketplace: the service tenants, builders, partners and operators use, and
-//! the `nexus` command. It drives the host (`nexus-host`) and the registry
-//! (`nexus-registry`) and must not reach into wasm internals: everything about running a
-//! plugin goes through `nexus_host::Host`.
+//! The Nexus marketplace service and the `nexus` command: the JSON API (`server`), the web
+//! console (`console`) and the command line (`cli`), all over the domain crate
+//! (`nexus-domain`), whose modules are re-exported here under their own names.
 
-pub mod accounts;
-pub mod audit;
-pub mod billing;
-pub mod catalog;
+pub use nexus_domain::{Market, MarketConfig};
+pub use nexus_domain::{
+    MarketError, accounts, audit, billing, catalog, error, installs, kv, market, metrics, nodes, records, runner,
+    secrets, sessions,
+};
+
 pub mod cli;
-pub mod error;
-pub mod installs;
-pub mod kv;
-pub mod market;
-pub mod metrics;
-pub mod nodes;
-pub mod records;
-pub mod runner;
-pub mod secrets;
+pub mod console;
 pub mod server;
-
-pub use error::MarketError;
-pub use market::{Market, MarketConfig};

@@ -147,6 +147,7 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
         .merge(install_routes::routes())
         .merge(billing_routes::routes())
         .merge(openapi::routes())
+        .merge(crate::console::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such route; see /openapi.json")
         })

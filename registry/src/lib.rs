@@ -104,6 +104,11 @@ impl Registry {
         publishers::authenticate(&self.db, secret).await
     }
 
+    /// [`Registry::authenticate`] for a token known by its stored hash.
+    pub async fn authenticate_hash(&self, hash: &str) -> Result<Credential, RegistryError> {
+        publishers::authenticate_hash(&self.db, hash).await
+    }
+
     pub async fn revoke_token(&self, caller: &Credential, token_id: &str) -> Result<(), RegistryError> {
         publishers::revoke_token(&self.db, caller, token_id).await
     }

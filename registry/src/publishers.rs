@@ -151,10 +151,17 @@ pub async fn issue_token(
 
 /// The credential a token secret stands for.
 pub async fn authenticate(db: &Db, secret: &str) -> Result<Credential, RegistryError> {
+    authenticate_hash(db, &secret_hash(secret.trim())).await
+}
+
+/// The credential of the token stored as `hash` ([`secret_hash`] of its secret), checked
+/// for revocation and expiry now: a console session keeps only the hash and asks again on
+/// every request, so revoking the token ends the session.
+pub async fn authenticate_hash(db: &Db, hash: &str) -> Result<Credential, RegistryError> {
     let row = sqlx::query(
         "SELECT id, publisher, scopes, expires_at, revoked_at FROM publisher_tokens WHERE secret_sha256 = $1",
     )
-    .bind(secret_hash(secret.trim()))
+    .bind(hash)
     .fetch_optional(&db.pool)
     .await
     .map_err(storage)?

@@ -397,6 +397,7 @@ fn print_welcome(url: &str, seeded: &Seeded) {
         println!("  tenant        {token}  ({tenant})");
     }
     let globex = seeded.tenants.first().map(|(_, t)| t.as_str()).unwrap_or_default();
+    println!("\nweb console: {url}/console  (sign in with any token above: operator, partner or tenant)");
     println!("\ntry:");
     println!("  curl -s '{url}/v1/catalog?q=tax' | jq");
     println!("  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/installs | jq");

@@ -2,7 +2,8 @@
 //! log lines of the request and in the error body, as Stripe and GitHub do), and for every
 //! error the one JSON shape `{"error": {"code", "message", "request_id"}}`. Errors written
 //! by axum's extractors or other layers as plain text (an invalid UTF-8 path, a missing
-//! header) are rewritten into that shape here.
+//! header) are rewritten into that shape here; the web console's HTML error pages are left
+//! as they are.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
@@ -23,7 +24,13 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let span =
         tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = next.run(request).instrument(span).await;
-    if response.status().is_client_error() || response.status().is_server_error() {
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    // The console's error pages are HTML on purpose; everything else errs in JSON.
+    if (response.status().is_client_error() || response.status().is_server_error()) && !html {
         response = in_error_shape(response, &id).await;
     }
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -61,6 +61,20 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         assert!(catalog["items"][4]["featured"].as_bool().unwrap());
         let detail = get("/v1/catalog/nexus-labs/echo".into(), &globex).await;
         assert_eq!(detail["versions"][0]["signed"], true);
+        // The console is served beside the API: the catalog page lists the same listings,
+        // the featured one first.
+        let page = client.get(format!("{url}/console/catalog")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.unwrap();
+        let featured = page.find("Featured listings").unwrap();
+        assert!(
+            page[featured..]
+                .starts_with("Featured listings\">\n<li>\n  <a href=\"/console/catalog/nexus-labs/tax-calculator\""),
+            "{page}"
+        );
+        for id in &ids {
+            assert!(page.contains(&format!("<strong>{id}</strong>")), "{id} not on the console's catalog");
+        }
 
         let installs = get("/v1/installs".into(), &globex).await;
         let plugins: Vec<&str> =

@@ -5,10 +5,12 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod authz;
+mod browser;
 mod builder;
 mod catalog;
 mod common;
 mod connections;
+mod console;
 mod conventions;
 mod crash;
 mod exactly_once;

@@ -71,7 +71,9 @@ fn nodes_started_together_on_a_fresh_database_all_come_up() {
         });
         let shipped = ["postgres", "common"]
             .iter()
-            .map(|dir| std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap().count())
+            .map(|dir| {
+                std::fs::read_dir(format!("{}/domain/migrations/{dir}", env!("CARGO_MANIFEST_DIR"))).unwrap().count()
+            })
             .sum::<usize>();
         assert_eq!(migrated.1, shipped as i64, "each marketplace migration recorded once");
         assert!(migrated.0 >= 1);

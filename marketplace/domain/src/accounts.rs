@@ -188,16 +188,64 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+/// Where a token is kept: the registry (publishers) or `account_tokens` (operators and
+/// tenants). The secret's prefix says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Publisher,
+    Account,
+}
+
+impl TokenKind {
+    pub fn of(secret: &str) -> Self {
+        let secret = secret.trim();
+        if secret.starts_with(OPERATOR_PREFIX) || secret.starts_with(TENANT_PREFIX) {
+            Self::Account
+        } else {
+            Self::Publisher
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publisher => "publisher",
+            Self::Account => "account",
+        }
+    }
+}
+
+impl FromStr for TokenKind {
+    type Err = MarketError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "publisher" => Ok(Self::Publisher),
+            "account" => Ok(Self::Account),
+            other => Err(storage(format!("unknown token kind {other}"))),
+        }
+    }
+}
+
 /// The bearer token's caller, or why it is refused.
 pub async fn authenticate(db: &Db, registry: &nexus_registry::Registry, secret: &str) -> Result<Caller, MarketError> {
     let secret = secret.trim();
-    if !(secret.starts_with(OPERATOR_PREFIX) || secret.starts_with(TENANT_PREFIX)) {
-        return Ok(Caller::Publisher(registry.authenticate(secret).await?));
+    authenticate_hash(db, registry, TokenKind::of(secret), &secret_hash(secret)).await
+}
+
+/// The caller of the token stored as `hash`, checked for revocation and expiry now.
+pub async fn authenticate_hash(
+    db: &Db,
+    registry: &nexus_registry::Registry,
+    kind: TokenKind,
+    hash: &str,
+) -> Result<Caller, MarketError> {
+    if kind == TokenKind::Publisher {
+        return Ok(Caller::Publisher(registry.authenticate_hash(hash).await?));
     }
     let row = sqlx::query(
         "SELECT id, role, tenant_id, scopes, expires_at, revoked_at FROM account_tokens WHERE secret_sha256 = $1",
     )
-    .bind(secret_hash(secret))
+    .bind(hash)
     .fetch_optional(&db.pool)
     .await?
     .ok_or(RegistryError::Unauthenticated)?;

@@ -208,8 +208,8 @@ async fn categories(market: &Market) -> Result<BTreeMap<String, Vec<String>>, Ma
     Ok(out)
 }
 
-/// Take rate in basis points, half up.
-fn take_rate(fees: i64, gmv: i64) -> Result<i64, MarketError> {
+/// Take rate in basis points, half up: fees over GMV (0 without GMV).
+pub fn take_rate(fees: i64, gmv: i64) -> Result<i64, MarketError> {
     if gmv <= 0 {
         return Ok(0);
     }

@@ -22,7 +22,7 @@ use crate::secrets::MasterKey;
 /// Migrations of the marketplace's own tables, after the registry's: one file per backend
 /// where the dialects differ (`sqlite/`, `postgres/`), one for both where they do not
 /// (`common/`).
-pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
+pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_marketplace.sql"),
     include_str!("../migrations/common/0002_applied_once.sql"),
     include_str!("../migrations/common/0003_cache_generation.sql"),
@@ -31,8 +31,9 @@ pub(crate) const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0006_ledger.sql"),
     include_str!("../migrations/common/0007_payouts.sql"),
     include_str!("../migrations/common/0008_invocation_output.sql"),
+    include_str!("../migrations/common/0009_console_sessions.sql"),
 ];
-pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
     include_str!("../migrations/common/0002_applied_once.sql"),
     include_str!("../migrations/common/0003_cache_generation.sql"),
@@ -41,6 +42,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_ledger.sql"),
     include_str!("../migrations/common/0007_payouts.sql"),
     include_str!("../migrations/common/0008_invocation_output.sql"),
+    include_str!("../migrations/common/0009_console_sessions.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -362,6 +362,17 @@ pub async fn of_publisher(db: &Db, publisher: &str) -> Result<Vec<Listing>, Mark
     rows.iter().map(|row| listing(row, true)).collect()
 }
 
+/// Delisted listings, newest delisting first, for operators to review or relist.
+pub async fn delisted(db: &Db, caller: &Caller) -> Result<Vec<Listing>, MarketError> {
+    caller.require_operator()?;
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM listings WHERE delisted_at IS NOT NULL ORDER BY delisted_at DESC, plugin_id LIMIT 200"
+    ))
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter().map(|row| listing(row, true)).collect()
+}
+
 /// An operator's mark on a listing: its columns and its audit actions (set, cleared).
 struct Mark {
     at_column: &'static str,

@@ -1,0 +1,85 @@
+//! Web console sessions: an API token, typed once into the sign-in form, exchanged for a
+//! session cookie. The session is only a pointer to the token: every request resolves the
+//! token again through [`accounts::authenticate_hash`], so a session can never do more than
+//! its token, and revoking or expiring the token ends it. Nothing secret is stored: the
+//! cookie and the token are kept as sha256.
+
+use nexus_registry::RegistryError;
+use nexus_registry::db::now_ms;
+use nexus_registry::publishers::{random_hex, secret_hash};
+use sqlx::Row;
+
+use crate::accounts::{self, Caller, TokenKind};
+use crate::error::MarketError;
+use crate::market::Market;
+
+/// How long a session lasts from sign-in, whatever is done with it.
+pub const SESSION_LIFETIME_MS: i64 = 12 * 60 * 60 * 1000;
+
+/// A signed-in console user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub caller: Caller,
+    /// The value every form of this session must carry back.
+    pub csrf: String,
+    pub expires_at: i64,
+}
+
+/// A new session and the cookie value that names it (shown to the browser once).
+#[derive(Debug)]
+pub struct Opened {
+    pub cookie: String,
+    pub session: Session,
+}
+
+/// Signs in with an API token: refused exactly as the API refuses the token.
+pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
+    let token = token.trim();
+    let caller = accounts::authenticate(&market.db, &market.registry, token).await?;
+    let now = now_ms();
+    sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(&market.db.pool).await?;
+    let cookie = random_hex(32)?;
+    let csrf = random_hex(16)?;
+    let expires_at = now + SESSION_LIFETIME_MS;
+    sqlx::query(
+        "INSERT INTO console_sessions (id_sha256, token_kind, token_sha256, csrf, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(secret_hash(&cookie))
+    .bind(TokenKind::of(token).as_str())
+    .bind(secret_hash(token))
+    .bind(&csrf)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&market.db.pool)
+    .await?;
+    Ok(Opened { cookie, session: Session { caller, csrf, expires_at } })
+}
+
+/// The session a cookie names, with its caller as of now.
+pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketError> {
+    let row =
+        sqlx::query("SELECT token_kind, token_sha256, csrf, expires_at FROM console_sessions WHERE id_sha256 = $1")
+            .bind(secret_hash(cookie))
+            .fetch_optional(&market.db.pool)
+            .await?
+            .ok_or(RegistryError::Unauthenticated)?;
+    let expires_at: i64 = row.try_get("expires_at")?;
+    if expires_at <= now_ms() {
+        close(market, cookie).await?;
+        return Err(RegistryError::TokenExpired.into());
+    }
+    let kind: TokenKind = row.try_get::<String, _>("token_kind")?.parse()?;
+    let token_sha256: String = row.try_get("token_sha256")?;
+    let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &token_sha256).await?;
+    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at })
+}
+
+/// Signs out: the cookie names nothing afterwards.
+pub async fn close(market: &Market, cookie: &str) -> Result<(), MarketError> {
+    sqlx::query("DELETE FROM console_sessions WHERE id_sha256 = $1")
+        .bind(secret_hash(cookie))
+        .execute(&market.db.pool)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The web console: server-rendered HTML over the same domain functions as the JSON API
+//! (`server/`), with the same role and ownership rules because it calls the same functions
+//! with the same [`Caller`]. It has no SQL of its own and needs no JavaScript: every page is
+//! one GET, every change one form POST carrying the session's CSRF value.
+//!
+//! One file per audience: `catalog_pages` (everyone, and the tenant's install flow),
+//! `tenant_pages`, `partner_pages`, `operator_pages`; `session` signs in and out, `chart`
+//! turns figures into SVG.
+
+mod catalog_pages;
+pub mod chart;
+mod operator_pages;
+mod partner_pages;
+mod session;
+mod tenant_pages;
+
+use askama::Template;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::server::{ApiError, AppState};
+use crate::sessions::Session;
+
+pub use session::{CSRF_COOKIE, SESSION_COOKIE};
+
+const STYLE: &str = include_str!("console/style.css");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/console/catalog") }))
+        .route("/console", get(|| async { Redirect::to("/console/catalog") }))
+        .route(
+            "/console/style.css",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=3600")], STYLE)
+            }),
+        )
+        .merge(session::routes())
+        .merge(catalog_pages::routes())
+        .merge(tenant_pages::routes())
+        .merge(partner_pages::routes())
+        .merge(operator_pages::routes())
+}
+
+/// What every page shows around its content: who is signed in, the links for that role,
+/// and the CSRF value its forms carry.
+#[derive(Debug, Clone, Default)]
+pub struct Chrome {
+    pub title: String,
+    /// `operator`, `publisher` or `tenant`; empty when signed out.
+    pub role: &'static str,
+    /// How the caller is named: the tenant, the publisher, or "operator".
+    pub who: String,
+    pub csrf: String,
+    /// The partner pages of a publisher (its own name).
+    pub publisher: String,
+}
+
+impl Chrome {
+    pub fn new(title: impl Into<String>, session: Option<&Session>) -> Self {
+        let mut chrome = Self { title: title.into(), ..Self::default() };
+        if let Some(session) = session {
+            chrome.role = session.caller.role();
+            chrome.csrf = session.csrf.clone();
+            chrome.who = match &session.caller {
+                Caller::Operator { .. } => "operator".to_string(),
+                Caller::Publisher(credential) => credential.publisher.to_string(),
+                Caller::Tenant { tenant, .. } => tenant.to_string(),
+            };
+            if let Caller::Publisher(credential) = &session.caller {
+                chrome.publisher = credential.publisher.to_string();
+            }
+        }
+        chrome
+    }
+}
+
+/// A page that could not be shown: the API's status and code for the same failure, as HTML.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl From<ApiError> for PageError {
+    fn from(error: ApiError) -> Self {
+        Self { status: error.status, code: error.code, message: error.message }
+    }
+}
+
+impl From<MarketError> for PageError {
+    fn from(error: MarketError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl From<nexus_registry::RegistryError> for PageError {
+    fn from(error: nexus_registry::RegistryError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(error: askama::Error) -> Self {
+        tracing::error!(%error, "console template failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the page could not be rendered")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    chrome: Chrome,
+    status: u16,
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        if self.status == StatusCode::UNAUTHORIZED {
+            // Signed out, expired, or the token behind the session was revoked.
+            let mut response = Redirect::to("/console/sign-in").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
+            return response;
+        }
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, message = %self.message, "console page failed");
+        }
+        let page = ErrorPage {
+            chrome: Chrome::new("Not possible", None),
+            status: self.status.as_u16(),
+            code: self.code,
+            message: &self.message,
+        };
+        let body = page.render().unwrap_or_else(|_| self.message.clone());
+        (self.status, Html(body)).into_response()
+    }
+}
+
+/// Renders a page template.
+pub fn render(page: &impl Template) -> Result<Response, PageError> {
+    Ok(Html(page.render()?).into_response())
+}
+
+/// An integer however many references deep templates hand it over.
+pub trait Minor {
+    fn minor(&self) -> i64;
+}
+
+impl Minor for i64 {
+    fn minor(&self) -> i64 {
+        *self
+    }
+}
+
+impl<T: Minor + ?Sized> Minor for &T {
+    fn minor(&self) -> i64 {
+        (**self).minor()
+    }
+}
+
+/// `12.50 EUR`: minor units in the currency's own decimals.
+pub fn money(minor: impl Minor, currency: impl AsRef<str>) -> String {
+    let (minor, currency) = (minor.minor(), currency.as_ref());
+    nexus_money::Currency::from_code(currency)
+        .map_or_else(|_| format!("{minor} {currency}"), |c| nexus_money::Money::new(minor, c).to_string())
+}
+
+/// `2026-12-02 14:05 UTC` for milliseconds since the epoch.
+pub fn when(ms: impl Minor) -> String {
+    let ms = ms.minor();
+    let days = ms.div_euclid(86_400_000);
+    let minutes = ms.rem_euclid(86_400_000) / 60_000;
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", minutes / 60, minutes % 60)
+}
+
+/// The calendar date of a day count since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A CSV download, named.
+pub fn csv(name: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A submitted form's fields in order (checkbox groups repeat a name).
+#[derive(Debug, Default)]
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// The field, trimmed; empty counts as absent.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).map(str::trim).filter(|value| !value.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_the_calendar_days_of_the_epoch_count() {
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+        assert_eq!(when(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(when(1_796_220_300_000), "2026-12-02 14:05 UTC");
+        assert_eq!(when(-86_400_000), "1969-12-31 00:00 UTC");
+    }
+
+    #[test]
+    fn amounts_use_the_currency_decimals() {
+        assert_eq!(money(1250, "EUR"), "12.50 EUR");
+        assert_eq!(money(-3, "JPY"), "-3 JPY");
+        assert_eq!(money(5, "XXQ"), "5 XXQ");
+    }
+}

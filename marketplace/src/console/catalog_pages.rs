@@ -1,0 +1,375 @@
+//! What everyone sees (the catalog and a listing) and the tenant's install flow: the
+//! consent screen with every capability and host and why, the plan, config and secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::session::Signed;
+use super::{Chrome, Fields, PageError, money, render};
+use crate::billing::plans::{self, Plan, PlanModel};
+use crate::catalog::{self, Listing, ListingDetail, SearchQuery, Sort};
+use crate::error::Page;
+use crate::installs::{self, Consent, GrantConsent, InstallRequest};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/catalog", get(search))
+        .route("/console/catalog/{publisher}/{name}", get(listing))
+        .route("/console/catalog/{publisher}/{name}/install", get(install_form).post(install))
+}
+
+/// `publisher/name` from a page's path, refused as the API refuses it.
+pub fn plugin_id(publisher: &str, name: &str) -> Result<nexus_registry::PluginId, PageError> {
+    Ok(format!("{publisher}/{name}")
+        .parse::<nexus_registry::PluginId>()
+        .map_err(nexus_registry::RegistryError::from)?)
+}
+
+/// A plan in words: `9.00 USD a month, 14-day trial`, `0.10 USD per event beyond 100`.
+pub fn plan_terms(plan: &Plan) -> String {
+    let currency = plan.currency.as_deref().unwrap_or("");
+    let mut terms = match plan.model {
+        PlanModel::Free => "free".to_string(),
+        PlanModel::OneTime => format!("{} once", money(plan.price_minor, currency)),
+        PlanModel::Subscription | PlanModel::Usage => {
+            let mut parts = Vec::new();
+            if plan.price_minor > 0 || plan.model == PlanModel::Subscription {
+                let every = plan.interval.map_or("month", |i| i.as_str());
+                parts.push(format!("{} a {every}", money(plan.price_minor, currency)));
+            }
+            if let Some(usage) = &plan.usage {
+                let mut usage_terms = format!("{} per {}", money(usage.unit_minor, currency), usage.meter);
+                if usage.included_units > 0 {
+                    usage_terms.push_str(&format!(" beyond {} included", usage.included_units));
+                }
+                if let Some(cap) = usage.cap_minor {
+                    usage_terms.push_str(&format!(", at most {} a period", money(cap, currency)));
+                }
+                parts.push(usage_terms);
+            }
+            parts.join(" plus ")
+        }
+    };
+    if plan.trial_days > 0 {
+        terms.push_str(&format!(", {}-day trial", plan.trial_days));
+    }
+    terms
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchForm {
+    q: Option<String>,
+    category: Option<String>,
+    pricing: Option<String>,
+    sort: Option<String>,
+    page: Option<u32>,
+}
+
+/// One option of a `<select>`.
+#[derive(Debug)]
+pub struct Choice {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+impl Choice {
+    pub fn of(options: &[(&'static str, &'static str)], current: &str) -> Vec<Self> {
+        options.iter().map(|(value, label)| Self { value, label, selected: *value == current }).collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "catalog.html")]
+struct CatalogPage {
+    chrome: Chrome,
+    q: String,
+    filtered: bool,
+    category_choices: Vec<Choice>,
+    pricing_choices: Vec<Choice>,
+    sort_choices: Vec<Choice>,
+    featured: Vec<Listing>,
+    results: Page<Listing>,
+    page: u32,
+    /// The query string without `page`, for the next and previous links.
+    query: String,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    signed: Option<Signed>,
+    Query(form): Query<SearchForm>,
+) -> Result<Response, PageError> {
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(String::from);
+    let sort = match text(&form.sort).as_deref() {
+        None => None,
+        Some("popular") => Some(Sort::Popular),
+        Some("newest") => Some(Sort::Newest),
+        Some("relevance") => Some(Sort::Relevance),
+        Some("name") => Some(Sort::Name),
+        Some(other) => {
+            return Err(PageError::bad_request(
+                "invalid_query",
+                format!("sort `{other}` is not popular, newest, relevance or name"),
+            ));
+        }
+    };
+    let page = form.page.unwrap_or(1).max(1);
+    let query = SearchQuery {
+        q: text(&form.q),
+        category: text(&form.category),
+        pricing: text(&form.pricing),
+        sort,
+        page: Some(page),
+        per_page: Some(24),
+        ..SearchQuery::default()
+    };
+    let filtered = query.q.is_some() || query.category.is_some() || query.pricing.is_some();
+    // Featured listings first: above the results on an unfiltered first page.
+    let featured = if filtered || page > 1 {
+        Vec::new()
+    } else {
+        catalog::search(
+            &state.market.db,
+            &SearchQuery { featured: Some(true), per_page: Some(12), ..SearchQuery::default() },
+        )
+        .await?
+        .items
+    };
+    let results = catalog::search(&state.market.db, &query).await?;
+    let mut pairs = Vec::new();
+    for (key, value) in
+        [("q", &query.q), ("category", &query.category), ("pricing", &query.pricing), ("sort", &text(&form.sort))]
+    {
+        if let Some(value) = value {
+            pairs.push(format!("{key}={}", urlencode(value)));
+        }
+    }
+    let page_view = CatalogPage {
+        chrome: Chrome::new("Catalog", signed.as_ref().map(|s| &s.0)),
+        q: query.q.clone().unwrap_or_default(),
+        filtered,
+        category_choices: std::iter::once(("", "any"))
+            .chain(nexus_registry::manifest::CATEGORIES.iter().map(|c| (*c, *c)))
+            .map(|(value, label)| Choice {
+                value,
+                label,
+                selected: query.category.as_deref().unwrap_or_default() == value,
+            })
+            .collect(),
+        pricing_choices: Choice::of(
+            &[("", "any"), ("free", "free"), ("flat", "flat"), ("per-unit", "per unit"), ("one-time", "one-time")],
+            query.pricing.as_deref().unwrap_or_default(),
+        ),
+        sort_choices: Choice::of(
+            &[
+                ("", "best match"),
+                ("popular", "popular"),
+                ("newest", "newest"),
+                ("relevance", "relevance"),
+                ("name", "name"),
+            ],
+            text(&form.sort).as_deref().unwrap_or_default(),
+        ),
+        featured,
+        results,
+        page,
+        query: pairs.join("&"),
+    };
+    render(&page_view)
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "listing.html")]
+struct ListingPage {
+    chrome: Chrome,
+    detail: ListingDetail,
+    plans: Vec<(Plan, String)>,
+    consent: Option<Consent>,
+    is_tenant: bool,
+}
+
+async fn listing(
+    State(state): State<AppState>,
+    signed: Option<Signed>,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let id = plugin_id(&publisher, &name)?;
+    let session = signed.as_ref().map(|s| &s.0);
+    let detail = catalog::detail(&state.market.db, &state.market.registry, &id, session.map(|s| &s.caller)).await?;
+    let plans = plans::offered(&state.market, &id).await?.into_iter().map(|p| {
+        let terms = plan_terms(&p);
+        (p, terms)
+    });
+    let consent = if catalog::is_installable(&state.market.db, &id).await? {
+        Some(installs::preview(&state.market, &id.to_string(), None).await?)
+    } else {
+        None
+    };
+    let page = ListingPage {
+        chrome: Chrome::new(detail.listing.id.clone(), session),
+        is_tenant: session.is_some_and(|s| s.caller.role() == "tenant"),
+        plans: plans.collect(),
+        consent,
+        detail,
+    };
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "install.html")]
+struct InstallPage {
+    chrome: Chrome,
+    consent: Consent,
+    plans: Vec<(Plan, String)>,
+    problem: Option<String>,
+    chosen_plan: String,
+    config: String,
+}
+
+async fn install_page(
+    state: &AppState,
+    signed: &Signed,
+    publisher: &str,
+    name: &str,
+    problem: Option<String>,
+    fields: &Fields,
+) -> Result<Response, PageError> {
+    let id = plugin_id(publisher, name)?;
+    // The install flow is the tenant's; others are told so before they fill anything in.
+    signed.0.caller.tenant(crate::accounts::TenantScope::Installs)?;
+    if !catalog::is_installable(&state.market.db, &id).await? {
+        return Err(crate::MarketError::NotFound(format!("plugin {id}")).into());
+    }
+    let consent = installs::preview(&state.market, &id.to_string(), None).await?;
+    let plans: Vec<(Plan, String)> = plans::offered(&state.market, &id)
+        .await?
+        .into_iter()
+        .map(|p| {
+            let terms = plan_terms(&p);
+            (p, terms)
+        })
+        .collect();
+    let chosen_plan =
+        fields.text("plan").map(String::from).or_else(|| plans.first().map(|(p, _)| p.key.clone())).unwrap_or_default();
+    let page = InstallPage {
+        chrome: Chrome::new(format!("Install {id}"), Some(&signed.0)),
+        consent,
+        plans,
+        problem,
+        chosen_plan,
+        config: fields.get("config").unwrap_or_default().to_string(),
+    };
+    let status =
+        if page.problem.is_some() { axum::http::StatusCode::UNPROCESSABLE_ENTITY } else { axum::http::StatusCode::OK };
+    Ok((status, render(&page)?).into_response())
+}
+
+async fn install_form(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    install_page(&state, &signed, &publisher, &name, None, &Fields::default()).await
+}
+
+/// `name = value` lines; blank lines and `#` comments are skipped.
+fn config_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut config = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("config line {} is not `name = value`", number + 1));
+        };
+        config.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(config)
+}
+
+async fn install(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((publisher, name)): Path<(String, String)>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let id = plugin_id(&publisher, &name)?;
+    let config = match config_lines(fields.get("config").unwrap_or_default()) {
+        Ok(config) => config,
+        Err(problem) => return install_page(&state, &signed, &publisher, &name, Some(problem), &fields).await,
+    };
+    let mut secrets = BTreeMap::new();
+    for index in 1..=3 {
+        if let Some(secret) = fields.text(&format!("secret_name_{index}")) {
+            secrets.insert(
+                secret.to_string(),
+                fields.get(&format!("secret_value_{index}")).unwrap_or_default().to_string(),
+            );
+        }
+    }
+    let consent = GrantConsent {
+        capabilities: fields.all("capability").filter_map(|c| c.parse().ok()).collect::<BTreeSet<_>>(),
+        hosts: fields.all("host").map(String::from).collect(),
+    };
+    let request = InstallRequest {
+        plugin: id.to_string(),
+        requirement: None,
+        consent: Some(consent),
+        plan: fields.text("plan").map(String::from),
+        config,
+        secrets,
+    };
+    match installs::create(&state.market, &signed.0.caller, request).await {
+        Ok(created) => {
+            state.market.warm_in_background(&created.plugin, &created.version);
+            Ok(Redirect::to(&format!("/console/installs/{}?installed=1", created.id)).into_response())
+        }
+        Err(
+            error @ (crate::MarketError::ConsentRequired { .. }
+            | crate::MarketError::Invalid { .. }
+            | crate::MarketError::Conflict { .. }),
+        ) => install_page(&state, &signed, &publisher, &name, Some(error.to_string()), &fields).await,
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_lines_are_name_equals_value() {
+        let config = config_lines("# comment\n channel = #ops \n\nlevel=warn").unwrap();
+        assert_eq!(config.get("channel").map(String::as_str), Some("#ops"));
+        assert_eq!(config.get("level").map(String::as_str), Some("warn"));
+        assert_eq!(config_lines("a = 1\nnonsense").unwrap_err(), "config line 2 is not `name = value`");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(urlencode("crm & sales/é"), "crm%20%26%20sales%2F%C3%A9");
+    }
+}

@@ -1,0 +1,230 @@
+//! The operator's pages: GMV, fees and take rate by period and currency; top plugins and
+//! partners; payout runs and their results (from the audit log) and running one; listings
+//! to feature, delist or relist; the revenue-share policies; the audit log; the ledger check.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::catalog_pages::Choice;
+use super::chart::{self, BarChart, PeriodFigures};
+use super::partner_pages::gmv_charts;
+use super::session::Signed;
+use super::{Chrome, Fields, PageError, render};
+use crate::audit::{self, AuditEntry, AuditQuery};
+use crate::billing::gmv::{self, EcosystemQuery, GmvQuery, GroupBy, Interval, Ranked};
+use crate::billing::ledger::{self, LedgerReport};
+use crate::billing::payouts;
+use crate::billing::share::{self, SharePolicy};
+use crate::catalog::{self, Listing, SearchQuery};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/operator", get(dashboard))
+        .route("/console/operator/audit", get(audit_log))
+        .route("/console/operator/ledger", get(ledger_check))
+        .route("/console/operator/payouts/run", post(run_payouts))
+        .route("/console/operator/listings/{publisher}/{name}/{action}", post(mark_listing))
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+#[derive(Template)]
+#[template(path = "operator.html")]
+struct Dashboard {
+    chrome: Chrome,
+    interval_choices: Vec<Choice>,
+    charts: Vec<(BarChart, String, Vec<PeriodFigures>)>,
+    fee_charts: Vec<BarChart>,
+    top_plugins: Vec<Ranked>,
+    top_partners: Vec<Ranked>,
+    runs: Vec<AuditEntry>,
+    listings: Vec<Listing>,
+    delisted: Vec<Listing>,
+    policies: Vec<SharePolicy>,
+    notice: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DashboardForm {
+    interval: Option<String>,
+    notice: Option<String>,
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(form): Query<DashboardForm>,
+) -> Result<Response, PageError> {
+    let caller = &signed.0.caller;
+    caller.require_operator()?;
+    let (interval, days) = match form.interval.as_deref().unwrap_or("month") {
+        "day" => (Interval::Day, 365),
+        "week" => (Interval::Week, 52 * 7),
+        "month" => (Interval::Month, 365),
+        other => {
+            return Err(PageError::bad_request(
+                "invalid_query",
+                format!("interval `{other}` is not day, week or month"),
+            ));
+        }
+    };
+    let now = state.market.billing.clock.now_ms();
+    let from = now - days * DAY_MS;
+    let query =
+        GmvQuery { interval: Some(interval), by: Some(GroupBy::Currency), from: Some(from), ..GmvQuery::default() };
+    let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
+    let fee_charts = figures
+        .iter()
+        .map(|(currency, periods)| {
+            let points: Vec<(String, i64)> = periods.iter().map(|p| (p.period.clone(), p.net_revenue_minor)).collect();
+            let code = currency.clone();
+            chart::bars(&format!("Platform fees in {currency}"), &points, move |v| super::money(v, &code))
+        })
+        .collect();
+    // Top plugins and partners over the whole window: one ecosystem period spanning it.
+    let ecosystem = gmv::ecosystem(
+        &state.market,
+        caller,
+        &EcosystemQuery { interval: Some(Interval::Month), from: Some(now - 31 * DAY_MS), to: None },
+    )
+    .await?;
+    let latest = ecosystem.into_iter().last();
+    let runs = audit::list(
+        &state.market.db,
+        &AuditQuery { action: Some("payouts.run".into()), per_page: Some(10), ..AuditQuery::default() },
+    )
+    .await?
+    .items;
+    let page = Dashboard {
+        chrome: Chrome::new("Operator", Some(&signed.0)),
+        interval_choices: Choice::of(
+            &[("day", "by day"), ("week", "by week"), ("month", "by month")],
+            interval_name(interval),
+        ),
+        charts: gmv_charts(figures, &format!("GMV by {}", interval_name(interval))),
+        fee_charts,
+        top_plugins: latest.as_ref().map(|p| p.top_plugins.clone()).unwrap_or_default(),
+        top_partners: latest.map(|p| p.top_partners).unwrap_or_default(),
+        runs,
+        listings: catalog::search(&state.market.db, &SearchQuery { per_page: Some(100), ..SearchQuery::default() })
+            .await?
+            .items,
+        delisted: catalog::delisted(&state.market.db, caller).await?,
+        policies: share::list(&state.market, caller, None).await?,
+        notice: form.notice,
+    };
+    render(&page)
+}
+
+fn interval_name(interval: Interval) -> &'static str {
+    match interval {
+        Interval::Day => "day",
+        Interval::Week => "week",
+        Interval::Month => "month",
+    }
+}
+
+async fn run_payouts(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    signed.check(&Fields(fields))?;
+    let report = payouts::run_for(&state.market, &signed.0.caller).await?;
+    let notice = format!(
+        "Payout run for {}: {} paid, {} failed, {} pending",
+        report.period, report.paid, report.failed, report.pending
+    );
+    Ok(Redirect::to(&format!("/console/operator?notice={}", super::catalog_pages::urlencode(&notice))).into_response())
+}
+
+async fn mark_listing(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((publisher, name, action)): Path<(String, String, String)>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let id = super::catalog_pages::plugin_id(&publisher, &name)?;
+    let reason = fields.text("reason");
+    let db = &state.market.db;
+    let caller = &signed.0.caller;
+    let needs_reason = |what: &str| PageError::bad_request("invalid_request", format!("say why you {what} {id}"));
+    match action.as_str() {
+        "feature" => catalog::feature(db, caller, &id, Some(reason.ok_or_else(|| needs_reason("feature"))?)).await?,
+        "unfeature" => catalog::feature(db, caller, &id, None).await?,
+        "delist" => catalog::delist(db, caller, &id, Some(reason.ok_or_else(|| needs_reason("delist"))?)).await?,
+        "relist" => catalog::delist(db, caller, &id, None).await?,
+        other => {
+            return Err(PageError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_route",
+                format!("`{other}` is not feature, unfeature, delist or relist"),
+            ));
+        }
+    };
+    let notice = format!("{id}: {action} done");
+    Ok(Redirect::to(&format!("/console/operator?notice={}", super::catalog_pages::urlencode(&notice))).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    entries: Vec<AuditEntry>,
+    action: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditForm {
+    action: Option<String>,
+    after: Option<i64>,
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(form): Query<AuditForm>,
+) -> Result<Response, PageError> {
+    signed.0.caller.require_operator()?;
+    let action = form.action.filter(|a| !a.trim().is_empty());
+    let page = audit::list(
+        &state.market.db,
+        &AuditQuery { action: action.clone(), after: form.after, per_page: Some(50), ..AuditQuery::default() },
+    )
+    .await?;
+    let next = match (&action, page.has_more.then_some(page.next_after).flatten()) {
+        (_, None) => None,
+        (Some(action), Some(after)) => {
+            Some(format!("action={}&after={after}", super::catalog_pages::urlencode(action)))
+        }
+        (None, Some(after)) => Some(format!("after={after}")),
+    };
+    render(&AuditPage {
+        chrome: Chrome::new("Audit log", Some(&signed.0)),
+        entries: page.items,
+        action: action.unwrap_or_default(),
+        next,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "ledger.html")]
+struct LedgerPage {
+    chrome: Chrome,
+    report: LedgerReport,
+}
+
+async fn ledger_check(State(state): State<AppState>, signed: Signed) -> Result<Response, PageError> {
+    signed.0.caller.require_operator()?;
+    let report = ledger::verify(&state.market).await?;
+    render(&LedgerPage { chrome: Chrome::new("Ledger check", Some(&signed.0)), report })
+}

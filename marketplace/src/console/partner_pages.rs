@@ -1,0 +1,145 @@
+//! A partner's pages (its own, or any for an operator): listings and delisting reasons,
+//! installs, usage and sales per plugin, GMV over time, statements and payouts with the
+//! lines they settle, and CSV downloads.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::chart::{self, BarChart, PeriodFigures};
+use super::session::Signed;
+use super::{Chrome, PageError, csv, money, render};
+use crate::billing::gmv::{self, GmvQuery, GroupBy, Interval};
+use crate::billing::payouts::{self, Payout, PayoutDetail};
+use crate::billing::statements::{self, Statement, StatementSummary};
+use crate::billing::views::{self, Sales};
+use crate::catalog::{self, Listing};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/partners/{publisher}", get(overview))
+        .route("/console/partners/{publisher}/statements/{period}", get(statement))
+        .route("/console/partners/{publisher}/payouts/{id}", get(payout))
+}
+
+/// One plugin's row: installs from the catalog, invocations over the last 30 days.
+#[derive(Debug)]
+struct PluginRow {
+    listing: Listing,
+    invocations: i64,
+}
+
+#[derive(Template)]
+#[template(path = "partner.html")]
+struct PartnerPage {
+    chrome: Chrome,
+    publisher: String,
+    plugins: Vec<PluginRow>,
+    sales: Sales,
+    charts: Vec<(BarChart, String, Vec<PeriodFigures>)>,
+    statements: Vec<StatementSummary>,
+    payouts: Vec<Payout>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// GMV charts by currency: one chart and its table for each.
+pub fn gmv_charts(
+    figures: std::collections::BTreeMap<String, Vec<PeriodFigures>>,
+    what: &str,
+) -> Vec<(BarChart, String, Vec<PeriodFigures>)> {
+    figures
+        .into_iter()
+        .map(|(currency, periods)| {
+            let points: Vec<(String, i64)> = periods.iter().map(|p| (p.period.clone(), p.gmv_minor)).collect();
+            let code = currency.clone();
+            let chart = chart::bars(&format!("{what} in {currency}"), &points, move |v| money(v, &code));
+            (chart, currency, periods)
+        })
+        .collect()
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(publisher): Path<String>,
+) -> Result<Response, PageError> {
+    let caller = &signed.0.caller;
+    // The same rule as every partner route: the partner itself or an operator.
+    caller.may_act_for_publisher(&publisher)?;
+    let sales = views::sales(&state.market, caller, &publisher, None).await?;
+    let since = state.market.billing.clock.now_ms() - 30 * DAY_MS;
+    let mut plugins = Vec::new();
+    for listing in catalog::of_publisher(&state.market.db, &publisher).await? {
+        let health = crate::records::version_health(&state.market, &listing.id, since).await?;
+        plugins.push(PluginRow { invocations: health.iter().map(|v| v.invocations).sum(), listing });
+    }
+    let query = GmvQuery {
+        interval: Some(Interval::Month),
+        by: Some(GroupBy::Currency),
+        from: Some(state.market.billing.clock.now_ms() - 365 * DAY_MS),
+        publisher: Some(publisher.clone()),
+        ..GmvQuery::default()
+    };
+    let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
+    let page = PartnerPage {
+        chrome: Chrome::new(format!("{publisher}: earnings and payouts"), Some(&signed.0)),
+        charts: gmv_charts(figures, "GMV by month"),
+        statements: statements::list(&state.market, caller, &publisher).await?,
+        payouts: payouts::list(&state.market, caller, &publisher).await?,
+        publisher,
+        plugins,
+        sales,
+    };
+    render(&page)
+}
+
+#[derive(Template)]
+#[template(path = "statement.html")]
+struct StatementPage {
+    chrome: Chrome,
+    publisher: String,
+    period: String,
+    statements: Vec<Statement>,
+}
+
+async fn statement(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((publisher, period)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let (period, as_csv) = match period.strip_suffix(".csv") {
+        Some(period) => (period.to_string(), true),
+        None => (period, false),
+    };
+    let found = statements::statements(&state.market, &signed.0.caller, &publisher, &period, None).await?;
+    if as_csv {
+        return Ok(csv(&format!("statement-{publisher}-{period}"), statements::csv(&found)));
+    }
+    render(&StatementPage {
+        chrome: Chrome::new(format!("Statement {period}: {publisher}"), Some(&signed.0)),
+        publisher,
+        period,
+        statements: found,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "payout.html")]
+struct PayoutPage {
+    chrome: Chrome,
+    publisher: String,
+    detail: PayoutDetail,
+}
+
+async fn payout(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((publisher, id)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let detail = payouts::detail(&state.market, &signed.0.caller, &publisher, &id).await?;
+    render(&PayoutPage { chrome: Chrome::new(format!("Payout {id}"), Some(&signed.0)), publisher, detail })
+}

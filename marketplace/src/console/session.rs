@@ -1,0 +1,178 @@
+//! Signing in and out, and who is looking at a page.
+//!
+//! The session cookie is `HttpOnly`, `SameSite=Lax`, scoped to `/console`, and `Secure`
+//! when the server's public URL is https. Every form carries the session's CSRF value; the
+//! sign-in form, which has no session yet, carries the value of a `nexus_csrf` cookie set
+//! when the form was shown (double submit), so another site cannot sign a browser in.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use nexus_registry::RegistryError;
+
+use super::{Chrome, Fields, PageError, render};
+use crate::server::AppState;
+use crate::sessions::{self, Session};
+
+pub const SESSION_COOKIE: &str = "nexus_session";
+pub const CSRF_COOKIE: &str = "nexus_csrf";
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/console/sign-in", get(sign_in_form).post(sign_in)).route("/console/sign-out", post(sign_out))
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("nexus_session=; Path=/console; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// The signed-in session of a request that needs one: without it, the page is the sign-in
+/// form (the 401 of the API).
+pub struct Signed(pub Session);
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let cookie = cookie(&parts.headers, SESSION_COOKIE).ok_or(RegistryError::Unauthenticated)?;
+        Ok(Self(sessions::resolve(&state.market, cookie).await?))
+    }
+}
+
+/// Public pages show more to a signed-in caller; a stale cookie counts as signed out.
+impl OptionalFromRequestParts<AppState> for Signed {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else { return Ok(None) };
+        match sessions::resolve(&state.market, cookie).await {
+            Ok(session) => Ok(Some(Self(session))),
+            Err(crate::MarketError::Registry(_)) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+impl Signed {
+    /// Refuses a form whose CSRF field is not this session's.
+    pub fn check(&self, fields: &Fields) -> Result<(), PageError> {
+        if fields.get("csrf").is_some_and(|sent| constant_time_eq(sent, &self.0.csrf)) {
+            Ok(())
+        } else {
+            Err(PageError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "csrf_mismatch",
+                "this form is stale or came from another site; reload the page and submit it again",
+            ))
+        }
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    chrome: Chrome,
+    csrf: String,
+    problem: Option<String>,
+}
+
+async fn sign_in_form(State(state): State<AppState>) -> Result<Response, PageError> {
+    sign_in_page(&state, None, axum::http::StatusCode::OK)
+}
+
+fn sign_in_page(
+    state: &AppState,
+    problem: Option<String>,
+    status: axum::http::StatusCode,
+) -> Result<Response, PageError> {
+    let csrf = nexus_registry::publishers::random_hex(16)?;
+    let page = SignInPage { chrome: Chrome::new("Sign in", None), csrf: csrf.clone(), problem };
+    let mut response = (status, render(&page)?).into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &csrf, 3600));
+    Ok(response)
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    let expected = cookie(&headers, CSRF_COOKIE);
+    if !fields.get("csrf").zip(expected).is_some_and(|(sent, expected)| constant_time_eq(sent, expected)) {
+        return sign_in_page(
+            &state,
+            Some("The form expired or came from another site: sign in again.".into()),
+            axum::http::StatusCode::FORBIDDEN,
+        );
+    }
+    let Some(token) = fields.text("token") else {
+        return sign_in_page(&state, Some("Paste an API token.".into()), axum::http::StatusCode::BAD_REQUEST);
+    };
+    let opened = match sessions::open(&state.market, token).await {
+        Ok(opened) => opened,
+        Err(crate::MarketError::Registry(error)) => {
+            let message = match error {
+                RegistryError::TokenRevoked => "That token was revoked.",
+                RegistryError::TokenExpired => "That token has expired.",
+                _ => "That token is not known here.",
+            };
+            return sign_in_page(&state, Some(message.into()), axum::http::StatusCode::UNAUTHORIZED);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let home = match &opened.session.caller {
+        crate::accounts::Caller::Operator { .. } => "/console/operator".to_string(),
+        crate::accounts::Caller::Publisher(credential) => format!("/console/partners/{}", credential.publisher),
+        crate::accounts::Caller::Tenant { .. } => "/console/installs".to_string(),
+    };
+    let lifetime = sessions::SESSION_LIFETIME_MS / 1000;
+    let mut response = Redirect::to(&home).into_response();
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &opened.cookie, lifetime));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0));
+    Ok(response)
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    signed.check(&Fields(fields))?;
+    if let Some(cookie) = cookie(&headers, SESSION_COOKIE) {
+        sessions::close(&state.market, cookie).await?;
+    }
+    let mut response = Redirect::to("/console/sign-in").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, clear_cookie());
+    Ok(response)
+}

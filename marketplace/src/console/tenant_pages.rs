@@ -1,0 +1,227 @@
+//! A tenant's pages: installs (status, version, update available, paused and why), one
+//! install with its invocations, consenting to a waiting upgrade, resuming, and bills per
+//! period with their lines and CSV.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::session::Signed;
+use super::{Chrome, Fields, PageError, csv, render};
+use crate::billing::views::{self, Bill};
+use crate::error::{Page, PageQuery};
+use crate::installs::{self, GrantConsent, Install};
+use crate::records::{self, InvocationQuery, InvocationRecord};
+use crate::server::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/installs", get(list))
+        .route("/console/installs/{id}", get(show))
+        .route("/console/installs/{id}/upgrade", post(upgrade))
+        .route("/console/installs/{id}/resume", post(resume))
+        .route("/console/bills", get(bill))
+        .route("/console/bills/{file}", get(bill_csv))
+}
+
+#[derive(Template)]
+#[template(path = "installs.html")]
+struct InstallsPage {
+    chrome: Chrome,
+    installs: Page<Install>,
+}
+
+/// Operators name the tenant (`?tenant=`), as in the API; tenants see their own.
+#[derive(Debug, Deserialize)]
+struct PageForm {
+    page: Option<u32>,
+    tenant: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(form): Query<PageForm>,
+) -> Result<Response, PageError> {
+    let query = PageQuery { page: form.page, per_page: Some(50) };
+    let tenant = form.tenant.as_deref().map(str::parse::<crate::accounts::TenantId>).transpose()?;
+    let installs = installs::list(&state.market, &signed.0.caller, tenant.as_ref(), false, &query).await?;
+    render(&InstallsPage { chrome: Chrome::new("Installs", Some(&signed.0)), installs })
+}
+
+#[derive(Template)]
+#[template(path = "install_detail.html")]
+struct InstallDetailPage {
+    chrome: Chrome,
+    install: Install,
+    invocations: Vec<InvocationRecord>,
+    more: Option<String>,
+    installed: bool,
+    /// What the waiting upgrade's version asks for, ticked where already granted.
+    upgrade: Vec<Asked>,
+}
+
+/// A capability (or host) a version asks for, and whether the install already has it.
+#[derive(Debug)]
+struct Asked {
+    name: String,
+    reason: String,
+    granted: bool,
+    hosts: Vec<Asked>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DetailForm {
+    after: Option<String>,
+    installed: Option<u8>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(form): Query<DetailForm>,
+) -> Result<Response, PageError> {
+    let install = installs::get(&state.market, &signed.0.caller, &id).await?;
+    let query = InvocationQuery { after: form.after, per_page: Some(25), ..InvocationQuery::default() };
+    let page = records::list(&state.market, &signed.0.caller, &id, &query).await?;
+    let mut upgrade = Vec::new();
+    if let Some(pending) = &install.pending_upgrade {
+        let asked = installs::preview(&state.market, &install.plugin, Some(&format!("={}", pending.version))).await?;
+        let granted_hosts: Vec<String> = install.grants.allowed_hosts.iter().map(ToString::to_string).collect();
+        for requested in asked.capabilities {
+            let hosts = requested
+                .hosts
+                .into_iter()
+                .map(|h| Asked {
+                    granted: granted_hosts.contains(&h.host),
+                    name: h.host,
+                    reason: h.reason,
+                    hosts: Vec::new(),
+                })
+                .collect();
+            upgrade.push(Asked {
+                name: requested.capability.to_string(),
+                reason: requested.reason,
+                granted: install.grants.capabilities.contains(&requested.capability),
+                hosts,
+            });
+        }
+    }
+    render(&InstallDetailPage {
+        upgrade,
+        chrome: Chrome::new(format!("Install {}", install.plugin), Some(&signed.0)),
+        more: page.next_after.filter(|_| page.has_more),
+        invocations: page.items,
+        install,
+        installed: form.installed.is_some(),
+    })
+}
+
+/// Consents to the waiting upgrade with what the form ticked (only what is new is asked).
+async fn upgrade(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let consent = GrantConsent {
+        capabilities: fields.all("capability").filter_map(|c| c.parse().ok()).collect(),
+        hosts: fields.all("host").map(String::from).collect(),
+    };
+    let install = installs::approve_upgrade(&state.market, &signed.0.caller, &id, &consent).await?;
+    state.market.warm_in_background(&install.plugin, &install.version);
+    Ok(Redirect::to(&format!("/console/installs/{id}")).into_response())
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    signed.check(&Fields(fields))?;
+    installs::resume(&state.market, &signed.0.caller, &id).await?;
+    Ok(Redirect::to(&format!("/console/installs/{id}")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "bill.html")]
+struct BillPage {
+    chrome: Chrome,
+    bill: Bill,
+    previous: String,
+    next: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BillForm {
+    period: Option<String>,
+    tenant: Option<String>,
+}
+
+/// The month before and after `YYYY-MM`.
+fn neighbours(period: &str) -> Option<(String, String)> {
+    let (year, month) = period.split_once('-')?;
+    let (year, month): (i32, i32) = (year.parse().ok()?, month.parse().ok()?);
+    let index = year * 12 + month - 1;
+    let label = |i: i32| format!("{:04}-{:02}", i.div_euclid(12), i.rem_euclid(12) + 1);
+    Some((label(index - 1), label(index + 1)))
+}
+
+async fn bill(
+    State(state): State<AppState>,
+    signed: Signed,
+    Query(form): Query<BillForm>,
+) -> Result<Response, PageError> {
+    let period = match form.period.filter(|p| !p.trim().is_empty()) {
+        Some(period) => period,
+        None => current_month(&state),
+    };
+    let bill = views::bill(&state.market, &signed.0.caller, form.tenant.as_deref(), &period).await?;
+    let (previous, next) = neighbours(&bill.period).unwrap_or_default();
+    render(&BillPage {
+        chrome: Chrome::new(format!("Bill for {}", bill.period), Some(&signed.0)),
+        bill,
+        previous,
+        next,
+    })
+}
+
+/// The billing clock's month, `YYYY-MM`.
+pub fn current_month(state: &AppState) -> String {
+    let now = state.market.billing.clock.now_ms();
+    super::when(now)[..7].to_string()
+}
+
+async fn bill_csv(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(file): Path<String>,
+) -> Result<Response, PageError> {
+    let Some(period) = file.strip_suffix(".csv") else {
+        return Err(PageError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_route",
+            "bills are downloaded as `<period>.csv`",
+        ));
+    };
+    let bill = views::bill(&state.market, &signed.0.caller, None, period).await?;
+    Ok(csv(&format!("bill-{}-{}", bill.tenant, bill.period), views::bill_csv(&bill)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn neighbouring_months_cross_years() {
+        assert_eq!(super::neighbours("2026-01"), Some(("2025-12".into(), "2026-02".into())));
+        assert_eq!(super::neighbours("2026-12"), Some(("2026-11".into(), "2027-01".into())));
+        assert_eq!(super::neighbours("nonsense"), None);
+    }
+}

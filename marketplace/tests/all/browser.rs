@@ -1,0 +1,318 @@
+//! The console in a real headless Chromium, driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`): sign in as each role, search the catalog, complete the install
+//! consent flow, download a statement CSV, sign out; a screenshot of every page goes to
+//! `<target>/tmp/console-screenshots/`. Skips with a message where the browser is not
+//! installed, unless `NEXUS_REQUIRE_BROWSER=1` (set by `.ci/run`, which installs it).
+//!
+//! The WebDriver client is the handful of W3C endpoints used here, over `reqwest`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use nexus_marketplace::server::{AppState, serve_on};
+use serde_json::{Value, json};
+
+use super::common::runtime;
+use super::console::World;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    http: reqwest::Client,
+    session: String,
+    base: String,
+    child: std::process::Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http.get(format!("{base}/status")).send().await;
+            if let Ok(response) = ready
+                && response.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start on {base}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--window-size=1280,1600".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        } } });
+        let created: Value =
+            http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session =
+            created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_string();
+        let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Self { http, session, base, child, shots, _profile: profile }
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"]["error"].is_null(), "WebDriver {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .command(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css })))
+            .await;
+        found[ELEMENT].as_str().unwrap().to_string()
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<String> {
+        let found = self
+            .command(reqwest::Method::POST, "/elements", Some(json!({ "using": "css selector", "value": css })))
+            .await;
+        found.as_array().unwrap().iter().map(|e| e[ELEMENT].as_str().unwrap().to_string()).collect()
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    async fn source(&self) -> String {
+        self.command(reqwest::Method::GET, "/source", None).await.as_str().unwrap().to_string()
+    }
+
+    /// The page once it shows `text`: a click's navigation may still be under way when the
+    /// click returns, more so on a loaded machine.
+    async fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) {
+                return source;
+            }
+            assert!(Instant::now() < deadline, "{text:?} never appeared at {}:\n{source}", self.url().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn url(&self) -> String {
+        self.command(reqwest::Method::GET, "/url", None).await.as_str().unwrap().to_string()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let shot = self.command(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(shot.as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// What a `fetch` of `path` from the page returns: the browser's own session does it.
+    async fn fetch_text(&self, path: &str) -> String {
+        let script = "const done = arguments[arguments.length - 1]; \
+                      fetch(arguments[0], { credentials: 'same-origin' }).then(r => r.text()).then(done, e => done('failed: ' + e));";
+        self.command(reqwest::Method::POST, "/execute/async", Some(json!({ "script": script, "args": [path] })))
+            .await
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn sign_in(&self, site: &str, token: &str) {
+        self.open(&format!("{site}/console/sign-in")).await;
+        self.screenshot("sign-in").await;
+        self.type_into("#token", token).await;
+        self.click("form.stack button[type=submit]").await;
+    }
+
+    async fn sign_out(&self) {
+        self.click("header form.inline button").await;
+        self.wait_for("Sign in with an API token").await;
+        assert!(self.url().await.ends_with("/console/sign-in"), "signed out to the sign-in page");
+    }
+
+    async fn end(&self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.http.delete(url).send().await;
+    }
+}
+
+fn browser_installed() -> bool {
+    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+}
+
+#[test]
+fn each_role_uses_the_console_in_a_real_browser() {
+    if !browser_installed() {
+        assert!(
+            std::env::var("NEXUS_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "NEXUS_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver"
+        );
+        eprintln!(
+            "SKIPPED each_role_uses_the_console_in_a_real_browser: {CHROMIUM} and {CHROMEDRIVER} are not installed \
+             (apt-get update && apt-get install -y chromium chromium-driver); .ci/run installs them"
+        );
+        return;
+    }
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let site = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState { market: env.market.clone(), public_url: site.clone() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(listener, state, async {
+            let _ = stopped.await;
+        }));
+        let driver = Driver::start().await;
+
+        // A tenant: search, read the listing, consent, install.
+        driver.sign_in(&site, &world.initech).await;
+        driver.wait_for("Nothing installed yet").await;
+        assert!(driver.url().await.ends_with("/console/installs"), "{}", driver.url().await);
+        driver.screenshot("tenant-installs-empty").await;
+        driver.open(&format!("{site}/console/catalog")).await;
+        driver.type_into("input[name=q]", "chat").await;
+        driver.click("form.search button").await;
+        let results = driver.wait_for("Results").await;
+        assert!(results.contains("nexus-labs/chat-notifier") && !results.contains("nexus-labs/tax-calculator"));
+        driver.screenshot("catalog-search").await;
+        driver.click("a[href='/console/catalog/nexus-labs/chat-notifier']").await;
+        driver.wait_for("What it asks for").await;
+        driver.screenshot("listing").await;
+        driver.click("a[href='/console/catalog/nexus-labs/chat-notifier/install']").await;
+        driver.wait_for("Consent and install").await;
+        driver.screenshot("install-consent").await;
+        for checkbox in driver.find_all("input[type=checkbox]").await {
+            driver.command(reqwest::Method::POST, &format!("/element/{checkbox}/click"), Some(json!({}))).await;
+        }
+        driver.type_into("#config", "channel = #ops").await;
+        driver.type_into("#secret_name_1", "webhook_token").await;
+        driver.type_into("#secret_value_1", "sk-browser-SECRET-7").await;
+        driver.click("form.stack > button[type=submit]").await;
+        let installed = driver.wait_for("Installed.").await;
+        assert!(driver.url().await.contains("?installed=1"), "{installed}");
+        assert!(installed.contains("webhook_token"));
+        assert!(!installed.contains("sk-browser-SECRET-7"));
+        driver.screenshot("install-done").await;
+        driver.open(&format!("{site}/console/installs")).await;
+        assert!(driver.source().await.contains("nexus-labs/chat-notifier"));
+        driver.screenshot("tenant-installs").await;
+        driver.open(&format!("{site}/console/bills?period=2026-11")).await;
+        driver.screenshot("tenant-bill").await;
+        driver.sign_out().await;
+
+        // The partner: earnings, a statement, its CSV, a payout.
+        driver.sign_in(&site, &env.publisher).await;
+        driver.wait_for("Balance owed to you").await;
+        assert!(driver.url().await.ends_with("/console/partners/nexus-labs"), "{}", driver.url().await);
+        let earnings = driver.source().await;
+        assert!(earnings.contains("<svg") && earnings.contains("51.00 EUR"), "{earnings}");
+        driver.screenshot("partner-earnings").await;
+        driver.click("a[href='/console/partners/nexus-labs/statements/2026-11']").await;
+        driver.wait_for("Closing balance").await;
+        driver.screenshot("partner-statement").await;
+        let csv = driver.fetch_text("/console/partners/nexus-labs/statements/2026-11.csv").await;
+        let (_, _, api) = env
+            .raw(
+                axum::http::Request::get("/v1/publishers/nexus-labs/statements/2026-11.csv")
+                    .header("authorization", format!("Bearer {}", env.publisher))
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(csv, String::from_utf8(api).unwrap());
+        std::fs::write(driver.shots.join("statement-2026-11.csv"), &csv).unwrap();
+        driver.open(&format!("{site}/console/partners/nexus-labs/payouts/{}", world.payout)).await;
+        assert!(driver.source().await.contains("Lines it settles"));
+        driver.screenshot("partner-payout").await;
+        // Another partner's pages are refused in the browser too.
+        driver.open(&format!("{site}/console/operator")).await;
+        assert!(driver.source().await.contains("forbidden"));
+        driver.open(&format!("{site}/console/catalog")).await;
+        driver.sign_out().await;
+
+        // The operator: figures, a listing featured through its form, the audit log, the ledger.
+        driver.sign_in(&site, &env.operator).await;
+        driver.wait_for("Run payouts now").await;
+        assert!(driver.url().await.ends_with("/console/operator"));
+        driver.screenshot("operator-dashboard").await;
+        driver
+            .type_into(
+                "form[action='/console/operator/listings/nexus-labs/echo/feature'] input[name=reason]",
+                "Staff pick",
+            )
+            .await;
+        driver.click("form[action='/console/operator/listings/nexus-labs/echo/feature'] button").await;
+        driver.wait_for("nexus-labs/echo: feature done").await;
+        driver.open(&format!("{site}/console/catalog")).await;
+        let catalog = driver.source().await;
+        let featured = catalog.find("Featured listings").unwrap();
+        assert!(
+            catalog[featured..]
+                .find("nexus-labs/echo")
+                .is_some_and(|at| at < catalog[featured..].find("All listings").unwrap())
+        );
+        driver.screenshot("catalog-featured").await;
+        driver.open(&format!("{site}/console/operator/audit")).await;
+        assert!(driver.source().await.contains("catalog.feature") || driver.source().await.contains("feature"));
+        driver.screenshot("operator-audit").await;
+        driver.open(&format!("{site}/console/operator/ledger")).await;
+        assert!(driver.source().await.contains("The ledger balances"));
+        driver.screenshot("operator-ledger").await;
+        driver.sign_out().await;
+
+        driver.end().await;
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        for name in ["catalog-search", "install-consent", "partner-earnings", "operator-dashboard"] {
+            assert!(driver.shots.join(format!("{name}.png")).exists());
+        }
+    });
+}

@@ -1,0 +1,539 @@
+//! The web console in process: signing in and out (cookie flags, CSRF, revoked tokens),
+//! every page as every role (allowed pages show the right figures, denied ones refuse with
+//! the API's status and code and show nothing of what they guard), the install consent
+//! flow through forms, CSV downloads equal to the API's, and charts that agree with
+//! `/v1/metrics/gmv`. On SQLite; the browser test (`browser.rs`) drives the same pages in
+//! Chromium.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use nexus_marketplace::billing::{BillingConfig, DAY_MS, ManualClock, SandboxProvider};
+use serde_json::{Value, json};
+
+use super::common::{Env, Options, runtime};
+
+/// 2026-11-03T00:00:00Z: the billing clock of the world below.
+pub const NOV_3: i64 = 1_793_491_200_000 + 2 * DAY_MS;
+
+/// A marketplace with money in it: a 15% policy for nexus-labs, a one-time 60.00 EUR plan
+/// on echo bought by globex, a payout to nexus-labs, and initech with nothing.
+pub struct World {
+    pub env: Env,
+    pub globex: String,
+    pub initech: String,
+    pub acme: String,
+    pub install: String,
+    pub payout: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let clock = Arc::new(ManualClock::at(NOV_3));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let env = Env::with(false, Options { billing: Some(billing), ..Options::default() }).await;
+        let (status, body) = env
+            .post(
+                "/v1/revenue-share/policies",
+                &env.operator,
+                json!({ "publisher": "nexus-labs", "tiers": [{ "rate_bp": 1500 }] }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 6000 });
+        let (status, body) = env.post("/v1/plugins/nexus-labs/echo/plans", &env.publisher, plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let globex = env.tenant("globex").await;
+        let initech = env.tenant("initech").await;
+        let install = env.install(&globex, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
+        let install = install["id"].as_str().unwrap().to_string();
+        let event = json!({ "id": "evt_console_1", "type": "echo.request", "payload": { "text": "hi" } });
+        let (status, body) = env.post(&format!("/v1/installs/{install}/invoke"), &globex, event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = env.post("/v1/billing/runs", &env.operator, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, run) = env.post("/v1/payouts/runs", &env.operator, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        let (_, payouts) = env.get("/v1/publishers/nexus-labs/payouts", &env.operator).await;
+        let payout = payouts[0]["id"].as_str().unwrap_or_else(|| panic!("a payout: {run} {payouts}")).to_string();
+        // An hour on: what happened at NOV_3 is inside every window ending now.
+        clock.advance(3_600_000);
+        let (status, acme) =
+            env.post("/v1/publishers", &env.operator, json!({ "id": "acme", "display_name": "Acme" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{acme}");
+        let acme = acme["secret"].as_str().unwrap().to_string();
+        Self { env, globex, initech, acme, install, payout }
+    }
+}
+
+/// A browser of one: its cookie jar holds the session after [`Browser::sign_in`].
+pub struct Browser<'a> {
+    env: &'a Env,
+    cookies: Vec<(String, String)>,
+}
+
+/// An answer: status, `Location`, `Set-Cookie` lines, body text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(env: &'a Env) -> Self {
+        Self { env, cookies: Vec::new() }
+    }
+
+    async fn send(&mut self, request: axum::http::request::Builder, body: Body) -> Answer {
+        let mut request = request;
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header(header::COOKIE, jar.join("; "));
+        }
+        let (status, headers, bytes) = self.env.raw(request.body(body).unwrap()).await;
+        let set_cookies: Vec<String> =
+            headers.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        for line in &set_cookies {
+            let (pair, _) = line.split_once(';').unwrap_or((line, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !line.contains("Max-Age=0") {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+        Answer {
+            status,
+            location: headers.get(header::LOCATION).map(|v| v.to_str().unwrap().to_string()),
+            set_cookies,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&mut self, uri: &str) -> Answer {
+        self.send(Request::get(uri), Body::empty()).await
+    }
+
+    pub async fn post(&mut self, uri: &str, fields: &[(&str, &str)]) -> Answer {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+        let request = Request::post(uri).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        self.send(request, Body::from(body.join("&"))).await
+    }
+
+    /// The CSRF value the page's forms carry.
+    pub fn csrf_of(page: &Answer) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = page.body.find(marker).unwrap_or_else(|| panic!("no form in {}", page.body)) + marker.len();
+        page.body[start..].split('"').next().unwrap().to_string()
+    }
+
+    pub async fn sign_in(&mut self, token: &str) -> Answer {
+        let form = self.get("/console/sign-in").await;
+        assert_eq!(form.status, StatusCode::OK);
+        let csrf = Self::csrf_of(&form);
+        self.post("/console/sign-in", &[("csrf", &csrf), ("token", token)]).await
+    }
+}
+
+/// Text as the templates write it into HTML.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&#38;").replace('\'', "&#39;").replace('"', "&#34;").replace('<', "&#60;").replace('>', "&#62;")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Anonymous,
+    Operator,
+    Publisher,
+    OtherPublisher,
+    Tenant,
+    OtherTenant,
+}
+
+const ROLES: [Role; 6] =
+    [Role::Anonymous, Role::Operator, Role::Publisher, Role::OtherPublisher, Role::Tenant, Role::OtherTenant];
+
+/// What a page must answer to a role: the page with these texts in it, the sign-in
+/// redirect, or a refusal with the API's status and code.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Shows(&'static [&'static str]),
+    SignIn,
+    Refuses(u16, &'static str),
+}
+
+use Expect::{Refuses, Shows, SignIn};
+
+const FORBIDDEN: Expect = Refuses(403, "forbidden");
+const NOT_OWNED: Expect = Refuses(403, "namespace_not_owned");
+
+#[test]
+fn every_page_answers_every_role_as_the_api_would() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let install = format!("/console/installs/{}", world.install);
+        let payout = format!("/console/partners/nexus-labs/payouts/{}", world.payout);
+        // (page, [anonymous, operator, publisher nexus-labs, publisher acme, globex, initech])
+        let table: Vec<(String, [Expect; 6])> = vec![
+            ("/console/catalog".into(), [Shows(&["nexus-labs/echo", "All listings"]); 6]),
+            ("/console/catalog?q=echo&sort=name".into(), [Shows(&["nexus-labs/echo", "Results"]); 6]),
+            ("/console/catalog/nexus-labs/echo".into(), [Shows(&["Lifetime", "60.00 EUR once"]); 6]),
+            (
+                "/console/catalog/nexus-labs/echo/install".into(),
+                [
+                    SignIn,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["Consent and install"]),
+                    Shows(&["Consent and install"]),
+                ],
+            ),
+            (
+                "/console/installs".into(),
+                [
+                    SignIn,
+                    Refuses(400, "invalid_query"),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["nexus-labs/echo"]),
+                    Shows(&["Nothing installed yet"]),
+                ],
+            ),
+            (
+                "/console/installs?tenant=globex".into(),
+                [
+                    SignIn,
+                    Shows(&["nexus-labs/echo"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["nexus-labs/echo"]),
+                    Refuses(404, "not_found"),
+                ],
+            ),
+            (
+                install.clone(),
+                [
+                    SignIn,
+                    Shows(&["evt_console_1"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["evt_console_1", "echo.request"]),
+                    Refuses(404, "not_found"),
+                ],
+            ),
+            (
+                "/console/bills?period=2026-11".into(),
+                [
+                    SignIn,
+                    Refuses(400, "invalid_query"),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["60.00 EUR", "Lifetime"]),
+                    Shows(&["Nothing was charged"]),
+                ],
+            ),
+            (
+                "/console/partners/nexus-labs".into(),
+                [
+                    SignIn,
+                    Shows(&["51.00 EUR", "GMV by month in EUR"]),
+                    Shows(&["51.00 EUR", "60.00 EUR"]),
+                    NOT_OWNED,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                "/console/partners/nexus-labs/statements/2026-11".into(),
+                [
+                    SignIn,
+                    Shows(&["Closing balance", "60.00 EUR"]),
+                    Shows(&["Closing balance", "60.00 EUR", "-51.00 EUR"]),
+                    NOT_OWNED,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                payout.clone(),
+                [
+                    SignIn,
+                    Shows(&["51.00 EUR", "Lines it settles"]),
+                    Shows(&["51.00 EUR"]),
+                    NOT_OWNED,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                "/console/operator".into(),
+                [
+                    SignIn,
+                    Shows(&["GMV by month in EUR", "nexus-labs/echo", "Run payouts now"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                "/console/operator?interval=day".into(),
+                [SignIn, Shows(&["GMV by day in EUR"]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+            ),
+            (
+                "/console/operator/audit".into(),
+                [SignIn, Shows(&["payouts.run"]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+            ),
+            (
+                "/console/operator/ledger".into(),
+                [SignIn, Shows(&["The ledger balances"]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+            ),
+        ];
+        let tokens = [
+            None,
+            Some(env.operator.as_str()),
+            Some(env.publisher.as_str()),
+            Some(world.acme.as_str()),
+            Some(world.globex.as_str()),
+            Some(world.initech.as_str()),
+        ];
+        let mut failures = Vec::new();
+        for (index, role) in ROLES.iter().enumerate() {
+            let mut browser = Browser::new(env);
+            if let Some(token) = tokens[index] {
+                let signed = browser.sign_in(token).await;
+                assert_eq!(signed.status, StatusCode::SEE_OTHER, "{role:?} signs in: {}", signed.body);
+            }
+            for (page, expected) in &table {
+                let answer = browser.get(page).await;
+                let ok = match expected[index] {
+                    Shows(texts) => {
+                        answer.status == StatusCode::OK
+                            && answer.content_type.starts_with("text/html")
+                            && texts.iter().all(|t| answer.body.contains(t))
+                    }
+                    SignIn => {
+                        answer.status == StatusCode::SEE_OTHER && answer.location.as_deref() == Some("/console/sign-in")
+                    }
+                    Refuses(status, code) => {
+                        answer.status.as_u16() == status
+                            && answer.body.contains(code)
+                            // Nothing the page guards leaks into the refusal.
+                            && !answer.body.contains("evt_console_1")
+                            && !answer.body.contains("51.00 EUR")
+                    }
+                };
+                if !ok {
+                    let excerpt: String = answer.body.chars().take(400).collect();
+                    failures.push(format!(
+                        "{role:?} GET {page}: expected {:?}, got {} {excerpt}",
+                        expected[index], answer.status
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    });
+}
+
+#[test]
+fn sign_in_sets_a_guarded_cookie_and_forms_need_the_session_csrf() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let mut browser = Browser::new(env);
+        // A bad token is refused on the form, with no session.
+        let refused = browser.sign_in("nxt_not_a_token").await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(refused.body.contains("That token is not known here."), "{}", refused.body);
+        // A sign-in without the form's CSRF cookie (another site's form) is refused.
+        let mut stranger = Browser::new(env);
+        let forged = stranger.post("/console/sign-in", &[("csrf", "abc"), ("token", &world.globex)]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert!(forged.set_cookies.iter().all(|c| !c.starts_with("nexus_session=")), "{:?}", forged.set_cookies);
+
+        let signed = browser.sign_in(&world.globex).await;
+        assert_eq!(signed.status, StatusCode::SEE_OTHER);
+        assert_eq!(signed.location.as_deref(), Some("/console/installs"));
+        let session = signed.set_cookies.iter().find(|c| c.starts_with("nexus_session=")).unwrap();
+        for flag in ["HttpOnly", "SameSite=Lax", "Path=/console", "Max-Age=43200"] {
+            assert!(session.contains(flag), "{session}");
+        }
+        assert!(!session.contains("Secure"), "served over http: {session}");
+        // The cookie is not the token, and the database keeps neither in the clear.
+        let cookie = session.split(';').next().unwrap().trim_start_matches("nexus_session=").to_string();
+        assert!(!cookie.contains(&world.globex));
+        let stored: Vec<String> = sqlx::query_scalar("SELECT id_sha256 || token_sha256 FROM console_sessions")
+            .fetch_all(&env.market.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(!stored[0].contains(&cookie) && !stored[0].contains(&world.globex));
+
+        // A form without the session's CSRF value changes nothing.
+        let page = browser.get(&format!("/console/installs/{}", world.install)).await;
+        let csrf = Browser::csrf_of(&page);
+        let forged = browser.post("/console/sign-out", &[("csrf", "0000")]).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        assert!(forged.body.contains("csrf_mismatch"), "{}", forged.body);
+        assert_eq!(browser.get("/console/installs").await.status, StatusCode::OK);
+
+        // Signing out ends the session: the old cookie opens nothing.
+        let out = browser.post("/console/sign-out", &[("csrf", &csrf)]).await;
+        assert_eq!(out.status, StatusCode::SEE_OTHER);
+        let mut replay = Browser::new(env);
+        replay.cookies.push(("nexus_session".into(), cookie.clone()));
+        let after = replay.get("/console/installs").await;
+        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/sign-in")));
+
+        // Revoking the token behind a session ends the session too.
+        let mut browser = Browser::new(env);
+        let (status, issued) = env
+            .post(
+                "/v1/tenants/globex/tokens",
+                &world.globex,
+                json!({ "scopes": ["read", "installs"], "label": "console" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        assert_eq!(browser.sign_in(issued["secret"].as_str().unwrap()).await.status, StatusCode::SEE_OTHER);
+        assert_eq!(browser.get("/console/installs").await.status, StatusCode::OK);
+        let (status, _) = env
+            .call(
+                "DELETE",
+                &format!("/v1/tenants/globex/tokens/{}", issued["id"].as_str().unwrap()),
+                Some(&world.globex),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let after = browser.get("/console/installs").await;
+        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/sign-in")));
+    });
+}
+
+#[test]
+fn a_tenant_installs_through_the_consent_form_and_only_with_consent() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let mut browser = Browser::new(env);
+        browser.sign_in(&world.initech).await;
+        let form = browser.get("/console/catalog/nexus-labs/chat-notifier/install").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        let (_, consent) = env.call("GET", "/v1/catalog/nexus-labs/chat-notifier/consent", None, None).await;
+        // Every capability and host the API lists is on the form with its reason.
+        for requested in consent["capabilities"].as_array().unwrap() {
+            assert!(form.body.contains(&escaped(requested["reason"].as_str().unwrap())), "{requested}");
+            for host in requested["hosts"].as_array().into_iter().flatten() {
+                assert!(form.body.contains(&format!("value=\"{}\"", host["host"].as_str().unwrap())), "{host}");
+            }
+        }
+        let csrf = Browser::csrf_of(&form);
+        let installs_of = |tenant: &'static str| async move {
+            let (_, page) = env.get(&format!("/v1/installs?tenant={tenant}"), &env.operator).await;
+            page["total"].as_u64().unwrap()
+        };
+        // Without ticking the consent boxes nothing is installed; the form says why.
+        let refused = browser.post("/console/catalog/nexus-labs/chat-notifier/install", &[("csrf", &csrf)]).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+        assert!(refused.body.contains("consent"), "{}", refused.body);
+        assert_eq!(installs_of("initech").await, 0);
+
+        let mut fields: Vec<(&str, String)> = vec![("csrf", csrf.clone())];
+        for requested in consent["capabilities"].as_array().unwrap() {
+            fields.push(("capability", requested["capability"].as_str().unwrap().to_string()));
+            for host in requested["hosts"].as_array().into_iter().flatten() {
+                fields.push(("host", host["host"].as_str().unwrap().to_string()));
+            }
+        }
+        fields.push(("config", "channel = #ops".into()));
+        fields.push(("secret_name_1", "webhook_token".into()));
+        fields.push(("secret_value_1", "sk-console-SECRET-42".into()));
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let done = browser.post("/console/catalog/nexus-labs/chat-notifier/install", &fields).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        let location = done.location.unwrap();
+        assert!(location.starts_with("/console/installs/") && location.ends_with("?installed=1"), "{location}");
+        let page = browser.get(&location).await;
+        assert!(page.body.contains("Installed."), "{}", page.body);
+        assert!(page.body.contains("#ops") && page.body.contains("webhook_token"), "{}", page.body);
+        // The secret is written, never shown.
+        assert!(!page.body.contains("sk-console-SECRET-42"));
+        assert_eq!(installs_of("initech").await, 1);
+    });
+}
+
+#[test]
+fn downloads_and_charts_agree_with_the_api() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let text = |uri: String, token: String| async move {
+            let request = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
+            String::from_utf8(env.raw(request).await.2).unwrap()
+        };
+        let mut partner = Browser::new(env);
+        partner.sign_in(&env.publisher).await;
+        let statement = partner.get("/console/partners/nexus-labs/statements/2026-11.csv").await;
+        assert_eq!(statement.status, StatusCode::OK);
+        assert_eq!(statement.content_type, "text/csv; charset=utf-8");
+        let api = text("/v1/publishers/nexus-labs/statements/2026-11.csv".into(), env.publisher.clone()).await;
+        assert_eq!(statement.body, api);
+        assert!(statement.body.lines().count() > 2, "{}", statement.body);
+
+        let mut tenant = Browser::new(env);
+        tenant.sign_in(&world.globex).await;
+        let bill = tenant.get("/console/bills/2026-11.csv").await;
+        assert_eq!(bill.body, text("/v1/bills/2026-11?format=csv".into(), world.globex.clone()).await);
+
+        // The chart's table lists what /v1/metrics/gmv says, period by period.
+        let (_, gmv) = env.get("/v1/metrics/gmv?interval=month&by=currency", &env.operator).await;
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let dashboard = operator.get("/console/operator").await;
+        let rows = gmv["rows"].as_array().unwrap();
+        assert!(!rows.is_empty(), "{gmv}");
+        for row in rows {
+            let currency = row["currency"].as_str().unwrap();
+            let money = |minor: &Value| nexus_marketplace::console::money(minor.as_i64().unwrap(), currency);
+            let bp = row["take_rate_bp"].as_i64().unwrap();
+            let line = format!(
+                "<tr><td>{}</td>\n<td class=\"num\">{}</td>\n<td class=\"num\">{}</td>\n<td class=\"num\">{}</td>\n<td class=\"num\">{}.{:02}%</td>",
+                row["period"].as_str().unwrap(),
+                money(&row["gmv_minor"]),
+                money(&row["refunds_minor"]),
+                money(&row["net_revenue_minor"]),
+                bp / 100,
+                bp % 100,
+            );
+            assert!(dashboard.body.contains(&line), "{line} not in the dashboard");
+        }
+        // A bar per period in the SVG, titled with the same amount.
+        let first = &rows[0];
+        let title = format!(
+            "<title>{}: {}</title>",
+            first["period"].as_str().unwrap(),
+            nexus_marketplace::console::money(first["gmv_minor"].as_i64().unwrap(), first["currency"].as_str().unwrap())
+        );
+        assert!(dashboard.body.contains(&title), "{title}");
+    });
+}
