@@ -79,14 +79,14 @@ async fn dashboard(
     let query =
         GmvQuery { interval: Some(interval), by: Some(GroupBy::Currency), from: Some(from), ..GmvQuery::default() };
     let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
-    let fee_charts = figures
-        .iter()
-        .map(|(currency, periods)| {
-            let points: Vec<(String, i64)> = periods.iter().map(|p| (p.period.clone(), p.net_revenue_minor)).collect();
-            let code = currency.clone();
-            chart::bars(&format!("Platform fees in {currency}"), &points, move |v| super::money(v, &code))
-        })
-        .collect();
+    let mut fee_charts = Vec::new();
+    for (currency, periods) in &figures {
+        let fees: Vec<(String, i64)> = periods.iter().map(|p| (p.period.clone(), p.net_revenue_minor)).collect();
+        let code = currency.clone();
+        fee_charts.push(chart::bars(&format!("Platform fees in {currency}"), &fees, move |v| super::money(v, &code)));
+        let rates: Vec<(String, i64)> = periods.iter().map(|p| (p.period.clone(), p.take_rate_bp)).collect();
+        fee_charts.push(chart::bars(&format!("Take rate in {currency}"), &rates, percent));
+    }
     // Top plugins and partners over the whole window: one ecosystem period spanning it.
     let ecosystem = gmv::ecosystem(
         &state.market,
@@ -120,6 +120,11 @@ async fn dashboard(
         notice: form.notice,
     };
     render(&page)
+}
+
+/// Basis points as a percentage: `1500` is `15.00%`.
+fn percent(bp: i64) -> String {
+    format!("{}{}.{:02}%", if bp < 0 { "-" } else { "" }, bp.abs() / 100, bp.abs() % 100)
 }
 
 fn interval_name(interval: Interval) -> &'static str {
@@ -227,4 +232,14 @@ async fn ledger_check(State(state): State<AppState>, signed: Signed) -> Result<R
     signed.0.caller.require_operator()?;
     let report = ledger::verify(&state.market).await?;
     render(&LedgerPage { chrome: Chrome::new("Ledger check", Some(&signed.0)), report })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn basis_points_read_as_percentages() {
+        assert_eq!(super::percent(1500), "15.00%");
+        assert_eq!(super::percent(7), "0.07%");
+        assert_eq!(super::percent(-250), "-2.50%");
+    }
 }

@@ -287,7 +287,7 @@ fn every_page_answers_every_role_as_the_api_would() {
                 "/console/operator".into(),
                 [
                     SignIn,
-                    Shows(&["GMV by month in EUR", "nexus-labs/echo", "Run payouts now"]),
+                    Shows(&["GMV by month in EUR", "Take rate in EUR", "nexus-labs/echo", "Run payouts now"]),
                     FORBIDDEN,
                     FORBIDDEN,
                     FORBIDDEN,
