@@ -58,6 +58,34 @@ fn per_invocation(c: &mut Criterion) {
             run
         })
     });
+    // Any built component, such as a Python or JavaScript plugin:
+    // NEXUS_BENCH_COMPONENT=<file.wasm> NEXUS_BENCH_EVENT='{"type": ..., "payload": {...}}'.
+    if let Ok(path) = std::env::var("NEXUS_BENCH_COMPONENT") {
+        let bytes = std::fs::read(&path).expect("NEXUS_BENCH_COMPONENT is a readable file");
+        let started = Instant::now();
+        let guest = rt.block_on(host.load(&bytes)).expect("load").0;
+        eprintln!("loaded {path} ({} KiB) in {:.1?}", bytes.len() / 1024, started.elapsed());
+        let given: serde_json::Value =
+            serde_json::from_str(&std::env::var("NEXUS_BENCH_EVENT").unwrap_or_else(|_| "{}".into()))
+                .expect("event JSON");
+        let event = Event {
+            id: "evt-1".into(),
+            event_type: given["type"].as_str().unwrap_or("invoice.paid").into(),
+            payload: given.get("payload").map_or_else(|| PAYLOAD.to_string(), ToString::to_string),
+        };
+        let all = InvocationContext { grants: Grants::all(Vec::new()), ..context(0) };
+        let first = rt.block_on(host.invoke(&guest, all.clone(), &event));
+        assert!(first.result.is_ok(), "{:?}", first.result);
+        let name =
+            std::path::Path::new(&path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        group.bench_function(format!("fresh_instance_{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let run = host.invoke(&guest, all.clone(), &event).await;
+                assert!(run.result.is_ok());
+                run
+            })
+        });
+    }
     group.finish();
 }
 

@@ -104,6 +104,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
 
 /// Folders that builds write or tools fill, never the builder's source.
 const NOT_SOURCE: &[&str] = &["target", "dist", "node_modules", ".venv", ".git", "__pycache__"];
+/// Files the build itself writes into the project (cargo's lockfile on the first build):
+/// seeing them change must not start another round.
+const BUILD_WRITES: &[&str] = &["Cargo.lock"];
 
 /// The newest modification time and the number of source files under `dir`.
 pub(crate) fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
@@ -119,6 +122,9 @@ pub(crate) fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
                 if !NOT_SOURCE.iter().any(|skip| name == *skip) {
                     pending.push(path);
                 }
+                continue;
+            }
+            if BUILD_WRITES.iter().any(|file| name == *file) {
                 continue;
             }
             count += 1;

@@ -406,3 +406,69 @@ fn builder_commands_refuse_what_publish_would_and_say_what_to_do() {
         text(&not_a_project)
     );
 }
+
+/// `nexus dev` as a builder leaves it running: every case passes, a change that breaks one
+/// is tested again at once and named, and undoing it passes again; the build's own writes
+/// (cargo's lockfile) start no round of their own.
+#[test]
+fn nexus_dev_tests_again_on_every_change() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let temp = tempfile::tempdir().unwrap();
+    let project = new_project(temp.path(), "dev-loop", "rust", "transform");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .arg("dev")
+        .current_dir(&project)
+        .envs(builder_env())
+        .env_remove("NEXUS_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut next = |prefix: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                    assert!(!line.starts_with("dev: changed"), "an unasked round before {prefix:?}: {seen:#?}");
+                }
+                Err(_) => panic!("`nexus dev` never printed {prefix:?}: {seen:#?}"),
+            }
+        }
+    };
+    let passing = next("dev: all ");
+    assert_eq!(passing, "dev: all 5 cases pass");
+    next("dev: watching");
+    // A case that cannot pass: the full-contact event expecting other data.
+    let mut case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("events/full-contact.json")).unwrap()).unwrap();
+    case["expect"]["data"] = serde_json::json!({ "never": true });
+    std::fs::write(project.join("events/wrong-data.json"), case.to_string()).unwrap();
+    next("dev: changed, rebuilding");
+    assert_eq!(next("dev: 1 case(s) fail"), "dev: 1 case(s) fail: wrong-data");
+    next("dev: watching");
+    std::fs::remove_file(project.join("events/wrong-data.json")).unwrap();
+    next("dev: changed, rebuilding");
+    assert_eq!(next("dev: all "), "dev: all 5 cases pass");
+    next("dev: watching");
+    let _ = child.kill();
+    let _ = child.wait();
+}
