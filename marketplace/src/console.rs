@@ -44,6 +44,28 @@ pub fn routes() -> Router<AppState> {
         .merge(tenant_pages::routes())
         .merge(partner_pages::routes())
         .merge(operator_pages::routes())
+        .layer(axum::middleware::map_response(guarded))
+}
+
+/// What every console answer carries: no framing by other sites, no inline or foreign
+/// scripts or styles, no referrer leaving the site, and pages (which show private figures)
+/// kept out of shared caches.
+async fn guarded(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("same-origin"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// What every page shows around its content: who is signed in, the links for that role,

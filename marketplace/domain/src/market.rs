@@ -32,6 +32,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0007_payouts.sql"),
     include_str!("../migrations/common/0008_invocation_output.sql"),
     include_str!("../migrations/common/0009_console_sessions.sql"),
+    include_str!("../migrations/common/0010_featured_listings.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -43,6 +44,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0007_payouts.sql"),
     include_str!("../migrations/common/0008_invocation_output.sql"),
     include_str!("../migrations/common/0009_console_sessions.sql"),
+    include_str!("../migrations/common/0010_featured_listings.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -80,6 +80,7 @@ pub struct Answer {
     pub location: Option<String>,
     pub set_cookies: Vec<String>,
     pub content_type: String,
+    pub headers: axum::http::HeaderMap,
     pub body: String,
 }
 
@@ -113,6 +114,7 @@ impl<'a> Browser<'a> {
                 .get(header::CONTENT_TYPE)
                 .map(|v| v.to_str().unwrap().to_string())
                 .unwrap_or_default(),
+            headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
@@ -390,6 +392,13 @@ fn sign_in_sets_a_guarded_cookie_and_forms_need_the_session_csrf() {
 
         // A form without the session's CSRF value changes nothing.
         let page = browser.get(&format!("/console/installs/{}", world.install)).await;
+        // Pages cannot be framed, load nothing from elsewhere, and stay out of shared caches.
+        let header_of =
+            |name: &str| page.headers.get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert!(header_of("content-security-policy").contains("frame-ancestors 'none'"), "{:?}", page.headers);
+        assert!(header_of("content-security-policy").starts_with("default-src 'none'"));
+        assert_eq!(header_of("x-frame-options"), "DENY");
+        assert_eq!(header_of("cache-control"), "no-store");
         let csrf = Browser::csrf_of(&page);
         let forged = browser.post("/console/sign-out", &[("csrf", "0000")]).await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);
