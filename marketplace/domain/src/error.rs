@@ -29,11 +29,11 @@ pub enum MarketError {
     RateLimited { retry_after: Duration },
     #[error("this tenant already has {0} invocations in flight; retry shortly")]
     Busy(usize),
-    /// The plugin host had no capacity for the invocation (every slot this tenant may use
-    /// stayed busy). Nothing ran for the installs named; the node's condition, not the
-    /// plugins': retry after `retry_after`.
-    #[error("the plugin host is at capacity; retry in {}s", retry_after.as_secs().max(1))]
-    HostBusy { retry_after: Duration, details: Option<serde_json::Value> },
+    /// The plugin host could not run the invocation now: every slot this tenant may use
+    /// stayed busy, or the component is still being compiled on this node. Nothing ran for
+    /// the installs named; the node's condition, not the plugins': retry after `retry_after`.
+    #[error("{}; retry in {}s", reason.message(), retry_after.as_secs().max(1))]
+    HostBusy { retry_after: Duration, reason: BusyReason, details: Option<serde_json::Value> },
     #[error("storage: {0}")]
     Storage(String),
 }
@@ -92,6 +92,32 @@ pub fn per_page(value: Option<u32>, default: u32) -> Result<u32, MarketError> {
 }
 
 /// `page` and `per_page` of a list without other filters.
+/// Why the plugin host answered busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyReason {
+    /// Every invocation slot this tenant may use stayed taken.
+    Capacity,
+    /// The component is still being compiled on this node (a large Python or JavaScript
+    /// component takes tens of seconds, once).
+    Compiling,
+}
+
+impl BusyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Capacity => "capacity",
+            Self::Compiling => "compiling",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Capacity => "the plugin host is at capacity",
+            Self::Compiling => "the plugin's component is still being compiled on this node",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]

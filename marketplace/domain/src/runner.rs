@@ -13,7 +13,7 @@ use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Caller, TenantId, TenantScope};
-use crate::error::MarketError;
+use crate::error::{BusyReason, MarketError};
 use crate::installs::{self, Target};
 use crate::kv::SqlKv;
 use crate::market::Market;
@@ -213,7 +213,11 @@ impl Runner {
             }
             Loading::Compiling(_) => {
                 tracing::info!(plugin = %key, "component still compiling on this node; the event is answered busy");
-                return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, details: None });
+                return Err(MarketError::HostBusy {
+                    retry_after: BUSY_RETRY_AFTER,
+                    reason: BusyReason::Compiling,
+                    details: None,
+                });
             }
         };
         self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (target.generation, plugin.clone()));
@@ -293,7 +297,7 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
     for delivery in futures_util::future::join_all(runs).await {
         match delivery {
             Ok(delivery) => deliveries.push(delivery),
-            Err(deliver::Refusal::Busy { install }) => busy.push(install),
+            Err(deliver::Refusal::Busy { install, reason }) => busy.push((install, reason)),
             Err(deliver::Refusal::Failed(error)) => return Err(error),
         }
     }
@@ -301,9 +305,16 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
     if !busy.is_empty() {
         // Back-pressure, not failed deliveries: the installs named never ran. The receipt of
         // what did run goes along so the client can see it.
+        // Compiling only when that is all it is: any install short of capacity says so.
+        let reason = if busy.iter().all(|(_, reason)| *reason == BusyReason::Compiling) {
+            BusyReason::Compiling
+        } else {
+            BusyReason::Capacity
+        };
+        let installs: Vec<String> = busy.into_iter().map(|(install, _)| install).collect();
         let receipt = EventReceipt { event_id: event.id, deliveries, skipped };
-        let details = serde_json::json!({ "busy_installs": busy, "receipt": receipt });
-        return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, details: Some(details) });
+        let details = serde_json::json!({ "busy_installs": installs, "reason": reason.as_str(), "receipt": receipt });
+        return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, reason, details: Some(details) });
     }
     Ok(EventReceipt { event_id: event.id, deliveries, skipped })
 }
@@ -330,9 +341,10 @@ pub async fn invoke_install(
         return Ok(deliver::replayed(record));
     }
     deliver::run(market, target, &event).await.map_err(|refusal| match refusal {
-        deliver::Refusal::Busy { install } => MarketError::HostBusy {
+        deliver::Refusal::Busy { install, reason } => MarketError::HostBusy {
             retry_after: BUSY_RETRY_AFTER,
-            details: Some(serde_json::json!({ "busy_installs": [install] })),
+            reason,
+            details: Some(serde_json::json!({ "busy_installs": [install], "reason": reason.as_str() })),
         },
         deliver::Refusal::Failed(error) => error,
     })

@@ -111,7 +111,7 @@ pub struct InstallId {
 pub struct UpgradeArgs {
     id: String,
     /// Grant what the new version asks for without asking.
-    #[arg(long)]
+    #[arg(long, short)]
     yes: bool,
     #[command(flatten)]
     connection: Connection,

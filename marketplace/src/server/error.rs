@@ -159,7 +159,7 @@ impl From<MarketError> for ApiError {
             }
             MarketError::RateLimited { retry_after } => api.retry_after_secs = Some(retry_after.as_secs().max(1)),
             MarketError::Busy(_) => api.retry_after_secs = Some(1),
-            MarketError::HostBusy { retry_after, details } => {
+            MarketError::HostBusy { retry_after, details, .. } => {
                 api.retry_after_secs = Some(retry_after.as_secs().max(1));
                 api.details = details.clone();
             }

@@ -250,7 +250,7 @@ fn builder_loop(lang: &str) {
 
     // The install keeps 0.1.0 until its tenant consents to what is new.
     assert_eq!(send("evt-2")["version"], "0.1.0");
-    let upgraded = ok_in(&project, &["installs", "upgrade", &install, "--yes"], &as_tenant);
+    let upgraded = ok_in(&project, &["installs", "upgrade", &install, "-y"], &as_tenant);
     assert_eq!(upgraded, format!("{install} runs 0.1.1 now\n"));
     let second = send("evt-3");
     assert_eq!((second["outcome"].as_str(), second["version"].as_str()), (Some("ok"), Some("0.1.1")), "{second}");

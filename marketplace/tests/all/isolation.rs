@@ -84,6 +84,8 @@ fn a_flooding_tenant_gets_back_pressure_while_another_tenant_is_served() {
                 assert_eq!(retry.as_deref(), Some("1"));
                 assert_eq!(body["error"]["code"], "host_busy", "{body}");
                 assert_eq!(body["error"]["details"]["busy_installs"], json!([hog["id"]]));
+                assert_eq!(body["error"]["details"]["reason"], "capacity");
+                assert_eq!(body["error"]["message"], "the plugin host is at capacity; retry in 1s", "{body}");
             } else {
                 assert_eq!(body["deliveries"][0]["data"], "slept 1500", "{body}");
             }

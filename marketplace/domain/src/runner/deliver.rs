@@ -12,7 +12,7 @@ use nexus_host::{Event, Finished, InvocationContext, InvocationError, Limits, Ou
 use nexus_registry::publishers::random_hex;
 
 use super::{Delivery, counts_against_plugin};
-use crate::error::MarketError;
+use crate::error::{BusyReason, MarketError};
 use crate::installs::{self, Target};
 use crate::market::Market;
 use crate::records::{self, InvocationRecord, Written};
@@ -24,7 +24,7 @@ pub const LOAD_FAILED: &str = "load_failed";
 /// Why a delivery produced no record: the host had no capacity (nothing ran), or the
 /// marketplace itself failed.
 pub(super) enum Refusal {
-    Busy { install: String },
+    Busy { install: String, reason: BusyReason },
     Failed(MarketError),
 }
 
@@ -76,9 +76,9 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
     let (plugin, secrets) = match prepared {
         Ok(prepared) => prepared,
         Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
-        Err(MarketError::HostBusy { .. }) => {
+        Err(MarketError::HostBusy { reason, .. }) => {
             runner.metrics.record_skipped("host_busy");
-            return Err(Refusal::Busy { install: target.id });
+            return Err(Refusal::Busy { install: target.id, reason });
         }
         Err(error) => {
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
@@ -117,7 +117,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
         }
         if let Err(InvocationError::Busy { .. }) = invocation.result {
             runner.metrics.record_skipped("host_busy");
-            return Err(Refusal::Busy { install: target.id });
+            return Err(Refusal::Busy { install: target.id, reason: BusyReason::Capacity });
         }
         let result = invocation.result.map_err(|error| Failure {
             outcome: error.code().into(),
