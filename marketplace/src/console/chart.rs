@@ -99,10 +99,11 @@ pub fn bars(title: &str, points: &[(String, i64)], format: impl Fn(i64) -> Strin
     let max = points.iter().map(|(_, v)| *v).max().unwrap_or(0).max(0);
     let min = points.iter().map(|(_, v)| *v).min().unwrap_or(0).min(0);
     let top = nice_ceiling(max);
-    let bottom = -nice_ceiling(-min);
-    let span = (top - bottom).max(1);
+    let bottom = nice_ceiling(min.saturating_neg()).saturating_neg();
+    // In i128: the extremes of i64 amounts neither overflow nor panic.
+    let span = (i128::from(top) - i128::from(bottom)).max(1);
     let plot_height = HEIGHT - TOP - BOTTOM;
-    let y_of = |value: i64| TOP + ((top - value) as i128 * plot_height as i128 / span as i128) as i64;
+    let y_of = |value: i64| TOP + ((i128::from(top) - i128::from(value)) * i128::from(plot_height) / span) as i64;
     let baseline = y_of(0);
     let plot_width = WIDTH - LEFT - RIGHT;
     let count = points.len().max(1) as i64;
@@ -264,6 +265,9 @@ mod tests {
         let chart = bars("t", &points, |v| v.to_string());
         assert_eq!(chart.bars.len(), 365);
         assert_eq!(chart.bars.iter().filter(|b| b.labelled).count(), 12);
+        let extremes = bars("t", &[("max".to_string(), i64::MAX), ("min".to_string(), i64::MIN)], |v| v.to_string());
+        assert_eq!(extremes.bars[0].y, TOP);
+        assert_eq!(extremes.bars[1].y + extremes.bars[1].height, HEIGHT - BOTTOM);
         let empty = bars("t", &[], |v| v.to_string());
         assert!(empty.bars.is_empty());
         assert_eq!(empty.ticks.len(), 1);
