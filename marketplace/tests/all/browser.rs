@@ -301,7 +301,9 @@ fn each_role_uses_the_console_in_a_real_browser() {
         );
         driver.screenshot("catalog-featured").await;
         driver.open(&format!("{site}/console/operator/audit")).await;
-        assert!(driver.source().await.contains("catalog.feature") || driver.source().await.contains("feature"));
+        // The featuring just done, by this operator, on that listing.
+        let audit = driver.source().await;
+        assert!(audit.contains("<td>listing.featured</td><td>nexus-labs/echo</td>"), "{audit}");
         driver.screenshot("operator-audit").await;
         driver.open(&format!("{site}/console/operator/ledger")).await;
         assert!(driver.source().await.contains("The ledger balances"));
