@@ -25,6 +25,8 @@ use crate::error::MarketError;
 use crate::server::{ApiError, AppState};
 use crate::sessions::Session;
 
+/// CSV answers are the API's own (same headers, same file names).
+pub(crate) use crate::server::csv;
 pub use session::{CSRF_COOKIE, SESSION_COOKIE};
 
 const STYLE: &str = include_str!("console/style.css");
@@ -225,18 +227,6 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
-}
-
-/// A CSV download, named.
-pub fn csv(name: &str, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}.csv\"")),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// A submitted form's fields in order (checkbox groups repeat a name).

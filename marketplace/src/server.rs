@@ -27,6 +27,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
 
+pub(crate) use billing_routes::csv;
 pub use error::ApiError;
 
 use crate::market::{Market, MarketConfig};

@@ -313,7 +313,7 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
         };
         let installs: Vec<String> = busy.into_iter().map(|(install, _)| install).collect();
         let receipt = EventReceipt { event_id: event.id, deliveries, skipped };
-        let details = serde_json::json!({ "busy_installs": installs, "reason": reason.as_str(), "receipt": receipt });
+        let details = serde_json::json!({ "busy_installs": installs, "receipt": receipt });
         return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, reason, details: Some(details) });
     }
     Ok(EventReceipt { event_id: event.id, deliveries, skipped })
@@ -344,7 +344,7 @@ pub async fn invoke_install(
         deliver::Refusal::Busy { install, reason } => MarketError::HostBusy {
             retry_after: BUSY_RETRY_AFTER,
             reason,
-            details: Some(serde_json::json!({ "busy_installs": [install], "reason": reason.as_str() })),
+            details: Some(serde_json::json!({ "busy_installs": [install] })),
         },
         deliver::Refusal::Failed(error) => error,
     })

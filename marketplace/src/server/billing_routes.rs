@@ -78,7 +78,7 @@ fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> Result<bool, ApiError
     }
 }
 
-fn csv(name: &str, body: String) -> Response {
+pub(crate) fn csv(name: &str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

@@ -159,9 +159,14 @@ impl From<MarketError> for ApiError {
             }
             MarketError::RateLimited { retry_after } => api.retry_after_secs = Some(retry_after.as_secs().max(1)),
             MarketError::Busy(_) => api.retry_after_secs = Some(1),
-            MarketError::HostBusy { retry_after, details, .. } => {
+            MarketError::HostBusy { retry_after, reason, details } => {
                 api.retry_after_secs = Some(retry_after.as_secs().max(1));
-                api.details = details.clone();
+                // The reason is the typed field's, written here once for every busy answer.
+                let mut details = details.clone().unwrap_or_else(|| serde_json::json!({}));
+                if let Some(fields) = details.as_object_mut() {
+                    fields.insert("reason".into(), reason.as_str().into());
+                }
+                api.details = Some(details);
             }
             MarketError::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");
