@@ -2,6 +2,10 @@
 //! and the engine's compatibility hash, so a file from another wasmtime version or another
 //! engine configuration is never even opened; each file carries a checksum of its contents,
 //! so a corrupt or truncated file is detected, deleted and rebuilt rather than trusted.
+//!
+//! The folder is kept under a size budget: every store removes the least recently used
+//! files (a hit renews a file's modification time) until the rest fit. Files of another
+//! engine are never used again, so they age out first.
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -17,10 +21,14 @@ use crate::error::LoadError;
 const MAGIC: &[u8; 8] = b"NXSCWSM1";
 const HEADER_LEN: usize = MAGIC.len() + 32;
 
+/// The suffix of a cache file; temporary files being written have another.
+const EXTENSION: &str = "cwasm";
+
 #[derive(Debug)]
 pub struct DiskCache {
     dir: PathBuf,
     engine_hash: String,
+    max_bytes: u64,
 }
 
 /// Feeds what `Engine::precompile_compatibility_hash` hashes into sha256, giving a name
@@ -38,17 +46,17 @@ impl Hasher for ShaHasher {
 }
 
 impl DiskCache {
-    pub fn new(dir: impl Into<PathBuf>, engine: &Engine) -> Result<Self, LoadError> {
+    pub fn new(dir: impl Into<PathBuf>, engine: &Engine, max_bytes: u64) -> Result<Self, LoadError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let mut hasher = ShaHasher(Sha256::new());
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let engine_hash = hex::encode(&hasher.0.finalize()[..8]);
-        Ok(Self { dir, engine_hash })
+        Ok(Self { dir, engine_hash, max_bytes })
     }
 
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", digest.hex(), self.engine_hash))
+        self.dir.join(format!("{}-{}.{EXTENSION}", digest.hex(), self.engine_hash))
     }
 
     /// The cached component, or `None` if there is none or it failed verification (in which
@@ -58,6 +66,8 @@ impl DiskCache {
         let bytes = std::fs::read(&path).ok()?;
         match verify(&bytes) {
             Some(code) => {
+                // Renewed, so the size budget removes files that are not used first.
+                renew(&path);
                 // SAFETY: `code` is exactly what `Component::serialize` produced in this
                 // cache (its checksum matches and the file lives in our cache folder under
                 // this engine's compatibility hash); wasmtime re-checks the engine settings.
@@ -82,7 +92,54 @@ impl DiskCache {
         let path = self.path(digest);
         let temporary = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&temporary, &file).map_err(|e| io(&temporary, e))?;
-        std::fs::rename(&temporary, &path).map_err(|e| io(&path, e))
+        std::fs::rename(&temporary, &path).map_err(|e| io(&path, e))?;
+        prune(&self.dir, self.max_bytes, &path);
+        Ok(())
+    }
+}
+
+fn renew(path: &Path) {
+    let renewed = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    if let Err(error) = renewed {
+        tracing::debug!(path = %path.display(), %error, "cannot renew a component cache file");
+    }
+}
+
+/// Removes the least recently modified cache files until those left take at most
+/// `max_bytes`, never `keep` (the file just stored). Best effort: a file that cannot be
+/// read or removed is left, and another process removing one first is fine.
+fn prune(dir: &Path, max_bytes: u64, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == EXTENSION))
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), entry.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    if total <= max_bytes {
+        return;
+    }
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), bytes = len, "removed a component cache file over the size budget");
+                total -= len;
+            }
+            Err(error) => tracing::warn!(path = %path.display(), %error, "cannot remove a component cache file"),
+        }
     }
 }
 
@@ -108,6 +165,33 @@ fn io(path: &Path, error: std::io::Error) -> LoadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_removes_the_least_recently_used_files_down_to_the_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let write = |name: &str, len: usize, age_rank: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; len]).expect("write");
+            let file = std::fs::File::options().write(true).open(&path).expect("open");
+            file.set_modified(base + std::time::Duration::from_secs(age_rank * 60)).expect("set_modified");
+            path
+        };
+        let oldest = write("a-old.cwasm", 400, 0);
+        let middle = write("b-mid.cwasm", 400, 1);
+        let newest = write("c-new.cwasm", 400, 2);
+        // Just stored, but with the oldest time: still kept.
+        let kept = write("d-kept.cwasm", 400, 0);
+        let other = write("e.tmp123", 5000, 0);
+
+        prune(dir.path(), 1000, &kept);
+        let left: Vec<bool> = [&oldest, &middle, &newest, &kept, &other].iter().map(|p| p.exists()).collect();
+        // 1,600 bytes of cache files: the two oldest go, leaving 800; other files are not counted.
+        assert_eq!(left, [false, false, true, true, true]);
+
+        prune(dir.path(), 10_000, &kept);
+        assert!(newest.exists() && kept.exists(), "within the budget nothing is removed");
+    }
 
     #[test]
     fn verify_rejects_bad_headers_and_checksums() {

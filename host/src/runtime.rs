@@ -48,11 +48,17 @@ pub const DEFAULT_SLOT_WAIT: Duration = Duration::from_secs(1);
 /// its data and a typical heap; see BENCHMARKS.md for the measured effect.
 const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
+/// The default size budget of the precompiled-component cache.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
 /// Engine-wide settings; per-invocation limits are [`Limits`].
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where precompiled components are cached; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// The most the cache folder may hold; storing a component removes the least recently
+    /// used ones past it. A Python or JavaScript plugin takes 30–60 MB precompiled.
+    pub cache_max_bytes: u64,
     /// Invocations in flight at once; more wait for a slot (at most `slot_wait`).
     pub max_concurrent: u32,
     /// Slots one tenant may hold at once; when slots are short, freed ones go to the tenant
@@ -73,6 +79,7 @@ impl Default for HostConfig {
         let max_concurrent = 128;
         Self {
             cache_dir: None,
+            cache_max_bytes: DEFAULT_CACHE_MAX_BYTES,
             max_concurrent,
             max_concurrent_per_tenant: max_concurrent / 4,
             slot_wait: DEFAULT_SLOT_WAIT,
@@ -141,7 +148,8 @@ impl Host {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Link(format!("{e:#}")))?;
         latest::Plugin::add_to_linker::<_, HasSelf<InvocationState>>(&mut linker, |state| state)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let disk = config.cache_dir.as_ref().map(|dir| DiskCache::new(dir, &engine)).transpose()?;
+        let disk =
+            config.cache_dir.as_ref().map(|dir| DiskCache::new(dir, &engine, config.cache_max_bytes)).transpose()?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
         Ok(Self {

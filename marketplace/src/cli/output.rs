@@ -1,8 +1,35 @@
 //! Human-readable printing of invocations, shared by `plugin run` and `demo`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressStyle};
 use nexus_host::Invocation;
+
+/// How long work runs before [`waiting`] says what it waits for.
+const QUIET_FOR: Duration = Duration::from_millis(1500);
+
+/// Awaits `work`; when it takes longer than a moment, says on stderr what it waits for and
+/// for how long (a spinner with the seconds on a terminal, a line before and after
+/// otherwise), so a first compile of a large component does not look like a hang.
+pub async fn waiting<T>(what: &str, work: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let mut work = std::pin::pin!(work);
+    if let Ok(done) = tokio::time::timeout(QUIET_FOR, &mut work).await {
+        return done;
+    }
+    let spinner = ProgressBar::new_spinner();
+    if spinner.is_hidden() {
+        eprintln!("{what}...");
+    } else if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        spinner.set_style(style);
+    }
+    spinner.set_message(what.to_string());
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let done = work.await;
+    spinner.finish_and_clear();
+    eprintln!("{what}: done in {:.1} s", started.elapsed().as_secs_f64());
+    done
+}
 
 pub fn duration(duration: Duration) -> String {
     let micros = duration.as_micros();

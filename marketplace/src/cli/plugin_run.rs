@@ -110,8 +110,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         eprintln!("loading {} ({} KiB)...", args.component.display(), bytes.len() / 1024);
     }
-    let (plugin, source) = host
-        .load(&bytes)
+    let (plugin, source) = super::output::waiting(super::builder::check::COMPILING, host.load(&bytes))
         .await
         .map_err(|e| anyhow::anyhow!("{} was refused [{}]: {e}", args.component.display(), e.code()))?;
     let load_time = started.elapsed();

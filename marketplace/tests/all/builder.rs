@@ -380,8 +380,51 @@ fn builder_commands_refuse_what_publish_would_and_say_what_to_do() {
         text(&unbuilt)
     );
 
-    // The code calls kv, so a manifest that stops declaring it is refused as publish would.
+    // A case's KV data, log lines and sink requests are compared exactly, and each
+    // difference is named.
     ok_in(&project, &["build"], &[]);
+    let wrong = project.join("events/zz-wrong.json");
+    std::fs::write(
+        &wrong,
+        r#"{"event": {"type": "document.submitted", "payload": {"text": "a b"}},
+            "kv": {"total-words": "1"},
+            "expect": {"outcome": "ok", "kv": {"total-words": "2", "other": "x"},
+                       "logs": [{"level": "info", "message": "nothing"}],
+                       "sink_requests": [{"method": "GET", "path": "/x"}]}}"#,
+    )
+    .unwrap();
+    let failed = run_in(&project, &["plugin", "test", "--only", "zz-wrong"], &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    for line in [
+        "FAILED  zz-wrong",
+        r#"kv "other" is absent, expected "x""#,
+        r#"kv "total-words" is "3", expected "2""#,
+        ", expected 1 line(s)",
+        "the sink received 0 request(s) [], expected 1",
+        "0 passed, 1 failed, of 1 cases",
+    ] {
+        assert!(text(&failed).contains(line), "{line:?} missing from:\n{}", text(&failed));
+    }
+    std::fs::remove_file(&wrong).unwrap();
+
+    // Python and JavaScript import their whole world: a world.wit that imports what
+    // nexus.toml does not declare is refused before the toolchain runs, with the fix.
+    let python = new_project(dir.path(), "narrow", "python", "transform");
+    edit(&python.join("wit/world.wit"), &[("    import log;\n", "    import log;\n    import http;\n")]);
+    let mismatch = run_in(&python, &["build"], &[]);
+    assert_eq!(mismatch.status.code(), Some(2), "{}", text(&mismatch));
+    assert!(
+        text(&mismatch).contains(
+            "does not match nexus.toml: it imports http but nexus.toml declares no capability for it (the registry \
+             would refuse the component). Run `nexus plugin wit` to rewrite it from nexus.toml"
+        ),
+        "{}",
+        text(&mismatch)
+    );
+    ok_in(&python, &["plugin", "wit"], &[]);
+    assert!(!std::fs::read_to_string(python.join("wit/world.wit")).unwrap().contains("import http;"));
+
+    // The code calls kv, so a manifest that stops declaring it is refused as publish would.
     edit(
         &project.join("nexus.toml"),
         &[("[capabilities.kv]\nreason = \"Keeps the running total of words counted (total-words)\"\n\n", "")],

@@ -92,6 +92,17 @@ pub mod payload {
             .and_then(Value::as_i64)
             .ok_or_else(|| PluginError::invalid_payload(format!("payload field {name} must be an integer")))
     }
+
+    /// An integer field that may be absent or `null` (`None`).
+    pub fn optional_integer(fields: &Fields, name: &str) -> Result<Option<i64>, PluginError> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| PluginError::invalid_payload(format!("payload field {name} must be an integer"))),
+        }
+    }
 }
 
 impl From<HostError> for PluginError {

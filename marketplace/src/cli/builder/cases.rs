@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use nexus_host::capability::kv::KvQuota;
 use nexus_host::{
-    Grants, Host, HostPattern, Invocation, InvocationContext, InvocationError, Limits, MemoryKv, Plugin,
-    PluginErrorKind, Secrets,
+    Grants, Host, HostPattern, Invocation, InvocationContext, InvocationError, KvScope, KvStore, Level, Limits,
+    MemoryKv, Plugin, PluginErrorKind, Secrets,
 };
 use nexus_registry::Manifest;
 use serde::Deserialize;
@@ -39,6 +40,12 @@ struct Case {
     config: BTreeMap<String, String>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
+    /// The install's KV data before the event, as [`KvValue`]s.
+    #[serde(default)]
+    kv: BTreeMap<String, KvValue>,
+    /// What the `{{sink}}` server answers during this case (default `200 {"ok":true}`).
+    #[serde(default)]
+    sink_answer: SinkAnswer,
     expect: Expect,
 }
 
@@ -51,6 +58,71 @@ struct Expect {
     error_kind: Option<PluginErrorKind>,
     usage: Option<BTreeMap<String, u64>>,
     http_requests: Option<u64>,
+    /// The install's whole KV data after the event.
+    kv: Option<BTreeMap<String, KvValue>>,
+    /// Every log line, in order.
+    logs: Option<Vec<ExpectedLog>>,
+    /// Every request the `{{sink}}` server received, in order.
+    sink_requests: Option<Vec<ExpectedRequest>>,
+}
+
+/// A KV value in a case: a JSON string is the value's text; any other JSON value stands for
+/// its compact JSON text, and compares as JSON (so `{"total": 3}` matches `{"total":3}`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+struct KvValue(Value);
+
+impl KvValue {
+    fn bytes(&self) -> Vec<u8> {
+        match &self.0 {
+            Value::String(text) => text.clone().into_bytes(),
+            other => other.to_string().into_bytes(),
+        }
+    }
+
+    fn matches(&self, stored: &[u8]) -> bool {
+        match &self.0 {
+            Value::String(text) => text.as_bytes() == stored,
+            other => serde_json::from_slice::<Value>(stored).is_ok_and(|value| &value == other),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedLog {
+    level: Level,
+    message: String,
+}
+
+/// A request the sink received. `body` compares as JSON when the received body is JSON and
+/// `body` is not a string; `headers` names only the headers to compare (lowercase names).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectedRequest {
+    method: String,
+    path: String,
+    body: Option<Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkAnswer {
+    status: u16,
+    #[serde(default = "ok_body")]
+    body: Value,
+}
+
+impl Default for SinkAnswer {
+    fn default() -> Self {
+        Self { status: 200, body: ok_body() }
+    }
+}
+
+fn ok_body() -> Value {
+    serde_json::json!({ "ok": true })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -158,17 +230,30 @@ async fn run_case(
     let mut hosts = manifest.requested_hosts();
     hosts.push(sink.host());
     let grants = Grants { capabilities: manifest.capability_set().into_iter().collect(), allowed_hosts: hosts };
+    let scope = KvScope { tenant: "local".into(), install: format!("test-{name}") };
+    let kv = Arc::new(MemoryKv::new());
+    seed(&kv, &scope, &case.kv).await?;
+    if !(100..=599).contains(&case.sink_answer.status) {
+        return Err(format!("{}: sink_answer.status must be an HTTP status, 100 to 599", path.display()));
+    }
+    sink.begin(case.sink_answer);
     let context = InvocationContext {
-        tenant: "local".into(),
-        install: format!("test-{name}"),
+        tenant: scope.tenant.clone(),
+        install: scope.install.clone(),
         grants,
         config: case.config,
         secrets: case.secrets.into_iter().collect::<Secrets>(),
-        kv: Arc::new(MemoryKv::new()),
+        kv: kv.clone(),
         limits: Limits::default(),
     };
     let invocation = host.invoke(plugin, context, &event).await;
-    let problems = compare(&case.expect, &invocation);
+    let mut problems = compare(&case.expect, &invocation);
+    if let Some(expected) = &case.expect.kv {
+        problems.extend(compare_kv(expected, &read_all(&kv, &scope).await?));
+    }
+    if let Some(expected) = &case.expect.sink_requests {
+        problems.extend(compare_requests(expected, &sink.received()));
+    }
     if problems.is_empty() {
         return Ok(());
     }
@@ -239,14 +324,116 @@ fn compare(expect: &Expect, invocation: &Invocation) -> Vec<String> {
     {
         problems.push(format!("made {} HTTP request(s), expected {expected}", report.http_requests));
     }
+    if let Some(expected) = &expect.logs {
+        let logged: Vec<ExpectedLog> =
+            report.logs.iter().map(|line| ExpectedLog { level: line.level, message: line.message.clone() }).collect();
+        if &logged != expected {
+            let shown: Vec<String> = logged.iter().map(|l| format!("{:?} {:?}", l.level, l.message)).collect();
+            problems.push(format!("logged [{}], expected {} line(s)", shown.join(", "), expected.len()));
+        }
+    }
     problems
 }
 
-/// A loopback HTTP server for a case's `{{sink}}`: answers `200 {"ok":true}` to anything.
+async fn seed(kv: &MemoryKv, scope: &KvScope, entries: &BTreeMap<String, KvValue>) -> Result<(), String> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let writes = entries.iter().map(|(key, value)| (key.clone(), Some(value.bytes()))).collect();
+    kv.commit(scope, writes, KvQuota { keys: u64::MAX, bytes: u64::MAX }, None)
+        .await
+        .map_err(|e| format!("cannot seed the case's kv: {e}"))
+}
+
+async fn read_all(kv: &MemoryKv, scope: &KvScope) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut entries = BTreeMap::new();
+    for key in kv.list_keys(scope, "").await.map_err(|e| e.to_string())? {
+        if let Some(value) = kv.get(scope, &key).await.map_err(|e| e.to_string())? {
+            entries.insert(key, value);
+        }
+    }
+    Ok(entries)
+}
+
+fn compare_kv(expected: &BTreeMap<String, KvValue>, stored: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (key, value) in expected {
+        match stored.get(key) {
+            None => problems.push(format!("kv {key:?} is absent, expected {}", value.0)),
+            Some(bytes) if !value.matches(bytes) => {
+                problems.push(format!("kv {key:?} is {:?}, expected {}", String::from_utf8_lossy(bytes), value.0))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, bytes) in stored {
+        if !expected.contains_key(key) {
+            problems.push(format!("kv {key:?} is {:?}, expected no such key", String::from_utf8_lossy(bytes)));
+        }
+    }
+    problems
+}
+
+fn compare_requests(expected: &[ExpectedRequest], received: &[Received]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if expected.len() != received.len() {
+        let shown: Vec<String> = received.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+        problems.push(format!(
+            "the sink received {} request(s) [{}], expected {}",
+            received.len(),
+            shown.join(", "),
+            expected.len()
+        ));
+        return problems;
+    }
+    for (n, (want, got)) in expected.iter().zip(received).enumerate() {
+        let which = format!("sink request {}", n + 1);
+        if !want.method.eq_ignore_ascii_case(&got.method) || want.path != got.path {
+            problems.push(format!("{which} is {} {}, expected {} {}", got.method, got.path, want.method, want.path));
+        }
+        if let Some(body) = &want.body {
+            let text = String::from_utf8_lossy(&got.body);
+            let same = match body {
+                Value::String(expected) => *expected == text,
+                other => serde_json::from_slice::<Value>(&got.body).is_ok_and(|value| &value == other),
+            };
+            if !same {
+                problems.push(format!("{which} body is {}, expected {body}", output::shown(&text)));
+            }
+        }
+        for (name, value) in &want.headers {
+            match got.headers.get(&name.to_ascii_lowercase()) {
+                Some(actual) if actual == value => {}
+                Some(actual) => problems.push(format!("{which} header {name} is {actual:?}, expected {value:?}")),
+                None => problems.push(format!("{which} has no header {name}, expected {value:?}")),
+            }
+        }
+    }
+    problems
+}
+
+/// A loopback HTTP server for a case's `{{sink}}`: records every request and answers with the
+/// case's `sink_answer`.
 struct Sink {
     port: u16,
     host: HostPattern,
+    state: Arc<Mutex<SinkState>>,
     server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    answer: SinkAnswer,
+    received: Vec<Received>,
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
 }
 
 impl Sink {
@@ -254,11 +441,16 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("cannot open a local port")?;
         let port = listener.local_addr()?.port();
         let host = format!("127.0.0.1:{port}").parse().map_err(|e| anyhow::anyhow!("the sink's address: {e}"))?;
-        let app = axum::Router::new().fallback(|| async { axum::Json(serde_json::json!({ "ok": true })) });
+        let state = Arc::new(Mutex::new(SinkState::default()));
+        let shared = state.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let state = shared.clone();
+            async move { record(&state, request).await }
+        });
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { port, host, server })
+        Ok(Self { port, host, state, server })
     }
 
     fn url(&self) -> String {
@@ -268,6 +460,36 @@ impl Sink {
     fn host(&self) -> HostPattern {
         self.host.clone()
     }
+
+    /// Forgets the last case's requests and answers the next ones with `answer`.
+    fn begin(&self, answer: SinkAnswer) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *state = SinkState { answer, received: Vec::new() };
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).received.clone()
+    }
+}
+
+/// The most of a request body the sink keeps (the host's own request limit is smaller).
+const SINK_BODY_LIMIT: usize = 4 << 20;
+
+async fn record(state: &Mutex<SinkState>, request: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, SINK_BODY_LIMIT).await.map(|b| b.to_vec()).unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    state.received.push(Received { method: parts.method.to_string(), path, headers, body });
+    // `run_case` allows only 100..=599, which `from_u16` accepts.
+    let status = axum::http::StatusCode::from_u16(state.answer.status).unwrap_or(axum::http::StatusCode::OK);
+    (status, axum::Json(state.answer.body.clone())).into_response()
 }
 
 impl Drop for Sink {

@@ -44,6 +44,9 @@ pub struct Checked {
     pub warnings: Vec<String>,
 }
 
+/// What a slow load is doing: compiling to machine code, once per component and machine.
+pub const COMPILING: &str = "compiling the component to machine code (once per build, then cached)";
+
 /// The registry's publish checks, the host's load limits, then `describe()`.
 pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Result<Checked, Refusal> {
     let size = component.len();
@@ -51,8 +54,9 @@ pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Resu
         PublishRequest { manifest: manifest_text.to_string(), component, claimed_digest: None, signature: None };
     let (manifest, _, warnings) = nexus_registry::publish::check(&request, None)
         .map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
-    let (plugin, _) =
-        host.load(&request.component).await.map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
+    let (plugin, _) = crate::cli::output::waiting(COMPILING, host.load(&request.component))
+        .await
+        .map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
     let context = InvocationContext {
         tenant: "local".into(),
         install: "check".into(),

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use nexus_registry::Manifest;
+use sha2::Digest as _;
 
 /// componentize-py, installed into the project's `.venv` from PyPI when missing.
 const PYTHON_REQUIREMENTS: &str = "requirements.txt";
@@ -81,6 +82,7 @@ impl Project {
     /// Builds the component with the project's toolchain and returns its path. The
     /// toolchain's own output goes to stderr as it comes.
     pub fn build(&self) -> anyhow::Result<PathBuf> {
+        self.check_world()?;
         eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_hint());
         let component = match self.lang {
             Lang::Rust => build_rust(&self.dir)?,
@@ -97,6 +99,46 @@ impl Project {
         Ok(component)
     }
 
+    /// Refuses a Python or JavaScript build whose `wit/world.wit` imports other interfaces
+    /// than nexus.toml's capabilities need: those toolchains import the whole world, so an
+    /// extra import is one the registry refuses (and tenants would be asked to approve), and
+    /// a missing one is a capability the code cannot call. Rust keeps the contract's whole
+    /// world (its linker drops what the code never calls), so it is not compared.
+    fn check_world(&self) -> anyhow::Result<()> {
+        if self.lang == Lang::Rust {
+            return Ok(());
+        }
+        let path = self.dir.join("wit").join("world.wit");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}: run `nexus plugin wit` to write it", path.display()))?;
+        let expected = super::new::world_wit(&self.manifest, self.lang);
+        let (imported, needed) = (world_imports(&text), world_imports(&expected));
+        let extra: Vec<&str> = imported.iter().filter(|i| !needed.contains(i)).map(String::as_str).collect();
+        let missing: Vec<&str> = needed.iter().filter(|i| !imported.contains(i)).map(String::as_str).collect();
+        if extra.is_empty() && missing.is_empty() {
+            return Ok(());
+        }
+        let mut problems = Vec::new();
+        if !extra.is_empty() {
+            problems.push(format!(
+                "it imports {} but nexus.toml declares no capability for it (the registry would refuse the component)",
+                extra.join(", ")
+            ));
+        }
+        if !missing.is_empty() {
+            problems.push(format!(
+                "nexus.toml's capabilities need {} but it does not import it (the code could not call it)",
+                missing.join(", ")
+            ));
+        }
+        bail!(
+            "{} does not match nexus.toml: {}. Run `nexus plugin wit` to rewrite it from nexus.toml (or change the \
+             capabilities in nexus.toml), then build again",
+            path.display(),
+            problems.join("; ")
+        )
+    }
+
     fn dist(&self) -> PathBuf {
         self.dir.join("dist").join(format!("{}.wasm", self.name()))
     }
@@ -104,13 +146,23 @@ impl Project {
     fn build_python(&self) -> anyhow::Result<PathBuf> {
         let venv = self.dir.join(".venv");
         let tool = venv.join("bin").join("componentize-py");
-        if !tool.exists() {
-            eprintln!("installing componentize-py into {} (once)...", venv.display());
-            run(
-                Command::new("python3").args(["-m", "venv"]).arg(&venv),
-                "python3 -m venv",
-                "install python3 with venv",
-            )?;
+        let requirements = std::fs::read(self.dir.join(PYTHON_REQUIREMENTS))
+            .with_context(|| format!("cannot read {}", self.dir.join(PYTHON_REQUIREMENTS).display()))?;
+        let wanted = hex::encode(sha2::Sha256::digest(&requirements));
+        // The requirements the .venv was last installed from: a change installs again.
+        let stamp = venv.join("nexus-requirements.sha256");
+        let installed = std::fs::read_to_string(&stamp).ok();
+        if !tool.exists() || installed.as_deref().map(str::trim) != Some(wanted.as_str()) {
+            if tool.exists() {
+                eprintln!("{PYTHON_REQUIREMENTS} changed: installing it into {} again...", venv.display());
+            } else {
+                eprintln!("installing componentize-py into {} (once)...", venv.display());
+                run(
+                    Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                    "python3 -m venv",
+                    "install python3 with venv",
+                )?;
+            }
             run(
                 Command::new(venv.join("bin").join("pip"))
                     .args(["install", "--quiet", "--disable-pip-version-check", "-r", PYTHON_REQUIREMENTS])
@@ -118,6 +170,7 @@ impl Project {
                 "pip install -r requirements.txt",
                 "check that PyPI is reachable",
             )?;
+            std::fs::write(&stamp, &wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
         }
         std::fs::create_dir_all(self.dir.join("dist"))?;
         let out = self.dist();
@@ -189,6 +242,17 @@ fn run(command: &mut Command, what: &str, next: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({status}); {next}");
     }
     Ok(())
+}
+
+/// The interfaces a world imports (`import kv;` lines), sorted.
+fn world_imports(wit: &str) -> Vec<String> {
+    let mut imports: Vec<String> = wit
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("import ")?.strip_suffix(';').map(|i| i.trim().to_string()))
+        .collect();
+    imports.sort();
+    imports.dedup();
+    imports
 }
 
 fn cargo_package_name(dir: &Path) -> Option<String> {

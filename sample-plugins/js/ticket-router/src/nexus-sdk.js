@@ -32,6 +32,16 @@ export class PluginError extends Error {
   static internal(message) {
     return new PluginError('internal', message);
   }
+
+  /** A failure of a service the plugin called; the platform may retry the event later. */
+  static upstream(message) {
+    return new PluginError('upstream', message);
+  }
+
+  /** An event type the plugin does not handle, naming the ones it does. */
+  static unsupportedEvent(eventType, handled) {
+    return new PluginError('unsupported-event', `event type ${eventType} is not handled; handled: ${handled.join(', ')}`);
+  }
 }
 
 const HOST_ERROR_TAGS = new Set(['not-granted', 'host-not-allowed', 'invalid-argument', 'transport']);
@@ -85,10 +95,7 @@ export function plugin({ name, version, handlers }) {
     handle(event) {
       try {
         if (!Object.hasOwn(handlers, event.eventType)) {
-          throw new PluginError(
-            'unsupported-event',
-            `event type ${event.eventType} is not handled; handled: ${eventTypes.join(', ')}`,
-          );
+          throw PluginError.unsupportedEvent(event.eventType, eventTypes);
         }
         return handlers[event.eventType](event);
       } catch (thrown) {

@@ -29,7 +29,7 @@ except ImportError:  # the plugin's world does not import `log`
     _log = None
 
 __all__ = [
-    "Action", "ErrorKind", "Event", "Outcome", "Payload", "PluginError",
+    "Action", "ErrorKind", "Event", "Info", "Outcome", "Payload", "PluginError",
     "debug", "info", "warn", "error", "host_call", "json_data", "plugin",
 ]
 
@@ -62,6 +62,19 @@ class PluginError(Exception):
     @classmethod
     def internal(cls, message: str) -> "PluginError":
         return cls(ErrorKind.INTERNAL, message)
+
+    @classmethod
+    def upstream(cls, message: str) -> "PluginError":
+        """A failure of a service the plugin called; the platform may retry the event later."""
+        return cls(ErrorKind.UPSTREAM, message)
+
+    @classmethod
+    def unsupported_event(cls, event_type: str, handled: List[str]) -> "PluginError":
+        """An event type the plugin does not handle, naming the ones it does."""
+        return cls(
+            ErrorKind.UNSUPPORTED_EVENT,
+            f"event type {event_type} is not handled; handled: {', '.join(handled)}",
+        )
 
 
 def _from_host_error(error: Any) -> PluginError:
@@ -173,10 +186,7 @@ def plugin(name: str, version: str, handlers: Dict[str, EventHandler]) -> type:
             try:
                 handler = handlers.get(event.event_type)
                 if handler is None:
-                    raise PluginError(
-                        ErrorKind.UNSUPPORTED_EVENT,
-                        f"event type {event.event_type} is not handled; handled: {', '.join(event_types)}",
-                    )
+                    raise PluginError.unsupported_event(event.event_type, event_types)
                 return handler(event)
             except PluginError as failure:
                 raise Err(types.PluginError(kind=failure.kind, message=failure.message)) from None
