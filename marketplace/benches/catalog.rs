@@ -119,6 +119,7 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Arc<Market> 
         host: Arc::new(Host::new(HostConfig::default()).unwrap()),
         tenant_limits: Default::default(),
         billing: Default::default(),
+        event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
     };
     let market = Arc::new(Market::open(registry, config).await.unwrap());
     let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();

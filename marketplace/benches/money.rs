@@ -84,6 +84,7 @@ async fn open(postgres: Option<String>, dir: &Path, clock: Arc<ManualClock>) -> 
         host: Arc::new(Host::new(HostConfig::default()).unwrap()),
         tenant_limits: Default::default(),
         billing,
+        event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
     };
     Arc::new(Market::open(registry, config).await.unwrap())
 }

@@ -128,6 +128,7 @@ impl ServeConfig {
                 payout_schedule: self.payout_schedule,
                 ..crate::billing::BillingConfig::sandboxed(clock, sandbox)
             },
+            event_compile_wait: crate::runner::EVENT_COMPILE_WAIT,
         };
         Ok(Market::open(registry, config).await?)
     }

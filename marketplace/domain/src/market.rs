@@ -66,6 +66,10 @@ pub struct MarketConfig {
     pub tenant_limits: TenantLimits,
     /// The billing clock, the payment provider and the retry schedule.
     pub billing: BillingConfig,
+    /// How long an event waits for its component to compile on this node before it is
+    /// answered `host_busy` (reason `compiling`); [`EVENT_COMPILE_WAIT`](crate::runner::EVENT_COMPILE_WAIT) unless a test or an
+    /// operator says otherwise.
+    pub event_compile_wait: Duration,
 }
 
 /// The host a server runs: precompiled components cached under `cache_dir`; outbound HTTP
@@ -81,7 +85,13 @@ impl Market {
     pub async fn open(registry: Arc<Registry>, config: MarketConfig) -> Result<Self, MarketError> {
         let db = registry.db().clone();
         db.apply_migrations("marketplace_migrations", SQLITE_MIGRATIONS, POSTGRES_MIGRATIONS).await?;
-        let runner = Runner::new(config.host, db.clone(), config.tenant_limits, Arc::new(Metrics::new()));
+        let runner = Runner::new(
+            config.host,
+            db.clone(),
+            config.tenant_limits,
+            config.event_compile_wait,
+            Arc::new(Metrics::new()),
+        );
         let market = Self { db, registry, master_key: config.master_key, runner, billing: config.billing };
         plans::backfill(&market).await?;
         Ok(market)

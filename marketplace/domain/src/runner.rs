@@ -54,6 +54,8 @@ pub struct Runner {
     /// Loaded components by `plugin@version`, with the cache generation they were verified
     /// at; versions are immutable, but the keys that verified them may be revoked.
     plugins: Mutex<HashMap<String, (i64, Arc<Plugin>)>>,
+    /// How long an event waits for its component's compile before it is answered busy.
+    event_compile_wait: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -115,13 +117,20 @@ pub struct Skipped {
 
 impl Runner {
     /// Must be called within a tokio runtime: it starts the invocation writer.
-    pub fn new(host: Arc<Host>, db: Db, limits: TenantLimits, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        host: Arc<Host>,
+        db: Db,
+        limits: TenantLimits,
+        event_compile_wait: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             host,
             records: InvocationLog::start(db.clone()),
             kv: Arc::new(SqlKv::new(db)),
             admission: admission::Admission::new(limits),
             plugins: Mutex::new(HashMap::new()),
+            event_compile_wait,
             metrics,
         }
     }
@@ -206,7 +215,7 @@ impl Runner {
         }
         let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
         market.registry.verify_signature(&target.plugin, &record).await?;
-        let plugin = match self.load_within(bytes, EVENT_COMPILE_WAIT).await {
+        let plugin = match self.load_within(bytes, self.event_compile_wait).await {
             Loading::Ready(plugin) => plugin,
             Loading::Refused(e) => {
                 return Err(MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")));
@@ -350,10 +359,12 @@ pub async fn invoke_install(
     })
 }
 
-/// How long an event waits for its component to compile on this node. Past it the event is
-/// answered `host_busy` (nothing ran, nothing is recorded) while the compile goes on, so a
-/// large component's first compile never holds a tenant's request.
-const EVENT_COMPILE_WAIT: Duration = Duration::from_secs(2);
+/// How long an event waits for its component to compile on this node, unless
+/// [`MarketConfig::event_compile_wait`](crate::market::MarketConfig) says otherwise. Past it
+/// the event is answered `host_busy` (reason `compiling`; nothing ran, nothing is recorded)
+/// while the compile goes on, so a large component's first compile never holds a tenant's
+/// request.
+pub const EVENT_COMPILE_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a load stands after [`Runner::load_within`].
 pub enum Loading {

@@ -108,8 +108,23 @@ const NOT_SOURCE: &[&str] = &["target", "dist", "node_modules", ".venv", ".git",
 /// seeing them change must not start another round.
 const BUILD_WRITES: &[&str] = &["Cargo.lock"];
 
-/// The newest modification time and the number of source files under `dir`.
+/// The project's test cases (`nexus plugin test`): `nexus dev` runs them again when they
+/// change, but they are not built into the component.
+pub(crate) const CASES_FOLDER: &str = "events";
+
+/// The newest modification time and the number of source files under `dir`, test cases
+/// included: what `nexus dev` watches.
 pub(crate) fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
+    files_under(dir, &[])
+}
+
+/// The newest modification time of what a build reads: the sources without the test cases,
+/// so that writing a case does not ask for a rebuild.
+pub(crate) fn newest_build_input(dir: &Path) -> Option<SystemTime> {
+    files_under(dir, &[dir.join(CASES_FOLDER)]).0
+}
+
+fn files_under(dir: &Path, skip: &[PathBuf]) -> (Option<SystemTime>, usize) {
     let mut newest = None;
     let mut count = 0;
     let mut pending = vec![dir.to_path_buf()];
@@ -119,7 +134,7 @@ pub(crate) fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
             let path = entry.path();
             let name = entry.file_name();
             if path.is_dir() {
-                if !NOT_SOURCE.iter().any(|skip| name == *skip) {
+                if !NOT_SOURCE.iter().any(|skip| name == *skip) && !skip.contains(&path) {
                     pending.push(path);
                 }
                 continue;

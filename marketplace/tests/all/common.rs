@@ -56,6 +56,8 @@ pub struct Options {
     pub host: Option<Arc<Host>>,
     /// A billing clock and payment provider of the test's own.
     pub billing: Option<nexus_marketplace::billing::BillingConfig>,
+    /// How long an event waits for its component's compile before it is answered busy.
+    pub event_compile_wait: std::time::Duration,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
             samples: true,
             host: None,
             billing: None,
+            event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
         }
     }
 }
@@ -89,6 +92,7 @@ impl Env {
             host: options.host.unwrap_or_else(host),
             tenant_limits: options.tenant_limits,
             billing: options.billing.unwrap_or_default(),
+            event_compile_wait: options.event_compile_wait,
         };
         let market = Arc::new(Market::open(registry, config).await.unwrap());
         let operator = accounts::issue_operator_token(&market.db, "tests").await.unwrap().secret;

@@ -1,7 +1,8 @@
 //! One tenant's plugin never costs another tenant anything: a tenant flooding the node with
 //! slot-holding invocations gets back-pressure (503 `host_busy` with `Retry-After`), the
 //! other tenant's events keep succeeding, and no install is paused for the host's condition.
-//! A component over the host's per-plugin limits is refused at publish. On both backends.
+//! A component over the host's per-plugin limits is refused at publish, and a component
+//! still compiling on this node is answered busy, not run. On both backends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,5 +156,100 @@ fn a_consented_loopback_host_is_still_refused_by_the_hosted_marketplace() {
         // Nothing connected to the listener.
         let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
         assert!(accepted.is_err(), "the plugin reached loopback");
+    })
+}
+
+/// A node that has not compiled a version yet (it started after the publish) answers an
+/// event for it `host_busy`, reason `compiling`, within its compile wait, with the receipt
+/// of what did run; nothing of the compiling install ran or was recorded. The compile goes
+/// on in the background, and the client's retry with the same event id is served: the
+/// install that ran the first time is replayed, not run again.
+#[test]
+fn an_event_whose_component_is_still_compiling_is_answered_busy_then_served_once() {
+    on_both(|postgres| async move {
+        // A host of its own, so evicting a component here costs no other test a compile.
+        let host = Arc::new(Host::new(HostConfig::default()).expect("host"));
+        // Far shorter than compiling tax-calculator (tens of milliseconds even on a fast
+        // machine), long enough for a component already in memory.
+        let options = Options {
+            samples: false,
+            host: Some(host.clone()),
+            event_compile_wait: Duration::from_millis(1),
+            ..Options::default()
+        };
+        let env = Env::with(postgres, options).await;
+        for name in ["echo", "tax-calculator"] {
+            let (_, path, manifest) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == name).unwrap();
+            env.publish_manifest(path, manifest).await.expect("publish");
+        }
+        // Publishing compiled both on this node; forget tax-calculator's, as a node that
+        // started after the publish would not have it.
+        let tax_bytes = nexus_sample_plugins::bytes(nexus_sample_plugins::TAX_CALCULATOR).unwrap();
+        host.evict(&nexus_host::Digest::of(&tax_bytes));
+
+        let tenant = env.tenant("globex").await;
+        let echo = env.install(&tenant, "nexus-labs/echo", json!({ "config": { "prefix": "> " } })).await;
+        let tax = env.install(&tenant, "nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900" } })).await;
+        let order = json!({ "order_id": "o-1", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
+        let event = json!({ "id": "evt-compiling-1", "type": "order.created", "payload": order });
+        let send = || async {
+            let request = Request::builder()
+                .method("POST")
+                .uri("/v1/events")
+                .header(header::AUTHORIZATION, format!("Bearer {tenant}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(event.to_string().into())
+                .unwrap();
+            let (status, headers, body) = env.raw(request).await;
+            let retry = headers.get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+            (status, retry, serde_json::from_slice::<Value>(&body).unwrap())
+        };
+
+        let (status, retry, body) = send().await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["error"]["code"], "host_busy", "{body}");
+        assert_eq!(body["error"]["details"]["reason"], "compiling", "{body}");
+        assert_eq!(
+            body["error"]["message"], "the plugin's component is still being compiled on this node; retry in 1s",
+            "{body}"
+        );
+        assert_eq!(body["error"]["details"]["busy_installs"], json!([tax["id"]]), "{body}");
+        let ran = &body["error"]["details"]["receipt"]["deliveries"];
+        assert_eq!(ran.as_array().map(Vec::len), Some(1), "{body}");
+        assert_eq!((&ran[0]["install"], &ran[0]["outcome"]), (&echo["id"], &json!("ok")), "{body}");
+        let invocations = |install: &Value| {
+            let uri = format!("/v1/installs/{}/invocations", install["id"].as_str().unwrap());
+            let env = &env;
+            let tenant = &tenant;
+            async move { env.get(&uri, tenant).await.1["items"].as_array().map(Vec::len) }
+        };
+        assert_eq!(invocations(&tax).await, Some(0), "a busy install runs nothing and records nothing");
+
+        // The compile goes on without the request; retries are answered busy until it is done.
+        let mut served = None;
+        for _ in 0..600 {
+            let (status, _, body) = send().await;
+            if status == StatusCode::OK {
+                served = Some(body);
+                break;
+            }
+            assert_eq!(
+                (status, &body["error"]["details"]["reason"]),
+                (StatusCode::SERVICE_UNAVAILABLE, &json!("compiling"))
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let receipt = served.expect("served within 30 s of the first event");
+        let deliveries = receipt["deliveries"].as_array().unwrap();
+        let of = |install: &Value| deliveries.iter().find(|d| d["install"] == install["id"]).unwrap().clone();
+        assert_eq!((of(&echo)["outcome"].clone(), of(&echo)["replayed"].clone()), (json!("ok"), json!(true)));
+        // A delivery that ran now carries no `replayed` flag.
+        assert_eq!((of(&tax)["outcome"].clone(), of(&tax)["replayed"].clone()), (json!("ok"), Value::Null));
+        let taxed: Value = serde_json::from_str(of(&tax)["data"].as_str().unwrap()).unwrap();
+        assert_eq!(taxed["tax_minor"].as_i64(), Some(190), "{receipt}");
+        assert_eq!((invocations(&echo).await, invocations(&tax).await), (Some(1), Some(1)));
+        let (_, now) = env.get(&format!("/v1/installs/{}", tax["id"].as_str().unwrap()), &tenant).await;
+        assert_eq!(now["status"], "active", "{now}");
     })
 }

@@ -866,6 +866,7 @@ async fn second_node(m: &Money) -> nexus_marketplace::Market {
         host: super::common::host(),
         tenant_limits: Default::default(),
         billing: BillingConfig::sandboxed(m.clock.clone(), m.sandbox.clone()),
+        event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
     };
     nexus_marketplace::Market::open(m.env.market.registry.clone(), config).await.unwrap()
 }

@@ -166,6 +166,7 @@ async fn second_node(env: &super::common::Env) -> (axum::Router, std::sync::Arc<
         host: host.clone(),
         tenant_limits: nexus_marketplace::runner::TenantLimits::default(),
         billing: Default::default(),
+        event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
     };
     let other = nexus_marketplace::Market::open(env.market.registry.clone(), config).await.unwrap();
     let state =

@@ -4,4 +4,5 @@
 // Tests report failure by panicking.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod guest_bindings;
 mod tenants;

@@ -186,13 +186,13 @@ pub async fn test_project(host: &Host, dir: &Path, only: Option<&str>) -> anyhow
         tally.passed,
         tally.failed.len(),
         cases.len(),
-        dir.join("events").display()
+        dir.join(super::CASES_FOLDER).display()
     );
     Ok(tally)
 }
 
 fn case_files(dir: &Path, only: Option<&str>) -> anyhow::Result<Vec<PathBuf>> {
-    let folder = dir.join("events");
+    let folder = dir.join(super::CASES_FOLDER);
     let entries = std::fs::read_dir(&folder)
         .with_context(|| format!("cannot read {}: write sample events there (see `nexus new`)", folder.display()))?;
     let mut files: Vec<PathBuf> = entries

@@ -14,10 +14,10 @@ use super::project::Lang;
 
 include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 
-/// The Rust SDK, written into a project as its `sdk/` crate. Its bindings read the
-/// project's `wit/` instead of the repository's.
+/// The Rust SDK, written into a project as its `sdk/` crate: the helpers and the committed
+/// bindings for `wit/v1.0`, so a builder's first build does not compile wit-bindgen's macro.
 const RUST_SDK: &str = include_str!("../../../../sample-plugins/sdk/src/lib.rs");
-const RUST_SDK_WIT_PATH: &str = "\"../../wit/v1.0\"";
+const RUST_SDK_BINDINGS: &str = include_str!("../../../../sample-plugins/sdk/src/bindings.rs");
 const PYTHON_SDK: &str = include_str!("../../../../sample-plugins/python/lead-scorer/src/nexus_sdk.py");
 const JS_SDK: &str = include_str!("../../../../sample-plugins/js/ticket-router/src/nexus-sdk.js");
 const JS_LOG: &str = include_str!("../../../../sample-plugins/js/ticket-router/src/nexus-log.js");
@@ -135,10 +135,8 @@ pub fn project_files(
     }
     match lang {
         Lang::Rust => {
-            if !RUST_SDK.contains(RUST_SDK_WIT_PATH) {
-                bail!("the embedded Rust SDK no longer reads {RUST_SDK_WIT_PATH}");
-            }
-            files.push(("sdk/src/lib.rs".into(), RUST_SDK.replace(RUST_SDK_WIT_PATH, "\"../wit\"")));
+            files.push(("sdk/src/lib.rs".into(), RUST_SDK.to_string()));
+            files.push(("sdk/src/bindings.rs".into(), RUST_SDK_BINDINGS.to_string()));
         }
         Lang::Python => files.push(("src/nexus_sdk.py".into(), PYTHON_SDK.to_string())),
         Lang::Js => {

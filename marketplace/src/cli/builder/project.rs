@@ -213,7 +213,7 @@ impl Project {
     pub fn built(&self) -> Option<PathBuf> {
         let component = self.last_build()?;
         let built_at = std::fs::metadata(&component).and_then(|m| m.modified()).ok()?;
-        let (newest_source, _) = super::fingerprint(&self.dir);
+        let newest_source = super::newest_build_input(&self.dir);
         newest_source.is_none_or(|source| source <= built_at).then_some(component)
     }
 
