@@ -211,6 +211,14 @@ impl Host {
         Ok((plugin, source))
     }
 
+    /// The component with this digest if it is loaded in memory already: never compiles,
+    /// never waits for a compile in flight.
+    pub fn loaded(&self, digest: &Digest) -> Option<Arc<Plugin>> {
+        let plugin = self.loaded.lock().ok()?.get(digest).and_then(|cell| cell.get().cloned())?;
+        self.metrics.record_load(LoadSource::Memory);
+        Some(plugin)
+    }
+
     /// Forgets a loaded component (the disk cache keeps it).
     pub fn evict(&self, digest: &Digest) {
         if let Ok(mut loaded) = self.loaded.lock() {

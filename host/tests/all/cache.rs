@@ -17,10 +17,16 @@ fn components_compile_once_then_come_from_memory_or_disk() {
         let bytes = nexus_sample_plugins::bytes(ECHO).expect("echo");
 
         let first = host_with_cache(dir.path());
+        let digest = nexus_host::Digest::of(&bytes);
+        assert!(first.loaded(&digest).is_none(), "`loaded` never compiles");
         let (plugin, source) = first.load(&bytes).await.expect("load");
         assert_eq!(source, LoadSource::Compiled);
         assert_eq!(first.load(&bytes).await.expect("load").1, LoadSource::Memory);
-        assert_eq!((first.metrics().compiles, first.metrics().loads_memory), (1, 1));
+        assert_eq!(first.loaded(&digest).map(|p| p.digest()), Some(digest));
+        assert_eq!((first.metrics().compiles, first.metrics().loads_memory), (1, 2));
+        first.evict(&digest);
+        assert!(first.loaded(&digest).is_none(), "evicted from memory");
+        assert_eq!(first.load(&bytes).await.expect("load").1, LoadSource::Disk);
 
         let files: Vec<String> = std::fs::read_dir(dir.path())
             .expect("read dir")

@@ -215,7 +215,13 @@ impl Runner {
         }
         let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
         market.registry.verify_signature(&target.plugin, &record).await?;
-        let plugin = match self.load_within(bytes, self.event_compile_wait).await {
+        // Loaded in memory already (the artifact store checked the bytes against this digest):
+        // no task, so a busy runtime cannot make a ready component look like a compile.
+        let loading = match self.host.loaded(&record.digest) {
+            Some(plugin) => Loading::Ready(plugin),
+            None => self.load_within(bytes, self.event_compile_wait).await,
+        };
+        let plugin = match loading {
             Loading::Ready(plugin) => plugin,
             Loading::Refused(e) => {
                 return Err(MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")));

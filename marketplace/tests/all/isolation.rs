@@ -182,14 +182,15 @@ fn an_event_whose_component_is_still_compiling_is_answered_busy_then_served_once
             let (_, path, manifest) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == name).unwrap();
             env.publish_manifest(path, manifest).await.expect("publish");
         }
-        // Publishing compiled both on this node; forget tax-calculator's, as a node that
-        // started after the publish would not have it.
-        let tax_bytes = nexus_sample_plugins::bytes(nexus_sample_plugins::TAX_CALCULATOR).unwrap();
-        host.evict(&nexus_host::Digest::of(&tax_bytes));
-
         let tenant = env.tenant("globex").await;
         let echo = env.install(&tenant, "nexus-labs/echo", json!({ "config": { "prefix": "> " } })).await;
         let tax = env.install(&tenant, "nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900" } })).await;
+        // Publishing and installing compiled both on this node (the install's warm-up runs
+        // in the background: loading the same bytes waits for it). Then forget
+        // tax-calculator's, as a node that started after the install would not have it.
+        let tax_bytes = nexus_sample_plugins::bytes(nexus_sample_plugins::TAX_CALCULATOR).unwrap();
+        host.load(&tax_bytes).await.expect("tax-calculator loads");
+        host.evict(&nexus_host::Digest::of(&tax_bytes));
         let order = json!({ "order_id": "o-1", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
         let event = json!({ "id": "evt-compiling-1", "type": "order.created", "payload": order });
         let send = || async {
