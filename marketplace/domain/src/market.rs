@@ -67,8 +67,8 @@ pub struct MarketConfig {
     /// The billing clock, the payment provider and the retry schedule.
     pub billing: BillingConfig,
     /// How long an event waits for its component to compile on this node before it is
-    /// answered `host_busy` (reason `compiling`); [`EVENT_COMPILE_WAIT`](crate::runner::EVENT_COMPILE_WAIT) unless a test or an
-    /// operator says otherwise.
+    /// answered `host_busy` (reason `compiling`): normally
+    /// [`EVENT_COMPILE_WAIT`](crate::runner::EVENT_COMPILE_WAIT); tests shorten it.
     pub event_compile_wait: Duration,
 }
 
