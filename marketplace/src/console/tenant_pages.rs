@@ -158,6 +158,8 @@ struct BillPage {
     bill: Bill,
     previous: String,
     next: String,
+    /// The tenant an operator named, carried into the page's links.
+    tenant: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +193,7 @@ async fn bill(
         bill,
         previous,
         next,
+        tenant: form.tenant.filter(|t| !t.trim().is_empty()),
     })
 }
 
@@ -200,10 +203,17 @@ pub fn current_month(state: &AppState) -> String {
     super::when(now)[..7].to_string()
 }
 
+/// Operators name the tenant (`?tenant=`), as on the bill page.
+#[derive(Debug, Deserialize)]
+struct TenantForm {
+    tenant: Option<String>,
+}
+
 async fn bill_csv(
     State(state): State<AppState>,
     signed: Signed,
     Path(file): Path<String>,
+    Query(form): Query<TenantForm>,
 ) -> Result<Response, PageError> {
     let Some(period) = file.strip_suffix(".csv") else {
         return Err(PageError::new(
@@ -212,7 +222,8 @@ async fn bill_csv(
             "bills are downloaded as `<period>.csv`",
         ));
     };
-    let bill = views::bill(&state.market, &signed.0.caller, None, period).await?;
+    let tenant = form.tenant.filter(|t| !t.trim().is_empty());
+    let bill = views::bill(&state.market, &signed.0.caller, tenant.as_deref(), period).await?;
     Ok(csv(&format!("bill-{}-{}", bill.tenant, bill.period), views::bill_csv(&bill)))
 }
 

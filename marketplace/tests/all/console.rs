@@ -513,11 +513,27 @@ fn downloads_and_charts_agree_with_the_api() {
         tenant.sign_in(&world.globex).await;
         let bill = tenant.get("/console/bills/2026-11.csv").await;
         assert_eq!(bill.body, text("/v1/bills/2026-11?format=csv".into(), world.globex.clone()).await);
+        let page = tenant.get("/console/bills?period=2026-11").await;
+        assert!(page.body.contains(r#"<a href="/console/bills/2026-11.csv" download>"#), "{}", page.body);
 
         // The chart's table lists what /v1/metrics/gmv says, period by period.
         let (_, gmv) = env.get("/v1/metrics/gmv?interval=month&by=currency", &env.operator).await;
         let mut operator = Browser::new(env);
         operator.sign_in(&env.operator).await;
+        // An operator's view of a tenant's bill keeps the tenant in every link, and its CSV
+        // is the API's for that tenant.
+        let page = operator.get("/console/bills?period=2026-11&tenant=globex").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for link in [
+            r#"<a href="/console/bills?period=2026-10&amp;tenant=globex">2026-10</a>"#,
+            r#"<a href="/console/bills?period=2026-12&amp;tenant=globex">2026-12</a>"#,
+            r#"<a href="/console/bills/2026-11.csv?tenant=globex" download>"#,
+        ] {
+            assert!(page.body.contains(link), "{link} not in:\n{}", page.body);
+        }
+        let csv = operator.get("/console/bills/2026-11.csv?tenant=globex").await;
+        assert_eq!(csv.status, StatusCode::OK, "{}", csv.body);
+        assert_eq!(csv.body, bill.body, "the operator downloads the same bill the tenant does");
         let dashboard = operator.get("/console/operator").await;
         let rows = gmv["rows"].as_array().unwrap();
         assert!(!rows.is_empty(), "{gmv}");
