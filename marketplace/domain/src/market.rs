@@ -33,6 +33,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0008_invocation_output.sql"),
     include_str!("../migrations/common/0009_console_sessions.sql"),
     include_str!("../migrations/common/0010_featured_listings.sql"),
+    include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -45,6 +46,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0008_invocation_output.sql"),
     include_str!("../migrations/common/0009_console_sessions.sql"),
     include_str!("../migrations/common/0010_featured_listings.sql"),
+    include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -343,6 +343,24 @@ pub struct VersionHealth {
     pub last_at: Option<i64>,
 }
 
+/// How many times each of a publisher's plugins ran since `since`, in one query: plugins
+/// that did not run are absent.
+pub async fn invocations_by_plugin(
+    market: &Market,
+    publisher: &str,
+    since: i64,
+) -> Result<BTreeMap<String, i64>, MarketError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT i.plugin_id, COUNT(*) FROM invocations i JOIN listings l ON l.plugin_id = i.plugin_id \
+         WHERE l.publisher = $1 AND i.started_at >= $2 GROUP BY i.plugin_id",
+    )
+    .bind(publisher)
+    .bind(since)
+    .fetch_all(&market.db.pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// [`VersionHealth`] of every version of `plugin` with invocations since `since` (ms),
 /// newest version first.
 pub async fn version_health(market: &Market, plugin: &str, since: i64) -> Result<Vec<VersionHealth>, MarketError> {

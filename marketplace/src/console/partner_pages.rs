@@ -72,11 +72,12 @@ async fn overview(
     caller.may_act_for_publisher(&publisher)?;
     let sales = views::sales(&state.market, caller, &publisher, None).await?;
     let since = state.market.billing.clock.now_ms() - 30 * DAY_MS;
-    let mut plugins = Vec::new();
-    for listing in catalog::of_publisher(&state.market.db, &publisher).await? {
-        let health = crate::records::version_health(&state.market, &listing.id, since).await?;
-        plugins.push(PluginRow { invocations: health.iter().map(|v| v.invocations).sum(), listing });
-    }
+    let ran = crate::records::invocations_by_plugin(&state.market, &publisher, since).await?;
+    let plugins = catalog::of_publisher(&state.market.db, &publisher)
+        .await?
+        .into_iter()
+        .map(|listing| PluginRow { invocations: ran.get(&listing.id).copied().unwrap_or(0), listing })
+        .collect();
     let query = GmvQuery {
         interval: Some(Interval::Month),
         by: Some(GroupBy::Currency),

@@ -502,6 +502,18 @@ fn downloads_and_charts_agree_with_the_api() {
         };
         let mut partner = Browser::new(env);
         partner.sign_in(&env.publisher).await;
+        // The listing table counts each plugin's invocations as the health API does.
+        let overview = partner.get("/console/partners/nexus-labs").await;
+        for (plugin, installs, invocations) in [("echo", 1, 1), ("tax-calculator", 0, 0)] {
+            let (_, health) = env.get(&format!("/v1/plugins/nexus-labs/{plugin}/health"), &env.publisher).await;
+            let ran: i64 = health.as_array().unwrap().iter().map(|v| v["invocations"].as_i64().unwrap()).sum();
+            assert_eq!(ran, invocations, "{health}");
+            let row = format!(
+                "<a href=\"/console/catalog/nexus-labs/{plugin}\">nexus-labs/{plugin}</a></td>\n<td>0.1.0</td><td \
+                 class=\"num\">{installs}</td><td class=\"num\">{ran}</td>"
+            );
+            assert!(overview.body.contains(&row), "{row} not in:\n{}", overview.body);
+        }
         let statement = partner.get("/console/partners/nexus-labs/statements/2026-11.csv").await;
         assert_eq!(statement.status, StatusCode::OK);
         assert_eq!(statement.content_type, "text/csv; charset=utf-8");
