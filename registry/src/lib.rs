@@ -164,6 +164,12 @@ impl Registry {
         versions::fetch(&self.db, &self.artifacts, id, version).await
     }
 
+    /// The bytes of a version whose record the caller already holds, verified against its
+    /// digest.
+    pub async fn component(&self, record: &VersionRecord) -> Result<Vec<u8>, RegistryError> {
+        self.artifacts.get(&record.digest).await
+    }
+
     /// Checks a version's signature against the publisher's current keys.
     pub async fn verify_signature(
         &self,

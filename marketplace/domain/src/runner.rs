@@ -213,13 +213,17 @@ impl Runner {
         {
             return Ok(plugin.clone());
         }
-        let (record, bytes) = market.registry.fetch(&target.plugin, &target.version).await?;
+        let record = market.registry.version(&target.plugin, &target.version).await?;
         market.registry.verify_signature(&target.plugin, &record).await?;
-        // Loaded in memory already (the artifact store checked the bytes against this digest):
-        // no task, so a busy runtime cannot make a ready component look like a compile.
+        // The host keys what it loaded by the digest of the bytes, so one loaded in memory is
+        // this version: taken without reading the artifact or starting a task (a busy
+        // runtime cannot make a ready component look like a compile).
         let loading = match self.host.loaded(&record.digest) {
             Some(plugin) => Loading::Ready(plugin),
-            None => self.load_within(bytes, self.event_compile_wait).await,
+            None => {
+                let bytes = market.registry.component(&record).await?;
+                self.load_within(bytes, self.event_compile_wait).await
+            }
         };
         let plugin = match loading {
             Loading::Ready(plugin) => plugin,
