@@ -683,7 +683,7 @@ async fn seed_partners(market: &Market) -> Expected {
         "INSERT INTO partner_totals (publisher, currency, lifetime_gross_minor) \
          SELECT publisher, currency, SUM(amount_minor) FROM charges WHERE status = 'collected' GROUP BY publisher, currency",
     )
-    .execute(&market.db.pool)
+    .execute(market.db.writer())
     .await
     .unwrap();
     if market.db.backend == nexus_registry::Backend::Postgres {

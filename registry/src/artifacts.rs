@@ -29,7 +29,7 @@ impl ArtifactStore {
                     .bind(digest.to_string())
                     .bind(bytes.len() as i64)
                     .bind(bytes.to_vec())
-                    .execute(&db.pool)
+                    .execute(db.writer())
                     .await;
                 match insert {
                     Ok(_) => Ok(()),

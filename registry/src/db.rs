@@ -2,8 +2,11 @@
 //! when given a `postgres://` URL so several nodes share one registry. Both run the same
 //! queries through sqlx's `Any` driver; only the migrations differ per backend.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -22,23 +25,93 @@ pub enum Backend {
     Postgres,
 }
 
-/// A pool and which backend it talks to.
+/// Connections for reading, and the writer, and which backend they talk to.
+///
+/// SQLite has one writer per database file. Rather than letting every pooled connection
+/// fight for the file lock (busy timeouts, `database is locked` under a few concurrent
+/// requests), the server schedules it: every write goes through [`Db::writer`], a pool of
+/// exactly one connection, so writers queue in arrival order (sqlx's pool is fair) and a
+/// write transaction never waits on the lock. The reading connections are opened read-only
+/// (`query_only`), so a write that bypasses the writer fails in tests instead of contending
+/// in production. On PostgreSQL both are the same pool and rows are locked where they are
+/// read.
+///
+/// Rule for callers: never hold a connection of one pool while acquiring another (a write
+/// transaction reads through itself, not through [`Db::pool`]), and never keep a write
+/// transaction open across a plugin run or a call to another service.
 #[derive(Debug, Clone)]
 pub struct Db {
+    /// Connections for reads (read-only on SQLite).
     pub pool: AnyPool,
+    /// The connection(s) writes go through: one on SQLite, the shared pool on PostgreSQL.
+    writer: AnyPool,
     pub backend: Backend,
 }
+
+/// Something that must commit with every write of one request (the marketplace's
+/// idempotency key): run at the start of each [`Db::write_tx`] begun inside
+/// [`with_write_hook`].
+pub trait WriteHook: Send + Sync {
+    fn on_begin<'a>(&'a self, tx: &'a mut sqlx::AnyConnection) -> HookFuture<'a>;
+    fn on_location<'a>(&'a self, tx: &'a mut sqlx::AnyConnection, location: &'a str) -> HookFuture<'a>;
+}
+
+pub type HookFuture<'a> = Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + 'a>>;
+
+tokio::task_local! {
+    static WRITE_HOOK: Arc<dyn WriteHook>;
+}
+
+/// Runs `work` with `hook` on every write transaction it begins on this task (not on tasks
+/// it spawns: their writes are not the request's effect).
+pub async fn with_write_hook<F: Future>(hook: Arc<dyn WriteHook>, work: F) -> F::Output {
+    WRITE_HOOK.scope(hook, work).await
+}
+
+/// Reading connections to a SQLite file: WAL readers never wait for the writer.
+const SQLITE_READERS: u32 = 8;
+/// Connections to PostgreSQL per node (reads and writes).
+const POSTGRES_CONNECTIONS: u32 = 16;
 
 impl Db {
     /// A transaction that will write, the one way on both backends: on SQLite it takes the
     /// write lock at once (a deferred transaction that reads first cannot upgrade to a writer
     /// once another connection wrote: "database is locked" without waiting out the busy
     /// timeout); on PostgreSQL rows are locked where they are read (`FOR UPDATE`).
+    ///
+    /// Inside [`with_write_hook`] (a request carrying an idempotency key), the hook runs
+    /// first in every such transaction, so what it writes commits or rolls back with the
+    /// effect.
     pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
+        if let Ok(hook) = WRITE_HOOK.try_with(Arc::clone) {
+            hook.on_begin(&mut tx).await?;
         }
+        Ok(tx)
+    }
+
+    /// Tells the write hook of the running request (if any) which resource its effect
+    /// created (`/v1/installs/ins_…`), inside the transaction that created it: the answer
+    /// can be rebuilt from it if the process dies before answering.
+    pub async fn note_location(&self, tx: &mut sqlx::AnyConnection, location: &str) -> Result<(), sqlx::Error> {
+        match WRITE_HOOK.try_with(Arc::clone) {
+            Ok(hook) => hook.on_location(tx, location).await,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Closes the readers and the writer, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    /// Where a single write statement outside a transaction goes (`query.execute(db.writer())`).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// What locks the rows a `SELECT` reads inside [`Db::write_tx`]: ` FOR UPDATE` on
@@ -71,30 +144,34 @@ impl Db {
             )));
         };
         let options = AnyConnectOptions::from_str(url).map_err(storage)?.disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .after_connect(move |connection, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; foreign keys are off by
-                        // default in SQLite; waiting beats failing when a writer holds the lock.
-                        connection.execute("PRAGMA journal_mode = WAL").await?;
-                        connection.execute("PRAGMA foreign_keys = ON").await?;
-                        connection.execute("PRAGMA busy_timeout = 5000").await?;
-                    } else {
-                        // Statements are prepared once per connection; after five runs
-                        // PostgreSQL may switch to a generic plan that guesses range sizes,
-                        // which on skewed data (a month of a million ledger transactions) picks
-                        // a plan 20 times slower. Plan each run with its values.
-                        connection.execute("SET plan_cache_mode = force_custom_plan").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(storage)?;
-        let db = Self { pool, backend };
+        let db = match backend {
+            Backend::Sqlite => {
+                let writer = sqlite_pool(options.clone(), 1, false).await?;
+                // The writer first: it creates the file and switches it to WAL before any
+                // read-only connection opens it.
+                let pool = sqlite_pool(options, SQLITE_READERS, true).await?;
+                Self { pool, writer, backend }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(POSTGRES_CONNECTIONS)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            // Statements are prepared once per connection; after five runs
+                            // PostgreSQL may switch to a generic plan that guesses range
+                            // sizes, which on skewed data (a month of a million ledger
+                            // transactions) picks a plan 20 times slower. Plan each run with
+                            // its values.
+                            connection.execute("SET plan_cache_mode = force_custom_plan").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+                    .map_err(storage)?;
+                Self { writer: pool.clone(), pool, backend }
+            }
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -117,7 +194,7 @@ impl Db {
             Backend::Sqlite => sqlite,
             Backend::Postgres => postgres,
         };
-        let mut tx = self.pool.begin().await.map_err(storage)?;
+        let mut tx = self.writer.begin().await.map_err(storage)?;
         if self.backend == Backend::Postgres {
             // Several nodes may start at once on a fresh database: before anything is
             // touched (even the bookkeeping table, whose `CREATE TABLE IF NOT EXISTS` is not
@@ -144,6 +221,30 @@ impl Db {
         }
         tx.commit().await.map_err(storage)
     }
+}
+
+/// A pool of `size` connections to a SQLite file; `read_only` ones refuse every write.
+async fn sqlite_pool(options: AnyConnectOptions, size: u32, read_only: bool) -> Result<AnyPool, RegistryError> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the writer; foreign keys are off by default in
+                // SQLite. The busy timeout is for other processes on the same file (a CLI
+                // command given the server's data folder): the server's own writes never
+                // meet the lock, they queue for the one writer.
+                connection.execute("PRAGMA journal_mode = WAL").await?;
+                connection.execute("PRAGMA foreign_keys = ON").await?;
+                connection.execute("PRAGMA busy_timeout = 5000").await?;
+                if read_only {
+                    connection.execute("PRAGMA query_only = ON").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(storage)
 }
 
 /// The PostgreSQL advisory lock key migrations take (any constant that nothing else uses:

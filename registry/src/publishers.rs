@@ -109,7 +109,7 @@ pub async fn create_publisher(db: &Db, name: &PublisherName, display_name: &str)
         .bind(name.as_str())
         .bind(display_name)
         .bind(now_ms())
-        .execute(&db.pool)
+        .execute(db.writer())
         .await;
     match inserted {
         Err(error) if is_unique_violation(&error) => return Err(RegistryError::PublisherExists(name.to_string())),
@@ -143,7 +143,7 @@ pub async fn issue_token(
     .bind(label)
     .bind(now_ms())
     .bind(expires_at)
-    .execute(&db.pool)
+    .execute(db.writer())
     .await
     .map_err(storage)?;
     Ok(IssuedToken { id, secret, publisher: publisher.clone(), scopes, expires_at })
@@ -190,7 +190,7 @@ pub async fn revoke_token(db: &Db, caller: &Credential, token_id: &str) -> Resul
     .bind(now_ms())
     .bind(token_id)
     .bind(caller.publisher.as_str())
-    .execute(&db.pool)
+    .execute(db.writer())
     .await
     .map_err(storage)?;
     if result.rows_affected() == 0 {
@@ -212,7 +212,7 @@ pub async fn add_key(db: &Db, caller: &Credential, key: &PublicKey) -> Result<Ke
     .bind(caller.publisher.as_str())
     .bind(&info.public_key)
     .bind(info.created_at)
-    .execute(&db.pool)
+    .execute(db.writer())
     .await;
     match inserted {
         Err(error) if is_unique_violation(&error) => {
@@ -232,7 +232,7 @@ pub async fn revoke_key(db: &Db, caller: &Credential, fingerprint: &str) -> Resu
     .bind(now_ms())
     .bind(fingerprint)
     .bind(caller.publisher.as_str())
-    .execute(&db.pool)
+    .execute(db.writer())
     .await
     .map_err(storage)?;
     // Unknown, another publisher's, or already revoked: not found, as a second DELETE of

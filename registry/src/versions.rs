@@ -179,7 +179,7 @@ pub async fn yank(
     .bind(successor.map(ToString::to_string))
     .bind(id.to_string())
     .bind(version_key(version))
-    .execute(&db.pool)
+    .execute(db.writer())
     .await
     .map_err(storage)?;
     get(db, id, version).await

@@ -295,7 +295,7 @@ async fn insert_token(
     .bind(label)
     .bind(now_ms())
     .bind(expires_at)
-    .execute(&db.pool)
+    .execute(db.writer())
     .await?;
     Ok(IssuedAccountToken {
         id,
@@ -323,7 +323,7 @@ pub async fn create_tenant(db: &Db, id: &TenantId, display_name: &str) -> Result
         .bind(id.as_str())
         .bind(display_name)
         .bind(now_ms())
-        .execute(&db.pool)
+        .execute(db.writer())
         .await;
     match inserted {
         Err(error) if nexus_registry::db::is_unique_violation(&error) => {
@@ -358,7 +358,7 @@ pub async fn revoke_token(db: &Db, tenant: Option<&TenantId>, token_id: &str) ->
     .bind(now_ms())
     .bind(token_id)
     .bind(tenant.map(TenantId::as_str))
-    .execute(&db.pool)
+    .execute(db.writer())
     .await?;
     if result.rows_affected() == 0 {
         return Err(MarketError::NotFound(format!("active token {token_id}")));

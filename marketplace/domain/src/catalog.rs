@@ -147,7 +147,7 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
         sqlx::query("UPDATE listings SET latest_version = '', updated_at = $1 WHERE plugin_id = $2")
             .bind(now)
             .bind(id.to_string())
-            .execute(&db.pool)
+            .execute(db.writer())
             .await?;
         return Ok(());
     };
@@ -178,7 +178,7 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     .bind(search_text)
     .bind(created_at)
     .bind(now)
-    .execute(&db.pool)
+    .execute(db.writer())
     .await?;
     Ok(())
 }

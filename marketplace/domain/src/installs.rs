@@ -25,6 +25,7 @@ use crate::secrets;
 mod changes;
 mod consent;
 mod delivery;
+pub(crate) mod lifecycle;
 
 pub use changes::{
     InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,
@@ -42,10 +43,15 @@ pub const FAILURES_BEFORE_PAUSE: i64 = 5;
 
 /// Where an install stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum InstallStatus {
     /// Receives its events.
     Active,
+    /// Owes a charge that fell due when it was installed or changed plan and is not
+    /// collected yet: receives no events until it is (the billing run retries on the
+    /// schedule; once the retries are used up it is paused for payment). A paid plugin never
+    /// runs unpaid.
+    PendingPayment,
     /// Receives none until resumed (by its tenant, or by settling what it owes);
     /// `status_reason` says why.
     Paused,
@@ -57,6 +63,7 @@ impl InstallStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
+            Self::PendingPayment => "pending_payment",
             Self::Paused => "paused",
             Self::Uninstalled => "uninstalled",
         }
@@ -64,7 +71,7 @@ impl InstallStatus {
 
     /// A status as stored.
     pub(crate) fn stored(text: &str) -> Result<Self, MarketError> {
-        [Self::Active, Self::Paused, Self::Uninstalled]
+        [Self::Active, Self::PendingPayment, Self::Paused, Self::Uninstalled]
             .into_iter()
             .find(|status| status.as_str() == text)
             .ok_or_else(|| storage(format!("stored install status `{text}`")))
@@ -201,11 +208,15 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     };
     let grants = consent.grants();
     let now = market.billing.clock.now_ms();
+    // What is due at install (a one-time price, a first period) is charged and collected
+    // before the install runs anything; free and usage plans owe nothing yet.
+    let due_now = plan.model == crate::billing::plans::PlanModel::OneTime || plan.charges_periods();
+    let status = if due_now { InstallStatus::PendingPayment } else { InstallStatus::Active };
     let mut tx = market.db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO installs (id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, \
          config, secrets_sealed, secret_names, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'active', $13, $13)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
     )
     .bind(&install_id)
     .bind(tenant.as_str())
@@ -219,6 +230,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     .bind(json_text(&request.config))
     .bind(sealed)
     .bind(json_text(&request.secrets.keys().collect::<Vec<_>>()))
+    .bind(status.as_str())
     .bind(now)
     .execute(&mut *tx)
     .await;
@@ -238,17 +250,15 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
         "plan": plan.key, "plan_revision": plan.revision, "grants": grants, "secret_names": request.secrets.keys().collect::<Vec<_>>(),
     });
     audit::record(&mut *tx, &caller.actor(), "install.created", &install_id, detail).await?;
+    market.db.note_location(&mut tx, &format!("/v1/installs/{install_id}")).await?;
     tx.commit().await?;
-    // What is due at install (a one-time price, a first period) is charged and collected
-    // now; if that fails here, the next billing run does it. Free and usage plans owe nothing
-    // yet: no billing transaction on their install.
-    let now = market.billing.clock.now_ms();
-    let due_now = plan.model == crate::billing::plans::PlanModel::OneTime || plan.charges_periods();
-    if !due_now {
-        return get(market, caller, &install_id).await;
-    }
-    if let Err(error) = crate::billing::settle::settle_now(market, &install_id, now).await {
-        tracing::warn!(install = %install_id, %error, "charges due at install left to the next billing run");
+    if due_now {
+        // Collected now, in this request; what fails here (a decline, an unreachable
+        // provider) leaves the install `pending_payment` for the billing run's retries.
+        let now = market.billing.clock.now_ms();
+        if let Err(error) = crate::billing::settle::settle_now(market, &install_id, now).await {
+            tracing::warn!(install = %install_id, %error, "charges due at install left to the next billing run");
+        }
     }
     get(market, caller, &install_id).await
 }

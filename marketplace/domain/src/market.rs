@@ -34,6 +34,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0009_console_sessions.sql"),
     include_str!("../migrations/common/0010_featured_listings.sql"),
     include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
+    include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -47,6 +48,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0009_console_sessions.sql"),
     include_str!("../migrations/common/0010_featured_listings.sql"),
     include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
+    include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.
@@ -140,7 +142,7 @@ impl Market {
         let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
         let detail = json!({ "version": published.version, "digest": published.digest.to_string(),
                              "signed_by": published.signed_by });
-        audit::record(&self.db.pool, &actor(caller), "version.published", &published.id, detail).await?;
+        audit::record(self.db.writer(), &actor(caller), "version.published", &published.id, detail).await?;
         if let Err(error) = plans::seed(self, &id, &manifest, &actor(caller)).await {
             tracing::error!(plugin = %id, %error, "plans not seeded from the manifest");
         }
@@ -174,7 +176,7 @@ impl Market {
     pub async fn revoke_key(&self, caller: &Credential, fingerprint: &str) -> Result<(), MarketError> {
         self.registry.revoke_key(caller, fingerprint).await?;
         sqlx::query("UPDATE cache_generation SET generation = generation + 1 WHERE id = 1")
-            .execute(&self.db.pool)
+            .execute(self.db.writer())
             .await?;
         Ok(())
     }
@@ -190,7 +192,7 @@ impl Market {
     ) -> Result<VersionRecord, MarketError> {
         let record = self.registry.yank(caller, id, version, reason, successor).await?;
         let detail = json!({ "version": version.to_string(), "reason": reason });
-        audit::record(&self.db.pool, &actor(caller), "version.yanked", &id.to_string(), detail).await?;
+        audit::record(self.db.writer(), &actor(caller), "version.yanked", &id.to_string(), detail).await?;
         self.after_version_change(id).await?;
         Ok(record)
     }

@@ -69,7 +69,7 @@ pub fn keep_alive(market: Arc<Market>, membership: Membership) -> tokio::task::J
 /// Leaves at shutdown, so the others take over its share at once.
 pub async fn leave(market: &Market, membership: &Membership) {
     if let Err(error) =
-        sqlx::query("DELETE FROM nodes WHERE id = $1").bind(&membership.id).execute(&market.db.pool).await
+        sqlx::query("DELETE FROM nodes WHERE id = $1").bind(&membership.id).execute(market.db.writer()).await
     {
         tracing::warn!(%error, "could not remove this node's row");
     }
@@ -87,11 +87,11 @@ async fn beat(market: &Market, membership: &Membership) -> Result<u32, MarketErr
     .bind(&membership.listen)
     .bind(membership.started_at)
     .bind(now)
-    .execute(&market.db.pool)
+    .execute(market.db.writer())
     .await?;
     sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1")
         .bind(now - millis(FORGET_AFTER))
-        .execute(&market.db.pool)
+        .execute(market.db.writer())
         .await?;
     let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes WHERE heartbeat_at >= $1")
         .bind(now - millis(LIVE_WITHIN))

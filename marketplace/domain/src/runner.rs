@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::error::{BusyReason, MarketError};
-use crate::installs::{self, Target};
+use crate::installs::{self, InstallStatus, Target};
 use crate::kv::SqlKv;
 use crate::market::Market;
 use crate::metrics::Metrics;
@@ -301,13 +301,9 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
             deliveries.push(deliver::replayed(record));
             continue;
         }
-        if target.status == crate::installs::InstallStatus::Paused {
-            runner.metrics.record_skipped("paused");
-            skipped.push(Skipped {
-                install: target.id.clone(),
-                plugin: target.plugin.to_string(),
-                reason: format!("paused: {}", target.status_reason.clone().unwrap_or_default()),
-            });
+        if let Some(reason) = not_running(&target) {
+            runner.metrics.record_skipped(target.status.as_str());
+            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
             continue;
         }
         runs.push(deliver::run(market, target, &event));
@@ -338,6 +334,15 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
     Ok(EventReceipt { event_id: event.id, deliveries, skipped })
 }
 
+/// Why an install that handles an event does not run it: paused, or waiting for payment.
+fn not_running(target: &installs::Target) -> Option<String> {
+    match target.status {
+        InstallStatus::Paused => Some(format!("paused: {}", target.status_reason.clone().unwrap_or_default())),
+        InstallStatus::PendingPayment => Some("pending_payment: the charge due at install is not collected yet".into()),
+        InstallStatus::Active | InstallStatus::Uninstalled => None,
+    }
+}
+
 /// Runs one install of the calling tenant on an event, whatever its event types.
 pub async fn invoke_install(
     market: &Market,
@@ -346,11 +351,20 @@ pub async fn invoke_install(
     request: EventRequest,
 ) -> Result<Delivery, MarketError> {
     let target = installs::target_of(market, caller, install).await?;
-    if target.status == crate::installs::InstallStatus::Paused {
-        return Err(MarketError::conflict(
-            "install_paused",
-            format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
-        ));
+    match target.status {
+        InstallStatus::Paused => {
+            return Err(MarketError::conflict(
+                "install_paused",
+                format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
+            ));
+        }
+        InstallStatus::PendingPayment => {
+            return Err(MarketError::conflict(
+                "install_pending_payment",
+                format!("install {install} runs once the charge due at its install or plan change is collected"),
+            ));
+        }
+        InstallStatus::Active | InstallStatus::Uninstalled => {}
     }
     let (event, from_client) = event(request)?;
     let tenant = caller.tenant(TenantScope::Events)?;

@@ -37,7 +37,7 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
     let token = token.trim();
     let caller = accounts::authenticate(&market.db, &market.registry, token).await?;
     let now = now_ms();
-    sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(&market.db.pool).await?;
+    sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(market.db.writer()).await?;
     let cookie = random_hex(32)?;
     let csrf = random_hex(16)?;
     let expires_at = now + SESSION_LIFETIME_MS;
@@ -51,7 +51,7 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
     .bind(&csrf)
     .bind(now)
     .bind(expires_at)
-    .execute(&market.db.pool)
+    .execute(market.db.writer())
     .await?;
     Ok(Opened { cookie, session: Session { caller, csrf, expires_at } })
 }
@@ -79,7 +79,7 @@ pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketErr
 pub async fn close(market: &Market, cookie: &str) -> Result<(), MarketError> {
     sqlx::query("DELETE FROM console_sessions WHERE id_sha256 = $1")
         .bind(secret_hash(cookie))
-        .execute(&market.db.pool)
+        .execute(market.db.writer())
         .await?;
     Ok(())
 }

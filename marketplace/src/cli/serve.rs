@@ -186,7 +186,8 @@ pub async fn operator_token(args: OperatorTokenArgs) -> anyhow::Result<ExitCode>
     db.apply_migrations("marketplace_migrations", crate::market::SQLITE_MIGRATIONS, crate::market::POSTGRES_MIGRATIONS)
         .await?;
     let token = crate::accounts::issue_operator_token(&db, &args.label).await?;
-    crate::audit::record(&db.pool, "cli", "token.issued", "operator", serde_json::json!({ "token": token.id })).await?;
+    crate::audit::record(db.writer(), "cli", "token.issued", "operator", serde_json::json!({ "token": token.id }))
+        .await?;
     println!("issued an operator token in {}", args.storage.describe());
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);

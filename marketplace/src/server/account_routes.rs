@@ -89,7 +89,7 @@ pub async fn create_tenant(
     let id: TenantId = body.id.parse()?;
     let token = accounts::create_tenant(&state.market.db, &id, &body.display_name).await?;
     let detail = json!({ "display_name": body.display_name, "token": token.id });
-    audit::record(&state.market.db.pool, &caller.actor(), "tenant.created", id.as_str(), detail).await?;
+    audit::record(state.market.db.writer(), &caller.actor(), "tenant.created", id.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -163,7 +163,7 @@ pub async fn create_tenant_token(
     )
     .await?;
     let detail = json!({ "token": token.id, "scopes": token.scopes, "expires_at": token.expires_at });
-    audit::record(&state.market.db.pool, &caller.actor(), "token.issued", tenant.as_str(), detail).await?;
+    audit::record(state.market.db.writer(), &caller.actor(), "token.issued", tenant.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -176,7 +176,7 @@ pub async fn revoke_tenant_token(
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, TenantScope::Tokens).await?;
     accounts::revoke_token(&state.market.db, Some(&tenant), &id).await?;
-    audit::record(&state.market.db.pool, &caller.actor(), "token.revoked", tenant.as_str(), json!({ "token": id }))
+    audit::record(state.market.db.writer(), &caller.actor(), "token.revoked", tenant.as_str(), json!({ "token": id }))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -195,7 +195,7 @@ pub async fn create_publisher(
         .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
     let token = state.market.registry.create_publisher(&name, &body.display_name).await?;
     let detail = json!({ "display_name": body.display_name, "token": token.id });
-    audit::record(&state.market.db.pool, &caller.actor(), "publisher.created", name.as_str(), detail).await?;
+    audit::record(state.market.db.writer(), &caller.actor(), "publisher.created", name.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
 
@@ -214,7 +214,7 @@ pub async fn create_operator_token(
 ) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
     caller.require_operator()?;
     let token = accounts::issue_operator_token(&state.market.db, &body.label).await?;
-    audit::record(&state.market.db.pool, &caller.actor(), "token.issued", "operator", json!({ "token": token.id }))
+    audit::record(state.market.db.writer(), &caller.actor(), "token.issued", "operator", json!({ "token": token.id }))
         .await?;
     Ok((StatusCode::CREATED, Json(token)))
 }
@@ -228,7 +228,8 @@ pub async fn revoke_operator_token(
 ) -> Result<StatusCode, ApiError> {
     caller.require_operator()?;
     accounts::revoke_token(&state.market.db, None, &id).await?;
-    audit::record(&state.market.db.pool, &caller.actor(), "token.revoked", "operator", json!({ "token": id })).await?;
+    audit::record(state.market.db.writer(), &caller.actor(), "token.revoked", "operator", json!({ "token": id }))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

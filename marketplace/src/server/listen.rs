@@ -44,6 +44,37 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Open files kept for everything but clients: database connections, artifacts, the
+/// component cache, logs, the runtime's own descriptors.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the process's soft open-file limit to its hard limit, and returns how many client
+/// connections fit under it with [`RESERVED_FILES`] to spare (at most `wanted`, at least 1).
+/// A connection limit above what the process can open would let idle clients exhaust the
+/// descriptors: accepts fail and `/healthz` times out instead of new clients waiting in the
+/// backlog.
+pub fn connections_that_fit(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = getrlimit(Resource::Nofile),
+            Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+        }
+    }
+    let Some(files) = limit.current else { return wanted.max(1) };
+    let room = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX).max(1);
+    if room < wanted {
+        tracing::warn!(
+            open_files = files,
+            connections = room,
+            "the open-file limit leaves room for {room} client connections (not {wanted}); raise `ulimit -n` for more"
+        );
+    }
+    wanted.min(room).max(1)
+}
+
 /// The request timeouts as one layer; a timed-out request answers 408 (inside the envelope,
 /// so in the JSON error shape).
 pub fn timeouts(limits: &ConnectionLimits) -> (TimeoutLayer, RequestBodyTimeoutLayer) {
@@ -61,6 +92,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = ConnectionLimits { max_connections: connections_that_fit(limits.max_connections), ..limits };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
     let graceful = GracefulShutdown::new();

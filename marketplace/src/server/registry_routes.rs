@@ -322,6 +322,6 @@ async fn audit(
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
     let actor = crate::accounts::Caller::Publisher(caller.clone()).actor();
-    crate::audit::record(&state.market.db.pool, &actor, action, publisher, detail).await?;
+    crate::audit::record(state.market.db.writer(), &actor, action, publisher, detail).await?;
     Ok(())
 }

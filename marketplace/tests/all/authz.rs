@@ -397,7 +397,7 @@ impl World {
                     "UPDATE installs SET status = 'paused', status_reason = 'paused by the test' WHERE id = $1",
                 )
                 .bind(&self.install)
-                .execute(&env.market.db.pool)
+                .execute(env.market.db.writer())
                 .await
                 .unwrap();
                 self.install.clone()
@@ -431,7 +431,7 @@ impl World {
         if fresh == Fresh::PausedInstall {
             sqlx::query("UPDATE installs SET status = 'active', status_reason = NULL WHERE id = $1")
                 .bind(&self.install)
-                .execute(&env.market.db.pool)
+                .execute(env.market.db.writer())
                 .await
                 .unwrap();
         }
@@ -780,7 +780,7 @@ fn revoked_expired_and_unknown_tokens_are_refused() {
         // A day later: moved into the past in the database.
         sqlx::query("UPDATE account_tokens SET expires_at = 1 WHERE id = $1")
             .bind(token["id"].as_str().unwrap())
-            .execute(&env.market.db.pool)
+            .execute(env.market.db.writer())
             .await
             .unwrap();
         let expired = token["secret"].as_str().unwrap();

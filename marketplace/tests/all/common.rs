@@ -214,6 +214,24 @@ pub fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
 pub struct Server {
     pub child: std::process::Child,
     pub url: String,
+    /// What it prints after the line with its address.
+    pub stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    /// Waits for the server to print `line` (blocking), failing if it exits first.
+    pub fn wait_for_line(&mut self, line: &str) {
+        use std::io::BufRead;
+        let mut text = String::new();
+        loop {
+            text.clear();
+            let read = self.stdout.read_line(&mut text).unwrap();
+            assert!(read > 0, "the server exited before printing `{line}`");
+            if text.trim_end() == line {
+                return;
+            }
+        }
+    }
 }
 
 impl Drop for Server {
@@ -237,9 +255,10 @@ pub fn serve_with(data: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
     }
     let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
     let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_string();
-    Server { child, url }
+    Server { child, url, stdout }
 }
 
 /// A data folder with an operator token and the `nexus-labs` publisher, for tests that run

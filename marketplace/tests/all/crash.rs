@@ -85,7 +85,7 @@ fn a_killed_server_applies_every_event_exactly_once_after_a_retry() {
             let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
             let (rows, seen) = (applied_events(&db, &install).await, seen_events(&db, &install).await);
             assert_eq!(rows, seen, "a KV effect without its record, or a record without its effect");
-            db.pool.close().await;
+            db.close().await;
         }
 
         // The client retries everything; each answer is the applied delivery.
@@ -194,7 +194,7 @@ async fn charge_counts(data: &std::path::Path) -> (i64, i64) {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    db.pool.close().await;
+    db.close().await;
     (total, collected)
 }
 
@@ -307,7 +307,7 @@ async fn payout_counts(data: &std::path::Path) -> (i64, i64) {
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payouts").fetch_one(&db.pool).await.unwrap();
     let paid: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM payouts WHERE status = 'paid'").fetch_one(&db.pool).await.unwrap();
-    db.pool.close().await;
+    db.close().await;
     (total, paid)
 }
 
@@ -377,5 +377,86 @@ fn a_payout_run_killed_midway_pays_every_partner_exactly_once() {
         let (payments, paid) =
             journaled_successes(&data, "payout", |entry| entry["party"].as_str().unwrap().to_string());
         assert_eq!((payments, paid.len()), (PARTNERS, PARTNERS), "the provider paid each partner once");
+    })
+}
+
+/// A purchase under an `Idempotency-Key` on a real server that is killed at `point` of the
+/// request (`NEXUS_TEST_PAUSE_AT`), then sent again under the same key to the restarted
+/// server. Returns the retry's status, whether it was a replay, and its body, after checking
+/// that the tenant has one install and one collected charge, taken from the provider once.
+async fn purchase_killed_at(point: &str) -> (u16, bool, Value) {
+    let market = super::common::RealMarket::new();
+    let (data, operator) = (market.data.clone(), market.operator.clone());
+    let args = ["--billing-interval-secs", "0"];
+    let client = reqwest::Client::new();
+    let (tenant, body) = {
+        let server = market.serve(&args, &[]);
+        market.publish(&server.url, "pii-redactor");
+        let created = client
+            .post(format!("{}/v1/tenants", server.url))
+            .bearer_auth(&operator)
+            .json(&json!({ "id": "globex", "display_name": "Globex" }))
+            .send()
+            .await
+            .unwrap();
+        let created: Value = created.json().await.unwrap();
+        let consent = json!({ "capabilities": ["log", "config", "usage"], "hosts": [] });
+        let body = json!({ "plugin": "nexus-labs/pii-redactor", "consent": consent, "plan": "team" });
+        (created["secret"].as_str().unwrap().to_string(), body)
+    };
+    let purchase = |url: String| {
+        let (client, tenant, body) = (client.clone(), tenant.clone(), body.clone());
+        async move {
+            client
+                .post(format!("{url}/v1/installs"))
+                .bearer_auth(&tenant)
+                .header("idempotency-key", "buy-team")
+                .json(&body)
+                .send()
+                .await
+        }
+    };
+
+    let mut server = market.serve(&args, &[("NEXUS_TEST_PAUSE_AT", point)]);
+    let first = tokio::spawn(purchase(server.url.clone()));
+    server.wait_for_line(&format!("paused at {point}"));
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(first.await.unwrap().is_err(), "the first request answered before the kill");
+
+    let restarted = market.serve(&args, &[]);
+    let retry = purchase(restarted.url.clone()).await.unwrap();
+    let status = retry.status().as_u16();
+    let replayed = retry.headers().contains_key("idempotent-replayed");
+    let answer: Value = retry.json().await.unwrap();
+    drop(restarted);
+
+    let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
+    let installs: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM installs WHERE tenant_id = 'globex'").fetch_all(&db.pool).await.unwrap();
+    assert_eq!(installs, [answer["id"].as_str().unwrap_or_default().to_string()], "{answer}");
+    db.close().await;
+    assert_eq!(charge_counts(&data).await, (1, 1), "one charge, collected");
+    let charge_of = |entry: &Value| entry["key"].as_str().unwrap().split(':').next().unwrap().to_string();
+    let (payments, charges) = journaled_successes(&data, "collection", charge_of);
+    assert_eq!((payments, charges.len()), (1, 1), "the provider took the money once");
+    (status, replayed, answer)
+}
+
+#[test]
+fn a_purchase_killed_between_its_effect_and_its_answer_replays_the_install_it_made() {
+    super::common::runtime().block_on(async {
+        let (status, replayed, answer) = purchase_killed_at("idempotency.before_answer").await;
+        assert_eq!((status, replayed), (201, true), "{answer}");
+        assert_eq!((answer["plan"].as_str(), answer["status"].as_str()), (Some("team"), Some("active")), "{answer}");
+    })
+}
+
+#[test]
+fn a_purchase_killed_before_its_effect_runs_at_once_when_retried() {
+    super::common::runtime().block_on(async {
+        let (status, replayed, answer) = purchase_killed_at("idempotency.before_run").await;
+        assert_eq!((status, replayed), (201, false), "{answer}");
+        assert_eq!(answer["status"], "active", "{answer}");
     })
 }

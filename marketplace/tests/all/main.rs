@@ -24,3 +24,4 @@ mod registry_api;
 mod registry_cli;
 mod scale_out;
 mod tenant_cli;
+mod under_load;

@@ -1095,7 +1095,7 @@ fn the_ledger_refuses_edits_and_unbalanced_transactions() {
         lifetime_echo(&m).await;
         let tenant = env.tenant("globex").await;
         env.install(&tenant, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
-        let pool = &env.market.db.pool;
+        let pool = env.market.db.writer();
         for edit in [
             "UPDATE ledger_entries SET amount_minor = amount_minor + 1",
             "DELETE FROM ledger_entries",

@@ -285,24 +285,10 @@ async fn succeeded(
         .execute(&mut *tx)
         .await?;
     finish_attempt(&mut tx, id, claim.attempt, "succeeded", Some(reference), None, now).await?;
-    resume_if_settled(&mut tx, &install, now).await?;
+    crate::installs::lifecycle::run_if_paid(&mut tx, &install, now).await?;
     tx.commit().await?;
     market.runner.metrics.record_collection("succeeded");
     Ok(Collected::Succeeded)
-}
-
-/// An install paused for payment runs again once none of its charges is failed or unknown.
-async fn resume_if_settled(conn: &mut sqlx::AnyConnection, install: &str, now: i64) -> Result<(), MarketError> {
-    sqlx::query(
-        "UPDATE installs SET status = 'active', status_reason = NULL, updated_at = $2 \
-         WHERE id = $1 AND status = 'paused' AND status_reason LIKE 'payment_failed%' \
-         AND NOT EXISTS (SELECT 1 FROM charges WHERE install_id = $1 AND status IN ('failed', 'collecting', 'pending'))",
-    )
-    .bind(install)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn declined(
@@ -338,15 +324,7 @@ async fn declined(
             claim.attempt,
             nexus_host::limits::clip(reason, 200)
         );
-        let paused = sqlx::query(
-            "UPDATE installs SET status = 'paused', status_reason = $2, updated_at = $3 WHERE id = $1 AND status = 'active'",
-        )
-        .bind(&install)
-        .bind(&why)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if paused.rows_affected() == 1 {
+        if crate::installs::lifecycle::pause_for_payment(&mut tx, &install, &why, now).await? {
             let detail = serde_json::json!({ "charge": id.as_str(), "attempts": claim.attempt, "reason": reason });
             crate::audit::record(&mut *tx, "system:billing", "install.paused_for_payment", &install, detail).await?;
         }

@@ -182,7 +182,7 @@ pub async fn run_for(market: &Market, caller: &Caller) -> Result<PayoutRunReport
     caller.require_operator()?;
     let report = run(market, market.billing.clock.now_ms()).await?;
     let detail = serde_json::to_value(&report).map_err(storage)?;
-    crate::audit::record(&market.db.pool, &caller.actor(), "payouts.run", &report.period, detail).await?;
+    crate::audit::record(market.db.writer(), &caller.actor(), "payouts.run", &report.period, detail).await?;
     Ok(report)
 }
 
@@ -391,7 +391,7 @@ async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Set
             sqlx::query("UPDATE payouts SET claimed_until = $2 WHERE id = $1 AND status = 'pending'")
                 .bind(&payout.id)
                 .bind(at)
-                .execute(&market.db.pool)
+                .execute(market.db.writer())
                 .await?;
             Ok(Settled::Unknown)
         }

@@ -553,7 +553,7 @@ pub async fn backfill(market: &Market) -> Result<(), MarketError> {
             .bind(&chosen.id)
             .bind(&chosen.key)
             .bind(now)
-            .execute(&market.db.pool)
+            .execute(market.db.writer())
             .await?;
         }
     }

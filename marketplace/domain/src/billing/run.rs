@@ -68,7 +68,7 @@ pub async fn run_for(market: &Market, caller: &Caller, request: RunRequest) -> R
     }
     let report = run(market, until).await?;
     let detail = serde_json::to_value(&report).map_err(storage)?;
-    crate::audit::record(&market.db.pool, &caller.actor(), "billing.run", "billing", detail).await?;
+    crate::audit::record(market.db.writer(), &caller.actor(), "billing.run", "billing", detail).await?;
     Ok(report)
 }
 

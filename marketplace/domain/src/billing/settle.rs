@@ -72,7 +72,13 @@ pub async fn settle_now(market: &Market, install: &str, now: i64) -> Result<Sett
             collected.push(id.clone());
         }
     }
-    let outstanding = open.into_iter().filter(|id| !collected.contains(id)).collect();
+    let outstanding: Vec<String> = open.into_iter().filter(|id| !collected.contains(id)).collect();
+    if outstanding.is_empty() {
+        // Nothing was owed (a trial), or all of it is paid now.
+        let mut tx = market.db.write_tx().await?;
+        crate::installs::lifecycle::run_if_paid(&mut tx, install, now).await?;
+        tx.commit().await?;
+    }
     let row = sqlx::query("SELECT status, status_reason FROM installs WHERE id = $1")
         .bind(install)
         .fetch_one(&market.db.pool)
@@ -92,7 +98,7 @@ pub async fn settle(market: &Market, caller: &Caller, id: &str) -> Result<Settle
     own_install(market, caller, id).await?;
     let report = settle_now(market, id, market.billing.clock.now_ms()).await?;
     let detail = serde_json::json!({ "collected": report.collected, "outstanding": report.outstanding });
-    crate::audit::record(&market.db.pool, &caller.actor(), "install.settled", id, detail).await?;
+    crate::audit::record(market.db.writer(), &caller.actor(), "install.settled", id, detail).await?;
     Ok(report)
 }
 
@@ -252,6 +258,8 @@ pub async fn change_plan(
     let detail =
         serde_json::json!({ "from": current.id, "to": target.id, "from_key": current.key, "to_key": target.key });
     crate::audit::record(&mut *tx, &caller.actor(), "install.plan_changed", id, detail).await?;
+    // A charge the change made due now is paid before the install runs on the new plan.
+    crate::installs::lifecycle::await_payment(&mut tx, id, now).await?;
     tx.commit().await?;
     if let Err(error) = settle_now(market, id, now).await {
         tracing::warn!(install = %id, %error, "charges of the plan change left to the next billing run");

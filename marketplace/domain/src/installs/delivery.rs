@@ -100,7 +100,7 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         if target.consecutive_failures != 0 {
             sqlx::query("UPDATE installs SET consecutive_failures = 0 WHERE id = $1")
                 .bind(&target.id)
-                .execute(&market.db.pool)
+                .execute(market.db.writer())
                 .await?;
         }
         return Ok(false);
