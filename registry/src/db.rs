@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sha2::{Digest, Sha256};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::error::RegistryError;
@@ -188,7 +189,9 @@ impl Db {
 
     /// Runs the migrations of one component (the registry, the marketplace) that `table`
     /// has not recorded yet, in one transaction. Never edit a migration that has shipped:
-    /// add the next one.
+    /// add the next one. Each applied migration's sha256 is kept (in `<table>_checksums`),
+    /// and a database whose applied migrations differ from this binary's (an edited
+    /// migration, or a database migrated by a newer binary) is refused before anything runs.
     pub async fn apply_migrations(&self, table: &str, sqlite: &[&str], postgres: &[&str]) -> Result<(), RegistryError> {
         let migrations = match self.backend {
             Backend::Sqlite => sqlite,
@@ -202,25 +205,77 @@ impl Db {
             // it and find the work done. Released when the transaction ends.
             tx.execute(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})").as_str()).await.map_err(storage)?;
         }
-        tx.execute(
-            format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-                .as_str(),
-        )
-        .await
-        .map_err(storage)?;
+        for bookkeeping in [
+            format!("CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"),
+            format!("CREATE TABLE IF NOT EXISTS {table}_checksums (version BIGINT PRIMARY KEY, sha256 TEXT NOT NULL)"),
+        ] {
+            tx.execute(bookkeeping.as_str()).await.map_err(storage)?;
+        }
         let applied: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut *tx).await.map_err(storage)?;
-        for (index, migration) in migrations.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
+        let applied = usize::try_from(applied).unwrap_or(0);
+        if applied > migrations.len() {
+            return Err(RegistryError::Storage(format!(
+                "the database has {applied} {table} applied but this nexus knows {}: it was migrated by a newer \
+                 version; run that version (or a newer one)",
+                migrations.len()
+            )));
+        }
+        check_applied(&mut tx, table, &migrations[..applied]).await?;
+        for (index, migration) in migrations.iter().enumerate().skip(applied) {
             sqlx::raw_sql(migration).execute(&mut *tx).await.map_err(storage)?;
+            let version = index as i64 + 1;
             sqlx::query(&format!("INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"))
-                .bind(index as i64 + 1)
+                .bind(version)
                 .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+            sqlx::query(&format!("INSERT INTO {table}_checksums (version, sha256) VALUES ($1, $2)"))
+                .bind(version)
+                .bind(checksum(migration))
                 .execute(&mut *tx)
                 .await
                 .map_err(storage)?;
         }
         tx.commit().await.map_err(storage)
     }
+}
+
+fn checksum(migration: &str) -> String {
+    hex::encode(Sha256::digest(migration.as_bytes()))
+}
+
+/// Refuses applied migrations whose text has changed since; records the checksums of
+/// those applied before checksums were kept, as they are now.
+async fn check_applied(tx: &mut sqlx::AnyConnection, table: &str, applied: &[&str]) -> Result<(), RegistryError> {
+    let kept: Vec<(i64, String)> = sqlx::query_as(&format!("SELECT version, sha256 FROM {table}_checksums"))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(storage)?;
+    let kept: std::collections::HashMap<i64, String> = kept.into_iter().collect();
+    for (index, migration) in applied.iter().enumerate() {
+        let version = index as i64 + 1;
+        let shipped = checksum(migration);
+        match kept.get(&version) {
+            Some(stored) if *stored == shipped => {}
+            Some(_) => {
+                return Err(RegistryError::Storage(format!(
+                    "{table} migration {version} was edited after this database applied it; restore it as \
+                     shipped and put the change in a new migration"
+                )));
+            }
+            None => {
+                sqlx::query(&format!("INSERT INTO {table}_checksums (version, sha256) VALUES ($1, $2)"))
+                    .bind(version)
+                    .bind(shipped)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A pool of `size` connections to a SQLite file; `read_only` ones refuse every write.
@@ -269,5 +324,40 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
                 || db.message().contains("UNIQUE constraint failed")
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn an_edited_or_unknown_migration_is_refused_and_nothing_runs() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::sqlite_in(dir.path()).await.unwrap();
+            let first = ["CREATE TABLE a (x BIGINT)", "CREATE TABLE b (x BIGINT)"];
+            db.apply_migrations("test_migrations", &first, &first).await.unwrap();
+            // The same again, and one more: only the new one runs.
+            let more = ["CREATE TABLE a (x BIGINT)", "CREATE TABLE b (x BIGINT)", "CREATE TABLE c (x BIGINT)"];
+            db.apply_migrations("test_migrations", &more, &more).await.unwrap();
+
+            let edited = ["CREATE TABLE a (x BIGINT)", "CREATE TABLE b (y BIGINT)", "CREATE TABLE c (x BIGINT)"];
+            let refused = db.apply_migrations("test_migrations", &edited, &edited).await.unwrap_err();
+            assert!(refused.to_string().contains("test_migrations migration 2 was edited"), "{refused}");
+
+            let older = ["CREATE TABLE a (x BIGINT)"];
+            let refused = db.apply_migrations("test_migrations", &older, &older).await.unwrap_err();
+            assert!(refused.to_string().contains("migrated by a newer version"), "{refused}");
+            let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_migrations")
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            assert_eq!(applied, 3);
+        })
     }
 }

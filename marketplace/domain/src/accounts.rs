@@ -242,8 +242,29 @@ pub async fn authenticate_hash(
     if kind == TokenKind::Publisher {
         return Ok(Caller::Publisher(registry.authenticate_hash(hash).await?));
     }
+    Ok(account_caller(db, hash).await?.caller)
+}
+
+/// The caller of an account token, and the cache generations it was read at (in the same
+/// statement, so a revocation and its generation bump are seen together or not at all).
+#[derive(Debug, Clone)]
+pub struct ReadCaller {
+    pub caller: Caller,
+    pub expires_at: Option<i64>,
+    /// The marketplace's `cache_generation`.
+    pub generation: i64,
+    /// The tenant's `tenants.generation` (0 for operators).
+    pub tenant_generation: i64,
+}
+
+/// Checks an account token (operator or tenant) stored as `hash` for revocation and expiry
+/// now.
+pub async fn account_caller(db: &Db, hash: &str) -> Result<ReadCaller, MarketError> {
     let row = sqlx::query(
-        "SELECT id, role, tenant_id, scopes, expires_at, revoked_at FROM account_tokens WHERE secret_sha256 = $1",
+        "SELECT t.id, t.role, t.tenant_id, t.scopes, t.expires_at, t.revoked_at, \
+         (SELECT generation FROM cache_generation WHERE id = 1) AS generation, \
+         COALESCE((SELECT generation FROM tenants WHERE id = t.tenant_id), 0) AS tenant_generation \
+         FROM account_tokens t WHERE t.secret_sha256 = $1",
     )
     .bind(hash)
     .fetch_optional(&db.pool)
@@ -252,24 +273,31 @@ pub async fn authenticate_hash(
     if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
         return Err(RegistryError::TokenRevoked.into());
     }
-    if row.try_get::<Option<i64>, _>("expires_at")?.is_some_and(|at| at <= now_ms()) {
+    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    if expires_at.is_some_and(|at| at <= now_ms()) {
         return Err(RegistryError::TokenExpired.into());
     }
     let token_id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
-    match role.as_str() {
-        "operator" => Ok(Caller::Operator { token_id }),
+    let caller = match role.as_str() {
+        "operator" => Caller::Operator { token_id },
         "tenant" => {
             let tenant: String = row.try_get::<Option<String>, _>("tenant_id")?.unwrap_or_default();
             let scopes: String = row.try_get("scopes")?;
-            Ok(Caller::Tenant {
+            Caller::Tenant {
                 tenant: tenant.parse()?,
                 token_id,
                 scopes: scopes.split(',').filter_map(|s| s.parse().ok()).collect(),
-            })
+            }
         }
-        other => Err(storage(format!("token {token_id} has unknown role {other}"))),
-    }
+        other => return Err(storage(format!("token {token_id} has unknown role {other}"))),
+    };
+    Ok(ReadCaller {
+        caller,
+        expires_at,
+        generation: row.try_get("generation")?,
+        tenant_generation: row.try_get("tenant_generation")?,
+    })
 }
 
 async fn insert_token(

@@ -43,6 +43,9 @@ impl Default for TenantLimits {
 
 mod admission;
 mod deliver;
+mod views;
+
+pub use views::EventCaller;
 
 pub use deliver::LOAD_FAILED;
 
@@ -56,6 +59,8 @@ pub struct Runner {
     plugins: Mutex<HashMap<String, (i64, Arc<Plugin>)>>,
     /// How long an event waits for its component's compile before it is answered busy.
     event_compile_wait: Duration,
+    /// What events read before they run (callers, installs), cached by generation.
+    views: views::EventViews,
     pub metrics: Arc<Metrics>,
 }
 
@@ -131,6 +136,7 @@ impl Runner {
             admission: admission::Admission::new(limits),
             plugins: Mutex::new(HashMap::new()),
             event_compile_wait,
+            views: views::EventViews::default(),
             metrics,
         }
     }
@@ -280,9 +286,25 @@ fn counts_against_plugin(error: &InvocationError) -> bool {
     )
 }
 
+/// The caller of `token` for `POST /v1/events`, from this node's cache when the tenant has
+/// not changed since (`runner/views.rs`).
+pub async fn event_caller(market: &Market, token: &str) -> Result<EventCaller, MarketError> {
+    market.runner.views.caller(market, token).await
+}
+
 /// Delivers an event to every live install of the calling tenant that handles its type.
 pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest) -> Result<EventReceipt, MarketError> {
-    let tenant = caller.tenant(TenantScope::Events)?;
+    send_event_as(market, &EventCaller::fresh(caller.clone()), request).await
+}
+
+/// [`send_event`] for a caller of [`event_caller`]: the tenant's installs come from this
+/// node's cache when they were read at the generations the caller saw.
+pub async fn send_event_as(
+    market: &Market,
+    who: &EventCaller,
+    request: EventRequest,
+) -> Result<EventReceipt, MarketError> {
+    let tenant = who.caller.tenant(TenantScope::Events)?;
     let (event, from_client) = event(request)?;
     let runner = &market.runner;
     let _permit = runner.admit(tenant).await?;
@@ -293,7 +315,7 @@ pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest)
     let mut deliveries = Vec::new();
     let mut skipped = Vec::new();
     let mut runs = Vec::new();
-    for target in installs::targets(market, tenant).await? {
+    for target in runner.views.targets(market, who, tenant).await? {
         if !target.handles(&event.event_type) {
             continue;
         }

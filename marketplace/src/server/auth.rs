@@ -30,6 +30,22 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The caller of `POST /v1/events`, from the node's cache of tenant tokens when the tenant
+/// has not changed (`runner::event_caller`); refusals are those of [`Auth`].
+pub struct EventAuth(pub crate::runner::EventCaller);
+
+impl FromRequestParts<AppState> for EventAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(Self(crate::runner::EventCaller::fresh(caller.clone())));
+        }
+        let token = bearer(parts).ok_or(RegistryError::Unauthenticated)?;
+        Ok(Self(crate::runner::event_caller(&state.market, token).await?))
+    }
+}
+
 /// A caller if a token was sent (a bad token is still refused), for public routes that
 /// show more to the owner.
 pub struct MaybeAuth(pub Option<Caller>);

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::auth::Auth;
+use super::auth::{Auth, EventAuth};
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::TenantId;
@@ -160,8 +160,8 @@ pub async fn invocations(
         (status = 503, description = "host_busy: no plugin-host slot for this tenant; retry after Retry-After")))]
 pub async fn send_event(
     State(state): State<AppState>,
-    Auth(caller): Auth,
+    EventAuth(caller): EventAuth,
     JsonBody(body): JsonBody<EventRequest>,
 ) -> Result<Json<EventReceipt>, ApiError> {
-    Ok(Json(runner::send_event(&state.market, &caller, body).await?))
+    Ok(Json(runner::send_event_as(&state.market, &caller, body).await?))
 }

@@ -415,3 +415,96 @@ fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
         let _ = child.wait();
     }
 }
+
+/// `POST /v1/events` through `router`: status and receipt.
+async fn event_via(router: &axum::Router, tenant: &str) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt;
+    let body = serde_json::json!({ "type": "ping", "payload": {} }).to_string();
+    let request = axum::http::Request::post("/v1/events")
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {tenant}"))
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// The installs a receipt delivered to, and those it skipped with their reasons' first word.
+fn delivered_and_skipped(receipt: &serde_json::Value) -> (Vec<String>, Vec<(String, String)>) {
+    let delivered = receipt["deliveries"].as_array().unwrap().iter();
+    let skipped = receipt["skipped"].as_array().unwrap().iter();
+    (
+        delivered.map(|d| d["install"].as_str().unwrap().to_string()).collect(),
+        skipped
+            .map(|s| {
+                let reason = s["reason"].as_str().unwrap().split(':').next().unwrap().to_string();
+                (s["install"].as_str().unwrap().to_string(), reason)
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_warm_node_sees_every_change_to_a_tenant_at_its_next_event() {
+    super::common::on_both(|postgres| async move {
+        if !postgres {
+            return; // One node per SQLite file; the first node's own cache is the same code.
+        }
+        let env = super::common::Env::new(true).await;
+        let (second, _) = second_node(&env).await;
+        let tenant = env.tenant("globex").await;
+        let echo = env.install(&tenant, "nexus-labs/echo", serde_json::json!({})).await;
+        let echo = echo["id"].as_str().unwrap().to_string();
+        // Both nodes have read the token and the installs.
+        for router in [&env.router, &second] {
+            assert_eq!(delivered_and_skipped(&event_via(router, &tenant).await.1), (vec![echo.clone()], vec![]));
+        }
+
+        // A new install on node A runs on warm node B at once.
+        let pii = env.install(&tenant, "nexus-labs/pii-redactor", serde_json::json!({})).await;
+        let pii = pii["id"].as_str().unwrap().to_string();
+        let (_, receipt) = event_via(&second, &tenant).await;
+        let (mut delivered, _) = delivered_and_skipped(&receipt);
+        delivered.sort();
+        let mut both = vec![echo.clone(), pii.clone()];
+        both.sort();
+        assert_eq!(delivered, both, "{receipt}");
+
+        // A pause written on A (as the circuit breaker or a payment would) is skipped on B.
+        sqlx::query("UPDATE installs SET status = 'paused', status_reason = 'paused by the test' WHERE id = $1")
+            .bind(&pii)
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        let (_, receipt) = event_via(&second, &tenant).await;
+        assert_eq!(delivered_and_skipped(&receipt), (vec![echo.clone()], vec![(pii.clone(), "paused".into())]));
+
+        // An uninstall on A: gone on B.
+        let (status, gone) = env.call("DELETE", &format!("/v1/installs/{pii}"), Some(&tenant), None).await;
+        assert_eq!((status, gone["status"].as_str()), (axum::http::StatusCode::OK, Some("uninstalled")));
+        let (_, receipt) = event_via(&second, &tenant).await;
+        assert_eq!(delivered_and_skipped(&receipt), (vec![echo.clone()], vec![]));
+
+        // A revoked token, known to B: refused on B at its next event.
+        let (status, issued) = env
+            .post(
+                "/v1/tenants/globex/tokens",
+                &env.operator,
+                serde_json::json!({ "label": "sender", "scopes": ["events"] }),
+            )
+            .await;
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{issued}");
+        let sender = issued["secret"].as_str().unwrap().to_string();
+        assert_eq!(event_via(&second, &sender).await.0, axum::http::StatusCode::OK);
+        let revoke = format!("/v1/tenants/globex/tokens/{}", issued["id"].as_str().unwrap());
+        let (status, _) = env.call("DELETE", &revoke, Some(&env.operator), None).await;
+        assert_eq!(status, axum::http::StatusCode::NO_CONTENT);
+        let (status, refused) = event_via(&second, &sender).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (axum::http::StatusCode::UNAUTHORIZED, Some("token_revoked"))
+        );
+    })
+}

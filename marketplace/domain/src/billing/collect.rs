@@ -107,16 +107,16 @@ async fn claim(market: &Market, id: &ChargeId, now: i64, force: bool) -> Result<
     let next_attempt_at: Option<i64> = row.try_get("next_attempt_at")?;
     let claimed_until: Option<i64> = row.try_get("claimed_until")?;
     let currency = Currency::from_code(&row.try_get::<String, _>("currency")?).map_err(super::money_error)?;
+    // Every field the provider is sent is read or the claim fails: a read error must never
+    // become an amount of 0 or an empty party in a request that moves money.
+    let (party, amount_minor): (String, i64) = (row.try_get("tenant_id")?, row.try_get("amount_minor")?);
+    let description = format!("{} {}", row.try_get::<String, _>("plugin_id")?, row.try_get::<String, _>("line")?);
     let request = |key: &str| ProviderRequest {
         key: key.to_string(),
-        party: row.try_get::<String, _>("tenant_id").unwrap_or_default(),
-        amount_minor: row.try_get("amount_minor").unwrap_or(0),
+        party: party.clone(),
+        amount_minor,
         currency,
-        description: format!(
-            "{} {}",
-            row.try_get::<String, _>("plugin_id").unwrap_or_default(),
-            row.try_get::<String, _>("line").unwrap_or_default()
-        ),
+        description: description.clone(),
     };
     let claim = match status {
         ChargeStatus::Collecting if claimed_until.unwrap_or(0) > now => None,

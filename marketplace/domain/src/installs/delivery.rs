@@ -66,13 +66,31 @@ const TARGET_COLUMNS: &str = "id, tenant_id, plugin_id, version, event_types, gr
 
 /// The tenant's installs that are not uninstalled.
 pub async fn targets(market: &Market, tenant: &TenantId) -> Result<Vec<Target>, MarketError> {
+    Ok(targets_read(market, tenant).await?.0)
+}
+
+/// [`targets`], with the generations they were read at: the marketplace's
+/// `cache_generation` and the tenant's `tenants.generation`, in the same statement (a write
+/// to the tenant's installs and its bump are seen together or not at all).
+pub async fn targets_read(market: &Market, tenant: &TenantId) -> Result<(Vec<Target>, (i64, i64)), MarketError> {
     let rows = sqlx::query(&format!(
-        "SELECT {TARGET_COLUMNS} FROM installs WHERE tenant_id = $1 AND status <> 'uninstalled' ORDER BY created_at, id"
+        "SELECT {TARGET_COLUMNS}, g.global_generation, g.tenant_generation FROM \
+         (SELECT (SELECT generation FROM cache_generation WHERE id = 1) AS global_generation, \
+                 COALESCE((SELECT generation FROM tenants WHERE id = $1), 0) AS tenant_generation) g \
+         LEFT JOIN installs i ON i.tenant_id = $1 AND i.status <> 'uninstalled' ORDER BY i.created_at, i.id"
     ))
     .bind(tenant.as_str())
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter().map(target).collect()
+    let row = rows.first().ok_or_else(|| storage("the generations row is missing"))?;
+    let generations = (row.try_get("global_generation")?, row.try_get("tenant_generation")?);
+    let mut targets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("id")?.is_some() {
+            targets.push(target(row)?);
+        }
+    }
+    Ok((targets, generations))
 }
 
 /// One install of the tenant, for direct invocation.
