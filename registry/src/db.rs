@@ -9,8 +9,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sha2::{Digest, Sha256};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 use crate::error::RegistryError;
@@ -353,10 +353,8 @@ mod tests {
             let older = ["CREATE TABLE a (x BIGINT)"];
             let refused = db.apply_migrations("test_migrations", &older, &older).await.unwrap_err();
             assert!(refused.to_string().contains("migrated by a newer version"), "{refused}");
-            let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM test_migrations")
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
+            let applied: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM test_migrations").fetch_one(&db.pool).await.unwrap();
             assert_eq!(applied, 3);
         })
     }

@@ -184,7 +184,11 @@ async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord])
         .flat_map(|record| record.usage.iter().map(move |(meter, units)| (record, meter, *units)))
         .map(|(record, meter, units)| {
             // Billable units are stored as reported or not at all, never clamped.
-            Ok((record.id.as_str(), meter.as_str(), i64::try_from(units).map_err(|e| sqlx::Error::Encode(Box::new(e)))?))
+            Ok((
+                record.id.as_str(),
+                meter.as_str(),
+                i64::try_from(units).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
+            ))
         })
         .collect::<Result<_, sqlx::Error>>()?;
     for chunk in billable.chunks(ROWS_PER_STATEMENT) {
