@@ -1,5 +1,5 @@
-//! Idempotency keys on creating requests: a `POST` with an `Idempotency-Key` header takes
-//! effect once per key and caller; a retry with the same key and body gets the first answer
+//! Idempotency keys on changing requests: a `POST`, `PUT`, `PATCH` or `DELETE` with an
+//! `Idempotency-Key` header takes effect once per key and caller; a retry with the same key and body gets the first answer
 //! again (with `idempotent-replayed: true`), and the same key with another body is refused.
 //! Keys last 24 hours.
 //!
@@ -62,7 +62,9 @@ struct Keyed {
 
 async fn handle(state: AppState, request: Request, next: Next) -> Result<Response, ApiError> {
     let Some(key) = request.headers().get(HEADER) else { return Ok(next.run(request).await) };
-    if request.method() != Method::POST {
+    // Every method that changes something takes a key (a plan change is a `PUT`); reads
+    // have nothing to repeat.
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(next.run(request).await);
     }
     let key = valid_key(key)?;

@@ -172,3 +172,48 @@ fn a_declined_purchase_waits_for_payment_and_receives_no_events() {
         assert_eq!(receipt["deliveries"][0]["outcome"], "ok", "{receipt}");
     })
 }
+
+#[test]
+fn a_plan_change_retried_at_once_under_one_key_changes_once() {
+    on_both(|postgres| async move {
+        let market = Market::new(postgres).await;
+        let env = &market.env;
+        let token = env.tenant("globex").await;
+        let body = purchase(env, &token, "nexus-labs/pii-redactor", "pro").await;
+        let (status, _, install) = keyed(env, "/v1/installs", &token, "buy", &body).await;
+        assert_eq!((status, install["status"].as_str()), (StatusCode::CREATED, Some("active")), "{install}");
+        let id = install["id"].as_str().unwrap().to_string();
+
+        let mut sends = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (env, token, uri) = (env.clone(), token.clone(), format!("/v1/installs/{id}/plan"));
+            sends.spawn(async move {
+                let request = Request::put(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header("idempotency-key", "upgrade")
+                    .body(Body::from(json!({ "plan": "team" }).to_string()))
+                    .unwrap();
+                let (status, headers, bytes) = env.raw(request).await;
+                (status, headers.contains_key("idempotent-replayed"), String::from_utf8(bytes).unwrap())
+            });
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = sends.join_next().await {
+            answers.push(answer.unwrap());
+        }
+        assert!(
+            answers.iter().all(|(status, _, body)| *status == StatusCode::OK && *body == answers[0].2),
+            "{answers:?}"
+        );
+        assert_eq!(answers.iter().filter(|(_, replayed, _)| !replayed).count(), 1, "{answers:?}");
+        let changed: Value = serde_json::from_str(&answers[0].2).unwrap();
+        assert_eq!(changed["plan"], "team");
+        let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plan_changes WHERE install_id = $1")
+            .bind(&id)
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(changes, 1);
+    })
+}
