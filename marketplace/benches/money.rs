@@ -18,13 +18,17 @@
 //!   collected charges over January to March 2026, each with its 'charge' and 'collection'
 //!   ledger transactions (7 entries, built with `ledger::posting` as the domain builds them)
 //!   and `partner_totals` summed from the charges, all loaded with multi-row INSERTs (no plugin
-//!   or billing run; no payment attempt rows, which no read here uses). Then, each once:
-//!   `statements::statements` for one partner's February and for all 1,000 partners' (in
-//!   turn), a `payouts::run` paying all 1,000 partners and a second one paying nothing,
-//!   `gmv::gmv` by month and by currency, partner and plugin, `gmv::ecosystem` by month, and
-//!   `ledger::verify` (every check must pass). Payouts are not repeatable on the same data and
-//!   the reads are seconds each over minutes of loading, so these are printed one-off timings,
-//!   not criterion samples; the bench checks each result against totals kept while loading.
+//!   or billing run; no payment attempt rows, which no read here uses), then the money
+//!   rollups built from that ledger with `rollups::rebuild` (timed: what migration 0014 does to
+//!   an existing ledger). Then, each once: `statements::statements` for one partner's February
+//!   and for all 1,000 partners' (in turn), `views::sales` of one partner's February, a
+//!   `/metrics` scrape through the router, a `payouts::run` paying all 1,000 partners and a
+//!   second one paying nothing, `gmv::gmv` by month and by currency, partner and plugin,
+//!   `gmv::ecosystem` by month, and `ledger::verify` (every check must pass, the rollups'
+//!   included). Payouts are not repeatable on the same data and the reads are one-off calls
+//!   over minutes of loading, so these are printed timings, not criterion samples; the bench
+//!   checks each result against totals kept while loading. `NEXUS_BENCH_CHARGES=100000` runs
+//!   the scenario at a tenth of the size (any multiple of 100,000).
 //!
 //! Run: `cargo bench -p nexus-marketplace --bench money`; one scenario alone with its name
 //! as the filter (`-- partners`, `-- billing_run`, `-- ledger_post`). Results: BENCHMARKS.md.
@@ -45,7 +49,9 @@ use nexus_marketplace::billing::gmv::{self, EcosystemQuery, GmvQuery, GroupBy};
 use nexus_marketplace::billing::ledger::{self, Account, Head, Kind};
 use nexus_marketplace::billing::plans::{self, PlanModel, PlanRequest, UsageTerms};
 use nexus_marketplace::billing::share::{self, PolicyRequest, TierSpec};
-use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider, payouts, run, statements};
+use nexus_marketplace::billing::{
+    BillingConfig, ManualClock, SandboxProvider, payouts, rollups, run, statements, views,
+};
 use nexus_marketplace::secrets::MasterKey;
 use nexus_marketplace::{Market, MarketConfig};
 use nexus_money::Currency;
@@ -368,13 +374,26 @@ fn billing_run(_: &mut Criterion) {
 // The partners scenario: 1,000 partners over 1,000,000 collected charges.
 
 const PARTNERS: usize = 1_000;
-const CHARGES: usize = 1_000_000;
+/// Collected charges: 1,000,000, or `NEXUS_BENCH_CHARGES` (a multiple of 100,000).
+static CHARGES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    let charges: usize = std::env::var("NEXUS_BENCH_CHARGES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    assert!(
+        charges > 0 && charges.is_multiple_of(PROGRESS_EVERY),
+        "NEXUS_BENCH_CHARGES is a multiple of {PROGRESS_EVERY}"
+    );
+    charges
+});
 const MONTHS: usize = 3;
 /// Monthly subscriptions, each charged in each of the three months (the last month two
 /// short, so that the charges come to `CHARGES`).
-const SUBSCRIPTIONS: usize = CHARGES.div_ceil(MONTHS);
-/// Tenants, each subscribed to up to four partners' plugins.
-const TENANTS: usize = 100_000;
+fn subscriptions() -> usize {
+    CHARGES.div_ceil(MONTHS)
+}
+/// Tenants, each subscribed to up to four partners' plugins (a tenth as many per 100,000
+/// charges as at 1,000,000).
+fn tenants() -> usize {
+    *CHARGES / 10
+}
 const CURRENCIES: [&str; 3] = ["USD", "EUR", "GBP"];
 const DAY_MS: i64 = 86_400_000;
 /// Subscriptions are anchored over the first 28 days of January, so that every anniversary
@@ -410,9 +429,9 @@ fn partner_price(p: usize) -> i64 {
 /// Subscription `s`: its tenant and partner (a tenant's subscriptions are to distinct
 /// partners, as one live install per plugin allows) and its anchor.
 fn subscription(s: usize) -> (usize, usize, i64) {
-    let tenant = s % TENANTS;
-    let partner = (tenant + s / TENANTS) % PARTNERS;
-    let anchor = ANCHOR_MS + i64::try_from(s).unwrap() * ANCHOR_SPREAD_MS / SUBSCRIPTIONS as i64;
+    let tenant = s % tenants();
+    let partner = (tenant + s / tenants()) % PARTNERS;
+    let anchor = ANCHOR_MS + i64::try_from(s).unwrap() * ANCHOR_SPREAD_MS / subscriptions() as i64;
     (tenant, partner, anchor)
 }
 
@@ -420,7 +439,7 @@ fn subscription_install(s: usize) -> String {
     format!("ins_{:016x}", mix(s as u64 ^ 0xfeed))
 }
 
-/// Charge `n`: subscription `n % SUBSCRIPTIONS` in its month `n / SUBSCRIPTIONS`, billed at
+/// Charge `n`: subscription `n % subscriptions()` in its month `n / subscriptions()`, billed at
 /// the period's start and collected right after, 20% to the platform. In `n` order the
 /// charges are in time order.
 struct Sale {
@@ -437,9 +456,9 @@ struct Sale {
 }
 
 fn sale(n: usize) -> Sale {
-    let s = n % SUBSCRIPTIONS;
+    let s = n % subscriptions();
     let (tenant, partner, anchor) = subscription(s);
-    let month = u32::try_from(n / SUBSCRIPTIONS).unwrap();
+    let month = u32::try_from(n / subscriptions()).unwrap();
     let period = period::period_at(anchor, Interval::Month, month).unwrap();
     let amount = partner_price(partner);
     Sale {
@@ -586,7 +605,7 @@ async fn seed_catalog(market: &Market) {
     )
     .await;
     let mut installs = vec![0i64; PARTNERS];
-    (0..SUBSCRIPTIONS).for_each(|s| installs[subscription(s).1] += 1);
+    (0..subscriptions()).for_each(|s| installs[subscription(s).1] += 1);
     insert_rows(
         &mut tx,
         "listings (plugin_id, publisher, name, summary, description, categories, capabilities, pricing_models, \
@@ -605,7 +624,7 @@ async fn seed_catalog(market: &Market) {
     insert_rows(
         &mut tx,
         "tenants (id, display_name, created_at)",
-        (0..TENANTS).map(|t| format!("('{}', 'Tenant {t}', {at})", tenant_name(t))),
+        (0..tenants()).map(|t| format!("('{}', 'Tenant {t}', {at})", tenant_name(t))),
     )
     .await;
     // Paid through the last period charged, as `run::bill_install` leaves them.
@@ -615,9 +634,9 @@ async fn seed_catalog(market: &Market) {
         "installs (id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, config, \
          secret_names, status, created_at, updated_at, plan_id, billing_anchor, paid_through, usage_billed_until, \
          next_bill_at)",
-        (0..SUBSCRIPTIONS).map(|s| {
+        (0..subscriptions()).map(|s| {
             let (tenant, p, anchor) = subscription(s);
-            let periods = (0..MONTHS).filter(|k| k * SUBSCRIPTIONS + s < CHARGES).count();
+            let periods = (0..MONTHS).filter(|k| k * subscriptions() + s < *CHARGES).count();
             let paid_through = period::period_at(anchor, Interval::Month, u32::try_from(periods).unwrap()).unwrap();
             format!(
                 "('{}', '{}', '{}', '*', '1.0.0', '{digest}', '[\"*\"]', \
@@ -640,9 +659,14 @@ async fn seed_catalog(market: &Market) {
 async fn seed_partners(market: &Market) -> Expected {
     let started = Instant::now();
     seed_catalog(market).await;
-    eprintln!("  {PARTNERS} partners, {TENANTS} tenants and {SUBSCRIPTIONS} installs in {:.1?}", started.elapsed());
+    eprintln!(
+        "  {PARTNERS} partners, {} tenants and {} installs in {:.1?}",
+        tenants(),
+        subscriptions(),
+        started.elapsed()
+    );
     let mut expected = Expected::default();
-    for chunk in 0..CHARGES / PROGRESS_EVERY {
+    for chunk in 0..*CHARGES / PROGRESS_EVERY {
         let mut tx = market.db.write_tx().await.unwrap();
         for part in (chunk * PROGRESS_EVERY..(chunk + 1) * PROGRESS_EVERY).step_by(ROWS_PER_STATEMENT) {
             let sales: Vec<Sale> = (part..part + ROWS_PER_STATEMENT).map(sale).collect();
@@ -674,8 +698,9 @@ async fn seed_partners(market: &Market) -> Expected {
         }
         tx.commit().await.unwrap();
         eprintln!(
-            "  {} of {CHARGES} charges, with their ledger transactions, in {:.1?}",
+            "  {} of {} charges, with their ledger transactions, in {:.1?}",
             (chunk + 1) * PROGRESS_EVERY,
+            *CHARGES,
             started.elapsed()
         );
     }
@@ -686,11 +711,26 @@ async fn seed_partners(market: &Market) -> Expected {
     .execute(market.db.writer())
     .await
     .unwrap();
+    eprintln!("  loaded in {:.1?}", started.elapsed());
+    // The ledger was written behind `ledger::post`'s back: build its rollups as migration 0014
+    // does for an existing ledger.
+    let (rebuilt, _) = timed(format!("rollups rebuild/{}", backend_name(market)), rollups::rebuild(market)).await;
+    let rebuilt = rebuilt.unwrap();
+    println!(
+        "  {} rollup rows, {} partner balances, {} statement index rows",
+        rebuilt.rollup_rows, rebuilt.balance_rows, rebuilt.partner_entries
+    );
     if market.db.backend == nexus_registry::Backend::Postgres {
         sqlx::raw_sql("ANALYZE").execute(&market.db.pool).await.unwrap();
     }
-    eprintln!("  loaded in {:.1?}", started.elapsed());
     expected
+}
+
+fn backend_name(market: &Market) -> &'static str {
+    match market.db.backend {
+        nexus_registry::Backend::Sqlite => "sqlite",
+        nexus_registry::Backend::Postgres => "postgres",
+    }
 }
 
 /// Runs `f` once and prints how long it took under `label`.
@@ -726,6 +766,32 @@ async fn partner_statements(market: &Market, backend: &str, expected: &Expected)
     let february =
         expected.gross.iter().filter(|((month, _), _)| month == STATEMENT_MONTH).map(|((_, c), v)| (c.clone(), *v));
     assert_eq!(sales, february.collect::<BTreeMap<_, _>>());
+}
+
+/// One partner's sales in February, and a `/metrics` scrape (its money gauges included)
+/// through the router.
+async fn partner_sales_and_metrics(market: &Arc<Market>, backend: &str, expected: &Expected) {
+    let operator = Caller::Operator { token_id: "bench".into() };
+    let label = format!("sales/{backend}: one partner, {STATEMENT_MONTH}");
+    let (sales, _) = timed(label, views::sales(market, &operator, &partner(0), Some(STATEMENT_MONTH))).await;
+    let sales = sales.unwrap();
+    assert_eq!((sales.rows.len(), sales.balances.len()), (1, 1));
+    let router = nexus_marketplace::server::app(nexus_marketplace::server::AppState {
+        market: market.clone(),
+        public_url: "http://bench.test".into(),
+    });
+    let request = axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap();
+    let scrape = async { tower::ServiceExt::oneshot(router, request).await.unwrap() };
+    let (answer, _) = timed(format!("metrics/{backend}: one /metrics scrape"), scrape).await;
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for (currency, gross) in expected.gross.iter().fold(BTreeMap::<&str, i64>::new(), |mut all, ((_, c), v)| {
+        *all.entry(c.as_str()).or_default() += v;
+        all
+    }) {
+        let line = format!("nexus_gmv_minor{{currency=\"{currency}\"}} {gross}");
+        assert!(text.lines().any(|l| l == line), "no {line} in /metrics");
+    }
 }
 
 async fn partner_payouts(market: &Market, backend: &str, expected: &Expected, at: i64) {
@@ -775,15 +841,17 @@ fn partners(_: &mut Criterion) {
     for (backend, postgres) in backends() {
         let dir = tempfile::tempdir().unwrap();
         let market = rt.block_on(open(postgres, dir.path(), Arc::new(ManualClock::at(payout_at))));
-        eprintln!("seeding {PARTNERS} partners and {CHARGES} collected charges on {backend}");
+        eprintln!("seeding {PARTNERS} partners and {} collected charges on {backend}", *CHARGES);
         let expected = rt.block_on(seed_partners(&market));
         rt.block_on(partner_statements(&market, backend, &expected));
+        rt.block_on(partner_sales_and_metrics(&market, backend, &expected));
         rt.block_on(partner_payouts(&market, backend, &expected, payout_at));
         rt.block_on(partner_metrics(&market, backend, &expected, april));
         let (verified, _) = rt.block_on(timed(format!("ledger verify/{backend}"), ledger::verify(&market)));
         let verified = verified.unwrap();
         assert!(verified.ok, "{:?}", verified.checks);
-        let (transactions, entries) = (2 * (CHARGES + PARTNERS), 7 * CHARGES + 4 * PARTNERS);
+        println!("  verify reports {} ms over {} checks", verified.elapsed_ms, verified.checks.len());
+        let (transactions, entries) = (2 * (*CHARGES + PARTNERS), 7 * *CHARGES + 4 * PARTNERS);
         assert_eq!((verified.transactions, verified.entries), (transactions as i64, entries as i64));
         println!("  {transactions} transactions, {entries} entries");
     }

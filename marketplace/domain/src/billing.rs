@@ -24,6 +24,7 @@ pub mod payouts;
 pub mod plans;
 pub mod provider;
 pub mod refunds;
+pub mod rollups;
 pub mod run;
 pub mod settle;
 pub mod share;

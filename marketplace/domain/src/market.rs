@@ -36,6 +36,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
     include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
     include_str!("../migrations/sqlite/0013_event_generations.sql"),
+    include_str!("../migrations/common/0014_money_rollups.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -51,6 +52,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0011_invocations_by_plugin.sql"),
     include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
     include_str!("../migrations/postgres/0013_event_generations.sql"),
+    include_str!("../migrations/common/0014_money_rollups.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

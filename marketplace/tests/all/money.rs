@@ -1022,8 +1022,9 @@ fn the_money_commands_work_against_a_real_server() {
         let run = ok(nexus(&["billing", "run"], &as_operator));
         assert!(run.contains("0 charge(s) created"), "{run}");
         let verify = ok(nexus(&["ledger", "verify"], &as_operator));
-        // Every one of the eight checks passes, and the totals line closes the report.
-        assert_eq!(verify.lines().filter(|l| l.starts_with("ok   ")).count(), 8, "{verify}");
+        // Every one of the thirteen checks (eight of the ledger, five of its rollups) passes,
+        // and the totals line closes the report.
+        assert_eq!(verify.lines().filter(|l| l.starts_with("ok   ")).count(), 13, "{verify}");
         assert!(!verify.contains("FAIL") && verify.lines().last().unwrap().ends_with(" entries"), "{verify}");
         // Payouts, statements and GMV.
         let paid = ok(nexus(&["payouts", "run"], &as_operator));
@@ -1324,6 +1325,217 @@ fn two_nodes_paying_out_at_once_pay_each_partner_once() {
         let reports = futures_util::future::join_all(runs).await;
         assert_eq!(reports.iter().map(|r| r.paid).sum::<u64>(), 1, "{reports:?}");
         assert_eq!(m.sandbox.paid(), [(m.sandbox.paid()[0].0.clone(), "nexus-labs".to_string(), 18000)]);
+        m.verify().await;
+    });
+}
+
+/// Every row of the money rollups, all-zero rows left out (a rebuild and a posting may differ
+/// in those only), in key order.
+async fn rollup_rows(m: &Money) -> Vec<String> {
+    let mut out = Vec::new();
+    let figures = nexus_marketplace::billing::rollups::FIGURES;
+    for (table, key, figures) in [
+        ("money_rollups", "grain, start_day, currency, publisher, plugin_id, plan_key", &figures[..]),
+        ("partner_balances", "publisher, currency", &figures[..9]),
+        ("partner_entries", "publisher, currency, seq, posted_at, transaction_id", &["amount_minor"][..]),
+    ] {
+        let columns: Vec<String> = figures.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
+        let sql = format!(
+            "SELECT {key}, {} FROM {table} ORDER BY {key}",
+            columns.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        for row in sqlx::query(&sql).fetch_all(&m.env.market.db.pool).await.unwrap() {
+            use sqlx::Row;
+            let n = row.len();
+            let values: Vec<String> = (0..n)
+                .map(|i| {
+                    row.try_get::<String, _>(i).or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string())).unwrap()
+                })
+                .collect();
+            if values[n - figures.len()..].iter().all(|v| v == "0") {
+                continue;
+            }
+            out.push(format!("{table}: {}", values.join(" ")));
+        }
+    }
+    out
+}
+
+/// Collections in two currencies, a failed collection collected later, refunds of this month's
+/// and last month's sales, a downgrade's credit, adjustments both ways, payouts paid and
+/// returned, across a month's end.
+async fn mixed_workload(m: &Money) {
+    let env = &m.env;
+    lifetime_echo(m).await;
+    m.plan(
+        "nexus-labs/pii-redactor",
+        json!({ "key": "team", "name": "Team", "model": "subscription", "currency": "USD", "price_minor": 2900,
+                "interval": "month" }),
+    )
+    .await;
+    m.plan(
+        "nexus-labs/pii-redactor",
+        json!({ "key": "starter", "name": "Starter", "model": "subscription", "currency": "USD", "price_minor": 900,
+                "interval": "month" }),
+    )
+    .await;
+    let policy = json!({ "publisher": "nexus-labs", "tiers": [{ "up_to": 100, "rate_bp": 0 }, { "rate_bp": 2000 }] });
+    let (status, body) = env.post("/v1/revenue-share/policies", &env.operator, policy).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut charges = Vec::new();
+    for n in 0..3 {
+        let name = format!("buyer-{n}");
+        let tenant = env.tenant(&name).await;
+        if n == 2 {
+            m.sandbox.script(&name, [Scripted::Refuse("card_declined".into())]);
+        }
+        env.install(&tenant, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
+        charges.push(m.charges(&name).await[0]["id"].as_str().unwrap().to_string());
+    }
+    let usd = env.tenant("usd-buyer").await;
+    let pii = env.install(&usd, "nexus-labs/pii-redactor", json!({ "plan": "team" })).await;
+    m.clock.set(NOV_2);
+    m.run().await;
+    let refund = |charge: &str, key: &str, amount: i64| {
+        let uri = format!("/v1/charges/{charge}/refunds");
+        let body = json!({ "amount_minor": amount, "reason": "goodwill" });
+        let key = key.to_string();
+        async move {
+            let (status, refund) = m.keyed("POST", &uri, &env.operator, &key, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{refund}");
+        }
+    };
+    refund(&charges[0], "r-1", 1500).await;
+    let adjust = |key: &str, amount: i64| {
+        let body = json!({ "currency": "EUR", "amount_minor": amount, "reason": "correction" });
+        let key = key.to_string();
+        async move {
+            let (status, adjusted) =
+                m.keyed("POST", "/v1/publishers/nexus-labs/adjustments", &env.operator, &key, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{adjusted}");
+        }
+    };
+    adjust("a-1", 4000).await;
+    adjust("a-2", -500).await;
+    m.clock.set(NOV_10);
+    assert_eq!(payout_run(m).await["paid"], 2, "EUR and USD");
+    // A downgrade mid-period credits the unused part of the period (a refund).
+    m.clock.set(NOV_15);
+    let pii_id = pii["id"].as_str().unwrap();
+    let (status, moved) =
+        m.keyed("PUT", &format!("/v1/installs/{pii_id}/plan"), &usd, "down-1", json!({ "plan": "starter" })).await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    m.clock.set(NOV_20);
+    let late = env.tenant("late-buyer").await;
+    env.install(&late, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
+    m.sandbox.script_payouts("nexus-labs", [Scripted::Refuse("account_closed".into())]);
+    assert_eq!(payout_run(m).await["failed"], 1);
+    // December: a refund of a November sale, and the returned money paid out.
+    m.clock.set(DEC_1 + DAY_MS);
+    refund(&charges[1], "r-2", 2000).await;
+    m.run().await;
+    let report = payout_run(m).await;
+    assert_eq!(report["paid"], 1, "EUR, the returned payout's money among it (USD owes: {report})");
+}
+
+#[test]
+fn the_rollups_equal_a_recomputation_after_a_mixed_workload() {
+    on_both(|postgres| async move {
+        let m = Money::new(postgres, NOV_1).await;
+        mixed_workload(&m).await;
+        let report = m.verify().await;
+        assert!(report["elapsed_ms"].is_u64(), "verify says how long it took: {report}");
+        let posted = rollup_rows(&m).await;
+        assert!(posted.iter().any(|r| r.starts_with("money_rollups: month")), "{posted:#?}");
+        assert!(posted.iter().any(|r| r.starts_with("partner_entries:")), "{posted:#?}");
+        let rebuilt = nexus_marketplace::billing::rollups::rebuild(&m.env.market).await.unwrap();
+        assert_eq!(
+            rebuilt.partner_entries as usize,
+            posted.iter().filter(|r| r.starts_with("partner_entries")).count()
+        );
+        assert_eq!(rollup_rows(&m).await, posted, "the rollups written with the postings are the ledger's");
+        m.verify().await;
+
+        // The readers agree with the charges they summarize.
+        let env = &m.env;
+        let (_, sales) = env.get("/v1/publishers/nexus-labs/sales?period=2026-11", &env.publisher).await;
+        let eur = sales["rows"].as_array().unwrap().iter().find(|r| r["currency"] == "EUR").unwrap().clone();
+        assert_eq!(
+            (&eur["charges"], &eur["gross_minor"], &eur["refunded_minor"]),
+            (&json!(4), &json!(24000), &json!(3500)),
+            "November's sales with December's refund of one of them: {sales}"
+        );
+        let (_, list) = env.get("/v1/publishers/nexus-labs/statements", &env.publisher).await;
+        let mut december: Vec<(&str, i64)> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["period"] == "2026-12")
+            .map(|s| (s["currency"].as_str().unwrap(), s["closing_minor"].as_i64().unwrap()))
+            .collect();
+        december.sort();
+        let owed: Vec<(&str, i64)> = sales["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["currency"].as_str().unwrap(), b["payable_minor"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            (december.len(), &december),
+            (2, &owed),
+            "this month's statements close at the balance owed: {list}"
+        );
+        assert_eq!(owed[0], ("EUR", 0), "paid out: {sales}");
+    });
+}
+
+#[test]
+fn ledger_verify_catches_rollups_that_disagree_and_a_rebuild_mends_them() {
+    on_both(|postgres| async move {
+        let m = Money::new(postgres, NOV_1).await;
+        owed(&m, 2).await;
+        m.clock.set(NOV_2);
+        payout_run(&m).await;
+        m.verify().await;
+        let writer = m.env.market.db.writer();
+        for tamper in [
+            "UPDATE money_rollups SET gross_minor = gross_minor + 1 WHERE grain = 'day'",
+            "UPDATE partner_balances SET payable_minor = payable_minor - 7",
+            "DELETE FROM partner_entries WHERE seq = (SELECT MIN(seq) FROM partner_entries)",
+        ] {
+            sqlx::query(tamper).execute(writer).await.unwrap();
+        }
+        let (status, report) = m.env.get("/v1/ledger/verify", &m.env.operator).await;
+        assert_eq!((status, &report["ok"]), (StatusCode::OK, &json!(false)), "{report}");
+        let failed: Vec<(&str, Vec<&str>)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .map(|c| {
+                let differences = c["differences"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+                (c["name"].as_str().unwrap(), differences)
+            })
+            .collect();
+        let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "the daily money rollups equal the ledger's collections, refunds, fees, payables and payouts",
+                "the monthly money rollups add up the daily ones",
+                "each partner's running totals add up its daily rollups",
+                "each partner's statement index lists exactly the postings on its payable",
+                "each partner's running balance is its payable account's balance",
+            ],
+            "{report}"
+        );
+        assert!(
+            failed[0].1[0].starts_with("`day` 2026-11-01 `EUR` `nexus-labs` `nexus-labs/echo` `lifetime`: "),
+            "{report}"
+        );
+        assert!(failed[0].1[0].contains("gross_minor -1"), "{report}");
+        assert!(failed[3].1[0].contains("amount_minor +6000, postings +1"), "{report}");
+        nexus_marketplace::billing::rollups::rebuild(&m.env.market).await.unwrap();
         m.verify().await;
     });
 }

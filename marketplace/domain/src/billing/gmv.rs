@@ -7,6 +7,9 @@
 //!
 //! A plugin in several categories counts in each of them: by category, the rows of one
 //! currency add up to more than its GMV.
+//!
+//! The figures are the ledger's, read from the money rollups ([`figures`]): a report costs
+//! the same over a year of charges as over a day of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +21,10 @@ use super::money_error;
 use crate::accounts::Caller;
 use crate::error::MarketError;
 use crate::market::Market;
+
+mod figures;
+
+use figures::Grouping;
 
 const DAY_MS: i64 = super::DAY_MS;
 
@@ -151,51 +158,6 @@ fn window(query: &GmvQuery, now: i64) -> Result<(i64, i64), MarketError> {
     Ok((from, to))
 }
 
-/// Collections and refunds per day, currency, plugin and partner.
-struct Daily {
-    day: i64,
-    currency: String,
-    plugin: String,
-    publisher: String,
-    gmv: i64,
-    refunds: i64,
-    fees: i64,
-    charges: i64,
-}
-
-async fn daily(market: &Market, from: i64, to: i64, publisher: Option<&str>) -> Result<Vec<Daily>, MarketError> {
-    let rows = sqlx::query(
-        "SELECT t.posted_at / 86400000 AS day, c.currency, c.plugin_id, c.publisher, \
-         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gmv, \
-         CAST(SUM(CASE WHEN t.kind = 'refund' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS refunds, \
-         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fees, \
-         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN 1 ELSE 0 END) AS BIGINT) AS charges \
-         FROM ledger_transactions t JOIN charges c ON c.id = t.charge_id JOIN ledger_entries e ON e.transaction_id = t.id \
-         WHERE t.kind IN ('collection', 'refund') AND t.posted_at >= $1 AND t.posted_at < $2 \
-         AND ($3 IS NULL OR c.publisher = $3) \
-         GROUP BY t.posted_at / 86400000, c.currency, c.plugin_id, c.publisher",
-    )
-    .bind(from)
-    .bind(to)
-    .bind(publisher)
-    .fetch_all(&market.db.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Daily {
-                day: r.try_get("day")?,
-                currency: r.try_get("currency")?,
-                plugin: r.try_get("plugin_id")?,
-                publisher: r.try_get("publisher")?,
-                gmv: r.try_get::<Option<i64>, _>("gmv")?.unwrap_or(0),
-                refunds: r.try_get::<Option<i64>, _>("refunds")?.unwrap_or(0),
-                fees: r.try_get::<Option<i64>, _>("fees")?.unwrap_or(0),
-                charges: r.try_get::<Option<i64>, _>("charges")?.unwrap_or(0),
-            })
-        })
-        .collect()
-}
-
 /// Each listed plugin's categories.
 async fn categories(market: &Market) -> Result<BTreeMap<String, Vec<String>>, MarketError> {
     let rows = sqlx::query("SELECT plugin_id, categories FROM listings").fetch_all(&market.db.pool).await?;
@@ -221,26 +183,28 @@ pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<G
     let (from, to) = window(query, market.billing.clock.now_ms())?;
     let interval = query.interval.unwrap_or_default();
     let by = query.by.unwrap_or_default();
-    let days = daily(market, from, to, publisher.as_deref()).await?;
+    let grouping =
+        Grouping { plugin: matches!(by, GroupBy::Plugin | GroupBy::Category), publisher: by == GroupBy::Partner };
+    let buckets = figures::read(market, from, to, interval == Interval::Month, grouping, publisher.as_deref()).await?;
     let categories = if by == GroupBy::Category { categories(market).await? } else { BTreeMap::new() };
     let mut rows: BTreeMap<(i64, String, String), GmvRow> = BTreeMap::new();
-    for d in days {
-        let start = period_start(d.day * DAY_MS, interval)?;
+    for ((bucket_start, currency, plugin, partner), amounts) in buckets {
+        let start = period_start(bucket_start, interval)?;
         let groups = match by {
             GroupBy::Currency => vec![String::new()],
-            GroupBy::Plugin => vec![d.plugin.clone()],
-            GroupBy::Partner => vec![d.publisher.clone()],
-            GroupBy::Category => categories.get(&d.plugin).cloned().unwrap_or_else(|| vec!["uncategorized".into()]),
+            GroupBy::Plugin => vec![plugin],
+            GroupBy::Partner => vec![partner],
+            GroupBy::Category => categories.get(&plugin).cloned().unwrap_or_else(|| vec!["uncategorized".into()]),
         };
         for group in groups {
-            let key = (start, d.currency.clone(), group.clone());
+            let key = (start, currency.clone(), group.clone());
             let row = match rows.entry(key) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => entry.insert(GmvRow {
                     period: label(start),
                     period_start: start,
                     period_end: period_end(start, interval)?,
-                    currency: d.currency.clone(),
+                    currency: currency.clone(),
                     group,
                     gmv_minor: 0,
                     refunds_minor: 0,
@@ -249,10 +213,10 @@ pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<G
                     charges: 0,
                 }),
             };
-            row.gmv_minor += d.gmv;
-            row.refunds_minor += d.refunds;
-            row.net_revenue_minor += d.fees;
-            row.charges += d.charges;
+            row.gmv_minor += amounts.gmv;
+            row.refunds_minor += amounts.refunds;
+            row.net_revenue_minor += amounts.fees;
+            row.charges += amounts.charges;
         }
     }
     let mut rows: Vec<GmvRow> = rows.into_values().collect();
@@ -356,22 +320,25 @@ pub async fn ecosystem(
     // The period before the first, for its growth.
     let mut previous: BTreeMap<String, i64> = BTreeMap::new();
     let first_previous = period_start(start - 1, interval)?;
-    for d in daily(market, first_previous, start, None).await? {
-        *previous.entry(d.currency).or_default() += d.gmv;
+    let months = interval == Interval::Month;
+    let everything = Grouping { plugin: true, publisher: true };
+    for ((_, currency, _, _), amounts) in figures::read(market, first_previous, start, months, everything, None).await?
+    {
+        *previous.entry(currency).or_default() += amounts.gmv;
     }
     while start < to {
         let end = period_end(start, interval)?;
-        let days = daily(market, start, end, None).await?;
+        let buckets = figures::read(market, start, end, months, everything, None).await?;
         let mut gmv: BTreeMap<String, i64> = BTreeMap::new();
         let mut plugins: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut partners: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut active = BTreeSet::new();
-        for d in &days {
-            *gmv.entry(d.currency.clone()).or_default() += d.gmv;
-            *plugins.entry((d.currency.clone(), d.plugin.clone())).or_default() += d.gmv;
-            *partners.entry((d.currency.clone(), d.publisher.clone())).or_default() += d.gmv;
-            if d.gmv > 0 {
-                active.insert(d.publisher.clone());
+        for ((_, currency, plugin, publisher), amounts) in &buckets {
+            *gmv.entry(currency.clone()).or_default() += amounts.gmv;
+            *plugins.entry((currency.clone(), plugin.clone())).or_default() += amounts.gmv;
+            *partners.entry((currency.clone(), publisher.clone())).or_default() += amounts.gmv;
+            if amounts.gmv > 0 {
+                active.insert(publisher.clone());
             }
         }
         let growth = |currency: &str, now: i64| -> Result<Option<i64>, MarketError> {

@@ -5,8 +5,6 @@
 //! constraint trigger also refuses an unbalanced transaction at commit). [`verify`]
 //! recomputes every invariant from the entries.
 
-use std::collections::BTreeMap;
-
 use nexus_money::ledger::{Entry, Posting};
 use nexus_money::{Currency, Money};
 use serde::Serialize;
@@ -114,46 +112,103 @@ pub struct Head<'a> {
     pub at: i64,
 }
 
-/// Writes `posting` as one transaction on `conn` (inside the caller's database transaction).
+/// Writes `posting` as one transaction on `conn` (inside the caller's database transaction),
+/// with its rollups.
 pub async fn post(
     conn: &mut sqlx::AnyConnection,
     head: Head<'_>,
     posting: &Posting,
 ) -> Result<TransactionId, MarketError> {
-    let id = TransactionId::random()?;
-    sqlx::query(
-        "INSERT INTO ledger_transactions (id, kind, charge_id, refund_id, payout_id, adjustment_id, idempotency_key, \
-         request_sha256, memo, posted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id.as_str())
-    .bind(head.kind.as_str())
-    .bind(head.charge.map(ChargeId::as_str))
-    .bind(head.refund.map(RefundId::as_str))
-    .bind(head.payout)
-    .bind(head.adjustment)
-    .bind(head.idempotency.map(|k| k.key.as_str()))
-    .bind(head.idempotency.map(|k| k.request_sha256.as_str()))
-    .bind(&head.memo)
-    .bind(head.at)
-    .execute(&mut *conn)
-    .await?;
-    // All legs in one statement: one round trip per transaction, whatever its size.
-    let values: Vec<String> = (0..posting.entries().len())
-        .map(|leg| {
-            let n = leg * 3;
-            format!("($1, {leg}, ${}, ${}, ${})", n + 2, n + 3, n + 4)
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES {}",
-        values.join(", ")
-    );
-    let mut insert = sqlx::query(&sql).bind(id.as_str());
-    for entry in posting.entries() {
-        insert = insert.bind(&entry.account).bind(entry.amount.currency.code()).bind(entry.amount.minor);
+    let mut ids = post_many(conn, &[(head, posting)]).await?;
+    ids.pop().ok_or_else(|| crate::error::storage("a posting was not written"))
+}
+
+/// Transactions written per multi-row statement.
+const TRANSACTIONS_PER_STATEMENT: usize = 500;
+
+/// Writes each posting as one transaction on `conn` (inside the caller's database
+/// transaction), in order, and adds them to the money rollups (`rollups::apply`) in the same
+/// database transaction: a handful of statements whatever the number of postings.
+pub async fn post_many(
+    conn: &mut sqlx::AnyConnection,
+    postings: &[(Head<'_>, &Posting)],
+) -> Result<Vec<TransactionId>, MarketError> {
+    let ids = postings.iter().map(|_| TransactionId::random()).collect::<Result<Vec<_>, _>>()?;
+    let mut seqs = std::collections::HashMap::with_capacity(ids.len());
+    for (chunk, chunk_ids) in postings.chunks(TRANSACTIONS_PER_STATEMENT).zip(ids.chunks(TRANSACTIONS_PER_STATEMENT)) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| format!("({})", (1..=10).map(|c| format!("${}", row * 10 + c)).collect::<Vec<_>>().join(", ")))
+            .collect();
+        let sql = format!(
+            "INSERT INTO ledger_transactions (id, kind, charge_id, refund_id, payout_id, adjustment_id, idempotency_key, \
+             request_sha256, memo, posted_at) VALUES {} RETURNING id, seq",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for ((head, _), id) in chunk.iter().zip(chunk_ids) {
+            insert = insert
+                .bind(id.as_str())
+                .bind(head.kind.as_str())
+                .bind(head.charge.map(ChargeId::as_str))
+                .bind(head.refund.map(RefundId::as_str))
+                .bind(head.payout)
+                .bind(head.adjustment)
+                .bind(head.idempotency.map(|k| k.key.as_str()))
+                .bind(head.idempotency.map(|k| k.request_sha256.as_str()))
+                .bind(&head.memo)
+                .bind(head.at);
+        }
+        for row in insert.fetch_all(&mut *conn).await? {
+            seqs.insert(row.try_get::<String, _>("id")?, row.try_get::<i64, _>("seq")?);
+        }
     }
-    insert.execute(&mut *conn).await?;
-    Ok(id)
+    // All legs of many transactions in one statement: one round trip, whatever their number.
+    let legs: Vec<(&TransactionId, usize, &Entry)> = postings
+        .iter()
+        .zip(&ids)
+        .flat_map(|((_, posting), id)| posting.entries().iter().enumerate().map(move |(leg, entry)| (id, leg, entry)))
+        .collect();
+    for chunk in legs.chunks(TRANSACTIONS_PER_STATEMENT * 2) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let n = row * 5;
+                format!("(${}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for (id, leg, entry) in chunk {
+            insert = insert
+                .bind(id.as_str())
+                .bind(*leg as i64)
+                .bind(&entry.account)
+                .bind(entry.amount.currency.code())
+                .bind(entry.amount.minor);
+        }
+        insert.execute(&mut *conn).await?;
+    }
+    let posted = postings
+        .iter()
+        .zip(&ids)
+        .map(|((head, posting), id)| {
+            let seq =
+                seqs.get(id.as_str()).copied().ok_or_else(|| crate::error::storage("no seq for a transaction"))?;
+            Ok(super::rollups::Posted {
+                id: id.as_str(),
+                seq,
+                kind: head.kind,
+                at: head.at,
+                charge: head.charge.map(ChargeId::as_str),
+                payout: head.payout,
+                posting,
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    super::rollups::apply(conn, &posted).await?;
+    Ok(ids)
 }
 
 /// The transaction an idempotency key was stored with: its id, its request hash and the
@@ -245,244 +300,6 @@ pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<LedgerT
     Ok(out)
 }
 
-/// What `nexus ledger verify` reports: each invariant, recomputed from the entries and the
-/// charges they record, with the first differences found.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LedgerReport {
-    /// Every check passed.
-    pub ok: bool,
-    pub transactions: i64,
-    pub entries: i64,
-    pub checks: Vec<Check>,
-}
+mod verify;
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Check {
-    pub name: &'static str,
-    pub ok: bool,
-    /// Up to 20 differences, each naming what differs and by how much.
-    pub differences: Vec<String>,
-}
-
-const MAX_DIFFERENCES: usize = 20;
-
-/// Recomputes every invariant of the ledger.
-pub async fn verify(market: &Market) -> Result<LedgerReport, MarketError> {
-    let pool = &market.db.pool;
-    let mut checks = Vec::new();
-    let lines = |rows: Vec<sqlx::any::AnyRow>, describe: &dyn Fn(&sqlx::any::AnyRow) -> Result<String, MarketError>| {
-        rows.iter().take(MAX_DIFFERENCES).map(describe).collect::<Result<Vec<_>, _>>()
-    };
-    let mut check = |name: &'static str, differences: Vec<String>| {
-        checks.push(Check { name, ok: differences.is_empty(), differences });
-    };
-
-    let rows = sqlx::query(
-        "SELECT transaction_id, currency, CAST(SUM(amount_minor) AS BIGINT) AS off FROM ledger_entries \
-         GROUP BY transaction_id, currency HAVING SUM(amount_minor) <> 0",
-    )
-    .fetch_all(pool)
-    .await?;
-    check(
-        "every transaction balances per currency",
-        lines(rows, &|r| {
-            Ok(format!(
-                "{} is off by {} minor units of {}",
-                r.try_get::<String, _>("transaction_id")?,
-                r.try_get::<i64, _>("off")?,
-                r.try_get::<String, _>("currency")?
-            ))
-        })?,
-    );
-
-    let rows = sqlx::query(
-        "SELECT t.id, COUNT(e.leg) AS legs FROM ledger_transactions t \
-         LEFT JOIN ledger_entries e ON e.transaction_id = t.id GROUP BY t.id HAVING COUNT(e.leg) < 2",
-    )
-    .fetch_all(pool)
-    .await?;
-    check(
-        "every transaction has at least two entries",
-        lines(rows, &|r| {
-            Ok(format!("{} has {} entries", r.try_get::<String, _>("id")?, r.try_get::<i64, _>("legs")?))
-        })?,
-    );
-
-    let rows = sqlx::query(
-        "SELECT c.id, c.status FROM charges c WHERE c.amount_minor > 0 AND ( \
-         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.charge_id = c.id AND t.kind = 'charge') <> 1 \
-         OR (CASE WHEN c.status = 'collected' THEN 1 ELSE 0 END) <> \
-         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.charge_id = c.id AND t.kind = 'collection'))",
-    )
-    .fetch_all(pool)
-    .await?;
-    check(
-        "each charge is billed once and, when collected, collected once",
-        lines(rows, &|r| {
-            Ok(format!(
-                "charge {} ({}) has the wrong billing or collection transactions",
-                r.try_get::<String, _>("id")?,
-                r.try_get::<String, _>("status")?
-            ))
-        })?,
-    );
-
-    let rows = sqlx::query(
-        "SELECT c.id, c.amount_minor, x.cash FROM charges c JOIN ( \
-         SELECT t.charge_id, CAST(SUM(CASE WHEN e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS cash \
-         FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id \
-         WHERE t.kind = 'collection' GROUP BY t.charge_id) AS x ON x.charge_id = c.id WHERE x.cash <> c.amount_minor",
-    )
-    .fetch_all(pool)
-    .await?;
-    check(
-        "each collection brought in exactly its charge",
-        lines(rows, &|r| {
-            Ok(format!(
-                "charge {} of {} collected {}",
-                r.try_get::<String, _>("id")?,
-                r.try_get::<i64, _>("amount_minor")?,
-                r.try_get::<i64, _>("cash")?
-            ))
-        })?,
-    );
-
-    // Balances against what the charges and refunds say they should be.
-    let expected_receivable = grouped(
-        market,
-        "SELECT 'tenant:' || tenant_id || ':receivable' AS account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor \
-         FROM charges WHERE status IN ('pending', 'collecting', 'failed') GROUP BY tenant_id, currency",
-    )
-    .await?;
-    // A partner's payable: shares of collected charges less refunded shares, plus
-    // adjustments, less payouts not returned (a credit, so negative).
-    let expected_payable = grouped(
-        market,
-        "SELECT 'partner:' || publisher || ':payable' AS account, currency, CAST(-SUM(minor) AS BIGINT) AS minor FROM ( \
-         SELECT publisher, currency, amount_minor - fee_minor - (refunded_minor - fee_refunded_minor) AS minor \
-         FROM charges WHERE status = 'collected' \
-         UNION ALL SELECT publisher, currency, amount_minor FROM adjustments \
-         UNION ALL SELECT publisher, currency, -amount_minor FROM payouts WHERE status IN ('pending', 'paid') \
-         ) AS owed GROUP BY publisher, currency",
-    )
-    .await?;
-    let expected_in_transit = grouped(
-        market,
-        "SELECT 'platform:payouts-in-transit' AS account, currency, CAST(-SUM(amount_minor) AS BIGINT) AS minor \
-         FROM payouts WHERE status = 'pending' GROUP BY currency",
-    )
-    .await?;
-    let expected_fees = grouped(
-        market,
-        "SELECT 'platform:fee-revenue' AS account, currency, CAST(-SUM(fee_minor - fee_refunded_minor) AS BIGINT) AS minor \
-         FROM charges WHERE status = 'collected' GROUP BY currency",
-    )
-    .await?;
-    let actual = grouped(
-        market,
-        "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor FROM ledger_entries \
-         WHERE account LIKE 'tenant:%' OR account LIKE 'partner:%' OR account = 'platform:fee-revenue' \
-         OR account = 'platform:payouts-in-transit' GROUP BY account, currency",
-    )
-    .await?;
-    let mut expected = expected_receivable;
-    expected.extend(expected_payable);
-    expected.extend(expected_fees);
-    expected.extend(expected_in_transit);
-    check(
-        "tenant, partner, fee and in-transit balances match the charges, refunds, adjustments and payouts",
-        compare(&expected, &actual),
-    );
-
-    let rows = sqlx::query(
-        "SELECT p.id, p.status, \
-         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout') AS out, \
-         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout-paid') AS paid, \
-         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout-returned') AS back \
-         FROM payouts p",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut differences = Vec::new();
-    for r in &rows {
-        let (status, out, paid, back): (String, i64, i64, i64) =
-            (r.try_get("status")?, r.try_get("out")?, r.try_get("paid")?, r.try_get("back")?);
-        let expected = match status.as_str() {
-            "pending" => (1, 0, 0),
-            "paid" => (1, 1, 0),
-            _ => (1, 0, 1),
-        };
-        if (out, paid, back) != expected {
-            differences.push(format!(
-                "payout {} ({status}) has {out} payout, {paid} paid and {back} returned transactions",
-                r.try_get::<String, _>("id")?
-            ));
-        }
-    }
-    differences.truncate(MAX_DIFFERENCES);
-    check("each payout left the payable once and was paid or returned at most once", differences);
-
-    let rows = sqlx::query(
-        "SELECT c.id, c.amount_minor, c.refunded_minor, c.fee_minor, c.fee_refunded_minor, \
-         CAST(COALESCE((SELECT SUM(amount_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS refunds, \
-         CAST(COALESCE((SELECT SUM(fee_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS fees \
-         FROM charges c WHERE c.refunded_minor > 0 OR EXISTS (SELECT 1 FROM refunds r WHERE r.charge_id = c.id)",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut differences = Vec::new();
-    for r in &rows {
-        let (amount, refunded, refunds): (i64, i64, i64) =
-            (r.try_get("amount_minor")?, r.try_get("refunded_minor")?, r.try_get("refunds")?);
-        let (fee, fee_refunded, fees): (Option<i64>, i64, i64) =
-            (r.try_get("fee_minor")?, r.try_get("fee_refunded_minor")?, r.try_get("fees")?);
-        if refunded != refunds || fee_refunded != fees || refunded > amount || fee_refunded > fee.unwrap_or(0) {
-            differences.push(format!(
-                "charge {}: amount {amount}, refunded {refunded} (refunds sum {refunds}), fee {fee:?}, fee returned \
-                 {fee_refunded} (refunds sum {fees})",
-                r.try_get::<String, _>("id")?
-            ));
-        }
-    }
-    differences.truncate(MAX_DIFFERENCES);
-    check("refunds never exceed their charge or its fee", differences);
-
-    let expected = grouped(
-        market,
-        "SELECT publisher AS account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor FROM charges \
-         WHERE status = 'collected' GROUP BY publisher, currency",
-    )
-    .await?;
-    let actual =
-        grouped(market, "SELECT publisher AS account, currency, lifetime_gross_minor AS minor FROM partner_totals")
-            .await?;
-    check("each partner's tier position is its lifetime gross collected", compare(&expected, &actual));
-
-    let transactions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions").fetch_one(pool).await?;
-    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(pool).await?;
-    Ok(LedgerReport { ok: checks.iter().all(|c| c.ok), transactions, entries, checks })
-}
-
-type Grouped = BTreeMap<(String, String), i64>;
-
-async fn grouped(market: &Market, sql: &str) -> Result<Grouped, MarketError> {
-    let rows = sqlx::query(sql).fetch_all(&market.db.pool).await?;
-    let mut out = Grouped::new();
-    for row in rows {
-        let minor: Option<i64> = row.try_get("minor")?;
-        out.insert((row.try_get("account")?, row.try_get("currency")?), minor.unwrap_or(0));
-    }
-    Ok(out)
-}
-
-/// Differences between two sets of balances (zero and absent are the same).
-fn compare(expected: &Grouped, actual: &Grouped) -> Vec<String> {
-    let keys: std::collections::BTreeSet<_> = expected.keys().chain(actual.keys()).collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let (want, have) = (expected.get(key).copied().unwrap_or(0), actual.get(key).copied().unwrap_or(0));
-            (want != have).then(|| format!("{} in {}: expected {want}, the ledger has {have}", key.0, key.1))
-        })
-        .take(MAX_DIFFERENCES)
-        .collect()
-}
+pub use verify::{Check, LedgerReport, verify};

@@ -15,6 +15,8 @@
 //! Each payout lists the statement lines it settles: the partner's transactions since the
 //! previous payout, so opening (carried) + sales − fees − refunds ± adjustments = paid.
 
+mod batch;
+
 use std::collections::BTreeMap;
 
 use nexus_money::Currency;
@@ -25,10 +27,8 @@ use sqlx::Row;
 pub use super::adjustments::{Adjustment, AdjustmentRequest, adjust};
 pub(crate) use super::holds::known_publisher;
 pub use super::holds::{HoldRequest, MinimumRequest, hold, minimum, release, set_minimum};
-use super::ledger::{self, Account, Head, Kind};
 use super::money_error;
-use super::provider::{Outcome, ProviderRequest};
-use super::share;
+use super::provider::Outcome;
 use super::statements::{self, Range, StatementLine, Totals};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
@@ -186,8 +186,13 @@ pub async fn run_for(market: &Market, caller: &Caller) -> Result<PayoutRunReport
     Ok(report)
 }
 
+/// Partners paid per database transaction (see [`batch`]).
+const BATCH: usize = 100;
+
 /// Resolves payouts left pending, then pays every partner and currency due in the period of
-/// `at`.
+/// `at`. Who is due comes from the running balances (`partner_balances`, one row per partner
+/// and currency), and only partners due are locked and written, a batch at a time: a run
+/// costs the same however long the ledger, and next to nothing when nobody is due.
 pub async fn run(market: &Market, at: i64) -> Result<PayoutRunReport, MarketError> {
     let period = market.billing.payout_schedule.period(at);
     let mut report = PayoutRunReport { at, period: period.clone(), ..PayoutRunReport::default() };
@@ -199,38 +204,74 @@ pub async fn run(market: &Market, at: i64) -> Result<PayoutRunReport, MarketErro
     for id in unresolved {
         tally(&mut report, settle(market, &id, at, true).await?);
     }
+    let (due, minimums) = due(market, &period, &mut report).await?;
+    for batch in due.chunks(BATCH) {
+        let (opened, carried) = batch::open(market, batch, &minimums, &period, at).await?;
+        report.carried_forward.extend(carried);
+        let mut answers = Vec::with_capacity(opened.len());
+        for payout in opened {
+            match batch::ask(market, &payout, false).await? {
+                Ok(Outcome::Succeeded { reference }) => answers.push((payout, Ok(reference))),
+                Ok(Outcome::Refused { reason }) => answers.push((payout, Err(reason))),
+                Err(error) => tally(&mut report, unknown(market, &payout, &error, at).await?),
+            }
+        }
+        let concluded = batch::conclude(market, &answers, at).await?;
+        for (concluded, (payout, _)) in concluded.into_iter().zip(&answers) {
+            tally(&mut report, settled(concluded, payout));
+        }
+    }
+    market.runner.metrics.record_payouts(report.paid, report.failed);
+    Ok(report)
+}
+
+/// The partners and currencies due in `period` (positive balance, not on hold, not paid in
+/// the period, at or over the currency's minimum), in the order of their payable accounts;
+/// notes the others in `report`. Read without locks: [`batch::open`] checks again under them.
+async fn due(
+    market: &Market,
+    period: &str,
+    report: &mut PayoutRunReport,
+) -> Result<(Vec<batch::Due>, BTreeMap<String, i64>), MarketError> {
+    let mut conn = market.db.pool.acquire().await?;
     let held: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT publisher FROM payout_holds WHERE released_at IS NULL ORDER BY publisher")
-            .fetch_all(&market.db.pool)
+            .fetch_all(&mut *conn)
             .await?;
     let balances = sqlx::query(
-        "SELECT account, currency, CAST(-SUM(amount_minor) AS BIGINT) AS balance FROM ledger_entries \
-         WHERE account LIKE 'partner:%:payable' GROUP BY account, currency HAVING SUM(amount_minor) < 0 \
-         ORDER BY account, currency",
+        "SELECT b.publisher, b.currency, b.payable_minor, (SELECT COUNT(*) FROM payouts p WHERE \
+         p.publisher = b.publisher AND p.currency = b.currency AND p.period_key = $1) AS done \
+         FROM partner_balances b WHERE b.payable_minor > 0 ORDER BY 'partner:' || b.publisher || ':payable', b.currency",
     )
-    .fetch_all(&market.db.pool)
+    .bind(period)
+    .fetch_all(&mut *conn)
     .await?;
+    let (mut due, mut minimums) = (Vec::new(), BTreeMap::new());
     for row in balances {
-        let account: String = row.try_get("account")?;
-        let publisher = account.trim_start_matches("partner:").trim_end_matches(":payable").to_string();
+        let publisher: String = row.try_get("publisher")?;
         let code: String = row.try_get("currency")?;
+        let balance: i64 = row.try_get("payable_minor")?;
         if held.contains(&publisher) {
             if !report.held.contains(&publisher) {
                 report.held.push(publisher);
             }
             continue;
         }
-        let currency = Currency::from_code(&code).map_err(money_error)?;
-        match open(market, &publisher, currency, &period, at).await? {
-            Opened::Payout(id) => tally(&mut report, settle(market, &id, at, false).await?),
-            Opened::Below { balance_minor, minimum_minor } => {
-                report.carried_forward.push(Carried { publisher, currency: code, balance_minor, minimum_minor })
-            }
-            Opened::AlreadyThisPeriod | Opened::Nothing => {}
+        if row.try_get::<i64, _>("done")? > 0 {
+            continue;
         }
+        let currency = Currency::from_code(&code).map_err(money_error)?;
+        let minimum_minor = match minimums.get(&code) {
+            Some(minimum) => *minimum,
+            None => *minimums.entry(code.clone()).or_insert(minimum(&mut conn, currency).await?),
+        };
+        if balance < minimum_minor {
+            report.carried_forward.push(Carried { publisher, currency: code, balance_minor: balance, minimum_minor });
+            continue;
+        }
+        due.push((publisher, currency));
     }
-    market.runner.metrics.record_payouts(report.paid, report.failed);
-    Ok(report)
+    Ok((due, minimums))
 }
 
 fn tally(report: &mut PayoutRunReport, settled: Settled) {
@@ -245,112 +286,35 @@ fn tally(report: &mut PayoutRunReport, settled: Settled) {
     }
 }
 
-enum Opened {
-    Payout(String),
-    Below { balance_minor: i64, minimum_minor: i64 },
-    AlreadyThisPeriod,
-    Nothing,
-}
-
-/// Writes the period's payout of a partner in a currency, with the transaction that takes it
-/// out of the payable, under the payable's lock.
-async fn open(
-    market: &Market,
-    publisher: &str,
-    currency: Currency,
-    period: &str,
-    at: i64,
-) -> Result<Opened, MarketError> {
-    let mut tx = market.db.write_tx().await?;
-    share::lock_lifetime(&mut tx, market.db.backend, publisher, currency).await?;
-    let done: Option<String> =
-        sqlx::query_scalar("SELECT id FROM payouts WHERE publisher = $1 AND currency = $2 AND period_key = $3")
-            .bind(publisher)
-            .bind(currency.code())
-            .bind(period)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if done.is_some() {
-        return Ok(Opened::AlreadyThisPeriod);
-    }
-    let account = Account::PartnerPayable(publisher.to_string()).name();
-    let row = sqlx::query(
-        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) AS balance, MAX(t.seq) AS through FROM ledger_entries e \
-         JOIN ledger_transactions t ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2",
-    )
-    .bind(&account)
-    .bind(currency.code())
-    .fetch_one(&mut *tx)
-    .await?;
-    let balance: i64 = row.try_get::<Option<i64>, _>("balance")?.unwrap_or(0);
-    let through: i64 = row.try_get::<Option<i64>, _>("through")?.unwrap_or(0);
-    if balance <= 0 {
-        return Ok(Opened::Nothing);
-    }
-    let minimum_minor = minimum(&mut tx, currency).await?;
-    if balance < minimum_minor {
-        return Ok(Opened::Below { balance_minor: balance, minimum_minor });
-    }
-    // It settles what came after the last payout that was not returned.
-    let after: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(settles_through_seq) FROM payouts WHERE publisher = $1 AND currency = $2 AND status <> 'failed'",
-    )
-    .bind(publisher)
-    .bind(currency.code())
-    .fetch_one(&mut *tx)
-    .await?;
-    let after = after.unwrap_or(0);
-    let carried: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) FROM ledger_entries e JOIN ledger_transactions t \
-         ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2 AND t.seq <= $3",
-    )
-    .bind(&account)
-    .bind(currency.code())
-    .bind(after)
-    .fetch_one(&mut *tx)
-    .await?;
-    let id = format!("pay_{}", nexus_registry::publishers::random_hex(8)?);
-    sqlx::query(
-        "INSERT INTO payouts (id, publisher, currency, period_key, amount_minor, status, carried_minor, \
-         settles_after_seq, settles_through_seq, claimed_until, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10)",
-    )
-    .bind(&id)
-    .bind(publisher)
-    .bind(currency.code())
-    .bind(period)
-    .bind(balance)
-    .bind(carried.unwrap_or(0))
-    .bind(after)
-    .bind(through)
-    .bind(at + CLAIM_MS)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    let posting = ledger::posting(
-        currency,
-        &[(Account::PartnerPayable(publisher.to_string()), balance), (Account::PlatformPayoutsInTransit, -balance)],
-    )?;
-    let head = Head {
-        kind: Kind::Payout,
-        charge: None,
-        refund: None,
-        payout: Some(&id),
-        adjustment: None,
-        idempotency: None,
-        memo: format!("payout {period} to {publisher}"),
-        at,
-    };
-    ledger::post(&mut tx, head, &posting).await?;
-    tx.commit().await?;
-    Ok(Opened::Payout(id))
-}
-
 enum Settled {
     Paid(String, i64),
     Failed,
     Unknown,
     Skipped,
+}
+
+fn settled(concluded: batch::Concluded, payout: &Payout) -> Settled {
+    match concluded {
+        batch::Concluded::Paid => Settled::Paid(payout.currency.clone(), payout.amount_minor),
+        batch::Concluded::Failed => Settled::Failed,
+        batch::Concluded::Skipped => Settled::Skipped,
+    }
+}
+
+/// The provider did not answer: the payout stays pending, for the next run to ask about.
+async fn unknown(
+    market: &Market,
+    payout: &Payout,
+    error: &super::provider::ProviderError,
+    at: i64,
+) -> Result<Settled, MarketError> {
+    tracing::warn!(payout = %payout.id, %error, "payout outcome unknown; the next run asks the provider");
+    sqlx::query("UPDATE payouts SET claimed_until = $2 WHERE id = $1 AND status = 'pending'")
+        .bind(&payout.id)
+        .bind(at)
+        .execute(market.db.writer())
+        .await?;
+    Ok(Settled::Unknown)
 }
 
 /// Asks the provider to pay a pending payout (or, `resolve`, what became of it) and records
@@ -364,99 +328,14 @@ async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Set
     if payout.status != PayoutStatus::Pending {
         return Ok(Settled::Skipped);
     }
-    let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
-    let request = ProviderRequest {
-        key: payout.id.clone(),
-        party: payout.publisher.clone(),
-        amount_minor: payout.amount_minor,
-        currency,
-        description: format!("Nexus payout {}", payout.period),
+    let outcome = match batch::ask(market, &payout, resolve).await? {
+        Ok(Outcome::Succeeded { reference }) => Ok(reference),
+        Ok(Outcome::Refused { reason }) => Err(reason),
+        Err(error) => return unknown(market, &payout, &error, at).await,
     };
-    let provider = &market.billing.payouts;
-    let answer = if resolve {
-        match provider.payout(&payout.id).await {
-            Ok(Some(outcome)) => Ok(outcome),
-            // Never received: the same key again cannot pay twice.
-            Ok(None) => provider.pay(&request).await,
-            Err(error) => Err(error),
-        }
-    } else {
-        provider.pay(&request).await
-    };
-    match answer {
-        Ok(Outcome::Succeeded { reference }) => conclude(market, &payout, currency, Ok(reference), at).await,
-        Ok(Outcome::Refused { reason }) => conclude(market, &payout, currency, Err(reason), at).await,
-        Err(error) => {
-            tracing::warn!(payout = %payout.id, %error, "payout outcome unknown; the next run asks the provider");
-            sqlx::query("UPDATE payouts SET claimed_until = $2 WHERE id = $1 AND status = 'pending'")
-                .bind(&payout.id)
-                .bind(at)
-                .execute(market.db.writer())
-                .await?;
-            Ok(Settled::Unknown)
-        }
-    }
-}
-
-/// Records the provider's answer: paid (out of cash) or returned (back to the payable).
-async fn conclude(
-    market: &Market,
-    payout: &Payout,
-    currency: Currency,
-    outcome: Result<String, String>,
-    at: i64,
-) -> Result<Settled, MarketError> {
-    let mut tx = market.db.write_tx().await?;
-    if outcome.is_err() {
-        share::lock_lifetime(&mut tx, market.db.backend, &payout.publisher, currency).await?;
-    }
-    let (status, reference, reason) = match &outcome {
-        Ok(reference) => (PayoutStatus::Paid, Some(reference.as_str()), None),
-        Err(reason) => (PayoutStatus::Failed, None, Some(nexus_host::limits::clip(reason, 500))),
-    };
-    let changed = sqlx::query(
-        "UPDATE payouts SET status = $2, provider_reference = $3, failure_reason = $4, finished_at = $5, \
-         claimed_until = NULL WHERE id = $1 AND status = 'pending'",
-    )
-    .bind(&payout.id)
-    .bind(status.as_str())
-    .bind(reference)
-    .bind(reason.as_deref())
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    if changed.rows_affected() == 0 {
-        return Ok(Settled::Skipped);
-    }
-    let amount = payout.amount_minor;
-    let (kind, legs) = match outcome {
-        Ok(_) => (Kind::PayoutPaid, [(Account::PlatformPayoutsInTransit, amount), (Account::PlatformCash, -amount)]),
-        Err(_) => (
-            Kind::PayoutReturned,
-            [(Account::PlatformPayoutsInTransit, amount), (Account::PartnerPayable(payout.publisher.clone()), -amount)],
-        ),
-    };
-    let posting = ledger::posting(currency, &legs)?;
-    let memo = match status {
-        PayoutStatus::Paid => format!("payout {} paid ({})", payout.id, reference.unwrap_or_default()),
-        _ => format!("payout {} returned: {}", payout.id, reason.as_deref().unwrap_or_default()),
-    };
-    let head = Head {
-        kind,
-        charge: None,
-        refund: None,
-        payout: Some(&payout.id),
-        adjustment: None,
-        idempotency: None,
-        memo,
-        at,
-    };
-    ledger::post(&mut tx, head, &posting).await?;
-    tx.commit().await?;
-    Ok(match status {
-        PayoutStatus::Paid => Settled::Paid(payout.currency.clone(), amount),
-        _ => Settled::Failed,
-    })
+    let answers = [(payout, outcome)];
+    let concluded = batch::conclude(market, &answers, at).await?;
+    Ok(concluded.into_iter().next().map_or(Settled::Skipped, |c| settled(c, &answers[0].0)))
 }
 
 /// A partner's payouts, newest first (the partner, operators).

@@ -231,3 +231,40 @@ pub async fn lock_lifetime(
     .await?;
     Ok(lifetime)
 }
+
+/// Locks the lifetime rows of several partners and currencies (creating them at zero), in one
+/// order whatever the caller's, so that two batches (or a batch and one collection) never wait
+/// for each other in a cycle. SQLite's write transaction already holds the whole database.
+pub async fn lock_lifetimes(
+    conn: &mut sqlx::AnyConnection,
+    backend: nexus_registry::Backend,
+    partners: &[(String, Currency)],
+) -> Result<(), MarketError> {
+    let mut keys: Vec<(&str, &str)> = partners.iter().map(|(p, c)| (p.as_str(), c.code())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for chunk in keys.chunks(500) {
+        let pairs: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+        let zeros: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${}, 0)", 2 * i + 1, 2 * i + 2)).collect();
+        let insert = format!(
+            "INSERT INTO partner_totals (publisher, currency, lifetime_gross_minor) VALUES {} \
+             ON CONFLICT (publisher, currency) DO NOTHING",
+            zeros.join(", ")
+        );
+        let lock = format!(
+            "SELECT publisher FROM partner_totals WHERE (publisher, currency) IN ({}) ORDER BY publisher, currency \
+             FOR UPDATE",
+            pairs.join(", ")
+        );
+        let statements: &[&str] =
+            if backend == nexus_registry::Backend::Postgres { &[&insert, &lock] } else { &[&insert] };
+        for sql in statements {
+            let mut query = sqlx::query(sql);
+            for (publisher, currency) in chunk {
+                query = query.bind(*publisher).bind(*currency);
+            }
+            query.fetch_all(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}

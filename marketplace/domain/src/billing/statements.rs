@@ -5,6 +5,10 @@
 //! bytes; entries are never changed and are posted at the time they are made, so a closed
 //! month's statement never changes (a late correction is an adjustment in the month it is
 //! made). opening + sales − fees − refunds + fees returned + adjustments − payouts = closing.
+//!
+//! A statement reads its month's lines through the partner's statement index and its opening
+//! balance from the monthly rollups (`billing/rollups.rs`), so it costs the same in a
+//! partner's tenth year as in its first.
 
 use nexus_money::Currency;
 use nexus_money::period::{self, Period};
@@ -73,7 +77,8 @@ pub enum Range {
     Seq(i64, i64),
 }
 
-/// The partner's transactions in a currency over `range`, in ledger order.
+/// The partner's transactions in a currency over `range`, in ledger order: found in the
+/// partner's statement index (`partner_entries`), read from the ledger.
 pub async fn lines(
     market: &Market,
     publisher: &str,
@@ -82,9 +87,9 @@ pub async fn lines(
 ) -> Result<Vec<StatementLine>, MarketError> {
     let account = Account::PartnerPayable(publisher.to_string()).name();
     let (column, from, to) = match range {
-        Range::Posted(period) => ("t.posted_at", period.start_ms, period.end_ms),
+        Range::Posted(period) => ("x.posted_at", period.start_ms, period.end_ms),
         // `seq > after AND seq <= through` as a half-open range.
-        Range::Seq(after, through) => ("t.seq", after + 1, through + 1),
+        Range::Seq(after, through) => ("x.seq", after + 1, through + 1),
     };
     let rows = sqlx::query(&format!(
         "SELECT t.seq, t.id, t.kind, t.charge_id, t.refund_id, t.payout_id, t.adjustment_id, t.posted_at, \
@@ -93,12 +98,12 @@ pub async fn lines(
          CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fee, \
          CAST(SUM(CASE WHEN e.account = 'platform:cash' AND t.kind IN ('collection', 'refund') \
               THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gross \
-         FROM ledger_entries x \
+         FROM partner_entries x \
          JOIN ledger_transactions t ON t.id = x.transaction_id \
          JOIN ledger_entries e ON e.transaction_id = t.id AND e.currency = x.currency \
          LEFT JOIN charges c ON c.id = t.charge_id \
          LEFT JOIN plans p ON p.id = c.plan_id \
-         WHERE x.account = $1 AND x.currency = $2 AND {column} >= $3 AND {column} < $4 \
+         WHERE x.publisher = $5 AND x.currency = $2 AND {column} >= $3 AND {column} < $4 \
          GROUP BY t.seq, t.id, t.kind, t.charge_id, t.refund_id, t.payout_id, t.adjustment_id, t.posted_at, \
          c.plugin_id, c.line, p.plan_key ORDER BY t.seq"
     ))
@@ -106,6 +111,7 @@ pub async fn lines(
     .bind(currency)
     .bind(from)
     .bind(to)
+    .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
     rows.iter()
@@ -130,24 +136,35 @@ pub async fn lines(
         .collect()
 }
 
-/// The partner's balance in a currency from the entries before `column < bound`.
-pub async fn balance_before(
-    market: &Market,
-    publisher: &str,
-    currency: &str,
-    column: &str,
-    bound: i64,
-) -> Result<i64, MarketError> {
-    let sum: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT CAST(-SUM(e.amount_minor) AS BIGINT) FROM ledger_entries e JOIN ledger_transactions t \
-         ON t.id = e.transaction_id WHERE e.account = $1 AND e.currency = $2 AND {column} < $3"
-    ))
-    .bind(Account::PartnerPayable(publisher.to_string()).name())
+/// The partner's balance in a currency at the start of the UTC month starting at `month_ms`:
+/// what the postings of the months before did to its payable, from their monthly rollups.
+pub async fn opening(market: &Market, publisher: &str, currency: &str, month_ms: i64) -> Result<i64, MarketError> {
+    let sum: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(payable_minor) AS BIGINT) FROM money_rollups \
+         WHERE publisher = $1 AND currency = $2 AND grain = 'month' AND start_day < $3",
+    )
+    .bind(publisher)
     .bind(currency)
-    .bind(bound)
+    .bind(month_ms.div_euclid(super::DAY_MS))
     .fetch_one(&market.db.pool)
     .await?;
     Ok(sum.unwrap_or(0))
+}
+
+/// What the postings of each month did to the partner's payable in a currency, by the
+/// month's first day, in order.
+async fn monthly_moves(market: &Market, publisher: &str, currency: &str) -> Result<Vec<(i64, i64)>, MarketError> {
+    let rows = sqlx::query(
+        "SELECT start_day, CAST(SUM(payable_minor) AS BIGINT) AS moved FROM money_rollups \
+         WHERE publisher = $1 AND currency = $2 AND grain = 'month' GROUP BY start_day ORDER BY start_day",
+    )
+    .bind(publisher)
+    .bind(currency)
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<i64, _>("start_day")?, r.try_get::<Option<i64>, _>("moved")?.unwrap_or(0))))
+        .collect()
 }
 
 /// The totals of a run of lines, from an opening balance.
@@ -184,12 +201,22 @@ pub struct Totals {
     pub closing_minor: i64,
 }
 
-/// The currencies a partner has entries in, in order.
+/// The currencies a partner has entries in, in order: one index probe per currency.
 pub async fn currencies(market: &Market, publisher: &str) -> Result<Vec<String>, MarketError> {
-    Ok(sqlx::query_scalar("SELECT DISTINCT currency FROM ledger_entries WHERE account = $1 ORDER BY currency")
-        .bind(Account::PartnerPayable(publisher.to_string()).name())
-        .fetch_all(&market.db.pool)
-        .await?)
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        let after = out.last().map(String::as_str).unwrap_or("");
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT MIN(currency) FROM partner_entries WHERE publisher = $1 AND currency > $2")
+                .bind(publisher)
+                .bind(after)
+                .fetch_one(&market.db.pool)
+                .await?;
+        match next {
+            Some(code) => out.push(code),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// The statements of a partner for one month, one per currency it has entries in (or the one
@@ -211,7 +238,7 @@ pub async fn statements(
     };
     let mut out = Vec::new();
     for code in codes {
-        let opening = balance_before(market, publisher, &code, "t.posted_at", bounds.start_ms).await?;
+        let opening = opening(market, publisher, &code, bounds.start_ms).await?;
         let lines = lines(market, publisher, &code, Range::Posted(bounds)).await?;
         let t = totals(opening, &lines);
         out.push(Statement {
@@ -250,26 +277,33 @@ pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<V
     caller.may_act_for_publisher(publisher)?;
     super::payouts::known_publisher(market, publisher).await?;
     let now = market.billing.clock.now_ms();
-    let first: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(t.posted_at) FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
-         WHERE e.account = $1",
-    )
-    .bind(Account::PartnerPayable(publisher.to_string()).name())
-    .fetch_one(&market.db.pool)
-    .await?;
+    let codes = currencies(market, publisher).await?;
+    let mut first: Option<i64> = None;
+    let mut moves = Vec::new();
+    for code in &codes {
+        let earliest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(posted_at) FROM partner_entries WHERE publisher = $1 AND currency = $2")
+                .bind(publisher)
+                .bind(code)
+                .fetch_one(&market.db.pool)
+                .await?;
+        first = first.into_iter().chain(earliest).min();
+        moves.push(monthly_moves(market, publisher, code).await?);
+    }
     let Some(first) = first else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    let codes = currencies(market, publisher).await?;
     let mut month = period::parse_month(&period::month_label(first)).map_err(money_error)?;
     while month.start_ms <= now {
         let label = period::month_label(month.start_ms);
-        for code in &codes {
+        let (start_day, end_day) = (month.start_ms / super::DAY_MS, month.end_ms / super::DAY_MS);
+        for (code, moves) in codes.iter().zip(&moves) {
+            let before = |day: i64| moves.iter().filter(|(start, _)| *start < day).map(|(_, moved)| moved).sum();
             out.push(StatementSummary {
                 period: label.clone(),
                 currency: code.clone(),
                 closed: month.end_ms <= now,
-                opening_minor: balance_before(market, publisher, code, "t.posted_at", month.start_ms).await?,
-                closing_minor: balance_before(market, publisher, code, "t.posted_at", month.end_ms).await?,
+                opening_minor: before(start_day),
+                closing_minor: before(end_day),
             });
         }
         month = Period { start_ms: month.end_ms, end_ms: period::add_months(month.end_ms, 1).map_err(money_error)? };

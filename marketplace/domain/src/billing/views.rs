@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::charges::{self, Charge};
-use super::ledger::{self, Account};
-use super::money_error;
 use crate::accounts::Caller;
 use crate::error::MarketError;
 use crate::market::Market;
@@ -193,21 +191,26 @@ pub async fn sales(
 ) -> Result<Sales, MarketError> {
     caller.may_act_for_publisher(publisher)?;
     super::payouts::known_publisher(market, publisher).await?;
-    let bounds = match label {
-        Some(label) => month(label, market.billing.clock.now_ms())?,
-        None => period::Period { start_ms: i64::MIN, end_ms: i64::MAX },
+    // Month rows of the rollups: collections by the month they were collected in, with the
+    // refunds of those same charges whenever made (what `charges.refunded_minor` sums).
+    let (from_day, to_day) = match label {
+        Some(label) => {
+            let bounds = month(label, market.billing.clock.now_ms())?;
+            (bounds.start_ms / super::DAY_MS, bounds.end_ms / super::DAY_MS)
+        }
+        None => (i64::MIN, i64::MAX),
     };
     let rows = sqlx::query(
-        "SELECT c.plugin_id, p.plan_key, c.currency, COUNT(*) AS n, CAST(SUM(c.amount_minor) AS BIGINT) AS gross, \
-         CAST(SUM(c.fee_minor) AS BIGINT) AS fee, CAST(SUM(c.refunded_minor) AS BIGINT) AS refunded, \
-         CAST(SUM(c.fee_refunded_minor) AS BIGINT) AS fee_refunded \
-         FROM charges c JOIN plans p ON p.id = c.plan_id \
-         WHERE c.publisher = $1 AND c.status = 'collected' AND c.collected_at >= $2 AND c.collected_at < $3 \
-         GROUP BY c.plugin_id, p.plan_key, c.currency ORDER BY c.plugin_id, p.plan_key, c.currency",
+        "SELECT plugin_id, plan_key, currency, CAST(SUM(collections) AS BIGINT) AS n, \
+         CAST(SUM(gross_minor) AS BIGINT) AS gross, CAST(SUM(fees_minor) AS BIGINT) AS fee, \
+         CAST(SUM(sold_refunded_minor) AS BIGINT) AS refunded, \
+         CAST(SUM(sold_fees_returned_minor) AS BIGINT) AS fee_refunded FROM money_rollups \
+         WHERE publisher = $1 AND grain = 'month' AND start_day >= $2 AND start_day < $3 \
+         GROUP BY plugin_id, plan_key, currency HAVING SUM(collections) > 0 ORDER BY plugin_id, plan_key, currency",
     )
     .bind(publisher)
-    .bind(bounds.start_ms)
-    .bind(bounds.end_ms)
+    .bind(from_day)
+    .bind(to_day)
     .fetch_all(&market.db.pool)
     .await?;
     let rows = rows
@@ -219,7 +222,7 @@ pub async fn sales(
                 plugin: r.try_get("plugin_id")?,
                 plan: r.try_get("plan_key")?,
                 currency: r.try_get("currency")?,
-                charges: r.try_get("n")?,
+                charges: r.try_get::<Option<i64>, _>("n")?.unwrap_or(0),
                 gross_minor: gross,
                 fee_minor: fee,
                 share_minor: gross - fee,
@@ -228,16 +231,15 @@ pub async fn sales(
             })
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
-    let currencies: Vec<String> =
-        sqlx::query_scalar("SELECT DISTINCT currency FROM ledger_entries WHERE account = $1 ORDER BY currency")
-            .bind(Account::PartnerPayable(publisher.to_string()).name())
-            .fetch_all(&market.db.pool)
-            .await?;
     let mut balances = Vec::new();
-    for code in currencies {
-        let currency = nexus_money::Currency::from_code(&code).map_err(money_error)?;
-        let balance = ledger::balance(market, &Account::PartnerPayable(publisher.to_string()), currency).await?;
-        balances.push(Balance { currency: code, payable_minor: -balance });
+    for code in super::statements::currencies(market, publisher).await? {
+        let payable: Option<i64> =
+            sqlx::query_scalar("SELECT payable_minor FROM partner_balances WHERE publisher = $1 AND currency = $2")
+                .bind(publisher)
+                .bind(&code)
+                .fetch_optional(&market.db.pool)
+                .await?;
+        balances.push(Balance { currency: code, payable_minor: payable.unwrap_or(0) });
     }
     Ok(Sales { publisher: publisher.to_string(), period: label.map(String::from), rows, balances })
 }
@@ -263,9 +265,10 @@ pub fn sales_csv(sales: &Sales) -> String {
     out
 }
 
-/// The marketplace's money so far in one currency, from the ledger alone: GMV (gross
-/// collected, before refunds), refunds, the platform's fees (net of fees returned), what
-/// partners earned (net of refunds) and what was paid out to them.
+/// The marketplace's money so far in one currency, from the ledger (through its rollups): GMV
+/// (gross collected, before refunds), refunds, the platform's fees (net of fees returned), what
+/// partners earned (net of refunds) and what was paid out to them. A currency appears once
+/// something was collected, refunded, adjusted or paid out in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub currency: String,
@@ -277,16 +280,13 @@ pub struct Totals {
     pub paid_out_minor: i64,
 }
 
+/// Read from the partners' running totals (`partner_balances`): a few rows per partner
+/// however long the ledger, so `/metrics` can ask on every scrape.
 pub async fn totals(market: &Market) -> Result<Vec<Totals>, MarketError> {
     let rows = sqlx::query(
-        "SELECT e.currency, \
-         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gmv, \
-         CAST(SUM(CASE WHEN t.kind = 'refund' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS refunded, \
-         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fees, \
-         CAST(SUM(CASE WHEN t.kind IN ('collection', 'refund') AND e.account LIKE 'partner:%' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS partners, \
-         CAST(SUM(CASE WHEN t.kind = 'payout-paid' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS paid_out \
-         FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id \
-         GROUP BY e.currency ORDER BY e.currency",
+        "SELECT currency, CAST(SUM(gross_minor) AS BIGINT) AS gmv, CAST(SUM(refunded_minor) AS BIGINT) AS refunded, \
+         CAST(SUM(fees_minor - fees_returned_minor) AS BIGINT) AS fees, CAST(SUM(earned_minor) AS BIGINT) AS partners, \
+         CAST(SUM(paid_out_minor) AS BIGINT) AS paid_out FROM partner_balances GROUP BY currency ORDER BY currency",
     )
     .fetch_all(&market.db.pool)
     .await?;

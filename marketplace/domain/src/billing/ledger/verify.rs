@@ -1,0 +1,287 @@
+//! `ledger verify`: every invariant recomputed from the entries and the rows they record
+//! (charges, refunds, payouts, adjustments, partners' tier positions, the money rollups), each
+//! a named check with its first differences. A full pass over the ledger; the report says how
+//! long it took.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::error::MarketError;
+use crate::market::Market;
+
+/// What `nexus ledger verify` reports: each invariant, recomputed from the entries and the
+/// charges they record, with the first differences found.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LedgerReport {
+    /// Every check passed.
+    pub ok: bool,
+    pub transactions: i64,
+    pub entries: i64,
+    pub checks: Vec<Check>,
+    /// How long the whole check took (it reads every entry).
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    /// Up to 20 differences, each naming what differs and by how much.
+    pub differences: Vec<String>,
+}
+
+const MAX_DIFFERENCES: usize = 20;
+
+/// Recomputes every invariant of the ledger, and says how long that took.
+pub async fn verify(market: &Market) -> Result<LedgerReport, MarketError> {
+    let started = Instant::now();
+    let mut checks = postings_and_charges(market).await?;
+    checks.push(balances(market).await?);
+    checks.push(payouts(market).await?);
+    checks.push(refunds(market).await?);
+    checks.push(tiers(market).await?);
+    checks.extend(crate::billing::rollups::checks(market).await?);
+    let pool = &market.db.pool;
+    let transactions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions").fetch_one(pool).await?;
+    let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(pool).await?;
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(LedgerReport { ok: checks.iter().all(|c| c.ok), transactions, entries, checks, elapsed_ms })
+}
+
+fn check(name: &'static str, differences: Vec<String>) -> Check {
+    Check { name, ok: differences.is_empty(), differences }
+}
+
+/// Each row as a line, the first [`MAX_DIFFERENCES`] only.
+fn lines(
+    rows: Vec<sqlx::any::AnyRow>,
+    describe: &dyn Fn(&sqlx::any::AnyRow) -> Result<String, MarketError>,
+) -> Result<Vec<String>, MarketError> {
+    rows.iter().take(MAX_DIFFERENCES).map(describe).collect()
+}
+
+/// Every transaction balances and has two legs; each charge is billed once, collected at
+/// most once, and its collection brought in exactly its amount.
+async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError> {
+    let pool = &market.db.pool;
+    let mut checks = Vec::new();
+    let mut check = |name: &'static str, differences: Vec<String>| checks.push(check(name, differences));
+
+    let rows = sqlx::query(
+        "SELECT transaction_id, currency, CAST(SUM(amount_minor) AS BIGINT) AS off FROM ledger_entries \
+         GROUP BY transaction_id, currency HAVING SUM(amount_minor) <> 0",
+    )
+    .fetch_all(pool)
+    .await?;
+    check(
+        "every transaction balances per currency",
+        lines(rows, &|r| {
+            Ok(format!(
+                "{} is off by {} minor units of {}",
+                r.try_get::<String, _>("transaction_id")?,
+                r.try_get::<i64, _>("off")?,
+                r.try_get::<String, _>("currency")?
+            ))
+        })?,
+    );
+
+    let rows = sqlx::query(
+        "SELECT t.id, COUNT(e.leg) AS legs FROM ledger_transactions t \
+         LEFT JOIN ledger_entries e ON e.transaction_id = t.id GROUP BY t.id HAVING COUNT(e.leg) < 2",
+    )
+    .fetch_all(pool)
+    .await?;
+    check(
+        "every transaction has at least two entries",
+        lines(rows, &|r| {
+            Ok(format!("{} has {} entries", r.try_get::<String, _>("id")?, r.try_get::<i64, _>("legs")?))
+        })?,
+    );
+
+    let rows = sqlx::query(
+        "SELECT c.id, c.status FROM charges c WHERE c.amount_minor > 0 AND ( \
+         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.charge_id = c.id AND t.kind = 'charge') <> 1 \
+         OR (CASE WHEN c.status = 'collected' THEN 1 ELSE 0 END) <> \
+         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.charge_id = c.id AND t.kind = 'collection'))",
+    )
+    .fetch_all(pool)
+    .await?;
+    check(
+        "each charge is billed once and, when collected, collected once",
+        lines(rows, &|r| {
+            Ok(format!(
+                "charge {} ({}) has the wrong billing or collection transactions",
+                r.try_get::<String, _>("id")?,
+                r.try_get::<String, _>("status")?
+            ))
+        })?,
+    );
+
+    let rows = sqlx::query(
+        "SELECT c.id, c.amount_minor, x.cash FROM charges c JOIN ( \
+         SELECT t.charge_id, CAST(SUM(CASE WHEN e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS cash \
+         FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id \
+         WHERE t.kind = 'collection' GROUP BY t.charge_id) AS x ON x.charge_id = c.id WHERE x.cash <> c.amount_minor",
+    )
+    .fetch_all(pool)
+    .await?;
+    check(
+        "each collection brought in exactly its charge",
+        lines(rows, &|r| {
+            Ok(format!(
+                "charge {} of {} collected {}",
+                r.try_get::<String, _>("id")?,
+                r.try_get::<i64, _>("amount_minor")?,
+                r.try_get::<i64, _>("cash")?
+            ))
+        })?,
+    );
+
+    Ok(checks)
+}
+
+/// Balances against what the charges, refunds, adjustments and payouts say they should be.
+async fn balances(market: &Market) -> Result<Check, MarketError> {
+    let expected_receivable = grouped(
+        market,
+        "SELECT 'tenant:' || tenant_id || ':receivable' AS account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor \
+         FROM charges WHERE status IN ('pending', 'collecting', 'failed') GROUP BY tenant_id, currency",
+    )
+    .await?;
+    // A partner's payable: shares of collected charges less refunded shares, plus
+    // adjustments, less payouts not returned (a credit, so negative).
+    let expected_payable = grouped(
+        market,
+        "SELECT 'partner:' || publisher || ':payable' AS account, currency, CAST(-SUM(minor) AS BIGINT) AS minor FROM ( \
+         SELECT publisher, currency, amount_minor - fee_minor - (refunded_minor - fee_refunded_minor) AS minor \
+         FROM charges WHERE status = 'collected' \
+         UNION ALL SELECT publisher, currency, amount_minor FROM adjustments \
+         UNION ALL SELECT publisher, currency, -amount_minor FROM payouts WHERE status IN ('pending', 'paid') \
+         ) AS owed GROUP BY publisher, currency",
+    )
+    .await?;
+    let expected_in_transit = grouped(
+        market,
+        "SELECT 'platform:payouts-in-transit' AS account, currency, CAST(-SUM(amount_minor) AS BIGINT) AS minor \
+         FROM payouts WHERE status = 'pending' GROUP BY currency",
+    )
+    .await?;
+    let expected_fees = grouped(
+        market,
+        "SELECT 'platform:fee-revenue' AS account, currency, CAST(-SUM(fee_minor - fee_refunded_minor) AS BIGINT) AS minor \
+         FROM charges WHERE status = 'collected' GROUP BY currency",
+    )
+    .await?;
+    let actual = grouped(
+        market,
+        "SELECT account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor FROM ledger_entries \
+         WHERE account LIKE 'tenant:%' OR account LIKE 'partner:%' OR account = 'platform:fee-revenue' \
+         OR account = 'platform:payouts-in-transit' GROUP BY account, currency",
+    )
+    .await?;
+    let mut expected = expected_receivable;
+    expected.extend(expected_payable);
+    expected.extend(expected_fees);
+    expected.extend(expected_in_transit);
+    Ok(check(
+        "tenant, partner, fee and in-transit balances match the charges, refunds, adjustments and payouts",
+        compare(&expected, &actual),
+    ))
+}
+
+async fn payouts(market: &Market) -> Result<Check, MarketError> {
+    let rows = sqlx::query(
+        "SELECT p.id, p.status, \
+         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout') AS out, \
+         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout-paid') AS paid, \
+         (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout-returned') AS back \
+         FROM payouts p",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut differences = Vec::new();
+    for r in &rows {
+        let (status, out, paid, back): (String, i64, i64, i64) =
+            (r.try_get("status")?, r.try_get("out")?, r.try_get("paid")?, r.try_get("back")?);
+        let expected = match status.as_str() {
+            "pending" => (1, 0, 0),
+            "paid" => (1, 1, 0),
+            _ => (1, 0, 1),
+        };
+        if (out, paid, back) != expected {
+            differences.push(format!(
+                "payout {} ({status}) has {out} payout, {paid} paid and {back} returned transactions",
+                r.try_get::<String, _>("id")?
+            ));
+        }
+    }
+    differences.truncate(MAX_DIFFERENCES);
+    Ok(check("each payout left the payable once and was paid or returned at most once", differences))
+}
+
+async fn refunds(market: &Market) -> Result<Check, MarketError> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.amount_minor, c.refunded_minor, c.fee_minor, c.fee_refunded_minor, \
+         CAST(COALESCE((SELECT SUM(amount_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS refunds, \
+         CAST(COALESCE((SELECT SUM(fee_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS fees \
+         FROM charges c WHERE c.refunded_minor > 0 OR EXISTS (SELECT 1 FROM refunds r WHERE r.charge_id = c.id)",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut differences = Vec::new();
+    for r in &rows {
+        let (amount, refunded, refunds): (i64, i64, i64) =
+            (r.try_get("amount_minor")?, r.try_get("refunded_minor")?, r.try_get("refunds")?);
+        let (fee, fee_refunded, fees): (Option<i64>, i64, i64) =
+            (r.try_get("fee_minor")?, r.try_get("fee_refunded_minor")?, r.try_get("fees")?);
+        if refunded != refunds || fee_refunded != fees || refunded > amount || fee_refunded > fee.unwrap_or(0) {
+            differences.push(format!(
+                "charge {}: amount {amount}, refunded {refunded} (refunds sum {refunds}), fee {fee:?}, fee returned \
+                 {fee_refunded} (refunds sum {fees})",
+                r.try_get::<String, _>("id")?
+            ));
+        }
+    }
+    differences.truncate(MAX_DIFFERENCES);
+    Ok(check("refunds never exceed their charge or its fee", differences))
+}
+
+async fn tiers(market: &Market) -> Result<Check, MarketError> {
+    let expected = grouped(
+        market,
+        "SELECT publisher AS account, currency, CAST(SUM(amount_minor) AS BIGINT) AS minor FROM charges \
+         WHERE status = 'collected' GROUP BY publisher, currency",
+    )
+    .await?;
+    let actual =
+        grouped(market, "SELECT publisher AS account, currency, lifetime_gross_minor AS minor FROM partner_totals")
+            .await?;
+    Ok(check("each partner's tier position is its lifetime gross collected", compare(&expected, &actual)))
+}
+
+type Grouped = BTreeMap<(String, String), i64>;
+
+async fn grouped(market: &Market, sql: &str) -> Result<Grouped, MarketError> {
+    let rows = sqlx::query(sql).fetch_all(&market.db.pool).await?;
+    let mut out = Grouped::new();
+    for row in rows {
+        let minor: Option<i64> = row.try_get("minor")?;
+        out.insert((row.try_get("account")?, row.try_get("currency")?), minor.unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// Differences between two sets of balances (zero and absent are the same).
+fn compare(expected: &Grouped, actual: &Grouped) -> Vec<String> {
+    let keys: std::collections::BTreeSet<_> = expected.keys().chain(actual.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (want, have) = (expected.get(key).copied().unwrap_or(0), actual.get(key).copied().unwrap_or(0));
+            (want != have).then(|| format!("{} in {}: expected {want}, the ledger has {have}", key.0, key.1))
+        })
+        .take(MAX_DIFFERENCES)
+        .collect()
+}
