@@ -1,5 +1,5 @@
-//! The server under load, as the `run` mode sees it: a child process (this binary in
-//! `server` mode) with a temporary data folder, and the URL and token it announces.
+//! The server under load, as `run` and `market` see it: a child process (this binary in
+//! `server` mode) with a temporary data folder, and the URL and tokens it announces.
 
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
@@ -21,6 +21,9 @@ pub struct Server {
     child: Child,
     pub url: Url,
     pub tenant_token: String,
+    pub operator_token: String,
+    /// The `bench` publisher's token (every scope).
+    pub publisher_token: String,
     _data: TempDir,
 }
 
@@ -44,8 +47,14 @@ impl Server {
             // Keep draining so a chatty server never blocks on a full pipe.
             for _ in lines {}
         });
-        let mut server =
-            Self { child, url: Url::parse("http://127.0.0.1/")?, tenant_token: String::new(), _data: data };
+        let mut server = Self {
+            child,
+            url: Url::parse("http://127.0.0.1/")?,
+            tenant_token: String::new(),
+            operator_token: String::new(),
+            publisher_token: String::new(),
+            _data: data,
+        };
         let line = match line_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(Some(Ok(line))) => line,
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -59,7 +68,10 @@ impl Server {
         let announced: serde_json::Value =
             serde_json::from_str(&line).with_context(|| format!("the server announced `{line}`"))?;
         server.url = loopback_url(announced["url"].as_str().context("no `url` in the announcement")?)?;
-        server.tenant_token = announced["tenant_token"].as_str().context("no `tenant_token`")?.to_string();
+        let token = |name: &str| announced[name].as_str().map(str::to_string).with_context(|| format!("no `{name}`"));
+        server.tenant_token = token("tenant_token")?;
+        server.operator_token = token("operator_token")?;
+        server.publisher_token = token("publisher_token")?;
         Ok(server)
     }
 

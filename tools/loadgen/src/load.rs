@@ -188,11 +188,17 @@ async fn sample(pid: u32, measure_from: Instant, stopping: Arc<AtomicBool>) -> a
 /// The rows in `invocations` for the tenant's install, as the API reports them.
 async fn recorded_invocations(base: &Url, token: &str) -> anyhow::Result<u64> {
     let client = client()?;
-    let get = |url: Url| client.get(url).bearer_auth(token).send();
-    let installs: Value = get(base.join("/v1/installs")?).await?.error_for_status()?.json().await?;
+    let installs: Value =
+        client.get(base.join("/v1/installs")?).bearer_auth(token).send().await?.error_for_status()?.json().await?;
     let id =
         installs["items"].get(0).and_then(|install| install["id"].as_str()).context("the tenant has no install")?;
-    let page: Value =
-        get(base.join(&format!("/v1/installs/{id}/invocations?per_page=1"))?).await?.error_for_status()?.json().await?;
+    invocation_rows(&client, base, token, id).await
+}
+
+/// The rows in `invocations` for one install (uninstalled ones keep theirs), as the API
+/// reports them to its tenant.
+pub async fn invocation_rows(client: &Client, base: &Url, token: &str, install: &str) -> anyhow::Result<u64> {
+    let url = base.join(&format!("/v1/installs/{install}/invocations?per_page=1"))?;
+    let page: Value = client.get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
     page["total"].as_u64().context("no `total` in the invocations page")
 }

@@ -1,5 +1,7 @@
 //! `nexus-loadgen server`: a marketplace seeded with one tenant and one echo install,
-//! served on an ephemeral loopback port with tenant limits out of the way.
+//! served on an ephemeral loopback port with tenant limits out of the way. It announces the
+//! tenant's, the operator's and the `bench` publisher's tokens, so the `market` scenario can
+//! set up the rest of its marketplace over HTTP.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -15,6 +17,8 @@ use nexus_marketplace::runner::TenantLimits;
 use nexus_marketplace::server::{self, AppState, ServeConfig};
 use nexus_marketplace::{Market, accounts};
 use nexus_registry::PublishRequest;
+
+use crate::samples;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -36,7 +40,6 @@ const LIMITS: TenantLimits = TenantLimits {
     queue_wait: Duration::from_secs(2),
 };
 
-const PUBLISHER: &str = "bench";
 const TENANT: &str = "load";
 const PLUGIN: &str = "bench/echo";
 
@@ -64,26 +67,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         clock_offset_ms: 0,
     };
     let market = Arc::new(config.market().await?);
-    let tenant_token = seed(&market).await.context("seeding the marketplace")?;
+    let seeded = seed(&market).await.context("seeding the marketplace")?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
+    let announcement = serde_json::json!({
+        "url": url,
+        "tenant_token": seeded.tenant,
+        "operator_token": seeded.operator,
+        "publisher_token": seeded.publisher,
+    });
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", serde_json::json!({ "url": url, "tenant_token": tenant_token }))?;
+    writeln!(stdout, "{announcement}")?;
     stdout.flush()?;
     drop(stdout);
     server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await
 }
 
+/// The secrets of the seeded accounts.
+struct Seeded {
+    tenant: String,
+    operator: String,
+    publisher: String,
+}
+
 /// An operator token, the `bench` publisher with echo published, and the `load` tenant with
-/// echo installed (consenting to what it requests). Returns the tenant's token.
-async fn seed(market: &Arc<Market>) -> anyhow::Result<String> {
-    accounts::issue_operator_token(&market.db, "loadgen").await?;
-    let publisher = market.registry.create_publisher(&PUBLISHER.parse()?, "Load generator").await?;
+/// echo installed (consenting to what it requests).
+async fn seed(market: &Arc<Market>) -> anyhow::Result<Seeded> {
+    let operator = accounts::issue_operator_token(&market.db, "loadgen").await?;
+    let publisher = market.registry.create_publisher(&samples::PUBLISHER.parse()?, "Load generator").await?;
     let credential = market.registry.authenticate(&publisher.secret).await?;
     let request = PublishRequest {
-        manifest: echo_manifest()?,
-        component: nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO)
-            .with_context(|| format!("reading {}", nexus_sample_plugins::ECHO))?,
+        manifest: samples::manifest("echo", None)?,
+        component: samples::component("echo")?,
         claimed_digest: None,
         signature: None,
     };
@@ -105,18 +120,7 @@ async fn seed(market: &Arc<Market>) -> anyhow::Result<String> {
         secrets: BTreeMap::new(),
     };
     installs::create(market, &caller, install).await?;
-    Ok(tenant.secret)
-}
-
-/// The echo sample's manifest, moved into the `bench` namespace.
-fn echo_manifest() -> anyhow::Result<String> {
-    let (_, _, manifest) = nexus_sample_plugins::PUBLISHABLE
-        .iter()
-        .find(|(name, ..)| *name == "echo")
-        .context("the echo sample is not among the publishable samples")?;
-    let original = "id = \"nexus-labs/echo\"";
-    anyhow::ensure!(manifest.contains(original), "the echo manifest no longer says {original}");
-    Ok(manifest.replacen(original, &format!("id = \"{PLUGIN}\""), 1))
+    Ok(Seeded { tenant: tenant.secret, operator: operator.secret, publisher: publisher.secret })
 }
 
 /// Completes when stdin reaches end of file (the parent closed it or exited) or on
@@ -131,17 +135,5 @@ async fn shutdown() {
     tokio::select! {
         _ = stdin_closed => {},
         () = server::shutdown_signal() => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn echo_manifest_is_in_the_bench_namespace() {
-        let manifest = echo_manifest().unwrap();
-        assert!(manifest.contains("id = \"bench/echo\""), "{manifest}");
-        assert!(!manifest.contains("nexus-labs"), "{manifest}");
     }
 }
