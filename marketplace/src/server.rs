@@ -24,12 +24,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
+use axum::response::IntoResponse;
 use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
 
 pub(crate) use billing_routes::csv;
 pub use error::ApiError;
 
+use crate::error::MarketError;
 use crate::market::{Market, MarketConfig};
 use crate::runner::TenantLimits;
 use crate::secrets::{KeySource, MasterKey};
@@ -157,12 +159,37 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), durable))
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(listen::timeouts(limits))
         .layer(axum::middleware::from_fn(envelope::middleware))
         .with_state(state)
+}
+
+/// A changing request is answered only once what it committed is durable ([`Db::durable`]:
+/// one fsync shared by every request that committed meanwhile, on SQLite). Reads wrote
+/// nothing and do not wait.
+///
+/// [`Db::durable`]: nexus_registry::Db::durable
+async fn durable(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changing = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(request).await;
+    if !changing {
+        return response;
+    }
+    match state.market.db.durable().await {
+        Ok(()) => response,
+        Err(error) => {
+            tracing::error!(%error, "making a request's commits durable");
+            ApiError::from(MarketError::Storage(format!("syncing the database to disk: {error}"))).into_response()
+        }
+    }
 }
 
 /// Binds and serves until Ctrl-C or SIGTERM, letting requests (and the invocations they

@@ -3,11 +3,12 @@
 //! queries through sqlx's `Any` driver; only the migrations differ per backend.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -46,7 +47,59 @@ pub struct Db {
     pub pool: AnyPool,
     /// The connection(s) writes go through: one on SQLite, the shared pool on PostgreSQL.
     writer: AnyPool,
+    /// PostgreSQL only: connections that hold nothing but an advisory lock for as long as
+    /// the work it guards runs (a plugin's KV scope across nodes). Kept apart from the pool
+    /// so a lock holder, which needs pooled connections for its reads and commit, never
+    /// takes one that another request's statement is waiting for.
+    locks: Option<AnyPool>,
+    /// SQLite only: the write-ahead log's shared fsync (see [`Db::durable`]).
+    wal: Option<Arc<WalSync>>,
     pub backend: Backend,
+}
+
+/// How many connections a [`Db`] opens and how long a request waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct DbLimits {
+    /// PostgreSQL: connections per node for reads and writes; SQLite: reading connections
+    /// (the writer is always one).
+    pub connections: u32,
+    /// How long a statement waits for a free connection before failing with a storage
+    /// error (`storage_failure`, never a hang).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbLimits {
+    fn default() -> Self {
+        Self { connections: POSTGRES_CONNECTIONS, acquire_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl DbLimits {
+    /// The defaults, overridden by `NEXUS_DB_CONNECTIONS` (a positive count) and
+    /// `NEXUS_DB_ACQUIRE_TIMEOUT_MS`; a value that does not parse is an error naming it.
+    pub fn from_env() -> Result<Self, RegistryError> {
+        let mut limits = Self::default();
+        if let Some(count) = env_number("NEXUS_DB_CONNECTIONS")? {
+            limits.connections = u32::try_from(count).ok().filter(|c| *c > 0).ok_or_else(|| {
+                RegistryError::Storage(format!("NEXUS_DB_CONNECTIONS={count}: expected a count from 1 to 1000"))
+            })?;
+        }
+        if let Some(ms) = env_number("NEXUS_DB_ACQUIRE_TIMEOUT_MS")? {
+            limits.acquire_timeout = Duration::from_millis(ms);
+        }
+        Ok(limits)
+    }
+}
+
+fn env_number(name: &str) -> Result<Option<u64>, RegistryError> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| RegistryError::Storage(format!("{name}={value}: expected a whole number"))),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Something that must commit with every write of one request (the marketplace's
@@ -73,6 +126,8 @@ pub async fn with_write_hook<F: Future>(hook: Arc<dyn WriteHook>, work: F) -> F:
 const SQLITE_READERS: u32 = 8;
 /// Connections to PostgreSQL per node (reads and writes).
 const POSTGRES_CONNECTIONS: u32 = 16;
+/// Connections to PostgreSQL per node that hold advisory locks ([`Db::locks`]).
+const POSTGRES_LOCK_CONNECTIONS: u32 = 6;
 
 impl Db {
     /// A transaction that will write, the one way on both backends: on SQLite it takes the
@@ -104,15 +159,49 @@ impl Db {
         }
     }
 
+    /// Waits until every transaction committed before this call is durable (on disk, not
+    /// only in the operating system's cache), sharing the work with every other caller:
+    /// group commit.
+    ///
+    /// SQLite's writer commits with `synchronous = NORMAL`: a commit writes its pages to the
+    /// write-ahead log without an fsync of its own, so it survives the process being killed
+    /// but not yet a power loss. What makes it durable is one fsync of the log, issued here
+    /// on behalf of every commit made before it started: under load, many requests' commits
+    /// share one fsync instead of each waiting for its own behind the single writer. Nothing
+    /// is answered and no other service is called on the strength of a commit before this
+    /// returns (the server waits for it before answering a changing request; the payment and
+    /// payout providers are called through it). A checkpoint moving the log into the
+    /// database syncs both files itself. On PostgreSQL a commit is durable when it returns,
+    /// and this does nothing.
+    pub async fn durable(&self) -> Result<(), sqlx::Error> {
+        match &self.wal {
+            Some(wal) => wal.sync().await,
+            None => Ok(()),
+        }
+    }
+
     /// Closes the readers and the writer, waiting for connections in use to come back.
     pub async fn close(&self) {
+        if let Err(error) = self.durable().await {
+            tracing::warn!(%error, "syncing the write-ahead log before closing the database");
+        }
         self.pool.close().await;
         self.writer.close().await;
+        if let Some(locks) = &self.locks {
+            locks.close().await;
+        }
     }
 
     /// Where a single write statement outside a transaction goes (`query.execute(db.writer())`).
     pub fn writer(&self) -> &AnyPool {
         &self.writer
+    }
+
+    /// PostgreSQL: the connections kept for advisory locks held across work that is not
+    /// a database transaction (see the field); `None` on SQLite (one node, nothing to lock
+    /// across).
+    pub fn locks(&self) -> Option<&AnyPool> {
+        self.locks.as_ref()
     }
 
     /// What locks the rows a `SELECT` reads inside [`Db::write_tx`]: ` FOR UPDATE` on
@@ -132,8 +221,14 @@ impl Db {
         }
     }
 
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and migrates.
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and migrates, with
+    /// the [`DbLimits`] of the environment.
     pub async fn connect(url: &str) -> Result<Self, RegistryError> {
+        Self::connect_with(url, DbLimits::from_env()?).await
+    }
+
+    /// [`Db::connect`] with these limits.
+    pub async fn connect_with(url: &str, limits: DbLimits) -> Result<Self, RegistryError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -147,15 +242,22 @@ impl Db {
         let options = AnyConnectOptions::from_str(url).map_err(storage)?.disable_statement_logging();
         let db = match backend {
             Backend::Sqlite => {
-                let writer = sqlite_pool(options.clone(), 1, false).await?;
+                let writer = sqlite_pool(options.clone(), 1, false, limits).await?;
                 // The writer first: it creates the file and switches it to WAL before any
                 // read-only connection opens it.
-                let pool = sqlite_pool(options, SQLITE_READERS, true).await?;
-                Self { pool, writer, backend }
+                let readers = if limits.connections == DbLimits::default().connections {
+                    SQLITE_READERS
+                } else {
+                    limits.connections
+                };
+                let pool = sqlite_pool(options, readers, true, limits).await?;
+                let wal = sqlite_file(url).map(|file| Arc::new(WalSync::new(file)));
+                Self { pool, writer, locks: None, wal, backend }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
-                    .max_connections(POSTGRES_CONNECTIONS)
+                    .max_connections(limits.connections)
+                    .acquire_timeout(limits.acquire_timeout)
                     .after_connect(|connection, _| {
                         Box::pin(async move {
                             // Statements are prepared once per connection; after five runs
@@ -167,10 +269,15 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(storage)?;
-                Self { writer: pool.clone(), pool, backend }
+                let locks = AnyPoolOptions::new()
+                    .max_connections(POSTGRES_LOCK_CONNECTIONS)
+                    .min_connections(0)
+                    .acquire_timeout(limits.acquire_timeout)
+                    .connect_lazy_with(options);
+                Self { writer: pool.clone(), pool, locks: Some(locks), wal: None, backend }
             }
         };
         db.migrate().await?;
@@ -279,9 +386,15 @@ async fn check_applied(tx: &mut sqlx::AnyConnection, table: &str, applied: &[&st
 }
 
 /// A pool of `size` connections to a SQLite file; `read_only` ones refuse every write.
-async fn sqlite_pool(options: AnyConnectOptions, size: u32, read_only: bool) -> Result<AnyPool, RegistryError> {
+async fn sqlite_pool(
+    options: AnyConnectOptions,
+    size: u32,
+    read_only: bool,
+    limits: DbLimits,
+) -> Result<AnyPool, RegistryError> {
     AnyPoolOptions::new()
         .max_connections(size)
+        .acquire_timeout(limits.acquire_timeout)
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; foreign keys are off by default in
@@ -293,6 +406,9 @@ async fn sqlite_pool(options: AnyConnectOptions, size: u32, read_only: bool) -> 
                 connection.execute("PRAGMA busy_timeout = 5000").await?;
                 if read_only {
                     connection.execute("PRAGMA query_only = ON").await?;
+                } else {
+                    // Commits are made durable together by `Db::durable` (group commit).
+                    connection.execute("PRAGMA synchronous = NORMAL").await?;
                 }
                 Ok(())
             })
@@ -300,6 +416,78 @@ async fn sqlite_pool(options: AnyConnectOptions, size: u32, read_only: bool) -> 
         .connect_with(options)
         .await
         .map_err(storage)
+}
+
+/// The database file of a `sqlite:` URL (`sqlite://path?mode=rwc`); `None` for an
+/// in-memory database, which has nothing to make durable.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// The group fsync of a SQLite write-ahead log ([`Db::durable`]).
+#[derive(Debug)]
+struct WalSync {
+    /// `<database>-wal`.
+    log: PathBuf,
+    /// Tickets handed to callers, in order: a caller's commits all came before its ticket.
+    issued: AtomicU64,
+    /// The highest ticket an fsync has covered; held while an fsync runs, so callers that
+    /// arrive meanwhile wait for it and then for (at most) one more.
+    synced: tokio::sync::Mutex<u64>,
+    /// fsyncs made, for tests and figures.
+    syncs: AtomicU64,
+}
+
+impl WalSync {
+    fn new(database: PathBuf) -> Self {
+        let mut log = database.into_os_string();
+        log.push("-wal");
+        Self {
+            log: PathBuf::from(log),
+            issued: AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+            syncs: AtomicU64::new(0),
+        }
+    }
+
+    async fn sync(&self) -> Result<(), sqlx::Error> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self.synced.lock().await;
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every ticket issued until now belongs to a commit that already happened.
+        let covers = self.issued.load(Ordering::SeqCst);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || sync_file(&log))
+            .await
+            .map_err(|joined| sqlx::Error::Io(std::io::Error::other(joined)))??;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        *synced = covers;
+        Ok(())
+    }
+}
+
+/// The last handle on a database (a CLI command that wrote and ends) makes its commits
+/// durable on the way out; a blocking fsync here is the end of that database's use.
+impl Drop for WalSync {
+    fn drop(&mut self) {
+        if let Err(error) = sync_file(&self.log) {
+            tracing::warn!(%error, log = %self.log.display(), "syncing the write-ahead log on close");
+        }
+    }
+}
+
+/// fsync of a file by name (an fsync reaches the file's data whichever descriptor asks); a
+/// log that does not exist has nothing unsynced (SQLite removes it only after a checkpoint).
+fn sync_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(path) {
+        Ok(file) => file.sync_data(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// The PostgreSQL advisory lock key migrations take (any constant that nothing else uses:
@@ -356,6 +544,41 @@ mod tests {
             let applied: i64 =
                 sqlx::query_scalar("SELECT COUNT(*) FROM test_migrations").fetch_one(&db.pool).await.unwrap();
             assert_eq!(applied, 3);
+        })
+    }
+
+    #[test]
+    fn commits_waiting_at_once_share_one_fsync_of_the_log() {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::sqlite_in(dir.path()).await.unwrap();
+            let mode: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(db.writer()).await.unwrap();
+            assert_eq!(mode, 1, "the writer commits with synchronous = NORMAL");
+            sqlx::query("CREATE TABLE t (n BIGINT)").execute(db.writer()).await.unwrap();
+            let wal = db.wal.clone().unwrap();
+            // While an fsync is under way (the lock held), 50 requests commit and ask.
+            let running = wal.synced.lock().await;
+            let mut waiting = tokio::task::JoinSet::new();
+            for n in 0..50_i64 {
+                let db = db.clone();
+                waiting.spawn(async move {
+                    sqlx::query("INSERT INTO t (n) VALUES ($1)").bind(n).execute(db.writer()).await?;
+                    db.durable().await
+                });
+            }
+            while wal.issued.load(Ordering::SeqCst) < 50 {
+                tokio::task::yield_now().await;
+            }
+            drop(running);
+            while let Some(done) = waiting.join_next().await {
+                done.unwrap().unwrap();
+            }
+            // The first to get the lock synced the log for all 50.
+            assert_eq!(wal.syncs.load(Ordering::Relaxed), 1);
+            db.durable().await.unwrap();
+            assert_eq!(wal.syncs.load(Ordering::Relaxed), 2, "a later commit gets a sync of its own");
+            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&db.pool).await.unwrap();
+            assert_eq!(rows, 50);
         })
     }
 }

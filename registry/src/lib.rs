@@ -28,7 +28,7 @@ use governor::{Quota, RateLimiter};
 use semver::{Version, VersionReq};
 
 pub use artifacts::ArtifactStore;
-pub use db::{Backend, Db};
+pub use db::{Backend, Db, DbLimits};
 pub use error::RegistryError;
 pub use id::{PluginId, PluginName, PublisherName};
 pub use manifest::Manifest;

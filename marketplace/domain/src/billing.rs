@@ -71,6 +71,18 @@ impl BillingConfig {
     }
 }
 
+impl BillingConfig {
+    /// The same, with both providers called only once earlier commits are durable
+    /// ([`provider::AfterDurable`]).
+    pub fn after_durable(self, db: &nexus_registry::Db) -> Self {
+        Self {
+            payments: Arc::new(provider::AfterDurable::new(db.clone(), self.payments)),
+            payouts: Arc::new(provider::AfterDurable::new(db.clone(), self.payouts)),
+            ..self
+        }
+    }
+}
+
 impl std::fmt::Debug for BillingConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BillingConfig").field("retry_after_ms", &self.retry_after_ms).finish_non_exhaustive()

@@ -14,13 +14,12 @@ use tokio::sync::Semaphore;
 
 pub struct SqlKv {
     db: Db,
-    /// Invocations holding a scope's cross-node lock at once. Each holds a connection for it
-    /// and needs others for its reads and its commit: kept well under the pool's size, so
-    /// lock holders can never take every connection and wait on each other.
+    /// Invocations holding a scope's cross-node lock at once, one per connection of
+    /// [`Db::locks`]: they queue here (in order, without a timeout) rather than in the pool.
     lock_holders: Arc<Semaphore>,
 }
 
-/// Scopes locked across nodes at once on one node (the PostgreSQL pool has 16 connections).
+/// Scopes locked across nodes at once on one node: the size of [`Db::locks`].
 const MAX_LOCK_HOLDERS: usize = 6;
 
 impl SqlKv {
@@ -226,12 +225,14 @@ impl KvStore for SqlKv {
     /// it back, which releases the lock. SQLite has one node.
     fn lock_scope<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<Option<ScopeGuard>, KvError>> {
         Box::pin(async move {
-            if self.db.backend != Backend::Postgres {
+            let Some(locks) = self.db.locks() else {
                 return Ok(None);
-            }
+            };
             let permit =
                 self.lock_holders.clone().acquire_owned().await.map_err(|e| KvError::Backend(e.to_string()))?;
-            let mut tx = self.db.pool.begin().await.map_err(backend)?;
+            // A connection of its own (not the pool's): it holds the lock and nothing else
+            // while the plugin runs, and the reads and the commit take pooled connections.
+            let mut tx = locks.begin().await.map_err(backend)?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(lock_key(scope))
                 .execute(&mut *tx)

@@ -100,7 +100,8 @@ impl Market {
             config.event_compile_wait,
             Arc::new(Metrics::new()),
         );
-        let market = Self { db, registry, master_key: config.master_key, runner, billing: config.billing };
+        let billing = config.billing.after_durable(&db);
+        let market = Self { db, registry, master_key: config.master_key, runner, billing };
         plans::backfill(&market).await?;
         Ok(market)
     }

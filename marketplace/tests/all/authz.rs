@@ -8,10 +8,12 @@ use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nexus_registry::SecretKey;
+use std::time::Duration;
+
+use nexus_registry::{DbLimits, SecretKey};
 use serde_json::{Value, json};
 
-use super::common::{BOUNDARY, Env, consent_for, form, manifest_of, on_both};
+use super::common::{BOUNDARY, Env, Options, consent_for, form, manifest_of, on_both};
 
 /// Who calls. `Tenant` (globex) owns the install under test; `OtherTenant` (initech) and
 /// `OtherPublisher` (acme) own nothing of globex's or nexus-labs'.
@@ -644,7 +646,12 @@ async fn audit_log(env: &Env) -> Vec<Value> {
 fn every_route_allows_or_denies_every_role() {
     on_both(|postgres| async move {
         let backend = if postgres { "postgres" } else { "sqlite" };
-        let env = Env::new(postgres).await;
+        // On PostgreSQL with a pool of one connection: a request that holds a connection
+        // (its transaction) while it waits for another can never get it, so every route
+        // that does so fails here within the wait instead of hanging a loaded server.
+        let one_connection = DbLimits { connections: 1, acquire_timeout: Duration::from_secs(5) };
+        let options = Options { postgres_limits: Some(one_connection), ..Options::default() };
+        let env = Env::with(postgres, options).await;
         let mut world = World::new(&env).await;
         let (_, pii) = env.get("/v1/catalog/nexus-labs/pii-redactor/consent", world.owner()).await;
         let (_, echo) = env.get("/v1/catalog/nexus-labs/echo/consent", world.owner()).await;

@@ -58,6 +58,8 @@ pub struct Options {
     pub billing: Option<nexus_marketplace::billing::BillingConfig>,
     /// How long an event waits for its component's compile before it is answered busy.
     pub event_compile_wait: std::time::Duration,
+    /// PostgreSQL only: the pool's size and wait, instead of the service's defaults.
+    pub postgres_limits: Option<nexus_registry::DbLimits>,
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             host: None,
             billing: None,
             event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
+            postgres_limits: None,
         }
     }
 }
@@ -81,7 +84,8 @@ impl Env {
     pub async fn with(postgres: bool, options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (db, artifacts) = if postgres {
-            let db = Db::connect(&nexus_testkit::Postgres::shared().fresh_database()).await.unwrap();
+            let url = nexus_testkit::Postgres::shared().fresh_database();
+            let db = Db::connect_with(&url, options.postgres_limits.unwrap_or_default()).await.unwrap();
             (db.clone(), ArtifactStore::Db(db))
         } else {
             (Db::sqlite_in(dir.path()).await.unwrap(), ArtifactStore::Dir(dir.path().join("artifacts")))

@@ -388,9 +388,16 @@ pub async fn retire(market: &Market, caller: &Caller, plugin: &PluginId, key: &s
 }
 
 pub async fn get(market: &Market, id: &PlanId) -> Result<Plan, MarketError> {
+    let mut conn = market.db.pool.acquire().await?;
+    get_in(&mut conn, id).await
+}
+
+/// [`get`] through a connection the caller holds (its write transaction: a transaction
+/// never waits for a second pooled connection).
+pub async fn get_in(conn: &mut sqlx::AnyConnection, id: &PlanId) -> Result<Plan, MarketError> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
         .bind(id.as_str())
-        .fetch_optional(&market.db.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("plan {id}")))?;
     plan(&row)

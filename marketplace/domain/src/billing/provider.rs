@@ -7,10 +7,11 @@
 //! unless a test (or the demo) scripted a party's next answers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use nexus_money::Currency;
+use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
 
 /// A request to move `amount_minor` of `currency` from (collection) or to (payout) `party`,
@@ -56,6 +57,58 @@ pub trait PayoutProvider: Send + Sync {
     fn pay<'a>(&'a self, request: &'a ProviderRequest) -> BoxFuture<'a, Result<Outcome, ProviderError>>;
     /// The outcome of a payout `key`, or `None` if the provider never carried it out.
     fn payout<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>>;
+}
+
+/// A provider asked only once what was committed before the call is durable
+/// ([`Db::durable`]): the claim of an attempt, the payout row, reach the disk before money
+/// moves on the strength of them. Wraps whichever providers a marketplace is given.
+pub struct AfterDurable<P: ?Sized> {
+    db: Db,
+    inner: Arc<P>,
+}
+
+impl<P: ?Sized> AfterDurable<P> {
+    pub fn new(db: Db, inner: Arc<P>) -> Self {
+        Self { db, inner }
+    }
+
+    async fn durable(&self) -> Result<(), ProviderError> {
+        // Not durable means not asked: the caller records the attempt as unknown and a
+        // later run asks again under the same key.
+        self.db.durable().await.map_err(|error| ProviderError::Unavailable(format!("local storage: {error}")))
+    }
+}
+
+impl<P: PaymentProvider + ?Sized> PaymentProvider for AfterDurable<P> {
+    fn collect<'a>(&'a self, request: &'a ProviderRequest) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
+        Box::pin(async move {
+            self.durable().await?;
+            self.inner.collect(request).await
+        })
+    }
+
+    fn collection<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>> {
+        Box::pin(async move {
+            self.durable().await?;
+            self.inner.collection(key).await
+        })
+    }
+}
+
+impl<P: PayoutProvider + ?Sized> PayoutProvider for AfterDurable<P> {
+    fn pay<'a>(&'a self, request: &'a ProviderRequest) -> BoxFuture<'a, Result<Outcome, ProviderError>> {
+        Box::pin(async move {
+            self.durable().await?;
+            self.inner.pay(request).await
+        })
+    }
+
+    fn payout<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Outcome>, ProviderError>> {
+        Box::pin(async move {
+            self.durable().await?;
+            self.inner.payout(key).await
+        })
+    }
 }
 
 /// One scripted answer of the sandbox.

@@ -206,7 +206,7 @@ async fn lock_state(
         usage_billed_until: row.try_get("usage_billed_until")?,
         uninstalled_at: row.try_get("uninstalled_at")?,
     };
-    let plan = plans::get(market, &plan_id.parse()?).await?;
+    let plan = plans::get_in(conn, &plan_id.parse()?).await?;
     Ok(Some((state, plan)))
 }
 

@@ -170,7 +170,7 @@ pub async fn change_plan(
     if current_id == target.id {
         return Err(MarketError::conflict("same_plan", format!("install {id} is already on plan {}", target.id)));
     }
-    let current = plans::get(market, &current_id.parse()?).await?;
+    let current = plans::get_in(&mut tx, &current_id.parse()?).await?;
     let mut anchor: i64 = row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(now);
     let trial_ends_at: Option<i64> = row.try_get("trial_ends_at")?;
     let paid_through: Option<i64> = row.try_get("paid_through")?;

@@ -39,6 +39,7 @@ impl Check {
 #[derive(Debug, Default)]
 struct Findings {
     charges: u64,
+    collected: u64,
     prorations: u64,
     refunds_minor: i64,
     charge_failures: Vec<String>,
@@ -62,8 +63,8 @@ pub async fn run(
     checks.push(Check::new(
         "one charge per purchase",
         format!(
-            "{purchases} purchases: {} charges, of which {} for plan changes; all collected; {} minor units refunded",
-            findings.charges, findings.prorations, findings.refunds_minor
+            "{purchases} purchases: {} charges, of which {} for plan changes; {} collected; {} minor units refunded",
+            findings.charges, findings.prorations, findings.collected, findings.refunds_minor
         ),
         findings.charge_failures,
     ));
@@ -107,10 +108,14 @@ fn answers(tally: &Tally) -> Vec<Check> {
         Check::new(
             "retries answered as their first",
             format!(
-                "{} beside the first, {} after it answered: {} with the same status and body, marked replayed",
-                tally.retries.concurrent, tally.retries.after, tally.retries.matched
+                "{} beside the first, {} after it answered: {} with the same status and body, marked replayed \
+                 ({} sent again after a failed first, not compared)",
+                tally.retries.concurrent, tally.retries.after, tally.retries.matched, tally.retries.after_failure
             ),
-            count(retries - tally.retries.matched, "retries answered otherwise (by kind below)"),
+            count(
+                retries - tally.retries.matched - tally.retries.after_failure,
+                "retries answered otherwise (by kind below)",
+            ),
         ),
     ]
 }
@@ -136,6 +141,7 @@ async fn per_tenant(
     while let Some(found) = tasks.join_next().await {
         let found = found??;
         findings.charges += found.charges;
+        findings.collected += found.collected;
         findings.prorations += found.prorations;
         findings.refunds_minor += found.refunds_minor;
         findings.charge_failures.extend(found.charge_failures);
@@ -173,6 +179,7 @@ async fn check_tenant(
         let plugin = if purchase.plugin == setup.echo.id { &setup.echo } else { &setup.redactor };
         let charges = by_install.remove(id).unwrap_or_default();
         findings.charges += charges.len() as u64;
+        findings.collected += charges.iter().filter(|charge| charge["status"] == "collected").count() as u64;
         findings.prorations += charges.iter().filter(|charge| charge["line"] == "proration").count() as u64;
         findings.refunds_minor += purchase.refunded_minor;
         findings.charge_failures.extend(charge_problems(id, purchase, plugin, &charges));

@@ -9,6 +9,9 @@ use super::checks::Check;
 use super::tally::Tally;
 use crate::report::{millis, percentile};
 
+/// Failures of one check printed word for word; the rest are counted.
+const PRINTED_PER_CHECK: usize = 20;
+
 pub struct Figures {
     pub backend: String,
     pub clients: u32,
@@ -51,8 +54,11 @@ pub fn print(figures: &mut Figures, checks: &[Check]) {
     for check in checks {
         let mark = if check.passed() { "ok  " } else { "FAIL" };
         println!("  {mark} {}: {}", check.name, check.summary);
-        for failure in &check.failures {
+        for failure in check.failures.iter().take(PRINTED_PER_CHECK) {
             println!("         - {failure}");
+        }
+        if check.failures.len() > PRINTED_PER_CHECK {
+            println!("         - … and {} more", thousands((check.failures.len() - PRINTED_PER_CHECK) as u64));
         }
     }
     failures(&figures.tally);

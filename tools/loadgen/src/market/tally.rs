@@ -75,6 +75,9 @@ pub struct Retries {
     pub after: u64,
     /// Retries whose answer matched the first's in status, body and replay marking.
     pub matched: u64,
+    /// Retries sent after a first that failed (5xx, or no answer): they run again, so their
+    /// answer is not compared (the first's failure is counted already).
+    pub after_failure: u64,
     /// Retries by status (`transport` when there was none).
     pub statuses: BTreeMap<String, u64>,
     pub latencies: Vec<Duration>,
@@ -128,6 +131,10 @@ impl Tally {
         self.retries.latencies.push(copy.latency);
         *self.retries.statuses.entry(status_key(copy)).or_default() += 1;
         self.count_errors(copy, Some(when));
+        if when == Retry::After && first.status.is_none_or(|status| status >= 500) {
+            self.retries.after_failure += 1;
+            return;
+        }
         let problems = retry_problems(first, when, copy);
         if problems.is_empty() {
             self.retries.matched += 1;
@@ -181,6 +188,7 @@ impl Tally {
         self.retries.concurrent += other.retries.concurrent;
         self.retries.after += other.retries.after;
         self.retries.matched += other.retries.matched;
+        self.retries.after_failure += other.retries.after_failure;
         self.retries.latencies.extend(other.retries.latencies);
         for (status, count) in other.retries.statuses {
             *self.retries.statuses.entry(status).or_default() += count;
