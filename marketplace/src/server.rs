@@ -30,6 +30,7 @@ use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
 
 pub(crate) use billing_routes::csv;
 pub use error::ApiError;
+pub use idempotency::sweep_expired as sweep_expired_keys;
 
 use crate::error::MarketError;
 use crate::market::{Market, MarketConfig};
@@ -203,6 +204,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let heartbeat = crate::nodes::keep_alive(market.clone(), membership.clone());
     let billing = config.billing_every.map(|every| crate::billing::run::keep_billing(market.clone(), every));
     let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
+    let sweeping = idempotency::keep_sweeping(market.db.clone());
     let warming = {
         let market = market.clone();
         tokio::spawn(async move {
@@ -216,6 +218,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
     heartbeat.abort();
     warming.abort();
+    sweeping.abort();
     for task in [billing, payouts].into_iter().flatten() {
         task.abort();
     }

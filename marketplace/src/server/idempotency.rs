@@ -286,7 +286,12 @@ async fn kept(state: &AppState, keyed: &Keyed) -> Result<Kept, ApiError> {
     if let Some(response) = stored_response(&row) {
         return Ok(Kept::Answer(response));
     }
-    let request_id = row.request_id.clone().unwrap_or_default();
+    let Some(request_id) = row.request_id.clone() else {
+        // A claim written before keys committed with their effect (migration 0012): its
+        // request never answered, so nothing of it is known to have taken effect.
+        forget_claim(state, keyed, row.created_at).await?;
+        return Ok(Kept::Free);
+    };
     // This node holds the key's turn, so a request of this process is over; SQLite has one
     // server process; on PostgreSQL another node's request is over once it has outlived
     // the longest a request may take.
@@ -452,6 +457,63 @@ fn in_progress() -> ApiError {
         "idempotency_in_progress",
         "a request with this Idempotency-Key is still running on another node; retry shortly",
     )
+}
+
+/// Keys deleted per statement by the sweep: short write transactions beside live traffic.
+const SWEEP_BATCH: i64 = 1000;
+/// How often each node sweeps expired keys (any node may: the delete is idempotent).
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Deletes the keys that expired before `now` (kept 24 h), in short batches; how many. A key
+/// met after it expired is freed where it is met as well, so the sweep only keeps the table
+/// from growing with keys nobody sends again.
+pub async fn sweep_expired(db: &nexus_registry::Db, now: i64) -> Result<u64, sqlx::Error> {
+    let mut swept = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (caller, key) IN \
+             (SELECT caller, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(now - KEEP_MS)
+        .bind(SWEEP_BATCH)
+        .execute(db.writer())
+        .await?
+        .rows_affected();
+        swept += done;
+        if done < SWEEP_BATCH as u64 {
+            return Ok(swept);
+        }
+    }
+}
+
+/// Sweeps expired keys every [`SWEEP_EVERY`] until aborted.
+pub fn keep_sweeping(db: nexus_registry::Db) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match sweep_expired(&db, now_ms()).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "expired idempotency keys removed"),
+                Err(error) => tracing::warn!(%error, "sweeping expired idempotency keys"),
+            }
+        }
+    })
+}
+
+/// Removes a claim left by an older version (no request id).
+async fn forget_claim(state: &AppState, keyed: &Keyed, created_at: i64) -> Result<(), ApiError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND created_at = $3 AND request_id IS NULL",
+    )
+    .bind(&keyed.caller)
+    .bind(&keyed.key)
+    .bind(created_at)
+    .execute(state.market.db.writer())
+    .await
+    .map_err(crate::error::storage)?;
+    Ok(())
 }
 
 /// Removes this request's row (its effect, if any, is undone or never happened).

@@ -223,6 +223,13 @@ async fn keyed(env: &Env, uri: &str, token: &str, key: &str, body: &Value) -> (S
     env.raw(request).await
 }
 
+/// What the idempotency layer keeps of a request to recognize it: sha256 of the method, the
+/// path and the body as sent.
+fn idempotency_fingerprint(method: &str, path: &str, body: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(format!("{method} {path}\n{body}")))
+}
+
 fn replayed(headers: &HeaderMap) -> Option<&str> {
     headers.get("idempotent-replayed").map(|v| v.to_str().unwrap())
 }
@@ -310,6 +317,44 @@ fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
             (serde_json::from_slice(&first).unwrap(), serde_json::from_slice(&theirs).unwrap());
         assert_eq!((first["tenant"].as_str(), theirs["tenant"].as_str()), (Some("globex"), Some("initech")));
         assert_ne!(first["id"], theirs["id"]);
+
+        // A claim left by a version before keys committed with their effect (no request id,
+        // no answer) took no known effect: the key runs again at once.
+        let caller: String = sqlx::query_scalar("SELECT caller FROM idempotency_keys WHERE key = 'create-acme'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        let legacy = json!({ "id": "legacy", "display_name": "Legacy" });
+        let now = nexus_registry::db::now_ms();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (caller, key, request_sha256, status, created_at) VALUES ($1, 'old', $2, 0, $3)",
+        )
+        .bind(&caller)
+        .bind(idempotency_fingerprint("POST", "/v1/tenants", &legacy))
+        .bind(now)
+        .execute(env.market.db.writer())
+        .await
+        .unwrap();
+        let (status, headers, _) = keyed(&env, "/v1/tenants", &env.operator, "old", &legacy).await;
+        assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+
+        // Keys are kept 24 h: the sweep removes the expired ones, and only them.
+        let keys = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM idempotency_keys").fetch_one(&env.market.db.pool).await
+        };
+        let before = keys().await.unwrap();
+        assert_eq!(nexus_marketplace::server::sweep_expired_keys(&env.market.db, now).await.unwrap(), 0);
+        let day_later = now + 24 * 60 * 60 * 1000 + 60_000;
+        sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE key = 'create-hooli'")
+            .bind(now + 120_000)
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        assert_eq!(
+            nexus_marketplace::server::sweep_expired_keys(&env.market.db, day_later).await.unwrap(),
+            before as u64 - 1
+        );
+        assert_eq!(keys().await.unwrap(), 1, "the key created later is kept");
     });
 }
 

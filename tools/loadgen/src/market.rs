@@ -33,7 +33,7 @@ use crate::procfs::Cpu;
 use api::Api;
 use expected::Expected;
 use report::{Figures, thousands};
-use send::Sender;
+use send::{Pace, Sender};
 use shared::{Budget, Dice, Progress, RetryMix};
 use tally::Tally;
 
@@ -68,6 +68,12 @@ pub struct MarketArgs {
     /// minute per publisher, so below 7 some are refused with 429.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=3600))]
     publish_every_secs: u64,
+    /// Pace the load: this many first sends per second in all, spread evenly over the
+    /// clients (each sends on its own schedule, latency counted from the scheduled moment).
+    /// Without it every client sends its next request as soon as the last is answered, which
+    /// measures how much the server can take rather than how fast it answers at a given load.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate: Option<u32>,
     /// Seeds which requests are retried, so a run can be repeated.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -145,7 +151,13 @@ async fn drive(server: &Server, args: &MarketArgs) -> anyhow::Result<(Figures, V
     let ticker = tokio::spawn(show_progress(progress.clone(), started));
     let sender = |client: u64| -> anyhow::Result<Sender> {
         let dice = Dice::new(args.seed, client);
-        Ok(Sender::new(Api::new(&server.url)?, dice, args.mix()?, budget.clone(), progress.clone()))
+        let pace = args.rate.filter(|_| client != u64::MAX).map(|rate| {
+            // Each client sends every clients/rate seconds, the clients' slots staggered.
+            let every = Duration::from_secs_f64(f64::from(args.clients) / f64::from(rate));
+            let offset = every.mul_f64(client as f64 / f64::from(args.clients));
+            Pace { next: started + offset, every }
+        });
+        Ok(Sender::new(Api::new(&server.url)?, dice, args.mix()?, budget.clone(), progress.clone(), pace))
     };
     let shared = Arc::new(tenant::Shared { setup: setup.clone(), operator: operator.clone(), events: args.events });
     let mut tenants = tokio::task::JoinSet::new();
@@ -178,6 +190,7 @@ async fn drive(server: &Server, args: &MarketArgs) -> anyhow::Result<(Figures, V
     let figures = Figures {
         backend: args.backend().into(),
         clients: args.clients,
+        rate: args.rate,
         events: args.events,
         window,
         stopped_by,

@@ -15,6 +15,8 @@ const PRINTED_PER_CHECK: usize = 20;
 pub struct Figures {
     pub backend: String,
     pub clients: u32,
+    /// First sends per second in all when paced (`--rate`); `None`: as fast as answered.
+    pub rate: Option<u32>,
     pub events: u32,
     /// Until the last client stopped.
     pub window: Duration,
@@ -35,7 +37,17 @@ pub fn print(figures: &mut Figures, checks: &[Check]) {
         "note: the load generator and the server share this machine's {cores} cores; the CPU line says who used what"
     );
     if figures.backend.starts_with("PostgreSQL (throwaway") {
-        println!("note: the throwaway cluster runs with fsync=off, synchronous_commit=off; SQLite commits with fsync");
+        println!(
+            "note: the throwaway cluster runs with fsync=off, synchronous_commit=off; SQLite's commits reach the disk \
+             (one fsync shared by the commits waiting)"
+        );
+    }
+    match figures.rate {
+        Some(rate) => println!(
+            "paced: {rate} first sends/s in all, each client on its own schedule; latency counted from the scheduled \
+             moment"
+        ),
+        None => println!("unpaced: each client sends its next request as soon as the last is answered"),
     }
     println!(
         "each round: buy echo one-time and pii-redactor monthly, {} events, change plan (and back every other round), \

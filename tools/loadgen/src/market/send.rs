@@ -3,6 +3,7 @@
 //! every answer goes into the client's tally, which names the ones that are not documented.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::api::{Answer, Api, Request};
 use super::shared::{Budget, Dice, Progress, RetryMix};
@@ -26,11 +27,37 @@ pub struct Sender {
     mix: RetryMix,
     budget: Arc<Budget>,
     progress: Arc<Progress>,
+    pace: Option<Pace>,
+}
+
+/// A client's schedule when the load is paced (`--rate`): one first send every `every`,
+/// from `next`. A send that starts late is timed from its slot, not from when it went out,
+/// so a slow server cannot hide its queue by slowing the client down (coordinated omission).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub next: Instant,
+    pub every: Duration,
 }
 
 impl Sender {
-    pub fn new(api: Api, dice: Dice, mix: RetryMix, budget: Arc<Budget>, progress: Arc<Progress>) -> Self {
-        Self { api, tally: Tally::default(), dice, mix, budget, progress }
+    pub fn new(
+        api: Api,
+        dice: Dice,
+        mix: RetryMix,
+        budget: Arc<Budget>,
+        progress: Arc<Progress>,
+        pace: Option<Pace>,
+    ) -> Self {
+        Self { api, tally: Tally::default(), dice, mix, budget, progress, pace }
+    }
+
+    /// Waits for this client's next slot when paced; how late the send starts after it.
+    async fn wait_for_slot(&mut self) -> Duration {
+        let Some(pace) = &mut self.pace else { return Duration::ZERO };
+        let slot = pace.next;
+        pace.next += pace.every;
+        tokio::time::sleep_until(slot.into()).await;
+        Instant::now().saturating_duration_since(slot)
     }
 
     /// Sends `request` once.
@@ -49,10 +76,11 @@ impl Sender {
     /// effect in its place, so the caller follows the server's state; the tally still holds
     /// the failure).
     async fn exchange(&mut self, kind: Kind, request: &Request, retry: Option<Retry>) -> Step<Answer> {
+        let late = self.wait_for_slot().await;
         if !self.budget.take() {
             return Err(Halt::Spent);
         }
-        let (first, copy) = match retry {
+        let (mut first, copy) = match retry {
             None => (self.api.send(request).await, None),
             Some(Retry::Concurrent) => {
                 let (first, copy) = tokio::join!(self.api.send(request), self.api.send(request));
@@ -63,6 +91,7 @@ impl Sender {
                 (first, Some((Retry::After, self.api.send(request).await)))
             }
         };
+        first.latency += late;
         let failures = self.tally.failure_count;
         self.tally.record(kind, request, &first, copy.as_ref().map(|(when, answer)| (*when, answer)));
         self.progress.answered(1 + u64::from(copy.is_some()), self.tally.failure_count > failures);
