@@ -144,6 +144,12 @@ pub fn month_label(at_ms: i64) -> String {
     format!("{year:04}-{month:02}")
 }
 
+/// The `YYYY-MM-DD` label of the UTC day containing `at_ms`.
+pub fn day_label(at_ms: i64) -> String {
+    let (year, month, day) = civil(at_ms);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 /// The UTC calendar month a `YYYY-MM` label names, `[the 1st 00:00, the next 1st 00:00)`.
 /// Exactly four digits, a hyphen and a month 01–12: no signs, spaces, days or other
 /// separators, so one month has one label.

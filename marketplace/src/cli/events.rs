@@ -140,7 +140,7 @@ fn print_receipt(receipt: &EventReceipt, event_type: &str) {
             output::duration(Duration::from_micros(delivery.duration_us))
         );
         for action in &delivery.actions {
-            println!("  action {} {}", action.kind, one_line(&action.payload));
+            println!("  action {} {}", one_line(&action.kind), one_line(&action.payload));
         }
         if delivery.paused {
             println!("  this failure paused the install; `nexus installs` shows why");
@@ -162,7 +162,7 @@ fn one_line(text: &str) -> String {
             line.push('…');
             break;
         }
-        if c.is_control() {
+        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
             line.extend(c.escape_default());
         } else {
             line.push(c);

@@ -374,18 +374,58 @@ pub async fn charges(args: ChargesArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&page)?);
         return Ok(ExitCode::SUCCESS);
     }
-    for charge in page["items"].as_array().into_iter().flatten() {
-        println!(
-            "{}  {:<10} {:<28} {:<26} {:>14}",
-            charge["id"].as_str().unwrap_or(""),
-            charge["status"].as_str().unwrap_or(""),
-            charge["plugin"].as_str().unwrap_or(""),
-            charge["line"].as_str().unwrap_or(""),
-            shown(charge["amount_minor"].as_i64().unwrap_or(0), charge["currency"].as_str().unwrap_or("")),
-        );
+    let items = page["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if items.is_empty() {
+        println!("no charges match (a subscription is charged when its period starts, usage when it ends)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for charge in items {
+        println!("{}", charge_line(charge));
     }
     println!("{} charge(s)", page["total"]);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One charge as `nexus charges` lists it: id, status, plugin, plan and revision, line,
+/// period (UTC days), units (usage lines: reported, included, billed, and the cap if it
+/// applied), amount.
+fn charge_line(charge: &Value) -> String {
+    let detail = &charge["detail"];
+    let plan = format!("{}@{}", detail["plan_key"].as_str().unwrap_or("?"), detail["plan_revision"]);
+    let day = |field: &str| charge[field].as_i64().map_or_else(|| "?".into(), nexus_money::period::day_label);
+    let period = match (charge["period_start"].as_i64(), charge["period_end"].as_i64()) {
+        (Some(start), Some(end)) if start == end => day("period_start"),
+        _ => format!("{}..{}", day("period_start"), day("period_end")),
+    };
+    let mut units = String::new();
+    if let Some(reported) = detail["units_reported"].as_u64() {
+        units = format!(
+            "  {reported} {} ({} included, {} billed)",
+            detail["meter"].as_str().unwrap_or("units"),
+            detail["units_included"].as_u64().unwrap_or(0),
+            detail["units_billable"].as_u64().unwrap_or(0)
+        );
+    }
+    let currency = charge["currency"].as_str().unwrap_or("");
+    if let Some(cap) = detail["cap_applied_minor"].as_i64() {
+        units.push_str(&format!(", capped at {}", shown(cap, currency)));
+    }
+    format!(
+        "{}  {:<10} {:<28} {:<14} {:<14} {:<23} {:>14}{units}",
+        charge["id"].as_str().unwrap_or(""),
+        charge["status"].as_str().unwrap_or(""),
+        charge["plugin"].as_str().unwrap_or(""),
+        plan,
+        charge["line"].as_str().unwrap_or(""),
+        period,
+        shown(charge["amount_minor"].as_i64().unwrap_or(0), currency),
+    )
+}
+
+/// Whether the `YYYY-MM` period has not ended yet (UTC).
+fn period_open(period: &str) -> bool {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    nexus_money::period::month_label(i64::try_from(now).unwrap_or(i64::MAX)).as_str() <= period
 }
 
 pub async fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
@@ -400,6 +440,17 @@ pub async fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let bill: Value = c.send(request).await?;
+    let empty = |field: &str| bill[field].as_array().is_none_or(Vec::is_empty);
+    if empty("lines") && empty("refunds") {
+        let open = if period_open(&args.period) {
+            "; the period is still open: subscriptions are charged when their period starts, usage when it ends \
+             (`nexus charges` shows what is charged so far)"
+        } else {
+            ""
+        };
+        println!("nothing billed in {}{open}", args.period);
+        return Ok(ExitCode::SUCCESS);
+    }
     for line in bill["lines"].as_array().into_iter().flatten() {
         println!(
             "{:<28} {:<26} {:>14}  {}",
@@ -456,6 +507,14 @@ pub async fn sales(args: SalesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let sales: Value = c.send(request).await?;
+    if sales["rows"].as_array().is_none_or(Vec::is_empty) {
+        let when = args.period.as_deref().map_or_else(|| "yet".to_string(), |period| format!("in {period}"));
+        let open = match &args.period {
+            Some(period) if period_open(period) => "; the period is still open: usage is charged when it ends",
+            _ => "",
+        };
+        println!("no sales of {} collected {when}{open}", args.publisher);
+    }
     for row in sales["rows"].as_array().into_iter().flatten() {
         let currency = row["currency"].as_str().unwrap_or("");
         let amount = |field: &str| shown(row[field].as_i64().unwrap_or(0), currency);
@@ -669,6 +728,13 @@ pub async fn payouts(command: PayoutsCommand) -> anyhow::Result<ExitCode> {
             match &args.payout {
                 None => {
                     let list: Value = c.send(c.client().get(c.url(&base))).await?;
+                    if list.as_array().is_none_or(Vec::is_empty) {
+                        println!(
+                            "no payouts to {} yet: a payout run (`nexus payouts run`, or the server's schedule) \
+                             pays each partner's balance once it is due",
+                            args.publisher
+                        );
+                    }
                     for p in list.as_array().into_iter().flatten() {
                         println!(
                             "{}  {:<10} {:<8} {:>16}  {}",

@@ -51,7 +51,9 @@ pub fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}');
-        if c.is_control() || bidi {
+        // Line and paragraph separators end a line in some terminals and viewers.
+        let breaks = matches!(c, '\u{2028}' | '\u{2029}');
+        if c.is_control() || bidi || breaks {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -122,5 +124,9 @@ mod tests {
         assert_eq!(shown("a\nb\rc\td"), "a\\nb\\rc\\td");
         assert_eq!(shown("\u{1b}[2J"), "\\u{1b}[2J");
         assert_eq!(shown("\u{7}\u{8}\u{202E}"), "\\u{7}\\u{8}\\u{202e}");
+        // A plugin cannot start a line of its own that reads like the verdict.
+        for forged in ["x\noutcome   ok", "x\u{2028}outcome   ok", "x\u{85}outcome   ok", "x\r\noutcome   ok"] {
+            assert!(!shown(forged).contains(['\n', '\r', '\u{2028}', '\u{85}']), "{forged:?}");
+        }
     }
 }

@@ -45,7 +45,12 @@ struct Inner<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // A busy host (every slot taken, or the component still compiling on this node) is
+        // the node's passing condition, answered 503 with a retry time: not an error of the
+        // service, so not logged as one.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::info!(code = self.code, message = %self.message, "request answered busy");
+        } else if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
         let body =

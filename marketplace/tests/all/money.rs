@@ -1006,11 +1006,27 @@ fn the_money_commands_work_against_a_real_server() {
 
         let tenant = issued_token(&nexus(&["tenant", "create", "globex"], &as_operator));
         let as_tenant = [("NEXUS_REGISTRY", url), ("NEXUS_TOKEN", tenant.as_str())];
+        // Empty answers say they are empty, and why while the period is open.
+        let month = nexus_money::period::month_label(nexus_registry::db::now_ms());
+        let none = ok(nexus(&["charges"], &as_tenant));
+        assert!(none.starts_with("no charges match"), "{none}");
+        let bill = ok(nexus(&["bill", &month], &as_tenant));
+        assert!(bill.starts_with(&format!("nothing billed in {month}; the period is still open")), "{bill}");
+        let sales = ok(nexus(&["sales", "nexus-labs", "--period", &month], &as_publisher));
+        assert!(sales.starts_with(&format!("no sales of nexus-labs collected in {month}; the period")), "{sales}");
+        let payouts = ok(nexus(&["payouts", "list", "nexus-labs"], &as_publisher));
+        assert!(payouts.starts_with("no payouts to nexus-labs yet"), "{payouts}");
+
+        let day_before = nexus_money::period::day_label(nexus_registry::db::now_ms());
         ok(nexus(&["install", "nexus-labs/echo", "--plan", "lifetime", "--yes"], &as_tenant));
         let charges = ok(nexus(&["charges"], &as_tenant));
-        assert!(charges.contains("collected") && charges.contains("60.00 EUR"), "{charges}");
+        let day_after = nexus_money::period::day_label(nexus_registry::db::now_ms());
+        // Status, plugin, plan and revision, line, the day it was charged, amount.
+        let mut columns: Vec<&str> = charges.lines().next().unwrap().split_whitespace().skip(1).collect();
+        assert!([day_before.as_str(), day_after.as_str()].contains(&columns[4]), "{charges}");
+        columns.remove(4);
+        assert_eq!(columns, ["collected", "nexus-labs/echo", "lifetime@1", "one-time", "60.00", "EUR"], "{charges}");
         let charge = charges.split_whitespace().find(|w| w.starts_with("chg_")).unwrap().to_string();
-        let month = nexus_money::period::month_label(nexus_registry::db::now_ms());
         let csv = ok(nexus(&["bill", &month, "--csv"], &as_tenant));
         assert_eq!(csv.lines().count(), 2, "{csv}");
         assert!(csv.lines().nth(1).unwrap().ends_with(",EUR,6000,collected"), "{csv}");

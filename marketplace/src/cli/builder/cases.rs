@@ -257,7 +257,9 @@ async fn run_case(
     if problems.is_empty() {
         return Ok(());
     }
-    let mut shown = problems.join("\n");
+    // One line per problem: what the plugin put in one (an error message, data) is shown
+    // escaped, so it cannot start a line of its own that reads like a verdict.
+    let mut shown = problems.iter().map(|problem| output::shown(problem)).collect::<Vec<_>>().join("\n");
     if !invocation.report.logs.is_empty() || !invocation.report.stderr.is_empty() {
         shown.push_str("\nwhat the plugin wrote:");
         for line in &invocation.report.logs {
@@ -269,6 +271,24 @@ async fn run_case(
         }
     }
     Err(shown)
+}
+
+/// What differs between the actions a plugin asked for and the case's: the count, or else
+/// the first action that is not the expected one (its position, what it was, what was
+/// expected).
+fn action_problem(actions: &[ExpectedAction], expected: &[ExpectedAction]) -> Option<String> {
+    let shown = |a: &ExpectedAction| format!("{} {}", a.kind, a.payload);
+    if actions.len() != expected.len() {
+        let all: Vec<String> = actions.iter().map(shown).collect();
+        return Some(format!(
+            "{} action(s) [{}], expected {} action(s)",
+            actions.len(),
+            all.join(", "),
+            expected.len()
+        ));
+    }
+    let (n, (got, want)) = actions.iter().zip(expected).enumerate().find(|(_, (got, want))| got != want)?;
+    Some(format!("action {} is {}, expected {}", n + 1, shown(got), shown(want)))
 }
 
 fn compare(expect: &Expect, invocation: &Invocation) -> Vec<String> {
@@ -294,10 +314,7 @@ fn compare(expect: &Expect, invocation: &Invocation) -> Vec<String> {
                         payload: serde_json::from_str(&a.payload).unwrap_or(Value::String(a.payload.clone())),
                     })
                     .collect();
-                if &actions != expected {
-                    let shown: Vec<String> = actions.iter().map(|a| format!("{} {}", a.kind, a.payload)).collect();
-                    problems.push(format!("actions are [{}], expected {} action(s)", shown.join(", "), expected.len()));
-                }
+                problems.extend(action_problem(&actions, expected));
             }
         }
         (Ok(_), ExpectedOutcome::Error) => problems.push("succeeded, expected an error".into()),
@@ -495,5 +512,30 @@ async fn record(state: &Mutex<SinkState>, request: axum::extract::Request) -> ax
 impl Drop for Sink {
     fn drop(&mut self) {
         self.server.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(kind: &str, payload: Value) -> ExpectedAction {
+        ExpectedAction { kind: kind.into(), payload }
+    }
+
+    #[test]
+    fn an_action_that_differs_is_named_by_position_and_content() {
+        let expected = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "vip".into())];
+        let same = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "vip".into())];
+        assert_eq!(action_problem(&same, &expected), None);
+        let other = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "new".into())];
+        assert_eq!(
+            action_problem(&other, &expected).as_deref(),
+            Some(r#"action 2 is crm.tag "new", expected crm.tag "vip""#)
+        );
+        assert_eq!(
+            action_problem(&other[..1], &expected).as_deref(),
+            Some(r#"1 action(s) [crm.note {"text":"hi"}], expected 2 action(s)"#)
+        );
     }
 }
