@@ -180,6 +180,7 @@ pub async fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     }
     let consent: Consent = connection.send(request).await?;
     print_consent(&consent);
+    print_plan(connection, id, args.plan.as_deref()).await?;
     if !args.yes && !ask("Grant these and install?")? {
         eprintln!("not installed");
         return Ok(ExitCode::from(2));
@@ -403,6 +404,30 @@ fn secret_value(key: &str, raw: &str) -> anyhow::Result<String> {
 }
 
 /// Lists what the plugin asks for, on stderr beside the prompt, so `--json` output stays clean.
+/// The plan the install will be on and what it costs, beside what it is granted: the plan
+/// asked for, else the plugin's first (as the server chooses). A plan that does not exist is
+/// left for the server to refuse with the list of plans.
+async fn print_plan(connection: &Connection, id: &PluginId, key: Option<&str>) -> anyhow::Result<()> {
+    let url = connection.url(&format!("/v1/plugins/{}/{}/plans", id.publisher, id.name));
+    let plans: Vec<Value> = decode(connection.client().get(url).send().await?).await?;
+    let chosen = match key {
+        Some(key) => plans.iter().find(|plan| plan["key"] == key),
+        None => plans.first(),
+    };
+    match chosen {
+        Some(plan) => eprintln!(
+            "on plan   {} ({}, revision {}): {}",
+            plan["name"].as_str().unwrap_or(""),
+            plan["key"].as_str().unwrap_or(""),
+            plan["revision"],
+            super::money::plan_terms(plan)
+        ),
+        None if plans.is_empty() => eprintln!("on plan   none: {id} is free to install"),
+        None => {}
+    }
+    Ok(())
+}
+
 fn print_consent(consent: &Consent) {
     if consent.capabilities.is_empty() {
         eprintln!("{}@{} asks for no capabilities", consent.plugin, consent.version);

@@ -298,10 +298,23 @@ pub async fn plans(command: PlansCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn describe_plan(plan: &Value) -> String {
+    let retired = if plan["retired_at"].is_null() { "" } else { " (retired)" };
+    format!(
+        "{:<16} rev {:<3} {:<24} {}{retired}",
+        plan["key"].as_str().unwrap_or(""),
+        plan["revision"],
+        plan["name"].as_str().unwrap_or(""),
+        plan_terms(plan)
+    )
+}
+
+/// What a plan costs, in words: `60.00 EUR once`, `9.00 USD per month, 0.02 USD per events
+/// unit (1000 included)`, `no charge`.
+pub(super) fn plan_terms(plan: &Value) -> String {
     let currency = plan["currency"].as_str().unwrap_or("");
     let price = plan["price_minor"].as_i64().unwrap_or(0);
     let mut terms = match plan["model"].as_str().unwrap_or("") {
-        "free" => "free".to_string(),
+        "free" => "no charge".to_string(),
         "one-time" => format!("{} once", shown(price, currency)),
         model => {
             let interval = plan["interval"].as_str().unwrap_or("month");
@@ -327,13 +340,7 @@ fn describe_plan(plan: &Value) -> String {
     if let Some(days) = plan["trial_days"].as_u64().filter(|d| *d > 0) {
         terms += &format!(", {days}-day trial");
     }
-    let retired = if plan["retired_at"].is_null() { "" } else { " (retired)" };
-    format!(
-        "{:<16} rev {:<3} {:<24} {terms}{retired}",
-        plan["key"].as_str().unwrap_or(""),
-        plan["revision"],
-        plan["name"].as_str().unwrap_or("")
-    )
+    terms
 }
 
 pub async fn change_plan(command: PlanCommand) -> anyhow::Result<ExitCode> {

@@ -1002,7 +1002,7 @@ fn the_money_commands_work_against_a_real_server() {
         let set = ok(lifetime("60.00"));
         assert!(set.contains("60.00 EUR once"), "{set}");
         let listed = ok(nexus(&["plans", "list", "nexus-labs/echo"], &[("NEXUS_REGISTRY", url)]));
-        assert!(listed.contains("lifetime") && listed.contains("free"), "{listed}");
+        assert!(listed.contains("lifetime") && listed.contains("no charge"), "{listed}");
 
         let tenant = issued_token(&nexus(&["tenant", "create", "globex"], &as_operator));
         let as_tenant = [("NEXUS_REGISTRY", url), ("NEXUS_TOKEN", tenant.as_str())];
@@ -1018,7 +1018,10 @@ fn the_money_commands_work_against_a_real_server() {
         assert!(payouts.starts_with("no payouts to nexus-labs yet"), "{payouts}");
 
         let day_before = nexus_money::period::day_label(nexus_registry::db::now_ms());
-        ok(nexus(&["install", "nexus-labs/echo", "--plan", "lifetime", "--yes"], &as_tenant));
+        let installed = nexus(&["install", "nexus-labs/echo", "--plan", "lifetime", "--yes"], &as_tenant);
+        let consent = String::from_utf8_lossy(&installed.stderr);
+        assert!(consent.contains("on plan   Lifetime (lifetime, revision 1): 60.00 EUR once\n"), "{consent}");
+        ok(installed);
         let charges = ok(nexus(&["charges"], &as_tenant));
         let day_after = nexus_money::period::day_label(nexus_registry::db::now_ms());
         // Status, plugin, plan and revision, line, the day it was charged, amount.

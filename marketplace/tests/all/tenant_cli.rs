@@ -54,7 +54,8 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
     assert_eq!(installed.status.code(), Some(0), "{}", stderr(&installed));
     assert_eq!(
         stderr(&installed),
-        "nexus-labs/echo@0.1.0 asks for:\n  config  Reads an optional prefix to put before the payload\n"
+        "nexus-labs/echo@0.1.0 asks for:\n  config  Reads an optional prefix to put before the payload\n\
+         on plan   Free (free, revision 1): no charge\n"
     );
     let out = stdout(&installed);
     let install_id = out.lines().find_map(|l| l.strip_prefix("id        ")).unwrap().to_string();

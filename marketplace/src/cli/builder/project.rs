@@ -33,11 +33,21 @@ impl Lang {
         "src"
     }
 
+    /// What `nexus build` runs, the first time included (said by `nexus new`).
     pub fn build_hint(self) -> &'static str {
         match self {
             Self::Rust => "cargo build --release --target wasm32-wasip2",
             Self::Python => "componentize-py (from PyPI, into .venv)",
             Self::Js => "npm ci, then componentize-js (from npm)",
+        }
+    }
+
+    /// What every build runs; a download the first time says so on a line of its own.
+    pub fn build_tool(self) -> &'static str {
+        match self {
+            Self::Rust => "cargo build --release --target wasm32-wasip2",
+            Self::Python => "componentize-py",
+            Self::Js => "componentize-js (npm run build)",
         }
     }
 }
@@ -83,7 +93,7 @@ impl Project {
     /// toolchain's own output goes to stderr as it comes.
     pub fn build(&self) -> anyhow::Result<PathBuf> {
         self.check_world()?;
-        eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_hint());
+        eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_tool());
         let component = match self.lang {
             Lang::Rust => build_rust(&self.dir)?,
             Lang::Python => self.build_python()?,
