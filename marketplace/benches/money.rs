@@ -17,21 +17,23 @@
 //!   a listing each), 100,000 tenants with 333,334 subscription installs, and 1,000,000
 //!   collected charges over January to March 2026, each with its 'charge' and 'collection'
 //!   ledger transactions (7 entries, built with `ledger::posting` as the domain builds them)
-//!   and `partner_totals` summed from the charges, all loaded with multi-row INSERTs (no plugin
-//!   or billing run; no payment attempt rows, which no read here uses), then the money
-//!   rollups built from that ledger with `rollups::rebuild` (timed: what migration 0014 does to
-//!   an existing ledger). Then, each once: `statements::statements` for one partner's February
-//!   and for all 1,000 partners' (in turn), `views::sales` of one partner's February, a
-//!   `/metrics` scrape through the router, a `payouts::run` paying all 1,000 partners and a
-//!   second one paying nothing, `gmv::gmv` by month and by currency, partner and plugin,
-//!   `gmv::ecosystem` by month, and `ledger::verify` (every check must pass, the rollups'
-//!   included). Payouts are not repeatable on the same data and the reads are one-off calls
-//!   over minutes of loading, so these are printed timings, not criterion samples; the bench
-//!   checks each result against totals kept while loading. `NEXUS_BENCH_CHARGES=100000` runs
-//!   the scenario at a tenth of the size (any multiple of 100,000).
+//!   and `partner_totals` summed from the charges, all loaded with multi-row INSERTs (no
+//!   plugin or billing run; no payment attempt rows, which no read here uses), then the money
+//!   rollups built from that ledger with `rollups::rebuild` (timed: what migrations 0014 and
+//!   0015 do to an existing ledger). Then, each once: `statements::statements` for one
+//!   partner's February and for all 1,000 partners' (in turn), `views::sales` of one partner's
+//!   February, a `/metrics` scrape through the router (and, for comparison, its money gauges
+//!   summed from the entries as before the rollups), a `payouts::run` paying all 1,000
+//!   partners and a second one paying nothing, `gmv::gmv` by month and by currency, partner
+//!   and plugin, `gmv::ecosystem` by month, and `ledger::verify` (every check must pass, the
+//!   rollups' included). Payouts are not repeatable on the same data and the reads are one-off
+//!   calls over minutes of loading, so these are printed timings, not criterion samples; the
+//!   bench checks each result against totals kept while loading. `NEXUS_BENCH_CHARGES=100000`
+//!   runs the scenario at a tenth of the size (any multiple of 100,000).
 //!
 //! Run: `cargo bench -p nexus-marketplace --bench money`; one scenario alone with its name
-//! as the filter (`-- partners`, `-- billing_run`, `-- ledger_post`). Results: BENCHMARKS.md.
+//! as the filter (`-- partners`, `-- billing_run`, `-- ledger_post`), one backend alone with
+//! `NEXUS_BENCH_BACKEND=sqlite` (or `postgres`). Results: BENCHMARKS.md.
 
 // Benchmarks report setup failures by panicking.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -107,12 +109,19 @@ fn postgres_url() -> Result<String, String> {
 }
 
 /// The backends to measure, each with a new database: SQLite always, PostgreSQL when its
-/// cluster starts.
+/// cluster starts; only the one named by `NEXUS_BENCH_BACKEND` (`sqlite` or `postgres`) if set.
 fn backends() -> Vec<(&'static str, Option<String>)> {
-    let mut out = vec![("sqlite", None)];
-    match postgres_url() {
-        Ok(url) => out.push(("postgres", Some(url))),
-        Err(why) => eprintln!("skipping PostgreSQL: it could not start ({why})"),
+    let only = std::env::var("NEXUS_BENCH_BACKEND").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
+    let mut out = Vec::new();
+    if wanted("sqlite") {
+        out.push(("sqlite", None));
+    }
+    if wanted("postgres") {
+        match postgres_url() {
+            Ok(url) => out.push(("postgres", Some(url))),
+            Err(why) => eprintln!("skipping PostgreSQL: it could not start ({why})"),
+        }
     }
     out
 }
@@ -712,8 +721,8 @@ async fn seed_partners(market: &Market) -> Expected {
     .await
     .unwrap();
     eprintln!("  loaded in {:.1?}", started.elapsed());
-    // The ledger was written behind `ledger::post`'s back: build its rollups as migration 0014
-    // does for an existing ledger.
+    // The ledger was written behind `ledger::post`'s back: build its rollups as migrations 0014
+    // and 0015 do for an existing ledger.
     let (rebuilt, _) = timed(format!("rollups rebuild/{}", backend_name(market)), rollups::rebuild(market)).await;
     let rebuilt = rebuilt.unwrap();
     println!(
@@ -785,6 +794,21 @@ async fn partner_sales_and_metrics(market: &Arc<Market>, backend: &str, expected
     let (answer, _) = timed(format!("metrics/{backend}: one /metrics scrape"), scrape).await;
     let body = axum::body::to_bytes(answer.into_body(), usize::MAX).await.unwrap();
     let text = String::from_utf8(body.to_vec()).unwrap();
+    // Before the rollups, the scrape summed every entry for its money gauges: the same query,
+    // timed for comparison and checked against what the rollups say.
+    let from_entries = sqlx::query_as::<_, (String, i64, i64)>(
+        "SELECT e.currency, \
+         CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT), \
+         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) \
+         FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id GROUP BY e.currency ORDER BY e.currency",
+    )
+    .fetch_all(&market.db.pool);
+    let (summed, _) =
+        timed(format!("metrics/{backend}: the money gauges summed from the entries, as before"), from_entries).await;
+    let totals = views::totals(market).await.unwrap();
+    let from_rollups: Vec<(String, i64, i64)> =
+        totals.into_iter().map(|t| (t.currency, t.gmv_minor, t.fees_minor)).collect();
+    assert_eq!(summed.unwrap(), from_rollups);
     for (currency, gross) in expected.gross.iter().fold(BTreeMap::<&str, i64>::new(), |mut all, ((_, c), v)| {
         *all.entry(c.as_str()).or_default() += v;
         all

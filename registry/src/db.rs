@@ -494,6 +494,16 @@ fn sync_file(path: &Path) -> std::io::Result<()> {
 /// the bytes of "nexusmig").
 const MIGRATION_LOCK: i64 = 0x6e65_7875_736d_6967;
 
+/// This process's id: it names the process in what a process claims (a request's id, a
+/// charge being collected), so that a claim whose process is gone can be recovered at once
+/// by this process, or by any process on SQLite, where one server writes a file.
+pub fn process_id() -> &'static str {
+    static ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        crate::publishers::random_hex(6).unwrap_or_else(|_| format!("{}", std::process::id()))
+    });
+    &ID
+}
+
 /// Milliseconds since the Unix epoch, the time type of every table.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -37,6 +37,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
     include_str!("../migrations/sqlite/0013_event_generations.sql"),
     include_str!("../migrations/common/0014_money_rollups.sql"),
+    include_str!("../migrations/common/0015_statement_lines.sql"),
+    include_str!("../migrations/common/0016_charge_claims.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -53,6 +55,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0012_idempotency_with_effect.sql"),
     include_str!("../migrations/postgres/0013_event_generations.sql"),
     include_str!("../migrations/common/0014_money_rollups.sql"),
+    include_str!("../migrations/common/0015_statement_lines.sql"),
+    include_str!("../migrations/common/0016_charge_claims.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -2,15 +2,22 @@
 //! by one task that commits whatever has queued up in a single transaction (group commit).
 //! Each invocation still waits for its own row to be durable before its caller gets an
 //! answer; the batching only shares the commit (one fsync on SQLite) among the invocations
-//! that finished meanwhile, instead of making every writer wait for the lock in turn.
+//! that finished meanwhile, instead of making every writer wait for the lock in turn. On
+//! SQLite a batch is one script (begin, insert, usage, commit) sent to the connection's
+//! thread at once: one hand-off per batch rather than one per statement.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use nexus_host::capability::kv::KvError;
 use nexus_host::{LogLine, StagedKv};
 use nexus_registry::Db;
+use nexus_registry::db::Backend;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::accounts::Caller;
@@ -22,6 +29,16 @@ use crate::market::Market;
 const MAX_BATCH: usize = 512;
 /// Rows waiting for the writer before appenders wait for room.
 const QUEUE: usize = 4096;
+/// While invocations are still running towards their rows, the writer lets the tasks that
+/// can run go first, at most this many times, before it commits what has queued: rows that
+/// are microseconds away then share the commit instead of waiting for the next one. A turn
+/// costs next to nothing when nothing else is runnable, and none is taken when nothing runs.
+const GATHER_TURNS: usize = 4;
+/// The writer keeps its connection from one batch to the next for at most this long, then
+/// gives it back to the pool (whose queue is fair) and takes it again: taking a pooled
+/// connection and giving it back cost a round trip each (the pool checks it both ways), and
+/// on SQLite every other write waits for this one connection, at most this long for it.
+const HOLD_AT_MOST: Duration = Duration::from_millis(10);
 
 /// A recorded invocation: what billing and dashboards read.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -92,6 +109,20 @@ type Pending = (InvocationRecord, oneshot::Sender<Result<Written, String>>);
 #[derive(Clone)]
 pub struct InvocationLog {
     sender: mpsc::Sender<Pending>,
+    /// Invocations running that have not queued their row yet ([`Coming`]).
+    coming: Arc<AtomicUsize>,
+}
+
+/// An invocation on its way to a row: taken when it starts, given back once its row is
+/// queued, or dropped when it ends without one (a KV commit, a busy host). While any are out
+/// the writer gathers before it commits (see [`GATHER_TURNS`]).
+#[derive(Debug)]
+pub struct Coming(Arc<AtomicUsize>);
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl InvocationLog {
@@ -99,23 +130,75 @@ impl InvocationLog {
     /// after writing what is queued.
     pub fn start(db: Db) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(db, receiver));
-        Self { sender }
+        let coming = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(write_batches(db, receiver, coming.clone()));
+        Self { sender, coming }
     }
 
-    /// Writes `record` and returns once it is committed.
-    pub async fn append(&self, record: InvocationRecord) -> Result<Written, MarketError> {
+    /// Announces a row to come (an invocation starts).
+    pub fn coming(&self) -> Coming {
+        self.coming.fetch_add(1, Ordering::AcqRel);
+        Coming(self.coming.clone())
+    }
+
+    /// Writes `record` and returns once it is committed; `coming` is given back as soon as
+    /// the row is queued.
+    pub async fn append(&self, record: InvocationRecord, coming: Coming) -> Result<Written, MarketError> {
         let (done, committed) = oneshot::channel();
-        self.sender.send((record, done)).await.map_err(|_| storage("the invocation writer has stopped"))?;
+        let queued = self.sender.send((record, done)).await;
+        drop(coming);
+        queued.map_err(|_| storage("the invocation writer has stopped"))?;
         committed.await.map_err(|_| storage("the invocation writer has stopped"))?.map_err(MarketError::Storage)
     }
 }
 
-async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>) {
+async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>, coming: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut held: Option<(PoolConnection<sqlx::Any>, Instant)> = None;
+    loop {
+        let received = match held {
+            Some((_, since)) => {
+                let until = since + HOLD_AT_MOST;
+                match tokio::time::timeout_at(until.into(), receiver.recv_many(&mut batch, MAX_BATCH)).await {
+                    Ok(received) => received,
+                    Err(_) => {
+                        held = None;
+                        continue;
+                    }
+                }
+            }
+            None => receiver.recv_many(&mut batch, MAX_BATCH).await,
+        };
+        if received == 0 {
+            return;
+        }
+        for _ in 0..GATHER_TURNS {
+            if coming.load(Ordering::Acquire) == 0 || batch.len() >= MAX_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+            while batch.len() < MAX_BATCH
+                && let Ok(pending) = receiver.try_recv()
+            {
+                batch.push(pending);
+            }
+        }
         let (records, waiting): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
-        let results = insert_batch(&db, &records).await.map_err(|error| {
+        tracing::debug!(rows = records.len(), "invocation records to commit");
+        if held.as_ref().is_some_and(|(_, since)| since.elapsed() >= HOLD_AT_MOST) {
+            held = None;
+        }
+        let written = async {
+            let connection = match &mut held {
+                Some((connection, _)) => connection,
+                None => &mut held.insert((db.writer().acquire().await?, Instant::now())).0,
+            };
+            insert_batch(connection, db.backend, &records).await
+        }
+        .await;
+        let results = written.map_err(|error| {
+            // A connection that failed is not trusted again: the next batch takes another.
+            held = None;
             tracing::error!(%error, rows = records.len(), "invocation records not written");
             error.to_string()
         });
@@ -130,8 +213,19 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn insert_batch(db: &Db, records: &[InvocationRecord]) -> Result<Vec<Written>, sqlx::Error> {
-    let mut tx = db.write_tx().await?;
+async fn insert_batch(
+    connection: &mut PoolConnection<sqlx::Any>,
+    backend: Backend,
+    records: &[InvocationRecord],
+) -> Result<Vec<Written>, sqlx::Error> {
+    if backend == Backend::Sqlite {
+        let mut written = Vec::with_capacity(records.len());
+        for part in within_parameters(records) {
+            written.extend(insert_script(connection, part).await?);
+        }
+        return Ok(written);
+    }
+    let mut tx = sqlx::Connection::begin(&mut **connection).await?;
     let mut written = Vec::with_capacity(records.len());
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         written.extend(insert_rows(&mut tx, chunk).await?);
@@ -143,6 +237,134 @@ async fn insert_batch(db: &Db, records: &[InvocationRecord]) -> Result<Vec<Writt
 /// Rows per multi-row `INSERT`: 19 parameters a row stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 256;
+/// Parameters of one SQLite script at most: SQLite's largest parameter number (its default
+/// `SQLITE_MAX_VARIABLE_NUMBER`); a script numbers its parameters across its statements.
+const SQLITE_MAX_PARAMETERS: usize = 32_766;
+
+/// `records` cut into parts whose scripts stay within [`SQLITE_MAX_PARAMETERS`] (a row's
+/// columns and two per usage meter); a single row always fits, as the host caps its meters.
+fn within_parameters(records: &[InvocationRecord]) -> Vec<&[InvocationRecord]> {
+    let mut parts = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (index, record) in records.iter().enumerate() {
+        let needs = ROW_PARAMETERS + 2 * record.usage.len();
+        if used + needs > SQLITE_MAX_PARAMETERS && index > start {
+            parts.push(&records[start..index]);
+            (start, used) = (index, 0);
+        }
+        used += needs;
+    }
+    parts.push(&records[start..]);
+    parts
+}
+
+/// SQLite: `records` and their usage in one transaction sent as one script, so the
+/// connection's thread runs it without handing back between statements. Rows without usage
+/// (most) are one `INSERT` in SQLite's autocommit: the statement is the transaction, so
+/// SQLite keeps no statement journal (a temporary file per batch otherwise). Usage rows are
+/// kept only for rows that were inserted (ids are random, so an id in `invocations` is a row
+/// this script inserted); refused rows come back as [`Written::Duplicate`].
+async fn insert_script(
+    connection: &mut PoolConnection<sqlx::Any>,
+    records: &[InvocationRecord],
+) -> Result<Vec<Written>, sqlx::Error> {
+    let billable = billable_usage(records, |_| true)?;
+    let script = sqlite_script(records.len(), &billable);
+    let mut query = sqlx::query_scalar::<_, String>(&script);
+    for record in records {
+        query = bind_row(query, record)?;
+    }
+    for (_, meter, units) in &billable {
+        query = query.bind(*meter).bind(*units);
+    }
+    let inserted: std::collections::HashSet<String> = match query.fetch_all(&mut **connection).await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(error) => {
+            // The script stopped inside its transaction (or before it began): end it, and if
+            // that fails too, do not give the connection back to the pool in that state.
+            if sqlx::query("ROLLBACK").execute(&mut **connection).await.is_err() {
+                connection.close_on_drop();
+            }
+            return Err(error);
+        }
+    };
+    let mut written = Vec::with_capacity(records.len());
+    for record in records {
+        if inserted.contains(&record.id) {
+            written.push(Written::Inserted);
+        } else {
+            written.push(Written::Duplicate(applied_id(connection, record).await?));
+        }
+    }
+    Ok(written)
+}
+
+/// The script of [`insert_script`] for `rows` rows bound by [`bind_row`] (row `r`'s id is
+/// parameter `19 r + 1`) followed by the meter and units of each `billable` entry.
+fn sqlite_script(rows: usize, billable: &[(usize, &str, i64)]) -> String {
+    if rows <= ROWS_PER_STATEMENT && billable.is_empty() {
+        // Positional parameters: SQLite looks a numbered one up by a scan of the statement's
+        // names, which for a few hundred parameters was a visible share of the writer's time.
+        let row = format!("({})", vec!["?"; ROW_PARAMETERS].join(", "));
+        return format!(
+            "INSERT INTO invocations ({ROW_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+            vec![row; rows].join(", ")
+        );
+    }
+    let inserts: Vec<String> = (0..rows)
+        .collect::<Vec<_>>()
+        .chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| {
+            let values: Vec<String> = chunk.iter().map(|&row| row_slots(row)).collect();
+            format!(
+                "INSERT INTO invocations ({ROW_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id;\n",
+                values.join(", ")
+            )
+        })
+        .collect();
+    let mut script = String::from("BEGIN IMMEDIATE;\n") + &inserts.concat();
+    let first = rows * ROW_PARAMETERS;
+    let entries: Vec<(usize, &(usize, &str, i64))> = billable.iter().enumerate().collect();
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(n, (row, _, _))| {
+                format!("(${}, ${}, ${})", row * ROW_PARAMETERS + 1, first + 2 * n + 1, first + 2 * n + 2)
+            })
+            .collect();
+        script += &format!(
+            "INSERT INTO invocation_usage (invocation_id, meter, units) SELECT u.column1, u.column2, u.column3 \
+             FROM (VALUES {}) AS u WHERE EXISTS (SELECT 1 FROM invocations i WHERE i.id = u.column1);\n",
+            values.join(", ")
+        );
+    }
+    script + "COMMIT;"
+}
+
+/// `(first + 1, ..., first + 19)` as `$n` placeholders, for row `row`.
+fn row_slots(row: usize) -> String {
+    let first = row * ROW_PARAMETERS;
+    let slots: Vec<String> = (1..=ROW_PARAMETERS).map(|n| format!("${}", first + n)).collect();
+    format!("({})", slots.join(", "))
+}
+
+/// The usage of the applied (`ok`) records among `records` that `keep` accepts, as
+/// (record index, meter, units). Billable units are stored as reported or not at all, never
+/// clamped.
+fn billable_usage(
+    records: &[InvocationRecord],
+    keep: impl Fn(&InvocationRecord) -> bool,
+) -> Result<Vec<(usize, &str, i64)>, sqlx::Error> {
+    records
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.outcome == "ok" && keep(record))
+        .flat_map(|(row, record)| record.usage.iter().map(move |(meter, units)| (row, meter, *units)))
+        .map(|(row, meter, units)| {
+            Ok((row, meter.as_str(), i64::try_from(units).map_err(|e| sqlx::Error::Encode(Box::new(e)))?))
+        })
+        .collect()
+}
 
 /// The columns of an invocation row, in the order [`bind_row`] binds them.
 const ROW_COLUMNS: &str = "id, tenant_id, install_id, plugin_id, version, event_id, event_type, started_at, \
@@ -154,13 +376,7 @@ const ROW_PARAMETERS: usize = 19;
 /// database per batch, not per row, which is what bounded events per second. Rows refused
 /// by the applied-once index come back as [`Written::Duplicate`] with the applied row's id.
 async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord]) -> Result<Vec<Written>, sqlx::Error> {
-    let values: Vec<String> = (0..records.len())
-        .map(|row| {
-            let first = row * ROW_PARAMETERS;
-            let slots: Vec<String> = (1..=ROW_PARAMETERS).map(|n| format!("${}", first + n)).collect();
-            format!("({})", slots.join(", "))
-        })
-        .collect();
+    let values: Vec<String> = (0..records.len()).map(row_slots).collect();
     let statement = format!(
         "INSERT INTO invocations ({ROW_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
         values.join(", ")
@@ -178,27 +394,15 @@ async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord])
             written.push(Written::Duplicate(applied_id(tx, record).await?));
         }
     }
-    let billable: Vec<(&str, &str, i64)> = records
-        .iter()
-        .filter(|record| record.outcome == "ok" && inserted.contains(&record.id))
-        .flat_map(|record| record.usage.iter().map(move |(meter, units)| (record, meter, *units)))
-        .map(|(record, meter, units)| {
-            // Billable units are stored as reported or not at all, never clamped.
-            Ok((
-                record.id.as_str(),
-                meter.as_str(),
-                i64::try_from(units).map_err(|e| sqlx::Error::Encode(Box::new(e)))?,
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+    let billable = billable_usage(records, |record| inserted.contains(&record.id))?;
     for chunk in billable.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();
         let statement =
             format!("INSERT INTO invocation_usage (invocation_id, meter, units) VALUES {}", values.join(", "));
         let mut query = sqlx::query(&statement);
-        for (invocation, meter, units) in chunk {
-            query = query.bind(*invocation).bind(*meter).bind(*units);
+        for (row, meter, units) in chunk {
+            query = query.bind(records[*row].id.as_str()).bind(*meter).bind(*units);
         }
         query.execute(&mut *tx).await?;
     }
@@ -476,4 +680,77 @@ pub async fn version_health(market: &Market, plugin: &str, since: i64) -> Result
         parsed(&b.version).cmp(&parsed(&a.version)).then_with(|| b.version.cmp(&a.version))
     });
     Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(usage: &[(&str, u64)]) -> InvocationRecord {
+        InvocationRecord {
+            id: "inv_1".into(),
+            tenant: "acme".into(),
+            install: "ins_1".into(),
+            plugin: "acme/echo".into(),
+            version: "1.0.0".into(),
+            event_id: "evt_1".into(),
+            event_type: "ping".into(),
+            started_at: 0,
+            duration_us: 0,
+            outcome: "ok".into(),
+            error: None,
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            http_requests: 0,
+            kv_writes: 0,
+            denials: 0,
+            usage: usage.iter().map(|(meter, units)| (meter.to_string(), *units)).collect(),
+            logs: Vec::new(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_script_numbers_rows_then_usage_and_keeps_usage_of_inserted_rows_only() {
+        let records = [record(&[]), record(&[("calls", 2), ("bytes", 7)])];
+        let billable = billable_usage(&records, |_| true).unwrap();
+        assert_eq!(billable, vec![(1, "bytes", 7), (1, "calls", 2)]);
+        let script = sqlite_script(records.len(), &billable);
+        assert!(script.starts_with("BEGIN IMMEDIATE;\nINSERT INTO invocations ("), "{script}");
+        assert!(
+            script.contains("($1, $2,") && script.contains("$38) ON CONFLICT DO NOTHING RETURNING id;"),
+            "{script}"
+        );
+        assert!(script.contains("FROM (VALUES ($20, $39, $40), ($20, $41, $42)) AS u WHERE EXISTS"), "{script}");
+        assert!(script.ends_with(";\nCOMMIT;"), "{script}");
+        // Without usage, one statement in autocommit, its parameters in order.
+        let script = sqlite_script(3, &[]);
+        assert!(
+            script.starts_with("INSERT INTO invocations (")
+                && script.ends_with("?) ON CONFLICT DO NOTHING RETURNING id"),
+            "{script}"
+        );
+        assert_eq!((script.matches('?').count(), script.matches('$').count(), script.matches(';').count()), (57, 0, 0));
+        let script = sqlite_script(ROWS_PER_STATEMENT + 1, &[]);
+        assert!(script.starts_with("BEGIN IMMEDIATE;") && script.ends_with("COMMIT;"), "{script}");
+        assert_eq!(script.matches("INSERT INTO invocations").count(), 2, "{script}");
+        let failed = InvocationRecord { outcome: "trapped".into(), ..record(&[("calls", 1)]) };
+        assert_eq!(billable_usage(&[failed], |_| true).unwrap(), Vec::new());
+        assert!(billable_usage(&[record(&[("calls", u64::MAX)])], |_| true).is_err());
+    }
+
+    #[test]
+    fn scripts_stay_within_sqlites_parameters() {
+        let small: Vec<InvocationRecord> = (0..MAX_BATCH).map(|_| record(&[("calls", 1)])).collect();
+        assert_eq!(within_parameters(&small).iter().map(|part| part.len()).collect::<Vec<_>>(), vec![MAX_BATCH]);
+        let meters: Vec<(String, u64)> = (0..4000).map(|n| (format!("m{n}"), 1)).collect();
+        let meters: Vec<(&str, u64)> = meters.iter().map(|(m, u)| (m.as_str(), *u)).collect();
+        let large: Vec<InvocationRecord> = (0..9).map(|_| record(&meters)).collect();
+        let parts = within_parameters(&large);
+        assert_eq!(parts.iter().map(|part| part.len()).collect::<Vec<_>>(), vec![4, 4, 1]);
+        for part in parts {
+            let used: usize = part.iter().map(|r| ROW_PARAMETERS + 2 * r.usage.len()).sum();
+            assert!(used <= SQLITE_MAX_PARAMETERS, "{used}");
+        }
+    }
 }

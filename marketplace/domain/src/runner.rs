@@ -43,6 +43,7 @@ impl Default for TenantLimits {
 
 mod admission;
 mod deliver;
+mod generations;
 mod views;
 
 pub use views::EventCaller;
@@ -132,11 +133,11 @@ impl Runner {
         Self {
             host,
             records: InvocationLog::start(db.clone()),
+            views: views::EventViews::new(db.clone()),
             kv: Arc::new(SqlKv::new(db)),
             admission: admission::Admission::new(limits),
             plugins: Mutex::new(HashMap::new()),
             event_compile_wait,
-            views: views::EventViews::default(),
             metrics,
         }
     }
@@ -269,9 +270,19 @@ fn event(request: EventRequest) -> Result<(Event, bool), MarketError> {
             return Err(bad(format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes")));
         }
         Some(id) => (id, true),
-        None => (format!("evt_{}", random_hex(10)?), false),
+        None => (ordered_id("evt")?, false),
     };
     Ok((Event { id, event_type, payload: request.payload.to_string() }, from_client))
+}
+
+/// An id for an invocation or a generated event: `prefix_`, the milliseconds since the epoch
+/// (12 hex digits), then 8 random bytes. Rows written together then sit side by side in the
+/// indexes that hold these ids (the invocations' primary key, the applied-once index)
+/// instead of each on a random page, which was most of what a batch of rows wrote; 64 random
+/// bits per millisecond keep them as unlikely to collide as the 80 random bits before.
+fn ordered_id(prefix: &str) -> Result<String, MarketError> {
+    let millis = u64::try_from(nexus_registry::db::now_ms()).unwrap_or(0) & 0xffff_ffff_ffff;
+    Ok(format!("{prefix}_{millis:012x}{}", random_hex(8)?))
 }
 
 /// Whether an error counts against the circuit breaker. Errors that describe the event
@@ -422,3 +433,18 @@ pub enum Loading {
 
 /// How long a client told the host is busy should wait before retrying.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_ids_start_with_the_time_and_differ_within_a_millisecond() {
+        let (first, second) = (ordered_id("inv").unwrap(), ordered_id("inv").unwrap());
+        assert_eq!((first.len(), &first[..4]), ("inv_".len() + 12 + 16, "inv_"));
+        assert_ne!(first, second);
+        let millis = |id: &str| u64::from_str_radix(&id[4..16], 16).unwrap();
+        let now = u64::try_from(nexus_registry::db::now_ms()).unwrap();
+        assert!(millis(&first) <= millis(&second) && now - millis(&second) < 60_000, "{first} {second}");
+    }
+}

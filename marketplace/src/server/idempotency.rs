@@ -28,6 +28,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nexus_registry::db::process_id;
 use nexus_registry::db::{HookFuture, WriteHook, now_ms, with_write_hook};
 use nexus_registry::publishers::random_hex;
 use sha2::{Digest, Sha256};
@@ -104,13 +105,6 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     let response = with_write_hook(keyed.clone(), next.run(request)).await;
     pause_point("idempotency.before_answer").await;
     conclude(&state, &keyed, response).await
-}
-
-/// This process's part of every request id: a row whose request came from a process that
-/// is gone can be recovered at once.
-fn process_id() -> &'static str {
-    static ID: LazyLock<String> = LazyLock::new(|| random_hex(6).unwrap_or_else(|_| format!("{}", std::process::id())));
-    &ID
 }
 
 /// A place where a test may stop the server (`NEXUS_TEST_PAUSE_AT=<point>`): the process

@@ -1356,7 +1356,13 @@ async fn rollup_rows(m: &Money) -> Vec<String> {
     for (table, key, figures) in [
         ("money_rollups", "grain, start_day, currency, publisher, plugin_id, plan_key", &figures[..]),
         ("partner_balances", "publisher, currency", &figures[..9]),
-        ("partner_entries", "publisher, currency, seq, posted_at, transaction_id", &["amount_minor"][..]),
+        (
+            "partner_entries",
+            "publisher, currency, seq, posted_at, transaction_id, kind, COALESCE(charge_id, '-'), \
+             COALESCE(refund_id, '-'), COALESCE(payout_id, '-'), COALESCE(adjustment_id, '-'), \
+             COALESCE(plugin_id, '-'), COALESCE(plan_key, '-'), COALESCE(line, '-')",
+            &["amount_minor", "gross_minor", "fee_minor"][..],
+        ),
     ] {
         let columns: Vec<String> = figures.iter().map(|c| format!("CAST({c} AS TEXT)")).collect();
         let sql = format!(
@@ -1553,7 +1559,7 @@ fn ledger_verify_catches_rollups_that_disagree_and_a_rebuild_mends_them() {
             "{report}"
         );
         assert!(failed[0].1[0].contains("gross_minor -1"), "{report}");
-        assert!(failed[3].1[0].contains("amount_minor +6000, postings +1"), "{report}");
+        assert!(failed[3].1[0].contains("amount_minor +6000, gross_minor +6000, postings +1"), "{report}");
         nexus_marketplace::billing::rollups::rebuild(&m.env.market).await.unwrap();
         m.verify().await;
     });

@@ -31,12 +31,21 @@ impl Server {
     /// Starts `nexus-loadgen server` on a fresh data folder (and `database` if given) and
     /// waits for its announcement. Blocking.
     pub fn start(database: Option<&str>) -> anyhow::Result<Self> {
+        match database {
+            Some(url) => Self::spawn(&["--database", url]),
+            None => Self::spawn(&[]),
+        }
+    }
+
+    /// Starts `nexus-loadgen server --bare`, the comparator of `run --vs-bare`. Blocking.
+    pub fn start_bare() -> anyhow::Result<Self> {
+        Self::spawn(&["--bare"])
+    }
+
+    fn spawn(options: &[&str]) -> anyhow::Result<Self> {
         let data = tempfile::Builder::new().prefix("nexus-loadgen-").tempdir()?;
         let mut command = Command::new(std::env::current_exe()?);
-        command.arg("server").arg("--data-dir").arg(data.path());
-        if let Some(url) = database {
-            command.arg("--database").arg(url);
-        }
+        command.arg("server").arg("--data-dir").arg(data.path()).args(options);
         let mut child =
             command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("spawn")?;
         let stdout = child.stdout.take().context("the server's stdout is not piped")?;

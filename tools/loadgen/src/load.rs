@@ -1,15 +1,18 @@
 //! `nexus-loadgen run`: start the seeded server, drive `POST /v1/events` from `concurrency`
 //! keep-alive connections for a warm-up and a measured window, sample the server's memory,
-//! check the invocation rows, stop the server.
+//! check the invocation rows, stop the server. With `--vs-bare` it also starts the bare
+//! comparator (`bare.rs`) and alternates measured windows between the two (real, bare, bare,
+//! real, ...), so both are measured in the same run under the same conditions, and prints
+//! the ratio.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 use reqwest::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 use crate::child::Server;
@@ -26,16 +29,27 @@ pub struct RunArgs {
     /// Store in a throwaway PostgreSQL cluster started for the run instead of SQLite.
     #[arg(long)]
     postgres: bool,
-    /// Length of the measured window, in seconds.
+    /// Length of the measured window, in seconds (with --vs-bare: per server, split into
+    /// --rounds windows).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     duration_secs: u64,
     /// Connections, each with one request in flight at a time (at most the server's
     /// in-flight cap, 1024).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// Seconds of load before the window opens (connections, caches, pool warm-up).
+    /// Seconds of load before the window opens (connections, caches, pool warm-up); with
+    /// --vs-bare, for each server.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
     warmup_secs: u64,
+    /// Also measure the bare comparator (`server --bare`: one axum route that parses the same
+    /// JSON and answers a receipt of the same size) in alternating windows, and print the
+    /// ratio of the two throughputs.
+    #[arg(long)]
+    vs_bare: bool,
+    /// With --vs-bare: measured windows per server (the order alternates, real-bare then
+    /// bare-real, so a drift of the machine weighs on both).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: u32,
 }
 
 /// Shared between the workers and the progress line.
@@ -45,6 +59,34 @@ struct Counters {
     next: AtomicU64,
     /// Requests answered (or failed) so far.
     done: AtomicU64,
+    /// What is being driven now, for the progress line.
+    phase: Mutex<&'static str>,
+}
+
+impl Counters {
+    fn enter(&self, phase: &'static str) {
+        *self.phase.lock().unwrap_or_else(PoisonError::into_inner) = phase;
+    }
+}
+
+/// A server under load and the connections that drive it.
+struct Side<'a> {
+    server: &'a Server,
+    events: Url,
+    token: Arc<str>,
+    /// One client per connection, kept across windows so connections stay open.
+    clients: Vec<Client>,
+}
+
+impl<'a> Side<'a> {
+    fn new(server: &'a Server, concurrency: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            server,
+            events: server.url.join("/v1/events")?,
+            token: server.tenant_token.as_str().into(),
+            clients: (0..concurrency).map(|_| client()).collect::<anyhow::Result<_>>()?,
+        })
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -57,54 +99,135 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     eprintln!("starting the server ({})...", if args.postgres { "PostgreSQL" } else { "SQLite" });
     let mut server = tokio::task::block_in_place(|| Server::start(database.as_deref()))?;
-    let measured = measure(&server, &args).await;
-    let stopped = tokio::task::block_in_place(|| server.stop());
-    let report = measured?.print();
-    match stopped {
-        Ok(status) if status.success() => {}
-        Ok(status) => eprintln!("warning: the server exited with {status}"),
-        Err(error) => eprintln!("warning: {error:#}"),
+    let mut bare = match args.vs_bare {
+        true => Some(tokio::task::block_in_place(Server::start_bare)?),
+        false => None,
+    };
+    let measured = measure(&server, bare.as_ref(), &args).await;
+    let mut stopped = vec![tokio::task::block_in_place(|| server.stop())];
+    if let Some(bare) = bare.as_mut() {
+        stopped.push(tokio::task::block_in_place(|| bare.stop()));
     }
-    report.check()
+    let (real, bare) = measured?;
+    let real = real.print();
+    if let Some(bare) = bare {
+        println!();
+        crate::report::print_ratio(&real, &bare.print());
+    }
+    for stopped in stopped {
+        match stopped {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("warning: a server exited with {status}"),
+            Err(error) => eprintln!("warning: {error:#}"),
+        }
+    }
+    real.check()
 }
 
-async fn measure(server: &Server, args: &RunArgs) -> anyhow::Result<Report> {
-    let pid = server.pid();
-    let events = server.url.join("/v1/events")?;
-    let token: Arc<str> = server.tenant_token.as_str().into();
+async fn measure(server: &Server, bare: Option<&Server>, args: &RunArgs) -> anyhow::Result<(Report, Option<Report>)> {
+    let real = Side::new(server, args.concurrency)?;
+    let bare = bare.map(|bare| Side::new(bare, args.concurrency)).transpose()?;
     let counters = Arc::new(Counters::default());
-    let stopping = Arc::new(AtomicBool::new(false));
-    let memory_before = procfs::memory(pid).context("the server is gone")?;
+    let progress = tokio::spawn(progress(counters.clone(), Instant::now()));
+    let memory_before = procfs::memory(server.pid()).context("the server is gone")?;
+    let bare_memory_before = bare.as_ref().and_then(|side| procfs::memory(side.server.pid()));
 
-    let started = Instant::now();
-    let measure_from = started + Duration::from_secs(args.warmup_secs);
-    let stop_at = measure_from + Duration::from_secs(args.duration_secs);
-    let progress = tokio::spawn(progress(counters.clone(), started, measure_from));
-    let sampler = tokio::spawn(sample(pid, measure_from, stopping.clone()));
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, events, token, counters) = (client()?, events.clone(), token.clone(), counters.clone());
-        workers.push(tokio::spawn(worker(client, events, token, counters, measure_from, stop_at)));
+    let warmup = Duration::from_secs(args.warmup_secs);
+    counters.enter("warm-up");
+    let mut real_tally = drive(&real, &counters, warmup, false).await?.0;
+    let mut bare_tally = Tally::default();
+    if let Some(bare) = &bare {
+        counters.enter("warm-up bare");
+        bare_tally = drive(bare, &counters, warmup, false).await?.0;
     }
+
+    let rounds = if bare.is_some() { args.rounds } else { 1 };
+    let each = Duration::from_secs(args.duration_secs) / rounds;
+    let (mut real_windows, mut bare_windows) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let bare_first = round % 2 == 1;
+        for is_bare in [bare_first, !bare_first] {
+            let (side, windows, tally, phase) = match (is_bare, &bare) {
+                (false, _) => (&real, &mut real_windows, &mut real_tally, "measure"),
+                (true, Some(bare)) => (bare, &mut bare_windows, &mut bare_tally, "measure bare"),
+                (true, None) => continue,
+            };
+            counters.enter(phase);
+            let (measured, window) = drive(side, &counters, each, true).await?;
+            tally.merge(measured);
+            windows.push(window);
+        }
+    }
+    progress.abort();
+
+    let memory_after = procfs::memory(server.pid()).context("the server exited during the load")?;
+    let invocation_rows = recorded_invocations(&server.url, &server.tenant_token).await?;
+    let backend = if args.postgres { "PostgreSQL" } else { "SQLite" };
+    let real_report = Report {
+        subject: "POST /v1/events -> 1 echo install",
+        backend,
+        concurrency: args.concurrency,
+        warmup,
+        window: Window::combined(&real_windows),
+        rates: real_windows.iter().map(|w| w.rate).collect(),
+        tally: real_tally,
+        memory_before,
+        memory_after,
+        invocation_rows: Some(invocation_rows),
+    };
+    let bare_report = match (&bare, bare_memory_before) {
+        (Some(side), Some(memory_before)) => Some(Report {
+            subject: "bare axum comparator (parse the JSON, answer the receipt)",
+            backend,
+            concurrency: args.concurrency,
+            warmup,
+            window: Window::combined(&bare_windows),
+            rates: bare_windows.iter().map(|w| w.rate).collect(),
+            tally: bare_tally,
+            memory_before,
+            memory_after: procfs::memory(side.server.pid()).context("the bare server exited during the load")?,
+            invocation_rows: None,
+        }),
+        _ => None,
+    };
+    Ok((real_report, bare_report))
+}
+
+/// Drives `side` from all its connections for `length`; `measured` says whether what is
+/// sent counts as the window (else it is warm-up, counted only towards the invocation
+/// check). Returns the tally and, for a measured window, its figures.
+async fn drive(
+    side: &Side<'_>,
+    counters: &Arc<Counters>,
+    length: Duration,
+    measured: bool,
+) -> anyhow::Result<(Tally, Window)> {
+    let pid = side.server.pid();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let stop_at = started + length;
+    let measure_from = if measured { started } else { stop_at };
+    let sampler = measured.then(|| tokio::spawn(sample(pid, stopping.clone())));
+    let workers: Vec<_> = side
+        .clients
+        .iter()
+        .map(|client| {
+            let (client, events, token, counters) =
+                (client.clone(), side.events.clone(), side.token.clone(), counters.clone());
+            tokio::spawn(worker(client, events, token, counters, measure_from, stop_at))
+        })
+        .collect();
     let mut tally = Tally::default();
     for worker in workers {
         tally.merge(worker.await?);
     }
-    progress.abort();
     stopping.store(true, Ordering::Relaxed);
-    let window = sampler.await??;
-    let memory_after = procfs::memory(pid).context("the server exited during the load")?;
-    let invocation_rows = recorded_invocations(&server.url, &server.tenant_token).await?;
-    Ok(Report {
-        backend: if args.postgres { "PostgreSQL" } else { "SQLite" },
-        concurrency: args.concurrency,
-        warmup: Duration::from_secs(args.warmup_secs),
-        window,
-        tally,
-        memory_before,
-        memory_after,
-        invocation_rows,
-    })
+    let mut window = match sampler {
+        Some(sampler) => sampler.await??,
+        None => Window::default(),
+    };
+    window.rate = tally.latencies.len() as f64 / window.length.as_secs_f64().max(f64::MIN_POSITIVE);
+    Ok((tally, window))
 }
 
 /// A client that keeps its one connection alive and never goes through a proxy: the
@@ -124,14 +247,22 @@ async fn worker(
     stop_at: Instant,
 ) -> Tally {
     let mut tally = Tally::default();
+    let authorization = format!("Bearer {token}");
     loop {
         let start = Instant::now();
         if start >= stop_at {
             return tally;
         }
         let n = counters.next.fetch_add(1, Ordering::Relaxed);
-        let body = json!({ "type": "bench.ping", "payload": { "n": n } });
-        let sent = client.post(url.clone()).bearer_auth(&token).json(&body).send().await;
+        // The body as `serde_json::json!` would write it, without building a value first.
+        let body = format!(r#"{{"type":"bench.ping","payload":{{"n":{n}}}}}"#);
+        let sent = client
+            .post(url.clone())
+            .header(reqwest::header::AUTHORIZATION, &authorization)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
         // The body is always read to the end so the connection can be reused.
         let (outcome, answer) = match sent {
             Ok(response) => {
@@ -150,7 +281,7 @@ async fn worker(
 }
 
 /// One line a second on stderr: the phase, requests answered so far and the current rate.
-async fn progress(counters: Arc<Counters>, started: Instant, measure_from: Instant) {
+async fn progress(counters: Arc<Counters>, started: Instant) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -159,16 +290,16 @@ async fn progress(counters: Arc<Counters>, started: Instant, measure_from: Insta
         tick.tick().await;
         let (done, now) = (counters.done.load(Ordering::Relaxed), Instant::now());
         let rate = (done - last_done) as f64 / (now - last_at).as_secs_f64();
-        let phase = if now < measure_from { "warm-up" } else { "measure" };
-        eprintln!("[{:>4.0}s] {phase}  {done:>9} requests  {rate:>8.0} /s", (now - started).as_secs_f64());
+        let phase = *counters.phase.lock().unwrap_or_else(PoisonError::into_inner);
+        eprintln!("[{:>4.0}s] {phase:<12}  {done:>9} requests  {rate:>8.0} /s", (now - started).as_secs_f64());
         (last_done, last_at) = (done, now);
     }
 }
 
-/// From the window's opening until the workers are done: its length, the largest `VmRSS`
-/// seen, and the CPU each party used.
-async fn sample(pid: u32, measure_from: Instant, stopping: Arc<AtomicBool>) -> anyhow::Result<Window> {
-    tokio::time::sleep_until(measure_from.into()).await;
+/// From now until `stopping`: the window's length, the largest `VmRSS` seen, and the CPU
+/// each party used.
+async fn sample(pid: u32, stopping: Arc<AtomicBool>) -> anyhow::Result<Window> {
+    let started = Instant::now();
     let cpu_before = Cpu::now(pid).context("the server is gone")?;
     let mut tick = tokio::time::interval(MEMORY_SAMPLE_EVERY);
     let (mut peak_rss_kib, mut memory_samples) = (0, 0);
@@ -179,10 +310,10 @@ async fn sample(pid: u32, measure_from: Instant, stopping: Arc<AtomicBool>) -> a
             memory_samples += 1;
         }
     }
-    let length = measure_from.elapsed();
+    let length = started.elapsed();
     let cpu_after = Cpu::now(pid).context("the server exited during the load")?;
     let cores = cpu_before.cores_until(&cpu_after, length.as_secs_f64());
-    Ok(Window { length, peak_rss_kib, memory_samples, cores })
+    Ok(Window { length, peak_rss_kib, memory_samples, cores, rate: 0.0 })
 }
 
 /// The rows in `invocations` for the tenant's install, as the API reports them.

@@ -3,7 +3,9 @@
 //! and whether every accepted event left exactly one invocation row; `market` mixes what a
 //! marketplace sees at once (purchases, plan changes, refunds, uninstalls, publishes and
 //! events, keyed and retried), checks every outcome through the API and reports a table per
-//! kind of request.
+//! kind of request. `run --vs-bare` also measures a bare axum route that parses the same
+//! JSON and answers a receipt of the same size, alternating windows with the real server,
+//! and prints the ratio: what the marketplace's path costs over HTTP and JSON alone.
 //!
 //! `server` seeds a marketplace through the marketplace's own functions and serves its
 //! router; `run` and `market` start `server` as a child process, are HTTP clients of it and
@@ -11,6 +13,7 @@
 //! marketplace logic and must not reach into the server's internals from the client side:
 //! only HTTP, `/proc`, and the sample plugins' files it publishes.
 
+mod bare;
 mod child;
 mod load;
 mod market;
@@ -43,7 +46,7 @@ enum Command {
     Market(market::MarketArgs),
     /// Seed a marketplace and serve it on 127.0.0.1 until stdin closes or SIGTERM; prints
     /// `{"url", "tenant_token", "operator_token", "publisher_token"}` as one line on stdout
-    /// once it accepts connections.
+    /// once it accepts connections. `--bare`: the comparator of `run --vs-bare` instead.
     Server(serve::ServerArgs),
 }
 

@@ -23,6 +23,9 @@ pub struct Tally {
     pub accepted: u64,
     /// Requests started during warm-up.
     pub warmup_requests: u64,
+    /// Bytes of the successful answers' bodies in the measured window (their mean shows
+    /// that the bare comparator answers as much as the real route).
+    pub answer_bytes: u64,
 }
 
 impl Tally {
@@ -45,6 +48,7 @@ impl Tally {
         };
         if success {
             self.latencies.push(latency);
+            self.answer_bytes += answer.len() as u64;
         } else if !self.first_failures.contains_key(&key) {
             let evidence = match &outcome {
                 Ok(_) => String::from_utf8_lossy(answer).chars().take(SAMPLE_CHARS).collect(),
@@ -65,11 +69,13 @@ impl Tally {
         }
         self.accepted += other.accepted;
         self.warmup_requests += other.warmup_requests;
+        self.answer_bytes += other.answer_bytes;
     }
 }
 
-/// The measured window, from its opening until the last request answered.
-#[derive(Debug)]
+/// The measured window, from its opening until the last request answered (or several
+/// such windows together).
+#[derive(Debug, Default, Clone)]
 pub struct Window {
     pub length: Duration,
     /// The largest `VmRSS` sampled.
@@ -77,18 +83,44 @@ pub struct Window {
     pub memory_samples: usize,
     /// Average cores busy: the server, the load generator, everything else.
     pub cores: [f64; 3],
+    /// 2xx answers per second.
+    pub rate: f64,
+}
+
+impl Window {
+    /// Several windows as one: lengths and samples add up, the peak is the largest, cores
+    /// and rate are averaged by length.
+    pub fn combined(windows: &[Window]) -> Window {
+        let length: Duration = windows.iter().map(|w| w.length).sum();
+        let seconds = length.as_secs_f64().max(f64::MIN_POSITIVE);
+        let weighted = |figure: &dyn Fn(&Window) -> f64| {
+            windows.iter().map(|w| figure(w) * w.length.as_secs_f64()).sum::<f64>() / seconds
+        };
+        Window {
+            length,
+            peak_rss_kib: windows.iter().map(|w| w.peak_rss_kib).max().unwrap_or(0),
+            memory_samples: windows.iter().map(|w| w.memory_samples).sum(),
+            cores: [0, 1, 2].map(|i| weighted(&|w: &Window| w.cores[i])),
+            rate: weighted(&|w: &Window| w.rate),
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Report {
+    /// What was driven.
+    pub subject: &'static str,
     pub backend: &'static str,
     pub concurrency: u32,
     pub warmup: Duration,
     pub window: Window,
+    /// 2xx answers per second of each measured window, in order.
+    pub rates: Vec<f64>,
     pub tally: Tally,
     pub memory_before: Memory,
     pub memory_after: Memory,
-    pub invocation_rows: u64,
+    /// The invocation rows the real server recorded; `None` for the bare comparator.
+    pub invocation_rows: Option<u64>,
 }
 
 impl Report {
@@ -99,20 +131,27 @@ impl Report {
         let ok = tally.latencies.len() as u64;
         let cores = std::thread::available_parallelism().map_or(0, usize::from);
         let build = if cfg!(debug_assertions) { "DEBUG build, not for figures" } else { "release build" };
-        println!("nexus-loadgen: POST /v1/events -> 1 echo install, {} backend, {build}", self.backend);
+        match self.invocation_rows {
+            Some(_) => println!("nexus-loadgen: {}, {} backend, {build}", self.subject, self.backend),
+            None => println!("nexus-loadgen: {}, {build}", self.subject),
+        }
         println!(
             "note: the load generator and the server share this machine's {cores} cores; the CPU line says who used what"
         );
-        if self.backend == "PostgreSQL" {
+        if self.backend == "PostgreSQL" && self.invocation_rows.is_some() {
             println!(
                 "note: the throwaway cluster runs with fsync=off, synchronous_commit=off; SQLite commits with fsync"
             );
         }
         println!("concurrency      {} keep-alive connections, one request in flight each", self.concurrency);
         println!(
-            "window           {:.2} s after {} s warm-up",
+            "window           {:.2} s after {} s warm-up{}",
             self.window.length.as_secs_f64(),
-            self.warmup.as_secs()
+            self.warmup.as_secs(),
+            match self.rates.len() {
+                0 | 1 => String::new(),
+                windows => format!(", in {windows} windows alternating with the other server"),
+            }
         );
         println!("events sent      {sent} in the window ({} more in warm-up)", tally.warmup_requests);
         let outcomes: Vec<String> = tally.outcomes.iter().map(|(key, count)| format!("{key}: {count}")).collect();
@@ -123,10 +162,12 @@ impl Report {
         for (key, evidence) in &tally.first_failures {
             println!("errors {key:<9} {} (first answer: {evidence})", tally.outcomes.get(key).copied().unwrap_or(0));
         }
-        println!(
-            "throughput       {:.0} events/s (2xx answers / window)",
-            ok as f64 / self.window.length.as_secs_f64()
-        );
+        println!("throughput       {:.0} events/s (2xx answers / window)", self.throughput());
+        if self.rates.len() > 1 {
+            let rates: Vec<String> = self.rates.iter().map(|rate| format!("{rate:.0}")).collect();
+            println!("by window        {} /s", rates.join(", "));
+        }
+        println!("answer size      {:.0} bytes of body on average (2xx)", tally.answer_bytes as f64 / ok.max(1) as f64);
         if let Some(max) = tally.latencies.last() {
             let [p50, p90, p99] = [0.50, 0.90, 0.99].map(|q| millis(percentile(&tally.latencies, q)));
             println!("latency (2xx)    p50 {p50}  p90 {p90}  p99 {p99}  max {}", millis(*max));
@@ -144,24 +185,49 @@ impl Report {
             "CPU (window)     server {server:.2} cores, loadgen {loadgen:.2}, everything else {others:.2}{}",
             if self.backend == "PostgreSQL" { " (PostgreSQL included)" } else { "" }
         );
-        let verdict = if self.invocation_rows == tally.accepted { "equal" } else { "MISMATCH" };
-        println!(
-            "invocation rows  {} recorded, {} events accepted (warm-up included): {verdict}",
-            self.invocation_rows, tally.accepted
-        );
+        if let Some(rows) = self.invocation_rows {
+            let verdict = if rows == tally.accepted { "equal" } else { "MISMATCH" };
+            println!(
+                "invocation rows  {rows} recorded, {} events accepted (warm-up included): {verdict}",
+                tally.accepted
+            );
+        }
         self
+    }
+
+    /// 2xx answers per second of the whole measured time.
+    pub fn throughput(&self) -> f64 {
+        self.tally.latencies.len() as f64 / self.window.length.as_secs_f64().max(f64::MIN_POSITIVE)
     }
 
     /// Every accepted event must have left one invocation row, and none other.
     pub fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.invocation_rows == self.tally.accepted,
-            "{} invocation rows for {} accepted events",
-            self.invocation_rows,
-            self.tally.accepted
-        );
+        if let Some(rows) = self.invocation_rows {
+            anyhow::ensure!(
+                rows == self.tally.accepted,
+                "{rows} invocation rows for {} accepted events",
+                self.tally.accepted
+            );
+        }
         Ok(())
     }
+}
+
+/// The line `run --vs-bare` exists for: the real route's throughput as a share of the bare
+/// comparator's, both measured in this run.
+pub fn print_ratio(real: &Report, bare: &Report) {
+    let ratio = real.throughput() / bare.throughput().max(f64::MIN_POSITIVE);
+    let p50 = |report: &Report| millis(percentile(&report.tally.latencies, 0.5));
+    println!(
+        "ratio            real {:.0} events/s / bare {:.0} req/s = {:.1} % (p50 {} vs {}; server CPU {:.2} vs {:.2} cores)",
+        real.throughput(),
+        bare.throughput(),
+        ratio * 100.0,
+        p50(real),
+        p50(bare),
+        real.window.cores[0],
+        bare.window.cores[0],
+    );
 }
 
 /// The `q` quantile of sorted `values` (nearest rank).
@@ -193,6 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn windows_combine_weighted_by_length() {
+        let window = |seconds, rate, server| Window {
+            length: Duration::from_secs(seconds),
+            peak_rss_kib: seconds * 10,
+            memory_samples: 4,
+            cores: [server, 0.5, 0.0],
+            rate,
+        };
+        let combined = Window::combined(&[window(1, 100.0, 1.0), window(3, 200.0, 2.0)]);
+        assert_eq!((combined.length, combined.peak_rss_kib, combined.memory_samples), (Duration::from_secs(4), 30, 8));
+        assert_eq!((combined.rate, combined.cores), (175.0, [1.75, 0.5, 0.0]));
+        assert_eq!(Window::combined(&[]).rate, 0.0);
+    }
+
+    #[test]
     fn warmup_counts_only_towards_accepted() {
         let mut tally = Tally::default();
         tally.record(false, Ok(reqwest::StatusCode::OK), b"{}", Duration::from_millis(1));
@@ -200,6 +281,7 @@ mod tests {
         tally.record(true, Ok(reqwest::StatusCode::INTERNAL_SERVER_ERROR), b"{\"error\":1}", Duration::ZERO);
         tally.record(true, Ok(reqwest::StatusCode::INTERNAL_SERVER_ERROR), b"second", Duration::ZERO);
         assert_eq!((tally.accepted, tally.warmup_requests, tally.latencies.len()), (2, 1, 1));
+        assert_eq!(tally.answer_bytes, 2);
         assert_eq!(tally.outcomes.get("500"), Some(&2));
         assert_eq!(tally.first_failures.get("500").map(String::as_str), Some("{\"error\":1}"));
     }

@@ -28,6 +28,10 @@ pub struct ServerArgs {
     /// A postgres:// URL to use instead of SQLite.
     #[arg(long)]
     database: Option<String>,
+    /// Serve the bare comparator instead (`bare.rs`): one axum route that parses the event
+    /// and answers a receipt of the same shape, with no marketplace behind it.
+    #[arg(long, conflicts_with = "database")]
+    bare: bool,
 }
 
 /// Admission far above what two cores can serve, so the measurement finds the server's
@@ -44,6 +48,9 @@ const TENANT: &str = "load";
 const PLUGIN: &str = "bench/echo";
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if args.bare {
+        return crate::bare::run(shutdown()).await;
+    }
     // Storage failures are logged, not sent to clients: show them on the inherited stderr.
     // The server's own warnings are left out: the one it gives here is about the throwaway
     // master key.
@@ -70,17 +77,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let seeded = seed(&market).await.context("seeding the marketplace")?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
+    announce(&url, &seeded.tenant, &seeded.operator, &seeded.publisher)?;
+    server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await
+}
+
+/// The one line on stdout that tells the parent where the server is and which tokens to use.
+pub fn announce(url: &str, tenant: &str, operator: &str, publisher: &str) -> anyhow::Result<()> {
     let announcement = serde_json::json!({
         "url": url,
-        "tenant_token": seeded.tenant,
-        "operator_token": seeded.operator,
-        "publisher_token": seeded.publisher,
+        "tenant_token": tenant,
+        "operator_token": operator,
+        "publisher_token": publisher,
     });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{announcement}")?;
     stdout.flush()?;
-    drop(stdout);
-    server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await
+    Ok(())
 }
 
 /// The secrets of the seeded accounts.

@@ -189,39 +189,68 @@ pub async fn insert(
     new: NewCharge,
     now: i64,
 ) -> Result<Option<ChargeId>, MarketError> {
-    if new.amount_minor < 0 {
+    let mut ids = insert_many(conn, &[(billed.clone(), new)], now).await?;
+    Ok(ids.pop().flatten())
+}
+
+/// Charges written per multi-row `INSERT` (15 values each: well under both backends' limits).
+const CHARGES_PER_STATEMENT: usize = 200;
+
+/// [`insert`] of many charges: multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`, then
+/// the ledger transactions of those written, in a few statements whatever their number. Per
+/// line, in order, the id of the charge written or `None` if it existed.
+pub async fn insert_many(
+    conn: &mut sqlx::AnyConnection,
+    lines: &[(Billed<'_>, NewCharge)],
+    now: i64,
+) -> Result<Vec<Option<ChargeId>>, MarketError> {
+    if lines.iter().any(|(_, new)| new.amount_minor < 0) {
         return Err(MarketError::invalid("invalid_amount", "a charge is never negative"));
     }
-    let id = ChargeId::random()?;
-    let status = if new.amount_minor == 0 { ChargeStatus::NothingDue } else { ChargeStatus::Pending };
-    let detail = serde_json::to_string(&new.detail).map_err(storage)?;
-    let inserted = sqlx::query(
-        "INSERT INTO charges (id, install_id, tenant_id, plugin_id, publisher, plan_id, line, period_start, period_end, \
-         currency, amount_minor, detail, status, attempts, next_attempt_at, refunded_minor, fee_refunded_minor, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, 0, 0, $15) \
-         ON CONFLICT (install_id, line, period_start) DO NOTHING",
-    )
-    .bind(id.as_str())
-    .bind(billed.install)
-    .bind(billed.tenant)
-    .bind(billed.plugin)
-    .bind(billed.publisher)
-    .bind(&billed.plan.id)
-    .bind(&new.line)
-    .bind(new.period.start_ms)
-    .bind(new.period.end_ms)
-    .bind(new.currency.code())
-    .bind(new.amount_minor)
-    .bind(detail)
-    .bind(status.as_str())
-    .bind((status == ChargeStatus::Pending).then_some(now))
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(None);
+    let ids = lines.iter().map(|_| ChargeId::random()).collect::<Result<Vec<_>, _>>()?;
+    let mut written = std::collections::HashSet::new();
+    for (chunk, chunk_ids) in lines.chunks(CHARGES_PER_STATEMENT).zip(ids.chunks(CHARGES_PER_STATEMENT)) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let p: Vec<String> = (1..=15).map(|c| format!("${}", row * 15 + c)).collect();
+                format!("({}, 0, {}, 0, 0, {})", p[..13].join(", "), p[13], p[14])
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO charges (id, install_id, tenant_id, plugin_id, publisher, plan_id, line, period_start, \
+             period_end, currency, amount_minor, detail, status, attempts, next_attempt_at, refunded_minor, \
+             fee_refunded_minor, created_at) VALUES {} ON CONFLICT (install_id, line, period_start) DO NOTHING \
+             RETURNING id",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for ((billed, new), id) in chunk.iter().zip(chunk_ids) {
+            let status = if new.amount_minor == 0 { ChargeStatus::NothingDue } else { ChargeStatus::Pending };
+            insert = insert
+                .bind(id.as_str())
+                .bind(billed.install)
+                .bind(billed.tenant)
+                .bind(billed.plugin)
+                .bind(billed.publisher)
+                .bind(&billed.plan.id)
+                .bind(&new.line)
+                .bind(new.period.start_ms)
+                .bind(new.period.end_ms)
+                .bind(new.currency.code())
+                .bind(new.amount_minor)
+                .bind(serde_json::to_string(&new.detail).map_err(storage)?)
+                .bind(status.as_str())
+                .bind((status == ChargeStatus::Pending).then_some(now))
+                .bind(now);
+        }
+        for row in insert.fetch_all(&mut *conn).await? {
+            written.insert(row.try_get::<String, _>("id")?);
+        }
     }
-    if new.amount_minor > 0 {
+    let ids: Vec<Option<ChargeId>> = ids.into_iter().map(|id| written.contains(id.as_str()).then_some(id)).collect();
+    let mut postings = Vec::new();
+    for ((billed, new), id) in lines.iter().zip(&ids) {
+        let Some(id) = id.as_ref().filter(|_| new.amount_minor > 0) else { continue };
         let posting = ledger::posting(
             new.currency,
             &[
@@ -230,19 +259,28 @@ pub async fn insert(
             ],
         )?;
         let memo = format!("{} {} of {} for {}", billed.plan.key, new.line, billed.plugin, billed.install);
-        let head = Head {
-            kind: Kind::Charge,
-            charge: Some(&id),
-            refund: None,
-            payout: None,
-            adjustment: None,
-            idempotency: None,
-            memo,
-            at: now,
-        };
-        ledger::post(conn, head, &posting).await?;
+        postings.push((id, memo, posting));
     }
-    Ok(Some(id))
+    let heads: Vec<_> = postings
+        .iter()
+        .map(|(id, memo, posting)| {
+            let head = Head {
+                kind: Kind::Charge,
+                charge: Some(*id),
+                refund: None,
+                payout: None,
+                adjustment: None,
+                idempotency: None,
+                memo: memo.clone(),
+                at: now,
+            };
+            (head, posting)
+        })
+        .collect();
+    if !heads.is_empty() {
+        ledger::post_many(conn, &heads).await?;
+    }
+    Ok(ids)
 }
 
 /// The charge, if the caller may see it: its tenant (with `read`) or an operator. Another

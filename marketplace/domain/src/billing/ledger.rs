@@ -202,7 +202,9 @@ pub async fn post_many(
                 kind: head.kind,
                 at: head.at,
                 charge: head.charge.map(ChargeId::as_str),
+                refund: head.refund.map(RefundId::as_str),
                 payout: head.payout,
+                adjustment: head.adjustment,
                 posting,
             })
         })

@@ -1,13 +1,15 @@
 //! Money rollups: the figures the money reports read (GMV, sales, statements, payouts,
 //! `/metrics`), kept beside the ledger so that a report reads a few rows per partner and
-//! period instead of every entry of its window. Three tables (migration 0014):
+//! period instead of every entry of its window. Three tables (migrations 0014 and 0015):
 //!
 //! - `money_rollups`: per UTC day and per UTC calendar month, currency, partner, plugin and
 //!   plan: collections, gross, fees, refunds, fees returned, partner earnings, payable
 //!   movement, payouts paid, and the refunds of the charges collected in that day or month;
 //! - `partner_balances`: per partner and currency, the same figures since the beginning (the
 //!   payable balance among them);
-//! - `partner_entries`: each posting that moved a partner's payable, by ledger order and time.
+//! - `partner_entries`: each posting that moved a partner's payable, by ledger order and time,
+//!   as its statement line (what the transaction records, the charge's plugin, plan and line,
+//!   and the payable, gross and fee figures).
 //!
 //! They stay exact because they are written in one place, [`apply`], called by
 //! [`ledger::post_many`](super::ledger::post_many) inside the database transaction that
@@ -192,6 +194,21 @@ pub fn payable_moves(posting: &Posting) -> BTreeMap<(String, String), i64> {
     out
 }
 
+/// A posting's statement-line figures per currency: the gross of a sale or refund (its cash)
+/// and the fee (fee revenue taken, positive, or returned, negative).
+pub fn line_figures(kind: Kind, posting: &Posting) -> BTreeMap<String, (i64, i64)> {
+    let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for entry in posting.entries() {
+        let (gross, fee) = out.entry(entry.amount.currency.code().to_string()).or_default();
+        match entry.account.as_str() {
+            "platform:cash" if matches!(kind, Kind::Collection | Kind::Refund) => *gross += entry.amount.minor,
+            "platform:fee-revenue" => *fee -= entry.amount.minor,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The UTC day of a moment, as SQL computes it (`posted_at / 86400000`).
 pub fn day_of(at: i64) -> i64 {
     at / DAY_MS
@@ -236,7 +253,9 @@ pub(crate) struct Posted<'a> {
     pub kind: Kind,
     pub at: i64,
     pub charge: Option<&'a str>,
+    pub refund: Option<&'a str>,
     pub payout: Option<&'a str>,
+    pub adjustment: Option<&'a str>,
     pub posting: &'a Posting,
 }
 
@@ -245,6 +264,7 @@ struct ChargeFacts {
     publisher: String,
     plugin: String,
     plan: String,
+    line: String,
     collected_at: Option<i64>,
 }
 
@@ -254,8 +274,11 @@ pub(crate) async fn apply(conn: &mut sqlx::AnyConnection, posted: &[Posted<'_>])
         .iter()
         .map(|p| figures(p.kind, p.posting).into_iter().filter(|(_, leg)| !leg.figures.is_zero()).collect())
         .collect();
-    let rolled = || posted.iter().zip(&legs).filter(|(_, legs)| !legs.is_empty()).map(|(p, _)| p);
-    let charges = charge_facts(conn, rolled().filter_map(|p| p.charge).collect()).await?;
+    let moves: Vec<BTreeMap<(String, String), i64>> = posted.iter().map(|p| payable_moves(p.posting)).collect();
+    let rolled = || {
+        posted.iter().zip(legs.iter().zip(&moves)).filter(|(_, (legs, moves))| !legs.is_empty() || !moves.is_empty())
+    };
+    let charges = charge_facts(conn, rolled().filter_map(|(p, _)| p.charge).collect()).await?;
     let unattributed = |(p, legs): &(&Posted, &BTreeMap<String, Leg>)| {
         p.charge.is_none() && legs.values().any(|leg| leg.payee.is_none())
     };
@@ -266,7 +289,7 @@ pub(crate) async fn apply(conn: &mut sqlx::AnyConnection, posted: &[Posted<'_>])
     let mut rollups: BTreeMap<RollupKey, Figures> = BTreeMap::new();
     let mut balances: BTreeMap<(String, String), Figures> = BTreeMap::new();
     let mut entries = Vec::new();
-    for (p, legs) in posted.iter().zip(legs) {
+    for ((p, legs), moves) in posted.iter().zip(legs).zip(moves) {
         let charge = p.charge.and_then(|id| charges.get(id));
         for (currency, leg) in legs {
             let publisher = leg
@@ -296,8 +319,10 @@ pub(crate) async fn apply(conn: &mut sqlx::AnyConnection, posted: &[Posted<'_>])
             }
             balances.entry((publisher, currency)).or_default().add(&own);
         }
-        for ((partner, currency), amount) in payable_moves(p.posting) {
-            entries.push((partner, currency, p.seq, p.at, p.id, amount));
+        let lines = line_figures(p.kind, p.posting);
+        for ((partner, currency), amount) in moves {
+            let (gross, fee) = lines.get(&currency).copied().unwrap_or_default();
+            entries.push(PartnerEntry { partner, currency, posted: p, charge, amount, gross, fee });
         }
     }
     upsert_rollups(conn, &rollups).await?;
@@ -319,7 +344,7 @@ async fn charge_facts(
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
         let sql = format!(
-            "SELECT c.id, c.publisher, c.plugin_id, p.plan_key, c.collected_at FROM charges c \
+            "SELECT c.id, c.publisher, c.plugin_id, p.plan_key, c.line, c.collected_at FROM charges c \
              JOIN plans p ON p.id = c.plan_id WHERE c.id IN ({})",
             placeholders(1, chunk.len())
         );
@@ -332,6 +357,7 @@ async fn charge_facts(
                 publisher: row.try_get("publisher")?,
                 plugin: row.try_get("plugin_id")?,
                 plan: row.try_get("plan_key")?,
+                line: row.try_get("line")?,
                 collected_at: row.try_get("collected_at")?,
             };
             out.insert(row.try_get("id")?, facts);
@@ -432,18 +458,48 @@ async fn upsert_balances(
     Ok(())
 }
 
-type PartnerEntry<'a> = (String, String, i64, i64, &'a str, i64);
+/// A row of `partner_entries`: a statement line.
+struct PartnerEntry<'a> {
+    partner: String,
+    currency: String,
+    posted: &'a Posted<'a>,
+    charge: Option<&'a ChargeFacts>,
+    amount: i64,
+    gross: i64,
+    fee: i64,
+}
 
 async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[PartnerEntry<'_>]) -> Result<(), MarketError> {
+    const COLUMNS: usize = 16;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(i * 6 + 1, 6))).collect();
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
         let sql = format!(
-            "INSERT INTO partner_entries (publisher, currency, seq, posted_at, transaction_id, amount_minor) VALUES {}",
+            "INSERT INTO partner_entries (publisher, currency, seq, posted_at, transaction_id, kind, charge_id, \
+             refund_id, payout_id, adjustment_id, plugin_id, plan_key, line, amount_minor, gross_minor, fee_minor) \
+             VALUES {}",
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (publisher, currency, seq, at, id, amount) in chunk {
-            query = query.bind(publisher.as_str()).bind(currency.as_str()).bind(*seq).bind(*at).bind(*id).bind(*amount);
+        for row in chunk {
+            let p = row.posted;
+            query = query
+                .bind(row.partner.as_str())
+                .bind(row.currency.as_str())
+                .bind(p.seq)
+                .bind(p.at)
+                .bind(p.id)
+                .bind(p.kind.as_str())
+                .bind(p.charge)
+                .bind(p.refund)
+                .bind(p.payout)
+                .bind(p.adjustment)
+                .bind(row.charge.map(|c| c.plugin.as_str()))
+                .bind(row.charge.map(|c| c.plan.as_str()))
+                .bind(row.charge.map(|c| c.line.as_str()))
+                .bind(row.amount)
+                .bind(row.gross)
+                .bind(row.fee);
         }
         query.execute(&mut *conn).await?;
     }
@@ -489,6 +545,8 @@ mod tests {
             ..Figures::default()
         };
         assert_eq!((leg.figures, leg.payee.as_deref()), (expected, Some("acme")));
+        let lines = line_figures(Kind::Collection, &posting(eur(), &legs).unwrap());
+        assert_eq!(lines.into_iter().collect::<Vec<_>>(), [("EUR".to_string(), (1000, 150))]);
     }
 
     #[test]
@@ -510,6 +568,8 @@ mod tests {
         };
         let expected_sold = Figures { sold_refunded_minor: 400, sold_fees_returned_minor: 60, ..Figures::default() };
         assert_eq!((own, sold), (expected_own, expected_sold));
+        let lines = line_figures(Kind::Refund, &posting(eur(), &legs).unwrap());
+        assert_eq!(lines.into_iter().collect::<Vec<_>>(), [("EUR".to_string(), (-400, -60))]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use nexus_money::period::{self, Interval, Period};
+use nexus_registry::Backend;
+use nexus_registry::db::process_id;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -72,10 +74,14 @@ pub async fn run_for(market: &Market, caller: &Caller, request: RunRequest) -> R
     Ok(report)
 }
 
-/// Installs billed per batch, charges collected per batch.
-const BATCH: i64 = 500;
+/// Installs billed per write transaction: a few hundred make the commit and the round trips
+/// per install small, while a transaction (and the rows it locks) stays short.
+const INSTALLS_PER_TX: usize = 250;
 
-/// Bills everything due before `until`, then collects what is due.
+/// Bills everything due before `until`, then collects what is due. Each batch of installs is
+/// billed in one write transaction and each batch of charges claimed in one and concluded in
+/// another, so a run killed at any point has committed whole batches: the next run continues
+/// from what is still due.
 pub async fn run(market: &Market, until: i64) -> Result<RunReport, MarketError> {
     let mut report = RunReport { until, ..RunReport::default() };
     let mut after = String::new();
@@ -85,11 +91,11 @@ pub async fn run(market: &Market, until: i64) -> Result<RunReport, MarketError> 
         )
         .bind(until)
         .bind(&after)
-        .bind(BATCH)
+        .bind(INSTALLS_PER_TX as i64)
         .fetch_all(&market.db.pool)
         .await?;
-        for install in &due {
-            match bill_install(market, install, until).await {
+        for (install, outcome) in bill_batch(market, &due, until).await {
+            match outcome {
                 Ok(created) => {
                     report.installs_billed += 1;
                     for (currency, amount) in created {
@@ -105,24 +111,31 @@ pub async fn run(market: &Market, until: i64) -> Result<RunReport, MarketError> 
             }
         }
         match due.last() {
-            Some(last) if due.len() as i64 == BATCH => after = last.clone(),
+            Some(last) if due.len() == INSTALLS_PER_TX => after = last.clone(),
             _ => break,
         }
     }
+    // Claims to resolve: expired ones, and on SQLite (one server per file) those of a
+    // killed process at once (see `collect::decide`).
+    let claims = match market.db.backend {
+        Backend::Sqlite => "(claimed_until <= $1 OR claimed_by <> $4)",
+        Backend::Postgres => "claimed_until <= $1",
+    };
+    let sql = format!(
+        "SELECT id FROM charges WHERE ((status IN ('pending', 'failed') AND next_attempt_at <= $1) \
+         OR (status = 'collecting' AND {claims})) AND id > $2 ORDER BY id LIMIT $3"
+    );
     let mut after = String::new();
     loop {
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM charges WHERE ((status IN ('pending', 'failed') AND next_attempt_at <= $1) \
-             OR (status = 'collecting' AND claimed_until <= $1)) AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(until)
-        .bind(&after)
-        .bind(BATCH)
-        .fetch_all(&market.db.pool)
-        .await?;
-        for id in &due {
-            let id: ChargeId = id.parse()?;
-            match collect::collect(market, &id, until, false).await {
+        let query = sqlx::query_scalar(&sql).bind(until).bind(&after).bind(collect::CHARGES_PER_TX as i64);
+        let query = match market.db.backend {
+            Backend::Sqlite => query.bind(process_id()),
+            Backend::Postgres => query,
+        };
+        let due: Vec<String> = query.fetch_all(&market.db.pool).await?;
+        let ids = due.iter().map(|id| id.parse()).collect::<Result<Vec<ChargeId>, _>>()?;
+        for (id, outcome) in collect::collect_many(market, &ids, until, false).await {
+            match outcome {
                 Ok(Collected::Succeeded) => report.collected += 1,
                 Ok(Collected::Declined) => report.declined += 1,
                 Ok(Collected::Unknown) => report.unknown += 1,
@@ -134,11 +147,30 @@ pub async fn run(market: &Market, until: i64) -> Result<RunReport, MarketError> 
             }
         }
         match due.last() {
-            Some(last) if due.len() as i64 == BATCH => after = last.clone(),
+            Some(last) if due.len() == collect::CHARGES_PER_TX => after = last.clone(),
             _ => break,
         }
     }
     Ok(report)
+}
+
+/// What billing one install created: (currency, amount) of each charge, or why it failed.
+type Billing = Result<Vec<(String, i64)>, MarketError>;
+
+/// Bills `installs` in one transaction; if that transaction fails, one by one, so that one
+/// install's problem never stops the others' billing.
+async fn bill_batch(market: &Market, installs: &[String], until: i64) -> Vec<(String, Billing)> {
+    match bill_many(market, installs, until).await {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(%error, installs = installs.len(), "a batch of installs failed; billing them one by one");
+            let mut outcomes = Vec::with_capacity(installs.len());
+            for install in installs {
+                outcomes.push((install.clone(), bill_install(market, install, until).await));
+            }
+            outcomes
+        }
+    }
 }
 
 /// Runs billing every `every` until the task is dropped. Errors are logged; the next run
@@ -179,35 +211,48 @@ struct State {
     uninstalled_at: Option<i64>,
 }
 
-async fn lock_state(
+/// Locks the rows of `installs` (on PostgreSQL, in id order, so that two batches never wait
+/// for each other in a cycle) and reads their billing state and plan id: installs without a
+/// plan (or gone) are left out.
+async fn lock_states(
     conn: &mut sqlx::AnyConnection,
     market: &Market,
-    install: &str,
-) -> Result<Option<(State, Plan)>, MarketError> {
-    let row = sqlx::query(&format!(
-        "SELECT tenant_id, plugin_id, plan_id, status, status_reason, billing_anchor, paid_through, usage_billed_until, \
-         uninstalled_at FROM installs WHERE id = $1{}",
-        market.db.for_update()
-    ))
-    .bind(install)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let Some(plan_id) = row.try_get::<Option<String>, _>("plan_id")? else { return Ok(None) };
-    let plugin: String = row.try_get("plugin_id")?;
-    let state = State {
-        tenant: row.try_get("tenant_id")?,
-        publisher: plugin.split('/').next().unwrap_or_default().to_string(),
-        plugin,
-        status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
-        status_reason: row.try_get("status_reason")?,
-        anchor: row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(0),
-        paid_through: row.try_get("paid_through")?,
-        usage_billed_until: row.try_get("usage_billed_until")?,
-        uninstalled_at: row.try_get("uninstalled_at")?,
-    };
-    let plan = plans::get_in(conn, &plan_id.parse()?).await?;
-    Ok(Some((state, plan)))
+    installs: &[String],
+) -> Result<Vec<(String, State, String)>, MarketError> {
+    let mut ids: Vec<&str> = installs.iter().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(INSTALLS_PER_TX) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, tenant_id, plugin_id, plan_id, status, status_reason, billing_anchor, paid_through, \
+             usage_billed_until, uninstalled_at FROM installs WHERE id IN ({}) ORDER BY id{}",
+            placeholders.join(", "),
+            market.db.for_update()
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let Some(plan_id) = row.try_get::<Option<String>, _>("plan_id")? else { continue };
+            let plugin: String = row.try_get("plugin_id")?;
+            let state = State {
+                tenant: row.try_get("tenant_id")?,
+                publisher: plugin.split('/').next().unwrap_or_default().to_string(),
+                plugin,
+                status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
+                status_reason: row.try_get("status_reason")?,
+                anchor: row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(0),
+                paid_through: row.try_get("paid_through")?,
+                usage_billed_until: row.try_get("usage_billed_until")?,
+                uninstalled_at: row.try_get("uninstalled_at")?,
+            };
+            out.push((row.try_get("id")?, state, plan_id));
+        }
+    }
+    Ok(out)
 }
 
 fn interval(plan: &Plan) -> Interval {
@@ -250,14 +295,29 @@ impl State {
 
 /// Bills one install up to `until` in one transaction; returns (currency, amount) of each
 /// charge created.
-pub async fn bill_install(market: &Market, install: &str, until: i64) -> Result<Vec<(String, i64)>, MarketError> {
-    let now = until;
-    let mut tx = market.db.write_tx().await?;
-    let Some((mut state, plan)) = lock_state(&mut tx, market, install).await? else { return Ok(Vec::new()) };
+pub async fn bill_install(market: &Market, install: &str, until: i64) -> Billing {
+    let mut outcomes = bill_many(market, &[install.to_string()], until).await?;
+    outcomes.pop().map_or(Ok(Vec::new()), |(_, outcome)| outcome)
+}
+
+/// One line an install owes: ready, or a usage segment waiting for its units.
+enum Line {
+    Ready(Box<NewCharge>),
+    Usage(Period),
+}
+
+/// What an install owes up to `until`, in the order it is billed, and its state after.
+struct Owed {
+    lines: Vec<Line>,
+    state: State,
+    next_bill_at: Option<i64>,
+}
+
+/// The lines an install in `state` owes up to `until`: subscription periods in advance,
+/// usage segments that ended. Pure: the usage segments are rated once their units are read.
+fn owed(mut state: State, plan: &Plan, until: i64) -> Result<Owed, MarketError> {
     let currency = plan.currency()?;
-    let billed =
-        Billed { install, tenant: &state.tenant, plugin: &state.plugin, publisher: &state.publisher, plan: &plan };
-    let mut created = Vec::new();
+    let mut lines = Vec::new();
     for _ in 0..10_000 {
         let mut progressed = false;
         if let (Some(from), Some(currency)) = (state.paid_through, currency)
@@ -266,35 +326,28 @@ pub async fn bill_install(market: &Market, install: &str, until: i64) -> Result<
             && !state.paused_for_payment()
             && from <= until
         {
-            let (_, period) = period::period_containing(state.anchor, interval(&plan), from.max(state.anchor))
-                .map_err(money_error)?;
+            let (_, period) =
+                period::period_containing(state.anchor, interval(plan), from.max(state.anchor)).map_err(money_error)?;
             let amount = period::prorate(plan.price_minor, period, from).map_err(money_error)?;
-            let mut detail = ChargeDetail::of(&plan);
+            let mut detail = ChargeDetail::of(plan);
             detail.price_minor = Some(plan.price_minor);
             if from != period.start_ms {
                 detail.prorated_of = Some((period.start_ms, period.end_ms));
             }
-            let line = NewCharge {
+            lines.push(Line::Ready(Box::new(NewCharge {
                 line: "subscription".into(),
                 period: Period { start_ms: from, end_ms: period.end_ms },
                 currency,
                 amount_minor: amount,
                 detail,
-            };
-            if charges::insert(&mut tx, &billed, line, now).await?.is_some() {
-                created.push((currency.code().to_string(), amount));
-            }
+            })));
             state.paid_through = Some(period.end_ms);
             progressed = true;
         }
-        if let Some(segment) = state.usage_segment(&plan)?
+        if let Some(segment) = state.usage_segment(plan)?
             && segment.end_ms <= until
         {
-            let line = usage_line(&mut tx, install, &plan, segment).await?;
-            let amount = line.amount_minor;
-            if charges::insert(&mut tx, &billed, line, now).await?.is_some() && amount > 0 {
-                created.push((plan.currency.clone().unwrap_or_default(), amount));
-            }
+            lines.push(Line::Usage(segment));
             state.usage_billed_until = Some(segment.end_ms);
             progressed = true;
         }
@@ -302,15 +355,166 @@ pub async fn bill_install(market: &Market, install: &str, until: i64) -> Result<
             break;
         }
     }
-    sqlx::query("UPDATE installs SET paid_through = $2, usage_billed_until = $3, next_bill_at = $4 WHERE id = $1")
-        .bind(install)
-        .bind(state.paid_through)
-        .bind(state.usage_billed_until)
-        .bind(state.next_bill_at(&plan)?)
-        .execute(&mut *tx)
-        .await?;
+    let next_bill_at = state.next_bill_at(plan)?;
+    Ok(Owed { lines, state, next_bill_at })
+}
+
+/// Bills `installs` up to `until` in one write transaction: their rows locked, what each owes
+/// computed, the usage of every segment summed in a few statements, the charges and their
+/// ledger transactions written in multi-row statements, the installs' billing state updated
+/// in one. Per install (in id order), what it created, or why it could not be billed (then
+/// nothing of it is written); an error of the transaction itself writes nothing at all.
+async fn bill_many(market: &Market, installs: &[String], until: i64) -> Result<Vec<(String, Billing)>, MarketError> {
+    if installs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = until;
+    let mut tx = market.db.write_tx().await?;
+    let states = lock_states(&mut tx, market, installs).await?;
+    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
+    for (_, _, plan_id) in &states {
+        if !plans.contains_key(plan_id) {
+            let plan = plans::get_in(&mut tx, &plan_id.parse()?).await?;
+            plans.insert(plan_id.clone(), plan);
+        }
+    }
+    let mut outcomes: BTreeMap<String, Billing> = installs.iter().map(|id| (id.clone(), Ok(Vec::new()))).collect();
+    let mut due = Vec::with_capacity(states.len());
+    for (install, state, plan_id) in states {
+        let plan = plans.get(&plan_id).ok_or_else(|| storage(format!("plan {plan_id} was not read")))?;
+        match owed(state, plan, until) {
+            Ok(owed) => due.push((install, plan, owed)),
+            Err(error) => {
+                outcomes.insert(install, Err(error));
+            }
+        }
+    }
+    let segments: Vec<(&str, &str, Period)> = due
+        .iter()
+        .flat_map(|(install, plan, owed)| {
+            let meter = plan.usage.as_ref().map_or("", |usage| usage.meter.as_str());
+            owed.lines.iter().filter_map(move |line| match line {
+                Line::Usage(segment) => Some((install.as_str(), meter, *segment)),
+                Line::Ready(_) => None,
+            })
+        })
+        .collect();
+    let units = usage_units(&mut tx, &segments).await?;
+
+    // Rated lines per install; an install whose usage cannot be rated is left as it was.
+    let mut owners = Vec::new();
+    let mut rated_lines = Vec::new();
+    for (install, plan, owed) in due {
+        let rated: Result<Vec<NewCharge>, MarketError> = owed
+            .lines
+            .into_iter()
+            .map(|line| match line {
+                Line::Ready(charge) => Ok(*charge),
+                Line::Usage(segment) => {
+                    let reported = units.get(&(install.clone(), segment.start_ms)).copied().unwrap_or(0);
+                    rate_usage(plan, segment, reported)
+                }
+            })
+            .collect();
+        match rated {
+            Ok(lines) => {
+                rated_lines.extend(lines.into_iter().map(|line| (owners.len(), line)));
+                owners.push(Progress { install, state: owed.state, plan, next_bill_at: owed.next_bill_at });
+            }
+            Err(error) => {
+                outcomes.insert(install, Err(error));
+            }
+        }
+    }
+    let lines: Vec<(Billed, NewCharge)> = rated_lines
+        .into_iter()
+        .map(|(owner, line)| {
+            let Progress { install, state, plan, .. } = &owners[owner];
+            let billed =
+                Billed { install, tenant: &state.tenant, plugin: &state.plugin, publisher: &state.publisher, plan };
+            (billed, line)
+        })
+        .collect();
+    let written = charges::insert_many(&mut tx, &lines, now).await?;
+    for ((billed, line), id) in lines.iter().zip(&written) {
+        // A subscription period counts as created even at 0 (a free period); usage only when
+        // something was used.
+        if id.is_some()
+            && (line.amount_minor > 0 || line.line == "subscription")
+            && let Some(Ok(created)) = outcomes.get_mut(billed.install)
+        {
+            created.push((line.currency.code().to_string(), line.amount_minor));
+        }
+    }
+    update_installs(&mut tx, &owners).await?;
     tx.commit().await?;
-    Ok(created)
+    Ok(outcomes.into_iter().collect())
+}
+
+/// The units each usage segment of `segments` (install, meter, period) reported, by (install,
+/// segment start): the applied invocations of the install that started within it.
+async fn usage_units(
+    conn: &mut sqlx::AnyConnection,
+    segments: &[(&str, &str, Period)],
+) -> Result<BTreeMap<(String, i64), i64>, MarketError> {
+    let mut out = BTreeMap::new();
+    for chunk in segments.chunks(INSTALLS_PER_TX) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| format!("(${}, ${}, ${}, ${})", row * 4 + 1, row * 4 + 2, row * 4 + 3, row * 4 + 4))
+            .collect();
+        let sql = format!(
+            "WITH s (install_id, meter, start_ms, end_ms) AS (VALUES {}) \
+             SELECT s.install_id, s.start_ms, CAST(SUM(u.units) AS BIGINT) AS units FROM s \
+             JOIN invocations i ON i.install_id = s.install_id AND i.started_at >= s.start_ms \
+             AND i.started_at < s.end_ms AND i.outcome = 'ok' \
+             JOIN invocation_usage u ON u.invocation_id = i.id AND u.meter = s.meter \
+             GROUP BY s.install_id, s.start_ms",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (install, meter, segment) in chunk {
+            query = query.bind(*install).bind(*meter).bind(segment.start_ms).bind(segment.end_ms);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let units = row.try_get::<Option<i64>, _>("units")?.unwrap_or(0);
+            out.insert((row.try_get("install_id")?, row.try_get("start_ms")?), units);
+        }
+    }
+    Ok(out)
+}
+
+/// An install billed in a batch: its state once billed and when it is next due.
+struct Progress<'a> {
+    install: String,
+    state: State,
+    plan: &'a Plan,
+    next_bill_at: Option<i64>,
+}
+
+/// Writes the billing state of each install (paid through, usage billed until, next bill
+/// at) in one statement per chunk.
+async fn update_installs(conn: &mut sqlx::AnyConnection, updates: &[Progress<'_>]) -> Result<(), MarketError> {
+    for chunk in updates.chunks(INSTALLS_PER_TX) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| format!("(${}, ${}, ${}, ${})", row * 4 + 1, row * 4 + 2, row * 4 + 3, row * 4 + 4))
+            .collect();
+        let sql = format!(
+            "WITH v (id, paid_through, usage_billed_until, next_bill_at) AS (VALUES {}) \
+             UPDATE installs SET paid_through = v.paid_through, usage_billed_until = v.usage_billed_until, \
+             next_bill_at = v.next_bill_at FROM v WHERE installs.id = v.id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for done in chunk {
+            query = query
+                .bind(done.install.as_str())
+                .bind(done.state.paid_through)
+                .bind(done.state.usage_billed_until)
+                .bind(done.next_bill_at);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// The usage line of one segment: the units of the meter reported by the install's applied
@@ -321,9 +525,7 @@ pub(crate) async fn usage_line(
     plan: &Plan,
     segment: Period,
 ) -> Result<NewCharge, MarketError> {
-    let (Some(usage), Some(price)) = (&plan.usage, plan.usage_price()?) else {
-        return Err(storage(format!("plan {} has no usage terms", plan.id)));
-    };
+    let usage = plan.usage.as_ref().ok_or_else(|| storage(format!("plan {} has no usage terms", plan.id)))?;
     let units: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(SUM(u.units) AS BIGINT) FROM invocation_usage u JOIN invocations i ON i.id = u.invocation_id \
          WHERE i.install_id = $1 AND u.meter = $2 AND i.outcome = 'ok' AND i.started_at >= $3 AND i.started_at < $4",
@@ -334,7 +536,15 @@ pub(crate) async fn usage_line(
     .bind(segment.end_ms)
     .fetch_one(&mut *conn)
     .await?;
-    let rated = price.rate(u64::try_from(units.unwrap_or(0)).unwrap_or(0)).map_err(money_error)?;
+    rate_usage(plan, segment, units.unwrap_or(0))
+}
+
+/// The usage line of one segment whose invocations reported `units`, rated by the plan.
+fn rate_usage(plan: &Plan, segment: Period, units: i64) -> Result<NewCharge, MarketError> {
+    let (Some(usage), Some(price)) = (&plan.usage, plan.usage_price()?) else {
+        return Err(storage(format!("plan {} has no usage terms", plan.id)));
+    };
+    let rated = price.rate(u64::try_from(units).unwrap_or(0)).map_err(money_error)?;
     let mut detail = ChargeDetail::of(plan);
     detail.meter = Some(usage.meter.clone());
     detail.units_reported = Some(rated.reported_units);

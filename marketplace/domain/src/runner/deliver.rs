@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
 use nexus_host::{Event, Finished, InvocationContext, InvocationError, Limits, Outcome, Report, Secrets};
-use nexus_registry::publishers::random_hex;
 
 use super::{Delivery, counts_against_plugin};
 use crate::error::{BusyReason, MarketError};
@@ -65,6 +64,7 @@ pub(super) fn replayed(record: InvocationRecord) -> Delivery {
 /// the whole event. A host without capacity (`busy`) records nothing and counts nothing.
 pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Result<Delivery, Refusal> {
     let runner = &market.runner;
+    let coming = runner.records.coming();
     // The billing clock: usage is billed by the period its invocation started in.
     let started_at = market.billing.clock.now_ms();
     let clock = Instant::now();
@@ -84,7 +84,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
             let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
             let row = row(&target, event, started_at, (&failure.outcome, Some(&failure.message)), None, 0)?;
-            market.runner.records.append(row.clone()).await?;
+            market.runner.records.append(row.clone(), coming).await?;
             return Ok(finish(market, target, row, clock, Err(failure), None).await?);
         }
     };
@@ -134,7 +134,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
             Err(failure) => (failure.outcome.as_str(), Some(failure.message.as_str())),
         };
         let row = row(&target, event, started_at, (outcome, error), Some(&report), 0)?;
-        return match market.runner.records.append(row.clone()).await? {
+        return match market.runner.records.append(row.clone(), coming).await? {
             Written::Inserted => Ok(finish(market, target, row, clock, result, Some(&report)).await?),
             Written::Duplicate(applied) => Ok(replayed(records::get(market, &applied).await?)),
         };
@@ -158,7 +158,7 @@ fn row(
 ) -> Result<InvocationRecord, MarketError> {
     let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
     Ok(InvocationRecord {
-        id: format!("inv_{}", random_hex(10)?),
+        id: super::ordered_id("inv")?,
         tenant: target.tenant.clone(),
         install: target.id.clone(),
         plugin: target.plugin.to_string(),

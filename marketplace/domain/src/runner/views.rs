@@ -2,19 +2,21 @@
 //! token and the tenant's installs. Each is kept with the [`Generations`] it was read at:
 //! the tenant's `tenants.generation`, which database triggers bump in the same transaction
 //! as every write to that tenant's installs or tokens (migration 0013), and the marketplace's
-//! `cache_generation` (key revocations, delistings). An event reads both (one small
-//! statement) and uses what is cached at them, reading anything older again. So a
+//! `cache_generation` (key revocations, delistings). An event reads both (a statement that
+//! starts after it arrived, shared with the events that arrived meanwhile:
+//! `generations.rs`) and uses what is cached at them, reading anything older again. So a
 //! revocation, a pause, an uninstall or an upgrade reaches every node at its next event, as
-//! when everything was read per event, and an unchanged tenant costs one small read instead
-//! of two larger ones.
+//! when everything was read per event, and an unchanged tenant costs a share of one small
+//! read instead of two larger ones.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use nexus_registry::RegistryError;
 use nexus_registry::db::now_ms;
 use nexus_registry::publishers::secret_hash;
+use nexus_registry::{Db, RegistryError};
 
+use super::generations::{GenerationReads, Generations};
 use crate::accounts::{self, Caller, ReadCaller, TenantId, TokenKind};
 use crate::error::MarketError;
 use crate::installs::{self, Target};
@@ -24,23 +26,9 @@ use crate::market::Market;
 /// cannot grow a node's memory).
 const MAX_ENTRIES: usize = 50_000;
 
-/// The generations a cached copy was read at. Both only grow, so a copy read at
-/// generations at least as new as the ones an event saw is current for that event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generations {
-    global: i64,
-    tenant: i64,
-}
-
-impl Generations {
-    fn covers(self, seen: Self) -> bool {
-        self.global >= seen.global && self.tenant >= seen.tenant
-    }
-}
-
 /// The per-node caches of the events route.
-#[derive(Default)]
 pub struct EventViews {
+    generations: GenerationReads,
     /// Tenant tokens by the sha256 of their secret.
     callers: Mutex<HashMap<String, ReadCaller>>,
     /// Each tenant's live installs, and the generations they were read at.
@@ -64,6 +52,15 @@ impl EventCaller {
 }
 
 impl EventViews {
+    /// Must be called within a tokio runtime: it starts the generation reader.
+    pub fn new(db: Db) -> Self {
+        Self {
+            generations: GenerationReads::start(db),
+            callers: Mutex::new(HashMap::new()),
+            targets: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The caller of `token` for the events route. A tenant token known at the tenant's
     /// current generation costs one read of that generation; any other token is checked
     /// as every route checks it.
@@ -78,7 +75,7 @@ impl EventViews {
         if let Some(cached) = cached
             && let Caller::Tenant { tenant, .. } = &cached.caller
         {
-            let current = generations(market, tenant).await?;
+            let current = self.generations.current(tenant).await?;
             // A token's row changes only with its tenant's generation (the trigger).
             if current.tenant == cached.tenant_generation {
                 if cached.expires_at.is_some_and(|at| at <= now_ms()) {
@@ -122,18 +119,6 @@ impl EventViews {
         insert_bounded(&mut lock(&self.targets), tenant.clone(), (at, targets.clone()));
         Ok(targets)
     }
-}
-
-/// The generations now.
-async fn generations(market: &Market, tenant: &TenantId) -> Result<Generations, MarketError> {
-    let (global, tenant): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT generation FROM cache_generation WHERE id = 1), \
-         COALESCE((SELECT generation FROM tenants WHERE id = $1), -1)",
-    )
-    .bind(tenant.as_str())
-    .fetch_one(&market.db.pool)
-    .await?;
-    Ok(Generations { global, tenant })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

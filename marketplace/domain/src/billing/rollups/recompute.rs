@@ -1,7 +1,7 @@
 //! The rollups recomputed from the ledger in SQL, by the rules [`figures`](super::figures)
 //! applies to each posting: [`rebuild`] replaces the stored rows with them, [`checks`] (part
-//! of `ledger verify`) reports every stored row that differs. Migration 0014 runs the same
-//! statements once, over the ledger as it stood.
+//! of `ledger verify`) reports every stored row that differs. Migrations 0014 (the rollups)
+//! and 0015 (the statement lines) run the same statements once, over the ledger as it stood.
 
 use std::sync::LazyLock;
 use std::time::Instant;
@@ -85,19 +85,47 @@ static BALANCE_ROWS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Every posting on a partner's payable, from the ledger.
+/// Every posting on a partner's payable as its statement line, from the ledger: each
+/// (transaction, partner account, currency) once, summed over every entry of the transaction
+/// in that currency (what a statement computed from the entries before it read this index).
 static ENTRY_ROWS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT SUBSTR(e.account, 9, LENGTH(e.account) - 16) AS publisher, e.currency, t.seq, t.posted_at, \
-         t.id AS transaction_id, CAST(-SUM(e.amount_minor) AS BIGINT) AS amount_minor \
-         FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id WHERE {PAYABLE} \
-         GROUP BY e.account, e.currency, t.seq, t.posted_at, t.id"
+        "SELECT SUBSTR(x.account, 9, LENGTH(x.account) - 16) AS publisher, x.currency, t.seq, t.posted_at, \
+         t.id AS transaction_id, t.kind, t.charge_id, t.refund_id, t.payout_id, t.adjustment_id, c.plugin_id, \
+         pl.plan_key, c.line, \
+         CAST(SUM(CASE WHEN e.account = x.account THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS amount_minor, \
+         CAST(SUM(CASE WHEN e.account = 'platform:cash' AND t.kind IN ('collection', 'refund') \
+           THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gross_minor, \
+         CAST(SUM(CASE WHEN e.account = 'platform:fee-revenue' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS fee_minor \
+         FROM (SELECT DISTINCT e.transaction_id, e.account, e.currency FROM ledger_entries e WHERE {PAYABLE}) AS x \
+         JOIN ledger_transactions t ON t.id = x.transaction_id \
+         JOIN ledger_entries e ON e.transaction_id = x.transaction_id AND e.currency = x.currency \
+         LEFT JOIN charges c ON c.id = t.charge_id LEFT JOIN plans pl ON pl.id = c.plan_id \
+         GROUP BY x.account, x.currency, t.seq, t.posted_at, t.id, t.kind, t.charge_id, t.refund_id, t.payout_id, \
+         t.adjustment_id, c.plugin_id, pl.plan_key, c.line"
     )
 });
 
-const ENTRY_COLUMNS: &str = "publisher, currency, seq, posted_at, transaction_id, amount_minor";
+/// A statement line's columns: what identifies it, then its figures.
+const ENTRY_KEY: [&str; 13] = [
+    "publisher",
+    "currency",
+    "seq",
+    "posted_at",
+    "transaction_id",
+    "kind",
+    "charge_id",
+    "refund_id",
+    "payout_id",
+    "adjustment_id",
+    "plugin_id",
+    "plan_key",
+    "line",
+];
+const ENTRY_FIGURES: [&str; 3] = ["amount_minor", "gross_minor", "fee_minor"];
 
-/// The statements that replace the rollups with the ledger's, in order (also migration 0014's).
+/// The statements that replace the rollups with the ledger's, in order: the rollups' (also
+/// migration 0014's), then the statement lines' (also migration 0015's, the last).
 pub fn rebuild_statements() -> Vec<String> {
     let rollup_columns = format!("{}, {}", KEY.join(", "), FIGURES.join(", "));
     let balance_columns = format!("publisher, currency, {}", FIGURES[..BALANCE_FIGURES].join(", "));
@@ -108,7 +136,7 @@ pub fn rebuild_statements() -> Vec<String> {
         ),
         format!("WITH {MONTHS} INSERT INTO money_rollups ({rollup_columns}) {}", *MONTH_ROWS),
         format!("INSERT INTO partner_balances ({balance_columns}) {}", *BALANCE_ROWS),
-        format!("INSERT INTO partner_entries ({ENTRY_COLUMNS}) {}", *ENTRY_ROWS),
+        format!("INSERT INTO partner_entries ({}, {}) {}", ENTRY_KEY.join(", "), ENTRY_FIGURES.join(", "), *ENTRY_ROWS),
     ]
 }
 
@@ -176,7 +204,10 @@ async fn differences(market: &Market, sql: &str, key: &[&str], figures: &[&str])
                 parts.push(match *column {
                     "start_day" => day_label(row.try_get(*column)?),
                     "seq" | "posted_at" => row.try_get::<i64, _>(*column)?.to_string(),
-                    _ => format!("`{}`", row.try_get::<String, _>(*column)?),
+                    _ => match row.try_get::<Option<String>, _>(*column)? {
+                        Some(text) => format!("`{text}`"),
+                        None => "-".into(),
+                    },
                 });
             }
             let deltas = figures
@@ -207,9 +238,11 @@ pub async fn checks(market: &Market) -> Result<Vec<Check>, MarketError> {
     let stored_months =
         format!("SELECT {}, {} FROM money_rollups WHERE grain = 'month'", KEY.join(", "), FIGURES.join(", "));
     let stored_balances = format!("SELECT publisher, currency, {} FROM partner_balances", balance_figures.join(", "));
-    let entry_key = ["publisher", "currency", "seq", "posted_at", "transaction_id"];
-    let entry_figures = ["amount_minor", "postings"];
-    let entries = |from: &str| format!("SELECT {ENTRY_COLUMNS}, 1 AS postings FROM ({from}) AS e");
+    let entry_key = ENTRY_KEY.to_vec();
+    let entry_figures = ["amount_minor", "gross_minor", "fee_minor", "postings"];
+    let entries = |from: &str| {
+        format!("SELECT {}, {}, 1 AS postings FROM ({from}) AS e", ENTRY_KEY.join(", "), ENTRY_FIGURES.join(", "))
+    };
     let payable_key = ["publisher", "currency"];
     let plan: [(&'static str, String, &[&str], &[&str]); 5] = [
         (
@@ -269,15 +302,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_migration_backfills_with_the_rebuild_statements() {
-        let migration = include_str!("../../../migrations/common/0014_money_rollups.sql");
-        let flat: String = migration.split_whitespace().collect::<Vec<_>>().join(" ");
+    fn the_migrations_backfill_with_the_rebuild_statements() {
+        let flat = |sql: &str| sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let rollups = flat(include_str!("../../../migrations/common/0014_money_rollups.sql"));
+        let lines = flat(include_str!("../../../migrations/common/0015_statement_lines.sql"));
         if std::env::var_os("NEXUS_PRINT_REBUILD").is_some() {
             rebuild_statements().iter().for_each(|s| eprintln!("<<<{s}>>>"));
         }
-        for statement in rebuild_statements() {
-            let statement = statement.split_whitespace().collect::<Vec<_>>().join(" ");
-            assert!(flat.contains(&statement), "migration 0014 lacks: {statement}");
+        let statements = rebuild_statements();
+        let (entries, rest) = statements.split_last().unwrap();
+        for statement in rest {
+            assert!(rollups.contains(&flat(statement)), "migration 0014 lacks: {}", flat(statement));
         }
+        assert!(lines.contains(&flat(entries)), "migration 0015 lacks: {}", flat(entries));
     }
 }
