@@ -18,6 +18,7 @@ pub mod kv;
 pub mod market;
 pub mod metrics;
 pub mod nodes;
+pub mod pause;
 pub mod records;
 pub mod runner;
 pub mod secrets;

@@ -65,6 +65,13 @@ pub struct InvocationRecord {
     pub logs: Vec<LogLine>,
     /// The last [`MAX_KEPT_STDERR_BYTES`] of what the plugin wrote to stderr.
     pub stderr: String,
+    /// What an applied invocation answered: its data (within the host's output limit, as
+    /// the actions), kept so that every later answer about it is the first one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<nexus_host::Action>,
 }
 
 /// Log text kept per invocation record (the host's own limit per invocation is larger).
@@ -234,7 +241,7 @@ async fn insert_batch(
     Ok(written)
 }
 
-/// Rows per multi-row `INSERT`: 19 parameters a row stays far below SQLite's 32,766 and
+/// Rows per multi-row `INSERT`: 21 parameters a row stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters per statement.
 const ROWS_PER_STATEMENT: usize = 256;
 /// Parameters of one SQLite script at most: SQLite's largest parameter number (its default
@@ -300,7 +307,7 @@ async fn insert_script(
 }
 
 /// The script of [`insert_script`] for `rows` rows bound by [`bind_row`] (row `r`'s id is
-/// parameter `19 r + 1`) followed by the meter and units of each `billable` entry.
+/// parameter `21 r + 1`) followed by the meter and units of each `billable` entry.
 fn sqlite_script(rows: usize, billable: &[(usize, &str, i64)]) -> String {
     if rows <= ROWS_PER_STATEMENT && billable.is_empty() {
         // Positional parameters: SQLite looks a numbered one up by a scan of the statement's
@@ -341,7 +348,7 @@ fn sqlite_script(rows: usize, billable: &[(usize, &str, i64)]) -> String {
     script + "COMMIT;"
 }
 
-/// `(first + 1, ..., first + 19)` as `$n` placeholders, for row `row`.
+/// `(first + 1, ..., first + 21)` as `$n` placeholders, for row `row`.
 fn row_slots(row: usize) -> String {
     let first = row * ROW_PARAMETERS;
     let slots: Vec<String> = (1..=ROW_PARAMETERS).map(|n| format!("${}", first + n)).collect();
@@ -369,8 +376,8 @@ fn billable_usage(
 /// The columns of an invocation row, in the order [`bind_row`] binds them.
 const ROW_COLUMNS: &str = "id, tenant_id, install_id, plugin_id, version, event_id, event_type, started_at, \
                            duration_us, outcome, error_message, fuel_used, peak_memory_bytes, http_requests, \
-                           kv_writes, denials, usage, logs, stderr";
-const ROW_PARAMETERS: usize = 19;
+                           kv_writes, denials, usage, logs, stderr, outcome_data, actions";
+const ROW_PARAMETERS: usize = 21;
 
 /// Inserts `records` in one statement (and their usage in another): a round trip to the
 /// database per batch, not per row, which is what bounded events per second. Rows refused
@@ -417,6 +424,7 @@ fn bind_row<'q>(query: ScalarQuery<'q>, record: &'q InvocationRecord) -> Result<
     // data from being written as anything but what it is.
     let usage = serde_json::to_string(&record.usage).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let logs = serde_json::to_string(&record.logs).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let actions = serde_json::to_string(&record.actions).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     Ok(query
         .bind(&record.id)
         .bind(&record.tenant)
@@ -436,7 +444,9 @@ fn bind_row<'q>(query: ScalarQuery<'q>, record: &'q InvocationRecord) -> Result<
         .bind(record.denials)
         .bind(usage)
         .bind(logs)
-        .bind(&record.stderr))
+        .bind(&record.stderr)
+        .bind(record.data.as_deref())
+        .bind(actions))
 }
 
 /// The id of the row that applied `record`'s event to its install (the applied-once index
@@ -494,6 +504,23 @@ pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketEr
         .fetch_optional(&market.db.pool)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("invocation {id}")))?;
+    record_of(&row)
+}
+
+/// One invocation of `install`, which must be visible to the caller.
+pub async fn of_install(
+    market: &Market,
+    caller: &Caller,
+    install: &str,
+    invocation: &str,
+) -> Result<InvocationRecord, MarketError> {
+    installs::get(market, caller, install).await?;
+    let row = sqlx::query("SELECT * FROM invocations WHERE id = $1 AND install_id = $2")
+        .bind(invocation)
+        .bind(install)
+        .fetch_optional(&market.db.pool)
+        .await?
+        .ok_or_else(|| MarketError::NotFound(format!("invocation {invocation} of install {install}")))?;
     record_of(&row)
 }
 
@@ -560,6 +587,7 @@ pub async fn list(
 fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
     let usage: String = row.try_get("usage")?;
     let logs: String = row.try_get("logs")?;
+    let actions: String = row.try_get("actions")?;
     Ok(InvocationRecord {
         id: row.try_get("id")?,
         tenant: row.try_get("tenant_id")?,
@@ -580,6 +608,8 @@ fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
         usage: serde_json::from_str(&usage).map_err(storage)?,
         logs: serde_json::from_str(&logs).map_err(storage)?,
         stderr: row.try_get("stderr")?,
+        data: row.try_get("outcome_data")?,
+        actions: serde_json::from_str(&actions).map_err(storage)?,
     })
 }
 
@@ -707,6 +737,8 @@ mod tests {
             usage: usage.iter().map(|(meter, units)| (meter.to_string(), *units)).collect(),
             logs: Vec::new(),
             stderr: String::new(),
+            data: None,
+            actions: Vec::new(),
         }
     }
 

@@ -107,8 +107,8 @@ pub struct Delivery {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
     /// Set when the event had already applied to this install (the same event id was
-    /// delivered before): nothing ran again; this is the applied invocation, without the
-    /// data and actions it returned then.
+    /// delivered before): nothing ran again; this is the applied invocation with the data
+    /// and actions it returned then, kept with its record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
 }

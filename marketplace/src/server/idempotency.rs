@@ -99,23 +99,12 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
         // (refunds, plan changes and adjustments keep their own keys; runs are exactly once).
         Kept::Orphan { request_id, location: None } => keyed.request_id = request_id,
     }
-    pause_point("idempotency.before_run").await;
+    crate::pause::at("idempotency.before_run").await;
     let keyed = Arc::new(keyed);
     let request = Request::from_parts(parts, Body::from(bytes));
     let response = with_write_hook(keyed.clone(), next.run(request)).await;
-    pause_point("idempotency.before_answer").await;
+    crate::pause::at("idempotency.before_answer").await;
     conclude(&state, &keyed, response).await
-}
-
-/// A place where a test may stop the server (`NEXUS_TEST_PAUSE_AT=<point>`): the process
-/// prints `paused at <point>` and the request never goes on, so the test can kill the
-/// process exactly there. Nothing happens without the variable.
-async fn pause_point(point: &str) {
-    static AT: LazyLock<Option<String>> = LazyLock::new(|| std::env::var("NEXUS_TEST_PAUSE_AT").ok());
-    if AT.as_deref() == Some(point) {
-        println!("paused at {point}");
-        std::future::pending::<()>().await;
-    }
 }
 
 fn valid_key(key: &HeaderValue) -> Result<String, ApiError> {

@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/installs/{id}/resume", post(resume))
         .route("/v1/installs/{id}/invoke", post(invoke))
         .route("/v1/installs/{id}/invocations", get(invocations))
+        .route("/v1/installs/{id}/invocations/{invocation}", get(invocation))
         .route("/v1/events", post(send_event))
 }
 
@@ -154,6 +155,17 @@ pub async fn invocations(
     Ok(Json(records::list(&state.market, &caller, &id, &query).await?))
 }
 
+/// One invocation of the install, with what it answered (data and actions).
+#[utoipa::path(get, path = "/v1/installs/{id}/invocations/{invocation}", tag = "events",
+    params(("id" = String, Path), ("invocation" = String, Path)), responses((status = 200, body = InvocationRecord)))]
+pub async fn invocation(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((id, invocation)): Path<(String, String)>,
+) -> Result<Json<InvocationRecord>, ApiError> {
+    Ok(Json(records::of_install(&state.market, &caller, &id, &invocation).await?))
+}
+
 /// Delivers the event to every install of the calling tenant that handles its type.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventRequest,
     responses((status = 200, body = EventReceipt), (status = 429, description = "rate_limited or concurrency_limited"),
@@ -163,5 +175,7 @@ pub async fn send_event(
     EventAuth(caller): EventAuth,
     JsonBody(body): JsonBody<EventRequest>,
 ) -> Result<Json<EventReceipt>, ApiError> {
-    Ok(Json(runner::send_event_as(&state.market, &caller, body).await?))
+    let receipt = runner::send_event_as(&state.market, &caller, body).await?;
+    crate::pause::at("events.before_answer").await;
+    Ok(Json(receipt))
 }

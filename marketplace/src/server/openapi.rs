@@ -40,6 +40,7 @@ use super::{account_routes, billing_routes, catalog_routes, install_routes, regi
         install_routes::resume,
         install_routes::invoke,
         install_routes::invocations,
+        install_routes::invocation,
         install_routes::send_event,
         registry_routes::publish_version,
         registry_routes::list_versions,

@@ -146,7 +146,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 70] = [
+const ALL_ROUTES: [(&str, &str); 71] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -178,6 +178,7 @@ const ALL_ROUTES: [(&str, &str); 70] = [
     ("POST", "/v1/installs/{id}/resume"),
     ("POST", "/v1/installs/{id}/invoke"),
     ("GET", "/v1/installs/{id}/invocations"),
+    ("GET", "/v1/installs/{id}/invocations/{invocation}"),
     ("POST", "/v1/events"),
     ("POST", "/v1/publish"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions"),
@@ -234,6 +235,8 @@ struct World {
     tokens: [Option<String>; 7],
     /// globex's echo install.
     install: String,
+    /// An invocation of it.
+    invocation: String,
     /// globex's chat-notifier install, bought once (`lifetime`), and the charge it paid.
     chat_install: String,
     charge: String,
@@ -311,6 +314,10 @@ impl World {
         let (status, patched) =
             env.call("PATCH", &format!("/v1/installs/{install}"), Some(&globex), Some(&body.to_string())).await;
         assert_eq!((status, &patched["secret_names"]), (StatusCode::OK, &json!(["api_key"])), "{patched}");
+        let probe = json!({ "type": "authz.setup", "payload": { "say": "hi" } });
+        let (status, invoked) = env.post(&format!("/v1/installs/{install}/invoke"), &globex, probe).await;
+        assert_eq!((status, &invoked["outcome"]), (StatusCode::OK, &json!("ok")), "{invoked}");
+        let invocation = invoked["invocation"].as_str().unwrap().to_string();
 
         // echo 0.0.1 to yank, and echo 0.2.0 asking for kv too: the install waits for consent.
         let echo = manifest_of("echo");
@@ -351,7 +358,18 @@ impl World {
         ];
         let issued = tokens.iter().flatten().cloned().collect();
         let chat_notifier = nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).unwrap();
-        Self { tokens, install, chat_install, charge, payout, victim: None, issued, chat_notifier, calls: 0 }
+        Self {
+            tokens,
+            install,
+            invocation,
+            chat_install,
+            charge,
+            payout,
+            victim: None,
+            issued,
+            chat_notifier,
+            calls: 0,
+        }
     }
 
     fn token(&self, role: Role) -> Option<&str> {
@@ -525,6 +543,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("POST", format!("{install}/invoke"), owner_changes(OK))
             .json(json!({ "type": "authz.probe", "payload": { "say": "hi" } })),
         route("GET", format!("{install}/invocations"), owner_reads),
+        route("GET", format!("{install}/invocations/{}", world.invocation), owner_reads),
         route("POST", "/v1/events", [ANON, DENY, DENY, DENY, OK, OK, SCOPE])
             .json(json!({ "type": "authz.probe", "payload": { "n": 1 } })),
         route("DELETE", "/v1/installs/{fresh}", owner_changes(OK)).fresh(Fresh::LiveInstall),

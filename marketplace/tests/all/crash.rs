@@ -1,7 +1,8 @@
 //! Exactly once, whatever happens to the process: a real `nexus serve` is killed with
 //! SIGKILL while events that write KV are in flight, restarted, and sent every event again.
 //! Each event then applied to the install exactly once: one applied invocation row per event
-//! id, its KV effect present exactly when its row is, and one billable usage row each.
+//! id, its KV effect present exactly when its row is, one billable usage row each, and every
+//! answer the one it gave when it applied.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -88,13 +89,23 @@ fn a_killed_server_applies_every_event_exactly_once_after_a_retry() {
             db.close().await;
         }
 
-        // The client retries everything; each answer is the applied delivery.
+        // The client retries everything; each answer is the applied delivery, with what it
+        // answered when it applied (also when the kill came between its commit and its
+        // answer): its data, with each running total once, and its action.
         let restarted = serve(&data);
+        let mut totals = BTreeSet::new();
         for n in 0..EVENTS {
             let (status, receipt) = send(&client, &restarted.url, &tenant, n).await.unwrap();
             assert_eq!(status, 200, "{receipt}");
-            assert_eq!(receipt["deliveries"][0]["outcome"], "ok", "{receipt}");
+            let delivery = &receipt["deliveries"][0];
+            assert_eq!(delivery["outcome"], "ok", "{receipt}");
+            let data: Value = serde_json::from_str(delivery["data"].as_str().unwrap()).unwrap();
+            assert_eq!((&data["order_id"], &data["tax_minor"], &data["replayed"]), (&json!(format!("o-{n}")), &json!(190), &json!(false)));
+            totals.insert(data["region_tax_total_minor"].as_i64().unwrap());
+            let line = format!(r#"{{"currency":"EUR","direction":"charged","order_id":"o-{n}","region":"DE","tax_minor":190}}"#);
+            assert_eq!(delivery["actions"], json!([{ "kind": "invoice.tax-line", "payload": line }]), "{receipt}");
         }
+        assert_eq!(totals, (1..=EVENTS as i64).map(|k| k * 190).collect(), "each running total answered once");
         drop(restarted);
 
         let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
@@ -134,6 +145,58 @@ fn a_killed_server_applies_every_event_exactly_once_after_a_retry() {
         .await
         .unwrap();
         assert_eq!(billable, EVENTS as i64, "each applied event billed once");
+    })
+}
+
+#[test]
+fn an_event_killed_between_its_commit_and_its_answer_answers_the_same_when_resent() {
+    super::common::runtime().block_on(async {
+        let market = super::common::RealMarket::new();
+        let client = reqwest::Client::new();
+        let (tenant, install) = {
+            let server = market.serve(&[], &[]);
+            market.publish(&server.url, "tax-calculator");
+            let created: Value = client
+                .post(format!("{}/v1/tenants", server.url))
+                .bearer_auth(&market.operator)
+                .json(&json!({ "id": "globex", "display_name": "Globex" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let tenant = created["secret"].as_str().unwrap().to_string();
+            let consent = json!({ "capabilities": ["log", "config", "kv", "usage"], "hosts": [] });
+            let body = json!({ "plugin": "nexus-labs/tax-calculator", "consent": consent, "config": { "rates": "DE=1900" } });
+            let install: Value =
+                client.post(format!("{}/v1/installs", server.url)).bearer_auth(&tenant).json(&body).send().await.unwrap().json().await.unwrap();
+            (tenant, install["id"].as_str().unwrap().to_string())
+        };
+
+        let point = "events.before_answer";
+        let mut server = market.serve(&[], &[("NEXUS_TEST_PAUSE_AT", point)]);
+        let first = {
+            let (client, url, tenant) = (client.clone(), server.url.clone(), tenant.clone());
+            tokio::spawn(async move { send(&client, &url, &tenant, 7).await })
+        };
+        server.wait_for_line(&format!("paused at {point}"));
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        assert!(first.await.unwrap().is_err(), "the event answered before the kill");
+
+        let restarted = market.serve(&[], &[]);
+        let (status, receipt) = send(&client, &restarted.url, &tenant, 7).await.unwrap();
+        assert_eq!(status, 200, "{receipt}");
+        let delivery = &receipt["deliveries"][0];
+        assert_eq!((&delivery["install"], &delivery["replayed"]), (&json!(install), &json!(true)), "{receipt}");
+        let data = r#"{"amount_minor":1000,"currency":"EUR","order_id":"o-7","rate_bp":1900,"region":"DE","region_tax_total_minor":190,"replayed":false,"tax_minor":190,"total_with_tax_minor":1190}"#;
+        let line = r#"{"currency":"EUR","direction":"charged","order_id":"o-7","region":"DE","tax_minor":190}"#;
+        assert_eq!(delivery["data"], data, "{receipt}");
+        assert_eq!(delivery["actions"], json!([{ "kind": "invoice.tax-line", "payload": line }]), "{receipt}");
+        let path = format!("/v1/installs/{install}/invocations/{}", delivery["invocation"].as_str().unwrap());
+        let record = call(&client, reqwest::Method::GET, &restarted.url, &path, &tenant).await;
+        assert_eq!((&record["data"], &record["actions"]), (&delivery["data"], &delivery["actions"]), "{record}");
     })
 }
 
@@ -200,104 +263,117 @@ async fn charge_counts(data: &std::path::Path) -> (i64, i64) {
 
 #[test]
 fn a_billing_run_killed_midway_charges_and_collects_each_period_once() {
-    super::common::runtime().block_on(async {
-        let market = super::common::RealMarket::new();
-        let (data, operator) = (market.data.clone(), market.operator.clone());
-        let server = market.serve(&["--billing-interval-secs", "0"], &[]);
-        let url = server.url.clone();
-        market.publish(&url, "pii-redactor");
+    super::common::runtime().block_on(billing_run_killed(None));
+}
 
-        // Subscribers of the seeded `team` plan (29.00 USD a month): each pays its first
-        // period at install.
-        let client = reqwest::Client::new();
-        let preview: Value = client
-            .get(format!("{url}/v1/catalog/nexus-labs/pii-redactor/consent"))
+#[test]
+fn a_billing_run_killed_between_claiming_and_calling_the_provider_collects_each_charge_once() {
+    super::common::runtime().block_on(billing_run_killed(Some("collect.after_claim")));
+}
+
+/// Subscribers owing three periods each; a billing run killed partway (when charges start
+/// to appear, or at `pause`), then run twice on the restarted server: every period charged
+/// and collected exactly once, the second run finding nothing.
+async fn billing_run_killed(pause: Option<&str>) {
+    let market = super::common::RealMarket::new();
+    let (data, operator) = (market.data.clone(), market.operator.clone());
+    let server = market.serve(&["--billing-interval-secs", "0"], &[]);
+    let url = server.url.clone();
+    market.publish(&url, "pii-redactor");
+
+    // Subscribers of the seeded `team` plan (29.00 USD a month): each pays its first
+    // period at install.
+    let client = reqwest::Client::new();
+    let preview: Value = client
+        .get(format!("{url}/v1/catalog/nexus-labs/pii-redactor/consent"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let consent = super::common::consent_for(&preview);
+    for n in 0..SUBSCRIBERS {
+        let created: Value = client
+            .post(format!("{url}/v1/tenants"))
+            .bearer_auth(&operator)
+            .json(&json!({ "id": format!("tenant-{n}"), "display_name": "T" }))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        let consent = super::common::consent_for(&preview);
-        for n in 0..SUBSCRIBERS {
-            let created: Value = client
-                .post(format!("{url}/v1/tenants"))
-                .bearer_auth(&operator)
-                .json(&json!({ "id": format!("tenant-{n}"), "display_name": "T" }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let tenant = created["secret"].as_str().unwrap();
-            let response = client
-                .post(format!("{url}/v1/installs"))
-                .bearer_auth(tenant)
-                .json(&json!({ "plugin": "nexus-labs/pii-redactor", "consent": consent, "plan": "team" }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
-        }
-        drop(server);
-        assert_eq!(charge_counts(&data).await, (SUBSCRIBERS as i64, SUBSCRIBERS as i64));
+        let tenant = created["secret"].as_str().unwrap();
+        let response = client
+            .post(format!("{url}/v1/installs"))
+            .bearer_auth(tenant)
+            .json(&json!({ "plugin": "nexus-labs/pii-redactor", "consent": consent, "plan": "team" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+    }
+    drop(server);
+    assert_eq!(charge_counts(&data).await, (SUBSCRIBERS as i64, SUBSCRIBERS as i64));
 
-        // 92 days on, three more periods are due for each; the run is killed partway.
-        let later = (92 * 24 * 60 * 60 * 1000i64).to_string();
-        let clock = [("NEXUS_CLOCK_OFFSET_MS", later.as_str())];
-        let mut server = market.serve(&["--billing-interval-secs", "0"], &clock);
-        let run = {
-            let (client, url, operator) = (client.clone(), server.url.clone(), operator.clone());
-            tokio::spawn(async move {
-                client.post(format!("{url}/v1/billing/runs")).bearer_auth(&operator).json(&json!({})).send().await
-            })
-        };
-        let due = (SUBSCRIBERS * 4) as i64;
-        let at_kill = loop {
+    // 92 days on, three more periods are due for each; the run is killed partway.
+    let later = (92 * 24 * 60 * 60 * 1000i64).to_string();
+    let clock = [("NEXUS_CLOCK_OFFSET_MS", later.as_str())];
+    let paused = [clock[0], ("NEXUS_TEST_PAUSE_AT", pause.unwrap_or_default())];
+    let mut server = market.serve(&["--billing-interval-secs", "0"], if pause.is_some() { &paused } else { &clock });
+    let run = {
+        let (client, url, operator) = (client.clone(), server.url.clone(), operator.clone());
+        tokio::spawn(async move {
+            client.post(format!("{url}/v1/billing/runs")).bearer_auth(&operator).json(&json!({})).send().await
+        })
+    };
+    let due = (SUBSCRIBERS * 4) as i64;
+    let at_kill = match pause {
+        Some(point) => {
+            server.wait_for_line(&format!("paused at {point}"));
+            charge_counts(&data).await
+        }
+        None => loop {
             let counts = charge_counts(&data).await;
             if counts.0 >= SUBSCRIBERS as i64 + 40 {
                 break counts;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
-        };
-        server.child.kill().unwrap(); // SIGKILL
-        server.child.wait().unwrap();
-        assert!(run.await.unwrap().is_err(), "the run answered before the kill");
-        assert!(at_kill.1 < due, "the kill landed after the run collected everything: {at_kill:?}");
+        },
+    };
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(run.await.unwrap().is_err(), "the run answered before the kill");
+    assert!(at_kill.1 < due, "the kill landed after the run collected everything: {at_kill:?}");
 
-        // Restarted, the operator runs billing again (twice: the second finds nothing).
-        let restarted = market.serve(&["--billing-interval-secs", "0"], &clock);
-        let mut reports = Vec::new();
-        for _ in 0..2 {
-            reports.push(call(&client, reqwest::Method::POST, &restarted.url, "/v1/billing/runs", &operator).await);
-        }
-        assert_eq!(
-            (reports[1]["charges_created"].as_i64(), reports[1]["collected"].as_i64()),
-            (Some(0), Some(0)),
-            "{reports:?}"
-        );
-        let verify = call(&client, reqwest::Method::GET, &restarted.url, "/v1/ledger/verify", &operator).await;
-        assert_eq!(verify["ok"], true, "{verify}");
-        drop(restarted);
+    // Restarted, the operator runs billing again (twice: the second finds nothing).
+    let restarted = market.serve(&["--billing-interval-secs", "0"], &clock);
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        reports.push(call(&client, reqwest::Method::POST, &restarted.url, "/v1/billing/runs", &operator).await);
+    }
+    assert_eq!(
+        (reports[1]["charges_created"].as_i64(), reports[1]["collected"].as_i64()),
+        (Some(0), Some(0)),
+        "{reports:?}"
+    );
+    let verify = call(&client, reqwest::Method::GET, &restarted.url, "/v1/ledger/verify", &operator).await;
+    assert_eq!(verify["ok"], true, "{verify}");
+    drop(restarted);
 
-        assert_eq!(
-            charge_counts(&data).await,
-            (due, due),
-            "four periods per subscriber, each charged and collected once"
-        );
-        let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
-        let succeeded: Vec<i64> =
-            sqlx::query_scalar("SELECT COUNT(*) FROM payment_attempts WHERE status = 'succeeded' GROUP BY charge_id")
-                .fetch_all(&db.pool)
-                .await
-                .unwrap();
-        assert_eq!(succeeded, vec![1; due as usize], "one successful attempt per charge");
-        // And the provider itself took each charge's money once.
-        let charge_of = |entry: &Value| entry["key"].as_str().unwrap().split(':').next().unwrap().to_string();
-        let (payments, charges) = journaled_successes(&data, "collection", charge_of);
-        assert_eq!((payments, charges.len()), (due as usize, due as usize));
-    })
+    assert_eq!(charge_counts(&data).await, (due, due), "four periods per subscriber, each charged and collected once");
+    let db = nexus_registry::Db::sqlite_in(&data).await.unwrap();
+    let succeeded: Vec<i64> =
+        sqlx::query_scalar("SELECT COUNT(*) FROM payment_attempts WHERE status = 'succeeded' GROUP BY charge_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(succeeded, vec![1; due as usize], "one successful attempt per charge");
+    // And the provider itself took each charge's money once.
+    let charge_of = |entry: &Value| entry["key"].as_str().unwrap().split(':').next().unwrap().to_string();
+    let (payments, charges) = journaled_successes(&data, "collection", charge_of);
+    assert_eq!((payments, charges.len()), (due as usize, due as usize));
 }
 
 const PARTNERS: usize = 150;

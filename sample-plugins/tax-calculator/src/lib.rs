@@ -7,7 +7,7 @@
 //! is rounded once, with `i128` so it cannot overflow. The arithmetic and parsing are pure
 //! functions; [`Plugin::handle`] adds the config, KV, usage and log calls.
 
-use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config, kv, log, payload, usage};
+use nexus_plugin_sdk::{Action, ErrorKind, Event, Guest, Info, Outcome, PluginError, config, kv, log, payload, usage};
 use serde_json::{Map, Value, json};
 
 const NAME: &str = "tax-calculator";
@@ -31,7 +31,8 @@ impl Guest for Plugin {
         let seen_key = format!("seen/{}", event.id);
         // A retried event must not move the total again: answer with what was answered then.
         if let Some(previous) = kv::get(&seen_key)? {
-            return Ok(Outcome { data: Some(replayed(&previous, &event.id)?), actions: vec![] });
+            let data = replayed(&previous, &event.id)?;
+            return Ok(Outcome { actions: vec![tax_line(&data, direction, &event.id)?], data: Some(data) });
         }
 
         let rounding = Rounding::parse(config::get("rounding")?.as_deref())?;
@@ -65,7 +66,7 @@ impl Guest for Plugin {
 
         usage::report("tax-calculations", 1)?;
         log::info(&format!("tax {tax_minor} {} for order {}", order.currency, order.order_id));
-        Ok(Outcome { data: Some(data), actions: vec![] })
+        Ok(Outcome { actions: vec![tax_line(&data, direction, &event.id)?], data: Some(data) })
     }
 }
 
@@ -208,6 +209,23 @@ pub fn replayed(stored: &[u8], event_id: &str) -> Result<String, PluginError> {
     Ok(Value::Object(data).to_string())
 }
 
+/// The action `invoice.tax-line` for the answer `data`: the order, region, currency and
+/// tax, and whether the tax is charged (`order.created`) or returned (`order.refunded`),
+/// for the tenant's invoicing to add.
+pub fn tax_line(data: &str, direction: Direction, event_id: &str) -> Result<Action, PluginError> {
+    let corrupt = || PluginError::internal(format!("result for event {event_id} is corrupt"));
+    let data: Map<String, Value> = serde_json::from_str(data).map_err(|_| corrupt())?;
+    let field = |name: &str| data.get(name).cloned().ok_or_else(corrupt);
+    let line = json!({
+        "currency": field("currency")?,
+        "direction": match direction { Direction::Add => "charged", Direction::Subtract => "returned" },
+        "order_id": field("order_id")?,
+        "region": field("region")?,
+        "tax_minor": field("tax_minor")?,
+    });
+    Ok(Action { kind: "invoice.tax-line".into(), payload: line.to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +235,18 @@ mod tests {
             Ok(value) => panic!("expected an error, got {value:?}"),
             Err(e) => e.message,
         }
+    }
+
+    #[test]
+    fn the_tax_line_names_the_order_and_the_direction() {
+        let data = r#"{"amount_minor":1000,"currency":"EUR","order_id":"o-1","rate_bp":1900,"region":"DE","tax_minor":190}"#;
+        let line = tax_line(data, Direction::Subtract, "evt-1").unwrap();
+        assert_eq!(line.kind, "invoice.tax-line");
+        assert_eq!(
+            line.payload,
+            r#"{"currency":"EUR","direction":"returned","order_id":"o-1","region":"DE","tax_minor":190}"#
+        );
+        assert_eq!(message_of(tax_line("{}", Direction::Add, "evt-2")), "result for event evt-2 is corrupt");
     }
 
     #[test]

@@ -83,10 +83,33 @@ pub async fn collect(market: &Market, id: &ChargeId, now: i64, force: bool) -> C
 /// transaction, the provider asked about each outside any transaction, the answers recorded
 /// in one write transaction. A batch transaction that fails is done again charge by charge,
 /// so that one charge's problem never stops the others'; a crash between the steps leaves
-/// attempts claimed, for a later run to ask the provider about.
+/// attempts claimed, for a later run to ask the provider about. An unresolved attempt the
+/// provider never carried out (its process died before the call) is abandoned and the
+/// charge collected under a new attempt in the same call.
 pub async fn collect_many(market: &Market, ids: &[ChargeId], now: i64, force: bool) -> Vec<(ChargeId, Collection)> {
+    let (mut out, abandoned) = collect_round(market, ids, now, force).await;
+    if abandoned.is_empty() {
+        return out;
+    }
+    let mut again: std::collections::HashMap<ChargeId, Collection> =
+        collect_round(market, &abandoned, now, force).await.0.into_iter().collect();
+    for (id, collection) in &mut out {
+        if let Some(second) = again.remove(id) {
+            *collection = second;
+        }
+    }
+    out
+}
+
+/// One round of [`collect_many`]; also the charges whose attempt was abandoned.
+async fn collect_round(
+    market: &Market,
+    ids: &[ChargeId],
+    now: i64,
+    force: bool,
+) -> (Vec<(ChargeId, Collection)>, Vec<ChargeId>) {
     if ids.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let claims = match claim_many(market, ids, now, force).await {
         Ok(claims) => claims,
@@ -101,7 +124,7 @@ pub async fn collect_many(market: &Market, ids: &[ChargeId], now: i64, force: bo
             }
             claims
         }
-        Err(error) => return ids.first().map(|id| (id.clone(), Err(error))).into_iter().collect(),
+        Err(error) => return (ids.first().map(|id| (id.clone(), Err(error))).into_iter().collect(), Vec::new()),
     };
     let mut out = Vec::with_capacity(claims.len());
     let mut claimed = Vec::new();
@@ -112,6 +135,7 @@ pub async fn collect_many(market: &Market, ids: &[ChargeId], now: i64, force: bo
             Err(error) => out.push((id, Err(error))),
         }
     }
+    crate::pause::at("collect.after_claim").await;
     let mut answers: Vec<Answer> = Vec::with_capacity(claimed.len());
     for calls in claimed.chunks(CALLS_IN_FLIGHT) {
         let asked: Vec<_> = calls.iter().map(|(_, claim)| ask(market, claim)).collect();
@@ -132,7 +156,12 @@ pub async fn collect_many(market: &Market, ids: &[ChargeId], now: i64, force: bo
         }
         Err(error) => out.extend(answered.first().map(|(id, _, _)| ((*id).clone(), Err(error)))),
     }
-    out
+    let abandoned = answered
+        .iter()
+        .filter(|(_, _, answer)| matches!(answer, Answer::NeverCarriedOut))
+        .map(|(id, _, _)| (*id).clone())
+        .collect();
+    (out, abandoned)
 }
 
 /// The provider's answer about a claimed attempt: collects, or (`resolve`) says what became

@@ -40,7 +40,8 @@ struct Failure {
     counts: bool,
 }
 
-/// The answer for an event that had already applied to the install.
+/// The answer for an event that had already applied to the install: what its first answer
+/// said, from the record.
 pub(super) fn replayed(record: InvocationRecord) -> Delivery {
     Delivery {
         invocation: record.id,
@@ -49,8 +50,8 @@ pub(super) fn replayed(record: InvocationRecord) -> Delivery {
         version: record.version,
         outcome: record.outcome,
         duration_us: u64::try_from(record.duration_us).unwrap_or(0),
-        data: None,
-        actions: Vec::new(),
+        data: record.data,
+        actions: record.actions,
         error: None,
         paused: false,
         replayed: true,
@@ -83,9 +84,9 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
         Err(error) => {
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
             let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
-            let row = row(&target, event, started_at, (&failure.outcome, Some(&failure.message)), None, 0)?;
+            let row = row(&target, event, started_at, Err(&failure), None, 0)?;
             market.runner.records.append(row.clone(), coming).await?;
-            return Ok(finish(market, target, row, clock, Err(failure), None).await?);
+            return Ok(finish(market, target, row, clock, Some(failure), None).await?);
         }
     };
     let context = InvocationContext {
@@ -100,16 +101,16 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
     let mut retried = false;
     loop {
         let finished = runner.host.execute(&plugin, context.clone(), event).await;
-        let (invocation, applied) = match finished.staged() {
-            Some(staged) => {
-                let row = row(&target, event, started_at, ("ok", None), Some(finished.report()), staged.writes.len())?;
+        let (invocation, applied) = match (finished.staged(), finished.result()) {
+            (Some(staged), Ok(outcome)) => {
+                let row = row(&target, event, started_at, Ok(outcome), Some(finished.report()), staged.writes.len())?;
                 match records::commit_applied(&market.db, &staged, &row).await {
                     Ok(Written::Inserted) => (runner.host.conclude(finished, Ok(())), Some(row)),
                     Ok(Written::Duplicate(applied)) => return already_applied(market, finished, &applied).await,
                     Err(error) => (runner.host.conclude(finished, Err(error)), None),
                 }
             }
-            None => (runner.host.conclude(finished, Ok(())), None),
+            _ => (runner.host.conclude(finished, Ok(())), None),
         };
         if matches!(invocation.result, Err(InvocationError::KvConflict)) && !retried {
             retried = true;
@@ -127,15 +128,11 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
         let report = invocation.report;
         if let Some(row) = applied {
             // Already committed with its KV writes.
-            return Ok(finish(market, target, row, clock, result, Some(&report)).await?);
+            return Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?);
         }
-        let (outcome, error) = match &result {
-            Ok(_) => ("ok", None),
-            Err(failure) => (failure.outcome.as_str(), Some(failure.message.as_str())),
-        };
-        let row = row(&target, event, started_at, (outcome, error), Some(&report), 0)?;
+        let row = row(&target, event, started_at, result.as_ref(), Some(&report), 0)?;
         return match market.runner.records.append(row.clone(), coming).await? {
-            Written::Inserted => Ok(finish(market, target, row, clock, result, Some(&report)).await?),
+            Written::Inserted => Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?),
             Written::Duplicate(applied) => Ok(replayed(records::get(market, &applied).await?)),
         };
     }
@@ -147,16 +144,21 @@ async fn already_applied(market: &Market, finished: Finished, applied: &str) -> 
     Ok(replayed(records::get(market, applied).await?))
 }
 
-/// The invocation's row: `(outcome, error)`, the report's figures, the KV writes it commits.
+/// The invocation's row: what it answered (or why it failed), the report's figures, the KV
+/// writes it commits.
 fn row(
     target: &Target,
     event: &Event,
     started_at: i64,
-    (outcome, error): (&str, Option<&str>),
+    result: Result<&Outcome, &Failure>,
     report: Option<&Report>,
     kv_writes: usize,
 ) -> Result<InvocationRecord, MarketError> {
     let number = |figure: fn(&Report) -> u64| report.map_or(0, |r| i64::try_from(figure(r)).unwrap_or(i64::MAX));
+    let (outcome, error, answer) = match result {
+        Ok(answer) => ("ok", None, Some(answer)),
+        Err(failure) => (failure.outcome.as_str(), Some(failure.message.clone()), None),
+    };
     Ok(InvocationRecord {
         id: super::ordered_id("inv")?,
         tenant: target.tenant.clone(),
@@ -168,7 +170,7 @@ fn row(
         started_at,
         duration_us: number(|r| r.duration_us),
         outcome: outcome.to_string(),
-        error: error.map(str::to_string),
+        error,
         fuel_used: number(|r| r.fuel_used),
         peak_memory_bytes: number(|r| r.peak_memory_bytes),
         http_requests: number(|r| r.http_requests),
@@ -177,30 +179,29 @@ fn row(
         usage: report.map(|r| r.usage.clone()).unwrap_or_default(),
         logs: report.map(|r| records::kept_logs(&r.logs)).unwrap_or_default(),
         stderr: report.map(|r| records::kept_stderr(&r.stderr)).unwrap_or_default(),
+        data: answer.and_then(|answer| answer.data.clone()),
+        actions: answer.map(|answer| answer.actions.clone()).unwrap_or_default(),
     })
 }
 
-/// After the row is durable: metrics, the circuit breaker, the answer.
+/// After the row is durable: metrics, the circuit breaker, the answer (the record's: the
+/// same as every later answer about this invocation).
 async fn finish(
     market: &Market,
     target: Target,
     row: InvocationRecord,
     clock: Instant,
-    result: Result<Outcome, Failure>,
+    failure: Option<Failure>,
     report: Option<&Report>,
 ) -> Result<Delivery, MarketError> {
     market.runner.metrics.record_invocation(&target.plugin.to_string(), &row.outcome, clock.elapsed());
-    let paused = match &result {
-        Ok(_) => installs::record_health(market, &target, None).await?,
-        Err(failure) if failure.counts => {
+    let paused = match &failure {
+        None => installs::record_health(market, &target, None).await?,
+        Some(failure) if failure.counts => {
             let reason = format!("{}: {}", failure.outcome, failure.message);
             installs::record_health(market, &target, Some(&reason)).await?
         }
-        Err(_) => false,
-    };
-    let (data, actions) = match result {
-        Ok(outcome) => (outcome.data, outcome.actions),
-        Err(_) => (None, Vec::new()),
+        Some(_) => false,
     };
     Ok(Delivery {
         invocation: row.id,
@@ -209,8 +210,8 @@ async fn finish(
         version: target.version.to_string(),
         outcome: row.outcome,
         duration_us: report.map_or(0, |r| r.duration_us),
-        data,
-        actions,
+        data: row.data,
+        actions: row.actions,
         error: row.error,
         paused,
         replayed: false,
