@@ -19,6 +19,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use nexus_registry::ErrorCode;
 
 use crate::accounts::Caller;
 use crate::error::MarketError;
@@ -107,16 +108,16 @@ impl Chrome {
 #[derive(Debug)]
 pub struct PageError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl PageError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -142,7 +143,7 @@ impl From<nexus_registry::RegistryError> for PageError {
 impl From<askama::Error> for PageError {
     fn from(error: askama::Error) -> Self {
         tracing::error!(%error, "console template failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the page could not be rendered")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the page could not be rendered")
     }
 }
 
@@ -164,12 +165,12 @@ impl IntoResponse for PageError {
             return response;
         }
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "console page failed");
+            tracing::error!(code = self.code.as_str(), message = %self.message, "console page failed");
         }
         let page = ErrorPage {
             chrome: Chrome::new("Not possible", None),
             status: self.status.as_u16(),
-            code: self.code,
+            code: self.code.as_str(),
             message: &self.message,
         };
         let body = page.render().unwrap_or_else(|_| self.message.clone());

@@ -26,7 +26,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
-use nexus_registry::{ArtifactStore, Db, MAX_COMPONENT_BYTES, Registry};
+use nexus_registry::{ArtifactStore, Db, ErrorCode, MAX_COMPONENT_BYTES, Registry};
 
 pub(crate) use billing_routes::csv;
 pub use error::ApiError;
@@ -154,10 +154,14 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
         .merge(openapi::routes())
         .merge(crate::console::routes())
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such route; see /openapi.json")
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::UnknownRoute, "no such route; see /openapi.json")
         })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "this route does not take that method",
+            )
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(axum::middleware::from_fn_with_state(state.clone(), durable))

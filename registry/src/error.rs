@@ -1,10 +1,12 @@
-//! The registry's one error type. Every variant has a stable code (what clients match on)
-//! and a message naming the problem; the HTTP layer maps codes to statuses in one place.
+//! The registry's one error type. Every variant has a stable code (an [`ErrorCode`], what
+//! clients match on) and a message naming the problem; the HTTP layer maps errors to
+//! statuses in one place.
 
 use std::time::Duration;
 
 use nexus_host::{Digest, LoadError};
 
+use crate::ErrorCode;
 use crate::id::IdError;
 use crate::manifest::ManifestError;
 use crate::resolve::ResolveError;
@@ -75,34 +77,50 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            Self::Unauthenticated => "unauthenticated",
-            Self::TokenRevoked => "token_revoked",
-            Self::TokenExpired => "token_expired",
-            Self::MissingScope(_) => "missing_scope",
-            Self::NamespaceNotOwned { .. } => "namespace_not_owned",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::Unauthenticated => C::Unauthenticated,
+            Self::TokenRevoked => C::TokenRevoked,
+            Self::TokenExpired => C::TokenExpired,
+            Self::MissingScope(_) => C::MissingScope,
+            Self::NamespaceNotOwned { .. } => C::NamespaceNotOwned,
+            Self::RateLimited { .. } => C::RateLimited,
             Self::Manifest(error) => error.code(),
-            Self::Component(error) => error.code(),
-            Self::ContractNotPublished { .. } => "unsupported_contract",
-            Self::ContractMismatch { .. } => "contract_mismatch",
-            Self::UndeclaredCapability { .. } => "undeclared_capability",
-            Self::TooLarge { .. } => "too_large",
-            Self::DigestMismatch { .. } => "digest_mismatch",
-            Self::VersionExists { .. } => "version_exists",
+            Self::Component(error) => error.into(),
+            Self::ContractNotPublished { .. } => C::UnsupportedContract,
+            Self::ContractMismatch { .. } => C::ContractMismatch,
+            Self::UndeclaredCapability { .. } => C::UndeclaredCapability,
+            Self::TooLarge { .. } => C::TooLarge,
+            Self::DigestMismatch { .. } => C::DigestMismatch,
+            Self::VersionExists { .. } => C::VersionExists,
             Self::Signature(error) => error.code(),
-            Self::UnknownKey(_) => "unknown_key",
-            Self::InvalidId(_) => "invalid_id",
+            Self::UnknownKey(_) => C::UnknownKey,
+            Self::InvalidId(_) => C::InvalidId,
             Self::InvalidRequirement(error) => error.code(),
-            Self::InvalidVersion(_) => "invalid_version",
-            Self::NotFound(_) => "not_found",
-            Self::NoMatchingVersion { .. } => "no_matching_version",
-            Self::PublisherExists(_) => "publisher_exists",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::ArtifactMissing(_) => "artifact_missing",
-            Self::ArtifactCorrupt(_) => "artifact_corrupt",
-            Self::Storage(_) => "storage",
+            Self::InvalidVersion(_) => C::InvalidVersion,
+            Self::NotFound(_) => C::NotFound,
+            Self::NoMatchingVersion { .. } => C::NoMatchingVersion,
+            Self::PublisherExists(_) => C::PublisherExists,
+            Self::InvalidRequest(_) => C::InvalidRequest,
+            Self::ArtifactMissing(_) => C::ArtifactMissing,
+            Self::ArtifactCorrupt(_) => C::ArtifactCorrupt,
+            Self::Storage(_) => C::Storage,
+        }
+    }
+}
+
+/// The host names its load refusals with its own strings (it sits below the registry); this
+/// is where they join the one list. A test checks the strings agree.
+impl From<&LoadError> for ErrorCode {
+    fn from(error: &LoadError) -> Self {
+        match error {
+            LoadError::NotAComponent(_) => Self::NotAComponent,
+            LoadError::UnsupportedContract(_) => Self::UnsupportedContract,
+            LoadError::UnsupportedImport(_) => Self::UnsupportedImport,
+            LoadError::Link(_) => Self::LinkFailed,
+            LoadError::Cache(_) => Self::CacheFailed,
+            LoadError::ExceedsHostLimits(_) => Self::ExceedsHostLimits,
         }
     }
 }

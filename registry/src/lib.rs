@@ -1,7 +1,8 @@
 //! The Nexus registry: plugin artifacts and versions. It owns content-addressed artifact
 //! storage, manifests, semver resolution, publish validation, signatures, yanking and
 //! publisher credentials. It must not route HTTP: the marketplace server exposes
-//! [`Registry`] over HTTP and the `nexus` CLI drives it.
+//! [`Registry`] over HTTP and the `nexus` CLI drives it. It also holds [`ErrorCode`], the one
+//! list of error codes the service answers with, since registry errors carry codes too.
 //!
 //! Rules it keeps: a `name@version` is published once, ever (yanked or not); bytes are
 //! addressed and verified by sha256 on every read; nothing is stored unless every check
@@ -10,6 +11,7 @@
 pub mod artifacts;
 pub mod db;
 pub mod error;
+pub mod error_code;
 pub mod id;
 pub mod manifest;
 pub mod publish;
@@ -30,6 +32,7 @@ use semver::{Version, VersionReq};
 pub use artifacts::ArtifactStore;
 pub use db::{Backend, Db, DbLimits};
 pub use error::RegistryError;
+pub use error_code::ErrorCode;
 pub use id::{PluginId, PluginName, PublisherName};
 pub use manifest::Manifest;
 pub use publish::{MAX_COMPONENT_BYTES, PublishRequest, Published, SignedBy};

@@ -13,6 +13,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::ErrorCode;
 use crate::id::PluginId;
 pub use rules::MAX_TRIAL_DAYS;
 use rules::{
@@ -55,11 +56,11 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Syntax(_) => "manifest_syntax",
-            Self::Missing { .. } => "manifest_missing_field",
-            Self::Invalid { .. } => "manifest_invalid_field",
+            Self::Syntax(_) => ErrorCode::ManifestSyntax,
+            Self::Missing { .. } => ErrorCode::ManifestMissingField,
+            Self::Invalid { .. } => ErrorCode::ManifestInvalidField,
         }
     }
 }

@@ -11,9 +11,9 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::ErrorCode {
         match self {
-            Self::InvalidRequirement { .. } => "invalid_requirement",
+            Self::InvalidRequirement { .. } => crate::ErrorCode::InvalidRequirement,
         }
     }
 }
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn invalid_requirements_name_the_text() {
         let err = parse_requirement("one.two").unwrap_err();
-        assert_eq!(err.code(), "invalid_requirement");
+        assert_eq!(err.code(), crate::ErrorCode::InvalidRequirement);
         assert_eq!(
             err.to_string(),
             r#"version requirement "one.two" is invalid: unexpected character 'o' while parsing major version number"#

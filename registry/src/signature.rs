@@ -40,12 +40,13 @@ pub enum SignatureError {
 }
 
 impl SignatureError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::ErrorCode {
+        use crate::ErrorCode as C;
         match self {
-            Self::InvalidKey(_) => "invalid_key",
-            Self::InvalidSignature(_) => "invalid_signature",
-            Self::Mismatch { .. } => "signature_mismatch",
-            Self::Entropy(_) => "entropy_unavailable",
+            Self::InvalidKey(_) => C::InvalidKey,
+            Self::InvalidSignature(_) => C::InvalidSignature,
+            Self::Mismatch { .. } => C::SignatureMismatch,
+            Self::Entropy(_) => C::EntropyUnavailable,
         }
     }
 }
@@ -295,7 +296,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = text.parse::<PublicKey>().unwrap_err();
-            assert_eq!((err.code(), err.to_string().as_str()), ("invalid_key", expected), "{text}");
+            assert_eq!((err.code().as_str(), err.to_string().as_str()), ("invalid_key", expected), "{text}");
         }
         // A y coordinate with no point on the curve (found by trying small values).
         let off_curve = (0u8..=255)

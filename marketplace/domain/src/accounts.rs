@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use nexus_registry::publishers::{random_hex, secret_hash};
-use nexus_registry::{Credential, Db, RegistryError, db::now_ms};
+use nexus_registry::{Credential, Db, ErrorCode, RegistryError, db::now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -78,7 +78,7 @@ impl FromStr for TenantId {
             Ok(Self(s.to_string()))
         } else {
             Err(MarketError::invalid(
-                "invalid_id",
+                ErrorCode::InvalidId,
                 format!("`{s}` is not a tenant id: use 2-39 lowercase letters, digits and '-', starting with a letter"),
             ))
         }
@@ -338,14 +338,14 @@ async fn insert_token(
 /// Issues an operator token. Only the `nexus operator token` command (with database access)
 /// and an existing operator may do this.
 pub async fn issue_operator_token(db: &Db, label: &str) -> Result<IssuedAccountToken, MarketError> {
-    MarketError::check_text("invalid_request", "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
     insert_token(db, "operator", None, &["admin".to_string()], label, None).await
 }
 
 /// Creates a tenant and its first token, with every scope.
 pub async fn create_tenant(db: &Db, id: &TenantId, display_name: &str) -> Result<IssuedAccountToken, MarketError> {
     if display_name.trim().is_empty() || display_name.len() > 100 {
-        return Err(MarketError::invalid("invalid_request", "display_name must be 1 to 100 characters"));
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "display_name must be 1 to 100 characters"));
     }
     let inserted = sqlx::query("INSERT INTO tenants (id, display_name, created_at) VALUES ($1, $2, $3)")
         .bind(id.as_str())
@@ -355,7 +355,7 @@ pub async fn create_tenant(db: &Db, id: &TenantId, display_name: &str) -> Result
         .await;
     match inserted {
         Err(error) if nexus_registry::db::is_unique_violation(&error) => {
-            return Err(MarketError::conflict("tenant_exists", format!("tenant {id} already exists")));
+            return Err(MarketError::conflict(ErrorCode::TenantExists, format!("tenant {id} already exists")));
         }
         other => other?,
     };
@@ -370,9 +370,9 @@ pub async fn issue_tenant_token(
     expires_at: Option<i64>,
 ) -> Result<IssuedAccountToken, MarketError> {
     if scopes.is_empty() {
-        return Err(MarketError::invalid("invalid_request", "a token needs at least one scope"));
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a token needs at least one scope"));
     }
-    MarketError::check_text("invalid_request", "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
     let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
     insert_token(db, "tenant", Some(tenant), &scopes, label, expires_at).await
 }

@@ -2,8 +2,8 @@
 //! catalog moderation, installs, consents, secrets changed, pauses), append-only, readable
 //! by operators. Entries name the actor and the target, never a secret value.
 
-use nexus_registry::Db;
 use nexus_registry::db::now_ms;
+use nexus_registry::{Db, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
@@ -75,7 +75,7 @@ fn like_literal(text: &str) -> String {
 pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>, MarketError> {
     let per_page = crate::error::per_page(query.per_page, 50)?;
     for (field, value) in [("action", &query.action), ("actor", &query.actor), ("target", &query.target)] {
-        MarketError::check_text("invalid_query", field, value.as_deref().unwrap_or_default(), MAX_QUERY_CHARS)?;
+        MarketError::check_text(ErrorCode::InvalidQuery, field, value.as_deref().unwrap_or_default(), MAX_QUERY_CHARS)?;
     }
     // The actor is a prefix: its own `%`, `_` and `\` match only themselves.
     let filter = "WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor LIKE $2 ESCAPE '\\') \

@@ -93,15 +93,15 @@ impl std::fmt::Debug for BillingConfig {
 pub fn money_error(error: nexus_money::MoneyError) -> crate::error::MarketError {
     use nexus_money::MoneyError as E;
     let code = match &error {
-        E::UnknownCurrency(_) => "unknown_currency",
-        E::CurrencyMismatch { .. } => "currency_mismatch",
-        E::Overflow => "amount_overflow",
-        E::InvalidAmount(..) => "invalid_amount",
-        E::InvalidPolicy(_) => "invalid_policy",
-        E::InvalidPosting(_) => "invalid_posting",
-        E::RefundExceedsCharge { .. } => "refund_exceeds_charge",
-        E::UnknownInterval(_) => "invalid_plan",
-        E::InvalidPeriod(_) => "invalid_period",
+        E::UnknownCurrency(_) => nexus_registry::ErrorCode::UnknownCurrency,
+        E::CurrencyMismatch { .. } => nexus_registry::ErrorCode::CurrencyMismatch,
+        E::Overflow => nexus_registry::ErrorCode::AmountOverflow,
+        E::InvalidAmount(..) => nexus_registry::ErrorCode::InvalidAmount,
+        E::InvalidPolicy(_) => nexus_registry::ErrorCode::InvalidPolicy,
+        E::InvalidPosting(_) => nexus_registry::ErrorCode::InvalidPosting,
+        E::RefundExceedsCharge { .. } => nexus_registry::ErrorCode::RefundExceedsCharge,
+        E::UnknownInterval(_) => nexus_registry::ErrorCode::InvalidPlan,
+        E::InvalidPeriod(_) => nexus_registry::ErrorCode::InvalidPeriod,
     };
     crate::error::MarketError::invalid(code, error.to_string())
 }

@@ -9,7 +9,7 @@
 use nexus_host::Capability;
 use nexus_registry::db::now_ms;
 use nexus_registry::manifest::{CapabilityRequest, PricingModel, PricingPlan};
-use nexus_registry::{Db, PluginId, Registry, VersionRecord};
+use nexus_registry::{Db, ErrorCode, PluginId, Registry, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
@@ -227,7 +227,7 @@ fn filter_value(field: &str, value: Option<&String>, allowed: &[&str]) -> Result
         None => Ok(None),
         Some(v) if allowed.contains(&v.as_str()) => Ok(Some(format!("%,{v},%"))),
         Some(v) => Err(MarketError::invalid(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("unknown {field} `{v}`; expected one of: {}", allowed.join(", ")),
         )),
     }
@@ -238,7 +238,7 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     let per_page = crate::error::per_page(query.per_page, 20)?;
     let page = query.page.unwrap_or(1).max(1);
     let q = query.q.as_deref().unwrap_or_default();
-    MarketError::check_text("invalid_query", "q", q, MAX_QUERY_CHARS)?;
+    MarketError::check_text(ErrorCode::InvalidQuery, "q", q, MAX_QUERY_CHARS)?;
     let terms = terms(q);
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
@@ -405,7 +405,10 @@ pub async fn feature(db: &Db, caller: &Caller, id: &PluginId, note: Option<&str>
 pub async fn delist(db: &Db, caller: &Caller, id: &PluginId, reason: Option<&str>) -> Result<Listing, MarketError> {
     caller.require_operator()?;
     if reason.is_some_and(|r| r.trim().is_empty()) {
-        return Err(MarketError::invalid("invalid_request", "a delisting needs a reason the publisher can act on"));
+        return Err(MarketError::invalid(
+            ErrorCode::InvalidRequest,
+            "a delisting needs a reason the publisher can act on",
+        ));
     }
     set_mark(db, caller, id, &DELISTED, reason).await
 }
@@ -420,7 +423,7 @@ async fn set_mark(
 ) -> Result<Listing, MarketError> {
     caller.require_operator()?;
     if let Some(text) = text {
-        MarketError::check_text("invalid_request", "reason", text, MAX_REASON_CHARS)?;
+        MarketError::check_text(ErrorCode::InvalidRequest, "reason", text, MAX_REASON_CHARS)?;
     }
     let mut tx = db.write_tx().await?;
     let update = format!("UPDATE listings SET {} = $1, {} = $2 WHERE plugin_id = $3", mark.at_column, mark.text_column);

@@ -1,9 +1,10 @@
-//! The marketplace's domain errors. Each has a stable code; the server maps them to HTTP
-//! statuses in one place (`server/error.rs`).
+//! The marketplace's domain errors. Each has a stable code from the one list,
+//! `nexus_registry::ErrorCode`; the server maps them to HTTP statuses in one place
+//! (`server/error.rs`).
 
 use std::time::Duration;
 
-use nexus_registry::RegistryError;
+use nexus_registry::{ErrorCode, RegistryError};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +19,10 @@ pub enum MarketError {
     NotFound(String),
     /// The request is malformed or names something invalid; `code` says what.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid { code: ErrorCode, message: String },
     /// The request clashes with the current state (already installed, not paused, ...).
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// Installing or upgrading needs the tenant's consent to these capabilities.
     #[error("{message}")]
     ConsentRequired { message: String, requested: Box<crate::installs::Consent> },
@@ -39,31 +40,31 @@ pub enum MarketError {
 }
 
 impl MarketError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             Self::Registry(error) => error.code(),
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Invalid { code, .. } | Self::Conflict { code, .. } => code,
-            Self::ConsentRequired { .. } => "consent_required",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Busy(_) => "concurrency_limited",
-            Self::HostBusy { .. } => "host_busy",
-            Self::Storage(_) => "storage_failure",
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Invalid { code, .. } | Self::Conflict { code, .. } => *code,
+            Self::ConsentRequired { .. } => ErrorCode::ConsentRequired,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Busy(_) => ErrorCode::ConcurrencyLimited,
+            Self::HostBusy { .. } => ErrorCode::HostBusy,
+            Self::Storage(_) => ErrorCode::StorageFailure,
         }
     }
 
-    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Invalid { code, message: message.into() }
     }
 
     /// Free text a caller chose, within its bound (`nexus_registry::text`); `code` is
     /// `invalid_request` for bodies, `invalid_query` for query strings.
-    pub fn check_text(code: &'static str, field: &str, value: &str, max: usize) -> Result<(), Self> {
+    pub fn check_text(code: ErrorCode, field: &str, value: &str, max: usize) -> Result<(), Self> {
         nexus_registry::text::check(field, value, max, false).map_err(|message| Self::invalid(code, message))
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Conflict { code, message: message.into() }
     }
 }
@@ -87,7 +88,7 @@ pub const MAX_PER_PAGE: u32 = 100;
 pub fn per_page(value: Option<u32>, default: u32) -> Result<u32, MarketError> {
     match value.unwrap_or(default) {
         n @ 1..=MAX_PER_PAGE => Ok(n),
-        _ => Err(MarketError::invalid("invalid_query", format!("per_page must be 1 to {MAX_PER_PAGE}"))),
+        _ => Err(MarketError::invalid(ErrorCode::InvalidQuery, format!("per_page must be 1 to {MAX_PER_PAGE}"))),
     }
 }
 
@@ -135,7 +136,7 @@ impl PageQuery {
     pub fn checked(&self) -> Result<(u32, u32), MarketError> {
         let page = self.page.unwrap_or(1);
         if page == 0 {
-            return Err(MarketError::invalid("invalid_query", "page must be 1 or more"));
+            return Err(MarketError::invalid(ErrorCode::InvalidQuery, "page must be 1 or more"));
         }
         Ok((page, per_page(self.per_page, 50)?))
     }

@@ -9,7 +9,7 @@ use nexus_host::Grants;
 use nexus_registry::db::is_unique_violation;
 use nexus_registry::publishers::random_hex;
 use nexus_registry::resolve::parse_requirement;
-use nexus_registry::{Backend, PluginId, RegistryError};
+use nexus_registry::{Backend, ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
@@ -149,7 +149,7 @@ fn check_settings<'a>(
     entries: impl ExactSizeIterator<Item = (&'a String, Option<&'a String>)>,
 ) -> Result<(), MarketError> {
     if entries.len() > MAX_SETTINGS {
-        return Err(MarketError::invalid("invalid_settings", format!("at most {MAX_SETTINGS} {what} entries")));
+        return Err(MarketError::invalid(ErrorCode::InvalidSettings, format!("at most {MAX_SETTINGS} {what} entries")));
     }
     for (key, value) in entries {
         let key_ok = !key.is_empty()
@@ -157,13 +157,13 @@ fn check_settings<'a>(
             && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !key_ok {
             return Err(MarketError::invalid(
-                "invalid_settings",
+                ErrorCode::InvalidSettings,
                 format!("{what} key `{key}` must be 1-{MAX_SETTING_KEY_BYTES} of letters, digits, '-', '_', '.'"),
             ));
         }
         if value.is_some_and(|v| v.len() > MAX_SETTING_VALUE_BYTES) {
             return Err(MarketError::invalid(
-                "invalid_settings",
+                ErrorCode::InvalidSettings,
                 format!("{what} `{key}` is longer than {MAX_SETTING_VALUE_BYTES} bytes"),
             ));
         }
@@ -180,7 +180,10 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     let id = plugin_id(&request.plugin)?;
     if !catalog::is_installable(&market.db, &id).await? {
-        return Err(MarketError::conflict("plugin_delisted", format!("{id} is delisted and cannot be installed")));
+        return Err(MarketError::conflict(
+            ErrorCode::PluginDelisted,
+            format!("{id} is delisted and cannot be installed"),
+        ));
     }
     let requested = request.requirement.clone().unwrap_or_else(|| "*".to_string());
     let requirement = parse_requirement(&requested).map_err(RegistryError::from)?;
@@ -237,7 +240,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     match inserted {
         Err(error) if is_unique_violation(&error) => {
             return Err(MarketError::conflict(
-                "already_installed",
+                ErrorCode::AlreadyInstalled,
                 format!("tenant {tenant} already has {id} installed; change it or uninstall it first"),
             ));
         }
@@ -281,7 +284,7 @@ fn changed_live(result: sqlx::any::AnyQueryResult, id: &str) -> Result<(), Marke
     if result.rows_affected() == 1 {
         Ok(())
     } else {
-        Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")))
+        Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")))
     }
 }
 
@@ -415,7 +418,7 @@ pub async fn list(
     let tenant = match (caller, tenant) {
         (Caller::Operator { .. }, Some(tenant)) => tenant.clone(),
         (Caller::Operator { .. }, None) => {
-            return Err(MarketError::invalid("invalid_query", "operators must name the tenant: ?tenant=<id>"));
+            return Err(MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"));
         }
         (_, named) => {
             let own = caller.tenant(TenantScope::Read)?;

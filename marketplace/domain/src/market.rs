@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_host::{Host, HostConfig, LoadError, OutboundPolicy};
-use nexus_registry::{Credential, Db, PluginId, PublishRequest, Published, Registry, RegistryError, VersionRecord};
+use nexus_registry::{
+    Credential, Db, ErrorCode, PluginId, PublishRequest, Published, Registry, RegistryError, VersionRecord,
+};
 use semver::Version;
 use serde_json::json;
 
@@ -174,7 +176,7 @@ impl Market {
         let reason = format!("refused by the host after publishing [{}]: {refusal}", refusal.code());
         let yanked = match version.parse::<Version>() {
             Ok(version) => self.yank(caller, id, &version, &reason, None).await.map(drop),
-            Err(error) => Err(MarketError::invalid("invalid_version", error.to_string())),
+            Err(error) => Err(MarketError::invalid(ErrorCode::InvalidVersion, error.to_string())),
         };
         match yanked {
             Ok(()) => tracing::warn!(plugin = %id, version, %reason, "version yanked"),

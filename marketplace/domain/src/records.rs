@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use nexus_host::capability::kv::KvError;
 use nexus_host::{LogLine, StagedKv};
-use nexus_registry::Db;
 use nexus_registry::db::Backend;
+use nexus_registry::{Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::pool::PoolConnection;
@@ -546,7 +546,7 @@ pub async fn list(
 ) -> Result<CursorPage<InvocationRecord>, MarketError> {
     installs::get(market, caller, install).await?;
     let per_page = crate::error::per_page(query.per_page, 50)?;
-    crate::error::MarketError::check_text("invalid_query", "outcome", query.outcome.as_deref().unwrap_or(""), 64)?;
+    MarketError::check_text(ErrorCode::InvalidQuery, "outcome", query.outcome.as_deref().unwrap_or(""), 64)?;
     // The cursor is the last row seen: everything strictly older than it, in the order shown.
     let (before_at, before_id) = match &query.after {
         None => (i64::MAX, String::new()),
@@ -558,7 +558,10 @@ pub async fn list(
                     .fetch_optional(&market.db.pool)
                     .await?;
             let at = at.ok_or_else(|| {
-                MarketError::invalid("invalid_query", format!("`after` {after} is not an invocation of this install"))
+                MarketError::invalid(
+                    ErrorCode::InvalidQuery,
+                    format!("`after` {after} is not an invocation of this install"),
+                )
             })?;
             (at, after.clone())
         }
@@ -750,10 +753,10 @@ mod tests {
         let script = sqlite_script(records.len(), &billable);
         assert!(script.starts_with("BEGIN IMMEDIATE;\nINSERT INTO invocations ("), "{script}");
         assert!(
-            script.contains("($1, $2,") && script.contains("$38) ON CONFLICT DO NOTHING RETURNING id;"),
+            script.contains("($1, $2,") && script.contains("$42) ON CONFLICT DO NOTHING RETURNING id;"),
             "{script}"
         );
-        assert!(script.contains("FROM (VALUES ($20, $39, $40), ($20, $41, $42)) AS u WHERE EXISTS"), "{script}");
+        assert!(script.contains("FROM (VALUES ($22, $43, $44), ($22, $45, $46)) AS u WHERE EXISTS"), "{script}");
         assert!(script.ends_with(";\nCOMMIT;"), "{script}");
         // Without usage, one statement in autocommit, its parameters in order.
         let script = sqlite_script(3, &[]);
@@ -762,7 +765,7 @@ mod tests {
                 && script.ends_with("?) ON CONFLICT DO NOTHING RETURNING id"),
             "{script}"
         );
-        assert_eq!((script.matches('?').count(), script.matches('$').count(), script.matches(';').count()), (57, 0, 0));
+        assert_eq!((script.matches('?').count(), script.matches('$').count(), script.matches(';').count()), (63, 0, 0));
         let script = sqlite_script(ROWS_PER_STATEMENT + 1, &[]);
         assert!(script.starts_with("BEGIN IMMEDIATE;") && script.ends_with("COMMIT;"), "{script}");
         assert_eq!(script.matches("INSERT INTO invocations").count(), 2, "{script}");

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nexus_host::{Event, Host, InvocationError, LoadError, Plugin, PluginErrorKind};
-use nexus_registry::Db;
 use nexus_registry::publishers::random_hex;
+use nexus_registry::{Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Caller, TenantId, TenantScope};
@@ -235,7 +235,7 @@ impl Runner {
         let plugin = match loading {
             Loading::Ready(plugin) => plugin,
             Loading::Refused(e) => {
-                return Err(MarketError::invalid("component_refused", format!("{key} cannot be loaded: {e}")));
+                return Err(MarketError::invalid(ErrorCode::ComponentRefused, format!("{key} cannot be loaded: {e}")));
             }
             Loading::Compiling(_) => {
                 tracing::info!(plugin = %key, "component still compiling on this node; the event is answered busy");
@@ -254,7 +254,7 @@ impl Runner {
 /// The event to deliver, and whether its id is the client's (only a client's id can come
 /// again: a generated one is new).
 fn event(request: EventRequest) -> Result<(Event, bool), MarketError> {
-    let bad = |message: String| MarketError::invalid("invalid_event", message);
+    let bad = |message: String| MarketError::invalid(ErrorCode::InvalidEvent, message);
     let event_type = request.event_type.trim().to_string();
     if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_BYTES {
         return Err(bad(format!("`type` must be 1 to {MAX_EVENT_TYPE_BYTES} bytes")));
@@ -387,13 +387,13 @@ pub async fn invoke_install(
     match target.status {
         InstallStatus::Paused => {
             return Err(MarketError::conflict(
-                "install_paused",
+                ErrorCode::InstallPaused,
                 format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
             ));
         }
         InstallStatus::PendingPayment => {
             return Err(MarketError::conflict(
-                "install_pending_payment",
+                ErrorCode::InstallPendingPayment,
                 format!("install {install} runs once the charge due at its install or plan change is collected"),
             ));
         }

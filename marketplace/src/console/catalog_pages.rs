@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use nexus_registry::ErrorCode;
 use serde::Deserialize;
 
 use super::session::Signed;
@@ -117,7 +118,7 @@ async fn search(
         Some("name") => Some(Sort::Name),
         Some(other) => {
             return Err(PageError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("sort `{other}` is not popular, newest, relevance or name"),
             ));
         }

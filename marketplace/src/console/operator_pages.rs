@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use nexus_registry::ErrorCode;
 use serde::Deserialize;
 
 use super::catalog_pages::Choice;
@@ -69,7 +70,7 @@ async fn dashboard(
         "month" => (Interval::Month, 365),
         other => {
             return Err(PageError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("interval `{other}` is not day, week or month"),
             ));
         }
@@ -161,7 +162,8 @@ async fn mark_listing(
     let reason = fields.text("reason");
     let db = &state.market.db;
     let caller = &signed.0.caller;
-    let needs_reason = |what: &str| PageError::bad_request("invalid_request", format!("say why you {what} {id}"));
+    let needs_reason =
+        |what: &str| PageError::bad_request(ErrorCode::InvalidRequest, format!("say why you {what} {id}"));
     match action.as_str() {
         "feature" => catalog::feature(db, caller, &id, Some(reason.ok_or_else(|| needs_reason("feature"))?)).await?,
         "unfeature" => catalog::feature(db, caller, &id, None).await?,
@@ -170,7 +172,7 @@ async fn mark_listing(
         other => {
             return Err(PageError::new(
                 axum::http::StatusCode::NOT_FOUND,
-                "unknown_route",
+                ErrorCode::UnknownRoute,
                 format!("`{other}` is not feature, unfeature, delist or relist"),
             ));
         }

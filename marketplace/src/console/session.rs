@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use nexus_registry::RegistryError;
+use nexus_registry::{ErrorCode, RegistryError};
 
 use super::{Chrome, Fields, PageError, render};
 use crate::server::AppState;
@@ -86,7 +86,7 @@ impl Signed {
         } else {
             Err(PageError::new(
                 axum::http::StatusCode::FORBIDDEN,
-                "csrf_mismatch",
+                ErrorCode::CsrfMismatch,
                 "this form is stale or came from another site; reload the page and submit it again",
             ))
         }

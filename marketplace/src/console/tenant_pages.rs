@@ -8,6 +8,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use nexus_registry::ErrorCode;
 use serde::Deserialize;
 
 use super::session::Signed;
@@ -218,7 +219,7 @@ async fn bill_csv(
     let Some(period) = file.strip_suffix(".csv") else {
         return Err(PageError::new(
             axum::http::StatusCode::NOT_FOUND,
-            "unknown_route",
+            ErrorCode::UnknownRoute,
             "bills are downloaded as `<period>.csv`",
         ));
     };

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use nexus_registry::db::now_ms;
-use nexus_registry::{IssuedToken, RegistryError};
+use nexus_registry::{ErrorCode, IssuedToken, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -117,9 +117,10 @@ pub struct CreateToken {
 /// When a token given `days` to live expires; zero days is refused (a token dead on arrival).
 pub(super) fn expiry(days: Option<u32>) -> Result<Option<i64>, ApiError> {
     match days {
-        Some(0) => {
-            Err(ApiError::bad_request("invalid_request", "expires_in_days must be at least 1; omit it for no expiry"))
-        }
+        Some(0) => Err(ApiError::bad_request(
+            ErrorCode::InvalidRequest,
+            "expires_in_days must be at least 1; omit it for no expiry",
+        )),
         days => Ok(days.map(|days| now_ms() + i64::from(days) * 86_400_000)),
     }
 }
@@ -192,7 +193,7 @@ pub async fn create_publisher(
     let name = body
         .id
         .parse()
-        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
+        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request(ErrorCode::InvalidId, e.to_string()))?;
     let token = state.market.registry.create_publisher(&name, &body.display_name).await?;
     let detail = json!({ "display_name": body.display_name, "token": token.id });
     audit::record(state.market.db.writer(), &caller.actor(), "publisher.created", name.as_str(), detail).await?;

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::auth::{Auth, MaybeAuth};
@@ -70,7 +71,9 @@ fn wants_csv(headers: &HeaderMap, format: Option<&str>) -> Result<bool, ApiError
     match format {
         Some("csv") => Ok(true),
         Some("json") => Ok(false),
-        Some(other) => Err(ApiError::bad_request("invalid_query", format!("format `{other}` is not csv or json"))),
+        Some(other) => {
+            Err(ApiError::bad_request(ErrorCode::InvalidQuery, format!("format `{other}` is not csv or json")))
+        }
         None => Ok(headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())

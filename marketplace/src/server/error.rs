@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use nexus_registry::RegistryError;
+use nexus_registry::{ErrorCode, RegistryError};
 
 use crate::error::MarketError;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after_secs: Option<u64>,
     /// Structured context for the client, such as the capabilities awaiting consent.
@@ -21,11 +21,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into(), retry_after_secs: None, details: None }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 }
@@ -37,7 +37,7 @@ struct Body<'a> {
 
 #[derive(Serialize)]
 struct Inner<'a> {
-    code: &'a str,
+    code: ErrorCode,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<&'a serde_json::Value>,
@@ -49,9 +49,9 @@ impl IntoResponse for ApiError {
         // the node's passing condition, answered 503 with a retry time: not an error of the
         // service, so not logged as one.
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::info!(code = self.code, message = %self.message, "request answered busy");
+            tracing::info!(code = self.code.as_str(), message = %self.message, "request answered busy");
         } else if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
         }
         let body =
             Json(Body { error: Inner { code: self.code, message: &self.message, details: self.details.as_ref() } });
@@ -98,8 +98,18 @@ impl From<RegistryError> for ApiError {
         if let E::Storage(detail) = &error {
             tracing::error!(%detail, "storage failure");
         }
-        Self { status, code: error.code(), message, retry_after_secs, details: None }
+        let code = error.code();
+        debug_assert_listed_status(status, code);
+        Self { status, code, message, retry_after_secs, details: None }
     }
+}
+
+/// The status an error kind is answered with is the one `ErrorCode` lists beside its code
+/// (what `/openapi.json` and `docs/errors.md` tell clients). Checked in debug builds, so the
+/// test suite's every refusal keeps the list true; fallback codes of the HTTP layer, which
+/// stand for several statuses, never come through here.
+fn debug_assert_listed_status(status: StatusCode, code: ErrorCode) {
+    debug_assert_eq!(status.as_u16(), code.status(), "{code} is answered {status}, but ErrorCode lists another status");
 }
 
 /// Whether reading a body failed because the client did not send it in time.
@@ -116,7 +126,7 @@ pub fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The answer to a body that did not arrive within the body timeout.
 pub fn body_timeout() -> ApiError {
-    ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body was not sent in time")
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout, "the request body was not sent in time")
 }
 
 impl From<JsonRejection> for ApiError {
@@ -128,13 +138,13 @@ impl From<JsonRejection> for ApiError {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The code every other size refusal (uploads, idempotent requests) answers with.
             let message = format!("JSON bodies are at most {} bytes", super::MAX_JSON_BYTES);
-            return Self::new(status, "too_large", message);
+            return Self::new(status, ErrorCode::TooLarge, message);
         }
         let code = match rejection {
-            JsonRejection::JsonDataError(_) => "invalid_json_fields",
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            _ => "invalid_body",
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidJsonFields,
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::MalformedJson,
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::InvalidBody,
         };
         Self::new(status, code, rejection.body_text())
     }
@@ -151,12 +161,13 @@ impl From<MarketError> for ApiError {
             MarketError::Forbidden(_) => StatusCode::FORBIDDEN,
             MarketError::NotFound(_) => StatusCode::NOT_FOUND,
             // As the HTTP idempotency layer answers it, whichever of the two notices first.
-            MarketError::Invalid { code: "idempotency_key_reused", .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            MarketError::Invalid { code: ErrorCode::IdempotencyKeyReused, .. } => StatusCode::UNPROCESSABLE_ENTITY,
             MarketError::Invalid { .. } => StatusCode::BAD_REQUEST,
             MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
             MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             MarketError::HostBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
+        debug_assert_listed_status(status, error.code());
         let mut api = Self::new(status, error.code(), error.to_string());
         match &error {
             MarketError::ConsentRequired { requested, .. } => {

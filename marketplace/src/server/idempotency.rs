@@ -28,6 +28,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use nexus_registry::ErrorCode;
 use nexus_registry::db::process_id;
 use nexus_registry::db::{HookFuture, WriteHook, now_ms, with_write_hook};
 use nexus_registry::publishers::random_hex;
@@ -110,7 +111,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
 fn valid_key(key: &HeaderValue) -> Result<String, ApiError> {
     key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES).map(str::to_string).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             format!("Idempotency-Key must be 1 to {MAX_KEY_BYTES} visible ASCII characters"),
         )
     })
@@ -123,7 +124,7 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         }
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!("request bodies are at most {MAX_UPLOAD_BYTES} bytes"),
         )
     })
@@ -262,7 +263,7 @@ async fn kept(state: &AppState, keyed: &Keyed) -> Result<Kept, ApiError> {
     if row.request_sha256 != keyed.fingerprint {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             "this Idempotency-Key was used for a different request; use a new key",
         ));
     }
@@ -365,7 +366,7 @@ async fn keep(state: &AppState, keyed: &Keyed, response: Response) -> Result<Res
         forget(state, keyed).await?;
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "response_failed",
+            ErrorCode::ResponseFailed,
             "the answer could not be read",
         ));
     };
@@ -437,7 +438,7 @@ fn without_secret(body: &[u8]) -> Option<String> {
 fn in_progress() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
-        "idempotency_in_progress",
+        ErrorCode::IdempotencyInProgress,
         "a request with this Idempotency-Key is still running on another node; retry shortly",
     )
 }

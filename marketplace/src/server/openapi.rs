@@ -81,7 +81,7 @@ use super::{account_routes, billing_routes, catalog_routes, install_routes, regi
         billing_routes::show_gmv,
         billing_routes::show_ecosystem,
     ),
-    components(schemas(ErrorBody, ErrorDetail, crate::catalog::Sort)),
+    components(schemas(ErrorBody, ErrorDetail, nexus_registry::ErrorCode, crate::catalog::Sort)),
     modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Tenants, publishers, tokens, audit log"),
@@ -105,8 +105,8 @@ pub struct ErrorBody {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct ErrorDetail {
-    /// Stable, machine-readable: `not_found`, `consent_required`, `rate_limited`, ...
-    code: String,
+    /// Stable, machine-readable: one of `ErrorCode` (its description lists them all).
+    code: nexus_registry::ErrorCode,
     /// What went wrong and what to do, for people.
     message: String,
     /// The answer's `x-request-id`.

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
+use nexus_registry::ErrorCode;
 use nexus_registry::{
     KeyInfo, PluginId, PublicKey, PublishRequest, Published, Scope, Signature, SignedBy, VersionRecord,
     resolve::parse_requirement,
@@ -83,7 +84,8 @@ pub async fn publish_version(
 ) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<PublishedBody>), ApiError> {
     let (mut manifest, mut component, mut digest, mut signature, mut key) = (None, None, None, None, None);
     let form_error = |e: axum::extract::multipart::MultipartError| {
-        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_form" };
+        let code =
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorCode::TooLarge } else { ErrorCode::InvalidForm };
         ApiError::new(e.status(), code, e.body_text())
     };
     while let Some(field) = form.next_field().await.map_err(form_error)? {
@@ -91,7 +93,7 @@ pub async fn publish_version(
         let bytes = field.bytes().await.map_err(form_error)?;
         let text = || {
             String::from_utf8(bytes.to_vec())
-                .map_err(|_| ApiError::bad_request("invalid_form", format!("form part {name} is not UTF-8")))
+                .map_err(|_| ApiError::bad_request(ErrorCode::InvalidForm, format!("form part {name} is not UTF-8")))
         };
         match name.as_str() {
             "manifest" => manifest = Some(text()?),
@@ -99,17 +101,17 @@ pub async fn publish_version(
             "digest" => digest = Some(text()?),
             "signature" => signature = Some(text()?),
             "key" => key = Some(text()?),
-            other => return Err(ApiError::bad_request("invalid_form", format!("unknown form part `{other}`"))),
+            other => return Err(ApiError::bad_request(ErrorCode::InvalidForm, format!("unknown form part `{other}`"))),
         }
     }
-    let missing = |part: &str| ApiError::bad_request("invalid_form", format!("the form has no `{part}` part"));
+    let missing = |part: &str| ApiError::bad_request(ErrorCode::InvalidForm, format!("the form has no `{part}` part"));
     let signature = match (signature, key) {
         (Some(signature), Some(key)) => {
             let signature: Signature = signature.parse().map_err(nexus_registry::RegistryError::from)?;
             Some(SignedBy { key_fingerprint: key.trim().to_string(), signature })
         }
         (None, None) => None,
-        _ => return Err(ApiError::bad_request("invalid_form", "`signature` and `key` go together")),
+        _ => return Err(ApiError::bad_request(ErrorCode::InvalidForm, "`signature` and `key` go together")),
     };
     let request = PublishRequest {
         manifest: manifest.ok_or_else(|| missing("manifest"))?,
@@ -183,7 +185,7 @@ pub async fn download_component(
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
     let digest = HeaderValue::from_str(&record.digest.to_string())
-        .map_err(|e| ApiError::bad_request("invalid_digest", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidDigest, e.to_string()))?;
     headers.insert("x-nexus-digest", digest);
     if let (Some(signature), Some(key)) = (&record.signature, &record.key_fingerprint)
         && let (Ok(signature), Ok(key)) = (HeaderValue::from_str(signature), HeaderValue::from_str(key))
@@ -231,7 +233,7 @@ pub async fn list_keys(
 ) -> Result<Json<Page<KeyInfo>>, ApiError> {
     let name = publisher
         .parse()
-        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request("invalid_id", e.to_string()))?;
+        .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request(ErrorCode::InvalidId, e.to_string()))?;
     Ok(Json(Page::of(state.market.registry.keys(&name).await?, &query)?))
 }
 

@@ -133,7 +133,11 @@ impl Env {
     pub async fn raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let (parts, body) = response.into_parts();
-        (parts.status, parts.headers, axum::body::to_bytes(body, 64 << 20).await.unwrap().to_vec())
+        let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap().to_vec();
+        if parts.status.is_client_error() || parts.status.is_server_error() {
+            assert_listed_code(&bytes);
+        }
+        (parts.status, parts.headers, bytes)
     }
 
     /// A JSON call: `body` is sent as is when given.
@@ -317,4 +321,13 @@ pub fn issued_token(output: &std::process::Output) -> String {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
     text.lines().find_map(|l| l.strip_prefix("token     ")).unwrap().trim().to_string()
+}
+
+/// Every error answer a test provokes carries a code of `ErrorCode`: a code raised as a
+/// hand-written string would fail here, in whichever test reaches it.
+fn assert_listed_code(body: &[u8]) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else { return };
+    if let Some(code) = value["error"]["code"].as_str() {
+        assert!(nexus_registry::ErrorCode::parse(code).is_some(), "the answer's code `{code}` is not in ErrorCode");
+    }
 }

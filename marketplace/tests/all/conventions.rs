@@ -5,6 +5,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use nexus_marketplace::runner::TenantLimits;
+use nexus_registry::ErrorCode;
 use serde_json::{Value, json};
 
 use super::common::{Env, Options, on_both, runtime};
@@ -763,6 +764,17 @@ fn the_openapi_document_is_valid_and_describes_errors_and_security() {
         }
         assert!(problems.is_empty(), "{problems:#?}");
 
+        // The error body's code is the list of every code, with what each means.
+        assert_eq!(
+            doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["$ref"],
+            "#/components/schemas/ErrorCode"
+        );
+        let listed = &doc["components"]["schemas"]["ErrorCode"];
+        let every: Vec<&str> = ErrorCode::ALL.iter().map(|code| code.as_str()).collect();
+        assert_eq!(listed["enum"], json!(every));
+        let description = listed["description"].as_str().unwrap_or_default();
+        assert!(ErrorCode::ALL.iter().all(|code| description.contains(code.meaning())), "{description}");
+
         // And the OpenAPI validator from PyPI, where it can be had (.ci/run installs it).
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), doc.to_string()).unwrap();
@@ -852,4 +864,36 @@ fn growing_lists_page_by_cursor_without_repeating_items() {
         let unique: std::collections::BTreeSet<&String> = payloads.iter().collect();
         assert_eq!((seen.len(), unique.len()), (5, 5), "{payloads:?}");
     });
+}
+
+/// Codes are raised as `ErrorCode` (the types refuse a `&str`); this catches the one way
+/// left around it, a code written into a JSON body by hand.
+#[test]
+fn no_error_code_is_written_by_hand() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut unlisted = Vec::new();
+    let mut folders: Vec<std::path::PathBuf> =
+        ["registry/src", "marketplace/src", "marketplace/domain/src"].iter().map(|f| root.join(f)).collect();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in text.match_indices("\"code\"") {
+                    let rest = text[at + "\"code\"".len()..].trim_start();
+                    let Some(literal) = rest.strip_prefix(':').map(str::trim_start).and_then(|r| r.strip_prefix('"'))
+                    else {
+                        continue;
+                    };
+                    let code = &literal[..literal.find('"').unwrap_or(0)];
+                    if ErrorCode::parse(code).is_none() {
+                        unlisted.push(format!("{}: `{code}`", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(unlisted.is_empty(), "codes written by hand and not in ErrorCode: {unlisted:#?}");
 }

@@ -183,7 +183,10 @@ fn syntax_errors_say_where() {
     ];
     for ((from, to), expected) in cases {
         let err = edited(from, to).unwrap_err();
-        assert_eq!((err.code(), err.to_string()), ("manifest_syntax", format!("manifest syntax error: {expected}")));
+        assert_eq!(
+            (err.code().as_str(), err.to_string()),
+            ("manifest_syntax", format!("manifest syntax error: {expected}"))
+        );
     }
 }
 

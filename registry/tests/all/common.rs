@@ -74,5 +74,5 @@ pub fn request(sample: &str, version: &str) -> PublishRequest {
 
 /// The error code of a failed call.
 pub fn code<T: std::fmt::Debug>(result: Result<T, nexus_registry::RegistryError>) -> &'static str {
-    result.expect_err("expected an error").code()
+    result.expect_err("expected an error").code().as_str()
 }

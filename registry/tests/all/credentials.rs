@@ -15,7 +15,7 @@ fn tokens_are_scoped_revocable_and_expire() {
         let caller = f.registry.authenticate(&yank_only.secret).await.unwrap();
         let error = f.registry.publish(&caller, request("echo", "1.0.0")).await.unwrap_err();
         assert_eq!(
-            (error.code(), error.to_string()),
+            (error.code().as_str(), error.to_string()),
             ("missing_scope", "the API token lacks the `publish` scope".into())
         );
         assert_eq!(

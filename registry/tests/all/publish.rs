@@ -76,7 +76,7 @@ fn every_rejection_has_its_own_code_and_stores_nothing() {
         let mut undeclared = request("echo", "1.0.0");
         undeclared.component = component("chat-notifier");
         let error = f.registry.publish(&f.caller, undeclared).await.unwrap_err();
-        assert_eq!(error.code(), "undeclared_capability");
+        assert_eq!(error.code().as_str(), "undeclared_capability");
         assert_eq!(
             error.to_string(),
             "the component imports nexus:plugin/log but the manifest does not declare capability log"
@@ -89,14 +89,14 @@ fn every_rejection_has_its_own_code_and_stores_nothing() {
         let bad_semver = PublishRequest { manifest: manifest("echo", "1.0"), ..request("echo", "1.0.0") };
         let error = f.registry.publish(&f.caller, bad_semver).await.unwrap_err();
         assert_eq!(
-            (error.code(), error.to_string().starts_with("manifest field version is invalid")),
+            (error.code().as_str(), error.to_string().starts_with("manifest field version is invalid")),
             ("manifest_invalid_field", true)
         );
 
         let mut other_namespace = request("echo", "1.0.0");
         other_namespace.manifest = other_namespace.manifest.replace("nexus-labs/echo", "globex/echo");
         let error = f.registry.publish(&f.caller, other_namespace).await.unwrap_err();
-        assert_eq!(error.code(), "namespace_not_owned");
+        assert_eq!(error.code().as_str(), "namespace_not_owned");
         assert_eq!(error.to_string(), "the namespace `globex` belongs to another publisher");
 
         let mut wrong_digest = request("echo", "1.0.0");
@@ -137,7 +137,7 @@ fn versions_are_immutable_even_after_a_yank() {
     on_both(|f| async move {
         f.registry.publish(&f.caller, request("echo", "1.0.0")).await.unwrap();
         let again = f.registry.publish(&f.caller, request("echo", "1.0.0")).await.unwrap_err();
-        assert_eq!(again.code(), "version_exists");
+        assert_eq!(again.code().as_str(), "version_exists");
         assert_eq!(
             again.to_string(),
             "nexus-labs/echo@1.0.0 is already published; versions are immutable, publish a new version"
@@ -160,7 +160,7 @@ fn concurrent_publishes_of_one_version_have_exactly_one_winner() {
         }
         let mut outcomes = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            outcomes.push(joined.unwrap().map_err(|e| e.code()));
+            outcomes.push(joined.unwrap().map_err(|e| e.code().as_str()));
         }
         outcomes.sort();
         assert_eq!(
@@ -194,7 +194,7 @@ fn bytes_that_do_not_match_their_digest_are_never_served() {
             }
         }
         let error = f.registry.fetch(&echo_id(), &"1.0.0".parse().unwrap()).await.unwrap_err();
-        assert_eq!(error.code(), "artifact_corrupt");
+        assert_eq!(error.code().as_str(), "artifact_corrupt");
     });
 }
 

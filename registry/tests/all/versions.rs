@@ -39,7 +39,7 @@ fn resolution_picks_the_highest_matching_version_that_is_not_yanked() {
             let got = resolved.as_ref().map(|r| r.version.to_string()).ok();
             assert_eq!(got.as_deref(), expected, "{requirement}");
             if expected.is_none() {
-                assert_eq!(resolved.unwrap_err().code(), "no_matching_version");
+                assert_eq!(resolved.unwrap_err().code().as_str(), "no_matching_version");
             }
         }
 
@@ -52,7 +52,7 @@ fn resolution_picks_the_highest_matching_version_that_is_not_yanked() {
             .yank(&f.caller, &id, &"1.0.0".parse().unwrap(), "old", Some(&"1.4.9".parse().unwrap()))
             .await
             .unwrap_err();
-        assert_eq!(error.code(), "invalid_request");
+        assert_eq!(error.code().as_str(), "invalid_request");
         assert_eq!(
             code(f.registry.resolve(&"nexus-labs/nothing".parse().unwrap(), &parse_requirement("*").unwrap()).await),
             "no_matching_version"

@@ -3,6 +3,7 @@
 //! idempotency key.
 
 use nexus_money::Currency;
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -44,19 +45,22 @@ pub async fn adjust(
 ) -> Result<Adjustment, MarketError> {
     caller.require_operator()?;
     let key = key.ok_or_else(|| {
-        MarketError::invalid("idempotency_key_required", "an adjustment moves money: send an Idempotency-Key header")
+        MarketError::invalid(
+            ErrorCode::IdempotencyKeyRequired,
+            "an adjustment moves money: send an Idempotency-Key header",
+        )
     })?;
     let currency = Currency::from_code(&request.currency).map_err(money_error)?;
     if request.amount_minor == 0 || request.amount_minor.unsigned_abs() > super::plans::MAX_AMOUNT_MINOR.unsigned_abs()
     {
         return Err(MarketError::invalid(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             format!("an adjustment moves a non-zero amount of at most {} minor units", super::plans::MAX_AMOUNT_MINOR),
         ));
     }
-    MarketError::check_text("invalid_request", "reason", &request.reason, 500)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "reason", &request.reason, 500)?;
     if request.reason.trim().is_empty() {
-        return Err(MarketError::invalid("invalid_request", "an adjustment names its reason"));
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "an adjustment names its reason"));
     }
     known_publisher(market, publisher).await?;
     let text = serde_json::json!({ "publisher": publisher, "currency": currency.code(),
@@ -71,7 +75,7 @@ pub async fn adjust(
         drop(tx);
         if hash != idempotency.request_sha256 {
             return Err(MarketError::invalid(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for another adjustment; use a new key",
             ));
         }

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use nexus_money::Currency;
 use nexus_money::period::Period;
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -54,7 +55,7 @@ impl FromStr for ChargeStatus {
             .find(|status| status.as_str() == s)
             .ok_or_else(|| {
                 MarketError::invalid(
-                    "invalid_query",
+                    ErrorCode::InvalidQuery,
                     format!("unknown charge status `{s}` (nothing-due, pending, collecting, collected, failed)"),
                 )
             })
@@ -205,7 +206,7 @@ pub async fn insert_many(
     now: i64,
 ) -> Result<Vec<Option<ChargeId>>, MarketError> {
     if lines.iter().any(|(_, new)| new.amount_minor < 0) {
-        return Err(MarketError::invalid("invalid_amount", "a charge is never negative"));
+        return Err(MarketError::invalid(ErrorCode::InvalidAmount, "a charge is never negative"));
     }
     let ids = lines.iter().map(|_| ChargeId::random()).collect::<Result<Vec<_>, _>>()?;
     let mut written = std::collections::HashSet::new();

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nexus_money::period;
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -142,10 +143,13 @@ fn window(query: &GmvQuery, now: i64) -> Result<(i64, i64), MarketError> {
     let to = query.to.unwrap_or(now);
     let from = query.from.unwrap_or(to.saturating_sub(90 * DAY_MS));
     if !(0..=LATEST_MS).contains(&from) || !(0..=LATEST_MS).contains(&to) {
-        return Err(MarketError::invalid("invalid_query", "`from` and `to` are milliseconds between 1970 and 2100"));
+        return Err(MarketError::invalid(
+            ErrorCode::InvalidQuery,
+            "`from` and `to` are milliseconds between 1970 and 2100",
+        ));
     }
     if from >= to {
-        return Err(MarketError::invalid("invalid_query", "`from` must be before `to`"));
+        return Err(MarketError::invalid(ErrorCode::InvalidQuery, "`from` must be before `to`"));
     }
     let days = (to - from) / DAY_MS;
     let most = match query.interval.unwrap_or_default() {
@@ -153,7 +157,7 @@ fn window(query: &GmvQuery, now: i64) -> Result<(i64, i64), MarketError> {
         Interval::Week | Interval::Month => 3_660,
     };
     if days > most {
-        return Err(MarketError::invalid("invalid_query", format!("at most {most} days at this interval")));
+        return Err(MarketError::invalid(ErrorCode::InvalidQuery, format!("at most {most} days at this interval")));
     }
     Ok((from, to))
 }

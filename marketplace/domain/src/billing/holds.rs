@@ -2,6 +2,7 @@
 //! units unless an operator set another) and an operator's hold on a partner's payouts.
 
 use nexus_money::Currency;
+use nexus_registry::ErrorCode;
 use serde::Deserialize;
 
 use super::money_error;
@@ -36,7 +37,7 @@ pub async fn set_minimum(
     let currency = Currency::from_code(code).map_err(money_error)?;
     if !(0..=super::plans::MAX_AMOUNT_MINOR).contains(&request.minimum_minor) {
         return Err(MarketError::invalid(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             format!("a minimum payout is 0 to {} minor units", super::plans::MAX_AMOUNT_MINOR),
         ));
     }
@@ -68,7 +69,7 @@ pub struct HoldRequest {
 /// Holds a partner's payouts (operators) until released.
 pub async fn hold(market: &Market, caller: &Caller, publisher: &str, request: HoldRequest) -> Result<(), MarketError> {
     caller.require_operator()?;
-    MarketError::check_text("invalid_request", "reason", &request.reason, 500)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "reason", &request.reason, 500)?;
     known_publisher(market, publisher).await?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
@@ -78,7 +79,10 @@ pub async fn hold(market: &Market, caller: &Caller, publisher: &str, request: Ho
             .fetch_optional(&mut *tx)
             .await?;
     if held.is_some() {
-        return Err(MarketError::conflict("already_held", format!("{publisher}'s payouts are already on hold")));
+        return Err(MarketError::conflict(
+            ErrorCode::AlreadyHeld,
+            format!("{publisher}'s payouts are already on hold"),
+        ));
     }
     let id = format!("hold_{}", nexus_registry::publishers::random_hex(8)?);
     sqlx::query("INSERT INTO payout_holds (id, publisher, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")

@@ -17,7 +17,7 @@ use nexus_money::Currency;
 use nexus_money::period::Interval;
 use nexus_money::rating::UsagePrice;
 use nexus_registry::manifest::{Manifest, PricingModel};
-use nexus_registry::{PluginId, RegistryError};
+use nexus_registry::{ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -154,7 +154,7 @@ impl Plan {
 }
 
 fn invalid(message: impl Into<String>) -> MarketError {
-    MarketError::invalid("invalid_plan", message)
+    MarketError::invalid(ErrorCode::InvalidPlan, message)
 }
 
 /// Checks a request against the model's rules; amounts are integers (a float is refused by
@@ -165,9 +165,9 @@ pub fn check(request: &PlanRequest) -> Result<(), MarketError> {
     if !key_ok {
         return Err(invalid(format!("plan key `{}` must be 1 to 32 of a-z, 0-9 and '-'", request.key)));
     }
-    MarketError::check_text("invalid_plan", "name", &request.name, 64)?;
+    MarketError::check_text(ErrorCode::InvalidPlan, "name", &request.name, 64)?;
     if request.price_minor < 0 {
-        return Err(MarketError::invalid("invalid_amount", "price_minor cannot be negative"));
+        return Err(MarketError::invalid(ErrorCode::InvalidAmount, "price_minor cannot be negative"));
     }
     let amounts = [
         Some(request.price_minor),
@@ -176,7 +176,7 @@ pub fn check(request: &PlanRequest) -> Result<(), MarketError> {
     ];
     if amounts.into_iter().flatten().any(|minor| minor > MAX_AMOUNT_MINOR) {
         return Err(MarketError::invalid(
-            "invalid_amount",
+            ErrorCode::InvalidAmount,
             format!("amounts are at most {MAX_AMOUNT_MINOR} minor units"),
         ));
     }
@@ -355,7 +355,10 @@ pub async fn put(
     let inserted =
         insert(&mut tx, &plugin.to_string(), &request, latest.unwrap_or(0) + 1, &caller.actor(), now).await?;
     let Some(id) = inserted else {
-        return Err(MarketError::conflict("plan_changed", "another revision of this plan was just added; retry"));
+        return Err(MarketError::conflict(
+            ErrorCode::PlanChanged,
+            "another revision of this plan was just added; retry",
+        ));
     };
     let detail =
         serde_json::json!({ "plugin": plugin.to_string(), "key": request.key, "revision": latest.unwrap_or(0) + 1 });
@@ -372,7 +375,10 @@ pub async fn retire(market: &Market, caller: &Caller, plugin: &PluginId, key: &s
         return Err(MarketError::NotFound(format!("plan {key} of {plugin}")));
     }
     if offered.len() == 1 {
-        return Err(MarketError::conflict("last_plan", format!("{plugin} must keep offering at least one plan")));
+        return Err(MarketError::conflict(
+            ErrorCode::LastPlan,
+            format!("{plugin} must keep offering at least one plan"),
+        ));
     }
     let mut tx = market.db.write_tx().await?;
     sqlx::query("UPDATE plans SET retired_at = $3 WHERE plugin_id = $1 AND plan_key = $2 AND retired_at IS NULL")
@@ -432,14 +438,14 @@ pub async fn choose(market: &Market, plugin: &PluginId, key: Option<&str>) -> Re
         Some(key) => offered.iter().find(|p| p.key == key).cloned().ok_or_else(|| {
             let keys: Vec<&str> = offered.iter().map(|p| p.key.as_str()).collect();
             MarketError::invalid(
-                "unknown_plan",
+                ErrorCode::UnknownPlan,
                 format!("{plugin} has no plan `{key}`; its plans are: {}", keys.join(", ")),
             )
         }),
         None => offered
             .into_iter()
             .next()
-            .ok_or_else(|| MarketError::conflict("no_plan", format!("{plugin} offers no plan to install"))),
+            .ok_or_else(|| MarketError::conflict(ErrorCode::NoPlan, format!("{plugin} offers no plan to install"))),
     }
 }
 

@@ -11,6 +11,7 @@
 
 use nexus_money::Currency;
 use nexus_money::share::{Split, refunded_fee};
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -77,14 +78,14 @@ pub async fn refund(
 ) -> Result<Refund, MarketError> {
     caller.require_operator()?;
     let key = key.ok_or_else(|| {
-        MarketError::invalid("idempotency_key_required", "a refund moves money: send an Idempotency-Key header")
+        MarketError::invalid(ErrorCode::IdempotencyKeyRequired, "a refund moves money: send an Idempotency-Key header")
     })?;
-    MarketError::check_text("invalid_request", "reason", &request.reason, 500)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "reason", &request.reason, 500)?;
     if request.reason.trim().is_empty() {
-        return Err(MarketError::invalid("invalid_request", "a refund names its reason"));
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a refund names its reason"));
     }
     if request.amount_minor <= 0 {
-        return Err(MarketError::invalid("invalid_amount", "a refund is a positive number of minor units"));
+        return Err(MarketError::invalid(ErrorCode::InvalidAmount, "a refund is a positive number of minor units"));
     }
     let idempotency = IdempotencyKey {
         key: format!("refund:{}:{key}", caller.actor()),
@@ -96,7 +97,7 @@ pub async fn refund(
         drop(tx);
         if hash != idempotency.request_sha256 {
             return Err(MarketError::invalid(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for another request; use a new key for a new refund",
             ));
         }
@@ -148,7 +149,7 @@ pub async fn refund_in(
     let status = super::collect::charge_status(&row)?;
     if status != super::charges::ChargeStatus::Collected {
         return Err(MarketError::conflict(
-            "charge_not_collected",
+            ErrorCode::ChargeNotCollected,
             format!("charge {charge} is {status}: only collected money can be refunded"),
         ));
     }

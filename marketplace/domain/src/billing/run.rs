@@ -64,7 +64,7 @@ pub async fn run_for(market: &Market, caller: &Caller, request: RunRequest) -> R
     let until = request.until.unwrap_or(now);
     if until > now {
         return Err(MarketError::invalid(
-            "future_billing",
+            nexus_registry::ErrorCode::FutureBilling,
             format!("until {until} is after now ({now}): nothing is billed ahead of time"),
         ));
     }

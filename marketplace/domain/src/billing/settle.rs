@@ -11,6 +11,7 @@
 //! starts a new period at the change. A one-time price is never credited.
 
 use nexus_money::period::{self, Period};
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -123,11 +124,14 @@ pub async fn change_plan(
     key: Option<&str>,
 ) -> Result<Install, MarketError> {
     let key = key.ok_or_else(|| {
-        MarketError::invalid("idempotency_key_required", "a plan change moves money: send an Idempotency-Key header")
+        MarketError::invalid(
+            ErrorCode::IdempotencyKeyRequired,
+            "a plan change moves money: send an Idempotency-Key header",
+        )
     })?;
     let install = own_install(market, caller, id).await?;
     if install.status == installs::InstallStatus::Uninstalled {
-        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+        return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
     let hash = change_hash(id, &request);
     let stored_key = format!("{}:{key}", caller.actor());
@@ -139,7 +143,7 @@ pub async fn change_plan(
         Some(seen) if seen == hash => return installs::get_checked_elsewhere(market, id).await,
         Some(_) => {
             return Err(MarketError::invalid(
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used for another plan change; use a new key",
             ));
         }
@@ -150,12 +154,12 @@ pub async fn change_plan(
         let plan = plans::get(market, &request.plan.parse()?).await?;
         if plan.plugin != install.plugin {
             return Err(MarketError::invalid(
-                "plan_of_another_plugin",
+                ErrorCode::PlanOfAnotherPlugin,
                 format!("plan {} belongs to {}, not to {}", plan.id, plan.plugin, install.plugin),
             ));
         }
         if plan.retired_at.is_some() {
-            return Err(MarketError::invalid("plan_retired", format!("plan {} is no longer offered", plan.id)));
+            return Err(MarketError::invalid(ErrorCode::PlanRetired, format!("plan {} is no longer offered", plan.id)));
         }
         plan
     } else {
@@ -173,10 +177,16 @@ pub async fn change_plan(
     .fetch_one(&mut *tx)
     .await?;
     let current_id: String = row.try_get::<Option<String>, _>("plan_id")?.ok_or_else(|| {
-        MarketError::conflict("no_plan", format!("install {id} has no plan to change from (its plugin offers none)"))
+        MarketError::conflict(
+            ErrorCode::NoPlan,
+            format!("install {id} has no plan to change from (its plugin offers none)"),
+        )
     })?;
     if current_id == target.id {
-        return Err(MarketError::conflict("same_plan", format!("install {id} is already on plan {}", target.id)));
+        return Err(MarketError::conflict(
+            ErrorCode::SamePlan,
+            format!("install {id} is already on plan {}", target.id),
+        ));
     }
     let current = plans::get_in(&mut tx, &current_id.parse()?).await?;
     let mut anchor: i64 = row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(now);
@@ -301,7 +311,7 @@ async fn credit_unused(
     }
     if status != ChargeStatus::Collected {
         return Err(MarketError::conflict(
-            "payment_outstanding",
+            ErrorCode::PaymentOutstanding,
             format!("charge {charge} for this period is {status}: settle it before changing plan"),
         ));
     }

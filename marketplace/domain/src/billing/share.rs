@@ -11,7 +11,7 @@
 
 use nexus_money::Currency;
 use nexus_money::share::{Policy, Tier};
-use nexus_registry::PluginId;
+use nexus_registry::{ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -111,26 +111,29 @@ pub async fn put(market: &Market, caller: &Caller, request: PolicyRequest) -> Re
         .as_deref()
         .map(str::parse::<PluginId>)
         .transpose()
-        .map_err(|e| MarketError::invalid("invalid_policy", format!("plugin: {e}")))?;
+        .map_err(|e| MarketError::invalid(ErrorCode::InvalidPolicy, format!("plugin: {e}")))?;
     let publisher = match (&request.publisher, &plugin) {
         (Some(named), Some(plugin)) if named != plugin.publisher.as_str() => {
-            return Err(MarketError::invalid("invalid_policy", format!("{plugin} is not published by {named}")));
+            return Err(MarketError::invalid(
+                ErrorCode::InvalidPolicy,
+                format!("{plugin} is not published by {named}"),
+            ));
         }
         (named, plugin) => named.clone().or_else(|| plugin.as_ref().map(|p| p.publisher.to_string())),
     };
     if plugin.is_some() != request.plan.is_some() {
-        return Err(MarketError::invalid("invalid_policy", "a plan's policy names both `plugin` and `plan`"));
+        return Err(MarketError::invalid(ErrorCode::InvalidPolicy, "a plan's policy names both `plugin` and `plan`"));
     }
     if let Some(publisher) = &publisher {
         publisher
             .parse::<nexus_registry::PublisherName>()
-            .map_err(|e| MarketError::invalid("invalid_policy", e.to_string()))?;
+            .map_err(|e| MarketError::invalid(ErrorCode::InvalidPolicy, e.to_string()))?;
     }
     let now = market.billing.clock.now_ms();
     let effective_from = request.effective_from.unwrap_or(now);
     if effective_from < now {
         return Err(MarketError::invalid(
-            "retroactive_policy",
+            ErrorCode::RetroactivePolicy,
             format!(
                 "effective_from {effective_from} is in the past (now is {now}): a policy never applies retroactively"
             ),

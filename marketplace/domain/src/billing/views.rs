@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use nexus_money::period;
+use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
@@ -36,16 +37,17 @@ pub struct BillTotal {
 
 /// Checks a `YYYY-MM` period that has started.
 pub fn month(label: &str, now: i64) -> Result<period::Period, MarketError> {
-    let bounds = period::parse_month(label).map_err(|e| MarketError::invalid("invalid_period", e.to_string()))?;
+    let bounds =
+        period::parse_month(label).map_err(|e| MarketError::invalid(ErrorCode::InvalidPeriod, e.to_string()))?;
     if bounds.start_ms > now {
-        return Err(MarketError::invalid("future_period", format!("{label} has not started yet")));
+        return Err(MarketError::invalid(ErrorCode::FuturePeriod, format!("{label} has not started yet")));
     }
     Ok(bounds)
 }
 
 pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label: &str) -> Result<Bill, MarketError> {
     let tenant = charges::reader_tenant(caller, tenant)?
-        .ok_or_else(|| MarketError::invalid("invalid_query", "operators name the tenant: ?tenant=<id>"))?;
+        .ok_or_else(|| MarketError::invalid(ErrorCode::InvalidQuery, "operators name the tenant: ?tenant=<id>"))?;
     let bounds = month(label, market.billing.clock.now_ms())?;
     let rows = sqlx::query(&format!(
         "SELECT {} FROM charges WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at, id",

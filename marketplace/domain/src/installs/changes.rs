@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use nexus_host::Grants;
 use nexus_registry::db::now_ms;
 use nexus_registry::resolve::parse_requirement;
-use nexus_registry::{PluginId, RegistryError, VersionRecord};
+use nexus_registry::{ErrorCode, PluginId, RegistryError, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -44,7 +44,7 @@ async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     caller.tenant(TenantScope::Installs)?;
     let install = install(&visible_row(market, caller, id).await?)?;
     if install.status == InstallStatus::Uninstalled {
-        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+        return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
     Ok(install)
 }
@@ -144,7 +144,7 @@ pub async fn approve_upgrade(
 ) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
     let Some(pending) = &current.pending_upgrade else {
-        return Err(MarketError::conflict("no_pending_upgrade", format!("install {id} has no upgrade waiting")));
+        return Err(MarketError::conflict(ErrorCode::NoPendingUpgrade, format!("install {id} has no upgrade waiting")));
     };
     let plugin = plugin_id(&current.plugin)?;
     let version = pending.version.parse().map_err(|_| RegistryError::InvalidVersion(pending.version.clone()))?;
@@ -156,7 +156,10 @@ pub async fn approve_upgrade(
     market.registry.verify_signature(&plugin, &record).await?;
     let mut tx = write_tx(market).await?;
     if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants())).await? {
-        return Err(MarketError::conflict("install_changed", format!("install {id} changed meanwhile; look again")));
+        return Err(MarketError::conflict(
+            ErrorCode::InstallChanged,
+            format!("install {id} changed meanwhile; look again"),
+        ));
     }
     let detail = json!({ "from": current.version, "to": record.version.to_string(), "grants": consent.grants() });
     audit::record(&mut *tx, &caller.actor(), "install.upgrade_approved", id, detail).await?;
@@ -194,11 +197,11 @@ async fn set_version(
 pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
     if current.status != InstallStatus::Paused {
-        return Err(MarketError::conflict("not_paused", format!("install {id} is {}", current.status)));
+        return Err(MarketError::conflict(ErrorCode::NotPaused, format!("install {id} is {}", current.status)));
     }
     if current.status_reason.as_deref().is_some_and(|r| r.starts_with(crate::billing::collect::PAYMENT_FAILED)) {
         return Err(MarketError::conflict(
-            "payment_outstanding",
+            ErrorCode::PaymentOutstanding,
             format!("install {id} is paused until its failed charges are paid: POST /v1/installs/{id}/settle"),
         ));
     }
@@ -212,7 +215,7 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     .execute(&mut *tx)
     .await?;
     if resumed.rows_affected() != 1 {
-        return Err(MarketError::conflict("not_paused", format!("install {id} is no longer paused")));
+        return Err(MarketError::conflict(ErrorCode::NotPaused, format!("install {id} is no longer paused")));
     }
     audit::record(&mut *tx, &caller.actor(), "install.resumed", id, json!({ "was": current.status_reason })).await?;
     tx.commit().await?;
@@ -225,7 +228,9 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
 /// a revoked token or key does.
 pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let gone = |error| match error {
-        MarketError::Conflict { code: "uninstalled", .. } => MarketError::NotFound(format!("live install {id}")),
+        MarketError::Conflict { code: ErrorCode::Uninstalled, .. } => {
+            MarketError::NotFound(format!("live install {id}"))
+        }
         other => other,
     };
     let current = changeable(market, caller, id).await.map_err(gone)?;

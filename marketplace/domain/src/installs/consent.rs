@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use nexus_host::{Capability, Grants, HostPattern};
 use nexus_registry::resolve::parse_requirement;
-use nexus_registry::{RegistryError, VersionRecord};
+use nexus_registry::{ErrorCode, RegistryError, VersionRecord};
 use serde::{Deserialize, Serialize};
 
 use super::plugin_id;
@@ -114,7 +114,7 @@ pub(super) fn grants_cover(grants: &Grants, record: &VersionRecord) -> bool {
 
 /// What installing `plugin` at `requirement` would ask for.
 pub async fn preview(market: &Market, plugin: &str, requirement: Option<&str>) -> Result<Consent, MarketError> {
-    MarketError::check_text("invalid_query", "requirement", requirement.unwrap_or_default(), 100)?;
+    MarketError::check_text(ErrorCode::InvalidQuery, "requirement", requirement.unwrap_or_default(), 100)?;
     let id = plugin_id(plugin)?;
     let requirement = parse_requirement(requirement.unwrap_or("*")).map_err(RegistryError::from)?;
     Ok(Consent::of(&market.registry.resolve(&id, &requirement).await?))

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use nexus_host::Grants;
-use nexus_registry::PluginId;
 use nexus_registry::db::now_ms;
+use nexus_registry::{ErrorCode, PluginId};
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -104,7 +104,7 @@ pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Tar
         .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
     let target = target(&row)?;
     if target.status == super::InstallStatus::Uninstalled {
-        return Err(MarketError::conflict("uninstalled", format!("install {id} was uninstalled")));
+        return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
     Ok(target)
 }
@@ -180,7 +180,7 @@ pub fn open_secrets(market: &Market, target: &Target) -> Result<BTreeMap<String,
         // Not a storage failure: this install cannot run (wrong master key, damaged blob),
         // the others can; the runner records it as `load_failed`.
         Some(sealed) => secrets::open(&market.master_key, &target.id, sealed)
-            .map_err(|e| MarketError::conflict("secrets_unreadable", format!("the install's secrets: {e}"))),
+            .map_err(|e| MarketError::conflict(ErrorCode::SecretsUnreadable, format!("the install's secrets: {e}"))),
         None => Ok(BTreeMap::new()),
     }
 }

@@ -53,7 +53,7 @@ pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Resu
     let request =
         PublishRequest { manifest: manifest_text.to_string(), component, claimed_digest: None, signature: None };
     let (manifest, _, warnings) = nexus_registry::publish::check(&request, None)
-        .map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
+        .map_err(|e| Refusal { code: e.code().as_str(), message: e.to_string() })?;
     let (plugin, _) = crate::cli::output::waiting(COMPILING, host.load(&request.component))
         .await
         .map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
