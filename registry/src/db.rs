@@ -61,28 +61,36 @@ pub struct Db {
 #[derive(Debug, Clone, Copy)]
 pub struct DbLimits {
     /// PostgreSQL: connections per node for reads and writes; SQLite: reading connections
-    /// (the writer is always one).
-    pub connections: u32,
+    /// (the writer is always one). `None`: the backend's default (16 on PostgreSQL, 8
+    /// readers on SQLite).
+    pub connections: Option<u32>,
     /// How long a statement waits for a free connection before failing with a storage
     /// error (`storage_failure`, never a hang).
     pub acquire_timeout: Duration,
 }
 
+/// The most connections `NEXUS_DB_CONNECTIONS` may ask for: PostgreSQL's default
+/// `max_connections` is 100, and each one is a file the process holds open.
+pub const MAX_CONNECTIONS: u32 = 1000;
+
 impl Default for DbLimits {
     fn default() -> Self {
-        Self { connections: POSTGRES_CONNECTIONS, acquire_timeout: Duration::from_secs(30) }
+        Self { connections: None, acquire_timeout: Duration::from_secs(30) }
     }
 }
 
 impl DbLimits {
-    /// The defaults, overridden by `NEXUS_DB_CONNECTIONS` (a positive count) and
+    /// The defaults, overridden by `NEXUS_DB_CONNECTIONS` (1 to [`MAX_CONNECTIONS`]) and
     /// `NEXUS_DB_ACQUIRE_TIMEOUT_MS`; a value that does not parse is an error naming it.
     pub fn from_env() -> Result<Self, RegistryError> {
         let mut limits = Self::default();
         if let Some(count) = env_number("NEXUS_DB_CONNECTIONS")? {
-            limits.connections = u32::try_from(count).ok().filter(|c| *c > 0).ok_or_else(|| {
-                RegistryError::Storage(format!("NEXUS_DB_CONNECTIONS={count}: expected a count from 1 to 1000"))
-            })?;
+            let within = u32::try_from(count).ok().filter(|c| (1..=MAX_CONNECTIONS).contains(c));
+            limits.connections = Some(within.ok_or_else(|| {
+                RegistryError::Storage(format!(
+                    "NEXUS_DB_CONNECTIONS={count}: expected a count from 1 to {MAX_CONNECTIONS}"
+                ))
+            })?);
         }
         if let Some(ms) = env_number("NEXUS_DB_ACQUIRE_TIMEOUT_MS")? {
             limits.acquire_timeout = Duration::from_millis(ms);
@@ -245,18 +253,14 @@ impl Db {
                 let writer = sqlite_pool(options.clone(), 1, false, limits).await?;
                 // The writer first: it creates the file and switches it to WAL before any
                 // read-only connection opens it.
-                let readers = if limits.connections == DbLimits::default().connections {
-                    SQLITE_READERS
-                } else {
-                    limits.connections
-                };
+                let readers = limits.connections.unwrap_or(SQLITE_READERS);
                 let pool = sqlite_pool(options, readers, true, limits).await?;
                 let wal = sqlite_file(url).map(|file| Arc::new(WalSync::new(file)));
                 Self { pool, writer, locks: None, wal, backend }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
-                    .max_connections(limits.connections)
+                    .max_connections(limits.connections.unwrap_or(POSTGRES_CONNECTIONS))
                     .acquire_timeout(limits.acquire_timeout)
                     .after_connect(|connection, _| {
                         Box::pin(async move {

@@ -668,7 +668,7 @@ fn every_route_allows_or_denies_every_role() {
         // On PostgreSQL with a pool of one connection: a request that holds a connection
         // (its transaction) while it waits for another can never get it, so every route
         // that does so fails here within the wait instead of hanging a loaded server.
-        let one_connection = DbLimits { connections: 1, acquire_timeout: Duration::from_secs(5) };
+        let one_connection = DbLimits { connections: Some(1), acquire_timeout: Duration::from_secs(5) };
         let options = Options { postgres_limits: Some(one_connection), ..Options::default() };
         let env = Env::with(postgres, options).await;
         let mut world = World::new(&env).await;

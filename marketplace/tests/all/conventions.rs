@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, Request, StatusCode, header};
 use nexus_marketplace::runner::TenantLimits;
 use nexus_registry::ErrorCode;
 use serde_json::{Value, json};
+use sqlx::Row;
 
 use super::common::{Env, Options, on_both, runtime};
 
@@ -338,6 +339,13 @@ fn a_retry_with_the_same_idempotency_key_gets_the_first_answer() {
         .unwrap();
         let (status, headers, _) = keyed(&env, "/v1/tenants", &env.operator, "old", &legacy).await;
         assert_eq!((status, replayed(&headers)), (StatusCode::CREATED, None));
+        // The legacy claim is gone: the key's row is now this request's, with its answer.
+        let row = sqlx::query("SELECT request_id, status FROM idempotency_keys WHERE key = 'old'")
+            .fetch_all(&env.market.db.pool)
+            .await
+            .unwrap();
+        let rows: Vec<(Option<String>, i64)> = row.iter().map(|r| (r.get("request_id"), r.get("status"))).collect();
+        assert!(matches!(rows.as_slice(), [(Some(_), 201)]), "{rows:?}");
 
         // Keys are kept 24 h: the sweep removes the expired ones, and only them.
         let keys = || async {
