@@ -78,6 +78,34 @@ impl InstallStatus {
     }
 }
 
+/// Why a paused install is paused: the one value that decides who may resume it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// Its payment retries are used up: it runs again once its tenant settles
+    /// (`POST /v1/installs/{id}/settle`), never by a plain resume.
+    Payment,
+    /// It failed too many times in a row (the circuit breaker): its tenant resumes it.
+    Failures,
+}
+
+impl PauseCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Failures => "failures",
+        }
+    }
+
+    /// A cause as stored.
+    pub(crate) fn stored(text: &str) -> Result<Self, MarketError> {
+        [Self::Payment, Self::Failures]
+            .into_iter()
+            .find(|cause| cause.as_str() == text)
+            .ok_or_else(|| storage(format!("stored pause cause `{text}`")))
+    }
+}
+
 impl std::fmt::Display for InstallStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -100,6 +128,9 @@ pub struct Install {
     pub trial_ends_at: Option<i64>,
     pub status: InstallStatus,
     pub status_reason: Option<String>,
+    /// Set while paused: why (`payment` or `failures`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_for: Option<PauseCause>,
     #[schema(value_type = Object)]
     pub grants: Grants,
     pub event_types: Vec<String>,
@@ -298,7 +329,7 @@ fn json_field<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Res
 }
 
 const COLUMNS: &str = "id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, config, \
-                       secrets_sealed, secret_names, status, status_reason, consecutive_failures, pending_version, \
+                       secrets_sealed, secret_names, status, status_reason, paused_for, consecutive_failures, pending_version, \
                        pending_reason, created_at, updated_at, uninstalled_at, plan_id, trial_ends_at";
 
 fn install(row: &AnyRow) -> Result<Install, MarketError> {
@@ -314,6 +345,7 @@ fn install(row: &AnyRow) -> Result<Install, MarketError> {
         trial_ends_at: row.try_get("trial_ends_at")?,
         status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
         status_reason: row.try_get("status_reason")?,
+        paused_for: row.try_get::<Option<String>, _>("paused_for")?.as_deref().map(PauseCause::stored).transpose()?,
         grants: json_field(row, "grants")?,
         event_types: json_field(row, "event_types")?,
         config: json_field(row, "config")?,

@@ -42,6 +42,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0015_statement_lines.sql"),
     include_str!("../migrations/common/0016_charge_claims.sql"),
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
+    include_str!("../migrations/common/0019_install_pause_cause.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -61,6 +62,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0015_statement_lines.sql"),
     include_str!("../migrations/common/0016_charge_claims.sql"),
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
+    include_str!("../migrations/common/0019_install_pause_cause.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

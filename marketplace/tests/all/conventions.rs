@@ -523,6 +523,7 @@ fn a_failing_install_is_paused_after_five_failures_and_resumed_by_its_tenant() {
             (paused["status"].as_str(), paused["status_reason"].as_str(), paused["consecutive_failures"].as_i64()),
             (Some("paused"), Some(reason.as_str()), Some(5))
         );
+        assert_eq!(paused["paused_for"], "failures", "{paused}");
 
         let event = json!({ "id": "evt-6", "type": "order.created", "payload": order });
         let (status, receipt) = env.post("/v1/events", &globex, event.clone()).await;

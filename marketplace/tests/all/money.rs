@@ -590,7 +590,7 @@ fn exhausted_retries_pause_the_install_until_its_tenant_settles() {
             );
         }
         let (_, shown) = env.get(&format!("/v1/installs/{id}"), &tenant).await;
-        assert_eq!(shown["status"], "paused", "{shown}");
+        assert_eq!((&shown["status"], &shown["paused_for"]), (&json!("paused"), &json!("payment")), "{shown}");
         assert!(shown["status_reason"].as_str().unwrap().starts_with("payment_failed: "), "{shown}");
         // A paused install gets no events, and plain resume is refused until it is paid.
         let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "ping", "payload": {} })).await;
@@ -606,6 +606,8 @@ fn exhausted_retries_pause_the_install_until_its_tenant_settles() {
             (settled["status"].as_str(), settled["outstanding"].as_array().map(Vec::len)),
             (Some("active"), Some(0))
         );
+        let (_, shown) = env.get(&format!("/v1/installs/{id}"), &tenant).await;
+        assert_eq!((&shown["status"], shown.get("paused_for")), (&json!("active"), None), "{shown}");
         let charge = &m.charges("initech").await[0];
         assert_eq!((charge["status"].as_str(), charge["attempts"].as_i64()), (Some("collected"), Some(5)));
         assert_eq!(m.attempts(charge).await, ["declined", "declined", "declined", "declined", "succeeded"]);

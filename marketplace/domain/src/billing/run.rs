@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::charges::{self, Billed, ChargeDetail, NewCharge};
-use super::collect::{self, Collected, PAYMENT_FAILED};
+use super::collect::{self, Collected};
 use super::ids::ChargeId;
 use super::money_error;
 use super::plans::{self, Plan, PlanModel};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
-use crate::installs::InstallStatus;
+use crate::installs::{InstallStatus, PauseCause};
 use crate::market::Market;
 
 /// What a run did.
@@ -204,7 +204,7 @@ struct State {
     plugin: String,
     publisher: String,
     status: InstallStatus,
-    status_reason: Option<String>,
+    paused_for: Option<PauseCause>,
     anchor: i64,
     paid_through: Option<i64>,
     usage_billed_until: Option<i64>,
@@ -226,7 +226,7 @@ async fn lock_states(
     for chunk in ids.chunks(INSTALLS_PER_TX) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT id, tenant_id, plugin_id, plan_id, status, status_reason, billing_anchor, paid_through, \
+            "SELECT id, tenant_id, plugin_id, plan_id, status, paused_for, billing_anchor, paid_through, \
              usage_billed_until, uninstalled_at FROM installs WHERE id IN ({}) ORDER BY id{}",
             placeholders.join(", "),
             market.db.for_update()
@@ -243,7 +243,11 @@ async fn lock_states(
                 publisher: plugin.split('/').next().unwrap_or_default().to_string(),
                 plugin,
                 status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
-                status_reason: row.try_get("status_reason")?,
+                paused_for: row
+                    .try_get::<Option<String>, _>("paused_for")?
+                    .as_deref()
+                    .map(PauseCause::stored)
+                    .transpose()?,
                 anchor: row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(0),
                 paid_through: row.try_get("paid_through")?,
                 usage_billed_until: row.try_get("usage_billed_until")?,
@@ -265,8 +269,7 @@ impl State {
     }
 
     fn paused_for_payment(&self) -> bool {
-        self.status == InstallStatus::Paused
-            && self.status_reason.as_deref().is_some_and(|r| r.starts_with(PAYMENT_FAILED))
+        self.status == InstallStatus::Paused && self.paused_for == Some(PauseCause::Payment)
     }
 
     /// The next usage segment: from where usage was billed to the end of its period (or

@@ -199,7 +199,7 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     if current.status != InstallStatus::Paused {
         return Err(MarketError::conflict(ErrorCode::NotPaused, format!("install {id} is {}", current.status)));
     }
-    if current.status_reason.as_deref().is_some_and(|r| r.starts_with(crate::billing::collect::PAYMENT_FAILED)) {
+    if current.paused_for == Some(super::PauseCause::Payment) {
         return Err(MarketError::conflict(
             ErrorCode::PaymentOutstanding,
             format!("install {id} is paused until its failed charges are paid: POST /v1/installs/{id}/settle"),
@@ -207,8 +207,8 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     }
     let mut tx = write_tx(market).await?;
     let resumed = sqlx::query(
-        "UPDATE installs SET status = 'active', status_reason = NULL, consecutive_failures = 0, updated_at = $1 \
-         WHERE id = $2 AND status = 'paused'",
+        "UPDATE installs SET status = 'active', status_reason = NULL, paused_for = NULL, consecutive_failures = 0, \
+         updated_at = $1 WHERE id = $2 AND status = 'paused' AND (paused_for IS NULL OR paused_for <> 'payment')",
     )
     .bind(now_ms())
     .bind(id)
@@ -238,7 +238,7 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     // The billing clock: the final usage segment ends here and no period starts after it.
     let now = market.billing.clock.now_ms();
     let changed = sqlx::query(
-        "UPDATE installs SET status = 'uninstalled', status_reason = NULL, config = '{}', secrets_sealed = NULL, \
+        "UPDATE installs SET status = 'uninstalled', status_reason = NULL, paused_for = NULL, config = '{}', secrets_sealed = NULL, \
          secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1, \
          next_bill_at = CASE WHEN usage_billed_until IS NOT NULL AND usage_billed_until < $1 THEN $1 ELSE NULL END \
          WHERE id = $2 AND status <> 'uninstalled'",

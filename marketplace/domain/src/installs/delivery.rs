@@ -157,11 +157,13 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
     let failure = nexus_host::limits::clip(failure, nexus_host::limits::MAX_ERROR_MESSAGE_BYTES);
     let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
     let paused = sqlx::query(
-        "UPDATE installs SET status = 'paused', status_reason = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+        "UPDATE installs SET status = 'paused', status_reason = $1, paused_for = $4, updated_at = $2 \
+         WHERE id = $3 AND status = 'active'",
     )
     .bind(&reason)
     .bind(now_ms())
     .bind(&target.id)
+    .bind(super::PauseCause::Failures.as_str())
     .execute(&mut *tx)
     .await?
     .rows_affected()

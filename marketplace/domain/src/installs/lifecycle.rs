@@ -1,8 +1,9 @@
 //! The install status changes that payments cause, in the caller's transaction: an install
 //! waits for a charge due now (`pending_payment`), runs once nothing it owes is open, and is
-//! paused when its retries are used up (`paused` with a `payment_failed` reason).
+//! paused when its retries are used up (`paused` for [`PauseCause::Payment`], with a
+//! `payment_failed` reason).
 
-use crate::billing::collect::PAYMENT_FAILED;
+use super::PauseCause;
 use crate::error::MarketError;
 
 /// Charge statuses that mean something is still owed.
@@ -26,13 +27,13 @@ pub(crate) async fn await_payment(conn: &mut sqlx::AnyConnection, install: &str,
 /// failed, being collected, or pending.
 pub(crate) async fn run_if_paid(conn: &mut sqlx::AnyConnection, install: &str, now: i64) -> Result<bool, MarketError> {
     let resumed = sqlx::query(&format!(
-        "UPDATE installs SET status = 'active', status_reason = NULL, updated_at = $2 \
-         WHERE id = $1 AND (status = 'pending_payment' OR (status = 'paused' AND status_reason LIKE $3)) \
+        "UPDATE installs SET status = 'active', status_reason = NULL, paused_for = NULL, updated_at = $2 \
+         WHERE id = $1 AND (status = 'pending_payment' OR (status = 'paused' AND paused_for = $3)) \
          AND NOT EXISTS ({OPEN_CHARGES})"
     ))
     .bind(install)
     .bind(now)
-    .bind(format!("{PAYMENT_FAILED}%"))
+    .bind(PauseCause::Payment.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(resumed.rows_affected() == 1)
@@ -46,12 +47,13 @@ pub(crate) async fn pause_for_payment(
     now: i64,
 ) -> Result<bool, MarketError> {
     let paused = sqlx::query(
-        "UPDATE installs SET status = 'paused', status_reason = $2, updated_at = $3 \
+        "UPDATE installs SET status = 'paused', status_reason = $2, paused_for = $4, updated_at = $3 \
          WHERE id = $1 AND status IN ('active', 'pending_payment')",
     )
     .bind(install)
     .bind(why)
     .bind(now)
+    .bind(PauseCause::Payment.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(paused.rows_affected() == 1)
