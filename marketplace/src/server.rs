@@ -200,6 +200,7 @@ async fn durable(
 /// Binds and serves until Ctrl-C or SIGTERM, letting requests (and the invocations they
 /// wait on) finish.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let _only_server = hold_sqlite_file(&config)?;
     let market = Arc::new(config.market().await?);
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
@@ -228,6 +229,43 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     crate::nodes::leave(&market, &membership).await;
     served
+}
+
+/// On SQLite one server writes a file: what it finds claimed by another process (a charge's
+/// collection attempt, a request's idempotency key) was claimed by one that was killed, and
+/// is recovered at once. So a second `nexus serve` on the same file is refused at start. The
+/// lock is the operating system's on `<database>.serve-lock`, held while the process lives
+/// and released however it ends (`kill -9` included). `None` on PostgreSQL.
+pub fn hold_sqlite_file(config: &ServeConfig) -> anyhow::Result<Option<std::fs::File>> {
+    use anyhow::Context;
+    let database = match &config.database_url {
+        None => config.data_dir.join("registry.db"),
+        Some(url) => match nexus_registry::db::sqlite_file(url) {
+            Some(file) => file,
+            None => return Ok(None),
+        },
+    };
+    let path = PathBuf::from(format!("{}.serve-lock", database.display()));
+    if let Some(folder) = path.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `nexus serve` is using {}: stop it first, or give this one its own --data-dir \
+             (several nodes share a marketplace on PostgreSQL: --database postgres://…)",
+            database.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Serves `state` on `listener` with the default connection limits until `shutdown`

@@ -424,7 +424,7 @@ async fn sqlite_pool(
 
 /// The database file of a `sqlite:` URL (`sqlite://path?mode=rwc`); `None` for an
 /// in-memory database, which has nothing to make durable.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))

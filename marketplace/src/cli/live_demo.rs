@@ -76,6 +76,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         }
         config.data_dir = folder;
     }
+    let _only_server = server::hold_sqlite_file(&config)?;
     let clock = Arc::new(SystemClock::shifted(-HISTORY_DAYS * DAY_MS));
     let sandbox = Arc::new(SandboxProvider::journaled(config.sandbox_journal())?);
     let market = Arc::new(config.market_on(clock.clone(), sandbox.clone()).await?);

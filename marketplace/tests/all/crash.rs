@@ -200,6 +200,27 @@ fn an_event_killed_between_its_commit_and_its_answer_answers_the_same_when_resen
     })
 }
 
+/// Recovering a killed process's claims at once is right only if one server writes a SQLite
+/// file: a second is refused while the first runs, and starts once it is killed.
+#[test]
+fn a_second_server_on_one_sqlite_file_is_refused_until_the_first_is_gone() {
+    let market = super::common::RealMarket::new();
+    let mut first = market.serve(&[], &[]);
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&market.data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    let expected = format!("another `nexus serve` is using {}", market.data.join("registry.db").display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    first.child.kill().unwrap(); // SIGKILL: the lock goes with the process
+    first.child.wait().unwrap();
+    let again = market.serve(&[], &[]);
+    assert!(again.url.starts_with("http://127.0.0.1:"), "{}", again.url);
+}
+
 async fn applied_events(db: &nexus_registry::Db, install: &str) -> BTreeSet<String> {
     sqlx::query_scalar("SELECT event_id FROM invocations WHERE install_id = $1 AND outcome = 'ok'")
         .bind(install)
