@@ -8,6 +8,7 @@ mod billing_routes;
 mod catalog_routes;
 mod envelope;
 mod error;
+mod event_routes;
 mod extract;
 mod health;
 mod idempotency;
@@ -146,11 +147,7 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
     let metrics = state.market.runner.metrics.clone();
     Router::new()
         .merge(health::routes())
-        .merge(registry_routes::routes())
-        .merge(account_routes::routes())
-        .merge(catalog_routes::routes())
-        .merge(install_routes::routes())
-        .merge(billing_routes::routes())
+        // The JSON API, each route registered with its OpenAPI entry, and `/openapi.json`.
         .merge(openapi::routes())
         .merge(crate::console::routes())
         .fallback(|| async {

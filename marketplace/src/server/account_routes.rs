@@ -4,14 +4,14 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use nexus_registry::db::now_ms;
 use nexus_registry::{ErrorCode, IssuedToken, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Auth;
 use super::extract::{JsonBody, QueryParams};
@@ -20,17 +20,17 @@ use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, Tenant
 use crate::audit::{self, AuditEntry, AuditQuery};
 use crate::error::{CursorPage, MarketError, Page, PageQuery};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/whoami", get(who_am_i))
-        .route("/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/v1/tenants/{tenant}/tokens", post(create_tenant_token))
-        .route("/v1/tenants/{tenant}/tokens/{id}", delete(revoke_tenant_token))
-        .route("/v1/publishers", post(create_publisher))
-        .route("/v1/operator/tokens", post(create_operator_token))
-        .route("/v1/operator/tokens/{id}", delete(revoke_operator_token))
-        .route("/v1/audit", get(read_audit))
-        .route("/v1/nodes", get(list_nodes))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show_whoami))
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(create_tenant_token))
+        .routes(routes!(revoke_tenant_token))
+        .routes(routes!(create_publisher))
+        .routes(routes!(create_operator_token))
+        .routes(routes!(revoke_operator_token))
+        .routes(routes!(read_audit))
+        .routes(routes!(list_nodes))
 }
 
 /// The nodes serving this marketplace, live ones first (operators only).
@@ -57,7 +57,7 @@ pub struct WhoAmI {
 }
 
 #[utoipa::path(get, path = "/v1/whoami", tag = "accounts", responses((status = 200, body = WhoAmI)))]
-pub async fn who_am_i(Auth(caller): Auth) -> Json<WhoAmI> {
+pub async fn show_whoami(Auth(caller): Auth) -> Json<WhoAmI> {
     let (publisher, tenant, scopes) = match &caller {
         Caller::Operator { .. } => (None, None, vec!["admin".to_string()]),
         Caller::Publisher(c) => {

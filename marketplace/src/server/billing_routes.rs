@@ -4,13 +4,13 @@
 //! the domain stores with what it wrote.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Auth, MaybeAuth};
 use super::extract::{JsonBody, QueryParams};
@@ -35,31 +35,31 @@ use crate::billing::views::{self, Bill, Sales};
 use crate::error::{Page, PageQuery};
 use crate::installs::Install;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/plugins/{publisher}/{name}/plans", get(list_plans).post(put_plan))
-        .route("/v1/plugins/{publisher}/{name}/plans/{key}", axum::routing::delete(retire_plan))
-        .route("/v1/installs/{id}/plan", put(change_plan))
-        .route("/v1/installs/{id}/settle", post(settle_install))
-        .route("/v1/charges", get(list_charges))
-        .route("/v1/charges/{id}", get(show_charge))
-        .route("/v1/charges/{id}/invocations", get(charge_invocations))
-        .route("/v1/charges/{id}/refunds", post(refund_charge))
-        .route("/v1/bills/{period}", get(show_bill))
-        .route("/v1/publishers/{publisher}/sales", get(show_sales))
-        .route("/v1/revenue-share/policies", get(list_policies).post(put_policy))
-        .route("/v1/billing/runs", post(run_billing))
-        .route("/v1/ledger/verify", get(verify_ledger))
-        .route("/v1/publishers/{publisher}/statements", get(list_statements))
-        .route("/v1/publishers/{publisher}/statements/{period}", get(show_statement))
-        .route("/v1/publishers/{publisher}/payouts", get(list_payouts))
-        .route("/v1/publishers/{publisher}/payouts/{id}", get(show_payout))
-        .route("/v1/publishers/{publisher}/payout-hold", post(hold_payouts).delete(release_payouts))
-        .route("/v1/publishers/{publisher}/adjustments", post(adjust_balance))
-        .route("/v1/payouts/runs", post(run_payouts))
-        .route("/v1/payouts/minimums/{currency}", put(set_minimum))
-        .route("/v1/metrics/gmv", get(show_gmv))
-        .route("/v1/metrics/ecosystem", get(show_ecosystem))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_plans, put_plan))
+        .routes(routes!(retire_plan))
+        .routes(routes!(change_plan))
+        .routes(routes!(settle_install))
+        .routes(routes!(list_charges))
+        .routes(routes!(show_charge))
+        .routes(routes!(list_charge_invocations))
+        .routes(routes!(refund_charge))
+        .routes(routes!(show_bill))
+        .routes(routes!(show_sales))
+        .routes(routes!(list_policies, put_policy))
+        .routes(routes!(run_billing))
+        .routes(routes!(verify_ledger))
+        .routes(routes!(list_statements))
+        .routes(routes!(show_statement))
+        .routes(routes!(list_payouts))
+        .routes(routes!(show_payout))
+        .routes(routes!(hold_payouts, release_payouts))
+        .routes(routes!(adjust_balance))
+        .routes(routes!(run_payouts))
+        .routes(routes!(set_minimum))
+        .routes(routes!(show_gmv))
+        .routes(routes!(show_ecosystem))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Option<&str> {
@@ -212,7 +212,7 @@ pub async fn show_charge(
 /// The applied invocations a usage line counted.
 #[utoipa::path(get, path = "/v1/charges/{id}/invocations", tag = "billing", params(("id" = String, Path), PageQuery),
     responses((status = 200, body = Page<UsageSource>)))]
-pub async fn charge_invocations(
+pub async fn list_charge_invocations(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,

@@ -2,10 +2,10 @@
 //! delisting (operators), and a publisher's own listings with moderation reasons.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Auth, MaybeAuth};
 use super::extract::{JsonBody, QueryParams};
@@ -15,19 +15,19 @@ use crate::catalog::{self, Listing, ListingDetail, SearchQuery};
 use crate::error::{Page, PageQuery};
 use crate::installs::{self, Consent};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/catalog", get(search))
-        .route("/v1/catalog/{publisher}/{name}", get(detail))
-        .route("/v1/catalog/{publisher}/{name}/consent", get(consent))
-        .route("/v1/catalog/{publisher}/{name}/feature", post(feature).delete(unfeature))
-        .route("/v1/catalog/{publisher}/{name}/delist", post(delist).delete(relist))
-        .route("/v1/publishers/{publisher}/listings", get(publisher_listings))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_catalog))
+        .routes(routes!(show_listing))
+        .routes(routes!(preview_consent))
+        .routes(routes!(feature_listing, unfeature_listing))
+        .routes(routes!(delist_listing, relist_listing))
+        .routes(routes!(list_publisher_listings))
 }
 
 #[utoipa::path(get, path = "/v1/catalog", tag = "catalog", params(SearchQuery),
     responses((status = 200, body = Page<Listing>)))]
-pub async fn search(
+pub async fn search_catalog(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> Result<Json<Page<Listing>>, ApiError> {
@@ -36,7 +36,7 @@ pub async fn search(
 
 #[utoipa::path(get, path = "/v1/catalog/{publisher}/{name}", tag = "catalog",
     params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = ListingDetail)))]
-pub async fn detail(
+pub async fn show_listing(
     State(state): State<AppState>,
     MaybeAuth(caller): MaybeAuth,
     Path((publisher, name)): Path<(String, String)>,
@@ -57,7 +57,7 @@ pub struct ConsentQuery {
 #[utoipa::path(get, path = "/v1/catalog/{publisher}/{name}/consent", tag = "catalog",
     params(("publisher" = String, Path), ("name" = String, Path), ConsentQuery),
     responses((status = 200, body = Consent)))]
-pub async fn consent(
+pub async fn preview_consent(
     State(state): State<AppState>,
     Path((publisher, name)): Path<(String, String)>,
     QueryParams(query): QueryParams<ConsentQuery>,
@@ -79,7 +79,7 @@ pub struct Note {
 
 #[utoipa::path(post, path = "/v1/catalog/{publisher}/{name}/feature", tag = "catalog", request_body = Note,
     params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
-pub async fn feature(
+pub async fn feature_listing(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((publisher, name)): Path<(String, String)>,
@@ -91,7 +91,7 @@ pub async fn feature(
 
 #[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/feature", tag = "catalog",
     params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
-pub async fn unfeature(
+pub async fn unfeature_listing(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((publisher, name)): Path<(String, String)>,
@@ -102,7 +102,7 @@ pub async fn unfeature(
 
 #[utoipa::path(post, path = "/v1/catalog/{publisher}/{name}/delist", tag = "catalog", request_body = Note,
     params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
-pub async fn delist(
+pub async fn delist_listing(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((publisher, name)): Path<(String, String)>,
@@ -114,7 +114,7 @@ pub async fn delist(
 
 #[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/delist", tag = "catalog",
     params(("publisher" = String, Path), ("name" = String, Path)), responses((status = 200, body = Listing)))]
-pub async fn relist(
+pub async fn relist_listing(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((publisher, name)): Path<(String, String)>,
@@ -125,7 +125,7 @@ pub async fn relist(
 
 #[utoipa::path(get, path = "/v1/publishers/{publisher}/listings", tag = "catalog",
     params(("publisher" = String, Path), PageQuery), responses((status = 200, body = Page<Listing>)))]
-pub async fn publisher_listings(
+pub async fn list_publisher_listings(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(publisher): Path<String>,

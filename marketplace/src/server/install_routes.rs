@@ -1,38 +1,37 @@
-//! A tenant's installs and events: install with consent, settings and secrets, upgrades
-//! awaiting consent, resume after a pause, uninstall, direct invocation, invocation history,
-//! and `POST /v1/events`.
+//! A tenant's installs: install with consent, settings and secrets, upgrades awaiting
+//! consent, resume after a pause, uninstall, direct invocation, invocation history.
+//! (`POST /v1/events`, which reaches every install of a tenant, is `event_routes`.)
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::auth::{Auth, EventAuth};
+use super::auth::Auth;
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::TenantId;
 use crate::error::{CursorPage, Page, PageQuery};
 use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
 use crate::records::{self, InvocationQuery, InvocationRecord};
-use crate::runner::{self, Delivery, EventReceipt, EventRequest};
+use crate::runner::{self, Delivery, EventRequest};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/installs", post(create).get(list))
-        .route("/v1/installs/{id}", get(show).patch(update).delete(uninstall))
-        .route("/v1/installs/{id}/upgrade", post(approve_upgrade))
-        .route("/v1/installs/{id}/resume", post(resume))
-        .route("/v1/installs/{id}/invoke", post(invoke))
-        .route("/v1/installs/{id}/invocations", get(invocations))
-        .route("/v1/installs/{id}/invocations/{invocation}", get(invocation))
-        .route("/v1/events", post(send_event))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_install, list_installs))
+        .routes(routes!(show_install, update_install, delete_install))
+        .routes(routes!(approve_upgrade))
+        .routes(routes!(resume_install))
+        .routes(routes!(invoke_install))
+        .routes(routes!(list_invocations))
+        .routes(routes!(show_invocation))
 }
 
 #[utoipa::path(post, path = "/v1/installs", tag = "installs", request_body = InstallRequest,
     responses((status = 201, body = Install), (status = 409, description = "consent_required: `details` lists what to consent to")))]
-pub async fn create(
+pub async fn create_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     JsonBody(body): JsonBody<InstallRequest>,
@@ -62,7 +61,7 @@ pub struct ListQuery {
 
 #[utoipa::path(get, path = "/v1/installs", tag = "installs", params(ListQuery),
     responses((status = 200, body = Page<Install>)))]
-pub async fn list(
+pub async fn list_installs(
     State(state): State<AppState>,
     Auth(caller): Auth,
     QueryParams(query): QueryParams<ListQuery>,
@@ -74,7 +73,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
     responses((status = 200, body = Install)))]
-pub async fn show(
+pub async fn show_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -84,7 +83,7 @@ pub async fn show(
 
 #[utoipa::path(patch, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
     request_body = SettingsUpdate, responses((status = 200, body = Install)))]
-pub async fn update(
+pub async fn update_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -95,7 +94,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
     responses((status = 200, body = Install, description = "the uninstalled install, kept as history")))]
-pub async fn uninstall(
+pub async fn delete_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -124,7 +123,7 @@ pub async fn approve_upgrade(
 
 #[utoipa::path(post, path = "/v1/installs/{id}/resume", tag = "installs", params(("id" = String, Path)),
     responses((status = 200, body = Install)))]
-pub async fn resume(
+pub async fn resume_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -135,7 +134,7 @@ pub async fn resume(
 #[utoipa::path(post, path = "/v1/installs/{id}/invoke", tag = "events", params(("id" = String, Path)),
     request_body = EventRequest, responses((status = 200, body = Delivery),
         (status = 503, description = "host_busy: no plugin-host slot for this tenant; retry after Retry-After")))]
-pub async fn invoke(
+pub async fn invoke_install(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -146,7 +145,7 @@ pub async fn invoke(
 
 #[utoipa::path(get, path = "/v1/installs/{id}/invocations", tag = "events",
     params(("id" = String, Path), InvocationQuery), responses((status = 200, body = CursorPage<InvocationRecord>)))]
-pub async fn invocations(
+pub async fn list_invocations(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(id): Path<String>,
@@ -158,24 +157,10 @@ pub async fn invocations(
 /// One invocation of the install, with what it answered (data and actions).
 #[utoipa::path(get, path = "/v1/installs/{id}/invocations/{invocation}", tag = "events",
     params(("id" = String, Path), ("invocation" = String, Path)), responses((status = 200, body = InvocationRecord)))]
-pub async fn invocation(
+pub async fn show_invocation(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((id, invocation)): Path<(String, String)>,
 ) -> Result<Json<InvocationRecord>, ApiError> {
     Ok(Json(records::of_install(&state.market, &caller, &id, &invocation).await?))
-}
-
-/// Delivers the event to every install of the calling tenant that handles its type.
-#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventRequest,
-    responses((status = 200, body = EventReceipt), (status = 429, description = "rate_limited or concurrency_limited"),
-        (status = 503, description = "host_busy: no plugin-host slot for this tenant; retry after Retry-After")))]
-pub async fn send_event(
-    State(state): State<AppState>,
-    EventAuth(caller): EventAuth,
-    JsonBody(body): JsonBody<EventRequest>,
-) -> Result<Json<EventReceipt>, ApiError> {
-    let receipt = runner::send_event_as(&state.market, &caller, body).await?;
-    crate::pause::at("events.before_answer").await;
-    Ok(Json(receipt))
 }

@@ -1,88 +1,22 @@
-//! `/openapi.json`, generated from the handlers' annotations and the types they exchange,
-//! so the document cannot drift from the code.
+//! The JSON API's router and `/openapi.json`: each route file registers a handler once, with
+//! `routes!`, and its `#[utoipa::path]` gives both the route and its operation, so the
+//! document cannot drift from what is served.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::{account_routes, billing_routes, catalog_routes, install_routes, registry_routes};
+use super::{account_routes, billing_routes, catalog_routes, event_routes, install_routes, registry_routes};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nexus marketplace API", description = "Plugins, installs, events and money. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every answer has an `x-request-id`."),
-    paths(
-        account_routes::who_am_i,
-        account_routes::create_tenant,
-        account_routes::list_tenants,
-        account_routes::create_tenant_token,
-        account_routes::revoke_tenant_token,
-        account_routes::create_publisher,
-        account_routes::create_operator_token,
-        account_routes::revoke_operator_token,
-        account_routes::read_audit,
-        account_routes::list_nodes,
-        catalog_routes::search,
-        catalog_routes::detail,
-        catalog_routes::consent,
-        catalog_routes::feature,
-        catalog_routes::unfeature,
-        catalog_routes::delist,
-        catalog_routes::relist,
-        catalog_routes::publisher_listings,
-        install_routes::create,
-        install_routes::list,
-        install_routes::show,
-        install_routes::update,
-        install_routes::uninstall,
-        install_routes::approve_upgrade,
-        install_routes::resume,
-        install_routes::invoke,
-        install_routes::invocations,
-        install_routes::invocation,
-        install_routes::send_event,
-        registry_routes::publish_version,
-        registry_routes::list_versions,
-        registry_routes::get_version,
-        registry_routes::resolve_version,
-        registry_routes::version_health,
-        registry_routes::download_component,
-        registry_routes::yank_version,
-        registry_routes::list_keys,
-        registry_routes::add_key,
-        registry_routes::revoke_key,
-        registry_routes::create_token,
-        registry_routes::revoke_token,
-        billing_routes::list_plans,
-        billing_routes::put_plan,
-        billing_routes::retire_plan,
-        billing_routes::change_plan,
-        billing_routes::settle_install,
-        billing_routes::list_charges,
-        billing_routes::show_charge,
-        billing_routes::charge_invocations,
-        billing_routes::refund_charge,
-        billing_routes::show_bill,
-        billing_routes::show_sales,
-        billing_routes::list_policies,
-        billing_routes::put_policy,
-        billing_routes::run_billing,
-        billing_routes::verify_ledger,
-        billing_routes::list_statements,
-        billing_routes::show_statement,
-        billing_routes::list_payouts,
-        billing_routes::show_payout,
-        billing_routes::hold_payouts,
-        billing_routes::release_payouts,
-        billing_routes::adjust_balance,
-        billing_routes::run_payouts,
-        billing_routes::set_minimum,
-        billing_routes::show_gmv,
-        billing_routes::show_ecosystem,
-    ),
     components(schemas(ErrorBody, ErrorDetail, nexus_registry::ErrorCode, crate::catalog::Sort)),
-    modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Tenants, publishers, tokens, audit log"),
         (name = "catalog", description = "Search, listings, consent preview, moderation"),
@@ -117,10 +51,11 @@ pub struct ErrorDetail {
 }
 
 /// What every operation shares: bearer tokens (`nxo_` operator, `nxt_` tenant, publisher
-/// tokens), and errors in the one shape.
+/// tokens), and errors in the one shape. Applied to the merged document: `ApiDoc` alone has
+/// no paths yet.
 struct Conventions;
 
-impl utoipa::Modify for Conventions {
+impl Modify for Conventions {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
@@ -148,6 +83,23 @@ impl utoipa::Modify for Conventions {
     }
 }
 
+/// Every API route, and `/openapi.json` describing exactly those.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    let (router, doc) = api();
+    let doc = Arc::new(doc);
+    router.route("/openapi.json", get(move || std::future::ready(Json(utoipa::openapi::OpenApi::clone(&doc)))))
+}
+
+/// The API's routes and their document, from one registration each.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(account_routes::routes())
+        .merge(catalog_routes::routes())
+        .merge(install_routes::routes())
+        .merge(event_routes::routes())
+        .merge(registry_routes::routes())
+        .merge(billing_routes::routes())
+        .split_for_parts();
+    Conventions.modify(&mut doc);
+    (router, doc)
 }

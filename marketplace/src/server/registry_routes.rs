@@ -3,12 +3,10 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
 use nexus_registry::ErrorCode;
 use nexus_registry::{
     KeyInfo, PluginId, PublicKey, PublishRequest, Published, Scope, Signature, SignedBy, VersionRecord,
@@ -17,6 +15,8 @@ use nexus_registry::{
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::auth::{Auth, Publisher};
 use super::extract::JsonBody;
@@ -24,19 +24,19 @@ use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
 use crate::error::{Page, PageQuery};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/publish", post(publish_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
-        .route("/v1/plugins/{publisher}/{name}/versions", get(list_versions))
-        .route("/v1/plugins/{publisher}/{name}/versions/{version}", get(get_version))
-        .route("/v1/plugins/{publisher}/{name}/versions/{version}/component", get(download_component))
-        .route("/v1/plugins/{publisher}/{name}/versions/{version}/yank", post(yank_version))
-        .route("/v1/plugins/{publisher}/{name}/resolve", get(resolve_version))
-        .route("/v1/plugins/{publisher}/{name}/health", get(version_health))
-        .route("/v1/publishers/{publisher}/keys", get(list_keys).post(add_key))
-        .route("/v1/publishers/{publisher}/keys/{fingerprint}", delete(revoke_key))
-        .route("/v1/publishers/{publisher}/tokens", post(create_token))
-        .route("/v1/publishers/{publisher}/tokens/{id}", delete(revoke_token))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(publish_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(download_component))
+        .routes(routes!(yank_version))
+        .routes(routes!(resolve_version))
+        .routes(routes!(show_version_health))
+        .routes(routes!(list_keys, add_key))
+        .routes(routes!(revoke_key))
+        .routes(routes!(create_token))
+        .routes(routes!(revoke_token))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -53,7 +53,7 @@ pub struct HealthQuery {
 #[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/health", tag = "registry",
     params(("publisher" = String, Path), ("name" = String, Path), HealthQuery),
     responses((status = 200, body = Vec<crate::records::VersionHealth>)))]
-pub async fn version_health(
+pub async fn show_version_health(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path((publisher, name)): Path<(String, String)>,

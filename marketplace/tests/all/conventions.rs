@@ -404,52 +404,22 @@ fn parallel_retries_with_one_key_mint_one_token_and_never_fail() {
     });
 }
 
-/// Every route of the account, catalog and install handlers, as (method, path).
-const DOCUMENTED: [(&str, &str); 28] = [
-    ("get", "/v1/whoami"),
-    ("get", "/v1/tenants"),
-    ("post", "/v1/tenants"),
-    ("post", "/v1/tenants/{tenant}/tokens"),
-    ("delete", "/v1/tenants/{tenant}/tokens/{id}"),
-    ("post", "/v1/publishers"),
-    ("post", "/v1/operator/tokens"),
-    ("delete", "/v1/operator/tokens/{id}"),
-    ("get", "/v1/audit"),
-    ("get", "/v1/nodes"),
-    ("get", "/v1/catalog"),
-    ("get", "/v1/catalog/{publisher}/{name}"),
-    ("get", "/v1/catalog/{publisher}/{name}/consent"),
-    ("post", "/v1/catalog/{publisher}/{name}/feature"),
-    ("delete", "/v1/catalog/{publisher}/{name}/feature"),
-    ("post", "/v1/catalog/{publisher}/{name}/delist"),
-    ("delete", "/v1/catalog/{publisher}/{name}/delist"),
-    ("get", "/v1/publishers/{publisher}/listings"),
-    ("post", "/v1/installs"),
-    ("get", "/v1/installs"),
-    ("get", "/v1/installs/{id}"),
-    ("patch", "/v1/installs/{id}"),
-    ("delete", "/v1/installs/{id}"),
-    ("post", "/v1/installs/{id}/upgrade"),
-    ("post", "/v1/installs/{id}/resume"),
-    ("post", "/v1/installs/{id}/invoke"),
-    ("get", "/v1/installs/{id}/invocations"),
-    ("post", "/v1/events"),
-];
-
 #[test]
-fn the_openapi_document_lists_every_api_route() {
+fn the_openapi_document_is_served_and_every_operation_documents_a_success() {
     runtime().block_on(async {
         let env = Env::with(false, Options { samples: false, ..Options::default() }).await;
         let (status, headers, doc) = send(&env, "GET", "/openapi.json", None, None, Body::empty()).await;
         assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/json"));
         assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
         assert_eq!(doc["info"]["title"], "Nexus marketplace API");
-        let missing: Vec<_> =
-            DOCUMENTED.iter().filter(|(method, path)| !doc["paths"][path][method].is_object()).collect();
-        assert!(missing.is_empty(), "not in /openapi.json: {missing:?}");
-        for (method, path) in DOCUMENTED {
-            let responses = doc["paths"][path][method]["responses"].as_object().unwrap();
-            assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} documents no success");
+        // That it lists exactly the routes served is checked with the route table (authz.rs).
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths["/v1/events"]["post"].is_object(), "{}", doc["paths"]);
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path} documents no success");
+            }
         }
     });
 }
