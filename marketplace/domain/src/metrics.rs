@@ -1,18 +1,32 @@
-//! Prometheus metrics, written by hand in the text exposition format 0.0.4 so the service needs
-//! no metrics crate: HTTP requests by method, route and status with their durations; plugin
-//! invocations by plugin and outcome with their durations; events accepted and deliveries made
-//! or skipped; payment collections by outcome. Callers add point-in-time gauges (loaded components, pool sizes) at render time.
+//! Prometheus metrics on `prometheus-client`, exposed in the OpenMetrics text format: HTTP
+//! requests by method, route and status with their durations; plugin invocations by plugin and
+//! outcome with their durations; events accepted and deliveries made or skipped; payment
+//! collections by outcome; payouts paid and failed. Figures computed at scrape time (host
+//! counters, live nodes, the ledger's money) come from the caller as [`ScrapeGauges`].
 //!
 //! The route label is the router's template (`/v1/installs/{id}`), never the raw path: every
 //! distinct label value is a series Prometheus keeps forever, so raw paths would let any client
 //! create unbounded series by varying an id. For the same reason plugins are labelled by id,
 //! methods outside the standard set become `OTHER`, and unrouted requests share `unmatched`.
+//!
+//! Counters are registered without `_total`: the encoder appends it to their samples, so
+//! `nexus_events` is scraped as `nexus_events_total`. The registry appends a full stop to
+//! every help text, so help texts here have none.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// What `/metrics` answers with: the encoder writes OpenMetrics (counter families named without
+/// `_total`, a closing `# EOF`), which Prometheus parses only when told so.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Histogram upper bounds in seconds: from 100µs (a cached lookup or a trivial plugin call) to
 /// 10s (an invocation near its time limit); `+Inf` is implied by the count.
@@ -22,271 +36,358 @@ const BUCKETS: [f64; 16] =
 /// The route label of requests no route matched (404s, probes of random paths).
 pub const UNMATCHED: &str = "unmatched";
 
-#[derive(Debug, Clone, Default)]
-struct Histogram {
-    /// Observations per bucket, not cumulative; rendering accumulates.
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
 }
 
-impl Histogram {
-    fn observe(&mut self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(index) = BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[index] += 1;
-        }
-        self.sum += seconds;
-        self.count += 1;
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvocationLabels {
+    plugin: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CurrencyLabels {
+    currency: String,
+}
+
+type Durations<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn durations() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// The process's registry and handles on its families, shared as `Arc<Metrics>`. Recording
+/// touches only atomics and the families' own locks, never the registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_durations: Durations<RouteLabels>,
+    invocations: Family<InvocationLabels, Counter>,
+    invocation_durations: Durations<PluginLabels>,
+    events: Counter,
+    deliveries: Counter,
+    skipped: Family<ReasonLabels, Counter>,
+    collections: Family<OutcomeLabels, Counter>,
+    payouts_paid: Counter,
+    payouts_failed: Counter,
+    /// This node's id once it joined (`nodes.rs`): counters are per node by design, and
+    /// `nexus_node_info` says which node these are.
+    node: OnceLock<String>,
+    node_info: Family<NodeLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// A labelled family: its name, its help text and the names of its labels.
-struct Family(&'static str, &'static str, &'static [&'static str]);
-
-const REQUESTS: Family = Family("nexus_http_requests_total", "HTTP requests handled.", &["method", "route", "status"]);
-const REQUEST_DURATIONS: Family =
-    Family("nexus_http_request_duration_seconds", "Time to handle an HTTP request.", &["method", "route"]);
-const INVOCATIONS: Family = Family("nexus_invocations_total", "Plugin invocations by outcome.", &["plugin", "outcome"]);
-const INVOCATION_DURATIONS: Family =
-    Family("nexus_invocation_duration_seconds", "Time to run a plugin invocation.", &["plugin"]);
-const SKIPPED: Family = Family("nexus_deliveries_skipped_total", "Event deliveries skipped, by reason.", &["reason"]);
-const COLLECTIONS: Family =
-    Family("nexus_payment_collections_total", "Payment collection attempts by outcome.", &["outcome"]);
-
-/// Label values in the order of their family's `labels`.
-type Key = Vec<String>;
-
-/// The labelled series. BTreeMaps so rendering is sorted and byte-for-byte repeatable.
-#[derive(Debug, Clone, Default)]
-struct Series {
-    requests: BTreeMap<Key, u64>,
-    request_durations: BTreeMap<Key, Histogram>,
-    invocations: BTreeMap<Key, u64>,
-    invocation_durations: BTreeMap<Key, Histogram>,
-    skipped: BTreeMap<Key, u64>,
-    collections: BTreeMap<Key, u64>,
-}
-
-/// Process-wide counters and histograms, shared as `Arc<Metrics>`. Label keys are built before
-/// the lock is taken, so it is held only for the map updates.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    series: Mutex<Series>,
-    events: AtomicU64,
-    deliveries: AtomicU64,
-    payouts_paid: AtomicU64,
-    payouts_failed: AtomicU64,
-    /// This node's id once it joined (`nodes.rs`): counters are per node by design, and
-    /// `nexus_node_info` says which node these are.
-    node: std::sync::OnceLock<String>,
-}
-
 impl Metrics {
+    /// Registers every family, in the order `/metrics` lists them.
     pub fn new() -> Self {
-        Self::default()
+        let mut registry = Registry::default();
+        let node_info = Family::default();
+        registry.register(
+            "nexus_node_info",
+            "The node these counters are from (Prometheus sums nodes)",
+            node_info.clone(),
+        );
+        let requests = Family::default();
+        registry.register("nexus_http_requests", "HTTP requests handled", requests.clone());
+        let request_durations = Family::new_with_constructor(durations as fn() -> Histogram);
+        registry.register(
+            "nexus_http_request_duration_seconds",
+            "Time to handle an HTTP request",
+            request_durations.clone(),
+        );
+        let invocations = Family::default();
+        registry.register("nexus_invocations", "Plugin invocations by outcome", invocations.clone());
+        let invocation_durations = Family::new_with_constructor(durations as fn() -> Histogram);
+        registry.register(
+            "nexus_invocation_duration_seconds",
+            "Time to run a plugin invocation",
+            invocation_durations.clone(),
+        );
+        let events = Counter::default();
+        registry.register("nexus_events", "Events accepted by POST /v1/events", events.clone());
+        let deliveries = Counter::default();
+        registry.register("nexus_event_deliveries", "Event deliveries to installs", deliveries.clone());
+        let skipped = Family::default();
+        registry.register("nexus_deliveries_skipped", "Event deliveries skipped, by reason", skipped.clone());
+        let collections = Family::default();
+        registry.register("nexus_payment_collections", "Payment collection attempts by outcome", collections.clone());
+        let payouts_paid = Counter::default();
+        registry.register("nexus_payouts_paid", "Payouts confirmed paid by this node's runs", payouts_paid.clone());
+        let payouts_failed = Counter::default();
+        registry.register("nexus_payouts_failed", "Payouts refused, by this node's runs", payouts_failed.clone());
+        Self {
+            registry,
+            requests,
+            request_durations,
+            invocations,
+            invocation_durations,
+            events,
+            deliveries,
+            skipped,
+            collections,
+            payouts_paid,
+            payouts_failed,
+            node: OnceLock::new(),
+            node_info,
+        }
     }
 
     /// One HTTP request; `route` is the matched template or [`UNMATCHED`].
     pub fn record_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let method = bounded_method(method);
-        let count_key = vec![method.to_owned(), route.to_owned(), status.to_string()];
-        let duration_key = vec![method.to_owned(), route.to_owned()];
-        let mut series = self.lock();
-        *series.requests.entry(count_key).or_default() += 1;
-        series.request_durations.entry(duration_key).or_default().observe(elapsed);
+        let route = route.to_owned();
+        self.request_durations
+            .get_or_create(&RouteLabels { method, route: route.clone() })
+            .observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
     }
 
     /// One plugin invocation: its id (`nexus-labs/echo`) and outcome code (`ok`, `trapped`, ...).
     pub fn record_invocation(&self, plugin: &str, outcome: &str, elapsed: Duration) {
-        let count_key = vec![plugin.to_owned(), outcome.to_owned()];
-        let duration_key = vec![plugin.to_owned()];
-        let mut series = self.lock();
-        *series.invocations.entry(count_key).or_default() += 1;
-        series.invocation_durations.entry(duration_key).or_default().observe(elapsed);
+        let plugin = plugin.to_owned();
+        self.invocation_durations
+            .get_or_create(&PluginLabels { plugin: plugin.clone() })
+            .observe(elapsed.as_secs_f64());
+        self.invocations.get_or_create(&InvocationLabels { plugin, outcome: outcome.to_owned() }).inc();
     }
 
     /// One event accepted by `POST /v1/events`, fanned out to `deliveries` installs.
     pub fn record_event(&self, deliveries: usize) {
-        self.events.fetch_add(1, Ordering::Relaxed);
-        self.deliveries.fetch_add(deliveries as u64, Ordering::Relaxed);
+        self.events.inc();
+        self.deliveries.inc_by(deliveries as u64);
     }
 
     /// One delivery not made, and why (`paused`, `awaiting_consent`).
     pub fn record_skipped(&self, reason: &str) {
-        let key = vec![reason.to_owned()];
-        *self.lock().skipped.entry(key).or_default() += 1;
+        self.skipped.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// Payouts a run saw confirmed paid and refused.
     pub fn record_payouts(&self, paid: u64, failed: u64) {
-        self.payouts_paid.fetch_add(paid, Ordering::Relaxed);
-        self.payouts_failed.fetch_add(failed, Ordering::Relaxed);
+        self.payouts_paid.inc_by(paid);
+        self.payouts_failed.inc_by(failed);
     }
 
     /// One payment collection attempt concluded: `succeeded`, `declined` or `unknown`.
     pub fn record_collection(&self, outcome: &str) {
-        let key = vec![outcome.to_owned()];
-        *self.lock().collections.entry(key).or_default() += 1;
+        self.collections.get_or_create(&OutcomeLabels { outcome: outcome.to_owned() }).inc();
     }
 
-    /// Everything in the text format. Labelled families appear once they have a series; the two
-    /// unlabelled counters always do (0 is a real value, and `rate()` needs the series from the
-    /// start). `extra` gauges, as (name, help, value), come last in the order given.
-    /// Names the node these counters belong to.
+    /// Names the node these counters belong to; the first name given stays.
     pub fn set_node(&self, id: &str) {
-        let _ = self.node.set(id.to_string());
+        if self.node.set(id.to_owned()).is_ok() {
+            let labels = NodeLabels { node: id.to_owned(), version: env!("CARGO_PKG_VERSION") };
+            self.node_info.get_or_create(&labels).set(1);
+        }
     }
 
-    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
-        // Format from a copy so recording threads never wait on string building.
-        let series = self.lock().clone();
+    /// The process's families, then `scrape`'s, then the closing `# EOF`: what
+    /// `prometheus_client::encoding::text::encode` writes, for two registries.
+    pub fn render(&self, scrape: &ScrapeGauges) -> String {
         let mut out = String::new();
-        if let Some(node) = self.node.get() {
-            out += "# HELP nexus_node_info The node these counters are from (Prometheus sums nodes).\n";
-            out += "# TYPE nexus_node_info gauge\n";
-            out +=
-                &format!("nexus_node_info{{node=\"{}\",version=\"{}\"}} 1\n", escape(node), env!("CARGO_PKG_VERSION"));
-        }
-        counters(&mut out, &REQUESTS, &series.requests);
-        histograms(&mut out, &REQUEST_DURATIONS, &series.request_durations);
-        counters(&mut out, &INVOCATIONS, &series.invocations);
-        histograms(&mut out, &INVOCATION_DURATIONS, &series.invocation_durations);
-        let events = self.events.load(Ordering::Relaxed) as f64;
-        single(&mut out, "nexus_events_total", "Events accepted by POST /v1/events.", "counter", events);
-        let deliveries = self.deliveries.load(Ordering::Relaxed) as f64;
-        single(&mut out, "nexus_event_deliveries_total", "Event deliveries to installs.", "counter", deliveries);
-        counters(&mut out, &SKIPPED, &series.skipped);
-        counters(&mut out, &COLLECTIONS, &series.collections);
-        let paid = self.payouts_paid.load(Ordering::Relaxed) as f64;
-        single(&mut out, "nexus_payouts_paid_total", "Payouts confirmed paid by this node's runs.", "counter", paid);
-        let failed = self.payouts_failed.load(Ordering::Relaxed) as f64;
-        single(&mut out, "nexus_payouts_failed_total", "Payouts refused, by this node's runs.", "counter", failed);
-        for (name, help, value) in extra {
-            single(&mut out, name, help, "gauge", *value);
-        }
+        // Writing to a String cannot fail, and our label sets encode without error.
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &scrape.registry))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Series> {
-        // A panic while the lock was held could only interrupt a counter increment; the maps
-        // are still consistent, so keep counting rather than lose metrics for the process life.
-        self.series.lock().unwrap_or_else(PoisonError::into_inner)
+/// Gauges computed at scrape time, in a registry of their own that lives for one scrape: the
+/// plugin host's counters, the live nodes, the ledger's money. A figure that could not be read
+/// is left out rather than reported stale.
+#[derive(Debug, Default)]
+pub struct ScrapeGauges {
+    registry: Registry,
+}
+
+impl ScrapeGauges {
+    /// An unlabelled gauge. `help` is a constant on one line without a closing full stop: the
+    /// OpenMetrics encoder writes it as given, unescaped, and adds the full stop.
+    pub fn gauge(&mut self, name: &'static str, help: &'static str, value: u64) {
+        self.registry.register(name, help, ConstGauge::new(value));
+    }
+
+    /// A gauge family labelled `currency`, one series per (currency, value).
+    pub fn by_currency(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        values: impl IntoIterator<Item = (String, i64)>,
+    ) {
+        let family = Family::<CurrencyLabels, Gauge>::default();
+        for (currency, value) in values {
+            family.get_or_create(&CurrencyLabels { currency }).set(value);
+        }
+        self.registry.register(name, help, family);
     }
 }
 
 /// HTTP allows any token as a method; only the standard ones get their own series.
-pub(crate) fn bounded_method(method: &str) -> &str {
-    let standard =
-        matches!(method, "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE");
-    if standard { method } else { "OTHER" }
-}
-
-/// A counter family's HELP, TYPE and series, or nothing when it has no series yet.
-fn counters(out: &mut String, family: &Family, series: &BTreeMap<Key, u64>) {
-    if !series.is_empty() {
-        header(out, family.0, family.1, "counter");
-    }
-    for (key, count) in series {
-        sample(out, family.0, &labels(family, key), *count as f64);
-    }
-}
-
-fn histograms(out: &mut String, family: &Family, series: &BTreeMap<Key, Histogram>) {
-    if !series.is_empty() {
-        header(out, family.0, family.1, "histogram");
-    }
-    for (key, histogram) in series {
-        histogram_samples(out, family.0, &labels(family, key), histogram);
-    }
-}
-
-fn labels<'a>(family: &Family, key: &'a Key) -> Vec<(&'static str, &'a str)> {
-    family.2.iter().copied().zip(key.iter().map(String::as_str)).collect()
-}
-
-/// A gauge family with one label, from values computed at scrape time (the marketplace's
-/// money from the ledger, which every node reads alike).
-pub fn labelled_gauge(name: &str, help: &str, label: &str, samples: &[(String, f64)]) -> String {
-    let mut out = String::new();
-    header(&mut out, name, help, "gauge");
-    for (value, sample_value) in samples {
-        sample(&mut out, name, &[(label, value)], *sample_value);
-    }
-    out
-}
-
-/// An unlabelled family of one sample.
-fn single(out: &mut String, name: &str, help: &str, kind: &str, value: f64) {
-    header(out, name, help, kind);
-    sample(out, name, &[], value);
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let help = help.replace('\\', r"\\").replace('\n', r"\n");
-    // Writing to a String cannot fail.
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn histogram_samples(out: &mut String, name: &str, labels: &[(&str, &str)], histogram: &Histogram) {
-    let bucket = format!("{name}_bucket");
-    let mut cumulative = 0;
-    let bounds = BUCKETS.iter().map(|bound| bound.to_string()).chain(["+Inf".to_owned()]);
-    let counts = histogram.buckets.iter().copied().chain([histogram.count - histogram.buckets.iter().sum::<u64>()]);
-    for (bound, count) in bounds.zip(counts) {
-        cumulative += count;
-        let mut with_le = labels.to_vec();
-        with_le.push(("le", &bound));
-        sample(out, &bucket, &with_le, cumulative as f64);
-    }
-    sample(out, &format!("{name}_sum"), labels, histogram.sum);
-    sample(out, &format!("{name}_count"), labels, histogram.count as f64);
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        let pairs: Vec<String> = labels.iter().map(|(key, value)| format!("{key}=\"{}\"", escape(value))).collect();
-        let _ = write!(out, "{{{}}}", pairs.join(","));
-    }
-    let _ = writeln!(out, " {}", number(value));
-}
-
-/// Label values escape backslash, double quote and newline, as the format requires.
-fn escape(value: &str) -> String {
-    value.replace('\\', r"\\").replace('"', r#"\""#).replace('\n', r"\n")
-}
-
-/// Rust prints infinities as `inf`; the format wants `+Inf` and `-Inf`.
-fn number(value: f64) -> String {
-    match value {
-        f64::INFINITY => "+Inf".to_owned(),
-        f64::NEG_INFINITY => "-Inf".to_owned(),
-        _ => value.to_string(),
+fn bounded_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
-    /// Asserts `text` has `line` as one whole line.
-    fn assert_line(text: &str, line: &str) {
-        assert!(text.lines().any(|candidate| candidate == line), "no line {line:?} in:\n{text}");
+    /// An exposition read back: each family's TYPE and HELP by name, and each sample's value by
+    /// its series as written (`name{labels}`).
+    #[derive(Debug, Default)]
+    struct Exposition {
+        families: BTreeMap<String, (Option<String>, Option<String>)>,
+        samples: BTreeMap<String, f64>,
+    }
+
+    impl Exposition {
+        fn value(&self, series: &str) -> f64 {
+            *self.samples.get(series).unwrap_or_else(|| panic!("no {series} in {:#?}", self.samples))
+        }
+
+        fn kind(&self, family: &str) -> &str {
+            self.families[family].0.as_deref().unwrap_or_default()
+        }
+
+        /// The (upper bound, cumulative count) pairs of the histogram `name` for the series with
+        /// `labels` (as written, without `le`, which the encoder may put anywhere).
+        fn buckets(&self, name: &str, labels: &str) -> Vec<(f64, f64)> {
+            let bucket = |series: &str| {
+                let inside = series.strip_prefix(name)?.strip_prefix("_bucket{")?.strip_suffix('}')?;
+                let (before, rest) = inside.split_once("le=\"")?;
+                let (bound, after) = rest.split_once('"')?;
+                let others = format!("{}{}", before.trim_end_matches(','), after.trim_start_matches(','));
+                (others == labels).then(|| number(bound))
+            };
+            let mut buckets: Vec<_> =
+                self.samples.iter().filter_map(|(series, value)| Some((bucket(series)?, *value))).collect();
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            buckets
+        }
+    }
+
+    fn number(text: &str) -> f64 {
+        match text {
+            "+Inf" => f64::INFINITY,
+            _ => text.parse().unwrap_or_else(|_| panic!("not a number: {text}")),
+        }
+    }
+
+    /// Parses the OpenMetrics text, asserting its shape: a closing `# EOF`, every family with
+    /// HELP and TYPE, every sample under a declared family with the suffix its type allows.
+    fn parse(text: &str) -> Exposition {
+        let body = text.strip_suffix("# EOF\n").unwrap_or_else(|| panic!("no closing # EOF:\n{text}"));
+        let mut exposition = Exposition::default();
+        for line in body.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                exposition.families.entry(name.to_owned()).or_default().1 = Some(help.to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                let previous = exposition.families.entry(name.to_owned()).or_default().0.replace(kind.to_owned());
+                assert_eq!(previous, None, "{name} typed twice");
+            } else {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let name = series.split('{').next().unwrap();
+                assert!(family_of(&exposition, name).is_some(), "{name} belongs to no family:\n{text}");
+                exposition.samples.insert(series.to_owned(), number(value));
+            }
+        }
+        for (name, (kind, help)) in &exposition.families {
+            assert!(kind.is_some() && help.is_some(), "{name} lacks TYPE or HELP:\n{text}");
+        }
+        exposition
+    }
+
+    fn family_of<'a>(exposition: &'a Exposition, sample: &str) -> Option<&'a str> {
+        exposition.families.iter().find_map(|(name, (kind, _))| {
+            let suffix = sample.strip_prefix(name.as_str())?;
+            let allowed = match kind.as_deref()? {
+                "counter" => suffix == "_total",
+                "histogram" => matches!(suffix, "_bucket" | "_sum" | "_count"),
+                _ => suffix.is_empty(),
+            };
+            allowed.then_some(name.as_str())
+        })
+    }
+
+    fn render(metrics: &Metrics) -> Exposition {
+        parse(&metrics.render(&ScrapeGauges::default()))
     }
 
     #[test]
     fn a_request_renders_its_counter_and_histogram_once() {
         let metrics = Metrics::new();
         metrics.record_request("GET", "/v1/installs/{id}", 200, Duration::from_millis(5));
-        let text = metrics.render(&[]);
-        assert_line(&text, r#"nexus_http_requests_total{method="GET",route="/v1/installs/{id}",status="200"} 1"#);
+        let text = metrics.render(&ScrapeGauges::default());
+        let exposition = parse(&text);
+        assert_eq!(
+            exposition.value(r#"nexus_http_requests_total{method="GET",route="/v1/installs/{id}",status="200"}"#),
+            1.0
+        );
         // 5ms lands in the 0.005 bucket itself: bounds are inclusive.
-        let bucket = r#"nexus_http_request_duration_seconds_bucket{method="GET",route="/v1/installs/{id}""#;
-        assert_line(&text, &format!(r#"{bucket},le="0.0025"}} 0"#));
-        assert_line(&text, &format!(r#"{bucket},le="0.005"}} 1"#));
-        assert_line(&text, r#"nexus_http_request_duration_seconds_sum{method="GET",route="/v1/installs/{id}"} 0.005"#);
-        assert_line(&text, r#"nexus_http_request_duration_seconds_count{method="GET",route="/v1/installs/{id}"} 1"#);
+        let buckets =
+            exposition.buckets("nexus_http_request_duration_seconds", r#"method="GET",route="/v1/installs/{id}""#);
+        assert_eq!(buckets[4], (0.0025, 0.0));
+        assert_eq!(buckets[5], (0.005, 1.0));
+        assert_eq!(
+            exposition.value(r#"nexus_http_request_duration_seconds_sum{method="GET",route="/v1/installs/{id}"}"#),
+            0.005
+        );
+        assert_eq!(
+            exposition.value(r#"nexus_http_request_duration_seconds_count{method="GET",route="/v1/installs/{id}"}"#),
+            1.0
+        );
         assert_eq!(text.matches("# TYPE nexus_http_request_duration_seconds histogram\n").count(), 1);
     }
 
@@ -295,48 +396,42 @@ mod tests {
         let metrics = Metrics::new();
         metrics.record_invocation("nexus-labs/echo", "ok", Duration::from_millis(1));
         metrics.record_invocation("nexus-labs/echo", "limit_exceeded", Duration::from_secs(30));
-        let text = metrics.render(&[]);
-        let mut expected = String::from(concat!(
-            "# HELP nexus_invocations_total Plugin invocations by outcome.\n",
-            "# TYPE nexus_invocations_total counter\n",
-            "nexus_invocations_total{plugin=\"nexus-labs/echo\",outcome=\"limit_exceeded\"} 1\n",
-            "nexus_invocations_total{plugin=\"nexus-labs/echo\",outcome=\"ok\"} 1\n",
-            "# HELP nexus_invocation_duration_seconds Time to run a plugin invocation.\n",
-            "# TYPE nexus_invocation_duration_seconds histogram\n",
-        ));
-        let counts = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2];
-        for (bound, count) in BUCKETS.iter().map(f64::to_string).chain(["+Inf".into()]).zip(counts) {
-            expected += &format!(
-                "nexus_invocation_duration_seconds_bucket{{plugin=\"nexus-labs/echo\",le=\"{bound}\"}} {count}\n"
-            );
-        }
-        expected += "nexus_invocation_duration_seconds_sum{plugin=\"nexus-labs/echo\"} 30.001\n";
-        expected += "nexus_invocation_duration_seconds_count{plugin=\"nexus-labs/echo\"} 2\n";
-        assert!(text.starts_with(&expected), "{text}");
+        let exposition = render(&metrics);
+        assert_eq!(exposition.kind("nexus_invocations"), "counter");
+        assert_eq!(exposition.kind("nexus_invocation_duration_seconds"), "histogram");
+        assert_eq!(
+            exposition.value(r#"nexus_invocations_total{plugin="nexus-labs/echo",outcome="limit_exceeded"}"#),
+            1.0
+        );
+        assert_eq!(exposition.value(r#"nexus_invocations_total{plugin="nexus-labs/echo",outcome="ok"}"#), 1.0);
+        let counts = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2].map(f64::from);
+        let expected: Vec<(f64, f64)> = BUCKETS.iter().copied().chain([f64::INFINITY]).zip(counts).collect();
+        let buckets = exposition.buckets("nexus_invocation_duration_seconds", r#"plugin="nexus-labs/echo""#);
+        assert_eq!(buckets, expected);
+        assert_eq!(exposition.value(r#"nexus_invocation_duration_seconds_sum{plugin="nexus-labs/echo"}"#), 30.001);
+        assert_eq!(exposition.value(r#"nexus_invocation_duration_seconds_count{plugin="nexus-labs/echo"}"#), 2.0);
     }
 
     #[test]
-    fn an_empty_render_has_only_the_unlabelled_counters_and_the_extras() {
-        let extra = [("nexus_host_loaded_components", "Components compiled and cached.", 3.0)];
+    fn an_empty_render_has_only_the_unlabelled_counters_and_the_scrape_gauges() {
+        let mut scrape = ScrapeGauges::default();
+        scrape.gauge("nexus_host_loaded_components", "Components compiled and cached", 3);
+        let exposition = parse(&Metrics::new().render(&scrape));
+        let samples: Vec<(&str, f64)> =
+            exposition.samples.iter().map(|(series, value)| (series.as_str(), *value)).collect();
         assert_eq!(
-            Metrics::new().render(&extra),
-            concat!(
-                "# HELP nexus_events_total Events accepted by POST /v1/events.\n",
-                "# TYPE nexus_events_total counter\n",
-                "nexus_events_total 0\n",
-                "# HELP nexus_event_deliveries_total Event deliveries to installs.\n",
-                "# TYPE nexus_event_deliveries_total counter\n",
-                "nexus_event_deliveries_total 0\n",
-                "# HELP nexus_payouts_paid_total Payouts confirmed paid by this node's runs.\n",
-                "# TYPE nexus_payouts_paid_total counter\n",
-                "nexus_payouts_paid_total 0\n",
-                "# HELP nexus_payouts_failed_total Payouts refused, by this node's runs.\n",
-                "# TYPE nexus_payouts_failed_total counter\n",
-                "nexus_payouts_failed_total 0\n",
-                "# HELP nexus_host_loaded_components Components compiled and cached.\n",
-                "# TYPE nexus_host_loaded_components gauge\n",
-                "nexus_host_loaded_components 3\n",
-            )
+            samples,
+            [
+                ("nexus_event_deliveries_total", 0.0),
+                ("nexus_events_total", 0.0),
+                ("nexus_host_loaded_components", 3.0),
+                ("nexus_payouts_failed_total", 0.0),
+                ("nexus_payouts_paid_total", 0.0),
+            ]
+        );
+        assert_eq!(
+            exposition.families["nexus_host_loaded_components"].1.as_deref(),
+            Some("Components compiled and cached.")
         );
     }
 
@@ -348,15 +443,12 @@ mod tests {
         for reason in ["paused", "awaiting_consent", "paused"] {
             metrics.record_skipped(reason);
         }
-        let text = metrics.render(&[]);
-        assert_line(&text, "nexus_events_total 2");
-        assert_line(&text, "nexus_event_deliveries_total 3");
-        let skipped = concat!(
-            "# TYPE nexus_deliveries_skipped_total counter\n",
-            "nexus_deliveries_skipped_total{reason=\"awaiting_consent\"} 1\n",
-            "nexus_deliveries_skipped_total{reason=\"paused\"} 2\n",
-        );
-        assert!(text.contains(skipped), "{text}");
+        let exposition = render(&metrics);
+        assert_eq!(exposition.value("nexus_events_total"), 2.0);
+        assert_eq!(exposition.value("nexus_event_deliveries_total"), 3.0);
+        assert_eq!(exposition.kind("nexus_deliveries_skipped"), "counter");
+        assert_eq!(exposition.value(r#"nexus_deliveries_skipped_total{reason="awaiting_consent"}"#), 1.0);
+        assert_eq!(exposition.value(r#"nexus_deliveries_skipped_total{reason="paused"}"#), 2.0);
     }
 
     #[test]
@@ -366,32 +458,103 @@ mod tests {
         metrics.record_collection("declined");
         metrics.record_collection("succeeded");
         metrics.record_payouts(3, 1);
-        let text = metrics.render(&[]);
-        assert_line(&text, r#"nexus_payment_collections_total{outcome="declined"} 1"#);
-        assert_line(&text, r#"nexus_payment_collections_total{outcome="succeeded"} 2"#);
-        assert_line(&text, "nexus_payouts_paid_total 3");
-        assert_line(&text, "nexus_payouts_failed_total 1");
+        let exposition = render(&metrics);
+        assert_eq!(exposition.value(r#"nexus_payment_collections_total{outcome="declined"}"#), 1.0);
+        assert_eq!(exposition.value(r#"nexus_payment_collections_total{outcome="succeeded"}"#), 2.0);
+        assert_eq!(exposition.value("nexus_payouts_paid_total"), 3.0);
+        assert_eq!(exposition.value("nexus_payouts_failed_total"), 1.0);
     }
 
     #[test]
-    fn a_labelled_gauge_renders_one_sample_per_value() {
-        let text =
-            labelled_gauge("nexus_gmv_minor", "GMV", "currency", &[("EUR".into(), 1300.0), ("US\"D".into(), 7.0)]);
-        assert_eq!(
-            text,
-            "# HELP nexus_gmv_minor GMV\n# TYPE nexus_gmv_minor gauge\nnexus_gmv_minor{currency=\"EUR\"} 1300\nnexus_gmv_minor{currency=\"US\\\"D\"} 7\n"
-        );
+    fn a_currency_gauge_renders_one_sample_per_value() {
+        let mut scrape = ScrapeGauges::default();
+        scrape.by_currency("nexus_gmv_minor", "GMV", [("EUR".to_owned(), 1300), ("US\"D".to_owned(), 7)]);
+        let text = Metrics::new().render(&scrape);
+        let exposition = parse(&text);
+        assert_eq!(exposition.kind("nexus_gmv_minor"), "gauge");
+        assert_eq!(exposition.value(r#"nexus_gmv_minor{currency="EUR"}"#), 1300.0);
+        assert_eq!(exposition.value(r#"nexus_gmv_minor{currency="US\"D"}"#), 7.0);
+        assert!(text.lines().any(|line| line == r#"nexus_gmv_minor{currency="EUR"} 1300"#), "{text}");
     }
 
     #[test]
-    fn label_values_and_help_are_escaped_and_odd_methods_bounded() {
+    fn label_values_are_escaped_and_odd_methods_bounded() {
         let metrics = Metrics::new();
         metrics.record_invocation("evil\"plugin\\\nid", "ok", Duration::ZERO);
         metrics.record_request("BREW", UNMATCHED, 405, Duration::ZERO);
-        let text = metrics.render(&[("nexus_odd", "back\\slash\nnewline", f64::INFINITY)]);
-        assert_line(&text, r#"nexus_invocations_total{plugin="evil\"plugin\\\nid",outcome="ok"} 1"#);
-        assert_line(&text, r#"nexus_http_requests_total{method="OTHER",route="unmatched",status="405"} 1"#);
-        assert_line(&text, r"# HELP nexus_odd back\\slash\nnewline");
-        assert_line(&text, "nexus_odd +Inf");
+        let mut scrape = ScrapeGauges::default();
+        scrape.gauge("nexus_odd", "The largest value", u64::MAX);
+        let exposition = parse(&metrics.render(&scrape));
+        assert_eq!(exposition.value(r#"nexus_invocations_total{plugin="evil\"plugin\\\nid",outcome="ok"}"#), 1.0);
+        assert_eq!(
+            exposition.value(r#"nexus_http_requests_total{method="OTHER",route="unmatched",status="405"}"#),
+            1.0
+        );
+        assert_eq!(exposition.value("nexus_odd"), u64::MAX as f64);
+    }
+
+    /// The families `/metrics` exposes from the process registry, as (family, type, sample
+    /// names): the names the README and dashboards use.
+    const DOCUMENTED: [(&str, &str, &[&str]); 11] = [
+        ("nexus_node_info", "gauge", &["nexus_node_info"]),
+        ("nexus_http_requests", "counter", &["nexus_http_requests_total"]),
+        (
+            "nexus_http_request_duration_seconds",
+            "histogram",
+            &[
+                "nexus_http_request_duration_seconds_bucket",
+                "nexus_http_request_duration_seconds_sum",
+                "nexus_http_request_duration_seconds_count",
+            ],
+        ),
+        ("nexus_invocations", "counter", &["nexus_invocations_total"]),
+        (
+            "nexus_invocation_duration_seconds",
+            "histogram",
+            &[
+                "nexus_invocation_duration_seconds_bucket",
+                "nexus_invocation_duration_seconds_sum",
+                "nexus_invocation_duration_seconds_count",
+            ],
+        ),
+        ("nexus_events", "counter", &["nexus_events_total"]),
+        ("nexus_event_deliveries", "counter", &["nexus_event_deliveries_total"]),
+        ("nexus_deliveries_skipped", "counter", &["nexus_deliveries_skipped_total"]),
+        ("nexus_payment_collections", "counter", &["nexus_payment_collections_total"]),
+        ("nexus_payouts_paid", "counter", &["nexus_payouts_paid_total"]),
+        ("nexus_payouts_failed", "counter", &["nexus_payouts_failed_total"]),
+    ];
+
+    #[test]
+    fn one_event_of_each_kind_renders_every_documented_family_with_help_and_type() {
+        let metrics = Metrics::new();
+        metrics.set_node("node-a");
+        metrics.set_node("node-b");
+        metrics.record_request("POST", "/v1/events", 200, Duration::from_millis(2));
+        metrics.record_invocation("nexus-labs/echo", "ok", Duration::from_millis(1));
+        metrics.record_event(1);
+        metrics.record_skipped("paused");
+        metrics.record_collection("succeeded");
+        metrics.record_payouts(1, 1);
+        let mut scrape = ScrapeGauges::default();
+        scrape.gauge("nexus_live_nodes", "Live nodes", 2);
+        scrape.by_currency("nexus_gmv_minor", "Gross collected from tenants, in minor units", [("EUR".to_owned(), 5)]);
+        let exposition = parse(&metrics.render(&scrape));
+
+        let mut expected: BTreeMap<&str, &str> = DOCUMENTED.iter().map(|(name, kind, _)| (*name, *kind)).collect();
+        expected.extend([("nexus_live_nodes", "gauge"), ("nexus_gmv_minor", "gauge")]);
+        let families: BTreeMap<&str, &str> =
+            exposition.families.keys().map(|name| (name.as_str(), exposition.kind(name))).collect();
+        assert_eq!(families, expected);
+        let sample_names: BTreeSet<&str> =
+            exposition.samples.keys().map(|series| series.split('{').next().unwrap_or(series)).collect();
+        let mut documented: BTreeSet<&str> =
+            DOCUMENTED.iter().flat_map(|(_, _, samples)| samples.iter().copied()).collect();
+        documented.extend(["nexus_live_nodes", "nexus_gmv_minor"]);
+        assert_eq!(sample_names, documented);
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(exposition.value(&format!(r#"nexus_node_info{{node="node-a",version="{version}"}}"#)), 1.0);
+        assert_eq!(exposition.value(r#"nexus_gmv_minor{currency="EUR"}"#), 5.0);
+        assert_eq!(exposition.value("nexus_live_nodes"), 2.0);
     }
 }

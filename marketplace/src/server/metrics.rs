@@ -47,7 +47,7 @@ mod tests {
             let response = app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
             assert_eq!(response.status().is_success(), uri.starts_with("/v1/things/"));
         }
-        let text = metrics.render(&[]);
+        let text = metrics.render(&crate::metrics::ScrapeGauges::default());
         assert_line(&text, r#"nexus_http_requests_total{method="GET",route="/v1/things/{id}",status="200"} 2"#);
         assert_line(&text, r#"nexus_http_requests_total{method="GET",route="unmatched",status="404"} 1"#);
         assert!(!text.contains("/v1/things/4") && !text.contains("/nowhere"), "{text}");

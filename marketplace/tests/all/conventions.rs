@@ -443,7 +443,8 @@ fn metrics_count_requests_by_route_template_and_invocations_by_plugin() {
 
         let (status, headers, bytes) = env.raw(Request::get("/metrics").body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[header::CONTENT_TYPE], "text/plain; version=0.0.4");
+        // OpenMetrics: a counter family is named without `_total`, its samples with it.
+        assert_eq!(headers[header::CONTENT_TYPE], "application/openmetrics-text; version=1.0.0; charset=utf-8");
         let text = String::from_utf8(bytes).unwrap();
         for line in [
             r#"nexus_invocations_total{plugin="nexus-labs/echo",outcome="ok"} 1"#,
@@ -454,13 +455,14 @@ fn metrics_count_requests_by_route_template_and_invocations_by_plugin() {
             r#"nexus_http_requests_total{method="POST",route="/v1/installs",status="201"} 1"#,
             r#"nexus_http_requests_total{method="GET",route="/v1/installs/{id}",status="200"} 1"#,
             r#"nexus_http_request_duration_seconds_count{method="POST",route="/v1/events"} 1"#,
-            "# TYPE nexus_invocations_total counter",
+            "# TYPE nexus_invocations counter",
             "nexus_events_total 1",
             "nexus_event_deliveries_total 1",
         ] {
             assert_line(&text, line);
         }
         assert!(!text.contains(&install), "route labels are templates, never ids:\n{text}");
+        assert!(text.ends_with("\n# EOF\n"), "an OpenMetrics exposition ends with # EOF:\n{text}");
     });
 }
 
