@@ -11,7 +11,9 @@
 //!   repeatable on the same data (charges are unique by what they bill) and loading takes
 //!   longer than the run, so this is measured once per backend outside criterion's sampling
 //!   and printed (`billing run …`); the bench checks the run's counts and amounts and that
-//!   every ledger invariant holds.
+//!   every ledger invariant holds (`usage_hours` against the invocation rows among them). Then
+//!   `usage_hours` rebuilt from the invocation rows (timed: what migration 0020 does to an
+//!   existing database).
 //!
 //! - `partners`: 1,000 partners (a plugin, a monthly subscription plan in USD, EUR or GBP and
 //!   a listing each), 100,000 tenants with 333,334 subscription installs, and 1,000,000
@@ -54,6 +56,7 @@ use nexus_marketplace::billing::share::{self, PolicyRequest, TierSpec};
 use nexus_marketplace::billing::{
     BillingConfig, ManualClock, SandboxProvider, payouts, rollups, run, statements, views,
 };
+use nexus_marketplace::records::usage_hours;
 use nexus_marketplace::secrets::MasterKey;
 use nexus_marketplace::{Market, MarketConfig};
 use nexus_money::Currency;
@@ -324,7 +327,18 @@ async fn seed(market: &Arc<Market>) -> (i64, i64) {
             insert_rows(
                 &mut tx,
                 "invocation_usage (invocation_id, meter, units)",
-                rows.map(|n| format!("('inv_{:020x}', 'events', {})", mix(n as u64), units(n))),
+                rows.clone().map(|n| format!("('inv_{:020x}', 'events', {})", mix(n as u64), units(n))),
+            )
+            .await;
+            // Their hours, as the invocation writer adds them in the same transaction (an
+            // install's invocations are 7.4 hours apart here: one row each, in time order).
+            insert_rows(
+                &mut tx,
+                "usage_hours (install_id, meter, hour_start, units)",
+                rows.map(|n| {
+                    let hour = usage_hours::hour_of(ANCHOR_MS + n as i64 * step);
+                    format!("('{}', 'events', {hour}, {})", install(n % INSTALLS), units(n))
+                }),
             )
             .await;
         }
@@ -377,6 +391,15 @@ fn billing_run(_: &mut Criterion) {
             "ledger verify/{backend}: {took:.2?} for {} transactions, {} entries",
             verified.transactions, verified.entries
         );
+
+        let rebuild = async {
+            let mut tx = market.db.write_tx().await.unwrap();
+            let rows = usage_hours::rebuild(&mut tx, market.db.backend).await.unwrap();
+            tx.commit().await.unwrap();
+            rows
+        };
+        let (rows, _) = rt.block_on(timed(format!("usage_hours rebuild/{backend}"), rebuild));
+        assert_eq!(rows, INVOCATIONS as i64);
     }
 }
 

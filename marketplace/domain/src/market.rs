@@ -43,6 +43,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0016_charge_claims.sql"),
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
+    include_str!("../migrations/sqlite/0020_usage_hours.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -63,6 +64,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0016_charge_claims.sql"),
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
+    include_str!("../migrations/postgres/0020_usage_hours.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -4,7 +4,8 @@
 //! answer; the batching only shares the commit (one fsync on SQLite) among the invocations
 //! that finished meanwhile, instead of making every writer wait for the lock in turn. On
 //! SQLite a batch is one script (begin, insert, usage, commit) sent to the connection's
-//! thread at once: one hand-off per batch rather than one per statement.
+//! thread at once: one hand-off per batch rather than one per statement. The same transaction
+//! adds the batch's usage to its install's hours ([`usage_hours`]), which billing reads.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use crate::accounts::Caller;
 use crate::error::{CursorPage, MarketError, storage};
 use crate::installs;
 use crate::market::Market;
+
+pub mod usage_hours;
 
 /// Rows written in one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -270,7 +273,8 @@ fn within_parameters(records: &[InvocationRecord]) -> Vec<&[InvocationRecord]> {
 /// (most) are one `INSERT` in SQLite's autocommit: the statement is the transaction, so
 /// SQLite keeps no statement journal (a temporary file per batch otherwise). Usage rows are
 /// kept only for rows that were inserted (ids are random, so an id in `invocations` is a row
-/// this script inserted); refused rows come back as [`Written::Duplicate`].
+/// this script inserted), and so are their hours (summed by the script itself, as which rows
+/// are refused is known only as it runs); refused rows come back as [`Written::Duplicate`].
 async fn insert_script(
     connection: &mut PoolConnection<sqlx::Any>,
     records: &[InvocationRecord],
@@ -345,6 +349,14 @@ fn sqlite_script(rows: usize, billable: &[(usize, &str, i64)]) -> String {
             values.join(", ")
         );
     }
+    if !billable.is_empty() {
+        let entries: Vec<(usize, usize, usize)> = billable
+            .iter()
+            .enumerate()
+            .map(|(n, (row, _, _))| (row * ROW_PARAMETERS + 1, first + 2 * n + 1, first + 2 * n + 2))
+            .collect();
+        script += &usage_hours::script_statement(&entries);
+    }
     script + "COMMIT;"
 }
 
@@ -379,9 +391,10 @@ const ROW_COLUMNS: &str = "id, tenant_id, install_id, plugin_id, version, event_
                            kv_writes, denials, usage, logs, stderr, outcome_data, actions";
 const ROW_PARAMETERS: usize = 21;
 
-/// Inserts `records` in one statement (and their usage in another): a round trip to the
-/// database per batch, not per row, which is what bounded events per second. Rows refused
-/// by the applied-once index come back as [`Written::Duplicate`] with the applied row's id.
+/// Inserts `records` in one statement (their usage in another, and its hours, summed per key
+/// here first, in a third): a round trip to the database per batch, not per row, which is
+/// what bounded events per second. Rows refused by the applied-once index come back as
+/// [`Written::Duplicate`] with the applied row's id, and none of their usage is kept.
 async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord]) -> Result<Vec<Written>, sqlx::Error> {
     let values: Vec<String> = (0..records.len()).map(row_slots).collect();
     let statement = format!(
@@ -413,6 +426,14 @@ async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord])
         }
         query.execute(&mut *tx).await?;
     }
+    let mut hours = usage_hours::Hours::new();
+    for (row, meter, units) in &billable {
+        let record = &records[*row];
+        let key = (record.install.as_str(), *meter, usage_hours::hour_of(record.started_at));
+        let sum = hours.entry(key).or_default();
+        *sum = sum.checked_add(*units).ok_or_else(|| sqlx::Error::Protocol("usage units overflow".into()))?;
+    }
+    usage_hours::add(tx, &hours).await?;
     Ok(written)
 }
 
@@ -757,6 +778,14 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("FROM (VALUES ($22, $43, $44), ($22, $45, $46)) AS u WHERE EXISTS"), "{script}");
+        // Their hours, from the same parameters, for the invocations the script kept.
+        assert!(
+            script.contains(
+                "INSERT INTO usage_hours (install_id, meter, hour_start, units) SELECT i.install_id, u.column2, "
+            ) && script
+                .contains("FROM (VALUES ($22, $43, $44), ($22, $45, $46)) AS u JOIN invocations i ON i.id = u.column1"),
+            "{script}"
+        );
         assert!(script.ends_with(";\nCOMMIT;"), "{script}");
         // Without usage, one statement in autocommit, its parameters in order.
         let script = sqlite_script(3, &[]);

@@ -58,5 +58,13 @@ fn parallel_deliveries_of_one_event_apply_once_per_install() {
         .await
         .unwrap();
         assert_eq!(billable, 1);
+        // The hours billing reads counted the one applied invocation, not the refused ones.
+        let hours: i64 =
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(units), 0) AS BIGINT) FROM usage_hours WHERE install_id = $1")
+                .bind(tax["id"].as_str().unwrap())
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(hours, 1);
     })
 }

@@ -25,3 +25,4 @@ mod registry_cli;
 mod scale_out;
 mod tenant_cli;
 mod under_load;
+mod usage_hours;

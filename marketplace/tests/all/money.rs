@@ -1045,9 +1045,9 @@ fn the_money_commands_work_against_a_real_server() {
         let run = ok(nexus(&["billing", "run"], &as_operator));
         assert!(run.contains("0 charge(s) created"), "{run}");
         let verify = ok(nexus(&["ledger", "verify"], &as_operator));
-        // Every one of the thirteen checks (eight of the ledger, five of its rollups) passes,
-        // and the totals line closes the report.
-        assert_eq!(verify.lines().filter(|l| l.starts_with("ok   ")).count(), 13, "{verify}");
+        // Every one of the fourteen checks (eight of the ledger, five of its rollups, one of
+        // the usage hours) passes, and the totals line closes the report.
+        assert_eq!(verify.lines().filter(|l| l.starts_with("ok   ")).count(), 14, "{verify}");
         assert!(!verify.contains("FAIL") && verify.lines().last().unwrap().ends_with(" entries"), "{verify}");
         // Payouts, statements and GMV.
         let paid = ok(nexus(&["payouts", "run"], &as_operator));

@@ -29,6 +29,7 @@ use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
 use crate::installs::{InstallStatus, PauseCause};
 use crate::market::Market;
+use crate::records::usage_hours;
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -402,7 +403,7 @@ async fn bill_many(market: &Market, installs: &[String], until: i64) -> Result<V
             })
         })
         .collect();
-    let units = usage_units(&mut tx, &segments).await?;
+    let units = usage_hours::segment_units(&mut tx, &segments).await?;
 
     // Rated lines per install; an install whose usage cannot be rated is left as it was.
     let mut owners = Vec::new();
@@ -454,38 +455,6 @@ async fn bill_many(market: &Market, installs: &[String], until: i64) -> Result<V
     Ok(outcomes.into_iter().collect())
 }
 
-/// The units each usage segment of `segments` (install, meter, period) reported, by (install,
-/// segment start): the applied invocations of the install that started within it.
-async fn usage_units(
-    conn: &mut sqlx::AnyConnection,
-    segments: &[(&str, &str, Period)],
-) -> Result<BTreeMap<(String, i64), i64>, MarketError> {
-    let mut out = BTreeMap::new();
-    for chunk in segments.chunks(INSTALLS_PER_TX) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| format!("(${}, ${}, ${}, ${})", row * 4 + 1, row * 4 + 2, row * 4 + 3, row * 4 + 4))
-            .collect();
-        let sql = format!(
-            "WITH s (install_id, meter, start_ms, end_ms) AS (VALUES {}) \
-             SELECT s.install_id, s.start_ms, CAST(SUM(u.units) AS BIGINT) AS units FROM s \
-             JOIN invocations i ON i.install_id = s.install_id AND i.started_at >= s.start_ms \
-             AND i.started_at < s.end_ms AND i.outcome = 'ok' \
-             JOIN invocation_usage u ON u.invocation_id = i.id AND u.meter = s.meter \
-             GROUP BY s.install_id, s.start_ms",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (install, meter, segment) in chunk {
-            query = query.bind(*install).bind(*meter).bind(segment.start_ms).bind(segment.end_ms);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let units = row.try_get::<Option<i64>, _>("units")?.unwrap_or(0);
-            out.insert((row.try_get("install_id")?, row.try_get("start_ms")?), units);
-        }
-    }
-    Ok(out)
-}
-
 /// An install billed in a batch: its state once billed and when it is next due.
 struct Progress<'a> {
     install: String,
@@ -521,7 +490,7 @@ async fn update_installs(conn: &mut sqlx::AnyConnection, updates: &[Progress<'_>
 }
 
 /// The usage line of one segment: the units of the meter reported by the install's applied
-/// invocations that started within it, rated by the plan.
+/// invocations that started within it (read as a billing run reads them), rated by the plan.
 pub(crate) async fn usage_line(
     conn: &mut sqlx::AnyConnection,
     install: &str,
@@ -529,17 +498,8 @@ pub(crate) async fn usage_line(
     segment: Period,
 ) -> Result<NewCharge, MarketError> {
     let usage = plan.usage.as_ref().ok_or_else(|| storage(format!("plan {} has no usage terms", plan.id)))?;
-    let units: Option<i64> = sqlx::query_scalar(
-        "SELECT CAST(SUM(u.units) AS BIGINT) FROM invocation_usage u JOIN invocations i ON i.id = u.invocation_id \
-         WHERE i.install_id = $1 AND u.meter = $2 AND i.outcome = 'ok' AND i.started_at >= $3 AND i.started_at < $4",
-    )
-    .bind(install)
-    .bind(&usage.meter)
-    .bind(segment.start_ms)
-    .bind(segment.end_ms)
-    .fetch_one(&mut *conn)
-    .await?;
-    rate_usage(plan, segment, units.unwrap_or(0))
+    let units = usage_hours::segment_units(conn, &[(install, usage.meter.as_str(), segment)]).await?;
+    rate_usage(plan, segment, units.get(&(install.to_string(), segment.start_ms)).copied().unwrap_or(0))
 }
 
 /// The usage line of one segment whose invocations reported `units`, rated by the plan.

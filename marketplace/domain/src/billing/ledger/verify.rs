@@ -1,5 +1,6 @@
 //! `ledger verify`: every invariant recomputed from the entries and the rows they record
-//! (charges, refunds, payouts, adjustments, partners' tier positions, the money rollups), each
+//! (charges, refunds, payouts, adjustments, partners' tier positions, the money rollups), and
+//! the usage billing reads (`usage_hours` against the invocation rows it sums), each
 //! a named check with its first differences. A full pass over the ledger; the report says how
 //! long it took.
 
@@ -44,6 +45,7 @@ pub async fn verify(market: &Market) -> Result<LedgerReport, MarketError> {
     checks.push(refunds(market).await?);
     checks.push(tiers(market).await?);
     checks.extend(crate::billing::rollups::checks(market).await?);
+    checks.push(crate::records::usage_hours::check(market).await?);
     let pool = &market.db.pool;
     let transactions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions").fetch_one(pool).await?;
     let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_entries").fetch_one(pool).await?;

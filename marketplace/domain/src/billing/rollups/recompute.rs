@@ -146,10 +146,13 @@ pub struct RebuildReport {
     pub rollup_rows: i64,
     pub balance_rows: i64,
     pub partner_entries: i64,
+    /// Rows of `usage_hours`, rebuilt from the invocation rows in the same transaction.
+    pub usage_hours: i64,
     pub elapsed_ms: u64,
 }
 
-/// Replaces every rollup with what the ledger says, in one write transaction. On PostgreSQL
+/// Replaces every rollup with what the ledger says, and the usage hours with what the
+/// invocation rows say, in one write transaction. On PostgreSQL
 /// it first takes the ledger's write lock, so no posting commits between the recomputation
 /// and the commit (postings wait for it; readers do not).
 pub async fn rebuild(market: &Market) -> Result<RebuildReport, MarketError> {
@@ -168,9 +171,10 @@ pub async fn rebuild(market: &Market) -> Result<RebuildReport, MarketError> {
     let rollup_rows: i64 = sqlx::query_scalar(&count("money_rollups")).fetch_one(&mut *tx).await?;
     let balance_rows: i64 = sqlx::query_scalar(&count("partner_balances")).fetch_one(&mut *tx).await?;
     let partner_entries: i64 = sqlx::query_scalar(&count("partner_entries")).fetch_one(&mut *tx).await?;
+    let usage_hours = crate::records::usage_hours::rebuild(&mut tx, market.db.backend).await?;
     tx.commit().await?;
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(RebuildReport { rollup_rows, balance_rows, partner_entries, elapsed_ms })
+    Ok(RebuildReport { rollup_rows, balance_rows, partner_entries, usage_hours, elapsed_ms })
 }
 
 const MAX_DIFFERENCES: usize = 20;
