@@ -239,7 +239,8 @@ mod tests {
 
     #[test]
     fn the_tax_line_names_the_order_and_the_direction() {
-        let data = r#"{"amount_minor":1000,"currency":"EUR","order_id":"o-1","rate_bp":1900,"region":"DE","tax_minor":190}"#;
+        let data =
+            r#"{"amount_minor":1000,"currency":"EUR","order_id":"o-1","rate_bp":1900,"region":"DE","tax_minor":190}"#;
         let line = tax_line(data, Direction::Subtract, "evt-1").unwrap();
         assert_eq!(line.kind, "invoice.tax-line");
         assert_eq!(
