@@ -264,19 +264,7 @@ pub async fn insert_many(
     }
     let heads: Vec<_> = postings
         .iter()
-        .map(|(id, memo, posting)| {
-            let head = Head {
-                kind: Kind::Charge,
-                charge: Some(*id),
-                refund: None,
-                payout: None,
-                adjustment: None,
-                idempotency: None,
-                memo: memo.clone(),
-                at: now,
-            };
-            (head, posting)
-        })
+        .map(|(id, memo, posting)| (Head::of_charge(Kind::Charge, id, memo.clone(), now), posting))
         .collect();
     if !heads.is_empty() {
         ledger::post_many(conn, &heads).await?;

@@ -525,19 +525,7 @@ async fn record_successes(
     }
     let heads: Vec<_> = postings
         .iter()
-        .map(|(id, memo, posting)| {
-            let head = Head {
-                kind: Kind::Collection,
-                charge: Some(*id),
-                refund: None,
-                payout: None,
-                adjustment: None,
-                idempotency: None,
-                memo: memo.clone(),
-                at: now,
-            };
-            (head, posting)
-        })
+        .map(|(id, memo, posting)| (Head::of_charge(Kind::Collection, id, memo.clone(), now), posting))
         .collect();
     ledger::post_many(conn, &heads).await?;
     let collected: Vec<(&Success, i64)> = successes.iter().zip(fees).collect();

@@ -112,6 +112,13 @@ pub struct Head<'a> {
     pub at: i64,
 }
 
+impl<'a> Head<'a> {
+    /// The head of a transaction that records `charge` (billing it, or collecting it).
+    pub fn of_charge(kind: Kind, charge: &'a ChargeId, memo: String, at: i64) -> Self {
+        Self { kind, charge: Some(charge), refund: None, payout: None, adjustment: None, idempotency: None, memo, at }
+    }
+}
+
 /// Writes `posting` as one transaction on `conn` (inside the caller's database transaction),
 /// with its rollups.
 pub async fn post(
