@@ -207,6 +207,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let billing = config.billing_every.map(|every| crate::billing::run::keep_billing(market.clone(), every));
     let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
     let sweeping = idempotency::keep_sweeping(market.db.clone());
+    let delivering = crate::runner::worker::keep_delivering(market.clone());
     let warming = {
         let market = market.clone();
         tokio::spawn(async move {
@@ -221,6 +222,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     heartbeat.abort();
     warming.abort();
     sweeping.abort();
+    delivering.abort();
     for task in [billing, payouts].into_iter().flatten() {
         task.abort();
     }

@@ -121,6 +121,8 @@ error_codes! {
     InstallPendingPayment = "install_pending_payment", 409, "the install runs once its due charge is collected";
     SecretsUnreadable = "secrets_unreadable", 409, "the install's sealed secrets cannot be opened";
     InvalidEvent = "invalid_event", 400, "the event's type, id or payload is invalid";
+    InvalidPrefer = "invalid_prefer", 400, "the Prefer header asks for something other than respond-async";
+    DeliveryNotReplayable = "delivery_not_replayable", 409, "only dead or failed deliveries can be replayed";
 
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";

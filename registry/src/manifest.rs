@@ -86,6 +86,11 @@ pub struct Manifest {
     pub repository: Option<String>,
     pub contract: ContractVersion,
     pub event_types: Vec<String>,
+    /// Asynchronous events reach each install of this plugin one at a time, in the order
+    /// they were accepted (a later one waits while an earlier one is retried). Off by
+    /// default: deliveries run concurrently.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ordered_delivery: bool,
     #[serde(default)]
     pub capabilities: BTreeMap<Capability, CapabilityRequest>,
     pub pricing: Vec<PricingPlan>,

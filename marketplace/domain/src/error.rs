@@ -145,7 +145,7 @@ impl PageQuery {
 /// A page of a list that grows while it is read (invocations, the audit log), newest first:
 /// pass `next_after` as `after` to continue where this page ended, whatever was added
 /// meanwhile; no item is repeated or skipped.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CursorPage<T> {
     pub items: Vec<T>,
     /// Whether older items follow.

@@ -31,7 +31,7 @@ pub use changes::{
     InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,
 };
 pub use consent::{Consent, GrantConsent, RequestedCapability, RequestedHost, preview};
-pub use delivery::{Target, open_secrets, record_health, target_of, targets, targets_read};
+pub use delivery::{Target, open_secrets, record_health, target_by_id, target_of, targets, targets_read};
 
 /// Settings and secrets an install may hold, and how large each may be.
 pub const MAX_SETTINGS: usize = 64;
@@ -249,8 +249,8 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     let mut tx = market.db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO installs (id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, \
-         config, secrets_sealed, secret_names, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+         config, secrets_sealed, secret_names, status, created_at, updated_at, ordered_delivery) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
     )
     .bind(&install_id)
     .bind(tenant.as_str())
@@ -266,6 +266,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     .bind(json_text(&request.secrets.keys().collect::<Vec<_>>()))
     .bind(status.as_str())
     .bind(now)
+    .bind(i64::from(record.manifest.ordered_delivery))
     .execute(&mut *tx)
     .await;
     match inserted {

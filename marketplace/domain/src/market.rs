@@ -44,6 +44,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
     include_str!("../migrations/sqlite/0020_usage_hours.sql"),
+    include_str!("../migrations/sqlite/0021_event_queue.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -65,6 +66,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0018_invocation_outcome.sql"),
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
     include_str!("../migrations/postgres/0020_usage_hours.sql"),
+    include_str!("../migrations/postgres/0021_event_queue.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

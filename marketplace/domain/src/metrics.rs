@@ -194,6 +194,12 @@ impl Metrics {
         self.deliveries.inc_by(deliveries as u64);
     }
 
+    /// One delivery of an asynchronous event made by a worker (the event was counted when
+    /// it was accepted).
+    pub fn record_delivered(&self) {
+        self.deliveries.inc();
+    }
+
     /// One delivery not made, and why (`paused`, `awaiting_consent`).
     pub fn record_skipped(&self, reason: &str) {
         self.skipped.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();

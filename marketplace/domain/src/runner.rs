@@ -44,7 +44,9 @@ impl Default for TenantLimits {
 mod admission;
 mod deliver;
 mod generations;
+pub mod queue;
 mod views;
+pub mod worker;
 
 pub use views::EventCaller;
 
@@ -62,6 +64,8 @@ pub struct Runner {
     event_compile_wait: Duration,
     /// What events read before they run (callers, installs), cached by generation.
     views: views::EventViews,
+    /// Tells this node's delivery worker that deliveries were queued (`worker.rs`).
+    queue_wake: tokio::sync::Notify,
     pub metrics: Arc<Metrics>,
 }
 
@@ -106,6 +110,11 @@ pub struct Delivery {
     /// Set when this failure paused the install.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// Set when the failure is transient (the plugin's own service failed, a time limit, the
+    /// component or the host could not serve it now): the same event may succeed later. An
+    /// asynchronous event's delivery is retried on the schedule (`runner/queue.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
     /// Set when the event had already applied to this install (the same event id was
     /// delivered before): nothing ran again; this is the applied invocation with the data
     /// and actions it returned then, kept with its record.
@@ -138,8 +147,14 @@ impl Runner {
             admission: admission::Admission::new(limits),
             plugins: Mutex::new(HashMap::new()),
             event_compile_wait,
+            queue_wake: tokio::sync::Notify::new(),
             metrics,
         }
+    }
+
+    /// Wakes this node's delivery worker: deliveries were queued or replayed.
+    pub fn wake_workers(&self) {
+        self.queue_wake.notify_one();
     }
 
     pub fn host(&self) -> &Host {
@@ -295,6 +310,19 @@ fn counts_against_plugin(error: &InvocationError) -> bool {
             | InvocationError::KvConflict
             | InvocationError::Busy { .. }
     )
+}
+
+/// Whether a failure is transient, so the same event may succeed when tried again: the
+/// plugin's own service failed (`upstream`), it ran out of time, or the host could not
+/// complete it (its KV store failed, another node committed first).
+fn retryable(error: &InvocationError) -> bool {
+    use nexus_host::Limit;
+    match error {
+        InvocationError::PluginError { kind, .. } => *kind == PluginErrorKind::Upstream,
+        InvocationError::LimitExceeded(exceeded) => matches!(exceeded.limit, Limit::WallClockMs | Limit::HttpTimeoutMs),
+        InvocationError::Host { .. } | InvocationError::KvConflict | InvocationError::Busy { .. } => true,
+        InvocationError::Panicked { .. } | InvocationError::Trapped { .. } => false,
+    }
 }
 
 /// The caller of `token` for `POST /v1/events`, from this node's cache when the tenant has

@@ -92,11 +92,13 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
     let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
     let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
+    let delivering = crate::runner::worker::keep_delivering(market.clone());
     let state = AppState { market, public_url: url };
     let result = server::serve_on(listener, state, server::shutdown_signal()).await;
     traffic.abort();
     billing.abort();
     paying.abort();
+    delivering.abort();
     result
 }
 

@@ -146,7 +146,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 71] = [
+const ALL_ROUTES: [(&str, &str); 74] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -180,6 +180,9 @@ const ALL_ROUTES: [(&str, &str); 71] = [
     ("GET", "/v1/installs/{id}/invocations"),
     ("GET", "/v1/installs/{id}/invocations/{invocation}"),
     ("POST", "/v1/events"),
+    ("GET", "/v1/events/{id}"),
+    ("GET", "/v1/deliveries"),
+    ("POST", "/v1/deliveries/replay"),
     ("POST", "/v1/publish"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}"),
@@ -318,6 +321,18 @@ impl World {
         let (status, invoked) = env.post(&format!("/v1/installs/{install}/invoke"), &globex, probe).await;
         assert_eq!((status, &invoked["outcome"]), (StatusCode::OK, &json!("ok")), "{invoked}");
         let invocation = invoked["invocation"].as_str().unwrap().to_string();
+        // A queued event of globex's, for `GET /v1/events/{id}`.
+        let queued = json!({ "id": "authz-queued", "type": "authz.setup", "payload": {} }).to_string();
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/events")
+            .header(header::AUTHORIZATION, format!("Bearer {globex}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("prefer", "respond-async")
+            .body(Body::from(queued))
+            .unwrap();
+        let (status, _, body) = env.raw(request).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
 
         // echo 0.0.1 to yank, and echo 0.2.0 asking for kv too: the install waits for consent.
         let echo = manifest_of("echo");
@@ -546,6 +561,12 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("GET", format!("{install}/invocations/{}", world.invocation), owner_reads),
         route("POST", "/v1/events", [ANON, DENY, DENY, DENY, OK, OK, SCOPE])
             .json(json!({ "type": "authz.probe", "payload": { "n": 1 } })),
+        // Queued events and their deliveries: the tenant's own; operators name the tenant
+        // and may replay for it.
+        route("GET", "/v1/events/authz-queued?tenant=globex", owner_reads),
+        route("GET", "/v1/deliveries?tenant=globex", owner_reads),
+        route("POST", "/v1/deliveries/replay", [ANON, OK, DENY, DENY, OK, HIDDEN, SCOPE])
+            .json(json!({ "state": "dead", "tenant": "globex" })),
         route("DELETE", "/v1/installs/{fresh}", owner_changes(OK)).fresh(Fresh::LiveInstall),
         // Registry: reading is public; publishing, yanking, keys and tokens are the owning
         // publisher's alone; operators moderate through the catalog instead.

@@ -4,6 +4,8 @@
 // Tests report failure by panicking.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod async_crash;
+mod async_events;
 mod authz;
 mod browser;
 mod builder;

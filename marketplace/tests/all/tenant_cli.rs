@@ -119,6 +119,57 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
     outcomes.sort();
     assert_eq!(outcomes, [("nexus-labs/echo", "ok"), ("nexus-labs/tax-calculator", "plugin_error")]);
 
+    // The same, queued: the server's worker delivers it; the failure retrying cannot fix
+    // ends `failed`, and the tenant replays it.
+    let queued =
+        run(&["events", "send", "--async", "--type", "order.created", "--payload", order, "--id", "evt-q1"], &tenant);
+    assert_eq!(queued.status.code(), Some(0), "{}", stderr(&queued));
+    assert!(stdout(&queued).starts_with("event evt-q1 (2 delivery(ies))\n"), "{}", stdout(&queued));
+    let started = std::time::Instant::now();
+    let shown = loop {
+        let shown = run(&["events", "show", "evt-q1", "--json"], &tenant);
+        assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+        let event: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let mut states: Vec<(String, String)> = event["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["plugin"].as_str().unwrap().to_string(), d["state"].as_str().unwrap().to_string()))
+            .collect();
+        states.sort();
+        if states.iter().all(|(_, state)| state != "queued" && state != "running") {
+            break states;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "still delivering: {event}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let expected = [("nexus-labs/echo", "applied"), ("nexus-labs/tax-calculator", "failed")];
+    assert_eq!(shown, expected.map(|(p, s)| (p.to_string(), s.to_string())));
+    let failed = run(&["events", "deliveries", "--state", "failed"], &tenant);
+    let line = stdout(&failed);
+    assert!(line.contains("  nexus-labs/tax-calculator  failed  attempts 1  plugin_error: "), "{line}");
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let id = line.split_whitespace().next().unwrap();
+    let replayed = run(&["events", "replay", id], &tenant);
+    assert_eq!(
+        stdout(&replayed),
+        "queued 1 deliveries again; `nexus events deliveries` follows them\n",
+        "{}",
+        stderr(&replayed)
+    );
+    assert_eq!(stdout(&run(&["events", "deliveries", "--state", "dead"], &tenant)), "no dead deliveries\n");
+    assert_eq!(
+        stdout(&run(&["events", "replay", "--all-dead"], &tenant)),
+        "nothing to replay: no delivery is in that state\n"
+    );
+    let bad_state = run(&["events", "deliveries", "--state", "gone"], &tenant);
+    assert_eq!(bad_state.status.code(), Some(2));
+    assert!(
+        stderr(&bad_state).contains("--state gone is not a delivery state; use one of queued, running,"),
+        "{}",
+        stderr(&bad_state)
+    );
+
     let again = run(&["install", "nexus-labs/echo", "--yes"], &tenant);
     assert_eq!(again.status.code(), Some(2));
     assert!(

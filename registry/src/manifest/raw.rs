@@ -24,6 +24,7 @@ pub(super) struct Manifest {
     repository: Option<String>,
     contract: Option<String>,
     event_types: Option<Vec<String>>,
+    ordered_delivery: Option<toml::Value>,
     capabilities: Option<BTreeMap<String, Capability>>,
     pricing: Option<Vec<Plan>>,
 }
@@ -80,6 +81,13 @@ impl Manifest {
         let license = required(self.license, "license")?;
         let contract = parse_contract(&required(self.contract, "contract")?)?;
         let event_types = required(self.event_types, "event-types")?;
+        let ordered_delivery = match self.ordered_delivery {
+            None => false,
+            Some(toml::Value::Boolean(ordered)) => ordered,
+            Some(other) => {
+                return Err(invalid("ordered-delivery", format!("must be true or false, not a {}", other.type_str())));
+            }
+        };
         let capabilities = self
             .capabilities
             .unwrap_or_default()
@@ -102,6 +110,7 @@ impl Manifest {
             repository: self.repository,
             contract,
             event_types,
+            ordered_delivery,
             capabilities,
             pricing,
         })

@@ -169,7 +169,7 @@ fn syntax_errors_say_where() {
         (
             ("license = \"Apache-2.0\"", "license = \"Apache-2.0\"\ncolour = \"red\""),
             "line 11, column 1: unknown field `colour`, expected one of `id`, `version`, `summary`, `description`, \
-             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `capabilities`, `pricing`",
+             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `capabilities`, `pricing`",
         ),
         (
             ("reason = \"Records what was sent\"", "reasn = \"Records what was sent\""),
@@ -591,4 +591,19 @@ currency = "JPY"
         let edited = text.replacen(from, to, 1);
         assert_eq!(Manifest::from_toml(&edited).map(drop), Err(invalid_err(field, problem)), "{to}");
     }
+}
+
+#[test]
+fn ordered_delivery_is_off_unless_set_to_true() {
+    assert!(!valid().ordered_delivery);
+    let ordered = edited("event-types = ", "ordered-delivery = true\nevent-types = ").unwrap();
+    assert!(ordered.ordered_delivery);
+    let json = serde_json::to_value(&ordered).unwrap();
+    assert_eq!(json["ordered-delivery"], true);
+    assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), ordered);
+    assert!(serde_json::to_value(valid()).unwrap().get("ordered-delivery").is_none());
+    assert_eq!(
+        edited("event-types = ", "ordered-delivery = \"yes\"\nevent-types = ").map(drop),
+        Err(invalid_err("ordered-delivery", "must be true or false, not a string"))
+    );
 }

@@ -57,6 +57,7 @@ async fn send_event(body: Bytes) -> Result<Json<EventReceipt>, StatusCode> {
         actions: Vec::new(),
         error: None,
         paused: false,
+        retryable: false,
         replayed: false,
     };
     Ok(Json(EventReceipt { event_id, deliveries: vec![delivery], skipped: Vec::new() }))

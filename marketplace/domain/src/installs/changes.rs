@@ -178,7 +178,7 @@ async fn set_version(
 ) -> Result<bool, MarketError> {
     let changed = sqlx::query(
         "UPDATE installs SET version = $1, digest = $2, event_types = $3, grants = COALESCE($4, grants), \
-         pending_version = NULL, pending_reason = NULL, updated_at = $5 \
+         pending_version = NULL, pending_reason = NULL, updated_at = $5, ordered_delivery = $8 \
          WHERE id = $6 AND version = $7 AND status <> 'uninstalled'",
     )
     .bind(record.version.to_string())
@@ -188,6 +188,7 @@ async fn set_version(
     .bind(now_ms())
     .bind(id)
     .bind(from)
+    .bind(i64::from(record.manifest.ordered_delivery))
     .execute(&mut **tx)
     .await?;
     Ok(changed.rows_affected() == 1)

@@ -31,6 +31,8 @@ pub struct Target {
     pub status: super::InstallStatus,
     pub status_reason: Option<String>,
     pub consecutive_failures: i64,
+    /// Its version asks for asynchronous events one at a time, in order.
+    pub ordered: bool,
     /// The cache generation when the target was read (see `cache_generation`).
     pub generation: i64,
 }
@@ -56,12 +58,13 @@ fn target(row: &AnyRow) -> Result<Target, MarketError> {
         status: super::InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
         status_reason: row.try_get("status_reason")?,
         consecutive_failures: row.try_get("consecutive_failures")?,
+        ordered: row.try_get::<i64, _>("ordered_delivery")? != 0,
         generation: row.try_get("generation")?,
     })
 }
 
 const TARGET_COLUMNS: &str = "id, tenant_id, plugin_id, version, event_types, grants, config, secrets_sealed, status, \
-                              status_reason, consecutive_failures, \
+                              status_reason, consecutive_failures, ordered_delivery, \
                               (SELECT generation FROM cache_generation WHERE id = 1) AS generation";
 
 /// The tenant's installs that are not uninstalled.
@@ -107,6 +110,16 @@ pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Tar
         return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
     Ok(target)
+}
+
+/// One install by id, whatever its tenant and status: for the delivery workers, which act
+/// for the tenant that queued the event. `None` if there is no such install.
+pub async fn target_by_id(market: &Market, id: &str) -> Result<Option<Target>, MarketError> {
+    let row = sqlx::query(&format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&market.db.pool)
+        .await?;
+    row.as_ref().map(target).transpose()
 }
 
 /// Records an invocation's outcome against the circuit breaker: a success resets the count

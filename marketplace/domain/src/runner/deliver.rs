@@ -38,6 +38,7 @@ struct Failure {
     outcome: String,
     message: String,
     counts: bool,
+    retryable: bool,
 }
 
 /// The answer for an event that had already applied to the install: what its first answer
@@ -54,6 +55,7 @@ pub(super) fn replayed(record: InvocationRecord) -> Delivery {
         actions: record.actions,
         error: None,
         paused: false,
+        retryable: false,
         replayed: true,
     }
 }
@@ -83,7 +85,8 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
         }
         Err(error) => {
             tracing::warn!(install = %target.id, plugin = %target.plugin, %error, "component not runnable");
-            let failure = Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true };
+            let failure =
+                Failure { outcome: LOAD_FAILED.into(), message: error.to_string(), counts: true, retryable: true };
             let row = row(&target, event, started_at, Err(&failure), None, 0)?;
             market.runner.records.append(row.clone(), coming).await?;
             return Ok(finish(market, target, row, clock, Some(failure), None).await?);
@@ -124,6 +127,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
             outcome: error.code().into(),
             message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
             counts: counts_against_plugin(&error),
+            retryable: super::retryable(&error),
         });
         let report = invocation.report;
         if let Some(row) = applied {
@@ -203,6 +207,7 @@ async fn finish(
         }
         Some(_) => false,
     };
+    let retryable = failure.as_ref().is_some_and(|failure| failure.retryable);
     Ok(Delivery {
         invocation: row.id,
         install: target.id,
@@ -214,6 +219,7 @@ async fn finish(
         actions: row.actions,
         error: row.error,
         paused,
+        retryable,
         replayed: false,
     })
 }

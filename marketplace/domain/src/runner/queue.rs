@@ -1,0 +1,402 @@
+//! Asynchronous events: `POST /v1/events` with `Prefer: respond-async` keeps the event and
+//! one delivery per install it is for, in one transaction, and answers 202 once that is
+//! durable. Workers (`worker.rs`, on every node) run the deliveries; this file is what
+//! tenants and operators see and do: an event's deliveries, the deliveries in a state, and
+//! replaying dead or failed ones.
+//!
+//! A delivery's states: `queued` (waiting for a worker), `running` (claimed; the claim
+//! lapses if its node dies), `retrying` (a transient failure; due again at
+//! `next_attempt_at`), and the ends: `applied`, `failed` (a failure retrying cannot fix),
+//! `dead` (still failing when the retry schedule ran out) and `cancelled` (the install was
+//! uninstalled). Dead and failed deliveries can be replayed: queued again with fresh attempts.
+
+use nexus_registry::{Db, ErrorCode};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::views::EventCaller;
+use super::{EventRequest, Skipped, event, not_running, ordered_id};
+use crate::accounts::{Caller, TenantId, TenantScope};
+use crate::audit;
+use crate::error::{CursorPage, MarketError};
+use crate::market::Market;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Queued,
+    Running,
+    Retrying,
+    Applied,
+    Failed,
+    Dead,
+    Cancelled,
+}
+
+impl DeliveryState {
+    pub const ALL: [Self; 7] =
+        [Self::Queued, Self::Running, Self::Retrying, Self::Applied, Self::Failed, Self::Dead, Self::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn stored(text: &str) -> Result<Self, MarketError> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| MarketError::Storage(format!("unknown delivery state {text:?}")))
+    }
+
+    /// Dead and failed deliveries may be queued again.
+    pub fn replayable(self) -> bool {
+        matches!(self, Self::Dead | Self::Failed)
+    }
+}
+
+/// One install's delivery of an asynchronous event.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueuedDelivery {
+    pub id: String,
+    pub tenant: String,
+    pub event_id: String,
+    pub install: String,
+    pub plugin: String,
+    pub state: DeliveryState,
+    /// Attempts made so far (a replay starts again from 0).
+    pub attempts: i64,
+    /// When a queued or retrying delivery is due (milliseconds since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<i64>,
+    /// The latest attempt's outcome (`ok`, or its error code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The invocation that applied the event (`GET /v1/installs/{install}/invocations/{id}`
+    /// shows what it answered), or the latest failed attempt's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An asynchronous event and where each of its deliveries stands.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QueuedEvent {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub accepted_at: i64,
+    pub deliveries: Vec<QueuedDelivery>,
+    /// Installs that handle the type but were not running when the event was accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, install_id, plugin_id, state, attempts, next_attempt_at, \
+                                last_outcome, last_error, invocation_id, created_at, updated_at";
+
+fn delivery_of(row: &AnyRow) -> Result<QueuedDelivery, MarketError> {
+    let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
+    let due = matches!(state, DeliveryState::Queued | DeliveryState::Retrying);
+    Ok(QueuedDelivery {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant_id")?,
+        event_id: row.try_get("event_id")?,
+        install: row.try_get("install_id")?,
+        plugin: row.try_get("plugin_id")?,
+        state,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: if due { Some(row.try_get("next_attempt_at")?) } else { None },
+        last_outcome: row.try_get("last_outcome")?,
+        last_error: row.try_get("last_error")?,
+        invocation: row.try_get("invocation_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Queues an event for every running install of the tenant that handles its type and
+/// answers what was queued. The same event id again (a client's retry) queues nothing and
+/// answers the event as it stands.
+pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -> Result<QueuedEvent, MarketError> {
+    let tenant = who.caller.tenant(TenantScope::Events)?;
+    let (event, _) = event(request)?;
+    let runner = &market.runner;
+    drop(runner.admit(tenant).await?);
+    let now = market.billing.clock.now_ms();
+    let mut queued = Vec::new();
+    let mut skipped = Vec::new();
+    for target in runner.views.targets(market, who, tenant).await? {
+        if !target.handles(&event.event_type) {
+            continue;
+        }
+        if let Some(reason) = not_running(&target) {
+            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
+            continue;
+        }
+        queued.push((ordered_id("dlv")?, target));
+    }
+    let mut tx = market.db.write_tx().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO queued_events (tenant_id, id, event_type, payload, accepted_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(&event.id)
+    .bind(&event.event_type)
+    .bind(&event.payload)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Accepted before: its deliveries are the answer.
+        tx.rollback().await?;
+        return status_of(&market.db, tenant, &event.id)
+            .await?
+            .ok_or_else(|| MarketError::Storage(format!("event {} was accepted but cannot be read back", event.id)));
+    }
+    for (id, target) in &queued {
+        sqlx::query(
+            "INSERT INTO deliveries (id, tenant_id, event_id, install_id, plugin_id, ordered, state, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7, $7)",
+        )
+        .bind(id)
+        .bind(tenant.as_str())
+        .bind(&event.id)
+        .bind(&target.id)
+        .bind(target.plugin.to_string())
+        .bind(i64::from(target.ordered))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    runner.metrics.record_event(0);
+    runner.wake_workers();
+    let deliveries = queued
+        .into_iter()
+        .map(|(id, target)| QueuedDelivery {
+            id,
+            tenant: tenant.to_string(),
+            event_id: event.id.clone(),
+            install: target.id,
+            plugin: target.plugin.to_string(),
+            state: DeliveryState::Queued,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            last_outcome: None,
+            last_error: None,
+            invocation: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    Ok(QueuedEvent { event_id: event.id, event_type: event.event_type, accepted_at: now, deliveries, skipped })
+}
+
+/// The tenant a request reads or changes deliveries of: a tenant its own; an operator the
+/// one it names, or every tenant where `all_allowed`.
+fn tenant_of(caller: &Caller, named: Option<&TenantId>, scope: TenantScope) -> Result<Option<TenantId>, MarketError> {
+    match (caller, named) {
+        (Caller::Operator { .. }, named) => Ok(named.cloned()),
+        (_, named) => {
+            let own = caller.tenant(scope)?;
+            if named.is_some_and(|named| named != own) {
+                return Err(MarketError::NotFound(format!("tenant {}", named.map(TenantId::as_str).unwrap_or(""))));
+            }
+            Ok(Some(own.clone()))
+        }
+    }
+}
+
+/// `GET /v1/events/{id}`: an asynchronous event of the caller's tenant (operators name it).
+pub async fn status(
+    market: &Market,
+    caller: &Caller,
+    tenant: Option<&TenantId>,
+    event_id: &str,
+) -> Result<QueuedEvent, MarketError> {
+    let tenant = tenant_of(caller, tenant, TenantScope::Read)?
+        .ok_or_else(|| MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"))?;
+    status_of(&market.db, &tenant, event_id).await?.ok_or_else(|| MarketError::NotFound(format!("event {event_id}")))
+}
+
+async fn status_of(db: &Db, tenant: &TenantId, event_id: &str) -> Result<Option<QueuedEvent>, MarketError> {
+    let Some(row) = sqlx::query("SELECT event_type, accepted_at FROM queued_events WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(event_id)
+        .fetch_optional(&db.pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY seq"
+    ))
+    .bind(tenant.as_str())
+    .bind(event_id)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(Some(QueuedEvent {
+        event_id: event_id.to_string(),
+        event_type: row.try_get("event_type")?,
+        accepted_at: row.try_get("accepted_at")?,
+        deliveries: rows.iter().map(delivery_of).collect::<Result<_, _>>()?,
+        skipped: Vec::new(),
+    }))
+}
+
+/// `GET /v1/deliveries`: newest first.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    /// Operators may name a tenant (default: every tenant); tenants see their own.
+    pub tenant: Option<String>,
+    /// Only deliveries in this state (`dead` lists what needs a replay).
+    pub state: Option<DeliveryState>,
+    /// The `next_after` of the previous page.
+    pub after: Option<String>,
+    /// 1 to 100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u32>,
+}
+
+pub async fn list(
+    market: &Market,
+    caller: &Caller,
+    query: &DeliveryQuery,
+) -> Result<CursorPage<QueuedDelivery>, MarketError> {
+    let named = query.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
+    let tenant = tenant_of(caller, named.as_ref(), TenantScope::Read)?;
+    let per_page = crate::error::per_page(query.per_page, 50)?;
+    let before = match &query.after {
+        None => i64::MAX,
+        Some(after) => {
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)")
+                .bind(after)
+                .bind(tenant.as_ref().map(TenantId::as_str))
+                .fetch_optional(&market.db.pool)
+                .await?
+                .ok_or_else(|| {
+                    MarketError::invalid(ErrorCode::InvalidQuery, format!("`after` {after} is not a delivery here"))
+                })?
+        }
+    };
+    let filter = "WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR state = $2)";
+    let state = query.state.map(DeliveryState::as_str);
+    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries {filter}"))
+        .bind(tenant.as_ref().map(TenantId::as_str))
+        .bind(state)
+        .fetch_one(&market.db.pool)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries {filter} AND seq < $3 ORDER BY seq DESC LIMIT $4"
+    ))
+    .bind(tenant.as_ref().map(TenantId::as_str))
+    .bind(state)
+    .bind(before)
+    .bind(i64::from(per_page) + 1)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let items = rows.iter().map(delivery_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
+}
+
+/// The most deliveries one replay may name.
+pub const MAX_REPLAY_IDS: usize = 100;
+
+/// `POST /v1/deliveries/replay`: the deliveries named, or every delivery in a state.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Up to 100 delivery ids, each dead or failed.
+    #[serde(default)]
+    pub deliveries: Vec<String>,
+    /// Instead of ids: every delivery in this state (`dead` or `failed`).
+    pub state: Option<DeliveryState>,
+    /// Operators: only this tenant's (default: every tenant's, with `state`).
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Replayed {
+    /// The deliveries queued again, each from attempt 0.
+    pub deliveries: Vec<String>,
+}
+
+/// Queues dead or failed deliveries again. Ids of other tenants are not found and a
+/// delivery in another state is refused; either way nothing is replayed.
+pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) -> Result<Replayed, MarketError> {
+    let named = request.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
+    let tenant = tenant_of(caller, named.as_ref(), TenantScope::Events)?;
+    let bad = |message: String| MarketError::invalid(ErrorCode::InvalidRequest, message);
+    match (&request.state, request.deliveries.len()) {
+        (None, 0) => return Err(bad("name the deliveries to replay, or a `state` (dead or failed)".into())),
+        (Some(_), 1..) => return Err(bad("give either `deliveries` or `state`, not both".into())),
+        (Some(state), _) if !state.replayable() => {
+            return Err(bad(format!("`state` {} cannot be replayed: only dead or failed", state.as_str())));
+        }
+        (None, n) if n > MAX_REPLAY_IDS => return Err(bad(format!("at most {MAX_REPLAY_IDS} deliveries at once"))),
+        _ => {}
+    }
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let requeue = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, claimed_by = NULL, \
+                   updated_at = $1";
+    let ids: Vec<String> = match request.state {
+        Some(state) => {
+            sqlx::query_scalar(&format!("{requeue} WHERE ($2 IS NULL OR tenant_id = $2) AND state = $3 RETURNING id"))
+                .bind(now)
+                .bind(tenant.as_ref().map(TenantId::as_str))
+                .bind(state.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+        }
+        None => {
+            let mut ids = request.deliveries.clone();
+            ids.sort();
+            ids.dedup();
+            for id in &ids {
+                let row = sqlx::query(&format!(
+                    "SELECT state FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2){}",
+                    market.db.for_update()
+                ))
+                .bind(id)
+                .bind(tenant.as_ref().map(TenantId::as_str))
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| MarketError::NotFound(format!("delivery {id}")))?;
+                let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
+                if !state.replayable() {
+                    return Err(MarketError::conflict(
+                        ErrorCode::DeliveryNotReplayable,
+                        format!("delivery {id} is {}; only dead or failed deliveries can be replayed", state.as_str()),
+                    ));
+                }
+                sqlx::query(&format!("{requeue} WHERE id = $2")).bind(now).bind(id).execute(&mut *tx).await?;
+            }
+            ids
+        }
+    };
+    if !ids.is_empty() {
+        let target = tenant.as_ref().map_or_else(|| "deliveries".to_string(), |tenant| format!("tenant:{tenant}"));
+        let detail = serde_json::json!({ "count": ids.len(), "deliveries": ids.iter().take(MAX_REPLAY_IDS).collect::<Vec<_>>() });
+        audit::record(&mut *tx, &caller.actor(), "deliveries.replayed", &target, detail).await?;
+    }
+    tx.commit().await?;
+    market.runner.wake_workers();
+    Ok(Replayed { deliveries: ids })
+}
