@@ -9,6 +9,7 @@
 
 mod catalog_pages;
 pub mod chart;
+mod delivery_pages;
 mod operator_pages;
 mod partner_pages;
 mod session;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
+        .merge(delivery_pages::routes())
         .merge(partner_pages::routes())
         .merge(operator_pages::routes())
         .layer(axum::middleware::map_response(guarded))

@@ -403,3 +403,60 @@ fn many_clients_queue_at_once_and_two_workers_apply_each_event_exactly_once() {
         assert_eq!(String::from_utf8(total).unwrap(), (190 * events).to_string());
     })
 }
+
+#[test]
+fn a_tenant_replays_failed_deliveries_from_the_console() {
+    super::common::runtime().block_on(async {
+        use super::console::Browser;
+        let (env, _) = env_with_clock(false).await;
+        let tenant = env.tenant("globex").await;
+        let echo = env.install(&tenant, "nexus-labs/echo", json!({ "config": { "fail-with": "internal" } })).await;
+        queue(&env, &tenant, "evt-c1", json!({})).await;
+        assert_eq!(worker::deliver_due(&env.market).await.unwrap(), 1);
+        let failed = delivery(&env, &tenant, "evt-c1").await;
+        let id = failed["id"].as_str().unwrap();
+
+        let mut browser = Browser::new(&env);
+        browser.sign_in(&tenant).await;
+        let page = browser.get("/console/deliveries?state=failed").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for shown in [
+            id,
+            "evt-c1",
+            "nexus-labs/echo",
+            "plugin_error: plugin error (Internal): failing as configured",
+            "1 failed",
+        ] {
+            assert!(page.body.contains(shown), "{shown} not in {}", page.body);
+        }
+        let csrf = Browser::csrf_of(&page);
+        // Without the session's CSRF value nothing is replayed.
+        let refused = browser.post("/console/deliveries/replay", &[("delivery", id)]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert_eq!(delivery(&env, &tenant, "evt-c1").await["state"], "failed");
+        // Another tenant's session cannot replay it.
+        let other = env.tenant("initech").await;
+        let mut stranger = Browser::new(&env);
+        stranger.sign_in(&other).await;
+        let their_csrf = Browser::csrf_of(&stranger.get("/console/deliveries").await);
+        let hidden = stranger.post("/console/deliveries/replay", &[("csrf", &their_csrf), ("delivery", id)]).await;
+        assert_eq!(hidden.status, StatusCode::NOT_FOUND, "{}", hidden.body);
+
+        let env_echo = echo["id"].as_str().unwrap();
+        let (status, _) = env
+            .call(
+                "PATCH",
+                &format!("/v1/installs/{env_echo}"),
+                Some(&tenant),
+                Some(&json!({ "config": {} }).to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let done = browser.post("/console/deliveries/replay", &[("csrf", &csrf), ("delivery", id)]).await;
+        assert_eq!(done.location.as_deref(), Some("/console/deliveries?state=queued&replayed=1"), "{}", done.body);
+        let after = browser.get("/console/deliveries?state=queued&replayed=1").await;
+        assert!(after.body.contains("Queued 1 delivery again") && after.body.contains(id), "{}", after.body);
+        assert_eq!(worker::deliver_due(&env.market).await.unwrap(), 1);
+        assert_eq!(delivery(&env, &tenant, "evt-c1").await["state"], "applied");
+    })
+}

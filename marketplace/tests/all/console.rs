@@ -242,6 +242,17 @@ fn every_page_answers_every_role_as_the_api_would() {
                 ],
             ),
             (
+                "/console/deliveries".into(),
+                [
+                    SignIn,
+                    Shows(&["No dead deliveries", "Deliveries: dead"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    Shows(&["No dead deliveries"]),
+                    Shows(&["No dead deliveries"]),
+                ],
+            ),
+            (
                 "/console/bills?period=2026-11".into(),
                 [
                     SignIn,
