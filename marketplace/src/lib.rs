@@ -5,7 +5,7 @@
 pub use nexus_domain::{Market, MarketConfig};
 pub use nexus_domain::{
     MarketError, accounts, audit, billing, catalog, error, installs, kv, market, metrics, nodes, pause, records,
-    runner, secrets, sessions,
+    runner, secrets, sessions, webhooks,
 };
 
 pub mod cli;

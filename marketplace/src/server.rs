@@ -18,6 +18,7 @@ mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
 mod registry_routes;
+mod webhook_routes;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -123,6 +123,8 @@ error_codes! {
     InvalidEvent = "invalid_event", 400, "the event's type, id or payload is invalid";
     InvalidPrefer = "invalid_prefer", 400, "the Prefer header asks for something other than respond-async";
     DeliveryNotReplayable = "delivery_not_replayable", 409, "only dead or failed deliveries can be replayed";
+    InvalidWebhookUrl = "invalid_webhook_url", 400, "a webhook URL is not https, names an address not allowed, or carries credentials";
+    TooManyWebhooks = "too_many_webhooks", 409, "the tenant has as many webhook endpoints as it may";
 
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";

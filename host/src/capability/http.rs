@@ -3,7 +3,7 @@
 //! redirect could leave the allow-list); the plugin sees the 3xx itself. Headers that route
 //! or frame the request are the host's to set, not the plugin's.
 
-mod network;
+pub mod network;
 
 use std::time::Duration;
 
@@ -42,11 +42,20 @@ const RESERVED_HEADERS: &[&str] = &[
 /// It resolves names through the policy's resolver and never uses a proxy from the
 /// environment (a proxy would resolve names where the policy cannot see them).
 pub(crate) fn client(policy: &OutboundPolicy) -> reqwest::Client {
+    guarded_client(policy, concat!("nexus-host/", env!("CARGO_PKG_VERSION")))
+}
+
+/// A client under `policy` as plugins' outbound HTTP is: names resolved by the policy's
+/// resolver (only permitted addresses reach the connector), no proxy, no redirects, a
+/// 5-second connect timeout. The marketplace's own outbound calls (tenants' webhooks) use
+/// it too. Address literals in URLs are not resolved, so callers check them with
+/// [`OutboundPolicy::permits`].
+pub fn guarded_client(policy: &OutboundPolicy, user_agent: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .dns_resolver(network::resolver(policy))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("nexus-host/", env!("CARGO_PKG_VERSION")))
+        .user_agent(user_agent)
         .connect_timeout(Duration::from_secs(5))
         .build()
         .unwrap_or_default()

@@ -23,6 +23,7 @@ pub mod records;
 pub mod runner;
 pub mod secrets;
 pub mod sessions;
+pub mod webhooks;
 
 pub use error::MarketError;
 pub use market::{Market, MarketConfig};

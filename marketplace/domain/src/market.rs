@@ -45,6 +45,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
     include_str!("../migrations/sqlite/0020_usage_hours.sql"),
     include_str!("../migrations/sqlite/0021_event_queue.sql"),
+    include_str!("../migrations/common/0022_webhooks.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -67,6 +68,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0019_install_pause_cause.sql"),
     include_str!("../migrations/postgres/0020_usage_hours.sql"),
     include_str!("../migrations/postgres/0021_event_queue.sql"),
+    include_str!("../migrations/common/0022_webhooks.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -64,8 +64,10 @@ pub struct Runner {
     event_compile_wait: Duration,
     /// What events read before they run (callers, installs), cached by generation.
     views: views::EventViews,
-    /// Tells this node's delivery worker that deliveries were queued (`worker.rs`).
+    /// Tells this node's delivery worker that deliveries or webhooks were queued (`worker.rs`).
     queue_wake: tokio::sync::Notify,
+    /// Posts tenants' webhooks under the host's outbound policy (`webhooks/sender.rs`).
+    pub(crate) webhook_client: reqwest::Client,
     pub metrics: Arc<Metrics>,
 }
 
@@ -139,6 +141,10 @@ impl Runner {
         event_compile_wait: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let webhook_client = nexus_host::capability::http::guarded_client(
+            &host.config().outbound,
+            concat!("nexus-webhooks/", env!("CARGO_PKG_VERSION")),
+        );
         Self {
             host,
             records: InvocationLog::start(db.clone()),
@@ -148,6 +154,7 @@ impl Runner {
             plugins: Mutex::new(HashMap::new()),
             event_compile_wait,
             queue_wake: tokio::sync::Notify::new(),
+            webhook_client,
             metrics,
         }
     }
@@ -359,7 +366,7 @@ pub async fn send_event_as(
             continue;
         }
         if let Some(record) = applied.remove(&target.id) {
-            deliveries.push(deliver::replayed(record));
+            deliveries.push(deliver::answered(market, record).await?);
             continue;
         }
         if let Some(reason) = not_running(&target) {
@@ -432,7 +439,7 @@ pub async fn invoke_install(
     let _permit = market.runner.admit(tenant).await?;
     if from_client && let Some(record) = records::applied(market, tenant.as_str(), &event.id).await?.remove(&target.id)
     {
-        return Ok(deliver::replayed(record));
+        return deliver::answered(market, record).await;
     }
     deliver::run(market, target, &event).await.map_err(|refusal| match refusal {
         deliver::Refusal::Busy { install, reason } => MarketError::HostBusy {

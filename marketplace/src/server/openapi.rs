@@ -11,7 +11,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
-use super::{account_routes, billing_routes, catalog_routes, event_routes, install_routes, registry_routes};
+use super::{
+    account_routes, billing_routes, catalog_routes, event_routes, install_routes, registry_routes, webhook_routes,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,7 @@ use super::{account_routes, billing_routes, catalog_routes, event_routes, instal
         (name = "catalog", description = "Search, listings, consent preview, moderation"),
         (name = "installs", description = "A tenant's installs"),
         (name = "events", description = "Running plugins"),
+        (name = "webhooks", description = "A tenant's webhook endpoints, signed as Standard Webhooks, and their delivery logs"),
         (name = "registry", description = "Publishing, versions, artifacts, signing keys, publisher tokens"),
         (name = "billing", description = "Plans, charges, bills, sales, refunds, revenue share, billing runs, the ledger"),
         (name = "payouts", description = "Partner statements, payouts, holds, adjustments, GMV and ecosystem figures"),
@@ -97,6 +100,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(catalog_routes::routes())
         .merge(install_routes::routes())
         .merge(event_routes::routes())
+        .merge(webhook_routes::routes())
         .merge(registry_routes::routes())
         .merge(billing_routes::routes())
         .split_for_parts();

@@ -2,19 +2,25 @@
 //! events (`Prefer: respond-async`), is killed with SIGKILL where its worker stops (after
 //! claiming deliveries, or after running them and before recording that), and restarts.
 //! Every event then applies exactly once: one applied invocation per event, its KV effect
-//! once, every delivery `applied`, none run a second time.
+//! once, every delivery `applied`, none run a second time; and the tenant's webhook receiver
+//! (on loopback) gets each event's action at least once, under one message id.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::common::{RealMarket, runtime};
+use super::webhooks::Receiver;
+
+/// Plugins' outbound calls and webhooks may reach the receiver on loopback.
+const LOOPBACK: [&str; 2] = ["--allow-private-network", "127.0.0.0/8"];
 
 const EVENTS: usize = 40;
 
-/// A tenant with tax-calculator installed, on a server that is stopped again.
-async fn tenant_with_tax_calculator(market: &RealMarket, client: &reqwest::Client) -> (String, String) {
-    let server = market.serve(&[], &[]);
+/// A tenant with tax-calculator installed and a webhook endpoint for its actions, on a
+/// server that is stopped again.
+async fn tenant_with_tax_calculator(market: &RealMarket, client: &reqwest::Client, hook: &str) -> (String, String) {
+    let server = market.serve(&LOOPBACK, &[]);
     market.publish(&server.url, "tax-calculator");
     let created: Value = client
         .post(format!("{}/v1/tenants", server.url))
@@ -39,6 +45,10 @@ async fn tenant_with_tax_calculator(market: &RealMarket, client: &reqwest::Clien
         .json()
         .await
         .unwrap();
+    let endpoint = json!({ "url": hook, "kinds": ["plugin.action"] });
+    let created =
+        client.post(format!("{}/v1/webhooks", server.url)).bearer_auth(&tenant).json(&endpoint).send().await.unwrap();
+    assert_eq!(created.status().as_u16(), 201, "{}", created.text().await.unwrap());
     (tenant, install["id"].as_str().unwrap().to_string())
 }
 
@@ -46,9 +56,10 @@ fn killed_while_delivering(point: &str) {
     runtime().block_on(async {
         let market = RealMarket::new();
         let client = reqwest::Client::new();
-        let (tenant, install) = tenant_with_tax_calculator(&market, &client).await;
+        let receiver = Receiver::start().await;
+        let (tenant, install) = tenant_with_tax_calculator(&market, &client, &receiver.url).await;
 
-        let mut server = market.serve(&[], &[("NEXUS_TEST_PAUSE_AT", point)]);
+        let mut server = market.serve(&LOOPBACK, &[("NEXUS_TEST_PAUSE_AT", point)]);
         for n in 0..EVENTS {
             let order =
                 json!({ "order_id": format!("o-{n}"), "amount_minor": 1000, "currency": "EUR", "region": "DE" });
@@ -68,7 +79,7 @@ fn killed_while_delivering(point: &str) {
         server.child.wait().unwrap();
 
         // The restarted server's worker takes over what the killed one had claimed.
-        let restarted = market.serve(&[], &[]);
+        let restarted = market.serve(&LOOPBACK, &[]);
         let started = Instant::now();
         loop {
             let page: Value = client
@@ -86,6 +97,16 @@ fn killed_while_delivering(point: &str) {
             assert!(started.elapsed() < Duration::from_secs(120), "not every delivery applied: {page}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Every action reached the receiver, each under one message id.
+        let ids = loop {
+            let ids: std::collections::BTreeSet<String> = receiver.received().into_iter().map(|r| r.id).collect();
+            if ids.len() >= EVENTS {
+                break ids;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{} of {EVENTS} actions posted", ids.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(ids.len(), EVENTS, "one message id per action: {ids:?}");
         drop(restarted);
 
         let db = nexus_registry::Db::sqlite_in(&market.data).await.unwrap();

@@ -98,6 +98,8 @@ enum Fresh {
     LiveInstall,
     /// A new plan of echo, for retiring.
     Plan,
+    /// A new webhook endpoint of globex, for deleting.
+    Webhook,
 }
 
 enum Payload {
@@ -146,7 +148,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 74] = [
+const ALL_ROUTES: [(&str, &str); 81] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -183,6 +185,13 @@ const ALL_ROUTES: [(&str, &str); 74] = [
     ("GET", "/v1/events/{id}"),
     ("GET", "/v1/deliveries"),
     ("POST", "/v1/deliveries/replay"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
     ("POST", "/v1/publish"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}"),
@@ -247,6 +256,8 @@ struct World {
     payout: String,
     /// The current live install for the uninstall row.
     victim: Option<String>,
+    /// globex's webhook endpoint.
+    webhook: String,
     /// Every token secret issued, none of which may appear in the audit log.
     issued: Vec<String>,
     chat_notifier: Vec<u8>,
@@ -333,6 +344,9 @@ impl World {
             .unwrap();
         let (status, _, body) = env.raw(request).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
+        let endpoint = json!({ "url": "https://hooks.example.com/globex", "kinds": ["plugin.action"] });
+        let (status, webhook) = env.post("/v1/webhooks", &globex, endpoint).await;
+        assert_eq!(status, StatusCode::CREATED, "{webhook}");
 
         // echo 0.0.1 to yank, and echo 0.2.0 asking for kv too: the install waits for consent.
         let echo = manifest_of("echo");
@@ -371,7 +385,8 @@ impl World {
             Some(initech),
             Some(read_only),
         ];
-        let issued = tokens.iter().flatten().cloned().collect();
+        let mut issued: Vec<String> = tokens.iter().flatten().cloned().collect();
+        issued.push(webhook["secret"].as_str().unwrap().to_string());
         let chat_notifier = nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).unwrap();
         Self {
             tokens,
@@ -381,6 +396,7 @@ impl World {
             charge,
             payout,
             victim: None,
+            webhook: webhook["endpoint"]["id"].as_str().unwrap().to_string(),
             issued,
             chat_notifier,
             calls: 0,
@@ -452,6 +468,13 @@ impl World {
                 self.victim = Some(id.clone());
                 id
             }
+            Fresh::Webhook => {
+                let endpoint = json!({ "url": "https://hooks.example.com/victim", "kinds": ["delivery.dead"] });
+                let (status, created) = env.post("/v1/webhooks", self.owner(), endpoint).await;
+                assert_eq!(status, StatusCode::CREATED, "{created}");
+                self.issued.push(created["secret"].as_str().unwrap().to_string());
+                created["endpoint"]["id"].as_str().unwrap().to_string()
+            }
             Fresh::Plan => {
                 let key = format!("retire-{}", self.calls);
                 let plan = json!({ "key": key, "name": "To retire", "model": "free" });
@@ -505,6 +528,7 @@ impl World {
 /// globex (owner), initech, globex read-only.
 fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Route> {
     let install = format!("/v1/installs/{}", world.install);
+    let webhook = format!("/v1/webhooks/{}", world.webhook);
     let chat_install = format!("/v1/installs/{}", world.chat_install);
     let charge = format!("/v1/charges/{}", world.charge);
     let plans = "/v1/plugins/nexus-labs/echo/plans";
@@ -567,6 +591,15 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("GET", "/v1/deliveries?tenant=globex", owner_reads),
         route("POST", "/v1/deliveries/replay", [ANON, OK, DENY, DENY, OK, HIDDEN, SCOPE])
             .json(json!({ "state": "dead", "tenant": "globex" })),
+        // Webhook endpoints: the tenant's own; operators read them.
+        route("POST", "/v1/webhooks", [ANON, DENY, DENY, DENY, MADE, MADE, SCOPE])
+            .json(json!({ "url": "https://hooks.example.com/{n}", "kinds": ["plugin.action"] })),
+        route("GET", "/v1/webhooks?tenant=globex", owner_reads),
+        route("GET", webhook.clone(), owner_reads),
+        route("PATCH", webhook.clone(), owner_changes(OK)).json(json!({ "description": "call {n}" })),
+        route("POST", format!("{webhook}/rotate-secret"), owner_changes(OK)).json(json!({ "overlap_hours": 1 })),
+        route("GET", format!("{webhook}/deliveries"), owner_reads),
+        route("DELETE", "/v1/webhooks/{fresh}", owner_changes(EMPTY)).fresh(Fresh::Webhook),
         route("DELETE", "/v1/installs/{fresh}", owner_changes(OK)).fresh(Fresh::LiveInstall),
         // Registry: reading is public; publishing, yanking, keys and tokens are the owning
         // publisher's alone; operators moderate through the catalog instead.

@@ -28,3 +28,4 @@ mod scale_out;
 mod tenant_cli;
 mod under_load;
 mod usage_hours;
+mod webhooks;

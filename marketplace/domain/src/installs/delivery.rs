@@ -184,6 +184,8 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
     if paused {
         tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
         audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
+        let at = market.billing.clock.now_ms();
+        crate::webhooks::install_paused(&mut tx, at, &target.id, super::PauseCause::Failures.as_str(), &reason).await?;
     }
     tx.commit().await?;
     Ok(paused)

@@ -56,5 +56,9 @@ pub(crate) async fn pause_for_payment(
     .bind(PauseCause::Payment.as_str())
     .execute(&mut *conn)
     .await?;
-    Ok(paused.rows_affected() == 1)
+    let paused = paused.rows_affected() == 1;
+    if paused {
+        crate::webhooks::install_paused(conn, now, install, PauseCause::Payment.as_str(), why).await?;
+    }
+    Ok(paused)
 }

@@ -137,7 +137,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
         let row = row(&target, event, started_at, result.as_ref(), Some(&report), 0)?;
         return match market.runner.records.append(row.clone(), coming).await? {
             Written::Inserted => Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?),
-            Written::Duplicate(applied) => Ok(replayed(records::get(market, &applied).await?)),
+            Written::Duplicate(applied) => Ok(answered(market, records::get(market, &applied).await?).await?),
         };
     }
 }
@@ -145,7 +145,15 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
 /// Another delivery of the same event applied first: this attempt's writes were not kept.
 async fn already_applied(market: &Market, finished: Finished, applied: &str) -> Result<Delivery, Refusal> {
     market.runner.host.conclude(finished, Err(nexus_host::capability::kv::KvError::Conflict));
-    Ok(replayed(records::get(market, applied).await?))
+    Ok(answered(market, records::get(market, applied).await?).await?)
+}
+
+/// The answer from an applied record ([`replayed`]), after queuing its actions for the
+/// tenant's webhooks again (which keeps one message per action): the process that applied it
+/// may have died before it did.
+pub(super) async fn answered(market: &Market, record: InvocationRecord) -> Result<Delivery, MarketError> {
+    crate::webhooks::enqueue_actions(market, &record).await?;
+    Ok(replayed(record))
 }
 
 /// The invocation's row: what it answered (or why it failed), the report's figures, the KV
@@ -199,6 +207,7 @@ async fn finish(
     report: Option<&Report>,
 ) -> Result<Delivery, MarketError> {
     market.runner.metrics.record_invocation(&target.plugin.to_string(), &row.outcome, clock.elapsed());
+    crate::webhooks::enqueue_actions(market, &row).await?;
     let paused = match &failure {
         None => installs::record_health(market, &target, None).await?,
         Some(failure) if failure.counts => {

@@ -37,6 +37,7 @@ use crate::error::MarketError;
 use crate::installs::{self, InstallStatus};
 use crate::market::Market;
 use crate::records;
+use crate::webhooks::WebhookKind;
 
 /// Attempts a delivery gets before it is dead.
 pub const MAX_ATTEMPTS: i64 = 16;
@@ -63,7 +64,7 @@ pub fn wait_before(attempt: i64) -> i64 {
 
 /// [`wait_before`] moved by up to 20 % either way, so deliveries that failed together do
 /// not all come back together.
-fn jittered(wait: i64) -> i64 {
+pub(crate) fn jittered(wait: i64) -> i64 {
     let mut bytes = [0u8; 2];
     let unit = match getrandom::fill(&mut bytes) {
         Ok(()) => i64::from(u16::from_le_bytes(bytes)),
@@ -105,15 +106,21 @@ enum Settle {
     Later,
 }
 
-/// Runs due deliveries until the task is dropped: at once when this node queued some,
-/// otherwise every [`POLL`] (sooner when a retry comes due).
+/// Runs due deliveries and posts due webhooks until the task is dropped: at once when this
+/// node queued some, otherwise every [`POLL`].
 pub fn keep_delivering(market: Arc<Market>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match deliver_due(&market).await {
-                Ok(0) => {}
-                Ok(_) => continue,
-                Err(error) => tracing::warn!(%error, "delivering queued events"),
+            let delivered = deliver_due(&market).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "delivering queued events");
+                0
+            });
+            let sent = crate::webhooks::sender::send_due(&market).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "sending webhooks");
+                0
+            });
+            if delivered + sent > 0 {
+                continue;
             }
             let _ = tokio::time::timeout(POLL, market.runner.queue_wake.notified()).await;
         }
@@ -206,6 +213,7 @@ async fn try_attempt(market: &Market, claimed: &Claimed) -> Result<Settle, Marke
     };
     if let Some(record) = records::applied(market, claimed.tenant.as_str(), &claimed.event.id).await?.remove(&target.id)
     {
+        crate::webhooks::enqueue_actions(market, &record).await?;
         return Ok(Settle::Applied { invocation: record.id });
     }
     match target.status {
@@ -268,6 +276,13 @@ async fn settle<'a>(market: &Market, batch: impl Iterator<Item = (&'a Claimed, S
             }
             Settle::Later => ("retrying", claimed.attempts - 1, now + LIMITED_WAIT_MS, None, None, None),
         };
+        if state == "dead" {
+            let data = serde_json::json!({ "delivery": claimed.id, "event_id": claimed.event.id,
+                "install": claimed.install, "attempts": attempts, "last_outcome": outcome, "last_error": error });
+            let message = format!("msg_dead_{}_{now}", claimed.id);
+            crate::webhooks::enqueue(&mut tx, now, claimed.tenant.as_str(), WebhookKind::DeliveryDead, &message, data)
+                .await?;
+        }
         sqlx::query(
             "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, \
              last_outcome = COALESCE($4, last_outcome), last_error = CASE WHEN $4 IS NULL THEN last_error ELSE $5 END, \

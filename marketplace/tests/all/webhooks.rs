@@ -1,0 +1,282 @@
+//! Tenants' webhooks (issue #23): a real HTTP receiver on loopback gets a plugin's actions
+//! and the platform's notices, signed as Standard Webhooks describes; the signatures are
+//! checked by an independent implementation (the `standardwebhooks` package from PyPI,
+//! where installed; `.ci/run` installs it) as well as against the specification's example
+//! (a unit test of `webhooks/sender.rs`). Failed posts are retried with the same message id;
+//! rotation signs with both secrets during the overlap.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::{HeaderMap, StatusCode};
+use nexus_host::{Host, HostConfig, OutboundPolicy};
+use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider};
+use nexus_marketplace::runner::worker::MAX_WAIT_MS;
+use nexus_marketplace::webhooks::sender;
+use serde_json::{Value, json};
+
+use super::common::{Env, Options, on_both};
+
+/// A host whose outbound policy allows loopback (as `--allow-private-network 127.0.0.0/8`
+/// would), shared by this file's tests so each component compiles once.
+fn loopback_host() -> Arc<Host> {
+    static HOST: OnceLock<Arc<Host>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let outbound = OutboundPolicy::allowing(["127.0.0.0/8".parse().unwrap()]);
+        Arc::new(Host::new(HostConfig { outbound, ..HostConfig::default() }).unwrap())
+    })
+    .clone()
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub(super) struct Received {
+    pub(super) id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+/// An HTTP receiver on loopback: records what it gets and answers the statuses queued in
+/// `answers` (then 200).
+pub(super) struct Receiver {
+    pub(super) url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub(super) async fn start() -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(VecDeque::new()));
+        let (store, script) = (got.clone(), answers.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let (store, script) = (store.clone(), script.clone());
+                async move {
+                    let header =
+                        |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    store.lock().unwrap().push(Received {
+                        id: header("webhook-id"),
+                        timestamp: header("webhook-timestamp"),
+                        signature: header("webhook-signature"),
+                        body,
+                    });
+                    let status = script.lock().unwrap().pop_front().unwrap_or(200);
+                    (StatusCode::from_u16(status).unwrap(), "thanks")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url: format!("http://{address}/hook"), got, answers, _task: task }
+    }
+
+    pub(super) fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// Checks each message with the `standardwebhooks` package against every secret in
+/// `secrets`; skipped with a note where the package is missing (outside CI).
+fn verified_independently(messages: &[Received], secrets: &[&str]) {
+    let have = std::process::Command::new("python3").args(["-c", "import standardwebhooks"]).status();
+    if !have.is_ok_and(|status| status.success()) {
+        assert!(std::env::var_os("NEXUS_REQUIRE_GUEST_TOOLCHAINS").is_none(), "standardwebhooks is not installed");
+        eprintln!("skipping standardwebhooks: `python3 -m pip install standardwebhooks` to run it");
+        return;
+    }
+    let cases: Vec<Value> = messages
+        .iter()
+        .flat_map(|m| {
+            secrets.iter().map(move |secret| {
+                json!({ "secret": secret, "body": m.body, "headers": {
+                    "webhook-id": m.id, "webhook-timestamp": m.timestamp, "webhook-signature": m.signature } })
+            })
+        })
+        .collect();
+    let script = "import json, sys\nfrom standardwebhooks import Webhook\n\
+                  for case in json.load(sys.stdin):\n    Webhook(case['secret']).verify(case['body'], case['headers'])\n\
+                  print('verified')\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&cases).unwrap().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "standardwebhooks refused a signature: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified");
+}
+
+async fn count(env: &Env, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&env.market.db.pool).await.unwrap()
+}
+
+#[test]
+fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
+    on_both(|postgres| async move {
+        let clock = Arc::new(ManualClock::at(nexus_registry::db::now_ms()));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let options = Options { host: Some(loopback_host()), billing: Some(billing), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let receiver = Receiver::start().await;
+        let tenant = env.tenant("globex").await;
+        env.install(&tenant, "nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900" } })).await;
+
+        // Bad endpoints are refused with the field named, and nothing is written.
+        for (url, code) in [
+            ("ftp://127.0.0.1/hook", "invalid_webhook_url"),
+            ("http://example.com/hook", "invalid_webhook_url"),
+            ("https://169.254.169.254/latest", "invalid_webhook_url"),
+            ("https://user:pw@example.com/hook", "invalid_webhook_url"),
+            ("not a url", "invalid_webhook_url"),
+        ] {
+            let (status, body) =
+                env.post("/v1/webhooks", &tenant, json!({ "url": url, "kinds": ["plugin.action"] })).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{url}: {body}"
+            );
+        }
+        let (status, body) = env.post("/v1/webhooks", &tenant, json!({ "url": receiver.url, "kinds": [] })).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{body}"
+        );
+        let (status, body) =
+            env.post("/v1/webhooks", &tenant, json!({ "url": receiver.url, "kinds": ["bill.paid"] })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM webhook_endpoints").await, 0);
+
+        let kinds = json!(["plugin.action", "install.paused", "delivery.dead"]);
+        let (status, created) = env.post("/v1/webhooks", &tenant, json!({ "url": receiver.url, "kinds": kinds })).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let secret = created["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+        let endpoint = created["endpoint"]["id"].as_str().unwrap().to_string();
+        let (status, shown) = env.get(&format!("/v1/webhooks/{endpoint}"), &tenant).await;
+        assert_eq!(
+            (status, shown["kinds"].clone()),
+            (StatusCode::OK, json!(["delivery.dead", "install.paused", "plugin.action"]))
+        );
+        assert!(!shown.to_string().contains(&secret[6..]), "the secret is shown once: {shown}");
+        let (_, listed) = env.get("/v1/webhooks", &tenant).await;
+        assert_eq!(listed.as_array().map(Vec::len), Some(1));
+        let other = env.tenant("initech").await;
+        let (status, _) = env.get(&format!("/v1/webhooks/{endpoint}"), &other).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // A plugin's action goes out once, however often the event is sent again.
+        let order = json!({ "order_id": "o-1", "amount_minor": 1000, "currency": "EUR", "region": "DE" });
+        let event = json!({ "id": "evt-w1", "type": "order.created", "payload": order });
+        for _ in 0..2 {
+            let (status, receipt) = env.post("/v1/events", &tenant, event.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{receipt}");
+        }
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 0);
+        let first = receiver.received();
+        assert_eq!(first.len(), 1);
+        let body: Value = serde_json::from_str(&first[0].body).unwrap();
+        assert_eq!(body["type"], "plugin.action");
+        assert_eq!(body["data"]["event_id"], "evt-w1");
+        assert_eq!(body["data"]["action"]["kind"], "invoice.tax-line");
+        assert_eq!(first[0].id, format!("msg_{}_0", body["data"]["invocation"].as_str().unwrap()));
+        assert_eq!(
+            first[0].signature,
+            sender::signature(&[&secret], &first[0].id, first[0].timestamp.parse().unwrap(), &first[0].body).unwrap()
+        );
+
+        // The receiver fails once: the same message comes again after the wait, with its id.
+        receiver.answers.lock().unwrap().push_back(503);
+        let event = json!({ "id": "evt-w2", "type": "order.created", "payload": order });
+        env.post("/v1/events", &tenant, event).await;
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let (_, log) = env.get(&format!("/v1/webhooks/{endpoint}/deliveries"), &tenant).await;
+        let failed = &log["items"][0];
+        assert_eq!(
+            (failed["state"].as_str(), failed["attempts"].as_i64(), failed["last_status"].as_i64()),
+            (Some("retrying"), Some(1), Some(503)),
+            "{log}"
+        );
+        assert!(failed["last_error"].as_str().unwrap().starts_with("answered 503: thanks"), "{failed}");
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 0, "not due yet");
+        clock.advance(MAX_WAIT_MS);
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let (_, log) = env.get(&format!("/v1/webhooks/{endpoint}/deliveries"), &tenant).await;
+        assert_eq!(
+            (log["total"].as_i64(), log["items"][0]["state"].as_str(), log["items"][0]["attempts"].as_i64()),
+            (Some(2), Some("delivered"), Some(2)),
+            "{log}"
+        );
+        assert!(log["items"][0]["last_latency_ms"].is_i64(), "{log}");
+        let got = receiver.received();
+        assert_eq!((got.len(), &got[1].id), (3, &got[2].id), "a retry carries the message's id");
+
+        // Rotation: for the overlap, messages carry a signature by each secret.
+        let (status, rotated) =
+            env.post(&format!("/v1/webhooks/{endpoint}/rotate-secret"), &tenant, json!({ "overlap_hours": 1 })).await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        let new_secret = rotated["secret"].as_str().unwrap().to_string();
+        assert_ne!(new_secret, secret);
+        assert!(rotated["endpoint"]["previous_secret_until"].is_i64(), "{rotated}");
+        // An install paused by its circuit breaker is a notice too.
+        let echo = env.install(&tenant, "nexus-labs/echo", json!({ "config": { "fail-with": "internal" } })).await;
+        for n in 0..5 {
+            let (status, receipt) = env
+                .post(
+                    &format!("/v1/installs/{}/invoke", echo["id"].as_str().unwrap()),
+                    &tenant,
+                    json!({ "id": format!("evt-p{n}"), "type": "t.x", "payload": {} }),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{receipt}");
+        }
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let paused = receiver.received().pop().unwrap();
+        let notice: Value = serde_json::from_str(&paused.body).unwrap();
+        assert_eq!(
+            (notice["type"].as_str(), notice["data"]["cause"].as_str()),
+            (Some("install.paused"), Some("failures")),
+            "{notice}"
+        );
+        assert_eq!(paused.signature.split(' ').count(), 2, "{}", paused.signature);
+        verified_independently(&receiver.received()[..3], &[&secret]);
+        verified_independently(std::slice::from_ref(&paused), &[&secret, &new_secret]);
+        // After the overlap only the new secret signs.
+        clock.advance(3_600_001);
+        env.post("/v1/events", &tenant, json!({ "id": "evt-w3", "type": "order.created", "payload": order })).await;
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let last = receiver.received().pop().unwrap();
+        assert_eq!(
+            last.signature,
+            sender::signature(&[&new_secret], &last.id, last.timestamp.parse().unwrap(), &last.body).unwrap()
+        );
+
+        // Deleted, an endpoint gets nothing more.
+        let (status, _) = env.call("DELETE", &format!("/v1/webhooks/{endpoint}"), Some(&tenant), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        env.post("/v1/events", &tenant, json!({ "id": "evt-w4", "type": "order.created", "payload": order })).await;
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 0);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'delivered'").await, 0);
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'webhook.%'").await;
+        assert_eq!(audited, 3, "created, rotated, deleted");
+        let secrets_logged =
+            count(&env, &format!("SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%{}%'", &new_secret[6..20])).await;
+        assert_eq!(secrets_logged, 0);
+    })
+}
