@@ -9,6 +9,7 @@
 //! passed.
 
 pub mod artifacts;
+pub mod cron;
 pub mod db;
 pub mod error;
 pub mod error_code;

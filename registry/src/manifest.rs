@@ -91,9 +91,45 @@ pub struct Manifest {
     /// default: deliveries run concurrently.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ordered_delivery: bool,
+    /// Each active install receives a `schedule.tick` event at every slot of each schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<Schedule>,
     #[serde(default)]
     pub capabilities: BTreeMap<Capability, CapabilityRequest>,
     pub pricing: Vec<PricingPlan>,
+}
+
+/// The most schedules one plugin may declare.
+pub const MAX_SCHEDULES: usize = 5;
+/// The event type a schedule's slots are delivered as.
+pub const SCHEDULE_TICK: &str = "schedule.tick";
+
+/// `[[schedules]]`: a cron expression in UTC (`crate::cron`), and what happens to slots a
+/// marketplace missed (it was down): `skip` delivers only the latest, `catch-up` each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Schedule {
+    pub id: String,
+    pub cron: String,
+    #[serde(default)]
+    pub missed: Missed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missed {
+    #[default]
+    Skip,
+    CatchUp,
+}
+
+impl Missed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::CatchUp => "catch-up",
+        }
+    }
 }
 
 /// Why the plugin needs a capability, and for `http` the hosts it calls and why.

@@ -279,6 +279,8 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
         other => other?,
     };
     catalog::count_install(&mut *tx, &id.to_string(), 1).await?;
+    crate::runner::schedules::set_for_install(&mut tx, &install_id, tenant.as_str(), &record.manifest.schedules, now)
+        .await?;
     crate::billing::run::start_install(&mut tx, market, &install_id, tenant.as_str(), &id.to_string(), &plan).await?;
     let detail = json!({
         "plugin": id.to_string(), "version": record.version.to_string(), "requirement": requirement_text,

@@ -46,6 +46,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0020_usage_hours.sql"),
     include_str!("../migrations/sqlite/0021_event_queue.sql"),
     include_str!("../migrations/common/0022_webhooks.sql"),
+    include_str!("../migrations/common/0023_schedules.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -69,6 +70,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0020_usage_hours.sql"),
     include_str!("../migrations/postgres/0021_event_queue.sql"),
     include_str!("../migrations/common/0022_webhooks.sql"),
+    include_str!("../migrations/common/0023_schedules.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

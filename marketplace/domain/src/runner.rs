@@ -45,6 +45,7 @@ mod admission;
 mod deliver;
 mod generations;
 pub mod queue;
+pub mod schedules;
 mod views;
 pub mod worker;
 

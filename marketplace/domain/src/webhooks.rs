@@ -484,7 +484,7 @@ pub async fn log(
 }
 
 /// The `YYYY-MM-DDTHH:MM:SSZ` of `at_ms`, for messages' `timestamp`.
-fn rfc3339(at_ms: i64) -> String {
+pub(crate) fn rfc3339(at_ms: i64) -> String {
     let seconds = at_ms.div_euclid(1000).rem_euclid(86_400);
     format!(
         "{}T{:02}:{:02}:{:02}Z",

@@ -25,6 +25,7 @@ mod plugin_run;
 mod registry_api;
 mod registry_cli;
 mod scale_out;
+mod schedules;
 mod tenant_cli;
 mod under_load;
 mod usage_hours;

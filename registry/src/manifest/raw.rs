@@ -25,8 +25,17 @@ pub(super) struct Manifest {
     contract: Option<String>,
     event_types: Option<Vec<String>>,
     ordered_delivery: Option<toml::Value>,
+    schedules: Option<Vec<Schedule>>,
     capabilities: Option<BTreeMap<String, Capability>>,
     pricing: Option<Vec<Plan>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Schedule {
+    id: Option<String>,
+    cron: Option<String>,
+    missed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +97,7 @@ impl Manifest {
                 return Err(invalid("ordered-delivery", format!("must be true or false, not a {}", other.type_str())));
             }
         };
+        let schedules = schedules(self.schedules.unwrap_or_default(), &event_types)?;
         let capabilities = self
             .capabilities
             .unwrap_or_default()
@@ -111,10 +121,49 @@ impl Manifest {
             contract,
             event_types,
             ordered_delivery,
+            schedules,
             capabilities,
             pricing,
         })
     }
+}
+
+/// `[[schedules]]`, each checked: an id unique among them, a 5-field cron expression, what
+/// to do with missed slots; a plugin with schedules must handle `schedule.tick`.
+fn schedules(raw: Vec<Schedule>, event_types: &[String]) -> Result<Vec<super::Schedule>, ManifestError> {
+    if raw.len() > super::MAX_SCHEDULES {
+        return Err(invalid("schedules", format!("at most {} schedules, not {}", super::MAX_SCHEDULES, raw.len())));
+    }
+    let mut schedules: Vec<super::Schedule> = Vec::with_capacity(raw.len());
+    for (i, schedule) in raw.into_iter().enumerate() {
+        let field = format!("schedules[{i}]");
+        let id = required_key(schedule.id, &field, "id")?;
+        let id_ok = (1..=32).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(invalid(format!("{field}.id"), format!("{id:?} must be 1 to 32 of a-z, 0-9 and -")));
+        }
+        if schedules.iter().any(|earlier| earlier.id == id) {
+            return Err(invalid(format!("{field}.id"), format!("{id:?} is used by another schedule")));
+        }
+        let cron = required_key(schedule.cron, &field, "cron")?;
+        let cron = crate::cron::Cron::parse(&cron).map_err(|problem| invalid(format!("{field}.cron"), problem))?;
+        let missed = match schedule.missed.as_deref() {
+            None | Some("skip") => super::Missed::Skip,
+            Some("catch-up") => super::Missed::CatchUp,
+            Some(other) => {
+                return Err(invalid(format!("{field}.missed"), format!("{other:?} must be \"skip\" or \"catch-up\"")));
+            }
+        };
+        schedules.push(super::Schedule { id, cron: cron.to_string(), missed });
+    }
+    if !schedules.is_empty() && !event_types.iter().any(|t| t == "*" || t == super::SCHEDULE_TICK) {
+        return Err(invalid(
+            "event-types",
+            format!("must include {} for the plugin's schedules", super::SCHEDULE_TICK),
+        ));
+    }
+    Ok(schedules)
 }
 
 /// The manifest field is already named by the error, so drop the id error's own prefix.

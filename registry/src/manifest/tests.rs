@@ -169,7 +169,7 @@ fn syntax_errors_say_where() {
         (
             ("license = \"Apache-2.0\"", "license = \"Apache-2.0\"\ncolour = \"red\""),
             "line 11, column 1: unknown field `colour`, expected one of `id`, `version`, `summary`, `description`, \
-             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `capabilities`, `pricing`",
+             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `schedules`, `capabilities`, `pricing`",
         ),
         (
             ("reason = \"Records what was sent\"", "reasn = \"Records what was sent\""),
@@ -605,5 +605,54 @@ fn ordered_delivery_is_off_unless_set_to_true() {
     assert_eq!(
         edited("event-types = ", "ordered-delivery = \"yes\"\nevent-types = ").map(drop),
         Err(invalid_err("ordered-delivery", "must be true or false, not a string"))
+    );
+}
+
+#[test]
+fn schedules_are_checked_field_by_field() {
+    let with = |schedules: &str| {
+        edited(
+            "event-types = [\"invoice.paid\", \"user.signup\"]",
+            &format!("event-types = [\"schedule.tick\"]\n{schedules}"),
+        )
+    };
+    let nightly = with("[[schedules]]\nid = \"nightly\"\ncron = \"0  3 * * *\"\n[[schedules]]\nid = \"catch\"\ncron = \"*/5 * * * *\"\nmissed = \"catch-up\"").unwrap();
+    assert_eq!(
+        nightly.schedules,
+        [
+            Schedule { id: "nightly".into(), cron: "0 3 * * *".into(), missed: Missed::Skip },
+            Schedule { id: "catch".into(), cron: "*/5 * * * *".into(), missed: Missed::CatchUp },
+        ]
+    );
+    let refused = [
+        (
+            "[[schedules]]\nid = \"a\"\ncron = \"* * * * * *\"",
+            "schedules[0].cron",
+            "has a seconds field; schedules fire at most once a minute: use 5 fields",
+        ),
+        (
+            "[[schedules]]\nid = \"A b\"\ncron = \"* * * * *\"",
+            "schedules[0].id",
+            "\"A b\" must be 1 to 32 of a-z, 0-9 and -",
+        ),
+        (
+            "[[schedules]]\nid = \"a\"\ncron = \"* * * * *\"\nmissed = \"all\"",
+            "schedules[0].missed",
+            "\"all\" must be \"skip\" or \"catch-up\"",
+        ),
+        (
+            "[[schedules]]\nid = \"a\"\ncron = \"* * * * *\"\n[[schedules]]\nid = \"a\"\ncron = \"0 * * * *\"",
+            "schedules[1].id",
+            "\"a\" is used by another schedule",
+        ),
+        ("[[schedules]]\nid = \"a\"", "schedules[0]", "is missing the required key cron"),
+    ];
+    for (schedules, field, problem) in refused {
+        assert_eq!(with(schedules).map(drop), Err(invalid_err(field, problem)), "{schedules}");
+    }
+    let untyped = edited("[capabilities.log]", "[[schedules]]\nid = \"a\"\ncron = \"* * * * *\"\n\n[capabilities.log]");
+    assert_eq!(
+        untyped.map(drop),
+        Err(invalid_err("event-types", "must include schedule.tick for the plugin's schedules"))
     );
 }

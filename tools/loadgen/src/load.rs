@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// bare-real, so a drift of the machine weighs on both).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
+    /// Send every event with `Prefer: respond-async` (answered 202 once queued), then wait
+    /// for the server's worker to deliver everything accepted and report how long that took.
+    #[arg(long = "async")]
+    queue: bool,
 }
 
 /// Shared between the workers and the progress line.
@@ -76,11 +80,14 @@ struct Side<'a> {
     token: Arc<str>,
     /// One client per connection, kept across windows so connections stay open.
     clients: Vec<Client>,
+    /// Send `Prefer: respond-async`.
+    queue: bool,
 }
 
 impl<'a> Side<'a> {
-    fn new(server: &'a Server, concurrency: u32) -> anyhow::Result<Self> {
+    fn new(server: &'a Server, concurrency: u32, queue: bool) -> anyhow::Result<Self> {
         Ok(Self {
+            queue,
             server,
             events: server.url.join("/v1/events")?,
             token: server.tenant_token.as_str().into(),
@@ -125,8 +132,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(server: &Server, bare: Option<&Server>, args: &RunArgs) -> anyhow::Result<(Report, Option<Report>)> {
-    let real = Side::new(server, args.concurrency)?;
-    let bare = bare.map(|bare| Side::new(bare, args.concurrency)).transpose()?;
+    let real = Side::new(server, args.concurrency, args.queue)?;
+    let bare = bare.map(|bare| Side::new(bare, args.concurrency, false)).transpose()?;
     let counters = Arc::new(Counters::default());
     let progress = tokio::spawn(progress(counters.clone(), Instant::now()));
     let memory_before = procfs::memory(server.pid()).context("the server is gone")?;
@@ -161,10 +168,17 @@ async fn measure(server: &Server, bare: Option<&Server>, args: &RunArgs) -> anyh
     progress.abort();
 
     let memory_after = procfs::memory(server.pid()).context("the server exited during the load")?;
+    if args.queue {
+        drained(&server.url, &server.tenant_token, real_tally.accepted).await?;
+    }
     let invocation_rows = recorded_invocations(&server.url, &server.tenant_token).await?;
     let backend = if args.postgres { "PostgreSQL" } else { "SQLite" };
     let real_report = Report {
-        subject: "POST /v1/events -> 1 echo install",
+        subject: if args.queue {
+            "POST /v1/events (Prefer: respond-async) -> 1 echo install"
+        } else {
+            "POST /v1/events -> 1 echo install"
+        },
         backend,
         concurrency: args.concurrency,
         warmup,
@@ -214,7 +228,7 @@ async fn drive(
         .map(|client| {
             let (client, events, token, counters) =
                 (client.clone(), side.events.clone(), side.token.clone(), counters.clone());
-            tokio::spawn(worker(client, events, token, counters, measure_from, stop_at))
+            tokio::spawn(worker(client, events, token, counters, side.queue, measure_from, stop_at))
         })
         .collect();
     let mut tally = Tally::default();
@@ -243,6 +257,7 @@ async fn worker(
     url: Url,
     token: Arc<str>,
     counters: Arc<Counters>,
+    queue: bool,
     measure_from: Instant,
     stop_at: Instant,
 ) -> Tally {
@@ -256,13 +271,14 @@ async fn worker(
         let n = counters.next.fetch_add(1, Ordering::Relaxed);
         // The body as `serde_json::json!` would write it, without building a value first.
         let body = format!(r#"{{"type":"bench.ping","payload":{{"n":{n}}}}}"#);
-        let sent = client
+        let mut request = client
             .post(url.clone())
             .header(reqwest::header::AUTHORIZATION, &authorization)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if queue {
+            request = request.header("prefer", "respond-async");
+        }
+        let sent = request.body(body).send().await;
         // The body is always read to the end so the connection can be reused.
         let (outcome, answer) = match sent {
             Ok(response) => {
@@ -314,6 +330,42 @@ async fn sample(pid: u32, stopping: Arc<AtomicBool>) -> anyhow::Result<Window> {
     let cpu_after = Cpu::now(pid).context("the server exited during the load")?;
     let cores = cpu_before.cores_until(&cpu_after, length.as_secs_f64());
     Ok(Window { length, peak_rss_kib, memory_samples, cores, rate: 0.0 })
+}
+
+/// Waits until the server's worker has applied every accepted event (`GET /v1/deliveries`),
+/// printing what is left each second, and prints how long the backlog took to drain.
+async fn drained(base: &Url, token: &str, accepted: u64) -> anyhow::Result<()> {
+    let client = client()?;
+    let started = Instant::now();
+    let applied_url = base.join("/v1/deliveries?state=applied&per_page=1")?;
+    let at_start = applied(&client, &applied_url, token).await?;
+    let mut told = Instant::now();
+    loop {
+        let done = applied(&client, &applied_url, token).await?;
+        if done >= accepted {
+            let took = started.elapsed().as_secs_f64();
+            let rate = (accepted - at_start) as f64 / took.max(f64::MIN_POSITIVE);
+            println!(
+                "drain            {at_start} of {accepted} deliveries applied when the load stopped; the other {} in {took:.2} s ({rate:.0} deliveries/s)",
+                accepted - at_start
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "{done} of {accepted} deliveries applied after 600 s"
+        );
+        if told.elapsed() >= Duration::from_secs(1) {
+            eprintln!("draining: {done} of {accepted} deliveries applied");
+            told = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn applied(client: &Client, url: &Url, token: &str) -> anyhow::Result<u64> {
+    let page: Value = client.get(url.clone()).bearer_auth(token).send().await?.error_for_status()?.json().await?;
+    page["total"].as_u64().context("no `total` in the deliveries page")
 }
 
 /// The rows in `invocations` for the tenant's install, as the API reports them.

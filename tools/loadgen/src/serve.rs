@@ -78,7 +78,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let url = format!("http://{}", listener.local_addr()?);
     announce(&url, &seeded.tenant, &seeded.operator, &seeded.publisher)?;
-    server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await
+    // Deliveries of events sent with `Prefer: respond-async` (`run --async`), as `nexus serve`.
+    let delivering = nexus_marketplace::runner::worker::keep_delivering(market.clone());
+    let served = server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await;
+    delivering.abort();
+    served
 }
 
 /// The one line on stdout that tells the parent where the server is and which tokens to use.

@@ -155,7 +155,9 @@ pub async fn approve_upgrade(
     }
     market.registry.verify_signature(&plugin, &record).await?;
     let mut tx = write_tx(market).await?;
-    if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants())).await? {
+    if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants()), market.billing.clock.now_ms())
+        .await?
+    {
         return Err(MarketError::conflict(
             ErrorCode::InstallChanged,
             format!("install {id} changed meanwhile; look again"),
@@ -175,6 +177,7 @@ async fn set_version(
     from: &str,
     record: &VersionRecord,
     grants: Option<&Grants>,
+    now: i64,
 ) -> Result<bool, MarketError> {
     let changed = sqlx::query(
         "UPDATE installs SET version = $1, digest = $2, event_types = $3, grants = COALESCE($4, grants), \
@@ -191,7 +194,13 @@ async fn set_version(
     .bind(i64::from(record.manifest.ordered_delivery))
     .execute(&mut **tx)
     .await?;
-    Ok(changed.rows_affected() == 1)
+    if changed.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let tenant: String =
+        sqlx::query_scalar("SELECT tenant_id FROM installs WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
+    crate::runner::schedules::set_for_install(tx, id, &tenant, &record.manifest.schedules, now).await?;
+    Ok(true)
 }
 
 /// Resumes a paused install.
@@ -346,7 +355,7 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
             }
         } else if grants_cover(&current.grants, best) {
             // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
-            if set_version(&mut tx, &current.id, &current.version, best, None).await? {
+            if set_version(&mut tx, &current.id, &current.version, best, None, market.billing.clock.now_ms()).await? {
                 let detail = json!({ "from": current.version, "to": best.version.to_string() });
                 audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
             }

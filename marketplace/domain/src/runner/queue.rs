@@ -10,6 +10,7 @@
 //! `dead` (still failing when the retry schedule ran out) and `cancelled` (the install was
 //! uninstalled). Dead and failed deliveries can be replayed: queued again with fresh attempts.
 
+use nexus_host::Event;
 use nexus_registry::{Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -20,6 +21,7 @@ use super::{EventRequest, Skipped, event, not_running, ordered_id};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::{CursorPage, MarketError};
+use crate::installs::Target;
 use crate::market::Market;
 
 /// Where a delivery stands.
@@ -149,38 +151,13 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
         queued.push((ordered_id("dlv")?, target));
     }
     let mut tx = market.db.write_tx().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO queued_events (tenant_id, id, event_type, payload, accepted_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (tenant_id, id) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(&event.payload)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let targets: Vec<(&str, &Target)> = queued.iter().map(|(id, target)| (id.as_str(), target)).collect();
+    if !insert_event(&mut tx, tenant, &event, &targets, now).await? {
         // Accepted before: its deliveries are the answer.
         tx.rollback().await?;
         return status_of(&market.db, tenant, &event.id)
             .await?
             .ok_or_else(|| MarketError::Storage(format!("event {} was accepted but cannot be read back", event.id)));
-    }
-    for (id, target) in &queued {
-        sqlx::query(
-            "INSERT INTO deliveries (id, tenant_id, event_id, install_id, plugin_id, ordered, state, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7, $7)",
-        )
-        .bind(id)
-        .bind(tenant.as_str())
-        .bind(&event.id)
-        .bind(&target.id)
-        .bind(target.plugin.to_string())
-        .bind(i64::from(target.ordered))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     }
     tx.commit().await?;
     runner.metrics.record_event(0);
@@ -204,6 +181,47 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
         })
         .collect();
     Ok(QueuedEvent { event_id: event.id, event_type: event.event_type, accepted_at: now, deliveries, skipped })
+}
+
+/// Writes an event and its deliveries (`(delivery id, install)`) in the caller's
+/// transaction; false, with nothing written, when the tenant's event id was queued before.
+pub(super) async fn insert_event(
+    tx: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    event: &Event,
+    targets: &[(&str, &Target)],
+    now: i64,
+) -> Result<bool, MarketError> {
+    let inserted = sqlx::query(
+        "INSERT INTO queued_events (tenant_id, id, event_type, payload, accepted_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(&event.id)
+    .bind(&event.event_type)
+    .bind(&event.payload)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for (id, target) in targets {
+        sqlx::query(
+            "INSERT INTO deliveries (id, tenant_id, event_id, install_id, plugin_id, ordered, state, attempts, \
+             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7, $7)",
+        )
+        .bind(*id)
+        .bind(tenant.as_str())
+        .bind(&event.id)
+        .bind(&target.id)
+        .bind(target.plugin.to_string())
+        .bind(i64::from(target.ordered))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(true)
 }
 
 /// The tenant a request reads or changes deliveries of: a tenant its own; an operator the

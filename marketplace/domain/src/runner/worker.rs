@@ -106,11 +106,14 @@ enum Settle {
     Later,
 }
 
-/// Runs due deliveries and posts due webhooks until the task is dropped: at once when this
-/// node queued some, otherwise every [`POLL`].
+/// Fires due schedules, runs due deliveries and posts due webhooks until the task is dropped:
+/// at once when this node queued some, otherwise every [`POLL`].
 pub fn keep_delivering(market: Arc<Market>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
+            if let Err(error) = super::schedules::fire_due(&market).await {
+                tracing::warn!(%error, "firing schedules");
+            }
             let delivered = deliver_due(&market).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "delivering queued events");
                 0

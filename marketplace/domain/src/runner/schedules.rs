@@ -1,0 +1,170 @@
+//! Plugins' schedules: each active install of a version whose manifest declares
+//! `[[schedules]]` receives a `schedule.tick` event at every slot of each cron expression
+//! (UTC), through the queue of asynchronous events, so it is retried, logged and replayed like
+//! any other.
+//!
+//! - The slots of an install live in `install_schedules`, written with the install's version
+//!   (`set_for_install`). Every node's worker looks for due rows each turn (`fire_due`).
+//! - **Exactly once per slot across nodes**: a slot fires in the transaction that moves the
+//!   row's `next_slot_at` past it, guarded by its old value (of two nodes one moves it), and its
+//!   event id is made from the install, the schedule and the slot, so even a second writer
+//!   would queue nothing.
+//! - **Missed slots** (the marketplace was down): `skip` fires only the latest, `catch-up`
+//!   each, at most [`MAX_CATCH_UP`] (the latest ones). A paused install's slots pass without
+//!   firing; an uninstalled one's schedules are removed.
+
+use nexus_host::Event;
+use nexus_registry::cron::Cron;
+use nexus_registry::manifest::{Missed, SCHEDULE_TICK, Schedule};
+use serde_json::json;
+use sqlx::Row;
+
+use super::{ordered_id, queue};
+use crate::accounts::TenantId;
+use crate::error::{MarketError, storage};
+use crate::installs::{self, InstallStatus};
+use crate::market::Market;
+
+/// The most missed slots one schedule catches up at once.
+pub const MAX_CATCH_UP: usize = 100;
+/// Rows one turn looks at.
+const BATCH: i64 = 100;
+
+/// Writes `install`'s schedules (those of the version it now runs), replacing what it had,
+/// in the caller's transaction. The first slot is the first after `now`.
+pub async fn set_for_install(
+    tx: &mut sqlx::AnyConnection,
+    install: &str,
+    tenant: &str,
+    schedules: &[Schedule],
+    now: i64,
+) -> Result<(), MarketError> {
+    sqlx::query("DELETE FROM install_schedules WHERE install_id = $1").bind(install).execute(&mut *tx).await?;
+    for schedule in schedules {
+        let cron = Cron::parse(&schedule.cron).map_err(|e| storage(format!("a published schedule: {e}")))?;
+        sqlx::query(
+            "INSERT INTO install_schedules (install_id, schedule_id, tenant_id, cron, missed, next_slot_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(install)
+        .bind(&schedule.id)
+        .bind(tenant)
+        .bind(&schedule.cron)
+        .bind(schedule.missed.as_str())
+        .bind(cron.next_after(now))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The slots due from `next` up to `now`: all of them for `catch-up` (the latest
+/// [`MAX_CATCH_UP`]), the latest for `skip`.
+fn due_slots(cron: &Cron, next: i64, now: i64, missed: Missed) -> Vec<i64> {
+    let mut slots = Vec::new();
+    let mut slot = next;
+    while slot <= now {
+        slots.push(slot);
+        if slots.len() > MAX_CATCH_UP {
+            slots.remove(0);
+        }
+        slot = cron.next_after(slot);
+    }
+    match missed {
+        Missed::CatchUp => slots,
+        Missed::Skip => slots.pop().into_iter().collect(),
+    }
+}
+
+/// Fires the due slots of every schedule; returns how many ticks it queued.
+pub async fn fire_due(market: &Market) -> Result<usize, MarketError> {
+    let now = market.billing.clock.now_ms();
+    let rows = sqlx::query(
+        "SELECT install_id, schedule_id, tenant_id, cron, missed, next_slot_at FROM install_schedules \
+         WHERE next_slot_at <= $1 ORDER BY next_slot_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(BATCH)
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut fired = 0;
+    for row in &rows {
+        let install: String = row.try_get("install_id")?;
+        let schedule: String = row.try_get("schedule_id")?;
+        let tenant: TenantId = row.try_get::<String, _>("tenant_id")?.parse()?;
+        let cron = Cron::parse(&row.try_get::<String, _>("cron")?).map_err(storage)?;
+        let missed = match row.try_get::<String, _>("missed")?.as_str() {
+            "catch-up" => Missed::CatchUp,
+            _ => Missed::Skip,
+        };
+        let next: i64 = row.try_get("next_slot_at")?;
+        let target = installs::target_by_id(market, &install).await?;
+        if target.as_ref().is_none_or(|t| t.status == InstallStatus::Uninstalled) {
+            sqlx::query("DELETE FROM install_schedules WHERE install_id = $1")
+                .bind(&install)
+                .execute(market.db.writer())
+                .await?;
+            continue;
+        }
+        let running = target.as_ref().is_some_and(|t| t.status == InstallStatus::Active);
+        let slots = if running { due_slots(&cron, next, now, missed) } else { Vec::new() };
+        let mut tx = market.db.write_tx().await?;
+        let moved = sqlx::query(
+            "UPDATE install_schedules SET next_slot_at = $1 WHERE install_id = $2 AND schedule_id = $3 \
+             AND next_slot_at = $4",
+        )
+        .bind(cron.next_after(now))
+        .bind(&install)
+        .bind(&schedule)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            // Another node fired these slots.
+            tx.rollback().await?;
+            continue;
+        }
+        if let Some(target) = target.as_ref().filter(|_| running) {
+            for slot in &slots {
+                let payload = json!({ "schedule": schedule, "slot": crate::webhooks::rfc3339(*slot), "slot_ms": slot,
+                                      "late_ms": now - slot });
+                let event = Event {
+                    id: format!("sched_{install}_{schedule}_{slot}"),
+                    event_type: SCHEDULE_TICK.to_string(),
+                    payload: payload.to_string(),
+                };
+                let delivery = ordered_id("dlv")?;
+                if queue::insert_event(&mut tx, &tenant, &event, &[(delivery.as_str(), target)], now).await? {
+                    fired += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+    }
+    if fired > 0 {
+        market.runner.wake_workers();
+    }
+    Ok(fired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_slots_are_skipped_to_the_latest_or_caught_up_to_the_limit() {
+        let every_minute = Cron::parse("* * * * *").unwrap();
+        let (start, minute) = (1_800_000_000_000, 60_000);
+        assert_eq!(due_slots(&every_minute, start, start - 1, Missed::CatchUp), Vec::<i64>::new());
+        assert_eq!(
+            due_slots(&every_minute, start, start + 2 * minute, Missed::CatchUp),
+            [start, start + minute, start + 2 * minute]
+        );
+        assert_eq!(due_slots(&every_minute, start, start + 2 * minute + 5, Missed::Skip), [start + 2 * minute]);
+        let many = due_slots(&every_minute, start, start + 500 * minute, Missed::CatchUp);
+        assert_eq!(
+            (many.len(), many[0], *many.last().unwrap()),
+            (MAX_CATCH_UP, start + 401 * minute, start + 500 * minute)
+        );
+    }
+}
