@@ -508,6 +508,12 @@ pub fn process_id() -> &'static str {
     &ID
 }
 
+/// `$first, …, $(first + n - 1)`: the placeholders of `n` values bound in order, for
+/// statements that take a list (`IN (…)`, `VALUES (…)`).
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 /// Milliseconds since the Unix epoch, the time type of every table.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -31,7 +31,9 @@ pub use changes::{
     InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,
 };
 pub use consent::{Consent, GrantConsent, RequestedCapability, RequestedHost, preview};
-pub use delivery::{Target, open_secrets, record_health, target_by_id, target_of, targets, targets_read};
+pub use delivery::{
+    Target, open_secrets, record_health, target_by_id, target_of, targets, targets_by_ids, targets_read,
+};
 
 /// Settings and secrets an install may hold, and how large each may be.
 pub const MAX_SETTINGS: usize = 64;

@@ -7,7 +7,7 @@
 //! thread at once: one hand-off per batch rather than one per statement. The same transaction
 //! adds the batch's usage to its install's hours ([`usage_hours`]), which billing reads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -516,6 +516,36 @@ pub async fn applied(
         .fetch_all(&market.db.pool)
         .await?;
     rows.iter().map(|row| record_of(row).map(|r| (r.install.clone(), r))).collect()
+}
+
+/// The applied invocations of each `(install, event id)` pair that has one, in one read.
+pub async fn applied_to(
+    market: &Market,
+    pairs: &[(&str, &str)],
+) -> Result<HashMap<(String, String), InvocationRecord>, MarketError> {
+    let mut found = HashMap::new();
+    for chunk in pairs.chunks(250) {
+        let sql = format!(
+            "SELECT * FROM invocations WHERE outcome = 'ok' AND install_id IN ({}) AND event_id IN ({})",
+            nexus_registry::db::placeholders(1, chunk.len()),
+            nexus_registry::db::placeholders(chunk.len() + 1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for (install, _) in chunk {
+            query = query.bind(*install);
+        }
+        for (_, event) in chunk {
+            query = query.bind(*event);
+        }
+        for row in query.fetch_all(&market.db.pool).await? {
+            let record = record_of(&row)?;
+            let key = (record.install.clone(), record.event_id.clone());
+            if chunk.iter().any(|(install, event)| *install == key.0 && *event == key.1) {
+                found.insert(key, record);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// One invocation by id.

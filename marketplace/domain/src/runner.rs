@@ -41,6 +41,7 @@ impl Default for TenantLimits {
     }
 }
 
+mod accepts;
 mod admission;
 mod deliver;
 mod generations;
@@ -65,6 +66,8 @@ pub struct Runner {
     event_compile_wait: Duration,
     /// What events read before they run (callers, installs), cached by generation.
     views: views::EventViews,
+    /// Commits accepted asynchronous events in shared transactions (`accepts.rs`).
+    accepts: accepts::Accepts,
     /// Tells this node's delivery worker that deliveries or webhooks were queued (`worker.rs`).
     queue_wake: tokio::sync::Notify,
     /// Posts tenants' webhooks under the host's outbound policy (`webhooks/sender.rs`).
@@ -149,6 +152,7 @@ impl Runner {
         Self {
             host,
             records: InvocationLog::start(db.clone()),
+            accepts: accepts::Accepts::start(db.clone()),
             views: views::EventViews::new(db.clone()),
             kv: Arc::new(SqlKv::new(db)),
             admission: admission::Admission::new(limits),

@@ -1,5 +1,5 @@
 //! Tenants' webhook endpoints: where Nexus posts what the tenant's systems should hear about
-//! (a plugin's actions, a dead delivery, a paused install, a failed payment), signed as the
+//! (a plugin's actions, a dead delivery, a paused install, a declined payment), signed as the
 //! Standard Webhooks specification describes (`sender.rs`), retried on the delivery
 //! schedule, each attempt logged with its status and latency.
 //!
@@ -41,16 +41,21 @@ pub enum WebhookKind {
     /// An install stopped running: its circuit breaker tripped, or its payment failed.
     #[serde(rename = "install.paused")]
     InstallPaused,
+    /// A charge's collection was declined (the next attempt's time, or none when the retries
+    /// are used up and the install pauses).
+    #[serde(rename = "payment.failed")]
+    PaymentFailed,
 }
 
 impl WebhookKind {
-    pub const ALL: [Self; 3] = [Self::PluginAction, Self::DeliveryDead, Self::InstallPaused];
+    pub const ALL: [Self; 4] = [Self::PluginAction, Self::DeliveryDead, Self::InstallPaused, Self::PaymentFailed];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PluginAction => "plugin.action",
             Self::DeliveryDead => "delivery.dead",
             Self::InstallPaused => "install.paused",
+            Self::PaymentFailed => "payment.failed",
         }
     }
 }
@@ -580,5 +585,25 @@ pub async fn install_paused(
     let data = json!({ "install": install, "plugin": row.try_get::<String, _>("plugin_id")?,
                        "version": row.try_get::<String, _>("version")?, "cause": cause, "reason": reason });
     enqueue(tx, at_ms, &tenant, WebhookKind::InstallPaused, &format!("msg_paused_{install}_{at_ms}"), data).await?;
+    Ok(())
+}
+
+/// Queues `payment.failed` for a declined collection attempt, in the transaction that
+/// records the decline; one message per charge and attempt.
+pub async fn payment_failed(
+    tx: &mut sqlx::AnyConnection,
+    at_ms: i64,
+    install: &str,
+    charge: &str,
+    attempt: i64,
+    reason: &str,
+    next_attempt_at: Option<i64>,
+) -> Result<(), MarketError> {
+    let tenant: String =
+        sqlx::query_scalar("SELECT tenant_id FROM installs WHERE id = $1").bind(install).fetch_one(&mut *tx).await?;
+    let data = json!({ "charge": charge, "install": install, "attempt": attempt, "reason": reason,
+                       "next_attempt_at": next_attempt_at });
+    let message = format!("msg_declined_{charge}_{attempt}");
+    enqueue(tx, at_ms, &tenant, WebhookKind::PaymentFailed, &message, data).await?;
     Ok(())
 }

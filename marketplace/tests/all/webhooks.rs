@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use nexus_host::{Host, HostConfig, OutboundPolicy};
-use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider};
+use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider, Scripted};
 use nexus_marketplace::runner::worker::MAX_WAIT_MS;
 use nexus_marketplace::webhooks::sender;
 use serde_json::{Value, json};
@@ -128,7 +128,8 @@ async fn count(env: &Env, sql: &str) -> i64 {
 fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
     on_both(|postgres| async move {
         let clock = Arc::new(ManualClock::at(nexus_registry::db::now_ms()));
-        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let sandbox = Arc::new(SandboxProvider::default());
+        let billing = BillingConfig::sandboxed(clock.clone(), sandbox.clone());
         let options = Options { host: Some(loopback_host()), billing: Some(billing), ..Options::default() };
         let env = Env::with(postgres, options).await;
         let receiver = Receiver::start().await;
@@ -257,6 +258,35 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         assert_eq!(paused.signature.split(' ').count(), 2, "{}", paused.signature);
         verified_independently(&receiver.received()[..3], &[&secret]);
         verified_independently(std::slice::from_ref(&paused), &[&secret, &new_secret]);
+        // A declined payment is a notice for an endpoint that subscribes to it.
+        let kinds = json!(["plugin.action", "install.paused", "payment.failed"]);
+        let (status, patched) = env
+            .call(
+                "PATCH",
+                &format!("/v1/webhooks/{endpoint}"),
+                Some(&tenant),
+                Some(&json!({ "kinds": kinds }).to_string()),
+            )
+            .await;
+        assert_eq!((status, patched["kinds"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "{patched}");
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 6000 });
+        let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
+        let bought = env.install(&tenant, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
+        assert_eq!(bought["status"], "pending_payment", "{bought}");
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let declined: Value = serde_json::from_str(&receiver.received().pop().unwrap().body).unwrap();
+        assert_eq!(
+            (declined["type"].as_str(), declined["data"]["reason"].as_str()),
+            (Some("payment.failed"), Some("card_declined")),
+            "{declined}"
+        );
+        assert_eq!(
+            (declined["data"]["install"].as_str(), declined["data"]["attempt"].as_i64()),
+            (bought["id"].as_str(), Some(1))
+        );
+        assert!(declined["data"]["next_attempt_at"].is_i64(), "a retry is scheduled: {declined}");
         // After the overlap only the new secret signs.
         clock.advance(3_600_001);
         env.post("/v1/events", &tenant, json!({ "id": "evt-w3", "type": "order.created", "payload": order })).await;
@@ -274,7 +304,7 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         assert_eq!(sender::send_due(&env.market).await.unwrap(), 0);
         assert_eq!(count(&env, "SELECT COUNT(*) FROM webhook_deliveries WHERE state <> 'delivered'").await, 0);
         let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'webhook.%'").await;
-        assert_eq!(audited, 3, "created, rotated, deleted");
+        assert_eq!(audited, 4, "created, rotated, updated, deleted");
         let secrets_logged =
             count(&env, &format!("SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%{}%'", &new_secret[6..20])).await;
         assert_eq!(secrets_logged, 0);

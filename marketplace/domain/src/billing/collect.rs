@@ -13,7 +13,7 @@
 
 use nexus_money::Currency;
 use nexus_registry::Backend;
-use nexus_registry::db::process_id;
+use nexus_registry::db::{placeholders, process_id};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -183,10 +183,6 @@ async fn ask(market: &Market, claim: &Claim) -> Answer {
 }
 
 /// `IN ($first, …)` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
 /// `($1, …), (…)`: `count` rows of `width` values.
 fn rows(count: usize, width: usize) -> String {
     (0..count).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
@@ -638,6 +634,7 @@ async fn declined(
     let schedule = &market.billing.retry_after_ms;
     let next = usize::try_from(claim.attempt - 1).ok().and_then(|i| schedule.get(i)).map(|wait| now + wait);
     finish_attempt(conn, id, claim.attempt, "declined", None, Some(reason), now).await?;
+    crate::webhooks::payment_failed(conn, now, install, id.as_str(), claim.attempt, reason, next).await?;
     sqlx::query("UPDATE charges SET status = 'failed', next_attempt_at = $2, claimed_until = NULL WHERE id = $1")
         .bind(id.as_str())
         .bind(next)

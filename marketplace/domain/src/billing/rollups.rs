@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use nexus_money::ledger::Posting;
 use nexus_money::period;
+use nexus_registry::db::placeholders;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -328,11 +329,6 @@ pub(crate) async fn apply(conn: &mut sqlx::AnyConnection, posted: &[Posted<'_>])
     upsert_rollups(conn, &rollups).await?;
     upsert_balances(conn, &balances).await?;
     insert_entries(conn, &entries).await
-}
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 async fn charge_facts(

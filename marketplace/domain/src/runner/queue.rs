@@ -150,16 +150,13 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
         }
         queued.push((ordered_id("dlv")?, target));
     }
-    let mut tx = market.db.write_tx().await?;
-    let targets: Vec<(&str, &Target)> = queued.iter().map(|(id, target)| (id.as_str(), target)).collect();
-    if !insert_event(&mut tx, tenant, &event, &targets, now).await? {
+    let accept = super::accepts::Accept { tenant: tenant.clone(), event: event.clone(), targets: queued.clone(), now };
+    if !runner.accepts.write(accept).await? {
         // Accepted before: its deliveries are the answer.
-        tx.rollback().await?;
         return status_of(&market.db, tenant, &event.id)
             .await?
             .ok_or_else(|| MarketError::Storage(format!("event {} was accepted but cannot be read back", event.id)));
     }
-    tx.commit().await?;
     runner.metrics.record_event(0);
     runner.wake_workers();
     let deliveries = queued

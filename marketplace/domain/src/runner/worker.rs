@@ -34,7 +34,7 @@ use sqlx::Row;
 use super::deliver::{self, Refusal};
 use crate::accounts::TenantId;
 use crate::error::MarketError;
-use crate::installs::{self, InstallStatus};
+use crate::installs::{self, InstallStatus, Target};
 use crate::market::Market;
 use crate::records;
 use crate::webhooks::WebhookKind;
@@ -139,7 +139,20 @@ pub async fn deliver_due(market: &Market) -> Result<usize, MarketError> {
         return Ok(0);
     }
     crate::pause::at("deliveries.after_claim").await;
-    let attempts = claimed.iter().map(|claimed| attempt(market, claimed));
+    // What every attempt reads first, read once for the batch: the installs, and whether an
+    // earlier attempt (or a synchronous send of the same id) already applied the event.
+    let mut ids: Vec<&str> = claimed.iter().map(|claimed| claimed.install.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let targets = installs::targets_by_ids(market, &ids).await?;
+    let pairs: Vec<(&str, &str)> =
+        claimed.iter().map(|claimed| (claimed.install.as_str(), claimed.event.id.as_str())).collect();
+    let mut applied = records::applied_to(market, &pairs).await?;
+    let attempts = claimed.iter().map(|claimed| {
+        let target = targets.get(&claimed.install).cloned();
+        let applied = applied.remove(&(claimed.install.clone(), claimed.event.id.clone()));
+        attempt(market, claimed, target, applied)
+    });
     let settled = futures_util::future::join_all(attempts).await;
     crate::pause::at("deliveries.before_settle").await;
     settle(market, claimed.iter().zip(settled)).await?;
@@ -199,9 +212,15 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     Ok(claimed)
 }
 
-/// One attempt at one claimed delivery.
-async fn attempt(market: &Market, claimed: &Claimed) -> Settle {
-    match try_attempt(market, claimed).await {
+/// One attempt at one claimed delivery of `target` (`None`: the install is gone), which
+/// `applied` already applied, if it did.
+async fn attempt(
+    market: &Market,
+    claimed: &Claimed,
+    target: Option<Target>,
+    applied: Option<records::InvocationRecord>,
+) -> Settle {
+    match try_attempt(market, claimed, target, applied).await {
         Ok(settle) => settle,
         Err(error) => {
             tracing::warn!(delivery = %claimed.id, %error, "delivery attempt failed in the marketplace");
@@ -210,12 +229,16 @@ async fn attempt(market: &Market, claimed: &Claimed) -> Settle {
     }
 }
 
-async fn try_attempt(market: &Market, claimed: &Claimed) -> Result<Settle, MarketError> {
-    let Some(target) = installs::target_by_id(market, &claimed.install).await? else {
+async fn try_attempt(
+    market: &Market,
+    claimed: &Claimed,
+    target: Option<Target>,
+    applied: Option<records::InvocationRecord>,
+) -> Result<Settle, MarketError> {
+    let Some(target) = target else {
         return Ok(Settle::Cancelled { reason: format!("install {} no longer exists", claimed.install) });
     };
-    if let Some(record) = records::applied(market, claimed.tenant.as_str(), &claimed.event.id).await?.remove(&target.id)
-    {
+    if let Some(record) = applied {
         crate::webhooks::enqueue_actions(market, &record).await?;
         return Ok(Settle::Applied { invocation: record.id });
     }
