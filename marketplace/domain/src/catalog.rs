@@ -434,6 +434,9 @@ async fn set_mark(
     }
     let action = if text.is_some() { mark.actions.0 } else { mark.actions.1 };
     audit::record(&mut *tx, &caller.actor(), action, &id.to_string(), json!({ mark.detail: text })).await?;
+    if let Some(reason) = text.filter(|_| mark.at_column == DELISTED.at_column) {
+        crate::webhooks::plugin_delisted(&mut tx, now_ms(), &id.to_string(), reason).await?;
+    }
     tx.commit().await?;
     listing(&row(db, id).await?, true)
 }

@@ -45,10 +45,15 @@ pub enum WebhookKind {
     /// are used up and the install pauses).
     #[serde(rename = "payment.failed")]
     PaymentFailed,
+    /// An operator delisted a plugin the tenant has installed (the install keeps running; new
+    /// installs are refused), with the reason.
+    #[serde(rename = "plugin.delisted")]
+    PluginDelisted,
 }
 
 impl WebhookKind {
-    pub const ALL: [Self; 4] = [Self::PluginAction, Self::DeliveryDead, Self::InstallPaused, Self::PaymentFailed];
+    pub const ALL: [Self; 5] =
+        [Self::PluginAction, Self::DeliveryDead, Self::InstallPaused, Self::PaymentFailed, Self::PluginDelisted];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +61,7 @@ impl WebhookKind {
             Self::DeliveryDead => "delivery.dead",
             Self::InstallPaused => "install.paused",
             Self::PaymentFailed => "payment.failed",
+            Self::PluginDelisted => "plugin.delisted",
         }
     }
 }
@@ -605,5 +611,26 @@ pub async fn payment_failed(
                        "next_attempt_at": next_attempt_at });
     let message = format!("msg_declined_{charge}_{attempt}");
     enqueue(tx, at_ms, &tenant, WebhookKind::PaymentFailed, &message, data).await?;
+    Ok(())
+}
+
+/// Queues `plugin.delisted` for every tenant with a live install of `plugin`, in the
+/// transaction that delists it.
+pub async fn plugin_delisted(
+    tx: &mut sqlx::AnyConnection,
+    at_ms: i64,
+    plugin: &str,
+    reason: &str,
+) -> Result<(), MarketError> {
+    let installs = sqlx::query("SELECT id, tenant_id FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'")
+        .bind(plugin)
+        .fetch_all(&mut *tx)
+        .await?;
+    for install in &installs {
+        let (id, tenant): (String, String) = (install.try_get("id")?, install.try_get("tenant_id")?);
+        let data = json!({ "plugin": plugin, "install": id, "reason": reason,
+                           "effect": "the install keeps running; new installs are refused while delisted" });
+        enqueue(tx, at_ms, &tenant, WebhookKind::PluginDelisted, &format!("msg_delisted_{id}_{at_ms}"), data).await?;
+    }
     Ok(())
 }

@@ -259,7 +259,7 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         verified_independently(&receiver.received()[..3], &[&secret]);
         verified_independently(std::slice::from_ref(&paused), &[&secret, &new_secret]);
         // A declined payment is a notice for an endpoint that subscribes to it.
-        let kinds = json!(["plugin.action", "install.paused", "payment.failed"]);
+        let kinds = json!(["plugin.action", "install.paused", "payment.failed", "plugin.delisted"]);
         let (status, patched) = env
             .call(
                 "PATCH",
@@ -268,7 +268,7 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
                 Some(&json!({ "kinds": kinds }).to_string()),
             )
             .await;
-        assert_eq!((status, patched["kinds"].as_array().map(Vec::len)), (StatusCode::OK, Some(3)), "{patched}");
+        assert_eq!((status, patched["kinds"].as_array().map(Vec::len)), (StatusCode::OK, Some(4)), "{patched}");
         let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 6000 });
         let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -287,6 +287,17 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
             (bought["id"].as_str(), Some(1))
         );
         assert!(declined["data"]["next_attempt_at"].is_i64(), "a retry is scheduled: {declined}");
+        // So is a delisting of a plugin the tenant has installed.
+        let delist = json!({ "reason": "its webhook host is gone" });
+        let (status, body) = env.post("/v1/catalog/nexus-labs/chat-notifier/delist", &env.operator, delist).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let delisted: Value = serde_json::from_str(&receiver.received().pop().unwrap().body).unwrap();
+        assert_eq!(
+            (delisted["type"].as_str(), delisted["data"]["install"].as_str()),
+            (Some("plugin.delisted"), bought["id"].as_str())
+        );
+        assert_eq!(delisted["data"]["reason"], "its webhook host is gone");
         // After the overlap only the new secret signs.
         clock.advance(3_600_001);
         env.post("/v1/events", &tenant, json!({ "id": "evt-w3", "type": "order.created", "payload": order })).await;
