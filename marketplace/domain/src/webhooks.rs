@@ -49,11 +49,20 @@ pub enum WebhookKind {
     /// installs are refused), with the reason.
     #[serde(rename = "plugin.delisted")]
     PluginDelisted,
+    /// A charge was issued: a price due at install or a plan change, a period, usage.
+    #[serde(rename = "bill.issued")]
+    BillIssued,
 }
 
 impl WebhookKind {
-    pub const ALL: [Self; 5] =
-        [Self::PluginAction, Self::DeliveryDead, Self::InstallPaused, Self::PaymentFailed, Self::PluginDelisted];
+    pub const ALL: [Self; 6] = [
+        Self::PluginAction,
+        Self::DeliveryDead,
+        Self::InstallPaused,
+        Self::PaymentFailed,
+        Self::PluginDelisted,
+        Self::BillIssued,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +71,7 @@ impl WebhookKind {
             Self::InstallPaused => "install.paused",
             Self::PaymentFailed => "payment.failed",
             Self::PluginDelisted => "plugin.delisted",
+            Self::BillIssued => "bill.issued",
         }
     }
 }
@@ -548,6 +558,31 @@ pub async fn listening(market: &Market, tenant: &str, kind: WebhookKind) -> Resu
     .fetch_optional(&market.db.pool)
     .await?;
     Ok(found.is_some())
+}
+
+/// Which of `tenants` have an enabled endpoint for `kind`, read in the caller's transaction.
+pub async fn listening_among(
+    conn: &mut sqlx::AnyConnection,
+    tenants: &[&str],
+    kind: WebhookKind,
+) -> Result<std::collections::HashSet<String>, MarketError> {
+    let mut unique: Vec<&str> = tenants.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut found = std::collections::HashSet::new();
+    for chunk in unique.chunks(500) {
+        let sql = format!(
+            "SELECT DISTINCT s.tenant_id FROM webhook_subscriptions s JOIN webhook_endpoints e ON e.id = s.endpoint_id \
+             WHERE s.kind = $1 AND e.enabled = 1 AND s.tenant_id IN ({})",
+            nexus_registry::db::placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(kind.as_str());
+        for tenant in chunk {
+            query = query.bind(*tenant);
+        }
+        found.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(found)
 }
 
 /// Queues a plugin's actions from an applied invocation: message `msg_<invocation>_<n>` per

@@ -259,7 +259,7 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         verified_independently(&receiver.received()[..3], &[&secret]);
         verified_independently(std::slice::from_ref(&paused), &[&secret, &new_secret]);
         // A declined payment is a notice for an endpoint that subscribes to it.
-        let kinds = json!(["plugin.action", "install.paused", "payment.failed", "plugin.delisted"]);
+        let kinds = json!(["plugin.action", "install.paused", "payment.failed", "plugin.delisted", "bill.issued"]);
         let (status, patched) = env
             .call(
                 "PATCH",
@@ -268,15 +268,25 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
                 Some(&json!({ "kinds": kinds }).to_string()),
             )
             .await;
-        assert_eq!((status, patched["kinds"].as_array().map(Vec::len)), (StatusCode::OK, Some(4)), "{patched}");
+        assert_eq!((status, patched["kinds"].as_array().map(Vec::len)), (StatusCode::OK, Some(5)), "{patched}");
         let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 6000 });
         let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
         let bought = env.install(&tenant, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
         assert_eq!(bought["status"], "pending_payment", "{bought}");
-        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
-        let declined: Value = serde_json::from_str(&receiver.received().pop().unwrap().body).unwrap();
+        // The charge was issued, then declined: two messages.
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 2);
+        let mut last_two: Vec<Value> =
+            receiver.received().iter().rev().take(2).map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+        last_two.sort_by_key(|m| m["type"].as_str().unwrap().to_string());
+        let (issued, declined) = (last_two[0].clone(), last_two[1].clone());
+        assert_eq!(
+            (issued["type"].as_str(), issued["data"]["amount_minor"].as_i64(), issued["data"]["currency"].as_str()),
+            (Some("bill.issued"), Some(6000), Some("EUR")),
+            "{issued}"
+        );
+        assert_eq!(issued["data"]["charge"], declined["data"]["charge"]);
         assert_eq!(
             (declined["type"].as_str(), declined["data"]["reason"].as_str()),
             (Some("payment.failed"), Some("card_declined")),

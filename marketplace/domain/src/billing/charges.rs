@@ -269,7 +269,36 @@ pub async fn insert_many(
     if !heads.is_empty() {
         ledger::post_many(conn, &heads).await?;
     }
+    bills_issued(conn, lines, &ids, now).await?;
     Ok(ids)
+}
+
+/// Queues `bill.issued` for each charge written with an amount, for tenants with an
+/// endpoint that listens (one read finds them), in the transaction that wrote the charges.
+async fn bills_issued(
+    conn: &mut sqlx::AnyConnection,
+    lines: &[(Billed<'_>, NewCharge)],
+    ids: &[Option<ChargeId>],
+    now: i64,
+) -> Result<(), MarketError> {
+    let issued: Vec<(&Billed<'_>, &NewCharge, &ChargeId)> = lines
+        .iter()
+        .zip(ids)
+        .filter_map(|((billed, new), id)| id.as_ref().filter(|_| new.amount_minor > 0).map(|id| (billed, new, id)))
+        .collect();
+    let tenants: Vec<&str> = issued.iter().map(|(billed, _, _)| billed.tenant).collect();
+    let listening = crate::webhooks::listening_among(conn, &tenants, crate::webhooks::WebhookKind::BillIssued).await?;
+    for (billed, new, id) in issued.into_iter().filter(|(billed, _, _)| listening.contains(billed.tenant)) {
+        let data = serde_json::json!({
+            "charge": id.as_str(), "install": billed.install, "plugin": billed.plugin, "plan": billed.plan.key,
+            "line": new.line, "amount_minor": new.amount_minor, "currency": new.currency.code(),
+            "period_start": new.period.start_ms, "period_end": new.period.end_ms,
+        });
+        let message = format!("msg_bill_{}", id.as_str());
+        crate::webhooks::enqueue(conn, now, billed.tenant, crate::webhooks::WebhookKind::BillIssued, &message, data)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The charge, if the caller may see it: its tenant (with `read`) or an operator. Another
