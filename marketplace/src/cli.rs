@@ -14,6 +14,7 @@ mod output;
 mod plugin_run;
 mod publish;
 mod serve;
+mod webhooks;
 mod yank;
 
 use std::process::ExitCode;
@@ -62,6 +63,9 @@ enum Command {
     /// Send events to your installs.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Your tenant's webhook endpoints: add, list, rotate a secret, read the log, remove.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Operator commands with direct database access.
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -157,6 +161,7 @@ pub fn main() -> ExitCode {
             Command::Install(args) => install::install(args).await,
             Command::Installs(args) => install::list(args).await,
             Command::Events(command) => events::run(command).await,
+            Command::Webhooks(command) => webhooks::run(command).await,
             Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
             Command::Plans(command) => money::plans(command).await,
             Command::Plan(command) => money::change_plan(command).await,

@@ -162,6 +162,33 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
         stdout(&run(&["events", "replay", "--all-dead"], &tenant)),
         "nothing to replay: no delivery is in that state\n"
     );
+    // Webhook endpoints from the CLI.
+    let none = run(&["webhooks", "list"], &tenant);
+    assert_eq!(stdout(&none), "no webhook endpoints yet: `nexus webhooks add <url> --kind plugin.action` adds one\n");
+    let added = run(
+        &["webhooks", "add", "https://hooks.example.com/nexus", "--kind", "plugin.action", "--kind", "bill.issued"],
+        &tenant,
+    );
+    assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
+    let lines: Vec<String> = stdout(&added).lines().map(String::from).collect();
+    let endpoint = lines[0].split_whitespace().next().unwrap().to_string();
+    assert!(lines[0].ends_with("https://hooks.example.com/nexus  enabled  bill.issued,plugin.action"), "{lines:?}");
+    assert!(lines[1].starts_with("secret    whsec_"), "{lines:?}");
+    assert!(stdout(&run(&["webhooks", "list"], &tenant)).starts_with(&endpoint));
+    let rotated = run(&["webhooks", "rotate", &endpoint, "--overlap-hours", "2"], &tenant);
+    assert!(stdout(&rotated).starts_with("secret    whsec_") && stdout(&rotated) != lines[1], "{}", stderr(&rotated));
+    assert_eq!(stdout(&run(&["webhooks", "log", &endpoint], &tenant)), format!("nothing posted to {endpoint} yet\n"));
+    assert_eq!(stdout(&run(&["webhooks", "remove", &endpoint], &tenant)), format!("removed {endpoint}\n"));
+    let gone = run(&["webhooks", "remove", &endpoint], &tenant);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(stderr(&gone).contains("[not_found]"), "{}", stderr(&gone));
+    let bad_kind = run(&["webhooks", "add", "https://hooks.example.com/x", "--kind", "everything"], &tenant);
+    assert_eq!(bad_kind.status.code(), Some(2));
+    assert!(
+        stderr(&bad_kind).contains("--kind everything is not a webhook kind; use one of plugin.action,"),
+        "{}",
+        stderr(&bad_kind)
+    );
     let bad_state = run(&["events", "deliveries", "--state", "gone"], &tenant);
     assert_eq!(bad_state.status.code(), Some(2));
     assert!(
