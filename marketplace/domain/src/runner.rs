@@ -46,6 +46,7 @@ mod admission;
 mod deliver;
 mod generations;
 pub mod queue;
+pub mod retention;
 pub mod schedules;
 mod views;
 pub mod worker;

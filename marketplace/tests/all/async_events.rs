@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider};
+use nexus_marketplace::runner::retention;
 use nexus_marketplace::runner::worker::{self, FIRST_WAIT_MS, MAX_ATTEMPTS, MAX_WAIT_MS};
 use serde_json::{Value, json};
 
@@ -69,7 +70,7 @@ async fn count(env: &Env, sql: &str) -> i64 {
 #[test]
 fn an_async_event_is_queued_durably_then_applied_once_per_install() {
     on_both(|postgres| async move {
-        let (env, _) = env_with_clock(postgres).await;
+        let (env, clock) = env_with_clock(postgres).await;
         let tenant = env.tenant("globex").await;
         let tax = env.install(&tenant, "nexus-labs/tax-calculator", json!({ "config": { "rates": "DE=1900" } })).await;
         let echo = env.install(&tenant, "nexus-labs/echo", json!({ "config": { "prefix": "seen " } })).await;
@@ -155,6 +156,14 @@ fn an_async_event_is_queued_durably_then_applied_once_per_install() {
                 .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["deliveries"].as_array().map(Vec::len), Some(1), "echo handles every type: {body}");
+
+        // Finished deliveries and their events are kept a week, then swept.
+        assert_eq!(retention::sweep(&env.market).await.unwrap(), 0);
+        clock.advance(retention::KEEP_FINISHED_MS + 1);
+        assert_eq!(retention::sweep(&env.market).await.unwrap(), 2 + 1, "two applied deliveries, and their event");
+        let (status, _) = env.get("/v1/events/evt-a1", &tenant).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM queued_events").await, 1, "evt-a3 still has a queued delivery");
     })
 }
 

@@ -110,7 +110,14 @@ enum Settle {
 /// at once when this node queued some, otherwise every [`POLL`].
 pub fn keep_delivering(market: Arc<Market>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut swept = std::time::Instant::now();
         loop {
+            if swept.elapsed() >= super::retention::SWEEP_EVERY {
+                swept = std::time::Instant::now();
+                if let Err(error) = super::retention::sweep(&market).await {
+                    tracing::warn!(%error, "removing finished deliveries");
+                }
+            }
             if let Err(error) = super::schedules::fire_due(&market).await {
                 tracing::warn!(%error, "firing schedules");
             }
