@@ -16,11 +16,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+mod manage;
+
+pub use manage::{DeliveryQuery, MAX_REPLAY_IDS, ReplayRequest, Replayed, list, replay};
+
 use super::views::EventCaller;
 use super::{EventRequest, Skipped, event, not_running, ordered_id};
 use crate::accounts::{Caller, TenantId, TenantScope};
-use crate::audit;
-use crate::error::{CursorPage, MarketError};
+use crate::error::MarketError;
 use crate::installs::Target;
 use crate::market::Market;
 
@@ -106,10 +109,10 @@ pub struct QueuedEvent {
     pub skipped: Vec<Skipped>,
 }
 
-const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, install_id, plugin_id, state, attempts, next_attempt_at, \
+pub(super) const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, install_id, plugin_id, state, attempts, next_attempt_at, \
                                 last_outcome, last_error, invocation_id, created_at, updated_at";
 
-fn delivery_of(row: &AnyRow) -> Result<QueuedDelivery, MarketError> {
+pub(super) fn delivery_of(row: &AnyRow) -> Result<QueuedDelivery, MarketError> {
     let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
     let due = matches!(state, DeliveryState::Queued | DeliveryState::Retrying);
     Ok(QueuedDelivery {
@@ -223,7 +226,11 @@ pub(super) async fn insert_event(
 
 /// The tenant a request reads or changes deliveries of: a tenant its own; an operator the
 /// one it names, or every tenant where `all_allowed`.
-fn tenant_of(caller: &Caller, named: Option<&TenantId>, scope: TenantScope) -> Result<Option<TenantId>, MarketError> {
+pub(super) fn tenant_of(
+    caller: &Caller,
+    named: Option<&TenantId>,
+    scope: TenantScope,
+) -> Result<Option<TenantId>, MarketError> {
     match (caller, named) {
         (Caller::Operator { .. }, named) => Ok(named.cloned()),
         (_, named) => {
@@ -271,147 +278,4 @@ async fn status_of(db: &Db, tenant: &TenantId, event_id: &str) -> Result<Option<
         deliveries: rows.iter().map(delivery_of).collect::<Result<_, _>>()?,
         skipped: Vec::new(),
     }))
-}
-
-/// `GET /v1/deliveries`: newest first.
-#[derive(Debug, Default, Clone, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryQuery {
-    /// Operators may name a tenant (default: every tenant); tenants see their own.
-    pub tenant: Option<String>,
-    /// Only deliveries in this state (`dead` lists what needs a replay).
-    pub state: Option<DeliveryState>,
-    /// The `next_after` of the previous page.
-    pub after: Option<String>,
-    /// 1 to 100, default 50.
-    #[param(minimum = 1, maximum = 100)]
-    pub per_page: Option<u32>,
-}
-
-pub async fn list(
-    market: &Market,
-    caller: &Caller,
-    query: &DeliveryQuery,
-) -> Result<CursorPage<QueuedDelivery>, MarketError> {
-    let named = query.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
-    let tenant = tenant_of(caller, named.as_ref(), TenantScope::Read)?;
-    let per_page = crate::error::per_page(query.per_page, 50)?;
-    let before = match &query.after {
-        None => i64::MAX,
-        Some(after) => {
-            sqlx::query_scalar::<_, i64>("SELECT seq FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)")
-                .bind(after)
-                .bind(tenant.as_ref().map(TenantId::as_str))
-                .fetch_optional(&market.db.pool)
-                .await?
-                .ok_or_else(|| {
-                    MarketError::invalid(ErrorCode::InvalidQuery, format!("`after` {after} is not a delivery here"))
-                })?
-        }
-    };
-    let filter = "WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR state = $2)";
-    let state = query.state.map(DeliveryState::as_str);
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM deliveries {filter}"))
-        .bind(tenant.as_ref().map(TenantId::as_str))
-        .bind(state)
-        .fetch_one(&market.db.pool)
-        .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries {filter} AND seq < $3 ORDER BY seq DESC LIMIT $4"
-    ))
-    .bind(tenant.as_ref().map(TenantId::as_str))
-    .bind(state)
-    .bind(before)
-    .bind(i64::from(per_page) + 1)
-    .fetch_all(&market.db.pool)
-    .await?;
-    let items = rows.iter().map(delivery_of).collect::<Result<Vec<_>, _>>()?;
-    Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
-}
-
-/// The most deliveries one replay may name.
-pub const MAX_REPLAY_IDS: usize = 100;
-
-/// `POST /v1/deliveries/replay`: the deliveries named, or every delivery in a state.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayRequest {
-    /// Up to 100 delivery ids, each dead or failed.
-    #[serde(default)]
-    pub deliveries: Vec<String>,
-    /// Instead of ids: every delivery in this state (`dead` or `failed`).
-    pub state: Option<DeliveryState>,
-    /// Operators: only this tenant's (default: every tenant's, with `state`).
-    pub tenant: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Replayed {
-    /// The deliveries queued again, each from attempt 0.
-    pub deliveries: Vec<String>,
-}
-
-/// Queues dead or failed deliveries again. Ids of other tenants are not found and a
-/// delivery in another state is refused; either way nothing is replayed.
-pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) -> Result<Replayed, MarketError> {
-    let named = request.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
-    let tenant = tenant_of(caller, named.as_ref(), TenantScope::Events)?;
-    let bad = |message: String| MarketError::invalid(ErrorCode::InvalidRequest, message);
-    match (&request.state, request.deliveries.len()) {
-        (None, 0) => return Err(bad("name the deliveries to replay, or a `state` (dead or failed)".into())),
-        (Some(_), 1..) => return Err(bad("give either `deliveries` or `state`, not both".into())),
-        (Some(state), _) if !state.replayable() => {
-            return Err(bad(format!("`state` {} cannot be replayed: only dead or failed", state.as_str())));
-        }
-        (None, n) if n > MAX_REPLAY_IDS => return Err(bad(format!("at most {MAX_REPLAY_IDS} deliveries at once"))),
-        _ => {}
-    }
-    let now = market.billing.clock.now_ms();
-    let mut tx = market.db.write_tx().await?;
-    let requeue = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, claimed_by = NULL, \
-                   updated_at = $1";
-    let ids: Vec<String> = match request.state {
-        Some(state) => {
-            sqlx::query_scalar(&format!("{requeue} WHERE ($2 IS NULL OR tenant_id = $2) AND state = $3 RETURNING id"))
-                .bind(now)
-                .bind(tenant.as_ref().map(TenantId::as_str))
-                .bind(state.as_str())
-                .fetch_all(&mut *tx)
-                .await?
-        }
-        None => {
-            let mut ids = request.deliveries.clone();
-            ids.sort();
-            ids.dedup();
-            for id in &ids {
-                let row = sqlx::query(&format!(
-                    "SELECT state FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2){}",
-                    market.db.for_update()
-                ))
-                .bind(id)
-                .bind(tenant.as_ref().map(TenantId::as_str))
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| MarketError::NotFound(format!("delivery {id}")))?;
-                let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
-                if !state.replayable() {
-                    return Err(MarketError::conflict(
-                        ErrorCode::DeliveryNotReplayable,
-                        format!("delivery {id} is {}; only dead or failed deliveries can be replayed", state.as_str()),
-                    ));
-                }
-                sqlx::query(&format!("{requeue} WHERE id = $2")).bind(now).bind(id).execute(&mut *tx).await?;
-            }
-            ids
-        }
-    };
-    if !ids.is_empty() {
-        let target = tenant.as_ref().map_or_else(|| "deliveries".to_string(), |tenant| format!("tenant:{tenant}"));
-        let detail = serde_json::json!({ "count": ids.len(), "deliveries": ids.iter().take(MAX_REPLAY_IDS).collect::<Vec<_>>() });
-        audit::record(&mut *tx, &caller.actor(), "deliveries.replayed", &target, detail).await?;
-    }
-    tx.commit().await?;
-    market.runner.wake_workers();
-    Ok(Replayed { deliveries: ids })
 }
