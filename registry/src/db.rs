@@ -54,6 +54,9 @@ pub struct Db {
     locks: Option<AnyPool>,
     /// SQLite only: the write-ahead log's shared fsync (see [`Db::durable`]).
     wal: Option<Arc<WalSync>>,
+    /// Told by every [`Db::write_tx`] before it waits for the writer, so a task that keeps the
+    /// writer connection between its batches (the invocation writer) hands it over at once.
+    writer_wanted: Arc<tokio::sync::Notify>,
     pub backend: Backend,
 }
 
@@ -148,7 +151,10 @@ impl Db {
     /// effect.
     pub async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         let mut tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                self.writer_wanted.notify_one();
+                self.writer.begin_with("BEGIN IMMEDIATE").await?
+            }
             Backend::Postgres => self.writer.begin().await?,
         };
         if let Ok(hook) = WRITE_HOOK.try_with(Arc::clone) {
@@ -198,6 +204,12 @@ impl Db {
         if let Some(locks) = &self.locks {
             locks.close().await;
         }
+    }
+
+    /// Notified when a [`Db::write_tx`] is about to wait for the writer connection (SQLite): a
+    /// task keeping that connection between batches releases it on this.
+    pub fn writer_wanted(&self) -> &tokio::sync::Notify {
+        &self.writer_wanted
     }
 
     /// Where a single write statement outside a transaction goes (`query.execute(db.writer())`).
@@ -256,7 +268,7 @@ impl Db {
                 let readers = limits.connections.unwrap_or(SQLITE_READERS);
                 let pool = sqlite_pool(options, readers, true, limits).await?;
                 let wal = sqlite_file(url).map(|file| Arc::new(WalSync::new(file)));
-                Self { pool, writer, locks: None, wal, backend }
+                Self { pool, writer, locks: None, wal, backend, writer_wanted: Arc::default() }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -281,7 +293,14 @@ impl Db {
                     .min_connections(0)
                     .acquire_timeout(limits.acquire_timeout)
                     .connect_lazy_with(options);
-                Self { writer: pool.clone(), pool, locks: Some(locks), wal: None, backend }
+                Self {
+                    writer: pool.clone(),
+                    pool,
+                    locks: Some(locks),
+                    wal: None,
+                    backend,
+                    writer_wanted: Arc::default(),
+                }
             }
         };
         db.migrate().await?;

@@ -168,10 +168,21 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>, coming: Ar
     loop {
         let received = match held {
             Some((_, since)) => {
+                // Kept for the next batch until HOLD_AT_MOST, or until another write transaction
+                // wants the writer (`Db::write_tx` tells), whichever comes first.
                 let until = since + HOLD_AT_MOST;
-                match tokio::time::timeout_at(until.into(), receiver.recv_many(&mut batch, MAX_BATCH)).await {
-                    Ok(received) => received,
-                    Err(_) => {
+                tokio::select! {
+                    biased;
+                    received = tokio::time::timeout_at(until.into(), receiver.recv_many(&mut batch, MAX_BATCH)) => {
+                        match received {
+                            Ok(received) => received,
+                            Err(_) => {
+                                held = None;
+                                continue;
+                            }
+                        }
+                    }
+                    () = db.writer_wanted().notified() => {
                         held = None;
                         continue;
                     }
