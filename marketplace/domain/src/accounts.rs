@@ -155,6 +155,25 @@ impl Caller {
         }
     }
 
+    /// The tenant whose things a read is about: an operator's must be named (`?tenant=`); a
+    /// tenant (with `read`) reads its own, and naming another is not found (ids of others are
+    /// not confirmed).
+    pub fn tenant_to_read(&self, named: Option<&TenantId>) -> Result<TenantId, MarketError> {
+        match (self, named) {
+            (Self::Operator { .. }, Some(tenant)) => Ok(tenant.clone()),
+            (Self::Operator { .. }, None) => {
+                Err(MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"))
+            }
+            (_, named) => {
+                let own = self.tenant(TenantScope::Read)?;
+                match named {
+                    Some(named) if named != own => Err(MarketError::NotFound(format!("tenant {named}"))),
+                    _ => Ok(own.clone()),
+                }
+            }
+        }
+    }
+
     /// Whether the caller is `publisher` itself or an operator.
     pub fn may_act_for_publisher(&self, publisher: &str) -> Result<(), MarketError> {
         match self {

@@ -452,19 +452,7 @@ pub async fn list(
     query: &PageQuery,
 ) -> Result<Page<Install>, MarketError> {
     let (page, per_page) = query.checked()?;
-    let tenant = match (caller, tenant) {
-        (Caller::Operator { .. }, Some(tenant)) => tenant.clone(),
-        (Caller::Operator { .. }, None) => {
-            return Err(MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"));
-        }
-        (_, named) => {
-            let own = caller.tenant(TenantScope::Read)?;
-            if named.is_some_and(|n| n != own) {
-                return Err(MarketError::NotFound(format!("tenant {}", named.map(|n| n.as_str()).unwrap_or(""))));
-            }
-            own.clone()
-        }
-    };
+    let tenant = caller.tenant_to_read(tenant)?;
     let status = if include_uninstalled { "" } else { "AND status <> 'uninstalled'" };
     let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM installs WHERE tenant_id = $1 {status}"))
         .bind(tenant.as_str())

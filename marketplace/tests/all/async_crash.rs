@@ -22,34 +22,15 @@ const EVENTS: usize = 40;
 async fn tenant_with_tax_calculator(market: &RealMarket, client: &reqwest::Client, hook: &str) -> (String, String) {
     let server = market.serve(&LOOPBACK, &[]);
     market.publish(&server.url, "tax-calculator");
-    let created: Value = client
-        .post(format!("{}/v1/tenants", server.url))
-        .bearer_auth(&market.operator)
-        .json(&json!({ "id": "globex", "display_name": "Globex" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tenant = created["secret"].as_str().unwrap().to_string();
     let consent = json!({ "capabilities": ["log", "config", "kv", "usage"], "hosts": [] });
-    let body = json!({ "plugin": "nexus-labs/tax-calculator", "consent": consent, "config": { "rates": "DE=1900" } });
-    let install: Value = client
-        .post(format!("{}/v1/installs", server.url))
-        .bearer_auth(&tenant)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (tenant, install) = market
+        .tenant_with_install(&server.url, "globex", "nexus-labs/tax-calculator", consent, json!({ "rates": "DE=1900" }))
+        .await;
     let endpoint = json!({ "url": hook, "kinds": ["plugin.action"] });
     let created =
         client.post(format!("{}/v1/webhooks", server.url)).bearer_auth(&tenant).json(&endpoint).send().await.unwrap();
     assert_eq!(created.status().as_u16(), 201, "{}", created.text().await.unwrap());
-    (tenant, install["id"].as_str().unwrap().to_string())
+    (tenant, install)
 }
 
 fn killed_while_delivering(point: &str) {

@@ -293,6 +293,34 @@ impl RealMarket {
         serve_with(&self.data, args, env)
     }
 
+    /// Creates tenant `id` through the API of the server at `url` (as this folder's operator)
+    /// and installs `plugin` for it with `consent` and `config`: the tenant's token and the
+    /// install's id.
+    pub async fn tenant_with_install(
+        &self,
+        url: &str,
+        id: &str,
+        plugin: &str,
+        consent: serde_json::Value,
+        config: serde_json::Value,
+    ) -> (String, String) {
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("{url}/v1/tenants"))
+            .bearer_auth(&self.operator)
+            .json(&serde_json::json!({ "id": id, "display_name": id }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status().as_u16(), 201);
+        let tenant = created.json::<Value>().await.unwrap()["secret"].as_str().unwrap().to_string();
+        let body = serde_json::json!({ "plugin": plugin, "consent": consent, "config": config });
+        let install = client.post(format!("{url}/v1/installs")).bearer_auth(&tenant).json(&body).send().await.unwrap();
+        assert_eq!(install.status().as_u16(), 201);
+        let install = install.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        (tenant, install)
+    }
+
     /// Publishes a sample plugin (unsigned, with its own `nexus.toml`) through `nexus publish`.
     pub fn publish(&self, url: &str, sample: &str) {
         let (_, component, _) = nexus_sample_plugins::PUBLISHABLE.iter().find(|(n, ..)| *n == sample).unwrap();

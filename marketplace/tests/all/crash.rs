@@ -26,37 +26,16 @@ async fn send(client: &reqwest::Client, url: &str, tenant: &str, n: usize) -> re
 fn a_killed_server_applies_every_event_exactly_once_after_a_retry() {
     super::common::runtime().block_on(async {
         let market = super::common::RealMarket::new();
-        let (data, operator) = (market.data.clone(), market.operator.clone());
+        let data = market.data.clone();
         let mut server = serve(&data);
         let url = server.url.clone();
         market.publish(&url, "tax-calculator");
 
         let client = reqwest::Client::new();
-        let created: Value = client
-            .post(format!("{url}/v1/tenants"))
-            .bearer_auth(&operator)
-            .json(&json!({ "id": "globex", "display_name": "Globex" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let tenant = created["secret"].as_str().unwrap().to_string();
         let consent = json!({ "capabilities": ["log", "config", "kv", "usage"], "hosts": [] });
-        let install: Value = client
-            .post(format!("{url}/v1/installs"))
-            .bearer_auth(&tenant)
-            .json(
-                &json!({ "plugin": "nexus-labs/tax-calculator", "consent": consent, "config": { "rates": "DE=1900" } }),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let install = install["id"].as_str().unwrap().to_string();
+        let (tenant, install) = market
+            .tenant_with_install(&url, "globex", "nexus-labs/tax-calculator", consent, json!({ "rates": "DE=1900" }))
+            .await;
 
         // Eight clients send the events; the server is killed once a quarter have answered.
         let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -156,22 +135,9 @@ fn an_event_killed_between_its_commit_and_its_answer_answers_the_same_when_resen
         let (tenant, install) = {
             let server = market.serve(&[], &[]);
             market.publish(&server.url, "tax-calculator");
-            let created: Value = client
-                .post(format!("{}/v1/tenants", server.url))
-                .bearer_auth(&market.operator)
-                .json(&json!({ "id": "globex", "display_name": "Globex" }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let tenant = created["secret"].as_str().unwrap().to_string();
             let consent = json!({ "capabilities": ["log", "config", "kv", "usage"], "hosts": [] });
-            let body = json!({ "plugin": "nexus-labs/tax-calculator", "consent": consent, "config": { "rates": "DE=1900" } });
-            let install: Value =
-                client.post(format!("{}/v1/installs", server.url)).bearer_auth(&tenant).json(&body).send().await.unwrap().json().await.unwrap();
-            (tenant, install["id"].as_str().unwrap().to_string())
+            let config = json!({ "rates": "DE=1900" });
+            market.tenant_with_install(&server.url, "globex", "nexus-labs/tax-calculator", consent, config).await
         };
 
         let point = "events.before_answer";

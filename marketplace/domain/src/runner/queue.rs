@@ -11,7 +11,7 @@
 //! uninstalled). Dead and failed deliveries can be replayed: queued again with fresh attempts.
 
 use nexus_host::Event;
-use nexus_registry::{Db, ErrorCode};
+use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -250,8 +250,7 @@ pub async fn status(
     tenant: Option<&TenantId>,
     event_id: &str,
 ) -> Result<QueuedEvent, MarketError> {
-    let tenant = tenant_of(caller, tenant, TenantScope::Read)?
-        .ok_or_else(|| MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"))?;
+    let tenant = caller.tenant_to_read(tenant)?;
     status_of(&market.db, &tenant, event_id).await?.ok_or_else(|| MarketError::NotFound(format!("event {event_id}")))
 }
 

@@ -245,19 +245,7 @@ pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Endpoint,
 
 /// The caller tenant's endpoints (operators name the tenant).
 pub async fn list(market: &Market, caller: &Caller, tenant: Option<&TenantId>) -> Result<Vec<Endpoint>, MarketError> {
-    let tenant = match (caller, tenant) {
-        (Caller::Operator { .. }, Some(tenant)) => tenant.clone(),
-        (Caller::Operator { .. }, None) => {
-            return Err(MarketError::invalid(ErrorCode::InvalidQuery, "operators must name the tenant: ?tenant=<id>"));
-        }
-        (_, named) => {
-            let own = caller.tenant(TenantScope::Read)?;
-            if named.is_some_and(|named| named != own) {
-                return Err(MarketError::NotFound(format!("tenant {}", named.map(TenantId::as_str).unwrap_or(""))));
-            }
-            own.clone()
-        }
-    };
+    let tenant = caller.tenant_to_read(tenant)?;
     let rows =
         sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id"))
             .bind(tenant.as_str())
