@@ -12,6 +12,7 @@
 //! Requests reach only addresses the operator's outbound policy permits, never follow
 //! redirects, and the URL is never logged (it often carries a token).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -97,40 +98,61 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     .bind(BATCH)
     .fetch_all(market.db.writer())
     .await?;
+    // Each endpoint of the batch is read and its secrets opened once.
+    let mut endpoints: HashMap<String, Option<(String, Vec<String>)>> = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
+    let mut orphans = Vec::new();
     for row in &rows {
         let endpoint: String = row.try_get("endpoint_id")?;
-        let Some(target) = sqlx::query(
-            "SELECT url, secret_sealed, previous_secret_sealed, previous_until FROM webhook_endpoints WHERE id = $1",
-        )
-        .bind(&endpoint)
-        .fetch_optional(&market.db.pool)
-        .await?
-        else {
-            continue; // Deleted meanwhile: its messages go with it (`webhooks::delete`).
-        };
-        let open = |sealed: &str| -> Result<String, MarketError> {
-            let map = secrets::open(&market.master_key, &endpoint, sealed).map_err(|e| storage(e.code()))?;
-            map.get("secret").cloned().ok_or_else(|| storage("a sealed webhook secret has no value"))
-        };
-        let mut secrets = vec![open(&target.try_get::<String, _>("secret_sealed")?)?];
-        let until: Option<i64> = target.try_get("previous_until")?;
-        if let (Some(previous), Some(until)) = (target.try_get::<Option<String>, _>("previous_secret_sealed")?, until)
-            && until > now
-        {
-            secrets.push(open(&previous)?);
+        if !endpoints.contains_key(&endpoint) {
+            let target = target(market, &endpoint, now).await?;
+            endpoints.insert(endpoint.clone(), target);
         }
+        let Some((url, secrets)) = endpoints[&endpoint].clone() else {
+            // Deleted meanwhile: its messages go with it (`webhooks::delete`).
+            orphans.push(row.try_get::<String, _>("id")?);
+            continue;
+        };
         claimed.push(Claimed {
             id: row.try_get("id")?,
             message_id: row.try_get("message_id")?,
-            url: target.try_get("url")?,
+            url,
             endpoint,
             secrets,
             payload: row.try_get("payload")?,
             attempts: row.try_get("attempts")?,
         });
     }
+    for orphan in orphans {
+        sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1").bind(orphan).execute(market.db.writer()).await?;
+    }
     Ok(claimed)
+}
+
+/// An endpoint's URL and the secrets that sign for it now (the previous one during a
+/// rotation's overlap); `None` if it was deleted.
+async fn target(market: &Market, endpoint: &str, now: i64) -> Result<Option<(String, Vec<String>)>, MarketError> {
+    let Some(target) = sqlx::query(
+        "SELECT url, secret_sealed, previous_secret_sealed, previous_until FROM webhook_endpoints WHERE id = $1",
+    )
+    .bind(endpoint)
+    .fetch_optional(&market.db.pool)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let open = |sealed: &str| -> Result<String, MarketError> {
+        let map = secrets::open(&market.master_key, endpoint, sealed).map_err(|e| storage(e.code()))?;
+        map.get("secret").cloned().ok_or_else(|| storage("a sealed webhook secret has no value"))
+    };
+    let mut secrets = vec![open(&target.try_get::<String, _>("secret_sealed")?)?];
+    let until: Option<i64> = target.try_get("previous_until")?;
+    if let (Some(previous), Some(until)) = (target.try_get::<Option<String>, _>("previous_secret_sealed")?, until)
+        && until > now
+    {
+        secrets.push(open(&previous)?);
+    }
+    Ok(Some((target.try_get("url")?, secrets)))
 }
 
 async fn post(market: &Market, message: &Claimed) -> Outcome {
