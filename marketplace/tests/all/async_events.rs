@@ -469,3 +469,61 @@ fn a_tenant_replays_failed_deliveries_from_the_console() {
         assert_eq!(delivery(&env, &tenant, "evt-c1").await["state"], "applied");
     })
 }
+
+#[test]
+fn many_clients_replay_the_same_failed_deliveries_and_each_is_queued_once() {
+    on_both(|postgres| async move {
+        let (env, _) = env_with_clock(postgres).await;
+        let tenant = env.tenant("globex").await;
+        env.install(&tenant, "nexus-labs/echo", json!({ "config": { "fail-with": "internal" } })).await;
+        // Two rounds of two failures stay under the circuit breaker's five in a row.
+        const EVENTS: usize = 2;
+        const CLIENTS: usize = 8;
+        for n in 0..EVENTS {
+            queue(&env, &tenant, &format!("evt-f{n}"), json!({ "n": n })).await;
+        }
+        assert_eq!(worker::deliver_due(&env.market).await.unwrap(), EVENTS);
+        let mut ids = Vec::new();
+        for n in 0..EVENTS {
+            let failed = delivery(&env, &tenant, &format!("evt-f{n}")).await;
+            assert_eq!(failed["state"], "failed", "{failed}");
+            ids.push(failed["id"].as_str().unwrap().to_string());
+        }
+
+        // Every client names all of them: one replays them, the others find them queued.
+        let replays = (0..CLIENTS).map(|_| env.post("/v1/deliveries/replay", &tenant, json!({ "deliveries": ids })));
+        let answers = futures_util::future::join_all(replays).await;
+        let replayed: Vec<&Value> = answers.iter().filter(|(s, _)| *s == StatusCode::OK).map(|(_, b)| b).collect();
+        assert_eq!(replayed.len(), 1, "{answers:?}");
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(replayed[0]["deliveries"], json!(sorted));
+        for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::OK) {
+            assert_eq!(
+                (*status, body["error"]["code"].as_str()),
+                (StatusCode::CONFLICT, Some("delivery_not_replayable")),
+                "{body}"
+            );
+        }
+        let queued = "SELECT COUNT(*) FROM deliveries WHERE state = 'queued' AND attempts = 0";
+        assert_eq!(count(&env, queued).await, EVENTS as i64);
+
+        // Failed again, then replayed by state from every client at once: each delivery is
+        // in exactly one answer.
+        assert_eq!(worker::deliver_due(&env.market).await.unwrap(), EVENTS);
+        let replays = (0..CLIENTS).map(|_| env.post("/v1/deliveries/replay", &tenant, json!({ "state": "failed" })));
+        let (mut seen, mut queued_something) = (Vec::new(), 0);
+        for (status, body) in futures_util::future::join_all(replays).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let named = body["deliveries"].as_array().unwrap();
+            queued_something += i64::from(!named.is_empty());
+            seen.extend(named.iter().map(|id| id.as_str().unwrap().to_string()));
+        }
+        seen.sort();
+        assert_eq!(seen, sorted, "each failed delivery replayed by exactly one client");
+        assert_eq!(count(&env, queued).await, EVENTS as i64);
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action = 'deliveries.replayed'").await;
+        assert_eq!(audited, 1 + queued_something, "one entry per replay that queued something");
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM invocations").await, 2 * EVENTS as i64, "one run per replay");
+    })
+}

@@ -331,3 +331,71 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         assert_eq!(secrets_logged, 0);
     })
 }
+
+#[test]
+fn many_clients_at_once_keep_the_endpoint_limit_and_every_update() {
+    on_both(|postgres| async move {
+        let options = Options { host: Some(loopback_host()), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let tenant = env.tenant("globex").await;
+        let other = env.tenant("initech").await;
+        const CLIENTS: usize = 16;
+        let limit = nexus_marketplace::webhooks::MAX_ENDPOINTS as usize;
+
+        // Creates race for the last places: exactly the limit is created, the rest refused.
+        let creates = (0..CLIENTS).map(|n| {
+            let url = format!("http://127.0.0.1:9/hook-{n}");
+            env.post("/v1/webhooks", &tenant, json!({ "url": url, "kinds": ["plugin.action"] }))
+        });
+        let answers = futures_util::future::join_all(creates).await;
+        let created: Vec<String> = answers
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::CREATED)
+            .map(|(_, body)| body["endpoint"]["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(created.len(), limit, "{answers:?}");
+        for (status, body) in answers.iter().filter(|(status, _)| *status != StatusCode::CREATED) {
+            assert_eq!((*status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("too_many_webhooks")));
+        }
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM webhook_endpoints").await, limit as i64);
+        let subscribed = count(&env, "SELECT COUNT(*) FROM webhook_subscriptions").await;
+        assert_eq!(subscribed, limit as i64, "one subscription per endpoint, none for the refused");
+        // Another tenant's limit is its own.
+        let (status, body) =
+            env.post("/v1/webhooks", &other, json!({ "url": "http://127.0.0.1:9/x", "kinds": ["bill.issued"] })).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+
+        // Updates of one endpoint at once: each answered, the last one written wins whole.
+        let endpoint = &created[0];
+        let path = format!("/v1/webhooks/{endpoint}");
+        let bodies: Vec<String> = (0..CLIENTS)
+            .map(|n| {
+                json!({ "description": format!("update {n}"), "url": format!("http://127.0.0.1:9/u{n}") }).to_string()
+            })
+            .collect();
+        let updates = bodies.iter().map(|body| env.call("PATCH", &path, Some(&tenant), Some(body)));
+        for (status, body) in futures_util::future::join_all(updates).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        let (_, shown) = env.get(&path, &tenant).await;
+        let description = shown["description"].as_str().unwrap();
+        let n = description.strip_prefix("update ").unwrap();
+        assert_eq!(shown["url"].as_str(), Some(format!("http://127.0.0.1:9/u{n}").as_str()), "{shown}");
+
+        // Deletes of every endpoint, twice each at once: one 204 and one 404 per endpoint.
+        let (env, tenant) = (&env, &tenant);
+        let deletes = created
+            .iter()
+            .chain(&created)
+            .map(|id| async move { env.call("DELETE", &format!("/v1/webhooks/{id}"), Some(tenant), None).await.0 });
+        let statuses = futures_util::future::join_all(deletes).await;
+        let gone = statuses.iter().filter(|s| **s == StatusCode::NO_CONTENT).count();
+        let missing = statuses.iter().filter(|s| **s == StatusCode::NOT_FOUND).count();
+        assert_eq!((gone, missing), (limit, limit), "{statuses:?}");
+        assert_eq!(count(env, "SELECT COUNT(*) FROM webhook_endpoints").await, 1, "only the other tenant's");
+        for (action, times) in [("created", limit + 1), ("updated", CLIENTS), ("deleted", limit)] {
+            let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = 'webhook.{action}'");
+            assert_eq!(count(env, &sql).await, times as i64, "{action}");
+        }
+    })
+}

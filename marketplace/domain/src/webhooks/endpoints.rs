@@ -189,6 +189,12 @@ pub async fn create(market: &Market, caller: &Caller, request: NewEndpoint) -> R
     let secret = new_secret()?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
+    // The tenant's row is the lock that makes count-then-insert one step on PostgreSQL:
+    // without it, concurrent creates all count the same endpoints and pass the limit.
+    sqlx::query(&format!("SELECT id FROM tenants WHERE id = $1{}", market.db.for_update()))
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_endpoints WHERE tenant_id = $1")
         .bind(tenant.as_str())
         .fetch_one(&mut *tx)
@@ -276,7 +282,7 @@ pub async fn update(
         MarketError::check_text(ErrorCode::InvalidRequest, "description", description, 200)?;
     }
     let mut tx = market.db.write_tx().await?;
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE webhook_endpoints SET url = COALESCE($1, url), description = COALESCE($2, description), \
          enabled = COALESCE($3, enabled), updated_at = $4 WHERE id = $5",
     )
@@ -287,6 +293,7 @@ pub async fn update(
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    still_there(updated, id)?;
     if let Some(kinds) = &update.kinds {
         subscribe(&mut tx, id, &tenant, kinds).await?;
     }
@@ -301,8 +308,10 @@ pub async fn update(
 pub async fn delete(market: &Market, caller: &Caller, id: &str) -> Result<(), MarketError> {
     owned(market, caller, id, TenantScope::Installs).await?;
     let mut tx = market.db.write_tx().await?;
+    // The endpoint's row first: on PostgreSQL its lock orders two deletes of one endpoint.
+    let deleted = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
+    still_there(deleted, id)?;
     sqlx::query("DELETE FROM webhook_subscriptions WHERE endpoint_id = $1").bind(id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1").bind(id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND state IN ('queued', 'retrying')")
         .bind(id)
         .execute(&mut *tx)
@@ -325,7 +334,7 @@ pub async fn rotate(market: &Market, caller: &Caller, id: &str, rotation: Rotati
     let secret = new_secret()?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    sqlx::query(
+    let rotated = sqlx::query(
         "UPDATE webhook_endpoints SET previous_secret_sealed = secret_sealed, previous_until = $1, secret_sealed = $2, \
          updated_at = $3 WHERE id = $4",
     )
@@ -335,7 +344,17 @@ pub async fn rotate(market: &Market, caller: &Caller, id: &str, rotation: Rotati
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    still_there(rotated, id)?;
     audit::record(&mut *tx, &caller.actor(), "webhook.secret_rotated", id, json!({ "overlap_hours": overlap })).await?;
     tx.commit().await?;
     Ok(WithSecret { endpoint: get(market, caller, id).await?, secret })
+}
+
+/// An endpoint deleted between the ownership check and the write is not found, and the
+/// transaction (dropped with the error) writes nothing.
+fn still_there(result: sqlx::any::AnyQueryResult, id: &str) -> Result<(), MarketError> {
+    match result.rows_affected() {
+        0 => Err(MarketError::NotFound(format!("webhook endpoint {id}"))),
+        _ => Ok(()),
+    }
 }
