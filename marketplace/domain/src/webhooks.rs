@@ -27,7 +27,7 @@ pub use endpoints::{
     Endpoint, EndpointUpdate, MAX_ENDPOINTS, MAX_OVERLAP_HOURS, MAX_URL_BYTES, NewEndpoint, Rotation, WithSecret,
     check_url, create, delete, get, list, rotate, update,
 };
-pub use log::{LogQuery, WebhookDelivery, log};
+pub use log::{LogQuery, Recovered, Recovery, WebhookDelivery, log, recover};
 
 /// What an endpoint can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]

@@ -1,5 +1,6 @@
 //! `nexus webhooks`: a tenant's webhook endpoints: add one (the signing secret is printed
-//! this once), list them, rotate a secret, read an endpoint's delivery log, remove one.
+//! this once), list them, rotate a secret, read an endpoint's delivery log, recover what
+//! waits for a retry once the receiver is back, remove one.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use serde_json::json;
 
 use super::client::Connection;
 use crate::error::CursorPage;
-use crate::webhooks::{Endpoint, WebhookDelivery, WebhookKind, WithSecret};
+use crate::webhooks::{Endpoint, Recovered, WebhookDelivery, WebhookKind, WithSecret};
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
@@ -43,6 +44,15 @@ pub enum WebhooksCommand {
     /// latest attempt's status and latency.
     Log {
         id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send again now what waits for a retry or ended dead, once your receiver is back.
+    Recover {
+        id: String,
+        /// Only messages created at or after this moment (milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<i64>,
         #[command(flatten)]
         connection: Connection,
     },
@@ -110,6 +120,15 @@ pub async fn run(command: WebhooksCommand) -> anyhow::Result<ExitCode> {
                     "{}  {}  {}  attempts {}  status {status}  {latency}",
                     delivery.message_id, delivery.kind, delivery.state, delivery.attempts
                 );
+            }
+        }
+        WebhooksCommand::Recover { id, since, connection } => {
+            let url = connection.url(&format!("/v1/webhooks/{id}/recover"));
+            let recovered: Recovered =
+                connection.send(connection.client().post(url).json(&json!({ "since": since }))).await?;
+            match recovered.messages {
+                0 => println!("nothing to recover: no message to {id} waits for a retry or ended dead"),
+                n => println!("{n} message(s) due now; `nexus webhooks log {id}` shows them go out"),
             }
         }
         WebhooksCommand::Remove { id, connection } => {

@@ -1,5 +1,5 @@
 //! A tenant's webhook endpoints: create (the signing secret is in this answer only), list,
-//! show, change, delete, rotate the secret, and each endpoint's delivery log.
+//! show, change, delete, rotate the secret, each endpoint's delivery log and its recovery.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,7 +13,9 @@ use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
 use crate::accounts::TenantId;
 use crate::error::CursorPage;
-use crate::webhooks::{self, Endpoint, EndpointUpdate, LogQuery, NewEndpoint, Rotation, WebhookDelivery, WithSecret};
+use crate::webhooks::{
+    self, Endpoint, EndpointUpdate, LogQuery, NewEndpoint, Recovered, Recovery, Rotation, WebhookDelivery, WithSecret,
+};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -21,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(show_webhook, update_webhook, delete_webhook))
         .routes(routes!(rotate_webhook_secret))
         .routes(routes!(list_webhook_deliveries))
+        .routes(routes!(recover_webhook))
 }
 
 /// A new endpoint for the calling tenant. The answer holds the signing secret, shown this
@@ -114,4 +117,18 @@ pub async fn list_webhook_deliveries(
     QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Json<CursorPage<WebhookDelivery>>, ApiError> {
     Ok(Json(webhooks::log(&state.market, &caller, &id, &query).await?))
+}
+
+/// Sends the endpoint's messages that wait for a retry or ended dead again now (those
+/// created since `since`, if given), for a receiver that is back. Each keeps its
+/// `webhook-id`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "webhooks", params(("id" = String, Path)),
+    request_body = Recovery, responses((status = 200, body = Recovered)))]
+pub async fn recover_webhook(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Recovery>,
+) -> Result<Json<Recovered>, ApiError> {
+    Ok(Json(webhooks::recover(&state.market, &caller, &id, body).await?))
 }

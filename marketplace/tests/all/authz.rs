@@ -148,7 +148,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 81] = [
+const ALL_ROUTES: [(&str, &str); 82] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -192,6 +192,7 @@ const ALL_ROUTES: [(&str, &str); 81] = [
     ("DELETE", "/v1/webhooks/{id}"),
     ("POST", "/v1/webhooks/{id}/rotate-secret"),
     ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/recover"),
     ("POST", "/v1/publish"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}"),
@@ -599,6 +600,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("PATCH", webhook.clone(), owner_changes(OK)).json(json!({ "description": "call {n}" })),
         route("POST", format!("{webhook}/rotate-secret"), owner_changes(OK)).json(json!({ "overlap_hours": 1 })),
         route("GET", format!("{webhook}/deliveries"), owner_reads),
+        route("POST", format!("{webhook}/recover"), owner_changes(OK)).json(json!({})),
         route("DELETE", "/v1/webhooks/{fresh}", owner_changes(EMPTY)).fresh(Fresh::Webhook),
         route("DELETE", "/v1/installs/{fresh}", owner_changes(OK)).fresh(Fresh::LiveInstall),
         // Registry: reading is public; publishing, yanking, keys and tokens are the owning

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::{HeaderMap, StatusCode};
 use nexus_host::{Host, HostConfig, OutboundPolicy};
-use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider, Scripted};
+use nexus_marketplace::billing::{BillingConfig, Clock, ManualClock, SandboxProvider, Scripted};
 use nexus_marketplace::runner::worker::MAX_WAIT_MS;
 use nexus_marketplace::webhooks::sender;
 use serde_json::{Value, json};
@@ -397,5 +397,91 @@ fn many_clients_at_once_keep_the_endpoint_limit_and_every_update() {
             let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = 'webhook.{action}'");
             assert_eq!(count(env, &sql).await, times as i64, "{action}");
         }
+    })
+}
+
+#[test]
+fn a_receiver_that_is_back_recovers_what_waits_for_a_retry_or_ended_dead() {
+    on_both(|postgres| async move {
+        let clock = Arc::new(ManualClock::at(nexus_registry::db::now_ms()));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let options = Options { host: Some(loopback_host()), billing: Some(billing), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let receiver = Receiver::start().await;
+        let tenant = env.tenant("globex").await;
+        let other = env.tenant("initech").await;
+        // Echo asks for one `crm.note` action per event, carrying the payload.
+        env.install(&tenant, "nexus-labs/echo", json!({ "config": { "emit": "crm.note" } })).await;
+        let (_, created) =
+            env.post("/v1/webhooks", &tenant, json!({ "url": receiver.url, "kinds": ["plugin.action"] })).await;
+        let endpoint = created["endpoint"]["id"].as_str().unwrap().to_string();
+        let recover = format!("/v1/webhooks/{endpoint}/recover");
+
+        // The receiver is down for the first attempt of three messages.
+        receiver.answers.lock().unwrap().extend([503, 503, 503]);
+        for n in 0..3 {
+            let event = json!({ "id": format!("evt-r{n}"), "type": "note.added", "payload": { "n": n } });
+            let (status, receipt) = env.post("/v1/events", &tenant, event).await;
+            assert_eq!(status, StatusCode::OK, "{receipt}");
+        }
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 3);
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 0, "the retries are not due yet");
+        let refused: Vec<String> = receiver.received().iter().map(|r| r.id.clone()).collect();
+
+        // Bad requests and other tenants change nothing.
+        let (status, body) = env.post(&recover, &tenant, json!({ "since": -1 })).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+        let (status, _) = env.post(&recover, &other, json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, body) = env.post(&recover, &tenant, json!({ "since": clock.now_ms() + 1 })).await;
+        assert_eq!((status, body["messages"].as_u64()), (StatusCode::OK, Some(0)), "created before `since`");
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 0);
+
+        // Recovered, they go out now, each under the id of its first attempt, once: many
+        // clients asking at once recover each message once between them.
+        let asks = (0..8).map(|_| env.post(&recover, &tenant, json!({})));
+        let mut recovered = 0;
+        for (status, body) in futures_util::future::join_all(asks).await {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            recovered += body["messages"].as_u64().unwrap();
+        }
+        assert_eq!(recovered, 3);
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 3);
+        let got = receiver.received();
+        let mut again: Vec<String> = got[3..].iter().map(|r| r.id.clone()).collect();
+        let mut first = refused.clone();
+        again.sort();
+        first.sort();
+        assert_eq!(again, first);
+        for message in &got[3..] {
+            let body: Value = serde_json::from_str(&message.body).unwrap();
+            assert_eq!(body["data"]["action"]["kind"], "crm.note", "{body}");
+            let n = body["data"]["event_id"].as_str().unwrap().strip_prefix("evt-r").unwrap();
+            let payload: Value = serde_json::from_str(body["data"]["action"]["payload"].as_str().unwrap()).unwrap();
+            assert_eq!(payload, json!({ "n": n.parse::<u64>().unwrap() }), "{body}");
+        }
+        let (status, body) = env.post(&recover, &tenant, json!({})).await;
+        assert_eq!((status, body["messages"].as_u64()), (StatusCode::OK, Some(0)), "nothing left to recover");
+
+        // A message that ran out of attempts ends dead; recovered, it starts the schedule again.
+        let attempts = nexus_marketplace::runner::worker::MAX_ATTEMPTS as usize;
+        receiver.answers.lock().unwrap().extend(std::iter::repeat_n(500, attempts));
+        env.post("/v1/events", &tenant, json!({ "id": "evt-dead", "type": "note.added", "payload": {} })).await;
+        for _ in 0..attempts {
+            assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+            clock.advance(MAX_WAIT_MS * 2);
+        }
+        let (_, log) = env.get(&format!("/v1/webhooks/{endpoint}/deliveries?per_page=1"), &tenant).await;
+        assert_eq!(log["items"][0]["state"], "dead", "{log}");
+        let (status, body) = env.post(&recover, &tenant, json!({})).await;
+        assert_eq!((status, body["messages"].as_u64()), (StatusCode::OK, Some(1)));
+        let (_, log) = env.get(&format!("/v1/webhooks/{endpoint}/deliveries?per_page=1"), &tenant).await;
+        let recovered = &log["items"][0];
+        assert_eq!((recovered["state"].as_str(), recovered["attempts"].as_i64()), (Some("queued"), Some(0)), "{log}");
+        assert_eq!(sender::send_due(&env.market).await.unwrap(), 1);
+        let (_, log) = env.get(&format!("/v1/webhooks/{endpoint}/deliveries?per_page=1"), &tenant).await;
+        assert_eq!(log["items"][0]["state"], "delivered", "{log}");
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action = 'webhook.recovered'").await;
+        assert_eq!(audited, 2, "one entry per recovery that made something due");
     })
 }

@@ -2,9 +2,10 @@
 //! install's `prefix` config. One host call per event; the benchmarks use it as the
 //! "trivial plugin". Its `fail-with` setting makes every event fail with that error kind,
 //! so an integration's failure handling (retries, dead deliveries, replays) can be tried
-//! end to end and then healed by changing the setting.
+//! end to end and then healed by changing the setting; its `emit` setting makes every event
+//! ask for one action of that kind (for the tenant's webhooks).
 
-use nexus_plugin_sdk::{ErrorKind, Event, Guest, Info, Outcome, PluginError, config};
+use nexus_plugin_sdk::{Action, ErrorKind, Event, Guest, Info, Outcome, PluginError, config};
 
 struct Plugin;
 
@@ -18,7 +19,13 @@ impl Guest for Plugin {
         if let Some(kind) = config::get("fail-with")?.filter(|kind| !kind.is_empty()) {
             return Err(configured_failure(&kind));
         }
-        Ok(Outcome { data: Some(format!("{prefix}{}", event.payload)), actions: vec![] })
+        // `emit = <kind>` asks the platform for one action of that kind per event, carrying
+        // the payload: a stream of actions for the tenant's webhooks, as load for them.
+        let actions = match config::get("emit")?.filter(|kind| !kind.is_empty()) {
+            Some(kind) => vec![Action { kind, payload: event.payload.clone() }],
+            None => vec![],
+        };
+        Ok(Outcome { data: Some(format!("{prefix}{}", event.payload)), actions })
     }
 }
 

@@ -37,6 +37,22 @@ impl Server {
         }
     }
 
+    /// As [`Server::start`], with the server's delivery worker held until [`Server::deliver`].
+    pub fn start_holding(database: Option<&str>) -> anyhow::Result<Self> {
+        match database {
+            Some(url) => Self::spawn(&["--hold-deliveries", "--database", url]),
+            None => Self::spawn(&["--hold-deliveries"]),
+        }
+    }
+
+    /// Starts the delivery worker of a server started with [`Server::start_holding`].
+    pub fn deliver(&mut self) -> anyhow::Result<()> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().context("the server's stdin is closed")?;
+        stdin.write_all(b"deliver\n")?;
+        Ok(stdin.flush()?)
+    }
+
     /// Starts `nexus-loadgen server --bare`, the comparator of `run --vs-bare`. Blocking.
     pub fn start_bare() -> anyhow::Result<Self> {
         Self::spawn(&["--bare"])

@@ -13,6 +13,7 @@
 //! marketplace logic and must not reach into the server's internals from the client side:
 //! only HTTP, `/proc`, and the sample plugins' files it publishes.
 
+mod backlog;
 mod bare;
 mod child;
 mod load;
@@ -44,6 +45,10 @@ enum Command {
     /// Start a seeded server, run the mixed market scenario, check every outcome through the
     /// API, print a table per kind of request, stop the server; exits non-zero if a check fails.
     Market(market::MarketArgs),
+    /// Queue a backlog of events with the delivery worker held, time the worker through it,
+    /// then time a tenant's webhook receiver that was down getting every message once it
+    /// comes back; checks every event applied once and every message arrived under one id.
+    Backlog(backlog::BacklogArgs),
     /// Seed a marketplace and serve it on 127.0.0.1 until stdin closes or SIGTERM; prints
     /// `{"url", "tenant_token", "operator_token", "publisher_token"}` as one line on stdout
     /// once it accepts connections. `--bare`: the comparator of `run --vs-bare` instead.
@@ -56,6 +61,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Server(args)) => serve::run(args).await?,
         Some(Command::Run(args)) => load::run(args).await?,
+        Some(Command::Backlog(args)) => backlog::run(args).await?,
         // A failed check is the run's finding, not an error of the tool: exit 1 without one.
         Some(Command::Market(args)) => {
             if !market::run(args).await? {

@@ -4,7 +4,7 @@
 //! set up the rest of its marketplace over HTTP.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// and answers a receipt of the same shape, with no marketplace behind it.
     #[arg(long, conflicts_with = "database")]
     bare: bool,
+    /// Queue events but deliver none until the line `deliver` arrives on stdin (`backlog`
+    /// builds its backlog this way, then times the worker through it).
+    #[arg(long)]
+    hold_deliveries: bool,
 }
 
 /// Admission far above what two cores can serve, so the measurement finds the server's
@@ -48,8 +52,9 @@ const TENANT: &str = "load";
 const PLUGIN: &str = "bench/echo";
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let (deliver, shutdown) = stdin_commands();
     if args.bare {
-        return crate::bare::run(shutdown()).await;
+        return crate::bare::run(shutdown).await;
     }
     // Storage failures are logged, not sent to clients: show them on the inherited stderr.
     // The server's own warnings are left out: the one it gives here is about the throwaway
@@ -66,7 +71,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         public_url: None,
         tenant_limits: LIMITS,
-        allow_private_networks: Vec::new(),
+        // The tenants' webhook receivers of `backlog` listen on loopback; nothing here
+        // reaches further (the load generator only ever talks to loopback).
+        allow_private_networks: vec!["127.0.0.0/8".parse()?],
         connections: nexus_marketplace::server::ConnectionLimits::default(),
         billing_every: None,
         payouts_every: None,
@@ -79,10 +86,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     announce(&url, &seeded.tenant, &seeded.operator, &seeded.publisher)?;
     // Deliveries of events sent with `Prefer: respond-async` (`run --async`), as `nexus serve`.
-    let delivering = nexus_marketplace::runner::worker::keep_delivering(market.clone());
-    let served = server::serve_on(listener, AppState { market, public_url: url }, shutdown()).await;
+    let delivering = {
+        let market = market.clone();
+        tokio::spawn(async move {
+            if args.hold_deliveries && deliver.await.is_err() {
+                return;
+            }
+            let mut worker = AbortOnDrop(nexus_marketplace::runner::worker::keep_delivering(market));
+            let _ = (&mut worker.0).await;
+        })
+    };
+    let served = server::serve_on(listener, AppState { market, public_url: url }, shutdown).await;
     delivering.abort();
     served
+}
+
+/// A task that ends with its handle (here: when the task awaiting it is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The one line on stdout that tells the parent where the server is and which tokens to use.
@@ -139,17 +164,33 @@ async fn seed(market: &Arc<Market>) -> anyhow::Result<Seeded> {
     Ok(Seeded { tenant: tenant.secret, operator: operator.secret, publisher: publisher.secret })
 }
 
-/// Completes when stdin reaches end of file (the parent closed it or exited) or on
+/// What the parent says on stdin: the first future completes at the line `deliver`, the
+/// second when stdin reaches end of file (the parent closed it or exited) or on
 /// Ctrl-C/SIGTERM. Stdin is read on a plain thread: tokio's stdin cannot be cancelled and
 /// would hold the runtime open at shutdown.
-async fn shutdown() {
+fn stdin_commands() -> (tokio::sync::oneshot::Receiver<()>, impl std::future::Future<Output = ()>) {
+    let (deliver, deliver_now) = tokio::sync::oneshot::channel::<()>();
     let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let mut deliver = Some(deliver);
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(line) if line.trim() == "deliver" => {
+                    if let Some(deliver) = deliver.take() {
+                        let _ = deliver.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
         let _ = closed.send(());
     });
-    tokio::select! {
-        _ = stdin_closed => {},
-        () = server::shutdown_signal() => {},
-    }
+    let shutdown = async move {
+        tokio::select! {
+            _ = stdin_closed => {},
+            () = server::shutdown_signal() => {},
+        }
+    };
+    (deliver_now, shutdown)
 }

@@ -1,5 +1,6 @@
 //! An endpoint's delivery log: each message posted (or to be) with its state, attempts, and
-//! the latest attempt's status, error and latency.
+//! the latest attempt's status, error and latency; and its recovery, for a receiver that is
+//! back: what waits for a retry or ended dead is sent again now.
 
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
@@ -7,6 +8,7 @@ use serde_json::Value;
 use sqlx::Row;
 
 use crate::accounts::{Caller, TenantScope};
+use crate::audit;
 use crate::error::{CursorPage, MarketError, storage};
 use crate::market::Market;
 
@@ -106,4 +108,54 @@ pub async fn log(
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
     Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
+}
+
+/// `POST /v1/webhooks/{id}/recover`: which messages to send again.
+#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recovery {
+    /// Only messages created at or after this moment (milliseconds since the epoch);
+    /// without it, every message waiting for a retry or dead.
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Recovered {
+    /// How many messages are due now.
+    pub messages: u64,
+}
+
+/// Makes the endpoint's retrying and dead messages due now, for a receiver that is back
+/// before the schedule's next attempt (up to 8 h away) or after the messages ran out of
+/// attempts. A retrying message keeps its attempt count; a dead one starts the schedule
+/// again. Each keeps its id, so a receiver that got one after all sees a repeat it can drop.
+pub async fn recover(market: &Market, caller: &Caller, id: &str, recovery: Recovery) -> Result<Recovered, MarketError> {
+    super::endpoints::owned(market, caller, id, TenantScope::Installs).await?;
+    let since = recovery.since.unwrap_or(0);
+    if since < 0 {
+        return Err(MarketError::invalid(
+            ErrorCode::InvalidRequest,
+            "`since` is milliseconds since the epoch, not negative",
+        ));
+    }
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let recovered = sqlx::query(
+        "UPDATE webhook_deliveries SET attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END, \
+         state = 'queued', next_attempt_at = $1, claimed_by = NULL, updated_at = $1 \
+         WHERE endpoint_id = $2 AND state IN ('retrying', 'dead') AND created_at >= $3",
+    )
+    .bind(now)
+    .bind(id)
+    .bind(since)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if recovered > 0 {
+        let detail = serde_json::json!({ "messages": recovered, "since": recovery.since });
+        audit::record(&mut *tx, &caller.actor(), "webhook.recovered", id, detail).await?;
+    }
+    tx.commit().await?;
+    market.runner.wake_workers();
+    Ok(Recovered { messages: recovered })
 }

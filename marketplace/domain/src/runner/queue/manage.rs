@@ -130,14 +130,21 @@ pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) ->
                 .bind(id)
                 .bind(tenant.as_ref().map(TenantId::as_str))
                 .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| MarketError::NotFound(format!("delivery {id}")))?;
-                let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
-                if !state.replayable() {
-                    return Err(MarketError::conflict(
+                .await?;
+                let state = row.map(|row| row.try_get::<String, _>("state")).transpose()?;
+                let refused = match state.as_deref().map(DeliveryState::stored).transpose()? {
+                    None => Some(MarketError::NotFound(format!("delivery {id}"))),
+                    Some(state) if !state.replayable() => Some(MarketError::conflict(
                         ErrorCode::DeliveryNotReplayable,
                         format!("delivery {id} is {}; only dead or failed deliveries can be replayed", state.as_str()),
-                    ));
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(refused) = refused {
+                    // Rolled back before the answer, so the rows locked so far are free when
+                    // the client hears (a dropped transaction rolls back only later).
+                    tx.rollback().await?;
+                    return Err(refused);
                 }
                 sqlx::query(&format!("{requeue} WHERE id = $2")).bind(now).bind(id).execute(&mut *tx).await?;
             }
