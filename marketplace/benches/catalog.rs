@@ -120,6 +120,11 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Arc<Market> 
         tenant_limits: Default::default(),
         billing: Default::default(),
         event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
+        mailer: nexus_marketplace::mail::Mailer::files(
+            std::env::temp_dir().join("nexus-outbox"),
+            nexus_marketplace::mail::Mailer::DEFAULT_FROM,
+        )
+        .unwrap(),
     };
     let market = Arc::new(Market::open(registry, config).await.unwrap());
     let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();

@@ -96,6 +96,11 @@ async fn open(postgres: Option<String>, dir: &Path, clock: Arc<ManualClock>) -> 
         tenant_limits: Default::default(),
         billing,
         event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
+        mailer: nexus_marketplace::mail::Mailer::files(
+            std::env::temp_dir().join("nexus-outbox"),
+            nexus_marketplace::mail::Mailer::DEFAULT_FROM,
+        )
+        .unwrap(),
     };
     Arc::new(Market::open(registry, config).await.unwrap())
 }

@@ -7,6 +7,7 @@
 //! `tenant_pages`, `partner_pages`, `operator_pages`; `session` signs in and out, `chart`
 //! turns figures into SVG.
 
+mod account_pages;
 mod catalog_pages;
 pub mod chart;
 mod delivery_pages;
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
             }),
         )
         .merge(session::routes())
+        .merge(account_pages::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())
@@ -85,6 +87,8 @@ pub struct Chrome {
     pub csrf: String,
     /// The partner pages of a publisher (its own name).
     pub publisher: String,
+    /// Signed in as a person (rather than with an API token).
+    pub person: bool,
 }
 
 impl Chrome {
@@ -93,6 +97,7 @@ impl Chrome {
         if let Some(session) = session {
             chrome.role = session.caller.role();
             chrome.csrf = session.csrf.clone();
+            chrome.person = session.person.is_some();
             chrome.who = match &session.caller {
                 Caller::Operator { .. } => "operator".to_string(),
                 Caller::Publisher(credential) => credential.publisher.to_string(),

@@ -75,6 +75,11 @@ pub struct ServeConfig {
     /// Shifts the billing clock (`NEXUS_CLOCK_OFFSET_MS`): for demos and tests that run real
     /// processes a month ahead. Zero in production.
     pub clock_offset_ms: i64,
+    /// Where mail to people goes: an SMTP server (`smtp://`, `smtps://`), or, without one,
+    /// `.eml` files in `<data_dir>/outbox/`.
+    pub smtp_url: Option<String>,
+    /// The sender mail names.
+    pub mail_from: String,
 }
 
 impl ServeConfig {
@@ -96,6 +101,19 @@ impl ServeConfig {
         // No real provider yet: the sandbox, remembering its outcomes in the data folder.
         let sandbox = Arc::new(crate::billing::SandboxProvider::journaled(self.sandbox_journal())?);
         self.market_on(clock, sandbox).await
+    }
+
+    /// Where mail to people goes.
+    pub fn mailer(&self) -> anyhow::Result<crate::mail::Mailer> {
+        Ok(match &self.smtp_url {
+            Some(url) => crate::mail::Mailer::smtp(url, &self.mail_from)?,
+            None => crate::mail::Mailer::files(self.outbox(), &self.mail_from)?,
+        })
+    }
+
+    /// Where mail is written without an SMTP server.
+    pub fn outbox(&self) -> PathBuf {
+        self.data_dir.join("outbox")
     }
 
     /// Where the sandbox payment provider journals what it did.
@@ -134,6 +152,7 @@ impl ServeConfig {
                 ..crate::billing::BillingConfig::sandboxed(clock, sandbox)
             },
             event_compile_wait: crate::runner::EVENT_COMPILE_WAIT,
+            mailer: self.mailer()?,
         };
         Ok(Market::open(registry, config).await?)
     }
@@ -218,6 +237,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
     };
     println!("nexus serving on {public_url} (data in {}, node {})", config.data_dir.display(), membership.id);
+    if config.smtp_url.is_none() {
+        println!("mail to people is written to {} (--smtp-url sends it instead)", config.outbox().display());
+    }
     let state = AppState { market: market.clone(), public_url };
     let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
     heartbeat.abort();

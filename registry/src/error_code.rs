@@ -126,6 +126,13 @@ error_codes! {
     InvalidWebhookUrl = "invalid_webhook_url", 400, "a webhook URL is not https, names an address not allowed, or carries credentials";
     TooManyWebhooks = "too_many_webhooks", 409, "the tenant has as many webhook endpoints as it may";
 
+    // People.
+    InvalidEmail = "invalid_email", 400, "an email address is malformed";
+    WeakPassword = "weak_password", 400, "a password is too short, too long, too common or contains the email address";
+    SignInFailed = "sign_in_failed", 401, "the email address or the password is wrong";
+    EmailNotVerified = "email_not_verified", 403, "the account's email address is not confirmed yet; a new link was mailed";
+    InvalidLink = "invalid_link", 400, "a mailed link is unknown, already used or expired";
+
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";
     UnknownCurrency = "unknown_currency", 400, "the currency is not an ISO 4217 code the marketplace takes";

@@ -47,6 +47,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0021_event_queue.sql"),
     include_str!("../migrations/common/0022_webhooks.sql"),
     include_str!("../migrations/common/0023_schedules.sql"),
+    include_str!("../migrations/common/0024_people.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -71,6 +72,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0021_event_queue.sql"),
     include_str!("../migrations/common/0022_webhooks.sql"),
     include_str!("../migrations/common/0023_schedules.sql"),
+    include_str!("../migrations/common/0024_people.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.
@@ -82,6 +84,8 @@ pub struct Market {
     pub master_key: MasterKey,
     pub runner: Runner,
     pub billing: BillingConfig,
+    /// Where mail to people goes (`mail.rs`).
+    pub mailer: crate::mail::Mailer,
 }
 
 /// How to build a [`Market`] beyond its registry.
@@ -96,6 +100,8 @@ pub struct MarketConfig {
     /// answered `host_busy` (reason `compiling`): normally
     /// [`EVENT_COMPILE_WAIT`](crate::runner::EVENT_COMPILE_WAIT); tests shorten it.
     pub event_compile_wait: Duration,
+    /// Where mail to people goes: SMTP, or `.eml` files in a folder.
+    pub mailer: crate::mail::Mailer,
 }
 
 /// The host a server runs: precompiled components cached under `cache_dir`; outbound HTTP
@@ -119,7 +125,7 @@ impl Market {
             Arc::new(Metrics::new()),
         );
         let billing = config.billing.after_durable(&db);
-        let market = Self { db, registry, master_key: config.master_key, runner, billing };
+        let market = Self { db, registry, master_key: config.master_key, runner, billing, mailer: config.mailer };
         plans::backfill(&market).await?;
         Ok(market)
     }

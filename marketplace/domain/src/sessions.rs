@@ -1,4 +1,6 @@
-//! Web console sessions: an API token, typed once into the sign-in form, exchanged for a
+//! Web console sessions: a person signed in with their email address and password
+//! (`people.rs`; the session acts as their organization, in their role, resolved again on
+//! every request), or an API token, typed once into the sign-in form, exchanged for a
 //! session cookie. The session is only a pointer to the token: every request resolves the
 //! token again through [`accounts::authenticate_hash`], so a session can never do more than
 //! its token, and revoking or expiring the token ends it. Nothing secret is stored: the
@@ -23,6 +25,8 @@ pub struct Session {
     /// The value every form of this session must carry back.
     pub csrf: String,
     pub expires_at: i64,
+    /// The person signed in, when it was one rather than a pasted API token.
+    pub person: Option<String>,
 }
 
 /// A new session and the cookie value that names it (shown to the browser once).
@@ -53,26 +57,57 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
     .bind(expires_at)
     .execute(market.db.writer())
     .await?;
-    Ok(Opened { cookie, session: Session { caller, csrf, expires_at } })
+    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: None } })
+}
+
+/// Signs a person in (`people::sign_in` checked who): a session acting as their
+/// organization, in their role there.
+pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, MarketError> {
+    let now = now_ms();
+    let caller = crate::people::caller_of(market, person, now).await?.ok_or(RegistryError::Unauthenticated)?;
+    sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(market.db.writer()).await?;
+    let cookie = random_hex(32)?;
+    let csrf = random_hex(16)?;
+    let expires_at = now + SESSION_LIFETIME_MS;
+    sqlx::query(
+        "INSERT INTO console_sessions (id_sha256, token_kind, token_sha256, csrf, created_at, expires_at, person_id) \
+         VALUES ($1, 'person', '', $2, $3, $4, $5)",
+    )
+    .bind(secret_hash(&cookie))
+    .bind(&csrf)
+    .bind(now)
+    .bind(expires_at)
+    .bind(person)
+    .execute(market.db.writer())
+    .await?;
+    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: Some(person.to_string()) } })
 }
 
 /// The session a cookie names, with its caller as of now.
 pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketError> {
-    let row =
-        sqlx::query("SELECT token_kind, token_sha256, csrf, expires_at FROM console_sessions WHERE id_sha256 = $1")
-            .bind(secret_hash(cookie))
-            .fetch_optional(&market.db.pool)
-            .await?
-            .ok_or(RegistryError::Unauthenticated)?;
+    let row = sqlx::query(
+        "SELECT token_kind, token_sha256, csrf, created_at, expires_at, person_id FROM console_sessions \
+         WHERE id_sha256 = $1",
+    )
+    .bind(secret_hash(cookie))
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or(RegistryError::Unauthenticated)?;
     let expires_at: i64 = row.try_get("expires_at")?;
     if expires_at <= now_ms() {
         close(market, cookie).await?;
         return Err(RegistryError::TokenExpired.into());
     }
+    if let Some(person) = row.try_get::<Option<String>, _>("person_id")? {
+        let opened_at: i64 = row.try_get("created_at")?;
+        let caller =
+            crate::people::caller_of(market, &person, opened_at).await?.ok_or(RegistryError::Unauthenticated)?;
+        return Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: Some(person) });
+    }
     let kind: TokenKind = row.try_get::<String, _>("token_kind")?.parse()?;
     let token_sha256: String = row.try_get("token_sha256")?;
     let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &token_sha256).await?;
-    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at })
+    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: None })
 }
 
 /// Signs out: the cookie names nothing afterwards.

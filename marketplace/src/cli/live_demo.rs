@@ -24,6 +24,7 @@ use crate::billing::provider::Scripted;
 use crate::billing::{DAY_MS, SandboxProvider, SystemClock};
 use crate::installs::{self, GrantConsent, InstallRequest};
 use crate::market::Market;
+use crate::people::Role;
 use crate::server::{self, AppState, ServeConfig};
 
 /// The second publisher's plugin: the echo component under its own listing.
@@ -58,6 +59,9 @@ type DemoTenant<'a> = (&'a str, &'a str, &'a [(&'a str, Value)]);
 /// billed in arrears once before the demo serves.
 const HISTORY_DAYS: i64 = 31;
 
+/// The demo's person: an address and a password anyone reading the demo's output may use.
+const DEMO_PERSON: (&str, &str) = ("ada@globex.example", "globex-demo-password");
+
 struct Seeded {
     operator: String,
     publisher: String,
@@ -88,7 +92,8 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     })?;
     let address = listener.local_addr()?;
     let url = format!("http://{address}");
-    print_welcome(&url, &seeded);
+    let outbox = config.smtp_url.is_none().then(|| config.outbox());
+    print_welcome(&url, &seeded, outbox.as_deref());
     let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
     let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
     let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
@@ -283,6 +288,9 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
         tenants.push((id.to_string(), token.secret));
         callers.push(caller);
     }
+    // A person who signs in to the console as globex's owner, with a password.
+    let (email, password) = DEMO_PERSON;
+    crate::people::add_confirmed_member(market, email, "Ada Globex", password, &"globex".parse()?, Role::Owner).await?;
     Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants, callers, operator_caller })
 }
 
@@ -391,7 +399,7 @@ async fn publish_signed(
     Ok(())
 }
 
-fn print_welcome(url: &str, seeded: &Seeded) {
+fn print_welcome(url: &str, seeded: &Seeded, outbox: Option<&std::path::Path>) {
     println!("\nNexus demo marketplace on {url}  (Ctrl-C stops it)\n");
     println!("tokens (demo only):");
     println!("  operator      {}", seeded.operator);
@@ -400,7 +408,13 @@ fn print_welcome(url: &str, seeded: &Seeded) {
         println!("  tenant        {token}  ({tenant})");
     }
     let globex = seeded.tenants.first().map(|(_, t)| t.as_str()).unwrap_or_default();
-    println!("\nweb console: {url}/console  (sign in with any token above: operator, partner or tenant)");
+    let (email, password) = DEMO_PERSON;
+    println!("  person        {email} / {password}  (globex's owner; demo only)");
+    println!("\nweb console: {url}/console  (sign in as the person, or with any token above)");
+    match outbox {
+        Some(outbox) => println!("mail (sign-up and reset links) is written to {}", outbox.display()),
+        None => println!("mail (sign-up and reset links) goes through --smtp-url"),
+    }
     println!("\ntry:");
     println!("  curl -s '{url}/v1/catalog?q=tax' | jq");
     println!("  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/installs | jq");

@@ -58,6 +58,14 @@ pub struct ServeArgs {
     /// When payout periods turn: twice-monthly (1st–15th, 16th–end) or monthly.
     #[arg(long, default_value = "twice-monthly")]
     payout_schedule: crate::billing::payouts::Schedule,
+    /// Send mail to people (confirmation and reset links) through this SMTP server:
+    /// smtp://host:port, smtp://host:port?tls=required (STARTTLS) or smtps://user:pass@host.
+    /// Without it, mail is written to <data-dir>/outbox/ as .eml files.
+    #[arg(long, env = "NEXUS_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// The sender of that mail.
+    #[arg(long, default_value = crate::mail::Mailer::DEFAULT_FROM)]
+    mail_from: String,
 }
 
 /// Per-tenant admission of events.
@@ -104,6 +112,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .then(|| std::time::Duration::from_secs(args.payout_interval_secs)),
         payout_schedule: args.payout_schedule,
         clock_offset_ms: clock_offset_ms()?,
+        smtp_url: args.smtp_url,
+        mail_from: args.mail_from,
     };
     if args.demo {
         super::live_demo::serve(config).await?;
@@ -151,6 +161,8 @@ impl Storage {
             payouts_every: None,
             payout_schedule: Default::default(),
             clock_offset_ms: clock_offset_ms().unwrap_or(0),
+            smtp_url: None,
+            mail_from: crate::mail::Mailer::DEFAULT_FROM.into(),
         }
     }
 }

@@ -103,6 +103,8 @@ struct SignInPage {
     chrome: Chrome,
     csrf: String,
     problem: Option<String>,
+    notice: Option<String>,
+    email: String,
 }
 
 async fn sign_in_form(State(state): State<AppState>) -> Result<Response, PageError> {
@@ -114,29 +116,85 @@ fn sign_in_page(
     problem: Option<String>,
     status: axum::http::StatusCode,
 ) -> Result<Response, PageError> {
+    signed_out_form(state, status, |csrf| SignInPage {
+        chrome: Chrome::new("Sign in", None),
+        csrf,
+        problem,
+        notice: None,
+        email: String::new(),
+    })
+}
+
+/// A form shown to someone not signed in, with a fresh CSRF value in the page and in the
+/// `nexus_csrf` cookie (checked by [`double_submitted`] when the form comes back).
+pub fn signed_out_form<T: Template>(
+    state: &AppState,
+    status: axum::http::StatusCode,
+    page: impl FnOnce(String) -> T,
+) -> Result<Response, PageError> {
     let csrf = nexus_registry::publishers::random_hex(16)?;
-    let page = SignInPage { chrome: Chrome::new("Sign in", None), csrf: csrf.clone(), problem };
-    let mut response = (status, render(&page)?).into_response();
+    let mut response = (status, render(&page(csrf.clone()))?).into_response();
     response.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &csrf, 3600));
     Ok(response)
 }
 
+/// Whether a signed-out form carries the CSRF value of its cookie.
+pub fn double_submitted(headers: &HeaderMap, fields: &Fields) -> bool {
+    let expected = cookie(headers, CSRF_COOKIE);
+    fields.get("csrf").zip(expected).is_some_and(|(sent, expected)| constant_time_eq(sent, expected))
+}
+
+/// The client's address, as the accept loop saw it ("unknown" where there is none).
+pub fn client_address(headers: &axum::http::Extensions) -> String {
+    headers
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string())
+}
+
 async fn sign_in(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
-    let expected = cookie(&headers, CSRF_COOKIE);
-    if !fields.get("csrf").zip(expected).is_some_and(|(sent, expected)| constant_time_eq(sent, expected)) {
+    if !double_submitted(&headers, &fields) {
         return sign_in_page(
             &state,
             Some("The form expired or came from another site: sign in again.".into()),
             axum::http::StatusCode::FORBIDDEN,
         );
     }
+    if let Some(email) = fields.text("email") {
+        let password = fields.get("password").unwrap_or_default();
+        let client = client_address(&extensions);
+        return match crate::people::sign_in(&state.market, &state.public_url, email, password, &client).await {
+            Ok(signed) => {
+                let opened = sessions::open_for_person(&state.market, &signed.person).await?;
+                Ok(signed_in(&state, &opened))
+            }
+            Err(refused) => {
+                let refused = PageError::from(refused);
+                if refused.status.is_server_error() {
+                    return Err(refused);
+                }
+                let email = email.to_string();
+                signed_out_form(&state, refused.status, |csrf| SignInPage {
+                    chrome: Chrome::new("Sign in", None),
+                    csrf,
+                    problem: Some(refused.message),
+                    notice: None,
+                    email,
+                })
+            }
+        };
+    }
     let Some(token) = fields.text("token") else {
-        return sign_in_page(&state, Some("Paste an API token.".into()), axum::http::StatusCode::BAD_REQUEST);
+        return sign_in_page(
+            &state,
+            Some("Enter your email address and password, or paste an API token.".into()),
+            axum::http::StatusCode::BAD_REQUEST,
+        );
     };
     let opened = match sessions::open(&state.market, token).await {
         Ok(opened) => opened,
@@ -150,6 +208,11 @@ async fn sign_in(
         }
         Err(other) => return Err(other.into()),
     };
+    Ok(signed_in(&state, &opened))
+}
+
+/// To the caller's home page, with the session's cookie.
+fn signed_in(state: &AppState, opened: &sessions::Opened) -> Response {
     let home = match &opened.session.caller {
         crate::accounts::Caller::Operator { .. } => "/console/operator".to_string(),
         crate::accounts::Caller::Publisher(credential) => format!("/console/partners/{}", credential.publisher),
@@ -157,9 +220,9 @@ async fn sign_in(
     };
     let lifetime = sessions::SESSION_LIFETIME_MS / 1000;
     let mut response = Redirect::to(&home).into_response();
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, &opened.cookie, lifetime));
-    response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CSRF_COOKIE, "", 0));
-    Ok(response)
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &opened.cookie, lifetime));
+    response.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, "", 0));
+    response
 }
 
 async fn sign_out(

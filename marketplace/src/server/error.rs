@@ -160,9 +160,9 @@ impl From<MarketError> for ApiError {
             MarketError::Registry(_) | MarketError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             MarketError::Forbidden(_) => StatusCode::FORBIDDEN,
             MarketError::NotFound(_) => StatusCode::NOT_FOUND,
-            // As the HTTP idempotency layer answers it, whichever of the two notices first.
-            MarketError::Invalid { code: ErrorCode::IdempotencyKeyReused, .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            MarketError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            // The status its code lists: 400 for most; 422 for a reused idempotency key (as
+            // the HTTP idempotency layer answers it), 401 and 403 for refused sign-ins.
+            MarketError::Invalid { code, .. } => StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST),
             MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
             MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             MarketError::HostBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,

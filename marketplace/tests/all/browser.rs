@@ -168,7 +168,7 @@ impl Driver {
         self.open(&format!("{site}/console/sign-in")).await;
         self.screenshot("sign-in").await;
         self.type_into("#token", token).await;
-        self.click("form.stack button[type=submit]").await;
+        self.click("#token-form button[type=submit]").await;
     }
 
     async fn sign_out(&self) {
@@ -309,6 +309,40 @@ fn each_role_uses_the_console_in_a_real_browser() {
         assert!(driver.source().await.contains("The ledger balances"));
         driver.screenshot("operator-ledger").await;
         driver.sign_out().await;
+
+        // A person: signs up with an organization, confirms the address from the mail,
+        // signs in with the password, and signs out everywhere.
+        driver.open(&format!("{site}/console/sign-up")).await;
+        driver.wait_for("Create an account").await;
+        for (field, value) in [
+            ("#name", "Bea Browser"),
+            ("#email", "bea@example.com"),
+            ("#password", "meadow-copper-signal-8"),
+            ("#organization", "bea-shop"),
+            ("#organization_name", "Bea's Shop"),
+        ] {
+            driver.type_into(field, value).await;
+        }
+        driver.screenshot("sign-up").await;
+        driver.click("form.stack button[type=submit]").await;
+        driver.wait_for("We mailed a link to bea@example.com").await;
+        assert_eq!(nexus_marketplace::mail::send_due(&env.market).await.unwrap(), 1);
+        let mail =
+            std::fs::read_dir(env.outbox()).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap());
+        let mail = mail.into_iter().find(|m| m.contains("To: bea@example.com")).unwrap();
+        let link = mail.lines().find(|line| line.contains("/console/verify?link=")).unwrap().trim();
+        assert!(link.starts_with(&format!("{site}/console/verify?link=")), "links name the public URL: {link}");
+        driver.open(link).await;
+        driver.wait_for("Your address is confirmed").await;
+        driver.open(&format!("{site}/console/sign-in")).await;
+        driver.type_into("#email", "bea@example.com").await;
+        driver.type_into("#password", "meadow-copper-signal-8").await;
+        driver.click("#password-form button[type=submit]").await;
+        driver.wait_for("Nothing installed yet").await;
+        assert!(driver.source().await.contains("Signed in as <strong>bea-shop</strong>"));
+        driver.screenshot("person-signed-in").await;
+        driver.click("form[action='/console/sign-out-everywhere'] button").await;
+        driver.wait_for("Sign in with an API token").await;
 
         driver.end().await;
         let _ = stop.send(());

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use nexus_host::{Host, HostConfig};
 use nexus_marketplace::accounts;
+use nexus_marketplace::mail::Mailer;
 use nexus_marketplace::runner::TenantLimits;
 use nexus_marketplace::secrets::MasterKey;
 use nexus_marketplace::server::{AppState, app};
@@ -60,6 +61,8 @@ pub struct Options {
     pub event_compile_wait: std::time::Duration,
     /// PostgreSQL only: the pool's size and wait, instead of the service's defaults.
     pub postgres_limits: Option<nexus_registry::DbLimits>,
+    /// Where mail goes, instead of `.eml` files in the environment's `outbox/`.
+    pub mailer: Option<Mailer>,
 }
 
 impl Default for Options {
@@ -72,11 +75,17 @@ impl Default for Options {
             billing: None,
             event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
             postgres_limits: None,
+            mailer: None,
         }
     }
 }
 
 impl Env {
+    /// Where mail is written (unless the test chose another mailer).
+    pub fn outbox(&self) -> std::path::PathBuf {
+        self._dir.path().join("outbox")
+    }
+
     pub async fn new(postgres: bool) -> Self {
         Self::with(postgres, Options::default()).await
     }
@@ -97,6 +106,9 @@ impl Env {
             tenant_limits: options.tenant_limits,
             billing: options.billing.unwrap_or_default(),
             event_compile_wait: options.event_compile_wait,
+            mailer: options
+                .mailer
+                .unwrap_or_else(|| Mailer::files(dir.path().join("outbox"), Mailer::DEFAULT_FROM).unwrap()),
         };
         let market = Arc::new(Market::open(registry, config).await.unwrap());
         let operator = accounts::issue_operator_token(&market.db, "tests").await.unwrap().secret;

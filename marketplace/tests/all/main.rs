@@ -21,6 +21,7 @@ mod installs;
 mod isolation;
 mod live_demo;
 mod money;
+mod people;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;

@@ -871,6 +871,11 @@ async fn second_node(m: &Money) -> nexus_marketplace::Market {
         tenant_limits: Default::default(),
         billing: BillingConfig::sandboxed(m.clock.clone(), m.sandbox.clone()),
         event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
+        mailer: nexus_marketplace::mail::Mailer::files(
+            std::env::temp_dir().join("nexus-outbox"),
+            nexus_marketplace::mail::Mailer::DEFAULT_FROM,
+        )
+        .unwrap(),
     };
     nexus_marketplace::Market::open(m.env.market.registry.clone(), config).await.unwrap()
 }

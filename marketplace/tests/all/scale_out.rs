@@ -167,6 +167,11 @@ async fn second_node(env: &super::common::Env) -> (axum::Router, std::sync::Arc<
         tenant_limits: nexus_marketplace::runner::TenantLimits::default(),
         billing: Default::default(),
         event_compile_wait: nexus_marketplace::runner::EVENT_COMPILE_WAIT,
+        mailer: nexus_marketplace::mail::Mailer::files(
+            std::env::temp_dir().join("nexus-outbox"),
+            nexus_marketplace::mail::Mailer::DEFAULT_FROM,
+        )
+        .unwrap(),
     };
     let other = nexus_marketplace::Market::open(env.market.registry.clone(), config).await.unwrap();
     let state =
@@ -268,10 +273,11 @@ fn three_nodes_share_the_limits_and_lose_one_without_losing_an_event() {
 
     super::common::runtime().block_on(async {
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build().unwrap();
-        // Each node sees the other two (after a heartbeat or two) and takes a third of the limits.
+        // Each node sees the other two (after a heartbeat or two; up to 30 s on a loaded
+        // machine) and takes a third of the limits.
         for node in &urls {
             let mut seen = 0.0;
-            for _ in 0..100 {
+            for _ in 0..300 {
                 seen = gauge(&client, node, "nexus_live_nodes").await.unwrap_or(0.0);
                 if seen == 3.0 {
                     break;

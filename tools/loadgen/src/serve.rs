@@ -79,6 +79,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         payouts_every: None,
         payout_schedule: Default::default(),
         clock_offset_ms: 0,
+        smtp_url: None,
+        mail_from: nexus_marketplace::mail::Mailer::DEFAULT_FROM.into(),
     };
     let market = Arc::new(config.market().await?);
     let seeded = seed(&market).await.context("seeding the marketplace")?;

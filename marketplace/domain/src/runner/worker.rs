@@ -106,7 +106,8 @@ enum Settle {
     Later,
 }
 
-/// Fires due schedules, runs due deliveries and posts due webhooks until the task is dropped:
+/// Fires due schedules, runs due deliveries, posts due webhooks and sends due mail until the
+/// task is dropped:
 /// at once when this node queued some, otherwise every [`POLL`].
 pub fn keep_delivering(market: Arc<Market>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -129,7 +130,11 @@ pub fn keep_delivering(market: Arc<Market>) -> tokio::task::JoinHandle<()> {
                 tracing::warn!(%error, "sending webhooks");
                 0
             });
-            if delivered + sent > 0 {
+            let mailed = crate::mail::send_due(&market).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, "sending mail");
+                0
+            });
+            if delivered + sent + mailed > 0 {
                 continue;
             }
             let _ = tokio::time::timeout(POLL, market.runner.queue_wake.notified()).await;

@@ -1,0 +1,631 @@
+//! People: accounts that sign in to the console with an email address and a password,
+//! beside the API tokens machines keep using.
+//!
+//! - **Sign-up** creates the person and, with them as its owner, a tenant organization, and
+//!   mails a link that confirms the address (valid 24 h). A sign-up with an address already
+//!   registered writes nothing but a mail to that address, and is answered exactly as a new
+//!   one: answers never reveal whether an address is registered.
+//! - **Passwords** are kept as argon2id hashes (the `argon2` crate's defaults: 19 MiB, two
+//!   passes), hashed off the async threads. A password has 12 to 256 characters, is not a
+//!   common one and does not contain the address; the refusal says which rule it broke.
+//! - **Sign-in** needs the confirmed address. Failures are counted per address and per
+//!   client over 15 minutes (5 and 30): beyond them sign-in is refused for the rest of the
+//!   window, whether the password is right or not. An unknown address costs one hash like a
+//!   known one and gets the same answer.
+//! - **Reset**: asking mails a link (valid 1 h, one use) if the address is registered, and
+//!   answers the same either way. Setting the new password confirms the address and signs
+//!   the person out everywhere.
+//! - **Sign-out everywhere** ends every session the person opened before it.
+//!
+//! Passwords, link secrets and session cookies are never logged, stored in the clear,
+//! returned or audited.
+
+use std::collections::BTreeSet;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use nexus_registry::ErrorCode;
+use nexus_registry::publishers::{random_hex, secret_hash};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::accounts::{Caller, TenantId, TenantScope};
+use crate::audit;
+use crate::error::{MarketError, storage};
+use crate::mail::{self, Mail};
+use crate::market::Market;
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_CHARS: usize = 256;
+/// How long a confirmation link works.
+pub const VERIFY_LINK_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a reset link works.
+pub const RESET_LINK_MS: i64 = 60 * 60 * 1000;
+/// The window over which failed sign-ins are counted.
+pub const FAILURE_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// Failed sign-ins one address may have in the window.
+pub const MAX_FAILURES_PER_EMAIL: i64 = 5;
+/// Failed sign-ins one client may have in the window (over every address it tries).
+pub const MAX_FAILURES_PER_CLIENT: i64 = 30;
+/// A new confirmation or reset link is mailed at most this often per person.
+const RELINK_AFTER_MS: i64 = 60 * 1000;
+
+/// Passwords refused however long they are: the most common long ones in breach lists.
+const COMMON_PASSWORDS: &[&str] = &[
+    "123456789012",
+    "1234567890123",
+    "12345678901234",
+    "password1234",
+    "password12345",
+    "passwordpassword",
+    "qwertyuiopasdf",
+    "qwerty123456",
+    "iloveyou1234",
+    "111111111111",
+    "000000000000",
+    "aaaaaaaaaaaa",
+    "abcdefghijkl",
+    "abc123abc123",
+    "letmein12345",
+    "welcome12345",
+    "adminadmin12",
+    "administrator",
+    "changeme1234",
+    "correcthorsebatterystaple",
+];
+
+/// A person's role in an organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Admin,
+    Developer,
+    Finance,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Developer => "developer",
+            Self::Finance => "finance",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    fn stored(text: &str) -> Result<Self, MarketError> {
+        match text {
+            "owner" => Ok(Self::Owner),
+            "admin" => Ok(Self::Admin),
+            "developer" => Ok(Self::Developer),
+            "finance" => Ok(Self::Finance),
+            "viewer" => Ok(Self::Viewer),
+            other => Err(storage(format!("unknown role {other}"))),
+        }
+    }
+
+    /// What the role may do for a tenant, in the scopes its API tokens carry.
+    pub fn tenant_scopes(self) -> BTreeSet<TenantScope> {
+        match self {
+            Self::Owner | Self::Admin => TenantScope::ALL.into_iter().collect(),
+            Self::Developer => [TenantScope::Installs, TenantScope::Events, TenantScope::Read].into(),
+            Self::Finance | Self::Viewer => [TenantScope::Read].into(),
+        }
+    }
+}
+
+/// `sign_up`'s request.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+    /// The tenant organization created with the person as its owner.
+    pub tenant: String,
+    pub tenant_name: String,
+}
+
+/// The address as kept: trimmed and lowercased, if it is one.
+pub fn normalized_email(email: &str) -> Result<String, MarketError> {
+    let email = email.trim().to_lowercase();
+    let problem = if email.is_empty() {
+        Some("enter an email address".to_string())
+    } else if email.len() > 254 {
+        Some("an email address has at most 254 characters".to_string())
+    } else {
+        match email.parse::<lettre::Address>() {
+            Ok(address) if address.domain().contains('.') => None,
+            Ok(_) => Some(format!("`{email}` has no domain with a dot after the @")),
+            Err(_) => Some(format!("`{email}` is not an email address (name@example.com)")),
+        }
+    };
+    match problem {
+        Some(problem) => Err(MarketError::invalid(ErrorCode::InvalidEmail, problem)),
+        None => Ok(email),
+    }
+}
+
+/// Whether `password` may be used by `email`; the refusal names the rule it broke.
+pub fn check_password(password: &str, email: &str) -> Result<(), MarketError> {
+    let chars = password.chars().count();
+    let weak = |message: String| Err(MarketError::invalid(ErrorCode::WeakPassword, message));
+    if chars < MIN_PASSWORD_CHARS {
+        return weak(format!("a password needs at least {MIN_PASSWORD_CHARS} characters; this one has {chars}"));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return weak(format!("a password has at most {MAX_PASSWORD_CHARS} characters; this one has {chars}"));
+    }
+    let lowered = password.to_lowercase();
+    if COMMON_PASSWORDS.contains(&lowered.as_str()) {
+        return weak("that password is among the most common ones; choose another".into());
+    }
+    if password.chars().collect::<BTreeSet<_>>().len() < 4 {
+        return weak("a password needs at least 4 different characters".into());
+    }
+    let local = email.split('@').next().unwrap_or_default();
+    if lowered.contains(email) || (local.len() >= 4 && lowered.contains(local)) {
+        return weak("a password must not contain your email address or its name part".into());
+    }
+    Ok(())
+}
+
+async fn hash_password(password: &str) -> Result<String, MarketError> {
+    let password = password.to_string();
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| storage(format!("no randomness for a salt: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&salt).map_err(storage)?;
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(storage)
+    })
+    .await
+    .map_err(storage)?
+}
+
+/// Whether `password` matches the stored hash; without one (an unknown address), a hash
+/// of the same cost is checked anyway so both take as long.
+async fn password_matches(password: &str, stored: Option<String>) -> Result<bool, MarketError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let stored = match stored {
+            Some(stored) => stored,
+            None => decoy_hash()?,
+        };
+        let parsed = PasswordHash::new(&stored).map_err(storage)?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(storage)?
+}
+
+/// A hash of a random password, made once, for unknown addresses.
+fn decoy_hash() -> Result<String, MarketError> {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = DECOY.get() {
+        return Ok(hash.clone());
+    }
+    let salt = SaltString::encode_b64(b"nexus-decoy-salt").map_err(storage)?;
+    let hash = Argon2::default().hash_password(random_hex(16)?.as_bytes(), &salt).map_err(storage)?.to_string();
+    Ok(DECOY.get_or_init(|| hash).clone())
+}
+
+/// A new link's secret and its row, in `tx`; the secret goes only into the mail.
+async fn new_link(
+    tx: &mut sqlx::AnyConnection,
+    person: &str,
+    purpose: &str,
+    now: i64,
+    lifetime: i64,
+) -> Result<String, MarketError> {
+    let secret = random_hex(24)?;
+    sqlx::query(
+        "INSERT INTO person_links (secret_sha256, person_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(secret_hash(&secret))
+    .bind(person)
+    .bind(purpose)
+    .bind(now)
+    .bind(now + lifetime)
+    .execute(&mut *tx)
+    .await?;
+    Ok(secret)
+}
+
+fn verify_mail(base: &str, email: &str, name: &str, secret: &str) -> Mail {
+    Mail {
+        kind: "verify",
+        to: email.to_string(),
+        subject: "Confirm your email address for Nexus".into(),
+        body: format!(
+            "Hello {name},\n\nConfirm that {email} is yours to finish signing up:\n\n\
+             {base}/console/verify?link={secret}\n\nThe link works for 24 hours. \
+             If you did not sign up, ignore this mail.\n"
+        ),
+    }
+}
+
+/// Signs a person up with a tenant organization they own, and mails the confirmation link;
+/// `base` is the console's public URL. An address already registered is mailed a notice
+/// instead, and the answer is the same.
+pub async fn sign_up(market: &Market, base: &str, request: SignUp) -> Result<(), MarketError> {
+    let email = normalized_email(&request.email)?;
+    check_password(&request.password, &email)?;
+    MarketError::check_text(ErrorCode::InvalidRequest, "name", &request.display_name, 100)?;
+    if request.display_name.trim().is_empty() {
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "enter your name"));
+    }
+    let tenant: TenantId = request.tenant.trim().parse()?;
+    let tenant_name = request.tenant_name.trim();
+    if tenant_name.is_empty() || tenant_name.len() > 100 {
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "an organization's name has 1 to 100 characters"));
+    }
+    let hash = hash_password(&request.password).await?;
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let registered: Option<String> =
+        sqlx::query_scalar(&format!("SELECT display_name FROM people WHERE email = $1{}", market.db.for_update()))
+            .bind(&email)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(name) = registered {
+        let notice = Mail {
+            kind: "already-registered",
+            to: email.clone(),
+            subject: "You already have a Nexus account".into(),
+            body: format!(
+                "Hello {name},\n\nSomeone (perhaps you) tried to sign up with {email}, which already has an \
+                 account. Sign in at {base}/console/sign-in, or reset your password at {base}/console/reset.\n"
+            ),
+        };
+        mail::enqueue(&mut tx, now, &notice).await?;
+        tx.commit().await?;
+        market.runner.wake_workers();
+        return Ok(());
+    }
+    let inserted = sqlx::query("INSERT INTO tenants (id, display_name, created_at) VALUES ($1, $2, $3)")
+        .bind(tenant.as_str())
+        .bind(tenant_name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+    match inserted {
+        Err(error) if nexus_registry::db::is_unique_violation(&error) => {
+            return Err(MarketError::conflict(
+                ErrorCode::TenantExists,
+                format!("the organization id {tenant} is taken; choose another"),
+            ));
+        }
+        other => other?,
+    };
+    let person = format!("usr_{}", random_hex(10)?);
+    let name = request.display_name.trim();
+    let created = sqlx::query(
+        "INSERT INTO people (id, email, display_name, password_hash, sessions_valid_after, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5)",
+    )
+    .bind(&person)
+    .bind(&email)
+    .bind(name)
+    .bind(&hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    if let Err(error) = &created
+        && nexus_registry::db::is_unique_violation(error)
+    {
+        // Signed up a moment ago by a concurrent request: answered as a registered address.
+        return Ok(());
+    }
+    created?;
+    sqlx::query(
+        "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, 'tenant', $2, 'owner', $3)",
+    )
+    .bind(&person)
+    .bind(tenant.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let secret = new_link(&mut tx, &person, "verify", now, VERIFY_LINK_MS).await?;
+    mail::enqueue(&mut tx, now, &verify_mail(base, &email, name, &secret)).await?;
+    let actor = format!("person:{person}");
+    audit::record(&mut *tx, &actor, "person.signed_up", &person, json!({ "tenant": tenant.as_str() })).await?;
+    tx.commit().await?;
+    market.runner.wake_workers();
+    Ok(())
+}
+
+/// Uses a link of `purpose` in `tx`: the person it names, or why not.
+async fn use_link(tx: &mut sqlx::AnyConnection, secret: &str, purpose: &str, now: i64) -> Result<String, MarketError> {
+    let used = sqlx::query_scalar::<_, String>(
+        "UPDATE person_links SET used_at = $1 \
+         WHERE secret_sha256 = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 RETURNING person_id",
+    )
+    .bind(now)
+    .bind(secret_hash(secret.trim()))
+    .bind(purpose)
+    .fetch_optional(&mut *tx)
+    .await?;
+    used.ok_or_else(|| {
+        MarketError::invalid(
+            ErrorCode::InvalidLink,
+            "this link is unknown, was already used or has expired; ask for a new one",
+        )
+    })
+}
+
+/// Confirms the address a confirmation link was mailed to.
+pub async fn verify_email(market: &Market, secret: &str) -> Result<(), MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let person = match use_link(&mut tx, secret, "verify", now).await {
+        Ok(person) => person,
+        Err(refused) => {
+            tx.rollback().await?;
+            return Err(refused);
+        }
+    };
+    sqlx::query("UPDATE people SET email_verified_at = COALESCE(email_verified_at, $1), updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&person)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut *tx, &format!("person:{person}"), "person.email_verified", &person, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Who signed in.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub person: String,
+}
+
+/// Checks an address and password, counting failures per address and per `client`.
+pub async fn sign_in(
+    market: &Market,
+    base: &str,
+    email: &str,
+    password: &str,
+    client: &str,
+) -> Result<SignedIn, MarketError> {
+    let email = normalized_email(email)?;
+    let now = market.billing.clock.now_ms();
+    let subjects = [format!("email:{email}"), format!("client:{client}")];
+    let since = now - FAILURE_WINDOW_MS;
+    for (subject, limit) in subjects.iter().zip([MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_CLIENT]) {
+        let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE subject = $1 AND at > $2")
+            .bind(subject)
+            .bind(since)
+            .fetch_one(&market.db.pool)
+            .await?;
+        if failures >= limit {
+            return Err(nexus_registry::RegistryError::RateLimited {
+                retry_after: std::time::Duration::from_millis(FAILURE_WINDOW_MS as u64),
+            }
+            .into());
+        }
+    }
+    let row = sqlx::query("SELECT id, display_name, password_hash, email_verified_at FROM people WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&market.db.pool)
+        .await?;
+    let stored = row.as_ref().map(|row| row.try_get::<String, _>("password_hash")).transpose()?;
+    if !password_matches(password, stored).await? {
+        let mut tx = market.db.write_tx().await?;
+        sqlx::query("DELETE FROM sign_in_failures WHERE at <= $1").bind(since).execute(&mut *tx).await?;
+        for subject in &subjects {
+            sqlx::query("INSERT INTO sign_in_failures (subject, at) VALUES ($1, $2)")
+                .bind(subject)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        return Err(MarketError::Invalid {
+            code: ErrorCode::SignInFailed,
+            message: "the email address or the password is wrong".into(),
+        });
+    }
+    let row = row.ok_or_else(|| storage("a password matched no account"))?;
+    let person: String = row.try_get("id")?;
+    if row.try_get::<Option<i64>, _>("email_verified_at")?.is_none() {
+        relink(market, base, &person, &email, &row.try_get::<String, _>("display_name")?, now).await?;
+        return Err(MarketError::Invalid {
+            code: ErrorCode::EmailNotVerified,
+            message: format!("confirm {email} first: we mailed you a link"),
+        });
+    }
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1")
+        .bind(&subjects[0])
+        .execute(market.db.writer())
+        .await?;
+    Ok(SignedIn { person })
+}
+
+/// Mails a new confirmation link, unless one went out within the last minute.
+async fn relink(
+    market: &Market,
+    base: &str,
+    person: &str,
+    email: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), MarketError> {
+    let mut tx = market.db.write_tx().await?;
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM person_links WHERE person_id = $1 AND purpose = 'verify' AND created_at > $2",
+    )
+    .bind(person)
+    .bind(now - RELINK_AFTER_MS)
+    .fetch_one(&mut *tx)
+    .await?;
+    if recent == 0 {
+        let secret = new_link(&mut tx, person, "verify", now, VERIFY_LINK_MS).await?;
+        mail::enqueue(&mut tx, now, &verify_mail(base, email, name, &secret)).await?;
+    }
+    tx.commit().await?;
+    market.runner.wake_workers();
+    Ok(())
+}
+
+/// Mails a reset link if `email` is registered (at most one a minute); answers the same
+/// either way.
+pub async fn request_reset(market: &Market, base: &str, email: &str) -> Result<(), MarketError> {
+    let email = normalized_email(email)?;
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let person = sqlx::query("SELECT id, display_name FROM people WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if let Some(person) = person {
+        let id: String = person.try_get("id")?;
+        let name: String = person.try_get("display_name")?;
+        let recent: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM person_links WHERE person_id = $1 AND purpose = 'reset' AND created_at > $2",
+        )
+        .bind(&id)
+        .bind(now - RELINK_AFTER_MS)
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent == 0 {
+            let secret = new_link(&mut tx, &id, "reset", now, RESET_LINK_MS).await?;
+            let reset = Mail {
+                kind: "reset",
+                to: email.clone(),
+                subject: "Reset your Nexus password".into(),
+                body: format!(
+                    "Hello {name},\n\nChoose a new password for {email} here:\n\n{base}/console/reset/{secret}\n\n\
+                     The link works once, for an hour. Setting a new password signs you out everywhere. \
+                     If you did not ask for this, ignore this mail: your password stays as it is.\n"
+                ),
+            };
+            mail::enqueue(&mut tx, now, &reset).await?;
+        }
+    }
+    tx.commit().await?;
+    market.runner.wake_workers();
+    Ok(())
+}
+
+/// Sets a new password with a reset link: confirms the address and ends every session.
+pub async fn reset_password(market: &Market, secret: &str, password: &str) -> Result<(), MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let person = match use_link(&mut tx, secret, "reset", now).await {
+        Ok(person) => person,
+        Err(refused) => {
+            tx.rollback().await?;
+            return Err(refused);
+        }
+    };
+    let email: String =
+        sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(&person).fetch_one(&mut *tx).await?;
+    if let Err(weak) = check_password(password, &email) {
+        // The link stays usable for a better password.
+        tx.rollback().await?;
+        return Err(weak);
+    }
+    let hash = hash_password(password).await?;
+    sqlx::query(
+        "UPDATE people SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2), \
+         sessions_valid_after = $2, updated_at = $2 WHERE id = $3",
+    )
+    .bind(&hash)
+    .bind(now)
+    .bind(&person)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(&person).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1")
+        .bind(format!("email:{email}"))
+        .execute(&mut *tx)
+        .await?;
+    audit::record(&mut *tx, &format!("person:{person}"), "person.password_reset", &person, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Ends every session `person` has open.
+pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    sqlx::query("UPDATE people SET sessions_valid_after = $1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(person)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(person).execute(&mut *tx).await?;
+    audit::record(&mut *tx, &format!("person:{person}"), "person.signed_out_everywhere", person, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A person with a confirmed address, as a member of an existing tenant in `role`: for
+/// seeding a marketplace (the demo). Refused like a sign-up for a bad address or password;
+/// the tenant must exist.
+pub async fn add_confirmed_member(
+    market: &Market,
+    email: &str,
+    name: &str,
+    password: &str,
+    tenant: &TenantId,
+    role: Role,
+) -> Result<String, MarketError> {
+    let email = normalized_email(email)?;
+    check_password(password, &email)?;
+    let hash = hash_password(password).await?;
+    let now = market.billing.clock.now_ms();
+    let person = format!("usr_{}", random_hex(10)?);
+    let mut tx = market.db.write_tx().await?;
+    sqlx::query(
+        "INSERT INTO people (id, email, display_name, password_hash, email_verified_at, sessions_valid_after, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $5, $5)",
+    )
+    .bind(&person)
+    .bind(&email)
+    .bind(name)
+    .bind(&hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, 'tenant', $2, $3, $4)",
+    )
+    .bind(&person)
+    .bind(tenant.as_str())
+    .bind(role.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(person)
+}
+
+/// The caller a person's session acts as: their first organization, in their role there.
+/// `None` when the person is gone or signed out everywhere after `opened_at`.
+pub async fn caller_of(market: &Market, person: &str, opened_at: i64) -> Result<Option<Caller>, MarketError> {
+    let row = sqlx::query(
+        "SELECT p.sessions_valid_after, m.org_kind, m.org_id, m.role FROM people p \
+         JOIN memberships m ON m.person_id = p.id WHERE p.id = $1 ORDER BY m.created_at, m.org_id LIMIT 1",
+    )
+    .bind(person)
+    .fetch_optional(&market.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if opened_at <= row.try_get::<i64, _>("sessions_valid_after")? {
+        return Ok(None);
+    }
+    let role = Role::stored(&row.try_get::<String, _>("role")?)?;
+    let org: String = row.try_get("org_id")?;
+    match row.try_get::<String, _>("org_kind")?.as_str() {
+        "tenant" => Ok(Some(Caller::Tenant {
+            tenant: org.parse()?,
+            token_id: person.to_string(),
+            scopes: role.tenant_scopes(),
+        })),
+        other => Err(storage(format!("membership of an unknown kind of organization: {other}"))),
+    }
+}

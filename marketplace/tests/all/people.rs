@@ -1,0 +1,343 @@
+//! People (issue #24): sign up with an organization, confirm the address from the mailed
+//! link, sign in with a password, be limited after failures, reset the password by mail,
+//! sign out everywhere; through the console's forms as a browser sends them, on both
+//! backends. Mail is read where it really goes: `.eml` files in the outbox folder, and a
+//! real SMTP server on loopback (`aiosmtpd` from PyPI, which `.ci/run` installs).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider};
+use nexus_marketplace::mail::{self, Mailer};
+use nexus_marketplace::people;
+
+use super::common::{Env, Options, on_both};
+use super::console::{Answer, Browser};
+
+const PASSWORD: &str = "plum-orbit-lantern-42";
+
+async fn count(env: &Env, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&env.market.db.pool).await.unwrap()
+}
+
+/// The text of every `.eml` file in `folder`, oldest first by name order of their ids is
+/// not time order, so callers look for what they expect rather than a position.
+fn mails_in(folder: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    let mut mails: Vec<String> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
+    mails.sort();
+    mails
+}
+
+/// The link's secret after `marker` in the mail to `to` that contains it.
+fn link_in(mails: &[String], to: &str, marker: &str) -> String {
+    let mail = mails
+        .iter()
+        .find(|mail| mail.contains(&format!("To: {to}")) && mail.contains(marker))
+        .unwrap_or_else(|| panic!("no mail to {to} with {marker} in {mails:?}"));
+    let start = mail.find(marker).unwrap() + marker.len();
+    mail[start..].chars().take_while(char::is_ascii_hexdigit).collect()
+}
+
+/// Fills in a signed-out form: GET `page`, then POST `action` with its CSRF value.
+async fn submit(browser: &mut Browser<'_>, page: &str, action: &str, fields: &[(&str, &str)]) -> Answer {
+    let form = browser.get(page).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = Browser::csrf_of(&form);
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    browser.post(action, &all).await
+}
+
+async fn sign_up(browser: &mut Browser<'_>, email: &str, password: &str, organization: &str) -> Answer {
+    let fields = [
+        ("name", "Ada Shop"),
+        ("email", email),
+        ("password", password),
+        ("organization", organization),
+        ("organization_name", "Ada's Shop"),
+    ];
+    submit(browser, "/console/sign-up", "/console/sign-up", &fields).await
+}
+
+async fn sign_in(browser: &mut Browser<'_>, email: &str, password: &str) -> Answer {
+    submit(browser, "/console/sign-in", "/console/sign-in", &[("email", email), ("password", password)]).await
+}
+
+#[test]
+fn a_person_signs_up_confirms_the_address_signs_in_resets_and_signs_out_everywhere() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let tenants_before = count(&env, "SELECT COUNT(*) FROM tenants").await;
+        let mut browser = Browser::new(&env);
+
+        // Bad input is refused with what is wrong, and nothing is written.
+        for (email, password, organization, problem) in [
+            ("ada@example.com", "short-1", "ada-shop", "at least 12 characters; this one has 7"),
+            ("ada@example.com", "password1234", "ada-shop", "among the most common"),
+            ("ada@example.com", "ada@example.com-2026", "ada-shop", "must not contain your email address"),
+            ("not-an-address", PASSWORD, "ada-shop", "is not an email address"),
+            ("ada@example.com", PASSWORD, "Not An Id", "tenant"),
+        ] {
+            let answer = sign_up(&mut browser, email, password, organization).await;
+            assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{email} {password}: {}", answer.body);
+            assert!(answer.body.contains(problem), "{problem} not in {}", answer.body);
+        }
+        let stale = browser.post("/console/sign-up", &[("csrf", "forged"), ("email", "ada@example.com")]).await;
+        assert_eq!(stale.status, StatusCode::FORBIDDEN);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM people").await, 0);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM tenants").await, tenants_before);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM mail_outbox").await, 0);
+
+        // Signed up: the person, their organization and their ownership, and one mail.
+        let answer = sign_up(&mut browser, " Ada@Example.com ", PASSWORD, "ada-shop").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert!(answer.body.contains("We mailed a link to ada@example.com"), "{}", answer.body);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM people WHERE email = 'ada@example.com'").await, 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM tenants WHERE id = 'ada-shop'").await, 1);
+        let owner =
+            "SELECT COUNT(*) FROM memberships WHERE org_kind = 'tenant' AND org_id = 'ada-shop' AND role = 'owner'";
+        assert_eq!(count(&env, owner).await, 1);
+        // The same address again is answered the same, and writes only a notice to it.
+        let again = sign_up(&mut Browser::new(&env), "ada@example.com", PASSWORD, "ada-other").await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert!(again.body.contains("We mailed a link to ada@example.com"));
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM people").await, 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM tenants WHERE id = 'ada-other'").await, 0);
+        // A taken organization id is the organization's business, not the address's.
+        let taken = sign_up(&mut Browser::new(&env), "bob@example.com", PASSWORD, "ada-shop").await;
+        assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+        assert!(taken.body.contains("ada-shop is taken"), "{}", taken.body);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM people").await, 1);
+
+        // Not confirmed yet: the right password is not enough.
+        let early = sign_in(&mut browser, "ada@example.com", PASSWORD).await;
+        assert_eq!(early.status, StatusCode::FORBIDDEN, "{}", early.body);
+        assert!(early.body.contains("confirm ada@example.com first"), "{}", early.body);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 2, "the link and the notice");
+        let mails = mails_in(&env.outbox());
+        assert_eq!(mails.len(), 2, "{mails:?}");
+        assert!(mails.iter().any(|m| m.contains("Subject: You already have a Nexus account")), "{mails:?}");
+        let link = link_in(&mails, "ada@example.com", "/console/verify?link=");
+        assert_eq!(link.len(), 48, "{mails:?}");
+        let confirmed = browser.get(&format!("/console/verify?link={link}")).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+        assert!(confirmed.body.contains("Your address is confirmed"));
+        let reused = browser.get(&format!("/console/verify?link={link}")).await;
+        assert_eq!(reused.status, StatusCode::BAD_REQUEST);
+        assert!(reused.body.contains("already used or has expired"), "{}", reused.body);
+
+        // A wrong password and an unknown address get the same answer.
+        let wrong = sign_in(&mut browser, "ada@example.com", "not-the-password").await;
+        let unknown = sign_in(&mut browser, "nobody@example.com", PASSWORD).await;
+        for answer in [&wrong, &unknown] {
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+            assert!(answer.body.contains("the email address or the password is wrong"), "{}", answer.body);
+        }
+        // Signed in, the person acts as their organization.
+        let signed = sign_in(&mut browser, "ADA@example.com", PASSWORD).await;
+        assert_eq!((signed.status, signed.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/installs")));
+        let installs = browser.get("/console/installs").await;
+        assert_eq!(installs.status, StatusCode::OK, "{}", installs.body);
+        assert!(installs.body.contains("Signed in as <strong>ada-shop</strong>"), "{}", installs.body);
+        assert!(installs.body.contains("Sign out everywhere"));
+        let mut laptop = Browser::new(&env);
+        assert_eq!(sign_in(&mut laptop, "ada@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+        // Sign out everywhere ends both sessions.
+        let csrf = Browser::csrf_of(&installs);
+        let out = browser.post("/console/sign-out-everywhere", &[("csrf", &csrf)]).await;
+        assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
+        for session in [&mut browser, &mut laptop] {
+            let page = session.get("/console/installs").await;
+            assert_eq!(page.location.as_deref(), Some("/console/sign-in"), "{}", page.body);
+        }
+
+        // A reset is answered the same for an address nobody has, and mailed only to Ada.
+        let asked = submit(&mut browser, "/console/reset", "/console/reset", &[("email", "ada@example.com")]).await;
+        let nobody = submit(&mut browser, "/console/reset", "/console/reset", &[("email", "eve@example.com")]).await;
+        assert_eq!((asked.status, nobody.status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(asked.body, nobody.body);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 1);
+        let mails = mails_in(&env.outbox());
+        let reset = link_in(&mails, "ada@example.com", "/console/reset/");
+        let page = format!("/console/reset/{reset}");
+        let weak = submit(&mut browser, &page, &page, &[("password", "tiny")]).await;
+        assert_eq!(weak.status, StatusCode::BAD_REQUEST, "{}", weak.body);
+        let new_password = "quartz-meadow-violin-77";
+        let done = submit(&mut browser, &page, &page, &[("password", new_password)]).await;
+        assert_eq!(done.status, StatusCode::OK, "the link outlived the weak try: {}", done.body);
+        let twice = submit(&mut browser, &page, &page, &[("password", "another-fine-password-9")]).await;
+        assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.body);
+        assert_eq!(sign_in(&mut browser, "ada@example.com", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(sign_in(&mut browser, "ada@example.com", new_password).await.status, StatusCode::SEE_OTHER);
+
+        // Nothing secret was kept or audited by value.
+        let stored: String =
+            sqlx::query_scalar("SELECT password_hash FROM people").fetch_one(&env.market.db.pool).await.unwrap();
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        let audit: Vec<String> =
+            sqlx::query_scalar("SELECT action || ' ' || detail FROM audit_log WHERE actor LIKE 'person:%'")
+                .fetch_all(&env.market.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(audit.len(), 4, "signed up, confirmed, signed out everywhere, reset: {audit:?}");
+        for line in &audit {
+            for secret in [PASSWORD, new_password, &link, &reset] {
+                assert!(!line.contains(secret), "{line}");
+            }
+        }
+        let links: i64 =
+            count(&env, &format!("SELECT COUNT(*) FROM person_links WHERE secret_sha256 = '{link}'")).await;
+        assert_eq!(links, 0, "links are kept as hashes");
+    })
+}
+
+#[test]
+fn sign_in_is_limited_per_address_and_concurrent_sign_ups_make_one_account() {
+    on_both(|postgres| async move {
+        let env = Arc::new(Env::new(postgres).await);
+        let tenants_before = count(&env, "SELECT COUNT(*) FROM tenants").await;
+        // Eight sign-ups of one address at once: one account, one organization.
+        let signups = (0..8).map(|n| {
+            let env = env.clone();
+            async move {
+                let mut browser = Browser::new(&env);
+                sign_up(&mut browser, "cy@example.com", PASSWORD, &format!("cy-shop-{n}")).await.status
+            }
+        });
+        let statuses = futures_util::future::join_all(signups).await;
+        assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM people").await, 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM memberships").await, 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM tenants").await, tenants_before + 1);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM person_links WHERE purpose = 'verify'").await, 1);
+        mail::send_due(&env.market).await.unwrap();
+        let link = link_in(&mails_in(&env.outbox()), "cy@example.com", "/console/verify?link=");
+        people::verify_email(&env.market, &link).await.unwrap();
+
+        // Failures at once all count; past the limit even the right password is refused.
+        let failures = (0..people::MAX_FAILURES_PER_EMAIL).map(|_| {
+            people::sign_in(&env.market, "http://nexus.test", "cy@example.com", "wrong-password-1", "10.0.0.1")
+        });
+        for failed in futures_util::future::join_all(failures).await {
+            assert_eq!(failed.unwrap_err().code().as_str(), "sign_in_failed");
+        }
+        let limited = people::sign_in(&env.market, "http://nexus.test", "cy@example.com", PASSWORD, "10.0.0.2").await;
+        assert_eq!(limited.unwrap_err().code().as_str(), "rate_limited");
+        let mut browser = Browser::new(&env);
+        let page = sign_in(&mut browser, "cy@example.com", PASSWORD).await;
+        assert_eq!(page.status, StatusCode::TOO_MANY_REQUESTS, "{}", page.body);
+        // An unknown address is limited the same way, so a limit reveals nothing either.
+        for _ in 0..people::MAX_FAILURES_PER_EMAIL {
+            let failed = people::sign_in(&env.market, "http://nexus.test", "zed@example.com", PASSWORD, "10.0.0.3");
+            assert_eq!(failed.await.unwrap_err().code().as_str(), "sign_in_failed");
+        }
+        let limited = people::sign_in(&env.market, "http://nexus.test", "zed@example.com", PASSWORD, "10.0.0.4").await;
+        assert_eq!(limited.unwrap_err().code().as_str(), "rate_limited");
+        let counted = count(&env, "SELECT COUNT(*) FROM sign_in_failures WHERE subject = 'email:cy@example.com'").await;
+        assert_eq!(counted, people::MAX_FAILURES_PER_EMAIL);
+    })
+}
+
+/// A real SMTP server on loopback (`python3 -m aiosmtpd`), keeping what it receives in a
+/// maildir; stopped when dropped.
+struct SmtpServer {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    /// `None` (with a note) where aiosmtpd is not installed, outside CI.
+    fn start() -> Option<Self> {
+        let have = std::process::Command::new("python3").args(["-c", "import aiosmtpd"]).status();
+        if !have.is_ok_and(|status| status.success()) {
+            assert!(std::env::var_os("NEXUS_REQUIRE_GUEST_TOOLCHAINS").is_none(), "aiosmtpd is not installed");
+            eprintln!("skipping the SMTP test: `python3 -m pip install aiosmtpd` to run it");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "aiosmtpd did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(Self { child, port, maildir })
+    }
+
+    /// Every message received, as its raw text.
+    fn received(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail").join("new");
+        mails_in_any(&new)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mails_in_any(folder: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(folder) else { return Vec::new() };
+    entries.map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap()).collect()
+}
+
+#[test]
+fn mail_leaves_by_smtp_and_is_retried_while_the_server_is_down() {
+    on_both(|postgres| async move {
+        let Some(smtp) = SmtpServer::start() else { return };
+        let clock = Arc::new(ManualClock::at(nexus_registry::db::now_ms()));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        // Port 9 on loopback: nothing listens there.
+        let down = Mailer::smtp("smtp://127.0.0.1:9", Mailer::DEFAULT_FROM).unwrap();
+        let options = Options { billing: Some(billing.clone()), mailer: Some(down), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let mut browser = Browser::new(&env);
+        assert_eq!(sign_up(&mut browser, "dee@example.com", PASSWORD, "dee-shop").await.status, StatusCode::OK);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 1);
+        let state = "SELECT state || ' ' || attempts FROM mail_outbox";
+        let retrying: String = sqlx::query_scalar(state).fetch_one(&env.market.db.pool).await.unwrap();
+        assert_eq!(retrying, "retrying 1");
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 0, "not due yet");
+        clock.advance(nexus_marketplace::runner::worker::MAX_WAIT_MS);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 1, "due again, and refused again");
+        let error: String =
+            sqlx::query_scalar("SELECT last_error FROM mail_outbox").fetch_one(&env.market.db.pool).await.unwrap();
+        assert!(error.starts_with("the SMTP server refused it"), "{error}");
+        assert!(!error.contains("/console/verify"), "no body in the error: {error}");
+        drop(env);
+
+        // A node whose mailer reaches the server sends at once.
+        let up = Mailer::smtp(&format!("smtp://127.0.0.1:{}", smtp.port), "Nexus <nexus@example.org>").unwrap();
+        let options = Options { billing: Some(billing), mailer: Some(up), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let mut browser = Browser::new(&env);
+        assert_eq!(sign_up(&mut browser, "eli@example.com", PASSWORD, "eli-shop").await.status, StatusCode::OK);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 1);
+        let sent: String = sqlx::query_scalar(state).fetch_one(&env.market.db.pool).await.unwrap();
+        assert_eq!(sent, "sent 1");
+        let received = smtp.received();
+        assert_eq!(received.len(), 1, "{received:?}");
+        assert!(received[0].contains("To: eli@example.com"), "{}", received[0]);
+        assert!(received[0].contains("From: Nexus <nexus@example.org>"), "{}", received[0]);
+        let link = link_in(&received, "eli@example.com", "/console/verify?link=");
+        people::verify_email(&env.market, &link).await.unwrap();
+        assert_eq!(sign_in(&mut browser, "eli@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
+    })
+}
