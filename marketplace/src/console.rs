@@ -13,6 +13,7 @@ pub mod chart;
 mod delivery_pages;
 mod operator_pages;
 mod partner_pages;
+mod partner_program_pages;
 mod session;
 mod tenant_pages;
 
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         )
         .merge(session::routes())
         .merge(account_pages::routes())
+        .merge(partner_program_pages::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())
@@ -89,6 +91,16 @@ pub struct Chrome {
     pub publisher: String,
     /// Signed in as a person (rather than with an API token).
     pub person: bool,
+    /// A person's organizations, to switch between (the current one marked).
+    pub orgs: Vec<OrgChoice>,
+}
+
+/// One organization in the header's switcher.
+#[derive(Debug, Default, Clone)]
+pub struct OrgChoice {
+    pub kind: String,
+    pub id: String,
+    pub current: bool,
 }
 
 impl Chrome {
@@ -98,6 +110,20 @@ impl Chrome {
             chrome.role = session.caller.role();
             chrome.csrf = session.csrf.clone();
             chrome.person = session.person.is_some();
+            let (kind, id) = match &session.caller {
+                Caller::Tenant { tenant, .. } => ("tenant", tenant.to_string()),
+                Caller::Publisher(credential) => ("publisher", credential.publisher.to_string()),
+                Caller::Operator { .. } => ("operator", String::new()),
+            };
+            chrome.orgs = session
+                .memberships
+                .iter()
+                .map(|m| OrgChoice {
+                    kind: m.org_kind.clone(),
+                    id: m.org_id.clone(),
+                    current: m.org_kind == kind && m.org_id == id,
+                })
+                .collect();
             chrome.who = match &session.caller {
                 Caller::Operator { .. } => "operator".to_string(),
                 Caller::Publisher(credential) => credential.publisher.to_string(),

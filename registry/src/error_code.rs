@@ -132,6 +132,7 @@ error_codes! {
     SignInFailed = "sign_in_failed", 401, "the email address or the password is wrong";
     EmailNotVerified = "email_not_verified", 403, "the account's email address is not confirmed yet; a new link was mailed";
     InvalidLink = "invalid_link", 400, "a mailed link is unknown, already used or expired";
+    ApplicationDecided = "application_decided", 409, "the partner application was already approved or rejected";
 
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";

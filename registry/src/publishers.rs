@@ -103,19 +103,31 @@ fn scopes_text(scopes: &BTreeSet<Scope>) -> String {
 
 /// Creates a publisher (an operator's action) and its first token, with every scope.
 pub async fn create_publisher(db: &Db, name: &PublisherName, display_name: &str) -> Result<IssuedToken, RegistryError> {
+    let mut conn = db.writer().acquire().await.map_err(storage)?;
+    insert_publisher(&mut conn, name, display_name).await?;
+    drop(conn);
+    issue_token(db, name, Scope::ALL.into_iter().collect(), "initial", None).await
+}
+
+/// Registers the publisher `name` on `conn` (in the caller's transaction, if it holds one),
+/// without a token: `publisher_exists` if the name is taken.
+pub async fn insert_publisher(
+    conn: &mut sqlx::AnyConnection,
+    name: &PublisherName,
+    display_name: &str,
+) -> Result<(), RegistryError> {
     crate::text::check("display_name", display_name, crate::text::MAX_DISPLAY_NAME_CHARS, true)
         .map_err(RegistryError::InvalidRequest)?;
     let inserted = sqlx::query("INSERT INTO publishers (name, display_name, created_at) VALUES ($1, $2, $3)")
         .bind(name.as_str())
         .bind(display_name)
         .bind(now_ms())
-        .execute(db.writer())
+        .execute(&mut *conn)
         .await;
     match inserted {
-        Err(error) if is_unique_violation(&error) => return Err(RegistryError::PublisherExists(name.to_string())),
-        other => other.map_err(storage)?,
-    };
-    issue_token(db, name, Scope::ALL.into_iter().collect(), "initial", None).await
+        Err(error) if is_unique_violation(&error) => Err(RegistryError::PublisherExists(name.to_string())),
+        other => other.map(|_| ()).map_err(storage),
+    }
 }
 
 /// Issues a token for `publisher` with `scopes`, optionally expiring at `expires_at` (ms).

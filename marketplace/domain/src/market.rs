@@ -48,6 +48,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0022_webhooks.sql"),
     include_str!("../migrations/common/0023_schedules.sql"),
     include_str!("../migrations/common/0024_people.sql"),
+    include_str!("../migrations/common/0025_partner_program.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -73,6 +74,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0022_webhooks.sql"),
     include_str!("../migrations/common/0023_schedules.sql"),
     include_str!("../migrations/common/0024_people.sql"),
+    include_str!("../migrations/common/0025_partner_program.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -106,6 +106,17 @@ impl Role {
         }
     }
 
+    /// What the role may do for a publisher, in the scopes its API tokens carry (finance
+    /// and viewers read the partner pages, which need none).
+    pub fn publisher_scopes(self) -> BTreeSet<nexus_registry::Scope> {
+        use nexus_registry::Scope;
+        match self {
+            Self::Owner | Self::Admin => Scope::ALL.into_iter().collect(),
+            Self::Developer => [Scope::Publish, Scope::Yank].into(),
+            Self::Finance | Self::Viewer => BTreeSet::new(),
+        }
+    }
+
     /// What the role may do for a tenant, in the scopes its API tokens carry.
     pub fn tenant_scopes(self) -> BTreeSet<TenantScope> {
         match self {
@@ -604,28 +615,72 @@ pub async fn add_confirmed_member(
     Ok(person)
 }
 
-/// The caller a person's session acts as: their first organization, in their role there.
-/// `None` when the person is gone or signed out everywhere after `opened_at`.
-pub async fn caller_of(market: &Market, person: &str, opened_at: i64) -> Result<Option<Caller>, MarketError> {
-    let row = sqlx::query(
-        "SELECT p.sessions_valid_after, m.org_kind, m.org_id, m.role FROM people p \
-         JOIN memberships m ON m.person_id = p.id WHERE p.id = $1 ORDER BY m.created_at, m.org_id LIMIT 1",
+/// One organization a person belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// `tenant` or `publisher`.
+    pub org_kind: String,
+    pub org_id: String,
+    pub role: Role,
+}
+
+/// Every organization `person` belongs to, in the order they joined.
+pub async fn memberships(market: &Market, person: &str) -> Result<Vec<Membership>, MarketError> {
+    let rows = sqlx::query(
+        "SELECT org_kind, org_id, role FROM memberships WHERE person_id = $1 ORDER BY created_at, org_kind, org_id",
     )
     .bind(person)
-    .fetch_optional(&market.db.pool)
+    .fetch_all(&market.db.pool)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    if opened_at <= row.try_get::<i64, _>("sessions_valid_after")? {
-        return Ok(None);
+    rows.iter()
+        .map(|row| {
+            Ok(Membership {
+                org_kind: row.try_get("org_kind")?,
+                org_id: row.try_get("org_id")?,
+                role: Role::stored(&row.try_get::<String, _>("role")?)?,
+            })
+        })
+        .collect()
+}
+
+/// The caller a person's session acts as: the organization it selected (`org`: kind and
+/// id), or the person's first, in their role there; with every membership of the person
+/// (for the console's switcher). `None` when the person is gone, has no such membership, or
+/// signed out everywhere after `opened_at`.
+pub async fn caller_of(
+    market: &Market,
+    person: &str,
+    opened_at: i64,
+    org: Option<(&str, &str)>,
+) -> Result<Option<(Caller, Vec<Membership>)>, MarketError> {
+    let valid_after: Option<i64> = sqlx::query_scalar("SELECT sessions_valid_after FROM people WHERE id = $1")
+        .bind(person)
+        .fetch_optional(&market.db.pool)
+        .await?;
+    match valid_after {
+        Some(after) if opened_at > after => {}
+        _ => return Ok(None),
     }
-    let role = Role::stored(&row.try_get::<String, _>("role")?)?;
-    let org: String = row.try_get("org_id")?;
-    match row.try_get::<String, _>("org_kind")?.as_str() {
-        "tenant" => Ok(Some(Caller::Tenant {
-            tenant: org.parse()?,
-            token_id: person.to_string(),
-            scopes: role.tenant_scopes(),
-        })),
-        other => Err(storage(format!("membership of an unknown kind of organization: {other}"))),
-    }
+    let all = memberships(market, person).await?;
+    let chosen = match org {
+        Some((kind, id)) => all.iter().find(|m| m.org_kind == kind && m.org_id == id),
+        None => all.first(),
+    };
+    let Some(membership) = chosen else { return Ok(None) };
+    let token_id = person.to_string();
+    let caller = match membership.org_kind.as_str() {
+        "tenant" => {
+            Caller::Tenant { tenant: membership.org_id.parse()?, token_id, scopes: membership.role.tenant_scopes() }
+        }
+        "publisher" => Caller::Publisher(nexus_registry::Credential {
+            token_id,
+            publisher: membership
+                .org_id
+                .parse()
+                .map_err(|e: nexus_registry::id::NameError| storage(format!("stored publisher: {e}")))?,
+            scopes: membership.role.publisher_scopes(),
+        }),
+        other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
+    };
+    Ok(Some((caller, all)))
 }

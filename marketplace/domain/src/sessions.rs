@@ -27,6 +27,8 @@ pub struct Session {
     pub expires_at: i64,
     /// The person signed in, when it was one rather than a pasted API token.
     pub person: Option<String>,
+    /// Every organization of that person (empty for a token's session).
+    pub memberships: Vec<crate::people::Membership>,
 }
 
 /// A new session and the cookie value that names it (shown to the browser once).
@@ -57,14 +59,15 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
     .bind(expires_at)
     .execute(market.db.writer())
     .await?;
-    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: None } })
+    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: None, memberships: Vec::new() } })
 }
 
 /// Signs a person in (`people::sign_in` checked who): a session acting as their
 /// organization, in their role there.
 pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, MarketError> {
     let now = now_ms();
-    let caller = crate::people::caller_of(market, person, now).await?.ok_or(RegistryError::Unauthenticated)?;
+    let (caller, memberships) =
+        crate::people::caller_of(market, person, now, None).await?.ok_or(RegistryError::Unauthenticated)?;
     sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(market.db.writer()).await?;
     let cookie = random_hex(32)?;
     let csrf = random_hex(16)?;
@@ -80,14 +83,15 @@ pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, Ma
     .bind(person)
     .execute(market.db.writer())
     .await?;
-    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: Some(person.to_string()) } })
+    let session = Session { caller, csrf, expires_at, person: Some(person.to_string()), memberships };
+    Ok(Opened { cookie, session })
 }
 
 /// The session a cookie names, with its caller as of now.
 pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketError> {
     let row = sqlx::query(
-        "SELECT token_kind, token_sha256, csrf, created_at, expires_at, person_id FROM console_sessions \
-         WHERE id_sha256 = $1",
+        "SELECT token_kind, token_sha256, csrf, created_at, expires_at, person_id, org_kind, org_id \
+         FROM console_sessions WHERE id_sha256 = $1",
     )
     .bind(secret_hash(cookie))
     .fetch_optional(&market.db.pool)
@@ -100,14 +104,40 @@ pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketErr
     }
     if let Some(person) = row.try_get::<Option<String>, _>("person_id")? {
         let opened_at: i64 = row.try_get("created_at")?;
-        let caller =
-            crate::people::caller_of(market, &person, opened_at).await?.ok_or(RegistryError::Unauthenticated)?;
-        return Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: Some(person) });
+        let kind: Option<String> = row.try_get("org_kind")?;
+        let id: Option<String> = row.try_get("org_id")?;
+        let org = kind.as_deref().zip(id.as_deref());
+        let (caller, memberships) =
+            crate::people::caller_of(market, &person, opened_at, org).await?.ok_or(RegistryError::Unauthenticated)?;
+        return Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: Some(person), memberships });
     }
     let kind: TokenKind = row.try_get::<String, _>("token_kind")?.parse()?;
     let token_sha256: String = row.try_get("token_sha256")?;
     let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &token_sha256).await?;
-    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: None })
+    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: None, memberships: Vec::new() })
+}
+
+/// Makes a person's session act as another organization of theirs.
+pub async fn switch(
+    market: &Market,
+    cookie: &str,
+    person: &str,
+    org_kind: &str,
+    org_id: &str,
+) -> Result<(), MarketError> {
+    let belongs =
+        crate::people::memberships(market, person).await?.iter().any(|m| m.org_kind == org_kind && m.org_id == org_id);
+    if !belongs {
+        return Err(MarketError::NotFound(format!("your membership of {org_kind} {org_id}")));
+    }
+    sqlx::query("UPDATE console_sessions SET org_kind = $1, org_id = $2 WHERE id_sha256 = $3 AND person_id = $4")
+        .bind(org_kind)
+        .bind(org_id)
+        .bind(secret_hash(cookie))
+        .bind(person)
+        .execute(market.db.writer())
+        .await?;
+    Ok(())
 }
 
 /// Signs out: the cookie names nothing afterwards.

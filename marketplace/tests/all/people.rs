@@ -341,3 +341,175 @@ fn mail_leaves_by_smtp_and_is_retried_while_the_server_is_down() {
         assert_eq!(sign_in(&mut browser, "eli@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
     })
 }
+
+/// A signed-in browser of a confirmed person who owns the tenant `tenant`.
+async fn person<'a>(env: &'a Env, email: &str, tenant: &str) -> Browser<'a> {
+    let (status, _) =
+        env.post("/v1/tenants", &env.operator, serde_json::json!({ "id": tenant, "display_name": tenant })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    people::add_confirmed_member(
+        &env.market,
+        email,
+        "A Partner",
+        PASSWORD,
+        &tenant.parse().unwrap(),
+        people::Role::Owner,
+    )
+    .await
+    .unwrap();
+    let mut browser = Browser::new(env);
+    assert_eq!(sign_in(&mut browser, email, PASSWORD).await.status, StatusCode::SEE_OTHER);
+    browser
+}
+
+async fn apply(browser: &mut Browser<'_>, namespace: &str, website: &str, agreement: &str) -> Answer {
+    let page = browser.get("/console/partner-program").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = Browser::csrf_of(&page);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("company", "Ada Tools Ltd"),
+        ("namespace", namespace),
+        ("website", website),
+        ("support_email", "help@ada-tools.example"),
+        ("agreement_version", agreement),
+    ];
+    browser.post("/console/partner-program", &fields).await
+}
+
+#[test]
+fn a_person_applies_to_the_partner_program_and_an_operator_decides() {
+    use nexus_marketplace::partner_program::{self, AGREEMENT_VERSION, Application, Decision};
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let mut ada = person(&env, "ada@example.com", "ada-shop").await;
+        let page = ada.get("/console/partner-program").await;
+        assert!(page.body.contains("You have not applied yet."), "{}", page.body);
+
+        // Refused with what is wrong, and nothing written.
+        for (namespace, website, agreement, status, problem) in [
+            ("Ada Tools", "https://ada-tools.example", AGREEMENT_VERSION, StatusCode::BAD_REQUEST, "publisher"),
+            ("ada-tools", "http://ada-tools.example", AGREEMENT_VERSION, StatusCode::BAD_REQUEST, "https://"),
+            ("ada-tools", "https://ada-tools.example", "", StatusCode::BAD_REQUEST, "partner agreement"),
+            ("nexus-labs", "https://ada-tools.example", AGREEMENT_VERSION, StatusCode::CONFLICT, "is taken"),
+        ] {
+            let answer = apply(&mut ada, namespace, website, agreement).await;
+            assert_eq!(answer.status, status, "{namespace} {website}: {}", answer.body);
+            assert!(answer.body.contains(problem), "{problem} not in {}", answer.body);
+        }
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM partner_applications").await, 0);
+
+        let applied = apply(&mut ada, "ada-tools", "https://ada-tools.example", AGREEMENT_VERSION).await;
+        assert_eq!(applied.location.as_deref(), Some("/console/partner-program?applied=ada-tools"));
+        let page = ada.get("/console/partner-program?applied=ada-tools").await;
+        assert!(
+            page.body.contains("waiting for an operator") && page.body.contains("<td>pending</td>"),
+            "{}",
+            page.body
+        );
+
+        // Eight others want the same free namespace at once: one application is filed.
+        let mut people_ids = Vec::new();
+        for n in 0..8 {
+            let email = format!("p{n}@example.com");
+            let tenant = format!("shop-{n}");
+            env.post("/v1/tenants", &env.operator, serde_json::json!({ "id": tenant, "display_name": tenant })).await;
+            let id = people::add_confirmed_member(
+                &env.market,
+                &email,
+                "P",
+                PASSWORD,
+                &tenant.parse().unwrap(),
+                people::Role::Owner,
+            )
+            .await
+            .unwrap();
+            people_ids.push(id);
+        }
+        let racing = people_ids.iter().map(|person| {
+            let application = Application {
+                company: "Racer".into(),
+                namespace: "racer".into(),
+                website: "https://racer.example".into(),
+                support_email: "help@racer.example".into(),
+                agreement_version: AGREEMENT_VERSION.into(),
+            };
+            partner_program::apply(&env.market, person, application)
+        });
+        let outcomes = futures_util::future::join_all(racing).await;
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+        for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            assert_eq!(refused.code().as_str(), "publisher_exists", "{refused}");
+        }
+
+        // The operator's queue; tenants do not see it.
+        let tenant_page = ada.get("/console/operator/applications").await;
+        assert_eq!(tenant_page.status, StatusCode::FORBIDDEN);
+        let mut operator = Browser::new(&env);
+        operator.sign_in(&env.operator).await;
+        let queue = operator.get("/console/operator/applications").await;
+        assert_eq!(queue.status, StatusCode::OK);
+        assert!(queue.body.contains("ada@example.com") && queue.body.contains("Approve ada-tools"), "{}", queue.body);
+        let id: String = sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'ada-tools'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        let csrf = Browser::csrf_of(&queue);
+        let approved = operator.post(&format!("/console/operator/applications/{id}/approve"), &[("csrf", &csrf)]).await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+        let again = operator.post(&format!("/console/operator/applications/{id}/approve"), &[("csrf", &csrf)]).await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+        assert!(again.body.contains("application_decided"), "{}", again.body);
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM publishers WHERE name = 'ada-tools'").await, 1);
+        let owner =
+            "SELECT COUNT(*) FROM memberships WHERE org_kind = 'publisher' AND org_id = 'ada-tools' AND role = 'owner'";
+        assert_eq!(count(&env, owner).await, 1);
+
+        // Ada now acts as either organization, and only hers.
+        let installs = ada.get("/console/installs").await;
+        assert!(installs.body.contains("<option value=\"publisher:ada-tools\""), "{}", installs.body);
+        let csrf = Browser::csrf_of(&installs);
+        let switched = ada.post("/console/switch", &[("csrf", &csrf), ("org", "publisher:ada-tools")]).await;
+        assert_eq!(switched.location.as_deref(), Some("/console/partners/ada-tools"));
+        let partner = ada.get("/console/partners/ada-tools").await;
+        assert_eq!(partner.status, StatusCode::OK, "{}", partner.body);
+        assert!(partner.body.contains("Signed in as <strong>ada-tools</strong> (publisher)"), "{}", partner.body);
+        let other = ada.post("/console/switch", &[("csrf", &csrf), ("org", "publisher:nexus-labs")]).await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND);
+
+        // A rejection needs a reason, and the applicant reads it.
+        let racer: String = sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'racer'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        let operator_caller =
+            nexus_marketplace::accounts::authenticate(&env.market.db, &env.market.registry, &env.operator)
+                .await
+                .unwrap();
+        let empty =
+            partner_program::decide(&env.market, &operator_caller, &racer, Decision::Reject { reason: " ".into() });
+        assert_eq!(empty.await.unwrap_err().code().as_str(), "invalid_request");
+        // Four operators decide at once: one decision stands.
+        let decisions = (0..4).map(|_| {
+            partner_program::decide(
+                &env.market,
+                &operator_caller,
+                &racer,
+                Decision::Reject { reason: "no website yet".into() },
+            )
+        });
+        let decided = futures_util::future::join_all(decisions).await;
+        assert_eq!(decided.iter().filter(|d| d.is_ok()).count(), 1);
+        assert!(decided.iter().filter_map(|d| d.as_ref().err()).all(|e| e.code().as_str() == "application_decided"));
+
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 2);
+        let mails = mails_in(&env.outbox());
+        assert!(
+            mails.iter().any(|m| m.contains("To: ada@example.com") && m.contains("ada-tools is yours")),
+            "{mails:?}"
+        );
+        assert!(mails.iter().any(|m| m.contains("not approved") && m.contains("no website yet")), "{mails:?}");
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'partner.%'").await;
+        assert_eq!(audited, 4, "two applications, an approval, a rejection");
+    })
+}
