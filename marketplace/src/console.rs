@@ -12,6 +12,7 @@ mod catalog_pages;
 pub mod chart;
 mod delivery_pages;
 mod operator_pages;
+mod organization_pages;
 mod partner_pages;
 mod partner_program_pages;
 mod session;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(session::routes())
         .merge(account_pages::routes())
         .merge(partner_program_pages::routes())
+        .merge(organization_pages::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())

@@ -4,8 +4,8 @@
 
 pub use nexus_domain::{Market, MarketConfig};
 pub use nexus_domain::{
-    MarketError, accounts, audit, billing, catalog, error, installs, kv, mail, market, metrics, nodes, partner_program,
-    pause, people, records, runner, secrets, sessions, webhooks,
+    MarketError, accounts, audit, billing, catalog, error, installs, kv, mail, market, metrics, nodes, organizations,
+    partner_program, pause, people, records, runner, secrets, sessions, webhooks,
 };
 
 pub mod cli;

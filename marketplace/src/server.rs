@@ -236,10 +236,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         })
     };
-    println!("nexus serving on {public_url} (data in {}, node {})", config.data_dir.display(), membership.id);
-    if config.smtp_url.is_none() {
-        println!("mail to people is written to {} (--smtp-url sends it instead)", config.outbox().display());
-    }
+    // One line, the last this process prints: whoever reads it may close the pipe after it.
+    let mail = match &config.smtp_url {
+        Some(_) => "mail to people goes through --smtp-url".to_string(),
+        None => format!("mail to people is written to {}", config.outbox().display()),
+    };
+    println!("nexus serving on {public_url} (data in {}, node {}; {mail})", config.data_dir.display(), membership.id);
     let state = AppState { market: market.clone(), public_url };
     let served = serve_with(listener, state, config.connections, shutdown_signal()).await;
     heartbeat.abort();

@@ -133,6 +133,8 @@ error_codes! {
     EmailNotVerified = "email_not_verified", 403, "the account's email address is not confirmed yet; a new link was mailed";
     InvalidLink = "invalid_link", 400, "a mailed link is unknown, already used or expired";
     ApplicationDecided = "application_decided", 409, "the partner application was already approved or rejected";
+    LastOwner = "last_owner", 409, "an organization keeps at least one owner; make another member owner first";
+    AlreadyMember = "already_member", 409, "the person is already a member of the organization";
 
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";

@@ -19,6 +19,7 @@ pub mod mail;
 pub mod market;
 pub mod metrics;
 pub mod nodes;
+pub mod organizations;
 pub mod partner_program;
 pub mod pause;
 pub mod people;

@@ -49,6 +49,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0023_schedules.sql"),
     include_str!("../migrations/common/0024_people.sql"),
     include_str!("../migrations/common/0025_partner_program.sql"),
+    include_str!("../migrations/common/0026_invitations.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -75,6 +76,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0023_schedules.sql"),
     include_str!("../migrations/common/0024_people.sql"),
     include_str!("../migrations/common/0025_partner_program.sql"),
+    include_str!("../migrations/common/0026_invitations.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -95,15 +95,25 @@ impl Role {
         }
     }
 
-    fn stored(text: &str) -> Result<Self, MarketError> {
-        match text {
-            "owner" => Ok(Self::Owner),
-            "admin" => Ok(Self::Admin),
-            "developer" => Ok(Self::Developer),
-            "finance" => Ok(Self::Finance),
-            "viewer" => Ok(Self::Viewer),
-            other => Err(storage(format!("unknown role {other}"))),
-        }
+    pub const ALL: [Self; 5] = [Self::Owner, Self::Admin, Self::Developer, Self::Finance, Self::Viewer];
+
+    pub(crate) fn stored(text: &str) -> Result<Self, MarketError> {
+        Self::ALL.into_iter().find(|role| role.as_str() == text).ok_or_else(|| storage(format!("unknown role {text}")))
+    }
+
+    /// A role someone named: refused with the roles there are.
+    pub fn named(text: &str) -> Result<Self, MarketError> {
+        Self::ALL.into_iter().find(|role| role.as_str() == text.trim()).ok_or_else(|| {
+            MarketError::invalid(
+                ErrorCode::InvalidRequest,
+                format!("there is no role `{}`: use owner, admin, developer, finance or viewer", text.trim()),
+            )
+        })
+    }
+
+    /// Owners and admins manage members.
+    pub fn manages_members(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
     }
 
     /// What the role may do for a publisher, in the scopes its API tokens carry (finance
@@ -644,9 +654,9 @@ pub async fn memberships(market: &Market, person: &str) -> Result<Vec<Membership
 }
 
 /// The caller a person's session acts as: the organization it selected (`org`: kind and
-/// id), or the person's first, in their role there; with every membership of the person
-/// (for the console's switcher). `None` when the person is gone, has no such membership, or
-/// signed out everywhere after `opened_at`.
+/// id; while the person is still a member), or the person's first, in their role there;
+/// with every membership of the person (for the console's switcher). `None` when the person
+/// is gone, belongs to nothing, or signed out everywhere after `opened_at`.
 pub async fn caller_of(
     market: &Market,
     person: &str,
@@ -662,10 +672,8 @@ pub async fn caller_of(
         _ => return Ok(None),
     }
     let all = memberships(market, person).await?;
-    let chosen = match org {
-        Some((kind, id)) => all.iter().find(|m| m.org_kind == kind && m.org_id == id),
-        None => all.first(),
-    };
+    // The organization the session chose, or (none chosen, or no longer a member) the first.
+    let chosen = org.and_then(|(kind, id)| all.iter().find(|m| m.org_kind == kind && m.org_id == id)).or(all.first());
     let Some(membership) = chosen else { return Ok(None) };
     let token_id = person.to_string();
     let caller = match membership.org_kind.as_str() {

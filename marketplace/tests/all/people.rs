@@ -513,3 +513,93 @@ fn a_person_applies_to_the_partner_program_and_an_operator_decides() {
         assert_eq!(audited, 4, "two applications, an approval, a rejection");
     })
 }
+
+#[test]
+fn an_organization_invites_members_changes_roles_and_always_keeps_an_owner() {
+    use nexus_marketplace::organizations::{self, Org};
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let mut ada = person(&env, "ada@example.com", "ada-shop").await;
+        let mut bob = person(&env, "bob@example.com", "bob-shop").await;
+        let mut cy = person(&env, "cy@example.com", "cy-shop").await;
+        let ada_id: String = sqlx::query_scalar("SELECT id FROM people WHERE email = 'ada@example.com'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        let bob_id: String = sqlx::query_scalar("SELECT id FROM people WHERE email = 'bob@example.com'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+
+        let page = ada.get("/console/organization").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("Members of ada-shop") && page.body.contains("Send the invitation"));
+        let csrf = Browser::csrf_of(&page);
+        for (email, role, status, problem) in [
+            ("bob@example.com", "wizard", StatusCode::BAD_REQUEST, "there is no role `wizard`"),
+            ("ada@example.com", "viewer", StatusCode::CONFLICT, "already a member"),
+            ("not an address", "viewer", StatusCode::BAD_REQUEST, "is not an email address"),
+        ] {
+            let answer =
+                ada.post("/console/organization/invite", &[("csrf", &csrf), ("email", email), ("role", role)]).await;
+            assert_eq!(answer.status, status, "{email} {role}: {}", answer.body);
+            assert!(answer.body.contains(problem), "{problem} not in {}", answer.body);
+        }
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM invitations").await, 0);
+        let sent = ada
+            .post(
+                "/console/organization/invite",
+                &[("csrf", &csrf), ("email", "Bob@Example.com"), ("role", "developer")],
+            )
+            .await;
+        assert_eq!(sent.location.as_deref(), Some("/console/organization?done=invitation+sent"), "{}", sent.body);
+        assert_eq!(mail::send_due(&env.market).await.unwrap(), 1);
+        let link = link_in(&mails_in(&env.outbox()), "bob@example.com", "/console/invitations/");
+        let path = format!("/console/invitations/{link}");
+
+        // Only Bob accepts it, once; then his session acts as ada-shop, as a developer.
+        let shown = cy.get(&path).await;
+        let cy_csrf = Browser::csrf_of(&shown);
+        let wrong = cy.post(&path, &[("csrf", &cy_csrf)]).await;
+        assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+        assert!(wrong.body.contains("this invitation is for bob@example.com"), "{}", wrong.body);
+        let shown = bob.get(&path).await;
+        assert!(shown.body.contains("Accept the invitation"), "{}", shown.body);
+        let bob_csrf = Browser::csrf_of(&shown);
+        let joined = bob.post(&path, &[("csrf", &bob_csrf)]).await;
+        assert_eq!(joined.location.as_deref(), Some("/console/installs"), "{}", joined.body);
+        let again = bob.post(&path, &[("csrf", &bob_csrf)]).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.body);
+        let page = bob.get("/console/organization").await;
+        assert!(page.body.contains("Members of ada-shop"), "{}", page.body);
+        assert!(!page.body.contains("Send the invitation"), "developers do not manage members");
+        assert!(page.body.contains("Signed in as <strong>ada-shop</strong>"));
+        // A developer cannot remove the owner.
+        let csrf = Browser::csrf_of(&page);
+        let refused = bob.post(&format!("/console/organization/members/{ada_id}/remove"), &[("csrf", &csrf)]).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+
+        // Ada makes Bob an owner; then both step down at once: one of them stays owner.
+        let org = Org { kind: "tenant", id: "ada-shop" };
+        organizations::change_role(&env.market, org, &ada_id, &bob_id, "owner").await.unwrap();
+        let (ada_steps, bob_steps) = tokio::join!(
+            organizations::change_role(&env.market, org, &ada_id, &ada_id, "admin"),
+            organizations::change_role(&env.market, org, &bob_id, &bob_id, "admin"),
+        );
+        let outcomes = [ada_steps, bob_steps];
+        assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1, "{outcomes:?}");
+        let refused = outcomes.iter().find_map(|o| o.as_ref().err()).unwrap();
+        assert_eq!(refused.code().as_str(), "last_owner");
+        let owners = "SELECT COUNT(*) FROM memberships WHERE org_id = 'ada-shop' AND role = 'owner'";
+        assert_eq!(count(&env, owners).await, 1);
+        // The one still owner cannot leave; the other can.
+        let owner = if outcomes[0].is_ok() { &bob_id } else { &ada_id };
+        let other = if outcomes[0].is_ok() { &ada_id } else { &bob_id };
+        let stuck = organizations::remove(&env.market, org, owner, owner).await.unwrap_err();
+        assert_eq!(stuck.code().as_str(), "last_owner");
+        organizations::remove(&env.market, org, other, other).await.unwrap();
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM memberships WHERE org_id = 'ada-shop'").await, 1);
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'member.%'").await;
+        assert_eq!(audited, 5, "invited, joined, made owner, stepped down, left");
+    })
+}

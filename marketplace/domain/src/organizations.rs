@@ -1,0 +1,377 @@
+//! An organization's people: its members and their roles, invitations by email, role
+//! changes, removal and leaving. A tenant and a publisher are organizations alike.
+//!
+//! - Owners and admins manage members; only an owner makes or unmakes an owner, or removes
+//!   one. Anyone may leave. An organization keeps at least one owner (`409 last_owner`), so
+//!   ownership passes by making another member owner, then stepping down or leaving.
+//! - An invitation is mailed to an address with a role (valid 7 days, one use); it is
+//!   accepted by the signed-in person whose confirmed address it names. Inviting an address
+//!   again replaces the pending invitation.
+//! - Every change runs with the organization's member rows locked (`FOR UPDATE` on
+//!   PostgreSQL; SQLite's one writer), so two changes at once cannot both pass the
+//!   last-owner check.
+
+use nexus_registry::ErrorCode;
+use nexus_registry::publishers::{random_hex, secret_hash};
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit;
+use crate::error::MarketError;
+use crate::mail::{self, Mail};
+use crate::market::Market;
+use crate::people::{Membership, Role, normalized_email};
+
+/// How long an invitation works.
+pub const INVITATION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// One member as the organization's page lists them.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub person: String,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+/// A pending invitation.
+#[derive(Debug, Clone)]
+pub struct Invited {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub expires_at: i64,
+}
+
+/// An organization: its kind (`tenant`, `publisher`) and id.
+#[derive(Debug, Clone, Copy)]
+pub struct Org<'a> {
+    pub kind: &'a str,
+    pub id: &'a str,
+}
+
+impl Org<'_> {
+    fn label(&self) -> String {
+        format!("{} {}", self.kind, self.id)
+    }
+}
+
+/// `person`'s membership of `org`, or `404` (non-members learn nothing of it).
+async fn role_of(conn: &mut sqlx::AnyConnection, org: Org<'_>, person: &str) -> Result<Role, MarketError> {
+    let role: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE org_kind = $1 AND org_id = $2 AND person_id = $3")
+            .bind(org.kind)
+            .bind(org.id)
+            .bind(person)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Role::stored(&role.ok_or_else(|| MarketError::NotFound(format!("your membership of {}", org.label())))?)
+}
+
+fn forbidden(message: impl Into<String>) -> MarketError {
+    MarketError::Forbidden(message.into())
+}
+
+/// The members and pending invitations of `org`, for one of its members.
+pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec<Member>, Vec<Invited>), MarketError> {
+    let mut conn = market.db.pool.acquire().await?;
+    role_of(&mut conn, org, viewer).await?;
+    let rows = sqlx::query(
+        "SELECT m.person_id, m.role, p.email, p.display_name FROM memberships m JOIN people p ON p.id = m.person_id \
+         WHERE m.org_kind = $1 AND m.org_id = $2 ORDER BY m.created_at, p.email",
+    )
+    .bind(org.kind)
+    .bind(org.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let members = rows
+        .iter()
+        .map(|row| {
+            Ok(Member {
+                person: row.try_get("person_id")?,
+                email: row.try_get("email")?,
+                name: row.try_get("display_name")?,
+                role: Role::stored(&row.try_get::<String, _>("role")?)?,
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    let now = market.billing.clock.now_ms();
+    let rows = sqlx::query(
+        "SELECT id, email, role, expires_at FROM invitations \
+         WHERE org_kind = $1 AND org_id = $2 AND outcome IS NULL AND expires_at > $3 ORDER BY created_at",
+    )
+    .bind(org.kind)
+    .bind(org.id)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await?;
+    let invited = rows
+        .iter()
+        .map(|row| {
+            Ok(Invited {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                role: Role::stored(&row.try_get::<String, _>("role")?)?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, MarketError>>()?;
+    Ok((members, invited))
+}
+
+/// Runs `work` in a write transaction: committed when it succeeds, rolled back before its
+/// error is returned otherwise, so the rows it locked are free when the caller hears.
+async fn in_write_tx<T>(
+    market: &Market,
+    work: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> Result<T, MarketError>,
+) -> Result<T, MarketError> {
+    let mut tx = market.db.write_tx().await?;
+    match work(&mut tx).await {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(error) => {
+            tx.rollback().await?;
+            Err(error)
+        }
+    }
+}
+
+/// Locks `org`'s member rows in `tx` (PostgreSQL; SQLite's writer already excludes others).
+async fn lock_members(market: &Market, tx: &mut sqlx::AnyConnection, org: Org<'_>) -> Result<(), MarketError> {
+    sqlx::query(&format!(
+        "SELECT person_id FROM memberships WHERE org_kind = $1 AND org_id = $2{}",
+        market.db.for_update()
+    ))
+    .bind(org.kind)
+    .bind(org.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn owners(tx: &mut sqlx::AnyConnection, org: Org<'_>) -> Result<i64, MarketError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE org_kind = $1 AND org_id = $2 AND role = 'owner'")
+        .bind(org.kind)
+        .bind(org.id)
+        .fetch_one(&mut *tx)
+        .await?)
+}
+
+/// Mails an invitation to `email` to join `org` as `role`; `base` is the console's URL.
+pub async fn invite(
+    market: &Market,
+    base: &str,
+    org: Org<'_>,
+    inviter: &str,
+    email: &str,
+    role: &str,
+) -> Result<Invited, MarketError> {
+    let email = normalized_email(email)?;
+    let role = Role::named(role)?;
+    let now = market.billing.clock.now_ms();
+    let invited = in_write_tx(market, async |tx| {
+    lock_members(market, tx, org).await?;
+    let mine = role_of(tx, org, inviter).await?;
+    if !mine.manages_members() {
+        return Err(forbidden("only owners and admins invite people"));
+    }
+    if role == Role::Owner && mine != Role::Owner {
+        return Err(forbidden("only an owner invites another owner"));
+    }
+    let member: Option<String> = sqlx::query_scalar(
+        "SELECT m.person_id FROM memberships m JOIN people p ON p.id = m.person_id \
+         WHERE m.org_kind = $1 AND m.org_id = $2 AND p.email = $3",
+    )
+    .bind(org.kind)
+    .bind(org.id)
+    .bind(&email)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if member.is_some() {
+        return Err(MarketError::conflict(ErrorCode::AlreadyMember, format!("{email} is already a member")));
+    }
+    sqlx::query(
+        "UPDATE invitations SET outcome = 'replaced', ended_at = $1 \
+         WHERE org_kind = $2 AND org_id = $3 AND email = $4 AND outcome IS NULL",
+    )
+    .bind(now)
+    .bind(org.kind)
+    .bind(org.id)
+    .bind(&email)
+    .execute(&mut *tx)
+    .await?;
+    let id = format!("inv_{}", random_hex(10)?);
+    let secret = random_hex(24)?;
+    let expires_at = now + INVITATION_MS;
+    sqlx::query(
+        "INSERT INTO invitations (id, secret_sha256, org_kind, org_id, email, role, invited_by, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(secret_hash(&secret))
+    .bind(org.kind)
+    .bind(org.id)
+    .bind(&email)
+    .bind(role.as_str())
+    .bind(inviter)
+    .bind(now)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    let invitation = Mail {
+        kind: "invitation",
+        to: email.clone(),
+        subject: format!("You are invited to {} on Nexus", org.id),
+        body: format!(
+            "Hello,\n\nYou are invited to join {} as {} on Nexus. Sign in (or create an account) with {email}, then \
+             open:\n\n{base}/console/invitations/{secret}\n\nThe invitation works once, for 7 days.\n",
+            org.label(),
+            role.as_str()
+        ),
+    };
+    mail::enqueue(tx, now, &invitation).await?;
+    let detail = json!({ "org": org.label(), "email": email, "role": role.as_str() });
+    audit::record(&mut *tx, &format!("person:{inviter}"), "member.invited", &id, detail).await?;
+    Ok(Invited { id, email, role, expires_at })
+    })
+    .await?;
+    market.runner.wake_workers();
+    Ok(invited)
+}
+
+/// Accepts an invitation as `person` (whose confirmed address it must name): the
+/// membership it grants.
+pub async fn accept(market: &Market, secret: &str, person: &str) -> Result<Membership, MarketError> {
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    let row = sqlx::query(&format!(
+        "SELECT id, org_kind, org_id, email, role FROM invitations \
+         WHERE secret_sha256 = $1 AND outcome IS NULL AND expires_at > $2{}",
+        market.db.for_update()
+    ))
+    .bind(secret_hash(secret.trim()))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return Err(MarketError::invalid(
+            ErrorCode::InvalidLink,
+            "this invitation is unknown, was already used, replaced or has expired; ask for a new one",
+        ));
+    };
+    let email: String = row.try_get("email")?;
+    let mine: String =
+        sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(person).fetch_one(&mut *tx).await?;
+    if mine != email {
+        tx.rollback().await?;
+        return Err(forbidden(format!(
+            "this invitation is for {email}; you are signed in as {mine}: sign in with {email} to accept it"
+        )));
+    }
+    let id: String = row.try_get("id")?;
+    let membership = Membership {
+        org_kind: row.try_get("org_kind")?,
+        org_id: row.try_get("org_id")?,
+        role: Role::stored(&row.try_get::<String, _>("role")?)?,
+    };
+    sqlx::query("UPDATE invitations SET outcome = 'accepted', ended_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    let joined = sqlx::query(
+        "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(person)
+    .bind(&membership.org_kind)
+    .bind(&membership.org_id)
+    .bind(membership.role.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await;
+    match joined {
+        Err(error) if nexus_registry::db::is_unique_violation(&error) => {
+            return Err(MarketError::conflict(ErrorCode::AlreadyMember, "you are already a member"));
+        }
+        other => other?,
+    };
+    let detail =
+        json!({ "org": format!("{} {}", membership.org_kind, membership.org_id), "role": membership.role.as_str() });
+    audit::record(&mut *tx, &format!("person:{person}"), "member.joined", &id, detail).await?;
+    tx.commit().await?;
+    Ok(membership)
+}
+
+/// Changes `member`'s role in `org`, as `actor`.
+pub async fn change_role(
+    market: &Market,
+    org: Org<'_>,
+    actor: &str,
+    member: &str,
+    role: &str,
+) -> Result<(), MarketError> {
+    let role = Role::named(role)?;
+    in_write_tx(market, async |tx| {
+        lock_members(market, tx, org).await?;
+        let mine = role_of(tx, org, actor).await?;
+        let theirs = role_of(tx, org, member).await.map_err(|_| MarketError::NotFound(format!("member {member}")))?;
+        if !mine.manages_members() {
+            return Err(forbidden("only owners and admins change roles"));
+        }
+        if (role == Role::Owner || theirs == Role::Owner) && mine != Role::Owner {
+            return Err(forbidden("only an owner makes or unmakes an owner"));
+        }
+        if theirs == Role::Owner && role != Role::Owner && owners(tx, org).await? <= 1 {
+            return Err(last_owner());
+        }
+        sqlx::query("UPDATE memberships SET role = $1 WHERE org_kind = $2 AND org_id = $3 AND person_id = $4")
+            .bind(role.as_str())
+            .bind(org.kind)
+            .bind(org.id)
+            .bind(member)
+            .execute(&mut *tx)
+            .await?;
+        let detail = json!({ "org": org.label(), "member": member, "from": theirs.as_str(), "to": role.as_str() });
+        audit::record(&mut *tx, &format!("person:{actor}"), "member.role_changed", member, detail).await
+    })
+    .await
+}
+
+fn last_owner() -> MarketError {
+    MarketError::conflict(
+        ErrorCode::LastOwner,
+        "an organization keeps at least one owner: make another member owner first",
+    )
+}
+
+/// Removes `member` from `org` (`actor` removing themself is leaving).
+pub async fn remove(market: &Market, org: Org<'_>, actor: &str, member: &str) -> Result<(), MarketError> {
+    in_write_tx(market, async |tx| {
+        lock_members(market, tx, org).await?;
+        let mine = role_of(tx, org, actor).await?;
+        let theirs = role_of(tx, org, member).await.map_err(|_| MarketError::NotFound(format!("member {member}")))?;
+        if actor != member {
+            if !mine.manages_members() {
+                return Err(forbidden("only owners and admins remove members"));
+            }
+            if theirs == Role::Owner && mine != Role::Owner {
+                return Err(forbidden("only an owner removes an owner"));
+            }
+        }
+        if theirs == Role::Owner && owners(tx, org).await? <= 1 {
+            return Err(last_owner());
+        }
+        sqlx::query("DELETE FROM memberships WHERE org_kind = $1 AND org_id = $2 AND person_id = $3")
+            .bind(org.kind)
+            .bind(org.id)
+            .bind(member)
+            .execute(&mut *tx)
+            .await?;
+        let action = if actor == member { "member.left" } else { "member.removed" };
+        audit::record(&mut *tx, &format!("person:{actor}"), action, member, json!({ "org": org.label() })).await
+    })
+    .await
+}
