@@ -15,6 +15,7 @@ mod operator_pages;
 mod organization_pages;
 mod partner_pages;
 mod partner_program_pages;
+mod security_pages;
 mod session;
 mod tenant_pages;
 
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .merge(account_pages::routes())
         .merge(partner_program_pages::routes())
         .merge(organization_pages::routes())
+        .merge(security_pages::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())

@@ -50,6 +50,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0024_people.sql"),
     include_str!("../migrations/common/0025_partner_program.sql"),
     include_str!("../migrations/common/0026_invitations.sql"),
+    include_str!("../migrations/common/0027_second_factor.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -77,6 +78,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0024_people.sql"),
     include_str!("../migrations/common/0025_partner_program.sql"),
     include_str!("../migrations/common/0026_invitations.sql"),
+    include_str!("../migrations/common/0027_second_factor.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

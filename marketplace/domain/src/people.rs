@@ -22,6 +22,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod second_factor;
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use nexus_registry::ErrorCode;

@@ -23,7 +23,58 @@ pub const SESSION_COOKIE: &str = "nexus_session";
 pub const CSRF_COOKIE: &str = "nexus_csrf";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/console/sign-in", get(sign_in_form).post(sign_in)).route("/console/sign-out", post(sign_out))
+    Router::new()
+        .route("/console/sign-in", get(sign_in_form).post(sign_in))
+        .route("/console/sign-in/code", post(second_step))
+        .route("/console/sign-out", post(sign_out))
+}
+
+/// Names a sign-in whose password was right while it waits for the second factor.
+const CHALLENGE_COOKIE: &str = "nexus_second_factor";
+
+#[derive(Template)]
+#[template(path = "second_factor.html")]
+struct CodePage {
+    chrome: Chrome,
+    csrf: String,
+    problem: Option<String>,
+}
+
+fn code_page(state: &AppState, status: axum::http::StatusCode, problem: Option<String>) -> Result<Response, PageError> {
+    signed_out_form(state, status, |csrf| CodePage { chrome: Chrome::new("Two-step sign-in", None), csrf, problem })
+}
+
+/// The second step of a sign-in: the code answers the challenge the password step set.
+async fn second_step(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    if !double_submitted(&headers, &fields) {
+        return sign_in_page(
+            &state,
+            Some("The form expired or came from another site: sign in again.".into()),
+            axum::http::StatusCode::FORBIDDEN,
+        );
+    }
+    let challenge = cookie(&headers, CHALLENGE_COOKIE).unwrap_or_default();
+    let code = fields.get("code").unwrap_or_default();
+    match crate::people::second_factor::answer(&state.market, challenge, code).await {
+        Ok(person) => {
+            let opened = sessions::open_for_person(&state.market, &person).await?;
+            let mut response = signed_in(&state, &opened);
+            response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CHALLENGE_COOKIE, "", 0));
+            Ok(response)
+        }
+        Err(refused) => {
+            let refused = PageError::from(refused);
+            if refused.status.is_server_error() {
+                return Err(refused);
+            }
+            code_page(&state, refused.status, Some(refused.message))
+        }
+    }
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -170,6 +221,15 @@ async fn sign_in(
         let client = client_address(&extensions);
         return match crate::people::sign_in(&state.market, &state.public_url, email, password, &client).await {
             Ok(signed) => {
+                if crate::people::second_factor::enabled(&state.market, &signed.person).await? {
+                    let challenge = crate::people::second_factor::challenge(&state.market, &signed.person).await?;
+                    let lifetime = crate::people::second_factor::CHALLENGE_MS / 1000;
+                    let mut response = code_page(&state, axum::http::StatusCode::OK, None)?;
+                    response
+                        .headers_mut()
+                        .append(header::SET_COOKIE, set_cookie(&state, CHALLENGE_COOKIE, &challenge, lifetime));
+                    return Ok(response);
+                }
                 let opened = sessions::open_for_person(&state.market, &signed.person).await?;
                 Ok(signed_in(&state, &opened))
             }

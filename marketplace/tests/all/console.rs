@@ -319,6 +319,16 @@ fn every_page_answers_every_role_as_the_api_would() {
                 "/console/operator/ledger".into(),
                 [SignIn, Shows(&["The ledger balances"]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
             ),
+            (
+                "/console/operator/applications".into(),
+                [SignIn, Shows(&["No application is waiting"]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+            ),
+            // People's own pages: a session opened with a token has no person behind it.
+            ("/console/partner-program".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
+            ("/console/organization".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
+            ("/console/security".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
+            ("/console/sign-up".into(), [Shows(&["Create an account"]); 6]),
+            ("/console/reset".into(), [Shows(&["Reset your password"]); 6]),
         ];
         let tokens = [
             None,

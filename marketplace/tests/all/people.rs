@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use nexus_marketplace::billing::{BillingConfig, ManualClock, SandboxProvider};
+use nexus_marketplace::billing::{BillingConfig, Clock, ManualClock, SandboxProvider};
 use nexus_marketplace::mail::{self, Mailer};
 use nexus_marketplace::people;
 
@@ -601,5 +601,97 @@ fn an_organization_invites_members_changes_roles_and_always_keeps_an_owner() {
         assert_eq!(count(&env, "SELECT COUNT(*) FROM memberships WHERE org_id = 'ada-shop'").await, 1);
         let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'member.%'").await;
         assert_eq!(audited, 5, "invited, joined, made owner, stepped down, left");
+    })
+}
+
+/// The code an authenticator app shows for `secret` (base32) at `ms`.
+fn code_at(secret: &str, ms: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, "x@example.com".into()).unwrap();
+    totp.generate((ms / 1000) as u64)
+}
+
+async fn enter_code(browser: &mut Browser<'_>, email: &str, code: &str) -> Answer {
+    let page = sign_in(browser, email, PASSWORD).await;
+    assert_eq!(page.status, StatusCode::OK, "the password step asks for a code: {}", page.body);
+    assert!(page.body.contains("Enter the 6-digit code"), "{}", page.body);
+    let csrf = Browser::csrf_of(&page);
+    browser.post("/console/sign-in/code", &[("csrf", &csrf), ("code", code)]).await
+}
+
+#[test]
+fn two_step_sign_in_takes_each_code_once_and_recovery_codes_once() {
+    on_both(|postgres| async move {
+        // Aligned to the start of a 30 s step, so a code stays current until the clock moves.
+        let start = nexus_registry::db::now_ms() / 30_000 * 30_000;
+        let clock = Arc::new(ManualClock::at(start));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let env = Env::with(postgres, Options { billing: Some(billing), ..Options::default() }).await;
+        let mut ada = person(&env, "ada@example.com", "ada-shop").await;
+        let page = ada.get("/console/security").await;
+        assert!(page.body.contains("Two-step sign-in is off"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        let started = ada.post("/console/security/start", &[("csrf", &csrf)]).await;
+        let marker = "id=\"totp-secret\">";
+        let at = started.body.find(marker).unwrap() + marker.len();
+        let secret: String = started.body[at..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        assert!(started.body.contains("otpauth://totp/Nexus:ada%40example.com?secret="), "{}", started.body);
+        let wrong = ada.post("/console/security/confirm", &[("csrf", &csrf), ("code", "000000")]).await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+        let first_code = code_at(&secret, clock.now_ms());
+        let confirmed = ada.post("/console/security/confirm", &[("csrf", &csrf), ("code", &first_code)]).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+        let recovery: Vec<String> = confirmed
+            .body
+            .split("<li><code>")
+            .skip(1)
+            .map(|part| part.split('<').next().unwrap().to_string())
+            .collect();
+        assert_eq!(recovery.len(), 10, "{}", confirmed.body);
+
+        // The password alone no longer signs in; a wrong code, or the code already used, is refused.
+        let mut phone = Browser::new(&env);
+        let refused = enter_code(&mut phone, "ada@example.com", "123456").await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+        let replayed = enter_code(&mut phone, "ada@example.com", &first_code).await;
+        assert_eq!(replayed.status, StatusCode::UNAUTHORIZED, "a code works once: {}", replayed.body);
+        clock.advance(30_000);
+        let fresh = enter_code(&mut phone, "ada@example.com", &code_at(&secret, clock.now_ms())).await;
+        assert_eq!(fresh.location.as_deref(), Some("/console/installs"), "{}", fresh.body);
+        assert_eq!(phone.get("/console/installs").await.status, StatusCode::OK);
+
+        // A recovery code signs in once.
+        let mut laptop = Browser::new(&env);
+        let recovered = enter_code(&mut laptop, "ada@example.com", &recovery[3]).await;
+        assert_eq!(recovered.status, StatusCode::SEE_OTHER, "{}", recovered.body);
+        let mut again = Browser::new(&env);
+        let reused = enter_code(&mut again, "ada@example.com", &recovery[3]).await;
+        assert_eq!(reused.status, StatusCode::UNAUTHORIZED, "{}", reused.body);
+
+        // Past the limit of wrong codes, even a right one waits for the window.
+        for _ in 0..4 {
+            let wrong = enter_code(&mut again, "ada@example.com", "999999").await;
+            assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        }
+        clock.advance(30_000);
+        let locked = enter_code(&mut again, "ada@example.com", &code_at(&secret, clock.now_ms())).await;
+        assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.body);
+
+        // Turned off with a current code (after the window), the password alone signs in again.
+        clock.advance(people::FAILURE_WINDOW_MS);
+        let page = ada.get("/console/security").await;
+        let csrf = Browser::csrf_of(&page);
+        let off = ada
+            .post("/console/security/disable", &[("csrf", &csrf), ("code", &code_at(&secret, clock.now_ms()))])
+            .await;
+        assert!(off.body.contains("Two-step sign-in is off"), "{}", off.body);
+        assert_eq!(sign_in(&mut Browser::new(&env), "ada@example.com", PASSWORD).await.status, StatusCode::SEE_OTHER);
+        let stored: i64 = count(&env, "SELECT COUNT(*) FROM recovery_codes").await;
+        assert_eq!(stored, 0);
+        let audited = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'person.second_factor_%'").await;
+        assert_eq!(audited, 2);
+        let secret_audited =
+            count(&env, &format!("SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%{secret}%'")).await;
+        assert_eq!(secret_audited, 0);
     })
 }
