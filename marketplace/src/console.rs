@@ -159,6 +159,14 @@ impl PageError {
     }
 }
 
+impl PageError {
+    /// A refusal to show on the form that caused it, or (a server failure) the error page.
+    pub fn refusal(error: MarketError) -> Result<Self, Self> {
+        let error = Self::from(error);
+        if error.status.is_server_error() { Err(error) } else { Ok(error) }
+    }
+}
+
 impl From<ApiError> for PageError {
     fn from(error: ApiError) -> Self {
         Self { status: error.status, code: error.code, message: error.message }

@@ -16,13 +16,13 @@ use std::time::Duration;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use nexus_registry::db::{Backend, process_id};
+use nexus_registry::db::process_id;
 use nexus_registry::publishers::random_hex;
 use sqlx::Row;
 
 use crate::error::MarketError;
 use crate::market::Market;
-use crate::runner::worker::{LEASE_MS, MAX_ATTEMPTS, jittered, wait_before};
+use crate::runner::worker::{MAX_ATTEMPTS, jittered, wait_before};
 
 /// Mails one claim takes.
 const BATCH: i64 = 16;
@@ -133,23 +133,13 @@ pub async fn send_due(market: &Market) -> Result<usize, MarketError> {
 }
 
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
-    let now = market.billing.clock.now_ms();
-    let (skip_locked, lapsed_elsewhere) = match market.db.backend {
-        Backend::Postgres => (" FOR UPDATE SKIP LOCKED", "0 = 1"),
-        Backend::Sqlite => ("", "(state = 'running' AND claimed_by <> $1)"),
-    };
-    let rows = sqlx::query(&format!(
-        "UPDATE mail_outbox SET state = 'running', attempts = attempts + 1, claimed_by = $1, next_attempt_at = $2 \
-         WHERE id IN (SELECT id FROM mail_outbox \
-            WHERE state IN ('queued', 'running', 'retrying') AND (next_attempt_at <= $3 OR {lapsed_elsewhere}) \
-            ORDER BY next_attempt_at LIMIT $4{skip_locked}) \
-         RETURNING id, kind, recipient, subject, body, attempts"
-    ))
-    .bind(process_id())
-    .bind(now + LEASE_MS)
-    .bind(now)
-    .bind(BATCH)
-    .fetch_all(market.db.writer())
+    let rows = crate::runner::outbox::claim_due(
+        market,
+        "mail_outbox",
+        "",
+        "id, kind, recipient, subject, body, attempts",
+        BATCH,
+    )
     .await?;
     rows.iter()
         .map(|row| {

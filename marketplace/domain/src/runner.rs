@@ -45,6 +45,7 @@ mod accepts;
 mod admission;
 mod deliver;
 mod generations;
+pub(crate) mod outbox;
 pub mod queue;
 pub mod retention;
 pub mod schedules;

@@ -116,10 +116,7 @@ async fn sign_up(
             format!("We mailed a link to {email}: open it to confirm your address, then sign in."),
         ),
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             again(refused.status, refused.message)
         }
     }
@@ -135,10 +132,7 @@ async fn verify(State(state): State<AppState>, Query(query): Query<LinkQuery>) -
     match people::verify_email(&state.market, &link).await {
         Ok(()) => notice("Address confirmed", StatusCode::OK, None, "Your address is confirmed: sign in.".into()),
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             let more = "Signing in with your password mails a new confirmation link.";
             notice("Link not valid", refused.status, Some(refused.message), more.into())
         }
@@ -179,10 +173,7 @@ async fn ask_for_reset(
                 .into(),
         ),
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             reset_page(&state, refused.status, Some(refused.message), String::new())
         }
     }
@@ -211,10 +202,7 @@ async fn set_new_password(
             "Your new password is saved and every session you had is signed out: sign in again.".into(),
         ),
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             reset_page(&state, refused.status, Some(refused.message), link)
         }
     }

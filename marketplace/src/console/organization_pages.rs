@@ -96,10 +96,7 @@ async fn show(
 
 /// Shows the page again with what was refused, or the error page for a server failure.
 async fn refused(state: &AppState, signed: &Signed, error: crate::MarketError) -> Result<Response, PageError> {
-    let error = PageError::from(error);
-    if error.status.is_server_error() {
-        return Err(error);
-    }
+    let error = PageError::refusal(error)?;
     show(state, signed, error.status, Some(error.message), None).await
 }
 

@@ -107,10 +107,7 @@ async fn apply(
             Ok(Redirect::to(&format!("/console/partner-program?applied={}", applied.namespace)).into_response())
         }
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             let applications = partner_program::of_person(&state.market, person).await?;
             page(&signed, refused.status, Some(refused.message), None, applications, application)
         }

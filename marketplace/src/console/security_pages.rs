@@ -82,10 +82,7 @@ async fn step(
     match outcome {
         Ok((enrolment, codes)) => show(&state, &signed, StatusCode::OK, None, enrolment, codes).await,
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             show(&state, &signed, refused.status, Some(refused.message), None, Vec::new()).await
         }
     }

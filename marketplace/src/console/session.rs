@@ -68,10 +68,7 @@ async fn second_step(
             Ok(response)
         }
         Err(refused) => {
-            let refused = PageError::from(refused);
-            if refused.status.is_server_error() {
-                return Err(refused);
-            }
+            let refused = PageError::refusal(refused)?;
             code_page(&state, refused.status, Some(refused.message))
         }
     }
@@ -234,10 +231,7 @@ async fn sign_in(
                 Ok(signed_in(&state, &opened))
             }
             Err(refused) => {
-                let refused = PageError::from(refused);
-                if refused.status.is_server_error() {
-                    return Err(refused);
-                }
+                let refused = PageError::refusal(refused)?;
                 let email = email.to_string();
                 signed_out_form(&state, refused.status, |csrf| SignInPage {
                     chrome: Chrome::new("Sign in", None),

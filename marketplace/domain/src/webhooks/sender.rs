@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use nexus_registry::db::{Backend, process_id};
+use nexus_registry::db::process_id;
 use sha2::Sha256;
 use sqlx::Row;
 
 use crate::error::{MarketError, storage};
 use crate::market::Market;
-use crate::runner::worker::{LEASE_MS, MAX_ATTEMPTS, jittered, wait_before};
+use crate::runner::worker::{MAX_ATTEMPTS, jittered, wait_before};
 use crate::secrets;
 
 /// Messages one claim takes.
@@ -80,23 +80,13 @@ pub async fn send_due(market: &Market) -> Result<usize, MarketError> {
 
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     let now = market.billing.clock.now_ms();
-    let (skip_locked, lapsed_elsewhere) = match market.db.backend {
-        Backend::Postgres => (" FOR UPDATE SKIP LOCKED", "0 = 1"),
-        Backend::Sqlite => ("", "(state = 'running' AND claimed_by <> $1)"),
-    };
-    let rows = sqlx::query(&format!(
-        "UPDATE webhook_deliveries SET state = 'running', attempts = attempts + 1, claimed_by = $1, \
-         next_attempt_at = $2, updated_at = $3 \
-         WHERE id IN (SELECT id FROM webhook_deliveries \
-            WHERE state IN ('queued', 'running', 'retrying') AND (next_attempt_at <= $3 OR {lapsed_elsewhere}) \
-            ORDER BY next_attempt_at LIMIT $4{skip_locked}) \
-         RETURNING id, message_id, endpoint_id, payload, attempts"
-    ))
-    .bind(process_id())
-    .bind(now + LEASE_MS)
-    .bind(now)
-    .bind(BATCH)
-    .fetch_all(market.db.writer())
+    let rows = crate::runner::outbox::claim_due(
+        market,
+        "webhook_deliveries",
+        ", updated_at = $3",
+        "id, message_id, endpoint_id, payload, attempts",
+        BATCH,
+    )
     .await?;
     // Each endpoint of the batch is read and its secrets opened once.
     let mut endpoints: HashMap<String, Option<(String, Vec<String>)>> = HashMap::new();
