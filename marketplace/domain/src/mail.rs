@@ -111,6 +111,36 @@ pub async fn enqueue(tx: &mut sqlx::AnyConnection, now: i64, mail: &Mail) -> Res
     Ok(id)
 }
 
+/// Queues `mail` (its `to` replaced) for each member of an organization with one of `roles`
+/// and a confirmed address, in the caller's transaction; returns how many were queued.
+pub async fn to_members(
+    tx: &mut sqlx::AnyConnection,
+    now: i64,
+    org_kind: &str,
+    org_id: &str,
+    roles: &[&str],
+    mail: &Mail,
+) -> Result<usize, MarketError> {
+    let placeholders = nexus_registry::db::placeholders(3, roles.len());
+    let sql = format!(
+        "SELECT p.email FROM memberships m JOIN people p ON p.id = m.person_id \
+         WHERE m.org_kind = $1 AND m.org_id = $2 AND p.email_verified_at IS NOT NULL AND m.role IN ({placeholders}) \
+         ORDER BY p.email"
+    );
+    let mut query = sqlx::query_scalar::<_, String>(&sql).bind(org_kind).bind(org_id);
+    for role in roles {
+        query = query.bind(*role);
+    }
+    let recipients = query.fetch_all(&mut *tx).await?;
+    for to in &recipients {
+        enqueue(tx, now, &Mail { to: to.clone(), ..mail.clone() }).await?;
+    }
+    Ok(recipients.len())
+}
+
+/// Who hears about money: owners, admins and finance.
+pub const MONEY_ROLES: [&str; 3] = ["owner", "admin", "finance"];
+
 struct Claimed {
     id: String,
     kind: String,

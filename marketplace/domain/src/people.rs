@@ -586,15 +586,15 @@ pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), Ma
     Ok(())
 }
 
-/// A person with a confirmed address, as a member of an existing tenant in `role`: for
-/// seeding a marketplace (the demo). Refused like a sign-up for a bad address or password;
-/// the tenant must exist.
+/// A person with a confirmed address, as a member of an existing organization (`org_kind`
+/// `tenant` or `publisher`) in `role`: for seeding a marketplace (the demo). Refused like a
+/// sign-up for a bad address or password.
 pub async fn add_confirmed_member(
     market: &Market,
     email: &str,
     name: &str,
     password: &str,
-    tenant: &TenantId,
+    (org_kind, org_id): (&str, &str),
     role: Role,
 ) -> Result<String, MarketError> {
     let email = normalized_email(email)?;
@@ -614,15 +614,14 @@ pub async fn add_confirmed_member(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, 'tenant', $2, $3, $4)",
-    )
-    .bind(&person)
-    .bind(tenant.as_str())
-    .bind(role.as_str())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&person)
+        .bind(org_kind)
+        .bind(org_id)
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(person)
 }

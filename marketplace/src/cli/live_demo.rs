@@ -290,7 +290,8 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     }
     // A person who signs in to the console as globex's owner, with a password.
     let (email, password) = DEMO_PERSON;
-    crate::people::add_confirmed_member(market, email, "Ada Globex", password, &"globex".parse()?, Role::Owner).await?;
+    crate::people::add_confirmed_member(market, email, "Ada Globex", password, ("tenant", "globex"), Role::Owner)
+        .await?;
     Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants, callers, operator_caller })
 }
 

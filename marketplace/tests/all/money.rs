@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use nexus_marketplace::billing::Scripted;
 use nexus_marketplace::billing::{BillingConfig, Clock, DAY_MS, ManualClock, SandboxProvider};
+use nexus_marketplace::people::{self, Role};
 use serde_json::{Value, json};
 
 use super::common::{Env, Options, on_both};
@@ -1190,6 +1191,13 @@ fn a_rejected_payout_returns_the_money_and_a_lost_answer_is_asked_for_not_paid_a
     on_both(|postgres| async move {
         let m = Money::new(postgres, NOV_1).await;
         owed(&m, 1).await;
+        // The partner's finance member hears of the payout sent; a viewer does not.
+        for (email, role) in [("fin@nexus-labs.example", Role::Finance), ("view@nexus-labs.example", Role::Viewer)] {
+            let org = ("publisher", "nexus-labs");
+            people::add_confirmed_member(&m.env.market, email, "Member", "long-enough-password-1", org, role)
+                .await
+                .unwrap();
+        }
         // Rejected: the money is back in the payable; the next period pays it.
         m.sandbox.script_payouts("nexus-labs", [Scripted::Refuse("account_closed".into())]);
         let report = payout_run(&m).await;
@@ -1225,6 +1233,14 @@ fn a_rejected_payout_returns_the_money_and_a_lost_answer_is_asked_for_not_paid_a
             detail["lines"].as_array().unwrap().iter().map(|l| l["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["collection", "payout", "payout-returned"]);
         assert_eq!(detail["reconciliation"]["closing_minor"], 6000);
+        let mailed: Vec<(String, String)> =
+            sqlx::query_as("SELECT recipient, subject FROM mail_outbox WHERE kind = 'payout-sent'")
+                .fetch_all(&m.env.market.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(mailed.len(), 1, "one mail for the one payout sent: {mailed:?}");
+        assert_eq!(mailed[0].0, "fin@nexus-labs.example");
+        assert!(mailed[0].1.ends_with("60.00 EUR sent"), "{mailed:?}");
         m.verify().await;
     });
 }

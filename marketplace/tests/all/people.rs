@@ -347,16 +347,9 @@ async fn person<'a>(env: &'a Env, email: &str, tenant: &str) -> Browser<'a> {
     let (status, _) =
         env.post("/v1/tenants", &env.operator, serde_json::json!({ "id": tenant, "display_name": tenant })).await;
     assert_eq!(status, StatusCode::CREATED);
-    people::add_confirmed_member(
-        &env.market,
-        email,
-        "A Partner",
-        PASSWORD,
-        &tenant.parse().unwrap(),
-        people::Role::Owner,
-    )
-    .await
-    .unwrap();
+    people::add_confirmed_member(&env.market, email, "A Partner", PASSWORD, ("tenant", tenant), people::Role::Owner)
+        .await
+        .unwrap();
     let mut browser = Browser::new(env);
     assert_eq!(sign_in(&mut browser, email, PASSWORD).await.status, StatusCode::SEE_OTHER);
     browser
@@ -419,7 +412,7 @@ fn a_person_applies_to_the_partner_program_and_an_operator_decides() {
                 &email,
                 "P",
                 PASSWORD,
-                &tenant.parse().unwrap(),
+                ("tenant", &tenant),
                 people::Role::Owner,
             )
             .await

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::http::{HeaderMap, StatusCode};
 use nexus_host::{Host, HostConfig, OutboundPolicy};
 use nexus_marketplace::billing::{BillingConfig, Clock, ManualClock, SandboxProvider, Scripted};
+use nexus_marketplace::people::{self, Role};
 use nexus_marketplace::runner::worker::MAX_WAIT_MS;
 use nexus_marketplace::webhooks::sender;
 use serde_json::{Value, json};
@@ -272,6 +273,18 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 6000 });
         let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        // The tenant's finance member is mailed about the decline.
+        let finance = ("tenant", "globex");
+        people::add_confirmed_member(
+            &env.market,
+            "fin@globex.example",
+            "Fin",
+            "long-enough-password-1",
+            finance,
+            Role::Finance,
+        )
+        .await
+        .unwrap();
         sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
         let bought = env.install(&tenant, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
         assert_eq!(bought["status"], "pending_payment", "{bought}");
@@ -297,6 +310,17 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
             (bought["id"].as_str(), Some(1))
         );
         assert!(declined["data"]["next_attempt_at"].is_i64(), "a retry is scheduled: {declined}");
+        let mailed: (String, String) =
+            sqlx::query_as("SELECT recipient, body FROM mail_outbox WHERE kind = 'payment-failed'")
+                .fetch_one(&env.market.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(mailed.0, "fin@globex.example");
+        assert!(
+            mailed.1.contains("60.00 EUR for nexus-labs/chat-notifier") && mailed.1.contains("card_declined"),
+            "{}",
+            mailed.1
+        );
         // So is a delisting of a plugin the tenant has installed.
         let delist = json!({ "reason": "its webhook host is gone" });
         let (status, body) = env.post("/v1/catalog/nexus-labs/chat-notifier/delist", &env.operator, delist).await;

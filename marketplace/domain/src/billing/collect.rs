@@ -635,6 +635,7 @@ async fn declined(
     let next = usize::try_from(claim.attempt - 1).ok().and_then(|i| schedule.get(i)).map(|wait| now + wait);
     finish_attempt(conn, id, claim.attempt, "declined", None, Some(reason), now).await?;
     crate::webhooks::payment_failed(conn, now, install, id.as_str(), claim.attempt, reason, next).await?;
+    mail_decline(conn, id, install, reason, next, now).await?;
     sqlx::query("UPDATE charges SET status = 'failed', next_attempt_at = $2, claimed_until = NULL WHERE id = $1")
         .bind(id.as_str())
         .bind(next)
@@ -651,6 +652,46 @@ async fn declined(
             crate::audit::record(&mut *conn, "system:billing", "install.paused_for_payment", install, detail).await?;
         }
     }
+    Ok(())
+}
+
+/// Mails the tenant's owners, admins and finance members about a declined payment.
+async fn mail_decline(
+    conn: &mut sqlx::AnyConnection,
+    id: &ChargeId,
+    install: &str,
+    reason: &str,
+    next: Option<i64>,
+    now: i64,
+) -> Result<(), MarketError> {
+    let row = sqlx::query(
+        "SELECT i.tenant_id, i.plugin_id, c.amount_minor, c.currency FROM charges c JOIN installs i ON i.id = c.install_id \
+         WHERE c.id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    let tenant: String = row.try_get("tenant_id")?;
+    let plugin: String = row.try_get("plugin_id")?;
+    let currency: String = row.try_get("currency")?;
+    let amount_minor: i64 = row.try_get("amount_minor")?;
+    let amount = nexus_money::Currency::from_code(&currency)
+        .map(|c| nexus_money::Money::new(amount_minor, c).to_string())
+        .unwrap_or_else(|_| currency.clone());
+    let then = match next {
+        Some(at) => format!("We try again at {} (UTC).", nexus_money::period::day_label(at)),
+        None => format!("That was the last attempt: {plugin} is paused until the charge is settled."),
+    };
+    let notice = crate::mail::Mail {
+        kind: "payment-failed",
+        to: String::new(),
+        subject: format!("A payment of {amount} for {plugin} was declined"),
+        body: format!(
+            "Hello,\n\nThe payment of {amount} for {plugin} (install {install}, charge {id}) was declined: {reason}.\n\
+             {then}\n\nSettle it in the console's bills, or with `nexus settle {install}`.\n"
+        ),
+    };
+    crate::mail::to_members(conn, now, "tenant", &tenant, &crate::mail::MONEY_ROLES, &notice).await?;
     Ok(())
 }
 

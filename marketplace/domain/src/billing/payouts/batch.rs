@@ -299,6 +299,22 @@ pub(super) async fn conclude(
             ),
         };
         let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
+        if status == PayoutStatus::Paid {
+            let paid = nexus_money::Money::new(amount, currency).to_string();
+            let notice = crate::mail::Mail {
+                kind: "payout-sent",
+                to: String::new(),
+                subject: format!("Payout {}: {paid} sent", payout.id),
+                body: format!(
+                    "Hello,\n\nNexus sent {} a payout of {paid} (reference {}). Its statement lines are in the \
+                     console's earnings and payouts.\n",
+                    payout.publisher,
+                    reference.unwrap_or_default()
+                ),
+            };
+            crate::mail::to_members(&mut tx, at, "publisher", &payout.publisher, &crate::mail::MONEY_ROLES, &notice)
+                .await?;
+        }
         postings.push((payout.id.as_str(), kind, memo, ledger::posting(currency, &legs)?));
         out.push(if status == PayoutStatus::Paid { Concluded::Paid } else { Concluded::Failed });
     }
