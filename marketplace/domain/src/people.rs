@@ -554,11 +554,12 @@ pub async fn reset_password(market: &Market, secret: &str, password: &str) -> Re
     let hash = hash_password(password).await?;
     sqlx::query(
         "UPDATE people SET password_hash = $1, email_verified_at = COALESCE(email_verified_at, $2), \
-         sessions_valid_after = $2, updated_at = $2 WHERE id = $3",
+         sessions_valid_after = $4, updated_at = $2 WHERE id = $3",
     )
     .bind(&hash)
     .bind(now)
     .bind(&person)
+    .bind(session_time())
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(&person).execute(&mut *tx).await?;
@@ -571,11 +572,19 @@ pub async fn reset_password(market: &Market, secret: &str, password: &str) -> Re
     Ok(())
 }
 
+/// The clock console sessions are stamped with (`sessions.rs`: the system's), which
+/// `sessions_valid_after` is compared with; the billing clock may be shifted (a demo's
+/// history, `NEXUS_CLOCK_OFFSET_MS`).
+fn session_time() -> i64 {
+    nexus_registry::db::now_ms()
+}
+
 /// Ends every session `person` has open.
 pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), MarketError> {
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    sqlx::query("UPDATE people SET sessions_valid_after = $1, updated_at = $1 WHERE id = $2")
+    sqlx::query("UPDATE people SET sessions_valid_after = $1, updated_at = $2 WHERE id = $3")
+        .bind(session_time())
         .bind(now)
         .bind(person)
         .execute(&mut *tx)
