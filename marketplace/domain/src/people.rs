@@ -10,7 +10,8 @@
 //!   common one and does not contain the address; the refusal says which rule it broke.
 //! - **Sign-in** needs the confirmed address. Failures are counted per address and per
 //!   client over 15 minutes (5 and 30): beyond them sign-in is refused for the rest of the
-//!   window, whether the password is right or not. An unknown address costs one hash like a
+//!   window, whether the password is right or not. Each attempt is counted before its
+//!   password is checked, so parallel guesses get exactly the limit. An unknown address costs one hash like a
 //!   known one and gets the same answer.
 //! - **Reset**: asking mails a link (valid 1 h, one use) if the address is registered, and
 //!   answers the same either way. Setting the new password confirms the address and signs
@@ -416,41 +417,29 @@ pub async fn sign_in(
     let email = normalized_email(email)?;
     let now = market.billing.clock.now_ms();
     let subjects = [format!("email:{email}"), format!("client:{client}")];
-    let since = now - FAILURE_WINDOW_MS;
-    for (subject, limit) in subjects.iter().zip([MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_CLIENT]) {
-        let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE subject = $1 AND at > $2")
-            .bind(subject)
-            .bind(since)
-            .fetch_one(&market.db.pool)
-            .await?;
-        if failures >= limit {
-            return Err(nexus_registry::RegistryError::RateLimited {
-                retry_after: std::time::Duration::from_millis(FAILURE_WINDOW_MS as u64),
-            }
-            .into());
-        }
-    }
+    reserve_attempt(market, &subjects, now).await?;
     let row = sqlx::query("SELECT id, display_name, password_hash, email_verified_at FROM people WHERE email = $1")
         .bind(&email)
         .fetch_optional(&market.db.pool)
         .await?;
     let stored = row.as_ref().map(|row| row.try_get::<String, _>("password_hash")).transpose()?;
     if !password_matches(password, stored).await? {
-        let mut tx = market.db.write_tx().await?;
-        sqlx::query("DELETE FROM sign_in_failures WHERE at <= $1").bind(since).execute(&mut *tx).await?;
-        for subject in &subjects {
-            sqlx::query("INSERT INTO sign_in_failures (subject, at) VALUES ($1, $2)")
-                .bind(subject)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        // The attempt reserved above stays counted as a failure.
         return Err(MarketError::Invalid {
             code: ErrorCode::SignInFailed,
             message: "the email address or the password is wrong".into(),
         });
     }
+    // The right password: the address's failures are forgotten, and this attempt's row for
+    // the client with them.
+    let mut tx = market.db.write_tx().await?;
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1").bind(&subjects[0]).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1 AND at = $2")
+        .bind(&subjects[1])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     let row = row.ok_or_else(|| storage("a password matched no account"))?;
     let person: String = row.try_get("id")?;
     if row.try_get::<Option<i64>, _>("email_verified_at")?.is_none() {
@@ -460,11 +449,48 @@ pub async fn sign_in(
             message: format!("confirm {email} first: we mailed you a link"),
         });
     }
-    sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1")
-        .bind(&subjects[0])
-        .execute(market.db.writer())
-        .await?;
     Ok(SignedIn { person })
+}
+
+/// Counts this attempt against each subject's limit before the password is checked, so
+/// parallel guesses cannot pass the limit between a check and its count: under a lock per
+/// subject (PostgreSQL advisory locks; SQLite's one writer), refuses a subject at its limit,
+/// else records the attempt as a failure, which a right password then takes back.
+async fn reserve_attempt(market: &Market, subjects: &[String; 2], now: i64) -> Result<(), MarketError> {
+    let since = now - FAILURE_WINDOW_MS;
+    let mut tx = market.db.write_tx().await?;
+    if market.db.backend == nexus_registry::Backend::Postgres {
+        // In a fixed order, so two attempts never wait on each other's second lock.
+        let mut ordered: Vec<&String> = subjects.iter().collect();
+        ordered.sort();
+        for subject in ordered {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(subject).execute(&mut *tx).await?;
+        }
+    }
+    sqlx::query("DELETE FROM sign_in_failures WHERE at <= $1").bind(since).execute(&mut *tx).await?;
+    for (subject, limit) in subjects.iter().zip([MAX_FAILURES_PER_EMAIL, MAX_FAILURES_PER_CLIENT]) {
+        let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE subject = $1 AND at > $2")
+            .bind(subject)
+            .bind(since)
+            .fetch_one(&mut *tx)
+            .await?;
+        if failures >= limit {
+            tx.rollback().await?;
+            return Err(nexus_registry::RegistryError::RateLimited {
+                retry_after: std::time::Duration::from_millis(FAILURE_WINDOW_MS as u64),
+            }
+            .into());
+        }
+    }
+    for subject in subjects {
+        sqlx::query("INSERT INTO sign_in_failures (subject, at) VALUES ($1, $2)")
+            .bind(subject)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Mails a new confirmation link, unless one went out within the last minute.
