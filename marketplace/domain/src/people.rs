@@ -234,6 +234,24 @@ fn decoy_hash() -> Result<String, MarketError> {
     Ok(DECOY.get_or_init(|| hash).clone())
 }
 
+/// Whether a link of `purpose` went out to `person` within [`RELINK_AFTER_MS`].
+async fn linked_lately(
+    tx: &mut sqlx::AnyConnection,
+    person: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<bool, MarketError> {
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM person_links WHERE person_id = $1 AND purpose = $2 AND created_at > $3",
+    )
+    .bind(person)
+    .bind(purpose)
+    .bind(now - RELINK_AFTER_MS)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(recent > 0)
+}
+
 /// A new link's secret and its row, in `tx`; the secret goes only into the mail.
 async fn new_link(
     tx: &mut sqlx::AnyConnection,
@@ -503,14 +521,7 @@ async fn relink(
     now: i64,
 ) -> Result<(), MarketError> {
     let mut tx = market.db.write_tx().await?;
-    let recent: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM person_links WHERE person_id = $1 AND purpose = 'verify' AND created_at > $2",
-    )
-    .bind(person)
-    .bind(now - RELINK_AFTER_MS)
-    .fetch_one(&mut *tx)
-    .await?;
-    if recent == 0 {
+    if !linked_lately(&mut tx, person, "verify", now).await? {
         let secret = new_link(&mut tx, person, "verify", now, VERIFY_LINK_MS).await?;
         mail::enqueue(&mut tx, now, &verify_mail(base, email, name, &secret)).await?;
     }
@@ -532,14 +543,7 @@ pub async fn request_reset(market: &Market, base: &str, email: &str) -> Result<(
     if let Some(person) = person {
         let id: String = person.try_get("id")?;
         let name: String = person.try_get("display_name")?;
-        let recent: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM person_links WHERE person_id = $1 AND purpose = 'reset' AND created_at > $2",
-        )
-        .bind(&id)
-        .bind(now - RELINK_AFTER_MS)
-        .fetch_one(&mut *tx)
-        .await?;
-        if recent == 0 {
+        if !linked_lately(&mut tx, &id, "reset", now).await? {
             let secret = new_link(&mut tx, &id, "reset", now, RESET_LINK_MS).await?;
             let reset = Mail {
                 kind: "reset",

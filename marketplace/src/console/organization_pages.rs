@@ -30,13 +30,7 @@ pub fn routes() -> Router<AppState> {
 
 /// The person and the organization the session acts as.
 fn acting(signed: &Signed) -> Result<(&str, Org<'_>), PageError> {
-    let person = signed.0.person.as_deref().ok_or_else(|| {
-        PageError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "members are managed by people: sign in with your email address, not an API token",
-        )
-    })?;
+    let person = signed.person("managing members")?;
     let org = match &signed.0.caller {
         Caller::Tenant { tenant, .. } => Org { kind: "tenant", id: tenant.as_str() },
         Caller::Publisher(credential) => Org { kind: "publisher", id: credential.publisher.as_str() },

@@ -26,17 +26,6 @@ pub fn routes() -> Router<AppState> {
         .route("/console/switch", post(switch))
 }
 
-/// The person behind a session, or why the page is not for this session.
-fn person(signed: &Signed) -> Result<&str, PageError> {
-    signed.0.person.as_deref().ok_or_else(|| {
-        PageError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "the partner program is for people: sign in with your email address, not an API token",
-        )
-    })
-}
-
 #[derive(Template)]
 #[template(path = "partner_program.html")]
 struct ProgramPage {
@@ -59,7 +48,7 @@ async fn program(
     signed: Signed,
     Query(query): Query<Notice>,
 ) -> Result<Response, PageError> {
-    let applications = partner_program::of_person(&state.market, person(&signed)?).await?;
+    let applications = partner_program::of_person(&state.market, signed.person("the partner program")?).await?;
     let notice = query.applied.map(|namespace| {
         format!("Thank you: your application for {namespace} is waiting for an operator. We mail you the decision.")
     });
@@ -93,7 +82,7 @@ async fn apply(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
-    let person = person(&signed)?;
+    let person = signed.person("the partner program")?;
     let field = |name: &str| fields.get(name).unwrap_or_default().to_string();
     let application = Application {
         company: field("company"),
@@ -171,7 +160,7 @@ async fn switch(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
-    let person = person(&signed)?;
+    let person = signed.person("the partner program")?;
     let Some((kind, id)) = fields.get("org").and_then(|org| org.split_once(':')) else {
         return Err(PageError::bad_request(ErrorCode::InvalidRequest, "choose an organization to act as"));
     };

@@ -30,16 +30,6 @@ struct SecurityPage {
     recovery_codes: Vec<String>,
 }
 
-fn person(signed: &Signed) -> Result<&str, PageError> {
-    signed.0.person.as_deref().ok_or_else(|| {
-        PageError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "two-step sign-in is for people: sign in with your email address, not an API token",
-        )
-    })
-}
-
 async fn show(
     state: &AppState,
     signed: &Signed,
@@ -48,7 +38,7 @@ async fn show(
     enrolment: Option<Enrolment>,
     recovery_codes: Vec<String>,
 ) -> Result<Response, PageError> {
-    let enabled = second_factor::enabled(&state.market, person(signed)?).await?;
+    let enabled = second_factor::enabled(&state.market, signed.person("two-step sign-in")?).await?;
     let page = SecurityPage {
         chrome: Chrome::new("Sign-in security", Some(&signed.0)),
         problem,
@@ -71,7 +61,7 @@ async fn step(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
-    let me = person(&signed)?;
+    let me = signed.person("two-step sign-in")?;
     let code = fields.get("code").unwrap_or_default();
     let outcome = match step.as_str() {
         "start" => second_factor::start(&state.market, me).await.map(|enrolment| (Some(enrolment), Vec::new())),

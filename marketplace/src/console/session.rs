@@ -127,6 +127,18 @@ impl OptionalFromRequestParts<AppState> for Signed {
 }
 
 impl Signed {
+    /// The person behind the session, or `403` naming what `page` is (a session opened with
+    /// an API token has nobody behind it).
+    pub fn person(&self, page: &str) -> Result<&str, PageError> {
+        self.0.person.as_deref().ok_or_else(|| {
+            PageError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("{page} is for people: sign in with your email address, not an API token"),
+            )
+        })
+    }
+
     /// Refuses a form whose CSRF field is not this session's.
     pub fn check(&self, fields: &Fields) -> Result<(), PageError> {
         if fields.get("csrf").is_some_and(|sent| constant_time_eq(sent, &self.0.csrf)) {
