@@ -127,7 +127,7 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Arc<Market> 
         .unwrap(),
     };
     let market = Arc::new(Market::open(registry, config).await.unwrap());
-    let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+    let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs", "bench").await.unwrap();
     let publisher = market.registry.authenticate(&token.secret).await.unwrap();
     let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();
     let started = Instant::now();

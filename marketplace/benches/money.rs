@@ -239,7 +239,7 @@ fn units(n: usize) -> i64 {
 /// run must charge.
 async fn seed(market: &Arc<Market>) -> (i64, i64) {
     let started = Instant::now();
-    let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+    let token = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs", "bench").await.unwrap();
     let publisher = market.registry.authenticate(&token.secret).await.unwrap();
     let manifest = format!(
         "id = \"{PLUGIN}\"\nversion = \"1.0.0\"\nsummary = \"Counts events\"\ndescription = \"Bills per event.\"\n\

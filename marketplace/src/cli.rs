@@ -9,9 +9,11 @@ mod health;
 mod install;
 mod keys;
 mod live_demo;
+mod login;
 mod money;
 mod output;
 mod plugin_run;
+mod profiles;
 mod publish;
 mod serve;
 mod webhooks;
@@ -43,6 +45,12 @@ enum Command {
     Demo,
     /// Run the marketplace server.
     Serve(serve::ServeArgs),
+    /// Sign in with your email address and save the token under a profile.
+    Login(login::LoginArgs),
+    /// End the profile's token and forget it.
+    Logout(login::LogoutArgs),
+    /// Who the token (or the profile's) acts as.
+    Whoami(login::WhoamiArgs),
     /// Publish a plugin version: build, sign, upload.
     Publish(Box<publish::PublishArgs>),
     /// Yank a published version.
@@ -104,6 +112,8 @@ enum Command {
 enum OperatorCommand {
     /// Issue an operator API token (printed once), straight into the database.
     Token(serve::OperatorTokenArgs),
+    /// Add a person to the operators (they sign in with a password and two steps).
+    Person(serve::OperatorPersonArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +163,9 @@ pub fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Health(args)) => health::run(args).await,
             Command::Demo => demo::run().await,
             Command::Serve(args) => serve::serve(args).await,
+            Command::Login(args) => login::login(args).await,
+            Command::Logout(args) => login::logout(args).await,
+            Command::Whoami(args) => login::whoami(args).await,
             Command::Publish(args) => publish::run(*args).await,
             Command::Yank(args) => yank::run(args).await,
             Command::Keys(command) => keys::run(command).await,
@@ -163,6 +176,7 @@ pub fn main() -> ExitCode {
             Command::Events(command) => events::run(command).await,
             Command::Webhooks(command) => webhooks::run(command).await,
             Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
+            Command::Operator(OperatorCommand::Person(args)) => serve::operator_person(args).await,
             Command::Plans(command) => money::plans(command).await,
             Command::Plan(command) => money::change_plan(command).await,
             Command::Settle(args) => money::settle(args).await,

@@ -203,6 +203,9 @@ struct ErrorPage<'a> {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        if self.code == ErrorCode::SecondFactorRequired {
+            return Redirect::to("/console/security?required=1").into_response();
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // Signed out, expired, or the token behind the session was revoked.
             let mut response = Redirect::to("/console/sign-in").into_response();

@@ -9,7 +9,7 @@ mod catalog_routes;
 mod envelope;
 mod error;
 mod event_routes;
-mod extract;
+pub(crate) mod extract;
 mod health;
 mod idempotency;
 mod install_routes;

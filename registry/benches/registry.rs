@@ -51,7 +51,7 @@ async fn registry(postgres: bool, dir: &std::path::Path) -> (Registry, Credentia
         (Db::sqlite_in(dir).await.unwrap(), ArtifactStore::Dir(dir.join("artifacts")))
     };
     let registry = Registry::with_publish_rate(db, artifacts, u32::MAX);
-    let token = registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+    let token = registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs", "bench").await.unwrap();
     let caller = registry.authenticate(&token.secret).await.unwrap();
     (registry, caller)
 }

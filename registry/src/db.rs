@@ -18,8 +18,14 @@ use crate::error::RegistryError;
 
 /// Migrations in order; each runs once, in its own transaction, recorded in
 /// `registry_migrations`. Never edit one that has shipped: add the next.
-const SQLITE_MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_registry.sql")];
-const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_registry.sql")];
+const SQLITE_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_registry.sql"),
+    include_str!("../migrations/common/0002_token_origin.sql"),
+];
+const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_registry.sql"),
+    include_str!("../migrations/common/0002_token_origin.sql"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

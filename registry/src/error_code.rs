@@ -135,6 +135,8 @@ error_codes! {
     ApplicationDecided = "application_decided", 409, "the partner application was already approved or rejected";
     LastOwner = "last_owner", 409, "an organization keeps at least one owner; make another member owner first";
     AlreadyMember = "already_member", 409, "the person is already a member of the organization";
+    SecondFactorRequired = "second_factor_required", 401, "the account needs its authenticator code (or a recovery code), or must set up a second factor first";
+    AgreementNotAccepted = "agreement_not_accepted", 403, "the partner agreement changed; an owner or admin accepts the current version before the next publish";
 
     // Money.
     InvalidAmount = "invalid_amount", 400, "an amount is malformed, negative or otherwise out of range";

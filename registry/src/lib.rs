@@ -89,8 +89,9 @@ impl Registry {
         &self,
         name: &PublisherName,
         display_name: &str,
+        created_by: &str,
     ) -> Result<IssuedToken, RegistryError> {
-        publishers::create_publisher(&self.db, name, display_name).await
+        publishers::create_publisher(&self.db, name, display_name, created_by).await
     }
 
     pub async fn issue_token(
@@ -99,9 +100,11 @@ impl Registry {
         scopes: BTreeSet<Scope>,
         label: &str,
         expires_at: Option<i64>,
+        created_by: &str,
     ) -> Result<IssuedToken, RegistryError> {
         caller.require(Scope::Keys)?;
-        publishers::issue_token(&self.db, &caller.publisher, scopes, label, expires_at).await
+        let issuer = publishers::Issuer::by(created_by);
+        publishers::issue_token(&self.db, &caller.publisher, scopes, label, expires_at, &issuer).await
     }
 
     pub async fn authenticate(&self, secret: &str) -> Result<Credential, RegistryError> {

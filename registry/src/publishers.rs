@@ -102,11 +102,30 @@ fn scopes_text(scopes: &BTreeSet<Scope>) -> String {
 }
 
 /// Creates a publisher (an operator's action) and its first token, with every scope.
-pub async fn create_publisher(db: &Db, name: &PublisherName, display_name: &str) -> Result<IssuedToken, RegistryError> {
+pub async fn create_publisher(
+    db: &Db,
+    name: &PublisherName,
+    display_name: &str,
+    created_by: &str,
+) -> Result<IssuedToken, RegistryError> {
     let mut conn = db.writer().acquire().await.map_err(storage)?;
     insert_publisher(&mut conn, name, display_name).await?;
     drop(conn);
-    issue_token(db, name, Scope::ALL.into_iter().collect(), "initial", None).await
+    issue_token(db, name, Scope::ALL.into_iter().collect(), "initial", None, &Issuer::by(created_by)).await
+}
+
+/// Who a token is issued by: the audit name of the caller creating it, and the person it is
+/// issued to when a person signed in for it (such a token ends with their membership).
+#[derive(Debug, Clone, Copy)]
+pub struct Issuer<'a> {
+    pub created_by: &'a str,
+    pub person: Option<&'a str>,
+}
+
+impl<'a> Issuer<'a> {
+    pub fn by(created_by: &'a str) -> Self {
+        Self { created_by, person: None }
+    }
 }
 
 /// Registers the publisher `name` on `conn` (in the caller's transaction, if it holds one),
@@ -137,16 +156,18 @@ pub async fn issue_token(
     scopes: BTreeSet<Scope>,
     label: &str,
     expires_at: Option<i64>,
+    issuer: &Issuer<'_>,
 ) -> Result<IssuedToken, RegistryError> {
     crate::text::check("label", label, crate::text::MAX_LABEL_CHARS, false).map_err(RegistryError::InvalidRequest)?;
-    if scopes.is_empty() {
+    // A person's token may read only (a finance member's); a machine's token does something.
+    if scopes.is_empty() && issuer.person.is_none() {
         return Err(RegistryError::InvalidRequest("a token needs at least one scope".into()));
     }
     let id = format!("tok_{}", random_hex(8)?);
     let secret = format!("nexus_{}_{}", &id[4..], random_hex(24)?);
     sqlx::query(
-        "INSERT INTO publisher_tokens (id, publisher, secret_sha256, scopes, label, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO publisher_tokens (id, publisher, secret_sha256, scopes, label, created_at, expires_at, \
+         created_by, person_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&id)
     .bind(publisher.as_str())
@@ -155,6 +176,8 @@ pub async fn issue_token(
     .bind(label)
     .bind(now_ms())
     .bind(expires_at)
+    .bind(issuer.created_by)
+    .bind(issuer.person)
     .execute(db.writer())
     .await
     .map_err(storage)?;

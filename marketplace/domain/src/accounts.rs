@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use nexus_registry::publishers::{random_hex, secret_hash};
+use nexus_registry::publishers::{Issuer, random_hex, secret_hash};
 use nexus_registry::{Credential, Db, ErrorCode, RegistryError, db::now_ms};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -326,13 +326,14 @@ async fn insert_token(
     scopes: &[String],
     label: &str,
     expires_at: Option<i64>,
+    issuer: &Issuer<'_>,
 ) -> Result<IssuedAccountToken, MarketError> {
     let id = format!("tok_{}", random_hex(8)?);
     let prefix = if tenant.is_some() { TENANT_PREFIX } else { OPERATOR_PREFIX };
     let secret = format!("{prefix}{}_{}", &id[4..], random_hex(24)?);
     sqlx::query(
-        "INSERT INTO account_tokens (id, role, tenant_id, secret_sha256, scopes, label, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO account_tokens (id, role, tenant_id, secret_sha256, scopes, label, created_at, expires_at, \
+         created_by, person_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
     .bind(role)
@@ -342,6 +343,8 @@ async fn insert_token(
     .bind(label)
     .bind(now_ms())
     .bind(expires_at)
+    .bind(issuer.created_by)
+    .bind(issuer.person)
     .execute(db.writer())
     .await?;
     Ok(IssuedAccountToken {
@@ -356,13 +359,23 @@ async fn insert_token(
 
 /// Issues an operator token. Only the `nexus operator token` command (with database access)
 /// and an existing operator may do this.
-pub async fn issue_operator_token(db: &Db, label: &str) -> Result<IssuedAccountToken, MarketError> {
+pub async fn issue_operator_token(
+    db: &Db,
+    label: &str,
+    expires_at: Option<i64>,
+    issuer: &Issuer<'_>,
+) -> Result<IssuedAccountToken, MarketError> {
     MarketError::check_text(ErrorCode::InvalidRequest, "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
-    insert_token(db, "operator", None, &["admin".to_string()], label, None).await
+    insert_token(db, "operator", None, &["admin".to_string()], label, expires_at, issuer).await
 }
 
 /// Creates a tenant and its first token, with every scope.
-pub async fn create_tenant(db: &Db, id: &TenantId, display_name: &str) -> Result<IssuedAccountToken, MarketError> {
+pub async fn create_tenant(
+    db: &Db,
+    id: &TenantId,
+    display_name: &str,
+    created_by: &str,
+) -> Result<IssuedAccountToken, MarketError> {
     if display_name.trim().is_empty() || display_name.len() > 100 {
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "display_name must be 1 to 100 characters"));
     }
@@ -378,7 +391,7 @@ pub async fn create_tenant(db: &Db, id: &TenantId, display_name: &str) -> Result
         }
         other => other?,
     };
-    issue_tenant_token(db, id, TenantScope::ALL.into_iter().collect(), "initial", None).await
+    issue_tenant_token(db, id, TenantScope::ALL.into_iter().collect(), "initial", None, &Issuer::by(created_by)).await
 }
 
 pub async fn issue_tenant_token(
@@ -387,13 +400,14 @@ pub async fn issue_tenant_token(
     scopes: BTreeSet<TenantScope>,
     label: &str,
     expires_at: Option<i64>,
+    issuer: &Issuer<'_>,
 ) -> Result<IssuedAccountToken, MarketError> {
     if scopes.is_empty() {
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a token needs at least one scope"));
     }
     MarketError::check_text(ErrorCode::InvalidRequest, "label", label, nexus_registry::text::MAX_LABEL_CHARS)?;
     let scopes: Vec<String> = scopes.iter().map(|s| s.as_str().to_string()).collect();
-    insert_token(db, "tenant", Some(tenant), &scopes, label, expires_at).await
+    insert_token(db, "tenant", Some(tenant), &scopes, label, expires_at, issuer).await
 }
 
 /// Revokes a tenant token (`tenant` Some) or an operator token (`tenant` None).

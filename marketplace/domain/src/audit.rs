@@ -24,6 +24,13 @@ pub struct AuditEntry {
     pub target: String,
     #[schema(value_type = Object)]
     pub detail: Value,
+    /// The email address of the person behind the actor: the person signed in, the person a
+    /// token was issued to, or the person who created the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
+    /// For an actor that is a token: the audit name of whoever created the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_created_by: Option<String>,
 }
 
 /// Appends an entry. `executor` is the pool or the transaction of the action itself, so
@@ -108,8 +115,55 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>,
                 action: row.try_get("action")?,
                 target: row.try_get("target")?,
                 detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
+                person: None,
+                token_created_by: None,
             })
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
+    let mut items = items;
+    name_people(db, &mut items).await?;
     Ok(CursorPage::new(items, per_page, total, |entry| entry.id.to_string()))
+}
+
+/// The last part of an actor (`tenant:globex:tok_…` → `tok_…`): a token's or a person's id.
+fn actor_id(actor: &str) -> &str {
+    actor.rsplit(':').next().unwrap_or(actor)
+}
+
+/// Fills in who is behind each entry's actor: a person (`usr_…`) by their address; a token
+/// (`tok_…`) by its creator and the person it was issued to or made by. Tokens are never
+/// deleted (revoking keeps the row), so old entries resolve too.
+async fn name_people(db: &Db, entries: &mut [AuditEntry]) -> Result<(), MarketError> {
+    let mut emails: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+    for entry in entries.iter_mut() {
+        let id = actor_id(&entry.actor).to_string();
+        let mut person = id.starts_with("usr_").then(|| id.clone());
+        if id.starts_with("tok_") {
+            let row = sqlx::query(
+                "SELECT created_by, person_id FROM account_tokens WHERE id = $1 \
+                 UNION ALL SELECT created_by, person_id FROM publisher_tokens WHERE id = $1",
+            )
+            .bind(&id)
+            .fetch_optional(&db.pool)
+            .await?;
+            if let Some(row) = row {
+                let created_by: Option<String> = row.try_get("created_by")?;
+                let issued_to: Option<String> = row.try_get("person_id")?;
+                let maker = created_by.as_deref().map(actor_id).filter(|id| id.starts_with("usr_"));
+                person = issued_to.or(maker.map(str::to_string));
+                entry.token_created_by = created_by;
+            }
+        }
+        if let Some(person) = person {
+            if !emails.contains_key(&person) {
+                let email: Option<String> = sqlx::query_scalar("SELECT email FROM people WHERE id = $1")
+                    .bind(&person)
+                    .fetch_optional(&db.pool)
+                    .await?;
+                emails.insert(person.clone(), email);
+            }
+            entry.person = emails.get(&person).cloned().flatten();
+        }
+    }
+    Ok(())
 }

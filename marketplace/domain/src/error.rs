@@ -28,6 +28,9 @@ pub enum MarketError {
     ConsentRequired { message: String, requested: Box<crate::installs::Consent> },
     #[error("too many requests for this tenant; retry in {}s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    /// Too many failed sign-ins or codes for an account or from a client.
+    #[error("too many failed sign-in attempts; retry in {} minutes", retry_after.as_secs().div_ceil(60).max(1))]
+    SignInLimited { retry_after: Duration },
     #[error("this tenant already has {0} invocations in flight; retry shortly")]
     Busy(usize),
     /// The plugin host could not run the invocation now: every slot this tenant may use
@@ -47,7 +50,7 @@ impl MarketError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Invalid { code, .. } | Self::Conflict { code, .. } => *code,
             Self::ConsentRequired { .. } => ErrorCode::ConsentRequired,
-            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::RateLimited { .. } | Self::SignInLimited { .. } => ErrorCode::RateLimited,
             Self::Busy(_) => ErrorCode::ConcurrencyLimited,
             Self::HostBusy { .. } => ErrorCode::HostBusy,
             Self::Storage(_) => ErrorCode::StorageFailure,

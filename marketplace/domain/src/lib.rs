@@ -27,6 +27,7 @@ pub mod records;
 pub mod runner;
 pub mod secrets;
 pub mod sessions;
+pub mod settings;
 pub mod webhooks;
 
 pub use error::MarketError;

@@ -51,6 +51,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0025_partner_program.sql"),
     include_str!("../migrations/common/0026_invitations.sql"),
     include_str!("../migrations/common/0027_second_factor.sql"),
+    include_str!("../migrations/common/0028_tokens_of_people.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -79,6 +80,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0025_partner_program.sql"),
     include_str!("../migrations/common/0026_invitations.sql"),
     include_str!("../migrations/common/0027_second_factor.sql"),
+    include_str!("../migrations/common/0028_tokens_of_people.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.
@@ -152,6 +154,7 @@ impl Market {
         request: PublishRequest,
     ) -> Result<Published, MarketError> {
         nexus_registry::publish::validate(caller, &request)?;
+        crate::partner_program::require_current_agreement(self, caller.publisher.as_str()).await?;
         let manifest = nexus_registry::manifest::Manifest::from_toml(&request.manifest).map_err(RegistryError::from)?;
         plans::check_manifest(&manifest)?;
         let compiling = match self.runner.load_within(request.component.clone(), PUBLISH_COMPILE_WAIT).await {

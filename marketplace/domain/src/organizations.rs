@@ -68,6 +68,18 @@ async fn role_of(conn: &mut sqlx::AnyConnection, org: Org<'_>, person: &str) -> 
     Role::stored(&role.ok_or_else(|| MarketError::NotFound(format!("your membership of {}", org.label())))?)
 }
 
+/// The operators' organization has owners and admins only: every operator may do everything
+/// an operator does, so a narrower role there would promise what it does not keep.
+fn only_operator_roles(org: Org<'_>, role: Role) -> Result<(), MarketError> {
+    if org.kind == "operator" && !role.manages_members() {
+        return Err(MarketError::invalid(
+            ErrorCode::InvalidRequest,
+            format!("the operators have owners and admins only, not {}", role.as_str()),
+        ));
+    }
+    Ok(())
+}
+
 fn forbidden(message: impl Into<String>) -> MarketError {
     MarketError::Forbidden(message.into())
 }
@@ -170,6 +182,7 @@ pub async fn invite(
 ) -> Result<Invited, MarketError> {
     let email = normalized_email(email)?;
     let role = Role::named(role)?;
+    only_operator_roles(org, role)?;
     let now = market.billing.clock.now_ms();
     let invited = in_write_tx(market, async |tx| {
     lock_members(market, tx, org).await?;
@@ -314,6 +327,7 @@ pub async fn change_role(
     role: &str,
 ) -> Result<(), MarketError> {
     let role = Role::named(role)?;
+    only_operator_roles(org, role)?;
     in_write_tx(market, async |tx| {
         lock_members(market, tx, org).await?;
         let mine = role_of(tx, org, actor).await?;
@@ -334,6 +348,8 @@ pub async fn change_role(
             .bind(member)
             .execute(&mut *tx)
             .await?;
+        // Their tokens carry the old role's scopes.
+        crate::people::login::revoke_of_person(tx, member, Some((org.kind, org.id))).await?;
         let detail = json!({ "org": org.label(), "member": member, "from": theirs.as_str(), "to": role.as_str() });
         audit::record(&mut *tx, &format!("person:{actor}"), "member.role_changed", member, detail).await
     })
@@ -370,6 +386,7 @@ pub async fn remove(market: &Market, org: Org<'_>, actor: &str, member: &str) ->
             .bind(member)
             .execute(&mut *tx)
             .await?;
+        crate::people::login::revoke_of_person(tx, member, Some((org.kind, org.id))).await?;
         let action = if actor == member { "member.left" } else { "member.removed" };
         audit::record(&mut *tx, &format!("person:{actor}"), action, member, json!({ "org": org.label() })).await
     })

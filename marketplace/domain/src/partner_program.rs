@@ -237,6 +237,8 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            let accepted_by = format!("person:{}", application.person);
+            record_acceptance(&mut tx, namespace.as_str(), &application.agreement_version, &accepted_by, now).await?;
             (
                 format!("You are a Nexus partner: {namespace} is yours"),
                 format!(
@@ -263,4 +265,85 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
     tx.commit().await?;
     market.runner.wake_workers();
     get(market, id).await
+}
+
+/// Notes that `publisher` accepted agreement `version` (once; accepting again changes nothing).
+async fn record_acceptance(
+    tx: &mut sqlx::AnyConnection,
+    publisher: &str,
+    version: &str,
+    accepted_by: &str,
+    now: i64,
+) -> Result<(), MarketError> {
+    sqlx::query(
+        "INSERT INTO partner_agreements (publisher, version, accepted_by, accepted_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (publisher, version) DO NOTHING",
+    )
+    .bind(publisher)
+    .bind(version)
+    .bind(accepted_by)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether `publisher` joined through the program and has not accepted the current agreement
+/// (publishers an operator created by hand have no agreement on record and are never held).
+pub async fn agreement_outdated(market: &Market, publisher: &str) -> Result<bool, MarketError> {
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS accepted, \
+         COALESCE(SUM(CASE WHEN version = $2 THEN 1 ELSE 0 END), 0) AS current \
+         FROM partner_agreements WHERE publisher = $1",
+    )
+    .bind(publisher)
+    .bind(AGREEMENT_VERSION)
+    .fetch_one(&market.db.pool)
+    .await?;
+    let accepted: i64 = row.try_get("accepted")?;
+    let current: i64 = row.try_get("current")?;
+    Ok(accepted > 0 && current == 0)
+}
+
+/// Refuses a publish while [`agreement_outdated`], saying where to accept.
+pub async fn require_current_agreement(market: &Market, publisher: &str) -> Result<(), MarketError> {
+    if agreement_outdated(market, publisher).await? {
+        return Err(MarketError::invalid(
+            ErrorCode::AgreementNotAccepted,
+            format!(
+                "the partner agreement changed (now version {AGREEMENT_VERSION}): an owner or admin of {publisher} \
+                 accepts it on the console's Partner program page, then publish again"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An owner or admin of `publisher` accepts the current agreement for it.
+pub async fn accept_agreement(
+    market: &Market,
+    person: &str,
+    publisher: &str,
+    version: &str,
+) -> Result<(), MarketError> {
+    if version != AGREEMENT_VERSION {
+        return Err(MarketError::invalid(
+            ErrorCode::AgreementNotAccepted,
+            format!("version {version} is not the current partner agreement ({AGREEMENT_VERSION}); read it again"),
+        ));
+    }
+    let may = crate::people::memberships(market, person)
+        .await?
+        .iter()
+        .any(|m| m.org_kind == "publisher" && m.org_id == publisher && m.role.manages_members());
+    if !may {
+        return Err(MarketError::Forbidden(format!("only an owner or admin of {publisher} accepts its agreement")));
+    }
+    let now = market.billing.clock.now_ms();
+    let actor = format!("person:{person}");
+    let mut tx = market.db.write_tx().await?;
+    record_acceptance(&mut tx, publisher, version, &actor, now).await?;
+    audit::record(&mut *tx, &actor, "partner.agreement_accepted", publisher, json!({ "version": version })).await?;
+    tx.commit().await?;
+    Ok(())
 }

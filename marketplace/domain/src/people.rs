@@ -23,6 +23,7 @@
 
 use std::collections::BTreeSet;
 
+pub mod login;
 pub mod second_factor;
 
 use argon2::Argon2;
@@ -494,10 +495,9 @@ async fn reserve_attempt(market: &Market, subjects: &[String; 2], now: i64) -> R
             .await?;
         if failures >= limit {
             tx.rollback().await?;
-            return Err(nexus_registry::RegistryError::RateLimited {
+            return Err(MarketError::SignInLimited {
                 retry_after: std::time::Duration::from_millis(FAILURE_WINDOW_MS as u64),
-            }
-            .into());
+            });
         }
     }
     for subject in subjects {
@@ -593,6 +593,7 @@ pub async fn reset_password(market: &Market, secret: &str, password: &str) -> Re
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(&person).execute(&mut *tx).await?;
+    login::revoke_of_person(&mut tx, &person, None).await?;
     sqlx::query("DELETE FROM sign_in_failures WHERE subject = $1")
         .bind(format!("email:{email}"))
         .execute(&mut *tx)
@@ -620,16 +621,31 @@ pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), Ma
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(person).execute(&mut *tx).await?;
+    login::revoke_of_person(&mut tx, person, None).await?;
     audit::record(&mut *tx, &format!("person:{person}"), "person.signed_out_everywhere", person, json!({})).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// A person with a confirmed address, as a member of an existing organization (`org_kind`
-/// `tenant` or `publisher`) in `role`: for seeding a marketplace (the demo). Refused like a
-/// sign-up for a bad address or password.
+/// `tenant`, `publisher` or `operator`) in `role`: for seeding a marketplace (the demo).
+/// Refused like a sign-up for a bad address or password.
 pub async fn add_confirmed_member(
     market: &Market,
+    email: &str,
+    name: &str,
+    password: &str,
+    org: (&str, &str),
+    role: Role,
+) -> Result<String, MarketError> {
+    insert_confirmed(&market.db, market.billing.clock.now_ms(), email, name, password, org, role).await
+}
+
+/// [`add_confirmed_member`] on a database alone (`nexus operator person`, with no server):
+/// `already_member` if the address has an account.
+pub async fn insert_confirmed(
+    db: &nexus_registry::Db,
+    now: i64,
     email: &str,
     name: &str,
     password: &str,
@@ -638,11 +654,14 @@ pub async fn add_confirmed_member(
 ) -> Result<String, MarketError> {
     let email = normalized_email(email)?;
     check_password(password, &email)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a name has 1 to 100 characters"));
+    }
     let hash = hash_password(password).await?;
-    let now = market.billing.clock.now_ms();
     let person = format!("usr_{}", random_hex(10)?);
-    let mut tx = market.db.write_tx().await?;
-    sqlx::query(
+    let mut tx = db.write_tx().await?;
+    let inserted = sqlx::query(
         "INSERT INTO people (id, email, display_name, password_hash, email_verified_at, sessions_valid_after, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $5, $5)",
     )
@@ -652,7 +671,14 @@ pub async fn add_confirmed_member(
     .bind(&hash)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await;
+    match inserted {
+        Err(error) if nexus_registry::db::is_unique_violation(&error) => {
+            tx.rollback().await?;
+            return Err(MarketError::conflict(ErrorCode::AlreadyMember, format!("{email} already has an account")));
+        }
+        other => other?,
+    };
     sqlx::query("INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&person)
         .bind(org_kind)
@@ -661,6 +687,8 @@ pub async fn add_confirmed_member(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    let detail = json!({ "org": format!("{org_kind} {org_id}"), "role": role.as_str() });
+    audit::record(&mut *tx, audit::SYSTEM, "person.added", &person, detail).await?;
     tx.commit().await?;
     Ok(person)
 }
@@ -693,23 +721,38 @@ pub async fn memberships(market: &Market, person: &str) -> Result<Vec<Membership
         .collect()
 }
 
+/// What a person's session acts as.
+#[derive(Debug, Clone)]
+pub struct PersonCaller {
+    pub caller: Caller,
+    /// Every organization of the person (for the console's switcher).
+    pub memberships: Vec<Membership>,
+    /// The person must set up a second factor before doing anything else (operators, or
+    /// everyone while the operators require it).
+    pub needs_second_factor: bool,
+}
+
 /// The caller a person's session acts as: the organization it selected (`org`: kind and
-/// id; while the person is still a member), or the person's first, in their role there;
-/// with every membership of the person (for the console's switcher). `None` when the person
-/// is gone, belongs to nothing, or signed out everywhere after `opened_at`.
+/// id; while the person is still a member), or the person's first, in their role there.
+/// `None` when the person is gone, belongs to nothing, or signed out everywhere after
+/// `opened_at`. An operator's session acts as the marketplace's operator.
 pub async fn caller_of(
     market: &Market,
     person: &str,
     opened_at: i64,
     org: Option<(&str, &str)>,
-) -> Result<Option<(Caller, Vec<Membership>)>, MarketError> {
-    let valid_after: Option<i64> = sqlx::query_scalar("SELECT sessions_valid_after FROM people WHERE id = $1")
-        .bind(person)
-        .fetch_optional(&market.db.pool)
-        .await?;
-    match valid_after {
-        Some(after) if opened_at > after => {}
-        _ => return Ok(None),
+) -> Result<Option<PersonCaller>, MarketError> {
+    let row = sqlx::query(
+        "SELECT sessions_valid_after, CASE WHEN totp_sealed IS NULL THEN 0 ELSE 1 END AS has_second_factor, \
+         (SELECT value FROM marketplace_settings WHERE name = $2) AS required FROM people WHERE id = $1",
+    )
+    .bind(person)
+    .bind(crate::settings::REQUIRE_SECOND_FACTOR)
+    .fetch_optional(&market.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if opened_at <= row.try_get::<i64, _>("sessions_valid_after")? {
+        return Ok(None);
     }
     let all = memberships(market, person).await?;
     // The organization the session chose, or (none chosen, or no longer a member) the first.
@@ -728,7 +771,20 @@ pub async fn caller_of(
                 .map_err(|e: nexus_registry::id::NameError| storage(format!("stored publisher: {e}")))?,
             scopes: membership.role.publisher_scopes(),
         }),
+        "operator" => Caller::Operator { token_id },
         other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
     };
-    Ok(Some((caller, all)))
+    let required = row.try_get::<Option<String>, _>("required")?.as_deref() == Some("on")
+        || all.iter().any(|m| m.org_kind == "operator");
+    let needs_second_factor = required && row.try_get::<i64, _>("has_second_factor")? == 0;
+    Ok(Some(PersonCaller { caller, memberships: all, needs_second_factor }))
+}
+
+/// Whether a person with these memberships must have a second factor: operators always,
+/// everyone while the operators require it (`settings::REQUIRE_SECOND_FACTOR`).
+pub async fn second_factor_required(market: &Market, memberships: &[Membership]) -> Result<bool, MarketError> {
+    if memberships.iter().any(|m| m.org_kind == "operator") {
+        return Ok(true);
+    }
+    crate::settings::require_second_factor(market).await
 }

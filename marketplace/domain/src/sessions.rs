@@ -29,6 +29,8 @@ pub struct Session {
     pub person: Option<String>,
     /// Every organization of that person (empty for a token's session).
     pub memberships: Vec<crate::people::Membership>,
+    /// The person must set up a second factor before the console does anything else.
+    pub needs_second_factor: bool,
 }
 
 /// A new session and the cookie value that names it (shown to the browser once).
@@ -59,15 +61,16 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
     .bind(expires_at)
     .execute(market.db.writer())
     .await?;
-    Ok(Opened { cookie, session: Session { caller, csrf, expires_at, person: None, memberships: Vec::new() } })
+    let session =
+        Session { caller, csrf, expires_at, person: None, memberships: Vec::new(), needs_second_factor: false };
+    Ok(Opened { cookie, session })
 }
 
 /// Signs a person in (`people::sign_in` checked who): a session acting as their
 /// organization, in their role there.
 pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, MarketError> {
     let now = now_ms();
-    let (caller, memberships) =
-        crate::people::caller_of(market, person, now, None).await?.ok_or(RegistryError::Unauthenticated)?;
+    let acting = crate::people::caller_of(market, person, now, None).await?.ok_or(RegistryError::Unauthenticated)?;
     sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(market.db.writer()).await?;
     let cookie = random_hex(32)?;
     let csrf = random_hex(16)?;
@@ -83,7 +86,14 @@ pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, Ma
     .bind(person)
     .execute(market.db.writer())
     .await?;
-    let session = Session { caller, csrf, expires_at, person: Some(person.to_string()), memberships };
+    let session = Session {
+        caller: acting.caller,
+        csrf,
+        expires_at,
+        person: Some(person.to_string()),
+        memberships: acting.memberships,
+        needs_second_factor: acting.needs_second_factor,
+    };
     Ok(Opened { cookie, session })
 }
 
@@ -107,14 +117,22 @@ pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketErr
         let kind: Option<String> = row.try_get("org_kind")?;
         let id: Option<String> = row.try_get("org_id")?;
         let org = kind.as_deref().zip(id.as_deref());
-        let (caller, memberships) =
+        let acting =
             crate::people::caller_of(market, &person, opened_at, org).await?.ok_or(RegistryError::Unauthenticated)?;
-        return Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: Some(person), memberships });
+        return Ok(Session {
+            caller: acting.caller,
+            csrf: row.try_get("csrf")?,
+            expires_at,
+            person: Some(person),
+            memberships: acting.memberships,
+            needs_second_factor: acting.needs_second_factor,
+        });
     }
     let kind: TokenKind = row.try_get::<String, _>("token_kind")?.parse()?;
     let token_sha256: String = row.try_get("token_sha256")?;
     let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &token_sha256).await?;
-    Ok(Session { caller, csrf: row.try_get("csrf")?, expires_at, person: None, memberships: Vec::new() })
+    let csrf = row.try_get("csrf")?;
+    Ok(Session { caller, csrf, expires_at, person: None, memberships: Vec::new(), needs_second_factor: false })
 }
 
 /// Makes a person's session act as another organization of theirs.

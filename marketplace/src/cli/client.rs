@@ -6,27 +6,49 @@ use serde::de::DeserializeOwned;
 
 /// The server connection flags shared by every command that talks to a Nexus server:
 /// publishers' (`publish`, `yank`, `keys`), tenants' (`install`, `installs`, `events`) and
-/// operators' (`tenant create`).
+/// operators' (`tenant create`). Without `--token`, the token (and server) saved by
+/// `nexus login` under the profile are used.
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
-    /// The Nexus server.
-    #[arg(long, env = "NEXUS_REGISTRY", default_value = "http://127.0.0.1:8080")]
-    pub registry: String,
+    /// The Nexus server [default: the profile's, else http://127.0.0.1:8080].
+    #[arg(long, env = "NEXUS_REGISTRY")]
+    pub registry: Option<String>,
     /// Your API token: a publisher's, a tenant's or an operator's, as the command needs.
     #[arg(long, env = "NEXUS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The saved sign-in to use (`nexus login --profile NAME`).
+    #[arg(long, env = "NEXUS_PROFILE", default_value = super::profiles::DEFAULT)]
+    pub profile: String,
+    #[arg(skip)]
+    saved: std::sync::OnceLock<Option<Box<super::profiles::Profile>>>,
 }
 
 impl Connection {
+    /// The profile `nexus login` saved, if any (read once).
+    fn saved(&self) -> Option<&super::profiles::Profile> {
+        self.saved.get_or_init(|| super::profiles::load(&self.profile).ok().flatten().map(Box::new)).as_deref()
+    }
+
+    /// The server: `--registry`, else the profile's, else the local default.
+    pub fn server(&self) -> String {
+        self.registry
+            .clone()
+            .or_else(|| self.saved().map(|saved| saved.registry.clone()))
+            .unwrap_or_else(|| super::profiles::LOCAL.to_string())
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.registry.trim_end_matches('/'))
+        format!("{}{path}", self.server().trim_end_matches('/'))
     }
 
     pub fn token(&self) -> anyhow::Result<&str> {
-        self.token.as_deref().map(str::trim).ok_or_else(|| {
+        if let Some(token) = self.token.as_deref() {
+            return Ok(token.trim());
+        }
+        self.saved().map(|saved| saved.token.as_str()).ok_or_else(|| {
             anyhow::anyhow!(
-                "no API token: pass --token or set NEXUS_TOKEN (an operator creates one with \
-                 `nexus publisher create` or `nexus tenant create`)"
+                "no API token: run `nexus login` (profile `{}`), or pass --token or set NEXUS_TOKEN",
+                self.profile
             )
         })
     }
@@ -39,7 +61,7 @@ impl Connection {
     /// error code and message.
     pub async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let response =
-            request.bearer_auth(self.token()?).send().await.map_err(|e| unreachable_server(&self.registry, &e))?;
+            request.bearer_auth(self.token()?).send().await.map_err(|e| unreachable_server(&self.server(), &e))?;
         decode(response).await
     }
 }
@@ -68,7 +90,10 @@ pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow:
     let message = error["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| format!("HTTP {status}"));
     let hint = match (code, retry_after) {
         ("rate_limited" | "concurrency_limited", Some(seconds)) => format!(" — try again in {seconds} s"),
-        ("unauthenticated" | "token_revoked" | "token_expired", _) => " — check --token / NEXUS_TOKEN".into(),
+        ("unauthenticated" | "token_revoked" | "token_expired", _) => {
+            " — run `nexus login` again, or check --token / NEXUS_TOKEN".into()
+        }
+        ("second_factor_required", _) => " — pass --code with your authenticator's code".into(),
         ("version_exists", _) => " — bump `version` in nexus.toml".into(),
         ("consent_required", _) => " — run `nexus install` again to review what it asks for now".into(),
         ("already_installed", _) => " — `nexus installs` shows it".into(),

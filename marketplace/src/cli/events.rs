@@ -157,7 +157,7 @@ async fn send_while_busy(connection: &Connection, body: &Value) -> anyhow::Resul
             .bearer_auth(connection.token()?)
             .send()
             .await
-            .map_err(|e| super::client::unreachable_server(&connection.registry, &e))?;
+            .map_err(|e| super::client::unreachable_server(&connection.server(), &e))?;
         let busy = response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE;
         if !busy || started.elapsed() >= MAX_BUSY_WAIT {
             return super::client::decode(response).await;

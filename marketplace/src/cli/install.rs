@@ -469,10 +469,10 @@ async fn post_once(connection: &Connection, path: &str, body: &Value) -> anyhow:
     let response = match send().await {
         Ok(response) => response,
         Err(error) if !error.is_connect() => {
-            eprintln!("no answer from {} ({error}); retrying with the same Idempotency-Key", connection.registry);
-            send().await.map_err(|e| unreachable_server(&connection.registry, &e))?
+            eprintln!("no answer from {} ({error}); retrying with the same Idempotency-Key", connection.server());
+            send().await.map_err(|e| unreachable_server(&connection.server(), &e))?
         }
-        Err(error) => return Err(unreachable_server(&connection.registry, &error)),
+        Err(error) => return Err(unreachable_server(&connection.server(), &error)),
     };
     decode(response).await
 }

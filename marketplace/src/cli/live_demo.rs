@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nexus_registry::publishers::Issuer;
 use nexus_registry::signature::signing_message;
 use nexus_registry::{Credential, Manifest, PublishRequest, SecretKey, SignedBy};
 use serde_json::{Value, json};
@@ -59,8 +60,25 @@ type DemoTenant<'a> = (&'a str, &'a str, &'a [(&'a str, Value)]);
 /// billed in arrears once before the demo serves.
 const HISTORY_DAYS: i64 = 31;
 
-/// The demo's person: an address and a password anyone reading the demo's output may use.
-const DEMO_PERSON: (&str, &str) = ("ada@globex.example", "globex-demo-password");
+/// A person to seed: address, name, password (anyone reading the demo's output may use
+/// it), the organization (kind, id) and the role there.
+type DemoPersonSeed = (&'static str, &'static str, &'static str, (&'static str, &'static str), Role);
+
+const DEMO_PEOPLE: [DemoPersonSeed; 6] = [
+    ("grace@nexus.example", "Grace Operator", "nexus-demo-password", ("operator", "marketplace"), Role::Owner),
+    ("lin@nexus-labs.example", "Lin Labs", "nexus-demo-password", ("publisher", "nexus-labs"), Role::Owner),
+    ("sam@nexus-labs.example", "Sam Finance", "nexus-demo-password", ("publisher", "nexus-labs"), Role::Finance),
+    ("ada@globex.example", "Ada Globex", "globex-demo-password", ("tenant", "globex"), Role::Owner),
+    ("bo@globex.example", "Bo Globex", "nexus-demo-password", ("tenant", "globex"), Role::Admin),
+    ("kim@initech.example", "Kim Initech", "nexus-demo-password", ("tenant", "initech"), Role::Owner),
+];
+
+/// The people seeded, as the welcome prints them: address, password, what they are.
+struct DemoPerson {
+    email: &'static str,
+    password: &'static str,
+    about: String,
+}
 
 struct Seeded {
     operator: String,
@@ -87,13 +105,14 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     println!("seeding the demo marketplace in {} ...", config.data_dir.display());
     let seeded = seed(&market, &sandbox).await?;
     history(&market, &clock, &seeded).await?;
+    let people = seed_people(&market).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {}: {e} (pass --listen 127.0.0.1:<free port>)", config.listen)
     })?;
     let address = listener.local_addr()?;
     let url = format!("http://{address}");
     let outbox = config.smtp_url.is_none().then(|| config.outbox());
-    print_welcome(&url, &seeded, outbox.as_deref());
+    print_welcome(&url, &seeded, &people, outbox.as_deref());
     let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
     let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
     let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
@@ -197,10 +216,10 @@ async fn price(market: &Market, nexus_labs: &Credential, operator: &Caller) -> a
 }
 
 async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result<Seeded> {
-    let operator = accounts::issue_operator_token(&market.db, "demo").await?;
+    let operator = accounts::issue_operator_token(&market.db, "demo", None, &Issuer::by("demo")).await?;
     let operator_caller = Caller::Operator { token_id: operator.id.clone() };
     let publisher_name = "nexus-labs".parse()?;
-    let publisher = market.registry.create_publisher(&publisher_name, "Nexus Labs").await.map_err(|e| {
+    let publisher = market.registry.create_publisher(&publisher_name, "Nexus Labs", "demo").await.map_err(|e| {
         anyhow::anyhow!("{e}: the demo needs an empty database; drop --database or point it at a fresh one")
     })?;
     let credential = market.registry.authenticate(&publisher.secret).await?;
@@ -211,7 +230,7 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
         println!("  published and signed nexus-labs/{name} 0.1.0");
     }
     // A second publisher, its plugin built on the echo component, in two versions.
-    let acme = market.registry.create_publisher(&"acme-tools".parse()?, "Acme Tools").await?;
+    let acme = market.registry.create_publisher(&"acme-tools".parse()?, "Acme Tools", "demo").await?;
     let acme_credential = market.registry.authenticate(&acme.secret).await?;
     let acme_key = SecretKey::generate()?;
     market.registry.add_key(&acme_credential, &acme_key.public_key()).await?;
@@ -262,7 +281,7 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     ];
     for (id, display_name, plugins) in demo_tenants {
         let tenant: TenantId = id.parse()?;
-        let token = accounts::create_tenant(&market.db, &tenant, display_name).await?;
+        let token = accounts::create_tenant(&market.db, &tenant, display_name, "demo").await?;
         let caller = Caller::Tenant {
             tenant: tenant.clone(),
             token_id: token.id.clone(),
@@ -288,11 +307,35 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
         tenants.push((id.to_string(), token.secret));
         callers.push(caller);
     }
-    // A person who signs in to the console as globex's owner, with a password.
-    let (email, password) = DEMO_PERSON;
-    crate::people::add_confirmed_member(market, email, "Ada Globex", password, ("tenant", "globex"), Role::Owner)
-        .await?;
     Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants, callers, operator_caller })
+}
+
+/// People who sign in with a password: an operator (with two-step sign-in, its key
+/// printed), nexus-labs' owner and a finance member, globex's owner and an admin, and
+/// initech's owner, whose partner application waits in the operators' queue.
+async fn seed_people(market: &Market) -> anyhow::Result<Vec<DemoPerson>> {
+    let mut people = Vec::new();
+    for (email, name, password, org, role) in DEMO_PEOPLE {
+        let person = crate::people::add_confirmed_member(market, email, name, password, org, role).await?;
+        let mut about = format!("{} of {}", role.as_str(), crate::people::login::org_name(org.0, org.1));
+        if org.0 == "operator" {
+            let key = crate::people::second_factor::set_up_for_demo(market, &person).await?;
+            about = format!("operator; two-step key {key}");
+        }
+        if org.1 == "initech" {
+            let application = crate::partner_program::Application {
+                company: "Initech Labs".into(),
+                namespace: "initech-labs".into(),
+                website: "https://initech.example".into(),
+                support_email: "help@initech.example".into(),
+                agreement_version: crate::partner_program::AGREEMENT_VERSION.into(),
+            };
+            crate::partner_program::apply(market, &person, application).await?;
+            about.push_str("; partner application pending");
+        }
+        people.push(DemoPerson { email, password, about });
+    }
+    Ok(people)
 }
 
 /// Lives through the month before now, a day at a time, on the real paths: each day both
@@ -400,7 +443,7 @@ async fn publish_signed(
     Ok(())
 }
 
-fn print_welcome(url: &str, seeded: &Seeded, outbox: Option<&std::path::Path>) {
+fn print_welcome(url: &str, seeded: &Seeded, people: &[DemoPerson], outbox: Option<&std::path::Path>) {
     println!("\nNexus demo marketplace on {url}  (Ctrl-C stops it)\n");
     println!("tokens (demo only):");
     println!("  operator      {}", seeded.operator);
@@ -409,9 +452,12 @@ fn print_welcome(url: &str, seeded: &Seeded, outbox: Option<&std::path::Path>) {
         println!("  tenant        {token}  ({tenant})");
     }
     let globex = seeded.tenants.first().map(|(_, t)| t.as_str()).unwrap_or_default();
-    let (email, password) = DEMO_PERSON;
-    println!("  person        {email} / {password}  (globex's owner; demo only)");
-    println!("\nweb console: {url}/console  (sign in as the person, or with any token above)");
+    println!("people (demo only):");
+    for person in people {
+        println!("  person        {} / {}  ({})", person.email, person.password, person.about);
+    }
+    println!("\nweb console: {url}/console  (sign in as a person, or with any token above)");
+    println!("command line: nexus login --registry {url} --email bo@globex.example  (then nexus whoami)");
     match outbox {
         Some(outbox) => println!("mail (sign-up and reset links) is written to {}", outbox.display()),
         None => println!("mail (sign-up and reset links) goes through --smtp-url"),

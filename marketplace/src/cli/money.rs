@@ -494,7 +494,7 @@ pub async fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {
 /// A text (CSV) answer, or the API's error.
 async fn text(c: &Connection, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
     let response =
-        request.bearer_auth(c.token()?).send().await.map_err(|e| super::client::unreachable_server(&c.registry, &e))?;
+        request.bearer_auth(c.token()?).send().await.map_err(|e| super::client::unreachable_server(&c.server(), &e))?;
     if !response.status().is_success() {
         super::client::decode::<Value>(response).await?;
         bail!("unexpected answer from the server");

@@ -89,7 +89,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         .bearer_auth(args.connection.token()?)
         .send()
         .await
-        .map_err(|e| unreachable_server(&args.connection.registry, &e))?;
+        .map_err(|e| unreachable_server(&args.connection.server(), &e))?;
     let published: PublishedBody = decode(response).await?;
     for warning in &published.warnings {
         eprintln!("warning: {warning}");

@@ -6,9 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use nexus_registry::publishers::Issuer;
 
 use crate::runner::TenantLimits;
 use crate::server::{self, ConnectionLimits, ServeConfig};
+
+/// How the audit log names what was made on the server's own disk (`nexus operator token`,
+/// `nexus publisher create`).
+const COMMAND_LINE: &str = "command-line";
 
 #[derive(Debug, Clone, Args)]
 pub struct Storage {
@@ -197,13 +202,66 @@ pub async fn operator_token(args: OperatorTokenArgs) -> anyhow::Result<ExitCode>
     let db = registry.db().clone();
     db.apply_migrations("marketplace_migrations", crate::market::SQLITE_MIGRATIONS, crate::market::POSTGRES_MIGRATIONS)
         .await?;
-    let token = crate::accounts::issue_operator_token(&db, &args.label).await?;
+    let token = crate::accounts::issue_operator_token(&db, &args.label, None, &Issuer::by(COMMAND_LINE)).await?;
     crate::audit::record(db.writer(), "cli", "token.issued", "operator", serde_json::json!({ "token": token.id }))
         .await?;
     println!("issued an operator token in {}", args.storage.describe());
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);
     eprintln!("The token is shown once: export NEXUS_TOKEN=<token>");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorPersonArgs {
+    /// The operator's email address (their sign-in).
+    #[arg(long)]
+    email: String,
+    /// Their name, as members and the audit log show it.
+    #[arg(long)]
+    name: String,
+    /// Read the password from the first line of stdin instead of asking for it.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Create the data folder's database if it has none yet (before the first `nexus serve`).
+    #[arg(long)]
+    init: bool,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+/// Adds a person to the operators, as an owner, straight into the database: how the first
+/// operator signs in with a password. They set up two-step sign-in at their first sign-in
+/// (operators must), and invite further operators from the console.
+pub async fn operator_person(args: OperatorPersonArgs) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password for the new operator: ")?
+    } else {
+        anyhow::bail!("no password: pass --password-stdin and write it to stdin, or run in a terminal to be asked")
+    };
+    let registry = args.storage.existing(args.init)?.registry().await?;
+    let db = registry.db().clone();
+    db.apply_migrations("marketplace_migrations", crate::market::SQLITE_MIGRATIONS, crate::market::POSTGRES_MIGRATIONS)
+        .await?;
+    let operators = ("operator", crate::people::login::OPERATORS);
+    let now = nexus_registry::db::now_ms();
+    let person = crate::people::insert_confirmed(
+        &db,
+        now,
+        &args.email,
+        &args.name,
+        &password,
+        operators,
+        crate::people::Role::Owner,
+    )
+    .await?;
+    println!("added operator {} ({person}) in {}", args.email.trim().to_lowercase(), args.storage.describe());
+    eprintln!("They sign in at <server>/console/sign-in and set up two-step sign-in first (operators must).");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,7 +282,8 @@ pub struct CreatePublisherArgs {
 pub async fn create_publisher(args: CreatePublisherArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.parse()?;
     let registry = args.storage.existing(args.init)?.registry().await?;
-    let token = registry.create_publisher(&name, args.display_name.as_deref().unwrap_or(&args.name)).await?;
+    let token =
+        registry.create_publisher(&name, args.display_name.as_deref().unwrap_or(&args.name), COMMAND_LINE).await?;
     println!("created publisher {name} in {}", args.storage.describe());
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);

@@ -139,7 +139,7 @@ pub async fn run(command: WebhooksCommand) -> anyhow::Result<ExitCode> {
                 .bearer_auth(connection.token()?)
                 .send()
                 .await
-                .map_err(|e| super::client::unreachable_server(&connection.registry, &e))?;
+                .map_err(|e| super::client::unreachable_server(&connection.server(), &e))?;
             if !response.status().is_success() {
                 super::client::decode::<serde_json::Value>(response).await?;
             }

@@ -21,6 +21,7 @@ use crate::sessions;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/partner-program", get(program).post(apply))
+        .route("/console/partner-program/agreement", post(accept_agreement))
         .route("/console/operator/applications", get(queue))
         .route("/console/operator/applications/{id}/{decision}", post(decide))
         .route("/console/switch", post(switch))
@@ -34,6 +35,8 @@ struct ProgramPage {
     notice: Option<String>,
     applications: Vec<Applied>,
     form: Application,
+    /// The person's publishers (as owner or admin) that must accept the current agreement.
+    outdated: Vec<String>,
     agreement_version: &'static str,
     agreement: &'static str,
 }
@@ -41,6 +44,7 @@ struct ProgramPage {
 #[derive(Debug, Deserialize)]
 struct Notice {
     applied: Option<String>,
+    accepted: Option<String>,
 }
 
 async fn program(
@@ -49,13 +53,34 @@ async fn program(
     Query(query): Query<Notice>,
 ) -> Result<Response, PageError> {
     let applications = partner_program::of_person(&state.market, signed.person("the partner program")?).await?;
-    let notice = query.applied.map(|namespace| {
-        format!("Thank you: your application for {namespace} is waiting for an operator. We mail you the decision.")
-    });
-    page(&signed, StatusCode::OK, None, notice, applications, Application::default())
+    let notice = match (query.applied, query.accepted) {
+        (Some(namespace), _) => Some(format!(
+            "Thank you: your application for {namespace} is waiting for an operator. We mail you the decision."
+        )),
+        (None, Some(publisher)) => {
+            Some(format!("{publisher} accepted the partner agreement, version {AGREEMENT_VERSION}: publish away."))
+        }
+        (None, None) => None,
+    };
+    page(&state, &signed, StatusCode::OK, None, notice, applications, Application::default()).await
 }
 
-fn page(
+/// The person's publishers, as owner or admin, held back by an outdated agreement.
+async fn outdated(state: &AppState, signed: &Signed) -> Result<Vec<String>, PageError> {
+    let mut outdated = Vec::new();
+    for membership in &signed.0.memberships {
+        if membership.org_kind == "publisher"
+            && membership.role.manages_members()
+            && partner_program::agreement_outdated(&state.market, &membership.org_id).await?
+        {
+            outdated.push(membership.org_id.clone());
+        }
+    }
+    Ok(outdated)
+}
+
+async fn page(
+    state: &AppState,
     signed: &Signed,
     status: StatusCode,
     problem: Option<String>,
@@ -69,6 +94,7 @@ fn page(
         notice,
         applications,
         form,
+        outdated: outdated(state, signed).await?,
         agreement_version: AGREEMENT_VERSION,
         agreement: AGREEMENT_TEXT,
     };
@@ -98,9 +124,24 @@ async fn apply(
         Err(refused) => {
             let refused = PageError::refusal(refused)?;
             let applications = partner_program::of_person(&state.market, person).await?;
-            page(&signed, refused.status, Some(refused.message), None, applications, application)
+            page(&state, &signed, refused.status, Some(refused.message), None, applications, application).await
         }
     }
+}
+
+/// An owner or admin accepts the current agreement for one of their publishers.
+async fn accept_agreement(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let person = signed.person("the partner program")?;
+    let publisher = fields.get("publisher").unwrap_or_default();
+    let version = fields.get("agreement_version").unwrap_or_default();
+    partner_program::accept_agreement(&state.market, person, publisher, version).await?;
+    Ok(Redirect::to(&format!("/console/partner-program?accepted={publisher}")).into_response())
 }
 
 #[derive(Template)]

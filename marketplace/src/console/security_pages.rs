@@ -28,6 +28,13 @@ struct SecurityPage {
     enabled: bool,
     enrolment: Option<Enrolment>,
     recovery_codes: Vec<String>,
+    /// The session may do nothing else until the second factor is set up.
+    must_set_up: bool,
+    /// A second factor is required of this person, so it cannot be turned off.
+    kept: bool,
+    operator: bool,
+    /// The marketplace requires a second factor of everyone.
+    everyone: bool,
 }
 
 async fn show(
@@ -45,6 +52,10 @@ async fn show(
         enabled,
         enrolment,
         recovery_codes,
+        must_set_up: signed.0.needs_second_factor && !enabled,
+        kept: crate::people::second_factor_required(&state.market, &signed.0.memberships).await?,
+        operator: matches!(signed.0.caller, crate::accounts::Caller::Operator { .. }),
+        everyone: crate::settings::require_second_factor(&state.market).await?,
     };
     Ok((status, render(&page)?).into_response())
 }
@@ -67,6 +78,12 @@ async fn step(
         "start" => second_factor::start(&state.market, me).await.map(|enrolment| (Some(enrolment), Vec::new())),
         "confirm" => second_factor::confirm(&state.market, me, code).await.map(|codes| (None, codes)),
         "disable" => second_factor::disable(&state.market, me, code).await.map(|()| (None, Vec::new())),
+        "everyone" => {
+            let on = fields.get("value") == Some("on");
+            crate::settings::set_require_second_factor(&state.market, &signed.0.caller, on)
+                .await
+                .map(|()| (None, Vec::new()))
+        }
         other => return Err(PageError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no step {other}"))),
     };
     match outcome {

@@ -108,7 +108,18 @@ impl FromRequestParts<AppState> for Signed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let cookie = cookie(&parts.headers, SESSION_COOKIE).ok_or(RegistryError::Unauthenticated)?;
-        Ok(Self(sessions::resolve(&state.market, cookie).await?))
+        let session = sessions::resolve(&state.market, cookie).await?;
+        // Until a required second factor is set up, the console is its Security page.
+        let setting_up =
+            ["/console/security", "/console/sign-out"].iter().any(|page| parts.uri.path().starts_with(page));
+        if session.needs_second_factor && !setting_up {
+            return Err(PageError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                ErrorCode::SecondFactorRequired,
+                "set up a second factor first",
+            ));
+        }
+        Ok(Self(session))
     }
 }
 
@@ -204,13 +215,6 @@ pub fn double_submitted(headers: &HeaderMap, fields: &Fields) -> bool {
     fields.get("csrf").zip(expected).is_some_and(|(sent, expected)| constant_time_eq(sent, expected))
 }
 
-/// The client's address, as the accept loop saw it ("unknown" where there is none).
-pub fn client_address(headers: &axum::http::Extensions) -> String {
-    headers
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string())
-}
-
 async fn sign_in(
     State(state): State<AppState>,
     extensions: axum::http::Extensions,
@@ -227,7 +231,7 @@ async fn sign_in(
     }
     if let Some(email) = fields.text("email") {
         let password = fields.get("password").unwrap_or_default();
-        let client = client_address(&extensions);
+        let client = crate::server::extract::client_address(&extensions);
         return match crate::people::sign_in(&state.market, &state.public_url, email, password, &client).await {
             Ok(signed) => {
                 if crate::people::second_factor::enabled(&state.market, &signed.person).await? {

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use nexus_registry::db::now_ms;
+use nexus_registry::publishers::Issuer;
 use nexus_registry::{ErrorCode, IssuedToken, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,10 +20,13 @@ use super::{ApiError, AppState};
 use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, TenantScope};
 use crate::audit::{self, AuditEntry, AuditQuery};
 use crate::error::{CursorPage, MarketError, Page, PageQuery};
+use crate::people::login;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(show_whoami))
+        .routes(routes!(log_in))
+        .routes(routes!(log_out))
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(create_tenant_token))
         .routes(routes!(revoke_tenant_token))
@@ -44,7 +48,7 @@ pub async fn list_nodes(
     Ok(Json(Page::of(crate::nodes::list(&state.market, &caller).await?, &query)?))
 }
 
-/// The calling token: its role, whom it acts for, and its scopes.
+/// The calling token: its role, whom it acts for, its scopes, and where it came from.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     role: &'static str,
@@ -54,10 +58,16 @@ pub struct WhoAmI {
     #[serde(skip_serializing_if = "Option::is_none")]
     tenant: Option<String>,
     scopes: Vec<String>,
+    /// The email address of the person the token was issued to (`nexus login`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    person: Option<String>,
+    /// The audit name of whoever created the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/whoami", tag = "accounts", responses((status = 200, body = WhoAmI)))]
-pub async fn show_whoami(Auth(caller): Auth) -> Json<WhoAmI> {
+pub async fn show_whoami(State(state): State<AppState>, Auth(caller): Auth) -> Result<Json<WhoAmI>, ApiError> {
     let (publisher, tenant, scopes) = match &caller {
         Caller::Operator { .. } => (None, None, vec!["admin".to_string()]),
         Caller::Publisher(c) => {
@@ -67,7 +77,62 @@ pub async fn show_whoami(Auth(caller): Auth) -> Json<WhoAmI> {
             (None, Some(tenant.to_string()), scopes.iter().map(|s| s.as_str().to_string()).collect())
         }
     };
-    Json(WhoAmI { role: caller.role(), token_id: caller.token_id().to_string(), publisher, tenant, scopes })
+    let origin = login::token_origin(&state.market, caller.token_id()).await?;
+    Ok(Json(WhoAmI {
+        role: caller.role(),
+        token_id: caller.token_id().to_string(),
+        publisher,
+        tenant,
+        scopes,
+        person: origin.person,
+        created_by: origin.created_by,
+    }))
+}
+
+/// `nexus login`: a person's email address, password and (with a second factor) code.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogInBody {
+    email: String,
+    password: String,
+    /// The authenticator's code, or a recovery code.
+    #[serde(default)]
+    code: Option<String>,
+    /// `tenant:<id>`, `publisher:<name>` or `operator`; the person's first organization when absent.
+    #[serde(default)]
+    organization: Option<String>,
+    /// Names the token (the machine it is for).
+    #[serde(default)]
+    label: Option<String>,
+}
+
+/// Exchanges a person's sign-in for an API token of one of their organizations, in their
+/// role there, for 30 days (shown once). Refused like the console's sign-in: one answer for
+/// a wrong address or password, limits per address and per client.
+#[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = LogInBody, security(()),
+    responses((status = 201, body = login::LoggedIn, description = "the token, shown once")))]
+pub async fn log_in(
+    State(state): State<AppState>,
+    extensions: axum::http::Extensions,
+    JsonBody(body): JsonBody<LogInBody>,
+) -> Result<(StatusCode, Json<login::LoggedIn>), ApiError> {
+    let client = super::extract::client_address(&extensions);
+    let request = login::LogIn {
+        email: body.email,
+        password: body.password,
+        code: body.code,
+        organization: body.organization,
+        label: body.label,
+    };
+    let logged_in = login::log_in(&state.market, &state.public_url, request, &client).await?;
+    Ok((StatusCode::CREATED, Json(logged_in)))
+}
+
+/// Ends the calling token (`nexus logout`).
+#[utoipa::path(post, path = "/v1/logout", tag = "accounts", responses((status = 204)))]
+pub async fn log_out(State(state): State<AppState>, Auth(caller): Auth) -> Result<StatusCode, ApiError> {
+    login::log_out(&state.market, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -87,7 +152,7 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
     caller.require_operator()?;
     let id: TenantId = body.id.parse()?;
-    let token = accounts::create_tenant(&state.market.db, &id, &body.display_name).await?;
+    let token = accounts::create_tenant(&state.market.db, &id, &body.display_name, &caller.actor()).await?;
     let detail = json!({ "display_name": body.display_name, "token": token.id });
     audit::record(state.market.db.writer(), &caller.actor(), "tenant.created", id.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))
@@ -161,6 +226,7 @@ pub async fn create_tenant_token(
         body.scopes,
         &body.label,
         expiry(body.expires_in_days)?,
+        &Issuer::by(&caller.actor()),
     )
     .await?;
     let detail = json!({ "token": token.id, "scopes": token.scopes, "expires_at": token.expires_at });
@@ -194,7 +260,7 @@ pub async fn create_publisher(
         .id
         .parse()
         .map_err(|e: nexus_registry::id::NameError| ApiError::bad_request(ErrorCode::InvalidId, e.to_string()))?;
-    let token = state.market.registry.create_publisher(&name, &body.display_name).await?;
+    let token = state.market.registry.create_publisher(&name, &body.display_name, &caller.actor()).await?;
     let detail = json!({ "display_name": body.display_name, "token": token.id });
     audit::record(state.market.db.writer(), &caller.actor(), "publisher.created", name.as_str(), detail).await?;
     Ok((StatusCode::CREATED, Json(token)))
@@ -214,7 +280,8 @@ pub async fn create_operator_token(
     JsonBody(body): JsonBody<OperatorToken>,
 ) -> Result<(StatusCode, Json<IssuedAccountToken>), ApiError> {
     caller.require_operator()?;
-    let token = accounts::issue_operator_token(&state.market.db, &body.label).await?;
+    let token =
+        accounts::issue_operator_token(&state.market.db, &body.label, None, &Issuer::by(&caller.actor())).await?;
     audit::record(state.market.db.writer(), &caller.actor(), "token.issued", "operator", json!({ "token": token.id }))
         .await?;
     Ok((StatusCode::CREATED, Json(token)))

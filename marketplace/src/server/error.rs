@@ -164,7 +164,9 @@ impl From<MarketError> for ApiError {
             // the HTTP idempotency layer answers it), 401 and 403 for refused sign-ins.
             MarketError::Invalid { code, .. } => StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST),
             MarketError::Conflict { .. } | MarketError::ConsentRequired { .. } => StatusCode::CONFLICT,
-            MarketError::RateLimited { .. } | MarketError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
+            MarketError::RateLimited { .. } | MarketError::SignInLimited { .. } | MarketError::Busy(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             MarketError::HostBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         debug_assert_listed_status(status, error.code());
@@ -173,7 +175,9 @@ impl From<MarketError> for ApiError {
             MarketError::ConsentRequired { requested, .. } => {
                 api.details = serde_json::to_value(requested.as_ref()).ok();
             }
-            MarketError::RateLimited { retry_after } => api.retry_after_secs = Some(retry_after.as_secs().max(1)),
+            MarketError::RateLimited { retry_after } | MarketError::SignInLimited { retry_after } => {
+                api.retry_after_secs = Some(retry_after.as_secs().max(1));
+            }
             MarketError::Busy(_) => api.retry_after_secs = Some(1),
             MarketError::HostBusy { retry_after, reason, details } => {
                 api.retry_after_secs = Some(retry_after.as_secs().max(1));

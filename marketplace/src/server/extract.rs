@@ -32,3 +32,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T>
         }
     }
 }
+
+/// The client's address, as the accept loop saw it ("unknown" where there is none).
+pub fn client_address(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |info| info.0.ip().to_string())
+}

@@ -296,7 +296,8 @@ pub async fn create_token(
         return Err(nexus_registry::RegistryError::MissingScope(missing.as_str()).into());
     }
     let expires_at = super::account_routes::expiry(body.expires_in_days)?;
-    let token = state.market.registry.issue_token(&caller, body.scopes, &body.label, expires_at).await?;
+    let created_by = crate::accounts::Caller::Publisher(caller.clone()).actor();
+    let token = state.market.registry.issue_token(&caller, body.scopes, &body.label, expires_at, &created_by).await?;
     let detail = json!({ "token": token.id, "scopes": token.scopes, "expires_at": token.expires_at });
     audit(&state, &caller, "token.issued", &publisher, detail).await?;
     Ok((StatusCode::CREATED, Json(token)))

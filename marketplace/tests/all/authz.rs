@@ -100,6 +100,8 @@ enum Fresh {
     Plan,
     /// A new webhook endpoint of globex, for deleting.
     Webhook,
+    /// The call is made with a new token of the role's kind (it ends that token).
+    OwnToken,
 }
 
 enum Payload {
@@ -148,12 +150,14 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 82] = [
+const ALL_ROUTES: [(&str, &str); 84] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/v1/whoami"),
+    ("POST", "/v1/login"),
+    ("POST", "/v1/logout"),
     ("GET", "/v1/tenants"),
     ("POST", "/v1/tenants"),
     ("POST", "/v1/tenants/{tenant}/tokens"),
@@ -427,7 +431,7 @@ impl World {
         let operator = env.operator.clone();
         let publisher = env.publisher.clone();
         match fresh {
-            Fresh::Nothing => String::new(),
+            Fresh::Nothing | Fresh::OwnToken => String::new(),
             Fresh::TenantToken => {
                 let body = json!({ "scopes": ["read"], "label": "victim" });
                 self.issue(env, "/v1/tenants/globex/tokens", &operator, body, "id").await
@@ -486,6 +490,25 @@ impl World {
         }
     }
 
+    /// A new token of `role`'s kind, issued with its table token.
+    async fn own_token(&mut self, env: &Env, role: Role, token: &str) -> String {
+        let (uri, body) = match role {
+            Role::Operator => ("/v1/operator/tokens", json!({ "label": "own" })),
+            Role::Publisher => ("/v1/publishers/nexus-labs/tokens", json!({ "scopes": ["publish"], "label": "own" })),
+            Role::OtherPublisher => ("/v1/publishers/acme/tokens", json!({ "scopes": ["publish"], "label": "own" })),
+            Role::Tenant => ("/v1/tenants/globex/tokens", json!({ "scopes": ["read"], "label": "own" })),
+            Role::OtherTenant => ("/v1/tenants/initech/tokens", json!({ "scopes": ["read"], "label": "own" })),
+            // The read-only token cannot issue one; globex's owner issues it the same scopes.
+            Role::ReadOnly => {
+                let owner = self.owner().to_string();
+                let body = json!({ "scopes": ["read"], "label": "own" });
+                return self.issue(env, "/v1/tenants/globex/tokens", &owner, body, "secret").await;
+            }
+            Role::Anonymous => unreachable!("anonymous calls carry no token"),
+        };
+        self.issue(env, uri, token, body, "secret").await
+    }
+
     async fn clean_up(&self, env: &Env, fresh: Fresh) {
         if fresh == Fresh::PausedInstall {
             sqlx::query("UPDATE installs SET status = 'active', status_reason = NULL WHERE id = $1")
@@ -519,7 +542,12 @@ impl World {
             }
         };
         let key = route.idempotent.then(|| format!("authz-{n}"));
-        let (status, body) = send_keyed(env, route.method, &path, self.token(role), content, key.as_deref()).await;
+        let own = match (route.fresh, self.token(role).map(str::to_owned)) {
+            (Fresh::OwnToken, Some(token)) => Some(self.own_token(env, role, &token).await),
+            _ => None,
+        };
+        let token = own.as_deref().or(self.token(role));
+        let (status, body) = send_keyed(env, route.method, &path, token, content, key.as_deref()).await;
         self.clean_up(env, route.fresh).await;
         (path, status, body)
     }
@@ -548,6 +576,11 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         // Accounts: only operators see tenants and the audit log; a tenant manages its own
         // tokens (with the `tokens` scope) and never sees another's.
         route("GET", "/v1/whoami", [ANON, OK, OK, OK, OK, OK, OK]),
+        // Anyone may try to sign in; nobody gets in with a wrong password.
+        route("POST", "/v1/login", [Expect::Deny(401, "sign_in_failed"); 7])
+            .json(json!({ "email": "nobody-{n}@example.com", "password": "not-the-password" })),
+        // Any token may end itself (a fresh one of each kind, so the table's stay).
+        route("POST", "/v1/logout", [ANON, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY, EMPTY]).fresh(Fresh::OwnToken),
         route("GET", "/v1/tenants", operator_only(OK)),
         route("POST", "/v1/tenants", operator_only(MADE)).json(json!({ "id": "tenant-{n}", "display_name": "T" })),
         route("POST", "/v1/tenants/globex/tokens", [ANON, MADE, DENY, DENY, MADE, HIDDEN, SCOPE])

@@ -359,7 +359,8 @@ fn a_delisted_plugin_leaves_search_and_new_installs_but_its_publisher_sees_why()
         let globex = env.tenant("globex").await;
         let initech = env.tenant("initech").await;
         let existing = env.install(&globex, "nexus-labs/echo", json!({})).await;
-        let other = env.market.registry.create_publisher(&"acme".parse().unwrap(), "Acme").await.unwrap().secret;
+        let other =
+            env.market.registry.create_publisher(&"acme".parse().unwrap(), "Acme", "test").await.unwrap().secret;
         let uri = "/v1/catalog/nexus-labs/echo/delist";
         let reason = "Sends payloads to a host it does not declare";
 

@@ -111,8 +111,13 @@ impl Env {
                 .unwrap_or_else(|| Mailer::files(dir.path().join("outbox"), Mailer::DEFAULT_FROM).unwrap()),
         };
         let market = Arc::new(Market::open(registry, config).await.unwrap());
-        let operator = accounts::issue_operator_token(&market.db, "tests").await.unwrap().secret;
-        let publisher = market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+        let operator =
+            accounts::issue_operator_token(&market.db, "tests", None, &nexus_registry::publishers::Issuer::by("test"))
+                .await
+                .unwrap()
+                .secret;
+        let publisher =
+            market.registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs", "test").await.unwrap();
         let publisher_credential = market.registry.authenticate(&publisher.secret).await.unwrap();
         let state = AppState { market: market.clone(), public_url: "http://nexus.test".into() };
         let env =
@@ -345,10 +350,16 @@ impl RealMarket {
 }
 
 /// Runs `nexus` with stdin closed (not a terminal), as CI and scripts do, and without the
-/// caller's own token or signing key.
+/// caller's own token, signing key or saved sign-ins (`env` may name a credentials folder).
 pub fn nexus(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
-    command.args(args).env_remove("NEXUS_TOKEN").env_remove("NEXUS_SIGNING_KEY").stdin(std::process::Stdio::null());
+    command
+        .args(args)
+        .env_remove("NEXUS_TOKEN")
+        .env_remove("NEXUS_SIGNING_KEY")
+        .env_remove("NEXUS_PROFILE")
+        .env("NEXUS_CONFIG_DIR", std::env::temp_dir().join("nexus-tests-signed-in-nowhere"))
+        .stdin(std::process::Stdio::null());
     for (key, value) in env {
         command.env(key, value);
     }

@@ -21,8 +21,19 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut url, mut operator, mut globex) = (None, None, None);
+    let mut people: Vec<(String, String, String)> = Vec::new();
+    let mut outbox = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
+        // `  person        <email> / <password>  (<what they are>)`
+        if let Some(rest) = line.strip_prefix("  person") {
+            let (credentials, about) = rest.trim().split_once("  (").unwrap();
+            let (email, password) = credentials.split_once(" / ").unwrap();
+            people.push((email.to_string(), password.to_string(), about.trim_end_matches(')').to_string()));
+        }
+        if let Some(rest) = line.strip_prefix("mail (sign-up and reset links) is written to ") {
+            outbox = Some(rest.to_string());
+        }
         if let Some(rest) = line.strip_prefix("Nexus demo marketplace on ") {
             url = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -38,6 +49,21 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
     // Keep draining stdout so the demo never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     let (url, operator, globex) = (url.unwrap(), operator.unwrap(), globex.unwrap());
+    let about: Vec<String> = people.iter().map(|(email, _, about)| format!("{email}: {about}")).collect();
+    assert_eq!(about.len(), 6, "{people:?}");
+    assert!(about[0].starts_with("grace@nexus.example: operator; two-step key "), "{about:?}");
+    assert_eq!(
+        &about[1..],
+        [
+            "lin@nexus-labs.example: owner of publisher:nexus-labs",
+            "sam@nexus-labs.example: finance of publisher:nexus-labs",
+            "ada@globex.example: owner of tenant:globex",
+            "bo@globex.example: admin of tenant:globex",
+            "kim@initech.example: owner of tenant:initech; partner application pending",
+        ]
+    );
+    assert!(outbox.as_deref().is_some_and(|o| o.starts_with(temp.path().to_str().unwrap()) && o.ends_with("/outbox")));
+    signs_in_from_the_command_line(&url, &people);
 
     runtime().block_on(async {
         let client = reqwest::Client::new();
@@ -96,6 +122,11 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         }
         let audit = get("/v1/audit?action=install.created".into(), &operator).await;
         assert_eq!(audit["total"], 6);
+        // The command-line sign-ins above are audited with the person behind each token.
+        let logins = get("/v1/audit?action=person.logged_in".into(), &operator).await;
+        let persons: Vec<&str> =
+            logins["items"].as_array().unwrap().iter().map(|e| e["person"].as_str().unwrap()).collect();
+        assert_eq!(persons, ["grace@nexus.example", "sam@nexus-labs.example", "bo@globex.example"], "{logins}");
 
         // A month of money lived through before serving, on the real billing path.
         let charges = get("/v1/charges?per_page=100".into(), &globex).await;
@@ -161,4 +192,66 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status}");
+}
+
+/// The demo's people sign in with `nexus login`, act through their profiles and log out.
+fn signs_in_from_the_command_line(url: &str, people: &[(String, String, String)]) {
+    use super::common::nexus;
+    let config = tempfile::tempdir().unwrap();
+    let env = [("NEXUS_CONFIG_DIR", config.path().to_str().unwrap())];
+    let login = |email: &str, extra: &[&str]| {
+        let (_, password, _) = people.iter().find(|(e, _, _)| e == email).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
+        command.args(["login", "--registry", url, "--email", email, "--password-stdin"]).args(extra);
+        command.env("NEXUS_CONFIG_DIR", config.path()).env_remove("NEXUS_TOKEN").env_remove("NEXUS_PROFILE");
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let text = |output: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    };
+
+    let bo = login("bo@globex.example", &[]);
+    assert!(bo.status.success(), "{}", text(&bo));
+    assert!(text(&bo).starts_with(&format!("Signed in to {url} as bo@globex.example: tenant:globex (admin;")));
+    let file = config.path().join("credentials.toml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let me = nexus(&["whoami"], &env);
+    assert!(text(&me).contains("organization  tenant:globex\nperson        bo@globex.example\n"), "{}", text(&me));
+    let installs = nexus(&["installs"], &env);
+    assert!(text(&installs).contains("nexus-labs/echo"), "{}", text(&installs));
+
+    // Sam (finance) reads nexus-labs' sales under another profile, with no scope to publish.
+    let sam = login("sam@nexus-labs.example", &["--profile", "sam"]);
+    assert!(text(&sam).contains("publisher:nexus-labs (finance; scopes: none, reading only)"), "{}", text(&sam));
+    let sales = nexus(&["sales", "nexus-labs", "--profile", "sam"], &env);
+    assert!(text(&sales).contains("balance owed to nexus-labs"), "{}", text(&sales));
+
+    // The operator needs the code from the printed key.
+    let refused = login("grace@nexus.example", &["--profile", "ops"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("[second_factor_required] — pass --code"), "{}", text(&refused));
+    let (_, _, about) = people.iter().find(|(e, _, _)| e == "grace@nexus.example").unwrap();
+    let key = about.rsplit(' ').next().unwrap();
+    let bytes = totp_rs::Secret::Encoded(key.to_string()).to_bytes().unwrap();
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, "grace".into()).unwrap();
+    let code = totp.generate_current().unwrap();
+    let grace = login("grace@nexus.example", &["--profile", "ops", "--code", &code]);
+    assert!(text(&grace).contains("as grace@nexus.example: operator (owner;"), "{}", text(&grace));
+    let tenants = nexus(&["whoami", "--profile", "ops"], &env);
+    assert!(text(&tenants).contains("person        grace@nexus.example"), "{}", text(&tenants));
+
+    // Logging out ends the token on the server and forgets the profile.
+    let out = nexus(&["logout"], &env);
+    assert_eq!(text(&out), "Signed out: the token revoked, and profile `default` is forgotten.\n");
+    let after = nexus(&["whoami"], &env);
+    assert_eq!(after.status.code(), Some(2));
+    assert!(text(&after).contains("no API token: run `nexus login` (profile `default`)"), "{}", text(&after));
+    let again = nexus(&["logout"], &env);
+    assert_eq!(text(&again), "Not signed in under profile `default`: nothing to do.\n");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.contains("[profiles.sam]") && saved.contains("[profiles.ops]") && !saved.contains("bo@globex"));
 }

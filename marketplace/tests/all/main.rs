@@ -20,6 +20,7 @@ mod fuzz;
 mod installs;
 mod isolation;
 mod live_demo;
+mod logins;
 mod money;
 mod people;
 mod plugin_run;

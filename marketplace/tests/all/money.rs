@@ -422,7 +422,7 @@ fn the_worked_example_reproduces_to_the_cent() {
 
         // A second partner with one small sale in December: under the 25.00 minimum.
         let acme_tools =
-            env.market.registry.create_publisher(&"acme-tools".parse().unwrap(), "Acme Tools").await.unwrap();
+            env.market.registry.create_publisher(&"acme-tools".parse().unwrap(), "Acme Tools", "test").await.unwrap();
         let credential = env.market.registry.authenticate(&acme_tools.secret).await.unwrap();
         let relay =
             super::common::manifest_of("echo").replacen("id = \"nexus-labs/echo\"", "id = \"acme-tools/relay\"", 1);

@@ -67,7 +67,10 @@ fn operator_and_builder_publish_sign_and_yank_through_the_cli() {
 
     let no_token = nexus(&["keys", "list"], &[("NEXUS_REGISTRY", server.url.as_str())]);
     assert_eq!(no_token.status.code(), Some(2));
-    assert!(text(&no_token).contains("no API token: pass --token or set NEXUS_TOKEN"));
+    assert!(
+        text(&no_token)
+            .contains("no API token: run `nexus login` (profile `default`), or pass --token or set NEXUS_TOKEN")
+    );
     let revoked = nexus(&["keys", "revoke", &fingerprint], &env);
     assert!(revoked.status.success(), "{}", text(&revoked));
     let listed = nexus(&["keys", "list"], &env);

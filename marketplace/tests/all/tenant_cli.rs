@@ -244,7 +244,7 @@ fn a_tenant_manages_an_install_through_the_cli_without_curl() {
     let pasted = format!("{tenant}\n");
     ok(nexus(&["installs"], &[("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", pasted.as_str())]));
     let wrong = nexus(&["installs"], &[("NEXUS_REGISTRY", server.url.as_str()), ("NEXUS_TOKEN", "nxt_wrong")]);
-    assert!(stderr(&wrong).contains("check --token / NEXUS_TOKEN"), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("run `nexus login` again, or check --token / NEXUS_TOKEN"), "{}", stderr(&wrong));
     let installed = ok(nexus(&["install", "nexus-labs/echo", "--yes", "--requirement", "^0.1"], &env));
     let id = installed.lines().find_map(|l| l.strip_prefix("id        ")).unwrap().to_string();
 

@@ -35,7 +35,7 @@ pub async fn fixture(backend: Backend, dir: &tempfile::TempDir, publishes_per_mi
         }
     };
     let registry = Registry::with_publish_rate(db, artifacts, publishes_per_minute);
-    let token = registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs").await.unwrap();
+    let token = registry.create_publisher(&"nexus-labs".parse().unwrap(), "Nexus Labs", "test").await.unwrap();
     let caller = registry.authenticate(&token.secret).await.unwrap();
     Fixture { backend, registry, caller, artifacts_dir: dir.path().join("artifacts") }
 }

@@ -136,8 +136,10 @@ struct Seeded {
 /// An operator token, the `bench` publisher with echo published, and the `load` tenant with
 /// echo installed (consenting to what it requests).
 async fn seed(market: &Arc<Market>) -> anyhow::Result<Seeded> {
-    let operator = accounts::issue_operator_token(&market.db, "loadgen").await?;
-    let publisher = market.registry.create_publisher(&samples::PUBLISHER.parse()?, "Load generator").await?;
+    let operator =
+        accounts::issue_operator_token(&market.db, "loadgen", None, &nexus_registry::publishers::Issuer::by("loadgen"))
+            .await?;
+    let publisher = market.registry.create_publisher(&samples::PUBLISHER.parse()?, "Load generator", "loadgen").await?;
     let credential = market.registry.authenticate(&publisher.secret).await?;
     let request = PublishRequest {
         manifest: samples::manifest("echo", None)?,
@@ -147,7 +149,7 @@ async fn seed(market: &Arc<Market>) -> anyhow::Result<Seeded> {
     };
     market.publish(&credential, request).await?;
 
-    let tenant = accounts::create_tenant(&market.db, &TENANT.parse()?, "Load generator").await?;
+    let tenant = accounts::create_tenant(&market.db, &TENANT.parse()?, "Load generator", "loadgen").await?;
     let caller = accounts::authenticate(&market.db, &market.registry, &tenant.secret).await?;
     let consent = installs::preview(market, PLUGIN, None).await?;
     let answer = GrantConsent {

@@ -132,6 +132,22 @@ pub async fn confirm(market: &Market, person: &str, code: &str) -> Result<Vec<St
     Ok(codes)
 }
 
+/// Sets a second factor up at once, with no app in the loop: for seeding a demo, whose
+/// output prints the key. Confirmed with the previous step's code, so the code an app shows
+/// now still signs in. The key in base32.
+pub async fn set_up_for_demo(market: &Market, person: &str) -> Result<String, MarketError> {
+    let enrolment = start(market, person).await?;
+    let secret = totp_rs::Secret::Encoded(enrolment.secret_base32.clone())
+        .to_bytes()
+        .map_err(|e| storage(format!("a TOTP secret: {e:?}")))?;
+    let email: String =
+        sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(person).fetch_one(&market.db.pool).await?;
+    let previous = (market.billing.clock.now_ms().div_euclid(1000) as u64 / STEP_SECS).saturating_sub(1);
+    let code = totp(secret, &email)?.generate(previous * STEP_SECS);
+    confirm(market, person, &code).await?;
+    Ok(enrolment.secret_base32)
+}
+
 /// Whether `person` signs in with a second factor.
 pub async fn enabled(market: &Market, person: &str) -> Result<bool, MarketError> {
     let sealed: Option<Option<String>> = sqlx::query_scalar("SELECT totp_sealed FROM people WHERE id = $1")
@@ -151,10 +167,9 @@ pub async fn verify(market: &Market, person: &str, code: &str) -> Result<(), Mar
         .fetch_one(&market.db.pool)
         .await?;
     if failures >= super::MAX_FAILURES_PER_EMAIL {
-        return Err(nexus_registry::RegistryError::RateLimited {
+        return Err(MarketError::SignInLimited {
             retry_after: std::time::Duration::from_millis(super::FAILURE_WINDOW_MS as u64),
-        }
-        .into());
+        });
     }
     let row = sqlx::query("SELECT email, totp_sealed FROM people WHERE id = $1")
         .bind(person)
@@ -204,6 +219,12 @@ pub async fn verify(market: &Market, person: &str, code: &str) -> Result<(), Mar
 
 /// Turns the second factor off, with a current code.
 pub async fn disable(market: &Market, person: &str, code: &str) -> Result<(), MarketError> {
+    if super::second_factor_required(market, &super::memberships(market, person).await?).await? {
+        return Err(MarketError::Forbidden(
+            "two-step sign-in stays on: operators, and everyone while the operators require it, sign in with two steps"
+                .into(),
+        ));
+    }
     verify(market, person, code).await?;
     let mut tx = market.db.write_tx().await?;
     sqlx::query(
