@@ -6,6 +6,7 @@ mod account_routes;
 mod auth;
 mod billing_routes;
 mod catalog_routes;
+mod domain_routes;
 mod envelope;
 mod error;
 mod event_routes;

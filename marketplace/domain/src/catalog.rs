@@ -39,6 +39,9 @@ pub struct Listing {
     pub featured: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub featured_note: Option<String>,
+    /// The publisher's verified domain (`publisher_domains`), its badge.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_domain: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Shown to the publisher and operators only; a delisted plugin is not in search.
@@ -185,7 +188,8 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
 
 const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, \
                        latest_version, install_count, created_at, updated_at, featured_at, featured_note, \
-                       delisted_at, delist_reason";
+                       delisted_at, delist_reason, (SELECT d.domain FROM publisher_domains d \
+                       WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain";
 
 fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
     let delisted_at: Option<i64> = row.try_get("delisted_at")?;
@@ -207,6 +211,7 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
         install_count: row.try_get("install_count")?,
         featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
         featured_note: row.try_get("featured_note")?,
+        verified_domain: row.try_get("verified_domain")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         delisted,

@@ -23,6 +23,7 @@ pub mod organizations;
 pub mod partner_program;
 pub mod pause;
 pub mod people;
+pub mod publisher_domains;
 pub mod records;
 pub mod runner;
 pub mod secrets;

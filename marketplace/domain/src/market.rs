@@ -52,6 +52,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0026_invitations.sql"),
     include_str!("../migrations/common/0027_second_factor.sql"),
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
+    include_str!("../migrations/common/0029_publisher_domains.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -81,6 +82,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0026_invitations.sql"),
     include_str!("../migrations/common/0027_second_factor.sql"),
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
+    include_str!("../migrations/common/0029_publisher_domains.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

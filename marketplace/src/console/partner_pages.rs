@@ -3,24 +3,28 @@
 //! lines they settle, and CSV downloads.
 
 use askama::Template;
+use axum::Form;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::response::Response;
-use axum::routing::get;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 
 use super::chart::{self, BarChart, PeriodFigures};
 use super::session::Signed;
-use super::{Chrome, PageError, csv, money, render};
+use super::{Chrome, Fields, PageError, csv, money, render};
 use crate::billing::gmv::{self, GmvQuery, GroupBy, Interval};
 use crate::billing::payouts::{self, Payout, PayoutDetail};
 use crate::billing::statements::{self, Statement, StatementSummary};
 use crate::billing::views::{self, Sales};
 use crate::catalog::{self, Listing};
+use crate::publisher_domains::{self, DomainState};
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/partners/{publisher}", get(overview))
+        .route("/console/partners/{publisher}/domain", post(claim_domain))
+        .route("/console/partners/{publisher}/domain/check", post(check_domain))
         .route("/console/partners/{publisher}/statements/{period}", get(statement))
         .route("/console/partners/{publisher}/payouts/{id}", get(payout))
 }
@@ -42,6 +46,9 @@ struct PartnerPage {
     charts: Vec<(BarChart, String, Vec<PeriodFigures>)>,
     statements: Vec<StatementSummary>,
     payouts: Vec<Payout>,
+    /// Whether the viewer claims and checks the domain (owners, admins, operators).
+    manages_domain: bool,
+    domain: Option<DomainState>,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -86,6 +93,11 @@ async fn overview(
         ..GmvQuery::default()
     };
     let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
+    let (manages_domain, domain) = match publisher_domains::state(&state.market, caller, &publisher).await {
+        Ok(domain) => (true, Some(domain)),
+        Err(crate::MarketError::NotFound(_)) => (true, None),
+        Err(_) => (false, None),
+    };
     let page = PartnerPage {
         chrome: Chrome::new(format!("{publisher}: earnings and payouts"), Some(&signed.0)),
         charts: gmv_charts(figures, "GMV by month"),
@@ -94,8 +106,37 @@ async fn overview(
         publisher,
         plugins,
         sales,
+        manages_domain,
+        domain,
     };
     render(&page)
+}
+
+/// Claims the domain written in the form.
+async fn claim_domain(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(publisher): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let domain = fields.get("domain").unwrap_or_default();
+    publisher_domains::claim(&state.market, &signed.0.caller, &publisher, domain).await?;
+    Ok(Redirect::to(&format!("/console/partners/{publisher}#domain")).into_response())
+}
+
+/// Checks the claimed domain now.
+async fn check_domain(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(publisher): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    publisher_domains::check(&state.market, &signed.0.caller, &publisher).await?;
+    Ok(Redirect::to(&format!("/console/partners/{publisher}#domain")).into_response())
 }
 
 #[derive(Template)]

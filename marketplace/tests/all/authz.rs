@@ -150,7 +150,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 84] = [
+const ALL_ROUTES: [(&str, &str); 87] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -204,6 +204,9 @@ const ALL_ROUTES: [(&str, &str); 84] = [
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
     ("GET", "/v1/plugins/{publisher}/{name}/health"),
+    ("GET", "/v1/publishers/{publisher}/domain"),
+    ("PUT", "/v1/publishers/{publisher}/domain"),
+    ("POST", "/v1/publishers/{publisher}/domain/check"),
     ("GET", "/v1/publishers/{publisher}/keys"),
     ("POST", "/v1/publishers/{publisher}/keys"),
     ("DELETE", "/v1/publishers/{publisher}/keys/{fingerprint}"),
@@ -652,6 +655,11 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .json(json!({ "scopes": ["publish"], "label": "ci" })),
         route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
             .fresh(Fresh::PublisherToken),
+        // A publisher's domain: its own managers and operators.
+        route("PUT", "/v1/publishers/nexus-labs/domain", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY])
+            .json(json!({ "domain": "nexus-{n}.example" })),
+        route("GET", "/v1/publishers/nexus-labs/domain", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("POST", "/v1/publishers/nexus-labs/domain/check", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         // Money. Plans are public to read and their publisher's to manage; plan changes and
         // settling are the tenant's own; charges and bills are the tenant's (operators read
         // them); sales are the partner's; refunds, policies, runs and the ledger check are

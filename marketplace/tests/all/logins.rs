@@ -342,3 +342,114 @@ fn a_partner_publishes_only_under_the_current_agreement() {
         assert_eq!(accepted, 1);
     })
 }
+
+/// A site on loopback serving `body` at the well-known path (404 while it is empty).
+async fn site(body: Arc<std::sync::Mutex<String>>) -> String {
+    let app = axum::Router::new().route(
+        "/.well-known/nexus-verification.txt",
+        axum::routing::get(move || {
+            let body = body.lock().unwrap().clone();
+            async move { if body.is_empty() { (StatusCode::NOT_FOUND, body) } else { (StatusCode::OK, body) } }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address.to_string()
+}
+
+#[test]
+fn a_publisher_verifies_its_domain_and_loses_the_badge_with_it() {
+    on_both(|postgres| async move {
+        let options = Options { host: Some(super::webhooks::loopback_host()), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+        let served = Arc::new(std::sync::Mutex::new(String::new()));
+        let domain = site(served.clone()).await;
+        let path = "/v1/publishers/nexus-labs/domain";
+        let claim = |domain: &str| json!({ "domain": domain }).to_string();
+
+        // Not a domain, or one the operator's outbound policy keeps out: refused, nothing kept.
+        for bad in [
+            "not a domain",
+            "localhost",
+            "printer.local",
+            "example.com/x",
+            "https://example.com",
+            "10.0.0.1",
+            "8.8.8.8",
+        ] {
+            let (status, refused) = env.call("PUT", path, Some(&env.publisher), Some(&claim(bad))).await;
+            assert_eq!(
+                (status, &refused["error"]["code"]),
+                (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+                "{bad}: {refused}"
+            );
+        }
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM publisher_domains").await, 0);
+        let (status, _) = env.get(path, &env.publisher).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let (status, claimed) = env.call("PUT", path, Some(&env.publisher), Some(&claim(&domain))).await;
+        assert_eq!(status, StatusCode::OK, "{claimed}");
+        assert_eq!(claimed["url"], format!("http://{domain}/.well-known/nexus-verification.txt"));
+        assert_eq!(claimed["verified"], false);
+        let token = claimed["token"].as_str().unwrap().to_string();
+        assert!(token.starts_with("nexus-verification="), "{token}");
+
+        // Not served yet: the check says why, and there is no badge.
+        let (status, checked) = env.post(&format!("{path}/check"), &env.publisher, json!({})).await;
+        assert_eq!((status, &checked["verified"]), (StatusCode::OK, &json!(false)), "{checked}");
+        assert!(checked["last_error"].as_str().unwrap().ends_with("answered 404 Not Found"), "{checked}");
+
+        // Served: four checks at once verify it once.
+        *served.lock().unwrap() = format!("# Nexus\n{token}\n");
+        let check_path = format!("{path}/check");
+        let checks = (0..4).map(|_| env.post(&check_path, &env.publisher, json!({})));
+        for (status, checked) in futures_util::future::join_all(checks).await {
+            assert_eq!((status, &checked["verified"]), (StatusCode::OK, &json!(true)), "{checked}");
+        }
+        let verified = "SELECT COUNT(*) FROM audit_log WHERE action = 'publisher.domain_verified'";
+        assert_eq!(count(&env, verified).await, 1);
+        let (_, catalog) = env.get("/v1/catalog?q=echo", &env.publisher).await;
+        assert_eq!(catalog["items"][0]["verified_domain"], domain, "{catalog}");
+        let mut browser = Browser::new(&env);
+        let page = browser.get("/console/catalog/nexus-labs/echo").await;
+        assert!(page.body.contains(&format!("✓ verified {domain}")), "{}", page.body);
+
+        // Only the publisher's managers (and operators) see or check it.
+        let (status, _) = env.get(path, &env.tenant("globex").await).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, ci) = env
+            .post("/v1/publishers/nexus-labs/tokens", &env.publisher, json!({ "scopes": ["publish"], "label": "ci" }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, refused) = env.get(path, ci["secret"].as_str().unwrap()).await;
+        assert_eq!((status, &refused["error"]["code"]), (StatusCode::FORBIDDEN, &json!("missing_scope")));
+
+        // The file goes away: the next check (an operator's) takes the badge.
+        served.lock().unwrap().clear();
+        let (_, checked) = env.post(&format!("{path}/check"), &env.operator, json!({})).await;
+        assert_eq!(checked["verified"], false, "{checked}");
+        let (_, catalog) = env.get("/v1/catalog?q=echo", &env.publisher).await;
+        assert_eq!(catalog["items"][0].get("verified_domain"), None, "{catalog}");
+        let unverified = "SELECT COUNT(*) FROM audit_log WHERE action = 'publisher.domain_unverified'";
+        assert_eq!(count(&env, unverified).await, 2, "the first failed check and the lost badge");
+
+        // The partner's page shows where it stands and claims another through its form.
+        let mut partner = Browser::new(&env);
+        partner.sign_in(&env.publisher).await;
+        let page = partner.get("/console/partners/nexus-labs").await;
+        assert!(page.body.contains(&format!("{domain} is not verified yet")), "{}", page.body);
+        assert!(page.body.contains("The last check failed"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        let other = format!("127.0.0.2:{}", domain.rsplit(':').next().unwrap());
+        let claimed = partner.post("/console/partners/nexus-labs/domain", &[("csrf", &csrf), ("domain", &other)]).await;
+        assert_eq!(claimed.location.as_deref(), Some("/console/partners/nexus-labs#domain"));
+        let (_, now) = env.get(path, &env.publisher).await;
+        assert_eq!(
+            (&now["domain"], &now["verified"], &now["last_error"]),
+            (&json!(other), &json!(false), &Value::Null)
+        );
+        assert_ne!(now["token"], json!(token), "a new claim, a new token");
+    })
+}

@@ -21,7 +21,7 @@ use super::common::{Env, Options, on_both};
 
 /// A host whose outbound policy allows loopback (as `--allow-private-network 127.0.0.0/8`
 /// would), shared by this file's tests so each component compiles once.
-fn loopback_host() -> Arc<Host> {
+pub(super) fn loopback_host() -> Arc<Host> {
     static HOST: OnceLock<Arc<Host>> = OnceLock::new();
     HOST.get_or_init(|| {
         let outbound = OutboundPolicy::allowing(["127.0.0.0/8".parse().unwrap()]);
