@@ -19,6 +19,7 @@ mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
 mod registry_routes;
+mod tier_routes;
 mod webhook_routes;
 
 use std::net::SocketAddr;
@@ -227,6 +228,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let heartbeat = crate::nodes::keep_alive(market.clone(), membership.clone());
     let billing = config.billing_every.map(|every| crate::billing::run::keep_billing(market.clone(), every));
     let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
+    // Partner tiers are checked as often as billing runs (recomputed once a UTC day).
+    let tiers = config.billing_every.map(|every| crate::partner_tiers::keep_current(market.clone(), every));
     let sweeping = idempotency::keep_sweeping(market.db.clone());
     let delivering = crate::runner::worker::keep_delivering(market.clone());
     let warming = {
@@ -249,7 +252,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     warming.abort();
     sweeping.abort();
     delivering.abort();
-    for task in [billing, payouts].into_iter().flatten() {
+    for task in [billing, payouts, tiers].into_iter().flatten() {
         task.abort();
     }
     crate::nodes::leave(&market, &membership).await;

@@ -42,6 +42,9 @@ pub struct Listing {
     /// The publisher's verified domain (`publisher_domains`), its badge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_domain: Option<String>,
+    /// The badge of the publisher's partner tier (`partner_tiers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier_badge: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Shown to the publisher and operators only; a delisted plugin is not in search.
@@ -189,7 +192,9 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
 const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, \
                        latest_version, install_count, created_at, updated_at, featured_at, featured_note, \
                        delisted_at, delist_reason, (SELECT d.domain FROM publisher_domains d \
-                       WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain";
+                       WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain, \
+                       (SELECT t.badge FROM partner_tier_assignments a JOIN partner_tiers t ON t.key = a.tier_key \
+                       WHERE a.publisher = listings.publisher) AS tier_badge";
 
 fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
     let delisted_at: Option<i64> = row.try_get("delisted_at")?;
@@ -212,6 +217,7 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
         featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
         featured_note: row.try_get("featured_note")?,
         verified_domain: row.try_get("verified_domain")?,
+        tier_badge: row.try_get("tier_badge")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         delisted,

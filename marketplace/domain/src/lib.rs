@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod organizations;
 pub mod partner_program;
+pub mod partner_tiers;
 pub mod pause;
 pub mod people;
 pub mod publisher_domains;

@@ -53,6 +53,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0027_second_factor.sql"),
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
     include_str!("../migrations/common/0029_publisher_domains.sql"),
+    include_str!("../migrations/common/0030_partner_tiers.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -83,6 +84,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0027_second_factor.sql"),
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
     include_str!("../migrations/common/0029_publisher_domains.sql"),
+    include_str!("../migrations/common/0030_partner_tiers.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

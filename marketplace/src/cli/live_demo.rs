@@ -106,6 +106,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     let seeded = seed(&market, &sandbox).await?;
     history(&market, &clock, &seeded).await?;
     let people = seed_people(&market).await?;
+    seed_partner_tiers(&market, &seeded.operator_caller).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {}: {e} (pass --listen 127.0.0.1:<free port>)", config.listen)
     })?;
@@ -116,12 +117,14 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     let traffic = tokio::spawn(traffic(url.clone(), seeded.tenants.clone(), market.clone()));
     let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
     let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
+    let tiers = crate::partner_tiers::keep_current(market.clone(), Duration::from_secs(3600));
     let delivering = crate::runner::worker::keep_delivering(market.clone());
     let state = AppState { market, public_url: url };
     let result = server::serve_on(listener, state, server::shutdown_signal()).await;
     traffic.abort();
     billing.abort();
     paying.abort();
+    tiers.abort();
     delivering.abort();
     result
 }
@@ -336,6 +339,31 @@ async fn seed_people(market: &Market) -> anyhow::Result<Vec<DemoPerson>> {
         people.push(DemoPerson { email, password, about });
     }
     Ok(people)
+}
+
+/// Three partner tiers: Registered (everyone), Select (50.00 EUR or 50.00 USD collected over
+/// twelve months, with 10% above the first 1,000), Premier (by hand); today's run places the
+/// partners.
+async fn seed_partner_tiers(market: &Market, operator: &Caller) -> anyhow::Result<()> {
+    use crate::billing::share::TierSpec;
+    use crate::partner_tiers::{self, TierRequest};
+    let tier = |name: &str, rank, automatic, thresholds: &[(&str, i64)], share_tiers| TierRequest {
+        name: name.to_string(),
+        rank,
+        automatic,
+        thresholds: thresholds.iter().map(|(code, minor)| (code.to_string(), *minor)).collect(),
+        share_tiers,
+        badge: None,
+    };
+    let select = vec![TierSpec { up_to: Some(1000), rate_bp: 0 }, TierSpec { up_to: None, rate_bp: 1000 }];
+    partner_tiers::put(market, operator, "registered", tier("Registered", 1, true, &[], None)).await?;
+    let thresholds = [("EUR", 5000), ("USD", 5000)];
+    partner_tiers::put(market, operator, "select", tier("Select", 2, true, &thresholds, Some(select))).await?;
+    partner_tiers::put(market, operator, "premier", tier("Premier", 3, false, &[], None)).await?;
+    for change in partner_tiers::run_if_due(market).await?.unwrap_or_default() {
+        println!("  partner tier: {} is {}", change.publisher, change.to);
+    }
+    Ok(())
 }
 
 /// Lives through the month before now, a day at a time, on the real paths: each day both

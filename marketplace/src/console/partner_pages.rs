@@ -49,6 +49,7 @@ struct PartnerPage {
     /// Whether the viewer claims and checks the domain (owners, admins, operators).
     manages_domain: bool,
     domain: Option<DomainState>,
+    tier: Option<crate::partner_tiers::Assignment>,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -98,6 +99,7 @@ async fn overview(
         Err(crate::MarketError::NotFound(_)) => (true, None),
         Err(_) => (false, None),
     };
+    let tier = crate::partner_tiers::of(&state.market, caller, &publisher).await?;
     let page = PartnerPage {
         chrome: Chrome::new(format!("{publisher}: earnings and payouts"), Some(&signed.0)),
         charts: gmv_charts(figures, "GMV by month"),
@@ -108,6 +110,7 @@ async fn overview(
         sales,
         manages_domain,
         domain,
+        tier,
     };
     render(&page)
 }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::{
     account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, registry_routes,
-    webhook_routes,
+    tier_routes, webhook_routes,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use super::{
         (name = "registry", description = "Publishing, versions, artifacts, signing keys, publisher tokens"),
         (name = "billing", description = "Plans, charges, bills, sales, refunds, revenue share, billing runs, the ledger"),
         (name = "payouts", description = "Partner statements, payouts, holds, adjustments, GMV and ecosystem figures"),
+        (name = "partners", description = "The partner program's tiers and each partner's tier"),
     )
 )]
 pub struct ApiDoc;
@@ -104,6 +105,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(webhook_routes::routes())
         .merge(registry_routes::routes())
         .merge(domain_routes::routes())
+        .merge(tier_routes::routes())
         .merge(billing_routes::routes())
         .split_for_parts();
     Conventions.modify(&mut doc);

@@ -150,7 +150,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 87] = [
+const ALL_ROUTES: [(&str, &str); 93] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -204,6 +204,12 @@ const ALL_ROUTES: [(&str, &str); 87] = [
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
     ("GET", "/v1/plugins/{publisher}/{name}/health"),
+    ("GET", "/v1/partner-tiers"),
+    ("PUT", "/v1/partner-tiers/{key}"),
+    ("POST", "/v1/partner-tiers/recompute"),
+    ("GET", "/v1/publishers/{publisher}/tier"),
+    ("PUT", "/v1/publishers/{publisher}/tier"),
+    ("DELETE", "/v1/publishers/{publisher}/tier"),
     ("GET", "/v1/publishers/{publisher}/domain"),
     ("PUT", "/v1/publishers/{publisher}/domain"),
     ("POST", "/v1/publishers/{publisher}/domain/check"),
@@ -655,6 +661,13 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .json(json!({ "scopes": ["publish"], "label": "ci" })),
         route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
             .fresh(Fresh::PublisherToken),
+        // Partner tiers: public to read, operators' to define and assign; a partner reads its own.
+        route("GET", "/v1/partner-tiers", public),
+        route("PUT", "/v1/partner-tiers/authz", operator_only(OK)).json(json!({ "name": "Authz", "rank": 100 })),
+        route("POST", "/v1/partner-tiers/recompute", operator_only(OK)),
+        route("GET", "/v1/publishers/nexus-labs/tier", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("PUT", "/v1/publishers/nexus-labs/tier", operator_only(OK)).json(json!({ "tier": "authz" })),
+        route("DELETE", "/v1/publishers/nexus-labs/tier", operator_only(EMPTY)),
         // A publisher's domain: its own managers and operators.
         route("PUT", "/v1/publishers/nexus-labs/domain", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY])
             .json(json!({ "domain": "nexus-{n}.example" })),

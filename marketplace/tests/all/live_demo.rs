@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::common::runtime;
 
@@ -84,6 +84,11 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
             ]
         );
         assert_eq!(catalog["items"][0]["latest_version"], "1.1.0");
+        // Today's tier run placed the partners: nexus-labs sold over 50.00, acme-tools did not.
+        assert_eq!(
+            (&catalog["items"][0]["tier_badge"], &catalog["items"][1]["tier_badge"]),
+            (&json!("Registered"), &json!("Select"))
+        );
         assert!(catalog["items"][4]["featured"].as_bool().unwrap());
         let detail = get("/v1/catalog/nexus-labs/echo".into(), &globex).await;
         assert_eq!(detail["versions"][0]["signed"], true);

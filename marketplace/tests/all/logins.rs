@@ -453,3 +453,124 @@ fn a_publisher_verifies_its_domain_and_loses_the_badge_with_it() {
         assert_ne!(now["token"], json!(token), "a new claim, a new token");
     })
 }
+
+#[test]
+fn partner_tiers_follow_twelve_months_of_gross_once_a_day_or_an_operators_hand() {
+    on_both(|postgres| async move {
+        let clock = Arc::new(ManualClock::at(nexus_registry::db::now_ms()));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let env = Env::with(postgres, Options { billing: Some(billing), ..Options::default() }).await;
+        member(&env, "lin@example.com", ("publisher", "nexus-labs"), Role::Owner).await;
+        let (status, acme) =
+            env.post("/v1/publishers", &env.operator, json!({ "id": "acme", "display_name": "Acme" })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let acme = acme["secret"].as_str().unwrap().to_string();
+
+        // Tiers: refused with what is wrong; then Registered, Select (40.00 EUR, its own
+        // share) and Premier (by hand only).
+        let env = &env;
+        let put = |key: &str, body: Value| {
+            let uri = format!("/v1/partner-tiers/{key}");
+            async move { env.call("PUT", &uri, Some(&env.operator), Some(&body.to_string())).await }
+        };
+        for (key, body, status, code) in [
+            ("Select", json!({ "name": "Select", "rank": 2 }), StatusCode::BAD_REQUEST, "invalid_id"),
+            ("select", json!({ "name": "", "rank": 2 }), StatusCode::BAD_REQUEST, "invalid_request"),
+            (
+                "select",
+                json!({ "name": "Select", "rank": 2, "thresholds": { "XXX": 1 } }),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                "select",
+                json!({ "name": "Select", "rank": 2, "thresholds": { "EUR": 0 } }),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                "select",
+                json!({ "name": "Select", "rank": 2, "share_tiers": [{ "up_to": 10, "rate_bp": 100 }] }),
+                StatusCode::BAD_REQUEST,
+                "invalid_policy",
+            ),
+        ] {
+            let (answer, refused) = put(key, body).await;
+            assert_eq!((answer, refused["error"]["code"].as_str()), (status, Some(code)), "{key}: {refused}");
+        }
+        let (status, refused) =
+            env.call("PUT", "/v1/partner-tiers/select", Some(&env.publisher), Some(r#"{"name":"S","rank":2}"#)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+        put("registered", json!({ "name": "Registered", "rank": 1 })).await;
+        let select = json!({ "name": "Select", "rank": 2, "thresholds": { "EUR": 4000 },
+                             "share_tiers": [{ "up_to": 1000, "rate_bp": 0 }, { "rate_bp": 1000 }] });
+        assert_eq!(put("select", select).await.0, StatusCode::OK);
+        let (status, _) =
+            put("premier", json!({ "name": "Premier", "rank": 3, "automatic": false, "badge": "Premier ★" })).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, clash) = put("gold", json!({ "name": "Gold", "rank": 3 })).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{clash}");
+        assert!(clash["error"]["message"].as_str().unwrap().contains("rank 3 is the tier premier's"), "{clash}");
+        assert_eq!(count(env, "SELECT COUNT(*) FROM partner_tiers").await, 3);
+        let (_, tiers) = env.call("GET", "/v1/partner-tiers", None, None).await;
+        let keys: Vec<&str> = tiers.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["premier", "select", "registered"]);
+
+        // nexus-labs sells 49.00 EUR; acme nothing.
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 4900 });
+        let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let globex = env.tenant("globex").await;
+        env.install(&globex, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
+
+        // Four nodes check at once: one runs today's slot, which places each partner once.
+        let runs = (0..4).map(|_| nexus_marketplace::partner_tiers::run_if_due(&env.market));
+        let ran: Vec<_> = futures_util::future::join_all(runs).await.into_iter().map(Result::unwrap).collect();
+        let changes: Vec<_> = ran.iter().flatten().collect();
+        assert_eq!(changes.len(), 1, "{ran:?}");
+        let mut moved: Vec<(String, String)> = changes[0].iter().map(|c| (c.publisher.clone(), c.to.clone())).collect();
+        moved.sort();
+        assert_eq!(moved, [("acme".to_string(), "registered".to_string()), ("nexus-labs".into(), "select".into())]);
+        assert!(nexus_marketplace::partner_tiers::run_if_due(&env.market).await.unwrap().is_none(), "once a day");
+        let changed = "SELECT COUNT(*) FROM audit_log WHERE action = 'partner.tier_changed'";
+        assert_eq!(count(env, changed).await, 2);
+        // Select's share applies to nexus-labs from now on; the partner is mailed.
+        let policies = "SELECT COUNT(*) FROM share_policies WHERE publisher = 'nexus-labs'";
+        assert_eq!(count(env, policies).await, 1);
+        let mails = "SELECT COUNT(*) FROM mail_outbox WHERE kind = 'partner-tier' AND recipient = 'lin@example.com' \
+                     AND subject = 'nexus-labs is now a Select partner'";
+        assert_eq!(count(env, mails).await, 1);
+        let (_, catalog) = env.call("GET", "/v1/catalog?q=chat", None, None).await;
+        assert_eq!(catalog["items"][0]["tier_badge"], "Select", "{catalog}");
+        let (_, own) = env.get("/v1/publishers/nexus-labs/tier", &env.publisher).await;
+        assert_eq!((&own["tier"], &own["manual"]), (&json!("select"), &json!(false)));
+        let (status, _) = env.get("/v1/publishers/nexus-labs/tier", &acme).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // By hand: acme is Premier, and a run leaves it there until the operators lift it.
+        let (status, refused) =
+            env.call("PUT", "/v1/publishers/acme/tier", Some(&env.operator), Some(r#"{"tier":"gold"}"#)).await;
+        assert_eq!((status, &refused["error"]["code"]), (StatusCode::NOT_FOUND, &json!("not_found")));
+        let (status, premier) =
+            env.call("PUT", "/v1/publishers/acme/tier", Some(&env.operator), Some(r#"{"tier":"premier"}"#)).await;
+        assert_eq!(
+            (status, &premier["badge"], &premier["manual"]),
+            (StatusCode::OK, &json!("Premier ★"), &json!(true))
+        );
+        let (_, none) = env.post("/v1/partner-tiers/recompute", &env.operator, json!({})).await;
+        assert_eq!(none, json!([]));
+        let (status, _) = env.call("DELETE", "/v1/publishers/acme/tier", Some(&env.operator), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (_, back) = env.get("/v1/publishers/acme/tier", &acme).await;
+        assert_eq!((&back["tier"], &back["manual"]), (&json!("registered"), &json!(false)));
+
+        // A year on, nexus-labs' 49.00 EUR is out of the window: the next day's run moves it down.
+        clock.advance(366 * 86_400_000);
+        let ran = nexus_marketplace::partner_tiers::run_if_due(&env.market).await.unwrap().unwrap();
+        assert_eq!(ran.len(), 1);
+        assert_eq!(
+            (ran[0].publisher.as_str(), ran[0].from.as_deref(), ran[0].to.as_str()),
+            ("nexus-labs", Some("select"), "registered")
+        );
+    })
+}

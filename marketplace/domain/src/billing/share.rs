@@ -101,11 +101,7 @@ fn policy(row: &AnyRow) -> Result<SharePolicy, MarketError> {
 /// Sets a policy from `effective_from` on (operators only).
 pub async fn put(market: &Market, caller: &Caller, request: PolicyRequest) -> Result<SharePolicy, MarketError> {
     caller.require_operator()?;
-    // The tiers must make a policy in every currency, the one with the most minor units
-    // (KWD: 3) included.
-    for code in ["JPY", "EUR", "KWD"] {
-        policy_in(&request.tiers, Currency::from_code(code).map_err(money_error)?)?;
-    }
+    check_tiers(&request.tiers)?;
     let plugin = request
         .plugin
         .as_deref()
@@ -139,28 +135,60 @@ pub async fn put(market: &Market, caller: &Caller, request: PolicyRequest) -> Re
             ),
         ));
     }
-    let id = PolicyId::random()?;
     let mut tx = market.db.write_tx().await?;
-    sqlx::query(&format!("INSERT INTO share_policies ({COLUMNS}, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-        .bind(id.as_str())
-        .bind(publisher.as_deref())
-        .bind(plugin.as_ref().map(ToString::to_string))
-        .bind(request.plan.as_deref())
-        .bind(serde_json::to_string(&request.tiers).map_err(storage)?)
-        .bind(effective_from)
-        .bind(now)
-        .bind(caller.actor())
-        .execute(&mut *tx)
-        .await?;
-    let detail = serde_json::json!({ "publisher": publisher, "plugin": request.plugin, "plan": request.plan,
-                                     "tiers": request.tiers, "effective_from": effective_from });
-    crate::audit::record(&mut *tx, &caller.actor(), "revenue_share.policy_set", id.as_str(), detail).await?;
+    let scope = Scope { publisher: publisher.as_deref(), plugin: plugin.as_ref(), plan: request.plan.as_deref() };
+    let id = insert(&mut tx, scope, &request.tiers, effective_from, now, &caller.actor()).await?;
     tx.commit().await?;
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM share_policies WHERE id = $1"))
         .bind(id.as_str())
         .fetch_one(&market.db.pool)
         .await?;
     policy(&row)
+}
+
+/// What a policy applies to: everything (no publisher), a partner, or one plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    pub publisher: Option<&'a str>,
+    pub plugin: Option<&'a PluginId>,
+    pub plan: Option<&'a str>,
+}
+
+/// Stores a policy (checked by the caller: valid tiers, not in the past) and audits it, in
+/// the caller's transaction.
+pub async fn insert(
+    tx: &mut sqlx::AnyConnection,
+    scope: Scope<'_>,
+    tiers: &[TierSpec],
+    effective_from: i64,
+    now: i64,
+    actor: &str,
+) -> Result<PolicyId, MarketError> {
+    let id = PolicyId::random()?;
+    sqlx::query(&format!("INSERT INTO share_policies ({COLUMNS}, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+        .bind(id.as_str())
+        .bind(scope.publisher)
+        .bind(scope.plugin.map(ToString::to_string))
+        .bind(scope.plan)
+        .bind(serde_json::to_string(tiers).map_err(storage)?)
+        .bind(effective_from)
+        .bind(now)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
+    let detail = serde_json::json!({ "publisher": scope.publisher, "plugin": scope.plugin.map(ToString::to_string),
+                                     "plan": scope.plan, "tiers": tiers, "effective_from": effective_from });
+    crate::audit::record(&mut *tx, actor, "revenue_share.policy_set", id.as_str(), detail).await?;
+    Ok(id)
+}
+
+/// Checks that `tiers` make a policy in every currency, the one with the most minor units
+/// (KWD: 3) included.
+pub fn check_tiers(tiers: &[TierSpec]) -> Result<(), MarketError> {
+    for code in ["JPY", "EUR", "KWD"] {
+        policy_in(tiers, Currency::from_code(code).map_err(money_error)?)?;
+    }
+    Ok(())
 }
 
 /// Every policy (operators), or those that apply to a partner (the partner itself).
