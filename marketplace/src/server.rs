@@ -18,6 +18,7 @@ mod listen;
 mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
+mod placement_routes;
 mod registry_routes;
 mod tier_routes;
 mod webhook_routes;
@@ -230,6 +231,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let payouts = config.payouts_every.map(|every| crate::billing::payouts::keep_paying(market.clone(), every));
     // Partner tiers are checked as often as billing runs (recomputed once a UTC day).
     let tiers = config.billing_every.map(|every| crate::partner_tiers::keep_current(market.clone(), every));
+    let placements = config.billing_every.map(|every| crate::co_marketing::keep_applied(market.clone(), every));
     let sweeping = idempotency::keep_sweeping(market.db.clone());
     let delivering = crate::runner::worker::keep_delivering(market.clone());
     let warming = {
@@ -252,7 +254,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     warming.abort();
     sweeping.abort();
     delivering.abort();
-    for task in [billing, payouts, tiers].into_iter().flatten() {
+    for task in [billing, payouts, tiers, placements].into_iter().flatten() {
         task.abort();
     }
     crate::nodes::leave(&market, &membership).await;

@@ -136,6 +136,7 @@ error_codes! {
     LastOwner = "last_owner", 409, "an organization keeps at least one owner; make another member owner first";
     AlreadyMember = "already_member", 409, "the person is already a member of the organization";
     SecondFactorRequired = "second_factor_required", 401, "the account needs its authenticator code (or a recovery code), or must set up a second factor first";
+    FeaturedSlotsFull = "featured_slots_full", 409, "every featured slot is taken for part of the placement's time";
     AgreementNotAccepted = "agreement_not_accepted", 403, "the partner agreement changed; an owner or admin accepts the current version before the next publish";
 
     // Money.

@@ -385,19 +385,13 @@ pub async fn delisted(db: &Db, caller: &Caller) -> Result<Vec<Listing>, MarketEr
 }
 
 /// An operator's mark on a listing: its columns and its audit actions (set, cleared).
+/// (Featuring is `co_marketing`'s placements.)
 struct Mark {
     at_column: &'static str,
     text_column: &'static str,
     actions: (&'static str, &'static str),
     detail: &'static str,
 }
-
-const FEATURED: Mark = Mark {
-    at_column: "featured_at",
-    text_column: "featured_note",
-    actions: ("listing.featured", "listing.unfeatured"),
-    detail: "note",
-};
 
 const DELISTED: Mark = Mark {
     at_column: "delisted_at",
@@ -406,9 +400,9 @@ const DELISTED: Mark = Mark {
     detail: "reason",
 };
 
-/// Features a listing (co-marketing) with a note, or un-features it (`note` None).
-pub async fn feature(db: &Db, caller: &Caller, id: &PluginId, note: Option<&str>) -> Result<Listing, MarketError> {
-    set_mark(db, caller, id, &FEATURED, note).await
+/// One listing as its publisher and operators see it (with a delisting's reason).
+pub async fn shown(db: &Db, id: &PluginId) -> Result<Listing, MarketError> {
+    listing(&row(db, id).await?, true)
 }
 
 /// Delists a listing with a reason its publisher sees, or lists it again (`reason` None).

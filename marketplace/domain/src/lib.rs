@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod audit;
 pub mod billing;
 pub mod catalog;
+pub mod co_marketing;
 pub mod error;
 pub mod installs;
 pub mod kv;

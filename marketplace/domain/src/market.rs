@@ -54,6 +54,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
     include_str!("../migrations/common/0029_publisher_domains.sql"),
     include_str!("../migrations/common/0030_partner_tiers.sql"),
+    include_str!("../migrations/common/0031_featured_placements.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -85,6 +86,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0028_tokens_of_people.sql"),
     include_str!("../migrations/common/0029_publisher_domains.sql"),
     include_str!("../migrations/common/0030_partner_tiers.sql"),
+    include_str!("../migrations/common/0031_featured_placements.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

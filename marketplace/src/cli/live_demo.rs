@@ -118,6 +118,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     let billing = crate::billing::run::keep_billing(market.clone(), Duration::from_secs(60));
     let paying = crate::billing::payouts::keep_paying(market.clone(), Duration::from_secs(3600));
     let tiers = crate::partner_tiers::keep_current(market.clone(), Duration::from_secs(3600));
+    let placements = crate::co_marketing::keep_applied(market.clone(), Duration::from_secs(60));
     let delivering = crate::runner::worker::keep_delivering(market.clone());
     let state = AppState { market, public_url: url };
     let result = server::serve_on(listener, state, server::shutdown_signal()).await;
@@ -125,6 +126,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     billing.abort();
     paying.abort();
     tiers.abort();
+    placements.abort();
     delivering.abort();
     result
 }
@@ -246,7 +248,7 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     // initech's first card payment is declined; the next day's billing run collects it.
     sandbox.script("initech", [Scripted::Refuse("card_declined".into())]);
     let featured = "nexus-labs/tax-calculator".parse()?;
-    crate::catalog::feature(&market.db, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
+    crate::co_marketing::feature(market, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
 
     let mut tenants = Vec::new();
     let mut callers = Vec::new();

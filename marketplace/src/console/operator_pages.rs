@@ -165,8 +165,11 @@ async fn mark_listing(
     let needs_reason =
         |what: &str| PageError::bad_request(ErrorCode::InvalidRequest, format!("say why you {what} {id}"));
     match action.as_str() {
-        "feature" => catalog::feature(db, caller, &id, Some(reason.ok_or_else(|| needs_reason("feature"))?)).await?,
-        "unfeature" => catalog::feature(db, caller, &id, None).await?,
+        "feature" => {
+            let note = reason.ok_or_else(|| needs_reason("feature"))?;
+            crate::co_marketing::feature(&state.market, caller, &id, Some(note)).await?
+        }
+        "unfeature" => crate::co_marketing::feature(&state.market, caller, &id, None).await?,
         "delist" => catalog::delist(db, caller, &id, Some(reason.ok_or_else(|| needs_reason("delist"))?)).await?,
         "relist" => catalog::delist(db, caller, &id, None).await?,
         other => {

@@ -86,7 +86,7 @@ pub async fn feature_listing(
     JsonBody(body): JsonBody<Note>,
 ) -> Result<Json<Listing>, ApiError> {
     let id = plugin_id(&publisher, &name)?;
-    Ok(Json(catalog::feature(&state.market.db, &caller, &id, Some(&body.reason)).await?))
+    Ok(Json(crate::co_marketing::feature(&state.market, &caller, &id, Some(&body.reason)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/feature", tag = "catalog",
@@ -97,7 +97,7 @@ pub async fn unfeature_listing(
     Path((publisher, name)): Path<(String, String)>,
 ) -> Result<Json<Listing>, ApiError> {
     let id = plugin_id(&publisher, &name)?;
-    Ok(Json(catalog::feature(&state.market.db, &caller, &id, None).await?))
+    Ok(Json(crate::co_marketing::feature(&state.market, &caller, &id, None).await?))
 }
 
 #[utoipa::path(post, path = "/v1/catalog/{publisher}/{name}/delist", tag = "catalog", request_body = Note,

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::{
-    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, registry_routes,
-    tier_routes, webhook_routes,
+    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, placement_routes,
+    registry_routes, tier_routes, webhook_routes,
 };
 
 #[derive(OpenApi)]
@@ -106,6 +106,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(registry_routes::routes())
         .merge(domain_routes::routes())
         .merge(tier_routes::routes())
+        .merge(placement_routes::routes())
         .merge(billing_routes::routes())
         .split_for_parts();
     Conventions.modify(&mut doc);

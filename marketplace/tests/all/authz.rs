@@ -102,6 +102,8 @@ enum Fresh {
     Webhook,
     /// The call is made with a new token of the role's kind (it ends that token).
     OwnToken,
+    /// A featured placement to come (an hour, on a day of its own), for ending.
+    Placement,
 }
 
 enum Payload {
@@ -150,7 +152,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 93] = [
+const ALL_ROUTES: [(&str, &str); 98] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -204,6 +206,11 @@ const ALL_ROUTES: [(&str, &str); 93] = [
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
     ("GET", "/v1/plugins/{publisher}/{name}/health"),
+    ("GET", "/v1/featured-placements"),
+    ("POST", "/v1/featured-placements"),
+    ("DELETE", "/v1/featured-placements/{id}"),
+    ("GET", "/v1/featured-placements/rules"),
+    ("PUT", "/v1/featured-placements/rules"),
     ("GET", "/v1/partner-tiers"),
     ("PUT", "/v1/partner-tiers/{key}"),
     ("POST", "/v1/partner-tiers/recompute"),
@@ -489,6 +496,13 @@ impl World {
                 self.issued.push(created["secret"].as_str().unwrap().to_string());
                 created["endpoint"]["id"].as_str().unwrap().to_string()
             }
+            Fresh::Placement => {
+                // Far ahead and an hour long, a day apart per call: never more than one at once.
+                let starts_at = 4_102_444_800_000_i64 + i64::from(self.calls) * 86_400_000;
+                let body = json!({ "plugin": "nexus-labs/pii-redactor", "note": "victim", "starts_at": starts_at,
+                                   "ends_at": starts_at + 3_600_000 });
+                self.issue(env, "/v1/featured-placements", &operator, body, "id").await
+            }
             Fresh::Plan => {
                 let key = format!("retire-{}", self.calls);
                 let plan = json!({ "key": key, "name": "To retire", "model": "free" });
@@ -661,6 +675,13 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .json(json!({ "scopes": ["publish"], "label": "ci" })),
         route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
             .fresh(Fresh::PublisherToken),
+        // Featured placements: public to read, operators' to make, end and rule.
+        route("GET", "/v1/featured-placements", public),
+        route("POST", "/v1/featured-placements", operator_only(MADE))
+            .json(json!({ "plugin": "nexus-labs/echo", "note": "Pick {n}", "ends_at": 4_102_444_800_000_i64 })),
+        route("DELETE", "/v1/featured-placements/{fresh}", operator_only(EMPTY)).fresh(Fresh::Placement),
+        route("GET", "/v1/featured-placements/rules", public),
+        route("PUT", "/v1/featured-placements/rules", operator_only(OK)).json(json!({ "slots": 4 })),
         // Partner tiers: public to read, operators' to define and assign; a partner reads its own.
         route("GET", "/v1/partner-tiers", public),
         route("PUT", "/v1/partner-tiers/authz", operator_only(OK)).json(json!({ "name": "Authz", "rank": 100 })),

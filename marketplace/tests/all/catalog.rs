@@ -338,7 +338,13 @@ fn operators_feature_listings_and_nobody_else_may() {
         let entries = audit(&env, "listing.featured").await;
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0]["target"], "nexus-labs/churn-radar");
-        assert_eq!(entries[0]["detail"], json!({ "note": "Editor's pick for June" }));
+        let placement = entries[0]["detail"]["placement"].as_str().unwrap();
+        assert!(placement.starts_with("fp_"), "{}", entries[0]);
+        assert_eq!(
+            entries[0]["detail"],
+            json!({ "placement": placement, "note": "Editor's pick for June",
+                    "starts_at": entries[0]["detail"]["starts_at"], "ends_at": null })
+        );
         assert!(entries[0]["actor"].as_str().unwrap().starts_with("operator:"), "{}", entries[0]);
 
         let unfeature = env.call("DELETE", uri, Some(&env.publisher), None).await;

@@ -22,6 +22,7 @@ mod isolation;
 mod live_demo;
 mod logins;
 mod money;
+mod partners;
 mod people;
 mod plugin_run;
 mod registry_api;
