@@ -18,6 +18,7 @@ mod partner_program_pages;
 mod security_pages;
 mod session;
 mod tenant_pages;
+mod token_pages;
 
 use askama::Template;
 use axum::Router;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .merge(partner_program_pages::routes())
         .merge(organization_pages::routes())
         .merge(security_pages::routes())
+        .merge(token_pages::routes())
         .merge(catalog_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())

@@ -20,6 +20,7 @@ pub mod mail;
 pub mod market;
 pub mod metrics;
 pub mod nodes;
+pub mod org_tokens;
 pub mod organizations;
 pub mod partner_program;
 pub mod partner_tiers;

@@ -327,6 +327,18 @@ fn every_page_answers_every_role_as_the_api_would() {
             ("/console/partner-program".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
             ("/console/organization".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
             ("/console/security".into(), [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN]),
+            // An organization's tokens: its managers (operators have none).
+            (
+                "/console/organization/tokens".into(),
+                [
+                    SignIn,
+                    FORBIDDEN,
+                    Shows(&["Make a token", "publish"]),
+                    Shows(&["Make a token"]),
+                    Shows(&["Make a token", "installs"]),
+                    Shows(&["Make a token"]),
+                ],
+            ),
             ("/console/sign-up".into(), [Shows(&["Create an account"]); 6]),
             ("/console/reset".into(), [Shows(&["Reset your password"]); 6]),
         ];

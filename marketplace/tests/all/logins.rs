@@ -574,3 +574,72 @@ fn partner_tiers_follow_twelve_months_of_gross_once_a_day_or_an_operators_hand()
         );
     })
 }
+
+#[test]
+fn members_make_and_revoke_the_organizations_tokens_in_the_console() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        env.tenant("ada-shop").await;
+        let ada = member(&env, "ada@example.com", ("tenant", "ada-shop"), Role::Owner).await;
+        member(&env, "vi@example.com", ("tenant", "ada-shop"), Role::Viewer).await;
+        member(&env, "dev@example.com", ("publisher", "nexus-labs"), Role::Developer).await;
+
+        let (mut console, _) = console_sign_in(&env, "ada@example.com").await;
+        let page = console.get("/console/organization/tokens").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("<td>initial</td>"), "the tenant's first token: {}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        for (fields, problem) in [
+            (vec![("label", "ci"), ("expires_in_days", "0")], "at least one day"),
+            (vec![("label", "ci")], "at least one scope"),
+            (vec![("label", "ci"), ("scope", "admin")], "`admin` is not a scope you hold"),
+        ] {
+            let mut form = vec![("csrf", csrf.as_str())];
+            form.extend(fields);
+            let refused = console.post("/console/organization/tokens", &form).await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{problem}: {}", refused.body);
+            assert!(refused.body.contains(problem), "{problem} not in {}", refused.body);
+        }
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("label", "ci"),
+            ("scope", "read"),
+            ("scope", "events"),
+            ("expires_in_days", "30"),
+        ];
+        let made = console.post("/console/organization/tokens", &form).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        let marker = "<code id=\"new-token\">";
+        let at = made.body.find(marker).unwrap() + marker.len();
+        let secret: String = made.body[at..].chars().take_while(|c| *c != '<').collect();
+        assert!(secret.starts_with("nxt_"), "{secret}");
+        let (_, me) = env.get("/v1/whoami", &secret).await;
+        assert_eq!(
+            (&me["scopes"], &me["created_by"]),
+            (&json!(["events", "read"]), &json!(format!("tenant:ada-shop:{ada}")))
+        );
+        let (_, audit) = env.get("/v1/audit?action=token.issued&actor=tenant:ada-shop", &env.operator).await;
+        assert_eq!(audit["items"][0]["person"], "ada@example.com", "{audit}");
+        // The list names the maker; the secret is not shown again.
+        let page = console.get("/console/organization/tokens").await;
+        assert!(page.body.contains(&format!("tenant:ada-shop:{ada}")) && !page.body.contains(&secret), "{}", page.body);
+
+        // Revoked from the console, it stops working.
+        let id = me["token_id"].as_str().unwrap();
+        let revoked = console.post(&format!("/console/organization/tokens/{id}/revoke"), &[("csrf", &csrf)]).await;
+        assert_eq!(revoked.location.as_deref(), Some("/console/organization/tokens"));
+        let (status, _) = env.get("/v1/whoami", &secret).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let again = console.post(&format!("/console/organization/tokens/{id}/revoke"), &[("csrf", &csrf)]).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+        // A viewer and a publisher's developer may not manage tokens.
+        for email in ["vi@example.com", "dev@example.com"] {
+            // (The developer's only organization is nexus-labs, which the session acts as.)
+            let (mut browser, _) = console_sign_in(&env, email).await;
+            let page = browser.get("/console/organization/tokens").await;
+            assert_eq!(page.status, StatusCode::FORBIDDEN, "{email}: {}", page.body);
+            assert!(page.body.contains("missing_scope"), "{email}: {}", page.body);
+        }
+    })
+}

@@ -696,3 +696,76 @@ fn two_step_sign_in_takes_each_code_once_and_recovery_codes_once() {
         assert_eq!(secret_audited, 0);
     })
 }
+
+#[test]
+fn one_use_links_and_codes_work_once_when_used_at_once() {
+    use nexus_marketplace::organizations::{self, Org};
+    on_both(|postgres| async move {
+        let start = nexus_registry::db::now_ms() / 30_000 * 30_000;
+        let clock = Arc::new(ManualClock::at(start));
+        let billing = BillingConfig::sandboxed(clock.clone(), Arc::new(SandboxProvider::default()));
+        let env = Env::with(postgres, Options { billing: Some(billing), ..Options::default() }).await;
+        let (status, _) =
+            env.post("/v1/tenants", &env.operator, serde_json::json!({ "id": "ada-shop", "display_name": "A" })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let ada = people::add_confirmed_member(
+            &env.market,
+            "ada@example.com",
+            "Ada",
+            PASSWORD,
+            ("tenant", "ada-shop"),
+            people::Role::Owner,
+        )
+        .await
+        .unwrap();
+        env.post("/v1/tenants", &env.operator, serde_json::json!({ "id": "bob-shop", "display_name": "B" })).await;
+        let bob = people::add_confirmed_member(
+            &env.market,
+            "bob@example.com",
+            "Bob",
+            PASSWORD,
+            ("tenant", "bob-shop"),
+            people::Role::Owner,
+        )
+        .await
+        .unwrap();
+
+        // One invitation accepted four times at once: one membership.
+        let org = Org { kind: "tenant", id: "ada-shop" };
+        organizations::invite(&env.market, "http://nexus.test", org, &ada, "bob@example.com", "developer")
+            .await
+            .unwrap();
+        people::request_reset(&env.market, "http://nexus.test", "ada@example.com").await.unwrap();
+        mail::send_due(&env.market).await.unwrap();
+        let mails = mails_in(&env.outbox());
+        let invitation = link_in(&mails, "bob@example.com", "/console/invitations/");
+        let accepting = (0..4).map(|_| organizations::accept(&env.market, &invitation, &bob));
+        let accepted = futures_util::future::join_all(accepting).await;
+        assert_eq!(accepted.iter().filter(|a| a.is_ok()).count(), 1, "{accepted:?}");
+        assert!(accepted.iter().filter_map(|a| a.as_ref().err()).all(|e| e.code().as_str() == "invalid_link"));
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM memberships WHERE org_id = 'ada-shop'").await, 2);
+
+        // One reset link used four times at once: one new password.
+        let reset = link_in(&mails, "ada@example.com", "/console/reset/");
+        let passwords =
+            ["first-new-password-1", "second-new-password-2", "third-new-password-3", "fourth-new-password-4"];
+        let resetting = passwords.map(|password| people::reset_password(&env.market, &reset, password));
+        let reset_outcomes = futures_util::future::join_all(resetting).await;
+        assert_eq!(reset_outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{reset_outcomes:?}");
+        let winner = passwords[reset_outcomes.iter().position(Result::is_ok).unwrap()];
+        let signed = people::sign_in(&env.market, "http://nexus.test", "ada@example.com", winner, "test").await;
+        assert!(signed.is_ok(), "the one password set signs in");
+
+        // One authenticator code sent four times at once: one sign-in.
+        let enrolment = people::second_factor::start(&env.market, &bob).await.unwrap();
+        people::second_factor::confirm(&env.market, &bob, &code_at(&enrolment.secret_base32, clock.now_ms()))
+            .await
+            .unwrap();
+        clock.advance(30_000);
+        let code = code_at(&enrolment.secret_base32, clock.now_ms());
+        let verifying = (0..4).map(|_| people::second_factor::verify(&env.market, &bob, &code));
+        let verified = futures_util::future::join_all(verifying).await;
+        assert_eq!(verified.iter().filter(|v| v.is_ok()).count(), 1, "{verified:?}");
+        assert!(verified.iter().filter_map(|v| v.as_ref().err()).all(|e| e.code().as_str() == "sign_in_failed"));
+    })
+}
