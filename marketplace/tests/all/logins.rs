@@ -344,7 +344,7 @@ fn a_partner_publishes_only_under_the_current_agreement() {
 }
 
 /// A site on loopback serving `body` at the well-known path (404 while it is empty).
-async fn site(body: Arc<std::sync::Mutex<String>>) -> String {
+pub(super) async fn site(body: Arc<std::sync::Mutex<String>>) -> String {
     let app = axum::Router::new().route(
         "/.well-known/nexus-verification.txt",
         axum::routing::get(move || {

@@ -769,3 +769,99 @@ fn one_use_links_and_codes_work_once_when_used_at_once() {
         assert!(verified.iter().filter_map(|v| v.as_ref().err()).all(|e| e.code().as_str() == "sign_in_failed"));
     })
 }
+
+/// The partner's whole way, as each person does it: sign up and confirm the address, apply,
+/// be approved by an operator, sign in from the command line's API, verify the domain,
+/// publish a priced plugin, sell it to a tenant, and be paid.
+#[test]
+fn a_builder_signs_up_becomes_a_verified_partner_publishes_sells_and_is_paid() {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use serde_json::json;
+    on_both(|postgres| async move {
+        let options = Options { host: Some(super::webhooks::loopback_host()), ..Options::default() };
+        let env = Env::with(postgres, options).await;
+
+        // Sign up, confirm, sign in.
+        let mut ada = Browser::new(&env);
+        let signed_up = sign_up(&mut ada, "ada@ada-tools.example", PASSWORD, "ada-shop").await;
+        assert!(signed_up.body.contains("We mailed a link"), "{}", signed_up.body);
+        mail::send_due(&env.market).await.unwrap();
+        let link = link_in(&mails_in(&env.outbox()), "ada@ada-tools.example", "/console/verify?link=");
+        assert_eq!(ada.get(&format!("/console/verify?link={link}")).await.status, StatusCode::OK);
+        assert_eq!(sign_in(&mut ada, "ada@ada-tools.example", PASSWORD).await.status, StatusCode::SEE_OTHER);
+
+        // Apply; an operator approves; the decision is mailed.
+        let applied = apply(&mut ada, "ada-tools", "https://ada-tools.example", partner_agreement()).await;
+        assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
+        let mut operator = Browser::new(&env);
+        operator.sign_in(&env.operator).await;
+        let queue = operator.get("/console/operator/applications").await;
+        let id: String = sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'ada-tools'")
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        let csrf = Browser::csrf_of(&queue);
+        let approved = operator.post(&format!("/console/operator/applications/{id}/approve"), &[("csrf", &csrf)]).await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+        mail::send_due(&env.market).await.unwrap();
+        assert!(mails_in(&env.outbox()).iter().any(|m| m.contains("ada-tools is yours")));
+
+        // A token for the new publisher, from the sign-in API.
+        let body =
+            json!({ "email": "ada@ada-tools.example", "password": PASSWORD, "organization": "publisher:ada-tools" });
+        let (status, login) = env.call("POST", "/v1/login", None, Some(&body.to_string())).await;
+        assert_eq!(status, StatusCode::CREATED, "{login}");
+        let token = login["secret"].as_str().unwrap().to_string();
+
+        // The domain: claimed, served, verified.
+        let served = Arc::new(std::sync::Mutex::new(String::new()));
+        let domain = super::logins::site(served.clone()).await;
+        let claim = json!({ "domain": domain }).to_string();
+        let (status, claimed) = env.call("PUT", "/v1/publishers/ada-tools/domain", Some(&token), Some(&claim)).await;
+        assert_eq!(status, StatusCode::OK, "{claimed}");
+        *served.lock().unwrap() = claimed["token"].as_str().unwrap().to_string();
+        let (_, checked) = env.post("/v1/publishers/ada-tools/domain/check", &token, json!({})).await;
+        assert_eq!(checked["verified"], true, "{checked}");
+
+        // Publish a plugin with a one-time price, under the new namespace.
+        let manifest =
+            super::common::manifest_of("echo").replacen("id = \"nexus-labs/echo\"", "id = \"ada-tools/ada-echo\"", 1);
+        let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();
+        let form = super::common::form(&[("manifest", manifest.as_bytes()), ("component", &component)]);
+        let request = Request::post("/v1/publish")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, format!("multipart/form-data; boundary={}", super::common::BOUNDARY))
+            .body(Body::from(form))
+            .unwrap();
+        let (status, _, published) = env.raw(request).await;
+        assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&published));
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR", "price_minor": 4900 });
+        let (status, plan) = env.post("/v1/plugins/ada-tools/ada-echo/plans", &token, plan).await;
+        assert_eq!(status, StatusCode::CREATED, "{plan}");
+        let (_, listed) = env.call("GET", "/v1/catalog?q=ada-echo", None, None).await;
+        assert_eq!(listed["items"][0]["verified_domain"], domain, "{listed}");
+
+        // A tenant buys it; the partner is paid its share at the payout run, and mailed.
+        let globex = env.tenant("globex").await;
+        let install = env.install(&globex, "ada-tools/ada-echo", json!({ "plan": "lifetime" })).await;
+        let (_, charges) = env.get(&format!("/v1/charges?install={}", install["id"].as_str().unwrap()), &globex).await;
+        assert_eq!(
+            (&charges["items"][0]["status"], &charges["items"][0]["amount_minor"]),
+            (&json!("collected"), &json!(4900))
+        );
+        let (status, run) = env.post("/v1/payouts/runs", &env.operator, json!({})).await;
+        assert_eq!((status, &run["paid"]), (StatusCode::OK, &json!(1)), "{run}");
+        let (_, payouts) = env.get("/v1/publishers/ada-tools/payouts", &token).await;
+        assert_eq!((&payouts[0]["currency"], &payouts[0]["amount_minor"]), (&json!("EUR"), &json!(4900)), "{payouts}");
+        mail::send_due(&env.market).await.unwrap();
+        assert!(
+            mails_in(&env.outbox()).iter().any(|m| m.contains("To: ada@ada-tools.example") && m.contains("49.00 EUR")),
+            "the payout is mailed to the partner's owner"
+        );
+    })
+}
+
+fn partner_agreement() -> &'static str {
+    nexus_marketplace::partner_program::AGREEMENT_VERSION
+}
