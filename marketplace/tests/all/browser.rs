@@ -86,25 +86,47 @@ impl Driver {
     }
 
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let answer = self.try_command(method, path, body).await;
+        assert!(answer["error"].is_null(), "WebDriver {path}: {answer}");
+        answer
+    }
+
+    /// A command's `value`, which holds `error` when WebDriver refused it.
+    async fn try_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        assert!(answer["value"]["error"].is_null(), "WebDriver {path}: {answer}");
         answer["value"].clone()
+    }
+
+    /// Finds `css` and does `action` to it (`click`, or `value` with `body`), again while a
+    /// navigation under way makes the element missing or stale (up to 10 s).
+    async fn act(&self, css: &str, action: &str, body: Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self
+                .try_command(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css })))
+                .await;
+            let answer = match found[ELEMENT].as_str() {
+                Some(element) => {
+                    let path = format!("/element/{element}/{action}");
+                    self.try_command(reqwest::Method::POST, &path, Some(body.clone())).await
+                }
+                None => found,
+            };
+            if answer["error"].is_null() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "WebDriver {action} {css}: {answer}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn open(&self, url: &str) {
         self.command(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found = self
-            .command(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css })))
-            .await;
-        found[ELEMENT].as_str().unwrap().to_string()
     }
 
     async fn find_all(&self, css: &str) -> Vec<String> {
@@ -115,13 +137,11 @@ impl Driver {
     }
 
     async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+        self.act(css, "click", json!({})).await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
+        self.act(css, "value", json!({ "text": text })).await;
     }
 
     async fn source(&self) -> String {
@@ -172,7 +192,7 @@ impl Driver {
     }
 
     async fn sign_out(&self) {
-        self.click("header form.inline button").await;
+        self.click("header form[action='/console/sign-out'] button").await;
         self.wait_for("Sign in with an API token").await;
         assert!(self.url().await.ends_with("/console/sign-in"), "signed out to the sign-in page");
     }
@@ -341,6 +361,74 @@ fn each_role_uses_the_console_in_a_real_browser() {
         driver.wait_for("Nothing installed yet").await;
         assert!(driver.source().await.contains("Signed in as <strong>bea-shop</strong>"));
         driver.screenshot("person-signed-in").await;
+
+        // Bea applies to the partner program; an operator approves; Bea acts as the new
+        // publisher and claims her domain.
+        driver.open(&format!("{site}/console/partner-program")).await;
+        driver.wait_for("You have not applied yet.").await;
+        for (field, value) in [
+            ("#company", "Bea Tools"),
+            ("#namespace", "bea-tools"),
+            ("#website", "https://bea-tools.example"),
+            ("#support_email", "help@bea-tools.example"),
+        ] {
+            driver.type_into(field, value).await;
+        }
+        driver.click("form[action='/console/partner-program'] input[name=agreement_version]").await;
+        driver.screenshot("partner-application").await;
+        driver.click("form[action='/console/partner-program'] button[type=submit]").await;
+        driver.wait_for("is waiting for an operator").await;
+        driver.sign_out().await;
+        driver.sign_in(&site, &env.operator).await;
+        driver.wait_for("Run payouts now").await;
+        driver.open(&format!("{site}/console/operator/applications")).await;
+        driver.wait_for("Approve bea-tools").await;
+        driver.screenshot("operator-applications").await;
+        driver.click("form[action$='/approve'] button").await;
+        driver.wait_for("Done: bea-tools approved").await;
+        driver.sign_out().await;
+        driver.open(&format!("{site}/console/sign-in")).await;
+        driver.type_into("#email", "bea@example.com").await;
+        driver.type_into("#password", "meadow-copper-signal-8").await;
+        driver.click("#password-form button[type=submit]").await;
+        // Two organizations now: the header offers the switch.
+        driver.wait_for("Act as").await;
+        driver.click("#switch-org option[value='publisher:bea-tools']").await;
+        driver.click("header form[action='/console/switch'] button").await;
+        driver.wait_for("Verified domain").await;
+        assert!(driver.url().await.ends_with("/console/partners/bea-tools"), "{}", driver.url().await);
+        driver.type_into("#domain-name", "bea-tools.example").await;
+        driver.click("form[action='/console/partners/bea-tools/domain'] button").await;
+        let claimed = driver.wait_for("bea-tools.example is not verified yet").await;
+        assert!(claimed.contains("nexus-verification="), "the token to serve is shown");
+
+        // She publishes and sells through the API with a token from the sign-in API; the
+        // partner page shows the sale.
+        let login = json!({ "email": "bea@example.com", "password": "meadow-copper-signal-8",
+                            "organization": "publisher:bea-tools" });
+        let (status, token) = env.call("POST", "/v1/login", None, Some(&login.to_string())).await;
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{token}");
+        let token = token["secret"].as_str().unwrap().to_string();
+        let manifest =
+            super::common::manifest_of("echo").replacen("id = \"nexus-labs/echo\"", "id = \"bea-tools/bea-echo\"", 1);
+        let component = nexus_sample_plugins::bytes(nexus_sample_plugins::ECHO).unwrap();
+        let form = super::common::form(&[("manifest", manifest.as_bytes()), ("component", &component)]);
+        let publish = axum::http::Request::post("/v1/publish")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", format!("multipart/form-data; boundary={}", super::common::BOUNDARY))
+            .body(axum::body::Body::from(form))
+            .unwrap();
+        let (status, _, body) = env.raw(publish).await;
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+        let plan = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time", "currency": "EUR",
+                           "price_minor": 2500 });
+        let (status, body) = env.post("/v1/plugins/bea-tools/bea-echo/plans", &token, plan).await;
+        assert_eq!(status, axum::http::StatusCode::CREATED, "{body}");
+        env.install(&world.initech, "bea-tools/bea-echo", json!({ "plan": "lifetime" })).await;
+        driver.open(&format!("{site}/console/partners/bea-tools")).await;
+        let sold = driver.wait_for("bea-tools/bea-echo").await;
+        assert!(sold.contains("25.00 EUR"), "{sold}");
+        driver.screenshot("partner-first-sale").await;
         driver.click("form[action='/console/sign-out-everywhere'] button").await;
         driver.wait_for("Sign in with an API token").await;
 
