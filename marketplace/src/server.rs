@@ -18,6 +18,7 @@ mod listen;
 mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
+mod people_routes;
 mod placement_routes;
 mod registry_routes;
 mod tier_routes;

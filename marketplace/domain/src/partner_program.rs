@@ -37,7 +37,7 @@ pub struct Application {
 }
 
 /// An application as its applicant and operators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Applied {
     pub id: String,
     pub person: String,

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::{
-    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, placement_routes,
-    registry_routes, tier_routes, webhook_routes,
+    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, people_routes,
+    placement_routes, registry_routes, tier_routes, webhook_routes,
 };
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use super::{
         (name = "registry", description = "Publishing, versions, artifacts, signing keys, publisher tokens"),
         (name = "billing", description = "Plans, charges, bills, sales, refunds, revenue share, billing runs, the ledger"),
         (name = "payouts", description = "Partner statements, payouts, holds, adjustments, GMV and ecosystem figures"),
+        (name = "people", description = "Sign-up, address confirmation, password resets, the partner agreement and applications"),
         (name = "partners", description = "The partner program's tiers and each partner's tier"),
     )
 )]
@@ -107,6 +108,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(domain_routes::routes())
         .merge(tier_routes::routes())
         .merge(placement_routes::routes())
+        .merge(people_routes::routes())
         .merge(billing_routes::routes())
         .split_for_parts();
     Conventions.modify(&mut doc);

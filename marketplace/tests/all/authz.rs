@@ -152,7 +152,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 98] = [
+const ALL_ROUTES: [(&str, &str); 106] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -206,6 +206,14 @@ const ALL_ROUTES: [(&str, &str); 98] = [
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
     ("GET", "/v1/plugins/{publisher}/{name}/health"),
+    ("POST", "/v1/signup"),
+    ("POST", "/v1/signup/confirm"),
+    ("POST", "/v1/password-resets"),
+    ("POST", "/v1/password-resets/confirm"),
+    ("GET", "/v1/partner-agreement"),
+    ("GET", "/v1/partner-applications"),
+    ("POST", "/v1/partner-applications"),
+    ("POST", "/v1/partner-applications/{id}/decision"),
     ("GET", "/v1/featured-placements"),
     ("POST", "/v1/featured-placements"),
     ("DELETE", "/v1/featured-placements/{id}"),
@@ -675,6 +683,21 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .json(json!({ "scopes": ["publish"], "label": "ci" })),
         route("DELETE", "/v1/publishers/nexus-labs/tokens/{fresh}", nexus_labs_only(EMPTY))
             .fresh(Fresh::PublisherToken),
+        // People's flows: sign-up, confirmation and resets are anyone's (answered alike);
+        // applications are people's (these machine tokens name nobody); decisions operators'.
+        route("POST", "/v1/signup", [Expect::Allow(202); 7]).json(json!({ "email": "p-{n}@example.com",
+            "name": "P", "password": "meadow-copper-signal-8", "organization": "org-{n}", "organization_name": "O" })),
+        route("POST", "/v1/signup/confirm", [Expect::Deny(400, "invalid_link"); 7]).json(json!({ "link": "0f{n}" })),
+        route("POST", "/v1/password-resets", [Expect::Allow(202); 7]).json(json!({ "email": "p-{n}@example.com" })),
+        route("POST", "/v1/password-resets/confirm", [Expect::Deny(400, "invalid_link"); 7])
+            .json(json!({ "link": "0f{n}", "password": "meadow-copper-signal-8" })),
+        route("GET", "/v1/partner-agreement", public),
+        route("GET", "/v1/partner-applications", operator_only(OK)),
+        route("POST", "/v1/partner-applications", [ANON, DENY, DENY, DENY, DENY, DENY, DENY]).json(json!({
+            "company": "C", "namespace": "ns-{n}", "website": "https://c.example", "support_email": "s@c.example",
+            "agreement_version": "2026-12" })),
+        route("POST", "/v1/partner-applications/app_missing/decision", [ANON, HIDDEN, DENY, DENY, DENY, DENY, DENY])
+            .json(json!({ "decision": "approve" })),
         // Featured placements: public to read, operators' to make, end and rule.
         route("GET", "/v1/featured-placements", public),
         route("POST", "/v1/featured-placements", operator_only(MADE))

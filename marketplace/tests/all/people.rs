@@ -770,9 +770,9 @@ fn one_use_links_and_codes_work_once_when_used_at_once() {
     })
 }
 
-/// The partner's whole way, as each person does it: sign up and confirm the address, apply,
-/// be approved by an operator, sign in from the command line's API, verify the domain,
-/// publish a priced plugin, sell it to a tenant, and be paid.
+/// The partner's whole way through the JSON API: sign up and confirm the address, sign in
+/// for a token, apply, be approved by an operator, verify the domain, publish a priced
+/// plugin, sell it to a tenant, and be paid. (The browser test walks the console's way.)
 #[test]
 fn a_builder_signs_up_becomes_a_verified_partner_publishes_sells_and_is_paid() {
     use axum::body::Body;
@@ -782,35 +782,54 @@ fn a_builder_signs_up_becomes_a_verified_partner_publishes_sells_and_is_paid() {
         let options = Options { host: Some(super::webhooks::loopback_host()), ..Options::default() };
         let env = Env::with(postgres, options).await;
 
-        // Sign up, confirm, sign in.
-        let mut ada = Browser::new(&env);
-        let signed_up = sign_up(&mut ada, "ada@ada-tools.example", PASSWORD, "ada-shop").await;
-        assert!(signed_up.body.contains("We mailed a link"), "{}", signed_up.body);
+        // Sign up and confirm through the JSON API; answers never say whether an address is known.
+        let signup = json!({ "email": "ada@ada-tools.example", "name": "Ada", "password": PASSWORD,
+                             "organization": "ada-shop", "organization_name": "Ada's Shop" });
+        let (status, mailed) = env.call("POST", "/v1/signup", None, Some(&signup.to_string())).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{mailed}");
+        let (status, again) = env.call("POST", "/v1/signup", None, Some(&signup.to_string())).await;
+        assert_eq!((status, &again), (StatusCode::ACCEPTED, &mailed));
+        let weak = json!({ "email": "bo@example.com", "name": "Bo", "password": "short",
+                           "organization": "bo-shop", "organization_name": "Bo" });
+        let (status, refused) = env.call("POST", "/v1/signup", None, Some(&weak.to_string())).await;
+        assert_eq!((status, &refused["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("weak_password")));
         mail::send_due(&env.market).await.unwrap();
         let link = link_in(&mails_in(&env.outbox()), "ada@ada-tools.example", "/console/verify?link=");
-        assert_eq!(ada.get(&format!("/console/verify?link={link}")).await.status, StatusCode::OK);
-        assert_eq!(sign_in(&mut ada, "ada@ada-tools.example", PASSWORD).await.status, StatusCode::SEE_OTHER);
+        let confirm = json!({ "link": link }).to_string();
+        let (status, _) = env.call("POST", "/v1/signup/confirm", None, Some(&confirm)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, reused) = env.call("POST", "/v1/signup/confirm", None, Some(&confirm)).await;
+        assert_eq!((status, &reused["error"]["code"]), (StatusCode::BAD_REQUEST, &json!("invalid_link")));
 
-        // Apply; an operator approves; the decision is mailed.
-        let applied = apply(&mut ada, "ada-tools", "https://ada-tools.example", partner_agreement()).await;
-        assert_eq!(applied.status, StatusCode::SEE_OTHER, "{}", applied.body);
-        let mut operator = Browser::new(&env);
-        operator.sign_in(&env.operator).await;
-        let queue = operator.get("/console/operator/applications").await;
-        let id: String = sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'ada-tools'")
-            .fetch_one(&env.market.db.pool)
-            .await
-            .unwrap();
-        let csrf = Browser::csrf_of(&queue);
-        let approved = operator.post(&format!("/console/operator/applications/{id}/approve"), &[("csrf", &csrf)]).await;
-        assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.body);
+        // A token for her tenant, and with it an application; an operator approves.
+        let login = |organization: &str| {
+            json!({ "email": "ada@ada-tools.example", "password": PASSWORD, "organization": organization }).to_string()
+        };
+        let (status, tenant) = env.call("POST", "/v1/login", None, Some(&login("tenant:ada-shop"))).await;
+        assert_eq!(status, StatusCode::CREATED, "{tenant}");
+        let tenant = tenant["secret"].as_str().unwrap().to_string();
+        let (_, agreement) = env.call("GET", "/v1/partner-agreement", None, None).await;
+        let application = json!({ "company": "Ada Tools", "namespace": "ada-tools", "website": "https://ada-tools.example",
+                                  "support_email": "help@ada-tools.example", "agreement_version": agreement["version"] });
+        let (status, refused) =
+            env.post("/v1/partner-applications", &env.tenant("machine").await, application.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "a machine's token applies for nobody: {refused}");
+        let (status, applied) = env.post("/v1/partner-applications", &tenant, application).await;
+        assert_eq!((status, &applied["state"]), (StatusCode::CREATED, &json!("pending")), "{applied}");
+        let (_, mine) = env.get("/v1/partner-applications", &tenant).await;
+        assert_eq!(mine[0]["namespace"], "ada-tools");
+        let (_, queue) = env.get("/v1/partner-applications", &env.operator).await;
+        let id = queue[0]["id"].as_str().unwrap().to_string();
+        let decide = format!("/v1/partner-applications/{id}/decision");
+        let (status, _) = env.post(&decide, &tenant, json!({ "decision": "approve" })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, approved) = env.post(&decide, &env.operator, json!({ "decision": "approve" })).await;
+        assert_eq!((status, &approved["state"]), (StatusCode::OK, &json!("approved")), "{approved}");
         mail::send_due(&env.market).await.unwrap();
         assert!(mails_in(&env.outbox()).iter().any(|m| m.contains("ada-tools is yours")));
 
         // A token for the new publisher, from the sign-in API.
-        let body =
-            json!({ "email": "ada@ada-tools.example", "password": PASSWORD, "organization": "publisher:ada-tools" });
-        let (status, login) = env.call("POST", "/v1/login", None, Some(&body.to_string())).await;
+        let (status, login) = env.call("POST", "/v1/login", None, Some(&login("publisher:ada-tools"))).await;
         assert_eq!(status, StatusCode::CREATED, "{login}");
         let token = login["secret"].as_str().unwrap().to_string();
 
@@ -859,9 +878,19 @@ fn a_builder_signs_up_becomes_a_verified_partner_publishes_sells_and_is_paid() {
             mails_in(&env.outbox()).iter().any(|m| m.contains("To: ada@ada-tools.example") && m.contains("49.00 EUR")),
             "the payout is mailed to the partner's owner"
         );
-    })
-}
 
-fn partner_agreement() -> &'static str {
-    nexus_marketplace::partner_program::AGREEMENT_VERSION
+        // A new password through the API ends every token she signed in for.
+        let reset = json!({ "email": "ada@ada-tools.example" }).to_string();
+        let (status, _) = env.call("POST", "/v1/password-resets", None, Some(&reset)).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        mail::send_due(&env.market).await.unwrap();
+        let link = link_in(&mails_in(&env.outbox()), "ada@ada-tools.example", "/console/reset/");
+        let new_password = json!({ "link": link, "password": "harbor-violet-engine-77" }).to_string();
+        let (status, _) = env.call("POST", "/v1/password-resets/confirm", None, Some(&new_password)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        for old in [&token, &tenant] {
+            let (status, _) = env.get("/v1/whoami", old).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+    })
 }

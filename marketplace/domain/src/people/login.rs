@@ -220,3 +220,17 @@ pub async fn log_out(market: &Market, caller: &crate::accounts::Caller) -> Resul
     tx.commit().await?;
     Ok(())
 }
+
+/// The person the calling token was issued to (`nexus login`), if it was; a person's console
+/// session names its person itself.
+pub async fn person_of(market: &Market, caller: &crate::accounts::Caller) -> Result<Option<String>, MarketError> {
+    let table = match caller {
+        crate::accounts::Caller::Publisher(_) => "publisher_tokens",
+        _ => "account_tokens",
+    };
+    let person: Option<Option<String>> = sqlx::query_scalar(&format!("SELECT person_id FROM {table} WHERE id = $1"))
+        .bind(caller.token_id())
+        .fetch_optional(&market.db.pool)
+        .await?;
+    Ok(person.flatten())
+}
