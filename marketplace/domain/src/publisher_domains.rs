@@ -107,6 +107,11 @@ pub async fn claim(
 ) -> Result<DomainState, MarketError> {
     may_manage(caller, publisher)?;
     let (domain, _) = check_url(market, domain)?;
+    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM publishers WHERE name = $1")
+        .bind(publisher)
+        .fetch_optional(&market.db.pool)
+        .await?;
+    exists.ok_or_else(|| MarketError::NotFound(format!("publisher {publisher}")))?;
     let token = format!("nexus-verification={}", random_hex(16)?);
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;

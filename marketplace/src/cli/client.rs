@@ -45,12 +45,24 @@ impl Connection {
         if let Some(token) = self.token.as_deref() {
             return Ok(token.trim());
         }
-        self.saved().map(|saved| saved.token.as_str()).ok_or_else(|| {
+        let saved = self.saved().ok_or_else(|| {
             anyhow::anyhow!(
                 "no API token: run `nexus login` (profile `{}`), or pass --token or set NEXUS_TOKEN",
                 self.profile
             )
-        })
+        })?;
+        // A profile's token goes only to the server it was issued by.
+        if let Some(other) = self.registry.as_deref()
+            && other.trim_end_matches('/') != saved.registry
+        {
+            anyhow::bail!(
+                "profile `{}` signed in to {}, not {other}: run `nexus login --registry {other}` (with another \
+                 --profile), or pass --token",
+                self.profile,
+                saved.registry
+            );
+        }
+        Ok(saved.token.as_str())
     }
 
     pub fn client(&self) -> reqwest::Client {

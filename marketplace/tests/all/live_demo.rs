@@ -228,6 +228,14 @@ fn signs_in_from_the_command_line(url: &str, people: &[(String, String, String)]
     assert!(text(&me).contains("organization  tenant:globex\nperson        bo@globex.example\n"), "{}", text(&me));
     let installs = nexus(&["installs"], &env);
     assert!(text(&installs).contains("nexus-labs/echo"), "{}", text(&installs));
+    // The profile's token never goes to another server.
+    let elsewhere = nexus(&["installs", "--registry", "http://127.0.0.1:9"], &env);
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(
+        text(&elsewhere).contains(&format!("profile `default` signed in to {url}, not http://127.0.0.1:9")),
+        "{}",
+        text(&elsewhere)
+    );
 
     // Sam (finance) reads nexus-labs' sales under another profile, with no scope to publish.
     let sam = login("sam@nexus-labs.example", &["--profile", "sam"]);

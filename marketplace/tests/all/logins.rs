@@ -388,6 +388,10 @@ fn a_publisher_verifies_its_domain_and_loses_the_badge_with_it() {
         assert_eq!(count(&env, "SELECT COUNT(*) FROM publisher_domains").await, 0);
         let (status, _) = env.get(path, &env.publisher).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        let ghost =
+            env.call("PUT", "/v1/publishers/ghost/domain", Some(&env.operator), Some(&claim("ghost.example"))).await;
+        assert_eq!(ghost.0, StatusCode::NOT_FOUND, "an operator claims only for a publisher that exists");
+        assert_eq!(count(&env, "SELECT COUNT(*) FROM publisher_domains").await, 0);
 
         let (status, claimed) = env.call("PUT", path, Some(&env.publisher), Some(&claim(&domain))).await;
         assert_eq!(status, StatusCode::OK, "{claimed}");
