@@ -267,15 +267,16 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
     get(market, id).await
 }
 
-/// Notes that `publisher` accepted agreement `version` (once; accepting again changes nothing).
+/// Notes that `publisher` accepted agreement `version` (once; accepting again changes nothing):
+/// whether this call recorded it.
 async fn record_acceptance(
     tx: &mut sqlx::AnyConnection,
     publisher: &str,
     version: &str,
     accepted_by: &str,
     now: i64,
-) -> Result<(), MarketError> {
-    sqlx::query(
+) -> Result<bool, MarketError> {
+    let inserted = sqlx::query(
         "INSERT INTO partner_agreements (publisher, version, accepted_by, accepted_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (publisher, version) DO NOTHING",
     )
@@ -285,7 +286,7 @@ async fn record_acceptance(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// Whether `publisher` joined through the program and has not accepted the current agreement
@@ -342,8 +343,10 @@ pub async fn accept_agreement(
     let now = market.billing.clock.now_ms();
     let actor = format!("person:{person}");
     let mut tx = market.db.write_tx().await?;
-    record_acceptance(&mut tx, publisher, version, &actor, now).await?;
-    audit::record(&mut *tx, &actor, "partner.agreement_accepted", publisher, json!({ "version": version })).await?;
+    // Accepted once, audited once, however many owners accept at the same moment.
+    if record_acceptance(&mut tx, publisher, version, &actor, now).await? {
+        audit::record(&mut *tx, &actor, "partner.agreement_accepted", publisher, json!({ "version": version })).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -97,7 +97,9 @@ async fn overview(
     let (manages_domain, domain) = match publisher_domains::state(&state.market, caller, &publisher).await {
         Ok(domain) => (true, Some(domain)),
         Err(crate::MarketError::NotFound(_)) => (true, None),
-        Err(_) => (false, None),
+        // Not theirs to manage (a finance member, a token without `keys`); anything else fails the page.
+        Err(crate::MarketError::Forbidden(_) | crate::MarketError::Registry(_)) => (false, None),
+        Err(other) => return Err(other.into()),
     };
     let tier = crate::partner_tiers::of(&state.market, caller, &publisher).await?;
     let page = PartnerPage {

@@ -340,6 +340,24 @@ fn a_partner_publishes_only_under_the_current_agreement() {
         assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
         let accepted = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action = 'partner.agreement_accepted'").await;
         assert_eq!(accepted, 1);
+
+        // Another new version, and the owner accepts from four places at once: one record, one entry.
+        sqlx::query("DELETE FROM partner_agreements WHERE publisher = 'ada-tools' AND version = $1")
+            .bind(AGREEMENT_VERSION)
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        let accepting =
+            (0..4).map(|_| partner_program::accept_agreement(&env.market, &ada, "ada-tools", AGREEMENT_VERSION));
+        for outcome in futures_util::future::join_all(accepting).await {
+            outcome.unwrap();
+        }
+        let current = format!(
+            "SELECT COUNT(*) FROM partner_agreements WHERE publisher = 'ada-tools' AND version = '{AGREEMENT_VERSION}'"
+        );
+        assert_eq!(count(&env, &current).await, 1);
+        let accepted = count(&env, "SELECT COUNT(*) FROM audit_log WHERE action = 'partner.agreement_accepted'").await;
+        assert_eq!(accepted, 2);
     })
 }
 
@@ -505,7 +523,7 @@ fn partner_tiers_follow_twelve_months_of_gross_once_a_day_or_an_operators_hand()
         let (status, refused) =
             env.call("PUT", "/v1/partner-tiers/select", Some(&env.publisher), Some(r#"{"name":"S","rank":2}"#)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
-        put("registered", json!({ "name": "Registered", "rank": 1 })).await;
+        assert_eq!(put("registered", json!({ "name": "Registered", "rank": 1 })).await.0, StatusCode::OK);
         let select = json!({ "name": "Select", "rank": 2, "thresholds": { "EUR": 4000 },
                              "share_tiers": [{ "up_to": 1000, "rate_bp": 0 }, { "rate_bp": 1000 }] });
         assert_eq!(put("select", select).await.0, StatusCode::OK);

@@ -40,8 +40,14 @@ fn placements_run_from_start_to_end_within_the_slots_for_partners_of_the_tier() 
         let (status, _) =
             call("PUT", "/v1/featured-placements/rules", json!({ "slots": 2, "min_tier": "select" })).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "no such tier yet");
-        call("PUT", "/v1/partner-tiers/registered", json!({ "name": "Registered", "rank": 1 })).await;
-        call("PUT", "/v1/partner-tiers/select", json!({ "name": "Select", "rank": 2, "automatic": false })).await;
+        assert_eq!(
+            call("PUT", "/v1/partner-tiers/registered", json!({ "name": "Registered", "rank": 1 })).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call("PUT", "/v1/partner-tiers/select", json!({ "name": "Select", "rank": 2, "automatic": false })).await.0,
+            StatusCode::OK
+        );
         let (status, rules) =
             call("PUT", "/v1/featured-placements/rules", json!({ "slots": 2, "min_tier": "select" })).await;
         assert_eq!((status, rules), (StatusCode::OK, json!({ "slots": 2, "min_tier": "select" })));
@@ -67,7 +73,7 @@ fn placements_run_from_start_to_end_within_the_slots_for_partners_of_the_tier() 
         assert_eq!(none, json!([]));
 
         // nexus-labs is made Select: echo now for ten days, tax-calculator from day 5 to 15.
-        call("PUT", "/v1/publishers/nexus-labs/tier", json!({ "tier": "select" })).await;
+        assert_eq!(call("PUT", "/v1/publishers/nexus-labs/tier", json!({ "tier": "select" })).await.0, StatusCode::OK);
         let (status, echo) = place(&env, "nexus-labs/echo", now, now + 10 * DAY).await;
         assert_eq!(status, StatusCode::CREATED, "{echo}");
         let (status, tax) = place(&env, "nexus-labs/tax-calculator", now + 5 * DAY, now + 15 * DAY).await;
