@@ -357,6 +357,18 @@ async fn insert_token(
     })
 }
 
+/// When a token given `days` to live expires (none: never); zero days is refused (a token
+/// dead on arrival).
+pub fn expiry_in_days(days: Option<u32>) -> Result<Option<i64>, MarketError> {
+    match days {
+        Some(0) => Err(MarketError::invalid(
+            ErrorCode::InvalidRequest,
+            "expires_in_days must be at least 1; omit it for no expiry",
+        )),
+        days => Ok(days.map(|days| now_ms() + i64::from(days) * 86_400_000)),
+    }
+}
+
 /// Issues an operator token. Only the `nexus operator token` command (with database access)
 /// and an existing operator may do this.
 pub async fn issue_operator_token(

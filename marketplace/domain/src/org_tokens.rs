@@ -112,11 +112,7 @@ pub async fn create(
             format!("`{missing}` is not a scope you hold (yours: {})", mine.join(", ")),
         ));
     }
-    let expires_at = match days {
-        Some(0) => return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a token lives at least one day")),
-        Some(days) => Some(nexus_registry::db::now_ms() + i64::from(days) * 86_400_000),
-        None => None,
-    };
+    let expires_at = accounts::expiry_in_days(days)?;
     let actor = caller.actor();
     let issuer = Issuer::by(&actor);
     let (id, secret, target) = match caller {

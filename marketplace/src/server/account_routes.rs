@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use nexus_registry::db::now_ms;
 use nexus_registry::publishers::Issuer;
 use nexus_registry::{ErrorCode, IssuedToken, RegistryError};
 use serde::{Deserialize, Serialize};
@@ -181,13 +180,7 @@ pub struct CreateToken {
 
 /// When a token given `days` to live expires; zero days is refused (a token dead on arrival).
 pub(super) fn expiry(days: Option<u32>) -> Result<Option<i64>, ApiError> {
-    match days {
-        Some(0) => Err(ApiError::bad_request(
-            ErrorCode::InvalidRequest,
-            "expires_in_days must be at least 1; omit it for no expiry",
-        )),
-        days => Ok(days.map(|days| now_ms() + i64::from(days) * 86_400_000)),
-    }
+    Ok(accounts::expiry_in_days(days)?)
 }
 
 /// The tenant named in the path, if the caller is that tenant with `scope` or an operator.

@@ -612,7 +612,7 @@ fn members_make_and_revoke_the_organizations_tokens_in_the_console() {
         assert!(page.body.contains("<td>initial</td>"), "the tenant's first token: {}", page.body);
         let csrf = Browser::csrf_of(&page);
         for (fields, problem) in [
-            (vec![("label", "ci"), ("expires_in_days", "0")], "at least one day"),
+            (vec![("label", "ci"), ("expires_in_days", "0")], "expires_in_days must be at least 1"),
             (vec![("label", "ci")], "at least one scope"),
             (vec![("label", "ci"), ("scope", "admin")], "`admin` is not a scope you hold"),
         ] {
