@@ -8,7 +8,7 @@
 
 use nexus_host::Capability;
 use nexus_registry::db::now_ms;
-use nexus_registry::manifest::{CapabilityRequest, PricingModel, PricingPlan};
+use nexus_registry::manifest::{CapabilityRequest, PricingPlan};
 use nexus_registry::{Db, ErrorCode, PluginId, Registry, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,6 +17,7 @@ use sqlx::any::AnyRow;
 
 use crate::accounts::Caller;
 use crate::audit;
+use crate::billing::plans::{self, PlanModel, PriceFrom};
 use nexus_registry::text::{MAX_QUERY_CHARS, MAX_REASON_CHARS};
 
 use crate::error::{MarketError, Page};
@@ -33,7 +34,10 @@ pub struct Listing {
     pub summary: String,
     pub categories: Vec<String>,
     pub capabilities: Vec<String>,
+    /// The models of the plans offered now: `free`, `one-time`, `subscription`, `usage`.
     pub pricing_models: Vec<String>,
+    /// The lowest paid price offered; `None` when every plan is free.
+    pub price_from: Option<PriceFrom>,
     pub latest_version: String,
     pub install_count: i64,
     pub featured: bool,
@@ -71,8 +75,11 @@ pub struct ListingDetail {
     pub event_types: Vec<String>,
     #[schema(value_type = Object)]
     pub requested_capabilities: std::collections::BTreeMap<Capability, CapabilityRequest>,
+    /// The manifest's `[[pricing]]` as published (what seeded the plans).
     #[schema(value_type = Vec<Object>)]
     pub pricing: Vec<PricingPlan>,
+    /// The plans a new install may choose now: what the listing sells.
+    pub plans: Vec<plans::Plan>,
     pub versions: Vec<VersionSummary>,
 }
 
@@ -107,7 +114,8 @@ pub struct SearchQuery {
     #[param(max_length = 200)]
     pub q: Option<String>,
     pub category: Option<String>,
-    /// `free`, `flat`, `per-unit` or `one-time`.
+    /// A plan model offered: `free`, `one-time`, `subscription` or `usage` (the manifest's
+    /// older names `flat` and `per-unit` are read as `subscription` and `usage`).
     pub pricing: Option<String>,
     /// A requested capability: `log`, `config`, `secrets`, `kv`, `http`, `usage`.
     pub capability: Option<String>,
@@ -130,13 +138,54 @@ fn set_items(text: &str) -> Vec<String> {
     text.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
-pub fn pricing_model_name(model: &PricingModel) -> &'static str {
-    match model {
-        PricingModel::Free => "free",
-        PricingModel::Flat { .. } => "flat",
-        PricingModel::PerUnit { .. } => "per-unit",
-        PricingModel::OneTime { .. } => "one-time",
+/// The pricing filter's values: the plan models, and the manifest's older names for two.
+const PRICING_FILTER: [(&str, PlanModel); 6] = [
+    ("free", PlanModel::Free),
+    ("one-time", PlanModel::OneTime),
+    ("subscription", PlanModel::Subscription),
+    ("usage", PlanModel::Usage),
+    ("flat", PlanModel::Subscription),
+    ("per-unit", PlanModel::Usage),
+];
+
+/// Sets a listing's pricing (the models offered and the lowest paid price) from the plans
+/// it offers now. Called in the transaction of every plan change and listing refresh, so a
+/// card never shows a price the plans no longer ask.
+pub async fn reprice(conn: &mut sqlx::AnyConnection, plugin: &str) -> Result<(), MarketError> {
+    let offered = plans::offered_in(conn, plugin).await?;
+    let mut models: Vec<&str> = Vec::new();
+    for plan in &offered {
+        if !models.contains(&plan.model.as_str()) {
+            models.push(plan.model.as_str());
+        }
     }
+    let price_from = plans::price_from(&offered)
+        .map(|p| serde_json::to_string(&p))
+        .transpose()
+        .map_err(|e| crate::error::storage(format!("price of {plugin}: {e}")))?;
+    sqlx::query("UPDATE listings SET pricing_models = $1, price_from = $2 WHERE plugin_id = $3")
+        .bind(set_text(models))
+        .bind(price_from)
+        .bind(plugin)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Reprices every listing: at start, for listings priced before plans set the catalog's
+/// prices (a few hundred plugins at most; one transaction).
+pub async fn reprice_all(db: &Db) -> Result<(), MarketError> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT plugin_id FROM listings WHERE pricing_models = ''").fetch_all(&db.pool).await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.write_tx().await?;
+    for id in ids {
+        reprice(&mut tx, &id).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The newest version a tenant would get with no requirement: not yanked, not a pre-release.
@@ -163,13 +212,14 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
         format!("{} {} {} {} {}", id.name, id.publisher, manifest.summary, description, manifest.categories.join(" "))
             .to_lowercase();
     let created_at = versions.iter().map(|v| v.published_at).min().unwrap_or(now);
+    let mut tx = db.write_tx().await?;
     sqlx::query(
         "INSERT INTO listings (plugin_id, publisher, name, summary, description, categories, capabilities, \
          pricing_models, latest_version, search_text, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, ',,', $8, $9, $10, $11) \
          ON CONFLICT (plugin_id) DO UPDATE SET summary = excluded.summary, description = excluded.description, \
          categories = excluded.categories, capabilities = excluded.capabilities, \
-         pricing_models = excluded.pricing_models, latest_version = excluded.latest_version, \
+         latest_version = excluded.latest_version, \
          search_text = excluded.search_text, updated_at = excluded.updated_at",
     )
     .bind(id.to_string())
@@ -179,17 +229,18 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     .bind(&description)
     .bind(set_text(&manifest.categories))
     .bind(set_text(manifest.capabilities.keys().map(|c| c.as_str())))
-    .bind(set_text(manifest.pricing.iter().map(|p| pricing_model_name(&p.model))))
     .bind(newest.version.to_string())
     .bind(search_text)
     .bind(created_at)
     .bind(now)
-    .execute(db.writer())
+    .execute(&mut *tx)
     .await?;
+    reprice(&mut tx, &id.to_string()).await?;
+    tx.commit().await?;
     Ok(())
 }
 
-const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, \
+const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, price_from, \
                        latest_version, install_count, created_at, updated_at, featured_at, featured_note, \
                        delisted_at, delist_reason, (SELECT d.domain FROM publisher_domains d \
                        WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain, \
@@ -212,6 +263,11 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
         categories: set_items(&row.try_get::<String, _>("categories")?),
         capabilities: set_items(&row.try_get::<String, _>("capabilities")?),
         pricing_models: set_items(&row.try_get::<String, _>("pricing_models")?),
+        price_from: row
+            .try_get::<Option<String>, _>("price_from")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| crate::error::storage(format!("stored price of a listing: {e}")))?,
         latest_version: row.try_get("latest_version")?,
         install_count: row.try_get("install_count")?,
         featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
@@ -253,7 +309,11 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     let terms = terms(q);
     let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
     let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
-    let pricing = filter_value("pricing", query.pricing.as_ref(), &["free", "flat", "per-unit", "one-time"])?;
+    let pricing_names: Vec<&str> = PRICING_FILTER.iter().map(|(name, _)| *name).collect();
+    let pricing = filter_value("pricing", query.pricing.as_ref(), &pricing_names)?.map(|_| {
+        let model = PRICING_FILTER.iter().find(|(name, _)| Some(*name) == query.pricing.as_deref()).map(|(_, m)| *m);
+        format!("%,{},%", model.map_or("", PlanModel::as_str))
+    });
     let capability = filter_value("capability", query.capability.as_ref(), &capabilities)?;
 
     // Binds are numbered in the order they are pushed.
@@ -342,7 +402,9 @@ pub async fn detail(
         .or(versions.first())
         .ok_or_else(|| MarketError::NotFound(format!("an installable version of {id}")))?;
     let manifest = &newest.manifest;
+    let offered = plans::offered_in(&mut *db.pool.acquire().await?, &id.to_string()).await?;
     Ok(ListingDetail {
+        plans: offered,
         description: manifest.description.clone().unwrap_or_default(),
         license: manifest.license.clone(),
         homepage: manifest.homepage.clone(),

@@ -55,6 +55,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0029_publisher_domains.sql"),
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
+    include_str!("../migrations/common/0032_listing_prices.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -87,6 +88,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0029_publisher_domains.sql"),
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
+    include_str!("../migrations/common/0032_listing_prices.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.
@@ -141,6 +143,7 @@ impl Market {
         let billing = config.billing.after_durable(&db);
         let market = Self { db, registry, master_key: config.master_key, runner, billing, mailer: config.mailer };
         plans::backfill(&market).await?;
+        catalog::reprice_all(&market.db).await?;
         Ok(market)
     }
 

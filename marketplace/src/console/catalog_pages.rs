@@ -38,7 +38,7 @@ pub fn plugin_id(publisher: &str, name: &str) -> Result<nexus_registry::PluginId
 pub fn plan_terms(plan: &Plan) -> String {
     let currency = plan.currency.as_deref().unwrap_or("");
     let mut terms = match plan.model {
-        PlanModel::Free => "free".to_string(),
+        PlanModel::Free => "no charge".to_string(),
         PlanModel::OneTime => format!("{} once", money(plan.price_minor, currency)),
         PlanModel::Subscription | PlanModel::Usage => {
             let mut parts = Vec::new();
@@ -63,6 +63,16 @@ pub fn plan_terms(plan: &Plan) -> String {
         terms.push_str(&format!(", {}-day trial", plan.trial_days));
     }
     terms
+}
+
+/// A card's price: `Free`, `from 9.00 USD a month`, `from 49.00 EUR once · free plan`.
+pub fn price_label(listing: &Listing) -> String {
+    let free = listing.pricing_models.iter().any(|m| m == PlanModel::Free.as_str());
+    match &listing.price_from {
+        None => "Free".to_string(),
+        Some(price) if free => format!("Free plan; paid from {}", price.terms()),
+        Some(price) => format!("From {}", price.terms()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,18 +177,18 @@ async fn search(
             })
             .collect(),
         pricing_choices: Choice::of(
-            &[("", "any"), ("free", "free"), ("flat", "flat"), ("per-unit", "per unit"), ("one-time", "one-time")],
+            &[
+                ("", "any"),
+                ("free", "free"),
+                ("one-time", "one-time"),
+                ("subscription", "subscription"),
+                ("usage", "usage"),
+            ],
             query.pricing.as_deref().unwrap_or_default(),
         ),
         sort_choices: Choice::of(
-            &[
-                ("", "best match"),
-                ("popular", "popular"),
-                ("newest", "newest"),
-                ("relevance", "relevance"),
-                ("name", "name"),
-            ],
-            text(&form.sort).as_deref().unwrap_or_default(),
+            &[("relevance", "relevance"), ("popular", "most installed"), ("newest", "newest"), ("name", "name")],
+            text(&form.sort).as_deref().unwrap_or("relevance"),
         ),
         featured,
         results,

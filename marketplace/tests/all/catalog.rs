@@ -152,15 +152,61 @@ fn search_without_a_query_lists_every_plugin_most_installed_first() {
         assert_eq!(ledger["summary"], LEDGER_SYNC.summary);
         assert_eq!(ledger["categories"], json!(["finance", "billing"]));
         assert_eq!(ledger["capabilities"], json!(["config"]));
-        assert_eq!(ledger["pricing_models"], json!(["flat"]));
+        assert_eq!(ledger["pricing_models"], json!(["subscription"]));
+        assert_eq!(
+            ledger["price_from"],
+            json!({ "model": "subscription", "currency": "USD", "amount_minor": 900, "interval": "month", "meter": null })
+        );
         assert_eq!(ledger["latest_version"], "0.1.0");
         assert_eq!(ledger["install_count"], 1);
         assert_eq!(ledger["featured"], false);
         assert!(ledger.get("featured_note").is_none() && ledger.get("delisted").is_none(), "{ledger}");
         let chat = listing(&page, "chat-notifier");
         assert_eq!(chat["capabilities"], json!(["log", "config", "secrets", "http", "usage"]));
-        assert_eq!(chat["pricing_models"], json!(["free", "per-unit"]));
+        assert_eq!(chat["pricing_models"], json!(["free", "usage"]));
+        assert_eq!(listing(&page, "echo")["price_from"], Value::Null, "every plan free");
         assert_eq!(listing(&page, "echo")["install_count"], 3);
+    });
+}
+
+#[test]
+fn a_listing_is_priced_by_the_plans_it_offers_now_not_by_its_manifest() {
+    on_both(|postgres| async move {
+        let env = catalog(postgres).await;
+        let plans = "/v1/plugins/nexus-labs/echo/plans";
+        let one_time = json!({ "key": "lifetime", "name": "Lifetime", "model": "one-time",
+                               "currency": "EUR", "price_minor": 4900 });
+        let (status, body) = env.post(plans, &env.publisher, one_time).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        // The filter, the models and the card's price follow the plan in the same commit.
+        assert_eq!(found(&env, "pricing=one-time").await, ["echo"]);
+        let echo = listing(&search(&env, "q=echo").await, "echo").clone();
+        assert_eq!(echo["pricing_models"], json!(["free", "one-time"]));
+        assert_eq!(
+            echo["price_from"],
+            json!({ "model": "one-time", "currency": "EUR", "amount_minor": 4900, "interval": null, "meter": null })
+        );
+        let (_, detail) = env.call("GET", "/v1/catalog/nexus-labs/echo", None, None).await;
+        let keys: Vec<&str> = detail["plans"].as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["free", "lifetime"], "{detail}");
+
+        // A cheaper subscription in the same currency becomes the lowest price.
+        let monthly = json!({ "key": "monthly", "name": "Monthly", "model": "subscription", "currency": "EUR",
+                              "price_minor": 900, "interval": "month" });
+        assert_eq!(env.post(plans, &env.publisher, monthly).await.0, StatusCode::CREATED);
+        let echo = listing(&search(&env, "q=echo").await, "echo").clone();
+        assert_eq!(echo["pricing_models"], json!(["free", "one-time", "subscription"]));
+        assert_eq!(echo["price_from"]["amount_minor"], 900);
+        assert_eq!(echo["price_from"]["interval"], "month");
+
+        // Retiring the paid plans leaves a free listing again.
+        for key in ["lifetime", "monthly"] {
+            let (status, body) = env.call("DELETE", &format!("{plans}/{key}"), Some(&env.publisher), None).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{key}: {body}");
+        }
+        assert_eq!(found(&env, "pricing=one-time").await, Vec::<String>::new());
+        let echo = listing(&search(&env, "q=echo").await, "echo").clone();
+        assert_eq!((&echo["pricing_models"], &echo["price_from"]), (&json!(["free"]), &Value::Null));
     });
 }
 
@@ -200,8 +246,12 @@ fn filters_narrow_by_category_pricing_capability_and_reject_unknown_values() {
         assert_eq!(found(&env, "category=finance").await, ["ledger-sync", "tax-calculator"]);
         assert_eq!(found(&env, "category=support").await, Vec::<String>::new());
         assert_eq!(found(&env, "pricing=free").await, ["echo", "churn-radar", "chat-notifier"]);
-        assert_eq!(found(&env, "pricing=flat").await, ["ledger-sync", "pii-redactor"]);
-        assert_eq!(found(&env, "pricing=per-unit").await, ["chat-notifier", "invoice-mailer", "tax-calculator"]);
+        assert_eq!(found(&env, "pricing=subscription").await, ["ledger-sync", "pii-redactor"]);
+        assert_eq!(found(&env, "pricing=usage").await, ["chat-notifier", "invoice-mailer", "tax-calculator"]);
+        assert_eq!(found(&env, "pricing=one-time").await, Vec::<String>::new());
+        // The manifest's older names are read as the plans' names.
+        assert_eq!(found(&env, "pricing=flat").await, found(&env, "pricing=subscription").await);
+        assert_eq!(found(&env, "pricing=per-unit").await, found(&env, "pricing=usage").await);
         assert_eq!(found(&env, "capability=secrets").await, ["chat-notifier", "invoice-mailer"]);
         assert_eq!(found(&env, "capability=http").await, ["chat-notifier"]);
         assert_eq!(found(&env, "capability=kv").await, ["tax-calculator"]);

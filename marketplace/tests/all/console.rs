@@ -26,6 +26,7 @@ pub struct World {
     pub acme: String,
     pub install: String,
     pub payout: String,
+    pub clock: Arc<ManualClock>,
 }
 
 impl World {
@@ -63,7 +64,7 @@ impl World {
             env.post("/v1/publishers", &env.operator, json!({ "id": "acme", "display_name": "Acme" })).await;
         assert_eq!(status, StatusCode::CREATED, "{acme}");
         let acme = acme["secret"].as_str().unwrap().to_string();
-        Self { env, globex, initech, acme, install, payout }
+        Self { env, globex, initech, acme, install, payout, clock }
     }
 }
 
@@ -605,5 +606,43 @@ fn downloads_and_charts_agree_with_the_api() {
             nexus_marketplace::console::money(first["gmv_minor"].as_i64().unwrap(), first["currency"].as_str().unwrap())
         );
         assert!(dashboard.body.contains(&title), "{title}");
+    });
+}
+
+#[test]
+fn payout_runs_by_the_schedule_are_listed_with_readable_amounts_and_tiers_read_in_whole_units() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        // initech buys too; the schedule's run pays it in the next payout period.
+        let install = env.install(&world.initech, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
+        assert_eq!(install["status"], "active", "{install}");
+        let (status, body) = env.post("/v1/billing/runs", &env.operator, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        world.clock.advance(31 * DAY_MS);
+        let report = nexus_marketplace::billing::payouts::scheduled_run(&env.market).await.unwrap();
+        assert_eq!((report.paid, report.failed, report.pending), (1, 0, 0), "{report:?}");
+        assert_eq!(report.paid_minor, [("EUR".to_string(), 5100)].into());
+        // A run with nothing to pay is not recorded.
+        let idle = nexus_marketplace::billing::payouts::scheduled_run(&env.market).await.unwrap();
+        assert_eq!(idle.paid + idle.failed + idle.pending, 0, "{idle:?}");
+        let (_, runs) = env.get("/v1/audit?action=payouts.run", &env.operator).await;
+        let actors: Vec<&str> = runs["items"].as_array().unwrap().iter().map(|e| e["actor"].as_str().unwrap()).collect();
+        assert_eq!(actors.len(), 2, "{runs}");
+        assert_eq!(actors[0], "system:payout-schedule", "newest first: {runs}");
+
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let dashboard = operator.get("/console/operator").await;
+        assert_eq!(dashboard.status, StatusCode::OK, "{}", dashboard.body);
+        for text in [
+            "<td>the payout schedule</td>",
+            "1 paid, 0 failed, 0 pending; paid 51.00 EUR</td>",
+            "15.00% fee on all gross",
+            "Without a policy: 0.00% fee on the first 1,000,000 of lifetime gross in each currency; 15.00% fee above 1,000,000.",
+        ] {
+            assert!(dashboard.body.contains(text), "{text} not in:\n{}", dashboard.body);
+        }
+        assert!(!dashboard.body.contains("minor units"), "{}", dashboard.body);
     });
 }

@@ -363,6 +363,7 @@ pub async fn put(
     let detail =
         serde_json::json!({ "plugin": plugin.to_string(), "key": request.key, "revision": latest.unwrap_or(0) + 1 });
     crate::audit::record(&mut *tx, &caller.actor(), "plan.revised", id.as_str(), detail).await?;
+    crate::catalog::reprice(&mut tx, &plugin.to_string()).await?;
     tx.commit().await?;
     get(market, &id).await
 }
@@ -389,6 +390,7 @@ pub async fn retire(market: &Market, caller: &Caller, plugin: &PluginId, key: &s
         .await?;
     let detail = serde_json::json!({ "plugin": plugin.to_string(), "key": key });
     crate::audit::record(&mut *tx, &caller.actor(), "plan.retired", &plugin.to_string(), detail).await?;
+    crate::catalog::reprice(&mut tx, &plugin.to_string()).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -411,14 +413,82 @@ pub async fn get_in(conn: &mut sqlx::AnyConnection, id: &PlanId) -> Result<Plan,
 
 /// The plans a new install may choose, in the order they were first offered.
 pub async fn offered(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, MarketError> {
+    let mut conn = market.db.pool.acquire().await?;
+    offered_in(&mut conn, &plugin.to_string()).await
+}
+
+/// [`offered`] through a connection the caller holds (a write transaction repricing the
+/// listing in the same commit as the plan change).
+pub async fn offered_in(conn: &mut sqlx::AnyConnection, plugin: &str) -> Result<Vec<Plan>, MarketError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM plans p WHERE plugin_id = $1 AND retired_at IS NULL ORDER BY \
          (SELECT MIN(created_at) FROM plans q WHERE q.plugin_id = p.plugin_id AND q.plan_key = p.plan_key), plan_key"
     ))
-    .bind(plugin.to_string())
-    .fetch_all(&market.db.pool)
+    .bind(plugin)
+    .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(plan).collect()
+}
+
+/// The lowest price a listing asks, for its catalog card ("from 9.00 USD a month").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PriceFrom {
+    pub model: PlanModel,
+    pub currency: String,
+    /// The one-time price, the base fee of each period, or (a plan with no base fee) the
+    /// price of one unit of `meter`, in minor units.
+    pub amount_minor: i64,
+    #[schema(value_type = Option<String>)]
+    pub interval: Option<Interval>,
+    /// The meter usage is billed on (a usage plan, or a subscription with usage on top).
+    pub meter: Option<String>,
+}
+
+impl PriceFrom {
+    /// `49.00 EUR once`, `9.00 USD a month plus usage`, `0.02 USD per emails-sent`.
+    pub fn terms(&self) -> String {
+        let amount = Currency::from_code(&self.currency).map_or_else(
+            |_| format!("{} {}", self.amount_minor, self.currency),
+            |c| nexus_money::Money::new(self.amount_minor, c).to_string(),
+        );
+        let every = self.interval.map_or("month", |i| i.as_str());
+        match (self.model, &self.meter) {
+            (PlanModel::OneTime, _) => format!("{amount} once"),
+            (PlanModel::Usage, Some(meter)) if self.amount_minor > 0 && self.interval.is_none() => {
+                format!("{amount} per {meter}")
+            }
+            (_, Some(_)) => format!("{amount} a {every} plus usage"),
+            _ => format!("{amount} a {every}"),
+        }
+    }
+}
+
+/// The lowest paid price among `offered` (in the currency of the first paid plan; prices in
+/// different currencies are not compared), or `None` when every plan is free.
+pub fn price_from(offered: &[Plan]) -> Option<PriceFrom> {
+    let paid: Vec<&Plan> = offered.iter().filter(|p| p.model != PlanModel::Free && p.currency.is_some()).collect();
+    let currency = paid.first()?.currency.clone()?;
+    let quote = |p: &Plan| -> PriceFrom {
+        let (amount_minor, interval) = if p.price_minor > 0 || p.model == PlanModel::Subscription {
+            (
+                p.price_minor,
+                if p.model == PlanModel::OneTime { None } else { Some(p.interval.unwrap_or(Interval::Month)) },
+            )
+        } else {
+            (p.usage.as_ref().map_or(0, |u| u.unit_minor), None)
+        };
+        PriceFrom {
+            model: p.model,
+            currency: currency.clone(),
+            amount_minor,
+            interval,
+            meter: p.usage.as_ref().map(|u| u.meter.clone()),
+        }
+    };
+    paid.iter()
+        .filter(|p| p.currency.as_deref() == Some(currency.as_str()))
+        .map(|p| quote(p))
+        .min_by_key(|q| q.amount_minor)
 }
 
 /// Every revision of a plugin's plans, newest first per key (what the publisher manages).
@@ -524,6 +594,7 @@ pub async fn seed(market: &Market, plugin: &PluginId, manifest: &Manifest, actor
             insert(&mut tx, &plugin.to_string(), &request, 1, actor, now).await?;
         }
     }
+    crate::catalog::reprice(&mut tx, &plugin.to_string()).await?;
     tx.commit().await?;
     Ok(())
 }
