@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -540,8 +540,23 @@ pub fn placeholders(first: usize, n: usize) -> String {
 }
 
 /// Milliseconds since the Unix epoch, the time type of every table.
+/// How far this process's "now" is from the wall clock; 0 except in `nexus serve --demo`.
+static PROCESS_CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the epoch: every record's timestamp (versions, tokens, installs,
+/// invocations, the audit log) and the system billing clock read it.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .saturating_add(PROCESS_CLOCK_OFFSET_MS.load(Ordering::Relaxed))
+}
+
+/// Moves this process's "now" `offset_ms` from the wall clock. Only the demo does, to live
+/// through a month of history before it serves at the real time (offset 0 again), so its
+/// audit log, listings and bills all date the same events alike. Never in a server.
+pub fn shift_process_clock(offset_ms: i64) {
+    PROCESS_CLOCK_OFFSET_MS.store(offset_ms, Ordering::Relaxed);
 }
 
 pub fn storage(error: impl std::fmt::Display) -> RegistryError {

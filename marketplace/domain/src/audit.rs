@@ -67,6 +67,10 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Exact target, such as an install id.
     pub target: Option<String>,
+    /// Entries at or after this instant (milliseconds since the epoch).
+    pub from: Option<i64>,
+    /// Entries before this instant (milliseconds since the epoch).
+    pub to: Option<i64>,
     /// Continue after this entry (a page's `next_after`); newest first.
     pub after: Option<i64>,
     /// 1 to 100, default 50.
@@ -86,20 +90,24 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>,
     }
     // The actor is a prefix: its own `%`, `_` and `\` match only themselves.
     let filter = "WHERE ($1 IS NULL OR action = $1) AND ($2 IS NULL OR actor LIKE $2 ESCAPE '\\') \
-                  AND ($3 IS NULL OR target = $3)";
+                  AND ($3 IS NULL OR target = $3) AND ($4 IS NULL OR at >= $4) AND ($5 IS NULL OR at < $5)";
     let actor = query.actor.as_ref().map(|a| format!("{}%", like_literal(a)));
     let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM audit_log {filter}"))
         .bind(query.action.as_deref())
         .bind(actor.as_deref())
         .bind(query.target.as_deref())
+        .bind(query.from)
+        .bind(query.to)
         .fetch_one(&db.pool)
         .await?;
     let rows = sqlx::query(&format!(
-        "SELECT id, at, actor, action, target, detail FROM audit_log {filter} AND id < $4 ORDER BY id DESC LIMIT $5"
+        "SELECT id, at, actor, action, target, detail FROM audit_log {filter} AND id < $6 ORDER BY id DESC LIMIT $7"
     ))
     .bind(query.action.as_deref())
     .bind(actor.as_deref())
     .bind(query.target.as_deref())
+    .bind(query.from)
+    .bind(query.to)
     .bind(query.after.unwrap_or(i64::MAX))
     .bind(i64::from(per_page) + 1)
     .fetch_all(&db.pool)

@@ -1,7 +1,7 @@
 //! `nexus serve --demo`: a live marketplace to look at. It seeds a fresh data folder with two
 //! publishers whose plugins are published, signed and priced (a one-time purchase, a
 //! subscription with a trial, usage with a cap), two tenants with installs, settings and
-//! secrets, a featured listing, and revenue-share policies. With the billing clock moved a
+//! secrets, a featured listing, and revenue-share policies. With the process clock moved a
 //! month back it then lives through that month day by day on the real paths: events, daily
 //! billing runs, a declined card that is collected the next day, a plan upgrade, a refund.
 //! Then it pays the partners out, serves the API at the real time, bills every minute, runs
@@ -99,12 +99,15 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
         config.data_dir = folder;
     }
     let _only_server = server::hold_sqlite_file(&config)?;
-    let clock = Arc::new(SystemClock::shifted(-HISTORY_DAYS * DAY_MS));
+    // The whole process lives the history a month back (records, audit log and billing
+    // alike), then serves at the real time.
+    nexus_registry::db::shift_process_clock(-HISTORY_DAYS * DAY_MS);
+    let clock = Arc::new(SystemClock::shifted(0));
     let sandbox = Arc::new(SandboxProvider::journaled(config.sandbox_journal())?);
     let market = Arc::new(config.market_on(clock.clone(), sandbox.clone()).await?);
     println!("seeding the demo marketplace in {} ...", config.data_dir.display());
     let seeded = seed(&market, &sandbox).await?;
-    history(&market, &clock, &seeded).await?;
+    history(&market, &seeded).await?;
     let people = seed_people(&market).await?;
     seed_partner_tiers(&market, &seeded.operator_caller).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
@@ -274,13 +277,6 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
                     "acme-tools/webhook-relay",
                     json!({ "requirement": "^1", "plan": "team", "config": { "prefix": "relay: " } }),
                 ),
-                (
-                    "nexus-labs/chat-notifier",
-                    json!({
-                        "config": { "channel": "#billing" },
-                        "secrets": { "webhook_url": "https://hooks.slack.com/services/T000/B000/demo-not-a-real-hook" },
-                    }),
-                ),
             ],
         ),
     ];
@@ -371,12 +367,12 @@ async fn seed_partner_tiers(market: &Market, operator: &Caller) -> anyhow::Resul
 /// Lives through the month before now, a day at a time, on the real paths: each day both
 /// tenants send events and billing runs; globex upgrades pii-redactor on day 20 and gets a
 /// goodwill refund on day 22. Ends at the real time.
-async fn history(market: &Market, clock: &SystemClock, seeded: &Seeded) -> anyhow::Result<()> {
+async fn history(market: &Market, seeded: &Seeded) -> anyhow::Result<()> {
     use crate::billing::{refunds, run, settle, views};
     println!("living through the last {HISTORY_DAYS} days (events, daily billing runs) ...");
     let mut n = 0u64;
     for day in 0..=HISTORY_DAYS {
-        clock.shift_to(-(HISTORY_DAYS - day) * DAY_MS);
+        nexus_registry::db::shift_process_clock(-(HISTORY_DAYS - day) * DAY_MS);
         for _ in 0..4 {
             for caller in &seeded.callers {
                 let request = serde_json::from_value(next_event(n))?;
@@ -415,7 +411,7 @@ async fn history(market: &Market, clock: &SystemClock, seeded: &Seeded) -> anyho
             );
         }
     }
-    clock.shift_to(0);
+    nexus_registry::db::shift_process_clock(0);
     run::run(market, market.billing.clock.now_ms()).await?;
     let payouts = crate::billing::payouts::run(market, market.billing.clock.now_ms()).await?;
     let paid: Vec<String> = payouts
@@ -497,7 +493,7 @@ fn print_welcome(url: &str, seeded: &Seeded, people: &[DemoPerson], outbox: Opti
     println!("  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/installs | jq");
     println!(
         "  curl -s -H 'Authorization: Bearer {globex}' -H 'Content-Type: application/json' \\\n       \
-         -d '{{\"type\":\"ticket.created\",\"payload\":{{\"body\":\"mail me at jo@example.com\"}}}}' {url}/v1/events | jq"
+         -d '{{\"type\":\"ticket.created\",\"payload\":{{\"ticket_id\":\"T-1\",\"subject\":\"Refund\",\"priority\":\"high\",\"body\":\"mail me at jo@example.com\"}}}}' {url}/v1/events | jq"
     );
     println!("  curl -s -H 'Authorization: Bearer {}' '{url}/v1/audit?per_page=5' | jq", seeded.operator);
     println!("  curl -s -H 'Authorization: Bearer {}' {url}/v1/publishers/nexus-labs/sales | jq", seeded.publisher);
@@ -510,13 +506,16 @@ fn print_welcome(url: &str, seeded: &Seeded, people: &[DemoPerson], outbox: Opti
 }
 
 /// Events both tenants send, in turn, for as long as the server runs.
+const PRIORITIES: [&str; 3] = ["low", "normal", "high"];
+
 fn next_event(n: u64) -> Value {
     let region = ["DE", "FR", "US-CA"][(n % 3) as usize];
     match n % 4 {
         0 | 1 => json!({ "type": "order.created", "payload": {
             "order_id": format!("o-{n}"), "amount_minor": 1000 + (n % 17) * 250, "currency": "EUR", "region": region } }),
         2 => json!({ "type": "ticket.created", "payload": {
-            "subject": "Refund", "body": format!("call me on +49 30 1234 {n:04} or mail jo{n}@example.com") } }),
+            "ticket_id": format!("T-{n}"), "subject": "Refund", "priority": PRIORITIES[(n % 3) as usize],
+            "body": format!("call me on +49 30 1234 {n:04} or mail jo{n}@example.com") } }),
         _ => json!({ "type": "order.refunded", "payload": {
             "order_id": format!("o-{}", n - 2), "amount_minor": 1000, "currency": "EUR", "region": region } }),
     }

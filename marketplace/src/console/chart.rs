@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::billing::gmv::{Gmv, take_rate};
+use crate::billing::gmv::{self, Gmv, take_rate};
 use crate::error::MarketError;
 
 /// One period's figures in one currency, summed over the GMV rows' groups.
@@ -20,7 +20,9 @@ pub struct PeriodFigures {
 }
 
 /// The figures by period for each currency, periods in time order: what the operator and
-/// partner charts plot and the table beside each chart lists.
+/// partner charts plot and the table beside each chart lists. Every period between a
+/// currency's first and last is there, those without charges as zeros, so bars stand at
+/// their place in time rather than evenly over the periods that happen to have sales.
 pub fn by_currency(gmv: &Gmv) -> Result<BTreeMap<String, Vec<PeriodFigures>>, MarketError> {
     // Keyed by period start, so periods sort by time whatever their labels.
     let mut sums: BTreeMap<String, BTreeMap<i64, PeriodFigures>> = BTreeMap::new();
@@ -38,6 +40,21 @@ pub fn by_currency(gmv: &Gmv) -> Result<BTreeMap<String, Vec<PeriodFigures>>, Ma
         sum.refunds_minor += row.refunds_minor;
         sum.net_revenue_minor += row.net_revenue_minor;
         sum.charges += row.charges;
+    }
+    for periods in sums.values_mut() {
+        let (Some(&first), Some(&last)) = (periods.keys().next(), periods.keys().next_back()) else { continue };
+        let mut start = first;
+        while start < last {
+            periods.entry(start).or_insert_with(|| PeriodFigures {
+                period: gmv::label(start),
+                gmv_minor: 0,
+                refunds_minor: 0,
+                net_revenue_minor: 0,
+                take_rate_bp: 0,
+                charges: 0,
+            });
+            start = gmv::period_end(start, gmv.interval)?;
+        }
     }
     sums.into_iter()
         .map(|(currency, periods)| {
@@ -242,6 +259,27 @@ mod tests {
             ]
         );
         assert_eq!(figures["EUR"][0].gmv_minor, 999);
+    }
+
+    #[test]
+    fn periods_without_charges_stand_in_their_place_as_zeros() {
+        const DAY: i64 = 86_400_000;
+        let day = 20_000 * DAY;
+        let gmv = Gmv {
+            interval: Interval::Day,
+            by: GroupBy::Currency,
+            from: day,
+            to: day + 10 * DAY,
+            rows: vec![
+                row("2024-10-07", day + 3 * DAY, "USD", "USD", 700, 0, 70),
+                row("2024-10-04", day, "USD", "USD", 500, 0, 50),
+                row("2024-10-05", day + DAY, "EUR", "EUR", 100, 0, 10),
+            ],
+        };
+        let figures = by_currency(&gmv).unwrap();
+        let usd: Vec<(&str, i64)> = figures["USD"].iter().map(|f| (f.period.as_str(), f.gmv_minor)).collect();
+        assert_eq!(usd, [("2024-10-04", 500), ("2024-10-05", 0), ("2024-10-06", 0), ("2024-10-07", 700)]);
+        assert_eq!(figures["EUR"].len(), 1, "one period: nothing to fill");
     }
 
     #[test]

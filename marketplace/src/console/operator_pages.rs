@@ -237,15 +237,73 @@ async fn mark_listing(
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Chrome,
-    entries: Vec<AuditEntry>,
-    action: String,
+    entries: Vec<(AuditEntry, String, Vec<(String, String)>)>,
+    filters: AuditForm,
+    total: u64,
     next: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The audit page's filters, as typed: dates are `YYYY-MM-DD` (UTC), `to` inclusive.
+#[derive(Debug, Default, Deserialize)]
 struct AuditForm {
     action: Option<String>,
+    actor: Option<String>,
+    target: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
     after: Option<i64>,
+}
+
+impl AuditForm {
+    fn text(value: &Option<String>) -> Option<String> {
+        value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(String::from)
+    }
+
+    /// The filters as a query string (without `after`), for the next page's link.
+    fn query(&self) -> String {
+        [
+            ("action", &self.action),
+            ("actor", &self.actor),
+            ("target", &self.target),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Self::text(value).map(|v| format!("{key}={}", super::catalog_pages::urlencode(&v))))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// The start of a `YYYY-MM-DD` day (UTC) in milliseconds, refused with the field's name.
+fn day_start(field: &str, text: &str) -> Result<i64, PageError> {
+    let refused = || {
+        PageError::bad_request(ErrorCode::InvalidQuery, format!("{field} `{text}` is not a date such as 2026-11-30"))
+    };
+    let (month, day) = text.rsplit_once('-').ok_or_else(refused)?;
+    let day: i64 = day.parse().map_err(|_| refused())?;
+    let start = nexus_money::period::parse_month(month).map_err(|_| refused())?.start_ms + (day - 1) * DAY_MS;
+    if !(1..=31).contains(&day) || nexus_money::period::day_label(start) != text {
+        return Err(refused());
+    }
+    Ok(start)
+}
+
+/// An entry's detail as label and value pairs: strings without quotes, amounts and lists as
+/// compact JSON; a detail that is not an object is one pair.
+pub fn readable_detail(detail: &serde_json::Value) -> Vec<(String, String)> {
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".to_string(),
+        other => other.to_string(),
+    };
+    match detail {
+        serde_json::Value::Object(fields) => {
+            fields.iter().map(|(key, value)| (key.replace('_', " "), text(value))).collect()
+        }
+        serde_json::Value::Null => Vec::new(),
+        other => vec![("detail".to_string(), text(other))],
+    }
 }
 
 async fn audit_log(
@@ -254,23 +312,34 @@ async fn audit_log(
     Query(form): Query<AuditForm>,
 ) -> Result<Response, PageError> {
     signed.0.caller.require_operator()?;
-    let action = form.action.filter(|a| !a.trim().is_empty());
-    let page = audit::list(
-        &state.market.db,
-        &AuditQuery { action: action.clone(), after: form.after, per_page: Some(50), ..AuditQuery::default() },
-    )
-    .await?;
-    let next = match (&action, page.has_more.then_some(page.next_after).flatten()) {
-        (_, None) => None,
-        (Some(action), Some(after)) => {
-            Some(format!("action={}&after={after}", super::catalog_pages::urlencode(action)))
-        }
-        (None, Some(after)) => Some(format!("after={after}")),
+    let from = AuditForm::text(&form.from).map(|d| day_start("from", &d)).transpose()?;
+    let to = AuditForm::text(&form.to).map(|d| day_start("to", &d).map(|start| start + DAY_MS)).transpose()?;
+    let query = AuditQuery {
+        action: AuditForm::text(&form.action),
+        actor: AuditForm::text(&form.actor),
+        target: AuditForm::text(&form.target),
+        from,
+        to,
+        after: form.after,
+        per_page: Some(50),
     };
+    let page = audit::list(&state.market.db, &query).await?;
+    let next = page.has_more.then_some(page.next_after).flatten().map(|after| {
+        let filters = form.query();
+        if filters.is_empty() { format!("after={after}") } else { format!("{filters}&after={after}") }
+    });
     render(&AuditPage {
         chrome: Chrome::new("Audit log", Some(&signed.0)),
-        entries: page.items,
-        action: action.unwrap_or_default(),
+        entries: page
+            .items
+            .into_iter()
+            .map(|entry| {
+                let (who, detail) = (who(&entry), readable_detail(&entry.detail));
+                (entry, who, detail)
+            })
+            .collect(),
+        total: page.total,
+        filters: form,
         next,
     })
 }

@@ -646,3 +646,43 @@ fn payout_runs_by_the_schedule_are_listed_with_readable_amounts_and_tiers_read_i
         assert!(!dashboard.body.contains("minor units"), "{}", dashboard.body);
     });
 }
+
+#[test]
+fn the_audit_log_reads_as_sentences_and_filters_by_actor_action_target_and_day() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let (_, all) = env.get("/v1/audit?per_page=100", &env.operator).await;
+        let total = all["total"].as_u64().unwrap();
+        let page = operator.get("/console/operator/audit").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains(&format!("{total} entries, newest first")), "{}", page.body);
+        // Details are label and value, not JSON.
+        let installed = all["items"].as_array().unwrap().iter().find(|e| e["action"] == "install.created").unwrap();
+        assert!(!page.body.contains("{&quot;"), "no raw JSON object: {}", page.body);
+        assert!(page.body.contains(&format!("<td>{}</td>", installed["target"].as_str().unwrap())), "{}", page.body);
+
+        let (_, globex) = env.get("/v1/audit?actor=tenant:globex", &env.operator).await;
+        let page = operator.get("/console/operator/audit?actor=tenant%3Aglobex&action=").await;
+        let count = globex["total"].as_u64().unwrap();
+        assert!(count > 0, "{globex}");
+        assert!(page.body.contains(&format!("{count} entr")), "{}", page.body);
+        let page = operator.get(&format!("/console/operator/audit?target={}", world.install)).await;
+        let (_, targeted) = env.get(&format!("/v1/audit?target={}", world.install), &env.operator).await;
+        assert!(page.body.contains(&format!("{} entr", targeted["total"])), "{}", page.body);
+
+        // Days are UTC and both ends count; the world's entries are all from the test's day.
+        let today = nexus_money::period::day_label(nexus_registry::db::now_ms());
+        let page = operator.get(&format!("/console/operator/audit?from={today}&to={today}")).await;
+        assert!(page.body.contains(&format!("{total} entries")), "{}", page.body);
+        let page = operator.get("/console/operator/audit?to=2000-01-01").await;
+        assert!(page.body.contains("0 entries") && page.body.contains("No entry matches."), "{}", page.body);
+        for bad in ["from=2026-02-30", "to=yesterday", "from=2026-13-01"] {
+            let page = operator.get(&format!("/console/operator/audit?{bad}")).await;
+            assert_eq!(page.status, StatusCode::BAD_REQUEST, "{bad}: {}", page.body);
+            assert!(page.body.contains("is not a date such as 2026-11-30"), "{bad}: {}", page.body);
+        }
+    });
+}

@@ -106,7 +106,8 @@ pub fn period_start(at: i64, interval: Interval) -> Result<i64, MarketError> {
     })
 }
 
-fn period_end(start: i64, interval: Interval) -> Result<i64, MarketError> {
+/// The end of the period starting at `start` (the next one's start).
+pub fn period_end(start: i64, interval: Interval) -> Result<i64, MarketError> {
     Ok(match interval {
         Interval::Day => start + DAY_MS,
         Interval::Week => start + 7 * DAY_MS,
@@ -114,7 +115,8 @@ fn period_end(start: i64, interval: Interval) -> Result<i64, MarketError> {
     })
 }
 
-fn label(start: i64) -> String {
+/// A period's label: the date it starts on, `2026-11-03`.
+pub fn label(start: i64) -> String {
     let (year, month, day) = period::civil(start);
     format!("{year:04}-{month:02}-{day:02}")
 }
