@@ -237,10 +237,17 @@ async fn mark_listing(
 #[template(path = "audit.html")]
 struct AuditPage {
     chrome: Chrome,
-    entries: Vec<(AuditEntry, String, Vec<(String, String)>)>,
+    entries: Vec<AuditRow>,
     filters: AuditForm,
     total: u64,
     next: Option<String>,
+}
+
+/// An entry as the page shows it: who in words, the detail as label and value pairs.
+struct AuditRow {
+    entry: AuditEntry,
+    who: String,
+    detail: Vec<(String, String)>,
 }
 
 /// The audit page's filters, as typed: dates are `YYYY-MM-DD` (UTC), `to` inclusive.
@@ -333,10 +340,7 @@ async fn audit_log(
         entries: page
             .items
             .into_iter()
-            .map(|entry| {
-                let (who, detail) = (who(&entry), readable_detail(&entry.detail));
-                (entry, who, detail)
-            })
+            .map(|entry| AuditRow { who: who(&entry), detail: readable_detail(&entry.detail), entry })
             .collect(),
         total: page.total,
         filters: form,
