@@ -11,6 +11,7 @@ mod account_pages;
 mod catalog_pages;
 pub mod chart;
 mod delivery_pages;
+mod install_actions;
 mod operator_pages;
 mod organization_pages;
 mod partner_pages;

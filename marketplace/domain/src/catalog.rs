@@ -510,6 +510,23 @@ async fn set_mark(
 
 /// Whether new installs of `id` are allowed: not delisted. A plugin without a listing row
 /// (its refresh failed) is installable; the registry still decides whether it exists.
+/// Every delisted plugin with when and why, for telling the tenants who have one installed
+/// (their install pages); not a listing of the catalog, so no role is needed.
+pub async fn delistings(db: &Db) -> Result<std::collections::BTreeMap<String, Delisting>, MarketError> {
+    let rows = sqlx::query("SELECT plugin_id, delisted_at, delist_reason FROM listings WHERE delisted_at IS NOT NULL")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let reason: Option<String> = row.try_get("delist_reason")?;
+            Ok((
+                row.try_get("plugin_id")?,
+                Delisting { at: row.try_get("delisted_at")?, reason: reason.unwrap_or_default() },
+            ))
+        })
+        .collect()
+}
+
 pub async fn is_installable(db: &Db, id: &PluginId) -> Result<bool, MarketError> {
     let delisted: Option<Option<i64>> = sqlx::query_scalar("SELECT delisted_at FROM listings WHERE plugin_id = $1")
         .bind(id.to_string())

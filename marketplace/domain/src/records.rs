@@ -859,3 +859,62 @@ mod tests {
         }
     }
 }
+
+/// How one install has been doing over a window: what its tenant's install page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct InstallHealth {
+    /// The window's start (milliseconds since the epoch); it ends now.
+    pub since: i64,
+    pub runs: i64,
+    pub failed: i64,
+    /// Failed / runs, in basis points (10000 = every one failed); 0 without runs.
+    pub error_rate_bp: i64,
+    /// The newest failure in the window: when, its outcome and its message.
+    pub last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LastError {
+    pub at: i64,
+    pub outcome: String,
+    pub message: Option<String>,
+}
+
+/// An install's runs, failures and newest failure since `since`; the install must be
+/// visible to the caller. Two index range reads over `(install_id, started_at)`.
+pub async fn install_health(
+    market: &Market,
+    caller: &Caller,
+    install: &str,
+    since: i64,
+) -> Result<InstallHealth, MarketError> {
+    installs::get(market, caller, install).await?;
+    let mut conn = market.db.pool.acquire().await?;
+    let counts = sqlx::query(
+        "SELECT COUNT(*) AS runs, COALESCE(SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END), 0) AS failed \
+         FROM invocations WHERE install_id = $1 AND started_at >= $2",
+    )
+    .bind(install)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (runs, failed): (i64, i64) = (counts.try_get("runs")?, counts.try_get("failed")?);
+    let last_error = sqlx::query(
+        "SELECT started_at, outcome, error_message FROM invocations \
+         WHERE install_id = $1 AND started_at >= $2 AND outcome <> 'ok' ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(install)
+    .bind(since)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| -> Result<LastError, MarketError> {
+        Ok(LastError {
+            at: row.try_get("started_at")?,
+            outcome: row.try_get("outcome")?,
+            message: row.try_get("error_message")?,
+        })
+    })
+    .transpose()?;
+    let error_rate_bp = if runs == 0 { 0 } else { failed * 10_000 / runs };
+    Ok(InstallHealth { since, runs, failed, error_rate_bp, last_error })
+}

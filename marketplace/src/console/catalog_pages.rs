@@ -304,7 +304,7 @@ async fn install_form(
 }
 
 /// `name = value` lines; blank lines and `#` comments are skipped.
-fn config_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub fn config_lines(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut config = BTreeMap::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -16,7 +16,7 @@ use super::{Chrome, Fields, PageError, csv, render};
 use crate::billing::views::{self, Bill};
 use crate::error::{Page, PageQuery};
 use crate::installs::{self, GrantConsent, Install};
-use crate::records::{self, InvocationQuery, InvocationRecord};
+use crate::records::{self, InstallHealth, InvocationQuery, InvocationRecord};
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/installs/{id}", get(show))
         .route("/console/installs/{id}/upgrade", post(upgrade))
         .route("/console/installs/{id}/resume", post(resume))
+        .merge(super::install_actions::routes())
         .route("/console/bills", get(bill))
         .route("/console/bills/{file}", get(bill_csv))
 }
@@ -34,6 +35,8 @@ pub fn routes() -> Router<AppState> {
 struct InstallsPage {
     chrome: Chrome,
     installs: Page<Install>,
+    /// Delisted plugins among them (and others), with why.
+    delistings: std::collections::BTreeMap<String, crate::catalog::Delisting>,
 }
 
 /// Operators name the tenant (`?tenant=`), as in the API; tenants see their own.
@@ -51,7 +54,8 @@ async fn list(
     let query = PageQuery { page: form.page, per_page: Some(50) };
     let tenant = form.tenant.as_deref().map(str::parse::<crate::accounts::TenantId>).transpose()?;
     let installs = installs::list(&state.market, &signed.0.caller, tenant.as_ref(), false, &query).await?;
-    render(&InstallsPage { chrome: Chrome::new("Installs", Some(&signed.0)), installs })
+    let delistings = crate::catalog::delistings(&state.market.db).await?;
+    render(&InstallsPage { chrome: Chrome::new("Installs", Some(&signed.0)), installs, delistings })
 }
 
 #[derive(Template)]
@@ -59,6 +63,20 @@ async fn list(
 struct InstallDetailPage {
     chrome: Chrome,
     install: Install,
+    /// The install's own tenant: the forms are theirs (operators read the page only).
+    is_tenant: bool,
+    /// Set when the marketplace delisted the plugin: the install runs on, but its tenant is told.
+    delisting: Option<crate::catalog::Delisting>,
+    /// The plan's terms in words (`9.00 USD a month`), when it has a plan.
+    plan_terms: Option<String>,
+    /// Runs, failures and the newest failure over the last day and the last 30 days.
+    health: Vec<(&'static str, InstallHealth)>,
+    /// A form's refusal, shown beside the form it came from, with what was typed kept.
+    problem: Option<String>,
+    notice: Option<String>,
+    /// Waiting for a payment, or paused for one: settling (not resuming) lets it run.
+    owes: bool,
+    config_text: String,
     invocations: Vec<InvocationRecord>,
     more: Option<String>,
     installed: bool,
@@ -75,10 +93,11 @@ struct Asked {
     hosts: Vec<Asked>,
 }
 
-#[derive(Debug, Deserialize)]
-struct DetailForm {
+#[derive(Debug, Default, Deserialize)]
+pub struct DetailForm {
     after: Option<String>,
     installed: Option<u8>,
+    notice: Option<String>,
 }
 
 async fn show(
@@ -87,9 +106,47 @@ async fn show(
     Path(id): Path<String>,
     Query(form): Query<DetailForm>,
 ) -> Result<Response, PageError> {
-    let install = installs::get(&state.market, &signed.0.caller, &id).await?;
+    detail_page(&state, &signed, &id, form, None).await
+}
+
+/// What a refused form on the install page brings back to it: the problem, and the
+/// settings as they were typed.
+pub struct Refused {
+    pub problem: String,
+    pub config_text: Option<String>,
+}
+
+/// The install page, with a refused form's problem and input when there is one.
+pub async fn detail_page(
+    state: &AppState,
+    signed: &Signed,
+    id: &str,
+    form: DetailForm,
+    refused: Option<Refused>,
+) -> Result<Response, PageError> {
+    let caller = &signed.0.caller;
+    let install = installs::get(&state.market, caller, id).await?;
+    // Invocations are stamped by the marketplace's clock, so the windows end on it.
+    let now = state.market.billing.clock.now_ms();
+    let mut health = Vec::with_capacity(2);
+    for (label, days) in [("Last 24 hours", 1), ("Last 30 days", 30)] {
+        health.push((label, records::install_health(&state.market, caller, id, now - days * 86_400_000).await?));
+    }
+    let delisting = crate::catalog::delistings(&state.market.db).await?.remove(&install.plugin);
+    let plan_terms = match &install.plan_id {
+        Some(plan) => {
+            Some(super::catalog_pages::plan_terms(&crate::billing::plans::get(&state.market, &plan.parse()?).await?))
+        }
+        None => None,
+    };
+    let (problem, config_text) = match refused {
+        Some(refused) => (Some(refused.problem), refused.config_text),
+        None => (None, None),
+    };
+    let config_text =
+        config_text.unwrap_or_else(|| install.config.iter().map(|(key, value)| format!("{key} = {value}\n")).collect());
     let query = InvocationQuery { after: form.after, per_page: Some(25), ..InvocationQuery::default() };
-    let page = records::list(&state.market, &signed.0.caller, &id, &query).await?;
+    let page = records::list(&state.market, caller, id, &query).await?;
     let mut upgrade = Vec::new();
     if let Some(pending) = &install.pending_upgrade {
         let asked = installs::preview(&state.market, &install.plugin, Some(&format!("={}", pending.version))).await?;
@@ -114,6 +171,15 @@ async fn show(
         }
     }
     render(&InstallDetailPage {
+        is_tenant: caller.role() == "tenant",
+        delisting,
+        plan_terms,
+        health,
+        problem,
+        notice: form.notice.clone(),
+        owes: install.status == installs::InstallStatus::PendingPayment
+            || install.paused_for == Some(installs::PauseCause::Payment),
+        config_text,
         upgrade,
         chrome: Chrome::new(format!("Install {}", install.plugin), Some(&signed.0)),
         more: page.next_after.filter(|_| page.has_more),

@@ -686,3 +686,84 @@ fn the_audit_log_reads_as_sentences_and_filters_by_actor_action_target_and_day()
         }
     });
 }
+
+#[test]
+fn a_tenant_runs_an_install_from_its_page_settings_secrets_health_delisting_and_uninstall() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let page_of = format!("/console/installs/{}", world.install);
+        let mut tenant = Browser::new(env);
+        tenant.sign_in(&world.globex).await;
+        let page = tenant.get(&page_of).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        // The plan in words, and the one ok run in both windows.
+        assert!(page.body.contains("lifetime: 60.00 EUR once"), "{}", page.body);
+        let healthy = "<td class=\"num\">1</td><td class=\"num\">0</td><td class=\"num\">0.00%</td>\n<td>none</td>";
+        assert_eq!(page.body.matches(healthy).count(), 2, "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+
+        // Settings: a line that is not `name = value` comes back beside the form, as typed.
+        let typed = "prefix = >> \nnonsense";
+        let refused = tenant.post(&format!("{page_of}/settings"), &[("csrf", &csrf), ("config", typed)]).await;
+        assert_eq!(refused.status, StatusCode::OK, "{}", refused.body);
+        assert!(refused.body.contains("Not done: config line 2 is not `name = value`"), "{}", refused.body);
+        assert!(refused.body.contains(&escaped(typed)), "{}", refused.body);
+        let saved = tenant.post(&format!("{page_of}/settings"), &[("csrf", &csrf), ("config", "prefix = >> ")]).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        let (_, install) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(install["config"], json!({ "prefix": ">>" }));
+
+        // Secrets: set (never shown again), then removed.
+        let secret = "s3cret-value-never-shown";
+        let set = tenant
+            .post(&format!("{page_of}/secrets"), &[("csrf", &csrf), ("name", "api-key"), ("value", secret)])
+            .await;
+        assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.body);
+        let page = tenant.get(set.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("Secret api-key set; it is never shown again."), "{}", page.body);
+        assert!(page.body.contains("<code>api-key</code> (set)") && !page.body.contains(secret), "{}", page.body);
+        let removed = tenant.post(&format!("{page_of}/secrets/api-key/remove"), &[("csrf", &csrf)]).await;
+        assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+        let (_, install) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(install["secret_names"], json!([]));
+
+        // A delisting is told to the tenants who have the plugin, on the list and the page.
+        let reason = "the publisher stopped answering security reports";
+        let (status, body) =
+            env.post("/v1/catalog/nexus-labs/echo/delist", &env.operator, json!({ "reason": reason })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let list = tenant.get("/console/installs").await;
+        assert!(list.body.contains(&format!("Delisted by the marketplace: {reason}")), "{}", list.body);
+        let page = tenant.get(&page_of).await;
+        assert!(page.body.contains("Your install keeps running and keeps its plan"), "{}", page.body);
+
+        // An operator reads the page but gets none of the tenant's forms.
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let read = operator.get(&page_of).await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+        assert!(
+            read.body.contains("Health") && !read.body.contains("Save settings") && !read.body.contains("Uninstall")
+        );
+        let forged = operator
+            .post(&format!("{page_of}/uninstall"), &[("csrf", &Browser::csrf_of(&read)), ("confirm", "yes")])
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+
+        // Uninstalling needs the tick; then the install is gone and the page says so.
+        let unconfirmed = tenant.post(&format!("{page_of}/uninstall"), &[("csrf", &csrf)]).await;
+        assert!(unconfirmed.body.contains("Not done: tick"), "{}", unconfirmed.body);
+        let (_, install) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(install["status"], "active");
+        let gone = tenant.post(&format!("{page_of}/uninstall"), &[("csrf", &csrf), ("confirm", "yes")]).await;
+        assert_eq!(gone.status, StatusCode::SEE_OTHER, "{}", gone.body);
+        let (_, install) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(install["status"], "uninstalled");
+        let page = tenant.get(gone.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("Uninstalled. Its history and bills stay here."), "{}", page.body);
+        assert!(!page.body.contains("Save settings"), "no forms for what is gone");
+        let again = tenant.post(&format!("{page_of}/uninstall"), &[("csrf", &csrf), ("confirm", "yes")]).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    });
+}
