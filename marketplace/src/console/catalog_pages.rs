@@ -75,6 +75,32 @@ pub fn price_label(listing: &Listing) -> String {
     }
 }
 
+/// When a plan charges, said on the install form before anyone installs: `9.00 USD is
+/// charged now, then every month`, `nothing for 14 days, then 9.00 USD every month`.
+pub fn charge_notice(plan: &Plan) -> String {
+    let currency = plan.currency.as_deref().unwrap_or("");
+    let every = plan.interval.map_or("month", |i| i.as_str());
+    let usage = plan.usage.as_ref().map(|u| format!("usage ({}) is charged at the end of each {every}", u.meter));
+    let base = match plan.model {
+        PlanModel::Free => return "Nothing is charged.".to_string(),
+        PlanModel::OneTime => Some(format!("{} is charged now, once", money(plan.price_minor, currency))),
+        PlanModel::Subscription | PlanModel::Usage if plan.price_minor > 0 => {
+            let price = money(plan.price_minor, currency);
+            Some(if plan.trial_days > 0 {
+                format!("nothing for {} days, then {price} every {every}, in advance", plan.trial_days)
+            } else {
+                format!("{price} is charged now, then every {every}, in advance")
+            })
+        }
+        PlanModel::Subscription | PlanModel::Usage => None,
+    };
+    let mut notice = [base, usage].into_iter().flatten().collect::<Vec<_>>().join("; ");
+    if let Some(first) = notice.get(..1) {
+        notice = format!("{}{}.", first.to_uppercase(), &notice[1..]);
+    }
+    notice
+}
+
 #[derive(Debug, Deserialize)]
 struct SearchForm {
     q: Option<String>,
@@ -377,6 +403,44 @@ mod tests {
         assert_eq!(config.get("channel").map(String::as_str), Some("#ops"));
         assert_eq!(config.get("level").map(String::as_str), Some("warn"));
         assert_eq!(config_lines("a = 1\nnonsense").unwrap_err(), "config line 2 is not `name = value`");
+    }
+
+    #[test]
+    fn the_install_form_says_what_is_charged_and_when() {
+        let plan = |model, price_minor, trial_days, usage: Option<&str>| Plan {
+            id: "pln_1".into(),
+            plugin: "acme/a".into(),
+            key: "k".into(),
+            revision: 1,
+            name: "K".into(),
+            model,
+            currency: Some("USD".into()),
+            price_minor,
+            interval: None,
+            trial_days,
+            usage: usage.map(|meter| plans::UsageTerms {
+                meter: meter.into(),
+                unit_minor: 2,
+                included_units: 0,
+                cap_minor: None,
+            }),
+            created_at: 0,
+            retired_at: None,
+        };
+        assert_eq!(charge_notice(&plan(PlanModel::Free, 0, 0, None)), "Nothing is charged.");
+        assert_eq!(charge_notice(&plan(PlanModel::OneTime, 4900, 0, None)), "49.00 USD is charged now, once.");
+        assert_eq!(
+            charge_notice(&plan(PlanModel::Subscription, 900, 0, None)),
+            "9.00 USD is charged now, then every month, in advance."
+        );
+        assert_eq!(
+            charge_notice(&plan(PlanModel::Subscription, 900, 14, Some("emails"))),
+            "Nothing for 14 days, then 9.00 USD every month, in advance; usage (emails) is charged at the end of each month."
+        );
+        assert_eq!(
+            charge_notice(&plan(PlanModel::Usage, 0, 0, Some("emails"))),
+            "Usage (emails) is charged at the end of each month."
+        );
     }
 
     #[test]

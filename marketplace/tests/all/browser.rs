@@ -247,11 +247,10 @@ fn each_role_uses_the_console_in_a_real_browser() {
         driver.wait_for("What it asks for").await;
         driver.screenshot("listing").await;
         driver.click("a[href='/console/catalog/nexus-labs/chat-notifier/install']").await;
-        driver.wait_for("Consent and install").await;
+        // Consent is one decision: what it may do is listed, and one button grants it all.
+        let form = driver.wait_for("Grant and install").await;
+        assert!(form.contains("will be able to") && driver.find_all("input[type=checkbox]").await.is_empty());
         driver.screenshot("install-consent").await;
-        for checkbox in driver.find_all("input[type=checkbox]").await {
-            driver.command(reqwest::Method::POST, &format!("/element/{checkbox}/click"), Some(json!({}))).await;
-        }
         driver.type_into("#config", "channel = #ops").await;
         driver.type_into("#secret_name_1", "webhook_token").await;
         driver.type_into("#secret_value_1", "sk-browser-SECRET-7").await;

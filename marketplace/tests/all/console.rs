@@ -200,14 +200,7 @@ fn every_page_answers_every_role_as_the_api_would() {
             ("/console/catalog/nexus-labs/echo".into(), [Shows(&["Lifetime", "60.00 EUR once"]); 6]),
             (
                 "/console/catalog/nexus-labs/echo/install".into(),
-                [
-                    SignIn,
-                    FORBIDDEN,
-                    FORBIDDEN,
-                    FORBIDDEN,
-                    Shows(&["Consent and install"]),
-                    Shows(&["Consent and install"]),
-                ],
+                [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, Shows(&["Grant and install"]), Shows(&["Grant and install"])],
             ),
             (
                 "/console/installs".into(),
@@ -490,12 +483,15 @@ fn a_tenant_installs_through_the_consent_form_and_only_with_consent() {
                 assert!(form.body.contains(&format!("value=\"{}\"", host["host"].as_str().unwrap())), "{host}");
             }
         }
+        // What is charged and when is said before installing.
+        let echo = browser.get("/console/catalog/nexus-labs/echo/install").await;
+        assert!(echo.body.contains("60.00 EUR is charged now, once."), "{}", echo.body);
         let csrf = Browser::csrf_of(&form);
         let installs_of = |tenant: &'static str| async move {
             let (_, page) = env.get(&format!("/v1/installs?tenant={tenant}"), &env.operator).await;
             page["total"].as_u64().unwrap()
         };
-        // Without ticking the consent boxes nothing is installed; the form says why.
+        // A post without the consent (a stale or forged form) installs nothing; the form says why.
         let refused = browser.post("/console/catalog/nexus-labs/chat-notifier/install", &[("csrf", &csrf)]).await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
         assert!(refused.body.contains("consent"), "{}", refused.body);
