@@ -28,7 +28,7 @@ use crate::billing::payouts::{
 use crate::billing::plans::{self, Plan, PlanRequest};
 use crate::billing::refunds::{self, Refund, RefundRequest};
 use crate::billing::run::{self, RunReport, RunRequest};
-use crate::billing::settle::{self, PlanChange, SettleReport};
+use crate::billing::settle::{self, PlanChange, PlanChangePreview, PreviewQuery, SettleReport};
 use crate::billing::share::{self, PolicyRequest, SharePolicy};
 use crate::billing::statements::{self, Statement, StatementSummary};
 use crate::billing::views::{self, Bill, Sales};
@@ -40,6 +40,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_plans, put_plan))
         .routes(routes!(retire_plan))
         .routes(routes!(change_plan))
+        .routes(routes!(preview_plan_change))
         .routes(routes!(settle_install))
         .routes(routes!(list_charges))
         .routes(routes!(show_charge))
@@ -159,6 +160,19 @@ pub async fn change_plan(
     JsonBody(body): JsonBody<PlanChange>,
 ) -> Result<Json<Install>, ApiError> {
     Ok(Json(settle::change_plan(&state.market, &caller, &id, body, idempotency_key(&headers)).await?))
+}
+
+/// What moving an install to `plan` would credit and charge now (the same rules as the
+/// change itself); nothing is written.
+#[utoipa::path(get, path = "/v1/installs/{id}/plan/preview", tag = "billing", params(("id" = String, Path), PreviewQuery),
+    responses((status = 200, body = PlanChangePreview)))]
+pub async fn preview_plan_change(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<PreviewQuery>,
+) -> Result<Json<PlanChangePreview>, ApiError> {
+    Ok(Json(settle::preview_change(&state.market, &caller, &id, query).await?))
 }
 
 /// Pays an install's failed charges now; an install paused for payment resumes once none is

@@ -152,7 +152,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 106] = [
+const ALL_ROUTES: [(&str, &str); 107] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -237,6 +237,7 @@ const ALL_ROUTES: [(&str, &str); 106] = [
     ("POST", "/v1/plugins/{publisher}/{name}/plans"),
     ("DELETE", "/v1/plugins/{publisher}/{name}/plans/{key}"),
     ("PUT", "/v1/installs/{id}/plan"),
+    ("GET", "/v1/installs/{id}/plan/preview"),
     ("POST", "/v1/installs/{id}/settle"),
     ("GET", "/v1/charges"),
     ("GET", "/v1/charges/{id}"),
@@ -727,6 +728,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             json!({ "key": "plan-{n}", "name": "P", "model": "one-time", "currency": "EUR", "price_minor": 100 }),
         ),
         route("DELETE", format!("{plans}/{{fresh}}"), nexus_labs_only(EMPTY)).fresh(Fresh::Plan),
+        route("GET", format!("{chat_install}/plan/preview?plan=per-message"), owner_changes(OK)),
         route("PUT", format!("{chat_install}/plan"), owner_changes(OK))
             .json(json!({ "plan": "per-message" }))
             .idempotent(),

@@ -225,6 +225,25 @@ fn the_worked_example_reproduces_to_the_cent() {
         // Nov 20: the upgrade, prorated.
         m.clock.set(NOV_20);
         let pii_id = pii["id"].as_str().unwrap();
+        // The preview says what the change then does, to the cent, and writes nothing.
+        let uri = format!("/v1/installs/{pii_id}/plan/preview?plan=business");
+        let (status, preview) = env.get(&uri, &globex).await;
+        assert_eq!(status, StatusCode::OK, "{preview}");
+        assert_eq!(
+            (&preview["currency"], &preview["credited_minor"], &preview["charged_minor"]),
+            (&json!("USD"), &json!(2417), &json!(4917)),
+            "{preview}"
+        );
+        let lines: Vec<(&str, i64)> = preview["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["line"].as_str().unwrap(), l["amount_minor"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(lines, [("proration-credit", -2417), ("proration", 4917)]);
+        assert_eq!(env.get(&uri, &globex).await.1, preview, "a preview changes nothing");
+        let (status, same) = env.get(&format!("/v1/installs/{pii_id}/plan/preview?plan=team"), &globex).await;
+        assert_eq!((status, &same["error"]["code"]), (StatusCode::CONFLICT, &json!("same_plan")), "{same}");
         let change = json!({ "plan": "business" });
         let (status, moved) =
             m.keyed("PUT", &format!("/v1/installs/{pii_id}/plan"), &globex, "move-1", change.clone()).await;

@@ -149,104 +149,40 @@ pub async fn change_plan(
         }
         None => {}
     }
-    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
-    let target = if request.plan.starts_with(PlanId::PREFIX) {
-        let plan = plans::get(market, &request.plan.parse()?).await?;
-        if plan.plugin != install.plugin {
-            return Err(MarketError::invalid(
-                ErrorCode::PlanOfAnotherPlugin,
-                format!("plan {} belongs to {}, not to {}", plan.id, plan.plugin, install.plugin),
-            ));
-        }
-        if plan.retired_at.is_some() {
-            return Err(MarketError::invalid(ErrorCode::PlanRetired, format!("plan {} is no longer offered", plan.id)));
-        }
-        plan
-    } else {
-        plans::choose(market, &plugin, Some(&request.plan)).await?
-    };
+    let target = target_of(market, &install, &request).await?;
     let now = market.billing.clock.now_ms();
     // What is due under the old plan is billed first.
     run::bill_install(market, id, now).await?;
     let mut tx = market.db.write_tx().await?;
-    let row = sqlx::query(&format!(
-        "SELECT plan_id, billing_anchor, trial_ends_at, paid_through, usage_billed_until FROM installs WHERE id = $1{}",
-        market.db.for_update()
-    ))
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let current_id: String = row.try_get::<Option<String>, _>("plan_id")?.ok_or_else(|| {
-        MarketError::conflict(
-            ErrorCode::NoPlan,
-            format!("install {id} has no plan to change from (its plugin offers none)"),
-        )
-    })?;
-    if current_id == target.id {
-        return Err(MarketError::conflict(
-            ErrorCode::SamePlan,
-            format!("install {id} is already on plan {}", target.id),
-        ));
-    }
-    let current = plans::get_in(&mut tx, &current_id.parse()?).await?;
-    let mut anchor: i64 = row.try_get::<Option<i64>, _>("billing_anchor")?.unwrap_or(now);
-    let trial_ends_at: Option<i64> = row.try_get("trial_ends_at")?;
-    let paid_through: Option<i64> = row.try_get("paid_through")?;
-    let mut usage_billed_until: Option<i64> = row.try_get("usage_billed_until")?;
+    let (current, position) = position(&mut tx, market, id, &target, true).await?;
+    let effects = decide(&mut tx, id, &current, &target, &position, now).await?;
+    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
     let publisher = plugin.publisher.to_string();
     let old =
         Billed { install: id, tenant: &install.tenant, plugin: &install.plugin, publisher: &publisher, plan: &current };
-
-    // Usage so far, under the old plan.
-    if let (Some(_), Some(from)) = (&current.usage, usage_billed_until)
-        && from < now
-    {
-        let line = run::usage_line(&mut tx, id, &current, Period { start_ms: from, end_ms: now }).await?;
+    let new = Billed { plan: &target, ..old.clone() };
+    if let Some(line) = effects.usage_line {
         charges::insert(&mut tx, &old, line, now).await?;
     }
-    usage_billed_until = target.usage.as_ref().map(|_| now.max(anchor));
-
-    let in_trial = trial_ends_at.is_some_and(|ends| ends > now);
-    let same_grid = current.charges_periods() && current.interval == target.interval && !in_trial;
-    let mut new_paid_through = None;
-    if !in_trial && current.charges_periods() && paid_through.is_some_and(|p| p > now) {
-        credit_unused(&mut tx, market, id, now, caller).await?;
+    if let Some((charge, credit)) = &effects.credit {
+        let reason = "plan changed: the unused part of the period";
+        refunds::refund_in(
+            &mut tx,
+            market,
+            charge,
+            *credit,
+            RefundKind::ProrationCredit,
+            reason,
+            &caller.actor(),
+            None,
+            now,
+        )
+        .await?;
     }
-    if target.charges_periods() {
-        if in_trial {
-            new_paid_through = Some(anchor);
-        } else if same_grid {
-            let (_, period) =
-                period::period_containing(anchor, target.interval.unwrap_or(period::Interval::Month), now)
-                    .map_err(money_error)?;
-            let new = Billed { plan: &target, ..old.clone() };
-            let mut detail = ChargeDetail::of(&target);
-            detail.price_minor = Some(target.price_minor);
-            detail.prorated_of = Some((period.start_ms, period.end_ms));
-            let currency = target.currency()?.ok_or_else(|| storage("priced plan without currency"))?;
-            let line = NewCharge {
-                line: "proration".into(),
-                period: Period { start_ms: now, end_ms: period.end_ms },
-                currency,
-                amount_minor: period::prorate(target.price_minor, period, now).map_err(money_error)?,
-                detail,
-            };
-            charges::insert(&mut tx, &new, line, now).await?;
-            new_paid_through = Some(period.end_ms);
-        } else {
-            anchor = now;
-            new_paid_through = Some(now);
-        }
-    } else if target.usage.is_some() && !in_trial && !same_grid && !current.charges_periods() && current.usage.is_none()
-    {
-        anchor = now;
-        usage_billed_until = Some(now);
+    for line in effects.new_lines {
+        charges::insert(&mut tx, &new, line, now).await?;
     }
-    if target.model == PlanModel::OneTime {
-        let new = Billed { plan: &target, ..old.clone() };
-        charges::insert(&mut tx, &new, run::one_time_line(&target, now)?, now).await?;
-    }
-    let next_bill_at = [new_paid_through, usage_billed_until.map(|_| now)].into_iter().flatten().min();
+    let next_bill_at = [effects.paid_through, effects.usage_billed_until.map(|_| now)].into_iter().flatten().min();
     sqlx::query(
         "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, paid_through = $5, usage_billed_until = $6, \
          next_bill_at = $7, updated_at = $8 WHERE id = $1",
@@ -254,9 +190,9 @@ pub async fn change_plan(
     .bind(id)
     .bind(&target.id)
     .bind(&target.key)
-    .bind(anchor)
-    .bind(new_paid_through)
-    .bind(usage_billed_until)
+    .bind(effects.anchor)
+    .bind(effects.paid_through)
+    .bind(effects.usage_billed_until)
     .bind(next_bill_at)
     .bind(now)
     .execute(&mut *tx)
@@ -285,15 +221,156 @@ pub async fn change_plan(
     installs::get_checked_elsewhere(market, id).await
 }
 
-/// Credits the unused part of the period charge covering `now` (the tenant paid it in
-/// advance). A charge not yet collected must be settled first.
-async fn credit_unused(
+/// The offered plan (or revision) a change asks for, of the install's own plugin.
+async fn target_of(market: &Market, install: &Install, request: &PlanChange) -> Result<plans::Plan, MarketError> {
+    if request.plan.starts_with(PlanId::PREFIX) {
+        let plan = plans::get(market, &request.plan.parse()?).await?;
+        if plan.plugin != install.plugin {
+            return Err(MarketError::invalid(
+                ErrorCode::PlanOfAnotherPlugin,
+                format!("plan {} belongs to {}, not to {}", plan.id, plan.plugin, install.plugin),
+            ));
+        }
+        if plan.retired_at.is_some() {
+            return Err(MarketError::invalid(ErrorCode::PlanRetired, format!("plan {} is no longer offered", plan.id)));
+        }
+        Ok(plan)
+    } else {
+        let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
+        plans::choose(market, &plugin, Some(&request.plan)).await
+    }
+}
+
+/// Where an install stands in its billing when a change starts.
+struct Position {
+    anchor: Option<i64>,
+    trial_ends_at: Option<i64>,
+    paid_through: Option<i64>,
+    usage_billed_until: Option<i64>,
+}
+
+/// The install's current plan and billing position, refusing a change to the plan it is on
+/// or from no plan at all; `lock` reads the row for update (the change itself).
+async fn position(
     conn: &mut sqlx::AnyConnection,
     market: &Market,
+    id: &str,
+    target: &plans::Plan,
+    lock: bool,
+) -> Result<(plans::Plan, Position), MarketError> {
+    let row = sqlx::query(&format!(
+        "SELECT plan_id, billing_anchor, trial_ends_at, paid_through, usage_billed_until FROM installs WHERE id = $1{}",
+        if lock { market.db.for_update() } else { "" }
+    ))
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let current_id: String = row.try_get::<Option<String>, _>("plan_id")?.ok_or_else(|| {
+        MarketError::conflict(
+            ErrorCode::NoPlan,
+            format!("install {id} has no plan to change from (its plugin offers none)"),
+        )
+    })?;
+    if current_id == target.id {
+        return Err(MarketError::conflict(
+            ErrorCode::SamePlan,
+            format!("install {id} is already on plan {}", target.id),
+        ));
+    }
+    let current = plans::get_in(conn, &current_id.parse()?).await?;
+    let position = Position {
+        anchor: row.try_get("billing_anchor")?,
+        trial_ends_at: row.try_get("trial_ends_at")?,
+        paid_through: row.try_get("paid_through")?,
+        usage_billed_until: row.try_get("usage_billed_until")?,
+    };
+    Ok((current, position))
+}
+
+/// What a plan change does, decided before anything is written: the preview shows it and
+/// the change applies it, so what a tenant is shown is what happens.
+struct Effects {
+    /// Usage so far, billed under the old plan.
+    usage_line: Option<NewCharge>,
+    /// The unused part of the period's charge, credited back (a refund of that charge).
+    credit: Option<(ChargeId, i64)>,
+    /// Charged under the new plan at the change: the rest of the period, or a one-time price.
+    new_lines: Vec<NewCharge>,
+    anchor: i64,
+    paid_through: Option<i64>,
+    usage_billed_until: Option<i64>,
+    /// The new plan's first period starts at the change and is billed at once, in full.
+    new_period_now: bool,
+}
+
+async fn decide(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    current: &plans::Plan,
+    target: &plans::Plan,
+    position: &Position,
+    now: i64,
+) -> Result<Effects, MarketError> {
+    let mut anchor = position.anchor.unwrap_or(now);
+    // Usage so far, under the old plan.
+    let usage_line = match (&current.usage, position.usage_billed_until) {
+        (Some(_), Some(from)) if from < now => {
+            Some(run::usage_line(conn, id, current, Period { start_ms: from, end_ms: now }).await?)
+        }
+        _ => None,
+    };
+    let mut usage_billed_until = target.usage.as_ref().map(|_| now.max(anchor));
+
+    let in_trial = position.trial_ends_at.is_some_and(|ends| ends > now);
+    let same_grid = current.charges_periods() && current.interval == target.interval && !in_trial;
+    let credit = if !in_trial && current.charges_periods() && position.paid_through.is_some_and(|p| p > now) {
+        unused_credit(conn, id, now).await?
+    } else {
+        None
+    };
+    let (mut paid_through, mut new_lines, mut new_period_now) = (None, Vec::new(), false);
+    if target.charges_periods() {
+        if in_trial {
+            paid_through = Some(anchor);
+        } else if same_grid {
+            let (_, period) =
+                period::period_containing(anchor, target.interval.unwrap_or(period::Interval::Month), now)
+                    .map_err(money_error)?;
+            let mut detail = ChargeDetail::of(target);
+            detail.price_minor = Some(target.price_minor);
+            detail.prorated_of = Some((period.start_ms, period.end_ms));
+            let currency = target.currency()?.ok_or_else(|| storage("priced plan without currency"))?;
+            new_lines.push(NewCharge {
+                line: "proration".into(),
+                period: Period { start_ms: now, end_ms: period.end_ms },
+                currency,
+                amount_minor: period::prorate(target.price_minor, period, now).map_err(money_error)?,
+                detail,
+            });
+            paid_through = Some(period.end_ms);
+        } else {
+            anchor = now;
+            paid_through = Some(now);
+            new_period_now = true;
+        }
+    } else if target.usage.is_some() && !in_trial && !same_grid && !current.charges_periods() && current.usage.is_none()
+    {
+        anchor = now;
+        usage_billed_until = Some(now);
+    }
+    if target.model == PlanModel::OneTime {
+        new_lines.push(run::one_time_line(target, now)?);
+    }
+    Ok(Effects { usage_line, credit, new_lines, anchor, paid_through, usage_billed_until, new_period_now })
+}
+
+/// The unused part of the period charge covering `now` (the tenant paid it in advance), to
+/// credit back. A charge not yet collected must be settled first.
+async fn unused_credit(
+    conn: &mut sqlx::AnyConnection,
     install: &str,
     now: i64,
-    caller: &Caller,
-) -> Result<(), MarketError> {
+) -> Result<Option<(ChargeId, i64)>, MarketError> {
     let row = sqlx::query(
         "SELECT id, amount_minor, refunded_minor, status, period_start, period_end FROM charges \
          WHERE install_id = $1 AND line IN ('subscription', 'proration') AND period_start <= $2 AND period_end > $2 \
@@ -303,11 +380,11 @@ async fn credit_unused(
     .bind(now)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(()) };
+    let Some(row) = row else { return Ok(None) };
     let charge: ChargeId = row.try_get::<String, _>("id")?.parse()?;
     let status = collect::charge_status(&row)?;
     if status == ChargeStatus::NothingDue {
-        return Ok(());
+        return Ok(None);
     }
     if status != ChargeStatus::Collected {
         return Err(MarketError::conflict(
@@ -318,20 +395,91 @@ async fn credit_unused(
     let period = Period { start_ms: row.try_get("period_start")?, end_ms: row.try_get("period_end")? };
     let (amount, refunded): (i64, i64) = (row.try_get("amount_minor")?, row.try_get("refunded_minor")?);
     let credit = period::prorate(amount, period, now).map_err(money_error)?.min(amount - refunded);
-    if credit > 0 {
-        let reason = "plan changed: the unused part of the period";
-        refunds::refund_in(
-            conn,
-            market,
-            &charge,
-            credit,
-            RefundKind::ProrationCredit,
-            reason,
-            &caller.actor(),
-            None,
-            now,
-        )
-        .await?;
+    Ok((credit > 0).then_some((charge, credit)))
+}
+
+/// `GET /v1/installs/{id}/plan/preview?plan=`: what moving to `plan` would credit and
+/// charge now, decided by the same rules the change applies; nothing is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PlanChangePreview {
+    pub install: String,
+    pub from_plan: String,
+    pub to_plan: String,
+    /// The currency of the totals: the new plan's (the old plan's when the new one is free).
+    pub currency: Option<String>,
+    /// Credited back at the change: the unused part of the period already paid.
+    pub credited_minor: i64,
+    /// Charged at the change: usage so far, the new price for the rest of the period (or a
+    /// whole new period from now), a one-time price.
+    pub charged_minor: i64,
+    /// Each line, credits negative.
+    pub lines: Vec<PreviewLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PreviewLine {
+    /// `usage:<meter>`, `proration-credit`, `proration`, `subscription` or `one-time`.
+    pub line: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// Query of `GET /v1/installs/{id}/plan/preview`.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// A plan key of the install's plugin, or a plan revision id.
+    pub plan: String,
+}
+
+pub async fn preview_change(
+    market: &Market,
+    caller: &Caller,
+    id: &str,
+    query: PreviewQuery,
+) -> Result<PlanChangePreview, MarketError> {
+    let install = own_install(market, caller, id).await?;
+    if install.status == installs::InstallStatus::Uninstalled {
+        return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
-    Ok(())
+    let target = target_of(market, &install, &PlanChange { plan: query.plan }).await?;
+    let now = market.billing.clock.now_ms();
+    let mut conn = market.db.pool.acquire().await?;
+    let (current, position) = position(&mut conn, market, id, &target, false).await?;
+    let effects = decide(&mut conn, id, &current, &target, &position, now).await?;
+    let currency = target.currency.clone().or_else(|| current.currency.clone());
+    let mut lines: Vec<PreviewLine> = Vec::new();
+    let mut push = |line: String, amount_minor: i64, currency: String| {
+        if amount_minor != 0 {
+            lines.push(PreviewLine { line, amount_minor, currency });
+        }
+    };
+    if let Some(usage) = &effects.usage_line {
+        push(usage.line.clone(), usage.amount_minor, usage.currency.to_string());
+    }
+    if let (Some((_, credit)), Some(code)) = (&effects.credit, &current.currency) {
+        push("proration-credit".into(), -credit, code.clone());
+    }
+    for line in &effects.new_lines {
+        push(line.line.clone(), line.amount_minor, line.currency.to_string());
+    }
+    if let (true, Some(code)) = (effects.new_period_now, &target.currency) {
+        push("subscription".into(), target.price_minor, code.clone());
+    }
+    let in_currency = |l: &&PreviewLine| Some(&l.currency) == currency.as_ref();
+    Ok(PlanChangePreview {
+        install: id.to_string(),
+        from_plan: current.id,
+        to_plan: target.id,
+        credited_minor: -lines
+            .iter()
+            .filter(in_currency)
+            .filter(|l| l.amount_minor < 0)
+            .map(|l| l.amount_minor)
+            .sum::<i64>(),
+        charged_minor: lines.iter().filter(in_currency).filter(|l| l.amount_minor > 0).map(|l| l.amount_minor).sum(),
+        currency,
+        lines,
+    })
 }
