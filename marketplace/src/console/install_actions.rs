@@ -4,18 +4,22 @@
 
 use std::collections::BTreeMap;
 
+use askama::Template;
 use axum::Form;
 use axum::Router;
+use axum::extract::Query;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
+use serde::Deserialize;
 
 use super::catalog_pages::{config_lines, urlencode};
 use super::session::Signed;
 use super::tenant_pages::{DetailForm, Refused, detail_page};
-use super::{Fields, PageError};
+use super::{Chrome, Fields, PageError, money, render};
 use crate::MarketError;
-use crate::billing::settle;
+use crate::billing::plans::{self, Plan};
+use crate::billing::settle::{self, PlanChange, PlanChangePreview, PreviewQuery};
 use crate::installs::{self, SettingsUpdate};
 use crate::server::AppState;
 
@@ -26,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/installs/{id}/secrets/{name}/remove", post(remove_secret))
         .route("/console/installs/{id}/settle", post(pay))
         .route("/console/installs/{id}/uninstall", post(uninstall))
+        .route("/console/installs/{id}/plan", get(preview_plan).post(change_plan))
 }
 
 /// Back to the install page with a notice.
@@ -149,6 +154,81 @@ async fn uninstall(
     }
     match installs::uninstall(&state.market, &signed.0.caller, &id).await {
         Ok(install) => Ok(done(&install.id, "Uninstalled. Its history and bills stay here.")),
+        Err(error) => refused_or(&state, &signed, &id, error, None).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "plan_change.html")]
+struct PlanChangePage {
+    chrome: Chrome,
+    install: String,
+    plugin: String,
+    plan: Plan,
+    terms: String,
+    preview: PlanChangePreview,
+    /// The change's Idempotency-Key, fixed when the page is drawn: sending the form twice
+    /// (a double click, a resend) changes the plan once.
+    key: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PlanForm {
+    plan: Option<String>,
+}
+
+/// The change's preview, to confirm: what is credited and charged today, then the terms.
+async fn preview_plan(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(form): Query<PlanForm>,
+) -> Result<Response, PageError> {
+    let caller = &signed.0.caller;
+    let Some(plan) = form.plan.filter(|p| !p.trim().is_empty()) else {
+        let refused = Refused { problem: "choose the plan to move to".into(), config_text: None };
+        return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
+    };
+    let preview = match settle::preview_change(&state.market, caller, &id, PreviewQuery { plan }).await {
+        Ok(preview) => preview,
+        Err(error) => return refused_or(&state, &signed, &id, error, None).await,
+    };
+    let install = installs::get(&state.market, caller, &id).await?;
+    let plan = plans::get(&state.market, &preview.to_plan.parse()?).await?;
+    let key = nexus_registry::publishers::random_hex(16)?;
+    render(&PlanChangePage {
+        chrome: Chrome::new(format!("Change the plan of {}", install.plugin), Some(&signed.0)),
+        install: id,
+        plugin: install.plugin,
+        terms: super::catalog_pages::plan_terms(&plan),
+        plan,
+        preview,
+        key,
+    })
+}
+
+impl PlanChangePage {
+    fn amount(&self, minor: &i64) -> String {
+        money(*minor, self.preview.currency.as_deref().unwrap_or(""))
+    }
+}
+
+async fn change_plan(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    let (Some(plan), Some(key)) = (fields.text("plan"), fields.text("key")) else {
+        let refused =
+            Refused { problem: "choose the plan to move to, and confirm it on its preview".into(), config_text: None };
+        return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
+    };
+    let request = PlanChange { plan: plan.to_string() };
+    match settle::change_plan(&state.market, &signed.0.caller, &id, request, Some(&format!("console-{key}"))).await {
+        Ok(install) => Ok(done(&id, &format!("Moved to plan {}.", install.plan))),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
 }

@@ -69,6 +69,8 @@ struct InstallDetailPage {
     delisting: Option<crate::catalog::Delisting>,
     /// The plan's terms in words (`9.00 USD a month`), when it has a plan.
     plan_terms: Option<String>,
+    /// The plans it could move to (offered now, not its own), with their terms.
+    other_plans: Vec<(crate::billing::plans::Plan, String)>,
     /// Runs, failures and the newest failure over the last day and the last 30 days.
     health: Vec<(&'static str, InstallHealth)>,
     /// A form's refusal, shown beside the form it came from, with what was typed kept.
@@ -139,6 +141,16 @@ pub async fn detail_page(
         }
         None => None,
     };
+    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
+    let other_plans = crate::billing::plans::offered(&state.market, &plugin)
+        .await?
+        .into_iter()
+        .filter(|p| Some(&p.id) != install.plan_id.as_ref())
+        .map(|p| {
+            let terms = super::catalog_pages::plan_terms(&p);
+            (p, terms)
+        })
+        .collect();
     let (problem, config_text) = match refused {
         Some(refused) => (Some(refused.problem), refused.config_text),
         None => (None, None),
@@ -174,6 +186,7 @@ pub async fn detail_page(
         is_tenant: caller.role() == "tenant",
         delisting,
         plan_terms,
+        other_plans,
         health,
         problem,
         notice: form.notice.clone(),

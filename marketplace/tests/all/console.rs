@@ -763,3 +763,64 @@ fn a_tenant_runs_an_install_from_its_page_settings_secrets_health_delisting_and_
         assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
     });
 }
+
+#[test]
+fn a_plan_change_is_previewed_to_the_cent_then_confirmed_once_however_often_the_form_is_sent() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let monthly = json!({ "key": "monthly", "name": "Monthly", "model": "subscription", "currency": "EUR",
+                              "price_minor": 900, "interval": "month" });
+        let (status, body) = env.post("/v1/plugins/nexus-labs/echo/plans", &env.publisher, monthly).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let page_of = format!("/console/installs/{}", world.install);
+        let mut tenant = Browser::new(env);
+        tenant.sign_in(&world.globex).await;
+        let page = tenant.get(&page_of).await;
+        assert!(page.body.contains("Monthly: 9.00 EUR a month") && page.body.contains("Preview the change"));
+
+        let preview = tenant.get(&format!("{page_of}/plan?plan=monthly")).await;
+        assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+        let (_, api) =
+            env.get(&format!("/v1/installs/{}/plan/preview?plan=monthly", world.install), &world.globex).await;
+        assert_eq!((&api["credited_minor"], &api["charged_minor"]), (&json!(0), &json!(900)), "{api}");
+        for text in [
+            "<tr><th scope=\"row\">Credited today</th><td class=\"num\">0.00 EUR</td></tr>",
+            "<tr><th scope=\"row\">Charged today</th><td class=\"num\">9.00 EUR</td></tr>",
+            "<td>subscription</td><td class=\"num\">9.00 EUR</td>",
+        ] {
+            assert!(preview.body.contains(text), "{text} not in:\n{}", preview.body);
+        }
+        let (_, before) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(before["plan"], "lifetime", "a preview changes nothing");
+
+        // The confirmation carries the previewed revision and one key: sent twice, one change.
+        let field = |name: &str| {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = preview.body.find(&marker).unwrap() + marker.len();
+            preview.body[start..].split('"').next().unwrap().to_string()
+        };
+        let form = [("csrf", field("csrf")), ("plan", field("plan")), ("key", field("key"))];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(form[1].1.starts_with("pln_"), "{form:?}");
+        for _ in 0..2 {
+            let sent = tenant.post(&format!("{page_of}/plan"), &form).await;
+            assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+        }
+        let (_, after) = env.get(&format!("/v1/installs/{}", world.install), &world.globex).await;
+        assert_eq!(after["plan"], "monthly", "{after}");
+        let (_, charges) = env.get("/v1/charges?per_page=100", &world.globex).await;
+        let subscriptions: Vec<&Value> =
+            charges["items"].as_array().unwrap().iter().filter(|c| c["line"] == "subscription").collect();
+        assert_eq!(subscriptions.len(), 1, "{charges}");
+        assert_eq!(
+            (&subscriptions[0]["amount_minor"], &subscriptions[0]["status"]),
+            (&json!(900), &json!("collected"))
+        );
+
+        // Asking to move to the plan it is on comes back on the install page.
+        let same = tenant.get(&format!("{page_of}/plan?plan=monthly")).await;
+        assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+        assert!(same.body.contains("Not done: ") && same.body.contains("is already on plan"), "{}", same.body);
+    });
+}
