@@ -50,6 +50,10 @@ struct PartnerPage {
     manages_domain: bool,
     domain: Option<DomainState>,
     tier: Option<crate::partner_tiers::Assignment>,
+    /// Per currency: what is owed, the minimum, when it is paid and why it waits.
+    next_payouts: Vec<payouts::NextPayout>,
+    /// The partner's own earnings by month (gross less refunds less the platform's fees).
+    earnings: Vec<BarChart>,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -102,11 +106,24 @@ async fn overview(
         Err(other) => return Err(other.into()),
     };
     let tier = crate::partner_tiers::of(&state.market, caller, &publisher).await?;
+    let earnings = figures
+        .iter()
+        .map(|(currency, periods)| {
+            let points: Vec<(String, i64)> = periods
+                .iter()
+                .map(|p| (p.period.clone(), p.gmv_minor - p.refunds_minor - p.net_revenue_minor))
+                .collect();
+            let code = currency.clone();
+            chart::bars(&format!("Your earnings by month in {currency}"), &points, move |v| money(v, &code))
+        })
+        .collect();
     let page = PartnerPage {
         chrome: Chrome::new(format!("{publisher}: earnings and payouts"), Some(&signed.0)),
         charts: gmv_charts(figures, "GMV by month"),
         statements: statements::list(&state.market, caller, &publisher).await?,
         payouts: payouts::list(&state.market, caller, &publisher).await?,
+        next_payouts: payouts::outlook(&state.market, caller, &publisher).await?,
+        earnings,
         publisher,
         plugins,
         sales,

@@ -22,8 +22,8 @@ use crate::billing::collect::{self, Attempt};
 use crate::billing::gmv::{self, EcosystemPeriod, EcosystemQuery, Gmv, GmvQuery};
 use crate::billing::ledger::{self, LedgerReport, LedgerTransaction};
 use crate::billing::payouts::{
-    self, Adjustment, AdjustmentRequest, HoldRequest, MinimumRequest, Payout, PayoutDetail, PayoutRunReport,
-    PayoutRunRequest,
+    self, Adjustment, AdjustmentRequest, HoldRequest, MinimumRequest, NextPayout, Payout, PayoutDetail,
+    PayoutRunReport, PayoutRunRequest,
 };
 use crate::billing::plans::{self, Plan, PlanRequest};
 use crate::billing::refunds::{self, Refund, RefundRequest};
@@ -54,6 +54,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_statements))
         .routes(routes!(show_statement))
         .routes(routes!(list_payouts))
+        .routes(routes!(next_payouts))
         .routes(routes!(show_payout))
         .routes(routes!(hold_payouts, release_payouts))
         .routes(routes!(adjust_balance))
@@ -406,6 +407,18 @@ pub async fn list_payouts(
     Path(publisher): Path<String>,
 ) -> Result<Json<Vec<Payout>>, ApiError> {
     Ok(Json(payouts::list(&state.market, &caller, &publisher).await?))
+}
+
+/// The partner's next payout per currency: balance, minimum and what is missing, when, and
+/// why a balance waits.
+#[utoipa::path(get, path = "/v1/publishers/{publisher}/payouts/next", tag = "payouts",
+    params(("publisher" = String, Path)), responses((status = 200, body = Vec<NextPayout>)))]
+pub async fn next_payouts(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(publisher): Path<String>,
+) -> Result<Json<Vec<NextPayout>>, ApiError> {
+    Ok(Json(payouts::outlook(&state.market, &caller, &publisher).await?))
 }
 
 /// A payout with the statement lines it settles and how they add up to it.

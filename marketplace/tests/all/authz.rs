@@ -152,7 +152,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 107] = [
+const ALL_ROUTES: [(&str, &str); 108] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -252,6 +252,7 @@ const ALL_ROUTES: [(&str, &str); 107] = [
     ("GET", "/v1/publishers/{publisher}/statements"),
     ("GET", "/v1/publishers/{publisher}/statements/{period}"),
     ("GET", "/v1/publishers/{publisher}/payouts"),
+    ("GET", "/v1/publishers/{publisher}/payouts/next"),
     ("GET", "/v1/publishers/{publisher}/payouts/{id}"),
     ("POST", "/v1/publishers/{publisher}/payout-hold"),
     ("DELETE", "/v1/publishers/{publisher}/payout-hold"),
@@ -755,6 +756,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("GET", "/v1/publishers/nexus-labs/statements", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route("GET", "/v1/publishers/nexus-labs/statements/2026-11", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route("GET", "/v1/publishers/nexus-labs/payouts", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/publishers/nexus-labs/payouts/next", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route(
             "GET",
             format!("/v1/publishers/nexus-labs/payouts/{}", world.payout),

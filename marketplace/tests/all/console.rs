@@ -824,3 +824,57 @@ fn a_plan_change_is_previewed_to_the_cent_then_confirmed_once_however_often_the_
         assert!(same.body.contains("Not done: ") && same.body.contains("is already on plan"), "{}", same.body);
     });
 }
+
+#[test]
+fn a_partner_sees_its_next_payout_when_and_why_it_waits_and_its_own_earnings() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let next = "/v1/publishers/nexus-labs/payouts/next";
+        let mut partner = Browser::new(env);
+        partner.sign_in(&env.publisher).await;
+        // The world paid nexus-labs out: nothing is owed.
+        assert_eq!(env.get(next, &env.publisher).await.1, json!([]));
+        let page = partner.get("/console/partners/nexus-labs").await;
+        assert!(page.body.contains("Nothing is owed to you right now."), "{}", page.body);
+        // Its earnings are its share: 60.00 gross less the 15% fee.
+        assert!(page.body.contains("Your earnings by month in EUR") && page.body.contains(": 51.00 EUR</title>"));
+
+        // initech buys in the same payout period: owed, but paid from the next period.
+        let bought = env.install(&world.initech, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
+        assert_eq!(bought["status"], "active", "{bought}");
+        let (_, owed) = env.get(next, &env.publisher).await;
+        assert_eq!(
+            (&owed[0]["currency"], &owed[0]["balance_minor"], &owed[0]["state"]),
+            (&json!("EUR"), &json!(5100), &json!("paid_this_period")),
+            "{owed}"
+        );
+        // NOV_3 is in the first half of November: the next period starts on the 16th.
+        assert_eq!(owed[0]["earliest_at"], json!(NOV_3 + 13 * DAY_MS), "{owed}");
+        let page = partner.get("/console/partners/nexus-labs").await;
+        assert!(page.body.contains("from 2026-11-16 00:00 UTC"), "{}", page.body);
+
+        // In the next period it is due; under a raised minimum it waits, saying how much is missing.
+        world.clock.advance(13 * DAY_MS);
+        assert_eq!(env.get(next, &env.publisher).await.1[0]["state"], "due");
+        let (status, body) = env
+            .call("PUT", "/v1/payouts/minimums/EUR", Some(&env.operator), Some(r#"{ "minimum_minor": 10000 }"#))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        let (_, owed) = env.get(next, &env.publisher).await;
+        assert_eq!((&owed[0]["state"], &owed[0]["missing_minor"]), (&json!("below_minimum"), &json!(4900)), "{owed}");
+        let page = partner.get("/console/partners/nexus-labs").await;
+        assert!(page.body.contains("once 49.00 EUR more is earned"), "{}", page.body);
+        assert!(page.body.contains("49.00 EUR more to reach the 100.00 EUR minimum; carried forward"));
+        // A hold says so, with its reason.
+        let hold = json!({ "reason": "tax form missing" });
+        let (status, body) = env.post("/v1/publishers/nexus-labs/payout-hold", &env.operator, hold).await;
+        assert!(status.is_success(), "{status} {body}");
+        let (_, owed) = env.get(next, &env.publisher).await;
+        assert_eq!(owed[0]["state"], "held", "{owed}");
+        assert_eq!(owed[0]["reason"], "payouts are held by the marketplace: tax form missing");
+        // Another partner's outlook is not this one's to read.
+        let (status, _) = env.get(next, &world.acme).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    });
+}

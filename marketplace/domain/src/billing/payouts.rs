@@ -16,6 +16,9 @@
 //! previous payout, so opening (carried) + sales − fees − refunds ± adjustments = paid.
 
 mod batch;
+mod outlook;
+
+pub use outlook::{NextPayout, NextState, outlook};
 
 use std::collections::BTreeMap;
 
@@ -55,6 +58,18 @@ impl Schedule {
                 format!("{month}-{}", if day <= 15 { 1 } else { 2 })
             }
         }
+    }
+}
+
+impl Schedule {
+    /// When the payout period after the one `at` falls in starts: the 16th or the 1st.
+    pub fn next_period_start(self, at: i64) -> Result<i64, MarketError> {
+        let month = period::parse_month(&period::month_label(at)).map_err(money_error)?;
+        let (_, _, day) = period::civil(at);
+        Ok(match self {
+            Self::TwiceMonthly if day <= 15 => month.start_ms + 15 * period::MS_PER_DAY,
+            Self::TwiceMonthly | Self::Monthly => month.end_ms,
+        })
     }
 }
 
