@@ -61,6 +61,53 @@ pub fn routes() -> Router<AppState> {
         .merge(partner_pages::routes())
         .merge(operator_pages::routes())
         .layer(axum::middleware::map_response(guarded))
+        .layer(axum::middleware::from_fn(remember_page))
+}
+
+/// The page a request asked for, while it is answered: the header marks it in the
+/// navigation, and a page that needs a sign-in sends the reader back to it afterwards.
+#[derive(Debug, Clone, Default)]
+struct Asked {
+    path: String,
+    /// Path and query of a GET, where a sign-in may return to.
+    return_to: Option<String>,
+}
+
+tokio::task_local! {
+    static ASKED: Asked;
+}
+
+async fn remember_page(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let asked = Asked {
+        path: uri.path().to_string(),
+        return_to: (request.method() == axum::http::Method::GET)
+            .then(|| uri.path_and_query().map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string())),
+    };
+    ASKED.scope(asked, next.run(request)).await
+}
+
+/// Where a sign-in may send its reader back to: a console page of this site, never the
+/// sign-in itself, another host (`//evil.example`), a dot segment or a backslash trick.
+pub fn safe_return(target: &str) -> Option<&str> {
+    let ok = target.starts_with("/console/")
+        && !target.starts_with("/console/sign-in")
+        && !target.starts_with("/console/sign-out")
+        && !target.contains("//")
+        && !target.split(['/', '?']).any(|segment| segment == ".." || segment == ".")
+        && !target.contains('\\')
+        && target.len() <= 512
+        && !target.chars().any(char::is_control);
+    ok.then_some(target)
+}
+
+/// A link of the header's navigation.
+#[derive(Debug, Clone)]
+pub struct NavLink {
+    pub href: String,
+    pub label: &'static str,
+    /// The page shown is this link's (or under it, when no longer link matches).
+    pub current: bool,
 }
 
 /// What every console answer carries: no framing by other sites, no inline or foreign
@@ -100,6 +147,8 @@ pub struct Chrome {
     pub person: bool,
     /// A person's organizations, to switch between (the current one marked).
     pub orgs: Vec<OrgChoice>,
+    /// The role's navigation, the current page's link marked.
+    pub nav: Vec<NavLink>,
 }
 
 /// One organization in the header's switcher.
@@ -140,8 +189,48 @@ impl Chrome {
                 chrome.publisher = credential.publisher.to_string();
             }
         }
+        chrome.nav = navigation(&chrome);
         chrome
     }
+}
+
+/// The links of the header for the signed-in role, with the page shown marked: the
+/// longest link the path starts with.
+fn navigation(chrome: &Chrome) -> Vec<NavLink> {
+    let mut links: Vec<(String, &'static str)> = vec![("/console/catalog".into(), "Catalog")];
+    match chrome.role {
+        "tenant" => links.extend([
+            ("/console/installs".into(), "Installs"),
+            ("/console/deliveries".into(), "Deliveries"),
+            ("/console/bills".into(), "Bills"),
+        ]),
+        "publisher" => links.push((format!("/console/partners/{}", chrome.publisher), "Earnings and payouts")),
+        _ => {}
+    }
+    if chrome.person {
+        links.extend([
+            ("/console/organization".into(), "Members"),
+            ("/console/organization/tokens".into(), "API tokens"),
+            ("/console/partner-program".into(), "Partner program"),
+            ("/console/security".into(), "Security"),
+        ]);
+    }
+    if chrome.role == "operator" {
+        links.extend([
+            ("/console/operator".into(), "Operator"),
+            ("/console/operator/applications".into(), "Applications"),
+            ("/console/operator/audit".into(), "Audit log"),
+            ("/console/deliveries".into(), "Deliveries"),
+            ("/console/operator/ledger".into(), "Ledger check"),
+        ]);
+    }
+    let path = ASKED.try_with(|asked| asked.path.clone()).unwrap_or_default();
+    let under = |href: &str| path == href || path.starts_with(&format!("{href}/"));
+    let best = links.iter().filter(|(href, _)| under(href)).map(|(href, _)| href.len()).max();
+    links
+        .into_iter()
+        .map(|(href, label)| NavLink { current: Some(href.len()) == best && under(&href), href, label })
+        .collect()
 }
 
 /// A page that could not be shown: the API's status and code for the same failure, as HTML.
@@ -210,8 +299,14 @@ impl IntoResponse for PageError {
             return Redirect::to("/console/security?required=1").into_response();
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            // Signed out, expired, or the token behind the session was revoked.
-            let mut response = Redirect::to("/console/sign-in").into_response();
+            // Signed out, expired, or the token behind the session was revoked: sign in,
+            // then back to the page asked for.
+            let back = ASKED.try_with(|asked| asked.return_to.clone()).ok().flatten();
+            let to = match back.as_deref().and_then(safe_return) {
+                Some(page) => format!("/console/sign-in?next={}", catalog_pages::urlencode(page)),
+                None => "/console/sign-in".to_string(),
+            };
+            let mut response = Redirect::to(&to).into_response();
             response.headers_mut().insert(header::SET_COOKIE, session::clear_cookie());
             return response;
         }

@@ -8,12 +8,13 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts, State};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use nexus_registry::{ErrorCode, RegistryError};
+use serde::Deserialize;
 
 use super::{Chrome, Fields, PageError, render};
 use crate::server::AppState;
@@ -38,10 +39,28 @@ struct CodePage {
     chrome: Chrome,
     csrf: String,
     problem: Option<String>,
+    /// The page to return to once signed in.
+    next: String,
 }
 
-fn code_page(state: &AppState, status: axum::http::StatusCode, problem: Option<String>) -> Result<Response, PageError> {
-    signed_out_form(state, status, |csrf| CodePage { chrome: Chrome::new("Two-step sign-in", None), csrf, problem })
+fn code_page(
+    state: &AppState,
+    status: axum::http::StatusCode,
+    problem: Option<String>,
+    next: &str,
+) -> Result<Response, PageError> {
+    let next = next.to_string();
+    signed_out_form(state, status, |csrf| CodePage {
+        chrome: Chrome::new("Two-step sign-in", None),
+        csrf,
+        problem,
+        next,
+    })
+}
+
+/// The `next` field of a sign-in form, if it names a page a sign-in may return to.
+fn return_to(fields: &Fields) -> &str {
+    fields.get("next").and_then(super::safe_return).unwrap_or_default()
 }
 
 /// The second step of a sign-in: the code answers the challenge the password step set.
@@ -56,6 +75,7 @@ async fn second_step(
             &state,
             Some("The form expired or came from another site: sign in again.".into()),
             axum::http::StatusCode::FORBIDDEN,
+            return_to(&fields),
         );
     }
     let challenge = cookie(&headers, CHALLENGE_COOKIE).unwrap_or_default();
@@ -63,13 +83,13 @@ async fn second_step(
     match crate::people::second_factor::answer(&state.market, challenge, code).await {
         Ok(person) => {
             let opened = sessions::open_for_person(&state.market, &person).await?;
-            let mut response = signed_in(&state, &opened);
+            let mut response = signed_in(&state, &opened, return_to(&fields));
             response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CHALLENGE_COOKIE, "", 0));
             Ok(response)
         }
         Err(refused) => {
             let refused = PageError::refusal(refused)?;
-            code_page(&state, refused.status, Some(refused.message))
+            code_page(&state, refused.status, Some(refused.message), return_to(&fields))
         }
     }
 }
@@ -176,23 +196,34 @@ struct SignInPage {
     problem: Option<String>,
     notice: Option<String>,
     email: String,
+    /// The page that asked for the sign-in, returned to afterwards.
+    next: String,
 }
 
-async fn sign_in_form(State(state): State<AppState>) -> Result<Response, PageError> {
-    sign_in_page(&state, None, axum::http::StatusCode::OK)
+#[derive(Debug, Deserialize)]
+struct SignInQuery {
+    next: Option<String>,
+}
+
+async fn sign_in_form(State(state): State<AppState>, Query(query): Query<SignInQuery>) -> Result<Response, PageError> {
+    let next = query.next.as_deref().and_then(super::safe_return).unwrap_or_default();
+    sign_in_page(&state, None, axum::http::StatusCode::OK, next)
 }
 
 fn sign_in_page(
     state: &AppState,
     problem: Option<String>,
     status: axum::http::StatusCode,
+    next: &str,
 ) -> Result<Response, PageError> {
+    let next = next.to_string();
     signed_out_form(state, status, |csrf| SignInPage {
         chrome: Chrome::new("Sign in", None),
         csrf,
         problem,
         notice: None,
         email: String::new(),
+        next,
     })
 }
 
@@ -227,6 +258,7 @@ async fn sign_in(
             &state,
             Some("The form expired or came from another site: sign in again.".into()),
             axum::http::StatusCode::FORBIDDEN,
+            return_to(&fields),
         );
     }
     if let Some(email) = fields.text("email") {
@@ -237,24 +269,25 @@ async fn sign_in(
                 if crate::people::second_factor::enabled(&state.market, &signed.person).await? {
                     let challenge = crate::people::second_factor::challenge(&state.market, &signed.person).await?;
                     let lifetime = crate::people::second_factor::CHALLENGE_MS / 1000;
-                    let mut response = code_page(&state, axum::http::StatusCode::OK, None)?;
+                    let mut response = code_page(&state, axum::http::StatusCode::OK, None, return_to(&fields))?;
                     response
                         .headers_mut()
                         .append(header::SET_COOKIE, set_cookie(&state, CHALLENGE_COOKIE, &challenge, lifetime));
                     return Ok(response);
                 }
                 let opened = sessions::open_for_person(&state.market, &signed.person).await?;
-                Ok(signed_in(&state, &opened))
+                Ok(signed_in(&state, &opened, return_to(&fields)))
             }
             Err(refused) => {
                 let refused = PageError::refusal(refused)?;
-                let email = email.to_string();
+                let (email, next) = (email.to_string(), return_to(&fields).to_string());
                 signed_out_form(&state, refused.status, |csrf| SignInPage {
                     chrome: Chrome::new("Sign in", None),
                     csrf,
                     problem: Some(refused.message),
                     notice: None,
                     email,
+                    next,
                 })
             }
         };
@@ -264,6 +297,7 @@ async fn sign_in(
             &state,
             Some("Enter your email address and password, or paste an API token.".into()),
             axum::http::StatusCode::BAD_REQUEST,
+            return_to(&fields),
         );
     };
     let opened = match sessions::open(&state.market, token).await {
@@ -274,16 +308,23 @@ async fn sign_in(
                 RegistryError::TokenExpired => "That token has expired.",
                 _ => "That token is not known here.",
             };
-            return sign_in_page(&state, Some(message.into()), axum::http::StatusCode::UNAUTHORIZED);
+            return sign_in_page(
+                &state,
+                Some(message.into()),
+                axum::http::StatusCode::UNAUTHORIZED,
+                return_to(&fields),
+            );
         }
         Err(other) => return Err(other.into()),
     };
-    Ok(signed_in(&state, &opened))
+    Ok(signed_in(&state, &opened, return_to(&fields)))
 }
 
-/// To the caller's home page, with the session's cookie.
-fn signed_in(state: &AppState, opened: &sessions::Opened) -> Response {
+/// To the page that asked for the sign-in (`next`), or the caller's home page, with the
+/// session's cookie.
+fn signed_in(state: &AppState, opened: &sessions::Opened, next: &str) -> Response {
     let home = match &opened.session.caller {
+        _ if !next.is_empty() => next.to_string(),
         crate::accounts::Caller::Operator { .. } => "/console/operator".to_string(),
         crate::accounts::Caller::Publisher(credential) => format!("/console/partners/{}", credential.publisher),
         crate::accounts::Caller::Tenant { .. } => "/console/installs".to_string(),

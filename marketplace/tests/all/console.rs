@@ -359,8 +359,11 @@ fn every_page_answers_every_role_as_the_api_would() {
                             && answer.content_type.starts_with("text/html")
                             && texts.iter().all(|t| answer.body.contains(t))
                     }
+                    // To the sign-in, which returns to the page asked for.
                     SignIn => {
-                        answer.status == StatusCode::SEE_OTHER && answer.location.as_deref() == Some("/console/sign-in")
+                        answer.status == StatusCode::SEE_OTHER
+                            && answer.location.as_deref()
+                                == Some(format!("/console/sign-in?next={}", encode(page)).as_str())
                     }
                     Refuses(status, code) => {
                         answer.status.as_u16() == status
@@ -438,7 +441,31 @@ fn sign_in_sets_a_guarded_cookie_and_forms_need_the_session_csrf() {
         let mut replay = Browser::new(env);
         replay.cookies.push(("nexus_session".into(), cookie.clone()));
         let after = replay.get("/console/installs").await;
-        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/sign-in")));
+        let back = "/console/sign-in?next=%2Fconsole%2Finstalls";
+        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some(back)));
+
+        // The sign-in returns to the page asked for, and only to a console page of this site.
+        let form = replay.get(back).await;
+        assert!(form.body.contains(r#"<input type="hidden" name="next" value="/console/installs">"#), "{}", form.body);
+        let csrf_form = Browser::csrf_of(&form);
+        let fields =
+            [("csrf", csrf_form.as_str()), ("token", world.globex.as_str()), ("next", "/console/bills?period=2026-11")];
+        let returned = replay.post("/console/sign-in", &fields).await;
+        assert_eq!(returned.location.as_deref(), Some("/console/bills?period=2026-11"));
+        for foreign in ["//evil.example/console/", "https://evil.example/", "/console/../../x", "/console\\evil"] {
+            let mut other = Browser::new(env);
+            let form = other.get("/console/sign-in").await;
+            let csrf_form = Browser::csrf_of(&form);
+            let fields = [("csrf", csrf_form.as_str()), ("token", world.globex.as_str()), ("next", foreign)];
+            let home = other.post("/console/sign-in", &fields).await;
+            assert_eq!(home.location.as_deref(), Some("/console/installs"), "{foreign}");
+        }
+        // The header marks the page shown, the most specific link only.
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let audit = operator.get("/console/operator/audit").await;
+        assert!(audit.body.contains(r#"<a href="/console/operator/audit" aria-current="page">Audit log</a>"#));
+        assert_eq!(audit.body.matches("aria-current=\"page\"").count(), 1, "{}", audit.body);
 
         // Revoking the token behind a session ends the session too.
         let mut browser = Browser::new(env);
@@ -462,7 +489,7 @@ fn sign_in_sets_a_guarded_cookie_and_forms_need_the_session_csrf() {
             .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
         let after = browser.get("/console/installs").await;
-        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some("/console/sign-in")));
+        assert_eq!((after.status, after.location.as_deref()), (StatusCode::SEE_OTHER, Some(back)));
     });
 }
 

@@ -155,7 +155,7 @@ fn a_person_signs_up_confirms_the_address_signs_in_resets_and_signs_out_everywhe
         assert_eq!(out.location.as_deref(), Some("/console/sign-in"));
         for session in [&mut browser, &mut laptop] {
             let page = session.get("/console/installs").await;
-            assert_eq!(page.location.as_deref(), Some("/console/sign-in"), "{}", page.body);
+            assert_eq!(page.location.as_deref(), Some("/console/sign-in?next=%2Fconsole%2Finstalls"), "{}", page.body);
         }
 
         // A reset is answered the same for an address nobody has, and mailed only to Ada.
