@@ -39,6 +39,8 @@ const DAY_MS: i64 = 86_400_000;
 #[template(path = "operator.html")]
 struct Dashboard {
     chrome: Chrome,
+    /// This month's headline figures against last month's.
+    headline: Vec<Headline>,
     interval_choices: Vec<Choice>,
     charts: Vec<(BarChart, String, Vec<PeriodFigures>)>,
     fee_charts: Vec<BarChart>,
@@ -104,6 +106,7 @@ async fn dashboard(
     .items;
     let page = Dashboard {
         chrome: Chrome::new("Operator", Some(&signed.0)),
+        headline: headline(&state, caller, now).await?,
         interval_choices: Choice::of(
             &[("day", "by day"), ("week", "by week"), ("month", "by month")],
             interval_name(interval),
@@ -121,6 +124,100 @@ async fn dashboard(
         notice: form.notice,
     };
     render(&page)
+}
+
+/// A headline figure: this month's value and its change against last month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Headline {
+    pub label: String,
+    pub value: String,
+    pub change: String,
+}
+
+/// The change from `before` to `now` in words: `+12.5% on last month (80)`, `new`, `no change`.
+fn change(now: i64, before: i64, shown: impl Fn(i64) -> String) -> String {
+    if now == before {
+        return "no change on last month".to_string();
+    }
+    if before == 0 {
+        return "new this month".to_string();
+    }
+    let permille = (i128::from(now) - i128::from(before)) * 1000 / i128::from(before).abs();
+    let sign = if permille >= 0 { "+" } else { "-" };
+    format!("{sign}{}.{}% on last month ({})", permille.abs() / 10, permille.abs() % 10, shown(before))
+}
+
+/// The operator's headline figures for this month against last month: GMV, net revenue and
+/// take rate per currency; paying tenants, active partners and installs.
+async fn headline(state: &AppState, caller: &crate::accounts::Caller, now: i64) -> Result<Vec<Headline>, PageError> {
+    let this_month = gmv::period_start(now, Interval::Month)?;
+    let last_month = gmv::period_start(this_month - 1, Interval::Month)?;
+    let query = GmvQuery {
+        interval: Some(Interval::Month),
+        by: Some(GroupBy::Currency),
+        from: Some(last_month),
+        ..GmvQuery::default()
+    };
+    let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
+    let mut lines = Vec::new();
+    for (currency, periods) in &figures {
+        let of = |start: &str| periods.iter().find(|p| p.period == start).cloned();
+        let (now_f, before_f) = (of(&gmv::label(this_month)), of(&gmv::label(last_month)));
+        let pick = |f: &Option<PeriodFigures>, get: fn(&PeriodFigures) -> i64| f.as_ref().map_or(0, get);
+        let code = currency.clone();
+        let amount = move |v: i64| super::money(v, &code);
+        for (label, get) in [
+            ("GMV", (|f: &PeriodFigures| f.gmv_minor) as fn(&PeriodFigures) -> i64),
+            ("Net revenue", |f: &PeriodFigures| f.net_revenue_minor),
+        ] {
+            let (value, before) = (pick(&now_f, get), pick(&before_f, get));
+            lines.push(Headline {
+                label: format!("{label} in {currency}"),
+                value: amount(value),
+                change: change(value, before, &amount),
+            });
+        }
+        let (rate, before) = (pick(&now_f, |f| f.take_rate_bp), pick(&before_f, |f| f.take_rate_bp));
+        let points = rate - before;
+        lines.push(Headline {
+            label: format!("Take rate in {currency}"),
+            value: percent(rate),
+            change: if points == 0 {
+                "no change on last month".into()
+            } else {
+                format!(
+                    "{}{} points on last month ({})",
+                    if points > 0 { "+" } else { "-" },
+                    percent(points.abs()).trim_end_matches('%'),
+                    percent(before)
+                )
+            },
+        });
+    }
+    let ecosystem = gmv::ecosystem(
+        &state.market,
+        caller,
+        &EcosystemQuery { interval: Some(Interval::Month), from: Some(last_month), to: None },
+    )
+    .await?;
+    let period = |start: i64| ecosystem.iter().find(|p| p.period_start == start);
+    let (now_p, before_p) = (period(this_month), period(last_month));
+    type Count = fn(&gmv::EcosystemPeriod) -> i64;
+    let counts: [(&str, Count); 4] = [
+        ("Paying tenants", |p| p.paying_tenants),
+        ("Active partners", |p| p.active_partners),
+        ("New installs", |p| p.installs),
+        ("Uninstalls", |p| p.uninstalls),
+    ];
+    for (label, get) in counts {
+        let (value, before) = (now_p.map_or(0, get), before_p.map_or(0, get));
+        lines.push(Headline {
+            label: label.into(),
+            value: value.to_string(),
+            change: change(value, before, |v| v.to_string()),
+        });
+    }
+    Ok(lines)
 }
 
 /// A policy's tiers in words. Bounds are whole units of whichever currency the partner's
@@ -368,6 +465,15 @@ mod tests {
         assert_eq!(super::percent(1500), "15.00%");
         assert_eq!(super::percent(7), "0.07%");
         assert_eq!(super::percent(-250), "-2.50%");
+    }
+
+    #[test]
+    fn changes_read_against_last_month() {
+        let shown = |v: i64| v.to_string();
+        assert_eq!(super::change(90, 80, shown), "+12.5% on last month (80)");
+        assert_eq!(super::change(40, 80, shown), "-50.0% on last month (80)");
+        assert_eq!(super::change(5, 0, shown), "new this month");
+        assert_eq!(super::change(7, 7, shown), "no change on last month");
     }
 
     #[test]
