@@ -12,6 +12,7 @@ mod catalog_pages;
 pub mod chart;
 mod delivery_pages;
 mod install_actions;
+mod money_pages;
 mod operator_pages;
 mod organization_pages;
 mod partner_pages;
@@ -60,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .merge(delivery_pages::routes())
         .merge(partner_pages::routes())
         .merge(operator_pages::routes())
+        .merge(money_pages::routes())
         .layer(axum::middleware::map_response(guarded))
         .layer(axum::middleware::from_fn(remember_page))
 }

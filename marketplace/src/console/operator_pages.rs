@@ -51,12 +51,14 @@ struct Dashboard {
     delisted: Vec<Listing>,
     policies: Vec<SharePolicy>,
     notice: Option<String>,
+    problem: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct DashboardForm {
     interval: Option<String>,
     notice: Option<String>,
+    problem: Option<String>,
 }
 
 async fn dashboard(
@@ -122,6 +124,7 @@ async fn dashboard(
         delisted: catalog::delisted(&state.market.db, caller).await?,
         policies: share::list(&state.market, caller, None).await?,
         notice: form.notice,
+        problem: form.problem,
     };
     render(&page)
 }

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -54,6 +54,13 @@ struct PartnerPage {
     next_payouts: Vec<payouts::NextPayout>,
     /// The partner's own earnings by month (gross less refunds less the platform's fees).
     earnings: Vec<BarChart>,
+    /// Operators: the hold on this partner's payouts (its reason), if any, and the forms.
+    is_operator: bool,
+    hold: Option<String>,
+    /// The adjustment form's Idempotency-Key, fixed when the page is drawn.
+    key: String,
+    notice: Option<String>,
+    problem: Option<String>,
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -74,10 +81,18 @@ pub fn gmv_charts(
         .collect()
 }
 
+/// What a form sent back to the page: a notice or a problem.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Said {
+    notice: Option<String>,
+    problem: Option<String>,
+}
+
 async fn overview(
     State(state): State<AppState>,
     signed: Signed,
     Path(publisher): Path<String>,
+    Query(said): Query<Said>,
 ) -> Result<Response, PageError> {
     let caller = &signed.0.caller;
     // The same rule as every partner route: the partner itself or an operator.
@@ -123,6 +138,11 @@ async fn overview(
         statements: statements::list(&state.market, caller, &publisher).await?,
         payouts: payouts::list(&state.market, caller, &publisher).await?,
         next_payouts: payouts::outlook(&state.market, caller, &publisher).await?,
+        is_operator: caller.role() == "operator",
+        hold: crate::billing::holds::current(&state.market, &publisher).await?,
+        key: nexus_registry::publishers::random_hex(16)?,
+        notice: said.notice,
+        problem: said.problem,
         earnings,
         publisher,
         plugins,

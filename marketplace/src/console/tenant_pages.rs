@@ -240,6 +240,14 @@ struct BillPage {
     next: String,
     /// The tenant an operator named, carried into the page's links.
     tenant: Option<String>,
+    /// The plugin of each charge the page names.
+    plugins: std::collections::BTreeMap<String, String>,
+}
+
+impl BillPage {
+    fn plugin_of(&self, charge: &str) -> &str {
+        self.plugins.get(charge).map_or("", String::as_str)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +276,17 @@ async fn bill(
     };
     let bill = views::bill(&state.market, &signed.0.caller, form.tenant.as_deref(), &period).await?;
     let (previous, next) = neighbours(&bill.period).unwrap_or_default();
+    // Each refund's plugin: from the period's lines, or its charge (made in an earlier period).
+    let mut plugins: std::collections::BTreeMap<String, String> =
+        bill.lines.iter().map(|line| (line.id.clone(), line.plugin.clone())).collect();
+    for refund in &bill.refunds {
+        if !plugins.contains_key(&refund.charge) {
+            let charge = crate::billing::charges::get(&state.market, &signed.0.caller, &refund.charge.parse()?).await?;
+            plugins.insert(refund.charge.clone(), charge.plugin);
+        }
+    }
     render(&BillPage {
+        plugins,
         chrome: Chrome::new(format!("Bill for {}", bill.period), Some(&signed.0)),
         bill,
         previous,

@@ -909,3 +909,131 @@ fn a_partner_sees_its_next_payout_when_and_why_it_waits_and_its_own_earnings() {
         assert_eq!(status, StatusCode::FORBIDDEN);
     });
 }
+
+#[test]
+fn operators_move_money_from_the_console_with_a_reason_and_a_confirmation_and_receipts_show_it() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let (_, charges) = env.get("/v1/charges", &world.globex).await;
+        let charge = charges["items"][0]["id"].as_str().unwrap().to_string();
+        let receipt_of = format!("/console/charges/{charge}");
+
+        // The tenant's bill links each line's receipt, and the receipt shows what stands.
+        let mut tenant = Browser::new(env);
+        tenant.sign_in(&world.globex).await;
+        let bill = tenant.get("/console/bills?period=2026-11").await;
+        assert!(bill.body.contains(&format!(r#"<a href="{receipt_of}">Receipt</a>"#)), "{}", bill.body);
+        let receipt = tenant.get(&receipt_of).await;
+        assert_eq!(receipt.status, StatusCode::OK, "{}", receipt.body);
+        assert!(
+            receipt.body.contains("<strong>60.00 EUR</strong>") && receipt.body.contains("<td>1</td><td>succeeded")
+        );
+        assert!(!receipt.body.contains("Yes, refund this charge"), "refunds are the operators'");
+        let mut other = Browser::new(env);
+        other.sign_in(&world.initech).await;
+        assert_eq!(other.get(&receipt_of).await.status, StatusCode::NOT_FOUND, "another tenant's receipt");
+
+        // An operator refunds from the receipt: confirmed, with a reason, once per page.
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let page = operator.get(&receipt_of).await;
+        let field = |page: &Answer, name: &str| {
+            let marker = format!("name=\"{name}\" value=\"");
+            let start = page.body.find(&marker).unwrap() + marker.len();
+            page.body[start..].split('"').next().unwrap().to_string()
+        };
+        let (csrf, key) = (field(&page, "csrf"), field(&page, "key"));
+        let unconfirmed = [("csrf", csrf.as_str()), ("key", key.as_str()), ("amount", "12.50"), ("reason", "late")];
+        let sent = operator.post(&format!("{receipt_of}/refund"), &unconfirmed).await;
+        let shown = operator.get(sent.location.as_deref().unwrap()).await;
+        assert!(shown.body.contains("Not done: tick the confirmation box"), "{}", shown.body);
+        let too_precise = [
+            ("csrf", csrf.as_str()),
+            ("key", key.as_str()),
+            ("amount", "12.505"),
+            ("reason", "late"),
+            ("confirm", "yes"),
+        ];
+        let sent = operator.post(&format!("{receipt_of}/refund"), &too_precise).await;
+        let shown = operator.get(sent.location.as_deref().unwrap()).await;
+        assert!(shown.body.contains("more decimals than the currency has"), "{}", shown.body);
+        let confirmed = [
+            ("csrf", csrf.as_str()),
+            ("key", key.as_str()),
+            ("amount", "12.50"),
+            ("reason", "late"),
+            ("confirm", "yes"),
+        ];
+        for _ in 0..2 {
+            let sent = operator.post(&format!("{receipt_of}/refund"), &confirmed).await;
+            assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+        }
+        let (_, refunds) = env.get(&format!("/v1/charges/{charge}"), &env.operator).await;
+        assert_eq!(refunds["refunds"].as_array().map(Vec::len), Some(1), "one refund for a page sent twice: {refunds}");
+        assert_eq!(refunds["charge"]["refunded_minor"], 1250);
+        let receipt = tenant.get(&receipt_of).await;
+        assert!(receipt.body.contains("<strong>47.50 EUR</strong>") && receipt.body.contains("<td>late</td>"));
+        let bill = tenant.get("/console/bills?period=2026-11").await;
+        assert!(
+            bill.body.contains("<td>nexus-labs/echo</td><td class=\"num\">12.50 EUR</td><td>late</td>"),
+            "{}",
+            bill.body
+        );
+
+        // Holds, releases and adjustments on the partner's page.
+        let partner_page = "/console/partners/nexus-labs";
+        let page = operator.get(partner_page).await;
+        let (csrf, key) = (field(&page, "csrf"), field(&page, "key"));
+        let held = operator
+            .post(
+                &format!("{partner_page}/hold"),
+                &[("csrf", &csrf), ("reason", "tax form missing"), ("confirm", "yes")],
+            )
+            .await;
+        let page = operator.get(held.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("Payouts are held: tax form missing") && page.body.contains("Release payouts"));
+        let released = operator.post(&format!("{partner_page}/release"), &[("csrf", &csrf), ("confirm", "yes")]).await;
+        let page = operator.get(released.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("payouts are released") && page.body.contains("Hold payouts"), "{}", page.body);
+        let adjustment = [
+            ("csrf", csrf.as_str()),
+            ("key", key.as_str()),
+            ("currency", "eur"),
+            ("amount", "-2.50"),
+            ("reason", "chargeback fee"),
+            ("confirm", "yes"),
+        ];
+        for _ in 0..2 {
+            operator.post(&format!("{partner_page}/adjustments"), &adjustment).await;
+        }
+        let (_, balance) = env.get(&format!("/v1/publishers/nexus-labs/payouts/next"), &env.operator).await;
+        assert_eq!(balance, json!([]), "the balance is negative after the payout and the refund: nothing owed");
+        let (_, audit) = env.get("/v1/audit?action=partner.adjusted", &env.operator).await;
+        assert_eq!(audit["total"], 1, "one adjustment for a page sent twice: {audit}");
+
+        // A currency's minimum from the dashboard.
+        let page = operator.get("/console/operator").await;
+        let csrf = field(&page, "csrf");
+        let set = operator
+            .post(
+                "/console/operator/minimums",
+                &[("csrf", &csrf), ("currency", "JPY"), ("amount", "3000"), ("confirm", "yes")],
+            )
+            .await;
+        let page = operator.get(set.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("The minimum payout in JPY is 3000 JPY."), "{}", page.body);
+        // A tenant posting an operator's form is refused as the API refuses it.
+        let fields = [
+            ("csrf", Browser::csrf_of(&bill)),
+            ("currency", "EUR".into()),
+            ("amount", "1".into()),
+            ("confirm", "yes".into()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let forged = tenant.post("/console/operator/minimums", &fields).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+        let forged = tenant.post(&format!("{receipt_of}/refund"), &fields).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    });
+}

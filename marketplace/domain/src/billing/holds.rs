@@ -66,6 +66,17 @@ pub struct HoldRequest {
     pub reason: String,
 }
 
+/// The reason of the hold on a partner's payouts, if one stands (for the pages that
+/// already checked who may read the partner).
+pub async fn current(market: &Market, publisher: &str) -> Result<Option<String>, MarketError> {
+    Ok(sqlx::query_scalar(
+        "SELECT reason FROM payout_holds WHERE publisher = $1 AND released_at IS NULL ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(publisher)
+    .fetch_optional(&market.db.pool)
+    .await?)
+}
+
 /// Holds a partner's payouts (operators) until released.
 pub async fn hold(market: &Market, caller: &Caller, publisher: &str, request: HoldRequest) -> Result<(), MarketError> {
     caller.require_operator()?;
