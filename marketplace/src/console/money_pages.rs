@@ -104,7 +104,7 @@ fn refused(page: &str, error: MarketError) -> Result<Response, PageError> {
 }
 
 /// The form's confirmation box and reason, or what is missing, in words.
-fn confirmed<'f>(fields: &'f Fields, needs_reason: bool) -> Result<Option<&'f str>, String> {
+fn confirmed(fields: &Fields, needs_reason: bool) -> Result<Option<&str>, String> {
     if fields.get("confirm") != Some("yes") {
         return Err("tick the confirmation box: money actions are confirmed one by one".into());
     }
