@@ -1007,7 +1007,7 @@ fn operators_move_money_from_the_console_with_a_reason_and_a_confirmation_and_re
         for _ in 0..2 {
             operator.post(&format!("{partner_page}/adjustments"), &adjustment).await;
         }
-        let (_, balance) = env.get(&format!("/v1/publishers/nexus-labs/payouts/next"), &env.operator).await;
+        let (_, balance) = env.get("/v1/publishers/nexus-labs/payouts/next", &env.operator).await;
         assert_eq!(balance, json!([]), "the balance is negative after the payout and the refund: nothing owed");
         let (_, audit) = env.get("/v1/audit?action=partner.adjusted", &env.operator).await;
         assert_eq!(audit["total"], 1, "one adjustment for a page sent twice: {audit}");
