@@ -1061,7 +1061,7 @@ fn the_money_commands_work_against_a_real_server() {
         let charge = charges.split_whitespace().find(|w| w.starts_with("chg_")).unwrap().to_string();
         let csv = ok(nexus(&["bill", &month, "--csv"], &as_tenant));
         assert_eq!(csv.lines().count(), 2, "{csv}");
-        assert!(csv.lines().nth(1).unwrap().ends_with(",EUR,6000,collected"), "{csv}");
+        assert!(csv.lines().nth(1).unwrap().ends_with(",EUR,60.00,6000,collected"), "{csv}");
 
         let refunded = ok(nexus(&["refund", &charge, "--amount", "15.00", "--reason", "goodwill"], &as_operator));
         assert!(refunded.contains("refunded 15.00 EUR"), "{refunded}");
@@ -1084,7 +1084,7 @@ fn the_money_commands_work_against_a_real_server() {
         let statement = ok(nexus(&["statements", "nexus-labs", &month], &as_publisher));
         assert!(statement.contains("sales 60.00 EUR") && statement.contains("payouts 45.00 EUR"), "{statement}");
         let csv = ok(nexus(&["statements", "nexus-labs", &month, "--csv"], &as_publisher));
-        assert!(csv.lines().last().unwrap().ends_with(",closing,,,,,,,,,,,,,0"), "{csv}");
+        assert!(csv.lines().last().unwrap().ends_with(",closing,,,,,,,,,,,,,0.00,,,,0"), "{csv}");
         let gmv = ok(nexus(&["gmv"], &as_operator));
         assert!(gmv.contains("GMV        60.00 EUR") && gmv.contains("refunds      15.00 EUR"), "{gmv}");
         // A tenant is not an operator.

@@ -234,13 +234,15 @@ pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<G
 
 pub fn gmv_csv(gmv: &Gmv) -> String {
     let mut out = String::from(
-        "period,period_start,period_end,currency,group,gmv_minor,refunds_minor,net_revenue_minor,take_rate_bp,charges\n",
+        "period,period_start,period_end,currency,group,gmv_minor,refunds_minor,net_revenue_minor,take_rate_bp,charges,\
+         gmv,refunds,net_revenue\n",
     );
+    let (iso, decimal) = (super::views::iso, super::views::decimal);
     for r in &gmv.rows {
         out.push_str(&super::views::csv_row(&[
             &r.period,
-            &r.period_start.to_string(),
-            &r.period_end.to_string(),
+            &iso(r.period_start),
+            &iso(r.period_end),
             &r.currency,
             &r.group,
             &r.gmv_minor.to_string(),
@@ -248,6 +250,9 @@ pub fn gmv_csv(gmv: &Gmv) -> String {
             &r.net_revenue_minor.to_string(),
             &r.take_rate_bp.to_string(),
             &r.charges.to_string(),
+            &decimal(r.gmv_minor, &r.currency),
+            &decimal(r.refunds_minor, &r.currency),
+            &decimal(r.net_revenue_minor, &r.currency),
         ]));
     }
     out

@@ -303,19 +303,23 @@ pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<V
 
 /// The opening or closing row of a statement's CSV: only the balance column is filled.
 fn balance_row(s: &Statement, kind: &str, balance: i64) -> String {
-    let balance = balance.to_string();
+    let (minor, decimal) = (balance.to_string(), super::views::decimal(balance, &s.currency));
     let mut fields = vec![s.currency.as_str(), s.period.as_str(), kind];
     fields.extend([""; 12]);
-    fields.push(&balance);
+    fields.push(&decimal);
+    fields.extend([""; 3]);
+    fields.push(&minor);
     csv_row(&fields)
 }
 
 /// Statements as CSV: per currency an opening row, one row per line, a closing row.
 pub fn csv(statements: &[Statement]) -> String {
     let mut out = String::from(
-        "currency,period,kind,transaction,posted_at,plugin,plan,line,charge,refund,payout,adjustment,gross_minor,fee_minor,amount_minor,balance_minor\n",
+        "currency,period,kind,transaction,posted_at,plugin,plan,line,charge,refund,payout,adjustment,\
+         gross,fee,amount,balance,gross_minor,fee_minor,amount_minor,balance_minor\n",
     );
     for s in statements {
+        let decimal = |minor: i64| super::views::decimal(minor, &s.currency);
         let mut balance = s.opening_minor;
         out.push_str(&balance_row(s, "opening", s.opening_minor));
         for l in &s.lines {
@@ -326,7 +330,7 @@ pub fn csv(statements: &[Statement]) -> String {
                 &s.period,
                 &l.kind,
                 &l.transaction,
-                &l.posted_at.to_string(),
+                &super::views::iso(l.posted_at),
                 &text(&l.plugin),
                 &text(&l.plan),
                 &text(&l.line),
@@ -334,6 +338,10 @@ pub fn csv(statements: &[Statement]) -> String {
                 &text(&l.refund),
                 &text(&l.payout),
                 &text(&l.adjustment),
+                &decimal(l.gross_minor),
+                &decimal(l.fee_minor),
+                &decimal(l.amount_minor),
+                &decimal(balance),
                 &l.gross_minor.to_string(),
                 &l.fee_minor.to_string(),
                 &l.amount_minor.to_string(),

@@ -100,7 +100,7 @@ pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label:
 /// A bill as CSV: one row per charge, then one per refund (negative amounts).
 pub fn bill_csv(bill: &Bill) -> String {
     let mut out =
-        String::from("kind,id,charge,plugin,plan,line,period_start,period_end,currency,amount_minor,status\n");
+        String::from("kind,id,charge,plugin,plan,line,period_start,period_end,currency,amount,amount_minor,status\n");
     for line in &bill.lines {
         out.push_str(&csv_row(&[
             "charge",
@@ -109,9 +109,10 @@ pub fn bill_csv(bill: &Bill) -> String {
             &line.plugin,
             &format!("{}@{}", line.detail.plan_key, line.detail.plan_revision),
             &line.line,
-            &line.period_start.to_string(),
-            &line.period_end.to_string(),
+            &iso(line.period_start),
+            &iso(line.period_end),
             &line.currency,
+            &decimal(line.amount_minor, &line.currency),
             &line.amount_minor.to_string(),
             line.status.as_str(),
         ]));
@@ -127,11 +128,41 @@ pub fn bill_csv(bill: &Bill) -> String {
             "",
             "",
             &refund.currency,
+            &decimal(-refund.amount_minor, &refund.currency),
             &(-refund.amount_minor).to_string(),
             "refunded",
         ]));
     }
     out
+}
+
+/// An instant as CSVs write it: ISO 8601 in UTC, `2026-11-03T14:05:09Z`.
+pub fn iso(ms: i64) -> String {
+    let (year, month, day) = nexus_money::period::civil(ms);
+    let seconds = ms.rem_euclid(86_400_000) / 1000;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
+/// An amount as CSVs write it beside its currency column: decimal in major units, `60.00`,
+/// `-12.50`, `3000` (JPY).
+pub fn decimal(minor: i64, currency: &str) -> String {
+    match nexus_money::Currency::from_code(currency) {
+        Ok(code) => {
+            let text = nexus_money::Money::new(minor, code).to_string();
+            text.rsplit_once(' ').map_or(text.clone(), |(amount, _)| amount.to_string())
+        }
+        Err(_) => minor.to_string(),
+    }
+}
+
+/// `-12`, `-12.50`: a number a spreadsheet reads as one, not a formula.
+fn is_decimal_number(field: &str) -> bool {
+    let digits = field.strip_prefix('-').unwrap_or(field);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    !whole.is_empty()
+        && !fraction.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One CSV row: fields with a comma, quote or line break are quoted (RFC 4180); a field
@@ -140,12 +171,11 @@ pub fn csv_row(fields: &[&str]) -> String {
     let mut row = fields
         .iter()
         .map(|field| {
-            let safe =
-                if field.starts_with(['=', '+', '@']) || (field.starts_with('-') && field.parse::<i64>().is_err()) {
-                    format!("'{field}")
-                } else {
-                    (*field).to_string()
-                };
+            let safe = if field.starts_with(['=', '+', '@']) || (field.starts_with('-') && !is_decimal_number(field)) {
+                format!("'{field}")
+            } else {
+                (*field).to_string()
+            };
             if safe.contains([',', '"', '\n', '\r']) { format!("\"{}\"", safe.replace('"', "\"\"")) } else { safe }
         })
         .collect::<Vec<_>>()
@@ -249,7 +279,8 @@ pub async fn sales(
 /// Sales as CSV, one row per plugin, plan and currency.
 pub fn sales_csv(sales: &Sales) -> String {
     let mut out = String::from(
-        "plugin,plan,currency,charges,gross_minor,fee_minor,share_minor,refunded_minor,fee_refunded_minor\n",
+        "plugin,plan,currency,charges,gross_minor,fee_minor,share_minor,refunded_minor,fee_refunded_minor,\
+         gross,fee,share,refunded\n",
     );
     for row in &sales.rows {
         out.push_str(&csv_row(&[
@@ -262,6 +293,10 @@ pub fn sales_csv(sales: &Sales) -> String {
             &row.share_minor.to_string(),
             &row.refunded_minor.to_string(),
             &row.fee_refunded_minor.to_string(),
+            &decimal(row.gross_minor, &row.currency),
+            &decimal(row.fee_minor, &row.currency),
+            &decimal(row.share_minor, &row.currency),
+            &decimal(row.refunded_minor, &row.currency),
         ]));
     }
     out
@@ -321,5 +356,21 @@ impl Totals {
             money(self.partners_minor),
             money(self.paid_out_minor)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn csv_dates_are_iso_utc_and_amounts_decimal_in_their_currency() {
+        assert_eq!(super::iso(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::iso(1_796_220_309_000), "2026-12-02T14:05:09Z");
+        assert_eq!(super::iso(-1000), "1969-12-31T23:59:59Z");
+        assert_eq!(super::decimal(6000, "EUR"), "60.00");
+        assert_eq!(super::decimal(-1250, "EUR"), "-12.50");
+        assert_eq!(super::decimal(3000, "JPY"), "3000");
+        assert_eq!(super::decimal(1005, "KWD"), "1.005");
+        // Negative amounts stay numbers; what a spreadsheet would run stays text.
+        assert_eq!(super::csv_row(&["-12.50", "-3", "-1+1", "=1", "-.5"]), "-12.50,-3,'-1+1,'=1,'-.5\n");
     }
 }
