@@ -871,6 +871,19 @@ fn a_partner_sees_its_next_payout_when_and_why_it_waits_and_its_own_earnings() {
         // Its earnings are its share: 60.00 gross less the 15% fee.
         assert!(page.body.contains("Your earnings by month in EUR") && page.body.contains(": 51.00 EUR</title>"));
 
+        // The statement names the customer of every sale and signs what is taken away.
+        let statement = partner.get("/console/partners/nexus-labs/statements/2026-11").await;
+        for text in [
+            "<td>globex</td>\n<td>nexus-labs/echo</td>",
+            "<td class=\"num\">60.00 EUR</td>\n<td class=\"num\">-9.00 EUR</td>\n<td class=\"num\">51.00 EUR</td>",
+            "<tr><th scope=\"row\">Platform fees</th><td class=\"num\">-9.00 EUR</td></tr>",
+            "<tr><th scope=\"row\">Payouts</th><td class=\"num\">-51.00 EUR</td></tr>",
+        ] {
+            assert!(statement.body.contains(text), "{text} not in:\n{}", statement.body);
+        }
+        let (_, api) = env.get("/v1/publishers/nexus-labs/statements/2026-11", &env.publisher).await;
+        assert_eq!(api[0]["lines"][0]["tenant"], "globex", "{api}");
+
         // initech buys in the same payout period: owed, but paid from the next period.
         let bought = env.install(&world.initech, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         assert_eq!(bought["status"], "active", "{bought}");

@@ -36,6 +36,8 @@ pub struct StatementLine {
     pub payout: Option<String>,
     pub adjustment: Option<String>,
     pub plugin: Option<String>,
+    /// The customer: the tenant of the charge a sale or refund is of.
+    pub tenant: Option<String>,
     pub plan: Option<String>,
     /// The charge line (`usage:<meter>` lines list their invocations at
     /// `/v1/charges/{charge}/invocations`).
@@ -91,11 +93,14 @@ pub async fn lines(
         Range::Seq(after, through) => ("seq", after + 1, through + 1),
     };
     // Each line was written with the transaction it shows, from its entries and its charge
-    // (and `ledger verify` computes it again from them): one index range, no joins.
+    // (and `ledger verify` computes it again from them): one index range.
+    // The tenant of a sale or refund comes from its charge, by primary key.
     let rows = sqlx::query(&format!(
-        "SELECT seq, transaction_id AS id, kind, charge_id, refund_id, payout_id, adjustment_id, posted_at, \
-         plugin_id, line, plan_key, amount_minor AS amount, fee_minor AS fee, gross_minor AS gross \
-         FROM partner_entries WHERE publisher = $1 AND currency = $2 AND {column} >= $3 AND {column} < $4 ORDER BY seq"
+        "SELECT e.seq, e.transaction_id AS id, e.kind, e.charge_id, e.refund_id, e.payout_id, e.adjustment_id, \
+         e.posted_at, e.plugin_id, e.line, e.plan_key, e.amount_minor AS amount, e.fee_minor AS fee, \
+         e.gross_minor AS gross, c.tenant_id \
+         FROM partner_entries e LEFT JOIN charges c ON c.id = e.charge_id \
+         WHERE e.publisher = $1 AND e.currency = $2 AND e.{column} >= $3 AND e.{column} < $4 ORDER BY e.seq"
     ))
     .bind(publisher)
     .bind(currency)
@@ -115,6 +120,7 @@ pub async fn lines(
                 payout: r.try_get("payout_id")?,
                 adjustment: r.try_get("adjustment_id")?,
                 plugin: r.try_get("plugin_id")?,
+                tenant: r.try_get("tenant_id")?,
                 plan: r.try_get("plan_key")?,
                 line: r.try_get("line")?,
                 gross_minor: r.try_get::<Option<i64>, _>("gross")?.unwrap_or(0),
