@@ -59,6 +59,10 @@ struct PartnerPage {
     hold: Option<String>,
     /// The adjustment form's Idempotency-Key, fixed when the page is drawn.
     key: String,
+    /// The month the sales table is for (all time when `None`) and the customers table's.
+    period: Option<String>,
+    month: String,
+    customers: Vec<CustomerRow>,
     notice: Option<String>,
     problem: Option<String>,
 }
@@ -86,6 +90,45 @@ pub fn gmv_charts(
 struct Said {
     notice: Option<String>,
     problem: Option<String>,
+    /// `YYYY-MM`: the month of the sales and customers tables; all time without one.
+    period: Option<String>,
+}
+
+/// One customer's transactions with the partner in a month and currency (Atlassian's vendor
+/// report): sales and refunds, gross, the platform's fee and the partner's amount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerRow {
+    pub tenant: String,
+    pub currency: String,
+    pub sales: i64,
+    pub refunds: i64,
+    pub gross_minor: i64,
+    pub fee_minor: i64,
+    pub amount_minor: i64,
+}
+
+/// Statement lines summed per customer and currency; lines without a customer (payouts,
+/// adjustments) are not anyone's.
+pub fn by_customer(statements: &[Statement]) -> Vec<CustomerRow> {
+    let mut rows: std::collections::BTreeMap<(String, String), CustomerRow> = std::collections::BTreeMap::new();
+    for statement in statements {
+        for line in &statement.lines {
+            let Some(tenant) = &line.tenant else { continue };
+            let row = rows.entry((tenant.clone(), statement.currency.clone())).or_insert_with(|| CustomerRow {
+                tenant: tenant.clone(),
+                currency: statement.currency.clone(),
+                ..CustomerRow::default()
+            });
+            match line.kind.as_str() {
+                "collection" => row.sales += 1,
+                _ => row.refunds += 1,
+            }
+            row.gross_minor += line.gross_minor;
+            row.fee_minor += line.fee_minor;
+            row.amount_minor += line.amount_minor;
+        }
+    }
+    rows.into_values().collect()
 }
 
 async fn overview(
@@ -97,7 +140,10 @@ async fn overview(
     let caller = &signed.0.caller;
     // The same rule as every partner route: the partner itself or an operator.
     caller.may_act_for_publisher(&publisher)?;
-    let sales = views::sales(&state.market, caller, &publisher, None).await?;
+    let period = said.period.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(String::from);
+    let sales = views::sales(&state.market, caller, &publisher, period.as_deref()).await?;
+    let month = period.clone().unwrap_or_else(|| super::tenant_pages::current_month(&state));
+    let customers = by_customer(&statements::statements(&state.market, caller, &publisher, &month, None).await?);
     let since = state.market.billing.clock.now_ms() - 30 * DAY_MS;
     let ran = crate::records::invocations_by_plugin(&state.market, &publisher, since).await?;
     let plugins = catalog::of_publisher(&state.market.db, &publisher)
@@ -143,6 +189,9 @@ async fn overview(
         key: nexus_registry::publishers::random_hex(16)?,
         notice: said.notice,
         problem: said.problem,
+        period,
+        month,
+        customers,
         earnings,
         publisher,
         plugins,

@@ -871,6 +871,15 @@ fn a_partner_sees_its_next_payout_when_and_why_it_waits_and_its_own_earnings() {
         // Its earnings are its share: 60.00 gross less the 15% fee.
         assert!(page.body.contains("Your earnings by month in EUR") && page.body.contains(": 51.00 EUR</title>"));
 
+        // Customers of the month, and sales for any month.
+        assert!(page.body.contains("<h2>Customers in 2026-11</h2>"), "{}", page.body);
+        assert!(page.body.contains("<tr><td>globex</td><td class=\"num\">1</td><td class=\"num\">0</td>"));
+        let november = partner.get("/console/partners/nexus-labs?period=2026-11").await;
+        assert!(november.body.contains("Sales by plugin in 2026-11") && november.body.contains("60.00 EUR"));
+        let october = partner.get("/console/partners/nexus-labs?period=2026-10").await;
+        assert!(october.body.contains("No sales in this month."), "{}", october.body);
+        let bad = partner.get("/console/partners/nexus-labs?period=2026-13").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
         // The statement names the customer of every sale and signs what is taken away.
         let statement = partner.get("/console/partners/nexus-labs/statements/2026-11").await;
         for text in [
