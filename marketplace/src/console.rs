@@ -220,6 +220,8 @@ fn navigation(chrome: &Chrome) -> Vec<NavLink> {
     if chrome.role == "operator" {
         links.extend([
             ("/console/operator".into(), "Operator"),
+            ("/console/operator/tenants".into(), "Tenants"),
+            ("/console/operator/partners".into(), "Partners"),
             ("/console/operator/applications".into(), "Applications"),
             ("/console/operator/audit".into(), "Audit log"),
             ("/console/deliveries".into(), "Deliveries"),

@@ -79,7 +79,7 @@ pub struct AuditQuery {
 }
 
 /// `text` as a LIKE pattern that matches only itself (with a backslash as the escape character).
-fn like_literal(text: &str) -> String {
+pub(crate) fn like_literal(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 

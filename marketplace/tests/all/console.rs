@@ -236,6 +236,32 @@ fn every_page_answers_every_role_as_the_api_would() {
                 ],
             ),
             (
+                "/console/operator/tenants?q=GLOB".into(),
+                [
+                    SignIn,
+                    Shows(&["<code>globex</code>", "1 tenant(s) matching", "Live installs"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                "/console/operator/partners?q=labs".into(),
+                [
+                    SignIn,
+                    Shows(&["<code>nexus-labs</code>", "1 partner(s)"]),
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                    FORBIDDEN,
+                ],
+            ),
+            (
+                "/console/operator/partners?q=%25".into(),
+                [SignIn, Shows(&["No partner matches."]), FORBIDDEN, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+            ),
+            (
                 "/console/deliveries".into(),
                 [
                     SignIn,
