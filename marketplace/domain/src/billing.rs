@@ -17,6 +17,7 @@ pub mod charges;
 pub mod clock;
 pub mod collect;
 pub mod gmv;
+pub mod growth;
 pub mod holds;
 pub mod ids;
 pub mod ledger;

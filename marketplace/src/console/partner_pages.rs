@@ -63,6 +63,8 @@ struct PartnerPage {
     period: Option<String>,
     month: String,
     customers: Vec<CustomerRow>,
+    /// Installs, uninstalls, active installs and churn by month; MRR now.
+    growth: crate::billing::growth::Growth,
     notice: Option<String>,
     problem: Option<String>,
 }
@@ -192,6 +194,7 @@ async fn overview(
         period,
         month,
         customers,
+        growth: crate::billing::growth::growth(&state.market, caller, &publisher, 6).await?,
         earnings,
         publisher,
         plugins,

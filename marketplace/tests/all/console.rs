@@ -875,6 +875,12 @@ fn a_plan_change_is_previewed_to_the_cent_then_confirmed_once_however_often_the_
             (&json!(900), &json!("collected"))
         );
 
+        // The partner's recurring revenue now counts the subscription.
+        let mut partner = Browser::new(env);
+        partner.sign_in(&env.publisher).await;
+        let earnings = partner.get("/console/partners/nexus-labs").await;
+        assert!(earnings.body.contains("Monthly recurring revenue: <strong>9.00 EUR</strong>"), "{}", earnings.body);
+
         // Asking to move to the plan it is on comes back on the install page.
         let same = tenant.get(&format!("{page_of}/plan?plan=monthly")).await;
         assert_eq!(same.status, StatusCode::OK, "{}", same.body);
@@ -897,6 +903,13 @@ fn a_partner_sees_its_next_payout_when_and_why_it_waits_and_its_own_earnings() {
         // Its earnings are its share: 60.00 gross less the 15% fee.
         assert!(page.body.contains("Your earnings by month in EUR") && page.body.contains(": 51.00 EUR</title>"));
 
+        // Installs by month (the one-time purchase is no recurring revenue).
+        assert!(
+            page.body.contains(
+                "<tr><td>2026-11</td><td class=\"num\">1</td><td class=\"num\">0</td><td class=\"num\">1</td>"
+            )
+        );
+        assert!(page.body.contains("Monthly recurring revenue: none yet"), "{}", page.body);
         // Customers of the month, and sales for any month.
         assert!(page.body.contains("<h2>Customers in 2026-11</h2>"), "{}", page.body);
         assert!(page.body.contains("<tr><td>globex</td><td class=\"num\">1</td><td class=\"num\">0</td>"));
