@@ -260,11 +260,26 @@ fn each_role_uses_the_console_in_a_real_browser() {
         assert!(installed.contains("webhook_token"));
         assert!(!installed.contains("sk-browser-SECRET-7"));
         driver.screenshot("install-done").await;
+        let install_page = driver.url().await;
         driver.open(&format!("{site}/console/installs")).await;
         assert!(driver.source().await.contains("nexus-labs/chat-notifier"));
         driver.screenshot("tenant-installs").await;
         driver.open(&format!("{site}/console/bills?period=2026-11")).await;
         driver.screenshot("tenant-bill").await;
+        // On a 400 px wide screen the tenant's pages do not scroll sideways.
+        driver.command(reqwest::Method::POST, "/window/rect", Some(json!({ "width": 400, "height": 900 }))).await;
+        for page in [format!("{site}/console/installs"), install_page, format!("{site}/console/bills?period=2026-11")] {
+            driver.open(&page).await;
+            let script = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];";
+            let widths = driver
+                .command(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] })))
+                .await;
+            let (scroll, client) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+            assert!(scroll <= client, "{page} scrolls sideways at 400 px: {scroll} > {client}");
+            assert!(client <= 420, "the window is narrow: {client}");
+        }
+        driver.screenshot("tenant-bill-narrow").await;
+        driver.command(reqwest::Method::POST, "/window/rect", Some(json!({ "width": 1280, "height": 1600 }))).await;
         driver.sign_out().await;
 
         // The partner: earnings, a statement, its CSV, a payout.
