@@ -16,6 +16,7 @@ pub mod adjustments;
 pub mod charges;
 pub mod clock;
 pub mod collect;
+pub mod estimate;
 pub mod gmv;
 pub mod growth;
 pub mod holds;

@@ -69,6 +69,8 @@ struct InstallDetailPage {
     delisting: Option<crate::catalog::Delisting>,
     /// The plan's terms in words (`9.00 USD a month`), when it has a plan.
     plan_terms: Option<String>,
+    /// Usage so far this period, its estimated charge, and the next charge.
+    usage: crate::billing::estimate::UsageSoFar,
     /// The plans it could move to (offered now, not its own), with their terms.
     other_plans: Vec<(crate::billing::plans::Plan, String)>,
     /// Runs, failures and the newest failure over the last day and the last 30 days.
@@ -187,6 +189,7 @@ pub async fn detail_page(
         delisting,
         plan_terms,
         other_plans,
+        usage: crate::billing::estimate::usage_so_far(&state.market, caller, id).await?,
         health,
         problem,
         notice: form.notice.clone(),

@@ -19,6 +19,7 @@ use super::registry_routes::plugin_id;
 use super::{ApiError, AppState};
 use crate::billing::charges::{self, Charge, ChargeQuery, UsageSource};
 use crate::billing::collect::{self, Attempt};
+use crate::billing::estimate::UsageSoFar;
 use crate::billing::gmv::{self, EcosystemPeriod, EcosystemQuery, Gmv, GmvQuery};
 use crate::billing::ledger::{self, LedgerReport, LedgerTransaction};
 use crate::billing::payouts::{
@@ -41,6 +42,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(retire_plan))
         .routes(routes!(change_plan))
         .routes(routes!(preview_plan_change))
+        .routes(routes!(show_usage))
         .routes(routes!(settle_install))
         .routes(routes!(list_charges))
         .routes(routes!(show_charge))
@@ -174,6 +176,18 @@ pub async fn preview_plan_change(
     QueryParams(query): QueryParams<PreviewQuery>,
 ) -> Result<Json<PlanChangePreview>, ApiError> {
     Ok(Json(settle::preview_change(&state.market, &caller, &id, query).await?))
+}
+
+/// An install's usage so far this period, rated as the billing run will rate it, and when
+/// it is next charged.
+#[utoipa::path(get, path = "/v1/installs/{id}/usage", tag = "billing", params(("id" = String, Path)),
+    responses((status = 200, body = UsageSoFar)))]
+pub async fn show_usage(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<UsageSoFar>, ApiError> {
+    Ok(Json(crate::billing::estimate::usage_so_far(&state.market, &caller, &id).await?))
 }
 
 /// Pays an install's failed charges now; an install paused for payment resumes once none is

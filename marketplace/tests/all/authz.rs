@@ -152,7 +152,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 108] = [
+const ALL_ROUTES: [(&str, &str); 109] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -238,6 +238,7 @@ const ALL_ROUTES: [(&str, &str); 108] = [
     ("DELETE", "/v1/plugins/{publisher}/{name}/plans/{key}"),
     ("PUT", "/v1/installs/{id}/plan"),
     ("GET", "/v1/installs/{id}/plan/preview"),
+    ("GET", "/v1/installs/{id}/usage"),
     ("POST", "/v1/installs/{id}/settle"),
     ("GET", "/v1/charges"),
     ("GET", "/v1/charges/{id}"),
@@ -730,6 +731,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         ),
         route("DELETE", format!("{plans}/{{fresh}}"), nexus_labs_only(EMPTY)).fresh(Fresh::Plan),
         route("GET", format!("{chat_install}/plan/preview?plan=per-message"), owner_changes(OK)),
+        route("GET", format!("{chat_install}/usage"), owner_reads),
         route("PUT", format!("{chat_install}/plan"), owner_changes(OK))
             .json(json!({ "plan": "per-message" }))
             .idempotent(),

@@ -262,6 +262,16 @@ fn the_worked_example_reproduces_to_the_cent() {
             m.keyed("POST", &format!("/v1/charges/{c2}/refunds"), &env.operator, "refund-1", refund).await;
         assert_eq!((status, &replay["id"]), (StatusCode::CREATED, &r1["id"]), "{replay}");
 
+        // Before the period ends, the usage so far is rated as the run will rate it.
+        let (status, so_far) = env.get(&format!("/v1/installs/{}/usage", tax["id"].as_str().unwrap()), &acme).await;
+        assert_eq!(status, StatusCode::OK, "{so_far}");
+        assert_eq!(
+            (&so_far["units"], &so_far["included_units"], &so_far["billable_units"], &so_far["estimate_minor"]),
+            (&json!(30), &json!(10), &json!(20), &json!(300)),
+            "capped at 3.00 as the bill will be: {so_far}"
+        );
+        assert_eq!((&so_far["period_end"], &so_far["next_charge_at"]), (&json!(DEC_1), &json!(DEC_1)), "{so_far}");
+
         // Dec 1: usage in arrears, capped; then the same run again changes nothing.
         m.clock.set(DEC_1);
         let report = m.run().await;
