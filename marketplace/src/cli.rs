@@ -89,6 +89,8 @@ enum Command {
     Charges(money::ChargesArgs),
     /// A tenant's bill for a month, as a table or CSV.
     Bill(money::BillArgs),
+    /// An install's usage so far this period, what it would be charged now, and the next charge.
+    Usage(money::UsageArgs),
     /// A partner's sales and balance, as a table or CSV.
     Sales(money::SalesArgs),
     /// Refund part of a collected charge (operators).
@@ -182,6 +184,7 @@ pub fn main() -> ExitCode {
             Command::Settle(args) => money::settle(args).await,
             Command::Charges(args) => money::charges(args).await,
             Command::Bill(args) => money::bill(args).await,
+            Command::Usage(args) => money::usage(args).await,
             Command::Sales(args) => money::sales(args).await,
             Command::Refund(args) => money::refund(args).await,
             Command::Billing(command) => money::billing(command).await,

@@ -147,6 +147,17 @@ pub struct BillArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The install (`ins_…`; `nexus installs list` shows them).
+    install: String,
+    /// Print the API's JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Args)]
 pub struct SalesArgs {
     publisher: String,
     /// A month, `YYYY-MM`; default all time.
@@ -433,6 +444,43 @@ fn charge_line(charge: &Value) -> String {
 fn period_open(period: &str) -> bool {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     nexus_money::period::month_label(i64::try_from(now).unwrap_or(i64::MAX)).as_str() <= period
+}
+
+pub async fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.connection;
+    let usage: Value = c.send(c.client().get(c.url(&format!("/v1/installs/{}/usage", args.install)))).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&usage)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let currency = usage["currency"].as_str().unwrap_or("");
+    match usage["meter"].as_str() {
+        Some(meter) => {
+            let until =
+                usage["period_end"].as_i64().map(|end| format!(" (the period ends {})", crate::console::when(end)));
+            println!(
+                "usage so far: {} {meter}, {} included, {} billable{}",
+                usage["units"],
+                usage["included_units"],
+                usage["billable_units"],
+                until.unwrap_or_default()
+            );
+            println!(
+                "charged for it if the period ended now: {}",
+                shown(usage["estimate_minor"].as_i64().unwrap_or(0), currency)
+            );
+        }
+        None => println!("its plan bills no usage"),
+    }
+    match usage["next_charge_at"].as_i64() {
+        Some(at) => {
+            let advance = usage["next_period_minor"].as_i64().unwrap_or(0);
+            let fee = if advance > 0 { format!(": {} in advance", shown(advance, currency)) } else { String::new() };
+            println!("next charge: {}{fee}", crate::console::when(at));
+        }
+        None => println!("nothing further is scheduled to be charged"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {

@@ -1060,7 +1060,10 @@ fn the_money_commands_work_against_a_real_server() {
         let installed = nexus(&["install", "nexus-labs/echo", "--plan", "lifetime", "--yes"], &as_tenant);
         let consent = String::from_utf8_lossy(&installed.stderr);
         assert!(consent.contains("on plan   Lifetime (lifetime, revision 1): 60.00 EUR once\n"), "{consent}");
-        ok(installed);
+        let installed = ok(installed);
+        let install =
+            installed.split_whitespace().find(|w| w.starts_with("ins_")).unwrap_or_else(|| panic!("{installed}"));
+        let install = install.trim_end_matches([',', '.', ')', ':']).to_string();
         let charges = ok(nexus(&["charges"], &as_tenant));
         let day_after = nexus_money::period::day_label(nexus_registry::db::now_ms());
         // Status, plugin, plan and revision, line, the day it was charged, amount.
@@ -1069,6 +1072,11 @@ fn the_money_commands_work_against_a_real_server() {
         columns.remove(4);
         assert_eq!(columns, ["collected", "nexus-labs/echo", "lifetime@1", "one-time", "60.00", "EUR"], "{charges}");
         let charge = charges.split_whitespace().find(|w| w.starts_with("chg_")).unwrap().to_string();
+        // A one-time purchase bills no usage and nothing further; an unknown install is named.
+        let usage = ok(nexus(&["usage", &install], &as_tenant));
+        assert_eq!(usage, "its plan bills no usage\nnothing further is scheduled to be charged\n");
+        let unknown = nexus(&["usage", "ins_0000000000000000"], &as_tenant);
+        assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("ins_0000000000000000"));
         let csv = ok(nexus(&["bill", &month, "--csv"], &as_tenant));
         assert_eq!(csv.lines().count(), 2, "{csv}");
         assert!(csv.lines().nth(1).unwrap().ends_with(",EUR,60.00,6000,collected"), "{csv}");
