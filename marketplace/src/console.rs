@@ -295,6 +295,28 @@ struct ErrorPage<'a> {
     status: u16,
     code: &'a str,
     message: &'a str,
+    /// What to do instead, in words.
+    hint: &'static str,
+}
+
+/// An error page's title and what its reader can do next, by status (and a few codes).
+fn error_words(status: StatusCode, code: ErrorCode) -> (&'static str, &'static str) {
+    match (status.as_u16(), code) {
+        (_, ErrorCode::CsrfMismatch) => {
+            ("The form expired", "Go back, reload the page and send the form again: nothing was changed.")
+        }
+        (403, _) => (
+            "Not yours to see or do",
+            "Sign in as a member of the organization this belongs to, or ask one of its owners or admins.",
+        ),
+        (404, _) => ("Not found", "It may have been removed, or the link is mistyped: start again from the menu."),
+        (409, _) => {
+            ("Not possible right now", "Something changed it meanwhile: reload the page to see where it stands.")
+        }
+        (429, _) => ("Too many attempts", "Wait a little and try again."),
+        (400..=499, _) => ("That was not accepted", "Go back and correct what the message names: nothing was changed."),
+        _ => ("Something went wrong on our side", "Try again in a moment; if it keeps failing, tell the operators."),
+    }
 }
 
 impl IntoResponse for PageError {
@@ -317,11 +339,13 @@ impl IntoResponse for PageError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code.as_str(), message = %self.message, "console page failed");
         }
+        let (title, hint) = error_words(self.status, self.code);
         let page = ErrorPage {
-            chrome: Chrome::new("Not possible", None),
+            chrome: Chrome::new(title, None),
             status: self.status.as_u16(),
             code: self.code.as_str(),
             message: &self.message,
+            hint,
         };
         let body = page.render().unwrap_or_else(|_| self.message.clone());
         (self.status, Html(body)).into_response()
