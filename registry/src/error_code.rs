@@ -109,7 +109,7 @@ error_codes! {
 
     // Accounts, catalog, installs, events.
     TenantExists = "tenant_exists", 409, "a tenant with that name already exists";
-    InvalidSettings = "invalid_settings", 400, "an install's settings or secrets have too many entries, a bad key or a too-long value";
+    InvalidSettings = "invalid_settings", 400, "an install's settings or secrets have too many entries, a bad key or a too-long value, or lack one the version requires";
     ConsentRequired = "consent_required", 409, "installing or upgrading needs the tenant's consent to the capabilities in details";
     AlreadyInstalled = "already_installed", 409, "the tenant already has this plugin installed";
     PluginDelisted = "plugin_delisted", 409, "the plugin is delisted and cannot be installed";

@@ -18,7 +18,7 @@ use crate::id::PluginId;
 pub use rules::MAX_TRIAL_DAYS;
 use rules::{
     MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS, check_capabilities, check_categories, check_event_types, check_length,
-    check_license, check_pricing, check_text, check_url,
+    check_license, check_pricing, check_settings, check_text, check_url,
 };
 
 mod raw;
@@ -96,7 +96,28 @@ pub struct Manifest {
     pub schedules: Vec<Schedule>,
     #[serde(default)]
     pub capabilities: BTreeMap<Capability, CapabilityRequest>,
+    /// `[[settings]]`: the settings and secrets an install is asked for by name, on the
+    /// install form and in the consent preview; a `required` one must be given to install.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<Setting>,
     pub pricing: Vec<PricingPlan>,
+}
+
+/// The most settings and secrets one plugin may declare.
+pub const MAX_DECLARED_SETTINGS: usize = 32;
+
+/// One declared setting (read with the `config` capability) or secret (`secrets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Setting {
+    /// The key the plugin reads: 1 to 64 of a-z, 0-9, '-', '_' and '.'.
+    pub name: String,
+    /// What to enter, shown beside the field.
+    pub description: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 /// The most schedules one plugin may declare.
@@ -227,6 +248,7 @@ impl Manifest {
         check_url("repository", self.repository.as_deref())?;
         check_event_types(&self.event_types)?;
         check_capabilities(&self.capabilities)?;
+        check_settings(&self.settings, &self.capabilities)?;
         check_pricing(&self.pricing)
     }
 

@@ -30,7 +30,7 @@ pub(crate) mod lifecycle;
 pub use changes::{
     InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,
 };
-pub use consent::{Consent, GrantConsent, RequestedCapability, RequestedHost, preview};
+pub use consent::{Consent, DeclaredSetting, GrantConsent, RequestedCapability, RequestedHost, preview};
 pub use delivery::{
     Target, open_secrets, record_health, target_by_id, target_of, targets, targets_by_ids, targets_read,
 };
@@ -234,6 +234,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     let plan = crate::billing::plans::choose(market, &id, request.plan.as_deref()).await?;
     check_settings("config", request.config.iter().map(|(k, v)| (k, Some(v))))?;
     check_settings("secret", request.secrets.iter().map(|(k, v)| (k, Some(v))))?;
+    consent.check_required(&request.config, &request.secrets)?;
     market.registry.verify_signature(&id, &record).await?;
 
     let install_id = format!("ins_{}", random_hex(8)?);

@@ -281,6 +281,14 @@ struct InstallPage {
     problem: Option<String>,
     chosen_plan: String,
     config: String,
+    /// Declared settings as typed, by name.
+    typed: BTreeMap<String, String>,
+}
+
+impl InstallPage {
+    fn typed_value(&self, name: &str) -> &str {
+        self.typed.get(name).map_or("", String::as_str)
+    }
 }
 
 async fn install_page(
@@ -315,6 +323,12 @@ async fn install_page(
         problem,
         chosen_plan,
         config: fields.get("config").unwrap_or_default().to_string(),
+        // What was typed into the declared settings comes back (secrets never do).
+        typed: fields
+            .0
+            .iter()
+            .filter_map(|(key, value)| key.strip_prefix("setting:").map(|name| (name.to_string(), value.clone())))
+            .collect(),
     };
     let status =
         if page.problem.is_some() { axum::http::StatusCode::UNPROCESSABLE_ENTITY } else { axum::http::StatusCode::OK };
@@ -354,11 +368,22 @@ async fn install(
     let fields = Fields(fields);
     signed.check(&fields)?;
     let id = plugin_id(&publisher, &name)?;
-    let config = match config_lines(fields.get("config").unwrap_or_default()) {
+    let mut config = match config_lines(fields.get("config").unwrap_or_default()) {
         Ok(config) => config,
         Err(problem) => return install_page(&state, &signed, &publisher, &name, Some(problem), &fields).await,
     };
     let mut secrets = BTreeMap::new();
+    // The settings and secrets the plugin declares, each in a field of its own name.
+    for (key, value) in &fields.0 {
+        if value.trim().is_empty() {
+            continue;
+        }
+        if let Some(setting) = key.strip_prefix("setting:") {
+            config.insert(setting.to_string(), value.trim().to_string());
+        } else if let Some(secret) = key.strip_prefix("secret:") {
+            secrets.insert(secret.to_string(), value.clone());
+        }
+    }
     for index in 1..=3 {
         if let Some(secret) = fields.text(&format!("secret_name_{index}")) {
             secrets.insert(

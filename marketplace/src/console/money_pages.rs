@@ -23,6 +23,7 @@ use crate::billing::collect::{self, Attempt};
 use crate::billing::holds::{self, HoldRequest, MinimumRequest};
 use crate::billing::ids::ChargeId;
 use crate::billing::refunds::{self, Refund, RefundRequest};
+use crate::billing::share::{self, PolicyRequest, TierSpec};
 use crate::server::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -33,6 +34,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/partners/{publisher}/release", post(release))
         .route("/console/partners/{publisher}/adjustments", post(adjust))
         .route("/console/operator/minimums", post(minimum))
+        .route("/console/operator/policies", post(policy))
 }
 
 #[derive(Template)]
@@ -243,5 +245,105 @@ async fn minimum(
             Ok(format!("The minimum payout in {currency} is {}.", super::money(minimum_minor, &currency))),
         )),
         Err(error) => refused(page, error),
+    }
+}
+
+/// Tiers as operators type them, one a line: `0% up to 1,000,000`, `10 up to 5000`, `15%
+/// above` (or just `15`, the last). Rates take up to two decimals; bounds are whole units of
+/// each currency.
+pub fn parse_tiers(text: &str) -> Result<Vec<TierSpec>, String> {
+    let mut tiers = Vec::new();
+    for (number, line) in text.lines().enumerate().map(|(n, l)| (n + 1, l.trim())) {
+        if line.is_empty() {
+            continue;
+        }
+        let lower = line.to_lowercase();
+        let (rate, bound) = match lower.split_once("up to") {
+            Some((rate, bound)) => (rate.trim(), Some(bound.trim())),
+            None => (lower.trim_end_matches("above").trim(), None),
+        };
+        let rate = rate.trim_end_matches('%').trim();
+        let (whole, fraction) = rate.split_once('.').unwrap_or((rate, ""));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || fraction.len() > 2 || (!fraction.is_empty() && !digits(fraction)) {
+            return Err(format!("tier line {number}: `{line}` does not start with a rate such as 15 or 12.5%"));
+        }
+        let rate_bp = whole.parse::<i64>().map_err(|_| format!("tier line {number}: the rate is too large"))? * 100
+            + format!("{fraction:0<2}").parse::<i64>().unwrap_or(0);
+        let up_to =
+            match bound {
+                Some(bound) => {
+                    let cleaned: String = bound.chars().filter(|c| !matches!(c, ',' | '_' | ' ')).collect();
+                    Some(cleaned.parse::<i64>().map_err(|_| {
+                        format!("tier line {number}: `{bound}` is not a whole amount such as 1,000,000")
+                    })?)
+                }
+                None => None,
+            };
+        tiers.push(TierSpec { up_to, rate_bp });
+    }
+    if tiers.is_empty() {
+        return Err("write at least one tier, such as `15% above`".into());
+    }
+    Ok(tiers)
+}
+
+/// A revenue-share policy: for every partner, one partner, or one plan of one plugin, from
+/// now or a later day.
+async fn policy(
+    State(state): State<AppState>,
+    signed: Signed,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    let fields = Fields(fields);
+    signed.check(&fields)?;
+    // Operators' actions: anyone else is refused before the form is read.
+    signed.0.caller.require_operator()?;
+    let page = "/console/operator";
+    let tiers = match confirmed(&fields, false).and_then(|_| parse_tiers(fields.get("tiers").unwrap_or_default())) {
+        Ok(tiers) => tiers,
+        Err(problem) => return Ok(back(page, Err(problem))),
+    };
+    let effective_from = match fields.text("from") {
+        Some(day) => Some(super::operator_pages::day_start("from", day)?),
+        None => None,
+    };
+    let text = |name: &str| fields.text(name).map(String::from);
+    let request = PolicyRequest {
+        publisher: text("publisher"),
+        plugin: text("plugin"),
+        plan: text("plan"),
+        tiers,
+        effective_from,
+    };
+    match share::put(&state.market, &signed.0.caller, request).await {
+        Ok(made) => Ok(back(
+            page,
+            Ok(format!("Policy {} set: {}.", made.id, super::operator_pages::tiers_in_words(&made.tiers).join("; "))),
+        )),
+        Err(error) => refused(page, error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_are_typed_as_rates_and_whole_bounds() {
+        let tiers = parse_tiers("0% up to 1,000,000\n\n12.5 up to 5 000 000\n15% above").unwrap();
+        assert_eq!(
+            tiers,
+            [
+                TierSpec { up_to: Some(1_000_000), rate_bp: 0 },
+                TierSpec { up_to: Some(5_000_000), rate_bp: 1250 },
+                TierSpec { up_to: None, rate_bp: 1500 },
+            ]
+        );
+        assert_eq!(parse_tiers("20").unwrap(), [TierSpec { up_to: None, rate_bp: 2000 }]);
+        assert_eq!(parse_tiers("").unwrap_err(), "write at least one tier, such as `15% above`");
+        assert!(parse_tiers("lots up to 5").unwrap_err().starts_with("tier line 1:"));
+        assert!(parse_tiers("10.125%").unwrap_err().contains("rate such as"));
+        assert!(parse_tiers("10 up to many").unwrap_err().contains("not a whole amount"));
     }
 }

@@ -446,7 +446,7 @@ impl AuditForm {
 }
 
 /// The start of a `YYYY-MM-DD` day (UTC) in milliseconds, refused with the field's name.
-fn day_start(field: &str, text: &str) -> Result<i64, PageError> {
+pub(super) fn day_start(field: &str, text: &str) -> Result<i64, PageError> {
     let refused = || {
         PageError::bad_request(ErrorCode::InvalidQuery, format!("{field} `{text}` is not a date such as 2026-11-30"))
     };

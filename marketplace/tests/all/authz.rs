@@ -398,7 +398,7 @@ impl World {
                            "price_minor": 4900 });
         let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let chat = env.install(&globex, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
+        let chat = env.install(&globex, "nexus-labs/chat-notifier", json!({ "plan": "lifetime", "secrets": { "webhook-url": "https://hooks.slack.com/services/T0/B0/test" } })).await;
         let chat_install = chat["id"].as_str().unwrap().to_string();
         let (_, charges) = env.get(&format!("/v1/charges?install={chat_install}"), &globex).await;
         assert_eq!(charges["items"][0]["status"], "collected", "{charges}");

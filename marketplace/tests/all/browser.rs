@@ -251,13 +251,12 @@ fn each_role_uses_the_console_in_a_real_browser() {
         let form = driver.wait_for("Grant and install").await;
         assert!(form.contains("will be able to") && driver.find_all("input[type=checkbox]").await.is_empty());
         driver.screenshot("install-consent").await;
-        driver.type_into("#config", "channel = #ops").await;
-        driver.type_into("#secret_name_1", "webhook_token").await;
-        driver.type_into("#secret_value_1", "sk-browser-SECRET-7").await;
+        driver.type_into("#setting-channel", "#ops").await;
+        driver.type_into("#secret-webhook-url", "https://hooks.slack.com/services/T/B/sk-browser-SECRET-7").await;
         driver.click("form.stack > button[type=submit]").await;
         let installed = driver.wait_for("Installed.").await;
         assert!(driver.url().await.contains("?installed=1"), "{installed}");
-        assert!(installed.contains("webhook_token"));
+        assert!(installed.contains("webhook-url"));
         assert!(!installed.contains("sk-browser-SECRET-7"));
         driver.screenshot("install-done").await;
         let install_page = driver.url().await;
@@ -342,6 +341,26 @@ fn each_role_uses_the_console_in_a_real_browser() {
         driver.open(&format!("{site}/console/operator/ledger")).await;
         assert!(driver.source().await.contains("The ledger balances"));
         driver.screenshot("operator-ledger").await;
+        // The directories, and a refund from a charge's receipt: reason, confirmation, figures.
+        driver.open(&format!("{site}/console/operator/tenants?q=glob")).await;
+        assert!(driver.source().await.contains("<code>globex</code>"));
+        driver.screenshot("operator-tenants").await;
+        driver.open(&format!("{site}/console/operator/partners")).await;
+        assert!(driver.source().await.contains("<code>nexus-labs</code>"));
+        driver.screenshot("operator-partners").await;
+        let (_, charges) = env.get("/v1/charges?tenant=globex", &env.operator).await;
+        let charge = charges["items"][0]["id"].as_str().unwrap().to_string();
+        driver.open(&format!("{site}/console/charges/{charge}")).await;
+        driver.type_into("#amount", "10.00").await;
+        driver.type_into("#reason", "late delivery").await;
+        driver.click("#confirm").await;
+        driver.click("form[action$='/refund'] button[type=submit]").await;
+        let refunded = driver.wait_for("Refunded 10.00 EUR.").await;
+        assert!(refunded.contains("<strong>50.00 EUR</strong>"), "net paid after the refund: {refunded}");
+        driver.screenshot("operator-receipt").await;
+        driver.open(&format!("{site}/console/partners/nexus-labs")).await;
+        driver.wait_for("Money actions").await;
+        driver.screenshot("operator-partner").await;
         driver.sign_out().await;
 
         // A person: signs up with an organization, confirms the address from the mail,

@@ -557,9 +557,19 @@ fn a_tenant_installs_through_the_consent_form_and_only_with_consent() {
                 fields.push(("host", host["host"].as_str().unwrap().to_string()));
             }
         }
-        fields.push(("config", "channel = #ops".into()));
-        fields.push(("secret_name_1", "webhook_token".into()));
-        fields.push(("secret_value_1", "sk-console-SECRET-42".into()));
+        // The declared settings have fields of their own; the required secret is asked for.
+        assert!(
+            form.body.contains(r#"name="secret:webhook-url" type="password" autocomplete="off" required"#),
+            "{}",
+            form.body
+        );
+        assert!(form.body.contains(r#"name="setting:channel""#), "{}", form.body);
+        let missing: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = browser.post("/console/catalog/nexus-labs/chat-notifier/install", &missing).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+        assert!(refused.body.contains("needs the secret `webhook-url`"), "{}", refused.body);
+        fields.push(("setting:channel", "#ops".into()));
+        fields.push(("secret:webhook-url", "https://hooks.slack.com/services/T/B/sk-console-SECRET-42".into()));
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let done = browser.post("/console/catalog/nexus-labs/chat-notifier/install", &fields).await;
         assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
@@ -567,7 +577,7 @@ fn a_tenant_installs_through_the_consent_form_and_only_with_consent() {
         assert!(location.starts_with("/console/installs/") && location.ends_with("?installed=1"), "{location}");
         let page = browser.get(&location).await;
         assert!(page.body.contains("Installed."), "{}", page.body);
-        assert!(page.body.contains("#ops") && page.body.contains("webhook_token"), "{}", page.body);
+        assert!(page.body.contains("#ops") && page.body.contains("<code>webhook-url</code> (set)"), "{}", page.body);
         // The secret is written, never shown.
         assert!(!page.body.contains("sk-console-SECRET-42"));
         assert_eq!(installs_of("initech").await, 1);
@@ -1084,6 +1094,33 @@ fn operators_move_money_from_the_console_with_a_reason_and_a_confirmation_and_re
             .await;
         let page = operator.get(set.location.as_deref().unwrap()).await;
         assert!(page.body.contains("The minimum payout in JPY is 3000 JPY."), "{}", page.body);
+        // A revenue-share policy typed as people write tiers.
+        let policy = |tiers: &'static str| {
+            [("csrf", csrf.clone()), ("publisher", "acme".into()), ("tiers", tiers.into()), ("confirm", "yes".into())]
+        };
+        let bad = policy("lots up to 50");
+        let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sent = operator.post("/console/operator/policies", &bad).await;
+        let page = operator.get(sent.location.as_deref().unwrap()).await;
+        assert!(
+            page.body.contains("Not done: tier line 1: `lots up to 50` does not start with a rate"),
+            "{}",
+            page.body
+        );
+        let good = policy("0% up to 50\n20% above");
+        let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sent = operator.post("/console/operator/policies", &good).await;
+        let page = operator.get(sent.location.as_deref().unwrap()).await;
+        assert!(
+            page.body
+                .contains("set: 0.00% fee on the first 50 of lifetime gross in each currency; 20.00% fee above 50."),
+            "{}",
+            page.body
+        );
+        let (_, policies) = env.get("/v1/revenue-share/policies", &env.operator).await;
+        let acme = policies.as_array().unwrap().iter().find(|p| p["publisher"] == "acme").unwrap();
+        assert_eq!(acme["tiers"], json!([{ "up_to": 50, "rate_bp": 0 }, { "up_to": null, "rate_bp": 2000 }]));
+
         // A tenant posting an operator's form is refused as the API refuses it.
         let fields = [
             ("csrf", Browser::csrf_of(&bill)),

@@ -37,16 +37,40 @@ fn install_needs_consent_to_every_requested_capability_and_host() {
             "nothing half-installed"
         );
 
+        // The settings it declares are in the preview; a required one must be given.
+        assert_eq!(
+            preview["settings"][0],
+            json!({ "name": "webhook-url", "description": "The incoming webhook URL your chat gives you (Slack or Teams)",
+                    "secret": true, "required": true })
+        );
+        let names: Vec<&str> =
+            preview["settings"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["webhook-url", "channel", "username"]);
+        for secrets in
+            [json!({}), json!({ "webhook-url": "  " }), json!({ "webhook_url": "https://hooks.slack.com/x" })]
+        {
+            let body =
+                json!({ "plugin": "nexus-labs/chat-notifier", "consent": consent_for(&preview), "secrets": secrets });
+            let (status, body) = env.post("/v1/installs", &tenant, body).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_settings")));
+            assert_eq!(
+                body["error"]["message"],
+                "nexus-labs/chat-notifier@0.1.0 needs the secret `webhook-url` (The incoming webhook URL your chat gives you \
+                 (Slack or Teams)); send it in `secrets`"
+            );
+        }
+        assert_eq!(env.get("/v1/installs", &tenant).await.1["total"], 0, "nothing installed");
+
         let body = json!({
             "plugin": "nexus-labs/chat-notifier", "consent": consent_for(&preview), "plan": "per-message",
-            "config": { "channel": "#sales" }, "secrets": { "webhook_url": "https://hooks.slack.com/services/T0/B0/SECRET" },
+            "config": { "channel": "#sales" }, "secrets": { "webhook-url": "https://hooks.slack.com/services/T0/B0/SECRET" },
         });
         let (status, install) = env.post("/v1/installs", &tenant, body).await;
         assert_eq!(status, StatusCode::CREATED, "{install}");
         assert_eq!(install["status"], "active");
         assert_eq!(install["plan"], "per-message");
         assert_eq!(install["version"], "0.1.0");
-        assert_eq!(install["secret_names"], json!(["webhook_url"]));
+        assert_eq!(install["secret_names"], json!(["webhook-url"]));
         assert_eq!(install["grants"]["allowed_hosts"], json!(["hooks.slack.com", "*.webhook.office.com"]));
         assert!(!install.to_string().contains("SECRET"), "secrets are never returned");
         let sealed: Option<String> =
@@ -57,7 +81,8 @@ fn install_needs_consent_to_every_requested_capability_and_host() {
             .post(
                 "/v1/installs",
                 &tenant,
-                json!({ "plugin": "nexus-labs/chat-notifier", "consent": consent_for(&preview) }),
+                json!({ "plugin": "nexus-labs/chat-notifier", "consent": consent_for(&preview),
+                        "secrets": { "webhook-url": "https://hooks.slack.com/services/T0/B0/OTHER" } }),
             )
             .await;
         assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("already_installed")));

@@ -543,7 +543,12 @@ fn partner_tiers_follow_twelve_months_of_gross_once_a_day_or_an_operators_hand()
         let (status, body) = env.post("/v1/plugins/nexus-labs/chat-notifier/plans", &env.publisher, plan).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let globex = env.tenant("globex").await;
-        env.install(&globex, "nexus-labs/chat-notifier", json!({ "plan": "lifetime" })).await;
+        env.install(
+            &globex,
+            "nexus-labs/chat-notifier",
+            json!({ "plan": "lifetime", "secrets": { "webhook-url": "https://hooks.slack.com/services/T0/B0/test" } }),
+        )
+        .await;
 
         // Four nodes check at once: one runs today's slot, which places each partner once.
         let runs = (0..4).map(|_| nexus_marketplace::partner_tiers::run_if_due(&env.market));

@@ -27,7 +27,35 @@ pub(super) struct Manifest {
     ordered_delivery: Option<toml::Value>,
     schedules: Option<Vec<Schedule>>,
     capabilities: Option<BTreeMap<String, Capability>>,
+    settings: Option<Vec<Setting>>,
     pricing: Option<Vec<Plan>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Setting {
+    name: Option<String>,
+    description: Option<String>,
+    secret: Option<toml::Value>,
+    required: Option<toml::Value>,
+}
+
+impl Setting {
+    fn into_setting(self, field: &str) -> Result<super::Setting, ManifestError> {
+        let flag = |value: Option<toml::Value>, key: &str| match value {
+            None => Ok(false),
+            Some(toml::Value::Boolean(flag)) => Ok(flag),
+            Some(other) => {
+                Err(invalid(format!("{field}.{key}"), format!("must be true or false, not a {}", other.type_str())))
+            }
+        };
+        Ok(super::Setting {
+            name: required_key(self.name, field, "name")?,
+            description: required_key(self.description, field, "description")?,
+            secret: flag(self.secret, "secret")?,
+            required: flag(self.required, "required")?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -104,6 +132,13 @@ impl Manifest {
             .into_iter()
             .map(|(name, raw)| raw.into_request(&name))
             .collect::<Result<_, _>>()?;
+        let settings = self
+            .settings
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| raw.into_setting(&format!("settings[{i}]")))
+            .collect::<Result<_, _>>()?;
         let pricing = required(self.pricing, "pricing")?
             .into_iter()
             .enumerate()
@@ -123,6 +158,7 @@ impl Manifest {
             ordered_delivery,
             schedules,
             capabilities,
+            settings,
             pricing,
         })
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use nexus_host::Capability;
 
-use super::{CATEGORIES, CapabilityRequest, ManifestError, PricingModel, PricingPlan, invalid};
+use super::{CATEGORIES, CapabilityRequest, ManifestError, PricingModel, PricingPlan, Setting, invalid};
 
 /// Fits one line of a listing card.
 pub(super) const MAX_SUMMARY_CHARS: usize = 140;
@@ -186,6 +186,47 @@ fn check_model(field: &str, model: &PricingModel) -> Result<(), ManifestError> {
 fn check_amount(field: &str, amount: i64) -> Result<(), ManifestError> {
     if amount <= 0 {
         return Err(invalid(field, format!("must be greater than 0, got {amount}")));
+    }
+    Ok(())
+}
+
+/// `[[settings]]`: names unique and shaped like install setting keys, a description, at most
+/// [`super::MAX_DECLARED_SETTINGS`]; a secret needs the `secrets` capability, a setting `config`.
+pub(super) fn check_settings(
+    settings: &[Setting],
+    capabilities: &BTreeMap<Capability, CapabilityRequest>,
+) -> Result<(), ManifestError> {
+    if settings.len() > super::MAX_DECLARED_SETTINGS {
+        return Err(invalid(
+            "settings",
+            format!("at most {} settings and secrets, not {}", super::MAX_DECLARED_SETTINGS, settings.len()),
+        ));
+    }
+    for (i, setting) in settings.iter().enumerate() {
+        let field = format!("settings[{i}]");
+        let name_ok = (1..=64).contains(&setting.name.len())
+            && setting
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            return Err(invalid(
+                format!("{field}.name"),
+                format!("{:?} must be 1 to 64 of a-z, 0-9, '-', '_' and '.'", setting.name),
+            ));
+        }
+        if settings[..i].iter().any(|earlier| earlier.name == setting.name) {
+            return Err(invalid(format!("{field}.name"), format!("{:?} is declared twice", setting.name)));
+        }
+        check_text(&format!("{field}.description"), &setting.description, MAX_REASON_CHARS)?;
+        let (needs, what) =
+            if setting.secret { (Capability::Secrets, "a secret") } else { (Capability::Config, "a setting") };
+        if !capabilities.contains_key(&needs) {
+            return Err(invalid(
+                field,
+                format!("{:?} is {what}, so the plugin must request the `{}` capability", setting.name, needs.as_str()),
+            ));
+        }
     }
     Ok(())
 }

@@ -169,7 +169,7 @@ fn syntax_errors_say_where() {
         (
             ("license = \"Apache-2.0\"", "license = \"Apache-2.0\"\ncolour = \"red\""),
             "line 11, column 1: unknown field `colour`, expected one of `id`, `version`, `summary`, `description`, \
-             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `schedules`, `capabilities`, `pricing`",
+             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `schedules`, `capabilities`, `settings`, `pricing`",
         ),
         (
             ("reason = \"Records what was sent\"", "reasn = \"Records what was sent\""),
@@ -654,5 +654,45 @@ fn schedules_are_checked_field_by_field() {
     assert_eq!(
         untyped.map(drop),
         Err(invalid_err("event-types", "must include schedule.tick for the plugin's schedules"))
+    );
+}
+
+#[test]
+fn declared_settings_are_read_and_checked() {
+    let with =
+        |settings: &str| edited("[[pricing]]\nid = \"free\"", &format!("{settings}\n[[pricing]]\nid = \"free\""));
+    let secret = "[[settings]]\nname = \"webhook-url\"\ndescription = \"The incoming webhook's URL\"\nsecret = true\nrequired = true\n";
+    let m = with(secret).unwrap();
+    assert_eq!(
+        m.settings,
+        [Setting {
+            name: "webhook-url".into(),
+            description: "The incoming webhook's URL".into(),
+            secret: true,
+            required: true
+        }]
+    );
+    assert!(valid().settings.is_empty(), "none declared: none asked for");
+    // A plain setting needs the config capability, which the example does not request.
+    let channel = "[[settings]]\nname = \"channel\"\ndescription = \"Where to post\"\n";
+    assert_eq!(
+        with(channel).unwrap_err(),
+        invalid_err("settings[0]", "\"channel\" is a setting, so the plugin must request the `config` capability")
+    );
+    let twice = format!("{secret}{secret}");
+    assert_eq!(with(&twice).unwrap_err(), invalid_err("settings[1].name", "\"webhook-url\" is declared twice"));
+    let bad_name = secret.replace("webhook-url", "Webhook URL");
+    assert!(
+        matches!(with(&bad_name).unwrap_err(), ManifestError::Invalid { field, .. } if field == "settings[0].name")
+    );
+    let no_description = "[[settings]]\nname = \"token\"\nsecret = true\n";
+    assert_eq!(
+        with(no_description).unwrap_err(),
+        invalid_err("settings[0]", "is missing the required key description")
+    );
+    let not_a_flag = secret.replace("required = true", "required = \"yes\"");
+    assert_eq!(
+        with(&not_a_flag).unwrap_err(),
+        invalid_err("settings[0].required", "must be true or false, not a string")
     );
 }

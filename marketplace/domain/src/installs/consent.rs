@@ -17,6 +17,21 @@ pub struct Consent {
     pub plugin: String,
     pub version: String,
     pub capabilities: Vec<RequestedCapability>,
+    /// The settings and secrets the version declares (`[[settings]]`), asked for by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<DeclaredSetting>,
+}
+
+/// A setting or secret a version declares: its key, what to enter, whether it is a secret
+/// (stored sealed) and whether an install needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeclaredSetting {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -61,7 +76,44 @@ impl Consent {
                     .collect(),
             })
             .collect();
-        Self { plugin: record.id.clone(), version: record.version.to_string(), capabilities }
+        let settings = record
+            .manifest
+            .settings
+            .iter()
+            .map(|s| DeclaredSetting {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                secret: s.secret,
+                required: s.required,
+            })
+            .collect();
+        Self { plugin: record.id.clone(), version: record.version.to_string(), capabilities, settings }
+    }
+
+    /// Refuses settings that leave out a required declared one, naming it and its kind.
+    pub fn check_required(
+        &self,
+        config: &std::collections::BTreeMap<String, String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), MarketError> {
+        for setting in self.settings.iter().filter(|s| s.required) {
+            let given = if setting.secret { secrets.get(&setting.name) } else { config.get(&setting.name) };
+            if given.is_none_or(|value| value.trim().is_empty()) {
+                let kind = if setting.secret { "secret" } else { "setting" };
+                return Err(MarketError::invalid(
+                    ErrorCode::InvalidSettings,
+                    format!(
+                        "{}@{} needs the {kind} `{}` ({}); send it in `{}`",
+                        self.plugin,
+                        self.version,
+                        setting.name,
+                        setting.description,
+                        if setting.secret { "secrets" } else { "config" }
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The grants this consent stands for.
