@@ -557,6 +557,15 @@ fn a_tenant_installs_through_the_consent_form_and_only_with_consent() {
                 fields.push(("host", host["host"].as_str().unwrap().to_string()));
             }
         }
+        // The listing says what will be asked for before anyone starts installing.
+        let listing = browser.get("/console/catalog/nexus-labs/chat-notifier").await;
+        assert!(
+            listing
+                .body
+                .contains("<li><code>webhook-url</code> (a secret, stored sealed), required: The incoming webhook URL"),
+            "{}",
+            listing.body
+        );
         // The declared settings have fields of their own; the required secret is asked for.
         assert!(
             form.body.contains(r#"name="secret:webhook-url" type="password" autocomplete="off" required"#),
