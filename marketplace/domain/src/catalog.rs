@@ -152,6 +152,13 @@ const PRICING_FILTER: [(&str, PlanModel); 6] = [
 /// it offers now. Called in the transaction of every plan change and listing refresh, so a
 /// card never shows a price the plans no longer ask.
 pub async fn reprice(conn: &mut sqlx::AnyConnection, plugin: &str) -> Result<(), MarketError> {
+    // Lock the listing row before reading the plans: two plan changes committing at once
+    // then reprice one after the other, the second reading the first's plan (on PostgreSQL
+    // a read before the lock would miss it, and the later write would drop its price).
+    sqlx::query("UPDATE listings SET pricing_models = pricing_models WHERE plugin_id = $1")
+        .bind(plugin)
+        .execute(&mut *conn)
+        .await?;
     let offered = plans::offered_in(conn, plugin).await?;
     let mut models: Vec<&str> = Vec::new();
     for plan in &offered {

@@ -211,6 +211,27 @@ fn a_listing_is_priced_by_the_plans_it_offers_now_not_by_its_manifest() {
 }
 
 #[test]
+fn plans_added_at_once_leave_the_listing_priced_by_all_of_them() {
+    on_both(|postgres| async move {
+        let env = catalog(postgres).await;
+        let plans = "/v1/plugins/nexus-labs/echo/plans";
+        let added = futures_util::future::join_all((1..=8).map(|n| {
+            let plan = json!({ "key": format!("pack-{n}"), "name": format!("Pack {n}"), "model": "one-time",
+                               "currency": "EUR", "price_minor": 100 * (9 - n) });
+            env.post(plans, &env.publisher, plan)
+        }))
+        .await;
+        assert!(added.iter().all(|(status, _)| *status == StatusCode::CREATED), "{added:?}");
+        let echo = listing(&search(&env, "q=echo").await, "echo").clone();
+        assert_eq!(echo["pricing_models"], json!(["free", "one-time"]));
+        // The cheapest of the eight, whichever committed last.
+        assert_eq!(echo["price_from"]["amount_minor"], 100, "{echo}");
+        let (_, detail) = env.call("GET", "/v1/catalog/nexus-labs/echo", None, None).await;
+        assert_eq!(detail["plans"].as_array().map(Vec::len), Some(9), "{detail}");
+    });
+}
+
+#[test]
 fn every_query_term_must_match_in_the_name_summary_or_description_whatever_the_case() {
     on_both(|postgres| async move {
         let env = catalog(postgres).await;
