@@ -1091,6 +1091,8 @@ fn operators_move_money_from_the_console_with_a_reason_and_a_confirmation_and_re
         assert_eq!(balance, json!([]), "the balance is negative after the payout and the refund: nothing owed");
         let (_, audit) = env.get("/v1/audit?action=partner.adjusted", &env.operator).await;
         assert_eq!(audit["total"], 1, "one adjustment for a page sent twice: {audit}");
+        let (_, statement) = env.get("/v1/publishers/nexus-labs/statements/2026-11?currency=EUR", &env.operator).await;
+        assert_eq!(statement[0]["adjustments_minor"], -250, "the balance moved by -2.50 once: {statement}");
 
         // A currency's minimum from the dashboard.
         let page = operator.get("/console/operator").await;
