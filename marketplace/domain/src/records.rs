@@ -880,15 +880,15 @@ pub struct LastError {
     pub message: Option<String>,
 }
 
-/// An install's runs, failures and newest failure since `since`; the install must be
-/// visible to the caller. Two index range reads over `(install_id, started_at)`.
+/// An install's runs, failures and newest failure since `since`. `install` is one the
+/// caller read through [`installs::get`] (which checked it may see it), so it is not read
+/// again per window. Two index range reads over `(install_id, started_at)`.
 pub async fn install_health(
     market: &Market,
-    caller: &Caller,
-    install: &str,
+    install: &installs::Install,
     since: i64,
 ) -> Result<InstallHealth, MarketError> {
-    installs::get(market, caller, install).await?;
+    let install = install.id.as_str();
     let mut conn = market.db.pool.acquire().await?;
     let counts = sqlx::query(
         "SELECT COUNT(*) AS runs, COALESCE(SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END), 0) AS failed \

@@ -134,7 +134,7 @@ pub async fn detail_page(
     let now = state.market.billing.clock.now_ms();
     let mut health = Vec::with_capacity(2);
     for (label, days) in [("Last 24 hours", 1), ("Last 30 days", 30)] {
-        health.push((label, records::install_health(&state.market, caller, id, now - days * 86_400_000).await?));
+        health.push((label, records::install_health(&state.market, &install, now - days * 86_400_000).await?));
     }
     let delisting = crate::catalog::delistings(&state.market.db).await?.remove(&install.plugin);
     let plan_terms = match &install.plan_id {
