@@ -17,8 +17,9 @@ use crate::ErrorCode;
 use crate::id::PluginId;
 pub use rules::MAX_TRIAL_DAYS;
 use rules::{
-    MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS, check_capabilities, check_categories, check_event_types, check_length,
-    check_license, check_pricing, check_settings, check_text, check_url,
+    MAX_CHANGELOG_CHARS, MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS, check_capabilities, check_categories,
+    check_event_types, check_length, check_license, check_links, check_media, check_pricing, check_settings,
+    check_text, check_url,
 };
 
 mod raw;
@@ -101,6 +102,55 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<Setting>,
     pub pricing: Vec<PricingPlan>,
+    /// What changed in this version, in Markdown; the listing shows it beside the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<String>,
+    /// `[links]`: where tenants find documentation, support and the legal terms.
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub links: Links,
+    /// `[media]`: the icon and screenshots `nexus publish` uploads from the project folder.
+    #[serde(default, skip_serializing_if = "Media::is_empty")]
+    pub media: Media,
+}
+
+/// The listing's links. `support` may also be a `mailto:` address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Links {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documentation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub support: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<String>,
+}
+
+impl Links {
+    pub fn is_empty(&self) -> bool {
+        self.documentation.is_none() && self.support.is_none() && self.privacy.is_none() && self.terms.is_none()
+    }
+}
+
+/// The most screenshots one listing may show.
+pub const MAX_SCREENSHOTS: usize = 8;
+
+/// Image files of the project, relative to its folder: `.png`, `.jpg`/`.jpeg` or `.webp`.
+/// The registry keeps the paths only; the bytes go up separately and are checked there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Media {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub screenshots: Vec<String>,
+}
+
+impl Media {
+    pub fn is_empty(&self) -> bool {
+        self.icon.is_none() && self.screenshots.is_empty()
+    }
 }
 
 /// The most settings and secrets one plugin may declare.
@@ -249,7 +299,12 @@ impl Manifest {
         check_event_types(&self.event_types)?;
         check_capabilities(&self.capabilities)?;
         check_settings(&self.settings, &self.capabilities)?;
-        check_pricing(&self.pricing)
+        check_pricing(&self.pricing)?;
+        if let Some(changelog) = &self.changelog {
+            check_length("changelog", changelog, MAX_CHANGELOG_CHARS)?;
+        }
+        check_links(&self.links)?;
+        check_media(&self.media)
     }
 
     /// Every outbound host the plugin asks to call, in manifest order.

@@ -29,6 +29,9 @@ pub(super) struct Manifest {
     capabilities: Option<BTreeMap<String, Capability>>,
     settings: Option<Vec<Setting>>,
     pricing: Option<Vec<Plan>>,
+    changelog: Option<String>,
+    links: Option<super::Links>,
+    media: Option<super::Media>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +163,9 @@ impl Manifest {
             capabilities,
             settings,
             pricing,
+            changelog: self.changelog,
+            links: self.links.unwrap_or_default(),
+            media: self.media.unwrap_or_default(),
         })
     }
 }

@@ -5,12 +5,18 @@ use std::collections::BTreeMap;
 
 use nexus_host::Capability;
 
-use super::{CATEGORIES, CapabilityRequest, ManifestError, PricingModel, PricingPlan, Setting, invalid};
+use super::{
+    CATEGORIES, CapabilityRequest, Links, MAX_SCREENSHOTS, ManifestError, Media, PricingModel, PricingPlan, Setting, invalid,
+};
 
 /// Fits one line of a listing card.
 pub(super) const MAX_SUMMARY_CHARS: usize = 140;
 /// Room for a full README-style page without letting one manifest bloat listing storage.
 pub(super) const MAX_DESCRIPTION_CHARS: usize = 20_000;
+/// One version's changes, shown beside it on the listing.
+pub(super) const MAX_CHANGELOG_CHARS: usize = 4_000;
+/// A media path, relative to the project folder.
+const MAX_MEDIA_PATH_CHARS: usize = 200;
 /// More than five categories stops being a classification.
 const MAX_CATEGORIES: usize = 5;
 /// Long enough for compound SPDX expressions such as `(MIT OR Apache-2.0) AND BSD-3-Clause`.
@@ -226,6 +232,50 @@ pub(super) fn check_settings(
                 field,
                 format!("{:?} is {what}, so the plugin must request the `{}` capability", setting.name, needs.as_str()),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// `[links]`: http(s) URLs; `support` may instead be a `mailto:` address.
+pub(super) fn check_links(links: &Links) -> Result<(), ManifestError> {
+    check_url("links.documentation", links.documentation.as_deref())?;
+    check_url("links.privacy", links.privacy.as_deref())?;
+    check_url("links.terms", links.terms.as_deref())?;
+    match links.support.as_deref() {
+        Some(mail) if mail.starts_with("mailto:") => {
+            let address = &mail["mailto:".len()..];
+            let plausible = address.len() <= 254
+                && address.split_once('@').is_some_and(|(user, domain)| {
+                    !user.is_empty() && domain.contains('.') && !address.contains(|c: char| c.is_whitespace() || c == '?')
+                });
+            if plausible { Ok(()) } else { Err(invalid("links.support", format!("{mail:?} is not a mailto: address"))) }
+        }
+        other => check_url("links.support", other),
+    }
+}
+
+/// `[media]`: at most [`MAX_SCREENSHOTS`] screenshots; every path relative to the project
+/// folder, inside it, and naming a PNG, JPEG or WebP file.
+pub(super) fn check_media(media: &Media) -> Result<(), ManifestError> {
+    if media.screenshots.len() > MAX_SCREENSHOTS {
+        let problem = format!("at most {MAX_SCREENSHOTS} screenshots, got {}", media.screenshots.len());
+        return Err(invalid("media.screenshots", problem));
+    }
+    let paths = media.icon.iter().map(|p| ("media.icon".to_string(), p)).chain(
+        media.screenshots.iter().enumerate().map(|(i, p)| (format!("media.screenshots[{i}]"), p)),
+    );
+    for (field, path) in paths {
+        check_text(&field, path, MAX_MEDIA_PATH_CHARS)?;
+        let inside = !path.starts_with(['/', '\\'])
+            && !path.contains(':')
+            && path.split(['/', '\\']).all(|part| !part.is_empty() && part != "..");
+        if !inside {
+            return Err(invalid(field, format!("{path:?} must be a path inside the project folder, such as media/icon.png")));
+        }
+        let lower = path.to_ascii_lowercase();
+        if ![".png", ".jpg", ".jpeg", ".webp"].iter().any(|ext| lower.ends_with(ext)) {
+            return Err(invalid(field, format!("{path:?} must be a .png, .jpg, .jpeg or .webp image")));
         }
     }
     Ok(())

@@ -169,7 +169,7 @@ fn syntax_errors_say_where() {
         (
             ("license = \"Apache-2.0\"", "license = \"Apache-2.0\"\ncolour = \"red\""),
             "line 11, column 1: unknown field `colour`, expected one of `id`, `version`, `summary`, `description`, \
-             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `schedules`, `capabilities`, `settings`, `pricing`",
+             `categories`, `license`, `homepage`, `repository`, `contract`, `event-types`, `ordered-delivery`, `schedules`, `capabilities`, `settings`, `pricing`, `changelog`, `links`, `media`",
         ),
         (
             ("reason = \"Records what was sent\"", "reasn = \"Records what was sent\""),
@@ -694,5 +694,55 @@ fn declared_settings_are_read_and_checked() {
     assert_eq!(
         with(&not_a_flag).unwrap_err(),
         invalid_err("settings[0].required", "must be true or false, not a string")
+    );
+}
+
+#[test]
+fn listing_links_media_and_changelog_are_read_and_checked() {
+    let with = |extra: &str| edited("[[pricing]]\nid = \"free\"", &format!("{extra}\n[[pricing]]\nid = \"free\""));
+    let m = with(
+        "[links]\ndocumentation = \"https://docs.example.com\"\nsupport = \"mailto:help@example.com\"\n\
+         [media]\nicon = \"media/icon.png\"\nscreenshots = [\"media/one.jpg\", \"shots/two.webp\"]\n",
+    )
+    .unwrap();
+    let top = |line: &str| edited("contract = \"1.0\"", &format!("contract = \"1.0\"\n{line}"));
+    assert_eq!(top("changelog = \"Adds **Teams** support.\"").unwrap().changelog.as_deref(), Some("Adds **Teams** support."));
+    assert_eq!(m.links.documentation.as_deref(), Some("https://docs.example.com"));
+    assert_eq!(m.links.support.as_deref(), Some("mailto:help@example.com"));
+    assert_eq!(m.media.icon.as_deref(), Some("media/icon.png"));
+    assert_eq!(m.media.screenshots, ["media/one.jpg", "shots/two.webp"]);
+    // The JSON form round-trips, and a manifest without them stores none of the keys.
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+    let plain = serde_json::to_value(valid()).unwrap();
+    assert!(plain.get("links").is_none() && plain.get("media").is_none() && plain.get("changelog").is_none());
+
+    let err = |extra: &str| with(extra).unwrap_err();
+    assert_eq!(
+        err("[links]\nsupport = \"mailto:nobody\"\n"),
+        invalid_err("links.support", "\"mailto:nobody\" is not a mailto: address")
+    );
+    assert_eq!(
+        err("[links]\nterms = \"javascript:alert(1)\"\n"),
+        invalid_err("links.terms", "\"javascript:alert(1)\" must be an http(s) URL")
+    );
+    assert_eq!(
+        err("[media]\nicon = \"../secret.png\"\n"),
+        invalid_err("media.icon", "\"../secret.png\" must be a path inside the project folder, such as media/icon.png")
+    );
+    assert_eq!(
+        err("[media]\nicon = \"logo.svg\"\n"),
+        invalid_err("media.icon", "\"logo.svg\" must be a .png, .jpg, .jpeg or .webp image")
+    );
+    let nine = (0..9).map(|i| format!("\"s{i}.png\"")).collect::<Vec<_>>().join(", ");
+    assert_eq!(
+        err(&format!("[media]\nscreenshots = [{nine}]\n")),
+        invalid_err("media.screenshots", "at most 8 screenshots, got 9")
+    );
+    assert!(matches!(err("[links]\nblog = \"https://x.io\"\n"), ManifestError::Syntax(_)));
+    let long = "x".repeat(4_001);
+    assert_eq!(
+        top(&format!("changelog = \"{long}\"")).unwrap_err(),
+        invalid_err("changelog", "must be at most 4000 characters, got 4001")
     );
 }
