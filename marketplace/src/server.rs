@@ -21,6 +21,7 @@ mod openapi;
 mod people_routes;
 mod placement_routes;
 mod registry_routes;
+mod review_routes;
 mod tier_routes;
 mod webhook_routes;
 

@@ -136,6 +136,9 @@ error_codes! {
     LastOwner = "last_owner", 409, "an organization keeps at least one owner; make another member owner first";
     AlreadyMember = "already_member", 409, "the person is already a member of the organization";
     SecondFactorRequired = "second_factor_required", 401, "the account needs its authenticator code (or a recovery code), or must set up a second factor first";
+    InvalidReview = "invalid_review", 400, "a review's rating, title or text is out of bounds or holds control characters";
+    ReviewNotAllowed = "review_not_allowed", 403, "only an organization that has used the plugin for a day (one applied event) may review it";
+    ReviewExists = "review_exists", 409, "the organization already reviewed this plugin; edit that review instead";
     FeaturedSlotsFull = "featured_slots_full", 409, "every featured slot is taken for part of the placement's time";
     AgreementNotAccepted = "agreement_not_accepted", 403, "the partner agreement changed; an owner or admin accepts the current version before the next publish";
 

@@ -18,8 +18,8 @@ use crate::id::PluginId;
 pub use rules::MAX_TRIAL_DAYS;
 use rules::{
     MAX_CHANGELOG_CHARS, MAX_DESCRIPTION_CHARS, MAX_SUMMARY_CHARS, check_capabilities, check_categories,
-    check_event_types, check_length, check_license, check_links, check_media, check_pricing, check_settings,
-    check_text, check_url,
+    check_event_types, check_length, check_license, check_link, check_links, check_media, check_pricing,
+    check_settings, check_text, check_url,
 };
 
 mod raw;
@@ -285,10 +285,7 @@ impl Manifest {
     /// Checks every rule the types do not already enforce, field by field in manifest order,
     /// and reports the first broken one.
     pub fn validate(&self) -> Result<(), ManifestError> {
-        check_text("summary", &self.summary, MAX_SUMMARY_CHARS)?;
-        if self.summary.contains(['\n', '\r']) {
-            return Err(invalid("summary", "must be a single line"));
-        }
+        check_summary(&self.summary)?;
         if let Some(description) = &self.description {
             check_length("description", description, MAX_DESCRIPTION_CHARS)?;
         }
@@ -307,6 +304,20 @@ impl Manifest {
         check_media(&self.media)
     }
 
+    /// An http(s) link of a listing or profile (`field` names it in the error); with
+    /// `mailto`, a `mailto:` address is accepted too.
+    pub fn check_link(field: &str, value: Option<&str>, mailto: bool) -> Result<(), ManifestError> {
+        check_link(field, value, mailto)
+    }
+
+    /// The rules of the listing's text, for a publisher's edit between versions: the same
+    /// as a manifest's `summary`, `description` and `[links]`.
+    pub fn check_listing_text(summary: &str, description: &str, links: &Links) -> Result<(), ManifestError> {
+        check_summary(summary)?;
+        check_length("description", description, MAX_DESCRIPTION_CHARS)?;
+        check_links(links)
+    }
+
     /// Every outbound host the plugin asks to call, in manifest order.
     pub fn requested_hosts(&self) -> Vec<HostPattern> {
         self.capabilities.values().flat_map(|request| request.hosts.iter().map(|h| h.host.clone())).collect()
@@ -315,6 +326,14 @@ impl Manifest {
     pub fn capability_set(&self) -> BTreeSet<Capability> {
         self.capabilities.keys().copied().collect()
     }
+}
+
+fn check_summary(summary: &str) -> Result<(), ManifestError> {
+    check_text("summary", summary, MAX_SUMMARY_CHARS)?;
+    if summary.contains(['\n', '\r']) {
+        return Err(invalid("summary", "must be a single line"));
+    }
+    Ok(())
 }
 
 /// One line, `line L, column C: message`, instead of toml's multi-line snippet, so the error

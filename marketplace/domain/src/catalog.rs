@@ -8,7 +8,7 @@
 
 use nexus_host::Capability;
 use nexus_registry::db::now_ms;
-use nexus_registry::manifest::{CapabilityRequest, PricingPlan};
+use nexus_registry::manifest::{CapabilityRequest, Links, PricingPlan};
 use nexus_registry::{Db, ErrorCode, PluginId, Registry, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -40,6 +40,10 @@ pub struct Listing {
     pub price_from: Option<PriceFrom>,
     pub latest_version: String,
     pub install_count: i64,
+    /// How many visible reviews rate it.
+    pub rating_count: i64,
+    /// Their mean to one decimal; absent without reviews.
+    pub rating_average: Option<f64>,
     pub featured: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub featured_note: Option<String>,
@@ -68,7 +72,16 @@ pub struct Delisting {
 pub struct ListingDetail {
     #[serde(flatten)]
     pub listing: Listing,
+    /// Markdown, as published (or as the publisher edited it since).
     pub description: String,
+    /// The description rendered to inert HTML (`listing_text::markdown_html`).
+    pub description_html: String,
+    pub links: Links,
+    /// When the publisher last edited the text between versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_edited_at: Option<i64>,
+    /// Visible reviews' ratings and how many gave each number of stars.
+    pub rating: crate::reviews::RatingSummary,
     pub license: String,
     pub homepage: Option<String>,
     pub repository: Option<String>,
@@ -89,6 +102,11 @@ pub struct VersionSummary {
     pub published_at: i64,
     pub contract: String,
     pub signed: bool,
+    /// What changed in this version (Markdown), and rendered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changelog_html: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -200,6 +218,13 @@ pub fn newest_installable(versions: &[VersionRecord]) -> Option<&VersionRecord> 
     versions.iter().filter(|v| v.yank.is_none() && v.version.pre.is_empty()).max_by(|a, b| a.version.cmp(&b.version))
 }
 
+/// The lowercase text search matches: the id's parts, the summary, the description and
+/// the categories (`categories` as stored, `,a,b,`).
+pub(crate) fn search_text(id: &PluginId, summary: &str, description: &str, categories: &str) -> String {
+    format!("{} {} {} {} {}", id.name, id.publisher, summary, description, set_items(categories).join(" "))
+        .to_lowercase()
+}
+
 /// Rebuilds the listing of `id` from the registry. With no installable version left the
 /// listing stays (installs and moderation keep their history) but leaves search.
 pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), MarketError> {
@@ -215,31 +240,36 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     };
     let manifest = &newest.manifest;
     let description = manifest.description.clone().unwrap_or_default();
-    let search_text =
-        format!("{} {} {} {} {}", id.name, id.publisher, manifest.summary, description, manifest.categories.join(" "))
-            .to_lowercase();
+    let categories = set_text(&manifest.categories);
+    let search_text = search_text(id, &manifest.summary, &description, &categories);
     let created_at = versions.iter().map(|v| v.published_at).min().unwrap_or(now);
+    // A publisher's edit of the text stays until a newer version brings its own.
+    let kept = "listings.text_edited_at IS NOT NULL AND listings.latest_version = excluded.latest_version";
     let mut tx = db.write_tx().await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO listings (plugin_id, publisher, name, summary, description, categories, capabilities, \
-         pricing_models, latest_version, search_text, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, ',,', $8, $9, $10, $11) \
-         ON CONFLICT (plugin_id) DO UPDATE SET summary = excluded.summary, description = excluded.description, \
+         pricing_models, latest_version, search_text, created_at, updated_at, links) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, ',,', $8, $9, $10, $11, $12) \
+         ON CONFLICT (plugin_id) DO UPDATE SET summary = CASE WHEN {kept} THEN listings.summary ELSE excluded.summary END, \
+         description = CASE WHEN {kept} THEN listings.description ELSE excluded.description END, \
+         links = CASE WHEN {kept} THEN listings.links ELSE excluded.links END, \
+         search_text = CASE WHEN {kept} THEN listings.search_text ELSE excluded.search_text END, \
+         text_edited_at = CASE WHEN {kept} THEN listings.text_edited_at ELSE NULL END, \
          categories = excluded.categories, capabilities = excluded.capabilities, \
-         latest_version = excluded.latest_version, \
-         search_text = excluded.search_text, updated_at = excluded.updated_at",
-    )
+         latest_version = excluded.latest_version, updated_at = excluded.updated_at"
+    ))
     .bind(id.to_string())
     .bind(id.publisher.as_str())
     .bind(id.name.as_str())
     .bind(&manifest.summary)
     .bind(&description)
-    .bind(set_text(&manifest.categories))
+    .bind(categories)
     .bind(set_text(manifest.capabilities.keys().map(|c| c.as_str())))
     .bind(newest.version.to_string())
     .bind(search_text)
     .bind(created_at)
     .bind(now)
+    .bind(crate::listing_text::links_json(&manifest.links)?)
     .execute(&mut *tx)
     .await?;
     reprice(&mut tx, &id.to_string()).await?;
@@ -248,7 +278,7 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
 }
 
 const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabilities, pricing_models, price_from, \
-                       latest_version, install_count, created_at, updated_at, featured_at, featured_note, \
+                       latest_version, install_count, rating_count, rating_total, created_at, updated_at, featured_at, featured_note, \
                        delisted_at, delist_reason, (SELECT d.domain FROM publisher_domains d \
                        WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain, \
                        (SELECT t.badge FROM partner_tier_assignments a JOIN partner_tiers t ON t.key = a.tier_key \
@@ -277,6 +307,8 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
             .map_err(|e| crate::error::storage(format!("stored price of a listing: {e}")))?,
         latest_version: row.try_get("latest_version")?,
         install_count: row.try_get("install_count")?,
+        rating_count: row.try_get("rating_count")?,
+        rating_average: crate::reviews::average(row.try_get("rating_total")?, row.try_get("rating_count")?),
         featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
         featured_note: row.try_get("featured_note")?,
         verified_domain: row.try_get("verified_domain")?,
@@ -410,9 +442,14 @@ pub async fn detail(
         .ok_or_else(|| MarketError::NotFound(format!("an installable version of {id}")))?;
     let manifest = &newest.manifest;
     let offered = plans::offered_in(&mut *db.pool.acquire().await?, &id.to_string()).await?;
+    let text = crate::listing_text::read(db, id).await?;
     Ok(ListingDetail {
         plans: offered,
-        description: manifest.description.clone().unwrap_or_default(),
+        description_html: crate::listing_text::markdown_html(&text.description),
+        description: text.description,
+        links: text.links,
+        text_edited_at: text.edited_at,
+        rating: crate::reviews::summary(db, &id.to_string()).await?,
         license: manifest.license.clone(),
         homepage: manifest.homepage.clone(),
         repository: manifest.repository.clone(),
@@ -427,6 +464,8 @@ pub async fn detail(
                 published_at: v.published_at,
                 contract: v.contract.clone(),
                 signed: v.signature.is_some(),
+                changelog: v.manifest.changelog.clone(),
+                changelog_html: v.manifest.changelog.as_deref().map(crate::listing_text::markdown_html),
             })
             .collect(),
         listing,

@@ -56,6 +56,8 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
     include_str!("../migrations/common/0032_listing_prices.sql"),
+    include_str!("../migrations/common/0033_listing_content.sql"),
+    include_str!("../migrations/common/0034_reviews.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -89,6 +91,8 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
     include_str!("../migrations/common/0032_listing_prices.sql"),
+    include_str!("../migrations/common/0033_listing_content.sql"),
+    include_str!("../migrations/common/0034_reviews.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -13,16 +13,18 @@ use utoipa_axum::router::OpenApiRouter;
 use super::AppState;
 use super::{
     account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, people_routes,
-    placement_routes, registry_routes, tier_routes, webhook_routes,
+    placement_routes, registry_routes, review_routes, tier_routes, webhook_routes,
 };
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Nexus marketplace API", description = "Plugins, installs, events and money. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}`; every answer has an `x-request-id`."),
-    components(schemas(ErrorBody, ErrorDetail, nexus_registry::ErrorCode, crate::catalog::Sort)),
+    components(schemas(ErrorBody, ErrorDetail, nexus_registry::ErrorCode, crate::catalog::Sort,
+        crate::reviews::ReviewSort)),
     tags(
         (name = "accounts", description = "Tenants, publishers, tokens, audit log"),
         (name = "catalog", description = "Search, listings, consent preview, moderation"),
+        (name = "reviews", description = "Ratings and reviews, publishers' replies, moderation, helpful marks"),
         (name = "installs", description = "A tenant's installs"),
         (name = "events", description = "Running plugins"),
         (name = "webhooks", description = "A tenant's webhook endpoints, signed as Standard Webhooks, and their delivery logs"),
@@ -101,6 +103,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(account_routes::routes())
         .merge(catalog_routes::routes())
+        .merge(review_routes::routes())
         .merge(install_routes::routes())
         .merge(event_routes::routes())
         .merge(webhook_routes::routes())

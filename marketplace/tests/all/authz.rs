@@ -73,6 +73,8 @@ const SCOPE: Expect = Expect::Deny(403, "missing_scope");
 const FOREIGN: Expect = Expect::Deny(403, "namespace_not_owned");
 /// Another tenant's install or tokens: not even their existence is shown.
 const HIDDEN: Expect = Expect::Deny(404, "not_found");
+/// A tenant that never used the plugin reviewing it.
+const NOT_REVIEWER: Expect = Expect::Deny(403, "review_not_allowed");
 
 impl Expect {
     fn describe(self) -> String {
@@ -152,7 +154,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 109] = [
+const ALL_ROUTES: [(&str, &str); 123] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -177,6 +179,20 @@ const ALL_ROUTES: [(&str, &str); 109] = [
     ("POST", "/v1/catalog/{publisher}/{name}/delist"),
     ("DELETE", "/v1/catalog/{publisher}/{name}/delist"),
     ("GET", "/v1/publishers/{publisher}/listings"),
+    ("GET", "/v1/catalog/{publisher}/{name}/reviews"),
+    ("POST", "/v1/catalog/{publisher}/{name}/reviews"),
+    ("GET", "/v1/catalog/{publisher}/{name}/reviews/mine"),
+    ("PUT", "/v1/catalog/{publisher}/{name}/reviews/mine"),
+    ("DELETE", "/v1/catalog/{publisher}/{name}/reviews/mine"),
+    ("PUT", "/v1/reviews/{id}/reply"),
+    ("DELETE", "/v1/reviews/{id}/reply"),
+    ("PUT", "/v1/reviews/{id}/hidden"),
+    ("DELETE", "/v1/reviews/{id}/hidden"),
+    ("PUT", "/v1/reviews/{id}/helpful"),
+    ("DELETE", "/v1/reviews/{id}/helpful"),
+    ("PATCH", "/v1/catalog/{publisher}/{name}/text"),
+    ("GET", "/v1/publishers/{publisher}/profile"),
+    ("PUT", "/v1/publishers/{publisher}/profile"),
     ("POST", "/v1/installs"),
     ("GET", "/v1/installs"),
     ("GET", "/v1/installs/{id}"),
@@ -290,6 +306,8 @@ struct World {
     victim: Option<String>,
     /// globex's webhook endpoint.
     webhook: String,
+    /// globex's review of echo.
+    review: String,
     /// Every token secret issued, none of which may appear in the audit log.
     issued: Vec<String>,
     chat_notifier: Vec<u8>,
@@ -376,6 +394,16 @@ impl World {
             .unwrap();
         let (status, _, body) = env.raw(request).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&body));
+        // Two days of using echo make globex a reviewer; its review is the one under test.
+        sqlx::query("UPDATE installs SET created_at = created_at - $1 WHERE id = $2")
+            .bind(2 * 86_400_000_i64)
+            .bind(&install)
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        let (status, review) =
+            env.post("/v1/catalog/nexus-labs/echo/reviews", &globex, json!({ "rating": 4, "title": "Solid" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{review}");
         let endpoint = json!({ "url": "https://hooks.example.com/globex", "kinds": ["plugin.action"] });
         let (status, webhook) = env.post("/v1/webhooks", &globex, endpoint).await;
         assert_eq!(status, StatusCode::CREATED, "{webhook}");
@@ -429,6 +457,7 @@ impl World {
             payout,
             victim: None,
             webhook: webhook["endpoint"]["id"].as_str().unwrap().to_string(),
+            review: review["id"].as_str().unwrap().to_string(),
             issued,
             chat_notifier,
             calls: 0,
@@ -596,6 +625,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
     let charge = format!("/v1/charges/{}", world.charge);
     let plans = "/v1/plugins/nexus-labs/echo/plans";
     let chat = "/v1/catalog/nexus-labs/chat-notifier";
+    let review = format!("/v1/reviews/{}", world.review);
     let versions = "/v1/plugins/nexus-labs/echo/versions";
     let public = [OK; 7];
     let operator_only = |status| [ANON, status, DENY, DENY, DENY, DENY, DENY];
@@ -637,6 +667,28 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         route("DELETE", format!("{chat}/delist"), operator_only(OK)),
         route("GET", "/v1/publishers/nexus-labs/listings", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route("GET", "/v1/publishers/acme/listings", [ANON, OK, FOREIGN, OK, DENY, DENY, DENY]),
+        // Reviews: anyone reads them; globex (which used echo for two days) writes its own,
+        // initech never installed echo; nexus-labs replies; operators hide; another tenant
+        // marks a review helpful, never its author.
+        route("GET", "/v1/catalog/nexus-labs/echo/reviews", public),
+        route("GET", "/v1/catalog/nexus-labs/echo/reviews/mine", [ANON, DENY, DENY, DENY, OK, HIDDEN, OK]),
+        route("PUT", "/v1/catalog/nexus-labs/echo/reviews/mine", [ANON, DENY, DENY, DENY, OK, NOT_REVIEWER, SCOPE])
+            .json(json!({ "rating": 5, "title": "Edited {n}" })),
+        route("PUT", format!("{review}/reply"), [ANON, DENY, OK, DENY, DENY, DENY, DENY])
+            .json(json!({ "body": "Thanks ({n})" })),
+        route("DELETE", format!("{review}/reply"), [ANON, DENY, OK, DENY, DENY, DENY, DENY]),
+        route("PUT", format!("{review}/hidden"), operator_only(OK)).json(json!({ "reason": "Off topic" })),
+        route("DELETE", format!("{review}/hidden"), operator_only(OK)),
+        route("PUT", format!("{review}/helpful"), [ANON, DENY, DENY, DENY, DENY, OK, SCOPE]),
+        route("DELETE", format!("{review}/helpful"), [ANON, DENY, DENY, DENY, DENY, OK, SCOPE]),
+        route("PATCH", "/v1/catalog/nexus-labs/echo/text", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY])
+            .json(json!({ "summary": "Echoes events ({n})" })),
+        route("GET", "/v1/publishers/nexus-labs/profile", public),
+        route("PUT", "/v1/publishers/nexus-labs/profile", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY])
+            .json(json!({ "website": "https://nexus-labs.example", "about": "Call {n}" })),
+        route("DELETE", "/v1/catalog/nexus-labs/echo/reviews/mine", [ANON, DENY, DENY, DENY, EMPTY, HIDDEN, SCOPE]),
+        route("POST", "/v1/catalog/nexus-labs/echo/reviews", [ANON, DENY, DENY, DENY, MADE, NOT_REVIEWER, SCOPE])
+            .json(json!({ "rating": 3, "title": "Again {n}" })),
         // Installs: a tenant's own; operators may read them; another tenant gets 404.
         route("POST", "/v1/installs", [ANON, DENY, DENY, DENY, MADE, MADE, SCOPE]).json(json!({
             "plugin": "nexus-labs/pii-redactor", "consent": pii_consent, "secrets": { "token": SECRET_AT_INSTALL },

@@ -27,6 +27,7 @@ mod people;
 mod plugin_run;
 mod registry_api;
 mod registry_cli;
+mod reviews;
 mod scale_out;
 mod schedules;
 mod tenant_cli;

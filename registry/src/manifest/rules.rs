@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use nexus_host::Capability;
 
 use super::{
-    CATEGORIES, CapabilityRequest, Links, MAX_SCREENSHOTS, ManifestError, Media, PricingModel, PricingPlan, Setting, invalid,
+    CATEGORIES, CapabilityRequest, Links, MAX_SCREENSHOTS, ManifestError, Media, PricingModel, PricingPlan, Setting,
+    invalid,
 };
 
 /// Fits one line of a listing card.
@@ -240,18 +241,25 @@ pub(super) fn check_settings(
 /// `[links]`: http(s) URLs; `support` may instead be a `mailto:` address.
 pub(super) fn check_links(links: &Links) -> Result<(), ManifestError> {
     check_url("links.documentation", links.documentation.as_deref())?;
+    check_link("links.support", links.support.as_deref(), true)?;
     check_url("links.privacy", links.privacy.as_deref())?;
-    check_url("links.terms", links.terms.as_deref())?;
-    match links.support.as_deref() {
-        Some(mail) if mail.starts_with("mailto:") => {
+    check_url("links.terms", links.terms.as_deref())
+}
+
+/// An http(s) URL, or with `mailto` also a `mailto:` address.
+pub(super) fn check_link(field: &str, value: Option<&str>, mailto: bool) -> Result<(), ManifestError> {
+    match value {
+        Some(mail) if mailto && mail.starts_with("mailto:") => {
             let address = &mail["mailto:".len()..];
             let plausible = address.len() <= 254
                 && address.split_once('@').is_some_and(|(user, domain)| {
-                    !user.is_empty() && domain.contains('.') && !address.contains(|c: char| c.is_whitespace() || c == '?')
+                    !user.is_empty()
+                        && domain.contains('.')
+                        && !address.contains(|c: char| c.is_whitespace() || c == '?')
                 });
-            if plausible { Ok(()) } else { Err(invalid("links.support", format!("{mail:?} is not a mailto: address"))) }
+            if plausible { Ok(()) } else { Err(invalid(field, format!("{mail:?} is not a mailto: address"))) }
         }
-        other => check_url("links.support", other),
+        other => check_url(field, other),
     }
 }
 
@@ -262,16 +270,21 @@ pub(super) fn check_media(media: &Media) -> Result<(), ManifestError> {
         let problem = format!("at most {MAX_SCREENSHOTS} screenshots, got {}", media.screenshots.len());
         return Err(invalid("media.screenshots", problem));
     }
-    let paths = media.icon.iter().map(|p| ("media.icon".to_string(), p)).chain(
-        media.screenshots.iter().enumerate().map(|(i, p)| (format!("media.screenshots[{i}]"), p)),
-    );
+    let paths = media
+        .icon
+        .iter()
+        .map(|p| ("media.icon".to_string(), p))
+        .chain(media.screenshots.iter().enumerate().map(|(i, p)| (format!("media.screenshots[{i}]"), p)));
     for (field, path) in paths {
         check_text(&field, path, MAX_MEDIA_PATH_CHARS)?;
         let inside = !path.starts_with(['/', '\\'])
             && !path.contains(':')
             && path.split(['/', '\\']).all(|part| !part.is_empty() && part != "..");
         if !inside {
-            return Err(invalid(field, format!("{path:?} must be a path inside the project folder, such as media/icon.png")));
+            return Err(invalid(
+                field,
+                format!("{path:?} must be a path inside the project folder, such as media/icon.png"),
+            ));
         }
         let lower = path.to_ascii_lowercase();
         if ![".png", ".jpg", ".jpeg", ".webp"].iter().any(|ext| lower.ends_with(ext)) {
