@@ -12,6 +12,7 @@ mod catalog_pages;
 pub mod chart;
 mod delivery_pages;
 mod install_actions;
+mod listing_pages;
 mod money_pages;
 mod operator_pages;
 mod organization_pages;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .merge(security_pages::routes())
         .merge(token_pages::routes())
         .merge(catalog_pages::routes())
+        .merge(listing_pages::routes())
         .merge(tenant_pages::routes())
         .merge(delivery_pages::routes())
         .merge(partner_pages::routes())

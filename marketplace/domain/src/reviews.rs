@@ -19,7 +19,6 @@
 
 use std::time::Duration;
 
-use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 use nexus_registry::text::MAX_REASON_CHARS;
 use nexus_registry::{Db, ErrorCode, PluginId};
@@ -31,6 +30,7 @@ use sqlx::any::AnyRow;
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::{MarketError, Page};
+use crate::market::Market;
 use crate::write_limits::{self, Limit};
 
 pub const MAX_TITLE_CHARS: usize = 100;
@@ -268,6 +268,18 @@ async fn reviewable_version(
     Err(MarketError::invalid(ErrorCode::ReviewNotAllowed, why))
 }
 
+/// Why `tenant` may not review `plugin` now, if it may not (for the listing page, which
+/// shows it in place of the form).
+pub async fn why_not(market: &Market, tenant: &TenantId, plugin: &str) -> Result<Option<String>, MarketError> {
+    let db = &market.db;
+    let mut conn = db.pool.acquire().await?;
+    match reviewable_version(&mut conn, tenant, plugin, market.billing.clock.now_ms()).await {
+        Ok(_) => Ok(None),
+        Err(MarketError::Invalid { code: ErrorCode::ReviewNotAllowed, message }) => Ok(Some(message)),
+        Err(other) => Err(other),
+    }
+}
+
 /// A boolean column as either backend returns it (SQLite: an integer).
 fn truthy(row: &AnyRow, column: &str) -> Result<bool, MarketError> {
     Ok(match row.try_get::<bool, _>(column) {
@@ -350,16 +362,17 @@ pub async fn mine(db: &Db, caller: &Caller, plugin: &PluginId) -> Result<Review,
 
 /// Writes the tenant's review of `plugin`: a new one (`create`), or an edit of its own.
 pub async fn write(
-    db: &Db,
+    market: &Market,
     caller: &Caller,
     plugin: &PluginId,
     input: &ReviewInput,
     create: bool,
 ) -> Result<Review, MarketError> {
+    let db = &market.db;
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     check_input(input)?;
     let plugin_text = plugin.to_string();
-    let now = now_ms();
+    let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
     let version = reviewable_version(&mut tx, &tenant, &plugin_text, now).await?;
     write_limits::take(&mut tx, &format!("review:{tenant}"), REVIEW_LIMIT, now).await?;
@@ -456,7 +469,8 @@ async fn lock(conn: &mut sqlx::AnyConnection, id: &str) -> Result<(String, Strin
 }
 
 /// Deletes the tenant's own review of `plugin`, with its helpful marks.
-pub async fn delete_mine(db: &Db, caller: &Caller, plugin: &PluginId) -> Result<(), MarketError> {
+pub async fn delete_mine(market: &Market, caller: &Caller, plugin: &PluginId) -> Result<(), MarketError> {
+    let db = &market.db;
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     let plugin_text = plugin.to_string();
     let mut tx = db.write_tx().await?;
@@ -472,11 +486,12 @@ pub async fn delete_mine(db: &Db, caller: &Caller, plugin: &PluginId) -> Result<
 }
 
 /// The publisher's reply to review `id`: written, replaced, or removed (`body` None).
-pub async fn reply(db: &Db, caller: &Caller, id: &str, body: Option<&str>) -> Result<Review, MarketError> {
+pub async fn reply(market: &Market, caller: &Caller, id: &str, body: Option<&str>) -> Result<Review, MarketError> {
+    let db = &market.db;
     if let Some(body) = body {
         check_text("body", body.trim(), MAX_REPLY_CHARS, true, true)?;
     }
-    let now = now_ms();
+    let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
     let (plugin, _, _, hidden) = lock(&mut tx, id).await?;
     let publisher = plugin.split_once('/').map_or(plugin.as_str(), |(publisher, _)| publisher);
@@ -518,7 +533,8 @@ pub async fn reply(db: &Db, caller: &Caller, id: &str, body: Option<&str>) -> Re
 }
 
 /// Hides review `id` with a reason its authors see (`reason` Some), or shows it again.
-pub async fn hide(db: &Db, caller: &Caller, id: &str, reason: Option<&str>) -> Result<Review, MarketError> {
+pub async fn hide(market: &Market, caller: &Caller, id: &str, reason: Option<&str>) -> Result<Review, MarketError> {
+    let db = &market.db;
     caller.require_operator()?;
     if let Some(reason) = reason {
         MarketError::check_text(ErrorCode::InvalidRequest, "reason", reason, MAX_REASON_CHARS)?;
@@ -529,7 +545,7 @@ pub async fn hide(db: &Db, caller: &Caller, id: &str, reason: Option<&str>) -> R
             ));
         }
     }
-    let now = now_ms();
+    let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
     let (plugin, _, rating, hidden) = lock(&mut tx, id).await?;
     sqlx::query("UPDATE reviews SET hidden_at = $1, hidden_reason = $2 WHERE id = $3")
@@ -551,9 +567,10 @@ pub async fn hide(db: &Db, caller: &Caller, id: &str, reason: Option<&str>) -> R
 
 /// Marks review `id` helpful for the caller's organization (`helpful`), or takes the mark
 /// back. Marking twice counts once.
-pub async fn mark_helpful(db: &Db, caller: &Caller, id: &str, helpful: bool) -> Result<Review, MarketError> {
+pub async fn mark_helpful(market: &Market, caller: &Caller, id: &str, helpful: bool) -> Result<Review, MarketError> {
+    let db = &market.db;
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
-    let now = now_ms();
+    let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
     let (_, author_tenant, _, hidden) = lock(&mut tx, id).await?;
     if hidden {

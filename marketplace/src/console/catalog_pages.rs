@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::session::Signed;
 use super::{Chrome, Fields, PageError, money, render};
 use crate::billing::plans::{self, Plan, PlanModel};
-use crate::catalog::{self, Listing, ListingDetail, SearchQuery, Sort};
+use crate::catalog::{self, Listing, SearchQuery, Sort};
 use crate::error::Page;
 use crate::installs::{self, Consent, GrantConsent, InstallRequest};
 use crate::server::AppState;
@@ -23,7 +23,6 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/catalog", get(search))
-        .route("/console/catalog/{publisher}/{name}", get(listing))
         .route("/console/catalog/{publisher}/{name}/install", get(install_form).post(install))
 }
 
@@ -233,43 +232,6 @@ pub fn urlencode(value: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
-}
-
-#[derive(Template)]
-#[template(path = "listing.html")]
-struct ListingPage {
-    chrome: Chrome,
-    detail: ListingDetail,
-    plans: Vec<(Plan, String)>,
-    consent: Option<Consent>,
-    is_tenant: bool,
-}
-
-async fn listing(
-    State(state): State<AppState>,
-    signed: Option<Signed>,
-    Path((publisher, name)): Path<(String, String)>,
-) -> Result<Response, PageError> {
-    let id = plugin_id(&publisher, &name)?;
-    let session = signed.as_ref().map(|s| &s.0);
-    let detail = catalog::detail(&state.market.db, &state.market.registry, &id, session.map(|s| &s.caller)).await?;
-    let plans = plans::offered(&state.market, &id).await?.into_iter().map(|p| {
-        let terms = plan_terms(&p);
-        (p, terms)
-    });
-    let consent = if catalog::is_installable(&state.market.db, &id).await? {
-        Some(installs::preview(&state.market, &id.to_string(), None).await?)
-    } else {
-        None
-    };
-    let page = ListingPage {
-        chrome: Chrome::new(detail.listing.id.clone(), session),
-        is_tenant: session.is_some_and(|s| s.caller.role() == "tenant"),
-        plans: plans.collect(),
-        consent,
-        detail,
-    };
-    render(&page)
 }
 
 #[derive(Template)]

@@ -56,7 +56,7 @@ pub async fn write_review(
     JsonBody(input): JsonBody<ReviewInput>,
 ) -> Result<(StatusCode, Json<Review>), ApiError> {
     let id = plugin_id(&publisher, &name)?;
-    Ok((StatusCode::CREATED, Json(reviews::write(&state.market.db, &caller, &id, &input, true).await?)))
+    Ok((StatusCode::CREATED, Json(reviews::write(&state.market, &caller, &id, &input, true).await?)))
 }
 
 /// The organization's own review, with an operator's reason if it was hidden.
@@ -81,7 +81,7 @@ pub async fn edit_my_review(
     JsonBody(input): JsonBody<ReviewInput>,
 ) -> Result<Json<Review>, ApiError> {
     let id = plugin_id(&publisher, &name)?;
-    Ok(Json(reviews::write(&state.market.db, &caller, &id, &input, false).await?))
+    Ok(Json(reviews::write(&state.market, &caller, &id, &input, false).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/catalog/{publisher}/{name}/reviews/mine", tag = "reviews",
@@ -92,7 +92,7 @@ pub async fn delete_my_review(
     Path((publisher, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = plugin_id(&publisher, &name)?;
-    reviews::delete_mine(&state.market.db, &caller, &id).await?;
+    reviews::delete_mine(&state.market, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,7 +112,7 @@ pub async fn reply_to_review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReplyBody>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::reply(&state.market.db, &caller, &id, Some(&body.body)).await?))
+    Ok(Json(reviews::reply(&state.market, &caller, &id, Some(&body.body)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/reviews/{id}/reply", tag = "reviews",
@@ -122,7 +122,7 @@ pub async fn remove_reply(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::reply(&state.market.db, &caller, &id, None).await?))
+    Ok(Json(reviews::reply(&state.market, &caller, &id, None).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -141,7 +141,7 @@ pub async fn hide_review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<HideBody>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::hide(&state.market.db, &caller, &id, Some(&body.reason)).await?))
+    Ok(Json(reviews::hide(&state.market, &caller, &id, Some(&body.reason)).await?))
 }
 
 /// An operator shows a hidden review again.
@@ -152,7 +152,7 @@ pub async fn show_review(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::hide(&state.market.db, &caller, &id, None).await?))
+    Ok(Json(reviews::hide(&state.market, &caller, &id, None).await?))
 }
 
 /// Marks a review helpful for the caller's organization; marking again changes nothing.
@@ -163,7 +163,7 @@ pub async fn mark_helpful(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::mark_helpful(&state.market.db, &caller, &id, true).await?))
+    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id, true).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/reviews/{id}/helpful", tag = "reviews",
@@ -173,7 +173,7 @@ pub async fn unmark_helpful(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::mark_helpful(&state.market.db, &caller, &id, false).await?))
+    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id, false).await?))
 }
 
 /// The publisher edits its listing's summary, description or links between versions

@@ -198,6 +198,8 @@ fn every_page_answers_every_role_as_the_api_would() {
             ("/console/catalog".into(), [Shows(&["nexus-labs/echo", "All listings"]); 6]),
             ("/console/catalog?q=echo&sort=name".into(), [Shows(&["nexus-labs/echo", "Results"]); 6]),
             ("/console/catalog/nexus-labs/echo".into(), [Shows(&["Lifetime", "60.00 EUR once"]); 6]),
+            ("/console/publishers/nexus-labs".into(), [Shows(&["nexus-labs/echo", "Installs", "Average rating"]); 6]),
+            ("/console/publishers/nobody".into(), [Refuses(404, "not_found"); 6]),
             (
                 "/console/catalog/nexus-labs/echo/install".into(),
                 [SignIn, FORBIDDEN, FORBIDDEN, FORBIDDEN, Shows(&["Grant and install"]), Shows(&["Grant and install"])],
@@ -1144,5 +1146,128 @@ fn operators_move_money_from_the_console_with_a_reason_and_a_confirmation_and_re
         assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
         let forged = tenant.post(&format!("{receipt_of}/refund"), &fields).await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.body);
+    });
+}
+
+#[test]
+fn reviews_are_written_replied_to_hidden_and_marked_from_the_listing_page() {
+    runtime().block_on(async {
+        let world = World::new().await;
+        let env = &world.env;
+        let listing = "/console/catalog/nexus-labs/echo";
+        let mut stranger = Browser::new(env);
+        stranger.sign_in(&world.initech).await;
+        let page = stranger.get(listing).await;
+        assert!(page.body.contains("initech has never installed nexus-labs/echo"), "{}", page.body);
+        assert!(!page.body.contains("Publish your review"));
+
+        // globex has run echo once; a day on it may review it.
+        let mut tenant = Browser::new(env);
+        tenant.sign_in(&world.globex).await;
+        assert!(tenant.get(listing).await.body.contains("reviews open a day after installing"));
+        sqlx::query("UPDATE installs SET created_at = created_at - 172800000 WHERE tenant_id = 'globex'")
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        let page = tenant.get(listing).await;
+        assert!(page.body.contains("Publish your review"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        let form = format!("{listing}/review");
+        let title = "<b>Fast</b> & solid";
+        let refused = tenant.post(&form, &[("csrf", &csrf), ("rating", "6"), ("title", title), ("body", "")]).await;
+        assert_eq!(refused.status, StatusCode::OK);
+        assert!(refused.body.contains("`rating` must be 1 to 5 stars, got 6"), "{}", refused.body);
+        assert!(refused.body.contains(&escaped(title)), "what was typed stays: {}", refused.body);
+        let body = "Line one\nLine two <script>alert(1)</script>";
+        let done = tenant.post(&form, &[("csrf", &csrf), ("rating", "4"), ("title", title), ("body", body)]).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        let page = tenant.get(done.location.as_deref().unwrap()).await;
+        assert!(page.body.contains("Thank you: your review is published."), "{}", page.body);
+        assert!(page.body.contains(&escaped(title)) && !page.body.contains("<script>alert"), "{}", page.body);
+        assert!(page.body.contains("4.0 out of 5") && page.body.contains("Update your review"), "{}", page.body);
+        let (_, reviews) = env.call("GET", "/v1/catalog/nexus-labs/echo/reviews", None, None).await;
+        assert_eq!((reviews["total"].as_u64(), reviews["items"][0]["body"].as_str()), (Some(1), Some(body)));
+        let id = reviews["items"][0]["id"].as_str().unwrap().to_string();
+
+        // The publisher replies; initech marks it helpful (twice, counted once).
+        let mut partner = Browser::new(env);
+        partner.sign_in(&env.publisher).await;
+        let page = partner.get(listing).await;
+        assert!(page.body.contains("Edit this listing's text") && page.body.contains(">Reply<"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        let replied = partner
+            .post(&format!("/console/reviews/{id}/reply"), &[("csrf", &csrf), ("text", "Thanks, globex!")])
+            .await;
+        assert_eq!(replied.status, StatusCode::SEE_OTHER, "{}", replied.body);
+        let page = stranger.get(listing).await;
+        assert!(page.body.contains("Reply from nexus-labs") && page.body.contains("Thanks, globex!"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        for _ in 0..2 {
+            let marked = stranger.post(&format!("/console/reviews/{id}/helpful"), &[("csrf", &csrf)]).await;
+            assert_eq!(marked.status, StatusCode::SEE_OTHER, "{}", marked.body);
+        }
+        assert!(stranger.get(listing).await.body.contains("1 found it helpful"));
+        // Its own organization cannot mark it, and is not offered to.
+        assert!(!tenant.get(listing).await.body.contains(&format!("/console/reviews/{id}/helpful")));
+
+        // An operator hides it with a reason: gone for everyone but its authors, who see why.
+        let mut operator = Browser::new(env);
+        operator.sign_in(&env.operator).await;
+        let csrf = Browser::csrf_of(&operator.get(listing).await);
+        let hidden = operator
+            .post(&format!("/console/reviews/{id}/hide"), &[("csrf", &csrf), ("text", "Shares a customer's name")])
+            .await;
+        assert_eq!(hidden.status, StatusCode::SEE_OTHER, "{}", hidden.body);
+        let page = stranger.get(listing).await;
+        assert!(!page.body.contains(&escaped(title)) && page.body.contains("No reviews yet."), "{}", page.body);
+        let page = tenant.get(listing).await;
+        assert!(
+            page.body.contains("An operator hid this review") && page.body.contains("Shares a customer&#39;s name"),
+            "{}",
+            page.body
+        );
+
+        // The publisher edits the listing's text; Markdown renders, script does not run.
+        let csrf = Browser::csrf_of(&partner.get(listing).await);
+        let text = [
+            ("csrf", csrf.as_str()),
+            ("summary", "Echo, now with prefixes"),
+            ("description", "Echoes **every** event. <script>alert(2)</script>"),
+            ("documentation", "https://docs.nexus-labs.example/echo"),
+            ("support", "mailto:help@nexus-labs.example"),
+        ];
+        let saved = partner.post(&format!("{listing}/text"), &text).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        let page = stranger.get(listing).await;
+        assert!(page.body.contains("Echoes <strong>every</strong> event. &lt;script&gt;"), "{}", page.body);
+        assert!(
+            page.body
+                .contains("href=\"mailto:help@nexus-labs.example\" rel=\"nofollow noopener noreferrer\">Support</a>"),
+            "{}",
+            page.body
+        );
+        let refused =
+            partner.post(&format!("{listing}/text"), &[("csrf", &csrf), ("summary", ""), ("description", "")]).await;
+        assert!(refused.body.contains("manifest field summary is invalid: must not be empty"), "{}", refused.body);
+
+        // The profile: the publisher edits it; a tenant may not.
+        let profile = "/console/publishers/nexus-labs";
+        let page = partner.get(profile).await;
+        assert!(page.body.contains("Edit the profile"), "{}", page.body);
+        let csrf = Browser::csrf_of(&page);
+        let fields =
+            [("csrf", csrf.as_str()), ("website", "https://nexus-labs.example"), ("about", "We make *integrations*.")];
+        let saved = partner.post(profile, &fields).await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        let page = stranger.get(profile).await;
+        assert!(
+            page.body.contains("<em>integrations</em>") && !page.body.contains("Edit the profile"),
+            "{}",
+            page.body
+        );
+        let csrf = Browser::csrf_of(&page);
+        let refused = stranger.post(profile, &[("csrf", &csrf), ("about", "pwned")]).await;
+        assert_eq!(refused.status, StatusCode::OK, "a refusal on the page: {}", refused.body);
+        assert!(refused.body.contains("this needs a publisher or operator token"), "{}", refused.body);
     });
 }
