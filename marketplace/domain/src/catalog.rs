@@ -1,15 +1,19 @@
 //! The catalog tenants browse: one listing per plugin, rebuilt from its newest installable
-//! version whenever a version is published or yanked; search with filters, sorting and
-//! pages; featuring and delisting by operators.
+//! version whenever a version is published or yanked; search with filters, facet counts,
+//! sorting and pages; featuring and delisting by operators.
 //!
-//! Search is term matching over a lowercase text of each listing (name, publisher, summary,
-//! description, categories): every term must occur; `relevance` ranks name hits over summary
-//! hits over the rest. One query set serves SQLite and PostgreSQL alike.
+//! Search matches words: each listing's words (`search_words`: the id's parts, summary,
+//! description and categories, split at anything not a letter or digit) are indexed by FTS5
+//! on SQLite and by a `simple` tsvector with a GIN index on PostgreSQL, and every word of
+//! the query must begin one of them, so both backends find the same listings. `relevance`
+//! (the default with words) ranks by where the words occur (name, then summary, then
+//! elsewhere) and then by popularity (installs and rating, [`POPULARITY`]), in integers
+//! both backends compute alike; ARCHITECTURE.md gives the formula.
 
 use nexus_host::Capability;
 use nexus_registry::db::now_ms;
 use nexus_registry::manifest::{CapabilityRequest, Links, PricingPlan};
-use nexus_registry::{Db, ErrorCode, PluginId, Registry, VersionRecord};
+use nexus_registry::{Backend, Db, ErrorCode, PluginId, Registry, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
@@ -117,8 +121,13 @@ pub enum Sort {
     Popular,
     /// Most recently listed first.
     Newest,
-    /// Best match first (the default with a query).
+    /// Best match first (the default with a query): how well the words match, then
+    /// installs and rating; without words, installs and rating.
     Relevance,
+    /// Most recently published or updated first.
+    Updated,
+    /// Highest average rating first.
+    TopRated,
     /// By id.
     Name,
 }
@@ -218,11 +227,39 @@ pub fn newest_installable(versions: &[VersionRecord]) -> Option<&VersionRecord> 
     versions.iter().filter(|v| v.yank.is_none() && v.version.pre.is_empty()).max_by(|a, b| a.version.cmp(&b.version))
 }
 
-/// The lowercase text search matches: the id's parts, the summary, the description and
-/// the categories (`categories` as stored, `,a,b,`).
-pub(crate) fn search_text(id: &PluginId, summary: &str, description: &str, categories: &str) -> String {
-    format!("{} {} {} {} {}", id.name, id.publisher, summary, description, set_items(categories).join(" "))
-        .to_lowercase()
+/// The words search matches: the id's parts, the summary, the description and the
+/// categories (`categories` as stored, `,a,b,`), lowercase, split at anything that is not a
+/// letter or digit. Both backends index exactly these words.
+pub(crate) fn search_words(id: &PluginId, summary: &str, description: &str, categories: &str) -> String {
+    let text = format!("{} {} {} {} {}", id.publisher, id.name, summary, description, set_items(categories).join(" "));
+    words(&text).join(" ")
+}
+
+/// Lowercase runs of letters and digits.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
+}
+
+/// Indexes listings written before search had its own index (once, at start).
+pub async fn index_all(db: &Db) -> Result<(), MarketError> {
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT plugin_id, summary, description, categories FROM listings WHERE search_words = ''")
+            .fetch_all(&db.pool)
+            .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.write_tx().await?;
+    for (plugin, summary, description, categories) in rows {
+        let id: PluginId = plugin.parse().map_err(|e| crate::error::storage(format!("listing {plugin}: {e}")))?;
+        sqlx::query("UPDATE listings SET search_words = $1 WHERE plugin_id = $2")
+            .bind(search_words(&id, &summary, &description, &categories))
+            .bind(&plugin)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Rebuilds the listing of `id` from the registry. With no installable version left the
@@ -241,19 +278,19 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     let manifest = &newest.manifest;
     let description = manifest.description.clone().unwrap_or_default();
     let categories = set_text(&manifest.categories);
-    let search_text = search_text(id, &manifest.summary, &description, &categories);
+    let search_words = search_words(id, &manifest.summary, &description, &categories);
     let created_at = versions.iter().map(|v| v.published_at).min().unwrap_or(now);
     // A publisher's edit of the text stays until a newer version brings its own.
     let kept = "listings.text_edited_at IS NOT NULL AND listings.latest_version = excluded.latest_version";
     let mut tx = db.write_tx().await?;
     sqlx::query(&format!(
         "INSERT INTO listings (plugin_id, publisher, name, summary, description, categories, capabilities, \
-         pricing_models, latest_version, search_text, created_at, updated_at, links) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, ',,', $8, $9, $10, $11, $12) \
+         pricing_models, latest_version, search_words, created_at, updated_at, links, search_text) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, ',,', $8, $9, $10, $11, $12, '') \
          ON CONFLICT (plugin_id) DO UPDATE SET summary = CASE WHEN {kept} THEN listings.summary ELSE excluded.summary END, \
          description = CASE WHEN {kept} THEN listings.description ELSE excluded.description END, \
          links = CASE WHEN {kept} THEN listings.links ELSE excluded.links END, \
-         search_text = CASE WHEN {kept} THEN listings.search_text ELSE excluded.search_text END, \
+         search_words = CASE WHEN {kept} THEN listings.search_words ELSE excluded.search_words END, \
          text_edited_at = CASE WHEN {kept} THEN listings.text_edited_at ELSE NULL END, \
          categories = excluded.categories, capabilities = excluded.capabilities, \
          latest_version = excluded.latest_version, updated_at = excluded.updated_at"
@@ -266,7 +303,7 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     .bind(categories)
     .bind(set_text(manifest.capabilities.keys().map(|c| c.as_str())))
     .bind(newest.version.to_string())
-    .bind(search_text)
+    .bind(search_words)
     .bind(created_at)
     .bind(now)
     .bind(crate::listing_text::links_json(&manifest.links)?)
@@ -319,19 +356,15 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
     })
 }
 
-/// Lowercase search terms, with LIKE's wildcards and other punctuation dropped.
+/// The words of a query, as listings' words are made (at most [`MAX_TERMS`]).
 fn terms(q: &str) -> Vec<String> {
-    q.split_whitespace()
-        .map(|t| t.chars().filter(|c| c.is_alphanumeric() || *c == '-' || *c == '.').collect::<String>().to_lowercase())
-        .filter(|t| !t.is_empty())
-        .take(MAX_TERMS)
-        .collect()
+    words(q).into_iter().take(MAX_TERMS).collect()
 }
 
 fn filter_value(field: &str, value: Option<&String>, allowed: &[&str]) -> Result<Option<String>, MarketError> {
     match value {
         None => Ok(None),
-        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(format!("%,{v},%"))),
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(format!(",{v},"))),
         Some(v) => Err(MarketError::invalid(
             ErrorCode::InvalidQuery,
             format!("unknown {field} `{v}`; expected one of: {}", allowed.join(", ")),
@@ -339,71 +372,147 @@ fn filter_value(field: &str, value: Option<&String>, allowed: &[&str]) -> Result
     }
 }
 
+/// How many listed plugins each category and plan model would find with the query's other
+/// filters: a category's count keeps the pricing filter and drops the category filter, and
+/// the other way round.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Facets {
+    pub categories: std::collections::BTreeMap<String, i64>,
+    pub pricing: std::collections::BTreeMap<String, i64>,
+}
+
+/// A page of search results and the facet counts of the whole search.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SearchResults {
+    #[serde(flatten)]
+    pub page: Page<Listing>,
+    pub facets: Facets,
+}
+
+/// A query checked and turned into SQL conditions over `listings`.
+struct Filter {
+    terms: Vec<String>,
+    /// `,category,` and `,model,` set members, as stored.
+    category: Option<String>,
+    pricing: Option<String>,
+    capability: Option<String>,
+    featured: Option<bool>,
+}
+
+impl Filter {
+    fn of(query: &SearchQuery) -> Result<Self, MarketError> {
+        let q = query.q.as_deref().unwrap_or_default();
+        MarketError::check_text(ErrorCode::InvalidQuery, "q", q, MAX_QUERY_CHARS)?;
+        let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
+        let pricing_names: Vec<&str> = PRICING_FILTER.iter().map(|(name, _)| *name).collect();
+        let pricing = filter_value("pricing", query.pricing.as_ref(), &pricing_names)?.map(|_| {
+            let model =
+                PRICING_FILTER.iter().find(|(name, _)| Some(*name) == query.pricing.as_deref()).map(|(_, m)| *m);
+            format!(",{},", model.map_or("", PlanModel::as_str))
+        });
+        Ok(Self {
+            terms: terms(q),
+            category: filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?,
+            pricing,
+            capability: filter_value("capability", query.capability.as_ref(), &capabilities)?,
+            featured: query.featured,
+        })
+    }
+
+    /// The WHERE clause and its binds (numbered from `$1`); `facet` leaves out the category
+    /// and pricing filters, which facet counts apply themselves.
+    fn sql(&self, backend: Backend, facet: bool) -> (String, Vec<String>) {
+        let mut binds: Vec<String> = Vec::new();
+        let mut sql = String::from("delisted_at IS NULL AND latest_version <> ''");
+        if !self.terms.is_empty() {
+            // Every word must begin a word of the listing.
+            match backend {
+                Backend::Sqlite => {
+                    let words: Vec<String> = self.terms.iter().map(|w| format!("\"{w}\"*")).collect();
+                    binds.push(words.join(" AND "));
+                    sql.push_str(&format!(
+                        " AND plugin_id IN (SELECT plugin_id FROM listings_fts WHERE listings_fts MATCH ${})",
+                        binds.len()
+                    ));
+                }
+                Backend::Postgres => {
+                    let words: Vec<String> = self.terms.iter().map(|w| format!("{w}:*")).collect();
+                    binds.push(words.join(" & "));
+                    sql.push_str(&format!(" AND search_vector @@ to_tsquery('simple', ${})", binds.len()));
+                }
+            }
+        }
+        let sets = [
+            ("categories", if facet { None } else { self.category.as_ref() }),
+            ("pricing_models", if facet { None } else { self.pricing.as_ref() }),
+            ("capabilities", self.capability.as_ref()),
+        ];
+        for (column, member) in sets {
+            if let Some(member) = member {
+                binds.push(format!("%{member}%"));
+                sql.push_str(&format!(" AND {column} LIKE ${}", binds.len()));
+            }
+        }
+        match self.featured {
+            Some(true) => sql.push_str(" AND featured_at IS NOT NULL"),
+            Some(false) => sql.push_str(" AND featured_at IS NULL"),
+            None => {}
+        }
+        (sql, binds)
+    }
+}
+
+/// Popularity as ranking weighs it (integers, so both backends order alike): installs in
+/// steps of ten times (0, 1-9, 10-99, 100-999, 1000+ give 0 to 8), plus the average rating's
+/// distance from 3 stars (-4 to +4) once three reviews rate it.
+const POPULARITY: &str = "(CASE WHEN install_count >= 1000 THEN 8 WHEN install_count >= 100 THEN 6 \
+                          WHEN install_count >= 10 THEN 4 WHEN install_count >= 1 THEN 2 ELSE 0 END \
+                          + CASE WHEN rating_count >= 3 THEN rating_total * 2 / rating_count - 6 ELSE 0 END)";
+
 /// Searches listed plugins.
 pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, MarketError> {
     let per_page = crate::error::per_page(query.per_page, 20)?;
     let page = query.page.unwrap_or(1).max(1);
-    let q = query.q.as_deref().unwrap_or_default();
-    MarketError::check_text(ErrorCode::InvalidQuery, "q", q, MAX_QUERY_CHARS)?;
-    let terms = terms(q);
-    let capabilities: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
-    let category = filter_value("category", query.category.as_ref(), &nexus_registry::manifest::CATEGORIES)?;
-    let pricing_names: Vec<&str> = PRICING_FILTER.iter().map(|(name, _)| *name).collect();
-    let pricing = filter_value("pricing", query.pricing.as_ref(), &pricing_names)?.map(|_| {
-        let model = PRICING_FILTER.iter().find(|(name, _)| Some(*name) == query.pricing.as_deref()).map(|(_, m)| *m);
-        format!("%,{},%", model.map_or("", PlanModel::as_str))
-    });
-    let capability = filter_value("capability", query.capability.as_ref(), &capabilities)?;
-
-    // Binds are numbered in the order they are pushed.
-    let mut binds: Vec<String> = Vec::new();
-    let mut bind = |value: String| {
-        binds.push(value);
-        format!("${}", binds.len())
-    };
-    let mut filter = String::from("delisted_at IS NULL AND latest_version <> ''");
-    for term in &terms {
-        filter.push_str(&format!(" AND search_text LIKE {}", bind(format!("%{term}%"))));
-    }
-    for (column, value) in [("categories", category), ("pricing_models", pricing), ("capabilities", capability)] {
-        if let Some(value) = value {
-            filter.push_str(&format!(" AND {column} LIKE {}", bind(value)));
+    let filter = Filter::of(query)?;
+    let (where_sql, mut binds) = filter.sql(db.backend, false);
+    let total = {
+        let count_sql = format!("SELECT COUNT(*) FROM listings WHERE {where_sql}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for value in &binds {
+            count = count.bind(value.as_str());
         }
-    }
-    match query.featured {
-        Some(true) => filter.push_str(" AND featured_at IS NOT NULL"),
-        Some(false) => filter.push_str(" AND featured_at IS NULL"),
-        None => {}
-    }
+        count.fetch_one(&db.pool).await?
+    };
+    let terms = &filter.terms;
     let sort = query.sort.unwrap_or(if terms.is_empty() { Sort::Popular } else { Sort::Relevance });
     let order = match sort {
         Sort::Popular => "install_count DESC, plugin_id".to_string(),
         Sort::Newest => "created_at DESC, plugin_id".to_string(),
+        Sort::Updated => "updated_at DESC, plugin_id".to_string(),
+        Sort::TopRated => "CASE WHEN rating_count > 0 THEN rating_total * 1000 / rating_count ELSE 0 END DESC, \
+                           rating_count DESC, install_count DESC, plugin_id"
+            .to_string(),
         Sort::Name => "plugin_id".to_string(),
-        Sort::Relevance if terms.is_empty() => "install_count DESC, plugin_id".to_string(),
+        Sort::Relevance if terms.is_empty() => format!("{POPULARITY} DESC, install_count DESC, plugin_id"),
         Sort::Relevance => {
+            // Each word scores 40 in the name, 20 in the summary, 10 elsewhere; popularity
+            // then moves a listing by less than one such step.
             let mut score = Vec::new();
-            for term in &terms {
-                let like = bind(format!("%{term}%"));
+            for term in terms {
+                binds.push(format!("%{term}%"));
+                let like = format!("${}", binds.len());
                 score.push(format!(
-                    "(CASE WHEN name LIKE {like} THEN 4 WHEN LOWER(summary) LIKE {like} THEN 2 ELSE 1 END)"
+                    "(CASE WHEN name LIKE {like} THEN 40 WHEN LOWER(summary) LIKE {like} THEN 20 ELSE 10 END)"
                 ));
             }
-            format!("({}) DESC, install_count DESC, plugin_id", score.join(" + "))
+            format!("({} + {POPULARITY}) DESC, install_count DESC, plugin_id", score.join(" + "))
         }
     };
-    let count_sql = format!("SELECT COUNT(*) FROM listings WHERE {filter}");
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-    // Only the filter's binds: relevance binds come after them.
-    let filter_binds = count_sql.matches('$').count();
-    for value in binds.iter().take(filter_binds) {
-        count = count.bind(value.as_str());
-    }
-    let total = count.fetch_one(&db.pool).await?;
-
     let limit = binds.len() + 1;
-    let sql =
-        format!("SELECT {COLUMNS} FROM listings WHERE {filter} ORDER BY {order} LIMIT ${limit} OFFSET ${}", limit + 1);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM listings WHERE {where_sql} ORDER BY {order} LIMIT ${limit} OFFSET ${}",
+        limit + 1
+    );
     let mut select = sqlx::query(&sql);
     for value in &binds {
         select = select.bind(value.as_str());
@@ -412,6 +521,39 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
         select.bind(i64::from(per_page)).bind(i64::from(page - 1) * i64::from(per_page)).fetch_all(&db.pool).await?;
     let items = rows.iter().map(|row| listing(row, false)).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(items, page, per_page, total))
+}
+
+/// The facet counts of a search (its page and sort do not matter).
+pub async fn facets(db: &Db, query: &SearchQuery) -> Result<Facets, MarketError> {
+    let filter = Filter::of(query)?;
+    let (where_sql, binds) = filter.sql(db.backend, true);
+    let sql = format!("SELECT categories, pricing_models FROM listings WHERE {where_sql}");
+    let mut select = sqlx::query_as::<_, (String, String)>(&sql);
+    for value in &binds {
+        select = select.bind(value.as_str());
+    }
+    let rows = select.fetch_all(&db.pool).await?;
+    let mut facets = Facets::default();
+    for category in nexus_registry::manifest::CATEGORIES {
+        facets.categories.insert(category.to_string(), 0);
+    }
+    for model in [PlanModel::Free, PlanModel::OneTime, PlanModel::Subscription, PlanModel::Usage] {
+        facets.pricing.insert(model.as_str().to_string(), 0);
+    }
+    let has = |set: &str, member: &Option<String>| member.as_deref().is_none_or(|m| set.contains(m));
+    for (categories, pricing) in &rows {
+        if has(pricing, &filter.pricing) {
+            for category in set_items(categories) {
+                *facets.categories.entry(category).or_default() += 1;
+            }
+        }
+        if has(categories, &filter.category) {
+            for model in set_items(pricing) {
+                *facets.pricing.entry(model).or_default() += 1;
+            }
+        }
+    }
+    Ok(facets)
 }
 
 async fn row(db: &Db, id: &PluginId) -> Result<AnyRow, MarketError> {

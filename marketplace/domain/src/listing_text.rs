@@ -126,16 +126,16 @@ pub async fn edit(db: &Db, caller: &Caller, id: &PluginId, edit: &TextEdit) -> R
         .fetch_optional(&mut *tx)
         .await?;
     let categories = categories.ok_or_else(|| MarketError::NotFound(format!("plugin {id}")))?;
-    let search_text = crate::catalog::search_text(id, &text.summary, &text.description, &categories);
+    let search_words = crate::catalog::search_words(id, &text.summary, &text.description, &categories);
     sqlx::query(
-        "UPDATE listings SET summary = $1, description = $2, links = $3, text_edited_at = $4, search_text = $5 \
+        "UPDATE listings SET summary = $1, description = $2, links = $3, text_edited_at = $4, search_words = $5 \
          WHERE plugin_id = $6",
     )
     .bind(&text.summary)
     .bind(&text.description)
     .bind(links_json(&text.links)?)
     .bind(text.edited_at)
-    .bind(search_text)
+    .bind(search_words)
     .bind(id.to_string())
     .execute(&mut *tx)
     .await?;

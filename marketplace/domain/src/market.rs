@@ -58,6 +58,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0032_listing_prices.sql"),
     include_str!("../migrations/common/0033_listing_content.sql"),
     include_str!("../migrations/common/0034_reviews.sql"),
+    include_str!("../migrations/sqlite/0035_listing_search.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -93,6 +94,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0032_listing_prices.sql"),
     include_str!("../migrations/common/0033_listing_content.sql"),
     include_str!("../migrations/common/0034_reviews.sql"),
+    include_str!("../migrations/postgres/0035_listing_search.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.
@@ -148,6 +150,7 @@ impl Market {
         let market = Self { db, registry, master_key: config.master_key, runner, billing, mailer: config.mailer };
         plans::backfill(&market).await?;
         catalog::reprice_all(&market.db).await?;
+        catalog::index_all(&market.db).await?;
         Ok(market)
     }
 

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::session::Signed;
 use super::{Chrome, Fields, PageError, money, render};
+use crate::MarketError;
 use crate::billing::plans::{self, Plan, PlanModel};
 use crate::catalog::{self, Listing, SearchQuery, Sort};
 use crate::error::Page;
@@ -23,6 +24,7 @@ use crate::server::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/catalog", get(search))
+        .route("/console/catalog/category/{category}", get(category))
         .route("/console/catalog/{publisher}/{name}/install", get(install_form).post(install))
 }
 
@@ -113,13 +115,17 @@ struct SearchForm {
 #[derive(Debug)]
 pub struct Choice {
     pub value: &'static str,
-    pub label: &'static str,
+    pub label: String,
     pub selected: bool,
 }
 
 impl Choice {
+    pub fn new(value: &'static str, label: String, current: &str) -> Self {
+        Self { value, label, selected: value == current }
+    }
+
     pub fn of(options: &[(&'static str, &'static str)], current: &str) -> Vec<Self> {
-        options.iter().map(|(value, label)| Self { value, label, selected: *value == current }).collect()
+        options.iter().map(|(value, label)| Self::new(value, label.to_string(), current)).collect()
     }
 }
 
@@ -132,7 +138,12 @@ struct CatalogPage {
     category_choices: Vec<Choice>,
     pricing_choices: Vec<Choice>,
     sort_choices: Vec<Choice>,
+    /// Categories with listings under the query's other filters, and how many.
+    categories: Vec<(&'static str, i64)>,
     featured: Vec<Listing>,
+    /// New and updated listings, and the best rated (the unfiltered first page only).
+    updated: Vec<Listing>,
+    top_rated: Vec<Listing>,
     results: Page<Listing>,
     page: u32,
     /// The query string without `page`, for the next and previous links.
@@ -144,19 +155,52 @@ async fn search(
     signed: Option<Signed>,
     Query(form): Query<SearchForm>,
 ) -> Result<Response, PageError> {
+    catalog_page(&state, signed.as_ref(), form, None).await
+}
+
+/// A category's page: the catalog filtered to it, with its name as the title.
+async fn category(
+    State(state): State<AppState>,
+    signed: Option<Signed>,
+    Path(category): Path<String>,
+    Query(mut form): Query<SearchForm>,
+) -> Result<Response, PageError> {
+    let Some(known) = nexus_registry::manifest::CATEGORIES.iter().find(|c| **c == category) else {
+        return Err(MarketError::NotFound(format!("category {category}")).into());
+    };
+    form.category = Some(known.to_string());
+    catalog_page(&state, signed.as_ref(), form, Some(known)).await
+}
+
+const SORTS: [(&str, Sort, &str); 7] = [
+    ("relevance", Sort::Relevance, "relevance"),
+    ("popular", Sort::Popular, "most installed"),
+    ("top-rated", Sort::TopRated, "top rated"),
+    ("newest", Sort::Newest, "newest"),
+    ("updated", Sort::Updated, "recently updated"),
+    ("name", Sort::Name, "name"),
+    ("", Sort::Relevance, ""),
+];
+
+async fn catalog_page(
+    state: &AppState,
+    signed: Option<&Signed>,
+    form: SearchForm,
+    category: Option<&'static str>,
+) -> Result<Response, PageError> {
     let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(String::from);
-    let sort = match text(&form.sort).as_deref() {
+    let sort_text = text(&form.sort);
+    let sort = match sort_text.as_deref() {
         None => None,
-        Some("popular") => Some(Sort::Popular),
-        Some("newest") => Some(Sort::Newest),
-        Some("relevance") => Some(Sort::Relevance),
-        Some("name") => Some(Sort::Name),
-        Some(other) => {
-            return Err(PageError::bad_request(
-                ErrorCode::InvalidQuery,
-                format!("sort `{other}` is not popular, newest, relevance or name"),
-            ));
-        }
+        Some(name) => match SORTS.iter().find(|(value, _, _)| !value.is_empty() && *value == name) {
+            Some((_, sort, _)) => Some(*sort),
+            None => {
+                return Err(PageError::bad_request(
+                    ErrorCode::InvalidQuery,
+                    format!("sort `{name}` is not relevance, popular, top-rated, newest, updated or name"),
+                ));
+            }
+        },
     };
     let page = form.page.unwrap_or(1).max(1);
     let query = SearchQuery {
@@ -168,54 +212,74 @@ async fn search(
         per_page: Some(24),
         ..SearchQuery::default()
     };
+    let db = &state.market.db;
     let filtered = query.q.is_some() || query.category.is_some() || query.pricing.is_some();
-    // Featured listings first: above the results on an unfiltered first page.
-    let featured = if filtered || page > 1 {
-        Vec::new()
+    // The catalog's front: featured listings, the newest and updated ones, the best rated.
+    let front = !filtered && page == 1;
+    let shelf = |sort, per_page| SearchQuery { sort: Some(sort), per_page: Some(per_page), ..SearchQuery::default() };
+    let (featured, updated, top_rated) = if front {
+        let featured = SearchQuery { featured: Some(true), per_page: Some(12), ..SearchQuery::default() };
+        let top: Vec<Listing> = catalog::search(db, &shelf(Sort::TopRated, 6))
+            .await?
+            .items
+            .into_iter()
+            .filter(|l| l.rating_count > 0)
+            .collect();
+        (catalog::search(db, &featured).await?.items, catalog::search(db, &shelf(Sort::Updated, 6)).await?.items, top)
     } else {
-        catalog::search(
-            &state.market.db,
-            &SearchQuery { featured: Some(true), per_page: Some(12), ..SearchQuery::default() },
-        )
-        .await?
-        .items
+        (Vec::new(), Vec::new(), Vec::new())
     };
-    let results = catalog::search(&state.market.db, &query).await?;
+    let results = catalog::search(db, &query).await?;
+    let facets = catalog::facets(db, &query).await?;
     let mut pairs = Vec::new();
     for (key, value) in
-        [("q", &query.q), ("category", &query.category), ("pricing", &query.pricing), ("sort", &text(&form.sort))]
+        [("q", &query.q), ("category", &query.category), ("pricing", &query.pricing), ("sort", &sort_text)]
     {
         if let Some(value) = value {
             pairs.push(format!("{key}={}", urlencode(value)));
         }
     }
+    let counted = |value: &'static str, count: Option<&i64>| match count {
+        Some(count) => format!("{value} ({count})"),
+        None => value.to_string(),
+    };
+    let current_category = query.category.as_deref().unwrap_or_default();
+    let current_pricing = query.pricing.as_deref().unwrap_or_default();
+    let title = match category {
+        Some(category) => format!("Catalog: {category}"),
+        None => "Catalog".to_string(),
+    };
     let page_view = CatalogPage {
-        chrome: Chrome::new("Catalog", signed.as_ref().map(|s| &s.0)),
+        chrome: Chrome::new(title, signed.map(|s| &s.0)),
         q: query.q.clone().unwrap_or_default(),
         filtered,
-        category_choices: std::iter::once(("", "any"))
-            .chain(nexus_registry::manifest::CATEGORIES.iter().map(|c| (*c, *c)))
-            .map(|(value, label)| Choice {
-                value,
-                label,
-                selected: query.category.as_deref().unwrap_or_default() == value,
-            })
+        category_choices: std::iter::once(Choice::new("", "any".into(), current_category))
+            .chain(
+                nexus_registry::manifest::CATEGORIES
+                    .iter()
+                    .map(|c| Choice::new(c, counted(c, facets.categories.get(*c)), current_category)),
+            )
             .collect(),
-        pricing_choices: Choice::of(
-            &[
-                ("", "any"),
-                ("free", "free"),
-                ("one-time", "one-time"),
-                ("subscription", "subscription"),
-                ("usage", "usage"),
-            ],
-            query.pricing.as_deref().unwrap_or_default(),
-        ),
-        sort_choices: Choice::of(
-            &[("relevance", "relevance"), ("popular", "most installed"), ("newest", "newest"), ("name", "name")],
-            text(&form.sort).as_deref().unwrap_or("relevance"),
-        ),
+        pricing_choices: std::iter::once(Choice::new("", "any".into(), current_pricing))
+            .chain(
+                ["free", "one-time", "subscription", "usage"]
+                    .into_iter()
+                    .map(|m| Choice::new(m, counted(m, facets.pricing.get(m)), current_pricing)),
+            )
+            .collect(),
+        sort_choices: SORTS
+            .iter()
+            .filter(|(value, _, _)| !value.is_empty())
+            .map(|(value, _, label)| Choice::new(value, label.to_string(), sort_text.as_deref().unwrap_or("relevance")))
+            .collect(),
+        categories: nexus_registry::manifest::CATEGORIES
+            .iter()
+            .map(|c| (*c, facets.categories.get(*c).copied().unwrap_or(0)))
+            .filter(|(_, count)| *count > 0)
+            .collect(),
         featured,
+        updated,
+        top_rated,
         results,
         page,
         query: pairs.join("&"),

@@ -11,7 +11,7 @@ use super::auth::{Auth, MaybeAuth};
 use super::extract::{JsonBody, QueryParams};
 use super::registry_routes::plugin_id;
 use super::{ApiError, AppState};
-use crate::catalog::{self, Listing, ListingDetail, SearchQuery};
+use crate::catalog::{self, Listing, ListingDetail, SearchQuery, SearchResults};
 use crate::error::{Page, PageQuery};
 use crate::installs::{self, Consent};
 
@@ -25,13 +25,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_publisher_listings))
 }
 
+/// Listed plugins matching the query, a page at a time, with how many each category and
+/// plan model would find (`facets`).
 #[utoipa::path(get, path = "/v1/catalog", tag = "catalog", params(SearchQuery),
-    responses((status = 200, body = Page<Listing>)))]
+    responses((status = 200, body = SearchResults)))]
 pub async fn search_catalog(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<SearchQuery>,
-) -> Result<Json<Page<Listing>>, ApiError> {
-    Ok(Json(catalog::search(&state.market.db, &query).await?))
+) -> Result<Json<SearchResults>, ApiError> {
+    let page = catalog::search(&state.market.db, &query).await?;
+    let facets = catalog::facets(&state.market.db, &query).await?;
+    Ok(Json(SearchResults { page, facets }))
 }
 
 #[utoipa::path(get, path = "/v1/catalog/{publisher}/{name}", tag = "catalog",

@@ -246,9 +246,13 @@ fn every_query_term_must_match_in_the_name_summary_or_description_whatever_the_c
         assert_eq!(found(&env, "q=nexus-labs").await.len(), 7, "the publisher is searched too");
         assert_eq!(found(&env, "q=crm").await, ["churn-radar"], "and the categories");
 
-        // LIKE's wildcards are dropped, never matched as patterns.
-        assert_eq!(found(&env, "q=%25").await.len(), 7, "no term left: everything");
-        assert_eq!(found(&env, "q=led%25ger").await, ["ledger-sync", "invoice-mailer", "churn-radar"]);
+        // Words begin words: a prefix finds, a middle does not; punctuation (LIKE's and the
+        // full-text syntaxes' wildcards and operators among it) only separates words.
+        assert_eq!(found(&env, "q=led").await, ["ledger-sync", "invoice-mailer", "churn-radar"]);
+        assert_eq!(found(&env, "q=edger").await, Vec::<String>::new());
+        assert_eq!(found(&env, "q=%25").await.len(), 7, "no word left: everything");
+        assert_eq!(found(&env, "q=%22ledger*%22%20OR%20x:*%20%26%20!y").await, Vec::<String>::new());
+        assert_eq!(found(&env, "q=led%25sync").await, ["ledger-sync"], "two words: led and sync");
         assert_eq!(found(&env, "q=l_dger").await, Vec::<String>::new());
 
         // Relevance ties fall back to installs, then the id.
@@ -647,5 +651,47 @@ fn the_listing_detail_shows_capabilities_with_reasons_pricing_and_installable_ve
 
         let missing = env.call("GET", "/v1/catalog/nexus-labs/nothing", None, None).await;
         assert_eq!(code(&missing), (StatusCode::NOT_FOUND, Some("not_found")));
+    });
+}
+
+#[test]
+fn facets_count_each_category_and_plan_model_under_the_other_filters() {
+    on_both(|postgres| async move {
+        let env = catalog(postgres).await;
+        let facets = |page: &Value| page["facets"].clone();
+        let everything = search(&env, "").await;
+        assert_eq!(
+            facets(&everything),
+            json!({
+                "categories": { "analytics": 1, "billing": 2, "compliance": 1, "crm": 1, "developer-tools": 1,
+                                "finance": 2, "marketing": 0, "messaging": 2, "notifications": 1, "productivity": 0,
+                                "security": 1, "support": 0, "tax": 1 },
+                "pricing": { "free": 3, "one-time": 0, "subscription": 2, "usage": 3 },
+            })
+        );
+        // A category's own filter does not narrow the category counts; it narrows pricing's.
+        let billing = search(&env, "category=billing").await;
+        assert_eq!(facets(&billing)["categories"], facets(&everything)["categories"]);
+        assert_eq!(facets(&billing)["pricing"], json!({ "free": 0, "one-time": 0, "subscription": 1, "usage": 1 }));
+        // Words narrow both; pricing narrows the categories.
+        let invoices = search(&env, "q=invoice&pricing=usage").await;
+        assert_eq!(names(&invoices), ["invoice-mailer", "chat-notifier"]);
+        let categories = facets(&invoices)["categories"].clone();
+        let counted: Vec<(&str, i64)> = categories
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, n)| n.as_i64() != Some(0))
+            .map(|(c, n)| (c.as_str(), n.as_i64().unwrap()))
+            .collect();
+        assert_eq!(counted, [("billing", 1), ("messaging", 2), ("notifications", 1)]);
+        assert_eq!(facets(&invoices)["pricing"], json!({ "free": 1, "one-time": 0, "subscription": 1, "usage": 2 }));
+
+        // Recently updated first: a new version moves a listing to the front.
+        let manifest = super::common::manifest_of("echo").replace("version = \"0.1.0\"", "version = \"0.1.1\"");
+        env.publish_manifest(nexus_sample_plugins::ECHO, &manifest).await.unwrap();
+        assert_eq!(names(&search(&env, "sort=updated&per_page=2").await), ["echo", "churn-radar"]);
+        let (status, body) = env.call("GET", "/v1/catalog?sort=best-match", None, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
     });
 }

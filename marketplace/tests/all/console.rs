@@ -195,7 +195,20 @@ fn every_page_answers_every_role_as_the_api_would() {
         let payout = format!("/console/partners/nexus-labs/payouts/{}", world.payout);
         // (page, [anonymous, operator, publisher nexus-labs, publisher acme, globex, initech])
         let table: Vec<(String, [Expect; 6])> = vec![
-            ("/console/catalog".into(), [Shows(&["nexus-labs/echo", "All listings"]); 6]),
+            (
+                "/console/catalog".into(),
+                [Shows(&[
+                    "nexus-labs/echo",
+                    "All listings",
+                    "New and updated",
+                    "developer-tools</a> <span class=\"muted\">1</span>",
+                ]); 6],
+            ),
+            (
+                "/console/catalog/category/developer-tools".into(),
+                [Shows(&["nexus-labs/echo", "Catalog: developer-tools", "developer-tools (1)"]); 6],
+            ),
+            ("/console/catalog/category/nope".into(), [Refuses(404, "not_found"); 6]),
             ("/console/catalog?q=echo&sort=name".into(), [Shows(&["nexus-labs/echo", "Results"]); 6]),
             ("/console/catalog/nexus-labs/echo".into(), [Shows(&["Lifetime", "60.00 EUR once"]); 6]),
             ("/console/publishers/nexus-labs".into(), [Shows(&["nexus-labs/echo", "Installs", "Average rating"]); 6]),

@@ -376,3 +376,41 @@ fn publishers_have_public_profiles_they_edit() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     });
 }
+
+#[test]
+fn ratings_move_a_listing_in_relevance_and_top_rated() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let order = |page: &Value| -> Vec<String> {
+            page["items"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+        };
+        let mut tokens = Vec::new();
+        for id in ["org-a", "org-b", "org-c"] {
+            tokens.push(user(&env, id, 2).await);
+        }
+        // Installs alone put echo first among equal matches of the publisher's name.
+        let (_, page) = env.call("GET", "/v1/catalog?q=nexus", None, None).await;
+        assert_eq!(order(&page)[0], "echo", "{page}");
+        // Three one-star reviews outweigh its installs.
+        for token in &tokens {
+            assert_eq!(review(&env, token, 1, "Broke our pipeline").await.0, StatusCode::CREATED);
+        }
+        let (_, page) = env.call("GET", "/v1/catalog?q=nexus", None, None).await;
+        assert_eq!(order(&page).last().map(String::as_str), Some("echo"), "{page}");
+        // Top rated lists rated listings first, best first.
+        let (_, page) = env.call("GET", "/v1/catalog?sort=top-rated&per_page=1", None, None).await;
+        assert_eq!(order(&page), ["echo"], "the only rated listing");
+        let edit = json!({ "rating": 5, "title": "Fixed now" }).to_string();
+        for token in &tokens {
+            let (status, _) =
+                env.call("PUT", &format!("/v1/catalog/{ECHO}/reviews/mine"), Some(token), Some(&edit)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (_, page) = env.call("GET", "/v1/catalog?q=nexus", None, None).await;
+        assert_eq!(order(&page)[0], "echo");
+        assert_eq!(
+            (page["items"][0]["rating_average"].as_f64(), page["items"][0]["rating_count"].as_i64()),
+            (Some(5.0), Some(3))
+        );
+    });
+}

@@ -1,0 +1,18 @@
+-- Full-text search of listings: `search_words` holds each listing's words (the id's parts,
+-- summary, description and categories, lowercase, split at anything not a letter or digit;
+-- `catalog::search_words`), indexed by FTS5 and kept in step by triggers. PostgreSQL's
+-- migration indexes the same words as a `tsvector`, so both backends match the same words.
+-- The older `search_text` (matched with LIKE) is no longer read; new listings leave it empty.
+-- Listings from before this migration are indexed when the marketplace opens.
+ALTER TABLE listings ADD COLUMN search_words TEXT NOT NULL DEFAULT '';
+CREATE VIRTUAL TABLE listings_fts USING fts5 (plugin_id UNINDEXED, words, tokenize = "unicode61 remove_diacritics 0");
+CREATE TRIGGER listings_fts_insert AFTER INSERT ON listings BEGIN
+    INSERT INTO listings_fts (plugin_id, words) VALUES (new.plugin_id, new.search_words);
+END;
+CREATE TRIGGER listings_fts_update AFTER UPDATE OF search_words ON listings BEGIN
+    DELETE FROM listings_fts WHERE plugin_id = old.plugin_id;
+    INSERT INTO listings_fts (plugin_id, words) VALUES (new.plugin_id, new.search_words);
+END;
+CREATE TRIGGER listings_fts_delete AFTER DELETE ON listings BEGIN
+    DELETE FROM listings_fts WHERE plugin_id = old.plugin_id;
+END;
