@@ -15,6 +15,7 @@ mod output;
 mod plugin_run;
 mod profiles;
 mod publish;
+mod reviews;
 mod serve;
 mod webhooks;
 mod yank;
@@ -108,6 +109,12 @@ enum Command {
     Payouts(money::PayoutsCommand),
     /// GMV, refunds, net revenue and take rate by period (operators; partners their own).
     Gmv(money::GmvArgs),
+    /// Ratings and reviews: read, write, reply, hide.
+    #[command(subcommand)]
+    Reviews(reviews::ReviewsCommand),
+    /// Your listing's text between versions.
+    #[command(subcommand)]
+    Listing(reviews::ListingCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +192,8 @@ pub fn main() -> ExitCode {
             Command::Charges(args) => money::charges(args).await,
             Command::Bill(args) => money::bill(args).await,
             Command::Usage(args) => money::usage(args).await,
+            Command::Reviews(command) => reviews::run(command).await,
+            Command::Listing(command) => reviews::listing(command).await,
             Command::Sales(args) => money::sales(args).await,
             Command::Refund(args) => money::refund(args).await,
             Command::Billing(command) => money::billing(command).await,

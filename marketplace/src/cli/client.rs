@@ -110,6 +110,7 @@ pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow:
         ("consent_required", _) => " — run `nexus install` again to review what it asks for now".into(),
         ("already_installed", _) => " — `nexus installs` shows it".into(),
         ("install_paused", _) => " — `nexus installs` shows why it was paused".into(),
+        ("review_not_allowed", _) => " — an organization reviews a plugin after a day of using it".into(),
         ("plugin_delisted", _) => " — an operator removed it from the catalog; it cannot be installed now".into(),
         _ => String::new(),
     };

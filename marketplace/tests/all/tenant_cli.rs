@@ -293,3 +293,98 @@ fn a_tenant_manages_an_install_through_the_cli_without_curl() {
     let history = ok(nexus(&["installs", "--all"], &env));
     assert!(history.contains("uninstalled"), "{history}");
 }
+
+#[test]
+fn reviews_replies_and_listing_text_through_the_cli() {
+    let market = super::common::RealMarket::new();
+    let server = market.serve(&[], &[]);
+    market.publish(&server.url, "echo");
+    let consent = serde_json::json!({ "capabilities": ["config"], "hosts": [] });
+    let (tenant, install) = super::common::runtime().block_on(market.tenant_with_install(
+        &server.url,
+        "globex",
+        "nexus-labs/echo",
+        consent,
+        serde_json::json!({}),
+    ));
+    let as_ = |token: &str, url: &str| [("NEXUS_REGISTRY", url.to_string()), ("NEXUS_TOKEN", token.to_string())];
+    let run = |args: &[&str], env: &[(&str, String); 2]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        nexus(args, &env)
+    };
+    let sent = run(&["events", "send", "--type", "t.x", "--payload", "{}"], &as_(&tenant, &server.url));
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    let early =
+        run(&["reviews", "write", "nexus-labs/echo", "--rating", "5", "--title", "Great"], &as_(&tenant, &server.url));
+    assert_eq!(early.status.code(), Some(2));
+    assert!(
+        stderr(&early).contains("[review_not_allowed] — an organization reviews a plugin after a day of using it"),
+        "{}",
+        stderr(&early)
+    );
+    let empty = run(&["reviews", "list", "nexus-labs/echo"], &as_(&tenant, &server.url));
+    assert_eq!(stdout(&empty), "nexus-labs/echo: no ratings yet\nno reviews yet\n");
+    drop(server);
+
+    // Two days on (the marketplace's clock moved), globex may review what it ran.
+    let server = market.serve(&[], &[("NEXUS_CLOCK_OFFSET_MS", "172800000")]);
+    let tenant_env = as_(&tenant, &server.url);
+    let body = "Line one\noutcome   ok";
+    let written =
+        run(&["reviews", "write", "nexus-labs/echo", "--rating", "4", "--title", "Solid", "--body", body], &tenant_env);
+    assert_eq!(written.status.code(), Some(0), "{}", stderr(&written));
+    let review = stdout(&written).split_whitespace().next().unwrap().to_string();
+    assert_eq!(stdout(&written), format!("{review} ★★★★☆ of nexus-labs/echo (version 0.1.0): published\n"));
+    let again = run(&["reviews", "write", "nexus-labs/echo", "--rating", "3", "--title", "Solid enough"], &tenant_env);
+    assert_eq!(
+        stdout(&again),
+        format!("{review} ★★★☆☆ of nexus-labs/echo (version 0.1.0): updated\n"),
+        "{}",
+        stderr(&again)
+    );
+
+    let publisher_env = as_(&market.publisher, &server.url);
+    let replied = run(&["reviews", "reply", &review, "--body", "Thanks!"], &publisher_env);
+    assert_eq!(
+        stdout(&replied),
+        format!("replied to {review} (its author and every reader see it)\n"),
+        "{}",
+        stderr(&replied)
+    );
+    let listed = run(&["reviews", "list", "nexus-labs/echo"], &tenant_env);
+    let out = stdout(&listed);
+    assert!(out.starts_with("nexus-labs/echo: 3.0 out of 5 from 1 review(s)\n\n"), "{out}");
+    assert!(out.contains("    Solid enough\n"), "{out}");
+    assert!(out.ends_with("  reply from the publisher:\n    Thanks!\n"), "{out}");
+    let operator_env = as_(&market.operator, &server.url);
+    let hidden = run(&["reviews", "hide", &review, "--reason", "Test"], &operator_env);
+    assert_eq!(stdout(&hidden), format!("hid {review}; its author sees why: Test\n"), "{}", stderr(&hidden));
+    let shown = run(&["reviews", "hide", &review, "--show"], &operator_env);
+    assert_eq!(stdout(&shown), format!("{review} is shown again\n"));
+
+    let description = market.data.join("listing.md");
+    std::fs::write(&description, "Echoes **everything**.").unwrap();
+    let edited = run(
+        &[
+            "listing",
+            "edit",
+            "nexus-labs/echo",
+            "--description-file",
+            description.to_str().unwrap(),
+            "--support",
+            "mailto:help@nexus-labs.example",
+        ],
+        &publisher_env,
+    );
+    assert_eq!(
+        stdout(&edited),
+        "nexus-labs/echo's listing text is updated until its next version brings its own\n",
+        "{}",
+        stderr(&edited)
+    );
+    let nothing = run(&["listing", "edit", "nexus-labs/echo"], &publisher_env);
+    assert!(stderr(&nothing).contains("nothing to change"), "{}", stderr(&nothing));
+    let deleted = run(&["reviews", "delete", "nexus-labs/echo"], &tenant_env);
+    assert_eq!(stdout(&deleted), "deleted your organization's review of nexus-labs/echo\n", "{}", stderr(&deleted));
+    let _ = install;
+}
