@@ -4,7 +4,7 @@
 
 pub use nexus_domain::{Market, MarketConfig};
 pub use nexus_domain::{
-    MarketError, accounts, audit, billing, catalog, co_marketing, directory, error, installs, kv, mail, market,
+    MarketError, accounts, audit, billing, catalog, co_marketing, directory, error, installs, kv, mail, market, media,
     metrics, nodes, org_tokens, organizations, partner_program, partner_tiers, pause, people, publisher_domains,
     records, runner, secrets, sessions, settings, webhooks,
 };

@@ -19,6 +19,7 @@ pub mod installs;
 pub mod kv;
 pub mod mail;
 pub mod market;
+pub mod media;
 pub mod metrics;
 pub mod nodes;
 pub mod org_tokens;

@@ -56,6 +56,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
     include_str!("../migrations/common/0032_listing_prices.sql"),
+    include_str!("../migrations/common/0036_listing_media.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -89,6 +90,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0030_partner_tiers.sql"),
     include_str!("../migrations/common/0031_featured_placements.sql"),
     include_str!("../migrations/common/0032_listing_prices.sql"),
+    include_str!("../migrations/common/0036_listing_media.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use nexus_host::Capability;
 
 use super::{
-    CATEGORIES, CapabilityRequest, Links, MAX_SCREENSHOTS, ManifestError, Media, PricingModel, PricingPlan, Setting, invalid,
+    CATEGORIES, CapabilityRequest, Links, MAX_SCREENSHOTS, ManifestError, Media, PricingModel, PricingPlan, Setting,
+    invalid,
 };
 
 /// Fits one line of a listing card.
@@ -247,7 +248,9 @@ pub(super) fn check_links(links: &Links) -> Result<(), ManifestError> {
             let address = &mail["mailto:".len()..];
             let plausible = address.len() <= 254
                 && address.split_once('@').is_some_and(|(user, domain)| {
-                    !user.is_empty() && domain.contains('.') && !address.contains(|c: char| c.is_whitespace() || c == '?')
+                    !user.is_empty()
+                        && domain.contains('.')
+                        && !address.contains(|c: char| c.is_whitespace() || c == '?')
                 });
             if plausible { Ok(()) } else { Err(invalid("links.support", format!("{mail:?} is not a mailto: address"))) }
         }
@@ -262,16 +265,21 @@ pub(super) fn check_media(media: &Media) -> Result<(), ManifestError> {
         let problem = format!("at most {MAX_SCREENSHOTS} screenshots, got {}", media.screenshots.len());
         return Err(invalid("media.screenshots", problem));
     }
-    let paths = media.icon.iter().map(|p| ("media.icon".to_string(), p)).chain(
-        media.screenshots.iter().enumerate().map(|(i, p)| (format!("media.screenshots[{i}]"), p)),
-    );
+    let paths = media
+        .icon
+        .iter()
+        .map(|p| ("media.icon".to_string(), p))
+        .chain(media.screenshots.iter().enumerate().map(|(i, p)| (format!("media.screenshots[{i}]"), p)));
     for (field, path) in paths {
         check_text(&field, path, MAX_MEDIA_PATH_CHARS)?;
         let inside = !path.starts_with(['/', '\\'])
             && !path.contains(':')
             && path.split(['/', '\\']).all(|part| !part.is_empty() && part != "..");
         if !inside {
-            return Err(invalid(field, format!("{path:?} must be a path inside the project folder, such as media/icon.png")));
+            return Err(invalid(
+                field,
+                format!("{path:?} must be a path inside the project folder, such as media/icon.png"),
+            ));
         }
         let lower = path.to_ascii_lowercase();
         if ![".png", ".jpg", ".jpeg", ".webp"].iter().any(|ext| lower.ends_with(ext)) {

@@ -706,7 +706,10 @@ fn listing_links_media_and_changelog_are_read_and_checked() {
     )
     .unwrap();
     let top = |line: &str| edited("contract = \"1.0\"", &format!("contract = \"1.0\"\n{line}"));
-    assert_eq!(top("changelog = \"Adds **Teams** support.\"").unwrap().changelog.as_deref(), Some("Adds **Teams** support."));
+    assert_eq!(
+        top("changelog = \"Adds **Teams** support.\"").unwrap().changelog.as_deref(),
+        Some("Adds **Teams** support.")
+    );
     assert_eq!(m.links.documentation.as_deref(), Some("https://docs.example.com"));
     assert_eq!(m.links.support.as_deref(), Some("mailto:help@example.com"));
     assert_eq!(m.media.icon.as_deref(), Some("media/icon.png"));
