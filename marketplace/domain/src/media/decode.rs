@@ -124,7 +124,11 @@ pub fn accept(slot: Slot, bytes: &[u8]) -> Result<Accepted, MarketError> {
     // The header alone: no pixel is allocated before the size is known to be within bounds.
     let mut header = ImageReader::with_format(Cursor::new(bytes), format);
     header.no_limits();
-    let (width, height) = header.into_dimensions().map_err(|e| invalid(format!("not a valid {name} image: {e}")))?;
+    // The decoder's own words go to the log: they name its internals, not the file's fault.
+    let (width, height) = header.into_dimensions().map_err(|e| {
+        tracing::debug!(error = %e, "an uploaded image's header cannot be read");
+        invalid(format!("not a valid {name} image: its header cannot be read"))
+    })?;
     if width > MAX_SIDE || height > MAX_SIDE {
         return Err(too_large(format!("{width}×{height} pixels is larger than {MAX_SIDE}×{MAX_SIDE}")));
     }
