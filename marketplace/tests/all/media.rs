@@ -145,6 +145,23 @@ fn images_go_up_show_on_the_listing_and_are_served_with_their_headers() {
         let (_, listed) = env.call("GET", ECHO, None, None).await;
         assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
 
+        // The console's listing page shows them, sized, the screenshots lazy with their
+        // captions as alt text; its CSP lets images of this origin display.
+        let (status, headers, page) = fetch(&env, "/console/catalog/nexus-labs/echo").await;
+        let page = String::from_utf8(page).unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("img-src 'self'"));
+        let icon_tag = format!(
+            "<img class=\"listing-icon\" src=\"{icon_url}\" width=\"96\" height=\"96\" alt=\"nexus-labs/echo icon\">"
+        );
+        assert!(page.contains(&icon_tag), "{page}");
+        let shot = format!(
+            "<img src=\"{}\" width=\"800\" height=\"450\" loading=\"lazy\" alt=\"The event log\">",
+            first["url"].as_str().unwrap()
+        );
+        assert!(page.contains(&shot) && page.contains("<figcaption>The event log</figcaption>"), "{page}");
+        assert!(page.contains("alt=\"Screenshot 2 of nexus-labs/echo\""), "{page}");
+
         // Served as kept: the type stored, cacheable for a year, never sniffed, inert; the
         // bytes hash to their address and carry no text chunk any more.
         let (status, headers, bytes) = fetch(&env, &icon_url).await;

@@ -162,14 +162,19 @@ pub fn check_slot(slot: Slot, width: u32, height: u32) -> Result<(), MarketError
     }
 }
 
-/// Whether the file ends where its format says it ends. Some decoders fill in what is
-/// missing from a cut-off file; we would rather refuse it.
+/// Whether the file reaches the end its format marks. Some decoders fill in what is
+/// missing from a cut-off file; we would rather refuse it. Bytes after that end (a camera's
+/// trailer) are allowed: encoding again drops them.
 fn check_complete(format: ImageFormat, name: &str, bytes: &[u8]) -> Result<(), MarketError> {
     let complete = match format {
-        // The last chunk is IEND: length 0, type, CRC.
-        ImageFormat::Png => bytes.len() >= 12 && &bytes[bytes.len() - 8..bytes.len() - 4] == b"IEND",
-        // The end-of-image marker.
-        ImageFormat::Jpeg => bytes.ends_with(&[0xFF, 0xD9]),
+        // An IEND chunk: length 0, then its type.
+        ImageFormat::Png => bytes.windows(8).any(|w| w == b"\0\0\0\0IEND"),
+        // An end-of-image marker after the last start-of-scan (a thumbnail's own end comes
+        // before the image's scans; the scans cannot hold the marker, 0xFF is stuffed there).
+        ImageFormat::Jpeg => {
+            let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+            bytes[last_scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+        }
         // The RIFF header's size counts every byte after the first eight.
         ImageFormat::WebP => bytes
             .get(4..8)
@@ -241,6 +246,17 @@ mod tests {
     }
 
     #[test]
+    fn a_webp_stays_webp_losslessly() {
+        let image = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(400, 300, image::Rgba([0, 90, 200, 128])));
+        let mut webp = Vec::new();
+        image.write_to(&mut Cursor::new(&mut webp), ImageFormat::WebP).unwrap_or_default();
+        let accepted = accept(Slot::Screenshot, &webp).map_err(|e| e.to_string());
+        let decoded = accepted.as_ref().map(|a| image::load_from_memory(&a.bytes).map(|i| i.to_rgba8()).ok());
+        assert_eq!(accepted.as_ref().map(|a| a.content_type), Ok("image/webp"));
+        assert_eq!(decoded, Ok(Some(image.to_rgba8())), "lossless: the same pixels");
+    }
+
+    #[test]
     fn slot_rules_name_the_size() {
         assert_eq!(
             refusal(Slot::Icon, &png(128, 64)),
@@ -265,6 +281,19 @@ mod tests {
         );
         let (code, _) = refusal(Slot::Icon, b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>");
         assert_eq!(code, ErrorCode::UnsupportedImage);
+    }
+
+    #[test]
+    fn a_cut_off_jpeg_is_truncated_and_a_trailer_is_dropped() {
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(400, 300, image::Rgb([200, 10, 10])));
+        let mut whole = Vec::new();
+        image.write_to(&mut Cursor::new(&mut whole), ImageFormat::Jpeg).unwrap_or_default();
+        let (code, message) = refusal(Slot::Screenshot, &whole[..whole.len() - 2]);
+        assert_eq!((code, message.as_str()), (ErrorCode::InvalidMedia, "the JPEG image is truncated"));
+        let mut trailer = whole.clone();
+        trailer.extend_from_slice(b"camera trailer");
+        let kept = accept(Slot::Screenshot, &trailer).map(|a| (a.content_type, a.bytes.ends_with(&[0xFF, 0xD9])));
+        assert_eq!(kept.map_err(|e| e.to_string()), Ok(("image/jpeg", true)));
     }
 
     #[test]
