@@ -111,6 +111,9 @@ pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow:
         ("already_installed", _) => " — `nexus installs` shows it".into(),
         ("install_paused", _) => " — `nexus installs` shows why it was paused".into(),
         ("plugin_delisted", _) => " — an operator removed it from the catalog; it cannot be installed now".into(),
+        ("invalid_media" | "media_too_large" | "unsupported_image", _) => {
+            " — docs/builders.md (Listing images) lists what an icon and a screenshot may be".into()
+        }
         _ => String::new(),
     };
     anyhow::bail!("{message} [{code}]{hint}")
