@@ -27,6 +27,12 @@ pub use decode::Slot;
 /// The longest caption (the screenshot's alt text) a publisher may give.
 pub const MAX_CAPTION_CHARS: usize = 200;
 
+/// Images decoded at once on one node: each may hold [`decode::MAX_DECODE_BYTES`] (64 MiB)
+/// of pixels and the encoder's copy, and two keep both cores busy; more uploads wait.
+pub const MAX_CONCURRENT_DECODES: usize = 2;
+
+static DECODING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_DECODES);
+
 /// One image of a listing, as the media list shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MediaItem {
@@ -154,11 +160,14 @@ pub async fn put(
         MarketError::check_text(ErrorCode::InvalidQuery, "caption", caption, MAX_CAPTION_CHARS)?;
     }
     visible(db, id, Some(caller)).await?;
-    // Decoding a large image takes a while: off the async threads.
+    // Decoding a large image takes a while and much memory: off the async threads, a
+    // bounded number at once.
     let slot = place.slot;
+    let turn = DECODING.acquire().await.map_err(|e| crate::error::storage(format!("checking an image: {e}")))?;
     let accepted = tokio::task::spawn_blocking(move || decode::accept(slot, &bytes))
         .await
         .map_err(|e| crate::error::storage(format!("checking an image: {e}")))??;
+    drop(turn);
     let digest = Digest::of(&accepted.bytes);
     // Content-addressed: a retry, or two listings with the same image, write the same file.
     registry.artifacts().put(&digest, &accepted.bytes).await?;
