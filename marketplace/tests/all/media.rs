@@ -284,6 +284,16 @@ fn only_the_plugin_s_publisher_puts_images_up_and_operators_take_them_down() {
         assert_eq!(status, StatusCode::NO_CONTENT);
         let removed = audited(&env, "listing.media_removed").await;
         assert!(removed[0]["actor"].as_str().unwrap().starts_with("operator:"), "{removed:?}");
+        // A delisted listing's images are listed to its publisher and operators only, as the
+        // listing is shown.
+        let (status, _) =
+            env.post("/v1/catalog/nexus-labs/echo/delist", &env.operator, json!({ "reason": "broken" })).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = env.call("GET", ECHO, None, None).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        assert_eq!(env.call("GET", ECHO, Some(&globex), None).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(env.call("GET", ECHO, Some(&env.publisher), None).await.0, StatusCode::OK);
+        assert_eq!(env.call("GET", ECHO, Some(&env.operator), None).await.0, StatusCode::OK);
         // A plugin nobody published has no listing to dress.
         let (status, body) =
             send(&env, "PUT", "/v1/plugins/nexus-labs/ghost/media/icon", Some(&env.publisher), png(64, 64)).await;
