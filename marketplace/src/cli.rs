@@ -10,6 +10,7 @@ mod install;
 mod keys;
 mod live_demo;
 mod login;
+mod media;
 mod money;
 mod output;
 mod plugin_run;
@@ -56,6 +57,9 @@ enum Command {
     Publish(Box<publish::PublishArgs>),
     /// Yank a published version.
     Yank(yank::YankArgs),
+    /// A listing's icon and screenshots, replaced without publishing a version.
+    #[command(subcommand)]
+    Listing(media::ListingCommand),
     /// Manage your publisher's signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -177,6 +181,7 @@ pub fn main() -> ExitCode {
             Command::Whoami(args) => login::whoami(args).await,
             Command::Publish(args) => publish::run(*args).await,
             Command::Yank(args) => yank::run(args).await,
+            Command::Listing(command) => media::run(command).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
             Command::Tenant(command) => install::tenant(command).await,

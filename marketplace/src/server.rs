@@ -15,6 +15,7 @@ mod health;
 mod idempotency;
 mod install_routes;
 mod listen;
+mod media_routes;
 mod metrics;
 pub use listen::ConnectionLimits;
 mod openapi;
@@ -175,6 +176,8 @@ pub fn app_with(state: AppState, limits: &ConnectionLimits) -> Router {
         // The JSON API, each route registered with its OpenAPI entry, and `/openapi.json`.
         .merge(openapi::routes())
         .merge(crate::console::routes())
+        // Listing images by digest: public, outside the JSON API and its document.
+        .merge(media_routes::serving())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::UnknownRoute, "no such route; see /openapi.json")
         })

@@ -126,6 +126,11 @@ error_codes! {
     InvalidWebhookUrl = "invalid_webhook_url", 400, "a webhook URL is not https, names an address not allowed, or carries credentials";
     TooManyWebhooks = "too_many_webhooks", 409, "the tenant has as many webhook endpoints as it may";
 
+    // Listing media.
+    InvalidMedia = "invalid_media", 400, "a listing image is truncated or corrupt, breaks its slot's rules (a square icon of 64 to 1024 pixels, a screenshot at least 320 pixels wide) or names a screenshot position outside 1 to 8";
+    MediaTooLarge = "media_too_large", 413, "a listing image has more bytes or pixels than its slot allows";
+    UnsupportedImage = "unsupported_image", 415, "a listing image is not a PNG, JPEG or WebP image as decoded (whatever its name or Content-Type)";
+
     // People.
     InvalidEmail = "invalid_email", 400, "an email address is malformed";
     WeakPassword = "weak_password", 400, "a password is too short, too long, too common or contains the email address";

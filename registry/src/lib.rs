@@ -85,6 +85,12 @@ impl Registry {
         &self.db
     }
 
+    /// The content-addressed store of artifact bytes. The marketplace keeps listing media in
+    /// it too, so several nodes on one PostgreSQL share them as they share components.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
     pub async fn create_publisher(
         &self,
         name: &PublisherName,

@@ -57,6 +57,9 @@ pub struct Listing {
     /// The badge of the publisher's partner tier (`partner_tiers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tier_badge: Option<String>,
+    /// The listing's icon on this server, `/media/<sha256 hex>` (`media`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icon_url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
     /// Shown to the publisher and operators only; a delisted plugin is not in search.
@@ -98,6 +101,9 @@ pub struct ListingDetail {
     /// The plans a new install may choose now: what the listing sells.
     pub plans: Vec<plans::Plan>,
     pub versions: Vec<VersionSummary>,
+    /// The icon with its size, and the screenshots in order with their captions (`media`).
+    pub icon: Option<crate::media::Image>,
+    pub screenshots: Vec<crate::media::Image>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -319,7 +325,9 @@ const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabili
                        delisted_at, delist_reason, (SELECT d.domain FROM publisher_domains d \
                        WHERE d.publisher = listings.publisher AND d.verified_at IS NOT NULL) AS verified_domain, \
                        (SELECT t.badge FROM partner_tier_assignments a JOIN partner_tiers t ON t.key = a.tier_key \
-                       WHERE a.publisher = listings.publisher) AS tier_badge";
+                       WHERE a.publisher = listings.publisher) AS tier_badge, \
+                       (SELECT m.digest FROM listing_media m WHERE m.plugin_id = listings.plugin_id \
+                       AND m.slot = 'icon') AS icon_digest";
 
 fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
     let delisted_at: Option<i64> = row.try_get("delisted_at")?;
@@ -350,6 +358,7 @@ fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
         featured_note: row.try_get("featured_note")?,
         verified_domain: row.try_get("verified_domain")?,
         tier_badge: row.try_get("tier_badge")?,
+        icon_url: row.try_get::<Option<String>, _>("icon_digest")?.as_deref().map(crate::media::url_of),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         delisted,
@@ -579,6 +588,7 @@ pub async fn detail(
         return Err(MarketError::NotFound(format!("plugin {id}")));
     }
     let versions = registry.versions(id).await?;
+    let media = crate::media::of_listing(db, id).await?;
     let newest = newest_installable(&versions)
         .or(versions.first())
         .ok_or_else(|| MarketError::NotFound(format!("an installable version of {id}")))?;
@@ -598,6 +608,8 @@ pub async fn detail(
         event_types: manifest.event_types.clone(),
         requested_capabilities: manifest.capabilities.clone(),
         pricing: manifest.pricing.clone(),
+        icon: media.icon,
+        screenshots: media.screenshots,
         versions: versions
             .iter()
             .filter(|v| v.yank.is_none())

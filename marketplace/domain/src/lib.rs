@@ -20,6 +20,7 @@ pub mod kv;
 pub mod listing_text;
 pub mod mail;
 pub mod market;
+pub mod media;
 pub mod metrics;
 pub mod nodes;
 pub mod org_tokens;

@@ -59,6 +59,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0033_listing_content.sql"),
     include_str!("../migrations/common/0034_reviews.sql"),
     include_str!("../migrations/sqlite/0035_listing_search.sql"),
+    include_str!("../migrations/common/0036_listing_media.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -95,6 +96,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0033_listing_content.sql"),
     include_str!("../migrations/common/0034_reviews.sql"),
     include_str!("../migrations/postgres/0035_listing_search.sql"),
+    include_str!("../migrations/common/0036_listing_media.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -112,6 +112,9 @@ pub async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow:
         ("install_paused", _) => " — `nexus installs` shows why it was paused".into(),
         ("review_not_allowed", _) => " — an organization reviews a plugin after a day of using it".into(),
         ("plugin_delisted", _) => " — an operator removed it from the catalog; it cannot be installed now".into(),
+        ("invalid_media" | "media_too_large" | "unsupported_image", _) => {
+            " — docs/builders.md (Listing images) lists what an icon and a screenshot may be".into()
+        }
         _ => String::new(),
     };
     anyhow::bail!("{message} [{code}]{hint}")

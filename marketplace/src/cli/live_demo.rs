@@ -48,6 +48,10 @@ model = "flat"
 amount-minor = 900
 currency = "USD"
 interval = "month"
+
+[media]
+icon = "media/relay-icon.png"
+screenshots = ["media/relay-screenshot-1.png", "media/relay-screenshot-2.png"]
 "#;
 
 /// How often each tenant sends an event.
@@ -235,7 +239,8 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     market.registry.add_key(&credential, &key.public_key()).await?;
     for (name, path, manifest_text) in nexus_sample_plugins::PUBLISHABLE {
         publish_signed(market, &credential, &key, path, manifest_text).await?;
-        println!("  published and signed nexus-labs/{name} 0.1.0");
+        let images = put_media(market, &credential, name, manifest_text).await?;
+        println!("  published and signed nexus-labs/{name} 0.1.0, with {images} listing images");
     }
     // A second publisher, its plugin built on the echo component, in two versions.
     let acme = market.registry.create_publisher(&"acme-tools".parse()?, "Acme Tools", "demo").await?;
@@ -247,6 +252,7 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
         publish_signed(market, &acme_credential, &acme_key, nexus_sample_plugins::ECHO, &manifest).await?;
         println!("  published and signed acme-tools/webhook-relay {version}");
     }
+    put_media(market, &acme_credential, "webhook-relay", &RELAY_MANIFEST.replace("{version}", "1.1.0")).await?;
     price(market, &credential, &operator_caller).await?;
     // initech's first card payment is declined; the next day's billing run collects it.
     sandbox.script("initech", [Scripted::Refuse("card_declined".into())]);
@@ -467,6 +473,38 @@ async fn publish_signed(
     };
     market.publish(credential, request).await?;
     Ok(())
+}
+
+/// Puts up the listing images the manifest's `[media]` names, from the samples' committed
+/// files, as `nexus publish` does from a project folder; screenshots get a caption. How many.
+async fn put_media(
+    market: &Arc<Market>,
+    credential: &Credential,
+    package: &str,
+    manifest_text: &str,
+) -> anyhow::Result<usize> {
+    let manifest = Manifest::from_toml(manifest_text)?;
+    let id = &manifest.id;
+    let caller = Caller::Publisher(credential.clone());
+    let file = |path: &str| {
+        nexus_sample_plugins::media(package, path)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| anyhow::anyhow!("{package}'s [media] names {path}, which is not among the samples' images"))
+    };
+    let (db, registry) = (&market.db, &market.registry);
+    let mut count = 0;
+    if let Some(icon) = &manifest.media.icon {
+        crate::media::put(db, registry, &caller, id, crate::media::Place::ICON, None, file(icon)?).await?;
+        count += 1;
+    }
+    let captions = ["Events as they arrive, with what the plugin did to each", "Totals per day at a glance"];
+    for (index, path) in manifest.media.screenshots.iter().enumerate() {
+        let place = crate::media::Place::screenshot(index as u32 + 1)?;
+        let caption = captions.get(index).copied();
+        crate::media::put(db, registry, &caller, id, place, caption, file(path)?).await?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 fn print_welcome(url: &str, seeded: &Seeded, people: &[DemoPerson], outbox: Option<&std::path::Path>) {

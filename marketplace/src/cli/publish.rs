@@ -1,7 +1,7 @@
 //! `nexus publish`: build (if given a crate), sign (if a key is configured), upload with a
 //! progress bar, and print the digest and the listing URL.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -59,6 +59,10 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
     let manifest_text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read the manifest {}", manifest_path.display()))?;
     let manifest = Manifest::from_toml(&manifest_text).with_context(|| format!("in {}", manifest_path.display()))?;
+    // `[media]` paths are the project folder's, the one nexus.toml is in; every file is read
+    // now, so a missing one never leaves a version published without its images.
+    let project = manifest_path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let media = super::media::Files::of_manifest(&project, &manifest.media)?;
     let component =
         std::fs::read(&component_path).with_context(|| format!("cannot read {}", component_path.display()))?;
     let digest = Digest::of(&component);
@@ -105,6 +109,12 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         "installs  {} moved to it, {} waiting for their tenant's consent, {} left behind (their requirement excludes it)",
         moves.moved, moves.waiting_for_consent, moves.left_behind
     );
+    if !media.is_empty() {
+        super::media::upload(&args.connection, &published.id, media, true).await.context(
+            "the version is published, but its listing's images are not all up: fix the image, then \
+             `nexus listing media` puts them up without a new version",
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

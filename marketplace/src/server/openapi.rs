@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::AppState;
 use super::{
-    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, people_routes,
-    placement_routes, registry_routes, review_routes, tier_routes, webhook_routes,
+    account_routes, billing_routes, catalog_routes, domain_routes, event_routes, install_routes, media_routes,
+    people_routes, placement_routes, registry_routes, review_routes, tier_routes, webhook_routes,
 };
 
 #[derive(OpenApi)]
@@ -104,6 +104,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(account_routes::routes())
         .merge(catalog_routes::routes())
         .merge(review_routes::routes())
+        .merge(media_routes::routes())
         .merge(install_routes::routes())
         .merge(event_routes::routes())
         .merge(webhook_routes::routes())

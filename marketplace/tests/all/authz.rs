@@ -106,6 +106,10 @@ enum Fresh {
     OwnToken,
     /// A featured placement to come (an hour, on a day of its own), for ending.
     Placement,
+    /// echo's icon, put up again for removing.
+    Icon,
+    /// echo's screenshot 2, put up again for removing.
+    Screenshot,
 }
 
 enum Payload {
@@ -114,6 +118,8 @@ enum Payload {
     Json(String),
     /// A publish form of chat-notifier at version `0.2.{n}`.
     Publish,
+    /// A PNG image of this width and height, as a raw body.
+    Png(u32, u32),
 }
 
 struct Route {
@@ -137,6 +143,11 @@ impl Route {
         self
     }
 
+    fn png(mut self, width: u32, height: u32) -> Self {
+        self.payload = Payload::Png(width, height);
+        self
+    }
+
     fn publish(mut self) -> Self {
         self.payload = Payload::Publish;
         self
@@ -154,7 +165,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 123] = [
+const ALL_ROUTES: [(&str, &str); 129] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -222,6 +233,12 @@ const ALL_ROUTES: [(&str, &str); 123] = [
     ("POST", "/v1/plugins/{publisher}/{name}/versions/{version}/yank"),
     ("GET", "/v1/plugins/{publisher}/{name}/resolve"),
     ("GET", "/v1/plugins/{publisher}/{name}/health"),
+    ("GET", "/v1/plugins/{publisher}/{name}/media"),
+    ("PUT", "/v1/plugins/{publisher}/{name}/media/icon"),
+    ("DELETE", "/v1/plugins/{publisher}/{name}/media/icon"),
+    ("PUT", "/v1/plugins/{publisher}/{name}/media/screenshots/{position}"),
+    ("DELETE", "/v1/plugins/{publisher}/{name}/media/screenshots/{position}"),
+    ("GET", "/media/{digest}"),
     ("POST", "/v1/signup"),
     ("POST", "/v1/signup/confirm"),
     ("POST", "/v1/password-resets"),
@@ -308,6 +325,8 @@ struct World {
     webhook: String,
     /// globex's review of echo.
     review: String,
+    /// Where echo's first icon is served.
+    media_url: String,
     /// Every token secret issued, none of which may appear in the audit log.
     issued: Vec<String>,
     chat_notifier: Vec<u8>,
@@ -448,7 +467,12 @@ impl World {
         let mut issued: Vec<String> = tokens.iter().flatten().cloned().collect();
         issued.push(webhook["secret"].as_str().unwrap().to_string());
         let chat_notifier = nexus_sample_plugins::bytes(nexus_sample_plugins::CHAT_NOTIFIER).unwrap();
+        let icon = Some(("image/png".to_string(), super::media::png(64, 64)));
+        let (status, icon) =
+            send(env, "PUT", "/v1/plugins/nexus-labs/echo/media/icon", Some(&env.publisher), icon).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&icon));
         Self {
+            media_url: json_of(&icon)["url"].as_str().unwrap().to_string(),
             tokens,
             install,
             invocation,
@@ -543,6 +567,16 @@ impl World {
                                    "ends_at": starts_at + 3_600_000 });
                 self.issue(env, "/v1/featured-placements", &operator, body, "id").await
             }
+            Fresh::Icon | Fresh::Screenshot => {
+                let (path, image) = match fresh {
+                    Fresh::Icon => ("icon", super::media::png(64, 64)),
+                    _ => ("screenshots/2", super::media::png(320, 200)),
+                };
+                let uri = format!("/v1/plugins/nexus-labs/echo/media/{path}");
+                let (status, body) = send(env, "PUT", &uri, Some(&publisher), Some(("image/png".into(), image))).await;
+                assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+                String::new()
+            }
             Fresh::Plan => {
                 let key = format!("retire-{}", self.calls);
                 let plan = json!({ "key": key, "name": "To retire", "model": "free" });
@@ -602,6 +636,9 @@ impl World {
                     manifest_of("chat-notifier").replacen("version = \"0.1.0\"", &format!("version = \"0.2.{n}\""), 1);
                 let body = form(&[("manifest", manifest.as_bytes()), ("component", &self.chat_notifier)]);
                 Some((format!("multipart/form-data; boundary={BOUNDARY}"), body))
+            }
+            Payload::Png(width, height) => {
+                Some(("application/octet-stream".into(), super::media::png(*width, *height)))
             }
         };
         let key = route.idempotent.then(|| format!("authz-{n}"));
@@ -797,6 +834,21 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .idempotent(),
         route("GET", "/v1/bills/2026-11?tenant=globex", owner_reads),
         route("GET", "/v1/publishers/nexus-labs/sales", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        // Listing media: public to read; the publisher's own to put up; the publisher's and
+        // the operators' to take down. Served by digest to anyone.
+        route("GET", "/v1/plugins/nexus-labs/echo/media", public),
+        route("PUT", "/v1/plugins/nexus-labs/echo/media/icon", [ANON, DENY, OK, FOREIGN, DENY, DENY, DENY]).png(96, 96),
+        route("DELETE", "/v1/plugins/nexus-labs/echo/media/icon", [ANON, EMPTY, EMPTY, FOREIGN, DENY, DENY, DENY])
+            .fresh(Fresh::Icon),
+        route("PUT", "/v1/plugins/nexus-labs/echo/media/screenshots/1", [ANON, DENY, OK, FOREIGN, DENY, DENY, DENY])
+            .png(640, 400),
+        route(
+            "DELETE",
+            "/v1/plugins/nexus-labs/echo/media/screenshots/2",
+            [ANON, EMPTY, EMPTY, FOREIGN, DENY, DENY, DENY],
+        )
+        .fresh(Fresh::Screenshot),
+        route("GET", world.media_url.clone(), public),
         // Version health is the publisher's own (and the operators').
         route("GET", "/v1/plugins/nexus-labs/echo/health", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         route("GET", "/v1/revenue-share/policies", operator_only(OK)),

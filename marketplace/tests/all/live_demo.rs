@@ -106,6 +106,21 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         for id in &ids {
             assert!(page.contains(&format!("<strong>{id}</strong>")), "{id} not on the console's catalog");
         }
+        // Every demo listing has an icon (on its card too) and two captioned screenshots,
+        // served from this server as PNG.
+        for id in &ids {
+            let detail = get(format!("/v1/catalog/{id}"), &globex).await;
+            let icon = detail["icon"]["url"].as_str().unwrap_or_else(|| panic!("{id} has no icon: {detail}"));
+            assert!(page.contains(&format!("<img class=\"card-icon\" src=\"{icon}\"")), "{id}'s card has no icon");
+            let shots = detail["screenshots"].as_array().unwrap();
+            assert_eq!(shots.len(), 2, "{id}: {detail}");
+            assert!(shots.iter().all(|s| s["caption"].is_string() && s["width"] == 640), "{id}: {detail}");
+            let served = client.get(format!("{url}{}", shots[1]["url"].as_str().unwrap())).send().await.unwrap();
+            assert_eq!(
+                (served.status().as_u16(), &served.headers()["content-type"]),
+                (200, &"image/png".parse().unwrap())
+            );
+        }
 
         let installs = get("/v1/installs".into(), &globex).await;
         let plugins: Vec<&str> =

@@ -21,6 +21,7 @@ mod installs;
 mod isolation;
 mod live_demo;
 mod logins;
+mod media;
 mod money;
 mod partners;
 mod people;

@@ -17,3 +17,29 @@ pub const PUBLISHABLE: &[(&str, &str, &str)] = &[
     ("tax-calculator", TAX_CALCULATOR, include_str!("../../tax-calculator/nexus.toml")),
     ("echo", ECHO, include_str!("../../echo/nexus.toml")),
 ];
+
+/// The listing images of the publishable samples, by (package name, path in its `[media]`),
+/// so the demo can put them up without the source tree. `webhook-relay`, the demo's second
+/// publisher's listing built on the echo component, has its images in echo's folder.
+pub const MEDIA: &[(&str, &str, &[u8])] = &[
+    ("chat-notifier", "media/icon.png", include_bytes!("../../chat-notifier/media/icon.png")),
+    ("chat-notifier", "media/screenshot-1.png", include_bytes!("../../chat-notifier/media/screenshot-1.png")),
+    ("chat-notifier", "media/screenshot-2.png", include_bytes!("../../chat-notifier/media/screenshot-2.png")),
+    ("pii-redactor", "media/icon.png", include_bytes!("../../pii-redactor/media/icon.png")),
+    ("pii-redactor", "media/screenshot-1.png", include_bytes!("../../pii-redactor/media/screenshot-1.png")),
+    ("pii-redactor", "media/screenshot-2.png", include_bytes!("../../pii-redactor/media/screenshot-2.png")),
+    ("tax-calculator", "media/icon.png", include_bytes!("../../tax-calculator/media/icon.png")),
+    ("tax-calculator", "media/screenshot-1.png", include_bytes!("../../tax-calculator/media/screenshot-1.png")),
+    ("tax-calculator", "media/screenshot-2.png", include_bytes!("../../tax-calculator/media/screenshot-2.png")),
+    ("echo", "media/icon.png", include_bytes!("../../echo/media/icon.png")),
+    ("echo", "media/screenshot-1.png", include_bytes!("../../echo/media/screenshot-1.png")),
+    ("echo", "media/screenshot-2.png", include_bytes!("../../echo/media/screenshot-2.png")),
+    ("webhook-relay", "media/relay-icon.png", include_bytes!("../../echo/media/relay-icon.png")),
+    ("webhook-relay", "media/relay-screenshot-1.png", include_bytes!("../../echo/media/relay-screenshot-1.png")),
+    ("webhook-relay", "media/relay-screenshot-2.png", include_bytes!("../../echo/media/relay-screenshot-2.png")),
+];
+
+/// The bytes of a sample's listing image named `path` in its `[media]`.
+pub fn media(package: &str, path: &str) -> Option<&'static [u8]> {
+    MEDIA.iter().find(|(p, file, _)| *p == package && *file == path).map(|(_, _, bytes)| *bytes)
+}
