@@ -110,7 +110,9 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         moves.moved, moves.waiting_for_consent, moves.left_behind
     );
     if !media.is_empty() {
-        super::media::upload(&args.connection, &published.id, media, true).await.context(
+        // Declared screenshots are the listing's screenshots; an icon alone leaves them be.
+        let trim = !manifest.media.screenshots.is_empty();
+        super::media::upload(&args.connection, &published.id, media, trim).await.context(
             "the version is published, but its listing's images are not all up: fix the image, then \
              `nexus listing media` puts them up without a new version",
         )?;

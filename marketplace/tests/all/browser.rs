@@ -184,6 +184,17 @@ impl Driver {
             .to_string()
     }
 
+    /// Each image matching `css` once it has loaded (or failed): its decoded width and height
+    /// (0 when it did not display) and its alt text. Lazy ones are scrolled into view first.
+    async fn loaded_images(&self, css: &str) -> Value {
+        let script = "const done = arguments[arguments.length - 1]; \
+                      const images = [...document.querySelectorAll(arguments[0])]; \
+                      images.forEach(i => i.scrollIntoView()); \
+                      Promise.all(images.map(i => i.complete ? null : new Promise(r => { i.onload = r; i.onerror = r; }))) \
+                      .then(() => { window.scrollTo(0, 0); done(images.map(i => [i.naturalWidth, i.naturalHeight, i.alt])); });";
+        self.command(reqwest::Method::POST, "/execute/async", Some(json!({ "script": script, "args": [css] }))).await
+    }
+
     async fn sign_in(&self, site: &str, token: &str) {
         self.open(&format!("{site}/console/sign-in")).await;
         self.screenshot("sign-in").await;
@@ -231,6 +242,19 @@ fn each_role_uses_the_console_in_a_real_browser() {
             let _ = stopped.await;
         }));
         let driver = Driver::start().await;
+        // chat-notifier's listing shows its sample icon and screenshots.
+        for (path, image) in [
+            ("icon", "icon.png"),
+            ("screenshots/1?caption=The%20event%20log", "screenshot-1.png"),
+            ("screenshots/2", "screenshot-2.png"),
+        ] {
+            let bytes = nexus_sample_plugins::media("chat-notifier", &format!("media/{image}")).unwrap();
+            let request = axum::http::Request::put(format!("/v1/plugins/nexus-labs/chat-notifier/media/{path}"))
+                .header("authorization", format!("Bearer {}", env.publisher))
+                .body(axum::body::Body::from(bytes))
+                .unwrap();
+            assert_eq!(env.raw(request).await.0, 200, "{path}");
+        }
 
         // A tenant: search, read the listing, consent, install.
         driver.sign_in(&site, &world.initech).await;
@@ -242,9 +266,19 @@ fn each_role_uses_the_console_in_a_real_browser() {
         driver.click("form.search button").await;
         let results = driver.wait_for("Results").await;
         assert!(results.contains("nexus-labs/chat-notifier") && !results.contains("nexus-labs/tax-calculator"));
+        assert_eq!(driver.loaded_images("img.card-icon").await, json!([[128, 128, ""]]), "the card's icon");
         driver.screenshot("catalog-search").await;
         driver.click("a[href='/console/catalog/nexus-labs/chat-notifier']").await;
         driver.wait_for("What it asks for").await;
+        // The images display under the console's CSP: decoded at their size, with alt text.
+        assert_eq!(
+            driver.loaded_images("img.listing-icon, ul.screenshots img").await,
+            json!([
+                [128, 128, "nexus-labs/chat-notifier icon"],
+                [640, 400, "The event log"],
+                [640, 400, "Screenshot 2 of nexus-labs/chat-notifier"]
+            ])
+        );
         driver.screenshot("listing").await;
         driver.click("a[href='/console/catalog/nexus-labs/chat-notifier/install']").await;
         // Consent is one decision: what it may do is listed, and one button grants it all.
