@@ -185,6 +185,9 @@ fn cases() -> Vec<(&'static str, SearchQuery)> {
             SearchQuery { q: Some("tool".into()), sort: Some(Sort::Relevance), ..Default::default() },
         ),
         ("popular_page_50", SearchQuery { page: Some(50), ..SearchQuery::default() }),
+        // A word's beginning: `led` finds `ledger`.
+        ("prefix_term", SearchQuery { q: Some("led".into()), ..SearchQuery::default() }),
+        ("top_rated", SearchQuery { sort: Some(Sort::TopRated), ..SearchQuery::default() }),
     ]
 }
 
@@ -211,6 +214,13 @@ fn search(c: &mut Criterion) {
             eprintln!("  {case}: {} matches, {} on the page", page.total, page.items.len());
             group.bench_function(BenchmarkId::new(backend, case), |b| {
                 b.to_async(&rt).iter(|| async { black_box(catalog::search(&market.db, &query).await.unwrap()) })
+            });
+            // What `GET /v1/catalog` does: the page and the facet counts of the whole search.
+            group.bench_function(BenchmarkId::new(format!("{backend}_with_facets"), case), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let page = catalog::search(&market.db, &query).await.unwrap();
+                    black_box((page, catalog::facets(&market.db, &query).await.unwrap()))
+                })
             });
         }
     }

@@ -57,9 +57,9 @@ enum Command {
     Publish(Box<publish::PublishArgs>),
     /// Yank a published version.
     Yank(yank::YankArgs),
-    /// A listing's icon and screenshots, replaced without publishing a version.
+    /// Your listing between versions: its icon and screenshots, its text and links.
     #[command(subcommand)]
-    Listing(media::ListingCommand),
+    Listing(ListingCommand),
     /// Manage your publisher's signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -116,9 +116,15 @@ enum Command {
     /// Ratings and reviews: read, write, reply, hide.
     #[command(subcommand)]
     Reviews(reviews::ReviewsCommand),
-    /// Your listing's text between versions.
-    #[command(subcommand)]
-    Listing(reviews::ListingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ListingCommand {
+    /// Replace a listing's icon and screenshots without publishing a version, or list them.
+    Media(media::MediaArgs),
+    /// Change a listing's summary, description (Markdown, from a file) or links until the
+    /// next version brings its manifest's.
+    Edit(reviews::EditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,7 +187,8 @@ pub fn main() -> ExitCode {
             Command::Whoami(args) => login::whoami(args).await,
             Command::Publish(args) => publish::run(*args).await,
             Command::Yank(args) => yank::run(args).await,
-            Command::Listing(command) => media::run(command).await,
+            Command::Listing(ListingCommand::Media(args)) => media::run(args).await,
+            Command::Listing(ListingCommand::Edit(args)) => reviews::listing(args).await,
             Command::Keys(command) => keys::run(command).await,
             Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
             Command::Tenant(command) => install::tenant(command).await,
@@ -198,7 +205,6 @@ pub fn main() -> ExitCode {
             Command::Bill(args) => money::bill(args).await,
             Command::Usage(args) => money::usage(args).await,
             Command::Reviews(command) => reviews::run(command).await,
-            Command::Listing(command) => reviews::listing(command).await,
             Command::Sales(args) => money::sales(args).await,
             Command::Refund(args) => money::refund(args).await,
             Command::Billing(command) => money::billing(command).await,

@@ -32,11 +32,22 @@ use crate::server::{self, AppState, ServeConfig};
 const RELAY_MANIFEST: &str = r#"id = "acme-tools/webhook-relay"
 version = "{version}"
 summary = "Relay any event as-is to the systems that need it, with an optional prefix"
-description = "Passes every event through unchanged. Useful to test an integration end to end."
+description = """
+Passes every event through unchanged to the systems that need it.
+
+- **Any event type**: it subscribes to `*`.
+- **Prefix**: set `prefix` to mark relayed payloads.
+
+Useful to test an integration end to end before building your own plugin."""
+changelog = "{changelog}"
 categories = ["developer-tools", "productivity"]
 license = "MIT"
 contract = "1.0"
 event-types = ["*"]
+
+[links]
+documentation = "https://acme-tools.example/docs/relay"
+support = "https://acme-tools.example/support"
 
 [capabilities.config]
 reason = "Reads an optional prefix to put before the payload"
@@ -114,6 +125,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
     history(&market, &seeded).await?;
     let people = seed_people(&market).await?;
     seed_partner_tiers(&market, &seeded.operator_caller).await?;
+    seed_reviews(&market, &seeded).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {}: {e} (pass --listen 127.0.0.1:<free port>)", config.listen)
     })?;
@@ -247,8 +259,9 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     let acme_credential = market.registry.authenticate(&acme.secret).await?;
     let acme_key = SecretKey::generate()?;
     market.registry.add_key(&acme_credential, &acme_key.public_key()).await?;
-    for version in ["1.0.0", "1.1.0"] {
-        let manifest = RELAY_MANIFEST.replace("{version}", version);
+    let changes = [("1.0.0", "First release."), ("1.1.0", "Adds the `prefix` setting.")];
+    for (version, changelog) in changes {
+        let manifest = RELAY_MANIFEST.replace("{version}", version).replace("{changelog}", changelog);
         publish_signed(market, &acme_credential, &acme_key, nexus_sample_plugins::ECHO, &manifest).await?;
         println!("  published and signed acme-tools/webhook-relay {version}");
     }
@@ -315,6 +328,70 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
         callers.push(caller);
     }
     Ok(Seeded { operator: operator.secret, publisher: publisher.secret, tenants, callers, operator_caller })
+}
+
+/// Reviews the demo's tenants leave after their month of use (each ran what it reviews),
+/// nexus-labs' reply to one, and a helpful mark.
+async fn seed_reviews(market: &Market, seeded: &Seeded) -> anyhow::Result<()> {
+    use crate::reviews::{self, ReviewInput};
+    let reviews: [(usize, &str, i64, &str, &str); 5] = [
+        (
+            0,
+            "nexus-labs/echo",
+            5,
+            "Our first stop for testing an integration",
+            "We point every new event source at echo first: what it answers is exactly what our plugins will get.",
+        ),
+        (
+            0,
+            "nexus-labs/tax-calculator",
+            4,
+            "Exact to the cent, wish it knew Canada",
+            "Totals per region match our accountant's to the cent. Canadian provinces would make it five stars.",
+        ),
+        (
+            0,
+            "nexus-labs/pii-redactor",
+            5,
+            "Keeps phone numbers out of our ticket tool",
+            "Set up in a minute; support tickets reach our tools with [phone] and [email] instead of the real thing.",
+        ),
+        (
+            1,
+            "nexus-labs/tax-calculator",
+            5,
+            "Set up in five minutes",
+            "Rates in, totals out. The half-up rounding option matched our old system.",
+        ),
+        (
+            1,
+            "acme-tools/webhook-relay",
+            3,
+            "Does what it says, docs are thin",
+            "Relays everything as promised; we had to read the source to find the prefix setting.",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (tenant, plugin, rating, title, body) in reviews {
+        let input = ReviewInput { rating, title: title.into(), body: body.into() };
+        let review = reviews::write(market, &seeded.callers[tenant], &plugin.parse()?, &input, true).await?;
+        println!("  {} reviewed {plugin}: {rating} stars", seeded.tenants[tenant].0);
+        ids.push(review.id);
+    }
+    let nexus_labs = Caller::Publisher(market.registry.authenticate(&seeded.publisher).await?);
+    let reply = "Thank you! Canadian provinces and territories are planned for 0.2; follow the changelog.";
+    reviews::reply(market, &nexus_labs, &ids[1], Some(reply)).await?;
+    reviews::mark_helpful(market, &seeded.callers[1], &ids[1], true).await?;
+    println!("  nexus-labs replied to globex's tax-calculator review; initech found it helpful");
+    let profile = crate::publisher_profiles::ProfileEdit {
+        website: Some("https://nexus-labs.example".into()),
+        support: Some("mailto:support@nexus-labs.example".into()),
+        about: "Nexus Labs builds the marketplace's first-party plugins: **tax**, **privacy** and \
+                **messaging** building blocks, each open source and priced per use where it can be."
+            .into(),
+    };
+    crate::publisher_profiles::set(&market.db, &nexus_labs, "nexus-labs", &profile).await?;
+    Ok(())
 }
 
 /// People who sign in with a password: an operator (with two-step sign-in, its key
@@ -528,6 +605,7 @@ fn print_welcome(url: &str, seeded: &Seeded, people: &[DemoPerson], outbox: Opti
     }
     println!("\ntry:");
     println!("  curl -s '{url}/v1/catalog?q=tax' | jq");
+    println!("  curl -s '{url}/v1/catalog/nexus-labs/tax-calculator/reviews' | jq");
     println!("  curl -s -H 'Authorization: Bearer {globex}' {url}/v1/installs | jq");
     println!(
         "  curl -s -H 'Authorization: Bearer {globex}' -H 'Content-Type: application/json' \\\n       \

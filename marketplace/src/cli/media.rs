@@ -7,17 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use nexus_registry::manifest::{MAX_SCREENSHOTS, Media};
 use serde::Deserialize;
 
 use super::client::Connection;
-
-#[derive(Debug, Subcommand)]
-pub enum ListingCommand {
-    /// Replace a listing's icon and screenshots without publishing a version, or list them.
-    Media(MediaArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct MediaArgs {
@@ -170,8 +164,7 @@ fn describe(item: &Item) -> String {
 }
 
 /// `nexus listing media`.
-pub async fn run(command: ListingCommand) -> anyhow::Result<ExitCode> {
-    let ListingCommand::Media(args) = command;
+pub async fn run(args: MediaArgs) -> anyhow::Result<ExitCode> {
     if args.plugin.split('/').count() != 2 {
         anyhow::bail!("expected publisher/name, got `{}`", args.plugin);
     }

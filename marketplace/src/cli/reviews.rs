@@ -94,13 +94,6 @@ pub struct HideArgs {
     connection: Connection,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ListingCommand {
-    /// Change a listing's summary, description (Markdown, from a file) or links until the
-    /// next version brings its manifest's.
-    Edit(EditArgs),
-}
-
 #[derive(Debug, Args)]
 pub struct EditArgs {
     /// `publisher/name`.
@@ -268,8 +261,7 @@ async fn write(args: WriteArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn listing(command: ListingCommand) -> anyhow::Result<ExitCode> {
-    let ListingCommand::Edit(args) = command;
+pub async fn listing(args: EditArgs) -> anyhow::Result<ExitCode> {
     let c = &args.connection;
     let mut edit = serde_json::Map::new();
     if let Some(summary) = &args.summary {

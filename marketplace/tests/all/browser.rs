@@ -397,6 +397,54 @@ fn each_role_uses_the_console_in_a_real_browser() {
         driver.screenshot("operator-partner").await;
         driver.sign_out().await;
 
+        // Reviews on a listing: globex (which has run echo for two days) reviews it, nexus-labs
+        // replies, an operator hides the review.
+        sqlx::query("UPDATE installs SET created_at = created_at - 172800000 WHERE tenant_id = 'globex'")
+            .execute(env.market.db.writer())
+            .await
+            .unwrap();
+        let listing = format!("{site}/console/catalog/nexus-labs/echo");
+        driver.sign_in(&site, &world.globex).await;
+        driver.wait_for("/console/sign-out").await;
+        driver.open(&listing).await;
+        driver.wait_for("Publish your review").await;
+        driver.click("input[name=rating][value='4']").await;
+        driver.type_into("input[name=title]", "Solid <b>in</b> a browser").await;
+        driver.type_into("textarea[name=body]", "Works.").await;
+        driver.click("form.review-form button").await;
+        let reviewed = driver.wait_for("Thank you: your review is published.").await;
+        assert!(
+            reviewed.contains("Solid &lt;b&gt;in&lt;/b&gt; a browser") && reviewed.contains("4.0 out of 5"),
+            "{reviewed}"
+        );
+        driver.screenshot("listing-reviewed").await;
+        driver.sign_out().await;
+        driver.sign_in(&site, &env.publisher).await;
+        driver.wait_for("/console/sign-out").await;
+        driver.open(&listing).await;
+        driver.wait_for("Edit this listing's text").await;
+        driver.click("ol.reviews details summary").await;
+        driver.type_into("ol.reviews form[action$='/reply'] textarea", "Thanks, globex!").await;
+        driver.click("ol.reviews form[action$='/reply'] button").await;
+        let replied = driver.wait_for("Your reply is published.").await;
+        assert!(replied.contains("Reply from nexus-labs") && replied.contains("Thanks, globex!"), "{replied}");
+        driver.screenshot("listing-replied").await;
+        driver.sign_out().await;
+        driver.sign_in(&site, &env.operator).await;
+        driver.wait_for("/console/sign-out").await;
+        driver.open(&listing).await;
+        driver.wait_for("Hide</summary>").await;
+        driver.click("ol.reviews details summary").await;
+        driver.type_into("ol.reviews form[action$='/hide'] input[name=text]", "Test review").await;
+        driver.click("ol.reviews form[action$='/hide'] button").await;
+        let hidden = driver.wait_for("The review is hidden; its author sees why.").await;
+        assert!(
+            hidden.contains("Hidden ") && hidden.contains("Show again"),
+            "operators still see it, marked: {hidden}"
+        );
+        driver.screenshot("listing-review-hidden").await;
+        driver.sign_out().await;
+
         // A person: signs up with an organization, confirms the address from the mail,
         // signs in with the password, and signs out everywhere.
         driver.open(&format!("{site}/console/sign-up")).await;

@@ -92,6 +92,27 @@ fn serve_demo_seeds_a_live_marketplace_with_events_flowing() {
         assert!(catalog["items"][4]["featured"].as_bool().unwrap());
         let detail = get("/v1/catalog/nexus-labs/echo".into(), &globex).await;
         assert_eq!(detail["versions"][0]["signed"], true);
+        // Every listing has a description, links and a changelog for its newest version.
+        for id in &ids {
+            let detail = get(format!("/v1/catalog/{id}"), &globex).await;
+            assert!(detail["description_html"].as_str().is_some_and(|d| d.starts_with("<p>")), "{id}: {detail}");
+            assert!(detail["links"]["documentation"].is_string(), "{id}: {detail}");
+            assert!(detail["versions"][0]["changelog_html"].is_string(), "{id}: {detail}");
+        }
+        // Tenants reviewed what they use; nexus-labs replied to one; initech found it helpful.
+        let tax = get("/v1/catalog/nexus-labs/tax-calculator".into(), &globex).await;
+        assert_eq!(tax["rating"], json!({ "count": 2, "average": 4.5, "by_stars": [0, 0, 0, 1, 1] }));
+        let reviews = get("/v1/catalog/nexus-labs/tax-calculator/reviews?sort=helpful".into(), &globex).await;
+        assert_eq!(
+            (reviews["items"][0]["organization"].as_str(), reviews["items"][0]["helpful"].as_i64()),
+            (Some("Globex Corporation"), Some(1))
+        );
+        assert!(reviews["items"][0]["reply"]["body"].as_str().unwrap().contains("Canadian provinces"), "{reviews}");
+        let profile = get("/v1/publishers/nexus-labs/profile".into(), &globex).await;
+        assert_eq!(
+            (profile["rating_count"].as_i64(), profile["website"].as_str()),
+            (Some(4), Some("https://nexus-labs.example"))
+        );
         // The console is served beside the API: the catalog page lists the same listings,
         // the featured one first.
         let page = client.get(format!("{url}/console/catalog")).send().await.unwrap();

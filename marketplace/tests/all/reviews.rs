@@ -330,11 +330,20 @@ fn listing_text_is_rendered_inert_edited_between_versions_and_replaced_by_the_ne
         // A new version brings its own text and changelog; the old version keeps its entry.
         let manifest = super::common::manifest_of("echo")
             .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
-            .replace("contract = ", "changelog = \"Adds **prefixes**.\"\ncontract = ");
+            .lines()
+            .map(|line| if line.starts_with("changelog =") { "changelog = \"Adds **prefixes**.\"" } else { line })
+            .collect::<Vec<_>>()
+            .join("\n");
         env.publish_manifest(nexus_sample_plugins::ECHO, &manifest).await.unwrap();
         let (_, detail) = env.call("GET", "/v1/catalog/nexus-labs/echo", None, None).await;
         assert_ne!(detail["summary"], "Echoes events back, edited");
-        assert_eq!((detail.get("text_edited_at"), detail["links"].clone()), (None, json!({})));
+        assert_eq!(detail.get("text_edited_at"), None);
+        assert_eq!(
+            detail["links"]["support"], "mailto:support@nexus-labs.example",
+            "the manifest's links again: {detail}"
+        );
+        let oldest = &detail["versions"].as_array().unwrap().iter().find(|v| v["version"] == "0.1.0").unwrap();
+        assert_eq!(oldest["changelog"], "First release: answers with the payload, with an optional `prefix`.");
         let newest = &detail["versions"].as_array().unwrap().iter().find(|v| v["version"] == "0.2.0").unwrap();
         assert_eq!(newest["changelog_html"], "<p>Adds <strong>prefixes</strong>.</p>\n");
     });
