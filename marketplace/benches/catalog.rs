@@ -142,11 +142,19 @@ async fn seeded(postgres: Option<String>, dir: &std::path::Path) -> Arc<Market> 
         // Installs through the API would take longer than the publishing; only the count
         // matters to search.
         let installs = i64::try_from((n * 7919) % 1000).unwrap();
-        catalog::count_install(&market.db.pool, &format!("nexus-labs/tool-{n}"), installs).await.unwrap();
+        catalog::count_install(market.db.writer(), &format!("nexus-labs/tool-{n}"), installs).await.unwrap();
         if (n + 1).is_multiple_of(PROGRESS_EVERY) {
             eprintln!("  published {} of {LISTINGS} listings in {:.0?}", n + 1, started.elapsed());
         }
     }
+    // Ratings for the ranking and `top_rated`: up to 39 reviews, averages of 1 to 5 stars.
+    sqlx::query(
+        "UPDATE listings SET rating_count = install_count % 40, \
+         rating_total = (install_count % 40) * (1 + install_count % 5)",
+    )
+    .execute(market.db.writer())
+    .await
+    .unwrap();
     if postgres.is_some() {
         // Each listing was written twice (the publish, the install count), leaving 10,000
         // dead rows; measure the steady state autovacuum reaches, not the first case after a

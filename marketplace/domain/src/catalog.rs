@@ -440,7 +440,7 @@ impl Filter {
                     let words: Vec<String> = self.terms.iter().map(|w| format!("\"{w}\"*")).collect();
                     binds.push(words.join(" AND "));
                     sql.push_str(&format!(
-                        " AND plugin_id IN (SELECT plugin_id FROM listings_fts WHERE listings_fts MATCH ${})",
+                        " AND listings.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH ${})",
                         binds.len()
                     ));
                 }
@@ -532,35 +532,44 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     Ok(Page::new(items, page, per_page, total))
 }
 
-/// The facet counts of a search (its page and sort do not matter).
+/// The facet counts of a search (its page and sort do not matter): one pass over the
+/// matching rows, one sum per category and plan model, each applying the other facet's
+/// filter. The names in the SQL come from the closed lists (`CATEGORIES`, the plan models),
+/// never from the query.
 pub async fn facets(db: &Db, query: &SearchQuery) -> Result<Facets, MarketError> {
     let filter = Filter::of(query)?;
     let (where_sql, binds) = filter.sql(db.backend, true);
-    let sql = format!("SELECT categories, pricing_models FROM listings WHERE {where_sql}");
-    let mut select = sqlx::query_as::<_, (String, String)>(&sql);
+    let models = [PlanModel::Free, PlanModel::OneTime, PlanModel::Subscription, PlanModel::Usage];
+    let within = |column: &str, member: &Option<String>| match member {
+        Some(member) => format!(" AND {column} LIKE '%{member}%'"),
+        None => String::new(),
+    };
+    let pricing_filter = within("pricing_models", &filter.pricing);
+    let category_filter = within("categories", &filter.category);
+    let mut sums = Vec::new();
+    for category in nexus_registry::manifest::CATEGORIES {
+        sums.push(format!("categories LIKE '%,{category},%'{pricing_filter}"));
+    }
+    for model in models {
+        sums.push(format!("pricing_models LIKE '%,{},%'{category_filter}", model.as_str()));
+    }
+    let columns: Vec<String> = sums
+        .iter()
+        .map(|condition| format!("CAST(COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0) AS BIGINT)"))
+        .collect();
+    let sql = format!("SELECT {} FROM listings WHERE {where_sql}", columns.join(", "));
+    let mut select = sqlx::query(&sql);
     for value in &binds {
         select = select.bind(value.as_str());
     }
-    let rows = select.fetch_all(&db.pool).await?;
+    let row = select.fetch_one(&db.pool).await?;
     let mut facets = Facets::default();
-    for category in nexus_registry::manifest::CATEGORIES {
-        facets.categories.insert(category.to_string(), 0);
-    }
-    for model in [PlanModel::Free, PlanModel::OneTime, PlanModel::Subscription, PlanModel::Usage] {
-        facets.pricing.insert(model.as_str().to_string(), 0);
-    }
-    let has = |set: &str, member: &Option<String>| member.as_deref().is_none_or(|m| set.contains(m));
-    for (categories, pricing) in &rows {
-        if has(pricing, &filter.pricing) {
-            for category in set_items(categories) {
-                *facets.categories.entry(category).or_default() += 1;
-            }
-        }
-        if has(categories, &filter.category) {
-            for model in set_items(pricing) {
-                *facets.pricing.entry(model).or_default() += 1;
-            }
-        }
+    let names = nexus_registry::manifest::CATEGORIES.iter().copied().chain(models.iter().map(|m| m.as_str()));
+    for (i, name) in names.enumerate() {
+        let count: i64 = row.try_get(i)?;
+        let facet =
+            if i < nexus_registry::manifest::CATEGORIES.len() { &mut facets.categories } else { &mut facets.pricing };
+        facet.insert(name.to_string(), count);
     }
     Ok(facets)
 }

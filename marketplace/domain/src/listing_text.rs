@@ -95,15 +95,6 @@ pub async fn read(db: &Db, id: &PluginId) -> Result<ListingText, MarketError> {
 /// replaces the edit with its manifest's text.
 pub async fn edit(db: &Db, caller: &Caller, id: &PluginId, edit: &TextEdit) -> Result<ListingText, MarketError> {
     caller.may_act_for_publisher(id.publisher.as_str())?;
-    let current = read(db, id).await?;
-    let text = ListingText {
-        summary: edit.summary.clone().unwrap_or(current.summary),
-        description: edit.description.clone().unwrap_or(current.description),
-        links: edit.links.clone().unwrap_or(current.links),
-        edited_at: Some(now_ms()),
-    };
-    Manifest::check_listing_text(&text.summary, &text.description, &text.links)
-        .map_err(|e| MarketError::invalid(ErrorCode::InvalidRequest, e.to_string()))?;
     let mut changed = Vec::new();
     for (field, given) in [
         ("summary", edit.summary.is_some()),
@@ -120,12 +111,31 @@ pub async fn edit(db: &Db, caller: &Caller, id: &PluginId, edit: &TextEdit) -> R
             "send at least one of summary, description, links",
         ));
     }
+    let plugin = id.to_string();
     let mut tx = db.write_tx().await?;
-    let categories: Option<String> = sqlx::query_scalar("SELECT categories FROM listings WHERE plugin_id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
+    // Lock the row before reading it: two edits at once apply one after the other, and the
+    // second keeps the fields the first changed and it did not.
+    let locked = sqlx::query("UPDATE listings SET text_edited_at = text_edited_at WHERE plugin_id = $1")
+        .bind(&plugin)
+        .execute(&mut *tx)
         .await?;
-    let categories = categories.ok_or_else(|| MarketError::NotFound(format!("plugin {id}")))?;
+    if locked.rows_affected() == 0 {
+        return Err(MarketError::NotFound(format!("plugin {id}")));
+    }
+    let (summary, description, links, categories): (String, String, String, String) =
+        sqlx::query_as("SELECT summary, description, links, categories FROM listings WHERE plugin_id = $1")
+            .bind(&plugin)
+            .fetch_one(&mut *tx)
+            .await?;
+    let links: Links = serde_json::from_str(&links).map_err(|e| storage(format!("stored links of {id}: {e}")))?;
+    let text = ListingText {
+        summary: edit.summary.clone().unwrap_or(summary),
+        description: edit.description.clone().unwrap_or(description),
+        links: edit.links.clone().unwrap_or(links),
+        edited_at: Some(now_ms()),
+    };
+    Manifest::check_listing_text(&text.summary, &text.description, &text.links)
+        .map_err(|e| MarketError::invalid(ErrorCode::InvalidRequest, e.to_string()))?;
     let search_words = crate::catalog::search_words(id, &text.summary, &text.description, &categories);
     sqlx::query(
         "UPDATE listings SET summary = $1, description = $2, links = $3, text_edited_at = $4, search_words = $5 \
@@ -136,11 +146,10 @@ pub async fn edit(db: &Db, caller: &Caller, id: &PluginId, edit: &TextEdit) -> R
     .bind(links_json(&text.links)?)
     .bind(text.edited_at)
     .bind(search_words)
-    .bind(id.to_string())
+    .bind(&plugin)
     .execute(&mut *tx)
     .await?;
-    audit::record(&mut *tx, &caller.actor(), "listing.text_edited", &id.to_string(), json!({ "fields": changed }))
-        .await?;
+    audit::record(&mut *tx, &caller.actor(), "listing.text_edited", &plugin, json!({ "fields": changed })).await?;
     tx.commit().await?;
     Ok(text)
 }

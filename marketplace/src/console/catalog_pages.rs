@@ -172,14 +172,14 @@ async fn category(
     catalog_page(&state, signed.as_ref(), form, Some(known)).await
 }
 
-const SORTS: [(&str, Sort, &str); 7] = [
+/// The catalog's sorts: the query value, the sort, the label.
+const SORTS: [(&str, Sort, &str); 6] = [
     ("relevance", Sort::Relevance, "relevance"),
     ("popular", Sort::Popular, "most installed"),
     ("top-rated", Sort::TopRated, "top rated"),
     ("newest", Sort::Newest, "newest"),
     ("updated", Sort::Updated, "recently updated"),
     ("name", Sort::Name, "name"),
-    ("", Sort::Relevance, ""),
 ];
 
 async fn catalog_page(
@@ -192,7 +192,7 @@ async fn catalog_page(
     let sort_text = text(&form.sort);
     let sort = match sort_text.as_deref() {
         None => None,
-        Some(name) => match SORTS.iter().find(|(value, _, _)| !value.is_empty() && *value == name) {
+        Some(name) => match SORTS.iter().find(|(value, _, _)| *value == name) {
             Some((_, sort, _)) => Some(*sort),
             None => {
                 return Err(PageError::bad_request(
@@ -269,7 +269,6 @@ async fn catalog_page(
             .collect(),
         sort_choices: SORTS
             .iter()
-            .filter(|(value, _, _)| !value.is_empty())
             .map(|(value, _, label)| Choice::new(value, label.to_string(), sort_text.as_deref().unwrap_or("relevance")))
             .collect(),
         categories: nexus_registry::manifest::CATEGORIES

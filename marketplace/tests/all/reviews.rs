@@ -321,11 +321,20 @@ fn listing_text_is_rendered_inert_edited_between_versions_and_replaced_by_the_ne
         );
         let (_, found) = env.call("GET", "/v1/catalog?q=edited", None, None).await;
         assert_eq!(found["items"][0]["name"], "echo", "search reads the edited text");
+        // Two edits at once of different fields: both land.
+        let (first, second) = futures_util::future::join(
+            env.call("PATCH", path, Some(&env.publisher), Some(&json!({ "summary": "Both kept" }).to_string())),
+            env.call("PATCH", path, Some(&env.publisher), Some(&json!({ "description": "Also kept." }).to_string())),
+        )
+        .await;
+        assert_eq!((first.0, second.0), (StatusCode::OK, StatusCode::OK));
+        let (_, both) = env.call("GET", "/v1/catalog/nexus-labs/echo", None, None).await;
+        assert_eq!((both["summary"].as_str(), both["description"].as_str()), (Some("Both kept"), Some("Also kept.")));
         let edits: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'listing.text_edited'")
             .fetch_one(&env.market.db.pool)
             .await
             .unwrap();
-        assert_eq!(edits, 2);
+        assert_eq!(edits, 4);
 
         // A new version brings its own text and changelog; the old version keeps its entry.
         let manifest = super::common::manifest_of("echo")
@@ -336,7 +345,7 @@ fn listing_text_is_rendered_inert_edited_between_versions_and_replaced_by_the_ne
             .join("\n");
         env.publish_manifest(nexus_sample_plugins::ECHO, &manifest).await.unwrap();
         let (_, detail) = env.call("GET", "/v1/catalog/nexus-labs/echo", None, None).await;
-        assert_ne!(detail["summary"], "Echoes events back, edited");
+        assert_eq!(detail["summary"], "Returns each event's payload, for testing an integration end to end");
         assert_eq!(detail.get("text_edited_at"), None);
         assert_eq!(
             detail["links"]["support"], "mailto:support@nexus-labs.example",
