@@ -532,44 +532,40 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
     Ok(Page::new(items, page, per_page, total))
 }
 
-/// The facet counts of a search (its page and sort do not matter): one pass over the
-/// matching rows, one sum per category and plan model, each applying the other facet's
-/// filter. The names in the SQL come from the closed lists (`CATEGORIES`, the plan models),
-/// never from the query.
+/// The facet counts of a search (its page and sort do not matter): the matching rows
+/// grouped by their (categories, plan models) sets, a few hundred groups at most, then
+/// counted here, each facet applying the other facet's filter.
 pub async fn facets(db: &Db, query: &SearchQuery) -> Result<Facets, MarketError> {
     let filter = Filter::of(query)?;
     let (where_sql, binds) = filter.sql(db.backend, true);
-    let models = [PlanModel::Free, PlanModel::OneTime, PlanModel::Subscription, PlanModel::Usage];
-    let within = |column: &str, member: &Option<String>| match member {
-        Some(member) => format!(" AND {column} LIKE '%{member}%'"),
-        None => String::new(),
-    };
-    let pricing_filter = within("pricing_models", &filter.pricing);
-    let category_filter = within("categories", &filter.category);
-    let mut sums = Vec::new();
-    for category in nexus_registry::manifest::CATEGORIES {
-        sums.push(format!("categories LIKE '%,{category},%'{pricing_filter}"));
-    }
-    for model in models {
-        sums.push(format!("pricing_models LIKE '%,{},%'{category_filter}", model.as_str()));
-    }
-    let columns: Vec<String> = sums
-        .iter()
-        .map(|condition| format!("CAST(COALESCE(SUM(CASE WHEN {condition} THEN 1 ELSE 0 END), 0) AS BIGINT)"))
-        .collect();
-    let sql = format!("SELECT {} FROM listings WHERE {where_sql}", columns.join(", "));
-    let mut select = sqlx::query(&sql);
+    let sql = format!(
+        "SELECT categories, pricing_models, COUNT(*) FROM listings WHERE {where_sql} \
+         GROUP BY categories, pricing_models"
+    );
+    let mut select = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for value in &binds {
         select = select.bind(value.as_str());
     }
-    let row = select.fetch_one(&db.pool).await?;
+    let groups = select.fetch_all(&db.pool).await?;
     let mut facets = Facets::default();
-    let names = nexus_registry::manifest::CATEGORIES.iter().copied().chain(models.iter().map(|m| m.as_str()));
-    for (i, name) in names.enumerate() {
-        let count: i64 = row.try_get(i)?;
-        let facet =
-            if i < nexus_registry::manifest::CATEGORIES.len() { &mut facets.categories } else { &mut facets.pricing };
-        facet.insert(name.to_string(), count);
+    for category in nexus_registry::manifest::CATEGORIES {
+        facets.categories.insert(category.to_string(), 0);
+    }
+    for model in [PlanModel::Free, PlanModel::OneTime, PlanModel::Subscription, PlanModel::Usage] {
+        facets.pricing.insert(model.as_str().to_string(), 0);
+    }
+    let has = |set: &str, member: &Option<String>| member.as_deref().is_none_or(|m| set.contains(m));
+    for (categories, pricing, count) in &groups {
+        if has(pricing, &filter.pricing) {
+            for category in set_items(categories) {
+                *facets.categories.entry(category).or_default() += count;
+            }
+        }
+        if has(categories, &filter.category) {
+            for model in set_items(pricing) {
+                *facets.pricing.entry(model).or_default() += count;
+            }
+        }
     }
     Ok(facets)
 }
