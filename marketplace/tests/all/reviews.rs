@@ -432,3 +432,52 @@ fn ratings_move_a_listing_in_relevance_and_top_rated() {
         );
     });
 }
+
+#[test]
+fn hiding_showing_and_replying_at_once_each_count_once() {
+    on_both(|postgres| async move {
+        let env = Env::new(postgres).await;
+        let token = user(&env, "globex", 2).await;
+        let (_, written) = review(&env, &token, 4, "Solid").await;
+        let id = written["id"].as_str().unwrap().to_string();
+        let hidden = format!("/v1/reviews/{id}/hidden");
+        let reason = json!({ "reason": "Off topic" }).to_string();
+        // Eight operators' hides at once take the review out of the figures exactly once.
+        let hides = (0..8).map(|_| env.call("PUT", &hidden, Some(&env.operator), Some(&reason)));
+        let answers = futures_util::future::join_all(hides).await;
+        assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+        assert_eq!(rating(&env).await, json!({ "count": 0, "average": null, "by_stars": [0, 0, 0, 0, 0] }));
+        let shows = (0..8).map(|_| env.call("DELETE", &hidden, Some(&env.operator), None));
+        let answers = futures_util::future::join_all(shows).await;
+        assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+        assert_eq!(rating(&env).await, json!({ "count": 1, "average": 4.0, "by_stars": [0, 0, 0, 1, 0] }));
+        let total: (i64, i64) = sqlx::query_as("SELECT rating_count, rating_total FROM listings WHERE plugin_id = $1")
+            .bind(ECHO)
+            .fetch_one(&env.market.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(total, (1, 4), "the listing's figures agree with the reviews");
+        // Eight replies at once: one reply, first written once and edited by the rest.
+        let path = format!("/v1/reviews/{id}/reply");
+        let replies: Vec<String> = (0..8).map(|n| json!({ "body": format!("Thanks ({n})") }).to_string()).collect();
+        let sent = replies.iter().map(|body| env.call("PUT", &path, Some(&env.publisher), Some(body)));
+        let answers = futures_util::future::join_all(sent).await;
+        assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK), "{answers:?}");
+        let first_at: Vec<i64> = answers.iter().map(|(_, r)| r["reply"]["at"].as_i64().unwrap()).collect();
+        assert!(first_at.iter().all(|at| *at == first_at[0]), "one first reply: {first_at:?}");
+        let (body, edited): (String, Option<i64>) =
+            sqlx::query_as("SELECT reply, reply_edited_at FROM reviews WHERE id = $1")
+                .bind(&id)
+                .fetch_one(&env.market.db.pool)
+                .await
+                .unwrap();
+        assert!(replies.iter().any(|r| r.contains(&body)) && edited.is_some(), "one reply, replaced: {body}");
+        let replied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'review.replied' AND target = $1")
+                .bind(&id)
+                .fetch_one(&env.market.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(replied, 8);
+    });
+}
