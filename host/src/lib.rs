@@ -36,7 +36,7 @@ pub use grants::{Capability, Grants, HostPattern};
 pub use invoke::{Finished, StagedKv};
 pub use limits::Limits;
 pub use report::{Invocation, MetricsSnapshot, Report};
-pub use runtime::{Host, HostConfig, LoadSource, Plugin};
+pub use runtime::{Compiler, Host, HostConfig, LoadSource, Plugin};
 pub use state::InvocationContext;
 pub use types::{Action, Event, Info, Outcome, PluginErrorKind};
 

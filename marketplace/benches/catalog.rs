@@ -69,8 +69,8 @@ const WORDS: [&str; 40] = [
 ];
 const PRICING: [&str; 3] = [
     "id = \"free\"\nname = \"Free\"\nmodel = \"free\"",
-    "id = \"pro\"\nname = \"Pro\"\nmodel = \"flat\"\namount-minor = 1900\ncurrency = \"USD\"\ninterval = \"month\"",
-    "id = \"metered\"\nname = \"Metered\"\nmodel = \"per-unit\"\nmeter = \"events\"\nunit-amount-minor = 1\n\
+    "id = \"pro\"\nname = \"Pro\"\nmodel = \"subscription\"\nprice = \"19.00\"\ncurrency = \"USD\"\ninterval = \"month\"",
+    "id = \"metered\"\nname = \"Metered\"\nmodel = \"usage\"\nmeter = \"events\"\nunit-price = \"0.01\"\n\
      currency = \"EUR\"",
 ];
 

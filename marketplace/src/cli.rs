@@ -94,7 +94,8 @@ enum Command {
     Charges(money::ChargesArgs),
     /// A tenant's bill for a month, as a table or CSV.
     Bill(money::BillArgs),
-    /// An install's usage so far this period, what it would be charged now, and the next charge.
+    /// Usage so far this period and what it would be charged now: an install's (tenants), or
+    /// every install of a plugin (its publisher).
     Usage(money::UsageArgs),
     /// A partner's sales and balance, as a table or CSV.
     Sales(money::SalesArgs),
@@ -133,6 +134,8 @@ enum OperatorCommand {
     Token(serve::OperatorTokenArgs),
     /// Add a person to the operators (they sign in with a password and two steps).
     Person(serve::OperatorPersonArgs),
+    /// Let a tenant install a publisher's development versions (`nexus dev --marketplace`).
+    DevTenant(serve::OperatorDevTenantArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +201,7 @@ pub fn main() -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command).await,
             Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
             Command::Operator(OperatorCommand::Person(args)) => serve::operator_person(args).await,
+            Command::Operator(OperatorCommand::DevTenant(args)) => serve::operator_dev_tenant(args).await,
             Command::Plans(command) => money::plans(command).await,
             Command::Plan(command) => money::change_plan(command).await,
             Command::Settle(args) => money::settle(args).await,

@@ -45,6 +45,11 @@ pub enum RegistryError {
     DigestMismatch { claimed: String, actual: Digest },
     #[error("{id}@{version} is already published; versions are immutable, publish a new version")]
     VersionExists { id: String, version: String },
+    #[error(
+        "{version} is a development version name (a pre-release starting with `dev.`): those are numbered by the \
+         registry for `nexus dev --marketplace`; publish {id} under another version"
+    )]
+    VersionReservedForDev { id: String, version: String },
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("no active signing key of this publisher has fingerprint {0}")]
@@ -94,6 +99,7 @@ impl RegistryError {
             Self::TooLarge { .. } => C::TooLarge,
             Self::DigestMismatch { .. } => C::DigestMismatch,
             Self::VersionExists { .. } => C::VersionExists,
+            Self::VersionReservedForDev { .. } => C::VersionReservedForDev,
             Self::Signature(error) => error.code(),
             Self::UnknownKey(_) => C::UnknownKey,
             Self::InvalidId(_) => C::InvalidId,

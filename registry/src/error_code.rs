@@ -103,6 +103,8 @@ error_codes! {
     EntropyUnavailable = "entropy_unavailable", 422, "no randomness was available to generate a key";
     UnknownKey = "unknown_key", 422, "no active signing key of this publisher has that fingerprint";
     VersionExists = "version_exists", 409, "that version is already published; versions are immutable";
+    VersionReservedForDev = "version_reserved_for_dev", 400, "a version whose pre-release starts with `dev.` is a development version, numbered by the registry";
+    DevTenantMissing = "dev_tenant_missing", 409, "the publisher has no development tenant on this marketplace to install development versions";
     PublisherExists = "publisher_exists", 409, "a publisher with that name already exists";
     NoMatchingVersion = "no_matching_version", 404, "no unyanked version matches the requirement";
     ComponentRefused = "component_refused", 400, "the host refused to load the plugin's component";

@@ -168,8 +168,35 @@ impl Registry {
         versions::get(&self.db, id, version).await
     }
 
+    /// The version a requirement resolves to among the released ones.
     pub async fn resolve(&self, id: &PluginId, requirement: &VersionReq) -> Result<VersionRecord, RegistryError> {
-        versions::resolve(&self.db, id, requirement).await
+        versions::resolve(&self.db, id, requirement, false).await
+    }
+
+    /// The same with development versions among the candidates: only for a tenant the
+    /// caller checked is one of the publisher's development tenants.
+    pub async fn resolve_with_dev(
+        &self,
+        id: &PluginId,
+        requirement: &VersionReq,
+    ) -> Result<VersionRecord, RegistryError> {
+        versions::resolve(&self.db, id, requirement, true).await
+    }
+
+    /// Publishes a development version of the manifest's release (`1.2.0-dev.N`, the next
+    /// N), leaving the release number itself free.
+    pub async fn publish_dev(&self, caller: &Credential, request: PublishRequest) -> Result<Published, RegistryError> {
+        publish::publish_dev(&self.db, &self.artifacts, caller, request).await
+    }
+
+    /// Deletes the development versions of `id` but the newest `keep` and those in `in_use`.
+    pub async fn prune_dev(
+        &self,
+        id: &PluginId,
+        keep: usize,
+        in_use: &[Version],
+    ) -> Result<Vec<Version>, RegistryError> {
+        publish::prune_dev(&self.db, id, keep, in_use).await
     }
 
     /// The version's record and its bytes, verified against the digest.

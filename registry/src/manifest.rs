@@ -233,7 +233,9 @@ pub struct PricingPlan {
 #[serde(tag = "model", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
 pub enum PricingModel {
     Free,
-    Flat {
+    /// A fee per month or year (written `flat` before; still read).
+    #[serde(alias = "flat")]
+    Subscription {
         amount_minor: i64,
         currency: Currency,
         interval: Interval,
@@ -241,7 +243,9 @@ pub enum PricingModel {
         #[serde(default, skip_serializing_if = "is_zero")]
         trial_days: u32,
     },
-    PerUnit {
+    /// A price per unit of a meter the code reports (written `per-unit` before; still read).
+    #[serde(alias = "per-unit")]
+    Usage {
         meter: String,
         unit_amount_minor: i64,
         currency: Currency,
@@ -280,6 +284,48 @@ impl Manifest {
         let manifest = raw.into_manifest()?;
         manifest.validate()?;
         Ok(manifest)
+    }
+
+    /// What a manifest that parses still writes the older way, one warning per use: the
+    /// model names `flat` and `per-unit`, and amounts as integers of minor units. Both are
+    /// read as before; `publish` and `plugin check` show these so builders move over.
+    pub fn deprecations(text: &str) -> Vec<String> {
+        let Ok(table) = text.parse::<toml::Table>() else { return Vec::new() };
+        let Some(plans) = table.get("pricing").and_then(toml::Value::as_array) else { return Vec::new() };
+        let mut warnings = Vec::new();
+        for (i, plan) in plans.iter().enumerate() {
+            let Some(plan) = plan.as_table() else { continue };
+            let model = plan.get("model").and_then(toml::Value::as_str);
+            for (old, new) in [("flat", "subscription"), ("per-unit", "usage")] {
+                if model == Some(old) {
+                    warnings.push(format!(
+                        "pricing[{i}].model {old:?} is deprecated: write model = {new:?} (the name the CLI, API and \
+                         console use)"
+                    ));
+                }
+            }
+            for (old, new) in [("amount-minor", "price"), ("unit-amount-minor", "unit-price"), ("cap-minor", "cap")] {
+                if let Some(minor) = plan.get(old).and_then(toml::Value::as_integer) {
+                    let shown = plan
+                        .get("currency")
+                        .and_then(toml::Value::as_str)
+                        .and_then(|code| Currency::from_code(code).ok())
+                        .map_or_else(
+                            || minor.to_string(),
+                            // Display is "9.00 USD": the number alone goes in the manifest.
+                            |currency| {
+                                nexus_money::Money::new(minor, currency)
+                                    .to_string()
+                                    .replace(&format!(" {currency}"), "")
+                            },
+                        );
+                    warnings.push(format!(
+                        "pricing[{i}].{old} is deprecated: write {new} = \"{shown}\" (a decimal in the plan's currency)"
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// Checks every rule the types do not already enforce, field by field in manifest order,

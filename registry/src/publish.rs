@@ -93,6 +93,7 @@ pub fn check(
     }
     let mut warnings = check_capabilities(&manifest, &inspection)?;
     warnings.extend(internal_host_warnings(&manifest));
+    warnings.extend(Manifest::deprecations(&request.manifest));
     Ok((manifest, digest, warnings))
 }
 
@@ -147,6 +148,7 @@ pub async fn publish(
     request: PublishRequest,
 ) -> Result<Published, RegistryError> {
     let (manifest, digest, warnings) = validate(caller, &request)?;
+    refuse_dev_name(&manifest)?;
     let signed_by = match &request.signature {
         Some(signed) => {
             let key = publishers::active_key(db, &caller.publisher, &signed.key_fingerprint).await?;
@@ -179,6 +181,92 @@ pub async fn publish(
         signed_by,
         warnings,
     })
+}
+
+fn refuse_dev_name(manifest: &Manifest) -> Result<(), RegistryError> {
+    if crate::versions::is_dev(&manifest.version) {
+        return Err(RegistryError::VersionReservedForDev {
+            id: manifest.id.to_string(),
+            version: manifest.version.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// How many times a development publish takes the next number when another took it first.
+const DEV_NUMBER_ATTEMPTS: usize = 8;
+
+/// Publishes the working copy as `<major>.<minor>.<patch>-dev.<N>` of the manifest's
+/// version, N one more than the highest of that release so far, unsigned. The release
+/// number stays free: `1.2.0` can be published after `1.2.0-dev.7`. Two development
+/// publishes at once each get their own N (the version row's key decides; the loser takes
+/// the next).
+pub async fn publish_dev(
+    db: &Db,
+    artifacts: &ArtifactStore,
+    caller: &Credential,
+    request: PublishRequest,
+) -> Result<Published, RegistryError> {
+    let (mut manifest, digest, warnings) = validate(caller, &request)?;
+    refuse_dev_name(&manifest)?;
+    let release = semver::Version::new(manifest.version.major, manifest.version.minor, manifest.version.patch);
+    artifacts.put(&digest, &request.component).await?;
+    let size = request.component.len() as u64;
+    for _ in 0..DEV_NUMBER_ATTEMPTS {
+        let taken = crate::versions::dev_list(db, &manifest.id).await?;
+        let highest = taken
+            .iter()
+            .filter(|v| (v.major, v.minor, v.patch) == (release.major, release.minor, release.patch))
+            .filter_map(|v| v.pre.as_str().strip_prefix("dev.")?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let mut version = release.clone();
+        version.pre = semver::Prerelease::new(&format!("dev.{}", highest + 1))
+            .map_err(|e| RegistryError::InvalidVersion(format!("{release}-dev.{}: {e}", highest + 1)))?;
+        manifest.version = version;
+        match insert_version(db, &manifest, &digest, size, &None, &version_key(&manifest.version)).await {
+            Err(RegistryError::VersionExists { .. }) => continue,
+            Err(error) => return Err(error),
+            Ok(()) => {
+                return Ok(Published {
+                    id: manifest.id.to_string(),
+                    version: manifest.version.to_string(),
+                    digest,
+                    size,
+                    contract: manifest.contract,
+                    signed_by: None,
+                    warnings,
+                });
+            }
+        }
+    }
+    Err(RegistryError::VersionExists { id: manifest.id.to_string(), version: manifest.version.to_string() })
+}
+
+/// Deletes development versions of `id` beyond the newest `keep`, except those in `in_use`
+/// (what installs run or wait for); the deleted ones, newest first. Their bytes stay in the
+/// artifact store, which other versions may share.
+pub async fn prune_dev(
+    db: &Db,
+    id: &crate::id::PluginId,
+    keep: usize,
+    in_use: &[semver::Version],
+) -> Result<Vec<semver::Version>, RegistryError> {
+    let gone: Vec<semver::Version> = crate::versions::dev_list(db, id)
+        .await?
+        .into_iter()
+        .skip(keep)
+        .filter(|version| !in_use.contains(version))
+        .collect();
+    for version in &gone {
+        sqlx::query("DELETE FROM plugin_versions WHERE plugin_id = $1 AND version_key = $2")
+            .bind(id.to_string())
+            .bind(version_key(version))
+            .execute(db.writer())
+            .await
+            .map_err(storage)?;
+    }
+    Ok(gone)
 }
 
 /// Build metadata does not make a new version (semver precedence ignores it).

@@ -68,7 +68,15 @@ fn record(row: &AnyRow) -> Result<VersionRecord, RegistryError> {
     })
 }
 
-/// Every version of `id`, newest first.
+/// A development version: a pre-release whose first identifier is `dev` (`1.2.0-dev.4`),
+/// numbered by the registry for `nexus dev --marketplace`. Never listed, never resolved but
+/// for the publisher's development tenants, pruned when newer ones come.
+pub fn is_dev(version: &Version) -> bool {
+    let pre = version.pre.as_str();
+    pre == "dev" || pre.starts_with("dev.")
+}
+
+/// Every released (not development) version of `id`, newest first.
 pub async fn list(db: &Db, id: &PluginId) -> Result<Vec<VersionRecord>, RegistryError> {
     let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = $1"))
         .bind(id.to_string())
@@ -76,6 +84,7 @@ pub async fn list(db: &Db, id: &PluginId) -> Result<Vec<VersionRecord>, Registry
         .await
         .map_err(storage)?;
     let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    records.retain(|record| !is_dev(&record.version));
     records.sort_by(|a, b| b.version.cmp(&a.version));
     if records.is_empty() {
         return Err(RegistryError::NotFound(format!("plugin {id}")));
@@ -95,8 +104,26 @@ pub async fn get(db: &Db, id: &PluginId, version: &Version) -> Result<VersionRec
     record(&row)
 }
 
-/// The highest non-yanked version of `id` matching `requirement`.
-pub async fn resolve(db: &Db, id: &PluginId, requirement: &VersionReq) -> Result<VersionRecord, RegistryError> {
+/// Every development version of `id`, newest first.
+pub async fn dev_list(db: &Db, id: &PluginId) -> Result<Vec<Version>, RegistryError> {
+    let rows: Vec<String> = sqlx::query_scalar("SELECT version FROM plugin_versions WHERE plugin_id = $1")
+        .bind(id.to_string())
+        .fetch_all(&db.pool)
+        .await
+        .map_err(storage)?;
+    let mut versions: Vec<Version> = rows.iter().filter_map(|v| v.parse().ok()).filter(is_dev).collect();
+    versions.sort_by(|a, b| b.cmp(a));
+    Ok(versions)
+}
+
+/// The highest non-yanked version of `id` matching `requirement`; development versions
+/// only when `with_dev` (the caller checked the tenant may have them).
+pub async fn resolve(
+    db: &Db,
+    id: &PluginId,
+    requirement: &VersionReq,
+    with_dev: bool,
+) -> Result<VersionRecord, RegistryError> {
     // Only the two columns resolution needs: with 10,000 versions the manifests would
     // dominate the query.
     let rows = sqlx::query("SELECT version, yanked_at FROM plugin_versions WHERE plugin_id = $1")
@@ -108,7 +135,9 @@ pub async fn resolve(db: &Db, id: &PluginId, requirement: &VersionReq) -> Result
     for row in &rows {
         let version: String = row.try_get("version").map_err(storage)?;
         let yanked = row.try_get::<Option<i64>, _>("yanked_at").map_err(storage)?.is_some();
-        if let Ok(version) = version.parse::<Version>() {
+        if let Ok(version) = version.parse::<Version>()
+            && (with_dev || !is_dev(&version))
+        {
             candidates.push((version, yanked));
         }
     }

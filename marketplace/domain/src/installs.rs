@@ -220,7 +220,7 @@ pub async fn create(market: &Market, caller: &Caller, request: InstallRequest) -
     }
     let requested = request.requirement.clone().unwrap_or_else(|| "*".to_string());
     let requirement = parse_requirement(&requested).map_err(RegistryError::from)?;
-    let record = market.registry.resolve(&id, &requirement).await?;
+    let record = crate::dev_versions::resolve_for(market, &tenant, &id, &requirement).await?;
     // No requirement: the newest version's major (a 0.x minor), so that a breaking
     // release waits for the tenant to choose it.
     let requirement_text = match &request.requirement {
@@ -426,7 +426,11 @@ async fn note_newer_versions(market: &Market, installs: &mut [Install]) -> Resul
     for install in installs.iter_mut() {
         if !newest.contains_key(&install.plugin) {
             let id: PluginId = install.plugin.parse().map_err(RegistryError::from)?;
-            let versions = market.registry.versions(&id).await?;
+            let versions = match market.registry.versions(&id).await {
+                // Only development versions so far (`dev_versions.rs`): no release is newer.
+                Err(RegistryError::NotFound(_)) => Vec::new(),
+                other => other?,
+            };
             let listed = versions.into_iter().filter(|v| v.yank.is_none()).map(|v| v.version).collect();
             newest.insert(install.plugin.clone(), listed);
         }

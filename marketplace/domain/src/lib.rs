@@ -13,6 +13,7 @@ pub mod audit;
 pub mod billing;
 pub mod catalog;
 pub mod co_marketing;
+pub mod dev_versions;
 pub mod directory;
 pub mod error;
 pub mod installs;

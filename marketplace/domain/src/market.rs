@@ -60,6 +60,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0034_reviews.sql"),
     include_str!("../migrations/sqlite/0035_listing_search.sql"),
     include_str!("../migrations/common/0036_listing_media.sql"),
+    include_str!("../migrations/common/0037_dev_tenants.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -97,6 +98,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0034_reviews.sql"),
     include_str!("../migrations/postgres/0035_listing_search.sql"),
     include_str!("../migrations/common/0036_listing_media.sql"),
+    include_str!("../migrations/common/0037_dev_tenants.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -55,8 +55,8 @@ reason = "Reads an optional prefix to put before the payload"
 [[pricing]]
 id = "team"
 name = "Team"
-model = "flat"
-amount-minor = 900
+model = "subscription"
+price = "9.00"
 currency = "USD"
 interval = "month"
 

@@ -16,6 +16,7 @@ use nexus_registry::publishers::random_hex;
 use serde_json::{Value, json};
 
 use super::client::Connection;
+use super::output;
 
 #[derive(Debug, Subcommand)]
 pub enum PlansCommand {
@@ -147,9 +148,15 @@ pub struct BillArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  nexus usage ins_0123…            one install of your tenant\n  \
+                  nexus usage --plugin acme/crm    every install of your plugin (its publisher)")]
 pub struct UsageArgs {
     /// The install (`ins_…`; `nexus installs list` shows them).
-    install: String,
+    #[arg(required_unless_present = "plugin", conflicts_with = "plugin")]
+    install: Option<String>,
+    /// A plugin of yours, `publisher/name`: every live install's usage so far (publishers).
+    #[arg(long)]
+    plugin: Option<String>,
     /// Print the API's JSON.
     #[arg(long)]
     json: bool,
@@ -448,9 +455,18 @@ fn period_open(period: &str) -> bool {
 
 pub async fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
     let c = &args.connection;
-    let usage: Value = c.send(c.client().get(c.url(&format!("/v1/installs/{}/usage", args.install)))).await?;
+    let path = match (&args.install, &args.plugin) {
+        (_, Some(plugin)) => format!("/v1/plugins/{plugin}/usage"),
+        (Some(install), None) => format!("/v1/installs/{install}/usage"),
+        (None, None) => bail!("name an install, or --plugin publisher/name"),
+    };
+    let usage: Value = c.send(c.client().get(c.url(&path))).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&usage)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.plugin.is_some() {
+        print_plugin_usage(&usage);
         return Ok(ExitCode::SUCCESS);
     }
     let currency = usage["currency"].as_str().unwrap_or("");
@@ -481,6 +497,44 @@ pub async fn usage(args: UsageArgs) -> anyhow::Result<ExitCode> {
         None => println!("nothing further is scheduled to be charged"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The publisher's view: one line per live install, then the totals per currency.
+fn print_plugin_usage(usage: &Value) {
+    let plugin = usage["plugin"].as_str().unwrap_or_default();
+    let installs = usage["installs"].as_array().cloned().unwrap_or_default();
+    if installs.is_empty() {
+        println!("{plugin} has no live installs: nothing is used or owed yet");
+        return;
+    }
+    println!("{:<28} {:<24} {:>10} {:>10}  {:<18} period ends", "install", "tenant", "units", "billable", "so far");
+    for install in &installs {
+        let currency = install["currency"].as_str().unwrap_or("");
+        let so_far = match install["meter"].as_str() {
+            Some(_) => shown(install["estimate_minor"].as_i64().unwrap_or(0), currency),
+            None => "no usage billed".into(),
+        };
+        let ends = install["period_end"].as_i64().map_or_else(|| "-".into(), crate::console::when);
+        println!(
+            "{:<28} {:<24} {:>10} {:>10}  {:<18} {ends}",
+            output::shown(install["install"].as_str().unwrap_or_default()),
+            output::shown(install["tenant"].as_str().unwrap_or_default()),
+            install["units"],
+            install["billable_units"],
+            so_far
+        );
+    }
+    for total in usage["totals"].as_array().into_iter().flatten() {
+        let currency = total["currency"].as_str().unwrap_or("");
+        println!(
+            "total {currency}: {} install(s), {} units, {} billable, {} if every period ended now",
+            total["installs"],
+            total["units"],
+            total["billable_units"],
+            shown(total["estimate_minor"].as_i64().unwrap_or(0), currency)
+        );
+    }
+    println!("usage is charged when each install's period ends; the partner's share follows each collection");
 }
 
 pub async fn bill(args: BillArgs) -> anyhow::Result<ExitCode> {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use nexus_host::{
-    Capability, DirKv, Event, Grants, Host, HostConfig, HostPattern, InvocationContext, KvStore, Limits, MemoryKv,
-    OutboundPolicy, Secrets,
+    Capability, Compiler, DirKv, Event, Grants, Host, HostConfig, HostPattern, InvocationContext, KvStore, Limits,
+    MemoryKv, OutboundPolicy, Secrets,
 };
 use serde::Deserialize;
 
@@ -104,13 +104,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.component.display()
         )
     })?;
-    let host = local_host(args.cache_dir.clone())?;
+    let hosts = LocalHost::new(args.cache_dir.clone())?;
 
     let started = Instant::now();
     if !args.json {
         eprintln!("loading {} ({} KiB)...", args.component.display(), bytes.len() / 1024);
     }
-    let (plugin, source) = super::output::waiting(super::builder::check::COMPILING, host.load(&bytes))
+    let Loaded { host, plugin, source } = super::output::waiting(super::builder::check::COMPILING, hosts.load(&bytes))
         .await
         .map_err(|e| anyhow::anyhow!("{} was refused [{}]: {e}", args.component.display(), e.code()))?;
     let load_time = started.elapsed();
@@ -178,14 +178,73 @@ fn context(args: &RunArgs) -> anyhow::Result<InvocationContext> {
     })
 }
 
-/// The host a builder's commands run plugins in: the marketplace's limits, a precompiled
+/// The hosts a builder's commands run plugins in: the marketplace's limits, a precompiled
 /// cache that outlives the command, and outbound HTTP to local test servers.
-pub(super) fn local_host(cache_dir: Option<PathBuf>) -> anyhow::Result<Host> {
+///
+/// Components compile with Winch first (a baseline compiler: a Python component in seconds
+/// rather than a minute), and with Cranelift, the marketplace's compiler, when Winch cannot
+/// compile them or `NEXUS_COMPILER=cranelift` asks for it. Both enforce the same limits.
+pub(super) struct LocalHost {
+    cache_dir: Option<PathBuf>,
+    first: Arc<Host>,
+    cranelift: tokio::sync::OnceCell<Arc<Host>>,
+}
+
+/// A component loaded by a [`LocalHost`], with the host that runs it.
+pub(super) struct Loaded {
+    pub host: Arc<Host>,
+    pub plugin: Arc<nexus_host::Plugin>,
+    pub source: nexus_host::LoadSource,
+}
+
+/// `NEXUS_COMPILER`: `winch` (the default for local commands) or `cranelift`.
+pub(super) const COMPILER_VAR: &str = "NEXUS_COMPILER";
+
+impl LocalHost {
+    pub(super) fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let cache_dir = cache_dir.or_else(default_cache_dir);
+        let compiler = match std::env::var(COMPILER_VAR).ok().as_deref() {
+            None | Some("" | "winch") => Compiler::Winch,
+            Some("cranelift") => Compiler::Cranelift,
+            Some(other) => bail!("{COMPILER_VAR}={other:?} is not a compiler: use winch or cranelift"),
+        };
+        Ok(Self { first: Arc::new(host(cache_dir.clone(), compiler)?), cache_dir, cranelift: Default::default() })
+    }
+
+    /// Loads a component with the first compiler, or with Cranelift when the first cannot
+    /// compile it (said on stderr). A component Cranelift refuses too gets Cranelift's
+    /// reason, the one the marketplace would give.
+    pub(super) async fn load(&self, bytes: &[u8]) -> Result<Loaded, nexus_host::LoadError> {
+        let first = self.first.load(bytes).await;
+        if self.first.config().compiler == Compiler::Cranelift {
+            return first.map(|(plugin, source)| Loaded { host: self.first.clone(), plugin, source });
+        }
+        let reason = match first {
+            Ok((plugin, source)) => return Ok(Loaded { host: self.first.clone(), plugin, source }),
+            Err(error) => error,
+        };
+        let cranelift = self
+            .cranelift
+            .get_or_try_init(|| async { host(self.cache_dir.clone(), Compiler::Cranelift).map(Arc::new) })
+            .await
+            .map_err(|e| nexus_host::LoadError::Cache(format!("{e:#}")))?;
+        let (plugin, source) = cranelift.load(bytes).await?;
+        let reason = reason.to_string();
+        eprintln!(
+            "note: Winch cannot compile this component ({}); compiled with Cranelift instead",
+            reason.lines().next().unwrap_or_default()
+        );
+        Ok(Loaded { host: cranelift.clone(), plugin, source })
+    }
+}
+
+fn host(cache_dir: Option<PathBuf>, compiler: Compiler) -> anyhow::Result<Host> {
     Ok(Host::new(HostConfig {
-        cache_dir: cache_dir.or_else(default_cache_dir),
+        cache_dir,
         // A builder's own machine: local test servers on loopback and private networks are
         // fair game (`nexus serve` refuses them unless the operator allows a range).
         outbound: OutboundPolicy::local_testing(),
+        compiler,
         ..HostConfig::default()
     })?)
 }

@@ -70,7 +70,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         // A project's fresh build is checked as `nexus plugin check` would, on exactly the
         // bytes that go up, so a describe() that disagrees with nexus.toml never spends a
         // version number.
-        let host = super::plugin_run::local_host(None)?;
+        let host = super::plugin_run::LocalHost::new(None)?;
         eprintln!("checking the build...");
         if let Err(refusal) = super::builder::check::check(&host, &manifest_text, component.clone()).await {
             eprintln!("refused   {refusal}");

@@ -153,7 +153,7 @@ impl Storage {
     }
 
     /// A configuration for commands that only touch storage.
-    fn config(self) -> ServeConfig {
+    pub(crate) fn config(self) -> ServeConfig {
         ServeConfig {
             data_dir: self.data_dir,
             database_url: self.database,
@@ -209,6 +209,29 @@ pub async fn operator_token(args: OperatorTokenArgs) -> anyhow::Result<ExitCode>
     println!("token id  {}", token.id);
     println!("token     {}", token.secret);
     eprintln!("The token is shown once: export NEXUS_TOKEN=<token>");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorDevTenantArgs {
+    /// The publisher whose development versions the tenant may install.
+    publisher: String,
+    /// The tenant that tries them (one the publisher's people use for that).
+    tenant: String,
+    #[command(flatten)]
+    storage: Storage,
+}
+
+/// Links a development tenant to a publisher, straight in the database: `nexus dev
+/// --marketplace --registry <this server>` then publishes development versions there.
+pub async fn operator_dev_tenant(args: OperatorDevTenantArgs) -> anyhow::Result<ExitCode> {
+    let market = args.storage.existing(false)?.market().await?;
+    let caller = crate::accounts::Caller::Operator { token_id: COMMAND_LINE.into() };
+    crate::dev_versions::link(&market, &caller, &args.publisher, &args.tenant.parse()?).await?;
+    println!(
+        "tenant {} may install {}'s development versions (published by `nexus dev --marketplace --registry …`)",
+        args.tenant, args.publisher
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,7 @@ use super::registry_routes::plugin_id;
 use super::{ApiError, AppState};
 use crate::billing::charges::{self, Charge, ChargeQuery, UsageSource};
 use crate::billing::collect::{self, Attempt};
+use crate::billing::estimate::PluginUsage;
 use crate::billing::estimate::UsageSoFar;
 use crate::billing::gmv::{self, EcosystemPeriod, EcosystemQuery, Gmv, GmvQuery};
 use crate::billing::ledger::{self, LedgerReport, LedgerTransaction};
@@ -43,6 +44,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_plan))
         .routes(routes!(preview_plan_change))
         .routes(routes!(show_usage))
+        .routes(routes!(show_plugin_usage))
         .routes(routes!(settle_install))
         .routes(routes!(list_charges))
         .routes(routes!(show_charge))
@@ -188,6 +190,20 @@ pub async fn show_usage(
     Path(id): Path<String>,
 ) -> Result<Json<UsageSoFar>, ApiError> {
     Ok(Json(crate::billing::estimate::usage_so_far(&state.market, &caller, &id).await?))
+}
+
+/// Every live install of a plugin with its usage so far this period and what it would be
+/// charged if the period ended now, with totals per currency: the publisher's view of
+/// `GET /v1/installs/{id}/usage`.
+#[utoipa::path(get, path = "/v1/plugins/{publisher}/{name}/usage", tag = "billing",
+    params(("publisher" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = PluginUsage)))]
+pub async fn show_plugin_usage(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path((publisher, name)): Path<(String, String)>,
+) -> Result<Json<PluginUsage>, ApiError> {
+    Ok(Json(crate::billing::estimate::plugin_usage(&state.market, &caller, &publisher, &name).await?))
 }
 
 /// Pays an install's failed charges now; an install paused for payment resumes once none is

@@ -81,9 +81,11 @@ impl From<RegistryError> for ApiError {
             | E::DigestMismatch { .. }
             | E::Signature(_)
             | E::UnknownKey(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            E::InvalidId(_) | E::InvalidRequirement(_) | E::InvalidVersion(_) | E::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            E::InvalidId(_)
+            | E::InvalidRequirement(_)
+            | E::VersionReservedForDev { .. }
+            | E::InvalidVersion(_)
+            | E::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             E::ArtifactMissing(_) | E::ArtifactCorrupt(_) | E::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after_secs = match &error {

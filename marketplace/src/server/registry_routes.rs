@@ -22,11 +22,13 @@ use super::auth::{Auth, Publisher};
 use super::extract::JsonBody;
 use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
+use crate::dev_versions::DevPublished;
 use crate::error::{Page, PageQuery};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(publish_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
+        .routes(routes!(publish_dev_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(download_component))
@@ -80,8 +82,20 @@ fn version(text: &str) -> Result<Version, ApiError> {
 pub async fn publish_version(
     State(state): State<AppState>,
     Publisher(caller): Publisher,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<PublishedBody>), ApiError> {
+    let request = publish_form(form).await?;
+    let published = state.market.publish(&caller, request).await?;
+    let path = format!("/v1/plugins/{}/versions/{}", published.id, published.version);
+    let url = format!("{}{path}", state.public_url);
+    let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
+    let installs = crate::installs::moves_to(&state.market, &id, &version(&published.version)?).await?;
+    let body = PublishedBody { published, url, installs };
+    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, path)], Json(body)))
+}
+
+/// The publish form's parts as a request.
+async fn publish_form(mut form: Multipart) -> Result<PublishRequest, ApiError> {
     let (mut manifest, mut component, mut digest, mut signature, mut key) = (None, None, None, None, None);
     let form_error = |e: axum::extract::multipart::MultipartError| {
         let code =
@@ -113,19 +127,28 @@ pub async fn publish_version(
         (None, None) => None,
         _ => return Err(ApiError::bad_request(ErrorCode::InvalidForm, "`signature` and `key` go together")),
     };
-    let request = PublishRequest {
+    Ok(PublishRequest {
         manifest: manifest.ok_or_else(|| missing("manifest"))?,
         component: component.ok_or_else(|| missing("component"))?,
         claimed_digest: digest,
         signature,
-    };
-    let published = state.market.publish(&caller, request).await?;
-    let path = format!("/v1/plugins/{}/versions/{}", published.id, published.version);
-    let url = format!("{}{path}", state.public_url);
-    let id: PluginId = published.id.parse().map_err(nexus_registry::RegistryError::from)?;
-    let installs = crate::installs::moves_to(&state.market, &id, &version(&published.version)?).await?;
-    let body = PublishedBody { published, url, installs };
-    Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, path)], Json(body)))
+    })
+}
+
+/// Publishes the working copy as the next development version of its manifest's release
+/// (`1.2.0-dev.N`): never listed, installable only by the publisher's development tenants
+/// with a requirement naming it, pruned as newer ones come. The same form as
+/// `POST /v1/publish`; a signature is not kept.
+#[utoipa::path(post, path = "/v1/publish/dev", tag = "registry", request_body(content_type = "multipart/form-data", description = "parts `manifest` (nexus.toml text), `component` (bytes), optional `digest`"),
+    responses((status = 201, body = DevPublished)))]
+pub async fn publish_dev_version(
+    State(state): State<AppState>,
+    Publisher(caller): Publisher,
+    form: Multipart,
+) -> Result<(StatusCode, Json<DevPublished>), ApiError> {
+    let request = publish_form(form).await?;
+    let published = crate::dev_versions::publish(&state.market, &caller, request).await?;
+    Ok((StatusCode::CREATED, Json(published)))
 }
 
 #[derive(Serialize)]

@@ -165,7 +165,7 @@ impl Route {
 }
 
 /// Every route of the router as (method, template), as the metrics label them.
-const ALL_ROUTES: [(&str, &str); 129] = [
+const ALL_ROUTES: [(&str, &str); 131] = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -227,6 +227,7 @@ const ALL_ROUTES: [(&str, &str); 129] = [
     ("GET", "/v1/webhooks/{id}/deliveries"),
     ("POST", "/v1/webhooks/{id}/recover"),
     ("POST", "/v1/publish"),
+    ("POST", "/v1/publish/dev"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}"),
     ("GET", "/v1/plugins/{publisher}/{name}/versions/{version}/component"),
@@ -272,6 +273,7 @@ const ALL_ROUTES: [(&str, &str); 129] = [
     ("PUT", "/v1/installs/{id}/plan"),
     ("GET", "/v1/installs/{id}/plan/preview"),
     ("GET", "/v1/installs/{id}/usage"),
+    ("GET", "/v1/plugins/{publisher}/{name}/usage"),
     ("POST", "/v1/installs/{id}/settle"),
     ("GET", "/v1/charges"),
     ("GET", "/v1/charges/{id}"),
@@ -762,6 +764,8 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
         // Registry: reading is public; publishing, yanking, keys and tokens are the owning
         // publisher's alone; operators moderate through the catalog instead.
         route("POST", "/v1/publish", nexus_labs_only(MADE)).publish(),
+        // nexus-labs has no development tenant in this table's world (`dev.rs` publishes them).
+        route("POST", "/v1/publish/dev", nexus_labs_only(Expect::Deny(409, "dev_tenant_missing"))).publish(),
         route("GET", versions, public),
         route("GET", format!("{versions}/0.1.0"), public),
         route("GET", format!("{versions}/0.1.0/component"), public),
@@ -834,6 +838,7 @@ fn table(world: &World, pii_consent: &Value, upgrade_consent: &Value) -> Vec<Rou
             .idempotent(),
         route("GET", "/v1/bills/2026-11?tenant=globex", owner_reads),
         route("GET", "/v1/publishers/nexus-labs/sales", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
+        route("GET", "/v1/plugins/nexus-labs/chat-notifier/usage", [ANON, OK, OK, FOREIGN, DENY, DENY, DENY]),
         // Listing media: public to read; the publisher's own to put up; the publisher's and
         // the operators' to take down. Served by digest to anyone.
         route("GET", "/v1/plugins/nexus-labs/echo/media", public),

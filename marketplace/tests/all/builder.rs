@@ -15,13 +15,13 @@ fn text(output: &Output) -> String {
 }
 
 /// Where builds and compiled components are kept between test runs.
-fn cache(name: &str) -> PathBuf {
+pub(super) fn cache(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("builder").join(name)
 }
 
 /// The environment of a builder's commands: one cargo target folder and one component
 /// cache for every project, kept between runs.
-fn builder_env() -> Vec<(&'static str, String)> {
+pub(super) fn builder_env() -> Vec<(&'static str, String)> {
     vec![
         ("CARGO_TARGET_DIR", cache("cargo-target").display().to_string()),
         ("XDG_CACHE_HOME", cache("xdg-cache").display().to_string()),
@@ -47,7 +47,7 @@ fn ok_in(dir: &Path, args: &[&str], extra: &[(&str, &str)]) -> String {
 }
 
 /// Whether the language's toolchain can run here; `None` with the reason when it cannot.
-fn toolchain(lang: &str) -> Option<()> {
+pub(super) fn toolchain(lang: &str) -> Option<()> {
     let (program, args): (&str, &[&str]) = match lang {
         "python" => ("python3", &["-m", "venv", "--help"]),
         "js" => ("npm", &["--version"]),
@@ -65,7 +65,7 @@ fn toolchain(lang: &str) -> Option<()> {
 
 /// Python and JavaScript projects share one toolchain install per language: the venv and
 /// node_modules `nexus build` would create in each are links to one kept between runs.
-fn share_toolchain(project: &Path, lang: &str) {
+pub(super) fn share_toolchain(project: &Path, lang: &str) {
     let shared = match lang {
         "python" => {
             let venv = cache("python-venv");
@@ -505,11 +505,11 @@ fn nexus_dev_tests_again_on_every_change() {
         serde_json::from_str(&std::fs::read_to_string(project.join("events/full-contact.json")).unwrap()).unwrap();
     case["expect"]["data"] = serde_json::json!({ "never": true });
     std::fs::write(project.join("events/wrong-data.json"), case.to_string()).unwrap();
-    next("dev: changed, rebuilding");
+    next("dev: changed, running again");
     assert_eq!(next("dev: 1 case(s) fail"), "dev: 1 case(s) fail: wrong-data");
     next("dev: watching");
     std::fs::remove_file(project.join("events/wrong-data.json")).unwrap();
-    next("dev: changed, rebuilding");
+    next("dev: changed, running again");
     assert_eq!(next("dev: all "), "dev: all 5 cases pass");
     next("dev: watching");
     let _ = child.kill();

@@ -601,7 +601,7 @@ fn the_listing_detail_shows_capabilities_with_reasons_pricing_and_installable_ve
         assert_eq!(mailer["license"], "MIT");
         assert_eq!(mailer["event_types"], json!(["*"]));
         assert_eq!(mailer["requested_capabilities"], json!({ "secrets": { "reason": INVOICE_MAILER.capability.1 } }));
-        let plan = json!({ "id": "per-email", "name": "Pay per email", "model": "per-unit", "meter": "emails-sent",
+        let plan = json!({ "id": "per-email", "name": "Pay per email", "model": "usage", "meter": "emails-sent",
                            "unit-amount-minor": 3, "currency": "EUR", "included-units": 0 });
         assert_eq!(mailer["pricing"], json!([plan]));
         assert_eq!(mailer["versions"].as_array().unwrap().len(), 1);
@@ -636,7 +636,7 @@ fn the_listing_detail_shows_capabilities_with_reasons_pricing_and_installable_ve
         let (_, pii) = env.call("GET", "/v1/catalog/nexus-labs/pii-redactor", None, None).await;
         assert_eq!(
             pii["pricing"],
-            json!([{ "id": "team", "name": "Team", "model": "flat", "amount-minor": 2900, "currency": "USD",
+            json!([{ "id": "team", "name": "Team", "model": "subscription", "amount-minor": 2900, "currency": "USD",
                      "interval": "month" }])
         );
 

@@ -90,13 +90,16 @@ struct Plan {
     name: Option<String>,
     model: Option<String>,
     // Numbers stay untyped so a float amount gets its own message.
+    price: Option<toml::Value>,
     amount_minor: Option<toml::Value>,
     currency: Option<String>,
     interval: Option<String>,
     meter: Option<String>,
+    unit_price: Option<toml::Value>,
     unit_amount_minor: Option<toml::Value>,
     included_units: Option<toml::Value>,
     trial_days: Option<toml::Value>,
+    cap: Option<toml::Value>,
     cap_minor: Option<toml::Value>,
 }
 
@@ -261,11 +264,11 @@ impl Plan {
         let name = required_key(self.name.clone(), field, "name")?;
         let model = match required_key(self.model.as_deref(), field, "model")? {
             "free" => self.into_free(field)?,
-            "flat" => self.into_flat(field)?,
-            "per-unit" => self.into_per_unit(field)?,
+            "subscription" | "flat" => self.into_subscription(field)?,
+            "usage" | "per-unit" => self.into_usage(field)?,
             "one-time" => self.into_one_time(field)?,
             other => {
-                let problem = format!("{other:?} must be one of free, flat, per-unit, one-time");
+                let problem = format!("{other:?} must be one of free, subscription, usage, one-time");
                 return Err(invalid(format!("{field}.model"), problem));
             }
         };
@@ -275,13 +278,16 @@ impl Plan {
     /// The first key present that `model` does not use.
     fn refuse_keys(&self, field: &str, model: &str, keys: &[&str]) -> Result<(), ManifestError> {
         let present = [
+            ("price", self.price.is_some()),
             ("amount-minor", self.amount_minor.is_some()),
             ("currency", self.currency.is_some()),
             ("interval", self.interval.is_some()),
             ("meter", self.meter.is_some()),
+            ("unit-price", self.unit_price.is_some()),
             ("unit-amount-minor", self.unit_amount_minor.is_some()),
             ("included-units", self.included_units.is_some()),
             ("trial-days", self.trial_days.is_some()),
+            ("cap", self.cap.is_some()),
             ("cap-minor", self.cap_minor.is_some()),
         ];
         match present.iter().find(|(key, present)| *present && keys.contains(key)) {
@@ -292,25 +298,30 @@ impl Plan {
 
     fn into_free(self, field: &str) -> Result<PricingModel, ManifestError> {
         let keys = [
+            "price",
             "amount-minor",
             "currency",
             "interval",
             "meter",
+            "unit-price",
             "unit-amount-minor",
             "included-units",
             "trial-days",
+            "cap",
             "cap-minor",
         ];
         self.refuse_keys(field, "free", &keys)?;
         Ok(PricingModel::Free)
     }
 
-    fn into_flat(self, field: &str) -> Result<PricingModel, ManifestError> {
-        self.refuse_keys(field, "flat", &["meter", "unit-amount-minor", "included-units", "cap-minor"])?;
-        let needs = |key: &str| invalid(field, format!("model \"flat\" requires {key}"));
-        let amount = self.amount_minor.ok_or_else(|| needs("amount-minor"))?;
-        let amount_minor = money(&format!("{field}.amount-minor"), amount)?;
+    fn into_subscription(self, field: &str) -> Result<PricingModel, ManifestError> {
+        let keys = ["meter", "unit-price", "unit-amount-minor", "included-units", "cap", "cap-minor"];
+        self.refuse_keys(field, "subscription", &keys)?;
+        let needs = |key: &str| invalid(field, format!("model \"subscription\" requires {key}"));
         let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        let amount_minor = Amount::new(field, "price", self.price, "amount-minor", self.amount_minor)
+            .read(currency)?
+            .ok_or_else(|| needs("price"))?;
         let interval = match self.interval.ok_or_else(|| needs("interval"))?.as_str() {
             "month" => Interval::Month,
             "year" => Interval::Year,
@@ -326,26 +337,38 @@ impl Plan {
                 u32::try_from(days).map_err(|_| invalid(field, format!("must be 0 or more, got {days}")))?
             }
         };
-        Ok(PricingModel::Flat { amount_minor, currency, interval, trial_days })
+        Ok(PricingModel::Subscription { amount_minor, currency, interval, trial_days })
     }
 
     fn into_one_time(self, field: &str) -> Result<PricingModel, ManifestError> {
-        let keys = ["interval", "meter", "unit-amount-minor", "included-units", "trial-days", "cap-minor"];
+        let keys = [
+            "interval",
+            "meter",
+            "unit-price",
+            "unit-amount-minor",
+            "included-units",
+            "trial-days",
+            "cap",
+            "cap-minor",
+        ];
         self.refuse_keys(field, "one-time", &keys)?;
         let needs = |key: &str| invalid(field, format!("model \"one-time\" requires {key}"));
-        let amount = self.amount_minor.ok_or_else(|| needs("amount-minor"))?;
-        let amount_minor = money(&format!("{field}.amount-minor"), amount)?;
         let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        let amount_minor = Amount::new(field, "price", self.price, "amount-minor", self.amount_minor)
+            .read(currency)?
+            .ok_or_else(|| needs("price"))?;
         Ok(PricingModel::OneTime { amount_minor, currency })
     }
 
-    fn into_per_unit(self, field: &str) -> Result<PricingModel, ManifestError> {
-        self.refuse_keys(field, "per-unit", &["amount-minor", "interval", "trial-days"])?;
-        let needs = |key: &str| invalid(field, format!("model \"per-unit\" requires {key}"));
+    fn into_usage(self, field: &str) -> Result<PricingModel, ManifestError> {
+        self.refuse_keys(field, "usage", &["price", "amount-minor", "interval", "trial-days"])?;
+        let needs = |key: &str| invalid(field, format!("model \"usage\" requires {key}"));
         let meter = self.meter.ok_or_else(|| needs("meter"))?;
-        let amount = self.unit_amount_minor.ok_or_else(|| needs("unit-amount-minor"))?;
-        let unit_amount_minor = money(&format!("{field}.unit-amount-minor"), amount)?;
         let currency = currency(field, self.currency.ok_or_else(|| needs("currency"))?)?;
+        let unit_amount_minor =
+            Amount::new(field, "unit-price", self.unit_price, "unit-amount-minor", self.unit_amount_minor)
+                .read(currency)?
+                .ok_or_else(|| needs("unit-price"))?;
         let included_units = match self.included_units {
             None => 0,
             Some(value) => {
@@ -354,9 +377,72 @@ impl Plan {
                 u64::try_from(units).map_err(|_| invalid(field, format!("must be 0 or more, got {units}")))?
             }
         };
-        let cap_minor = self.cap_minor.map(|value| money(&format!("{field}.cap-minor"), value)).transpose()?;
-        Ok(PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units, cap_minor })
+        let cap_minor = Amount::new(field, "cap", self.cap, "cap-minor", self.cap_minor).read(currency)?;
+        Ok(PricingModel::Usage { meter, unit_amount_minor, currency, included_units, cap_minor })
     }
+}
+
+/// An amount a plan may write two ways: a decimal in the currency (`price = "9.00"`), or
+/// the older integer of minor units (`amount-minor = 900`, still read, with a warning).
+struct Amount<'a> {
+    plan: &'a str,
+    decimal_key: &'static str,
+    decimal: Option<toml::Value>,
+    minor_key: &'static str,
+    minor: Option<toml::Value>,
+}
+
+impl<'a> Amount<'a> {
+    fn new(
+        plan: &'a str,
+        decimal_key: &'static str,
+        decimal: Option<toml::Value>,
+        minor_key: &'static str,
+        minor: Option<toml::Value>,
+    ) -> Self {
+        Self { plan, decimal_key, decimal, minor_key, minor }
+    }
+
+    fn read(self, currency: Currency) -> Result<Option<i64>, ManifestError> {
+        let (plan, key) = (self.plan, self.decimal_key);
+        match (self.decimal, self.minor) {
+            (Some(_), Some(_)) => Err(invalid(
+                format!("{plan}.{}", self.minor_key),
+                format!("give {key} or {}, not both (write {key} = \"9.00\")", self.minor_key),
+            )),
+            (Some(value), None) => decimal(&format!("{plan}.{key}"), value, currency).map(Some),
+            (None, Some(value)) => money(&format!("{plan}.{}", self.minor_key), value).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// A decimal amount in major units, written as a string so that no float is involved:
+/// `"9.00"`, `"1200"` (JPY), `"0.125"` (KWD); more than zero.
+fn decimal(field: &str, value: toml::Value, currency: Currency) -> Result<i64, ManifestError> {
+    let example = match currency.exponent() {
+        0 => "\"1200\"".to_string(),
+        n => format!("\"9.{}\"", "9".repeat(n as usize)),
+    };
+    let text = match value {
+        toml::Value::String(text) => text,
+        toml::Value::Integer(n) => {
+            return Err(invalid(field, format!("must be a decimal string in {currency}, such as {example}; got {n}")));
+        }
+        toml::Value::Float(x) => {
+            return Err(invalid(
+                field,
+                format!("must be a decimal string in {currency}, such as {example}; got {x:?}"),
+            ));
+        }
+        other => return Err(invalid(field, format!("must be a decimal string, got a {}", other.type_str()))),
+    };
+    let amount = nexus_money::Money::parse(&text, currency)
+        .map_err(|e| invalid(field, format!("{e}; write it like {example}")))?;
+    if amount.minor <= 0 {
+        return Err(invalid(field, format!("must be greater than 0, got {text:?}")));
+    }
+    Ok(amount.minor)
 }
 
 fn currency(plan: &str, text: String) -> Result<Currency, ManifestError> {

@@ -166,7 +166,7 @@ pub const MAX_TRIAL_DAYS: u32 = 365;
 fn check_model(field: &str, model: &PricingModel) -> Result<(), ManifestError> {
     match model {
         PricingModel::Free => Ok(()),
-        PricingModel::Flat { amount_minor, trial_days, .. } => {
+        PricingModel::Subscription { amount_minor, trial_days, .. } => {
             if *trial_days > MAX_TRIAL_DAYS {
                 return Err(invalid(
                     format!("{field}.trial-days"),
@@ -176,7 +176,7 @@ fn check_model(field: &str, model: &PricingModel) -> Result<(), ManifestError> {
             check_amount(&format!("{field}.amount-minor"), *amount_minor)
         }
         PricingModel::OneTime { amount_minor, .. } => check_amount(&format!("{field}.amount-minor"), *amount_minor),
-        PricingModel::PerUnit { meter, unit_amount_minor, cap_minor, .. } => {
+        PricingModel::Usage { meter, unit_amount_minor, cap_minor, .. } => {
             // The host's own rule, so every meter a plan names is one a plugin can report.
             if !nexus_host::capability::usage::valid_meter(meter) {
                 let problem = format!("{meter:?} must be 1 to 64 of a-z, 0-9 and '-', not starting with '-'");

@@ -66,12 +66,17 @@ fn parses_every_field_of_the_full_example() {
             plan(
                 "team",
                 "Team",
-                PricingModel::Flat { amount_minor: 900, currency: usd, interval: Interval::Month, trial_days: 0 }
+                PricingModel::Subscription {
+                    amount_minor: 900,
+                    currency: usd,
+                    interval: Interval::Month,
+                    trial_days: 0
+                }
             ),
             plan(
                 "per-message",
                 "Pay as you go",
-                PricingModel::PerUnit {
+                PricingModel::Usage {
                     meter: "messages-sent".into(),
                     unit_amount_minor: 2,
                     currency: eur,
@@ -112,7 +117,7 @@ fn minimal_manifest_uses_defaults() {
     assert_eq!(m.contract, ContractVersion::V1_1);
     assert_eq!(m.capabilities, BTreeMap::new());
     assert_eq!(m.requested_hosts(), []);
-    let PricingModel::PerUnit { included_units, .. } = &m.pricing[0].model else { panic!("{:?}", m.pricing[0]) };
+    let PricingModel::Usage { included_units, .. } = &m.pricing[0].model else { panic!("{:?}", m.pricing[0]) };
     assert_eq!(*included_units, 0);
 }
 
@@ -130,7 +135,7 @@ fn json_form_has_the_toml_shape_and_round_trips() {
     assert_eq!(json["capabilities"]["log"], serde_json::json!({"reason": "Records what was sent"}));
     assert_eq!(
         json["pricing"][1],
-        serde_json::json!({"id": "team", "name": "Team", "model": "flat", "amount-minor": 900, "currency": "USD", "interval": "month"})
+        serde_json::json!({"id": "team", "name": "Team", "model": "subscription", "amount-minor": 900, "currency": "USD", "interval": "month"})
     );
     assert_eq!(json["pricing"][0], serde_json::json!({"id": "free", "name": "Free", "model": "free"}));
     let back: Manifest = serde_json::from_value(json).unwrap();
@@ -331,7 +336,7 @@ const REJECTIONS: &[(&str, &str, &str, &str)] = &[
         "model = \"free\"",
         "model = \"tiered\"",
         "pricing[0].model",
-        "\"tiered\" must be one of free, flat, per-unit, one-time",
+        "\"tiered\" must be one of free, subscription, usage, one-time",
     ),
     (
         "model = \"free\"",
@@ -339,7 +344,7 @@ const REJECTIONS: &[(&str, &str, &str, &str)] = &[
         "pricing[0].currency",
         "is not allowed for model \"free\"",
     ),
-    ("interval = \"month\"\n", "", "pricing[1]", "model \"flat\" requires interval"),
+    ("interval = \"month\"\n", "", "pricing[1]", "model \"subscription\" requires interval"),
     ("interval = \"month\"", "interval = \"week\"", "pricing[1].interval", "\"week\" must be \"month\" or \"year\""),
     (
         "currency = \"USD\"",
@@ -379,10 +384,10 @@ const REJECTIONS: &[(&str, &str, &str, &str)] = &[
         "pricing[2].meter",
         "\"Messages\" must be 1 to 64 of a-z, 0-9 and '-', not starting with '-'",
     ),
-    ("meter = \"messages-sent\"\n", "", "pricing[2]", "model \"per-unit\" requires meter"),
+    ("meter = \"messages-sent\"\n", "", "pricing[2]", "model \"usage\" requires meter"),
     ("included-units = 1000", "included-units = -1", "pricing[2].included-units", "must be 0 or more, got -1"),
     ("included-units = 1000", "included-units = 1.5", "pricing[2].included-units", "must be a whole number, got 1.5"),
-    ("included-units = 1000", "interval = \"month\"", "pricing[2].interval", "is not allowed for model \"per-unit\""),
+    ("included-units = 1000", "interval = \"month\"", "pricing[2].interval", "is not allowed for model \"usage\""),
 ];
 
 #[test]
@@ -548,13 +553,13 @@ currency = "JPY"
     assert_eq!(
         m.pricing.iter().map(|p| p.model.clone()).collect::<Vec<_>>(),
         [
-            PricingModel::Flat {
+            PricingModel::Subscription {
                 amount_minor: 2900,
                 currency: currency("USD"),
                 interval: Interval::Month,
                 trial_days: 14
             },
-            PricingModel::PerUnit {
+            PricingModel::Usage {
                 meter: "messages-sent".into(),
                 unit_amount_minor: 2,
                 currency: currency("EUR"),
@@ -748,4 +753,135 @@ fn listing_links_media_and_changelog_are_read_and_checked() {
         top(&format!("changelog = \"{long}\"")).unwrap_err(),
         invalid_err("changelog", "must be at most 4000 characters, got 4001")
     );
+}
+
+/// The vocabulary the CLI, API and console use: `subscription`/`usage` and decimal amounts in
+/// the plan's currency read exactly as the older `flat`/`per-unit` and minor units, which are
+/// still accepted with one deprecation warning per use.
+#[test]
+fn plans_read_the_same_in_decimals_and_in_the_older_minor_units() {
+    let head = &VALID[..VALID.find("[[pricing]]").unwrap()];
+    let new = r#"
+[[pricing]]
+id = "team"
+name = "Team"
+model = "subscription"
+price = "29.00"
+currency = "USD"
+interval = "month"
+
+[[pricing]]
+id = "metered"
+name = "Metered"
+model = "usage"
+meter = "messages-sent"
+unit-price = "0.125"
+currency = "KWD"
+cap = "50"
+
+[[pricing]]
+id = "lifetime"
+name = "Lifetime"
+model = "one-time"
+price = "4900"
+currency = "JPY"
+"#;
+    let old = r#"
+[[pricing]]
+id = "team"
+name = "Team"
+model = "flat"
+amount-minor = 2900
+currency = "USD"
+interval = "month"
+
+[[pricing]]
+id = "metered"
+name = "Metered"
+model = "per-unit"
+meter = "messages-sent"
+unit-amount-minor = 125
+currency = "KWD"
+cap-minor = 50000
+
+[[pricing]]
+id = "lifetime"
+name = "Lifetime"
+model = "one-time"
+amount-minor = 4900
+currency = "JPY"
+"#;
+    let (new_text, old_text) = (format!("{head}{new}"), format!("{head}{old}"));
+    let (from_new, from_old) = (Manifest::from_toml(&new_text).unwrap(), Manifest::from_toml(&old_text).unwrap());
+    assert_eq!(from_new, from_old);
+    assert_eq!(
+        from_new.pricing[1].model,
+        PricingModel::Usage {
+            meter: "messages-sent".into(),
+            unit_amount_minor: 125,
+            currency: Currency::from_code("KWD").unwrap(),
+            included_units: 0,
+            cap_minor: Some(50_000),
+        }
+    );
+    assert_eq!(Manifest::deprecations(&new_text), Vec::<String>::new());
+    assert_eq!(
+        Manifest::deprecations(&old_text),
+        [
+            "pricing[0].model \"flat\" is deprecated: write model = \"subscription\" (the name the CLI, API and console use)",
+            "pricing[0].amount-minor is deprecated: write price = \"29.00\" (a decimal in the plan's currency)",
+            "pricing[1].model \"per-unit\" is deprecated: write model = \"usage\" (the name the CLI, API and console use)",
+            "pricing[1].unit-amount-minor is deprecated: write unit-price = \"0.125\" (a decimal in the plan's currency)",
+            "pricing[1].cap-minor is deprecated: write cap = \"50.000\" (a decimal in the plan's currency)",
+            "pricing[2].amount-minor is deprecated: write price = \"4900\" (a decimal in the plan's currency)",
+        ]
+    );
+    // The JSON form names the model as the API does, and a stored older one still reads.
+    let json = serde_json::to_value(&from_old).unwrap();
+    assert_eq!(json["pricing"][0]["model"], "subscription");
+    assert_eq!(json["pricing"][1]["model"], "usage");
+    let mut stored = json.clone();
+    stored["pricing"][0]["model"] = "flat".into();
+    stored["pricing"][1]["model"] = "per-unit".into();
+    assert_eq!(serde_json::from_value::<Manifest>(stored).unwrap(), from_old);
+
+    let refused =
+        |from: &str, to: &str| Manifest::from_toml(&format!("{head}{}", new.replacen(from, to, 1))).unwrap_err();
+    for (from, to, field, problem) in [
+        (
+            "price = \"29.00\"",
+            "price = 29",
+            "pricing[0].price",
+            "must be a decimal string in USD, such as \"9.99\"; got 29",
+        ),
+        (
+            "price = \"29.00\"",
+            "price = 29.5",
+            "pricing[0].price",
+            "must be a decimal string in USD, such as \"9.99\"; got 29.5",
+        ),
+        (
+            "price = \"29.00\"",
+            "price = \"29.001\"",
+            "pricing[0].price",
+            "invalid amount `29.001`: more decimals than the currency has minor units; write it like \"9.99\"",
+        ),
+        ("price = \"29.00\"", "price = \"0\"", "pricing[0].price", "must be greater than 0, got \"0\""),
+        (
+            "price = \"29.00\"",
+            "price = \"29.00\"\namount-minor = 2900",
+            "pricing[0].amount-minor",
+            "give price or amount-minor, not both (write price = \"9.00\")",
+        ),
+        (
+            "price = \"4900\"",
+            "price = \"49.5\"",
+            "pricing[2].price",
+            "invalid amount `49.5`: more decimals than the currency has minor units; write it like \"1200\"",
+        ),
+        ("unit-price = \"0.125\"\n", "", "pricing[1]", "model \"usage\" requires unit-price"),
+        ("cap = \"50\"", "price = \"50\"", "pricing[1].price", "is not allowed for model \"usage\""),
+    ] {
+        assert_eq!(refused(from, to), invalid_err(field, problem), "{from:?} -> {to:?}");
+    }
 }

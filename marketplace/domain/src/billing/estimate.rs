@@ -42,10 +42,100 @@ pub struct UsageSoFar {
 /// the operators' (the install's own visibility).
 pub async fn usage_so_far(market: &Market, caller: &Caller, id: &str) -> Result<UsageSoFar, MarketError> {
     let install = installs::get(market, caller, id).await?;
+    let ended = install.status == installs::InstallStatus::Uninstalled;
+    estimate(market, id, install.plan_id.as_deref(), ended).await
+}
+
+/// `GET /v1/plugins/{publisher}/{name}/usage`: the partner's side of the same figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PluginUsage {
+    pub plugin: String,
+    /// When the figures were read (the marketplace's billing clock).
+    pub as_of: i64,
+    /// Every live install of the plugin, oldest first.
+    pub installs: Vec<InstallUsage>,
+    /// Per currency: the units and what they would be charged if every period ended now.
+    pub totals: Vec<UsageTotal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct InstallUsage {
+    pub tenant: String,
+    #[serde(flatten)]
+    pub usage: UsageSoFar,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct UsageTotal {
+    pub currency: String,
+    pub installs: u64,
+    pub units: u64,
+    pub billable_units: u64,
+    pub estimate_minor: i64,
+}
+
+/// What each live install of a plugin has used this period and would be charged for it: the
+/// plugin's publisher's and the operators'. Each install is rated exactly as
+/// [`usage_so_far`] rates it for its tenant.
+pub async fn plugin_usage(
+    market: &Market,
+    caller: &Caller,
+    publisher: &str,
+    name: &str,
+) -> Result<PluginUsage, MarketError> {
+    caller.may_act_for_publisher(publisher)?;
+    let plugin = format!("{publisher}/{name}");
+    plans::plugin_exists(market, &plugin.parse().map_err(nexus_registry::RegistryError::from)?).await?;
+    let rows = sqlx::query(
+        "SELECT id, tenant_id, plan_id FROM installs WHERE plugin_id = $1 AND status <> $2 ORDER BY created_at, id",
+    )
+    .bind(&plugin)
+    .bind(installs::InstallStatus::Uninstalled.as_str())
+    .fetch_all(&market.db.pool)
+    .await?;
+    let mut out =
+        PluginUsage { plugin, as_of: market.billing.clock.now_ms(), installs: Vec::new(), totals: Vec::new() };
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let plan: Option<String> = row.try_get("plan_id")?;
+        let usage = estimate(market, &id, plan.as_deref(), false).await?;
+        if let Some(currency) = &usage.currency {
+            let at = match out.totals.iter().position(|t| &t.currency == currency) {
+                Some(at) => at,
+                None => {
+                    let zero = UsageTotal {
+                        currency: currency.clone(),
+                        installs: 0,
+                        units: 0,
+                        billable_units: 0,
+                        estimate_minor: 0,
+                    };
+                    out.totals.push(zero);
+                    out.totals.len() - 1
+                }
+            };
+            let total = &mut out.totals[at];
+            total.installs += 1;
+            total.units += usage.units;
+            total.billable_units += usage.billable_units;
+            total.estimate_minor = total
+                .estimate_minor
+                .checked_add(usage.estimate_minor)
+                .ok_or(nexus_money::MoneyError::Overflow)
+                .map_err(money_error)?;
+        }
+        out.installs.push(InstallUsage { tenant: row.try_get("tenant_id")?, usage });
+    }
+    out.totals.sort_by(|a, b| a.currency.cmp(&b.currency));
+    Ok(out)
+}
+
+/// One install's figures; `ended` (uninstalled) has none.
+async fn estimate(market: &Market, id: &str, plan_id: Option<&str>, ended: bool) -> Result<UsageSoFar, MarketError> {
     let now = market.billing.clock.now_ms();
     let mut out = UsageSoFar {
         install: id.to_string(),
-        plan: install.plan_id.clone(),
+        plan: plan_id.map(str::to_string),
         period_start: None,
         period_end: None,
         meter: None,
@@ -57,8 +147,8 @@ pub async fn usage_so_far(market: &Market, caller: &Caller, id: &str) -> Result<
         next_charge_at: None,
         next_period_minor: 0,
     };
-    let Some(plan_id) = &install.plan_id else { return Ok(out) };
-    if install.status == installs::InstallStatus::Uninstalled {
+    let Some(plan_id) = plan_id else { return Ok(out) };
+    if ended {
         return Ok(out);
     }
     let mut conn = market.db.pool.acquire().await?;

@@ -304,7 +304,7 @@ async fn insert(
     Ok((inserted.rows_affected() == 1).then_some(id))
 }
 
-async fn plugin_exists(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
+pub(crate) async fn plugin_exists(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
     let found: Option<String> = sqlx::query_scalar("SELECT id FROM plugins WHERE id = $1")
         .bind(plugin.to_string())
         .fetch_optional(&market.db.pool)
@@ -537,7 +537,7 @@ fn from_manifest(manifest: &Manifest) -> Vec<PlanRequest> {
             };
             match &p.model {
                 PricingModel::Free => base,
-                PricingModel::Flat { amount_minor, currency, interval, trial_days } => PlanRequest {
+                PricingModel::Subscription { amount_minor, currency, interval, trial_days } => PlanRequest {
                     model: PlanModel::Subscription,
                     currency: Some(currency.to_string()),
                     price_minor: *amount_minor,
@@ -548,19 +548,17 @@ fn from_manifest(manifest: &Manifest) -> Vec<PlanRequest> {
                     }),
                     ..base
                 },
-                PricingModel::PerUnit { meter, unit_amount_minor, currency, included_units, cap_minor } => {
-                    PlanRequest {
-                        model: PlanModel::Usage,
-                        currency: Some(currency.to_string()),
-                        usage: Some(UsageTerms {
-                            meter: meter.clone(),
-                            unit_minor: *unit_amount_minor,
-                            included_units: *included_units,
-                            cap_minor: *cap_minor,
-                        }),
-                        ..base
-                    }
-                }
+                PricingModel::Usage { meter, unit_amount_minor, currency, included_units, cap_minor } => PlanRequest {
+                    model: PlanModel::Usage,
+                    currency: Some(currency.to_string()),
+                    usage: Some(UsageTerms {
+                        meter: meter.clone(),
+                        unit_minor: *unit_amount_minor,
+                        included_units: *included_units,
+                        cap_minor: *cap_minor,
+                    }),
+                    ..base
+                },
                 PricingModel::OneTime { amount_minor, currency } => PlanRequest {
                     model: PlanModel::OneTime,
                     currency: Some(currency.to_string()),
@@ -611,7 +609,11 @@ pub async fn backfill(market: &Market) -> Result<(), MarketError> {
     .await?;
     for plugin in unpriced {
         let id: PluginId = plugin.parse().map_err(RegistryError::from)?;
-        let versions = market.registry.versions(&id).await?;
+        let versions = match market.registry.versions(&id).await {
+            // Development versions only (`dev_versions.rs`): their publishes seed plans.
+            Err(RegistryError::NotFound(_)) => continue,
+            other => other?,
+        };
         if let Some(newest) = versions.iter().max_by(|a, b| a.version.cmp(&b.version)) {
             seed(market, &id, &newest.manifest, "system:backfill").await?;
         }

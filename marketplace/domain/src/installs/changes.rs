@@ -65,7 +65,8 @@ pub async fn update_settings(
     if let Some(text) = &update.requirement {
         // Refused before anything is written when no version satisfies it.
         let requirement = parse_requirement(text).map_err(RegistryError::from)?;
-        market.registry.resolve(&plugin, &requirement).await?;
+        let tenant: crate::accounts::TenantId = current.tenant.parse()?;
+        crate::dev_versions::resolve_for(market, &tenant, &plugin, &requirement).await?;
     }
     let mut tx = write_tx(market).await?;
     if let Some(requirement) = &update.requirement {
@@ -325,22 +326,32 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
         .bind(plugin.to_string())
         .fetch_all(&market.db.pool)
         .await?;
-    // Many installs share a requirement: resolve each requirement once.
-    let mut resolved: HashMap<String, Option<VersionRecord>> = HashMap::new();
+    // Many installs share a requirement: resolve each requirement once (and once more for
+    // the publisher's development tenants, who alone may have development versions).
+    let dev_tenants = crate::dev_versions::tenants_of(market, plugin.publisher.as_str()).await?;
+    let mut resolved: HashMap<(String, bool), Option<VersionRecord>> = HashMap::new();
     for row in &rows {
         let current = install(row)?;
-        if !resolved.contains_key(&current.requirement) {
+        let key = (current.requirement.clone(), dev_tenants.contains(&current.tenant));
+        if !resolved.contains_key(&key) {
             let best = match parse_requirement(&current.requirement) {
-                Ok(requirement) => match market.registry.resolve(plugin, &requirement).await {
-                    Ok(best) => Some(best),
-                    Err(RegistryError::NoMatchingVersion { .. }) => None,
-                    Err(other) => return Err(other.into()),
-                },
+                Ok(requirement) => {
+                    let found = if key.1 && crate::dev_versions::names_dev(&requirement) {
+                        market.registry.resolve_with_dev(plugin, &requirement).await
+                    } else {
+                        market.registry.resolve(plugin, &requirement).await
+                    };
+                    match found {
+                        Ok(best) => Some(best),
+                        Err(RegistryError::NoMatchingVersion { .. }) => None,
+                        Err(other) => return Err(other.into()),
+                    }
+                }
                 Err(_) => None,
             };
-            resolved.insert(current.requirement.clone(), best);
+            resolved.insert(key.clone(), best);
         }
-        let Some(Some(best)) = resolved.get(&current.requirement) else { continue };
+        let Some(Some(best)) = resolved.get(&key) else { continue };
         let pending = current.pending_upgrade.as_ref().map(|p| p.version.as_str());
         if best.version.to_string() == current.version && pending.is_none() {
             continue; // nothing to do: no write transaction

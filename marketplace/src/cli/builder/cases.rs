@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::check::{check, locate};
 use crate::cli::output;
-use crate::cli::plugin_run::EventArg;
+use crate::cli::plugin_run::{EventArg, LocalHost};
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -153,12 +153,12 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Checks the project's last build, then runs its cases, printing one line per case.
-pub async fn test_project(host: &Host, dir: &Path, only: Option<&str>) -> anyhow::Result<Tally> {
+pub async fn test_project(hosts: &LocalHost, dir: &Path, only: Option<&str>) -> anyhow::Result<Tally> {
     let (component_path, manifest_text) = locate(dir, None)?;
     let component =
         std::fs::read(&component_path).with_context(|| format!("cannot read {}", component_path.display()))?;
     eprintln!("loading {} ({} KiB)...", component_path.display(), component.len() / 1024);
-    let checked = match check(host, &manifest_text, component).await {
+    let checked = match check(hosts, &manifest_text, component).await {
         Ok(checked) => checked,
         Err(refusal) => bail!("the component would not be published: {refusal} (see `nexus plugin check`)"),
     };
@@ -167,7 +167,7 @@ pub async fn test_project(host: &Host, dir: &Path, only: Option<&str>) -> anyhow
     let mut tally = Tally::default();
     for path in &cases {
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("case").to_string();
-        match run_case(host, &checked.plugin, &checked.manifest, path, &name, &sink).await {
+        match run_case(&checked.host, &checked.plugin, &checked.manifest, path, &name, &sink).await {
             Ok(()) => {
                 println!("ok      {name}");
                 tally.passed += 1;
@@ -220,8 +220,14 @@ async fn run_case(
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let text = text.replace("{{sink}}", &sink.url());
-    let mut case: Case =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not a valid case: {e}", path.display()))?;
+    let mut case: Case = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}: not a valid case: {e}; a case has `event`, `expect` and optionally `config`, `secrets`, `kv`, \
+             `sink_answer` (docs/builders.md, \"Test cases\")",
+            path.display(),
+            e.line()
+        )
+    })?;
     if case.event.id == crate::cli::plugin_run::default_id() {
         case.event.id = format!("evt-{name}");
     }

@@ -12,6 +12,7 @@ use nexus_host::{Host, InvocationContext, Limits, MemoryKv, Plugin, Secrets};
 use nexus_registry::{Manifest, PublishRequest};
 
 use super::project::Project;
+use crate::cli::plugin_run::{Loaded, LocalHost};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -39,6 +40,8 @@ impl std::fmt::Display for Refusal {
 /// A component that passed: ready to publish.
 pub struct Checked {
     pub manifest: Manifest,
+    /// The host that loaded the plugin (Winch's, or Cranelift's when Winch could not).
+    pub host: Arc<Host>,
     pub plugin: Arc<Plugin>,
     pub size: usize,
     pub warnings: Vec<String>,
@@ -48,13 +51,13 @@ pub struct Checked {
 pub const COMPILING: &str = "compiling the component to machine code (once per build, then cached)";
 
 /// The registry's publish checks, the host's load limits, then `describe()`.
-pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Result<Checked, Refusal> {
+pub async fn check(hosts: &LocalHost, manifest_text: &str, component: Vec<u8>) -> Result<Checked, Refusal> {
     let size = component.len();
     let request =
         PublishRequest { manifest: manifest_text.to_string(), component, claimed_digest: None, signature: None };
     let (manifest, _, warnings) = nexus_registry::publish::check(&request, None)
         .map_err(|e| Refusal { code: e.code().as_str(), message: e.to_string() })?;
-    let (plugin, _) = crate::cli::output::waiting(COMPILING, host.load(&request.component))
+    let Loaded { host, plugin, .. } = crate::cli::output::waiting(COMPILING, hosts.load(&request.component))
         .await
         .map_err(|e| Refusal { code: e.code(), message: e.to_string() })?;
     let context = InvocationContext {
@@ -95,7 +98,7 @@ pub async fn check(host: &Host, manifest_text: &str, component: Vec<u8>) -> Resu
             ),
         });
     }
-    Ok(Checked { manifest, plugin, size, warnings })
+    Ok(Checked { manifest, host, plugin, size, warnings })
 }
 
 /// The component and manifest a path names: a project's last build, or a .wasm with a

@@ -71,7 +71,7 @@ impl Project {
             format!("{} has no nexus.toml: run this in a plugin project (`nexus new <name>` makes one)", dir.display())
         })?;
         let manifest =
-            Manifest::from_toml(&manifest_text).with_context(|| format!("in {}", manifest_path.display()))?;
+            Manifest::from_toml(&manifest_text).map_err(|e| manifest_error(&manifest_path, &manifest_text, &e))?;
         let lang = if dir.join("Cargo.toml").exists() {
             Lang::Rust
         } else if dir.join("package.json").exists() {
@@ -91,22 +91,44 @@ impl Project {
 
     /// Builds the component with the project's toolchain and returns its path. The
     /// toolchain's own output goes to stderr as it comes.
+    ///
+    /// A build is keyed by its inputs (every project file but the test cases, build output
+    /// and tool folders): when they are what the last build was made from and its component
+    /// is still the one it wrote, Python and JavaScript skip their toolchain (tens of
+    /// seconds); Rust always asks cargo, whose own tracking also sees path dependencies and
+    /// is a no-op in well under a second.
     pub fn build(&self) -> anyhow::Result<PathBuf> {
         self.check_world()?;
+        let inputs = build_inputs(&self.dir)?;
+        if self.lang != Lang::Rust
+            && let Some(component) = self.stamped(&inputs)
+        {
+            eprintln!("up to date {} (its inputs have not changed since the last build)", component.display());
+            return Ok(component);
+        }
         eprintln!("building {} ({}) with {}...", self.manifest.id, self.lang, self.lang.build_tool());
         let component = match self.lang {
             Lang::Rust => build_rust(&self.dir)?,
             Lang::Python => self.build_python()?,
             Lang::Js => self.build_js()?,
         };
-        // Built now, from the sources as they are, even when the toolchain had nothing to
-        // redo (a change to nexus.toml alone): `built` compares this time with theirs.
-        std::fs::File::options()
-            .write(true)
-            .open(&component)
-            .and_then(|file| file.set_modified(std::time::SystemTime::now()))
-            .with_context(|| format!("cannot stamp {}", component.display()))?;
+        let stamp = Stamp { inputs, component: component.clone(), component_sha256: file_sha256(&component)? };
+        let path = self.stamp_path();
+        std::fs::create_dir_all(self.dir.join(STATE_FOLDER))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&stamp)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(component)
+    }
+
+    fn stamp_path(&self) -> PathBuf {
+        self.dir.join(STATE_FOLDER).join("build.json")
+    }
+
+    /// The last build's component, if it was built from exactly `inputs` and is unchanged.
+    fn stamped(&self, inputs: &str) -> Option<PathBuf> {
+        let stamp: Stamp = serde_json::from_slice(&std::fs::read(self.stamp_path()).ok()?).ok()?;
+        (stamp.inputs == inputs && file_sha256(&stamp.component).ok()? == stamp.component_sha256)
+            .then_some(stamp.component)
     }
 
     /// Refuses a Python or JavaScript build whose `wit/world.wit` imports other interfaces
@@ -218,27 +240,94 @@ impl Project {
         Ok(out)
     }
 
-    /// The component the last build left, if it is newer than every source file: what
-    /// `check` and `test` use when no file is named (a stale one would test old code).
+    /// The component the last `nexus build` made, if the project's build inputs are still
+    /// what it was made from and the file is unchanged: what `check` and `test` use when no
+    /// file is named (a stale one would test old code). Editing only test cases keeps it.
     pub fn built(&self) -> Option<PathBuf> {
-        let component = self.last_build()?;
-        let built_at = std::fs::metadata(&component).and_then(|m| m.modified()).ok()?;
-        let newest_source = super::newest_build_input(&self.dir);
-        newest_source.is_none_or(|source| source <= built_at).then_some(component)
+        self.stamped(&build_inputs(&self.dir).ok()?)
     }
+}
 
-    fn last_build(&self) -> Option<PathBuf> {
-        match self.lang {
-            Lang::Rust => {
-                let crate_name = cargo_package_name(&self.dir)?.replace('-', "_");
-                let target =
-                    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| self.dir.join("target"), PathBuf::from);
-                Some(target.join("wasm32-wasip2").join("release").join(format!("{crate_name}.wasm")))
-                    .filter(|p| p.exists())
-            }
-            Lang::Python | Lang::Js => Some(self.dist()).filter(|p| p.exists()),
-        }
+/// A manifest problem as `path:line: problem; fix`, the line found from the error's own
+/// position (syntax) or from the field it names (`pricing[1].price`).
+pub fn manifest_error(path: &Path, text: &str, error: &nexus_registry::manifest::ManifestError) -> anyhow::Error {
+    use nexus_registry::manifest::ManifestError;
+    let line = match error {
+        ManifestError::Syntax(message) => message
+            .strip_prefix("line ")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok()),
+        ManifestError::Invalid { field, .. } => field_line(text, field),
+        ManifestError::Missing { .. } => None,
+    };
+    let place = line.map_or_else(|| path.display().to_string(), |line| format!("{}:{line}", path.display()));
+    anyhow::anyhow!(
+        "{place}: {error} [{}]; fix it there (docs/builders.md, \"The manifest\", lists every field), then run the \
+         command again",
+        error.code().as_str()
+    )
+}
+
+/// The 1-based line of a manifest field such as `summary`, `pricing[1].price` or
+/// `capabilities.http.hosts[0].host`: its table's header, then the key within it.
+pub fn field_line(text: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let segments: Vec<&str> = field.split('.').collect();
+    let bare = |segment: &str| segment.split('[').next().unwrap_or(segment).to_string();
+    let key = bare(segments.last()?);
+    let mut from = 0;
+    let first = segments[0];
+    if let Some((table, index)) = first.split_once('[') {
+        let index: usize = index.trim_end_matches(']').parse().ok()?;
+        let header = format!("[[{table}]]");
+        from = lines.iter().enumerate().filter(|(_, l)| l.trim() == header).nth(index)?.0;
+    } else if segments.len() > 1 {
+        let header = format!("[{}.{}]", segments[0], bare(segments[1]));
+        let table = format!("[{}]", segments[0]);
+        from = lines.iter().position(|l| l.trim() == header || l.trim() == table).unwrap_or(0);
     }
+    let found = lines.iter().enumerate().skip(from).find(|(n, line)| {
+        let line = line.trim_start();
+        (*n == from || !line.starts_with('[') || segments.len() == 1)
+            && line.strip_prefix(key.as_str()).is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    Some(found.map_or(from, |(n, _)| n) + 1)
+}
+
+/// The project folder's own state: the last build's stamp, the local marketplace of
+/// `nexus dev --marketplace`. Never a build input.
+pub const STATE_FOLDER: &str = ".nexus";
+
+/// What the last build was made from and what it wrote (`.nexus/build.json`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    inputs: String,
+    component: PathBuf,
+    component_sha256: String,
+}
+
+fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// The sha256 of a build's inputs: every file's path (relative, sorted) and bytes, without
+/// the test cases, what builds and tools write, and this version of nexus (a newer one may
+/// build differently).
+pub fn build_inputs(dir: &Path) -> anyhow::Result<String> {
+    let mut files = super::source_files(dir, &[dir.join(super::CASES_FOLDER)]);
+    files.sort();
+    let mut hash = sha2::Sha256::new();
+    hash.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for file in files {
+        let relative = file.strip_prefix(dir).unwrap_or(&file);
+        let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        hash.update(relative.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    Ok(hex::encode(hash.finalize()))
 }
 
 /// Runs a toolchain command with its output on stderr: stdout is the command's result.
@@ -263,12 +352,6 @@ fn world_imports(wit: &str) -> Vec<String> {
     imports.sort();
     imports.dedup();
     imports
-}
-
-fn cargo_package_name(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("Cargo.toml")).ok()?;
-    let value: toml::Table = text.parse().ok()?;
-    value.get("package")?.get("name")?.as_str().map(str::to_string)
 }
 
 /// `cargo build --release --target wasm32-wasip2` in `dir`, returning the component it
