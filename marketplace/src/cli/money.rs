@@ -731,6 +731,13 @@ pub async fn statements(args: StatementsArgs) -> anyhow::Result<ExitCode> {
     let Some(period) = &args.period else {
         let months: Value =
             c.send(c.client().get(c.url(&format!("/v1/publishers/{}/statements", args.publisher)))).await?;
+        if months.as_array().is_none_or(Vec::is_empty) {
+            println!(
+                "no statements for {} yet: a month's statement starts with its first collected sale; usage is \
+                 charged when each install's period ends (`nexus usage --plugin {}/<name>` shows it so far)",
+                args.publisher, args.publisher
+            );
+        }
         for month in months.as_array().into_iter().flatten() {
             let currency = month["currency"].as_str().unwrap_or("");
             let amount = |field: &str| shown(month[field].as_i64().unwrap_or(0), currency);
@@ -755,6 +762,15 @@ pub async fn statements(args: StatementsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let found: Value = c.send(request).await?;
+    if found.as_array().is_none_or(Vec::is_empty) {
+        let open = if period_open(period) {
+            "; the period is still open: usage is charged when each install's period ends (`nexus usage --plugin` \
+             shows it so far)"
+        } else {
+            ""
+        };
+        println!("no statement for {} in {period}{open}", args.publisher);
+    }
     for s in found.as_array().into_iter().flatten() {
         let currency = s["currency"].as_str().unwrap_or("");
         let amount = |field: &str| shown(s[field].as_i64().unwrap_or(0), currency);

@@ -359,6 +359,12 @@ fn every_template_and_sample_builds_and_passes_its_events_in_every_language() {
             "{}: {tested}",
             project.display()
         );
+        // Local commands compile with Winch; the marketplace with Cranelift. Each language's
+        // metered template gives the same results both ways, case by case.
+        if project.file_name().is_some_and(|name| name.to_string_lossy().starts_with("metered-")) {
+            let cranelift = ok_in(project, &["plugin", "test"], &[("NEXUS_COMPILER", "cranelift")]);
+            assert_eq!(cranelift, tested, "{}: Winch and Cranelift disagree", project.display());
+        }
     }
 }
 
@@ -406,6 +412,59 @@ fn builder_commands_refuse_what_publish_would_and_say_what_to_do() {
         assert!(text(&failed).contains(line), "{line:?} missing from:\n{}", text(&failed));
     }
     std::fs::remove_file(&wrong).unwrap();
+
+    // A case with a typo is named by file and line, with what a case may hold.
+    let typo = project.join("events/zz-typo.json");
+    std::fs::write(&typo, "{\n  \"event\": {\"type\": \"document.submitted\"},\n  \"expekt\": {}\n}\n").unwrap();
+    let failed = run_in(&project, &["plugin", "test", "--only", "zz-typo"], &[]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let expected = "./events/zz-typo.json:3: not a valid case: unknown field `expekt`";
+    assert!(text(&failed).contains(expected), "{expected:?} missing from:\n{}", text(&failed));
+    assert!(text(&failed).contains("a case has `event`, `expect` and optionally"), "{}", text(&failed));
+    std::fs::remove_file(&typo).unwrap();
+
+    // A manifest that does not parse, or breaks a rule, is named by file and line, with the fix.
+    let manifest = project.join("nexus.toml");
+    let good = std::fs::read_to_string(&manifest).unwrap();
+    let line_of = |start: &str| good.lines().position(|l| l.starts_with(start)).unwrap() + 1;
+    std::fs::write(&manifest, good.replacen("unit-price = \"0.01\"", "unit-price = 1", 1)).unwrap();
+    let refused = run_in(&project, &["build"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let expected = format!(
+        "{}:{}: manifest field pricing[1].unit-price is invalid: must be a decimal string in USD, such as \"9.99\"; \
+         got 1 [manifest_invalid_field]; fix it there",
+        manifest.canonicalize().unwrap().display(),
+        line_of("unit-price")
+    );
+    assert!(text(&refused).contains(&expected), "{expected:?} missing from:\n{}", text(&refused));
+    std::fs::write(&manifest, good.replacen("summary = \"", "summary = = \"", 1)).unwrap();
+    let refused = run_in(&project, &["build"], &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let expected = format!(
+        "{}:{}: manifest syntax error: line {}",
+        manifest.canonicalize().unwrap().display(),
+        line_of("summary"),
+        line_of("summary")
+    );
+    assert!(text(&refused).contains(&expected), "{expected:?} missing from:\n{}", text(&refused));
+    // The older price vocabulary still builds and checks, with one warning per use.
+    let older = good.replacen("model = \"usage\"", "model = \"per-unit\"", 1).replacen(
+        "unit-price = \"0.01\"",
+        "unit-amount-minor = 1",
+        1,
+    );
+    std::fs::write(&manifest, older).unwrap();
+    ok_in(&project, &["build"], &[]);
+    let checked = run_in(&project, &["plugin", "check"], &[]);
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked));
+    for warning in [
+        "warning: pricing[1].model \"per-unit\" is deprecated: write model = \"usage\"",
+        "warning: pricing[1].unit-amount-minor is deprecated: write unit-price = \"0.01\"",
+    ] {
+        assert!(text(&checked).contains(warning), "{warning:?} missing from:\n{}", text(&checked));
+    }
+    std::fs::write(&manifest, &good).unwrap();
+    ok_in(&project, &["build"], &[]);
 
     // Python and JavaScript import their whole world: a world.wit that imports what
     // nexus.toml does not declare is refused before the toolchain runs, with the fix.

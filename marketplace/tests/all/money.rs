@@ -1055,6 +1055,15 @@ fn the_money_commands_work_against_a_real_server() {
         assert!(sales.starts_with(&format!("no sales of nexus-labs collected in {month}; the period")), "{sales}");
         let payouts = ok(nexus(&["payouts", "list", "nexus-labs"], &as_publisher));
         assert!(payouts.starts_with("no payouts to nexus-labs yet"), "{payouts}");
+        let statements = ok(nexus(&["statements", "nexus-labs"], &as_publisher));
+        assert!(statements.starts_with("no statements for nexus-labs yet: a month's statement starts"), "{statements}");
+        let statement = ok(nexus(&["statements", "nexus-labs", &month], &as_publisher));
+        assert!(
+            statement.starts_with(&format!("no statement for nexus-labs in {month}; the period is still open")),
+            "{statement}"
+        );
+        let usage = ok(nexus(&["usage", "--plugin", "nexus-labs/echo"], &as_publisher));
+        assert!(usage.starts_with("nexus-labs/echo has no live installs: nothing is used or owed yet"), "{usage}");
 
         let day_before = nexus_money::period::day_label(nexus_registry::db::now_ms());
         let installed = nexus(&["install", "nexus-labs/echo", "--plan", "lifetime", "--yes"], &as_tenant);
