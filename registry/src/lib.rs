@@ -140,13 +140,20 @@ impl Registry {
 
     /// Publishes a version; attempts count against the publisher's rate limit.
     pub async fn publish(&self, caller: &Credential, request: PublishRequest) -> Result<Published, RegistryError> {
+        self.take_publish(caller)?;
+        publish::publish(&self.db, &self.artifacts, caller, request).await
+    }
+
+    /// One of the publisher's publishes per minute, releases and development versions alike
+    /// (each stores its bytes), or `rate_limited` with the wait.
+    fn take_publish(&self, caller: &Credential) -> Result<(), RegistryError> {
         let limiter = self.publish_limiter.read().unwrap_or_else(std::sync::PoisonError::into_inner).1.clone();
         if let Err(not_until) = limiter.check_key(&caller.publisher.to_string()) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
             return Err(RegistryError::RateLimited { retry_after });
         }
-        publish::publish(&self.db, &self.artifacts, caller, request).await
+        Ok(())
     }
 
     pub async fn yank(
@@ -186,6 +193,7 @@ impl Registry {
     /// Publishes a development version of the manifest's release (`1.2.0-dev.N`, the next
     /// N), leaving the release number itself free.
     pub async fn publish_dev(&self, caller: &Credential, request: PublishRequest) -> Result<Published, RegistryError> {
+        self.take_publish(caller)?;
         publish::publish_dev(&self.db, &self.artifacts, caller, request).await
     }
 

@@ -109,6 +109,29 @@ pub async fn resolve_for(
     Ok(market.registry.resolve(plugin, requirement).await?)
 }
 
+/// Whether `caller` may see `version` of `plugin` by its name (the version routes): a
+/// development version exists only for operators, the plugin's publisher and its
+/// development tenants; for anyone else it is not found, like a version never published.
+pub async fn may_see(
+    market: &Market,
+    caller: Option<&Caller>,
+    plugin: &PluginId,
+    version: &semver::Version,
+) -> Result<(), MarketError> {
+    if !nexus_registry::versions::is_dev(version) {
+        return Ok(());
+    }
+    let allowed = match caller {
+        Some(Caller::Operator { .. }) => true,
+        Some(Caller::Publisher(credential)) => credential.publisher == plugin.publisher,
+        Some(Caller::Tenant { tenant, .. }) => {
+            tenants_of(market, plugin.publisher.as_str()).await?.iter().any(|t| t == tenant.as_str())
+        }
+        None => false,
+    };
+    if allowed { Ok(()) } else { Err(MarketError::NotFound(format!("{plugin}@{version}"))) }
+}
+
 /// Publishes the upload as the next development version of its manifest's release: the
 /// registry's checks as for a release, the component compiled on this node, plans seeded
 /// from the manifest while the plugin has no release yet (a released plugin's plans change

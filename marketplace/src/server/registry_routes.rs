@@ -18,7 +18,7 @@ use serde_json::json;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use super::auth::{Auth, Publisher};
+use super::auth::{Auth, MaybeAuth, Publisher};
 use super::extract::JsonBody;
 use super::extract::QueryParams;
 use super::{ApiError, AppState, MAX_UPLOAD_BYTES};
@@ -174,9 +174,12 @@ pub async fn list_versions(
     params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, body = Object, description = "one version with its manifest")))]
 pub async fn get_version(
     State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<Json<VersionRecord>, ApiError> {
-    Ok(Json(state.market.registry.version(&plugin_id(&publisher, &name)?, &version(&text)?).await?))
+    let (id, version) = (plugin_id(&publisher, &name)?, version(&text)?);
+    crate::dev_versions::may_see(&state.market, caller.as_ref(), &id, &version).await?;
+    Ok(Json(state.market.registry.version(&id, &version).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -202,9 +205,12 @@ pub async fn resolve_version(
     params(("publisher" = String, Path), ("name" = String, Path), ("version" = String, Path)), responses((status = 200, content_type = "application/wasm", description = "the component, verified against its digest")))]
 pub async fn download_component(
     State(state): State<AppState>,
+    MaybeAuth(caller): MaybeAuth,
     Path((publisher, name, text)): Path<(String, String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (record, bytes) = state.market.registry.fetch(&plugin_id(&publisher, &name)?, &version(&text)?).await?;
+    let (id, version) = (plugin_id(&publisher, &name)?, version(&text)?);
+    crate::dev_versions::may_see(&state.market, caller.as_ref(), &id, &version).await?;
+    let (record, bytes) = state.market.registry.fetch(&id, &version).await?;
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
     let digest = HeaderValue::from_str(&record.digest.to_string())

@@ -122,6 +122,23 @@ fn development_versions_are_numbered_private_and_pruned() {
             );
         }
         assert_eq!(dev_versions(&env).await, ["0.3.0-dev.4", "0.3.0-dev.6", "0.3.0-dev.7", "0.3.0-dev.8"]);
+        // By its name, a development version exists for its publisher, operators and the
+        // development tenants only; for anyone else it is not found, bytes included.
+        let named = format!("/v1/plugins/{ECHO}/versions/0.3.0-dev.8");
+        for (token, expected) in [
+            (None, StatusCode::NOT_FOUND),
+            (Some(initech.as_str()), StatusCode::NOT_FOUND),
+            (Some(globex.as_str()), StatusCode::OK),
+            (Some(env.publisher.as_str()), StatusCode::OK),
+            (Some(env.operator.as_str()), StatusCode::OK),
+        ] {
+            let (status, body) = env.call("GET", &named, token, None).await;
+            assert_eq!(status, expected, "{token:?}: {body}");
+            let (status, _, _) = env.raw(Request::get(format!("{named}/component")).body(Body::empty()).unwrap()).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+        }
+        let (status, record) = env.call("GET", &named, Some(&env.publisher), None).await;
+        assert_eq!((status, &record["version"]), (StatusCode::OK, &json!("0.3.0-dev.8")), "{record}");
         // The install moves when its requirement names the newer one.
         let (status, moved) = env
             .call("PATCH", &format!("/v1/installs/{id}"), Some(&globex), Some(r#"{"requirement": "=0.3.0-dev.8"}"#))

@@ -84,6 +84,19 @@ impl Target {
         config.billing_every = Some(Duration::from_secs(60));
         // Plugins may call servers on this machine, as `nexus plugin test` lets them.
         config.allow_private_networks = vec!["127.0.0.0/8".parse()?, "::1/128".parse()?];
+        // The profiles it saves must not replace a sign-in to another marketplace.
+        for name in [PUBLISHER_PROFILE, TENANT_PROFILE] {
+            if let Some(saved) = profiles::load(name)?
+                && !saved.registry.starts_with("http://127.0.0.1:")
+            {
+                bail!(
+                    "the profile `{name}` is signed in to {}; `nexus dev --marketplace` keeps its local tokens under \
+                     that name: `nexus logout --profile {name}` first (or use that marketplace with --registry {})",
+                    saved.registry,
+                    saved.registry
+                );
+            }
+        }
         let lock = crate::server::hold_sqlite_file(&config)?;
         let market = Arc::new(config.market().await?);
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
