@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -79,8 +79,13 @@ pub struct ReplayArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// The event type, such as `order.created`.
-    #[arg(long = "type", value_name = "TYPE")]
-    event_type: String,
+    #[arg(long = "type", value_name = "TYPE", required_unless_present = "file", conflicts_with = "file")]
+    event_type: Option<String>,
+    /// Send every event of a file in turn instead: one JSON object per line,
+    /// `{"type": "order.created", "id": "evt_1", "payload": {...}}` (`id` and `payload`
+    /// optional; blank lines and lines starting with `#` are skipped).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["payload", "payload_file", "id"])]
+    file: Option<PathBuf>,
     /// The payload, as JSON (default `{}`).
     #[arg(long, value_name = "JSON", conflicts_with = "payload_file")]
     payload: Option<String>,
@@ -110,16 +115,65 @@ pub async fn run(command: EventsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One line of a `--file` of events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    id: Option<String>,
+    #[serde(default = "empty_object")]
+    payload: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
 async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
-    let payload = payload(&args)?;
+    let Some(path) = &args.file else {
+        let event_type = args.event_type.clone().context("--type is required")?;
+        return send_one(&args, &event_type, args.id.clone(), payload(&args)?).await;
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("--file {}: cannot read it", path.display()))?;
+    // Every line is read before anything is sent, so a typo on line 9 sends nothing.
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let event: FileEvent = serde_json::from_str(line).map_err(|e| {
+            anyhow!(
+                "{}:{}: not an event ({e}); each line is one JSON object such as \
+                 {{\"type\": \"order.created\", \"id\": \"evt_1\", \"payload\": {{}}}}",
+                path.display(),
+                n + 1
+            )
+        })?;
+        events.push(event);
+    }
+    if events.is_empty() {
+        bail!("{} has no events: write one JSON object per line", path.display());
+    }
+    let mut code = ExitCode::SUCCESS;
+    for event in events {
+        if send_one(&args, &event.event_type, event.id, event.payload).await? != ExitCode::SUCCESS {
+            code = ExitCode::from(1);
+        }
+    }
+    Ok(code)
+}
+
+async fn send_one(args: &SendArgs, event_type: &str, id: Option<String>, payload: Value) -> anyhow::Result<ExitCode> {
     let connection = &args.connection;
     // An id of the client's own, so that sending again after `host_busy` cannot apply the
     // event twice.
-    let id = match &args.id {
-        Some(id) => id.clone(),
+    let id = match id {
+        Some(id) => id,
         None => format!("evt_cli_{}", nexus_registry::publishers::random_hex(10)?),
     };
-    let body = json!({ "id": id, "type": args.event_type, "payload": payload });
+    let body = json!({ "id": id, "type": event_type, "payload": payload });
     if args.queue {
         let request = connection.client().post(connection.url("/v1/events")).header("prefer", "respond-async");
         let queued: Value = connection.send(request.json(&body)).await?;
@@ -127,7 +181,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&queued)?);
         } else {
             let parsed = QueuedEvent::deserialize(&queued).context("unexpected answer from the server")?;
-            print_queued(&parsed, &args.event_type);
+            print_queued(&parsed, event_type);
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -137,7 +191,7 @@ async fn send(args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&receipt)?);
     } else {
-        print_receipt(&parsed, &args.event_type);
+        print_receipt(&parsed, event_type);
     }
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

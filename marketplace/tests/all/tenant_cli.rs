@@ -104,6 +104,22 @@ fn tenant_installs_lists_and_sends_events_through_the_cli() {
     assert!(out.starts_with("event evt-cli-1\nnexus-labs/echo@0.1.0  ok  "), "{out}");
     assert!(out.ends_with("  >> {\"a\":1}\n"), "{out}");
     assert_eq!(out.lines().count(), 2, "tax-calculator does not handle t.x: {out}");
+    // A file of events goes in order, one receipt each; a bad line sends nothing and is named.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, "# two events\n{\"type\": \"t.x\", \"id\": \"evt-f1\"}\n\n{\"type\": \"t.x\", \"id\": \"evt-f2\", \"payload\": {\"b\": 2}}\n").unwrap();
+    let sent = run(&["events", "send", "--file", file.to_str().unwrap()], &tenant);
+    assert_eq!(sent.status.code(), Some(0), "{}", stderr(&sent));
+    let out = stdout(&sent);
+    assert!(out.starts_with("event evt-f1\nnexus-labs/echo@0.1.0  ok  "), "{out}");
+    assert!(out.contains("\nevent evt-f2\nnexus-labs/echo@0.1.0  ok  "), "{out}");
+    assert!(out.ends_with("  >> {\"b\":2}\n"), "{out}");
+    std::fs::write(&file, "{\"type\": \"t.x\", \"id\": \"evt-f3\"}\n{\"typ\": \"t.x\"}\n").unwrap();
+    let refused = run(&["events", "send", "--file", file.to_str().unwrap()], &tenant);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let expected = format!("{}:2: not an event (unknown field `typ`", file.display());
+    assert!(stderr(&refused).contains(&expected), "{}", stderr(&refused));
+    assert_eq!(stdout(&refused), "", "nothing was sent");
 
     // tax-calculator has no `rates` config, so it fails while echo succeeds: exit code 1.
     let order = r#"{"amount_minor":100,"region":"eu"}"#;
