@@ -152,6 +152,29 @@ fn run_quickstart(lang: &str, markdown: &str) {
         ran.push(line.clone());
     }
     assert_eq!(ran.len(), 8, "{lang}: every line of the quickstart ran: {ran:#?}");
+    if lang == "rust" {
+        again(&mut shell);
+    }
+}
+
+/// A second `nexus dev --marketplace` on the same project, with its memory of the install
+/// gone (as on another machine): it finds the tenant's live install and moves it to the next
+/// development version instead of installing again.
+fn again(shell: &mut Shell) {
+    let first = shell.seen.iter().find(|l| l.starts_with("dev: ins_")).unwrap().clone();
+    let install = first.split_whitespace().nth(1).unwrap().to_string();
+    if let Some((mut child, _)) = shell.background.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let state = shell.cwd.join(".nexus/marketplace/dev.json");
+    let mut remembered: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(remembered["installs"]["my-publisher/word-count"], install.as_str());
+    remembered["installs"] = serde_json::json!({});
+    std::fs::write(&state, remembered.to_string()).unwrap();
+    shell.start("nexus dev --marketplace --plan per-word");
+    assert_eq!(shell.expect("dev: published "), "dev: published my-publisher/word-count 0.1.0-dev.2");
+    assert!(shell.expect("dev: ins_").starts_with(&format!("dev: {install} runs 0.1.0-dev.2 ")), "{:#?}", shell.seen);
 }
 
 /// What each step of the quickstart must have done.

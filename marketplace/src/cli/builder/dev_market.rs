@@ -204,6 +204,21 @@ impl Target {
         decode(response).await
     }
 
+    /// The development tenant's live install of `plugin` (a tenant has at most one).
+    async fn live_install(&self, client: &reqwest::Client, plugin: &str) -> anyhow::Result<Option<String>> {
+        let mut page = Some(1);
+        while let Some(number) = page {
+            let url = self.url(&format!("/v1/installs?per_page=100&page={number}"));
+            let listed = self.send(client.get(url), &self.tenant_token).await?;
+            let items = listed["items"].as_array().cloned().unwrap_or_default();
+            if let Some(found) = items.iter().find(|install| install["plugin"] == plugin) {
+                return Ok(found["id"].as_str().map(str::to_string));
+            }
+            page = listed["next_page"].as_u64().and_then(|n| u32::try_from(n).ok());
+        }
+        Ok(None)
+    }
+
     fn remembered_install(&self, plugin: &str) -> Option<String> {
         let bytes = std::fs::read(self.state_file.as_ref()?).ok()?;
         serde_json::from_slice::<LocalState>(&bytes).ok()?.installs.get(plugin).cloned()
@@ -284,6 +299,12 @@ impl Session {
                 found.ok().filter(|install| install["status"] != "uninstalled").map(|_| id)
             }
             None => None,
+        };
+        // Not remembered (another machine, a marketplace given by --registry): the
+        // tenant's live install of the plugin, if it has one.
+        let known = match known {
+            Some(id) => Some(id),
+            None => target.live_install(&client, &plugin).await?,
         };
         let install = match known {
             Some(id) => {
