@@ -56,7 +56,7 @@ fn read() -> anyhow::Result<File> {
 }
 
 fn write(file: &File) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let path = path()?;
     let dir = path.parent().context("the credentials file has no folder")?;
     std::fs::DirBuilder::new()
@@ -65,7 +65,16 @@ fn write(file: &File) -> anyhow::Result<PathBuf> {
         .create(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let text = toml::to_string(file).context("cannot write the credentials")?;
-    let temporary = dir.join(format!(".credentials.{}.tmp", std::process::id()));
+    write_private(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` readable by its owner only (0600), whole or not at all: through
+/// a temporary file beside it, synced, then renamed over it. For files that hold tokens.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let name = path.file_name().context("a private file needs a name")?.to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -75,10 +84,9 @@ fn write(file: &File) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     // An existing temporary file keeps its mode through `open`; set it again.
     out.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.sync_all()?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The profile `name`, if it was saved.

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::project::{Project, STATE_FOLDER};
 use crate::cli::client::{decode, unreachable_server};
 use crate::cli::output;
-use crate::cli::profiles::{self, Profile};
+use crate::cli::profiles::{self, Profile, write_private};
 use crate::market::Market;
 
 /// The profiles `nexus dev --marketplace` saves (and, with `--registry`, reads).
@@ -230,23 +230,6 @@ impl Target {
         state.installs.insert(plugin.to_string(), install.to_string());
         write_private(file, &serde_json::to_vec_pretty(&state)?)
     }
-}
-
-/// Writes a file only its owner may read: it holds tokens.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A `nexus dev --marketplace` session: the target and the install it keeps current.
