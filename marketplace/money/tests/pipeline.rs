@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nexus_money::ledger::{Entry, Posting, collected_charge};
+use nexus_money::ledger::{Account, Posting, collected_charge};
 use nexus_money::period::{Interval, MS_PER_DAY, Period, period_at, prorate};
 use nexus_money::rating::UsagePrice;
 use nexus_money::share::{BASIS_POINTS, Policy, Split, Tier, refunded_fee};
@@ -25,15 +25,25 @@ use proptest::sample::Index;
 const CURRENCIES: [&str; 3] = ["EUR", "JPY", "KWD"];
 const PARTNERS: usize = 3;
 const TENANTS: usize = 4;
-const CASH: &str = "platform:cash";
-const FEE_REVENUE: &str = "platform:fee-revenue";
 
 fn currency(code: &str) -> Currency {
     Currency::from_code(code).expect("an ISO 4217 code with minor units")
 }
 
+fn tenant_id(tenant: usize) -> String {
+    format!("t{tenant}")
+}
+
+fn partner_id(partner: usize) -> String {
+    format!("p{partner}")
+}
+
 fn payable(partner: usize) -> String {
-    format!("partner:p{partner}:payable")
+    Account::PartnerPayable(partner_id(partner)).name()
+}
+
+fn receivable(tenant: usize) -> String {
+    Account::TenantReceivable(tenant_id(tenant)).name()
 }
 
 /// A valid tiered policy with `bounded` bounded tiers: bounds built as running sums of
@@ -288,6 +298,15 @@ impl World {
                     Price::Flat(minor) => minor,
                 };
                 let (tenant, partner) = (*tenant, *partner);
+                // Billing it: the tenant owes it, a sale not yet collected.
+                let billed =
+                    [(Account::TenantReceivable(tenant_id(tenant)), gross), (Account::PlatformUnsettledSales, -gross)];
+                match Posting::of_legs(currency, &billed) {
+                    Ok(posting) => self.books.post(&posting)?,
+                    Err(error) => {
+                        prop_assert!(gross == 0 && matches!(error, MoneyError::InvalidPosting(_)), "{}", error)
+                    }
+                }
                 self.charges.push(Charge { tenant, partner, currency, gross, split: None, refunded: 0, fee_back: 0 });
             }
             Op::Collect(pick) => {
@@ -326,12 +345,12 @@ impl World {
     }
 
     fn collect(&mut self, index: usize) -> Result<(), TestCaseError> {
-        let Charge { partner, currency, gross, .. } = self.charges[index];
+        let Charge { tenant, partner, currency, gross, .. } = self.charges[index];
         let lifetime = self.lifetime.entry((partner, currency)).or_default();
         let split = self.policy.split(*lifetime, gross).unwrap();
         prop_assert_eq!(split.fee + split.partner, gross);
         prop_assert!((0..=gross).contains(&split.fee));
-        match collected_charge(split, currency, &payable(partner)) {
+        match collected_charge(split, currency, &tenant_id(tenant), &partner_id(partner)) {
             Ok(posting) => self.books.post(&posting)?,
             // Nothing to collect: every leg would be zero, so there is no posting.
             Err(error) => prop_assert!(gross == 0 && matches!(error, MoneyError::InvalidPosting(_)), "{}", error),
@@ -348,16 +367,11 @@ impl World {
         let split = charge.split.expect("only collected charges are refunded");
         let fee_back = refunded_fee(split, charge.refunded, amount)?;
         let legs = [
-            (CASH.to_owned(), -amount),
-            (FEE_REVENUE.to_owned(), fee_back),
-            (payable(charge.partner), amount - fee_back),
+            (Account::PlatformCash, -amount),
+            (Account::PlatformFeeRevenue, fee_back),
+            (Account::PartnerPayable(partner_id(charge.partner)), amount - fee_back),
         ];
-        let entries = legs
-            .into_iter()
-            .filter(|(_, minor)| *minor != 0)
-            .map(|(account, minor)| Entry { account, amount: Money::new(minor, charge.currency) })
-            .collect();
-        let posting = Posting::new(entries)?;
+        let posting = Posting::of_legs(charge.currency, &legs)?;
         self.books.post(&posting).expect("a refund posting balances in one currency");
         let charge = &mut self.charges[index];
         (charge.refunded, charge.fee_back) = (charge.refunded + amount, charge.fee_back + fee_back);
@@ -379,7 +393,8 @@ impl World {
             let currency = currency(code);
             let collected: Vec<&Charge> =
                 self.charges.iter().filter(|c| c.currency == currency && c.split.is_some()).collect();
-            let (cash, revenue) = (self.books.balance(CASH, currency), self.books.balance(FEE_REVENUE, currency));
+            let balance = |account: Account| self.books.balance(&account.name(), currency);
+            let (cash, revenue) = (balance(Account::PlatformCash), balance(Account::PlatformFeeRevenue));
             let payables: i64 = (0..PARTNERS).map(|p| self.books.balance(&payable(p), currency)).sum();
             prop_assert_eq!(cash, -revenue - payables, "{}: cash = fee revenue + partner payables", code);
             let paid: i64 = (0..TENANTS)
@@ -399,9 +414,23 @@ impl World {
                 prop_assert_eq!(lifetime, mine.map(|c| c.gross).sum::<i64>());
             }
             prop_assert!(cash >= 0 && revenue <= 0);
+            // What is billed and not collected is owed by its tenant and unsettled; a
+            // collection settles both.
+            let uncollected = self.charges.iter().filter(|c| c.currency == currency && c.split.is_none());
+            for tenant in 0..TENANTS {
+                let owed: i64 = uncollected.clone().filter(|c| c.tenant == tenant).map(|c| c.gross).sum();
+                prop_assert_eq!(self.books.balance(&receivable(tenant), currency), owed, "{}: tenant {}", code, tenant);
+            }
+            let unsettled: i64 = uncollected.map(|c| c.gross).sum();
+            prop_assert_eq!(balance(Account::PlatformUnsettledSales), -unsettled, "{}: unsettled sales", code);
         }
-        let known: BTreeSet<String> =
-            [CASH.to_owned(), FEE_REVENUE.to_owned()].into_iter().chain((0..PARTNERS).map(payable)).collect();
+        let platform = [Account::PlatformCash, Account::PlatformFeeRevenue, Account::PlatformUnsettledSales];
+        let known: BTreeSet<String> = platform
+            .iter()
+            .map(Account::name)
+            .chain((0..PARTNERS).map(payable))
+            .chain((0..TENANTS).map(receivable))
+            .collect();
         prop_assert!(self.books.balances.keys().all(|(account, _)| known.contains(account)), "{:?}", self.books);
         Ok(())
     }

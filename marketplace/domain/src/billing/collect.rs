@@ -20,7 +20,7 @@ use sqlx::any::AnyRow;
 
 use super::charges::ChargeStatus;
 use super::ids::ChargeId;
-use super::ledger::{self, Account, Head, Kind};
+use super::ledger::{self, Head, Kind};
 use super::provider::{Outcome, ProviderError, ProviderRequest};
 use super::share;
 use crate::error::{MarketError, storage};
@@ -500,17 +500,8 @@ async fn record_successes(
         let split =
             share::policy_in(tiers, charge.currency)?.split(*lifetime, charge.amount).map_err(super::money_error)?;
         *lifetime += charge.amount;
-        let amount = charge.amount;
-        let posting = ledger::posting(
-            charge.currency,
-            &[
-                (Account::PlatformCash, amount),
-                (Account::TenantReceivable(charge.tenant.clone()), -amount),
-                (Account::PlatformUnsettledSales, amount),
-                (Account::PlatformFeeRevenue, -split.fee),
-                (Account::PartnerPayable(charge.publisher.clone()), -split.partner),
-            ],
-        )?;
+        let posting = nexus_money::ledger::collected_charge(split, charge.currency, &charge.tenant, &charge.publisher)
+            .map_err(super::money_error)?;
         let memo = format!(
             "collected {reference}; fee {} under {}",
             split.fee,

@@ -5,8 +5,9 @@
 //! constraint trigger also refuses an unbalanced transaction at commit). [`verify`]
 //! recomputes every invariant from the entries.
 
+use nexus_money::Currency;
+pub use nexus_money::ledger::Account;
 use nexus_money::ledger::{Entry, Posting};
-use nexus_money::{Currency, Money};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -14,48 +15,9 @@ use super::ids::{ChargeId, RefundId, TransactionId};
 use crate::error::MarketError;
 use crate::market::Market;
 
-/// The accounts money moves between. Debits are positive: a tenant's receivable is what it
-/// owes (positive), a partner's payable what the platform owes it (negative, a credit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Account {
-    /// What a tenant has been charged and not yet paid.
-    TenantReceivable(String),
-    /// What the platform owes a partner.
-    PartnerPayable(String),
-    /// Money the platform holds (collected from tenants, not yet paid out).
-    PlatformCash,
-    /// The platform's revenue share.
-    PlatformFeeRevenue,
-    /// Sales billed and not yet collected (split when collected).
-    PlatformUnsettledSales,
-    /// Payouts on their way to partners: out of their payable, not yet confirmed paid.
-    PlatformPayoutsInTransit,
-    /// What operators' adjustments of partners' balances cost (or returned to) the platform.
-    PlatformAdjustments,
-}
-
-impl Account {
-    pub fn name(&self) -> String {
-        match self {
-            Self::TenantReceivable(tenant) => format!("tenant:{tenant}:receivable"),
-            Self::PartnerPayable(publisher) => format!("partner:{publisher}:payable"),
-            Self::PlatformCash => "platform:cash".into(),
-            Self::PlatformFeeRevenue => "platform:fee-revenue".into(),
-            Self::PlatformUnsettledSales => "platform:unsettled-sales".into(),
-            Self::PlatformPayoutsInTransit => "platform:payouts-in-transit".into(),
-            Self::PlatformAdjustments => "platform:adjustments".into(),
-        }
-    }
-}
-
 /// Builds a posting from legs, leaving out zero legs.
 pub fn posting(currency: Currency, legs: &[(Account, i64)]) -> Result<Posting, MarketError> {
-    let entries = legs
-        .iter()
-        .filter(|(_, minor)| *minor != 0)
-        .map(|(account, minor)| Entry { account: account.name(), amount: Money::new(*minor, currency) })
-        .collect();
-    Posting::new(entries).map_err(super::money_error)
+    Posting::of_legs(currency, legs).map_err(super::money_error)
 }
 
 /// What a ledger transaction records.

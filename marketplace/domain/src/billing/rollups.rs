@@ -30,7 +30,7 @@ use nexus_registry::db::placeholders;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::ledger::Kind;
+use super::ledger::{Account, Kind};
 use crate::error::MarketError;
 
 const DAY_MS: i64 = super::DAY_MS;
@@ -131,9 +131,12 @@ impl Figures {
     }
 }
 
-/// The partner a `partner:<publisher>:payable` account belongs to.
-pub fn payee(account: &str) -> Option<&str> {
-    account.strip_prefix("partner:")?.strip_suffix(":payable")
+/// The partner whose payable `account` is, if it is one.
+pub fn payee(account: &str) -> Option<String> {
+    match Account::parse(account)? {
+        Account::PartnerPayable(publisher) => Some(publisher),
+        _ => None,
+    }
 }
 
 /// One currency of a posting: its figures and the partner whose payable it moves (the first
@@ -151,33 +154,32 @@ pub fn figures(kind: Kind, posting: &Posting) -> BTreeMap<String, Leg> {
     for entry in posting.entries() {
         let leg = out.entry(entry.amount.currency.code().to_string()).or_default();
         let (f, minor) = (&mut leg.figures, entry.amount.minor);
-        match (entry.account.as_str(), kind) {
-            ("platform:cash", Kind::Collection) => {
+        match (Account::parse(&entry.account), kind) {
+            (Some(Account::PlatformCash), Kind::Collection) => {
                 f.collections += 1;
                 f.gross_minor += minor;
             }
-            ("platform:cash", Kind::Refund) => {
+            (Some(Account::PlatformCash), Kind::Refund) => {
                 f.refunds += 1;
                 f.refunded_minor -= minor;
                 f.sold_refunded_minor -= minor;
             }
-            ("platform:cash", Kind::PayoutPaid) => f.paid_out_minor -= minor,
-            ("platform:fee-revenue", Kind::Collection) => f.fees_minor -= minor,
-            ("platform:fee-revenue", Kind::Refund) => {
+            (Some(Account::PlatformCash), Kind::PayoutPaid) => f.paid_out_minor -= minor,
+            (Some(Account::PlatformFeeRevenue), Kind::Collection) => f.fees_minor -= minor,
+            (Some(Account::PlatformFeeRevenue), Kind::Refund) => {
                 f.fees_returned_minor += minor;
                 f.sold_fees_returned_minor += minor;
             }
-            (account, kind) => {
-                if let Some(partner) = payee(account) {
-                    f.payable_minor -= minor;
-                    if matches!(kind, Kind::Collection | Kind::Refund) {
-                        f.earned_minor -= minor;
-                    }
-                    if leg.payee.as_deref().is_none_or(|first| partner < first) {
-                        leg.payee = Some(partner.to_string());
-                    }
+            (Some(Account::PartnerPayable(partner)), kind) => {
+                f.payable_minor -= minor;
+                if matches!(kind, Kind::Collection | Kind::Refund) {
+                    f.earned_minor -= minor;
+                }
+                if leg.payee.as_deref().is_none_or(|first| partner.as_str() < first) {
+                    leg.payee = Some(partner);
                 }
             }
+            _ => {}
         }
     }
     out
@@ -188,7 +190,7 @@ pub fn payable_moves(posting: &Posting) -> BTreeMap<(String, String), i64> {
     let mut out = BTreeMap::new();
     for entry in posting.entries() {
         if let Some(partner) = payee(&entry.account) {
-            let key = (partner.to_string(), entry.amount.currency.code().to_string());
+            let key = (partner, entry.amount.currency.code().to_string());
             *out.entry(key).or_default() -= entry.amount.minor;
         }
     }
@@ -201,9 +203,11 @@ pub fn line_figures(kind: Kind, posting: &Posting) -> BTreeMap<String, (i64, i64
     let mut out: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for entry in posting.entries() {
         let (gross, fee) = out.entry(entry.amount.currency.code().to_string()).or_default();
-        match entry.account.as_str() {
-            "platform:cash" if matches!(kind, Kind::Collection | Kind::Refund) => *gross += entry.amount.minor,
-            "platform:fee-revenue" => *fee -= entry.amount.minor,
+        match Account::parse(&entry.account) {
+            Some(Account::PlatformCash) if matches!(kind, Kind::Collection | Kind::Refund) => {
+                *gross += entry.amount.minor
+            }
+            Some(Account::PlatformFeeRevenue) => *fee -= entry.amount.minor,
             _ => {}
         }
     }
@@ -605,7 +609,7 @@ mod tests {
             moves.into_iter().collect::<Vec<_>>(),
             [(("a".into(), "USD".into()), 5), (("b".into(), "EUR".into()), 3)]
         );
-        assert_eq!(payee("partner:acme-tools:payable"), Some("acme-tools"));
+        assert_eq!(payee("partner:acme-tools:payable").as_deref(), Some("acme-tools"));
         assert_eq!(payee("tenant:acme:receivable"), None);
     }
 
