@@ -33,6 +33,14 @@ pub enum Backend {
     Postgres,
 }
 
+/// [`Db::for_update`] for code handed a connection and its backend rather than the [`Db`].
+pub fn for_update(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    }
+}
+
 /// Connections for reading, and the writer, and which backend they talk to.
 ///
 /// SQLite has one writer per database file. Rather than letting every pooled connection
@@ -233,10 +241,7 @@ impl Db {
     /// What locks the rows a `SELECT` reads inside [`Db::write_tx`]: ` FOR UPDATE` on
     /// PostgreSQL, nothing on SQLite (where the write transaction holds the whole database).
     pub fn for_update(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
-        }
+        for_update(self.backend)
     }
 
     /// [`Db::for_update`] of one table of a join (` FOR UPDATE OF alias`).

@@ -66,7 +66,7 @@ pub async fn apply(tx: &mut sqlx::AnyConnection, backend_kind: Backend, staged: 
     {
         let tx = &mut *tx;
         // Locked on PostgreSQL, so the usage read here is the one the entries below belong to.
-        let lock = if backend_kind == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let lock = nexus_registry::db::for_update(backend_kind);
         let select =
             format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
         let row = sqlx::query(&select)
