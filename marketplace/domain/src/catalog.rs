@@ -16,8 +16,6 @@ use nexus_registry::manifest::{CapabilityRequest, Links, PricingPlan};
 use nexus_registry::{Backend, Db, ErrorCode, PluginId, Registry, VersionRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -329,40 +327,65 @@ const COLUMNS: &str = "plugin_id, publisher, name, summary, categories, capabili
                        (SELECT m.digest FROM listing_media m WHERE m.plugin_id = listings.plugin_id \
                        AND m.slot = 'icon') AS icon_digest";
 
-fn listing(row: &AnyRow, show_delisting: bool) -> Result<Listing, MarketError> {
-    let delisted_at: Option<i64> = row.try_get("delisted_at")?;
-    let delisted = match (show_delisting, delisted_at) {
-        (true, Some(at)) => {
-            Some(Delisting { at, reason: row.try_get::<Option<String>, _>("delist_reason")?.unwrap_or_default() })
-        }
-        _ => None,
-    };
-    Ok(Listing {
-        id: row.try_get("plugin_id")?,
-        publisher: row.try_get("publisher")?,
-        name: row.try_get("name")?,
-        summary: row.try_get("summary")?,
-        categories: set_items(&row.try_get::<String, _>("categories")?),
-        capabilities: set_items(&row.try_get::<String, _>("capabilities")?),
-        pricing_models: set_items(&row.try_get::<String, _>("pricing_models")?),
-        price_from: row
-            .try_get::<Option<String>, _>("price_from")?
-            .map(|text| serde_json::from_str(&text))
-            .transpose()
-            .map_err(|e| crate::error::storage(format!("stored price of a listing: {e}")))?,
-        latest_version: row.try_get("latest_version")?,
-        install_count: row.try_get("install_count")?,
-        rating_count: row.try_get("rating_count")?,
-        rating_average: crate::reviews::average(row.try_get("rating_total")?, row.try_get("rating_count")?),
-        featured: row.try_get::<Option<i64>, _>("featured_at")?.is_some(),
-        featured_note: row.try_get("featured_note")?,
-        verified_domain: row.try_get("verified_domain")?,
-        tier_badge: row.try_get("tier_badge")?,
-        icon_url: row.try_get::<Option<String>, _>("icon_digest")?.as_deref().map(crate::media::url_of),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        delisted,
-    })
+/// A row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct ListingRow {
+    plugin_id: String,
+    publisher: String,
+    name: String,
+    summary: String,
+    categories: String,
+    capabilities: String,
+    pricing_models: String,
+    price_from: Option<String>,
+    latest_version: String,
+    install_count: i64,
+    rating_count: i64,
+    rating_total: i64,
+    created_at: i64,
+    updated_at: i64,
+    featured_at: Option<i64>,
+    featured_note: Option<String>,
+    delisted_at: Option<i64>,
+    delist_reason: Option<String>,
+    verified_domain: Option<String>,
+    tier_badge: Option<String>,
+    icon_digest: Option<String>,
+}
+
+impl ListingRow {
+    fn into_listing(self, show_delisting: bool) -> Result<Listing, MarketError> {
+        let delisted = match (show_delisting, self.delisted_at) {
+            (true, Some(at)) => Some(Delisting { at, reason: self.delist_reason.unwrap_or_default() }),
+            _ => None,
+        };
+        Ok(Listing {
+            id: self.plugin_id,
+            publisher: self.publisher,
+            name: self.name,
+            summary: self.summary,
+            categories: set_items(&self.categories),
+            capabilities: set_items(&self.capabilities),
+            pricing_models: set_items(&self.pricing_models),
+            price_from: self
+                .price_from
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| crate::error::storage(format!("stored price of a listing: {e}")))?,
+            latest_version: self.latest_version,
+            install_count: self.install_count,
+            rating_count: self.rating_count,
+            rating_average: crate::reviews::average(self.rating_total, self.rating_count),
+            featured: self.featured_at.is_some(),
+            featured_note: self.featured_note,
+            verified_domain: self.verified_domain,
+            tier_badge: self.tier_badge,
+            icon_url: self.icon_digest.as_deref().map(crate::media::url_of),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            delisted,
+        })
+    }
 }
 
 /// The words of a query, as listings' words are made (at most [`MAX_TERMS`]).
@@ -522,13 +545,13 @@ pub async fn search(db: &Db, query: &SearchQuery) -> Result<Page<Listing>, Marke
         "SELECT {COLUMNS} FROM listings WHERE {where_sql} ORDER BY {order} LIMIT ${limit} OFFSET ${}",
         limit + 1
     );
-    let mut select = sqlx::query(&sql);
+    let mut select = sqlx::query_as::<_, ListingRow>(&sql);
     for value in &binds {
         select = select.bind(value.as_str());
     }
     let rows =
         select.bind(i64::from(per_page)).bind(i64::from(page - 1) * i64::from(per_page)).fetch_all(&db.pool).await?;
-    let items = rows.iter().map(|row| listing(row, false)).collect::<Result<Vec<_>, _>>()?;
+    let items = rows.into_iter().map(|row| row.into_listing(false)).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(items, page, per_page, total))
 }
 
@@ -570,8 +593,8 @@ pub async fn facets(db: &Db, query: &SearchQuery) -> Result<Facets, MarketError>
     Ok(facets)
 }
 
-async fn row(db: &Db, id: &PluginId) -> Result<AnyRow, MarketError> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM listings WHERE plugin_id = $1"))
+async fn row(db: &Db, id: &PluginId) -> Result<ListingRow, MarketError> {
+    sqlx::query_as::<_, ListingRow>(&format!("SELECT {COLUMNS} FROM listings WHERE plugin_id = $1"))
         .bind(id.to_string())
         .fetch_optional(&db.pool)
         .await?
@@ -588,8 +611,9 @@ pub async fn detail(
 ) -> Result<ListingDetail, MarketError> {
     let row = row(db, id).await?;
     let privileged = caller.is_some_and(|c| c.may_act_for_publisher(id.publisher.as_str()).is_ok());
-    let listing = listing(&row, privileged)?;
-    if row.try_get::<Option<i64>, _>("delisted_at")?.is_some() && !privileged {
+    let delisted = row.delisted_at.is_some();
+    let listing = row.into_listing(privileged)?;
+    if delisted && !privileged {
         return Err(MarketError::NotFound(format!("plugin {id}")));
     }
     let versions = registry.versions(id).await?;
@@ -633,22 +657,24 @@ pub async fn detail(
 
 /// Every listing of `publisher`, delisted ones with their reasons.
 pub async fn of_publisher(db: &Db, publisher: &str) -> Result<Vec<Listing>, MarketError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM listings WHERE publisher = $1 ORDER BY plugin_id"))
-        .bind(publisher)
-        .fetch_all(&db.pool)
-        .await?;
-    rows.iter().map(|row| listing(row, true)).collect()
+    let rows = sqlx::query_as::<_, ListingRow>(&format!(
+        "SELECT {COLUMNS} FROM listings WHERE publisher = $1 ORDER BY plugin_id"
+    ))
+    .bind(publisher)
+    .fetch_all(&db.pool)
+    .await?;
+    rows.into_iter().map(|row| row.into_listing(true)).collect()
 }
 
 /// Delisted listings, newest delisting first, for operators to review or relist.
 pub async fn delisted(db: &Db, caller: &Caller) -> Result<Vec<Listing>, MarketError> {
     caller.require_operator()?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, ListingRow>(&format!(
         "SELECT {COLUMNS} FROM listings WHERE delisted_at IS NOT NULL ORDER BY delisted_at DESC, plugin_id LIMIT 200"
     ))
     .fetch_all(&db.pool)
     .await?;
-    rows.iter().map(|row| listing(row, true)).collect()
+    rows.into_iter().map(|row| row.into_listing(true)).collect()
 }
 
 /// An operator's mark on a listing: its columns and its audit actions (set, cleared).
@@ -669,7 +695,7 @@ const DELISTED: Mark = Mark {
 
 /// One listing as its publisher and operators see it (with a delisting's reason).
 pub async fn shown(db: &Db, id: &PluginId) -> Result<Listing, MarketError> {
-    listing(&row(db, id).await?, true)
+    row(db, id).await?.into_listing(true)
 }
 
 /// Delists a listing with a reason its publisher sees, or lists it again (`reason` None).
@@ -710,7 +736,7 @@ async fn set_mark(
         crate::webhooks::plugin_delisted(&mut tx, now_ms(), &id.to_string(), reason).await?;
     }
     tx.commit().await?;
-    listing(&row(db, id).await?, true)
+    row(db, id).await?.into_listing(true)
 }
 
 /// Whether new installs of `id` are allowed: not delisted. A plugin without a listing row
@@ -718,18 +744,12 @@ async fn set_mark(
 /// Every delisted plugin with when and why, for telling the tenants who have one installed
 /// (their install pages); not a listing of the catalog, so no role is needed.
 pub async fn delistings(db: &Db) -> Result<std::collections::BTreeMap<String, Delisting>, MarketError> {
-    let rows = sqlx::query("SELECT plugin_id, delisted_at, delist_reason FROM listings WHERE delisted_at IS NOT NULL")
-        .fetch_all(&db.pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let reason: Option<String> = row.try_get("delist_reason")?;
-            Ok((
-                row.try_get("plugin_id")?,
-                Delisting { at: row.try_get("delisted_at")?, reason: reason.unwrap_or_default() },
-            ))
-        })
-        .collect()
+    let rows = sqlx::query_as::<_, (String, i64, Option<String>)>(
+        "SELECT plugin_id, delisted_at, delist_reason FROM listings WHERE delisted_at IS NOT NULL",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.into_iter().map(|(id, at, reason)| (id, Delisting { at, reason: reason.unwrap_or_default() })).collect())
 }
 
 pub async fn is_installable(db: &Db, id: &PluginId) -> Result<bool, MarketError> {

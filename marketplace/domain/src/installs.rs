@@ -9,11 +9,9 @@ use nexus_host::Grants;
 use nexus_registry::db::is_unique_violation;
 use nexus_registry::publishers::random_hex;
 use nexus_registry::resolve::parse_requirement;
-use nexus_registry::{Backend, ErrorCode, PluginId, RegistryError};
+use nexus_registry::{ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
@@ -309,13 +307,6 @@ async fn write_tx(market: &Market) -> Result<sqlx::Transaction<'static, sqlx::An
     Ok(market.db.write_tx().await?)
 }
 
-fn for_update(market: &Market) -> &'static str {
-    match market.db.backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => " FOR UPDATE",
-    }
-}
-
 /// Fails with `uninstalled` unless exactly one live row changed.
 fn changed_live(result: sqlx::any::AnyQueryResult, id: &str) -> Result<(), MarketError> {
     if result.rows_affected() == 1 {
@@ -329,57 +320,82 @@ fn json_text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn json_field<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, MarketError> {
-    let text: String = row.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| storage(format!("stored {column}: {e}")))
+/// A JSON column's text, parsed.
+fn json_field<T: serde::de::DeserializeOwned>(text: &str, column: &str) -> Result<T, MarketError> {
+    serde_json::from_str(text).map_err(|e| storage(format!("stored {column}: {e}")))
 }
 
 const COLUMNS: &str = "id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, config, \
                        secrets_sealed, secret_names, status, status_reason, paused_for, consecutive_failures, pending_version, \
                        pending_reason, created_at, updated_at, uninstalled_at, plan_id, trial_ends_at";
 
-fn install(row: &AnyRow) -> Result<Install, MarketError> {
-    let pending_version: Option<String> = row.try_get("pending_version")?;
-    Ok(Install {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant_id")?,
-        plugin: row.try_get("plugin_id")?,
-        requirement: row.try_get("requirement")?,
-        version: row.try_get("version")?,
-        plan: row.try_get("plan")?,
-        plan_id: row.try_get("plan_id")?,
-        trial_ends_at: row.try_get("trial_ends_at")?,
-        status: InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
-        status_reason: row.try_get("status_reason")?,
-        paused_for: row.try_get::<Option<String>, _>("paused_for")?.as_deref().map(PauseCause::stored).transpose()?,
-        grants: json_field(row, "grants")?,
-        event_types: json_field(row, "event_types")?,
-        config: json_field(row, "config")?,
-        secret_names: json_field(row, "secret_names")?,
-        consecutive_failures: row.try_get("consecutive_failures")?,
-        pending_upgrade: match pending_version {
-            Some(version) => Some(PendingUpgrade {
-                version,
-                reason: row.try_get::<Option<String>, _>("pending_reason")?.unwrap_or_default(),
-            }),
-            None => None,
-        },
-        newer_version: None,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        uninstalled_at: row.try_get("uninstalled_at")?,
-    })
+/// A row of [`COLUMNS`], as stored: its status, pause cause and JSON columns still text.
+#[derive(sqlx::FromRow)]
+struct InstallRow {
+    id: String,
+    tenant_id: String,
+    plugin_id: String,
+    requirement: String,
+    version: String,
+    event_types: String,
+    grants: String,
+    plan: String,
+    config: String,
+    secret_names: String,
+    status: String,
+    status_reason: Option<String>,
+    paused_for: Option<String>,
+    consecutive_failures: i64,
+    pending_version: Option<String>,
+    pending_reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    uninstalled_at: Option<i64>,
+    plan_id: Option<String>,
+    trial_ends_at: Option<i64>,
+}
+
+impl TryFrom<InstallRow> for Install {
+    type Error = MarketError;
+
+    fn try_from(row: InstallRow) -> Result<Self, MarketError> {
+        Ok(Install {
+            id: row.id,
+            tenant: row.tenant_id,
+            plugin: row.plugin_id,
+            requirement: row.requirement,
+            version: row.version,
+            plan: row.plan,
+            plan_id: row.plan_id,
+            trial_ends_at: row.trial_ends_at,
+            status: InstallStatus::stored(&row.status)?,
+            status_reason: row.status_reason,
+            paused_for: row.paused_for.as_deref().map(PauseCause::stored).transpose()?,
+            grants: json_field(&row.grants, "grants")?,
+            event_types: json_field(&row.event_types, "event_types")?,
+            config: json_field(&row.config, "config")?,
+            secret_names: json_field(&row.secret_names, "secret_names")?,
+            consecutive_failures: row.consecutive_failures,
+            pending_upgrade: row
+                .pending_version
+                .map(|version| PendingUpgrade { version, reason: row.pending_reason.unwrap_or_default() }),
+            newer_version: None,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            uninstalled_at: row.uninstalled_at,
+        })
+    }
 }
 
 /// The install's row, if the caller may see it: its own tenant with `read`, or an operator.
 /// Another tenant's install is reported as not found, not as forbidden.
-async fn visible_row(market: &Market, caller: &Caller, id: &str) -> Result<AnyRow, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
+async fn visible_row(market: &Market, caller: &Caller, id: &str) -> Result<InstallRow, MarketError> {
+    let row = sqlx::query_as::<_, InstallRow>(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
-    let tenant: TenantId = row.try_get::<String, _>("tenant_id")?.parse()?;
+    let tenant: TenantId = row.tenant_id.parse()?;
     match caller {
         Caller::Operator { .. } => Ok(row),
         Caller::Tenant { tenant: own, .. } if *own == tenant => Ok(row),
@@ -390,19 +406,19 @@ async fn visible_row(market: &Market, caller: &Caller, id: &str) -> Result<AnyRo
 
 /// The install, for domain code that checked the caller itself (billing's tenant actions).
 pub(crate) async fn get_checked_elsewhere(market: &Market, id: &str) -> Result<Install, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
+    let row = sqlx::query_as::<_, InstallRow>(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
-    install(&row)
+    Install::try_from(row)
 }
 
 pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     if let Caller::Tenant { .. } = caller {
         caller.tenant(TenantScope::Read)?;
     }
-    let mut installs = [install(&visible_row(market, caller, id).await?)?];
+    let mut installs = [Install::try_from(visible_row(market, caller, id).await?)?];
     note_newer_versions(market, &mut installs).await?;
     let [install] = installs;
     Ok(install)
@@ -463,7 +479,7 @@ pub async fn list(
         .bind(tenant.as_str())
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, InstallRow>(&format!(
         "SELECT {COLUMNS} FROM installs WHERE tenant_id = $1 {status} ORDER BY created_at, id LIMIT $2 OFFSET $3"
     ))
     .bind(tenant.as_str())
@@ -471,7 +487,7 @@ pub async fn list(
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&market.db.pool)
     .await?;
-    let mut items = rows.iter().map(install).collect::<Result<Vec<_>, _>>()?;
+    let mut items = rows.into_iter().map(Install::try_from).collect::<Result<Vec<_>, _>>()?;
     note_newer_versions(market, &mut items).await?;
     Ok(Page::new(items, page, per_page, total))
 }

@@ -11,7 +11,6 @@ use nexus_registry::publishers::random_hex;
 use nexus_registry::{ErrorCode, PublisherName, RegistryError};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -37,9 +36,10 @@ pub struct Application {
 }
 
 /// An application as its applicant and operators see it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Applied {
     pub id: String,
+    #[sqlx(rename = "person_id")]
     pub person: String,
     pub applicant_email: String,
     pub company: String,
@@ -125,52 +125,35 @@ pub async fn apply(market: &Market, person: &str, application: Application) -> R
 const SELECT: &str = "SELECT a.*, p.email AS applicant_email FROM partner_applications a \
                       JOIN people p ON p.id = a.person_id";
 
-fn applied(row: &sqlx::any::AnyRow) -> Result<Applied, MarketError> {
-    Ok(Applied {
-        id: row.try_get("id")?,
-        person: row.try_get("person_id")?,
-        applicant_email: row.try_get("applicant_email")?,
-        company: row.try_get("company")?,
-        namespace: row.try_get("namespace")?,
-        website: row.try_get("website")?,
-        support_email: row.try_get("support_email")?,
-        agreement_version: row.try_get("agreement_version")?,
-        state: row.try_get("state")?,
-        reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-        decided_at: row.try_get("decided_at")?,
-    })
-}
-
 async fn get(market: &Market, id: &str) -> Result<Applied, MarketError> {
-    let row = sqlx::query(&format!("{SELECT} WHERE a.id = $1"))
+    sqlx::query_as::<_, Applied>(&format!("{SELECT} WHERE a.id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
         .await?
-        .ok_or_else(|| MarketError::NotFound(format!("application {id}")))?;
-    applied(&row)
+        .ok_or_else(|| MarketError::NotFound(format!("application {id}")))
 }
 
 /// A person's own applications, newest first.
 pub async fn of_person(market: &Market, person: &str) -> Result<Vec<Applied>, MarketError> {
-    let rows = sqlx::query(&format!("{SELECT} WHERE a.person_id = $1 ORDER BY a.created_at DESC, a.id"))
+    Ok(sqlx::query_as::<_, Applied>(&format!("{SELECT} WHERE a.person_id = $1 ORDER BY a.created_at DESC, a.id"))
         .bind(person)
         .fetch_all(&market.db.pool)
-        .await?;
-    rows.iter().map(applied).collect()
+        .await?)
 }
 
 /// The operators' queue: pending applications, oldest first, then the 50 latest decided.
 pub async fn queue(market: &Market, caller: &Caller) -> Result<(Vec<Applied>, Vec<Applied>), MarketError> {
     caller.require_operator()?;
-    let pending = sqlx::query(&format!("{SELECT} WHERE a.state = 'pending' ORDER BY a.created_at, a.id"))
-        .fetch_all(&market.db.pool)
-        .await?;
-    let decided =
-        sqlx::query(&format!("{SELECT} WHERE a.state <> 'pending' ORDER BY a.decided_at DESC, a.id LIMIT 50"))
+    let pending =
+        sqlx::query_as::<_, Applied>(&format!("{SELECT} WHERE a.state = 'pending' ORDER BY a.created_at, a.id"))
             .fetch_all(&market.db.pool)
             .await?;
-    Ok((pending.iter().map(applied).collect::<Result<_, _>>()?, decided.iter().map(applied).collect::<Result<_, _>>()?))
+    let decided = sqlx::query_as::<_, Applied>(&format!(
+        "{SELECT} WHERE a.state <> 'pending' ORDER BY a.decided_at DESC, a.id LIMIT 50"
+    ))
+    .fetch_all(&market.db.pool)
+    .await?;
+    Ok((pending, decided))
 }
 
 /// What an operator decides.
@@ -292,7 +275,7 @@ async fn record_acceptance(
 /// Whether `publisher` joined through the program and has not accepted the current agreement
 /// (publishers an operator created by hand have no agreement on record and are never held).
 pub async fn agreement_outdated(market: &Market, publisher: &str) -> Result<bool, MarketError> {
-    let row = sqlx::query(
+    let (accepted, current) = sqlx::query_as::<_, (i64, i64)>(
         "SELECT COUNT(*) AS accepted, \
          COALESCE(SUM(CASE WHEN version = $2 THEN 1 ELSE 0 END), 0) AS current \
          FROM partner_agreements WHERE publisher = $1",
@@ -301,8 +284,6 @@ pub async fn agreement_outdated(market: &Market, publisher: &str) -> Result<bool
     .bind(AGREEMENT_VERSION)
     .fetch_one(&market.db.pool)
     .await?;
-    let accepted: i64 = row.try_get("accepted")?;
-    let current: i64 = row.try_get("current")?;
     Ok(accepted > 0 && current == 0)
 }
 

@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -93,31 +92,46 @@ fn invalid(message: impl Into<String>) -> MarketError {
     MarketError::invalid(ErrorCode::InvalidRequest, message)
 }
 
-fn tier(row: &sqlx::any::AnyRow) -> Result<Tier, MarketError> {
-    let thresholds: String = row.try_get("thresholds")?;
-    let share_tiers: Option<String> = row.try_get("share_tiers")?;
-    Ok(Tier {
-        key: row.try_get("key")?,
-        name: row.try_get("name")?,
-        rank: row.try_get("rank")?,
-        automatic: row.try_get::<i64, _>("automatic")? == 1,
-        thresholds: serde_json::from_str(&thresholds).map_err(|e| storage(format!("stored thresholds: {e}")))?,
-        share_tiers: share_tiers
-            .map(|text| serde_json::from_str(&text))
-            .transpose()
-            .map_err(|e| storage(format!("stored share tiers: {e}")))?,
-        badge: row.try_get("badge")?,
-    })
+#[derive(sqlx::FromRow)]
+struct TierRow {
+    key: String,
+    name: String,
+    rank: i64,
+    automatic: i64,
+    thresholds: String,
+    share_tiers: Option<String>,
+    badge: String,
+}
+
+impl TryFrom<TierRow> for Tier {
+    type Error = MarketError;
+
+    fn try_from(row: TierRow) -> Result<Self, MarketError> {
+        Ok(Tier {
+            key: row.key,
+            name: row.name,
+            rank: row.rank,
+            automatic: row.automatic == 1,
+            thresholds: serde_json::from_str(&row.thresholds)
+                .map_err(|e| storage(format!("stored thresholds: {e}")))?,
+            share_tiers: row
+                .share_tiers
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| storage(format!("stored share tiers: {e}")))?,
+            badge: row.badge,
+        })
+    }
 }
 
 /// Every tier, best first.
 pub async fn list(market: &Market) -> Result<Vec<Tier>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, TierRow>(
         "SELECT key, name, rank, automatic, thresholds, share_tiers, badge FROM partner_tiers ORDER BY rank DESC",
     )
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter().map(tier).collect()
+    rows.into_iter().map(Tier::try_from).collect()
 }
 
 /// Defines or redefines the tier `key` (operators). Partners move at the next run.
@@ -197,24 +211,31 @@ pub async fn put(market: &Market, caller: &Caller, key: &str, request: TierReque
 /// `publisher`'s tier, for the partner itself and operators; `None` before any run.
 pub async fn of(market: &Market, caller: &Caller, publisher: &str) -> Result<Option<Assignment>, MarketError> {
     caller.may_act_for_publisher(publisher)?;
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, AssignmentRow>(
         "SELECT a.publisher, a.tier_key, a.manual, a.assigned_at, t.name, t.badge FROM partner_tier_assignments a \
          JOIN partner_tiers t ON t.key = a.tier_key WHERE a.publisher = $1",
     )
     .bind(publisher)
     .fetch_optional(&market.db.pool)
     .await?;
-    row.map(|row| {
-        Ok(Assignment {
-            publisher: row.try_get("publisher")?,
-            tier: row.try_get("tier_key")?,
-            name: row.try_get("name")?,
-            badge: row.try_get("badge")?,
-            manual: row.try_get::<i64, _>("manual")? == 1,
-            assigned_at: row.try_get("assigned_at")?,
-        })
-    })
-    .transpose()
+    Ok(row.map(|row| Assignment {
+        publisher: row.publisher,
+        tier: row.tier_key,
+        name: row.name,
+        badge: row.badge,
+        manual: row.manual == 1,
+        assigned_at: row.assigned_at,
+    }))
+}
+
+#[derive(sqlx::FromRow)]
+struct AssignmentRow {
+    publisher: String,
+    tier_key: String,
+    manual: i64,
+    assigned_at: i64,
+    name: String,
+    badge: String,
 }
 
 /// The tier the figures reach: the best automatic one whose threshold some currency's
@@ -302,7 +323,7 @@ pub async fn recompute(market: &Market, actor: &str) -> Result<Vec<TierChange>, 
     }
     let now = market.billing.clock.now_ms();
     let since_day = now.div_euclid(DAY_MS) - 365;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, String, i64)>(
         "SELECT publisher, currency, CAST(SUM(gross_minor) AS BIGINT) AS gross FROM money_rollups \
          WHERE grain = 'day' AND start_day > $1 GROUP BY publisher, currency",
     )
@@ -310,23 +331,20 @@ pub async fn recompute(market: &Market, actor: &str) -> Result<Vec<TierChange>, 
     .fetch_all(&market.db.pool)
     .await?;
     let mut gross: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for row in &rows {
-        let sum: i64 = row.try_get("gross")?;
-        gross.entry(row.try_get("publisher")?).or_default().insert(row.try_get("currency")?, sum);
+    for (publisher, currency, sum) in rows {
+        gross.entry(publisher).or_default().insert(currency, sum);
     }
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, Option<String>, Option<i64>)>(
         "SELECT p.name, a.tier_key, a.manual FROM publishers p \
          LEFT JOIN partner_tier_assignments a ON a.publisher = p.name ORDER BY p.name",
     )
     .fetch_all(&market.db.pool)
     .await?;
     let mut changes = Vec::new();
-    for row in &rows {
-        if row.try_get::<Option<i64>, _>("manual")? == Some(1) {
+    for (publisher, current, manual) in rows {
+        if manual == Some(1) {
             continue;
         }
-        let publisher: String = row.try_get("name")?;
-        let current: Option<String> = row.try_get("tier_key")?;
         let empty = BTreeMap::new();
         let Some(target) = reached(&tiers, gross.get(&publisher).unwrap_or(&empty)) else { continue };
         if current.as_deref() == Some(target.key.as_str()) {

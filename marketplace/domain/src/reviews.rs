@@ -24,8 +24,8 @@ use nexus_registry::text::MAX_REASON_CHARS;
 use nexus_registry::{Db, ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
@@ -164,36 +164,52 @@ const COLUMNS: &str = "r.id, r.plugin_id, r.tenant_id, COALESCE(t.display_name, 
                        r.reply, r.replied_at, r.reply_edited_at, r.hidden_at, r.hidden_reason";
 const FROM: &str = "reviews r LEFT JOIN tenants t ON t.id = r.tenant_id";
 
-fn review(row: &AnyRow, show_hidden: bool) -> Result<Review, MarketError> {
-    let reply: Option<String> = row.try_get("reply")?;
-    let hidden_at: Option<i64> = row.try_get("hidden_at")?;
-    Ok(Review {
-        id: row.try_get("id")?,
-        plugin: row.try_get("plugin_id")?,
-        organization: row.try_get("organization")?,
-        author_name: row.try_get("author_name")?,
-        rating: row.try_get("rating")?,
-        title: row.try_get("title")?,
-        body: row.try_get("body")?,
-        version: row.try_get("version")?,
-        helpful: row.try_get("helpful")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        reply: match reply {
-            Some(body) => Some(Reply {
+/// A row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct ReviewRow {
+    id: String,
+    plugin_id: String,
+    organization: String,
+    author_name: String,
+    rating: i64,
+    title: String,
+    body: String,
+    version: String,
+    helpful: i64,
+    created_at: i64,
+    updated_at: i64,
+    reply: Option<String>,
+    replied_at: Option<i64>,
+    reply_edited_at: Option<i64>,
+    hidden_at: Option<i64>,
+    hidden_reason: Option<String>,
+}
+
+impl ReviewRow {
+    fn into_review(self, show_hidden: bool) -> Review {
+        Review {
+            id: self.id,
+            plugin: self.plugin_id,
+            organization: self.organization,
+            author_name: self.author_name,
+            rating: self.rating,
+            title: self.title,
+            body: self.body,
+            version: self.version,
+            helpful: self.helpful,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            reply: self.reply.map(|body| Reply {
                 body,
-                at: row.try_get::<Option<i64>, _>("replied_at")?.unwrap_or_default(),
-                edited_at: row.try_get("reply_edited_at")?,
+                at: self.replied_at.unwrap_or_default(),
+                edited_at: self.reply_edited_at,
             }),
-            None => None,
-        },
-        hidden: match hidden_at {
-            Some(at) if show_hidden => {
-                Some(Hidden { at, reason: row.try_get::<Option<String>, _>("hidden_reason")?.unwrap_or_default() })
-            }
-            _ => None,
-        },
-    })
+            hidden: match self.hidden_at {
+                Some(at) if show_hidden => Some(Hidden { at, reason: self.hidden_reason.unwrap_or_default() }),
+                _ => None,
+            },
+        }
+    }
 }
 
 fn invalid(message: impl Into<String>) -> MarketError {
@@ -221,6 +237,16 @@ fn check_input(input: &ReviewInput) -> Result<(), MarketError> {
     check_text("body", &input.body, MAX_BODY_CHARS, false, true)
 }
 
+/// An install of the plugin by the tenant, as [`reviewable_version`] reads it (its `ran`
+/// column is read by [`truthy`]: a boolean on PostgreSQL, an integer on SQLite).
+#[derive(sqlx::FromRow)]
+struct InstallSpan {
+    version: String,
+    created_at: i64,
+    uninstalled_at: Option<i64>,
+    status: String,
+}
+
 /// The version a tenant may review `plugin` at, or why it may not review it yet.
 async fn reviewable_version(
     conn: &mut sqlx::AnyConnection,
@@ -246,14 +272,14 @@ async fn reviewable_version(
     let mut first_eligible_at = None;
     let mut ran_any = false;
     for row in &rows {
-        let created_at: i64 = row.try_get("created_at")?;
-        let until = row.try_get::<Option<i64>, _>("uninstalled_at")?.unwrap_or(now);
+        let InstallSpan { version, created_at, uninstalled_at, status } = InstallSpan::from_row(row)?;
+        let until = uninstalled_at.unwrap_or(now);
         let ran = truthy(row, "ran")?;
         ran_any |= ran;
         if ran && until - created_at >= MIN_INSTALLED_MS {
-            return Ok(row.try_get("version")?);
+            return Ok(version);
         }
-        if row.try_get::<String, _>("status")? != "uninstalled" {
+        if status != "uninstalled" {
             first_eligible_at = Some(created_at + MIN_INSTALLED_MS);
         }
     }
@@ -340,24 +366,26 @@ async fn count_rating(conn: &mut sqlx::AnyConnection, plugin: &str, count: i64, 
 }
 
 async fn read_review(db: &Db, id: &str, show_hidden: bool) -> Result<Review, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE r.id = $1"))
+    let row = sqlx::query_as::<_, ReviewRow>(&format!("SELECT {COLUMNS} FROM {FROM} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(&db.pool)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("review {id}")))?;
-    review(&row, show_hidden)
+    Ok(row.into_review(show_hidden))
 }
 
 /// The tenant's own review of `plugin`, hidden or not.
 pub async fn mine(db: &Db, caller: &Caller, plugin: &PluginId) -> Result<Review, MarketError> {
     let tenant = caller.tenant(TenantScope::Read)?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE r.plugin_id = $1 AND r.tenant_id = $2"))
-        .bind(plugin.to_string())
-        .bind(tenant.as_str())
-        .fetch_optional(&db.pool)
-        .await?
-        .ok_or_else(|| MarketError::NotFound(format!("a review of {plugin} by {tenant}")))?;
-    review(&row, true)
+    let row = sqlx::query_as::<_, ReviewRow>(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE r.plugin_id = $1 AND r.tenant_id = $2"
+    ))
+    .bind(plugin.to_string())
+    .bind(tenant.as_str())
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("a review of {plugin} by {tenant}")))?;
+    Ok(row.into_review(true))
 }
 
 /// Writes the tenant's review of `plugin`: a new one (`create`), or an edit of its own.
@@ -636,14 +664,14 @@ pub async fn list(
         "SELECT {COLUMNS} FROM {FROM} WHERE {filter} ORDER BY {} LIMIT $3 OFFSET $4",
         query.sort.unwrap_or_default().order()
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query_as::<_, ReviewRow>(&sql)
         .bind(plugin.to_string())
         .bind(rating)
         .bind(i64::from(per_page))
         .bind(i64::from(page - 1) * i64::from(per_page))
         .fetch_all(&db.pool)
         .await?;
-    let items = rows.iter().map(|row| review(row, operator)).collect::<Result<Vec<_>, _>>()?;
+    let items = rows.into_iter().map(|row| row.into_review(operator)).collect();
     Ok(Page::new(items, page, per_page, total))
 }
 

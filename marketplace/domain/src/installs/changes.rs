@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::consent::{Consent, GrantConsent, grants_cover};
 use super::{
-    COLUMNS, Install, InstallStatus, changed_live, check_settings, for_update, get, install, json_text, plugin_id,
-    visible_row, write_tx,
+    COLUMNS, Install, InstallRow, InstallStatus, changed_live, check_settings, get, json_text, plugin_id, visible_row,
+    write_tx,
 };
 use crate::accounts::{Caller, TenantScope};
 use crate::audit;
@@ -42,7 +42,7 @@ pub struct SettingsUpdate {
 /// The install, which must be the caller tenant's own and not uninstalled, for a change.
 async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     caller.tenant(TenantScope::Installs)?;
-    let install = install(&visible_row(market, caller, id).await?)?;
+    let install = Install::try_from(visible_row(market, caller, id).await?)?;
     if install.status == InstallStatus::Uninstalled {
         return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
@@ -96,7 +96,7 @@ pub async fn update_settings(
     }
     if !update.secrets.is_empty() {
         // Locked until commit: two concurrent changes must not both start from the old set.
-        let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", for_update(market));
+        let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", market.db.for_update());
         let sealed: Option<String> = sqlx::query_scalar(&select).bind(id).fetch_one(&mut *tx).await?;
         let mut values = match sealed {
             Some(sealed) => secrets::open(&market.master_key, id, &sealed).map_err(storage)?,
@@ -322,16 +322,14 @@ pub async fn moves_to(
 /// best remaining one, even an older one (a yank usually means "broken"); when nothing
 /// remains within the requirement the install keeps running what it has.
 pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'"))
-        .bind(plugin.to_string())
-        .fetch_all(&market.db.pool)
-        .await?;
+    let sql = format!("SELECT {COLUMNS} FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'");
+    let rows: Vec<InstallRow> = sqlx::query_as(&sql).bind(plugin.to_string()).fetch_all(&market.db.pool).await?;
     // Many installs share a requirement: resolve each requirement once (and once more for
     // the publisher's development tenants, who alone may have development versions).
     let dev_tenants = crate::dev_versions::tenants_of(market, plugin.publisher.as_str()).await?;
     let mut resolved: HashMap<(String, bool), Option<VersionRecord>> = HashMap::new();
-    for row in &rows {
-        let current = install(row)?;
+    for row in rows {
+        let current = Install::try_from(row)?;
         let key = (current.requirement.clone(), dev_tenants.contains(&current.tenant));
         if !resolved.contains_key(&key) {
             let best = match parse_requirement(&current.requirement) {

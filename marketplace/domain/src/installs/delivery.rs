@@ -7,8 +7,7 @@ use nexus_host::Grants;
 use nexus_registry::db::{now_ms, placeholders};
 use nexus_registry::{ErrorCode, PluginId};
 use serde_json::json;
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::FromRow;
 
 use super::{FAILURES_BEFORE_PAUSE, json_field, write_tx};
 use crate::accounts::{Caller, TenantId, TenantScope};
@@ -43,24 +42,53 @@ impl Target {
     }
 }
 
-fn target(row: &AnyRow) -> Result<Target, MarketError> {
-    let plugin: String = row.try_get("plugin_id")?;
-    let version: String = row.try_get("version")?;
-    Ok(Target {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant_id")?,
-        plugin: plugin.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
-        version: version.parse().map_err(|e| storage(format!("stored version: {e}")))?,
-        event_types: json_field(row, "event_types")?,
-        grants: json_field(row, "grants")?,
-        config: json_field(row, "config")?,
-        secrets_sealed: row.try_get("secrets_sealed")?,
-        status: super::InstallStatus::stored(&row.try_get::<String, _>("status")?)?,
-        status_reason: row.try_get("status_reason")?,
-        consecutive_failures: row.try_get("consecutive_failures")?,
-        ordered: row.try_get::<i64, _>("ordered_delivery")? != 0,
-        generation: row.try_get("generation")?,
-    })
+/// A row of [`TARGET_COLUMNS`], as stored.
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: String,
+    tenant_id: String,
+    plugin_id: String,
+    version: String,
+    event_types: String,
+    grants: String,
+    config: String,
+    secrets_sealed: Option<String>,
+    status: String,
+    status_reason: Option<String>,
+    consecutive_failures: i64,
+    ordered_delivery: i64,
+    generation: i64,
+}
+
+impl TryFrom<TargetRow> for Target {
+    type Error = MarketError;
+
+    fn try_from(row: TargetRow) -> Result<Self, MarketError> {
+        Ok(Target {
+            id: row.id,
+            tenant: row.tenant_id,
+            plugin: row.plugin_id.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
+            version: row.version.parse().map_err(|e| storage(format!("stored version: {e}")))?,
+            event_types: json_field(&row.event_types, "event_types")?,
+            grants: json_field(&row.grants, "grants")?,
+            config: json_field(&row.config, "config")?,
+            secrets_sealed: row.secrets_sealed,
+            status: super::InstallStatus::stored(&row.status)?,
+            status_reason: row.status_reason,
+            consecutive_failures: row.consecutive_failures,
+            ordered: row.ordered_delivery != 0,
+            generation: row.generation,
+        })
+    }
+}
+
+/// What every row of [`targets_read`] has: the generations, and the install's id (`NULL` on
+/// the one row of a tenant without installs).
+#[derive(sqlx::FromRow)]
+struct GenerationsRow {
+    global_generation: i64,
+    tenant_generation: i64,
+    id: Option<String>,
 }
 
 const TARGET_COLUMNS: &str = "id, tenant_id, plugin_id, version, event_types, grants, config, secrets_sealed, status, \
@@ -86,11 +114,12 @@ pub async fn targets_read(market: &Market, tenant: &TenantId) -> Result<(Vec<Tar
     .fetch_all(&market.db.pool)
     .await?;
     let row = rows.first().ok_or_else(|| storage("the generations row is missing"))?;
-    let generations = (row.try_get("global_generation")?, row.try_get("tenant_generation")?);
+    let first = GenerationsRow::from_row(row)?;
+    let generations = (first.global_generation, first.tenant_generation);
     let mut targets = Vec::with_capacity(rows.len());
     for row in &rows {
-        if row.try_get::<Option<String>, _>("id")?.is_some() {
-            targets.push(target(row)?);
+        if GenerationsRow::from_row(row)?.id.is_some() {
+            targets.push(Target::try_from(TargetRow::from_row(row)?)?);
         }
     }
     Ok((targets, generations))
@@ -99,13 +128,15 @@ pub async fn targets_read(market: &Market, tenant: &TenantId) -> Result<(Vec<Tar
 /// One install of the tenant, for direct invocation.
 pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Target, MarketError> {
     let tenant = caller.tenant(TenantScope::Events)?;
-    let row = sqlx::query(&format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1 AND tenant_id = $2"))
-        .bind(id)
-        .bind(tenant.as_str())
-        .fetch_optional(&market.db.pool)
-        .await?
-        .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
-    let target = target(&row)?;
+    let row = sqlx::query_as::<_, TargetRow>(&format!(
+        "SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1 AND tenant_id = $2"
+    ))
+    .bind(id)
+    .bind(tenant.as_str())
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
+    let target = Target::try_from(row)?;
     if target.status == super::InstallStatus::Uninstalled {
         return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
@@ -115,11 +146,11 @@ pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Tar
 /// One install by id, whatever its tenant and status: for the delivery workers, which act
 /// for the tenant that queued the event. `None` if there is no such install.
 pub async fn target_by_id(market: &Market, id: &str) -> Result<Option<Target>, MarketError> {
-    let row = sqlx::query(&format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1"))
+    let row = sqlx::query_as::<_, TargetRow>(&format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
         .await?;
-    row.as_ref().map(target).transpose()
+    row.map(Target::try_from).transpose()
 }
 
 /// [`target_by_id`] for many installs in one read, by id; ids with no install are absent.
@@ -127,12 +158,12 @@ pub async fn targets_by_ids(market: &Market, ids: &[&str]) -> Result<HashMap<Str
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let sql = format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id IN ({})", placeholders(1, chunk.len()));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, TargetRow>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&market.db.pool).await? {
-            let target = target(&row)?;
+            let target = Target::try_from(row)?;
             found.insert(target.id.clone(), target);
         }
     }
