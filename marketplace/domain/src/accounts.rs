@@ -10,7 +10,6 @@ use std::str::FromStr;
 use nexus_registry::publishers::{Issuer, random_hex, secret_hash};
 use nexus_registry::{Credential, Db, ErrorCode, RegistryError, db::now_ms};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::error::{MarketError, storage};
 
@@ -200,7 +199,7 @@ pub struct IssuedAccountToken {
 }
 
 /// A tenant as listed to operators.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Tenant {
     pub id: String,
     pub display_name: String,
@@ -279,7 +278,7 @@ pub struct ReadCaller {
 /// Checks an account token (operator or tenant) stored as `hash` for revocation and expiry
 /// now.
 pub async fn account_caller(db: &Db, hash: &str) -> Result<ReadCaller, MarketError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, TokenRow>(
         "SELECT t.id, t.role, t.tenant_id, t.scopes, t.expires_at, t.revoked_at, \
          (SELECT generation FROM cache_generation WHERE id = 1) AS generation, \
          COALESCE((SELECT generation FROM tenants WHERE id = t.tenant_id), 0) AS tenant_generation \
@@ -289,34 +288,37 @@ pub async fn account_caller(db: &Db, hash: &str) -> Result<ReadCaller, MarketErr
     .fetch_optional(&db.pool)
     .await?
     .ok_or(RegistryError::Unauthenticated)?;
-    if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+    if row.revoked_at.is_some() {
         return Err(RegistryError::TokenRevoked.into());
     }
-    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    let expires_at = row.expires_at;
     if expires_at.is_some_and(|at| at <= now_ms()) {
         return Err(RegistryError::TokenExpired.into());
     }
-    let token_id: String = row.try_get("id")?;
-    let role: String = row.try_get("role")?;
-    let caller = match role.as_str() {
+    let token_id = row.id;
+    let caller = match row.role.as_str() {
         "operator" => Caller::Operator { token_id },
-        "tenant" => {
-            let tenant: String = row.try_get::<Option<String>, _>("tenant_id")?.unwrap_or_default();
-            let scopes: String = row.try_get("scopes")?;
-            Caller::Tenant {
-                tenant: tenant.parse()?,
-                token_id,
-                scopes: scopes.split(',').filter_map(|s| s.parse().ok()).collect(),
-            }
-        }
+        "tenant" => Caller::Tenant {
+            tenant: row.tenant_id.unwrap_or_default().parse()?,
+            token_id,
+            scopes: row.scopes.split(',').filter_map(|s| s.parse().ok()).collect(),
+        },
         other => return Err(storage(format!("token {token_id} has unknown role {other}"))),
     };
-    Ok(ReadCaller {
-        caller,
-        expires_at,
-        generation: row.try_get("generation")?,
-        tenant_generation: row.try_get("tenant_generation")?,
-    })
+    Ok(ReadCaller { caller, expires_at, generation: row.generation, tenant_generation: row.tenant_generation })
+}
+
+/// A row of [`account_caller`].
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    role: String,
+    tenant_id: Option<String>,
+    scopes: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    generation: i64,
+    tenant_generation: i64,
 }
 
 async fn insert_token(
@@ -447,20 +449,11 @@ pub async fn tenant_exists(db: &Db, id: &TenantId) -> Result<bool, MarketError> 
 pub async fn list_tenants(db: &Db, query: &crate::error::PageQuery) -> Result<crate::error::Page<Tenant>, MarketError> {
     let (page, per_page) = query.checked()?;
     let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(&db.pool).await?;
-    let rows = sqlx::query("SELECT id, display_name, created_at FROM tenants ORDER BY id LIMIT $1 OFFSET $2")
-        .bind(i64::from(per_page))
-        .bind(i64::from(page - 1) * i64::from(per_page))
-        .fetch_all(&db.pool)
-        .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            Ok(Tenant {
-                id: row.try_get("id")?,
-                display_name: row.try_get("display_name")?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
+    let items =
+        sqlx::query_as::<_, Tenant>("SELECT id, display_name, created_at FROM tenants ORDER BY id LIMIT $1 OFFSET $2")
+            .bind(i64::from(per_page))
+            .bind(i64::from(page - 1) * i64::from(per_page))
+            .fetch_all(&db.pool)
+            .await?;
     Ok(crate::error::Page::new(items, page, per_page, total))
 }

@@ -6,7 +6,6 @@ use nexus_registry::db::now_ms;
 use nexus_registry::{Db, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::Row;
 
 use nexus_registry::text::MAX_QUERY_CHARS;
 
@@ -100,7 +99,7 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>,
         .bind(query.to)
         .fetch_one(&db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, AuditRow>(&format!(
         "SELECT id, at, actor, action, target, detail FROM audit_log {filter} AND id < $6 ORDER BY id DESC LIMIT $7"
     ))
     .bind(query.action.as_deref())
@@ -112,25 +111,31 @@ pub async fn list(db: &Db, query: &AuditQuery) -> Result<CursorPage<AuditEntry>,
     .bind(i64::from(per_page) + 1)
     .fetch_all(&db.pool)
     .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            let detail: String = row.try_get("detail")?;
-            Ok(AuditEntry {
-                id: row.try_get("id")?,
-                at: row.try_get("at")?,
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                target: row.try_get("target")?,
-                detail: serde_json::from_str(&detail).unwrap_or(Value::String(detail)),
-                person: None,
-                token_created_by: None,
-            })
+    let mut items: Vec<AuditEntry> = rows
+        .into_iter()
+        .map(|row| AuditEntry {
+            id: row.id,
+            at: row.at,
+            actor: row.actor,
+            action: row.action,
+            target: row.target,
+            detail: serde_json::from_str(&row.detail).unwrap_or(Value::String(row.detail)),
+            person: None,
+            token_created_by: None,
         })
-        .collect::<Result<Vec<_>, MarketError>>()?;
-    let mut items = items;
+        .collect();
     name_people(db, &mut items).await?;
     Ok(CursorPage::new(items, per_page, total, |entry| entry.id.to_string()))
+}
+
+#[derive(sqlx::FromRow)]
+struct AuditRow {
+    id: i64,
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
 }
 
 /// The last part of an actor (`tenant:globex:tok_…` → `tok_…`): a token's or a person's id.
@@ -147,16 +152,14 @@ async fn name_people(db: &Db, entries: &mut [AuditEntry]) -> Result<(), MarketEr
         let id = actor_id(&entry.actor).to_string();
         let mut person = id.starts_with("usr_").then(|| id.clone());
         if id.starts_with("tok_") {
-            let row = sqlx::query(
+            let row = sqlx::query_as::<_, (Option<String>, Option<String>)>(
                 "SELECT created_by, person_id FROM account_tokens WHERE id = $1 \
                  UNION ALL SELECT created_by, person_id FROM publisher_tokens WHERE id = $1",
             )
             .bind(&id)
             .fetch_optional(&db.pool)
             .await?;
-            if let Some(row) = row {
-                let created_by: Option<String> = row.try_get("created_by")?;
-                let issued_to: Option<String> = row.try_get("person_id")?;
+            if let Some((created_by, issued_to)) = row {
                 let maker = created_by.as_deref().map(actor_id).filter(|id| id.starts_with("usr_"));
                 person = issued_to.or(maker.map(str::to_string));
                 entry.token_created_by = created_by;

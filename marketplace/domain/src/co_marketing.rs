@@ -13,7 +13,6 @@ use nexus_registry::publishers::random_hex;
 use nexus_registry::{ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -44,9 +43,10 @@ pub struct PlacementRequest {
     pub ends_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Placement {
     pub id: String,
+    #[sqlx(rename = "plugin_id")]
     pub plugin: String,
     pub note: String,
     pub starts_at: i64,
@@ -118,27 +118,17 @@ pub async fn set_rules(market: &Market, caller: &Caller, rules: Rules) -> Result
     Ok(rules)
 }
 
-fn placement(row: &sqlx::any::AnyRow) -> Result<Placement, MarketError> {
-    Ok(Placement {
-        id: row.try_get("id")?,
-        plugin: row.try_get("plugin_id")?,
-        note: row.try_get("note")?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
-    })
-}
-
 /// The placements in force and to come, soonest first.
 pub async fn list(market: &Market) -> Result<Vec<Placement>, MarketError> {
     let now = market.billing.clock.now_ms();
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, Placement>(
         "SELECT id, plugin_id, note, starts_at, ends_at FROM featured_placements \
          WHERE ends_at IS NULL OR ends_at > $1 ORDER BY starts_at, id",
     )
     .bind(now)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter().map(placement).collect()
+    Ok(rows)
 }
 
 /// The most placements running at once within `[start, end)` (`end` None: open), counting
@@ -185,7 +175,7 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
     }
     let rules = rules_on(&mut tx).await?;
     if let Some(min) = &rules.min_tier {
-        let ranks = sqlx::query(
+        let (required, reached) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
             "SELECT (SELECT rank FROM partner_tiers WHERE key = $1) AS required, \
              (SELECT t.rank FROM partner_tier_assignments a JOIN partner_tiers t ON t.key = a.tier_key \
               WHERE a.publisher = $2) AS reached",
@@ -194,8 +184,6 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
         .bind(id.publisher.as_str())
         .fetch_one(&mut *tx)
         .await?;
-        let required: Option<i64> = ranks.try_get("required")?;
-        let reached: Option<i64> = ranks.try_get("reached")?;
         if required.is_some_and(|required| reached.is_none_or(|reached| reached < required)) {
             tx.rollback().await?;
             return Err(MarketError::Forbidden(format!(
@@ -204,7 +192,7 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
             )));
         }
     }
-    let rows = sqlx::query(
+    let others: Vec<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT starts_at, ends_at FROM featured_placements WHERE (ends_at IS NULL OR ends_at > $1) \
          AND ($2 IS NULL OR starts_at < $2)",
     )
@@ -212,10 +200,6 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
     .bind(request.ends_at)
     .fetch_all(&mut *tx)
     .await?;
-    let others: Vec<(i64, Option<i64>)> = rows
-        .iter()
-        .map(|row| Ok((row.try_get("starts_at")?, row.try_get("ends_at")?)))
-        .collect::<Result<_, MarketError>>()?;
     if peak(&others, starts_at, request.ends_at) >= usize::try_from(rules.slots).unwrap_or(0) {
         tx.rollback().await?;
         return Err(MarketError::conflict(

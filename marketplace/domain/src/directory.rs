@@ -4,18 +4,18 @@
 
 use nexus_registry::ErrorCode;
 use nexus_registry::text::MAX_QUERY_CHARS;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::error::{MarketError, Page, PageQuery};
 use crate::market::Market;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantEntry {
     pub id: String,
     pub display_name: String,
     pub created_at: i64,
     /// Installs not uninstalled.
+    #[sqlx(rename = "live")]
     pub live_installs: i64,
 }
 
@@ -30,6 +30,17 @@ pub struct PartnerEntry {
     pub verified_domain: Option<String>,
     /// Whether its payouts are held.
     pub held: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct PartnerRow {
+    name: String,
+    display_name: String,
+    created_at: i64,
+    listings: i64,
+    tier_badge: Option<String>,
+    verified_domain: Option<String>,
+    holds: i64,
 }
 
 /// `%text%` for a case-insensitive search in id or name, its wildcards taken literally.
@@ -54,7 +65,7 @@ pub async fn tenants(
         .bind(like.as_deref())
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let items = sqlx::query_as::<_, TenantEntry>(&format!(
         "SELECT t.id, t.display_name, t.created_at, (SELECT COUNT(*) FROM installs i WHERE i.tenant_id = t.id \
          AND i.status <> 'uninstalled') AS live FROM tenants t {filter} ORDER BY t.id LIMIT $2 OFFSET $3"
     ))
@@ -63,17 +74,6 @@ pub async fn tenants(
     .bind(i64::from(page - 1) * i64::from(per_page))
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows
-        .iter()
-        .map(|row| {
-            Ok(TenantEntry {
-                id: row.try_get("id")?,
-                display_name: row.try_get("display_name")?,
-                created_at: row.try_get("created_at")?,
-                live_installs: row.try_get("live")?,
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
     Ok(Page::new(items, page, per_page, total))
 }
 
@@ -92,7 +92,7 @@ pub async fn partners(
         .bind(like.as_deref())
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, PartnerRow>(&format!(
         "SELECT p.name, p.display_name, p.created_at, \
          (SELECT COUNT(*) FROM listings l WHERE l.publisher = p.name) AS listings, \
          (SELECT t.badge FROM partner_tier_assignments a JOIN partner_tiers t ON t.key = a.tier_key \
@@ -108,18 +108,16 @@ pub async fn partners(
     .fetch_all(&market.db.pool)
     .await?;
     let items = rows
-        .iter()
-        .map(|row| {
-            Ok(PartnerEntry {
-                id: row.try_get("name")?,
-                display_name: row.try_get("display_name")?,
-                created_at: row.try_get("created_at")?,
-                listings: row.try_get("listings")?,
-                tier_badge: row.try_get("tier_badge")?,
-                verified_domain: row.try_get("verified_domain")?,
-                held: row.try_get::<i64, _>("holds")? > 0,
-            })
+        .into_iter()
+        .map(|row| PartnerEntry {
+            id: row.name,
+            display_name: row.display_name,
+            created_at: row.created_at,
+            listings: row.listings,
+            tier_badge: row.tier_badge,
+            verified_domain: row.verified_domain,
+            held: row.holds > 0,
         })
-        .collect::<Result<Vec<_>, MarketError>>()?;
+        .collect();
     Ok(Page::new(items, page, per_page, total))
 }

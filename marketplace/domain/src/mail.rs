@@ -18,7 +18,7 @@ use lettre::message::{Body, Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use nexus_registry::db::process_id;
 use nexus_registry::publishers::random_hex;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::error::MarketError;
 use crate::market::Market;
@@ -141,6 +141,7 @@ pub async fn to_members(
 /// Who hears about money: owners, admins and finance.
 pub const MONEY_ROLES: [&str; 3] = ["owner", "admin", "finance"];
 
+#[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
     kind: String,
@@ -171,18 +172,7 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
         BATCH,
     )
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Claimed {
-                id: row.try_get("id")?,
-                kind: row.try_get("kind")?,
-                recipient: row.try_get("recipient")?,
-                subject: row.try_get("subject")?,
-                body: row.try_get("body")?,
-                attempts: row.try_get("attempts")?,
-            })
-        })
-        .collect()
+    Ok(rows.iter().map(Claimed::from_row).collect::<Result<_, _>>()?)
 }
 
 /// Sends one mail; the error says why not, without the body or the server's URL.

@@ -16,8 +16,6 @@ use nexus_registry::manifest::MAX_SCREENSHOTS;
 use nexus_registry::{Db, ErrorCode, PluginId, Registry, Scope};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -252,34 +250,51 @@ pub async fn remove(db: &Db, caller: &Caller, id: &PluginId, place: Place) -> Re
     Ok(())
 }
 
-fn item(row: &AnyRow) -> Result<MediaItem, MarketError> {
-    let digest: String = row.try_get("digest")?;
-    let number = |column: &str| -> Result<u32, MarketError> {
-        u32::try_from(row.try_get::<i64, _>(column)?).map_err(|e| crate::error::storage(format!("{column}: {e}")))
-    };
-    Ok(MediaItem {
-        slot: row.try_get("slot")?,
-        position: number("position")?,
-        url: url_of(&digest),
-        content_type: row.try_get("content_type")?,
-        width: number("width")?,
-        height: number("height")?,
-        bytes: u64::try_from(row.try_get::<i64, _>("byte_size")?).unwrap_or(0),
-        caption: row.try_get("caption")?,
-        uploaded_at: row.try_get("uploaded_at")?,
-        digest,
-    })
+/// A row of `listing_media`, as stored.
+#[derive(sqlx::FromRow)]
+struct MediaRow {
+    slot: String,
+    position: i64,
+    digest: String,
+    content_type: String,
+    width: i64,
+    height: i64,
+    byte_size: i64,
+    caption: Option<String>,
+    uploaded_at: i64,
+}
+
+impl TryFrom<MediaRow> for MediaItem {
+    type Error = MarketError;
+
+    fn try_from(row: MediaRow) -> Result<Self, MarketError> {
+        let number = |column: &str, value: i64| -> Result<u32, MarketError> {
+            u32::try_from(value).map_err(|e| crate::error::storage(format!("{column}: {e}")))
+        };
+        Ok(MediaItem {
+            position: number("position", row.position)?,
+            url: url_of(&row.digest),
+            width: number("width", row.width)?,
+            height: number("height", row.height)?,
+            bytes: u64::try_from(row.byte_size).unwrap_or(0),
+            slot: row.slot,
+            content_type: row.content_type,
+            caption: row.caption,
+            uploaded_at: row.uploaded_at,
+            digest: row.digest,
+        })
+    }
 }
 
 async fn rows(db: &Db, id: &PluginId) -> Result<Vec<MediaItem>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, MediaRow>(
         "SELECT slot, position, digest, content_type, width, height, byte_size, caption, uploaded_at \
          FROM listing_media WHERE plugin_id = $1 ORDER BY slot, position",
     )
     .bind(id.to_string())
     .fetch_all(&db.pool)
     .await?;
-    rows.iter().map(item).collect()
+    rows.into_iter().map(MediaItem::try_from).collect()
 }
 
 /// The listing's images, the icon first, for whoever may see the listing.

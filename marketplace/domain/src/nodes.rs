@@ -9,7 +9,6 @@ use std::time::Duration;
 use nexus_registry::db::now_ms;
 use nexus_registry::publishers::random_hex;
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::error::MarketError;
@@ -107,23 +106,31 @@ async fn beat(market: &Market, membership: &Membership) -> Result<u32, MarketErr
 pub async fn list(market: &Market, caller: &Caller) -> Result<Vec<Node>, MarketError> {
     caller.require_operator()?;
     let live_since = now_ms() - millis(LIVE_WITHIN);
-    let rows =
-        sqlx::query("SELECT id, version, listen, started_at, heartbeat_at FROM nodes ORDER BY heartbeat_at DESC, id")
-            .fetch_all(&market.db.pool)
-            .await?;
-    rows.iter()
-        .map(|row| {
-            let heartbeat_at: i64 = row.try_get("heartbeat_at")?;
-            Ok(Node {
-                id: row.try_get("id")?,
-                version: row.try_get("version")?,
-                listen: row.try_get("listen")?,
-                started_at: row.try_get("started_at")?,
-                heartbeat_at,
-                live: heartbeat_at >= live_since,
-            })
+    let rows = sqlx::query_as::<_, NodeRow>(
+        "SELECT id, version, listen, started_at, heartbeat_at FROM nodes ORDER BY heartbeat_at DESC, id",
+    )
+    .fetch_all(&market.db.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Node {
+            id: row.id,
+            version: row.version,
+            listen: row.listen,
+            started_at: row.started_at,
+            heartbeat_at: row.heartbeat_at,
+            live: row.heartbeat_at >= live_since,
         })
-        .collect()
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct NodeRow {
+    id: String,
+    version: String,
+    listen: String,
+    started_at: i64,
+    heartbeat_at: i64,
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -10,7 +10,6 @@ use nexus_registry::publishers::{self, Issuer};
 use nexus_registry::{ErrorCode, RegistryError, Scope};
 use serde::Serialize;
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::{self, Caller, TenantScope};
 use crate::audit;
@@ -67,7 +66,7 @@ pub async fn list(market: &Market, caller: &Caller) -> Result<Vec<OrgToken>, Mar
         Caller::Publisher(credential) => ("publisher_tokens", "publisher", credential.publisher.to_string()),
         Caller::Operator { .. } => unreachable_operator()?,
     };
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, OrgTokenRow>(&format!(
         "SELECT t.id, t.label, t.scopes, t.created_by, p.email, t.created_at, t.expires_at, t.revoked_at \
          FROM {table} t LEFT JOIN people p ON p.id = t.person_id WHERE t.{owner} = $1 \
          ORDER BY t.created_at DESC, t.id LIMIT 200"
@@ -75,21 +74,31 @@ pub async fn list(market: &Market, caller: &Caller) -> Result<Vec<OrgToken>, Mar
     .bind(&id)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let scopes: String = row.try_get("scopes")?;
-            Ok(OrgToken {
-                id: row.try_get("id")?,
-                label: row.try_get("label")?,
-                scopes: scopes.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-                created_by: row.try_get("created_by")?,
-                person: row.try_get("email")?,
-                created_at: row.try_get("created_at")?,
-                expires_at: row.try_get("expires_at")?,
-                revoked_at: row.try_get("revoked_at")?,
-            })
+    Ok(rows
+        .into_iter()
+        .map(|row| OrgToken {
+            id: row.id,
+            label: row.label,
+            scopes: row.scopes.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            created_by: row.created_by,
+            person: row.email,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
         })
-        .collect()
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct OrgTokenRow {
+    id: String,
+    label: String,
+    scopes: String,
+    created_by: Option<String>,
+    email: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 fn unreachable_operator<T>() -> Result<T, MarketError> {

@@ -14,7 +14,6 @@
 use nexus_registry::ErrorCode;
 use nexus_registry::publishers::{random_hex, secret_hash};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::audit;
 use crate::error::MarketError;
@@ -84,11 +83,19 @@ fn forbidden(message: impl Into<String>) -> MarketError {
     MarketError::Forbidden(message.into())
 }
 
+#[derive(sqlx::FromRow)]
+struct MemberRow {
+    person_id: String,
+    role: String,
+    email: String,
+    display_name: String,
+}
+
 /// The members and pending invitations of `org`, for one of its members.
 pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec<Member>, Vec<Invited>), MarketError> {
     let mut conn = market.db.pool.acquire().await?;
     role_of(&mut conn, org, viewer).await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, MemberRow>(
         "SELECT m.person_id, m.role, p.email, p.display_name FROM memberships m JOIN people p ON p.id = m.person_id \
          WHERE m.org_kind = $1 AND m.org_id = $2 ORDER BY m.created_at, p.email",
     )
@@ -97,18 +104,11 @@ pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec
     .fetch_all(&mut *conn)
     .await?;
     let members = rows
-        .iter()
-        .map(|row| {
-            Ok(Member {
-                person: row.try_get("person_id")?,
-                email: row.try_get("email")?,
-                name: row.try_get("display_name")?,
-                role: Role::stored(&row.try_get::<String, _>("role")?)?,
-            })
-        })
+        .into_iter()
+        .map(|r| Ok(Member { person: r.person_id, email: r.email, name: r.display_name, role: Role::stored(&r.role)? }))
         .collect::<Result<Vec<_>, MarketError>>()?;
     let now = market.billing.clock.now_ms();
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, String, String, i64)>(
         "SELECT id, email, role, expires_at FROM invitations \
          WHERE org_kind = $1 AND org_id = $2 AND outcome IS NULL AND expires_at > $3 ORDER BY created_at",
     )
@@ -118,15 +118,8 @@ pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec
     .fetch_all(&mut *conn)
     .await?;
     let invited = rows
-        .iter()
-        .map(|row| {
-            Ok(Invited {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                role: Role::stored(&row.try_get::<String, _>("role")?)?,
-                expires_at: row.try_get("expires_at")?,
-            })
-        })
+        .into_iter()
+        .map(|(id, email, role, expires_at)| Ok(Invited { id, email, role: Role::stored(&role)?, expires_at }))
         .collect::<Result<Vec<_>, MarketError>>()?;
     Ok((members, invited))
 }
@@ -254,12 +247,21 @@ pub async fn invite(
     Ok(invited)
 }
 
+#[derive(sqlx::FromRow)]
+struct InvitationRow {
+    id: String,
+    org_kind: String,
+    org_id: String,
+    email: String,
+    role: String,
+}
+
 /// Accepts an invitation as `person` (whose confirmed address it must name): the
 /// membership it grants.
 pub async fn accept(market: &Market, secret: &str, person: &str) -> Result<Membership, MarketError> {
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, InvitationRow>(&format!(
         "SELECT id, org_kind, org_id, email, role FROM invitations \
          WHERE secret_sha256 = $1 AND outcome IS NULL AND expires_at > $2{}",
         market.db.for_update()
@@ -275,7 +277,7 @@ pub async fn accept(market: &Market, secret: &str, person: &str) -> Result<Membe
             "this invitation is unknown, was already used, replaced or has expired; ask for a new one",
         ));
     };
-    let email: String = row.try_get("email")?;
+    let email = row.email;
     let mine: String =
         sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(person).fetch_one(&mut *tx).await?;
     if mine != email {
@@ -284,12 +286,8 @@ pub async fn accept(market: &Market, secret: &str, person: &str) -> Result<Membe
             "this invitation is for {email}; you are signed in as {mine}: sign in with {email} to accept it"
         )));
     }
-    let id: String = row.try_get("id")?;
-    let membership = Membership {
-        org_kind: row.try_get("org_kind")?,
-        org_id: row.try_get("org_id")?,
-        role: Role::stored(&row.try_get::<String, _>("role")?)?,
-    };
+    let id = row.id;
+    let membership = Membership { org_kind: row.org_kind, org_id: row.org_id, role: Role::stored(&row.role)? };
     sqlx::query("UPDATE invitations SET outcome = 'accepted', ended_at = $1 WHERE id = $2")
         .bind(now)
         .bind(&id)

@@ -31,7 +31,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use nexus_registry::ErrorCode;
 use nexus_registry::publishers::{random_hex, secret_hash};
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
@@ -425,6 +424,14 @@ pub struct SignedIn {
     pub person: String,
 }
 
+#[derive(sqlx::FromRow)]
+struct SignInRow {
+    id: String,
+    display_name: String,
+    password_hash: String,
+    email_verified_at: Option<i64>,
+}
+
 /// Checks an address and password, counting failures per address and per `client`.
 pub async fn sign_in(
     market: &Market,
@@ -437,11 +444,13 @@ pub async fn sign_in(
     let now = market.billing.clock.now_ms();
     let subjects = [format!("email:{email}"), format!("client:{client}")];
     reserve_attempt(market, &subjects, now).await?;
-    let row = sqlx::query("SELECT id, display_name, password_hash, email_verified_at FROM people WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(&market.db.pool)
-        .await?;
-    let stored = row.as_ref().map(|row| row.try_get::<String, _>("password_hash")).transpose()?;
+    let row = sqlx::query_as::<_, SignInRow>(
+        "SELECT id, display_name, password_hash, email_verified_at FROM people WHERE email = $1",
+    )
+    .bind(&email)
+    .fetch_optional(&market.db.pool)
+    .await?;
+    let stored = row.as_ref().map(|row| row.password_hash.clone());
     if !password_matches(password, stored).await? {
         // The attempt reserved above stays counted as a failure.
         return Err(MarketError::Invalid {
@@ -460,9 +469,9 @@ pub async fn sign_in(
         .await?;
     tx.commit().await?;
     let row = row.ok_or_else(|| storage("a password matched no account"))?;
-    let person: String = row.try_get("id")?;
-    if row.try_get::<Option<i64>, _>("email_verified_at")?.is_none() {
-        relink(market, base, &person, &email, &row.try_get::<String, _>("display_name")?, now).await?;
+    let person = row.id;
+    if row.email_verified_at.is_none() {
+        relink(market, base, &person, &email, &row.display_name, now).await?;
         return Err(MarketError::Invalid {
             code: ErrorCode::EmailNotVerified,
             message: format!("confirm {email} first: we mailed you a link"),
@@ -536,27 +545,25 @@ pub async fn request_reset(market: &Market, base: &str, email: &str) -> Result<(
     let email = normalized_email(email)?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    let person = sqlx::query("SELECT id, display_name FROM people WHERE email = $1")
+    let person = sqlx::query_as::<_, (String, String)>("SELECT id, display_name FROM people WHERE email = $1")
         .bind(&email)
         .fetch_optional(&mut *tx)
         .await?;
-    if let Some(person) = person {
-        let id: String = person.try_get("id")?;
-        let name: String = person.try_get("display_name")?;
-        if !linked_lately(&mut tx, &id, "reset", now).await? {
-            let secret = new_link(&mut tx, &id, "reset", now, RESET_LINK_MS).await?;
-            let reset = Mail {
-                kind: "reset",
-                to: email.clone(),
-                subject: "Reset your Nexus password".into(),
-                body: format!(
-                    "Hello {name},\n\nChoose a new password for {email} here:\n\n{base}/console/reset/{secret}\n\n\
-                     The link works once, for an hour. Setting a new password signs you out everywhere. \
-                     If you did not ask for this, ignore this mail: your password stays as it is.\n"
-                ),
-            };
-            mail::enqueue(&mut tx, now, &reset).await?;
-        }
+    if let Some((id, name)) = person
+        && !linked_lately(&mut tx, &id, "reset", now).await?
+    {
+        let secret = new_link(&mut tx, &id, "reset", now, RESET_LINK_MS).await?;
+        let reset = Mail {
+            kind: "reset",
+            to: email.clone(),
+            subject: "Reset your Nexus password".into(),
+            body: format!(
+                "Hello {name},\n\nChoose a new password for {email} here:\n\n{base}/console/reset/{secret}\n\n\
+                 The link works once, for an hour. Setting a new password signs you out everywhere. \
+                 If you did not ask for this, ignore this mail: your password stays as it is.\n"
+            ),
+        };
+        mail::enqueue(&mut tx, now, &reset).await?;
     }
     tx.commit().await?;
     market.runner.wake_workers();
@@ -704,20 +711,14 @@ pub struct Membership {
 
 /// Every organization `person` belongs to, in the order they joined.
 pub async fn memberships(market: &Market, person: &str) -> Result<Vec<Membership>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (String, String, String)>(
         "SELECT org_kind, org_id, role FROM memberships WHERE person_id = $1 ORDER BY created_at, org_kind, org_id",
     )
     .bind(person)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Membership {
-                org_kind: row.try_get("org_kind")?,
-                org_id: row.try_get("org_id")?,
-                role: Role::stored(&row.try_get::<String, _>("role")?)?,
-            })
-        })
+    rows.into_iter()
+        .map(|(org_kind, org_id, role)| Ok(Membership { org_kind, org_id, role: Role::stored(&role)? }))
         .collect()
 }
 
@@ -742,7 +743,7 @@ pub async fn caller_of(
     opened_at: i64,
     org: Option<(&str, &str)>,
 ) -> Result<Option<PersonCaller>, MarketError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, SessionGateRow>(
         "SELECT sessions_valid_after, CASE WHEN totp_sealed IS NULL THEN 0 ELSE 1 END AS has_second_factor, \
          (SELECT value FROM marketplace_settings WHERE name = $2) AS required FROM people WHERE id = $1",
     )
@@ -751,7 +752,7 @@ pub async fn caller_of(
     .fetch_optional(&market.db.pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    if opened_at <= row.try_get::<i64, _>("sessions_valid_after")? {
+    if opened_at <= row.sessions_valid_after {
         return Ok(None);
     }
     let all = memberships(market, person).await?;
@@ -774,10 +775,18 @@ pub async fn caller_of(
         "operator" => Caller::Operator { token_id },
         other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
     };
-    let required = row.try_get::<Option<String>, _>("required")?.as_deref() == Some("on")
-        || all.iter().any(|m| m.org_kind == "operator");
-    let needs_second_factor = required && row.try_get::<i64, _>("has_second_factor")? == 0;
+    let required = row.required.as_deref() == Some("on") || all.iter().any(|m| m.org_kind == "operator");
+    let needs_second_factor = required && row.has_second_factor == 0;
     Ok(Some(PersonCaller { caller, memberships: all, needs_second_factor }))
+}
+
+/// A row of [`caller_of`]: when the person's sessions start being valid, whether they have
+/// a second factor, and whether the operators require one.
+#[derive(sqlx::FromRow)]
+struct SessionGateRow {
+    sessions_valid_after: i64,
+    has_second_factor: i64,
+    required: Option<String>,
 }
 
 /// Whether a person with these memberships must have a second factor: operators always,

@@ -15,7 +15,6 @@ use nexus_registry::ErrorCode;
 use nexus_registry::publishers::random_hex;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::Row;
 
 use crate::accounts::Caller;
 use crate::audit;
@@ -137,26 +136,33 @@ pub async fn claim(
 /// The publisher's domain, for those who manage it (with the token to serve).
 pub async fn state(market: &Market, caller: &Caller, publisher: &str) -> Result<DomainState, MarketError> {
     may_manage(caller, publisher)?;
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, DomainRow>(
         "SELECT domain, token, checked_at, verified_at, last_error FROM publisher_domains WHERE publisher = $1",
     )
     .bind(publisher)
     .fetch_optional(&market.db.pool)
     .await?
     .ok_or_else(|| MarketError::NotFound(format!("a domain claimed by {publisher}")))?;
-    let domain: String = row.try_get("domain")?;
-    let url = check_url(market, &domain).map(|(_, url)| url).unwrap_or_default();
-    let verified_at: Option<i64> = row.try_get("verified_at")?;
+    let url = check_url(market, &row.domain).map(|(_, url)| url).unwrap_or_default();
     Ok(DomainState {
         publisher: publisher.to_string(),
-        domain,
-        token: row.try_get("token")?,
+        domain: row.domain,
+        token: row.token,
         url,
-        verified: verified_at.is_some(),
-        verified_at,
-        checked_at: row.try_get("checked_at")?,
-        last_error: row.try_get("last_error")?,
+        verified: row.verified_at.is_some(),
+        verified_at: row.verified_at,
+        checked_at: row.checked_at,
+        last_error: row.last_error,
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct DomainRow {
+    domain: String,
+    token: String,
+    checked_at: Option<i64>,
+    verified_at: Option<i64>,
+    last_error: Option<String>,
 }
 
 /// Fetches the file and records what it found: verified when it holds the token, not (the

@@ -9,7 +9,6 @@
 use nexus_registry::RegistryError;
 use nexus_registry::db::now_ms;
 use nexus_registry::publishers::{random_hex, secret_hash};
-use sqlx::Row;
 
 use crate::accounts::{self, Caller, TokenKind};
 use crate::error::MarketError;
@@ -99,7 +98,7 @@ pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, Ma
 
 /// The session a cookie names, with its caller as of now.
 pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, SessionRow>(
         "SELECT token_kind, token_sha256, csrf, created_at, expires_at, person_id, org_kind, org_id \
          FROM console_sessions WHERE id_sha256 = $1",
     )
@@ -107,32 +106,48 @@ pub async fn resolve(market: &Market, cookie: &str) -> Result<Session, MarketErr
     .fetch_optional(&market.db.pool)
     .await?
     .ok_or(RegistryError::Unauthenticated)?;
-    let expires_at: i64 = row.try_get("expires_at")?;
+    let expires_at = row.expires_at;
     if expires_at <= now_ms() {
         close(market, cookie).await?;
         return Err(RegistryError::TokenExpired.into());
     }
-    if let Some(person) = row.try_get::<Option<String>, _>("person_id")? {
-        let opened_at: i64 = row.try_get("created_at")?;
-        let kind: Option<String> = row.try_get("org_kind")?;
-        let id: Option<String> = row.try_get("org_id")?;
-        let org = kind.as_deref().zip(id.as_deref());
-        let acting =
-            crate::people::caller_of(market, &person, opened_at, org).await?.ok_or(RegistryError::Unauthenticated)?;
+    if let Some(person) = row.person_id {
+        let org = row.org_kind.as_deref().zip(row.org_id.as_deref());
+        let acting = crate::people::caller_of(market, &person, row.created_at, org)
+            .await?
+            .ok_or(RegistryError::Unauthenticated)?;
         return Ok(Session {
             caller: acting.caller,
-            csrf: row.try_get("csrf")?,
+            csrf: row.csrf,
             expires_at,
             person: Some(person),
             memberships: acting.memberships,
             needs_second_factor: acting.needs_second_factor,
         });
     }
-    let kind: TokenKind = row.try_get::<String, _>("token_kind")?.parse()?;
-    let token_sha256: String = row.try_get("token_sha256")?;
-    let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &token_sha256).await?;
-    let csrf = row.try_get("csrf")?;
-    Ok(Session { caller, csrf, expires_at, person: None, memberships: Vec::new(), needs_second_factor: false })
+    let kind: TokenKind = row.token_kind.parse()?;
+    let caller = accounts::authenticate_hash(&market.db, &market.registry, kind, &row.token_sha256).await?;
+    Ok(Session {
+        caller,
+        csrf: row.csrf,
+        expires_at,
+        person: None,
+        memberships: Vec::new(),
+        needs_second_factor: false,
+    })
+}
+
+/// A row of [`resolve`]: a person's session (`person_id`), or a token's.
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    token_kind: String,
+    token_sha256: String,
+    csrf: String,
+    created_at: i64,
+    expires_at: i64,
+    person_id: Option<String>,
+    org_kind: Option<String>,
+    org_id: Option<String>,
 }
 
 /// Makes a person's session act as another organization of theirs.

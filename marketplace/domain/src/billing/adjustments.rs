@@ -5,7 +5,6 @@
 use nexus_money::Currency;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::holds::known_publisher;
 use super::ledger::{self, Account, Head, Kind};
@@ -24,7 +23,7 @@ pub struct AdjustmentRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Adjustment {
     pub id: String,
     pub publisher: String,
@@ -119,18 +118,11 @@ pub async fn adjust(
 }
 
 async fn adjustment(market: &Market, id: &str) -> Result<Adjustment, MarketError> {
-    let row =
-        sqlx::query("SELECT id, publisher, currency, amount_minor, reason, created_at FROM adjustments WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&market.db.pool)
-            .await?
-            .ok_or_else(|| MarketError::NotFound(format!("adjustment {id}")))?;
-    Ok(Adjustment {
-        id: row.try_get("id")?,
-        publisher: row.try_get("publisher")?,
-        currency: row.try_get("currency")?,
-        amount_minor: row.try_get("amount_minor")?,
-        reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-    })
+    sqlx::query_as::<_, Adjustment>(
+        "SELECT id, publisher, currency, amount_minor, reason, created_at FROM adjustments WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("adjustment {id}")))
 }

@@ -25,7 +25,6 @@ use std::collections::BTreeMap;
 use nexus_money::Currency;
 use nexus_money::period;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 pub use super::adjustments::{Adjustment, AdjustmentRequest, adjust};
 pub(crate) use super::holds::known_publisher;
@@ -171,20 +170,49 @@ const CLAIM_MS: i64 = 60_000;
 const COLUMNS: &str = "id, publisher, currency, period_key, amount_minor, status, carried_minor, \
                        provider_reference, failure_reason, created_at, finished_at";
 
-fn payout(row: &sqlx::any::AnyRow) -> Result<Payout, MarketError> {
-    Ok(Payout {
-        id: row.try_get("id")?,
-        publisher: row.try_get("publisher")?,
-        currency: row.try_get("currency")?,
-        period: row.try_get("period_key")?,
-        amount_minor: row.try_get("amount_minor")?,
-        status: PayoutStatus::stored(&row.try_get::<String, _>("status")?)?,
-        carried_minor: row.try_get("carried_minor")?,
-        provider_reference: row.try_get("provider_reference")?,
-        failure_reason: row.try_get("failure_reason")?,
-        created_at: row.try_get("created_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
+/// A row of [`COLUMNS`], as stored.
+#[derive(sqlx::FromRow)]
+struct PayoutRow {
+    id: String,
+    publisher: String,
+    currency: String,
+    period_key: String,
+    amount_minor: i64,
+    status: String,
+    carried_minor: i64,
+    provider_reference: Option<String>,
+    failure_reason: Option<String>,
+    created_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl TryFrom<PayoutRow> for Payout {
+    type Error = MarketError;
+
+    fn try_from(row: PayoutRow) -> Result<Self, MarketError> {
+        Ok(Payout {
+            id: row.id,
+            publisher: row.publisher,
+            currency: row.currency,
+            period: row.period_key,
+            amount_minor: row.amount_minor,
+            status: PayoutStatus::stored(&row.status)?,
+            carried_minor: row.carried_minor,
+            provider_reference: row.provider_reference,
+            failure_reason: row.failure_reason,
+            created_at: row.created_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+/// A payout's row with the range of the statement it settles.
+#[derive(sqlx::FromRow)]
+struct SettlingRow {
+    #[sqlx(flatten)]
+    payout: PayoutRow,
+    settles_after_seq: i64,
+    settles_through_seq: i64,
 }
 
 /// `POST /v1/payouts/runs`.
@@ -253,7 +281,7 @@ async fn due(
         sqlx::query_scalar("SELECT DISTINCT publisher FROM payout_holds WHERE released_at IS NULL ORDER BY publisher")
             .fetch_all(&mut *conn)
             .await?;
-    let balances = sqlx::query(
+    let balances = sqlx::query_as::<_, (String, String, i64, i64)>(
         "SELECT b.publisher, b.currency, b.payable_minor, (SELECT COUNT(*) FROM payouts p WHERE \
          p.publisher = b.publisher AND p.currency = b.currency AND p.period_key = $1) AS done \
          FROM partner_balances b WHERE b.payable_minor > 0 ORDER BY 'partner:' || b.publisher || ':payable', b.currency",
@@ -262,17 +290,14 @@ async fn due(
     .fetch_all(&mut *conn)
     .await?;
     let (mut due, mut minimums) = (Vec::new(), BTreeMap::new());
-    for row in balances {
-        let publisher: String = row.try_get("publisher")?;
-        let code: String = row.try_get("currency")?;
-        let balance: i64 = row.try_get("payable_minor")?;
+    for (publisher, code, balance, done) in balances {
         if held.contains(&publisher) {
             if !report.held.contains(&publisher) {
                 report.held.push(publisher);
             }
             continue;
         }
-        if row.try_get::<i64, _>("done")? > 0 {
+        if done > 0 {
             continue;
         }
         let currency = Currency::from_code(&code).map_err(money_error)?;
@@ -335,11 +360,11 @@ async fn unknown(
 /// Asks the provider to pay a pending payout (or, `resolve`, what became of it) and records
 /// the outcome.
 async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Settled, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM payouts WHERE id = $1"))
+    let row = sqlx::query_as::<_, PayoutRow>(&format!("SELECT {COLUMNS} FROM payouts WHERE id = $1"))
         .bind(id)
         .fetch_one(&market.db.pool)
         .await?;
-    let payout = payout(&row)?;
+    let payout = Payout::try_from(row)?;
     if payout.status != PayoutStatus::Pending {
         return Ok(Settled::Skipped);
     }
@@ -357,18 +382,19 @@ async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Set
 pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<Vec<Payout>, MarketError> {
     caller.may_act_for_publisher(publisher)?;
     known_publisher(market, publisher).await?;
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM payouts WHERE publisher = $1 ORDER BY created_at DESC, id DESC"))
-            .bind(publisher)
-            .fetch_all(&market.db.pool)
-            .await?;
-    rows.iter().map(payout).collect()
+    let rows = sqlx::query_as::<_, PayoutRow>(&format!(
+        "SELECT {COLUMNS} FROM payouts WHERE publisher = $1 ORDER BY created_at DESC, id DESC"
+    ))
+    .bind(publisher)
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.into_iter().map(Payout::try_from).collect()
 }
 
 /// One payout with the lines it settles (its partner, operators).
 pub async fn detail(market: &Market, caller: &Caller, publisher: &str, id: &str) -> Result<PayoutDetail, MarketError> {
     caller.may_act_for_publisher(publisher)?;
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, SettlingRow>(&format!(
         "SELECT {COLUMNS}, settles_after_seq, settles_through_seq FROM payouts WHERE id = $1 AND publisher = $2"
     ))
     .bind(id)
@@ -376,8 +402,8 @@ pub async fn detail(market: &Market, caller: &Caller, publisher: &str, id: &str)
     .fetch_optional(&market.db.pool)
     .await?
     .ok_or_else(|| MarketError::NotFound(format!("payout {id}")))?;
-    let payout = payout(&row)?;
-    let range = Range::Seq(row.try_get("settles_after_seq")?, row.try_get("settles_through_seq")?);
+    let range = Range::Seq(row.settles_after_seq, row.settles_through_seq);
+    let payout = Payout::try_from(row.payout)?;
     let lines = statements::lines(market, publisher, &payout.currency, range).await?;
     let reconciliation = statements::totals(payout.carried_minor, &lines);
     Ok(PayoutDetail { payout, reconciliation, lines })

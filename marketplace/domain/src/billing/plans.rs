@@ -19,8 +19,6 @@ use nexus_money::rating::UsagePrice;
 use nexus_registry::manifest::{Manifest, PricingModel};
 use nexus_registry::{ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::ids::PlanId;
 use super::money_error;
@@ -234,33 +232,53 @@ pub fn check(request: &PlanRequest) -> Result<(), MarketError> {
 const COLUMNS: &str = "id, plugin_id, plan_key, revision, name, model, currency, price_minor, billing_interval, \
                        trial_days, meter, unit_minor, included_units, cap_minor, created_at, retired_at";
 
-fn plan(row: &AnyRow) -> Result<Plan, MarketError> {
-    let meter: Option<String> = row.try_get("meter")?;
-    let interval: Option<String> = row.try_get("billing_interval")?;
-    let usage = match meter {
-        Some(meter) => Some(UsageTerms {
+/// A row of [`COLUMNS`], as stored.
+#[derive(sqlx::FromRow)]
+struct PlanRow {
+    id: String,
+    plugin_id: String,
+    plan_key: String,
+    revision: i64,
+    name: String,
+    model: String,
+    currency: Option<String>,
+    price_minor: i64,
+    billing_interval: Option<String>,
+    trial_days: i64,
+    meter: Option<String>,
+    unit_minor: Option<i64>,
+    included_units: Option<i64>,
+    cap_minor: Option<i64>,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<PlanRow> for Plan {
+    type Error = MarketError;
+
+    fn try_from(row: PlanRow) -> Result<Self, MarketError> {
+        let usage = row.meter.map(|meter| UsageTerms {
             meter,
-            unit_minor: row.try_get::<Option<i64>, _>("unit_minor")?.unwrap_or(0),
-            included_units: u64::try_from(row.try_get::<Option<i64>, _>("included_units")?.unwrap_or(0)).unwrap_or(0),
-            cap_minor: row.try_get("cap_minor")?,
-        }),
-        None => None,
-    };
-    Ok(Plan {
-        id: row.try_get("id")?,
-        plugin: row.try_get("plugin_id")?,
-        key: row.try_get("plan_key")?,
-        revision: row.try_get("revision")?,
-        name: row.try_get("name")?,
-        model: row.try_get::<String, _>("model")?.parse()?,
-        currency: row.try_get("currency")?,
-        price_minor: row.try_get("price_minor")?,
-        interval: interval.map(|i| i.parse().map_err(money_error)).transpose()?,
-        trial_days: u32::try_from(row.try_get::<i64, _>("trial_days")?).unwrap_or(0),
-        usage,
-        created_at: row.try_get("created_at")?,
-        retired_at: row.try_get("retired_at")?,
-    })
+            unit_minor: row.unit_minor.unwrap_or(0),
+            included_units: u64::try_from(row.included_units.unwrap_or(0)).unwrap_or(0),
+            cap_minor: row.cap_minor,
+        });
+        Ok(Plan {
+            id: row.id,
+            plugin: row.plugin_id,
+            key: row.plan_key,
+            revision: row.revision,
+            name: row.name,
+            model: row.model.parse()?,
+            currency: row.currency,
+            price_minor: row.price_minor,
+            interval: row.billing_interval.map(|i| i.parse().map_err(money_error)).transpose()?,
+            trial_days: u32::try_from(row.trial_days).unwrap_or(0),
+            usage,
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+        })
+    }
 }
 
 /// Inserts revision `revision` of a checked request; `None` if that revision exists (another
@@ -403,12 +421,12 @@ pub async fn get(market: &Market, id: &PlanId) -> Result<Plan, MarketError> {
 /// [`get`] through a connection the caller holds (its write transaction: a transaction
 /// never waits for a second pooled connection).
 pub async fn get_in(conn: &mut sqlx::AnyConnection, id: &PlanId) -> Result<Plan, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
+    let row = sqlx::query_as::<_, PlanRow>(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("plan {id}")))?;
-    plan(&row)
+    Plan::try_from(row)
 }
 
 /// The plans a new install may choose, in the order they were first offered.
@@ -420,14 +438,14 @@ pub async fn offered(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, Ma
 /// [`offered`] through a connection the caller holds (a write transaction repricing the
 /// listing in the same commit as the plan change).
 pub async fn offered_in(conn: &mut sqlx::AnyConnection, plugin: &str) -> Result<Vec<Plan>, MarketError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, PlanRow>(&format!(
         "SELECT {COLUMNS} FROM plans p WHERE plugin_id = $1 AND retired_at IS NULL ORDER BY \
          (SELECT MIN(created_at) FROM plans q WHERE q.plugin_id = p.plugin_id AND q.plan_key = p.plan_key), plan_key"
     ))
     .bind(plugin)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(plan).collect()
+    rows.into_iter().map(Plan::try_from).collect()
 }
 
 /// The lowest price a listing asks, for its catalog card ("from 9.00 USD a month").
@@ -493,12 +511,13 @@ pub fn price_from(offered: &[Plan]) -> Option<PriceFrom> {
 
 /// Every revision of a plugin's plans, newest first per key (what the publisher manages).
 pub async fn all(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, MarketError> {
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM plans WHERE plugin_id = $1 ORDER BY plan_key, revision DESC"))
-            .bind(plugin.to_string())
-            .fetch_all(&market.db.pool)
-            .await?;
-    rows.iter().map(plan).collect()
+    let rows = sqlx::query_as::<_, PlanRow>(&format!(
+        "SELECT {COLUMNS} FROM plans WHERE plugin_id = $1 ORDER BY plan_key, revision DESC"
+    ))
+    .bind(plugin.to_string())
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.into_iter().map(Plan::try_from).collect()
 }
 
 /// The offered plan a new install takes: `key`, or the first offered.
@@ -617,12 +636,13 @@ pub async fn backfill(market: &Market) -> Result<(), MarketError> {
         if let Some(newest) = versions.iter().max_by(|a, b| a.version.cmp(&b.version)) {
             seed(market, &id, &newest.manifest, "system:backfill").await?;
         }
-        let rows = sqlx::query("SELECT id, plan FROM installs WHERE plugin_id = $1 AND plan_id IS NULL")
-            .bind(&plugin)
-            .fetch_all(&market.db.pool)
-            .await?;
-        for row in rows {
-            let (install, key): (String, String) = (row.try_get("id")?, row.try_get("plan")?);
+        let rows = sqlx::query_as::<_, (String, String)>(
+            "SELECT id, plan FROM installs WHERE plugin_id = $1 AND plan_id IS NULL",
+        )
+        .bind(&plugin)
+        .fetch_all(&market.db.pool)
+        .await?;
+        for (install, key) in rows {
             let chosen = match choose(market, &id, Some(&key)).await {
                 Ok(plan) => plan,
                 Err(_) => match choose(market, &id, None).await {

@@ -14,7 +14,7 @@ use nexus_money::share::{Split, refunded_fee};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::ids::{ChargeId, RefundId};
 use super::ledger::{self, Account, Head, IdempotencyKey, Kind};
@@ -32,9 +32,10 @@ pub struct RefundRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Refund {
     pub id: String,
+    #[sqlx(rename = "charge_id")]
     pub charge: String,
     pub amount_minor: i64,
     pub currency: String,
@@ -153,11 +154,10 @@ pub async fn refund_in(
             format!("charge {charge} is {status}: only collected money can be refunded"),
         ));
     }
-    let (gross, refunded, fee_refunded): (i64, i64, i64) =
-        (row.try_get("amount_minor")?, row.try_get("refunded_minor")?, row.try_get("fee_refunded_minor")?);
-    let fee: i64 = row.try_get::<Option<i64>, _>("fee_minor")?.unwrap_or(0);
-    let publisher: String = row.try_get("publisher")?;
-    let currency = Currency::from_code(&row.try_get::<String, _>("currency")?).map_err(money_error)?;
+    let ChargeRow { publisher, currency, amount_minor: gross, fee_minor, refunded_minor: refunded, fee_refunded_minor } =
+        ChargeRow::from_row(&row)?;
+    let (fee_refunded, fee) = (fee_refunded_minor, fee_minor.unwrap_or(0));
+    let currency = Currency::from_code(&currency).map_err(money_error)?;
     // Everything that moves a partner's payable in a currency takes this row's lock, so the
     // partner's entries are committed in the order of their ledger sequence.
     super::share::lock_lifetime(conn, market.db.backend, &publisher, currency).await?;
@@ -207,40 +207,41 @@ pub async fn refund_in(
     Ok(id)
 }
 
+/// The locked charge a refund is taken from.
+#[derive(sqlx::FromRow)]
+struct ChargeRow {
+    publisher: String,
+    currency: String,
+    amount_minor: i64,
+    fee_minor: Option<i64>,
+    refunded_minor: i64,
+    fee_refunded_minor: i64,
+}
+
 /// The columns [`refund_row`] reads, from `refunds r JOIN charges c`.
 pub(crate) const COLUMNS: &str =
     "r.id, r.charge_id, r.amount_minor, c.currency, r.fee_minor, r.kind, r.reason, r.created_at";
 
 pub(crate) fn refund_row(row: &sqlx::any::AnyRow) -> Result<Refund, MarketError> {
-    Ok(Refund {
-        id: row.try_get("id")?,
-        charge: row.try_get("charge_id")?,
-        amount_minor: row.try_get("amount_minor")?,
-        currency: row.try_get("currency")?,
-        fee_minor: row.try_get("fee_minor")?,
-        kind: row.try_get("kind")?,
-        reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-    })
+    Ok(Refund::from_row(row)?)
 }
 
 pub async fn get(market: &Market, id: &RefundId) -> Result<Refund, MarketError> {
-    let row =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM refunds r JOIN charges c ON c.id = r.charge_id WHERE r.id = $1"))
-            .bind(id.as_str())
-            .fetch_optional(&market.db.pool)
-            .await?
-            .ok_or_else(|| MarketError::NotFound(format!("refund {id}")))?;
-    refund_row(&row)
+    sqlx::query_as::<_, Refund>(&format!(
+        "SELECT {COLUMNS} FROM refunds r JOIN charges c ON c.id = r.charge_id WHERE r.id = $1"
+    ))
+    .bind(id.as_str())
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("refund {id}")))
 }
 
 /// The refunds of a charge, oldest first.
 pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<Refund>, MarketError> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as::<_, Refund>(&format!(
         "SELECT {COLUMNS} FROM refunds r JOIN charges c ON c.id = r.charge_id WHERE r.charge_id = $1 ORDER BY r.created_at, r.id"
     ))
     .bind(charge.as_str())
     .fetch_all(&market.db.pool)
-    .await?;
-    rows.iter().map(refund_row).collect()
+    .await?)
 }

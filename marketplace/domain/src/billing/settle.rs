@@ -14,7 +14,7 @@ use nexus_money::period::{self, Period};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
+use sqlx::FromRow;
 
 use super::charges::{self, Billed, ChargeDetail, ChargeStatus, NewCharge};
 use super::collect;
@@ -88,17 +88,12 @@ pub async fn settle_now(market: &Market, install: &str, now: i64) -> Result<Sett
         crate::installs::lifecycle::run_if_paid(&mut tx, install, now).await?;
         tx.commit().await?;
     }
-    let row = sqlx::query("SELECT status, status_reason FROM installs WHERE id = $1")
-        .bind(install)
-        .fetch_one(&market.db.pool)
-        .await?;
-    Ok(SettleReport {
-        install: install.to_string(),
-        collected,
-        outstanding,
-        status: row.try_get("status")?,
-        status_reason: row.try_get("status_reason")?,
-    })
+    let (status, status_reason) =
+        sqlx::query_as::<_, (String, Option<String>)>("SELECT status, status_reason FROM installs WHERE id = $1")
+            .bind(install)
+            .fetch_one(&market.db.pool)
+            .await?;
+    Ok(SettleReport { install: install.to_string(), collected, outstanding, status, status_reason })
 }
 
 /// `POST /v1/installs/{id}/settle`: the tenant pays what failed (after updating its payment
@@ -242,7 +237,9 @@ async fn target_of(market: &Market, install: &Install, request: &PlanChange) -> 
 }
 
 /// Where an install stands in its billing when a change starts.
+#[derive(sqlx::FromRow)]
 struct Position {
+    #[sqlx(rename = "billing_anchor")]
     anchor: Option<i64>,
     trial_ends_at: Option<i64>,
     paid_through: Option<i64>,
@@ -258,14 +255,14 @@ async fn position(
     target: &plans::Plan,
     lock: bool,
 ) -> Result<(plans::Plan, Position), MarketError> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, PositionRow>(&format!(
         "SELECT plan_id, billing_anchor, trial_ends_at, paid_through, usage_billed_until FROM installs WHERE id = $1{}",
         if lock { market.db.for_update() } else { "" }
     ))
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    let current_id: String = row.try_get::<Option<String>, _>("plan_id")?.ok_or_else(|| {
+    let current_id: String = row.plan_id.ok_or_else(|| {
         MarketError::conflict(
             ErrorCode::NoPlan,
             format!("install {id} has no plan to change from (its plugin offers none)"),
@@ -278,13 +275,25 @@ async fn position(
         ));
     }
     let current = plans::get_in(conn, &current_id.parse()?).await?;
-    let position = Position {
-        anchor: row.try_get("billing_anchor")?,
-        trial_ends_at: row.try_get("trial_ends_at")?,
-        paid_through: row.try_get("paid_through")?,
-        usage_billed_until: row.try_get("usage_billed_until")?,
-    };
-    Ok((current, position))
+    Ok((current, row.position))
+}
+
+/// The columns of the period's charge [`unused_credit`] reads beside its status.
+#[derive(sqlx::FromRow)]
+struct CreditRow {
+    id: String,
+    amount_minor: i64,
+    refunded_minor: i64,
+    period_start: i64,
+    period_end: i64,
+}
+
+/// A row of [`position`]: the install's plan and its billing position.
+#[derive(sqlx::FromRow)]
+struct PositionRow {
+    plan_id: Option<String>,
+    #[sqlx(flatten)]
+    position: Position,
 }
 
 /// What a plan change does, decided before anything is written: the preview shows it and
@@ -381,7 +390,8 @@ async fn unused_credit(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let charge: ChargeId = row.try_get::<String, _>("id")?.parse()?;
+    let credit_row = CreditRow::from_row(&row)?;
+    let charge: ChargeId = credit_row.id.parse()?;
     let status = collect::charge_status(&row)?;
     if status == ChargeStatus::NothingDue {
         return Ok(None);
@@ -392,8 +402,8 @@ async fn unused_credit(
             format!("charge {charge} for this period is {status}: settle it before changing plan"),
         ));
     }
-    let period = Period { start_ms: row.try_get("period_start")?, end_ms: row.try_get("period_end")? };
-    let (amount, refunded): (i64, i64) = (row.try_get("amount_minor")?, row.try_get("refunded_minor")?);
+    let period = Period { start_ms: credit_row.period_start, end_ms: credit_row.period_end };
+    let (amount, refunded) = (credit_row.amount_minor, credit_row.refunded_minor);
     let credit = period::prorate(amount, period, now).map_err(money_error)?.min(amount - refunded);
     Ok((credit > 0).then_some((charge, credit)))
 }

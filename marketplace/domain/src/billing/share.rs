@@ -13,8 +13,6 @@ use nexus_money::Currency;
 use nexus_money::share::{Policy, Tier};
 use nexus_registry::{ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::ids::PolicyId;
 use super::money_error;
@@ -85,17 +83,32 @@ pub fn policy_in(tiers: &[TierSpec], currency: Currency) -> Result<Policy, Marke
 
 const COLUMNS: &str = "id, publisher, plugin_id, plan_key, tiers, effective_from, created_at";
 
-fn policy(row: &AnyRow) -> Result<SharePolicy, MarketError> {
-    let tiers: String = row.try_get("tiers")?;
-    Ok(SharePolicy {
-        id: row.try_get("id")?,
-        publisher: row.try_get("publisher")?,
-        plugin: row.try_get("plugin_id")?,
-        plan: row.try_get("plan_key")?,
-        tiers: serde_json::from_str(&tiers).map_err(|e| storage(format!("stored tiers: {e}")))?,
-        effective_from: row.try_get("effective_from")?,
-        created_at: row.try_get("created_at")?,
-    })
+/// A row of [`COLUMNS`], its tiers still JSON.
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    id: String,
+    publisher: Option<String>,
+    plugin_id: Option<String>,
+    plan_key: Option<String>,
+    tiers: String,
+    effective_from: i64,
+    created_at: i64,
+}
+
+impl TryFrom<PolicyRow> for SharePolicy {
+    type Error = MarketError;
+
+    fn try_from(row: PolicyRow) -> Result<Self, MarketError> {
+        Ok(SharePolicy {
+            id: row.id,
+            publisher: row.publisher,
+            plugin: row.plugin_id,
+            plan: row.plan_key,
+            tiers: serde_json::from_str(&row.tiers).map_err(|e| storage(format!("stored tiers: {e}")))?,
+            effective_from: row.effective_from,
+            created_at: row.created_at,
+        })
+    }
 }
 
 /// Sets a policy from `effective_from` on (operators only).
@@ -139,11 +152,11 @@ pub async fn put(market: &Market, caller: &Caller, request: PolicyRequest) -> Re
     let scope = Scope { publisher: publisher.as_deref(), plugin: plugin.as_ref(), plan: request.plan.as_deref() };
     let id = insert(&mut tx, scope, &request.tiers, effective_from, now, &caller.actor()).await?;
     tx.commit().await?;
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM share_policies WHERE id = $1"))
+    let row = sqlx::query_as::<_, PolicyRow>(&format!("SELECT {COLUMNS} FROM share_policies WHERE id = $1"))
         .bind(id.as_str())
         .fetch_one(&market.db.pool)
         .await?;
-    policy(&row)
+    SharePolicy::try_from(row)
 }
 
 /// What a policy applies to: everything (no publisher), a partner, or one plan.
@@ -197,14 +210,14 @@ pub async fn list(market: &Market, caller: &Caller, publisher: Option<&str>) -> 
         Some(publisher) => caller.may_act_for_publisher(publisher)?,
         None => caller.require_operator()?,
     }
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, PolicyRow>(&format!(
         "SELECT {COLUMNS} FROM share_policies WHERE $1 IS NULL OR publisher IS NULL OR publisher = $1 \
          ORDER BY effective_from, id"
     ))
     .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter().map(policy).collect()
+    rows.into_iter().map(SharePolicy::try_from).collect()
 }
 
 /// The policy that splits a charge of `plugin`'s plan `plan_key` collected at `at`: the
@@ -216,7 +229,7 @@ pub async fn in_force(
     plan_key: &str,
     at: i64,
 ) -> Result<(Vec<TierSpec>, Option<String>), MarketError> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query_as::<_, PolicyRow>(&format!(
         "SELECT {COLUMNS} FROM share_policies WHERE effective_from <= $4 AND \
          ((plugin_id = $2 AND plan_key = $3) OR (publisher = $1 AND plugin_id IS NULL) OR publisher IS NULL) \
          ORDER BY CASE WHEN plan_key IS NOT NULL THEN 2 WHEN publisher IS NOT NULL THEN 1 ELSE 0 END DESC, \
@@ -230,7 +243,7 @@ pub async fn in_force(
     .await?;
     match row {
         Some(row) => {
-            let found = policy(&row)?;
+            let found = SharePolicy::try_from(row)?;
             Ok((found.tiers, Some(found.id)))
         }
         None => Ok((default_tiers(), None)),
@@ -252,7 +265,7 @@ pub async fn lock_lifetime(
     .bind(currency.code())
     .execute(&mut *conn)
     .await?;
-    let lock = if backend == nexus_registry::Backend::Postgres { " FOR UPDATE" } else { "" };
+    let lock = nexus_registry::db::for_update(backend);
     let lifetime: i64 = sqlx::query_scalar(&format!(
         "SELECT lifetime_gross_minor FROM partner_totals WHERE publisher = $1 AND currency = $2{lock}"
     ))

@@ -14,7 +14,6 @@
 use nexus_money::Currency;
 use nexus_money::period::{self, Period};
 use serde::Serialize;
-use sqlx::Row;
 
 use super::money_error;
 use super::views::csv_row;
@@ -95,7 +94,7 @@ pub async fn lines(
     // Each line was written with the transaction it shows, from its entries and its charge
     // (and `ledger verify` computes it again from them): one index range.
     // The tenant of a sale or refund comes from its charge, by primary key.
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, LineRow>(&format!(
         "SELECT e.seq, e.transaction_id AS id, e.kind, e.charge_id, e.refund_id, e.payout_id, e.adjustment_id, \
          e.posted_at, e.plugin_id, e.line, e.plan_key, e.amount_minor AS amount, e.fee_minor AS fee, \
          e.gross_minor AS gross, c.tenant_id \
@@ -108,27 +107,46 @@ pub async fn lines(
     .bind(to)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StatementLine {
-                transaction: r.try_get("id")?,
-                seq: r.try_get("seq")?,
-                posted_at: r.try_get("posted_at")?,
-                kind: r.try_get("kind")?,
-                charge: r.try_get("charge_id")?,
-                refund: r.try_get("refund_id")?,
-                payout: r.try_get("payout_id")?,
-                adjustment: r.try_get("adjustment_id")?,
-                plugin: r.try_get("plugin_id")?,
-                tenant: r.try_get("tenant_id")?,
-                plan: r.try_get("plan_key")?,
-                line: r.try_get("line")?,
-                gross_minor: r.try_get::<Option<i64>, _>("gross")?.unwrap_or(0),
-                fee_minor: r.try_get::<Option<i64>, _>("fee")?.unwrap_or(0),
-                amount_minor: r.try_get::<Option<i64>, _>("amount")?.unwrap_or(0),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| StatementLine {
+            transaction: r.id,
+            seq: r.seq,
+            posted_at: r.posted_at,
+            kind: r.kind,
+            charge: r.charge_id,
+            refund: r.refund_id,
+            payout: r.payout_id,
+            adjustment: r.adjustment_id,
+            plugin: r.plugin_id,
+            tenant: r.tenant_id,
+            plan: r.plan_key,
+            line: r.line,
+            gross_minor: r.gross.unwrap_or(0),
+            fee_minor: r.fee.unwrap_or(0),
+            amount_minor: r.amount.unwrap_or(0),
         })
-        .collect()
+        .collect())
+}
+
+/// A row of [`lines`]' statement.
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    seq: i64,
+    id: String,
+    kind: String,
+    charge_id: Option<String>,
+    refund_id: Option<String>,
+    payout_id: Option<String>,
+    adjustment_id: Option<String>,
+    posted_at: i64,
+    plugin_id: Option<String>,
+    line: Option<String>,
+    plan_key: Option<String>,
+    amount: Option<i64>,
+    fee: Option<i64>,
+    gross: Option<i64>,
+    tenant_id: Option<String>,
 }
 
 /// The partner's balance in a currency at the start of the UTC month starting at `month_ms`:
@@ -149,7 +167,7 @@ pub async fn opening(market: &Market, publisher: &str, currency: &str, month_ms:
 /// What the postings of each month did to the partner's payable in a currency, by the
 /// month's first day, in order.
 async fn monthly_moves(market: &Market, publisher: &str, currency: &str) -> Result<Vec<(i64, i64)>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, (i64, Option<i64>)>(
         "SELECT start_day, CAST(SUM(payable_minor) AS BIGINT) AS moved FROM money_rollups \
          WHERE publisher = $1 AND currency = $2 AND grain = 'month' GROUP BY start_day ORDER BY start_day",
     )
@@ -157,9 +175,7 @@ async fn monthly_moves(market: &Market, publisher: &str, currency: &str) -> Resu
     .bind(currency)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<i64, _>("start_day")?, r.try_get::<Option<i64>, _>("moved")?.unwrap_or(0))))
-        .collect()
+    Ok(rows.into_iter().map(|(start_day, moved)| (start_day, moved.unwrap_or(0))).collect())
 }
 
 /// The totals of a run of lines, from an opening balance.

@@ -7,8 +7,6 @@ use nexus_registry::ErrorCode;
 use nexus_registry::publishers::random_hex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::WebhookKind;
 use crate::accounts::{Caller, TenantId, TenantScope};
@@ -77,8 +75,21 @@ pub struct Rotation {
 
 const COLUMNS: &str = "id, tenant_id, url, description, enabled, previous_until, created_at, updated_at";
 
-async fn endpoint_of(market: &Market, row: &AnyRow) -> Result<Endpoint, MarketError> {
-    let id: String = row.try_get("id")?;
+/// A row of [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+pub(super) struct EndpointRow {
+    id: String,
+    tenant_id: String,
+    url: String,
+    description: String,
+    enabled: i64,
+    previous_until: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+async fn endpoint_of(market: &Market, row: EndpointRow) -> Result<Endpoint, MarketError> {
+    let id = row.id;
     let kinds: Vec<String> =
         sqlx::query_scalar("SELECT kind FROM webhook_subscriptions WHERE endpoint_id = $1 ORDER BY kind")
             .bind(&id)
@@ -94,17 +105,16 @@ async fn endpoint_of(market: &Market, row: &AnyRow) -> Result<Endpoint, MarketEr
         })
         .collect::<Result<_, _>>()?;
     let now = market.billing.clock.now_ms();
-    let until: Option<i64> = row.try_get("previous_until")?;
     Ok(Endpoint {
         id,
-        tenant: row.try_get("tenant_id")?,
-        url: row.try_get("url")?,
-        description: row.try_get("description")?,
+        tenant: row.tenant_id,
+        url: row.url,
+        description: row.description,
         kinds,
-        enabled: row.try_get::<i64, _>("enabled")? != 0,
-        previous_secret_until: until.filter(|until| *until > now),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        enabled: row.enabled != 0,
+        previous_secret_until: row.previous_until.filter(|until| *until > now),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
     })
 }
 
@@ -232,33 +242,36 @@ pub(super) async fn owned(
     caller: &Caller,
     id: &str,
     scope: TenantScope,
-) -> Result<AnyRow, MarketError> {
+) -> Result<EndpointRow, MarketError> {
     let tenant = match caller {
         Caller::Operator { .. } if scope == TenantScope::Read => None,
         _ => Some(caller.tenant(scope)?.clone()),
     };
-    sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"))
-        .bind(id)
-        .bind(tenant.as_ref().map(TenantId::as_str))
-        .fetch_optional(&market.db.pool)
-        .await?
-        .ok_or_else(|| MarketError::NotFound(format!("webhook endpoint {id}")))
+    sqlx::query_as::<_, EndpointRow>(&format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2)"
+    ))
+    .bind(id)
+    .bind(tenant.as_ref().map(TenantId::as_str))
+    .fetch_optional(&market.db.pool)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("webhook endpoint {id}")))
 }
 
 pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Endpoint, MarketError> {
-    endpoint_of(market, &owned(market, caller, id, TenantScope::Read).await?).await
+    endpoint_of(market, owned(market, caller, id, TenantScope::Read).await?).await
 }
 
 /// The caller tenant's endpoints (operators name the tenant).
 pub async fn list(market: &Market, caller: &Caller, tenant: Option<&TenantId>) -> Result<Vec<Endpoint>, MarketError> {
     let tenant = caller.tenant_to_read(tenant)?;
-    let rows =
-        sqlx::query(&format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id"))
-            .bind(tenant.as_str())
-            .fetch_all(&market.db.pool)
-            .await?;
+    let rows = sqlx::query_as::<_, EndpointRow>(&format!(
+        "SELECT {COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(&market.db.pool)
+    .await?;
     let mut endpoints = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         endpoints.push(endpoint_of(market, row).await?);
     }
     Ok(endpoints)
@@ -271,7 +284,7 @@ pub async fn update(
     update: EndpointUpdate,
 ) -> Result<Endpoint, MarketError> {
     let row = owned(market, caller, id, TenantScope::Installs).await?;
-    let tenant: TenantId = row.try_get::<String, _>("tenant_id")?.parse()?;
+    let tenant: TenantId = row.tenant_id.parse()?;
     if let Some(url) = &update.url {
         check_url(market, url)?;
     }

@@ -5,7 +5,6 @@
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::accounts::{Caller, TenantScope};
 use crate::audit;
@@ -75,7 +74,7 @@ pub async fn log(
         .bind(id)
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, DeliveryRow>(
         "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
          ORDER BY created_at DESC, id DESC LIMIT $4",
     )
@@ -86,28 +85,43 @@ pub async fn log(
     .fetch_all(&market.db.pool)
     .await?;
     let items = rows
-        .iter()
+        .into_iter()
         .map(|row| {
-            let state: String = row.try_get("state")?;
-            let due = matches!(state.as_str(), "queued" | "retrying");
-            let payload: String = row.try_get("payload")?;
+            let due = matches!(row.state.as_str(), "queued" | "retrying");
             Ok(WebhookDelivery {
-                id: row.try_get("id")?,
-                message_id: row.try_get("message_id")?,
-                kind: row.try_get("kind")?,
-                next_attempt_at: if due { Some(row.try_get("next_attempt_at")?) } else { None },
-                state,
-                attempts: row.try_get("attempts")?,
-                last_status: row.try_get("last_status")?,
-                last_error: row.try_get("last_error")?,
-                last_latency_ms: row.try_get("last_latency_ms")?,
-                payload: serde_json::from_str(&payload).map_err(storage)?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
+                id: row.id,
+                message_id: row.message_id,
+                kind: row.kind,
+                next_attempt_at: due.then_some(row.next_attempt_at),
+                state: row.state,
+                attempts: row.attempts,
+                last_status: row.last_status,
+                last_error: row.last_error,
+                last_latency_ms: row.last_latency_ms,
+                payload: serde_json::from_str(&row.payload).map_err(storage)?,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
             })
         })
         .collect::<Result<Vec<_>, MarketError>>()?;
     Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
+}
+
+/// The columns of `webhook_deliveries` a log entry shows.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    message_id: String,
+    kind: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    last_latency_ms: Option<i64>,
+    payload: String,
+    created_at: i64,
+    updated_at: i64,
 }
 
 /// `POST /v1/webhooks/{id}/recover`: which messages to send again.

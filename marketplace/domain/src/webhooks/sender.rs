@@ -19,7 +19,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use nexus_registry::db::process_id;
 use sha2::Sha256;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::error::{MarketError, storage};
 use crate::market::Market;
@@ -78,6 +78,16 @@ pub async fn send_due(market: &Market) -> Result<usize, MarketError> {
     Ok(claimed.len())
 }
 
+/// A claimed row of `webhook_deliveries`.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: String,
+    message_id: String,
+    endpoint_id: String,
+    payload: String,
+    attempts: i64,
+}
+
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     let now = market.billing.clock.now_ms();
     let rows = crate::runner::outbox::claim_due(
@@ -93,25 +103,17 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     let mut claimed = Vec::with_capacity(rows.len());
     let mut orphans = Vec::new();
     for row in &rows {
-        let endpoint: String = row.try_get("endpoint_id")?;
+        let ClaimedRow { id, message_id, endpoint_id: endpoint, payload, attempts } = ClaimedRow::from_row(row)?;
         if !endpoints.contains_key(&endpoint) {
             let target = target(market, &endpoint, now).await?;
             endpoints.insert(endpoint.clone(), target);
         }
         let Some((url, secrets)) = endpoints[&endpoint].clone() else {
             // Deleted meanwhile: its messages go with it (`webhooks::delete`).
-            orphans.push(row.try_get::<String, _>("id")?);
+            orphans.push(id);
             continue;
         };
-        claimed.push(Claimed {
-            id: row.try_get("id")?,
-            message_id: row.try_get("message_id")?,
-            url,
-            endpoint,
-            secrets,
-            payload: row.try_get("payload")?,
-            attempts: row.try_get("attempts")?,
-        });
+        claimed.push(Claimed { id, message_id, url, endpoint, secrets, payload, attempts });
     }
     for orphan in orphans {
         sqlx::query("DELETE FROM webhook_deliveries WHERE id = $1").bind(orphan).execute(market.db.writer()).await?;
@@ -122,7 +124,7 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
 /// An endpoint's URL and the secrets that sign for it now (the previous one during a
 /// rotation's overlap); `None` if it was deleted.
 async fn target(market: &Market, endpoint: &str, now: i64) -> Result<Option<(String, Vec<String>)>, MarketError> {
-    let Some(target) = sqlx::query(
+    let Some(target) = sqlx::query_as::<_, TargetRow>(
         "SELECT url, secret_sealed, previous_secret_sealed, previous_until FROM webhook_endpoints WHERE id = $1",
     )
     .bind(endpoint)
@@ -135,14 +137,22 @@ async fn target(market: &Market, endpoint: &str, now: i64) -> Result<Option<(Str
         let map = secrets::open(&market.master_key, endpoint, sealed).map_err(|e| storage(e.code()))?;
         map.get("secret").cloned().ok_or_else(|| storage("a sealed webhook secret has no value"))
     };
-    let mut secrets = vec![open(&target.try_get::<String, _>("secret_sealed")?)?];
-    let until: Option<i64> = target.try_get("previous_until")?;
-    if let (Some(previous), Some(until)) = (target.try_get::<Option<String>, _>("previous_secret_sealed")?, until)
+    let mut secrets = vec![open(&target.secret_sealed)?];
+    if let (Some(previous), Some(until)) = (target.previous_secret_sealed, target.previous_until)
         && until > now
     {
         secrets.push(open(&previous)?);
     }
-    Ok(Some((target.try_get("url")?, secrets)))
+    Ok(Some((target.url, secrets)))
+}
+
+/// An endpoint's row as [`target`] reads it.
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    url: String,
+    secret_sealed: String,
+    previous_secret_sealed: Option<String>,
+    previous_until: Option<i64>,
 }
 
 async fn post(market: &Market, message: &Claimed) -> Outcome {
