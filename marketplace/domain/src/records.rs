@@ -536,11 +536,11 @@ pub async fn applied_to(
 ) -> Result<HashMap<(String, String), InvocationRecord>, MarketError> {
     let mut found = HashMap::new();
     for chunk in pairs.chunks(250) {
-        let sql = format!(
+        let sql = market.db.backend.positional(format!(
             "SELECT * FROM invocations WHERE outcome = 'ok' AND install_id IN ({}) AND event_id IN ({})",
             nexus_registry::db::placeholders(1, chunk.len()),
             nexus_registry::db::placeholders(chunk.len() + 1, chunk.len())
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for (install, _) in chunk {
             query = query.bind(*install);

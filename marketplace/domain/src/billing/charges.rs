@@ -3,6 +3,7 @@
 //! inserting one that exists already does nothing, so billing again (a re-run, another node,
 //! a restart after a crash) never charges twice.
 
+use nexus_registry::db::backend_of;
 use std::fmt;
 use std::str::FromStr;
 
@@ -217,13 +218,13 @@ pub async fn insert_many(
                 format!("({}, 0, {}, 0, 0, {})", p[..13].join(", "), p[13], p[14])
             })
             .collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO charges (id, install_id, tenant_id, plugin_id, publisher, plan_id, line, period_start, \
              period_end, currency, amount_minor, detail, status, attempts, next_attempt_at, refunded_minor, \
              fee_refunded_minor, created_at) VALUES {} ON CONFLICT (install_id, line, period_start) DO NOTHING \
              RETURNING id",
             values.join(", ")
-        );
+        ));
         let mut insert = sqlx::query(&sql);
         for ((billed, new), id) in chunk.iter().zip(chunk_ids) {
             let status = if new.amount_minor == 0 { ChargeStatus::NothingDue } else { ChargeStatus::Pending };

@@ -13,6 +13,7 @@
 
 use nexus_money::Currency;
 use nexus_registry::Backend;
+use nexus_registry::db::backend_of;
 use nexus_registry::db::{placeholders, process_id};
 use serde::Serialize;
 use sqlx::Row;
@@ -203,12 +204,12 @@ async fn claim_many(
     let mut tx = market.db.write_tx().await?;
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(&tx).positional(format!(
             "SELECT id, tenant_id, plugin_id, line, currency, amount_minor, status, attempts, next_attempt_at, \
              claimed_until, claimed_by FROM charges WHERE id IN ({}) ORDER BY id{}",
             placeholders(1, chunk.len()),
             market.db.for_update()
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(id.as_str());
@@ -230,22 +231,22 @@ async fn claim_many(
     for chunk in claimed.chunks(CHARGES_PER_TX) {
         let started: Vec<&(&ChargeId, &Claim)> = chunk.iter().filter(|(_, claim)| !claim.resolve).collect();
         if !started.is_empty() {
-            let sql = format!(
+            let sql = backend_of(&tx).positional(format!(
                 "INSERT INTO payment_attempts (charge_id, attempt, idempotency_key, status, started_at) VALUES {}",
                 rows(started.len(), 5)
-            );
+            ));
             let mut insert = sqlx::query(&sql);
             for (id, claim) in started {
                 insert = insert.bind(id.as_str()).bind(claim.attempt).bind(&claim.key).bind("started").bind(now);
             }
             insert.execute(&mut *tx).await?;
         }
-        let sql = format!(
+        let sql = backend_of(&tx).positional(format!(
             "WITH v (id, attempts, claimed_until, claimed_by) AS (VALUES {}) UPDATE charges SET \
              status = 'collecting', attempts = v.attempts, claimed_until = v.claimed_until, \
              claimed_by = v.claimed_by FROM v WHERE charges.id = v.id",
             rows(chunk.len(), 4)
-        );
+        ));
         let mut update = sqlx::query(&sql);
         for (id, claim) in chunk {
             update = update.bind(id.as_str()).bind(claim.attempt).bind(now + CLAIM_MS).bind(process_id());
@@ -332,12 +333,12 @@ async fn conclude(
     ids.dedup();
     let mut locked = std::collections::HashMap::new();
     for chunk in ids.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(&tx).positional(format!(
             "SELECT c.id, c.install_id, c.tenant_id, c.plugin_id, c.publisher, c.currency, c.amount_minor, c.status, \
              c.attempts, p.plan_key FROM charges c JOIN plans p ON p.id = c.plan_id WHERE c.id IN ({}) ORDER BY c.id{}",
             placeholders(1, chunk.len()),
             market.db.for_update_of("c")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);
@@ -517,24 +518,24 @@ async fn record_successes(
     ledger::post_many(conn, &heads).await?;
     let collected: Vec<(&Success, i64)> = successes.iter().zip(fees).collect();
     for chunk in collected.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH v (id, fee_minor) AS (VALUES {}) UPDATE charges SET status = 'collected', fee_minor = v.fee_minor, \
              collected_at = ${n}, claimed_until = NULL, next_attempt_at = NULL FROM v WHERE charges.id = v.id",
             rows(chunk.len(), 2),
             n = chunk.len() * 2 + 1
-        );
+        ));
         let mut update = sqlx::query(&sql);
         for ((id, _, _, _), fee) in chunk {
             update = update.bind(id.as_str()).bind(*fee);
         }
         update.bind(now).execute(&mut *conn).await?;
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH v (charge_id, attempt, reference) AS (VALUES {}) UPDATE payment_attempts SET status = 'succeeded', \
              provider_reference = v.reference, message = NULL, finished_at = ${n} FROM v \
              WHERE payment_attempts.charge_id = v.charge_id AND payment_attempts.attempt = v.attempt",
             rows(chunk.len(), 3),
             n = chunk.len() * 3 + 1
-        );
+        ));
         let mut update = sqlx::query(&sql);
         for ((id, claim, reference, _), _) in chunk {
             update = update.bind(id.as_str()).bind(claim.attempt).bind(*reference);
@@ -547,12 +548,12 @@ async fn record_successes(
     }
     let gross: Vec<_> = gross.into_iter().collect();
     for chunk in gross.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH v (publisher, currency, amount) AS (VALUES {}) UPDATE partner_totals \
              SET lifetime_gross_minor = partner_totals.lifetime_gross_minor + v.amount FROM v \
              WHERE partner_totals.publisher = v.publisher AND partner_totals.currency = v.currency",
             rows(chunk.len(), 3)
-        );
+        ));
         let mut update = sqlx::query(&sql);
         for ((publisher, currency), amount) in chunk {
             update = update.bind(*publisher).bind(*currency).bind(*amount);
@@ -572,11 +573,11 @@ async fn lifetimes(
     keys.dedup();
     let mut out = std::collections::HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH v (publisher, currency) AS (VALUES {}) SELECT t.publisher, t.currency, t.lifetime_gross_minor \
              FROM partner_totals t JOIN v ON t.publisher = v.publisher AND t.currency = v.currency",
             rows(chunk.len(), 2)
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for (publisher, currency) in chunk {
             query = query.bind(*publisher).bind(*currency);
@@ -596,10 +597,10 @@ async fn resume_paid(conn: &mut sqlx::AnyConnection, successes: &[Success<'_>], 
     installs.sort_unstable();
     installs.dedup();
     for chunk in installs.chunks(CHARGES_PER_TX) {
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "SELECT id FROM installs WHERE id IN ({}) AND status IN ('pending_payment', 'paused') ORDER BY id",
             placeholders(1, chunk.len())
-        );
+        ));
         let mut query = sqlx::query_scalar::<_, String>(&sql);
         for install in chunk {
             query = query.bind(*install);

@@ -8,6 +8,7 @@
 use nexus_money::Currency;
 pub use nexus_money::ledger::Account;
 use nexus_money::ledger::{Entry, Posting};
+use nexus_registry::db::backend_of;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -108,11 +109,11 @@ pub async fn post_many(
         let values: Vec<String> = (0..chunk.len())
             .map(|row| format!("({})", (1..=10).map(|c| format!("${}", row * 10 + c)).collect::<Vec<_>>().join(", ")))
             .collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO ledger_transactions (id, kind, charge_id, refund_id, payout_id, adjustment_id, idempotency_key, \
              request_sha256, memo, posted_at) VALUES {} RETURNING id, seq",
             values.join(", ")
-        );
+        ));
         let mut insert = sqlx::query(&sql);
         for ((head, _), id) in chunk.iter().zip(chunk_ids) {
             insert = insert
@@ -144,10 +145,10 @@ pub async fn post_many(
                 format!("(${}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5)
             })
             .collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES {}",
             values.join(", ")
-        );
+        ));
         let mut insert = sqlx::query(&sql);
         for (id, leg, entry) in chunk {
             insert = insert

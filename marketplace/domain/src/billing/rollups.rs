@@ -22,6 +22,7 @@
 //! publisher, else its payout's ('' for none); and under its charge's plugin and plan ('' for
 //! none). Postings that move no cash, fee revenue or payable (a charge billed) are not.
 
+use nexus_registry::db::backend_of;
 use std::collections::BTreeMap;
 
 use nexus_money::ledger::Posting;
@@ -343,11 +344,11 @@ async fn charge_facts(
     ids.dedup();
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "SELECT c.id, c.publisher, c.plugin_id, p.plan_key, c.line, c.collected_at FROM charges c \
              JOIN plans p ON p.id = c.plan_id WHERE c.id IN ({})",
             placeholders(1, chunk.len())
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);
@@ -374,7 +375,8 @@ async fn payout_partners(
     ids.dedup();
     let mut out = BTreeMap::new();
     for chunk in ids.chunks(500) {
-        let sql = format!("SELECT id, publisher FROM payouts WHERE id IN ({})", placeholders(1, chunk.len()));
+        let sql = backend_of(conn)
+            .positional(format!("SELECT id, publisher FROM payouts WHERE id IN ({})", placeholders(1, chunk.len())));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);
@@ -403,14 +405,14 @@ async fn upsert_rollups(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|i| format!("({})", placeholders(i * width + 1, width))).collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO money_rollups ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
             KEY.join(", "),
             FIGURES.join(", "),
             values.join(", "),
             KEY.join(", "),
             increments("money_rollups", &FIGURES)
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for (key, figures) in chunk {
             query = query
@@ -439,13 +441,13 @@ async fn upsert_balances(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|i| format!("({})", placeholders(i * width + 1, width))).collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO partner_balances (publisher, currency, {}) VALUES {} ON CONFLICT (publisher, currency) \
              DO UPDATE SET {}",
             columns.join(", "),
             values.join(", "),
             increments("partner_balances", columns)
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for ((publisher, currency), figures) in chunk {
             query = query.bind(publisher.as_str()).bind(currency.as_str());
@@ -474,12 +476,12 @@ async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[PartnerEntry<'_>
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO partner_entries (publisher, currency, seq, posted_at, transaction_id, kind, charge_id, \
              refund_id, payout_id, adjustment_id, plugin_id, plan_key, line, amount_minor, gross_minor, fee_minor) \
              VALUES {}",
             values.join(", ")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for row in chunk {
             let p = row.posted;

@@ -11,6 +11,7 @@
 //!   plan), from the usage rows of its applied invocations;
 //! - installs paused for `payment_failed` are not charged new periods until settled.
 
+use nexus_registry::db::backend_of;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -226,12 +227,12 @@ async fn lock_states(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(INSTALLS_PER_TX) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "SELECT id, tenant_id, plugin_id, plan_id, status, paused_for, billing_anchor, paid_through, \
              usage_billed_until, uninstalled_at FROM installs WHERE id IN ({}) ORDER BY id{}",
             placeholders.join(", "),
             market.db.for_update()
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(*id);
@@ -470,12 +471,12 @@ async fn update_installs(conn: &mut sqlx::AnyConnection, updates: &[Progress<'_>
         let values: Vec<String> = (0..chunk.len())
             .map(|row| format!("(${}, ${}, ${}, ${})", row * 4 + 1, row * 4 + 2, row * 4 + 3, row * 4 + 4))
             .collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH v (id, paid_through, usage_billed_until, next_bill_at) AS (VALUES {}) \
              UPDATE installs SET paid_through = v.paid_through, usage_billed_until = v.usage_billed_until, \
              next_bill_at = v.next_bill_at FROM v WHERE installs.id = v.id",
             values.join(", ")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for done in chunk {
             query = query

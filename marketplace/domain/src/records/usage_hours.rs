@@ -11,6 +11,7 @@
 //! - Recomputed from the invocation rows by `ledger verify` ([`check`]) and by [`rebuild`]
 //!   (also migration 0020's backfill: the same statement).
 
+use nexus_registry::db::backend_of;
 use std::collections::BTreeMap;
 
 use nexus_money::period::Period;
@@ -52,10 +53,10 @@ pub(crate) async fn add(conn: &mut sqlx::AnyConnection, hours: &Hours<'_>) -> Re
         let values: Vec<String> = (0..chunk.len())
             .map(|n| format!("(${}, ${}, ${}, ${})", 4 * n + 1, 4 * n + 2, 4 * n + 3, 4 * n + 4))
             .collect();
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "INSERT INTO usage_hours (install_id, meter, hour_start, units) VALUES {} {ADD}",
             values.join(", ")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for ((install, meter, hour), units) in chunk {
             query = query.bind(*install).bind(*meter).bind(*hour).bind(**units);
@@ -163,12 +164,12 @@ pub async fn segment_units(
         if parts.is_empty() {
             continue;
         }
-        let sql = format!(
+        let sql = backend_of(conn).positional(format!(
             "WITH {} SELECT install_id, start_ms, CAST(SUM(units) AS BIGINT) AS units FROM ({}) AS x \
              GROUP BY install_id, start_ms",
             ctes.join(", "),
             parts.join(" UNION ALL ")
-        );
+        ));
         let mut query = sqlx::query(&sql);
         for (install, meter, start, from, to) in hours.iter().chain(&invocations) {
             query = query.bind(*install).bind(*meter).bind(*start).bind(*from).bind(*to);

@@ -5,6 +5,7 @@
 //! transaction. A crash between the steps leaves payouts pending under their claim, for the
 //! next run to ask the provider about, as one payout at a time did.
 
+use nexus_registry::db::backend_of;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nexus_money::Currency;
@@ -49,20 +50,20 @@ async fn standing(conn: &mut sqlx::AnyConnection, due: &[Due], period: &str) -> 
     let key = |row: &sqlx::any::AnyRow| -> Result<(String, String), MarketError> {
         Ok((row.try_get("publisher")?, row.try_get("currency")?))
     };
-    let sql = format!(
+    let sql = backend_of(conn).positional(format!(
         "SELECT publisher, currency FROM payouts WHERE period_key = $1 AND publisher IN ({})",
         partners_in(2, due)
-    );
+    ));
     let mut query = sqlx::query(&sql).bind(period);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
     }
     let done = query.fetch_all(&mut *conn).await?.iter().map(key).collect::<Result<_, _>>()?;
 
-    let sql = format!(
+    let sql = backend_of(conn).positional(format!(
         "SELECT publisher, currency, payable_minor FROM partner_balances WHERE publisher IN ({})",
         partners_in(1, due)
-    );
+    ));
     let mut query = sqlx::query(&sql);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
@@ -72,11 +73,11 @@ async fn standing(conn: &mut sqlx::AnyConnection, due: &[Due], period: &str) -> 
         balance.insert(key(&row)?, row.try_get::<i64, _>("payable_minor")?);
     }
 
-    let sql = format!(
+    let sql = backend_of(conn).positional(format!(
         "SELECT publisher, currency, MAX(settles_through_seq) AS after FROM payouts \
          WHERE status <> 'failed' AND publisher IN ({}) GROUP BY publisher, currency",
         partners_in(1, due)
-    );
+    ));
     let mut query = sqlx::query(&sql);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
@@ -88,13 +89,13 @@ async fn standing(conn: &mut sqlx::AnyConnection, due: &[Due], period: &str) -> 
 
     // What moved each payable after its last settled sequence: a range of the statement
     // index per partner, not its history.
-    let sql = format!(
+    let sql = backend_of(conn).positional(format!(
         "WITH a (publisher, currency, settled) AS (VALUES {}) \
          SELECT a.publisher, a.currency, CAST(SUM(x.amount_minor) AS BIGINT) AS moved, MAX(x.seq) AS through \
          FROM a JOIN partner_entries x ON x.publisher = a.publisher AND x.currency = a.currency AND x.seq > a.settled \
          GROUP BY a.publisher, a.currency",
         rows(due.len(), 3)
-    );
+    ));
     let mut query = sqlx::query(&sql);
     for (publisher, currency) in due {
         let seq = after.get(&(publisher.clone(), currency.code().to_string())).copied().unwrap_or(0);
@@ -157,11 +158,11 @@ pub(super) async fn open(
         tx.commit().await?;
         return Ok((payouts, carried));
     }
-    let sql = format!(
+    let sql = backend_of(&tx).positional(format!(
         "INSERT INTO payouts (id, publisher, currency, period_key, amount_minor, status, carried_minor, \
          settles_after_seq, settles_through_seq, claimed_until, created_at) VALUES {}",
         rows(payouts.len(), 11)
-    );
+    ));
     let mut insert = sqlx::query(&sql);
     for (payout, (after, through)) in payouts.iter().zip(&settles) {
         insert = insert
