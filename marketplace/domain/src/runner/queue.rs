@@ -13,8 +13,6 @@
 use nexus_host::Event;
 use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 mod manage;
 
@@ -112,24 +110,46 @@ pub struct QueuedEvent {
 pub(super) const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, install_id, plugin_id, state, attempts, next_attempt_at, \
                                 last_outcome, last_error, invocation_id, created_at, updated_at";
 
-pub(super) fn delivery_of(row: &AnyRow) -> Result<QueuedDelivery, MarketError> {
-    let state = DeliveryState::stored(&row.try_get::<String, _>("state")?)?;
-    let due = matches!(state, DeliveryState::Queued | DeliveryState::Retrying);
-    Ok(QueuedDelivery {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant_id")?,
-        event_id: row.try_get("event_id")?,
-        install: row.try_get("install_id")?,
-        plugin: row.try_get("plugin_id")?,
-        state,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: if due { Some(row.try_get("next_attempt_at")?) } else { None },
-        last_outcome: row.try_get("last_outcome")?,
-        last_error: row.try_get("last_error")?,
-        invocation: row.try_get("invocation_id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+/// The [`DELIVERY_COLUMNS`] of a `deliveries` row.
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    tenant_id: String,
+    event_id: String,
+    install_id: String,
+    plugin_id: String,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_outcome: Option<String>,
+    last_error: Option<String>,
+    invocation_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<DeliveryRow> for QueuedDelivery {
+    type Error = MarketError;
+
+    fn try_from(row: DeliveryRow) -> Result<Self, MarketError> {
+        let state = DeliveryState::stored(&row.state)?;
+        let due = matches!(state, DeliveryState::Queued | DeliveryState::Retrying);
+        Ok(QueuedDelivery {
+            id: row.id,
+            tenant: row.tenant_id,
+            event_id: row.event_id,
+            install: row.install_id,
+            plugin: row.plugin_id,
+            state,
+            attempts: row.attempts,
+            next_attempt_at: due.then_some(row.next_attempt_at),
+            last_outcome: row.last_outcome,
+            last_error: row.last_error,
+            invocation: row.invocation_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
 /// Queues an event for every running install of the tenant that handles its type and
@@ -255,15 +275,16 @@ pub async fn status(
 }
 
 async fn status_of(db: &Db, tenant: &TenantId, event_id: &str) -> Result<Option<QueuedEvent>, MarketError> {
-    let Some(row) = sqlx::query("SELECT event_type, accepted_at FROM queued_events WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant.as_str())
-        .bind(event_id)
-        .fetch_optional(&db.pool)
-        .await?
+    let Some((event_type, accepted_at)): Option<(String, i64)> =
+        sqlx::query_as("SELECT event_type, accepted_at FROM queued_events WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(event_id)
+            .fetch_optional(&db.pool)
+            .await?
     else {
         return Ok(None);
     };
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY seq"
     ))
     .bind(tenant.as_str())
@@ -272,9 +293,9 @@ async fn status_of(db: &Db, tenant: &TenantId, event_id: &str) -> Result<Option<
     .await?;
     Ok(Some(QueuedEvent {
         event_id: event_id.to_string(),
-        event_type: row.try_get("event_type")?,
-        accepted_at: row.try_get("accepted_at")?,
-        deliveries: rows.iter().map(delivery_of).collect::<Result<_, _>>()?,
+        event_type,
+        accepted_at,
+        deliveries: rows.into_iter().map(QueuedDelivery::try_from).collect::<Result<_, _>>()?,
         skipped: Vec::new(),
     }))
 }

@@ -17,7 +17,6 @@ use nexus_host::Event;
 use nexus_registry::cron::Cron;
 use nexus_registry::manifest::{Missed, SCHEDULE_TICK, Schedule};
 use serde_json::json;
-use sqlx::Row;
 
 use super::{ordered_id, queue};
 use crate::accounts::TenantId;
@@ -76,10 +75,21 @@ fn due_slots(cron: &Cron, next: i64, now: i64, missed: Missed) -> Vec<i64> {
     }
 }
 
+/// A due row of `install_schedules`.
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    install_id: String,
+    schedule_id: String,
+    tenant_id: String,
+    cron: String,
+    missed: String,
+    next_slot_at: i64,
+}
+
 /// Fires the due slots of every schedule; returns how many ticks it queued.
 pub async fn fire_due(market: &Market) -> Result<usize, MarketError> {
     let now = market.billing.clock.now_ms();
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, ScheduleRow>(
         "SELECT install_id, schedule_id, tenant_id, cron, missed, next_slot_at FROM install_schedules \
          WHERE next_slot_at <= $1 ORDER BY next_slot_at LIMIT $2",
     )
@@ -88,16 +98,15 @@ pub async fn fire_due(market: &Market) -> Result<usize, MarketError> {
     .fetch_all(&market.db.pool)
     .await?;
     let mut fired = 0;
-    for row in &rows {
-        let install: String = row.try_get("install_id")?;
-        let schedule: String = row.try_get("schedule_id")?;
-        let tenant: TenantId = row.try_get::<String, _>("tenant_id")?.parse()?;
-        let cron = Cron::parse(&row.try_get::<String, _>("cron")?).map_err(storage)?;
-        let missed = match row.try_get::<String, _>("missed")?.as_str() {
+    for row in rows {
+        let ScheduleRow { install_id: install, schedule_id: schedule, tenant_id, cron, missed, next_slot_at: next } =
+            row;
+        let tenant: TenantId = tenant_id.parse()?;
+        let cron = Cron::parse(&cron).map_err(storage)?;
+        let missed = match missed.as_str() {
             "catch-up" => Missed::CatchUp,
             _ => Missed::Skip,
         };
-        let next: i64 = row.try_get("next_slot_at")?;
         let target = installs::target_by_id(market, &install).await?;
         if target.as_ref().is_none_or(|t| t.status == InstallStatus::Uninstalled) {
             sqlx::query("DELETE FROM install_schedules WHERE install_id = $1")

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use nexus_host::Event;
 use nexus_registry::db::{Backend, process_id};
-use sqlx::Row;
 
 use super::deliver::{self, Refusal};
 use crate::accounts::TenantId;
@@ -171,13 +170,23 @@ pub async fn deliver_due(market: &Market) -> Result<usize, MarketError> {
     Ok(count)
 }
 
+/// A delivery as its claim returns it.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: String,
+    tenant_id: String,
+    event_id: String,
+    install_id: String,
+    attempts: i64,
+}
+
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     let now = market.billing.clock.now_ms();
     let (skip_locked, lapsed_elsewhere) = match market.db.backend {
         Backend::Postgres => (" FOR UPDATE SKIP LOCKED", "0 = 1"),
         Backend::Sqlite => ("", "(d.state = 'running' AND d.claimed_by <> $1)"),
     };
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, ClaimedRow>(&format!(
         "UPDATE deliveries SET state = 'running', attempts = attempts + 1, claimed_by = $1, \
          next_attempt_at = $2, updated_at = $3 \
          WHERE seq IN (SELECT d.seq FROM deliveries d \
@@ -199,25 +208,23 @@ async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     // The events they carry, each read once.
     let mut events: HashMap<(String, String), Event> = HashMap::new();
     let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let tenant: String = row.try_get("tenant_id")?;
-        let event_id: String = row.try_get("event_id")?;
+    for row in rows {
+        let ClaimedRow { id, tenant_id: tenant, event_id, install_id, attempts } = row;
         let key = (tenant.clone(), event_id.clone());
         if !events.contains_key(&key) {
-            let event = sqlx::query("SELECT event_type, payload FROM queued_events WHERE tenant_id = $1 AND id = $2")
-                .bind(&tenant)
-                .bind(&event_id)
-                .fetch_one(&market.db.pool)
-                .await?;
-            let event =
-                Event { id: event_id, event_type: event.try_get("event_type")?, payload: event.try_get("payload")? };
-            events.insert(key.clone(), event);
+            let (event_type, payload): (String, String) =
+                sqlx::query_as("SELECT event_type, payload FROM queued_events WHERE tenant_id = $1 AND id = $2")
+                    .bind(&tenant)
+                    .bind(&event_id)
+                    .fetch_one(&market.db.pool)
+                    .await?;
+            events.insert(key.clone(), Event { id: event_id, event_type, payload });
         }
         claimed.push(Claimed {
-            id: row.try_get("id")?,
+            id,
             tenant: tenant.parse().map_err(|e| MarketError::Storage(format!("stored tenant id: {e}")))?,
-            install: row.try_get("install_id")?,
-            attempts: row.try_get("attempts")?,
+            install: install_id,
+            attempts,
             event: events[&key].clone(),
         });
     }

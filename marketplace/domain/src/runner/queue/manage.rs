@@ -3,9 +3,8 @@
 
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
-use super::{DELIVERY_COLUMNS, DeliveryState, QueuedDelivery, delivery_of, tenant_of};
+use super::{DELIVERY_COLUMNS, DeliveryRow, DeliveryState, QueuedDelivery, tenant_of};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::{CursorPage, MarketError};
@@ -55,7 +54,7 @@ pub async fn list(
         .bind(state)
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, DeliveryRow>(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries {filter} AND seq < $3 ORDER BY seq DESC LIMIT $4"
     ))
     .bind(tenant.as_ref().map(TenantId::as_str))
@@ -64,7 +63,7 @@ pub async fn list(
     .bind(i64::from(per_page) + 1)
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows.iter().map(delivery_of).collect::<Result<Vec<_>, _>>()?;
+    let items = rows.into_iter().map(QueuedDelivery::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
 }
 
@@ -123,7 +122,7 @@ pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) ->
             ids.sort();
             ids.dedup();
             for id in &ids {
-                let row = sqlx::query(&format!(
+                let state: Option<String> = sqlx::query_scalar(&format!(
                     "SELECT state FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2){}",
                     market.db.for_update()
                 ))
@@ -131,7 +130,6 @@ pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) ->
                 .bind(tenant.as_ref().map(TenantId::as_str))
                 .fetch_optional(&mut *tx)
                 .await?;
-                let state = row.map(|row| row.try_get::<String, _>("state")).transpose()?;
                 let refused = match state.as_deref().map(DeliveryState::stored).transpose()? {
                     None => Some(MarketError::NotFound(format!("delivery {id}"))),
                     Some(state) if !state.replayable() => Some(MarketError::conflict(
