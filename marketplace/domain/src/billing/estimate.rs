@@ -4,7 +4,6 @@
 
 use nexus_money::period::{self, Period};
 use serde::Serialize;
-use sqlx::Row;
 
 use super::money_error;
 use super::plans;
@@ -86,7 +85,7 @@ pub async fn plugin_usage(
     caller.may_act_for_publisher(publisher)?;
     let plugin = format!("{publisher}/{name}");
     plans::plugin_exists(market, &plugin.parse().map_err(nexus_registry::RegistryError::from)?).await?;
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT id, tenant_id, plan_id FROM installs WHERE plugin_id = $1 AND status <> $2 ORDER BY created_at, id",
     )
     .bind(&plugin)
@@ -95,9 +94,7 @@ pub async fn plugin_usage(
     .await?;
     let mut out =
         PluginUsage { plugin, as_of: market.billing.clock.now_ms(), installs: Vec::new(), totals: Vec::new() };
-    for row in rows {
-        let id: String = row.try_get("id")?;
-        let plan: Option<String> = row.try_get("plan_id")?;
+    for (id, tenant, plan) in rows {
         let usage = estimate(market, &id, plan.as_deref(), false).await?;
         if let Some(currency) = &usage.currency {
             let at = match out.totals.iter().position(|t| &t.currency == currency) {
@@ -124,7 +121,7 @@ pub async fn plugin_usage(
                 .ok_or(nexus_money::MoneyError::Overflow)
                 .map_err(money_error)?;
         }
-        out.installs.push(InstallUsage { tenant: row.try_get("tenant_id")?, usage });
+        out.installs.push(InstallUsage { tenant, usage });
     }
     out.totals.sort_by(|a, b| a.currency.cmp(&b.currency));
     Ok(out)
@@ -154,13 +151,12 @@ async fn estimate(market: &Market, id: &str, plan_id: Option<&str>, ended: bool)
     let mut conn = market.db.pool.acquire().await?;
     let plan = plans::get_in(&mut conn, &plan_id.parse()?).await?;
     out.currency = plan.currency.clone();
-    let row = sqlx::query("SELECT billing_anchor, usage_billed_until, next_bill_at FROM installs WHERE id = $1")
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let anchor: Option<i64> = row.try_get("billing_anchor")?;
-    let billed_until: Option<i64> = row.try_get("usage_billed_until")?;
-    out.next_charge_at = row.try_get("next_bill_at")?;
+    let (anchor, billed_until, next_bill_at): (Option<i64>, Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT billing_anchor, usage_billed_until, next_bill_at FROM installs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    out.next_charge_at = next_bill_at;
     out.next_period_minor = if plan.charges_periods() { plan.price_minor } else { 0 };
     let (Some(anchor), Some(usage)) = (anchor, &plan.usage) else { return Ok(out) };
     out.meter = Some(usage.meter.clone());

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use nexus_money::period;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::money_error;
 use crate::accounts::Caller;
@@ -166,12 +165,12 @@ fn window(query: &GmvQuery, now: i64) -> Result<(i64, i64), MarketError> {
 
 /// Each listed plugin's categories.
 async fn categories(market: &Market) -> Result<BTreeMap<String, Vec<String>>, MarketError> {
-    let rows = sqlx::query("SELECT plugin_id, categories FROM listings").fetch_all(&market.db.pool).await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT plugin_id, categories FROM listings").fetch_all(&market.db.pool).await?;
     let mut out = BTreeMap::new();
-    for row in rows {
-        let text: String = row.try_get("categories")?;
+    for (plugin, text) in rows {
         let list = text.split(',').filter(|c| !c.is_empty()).map(String::from).collect();
-        out.insert(row.try_get("plugin_id")?, list);
+        out.insert(plugin, list);
     }
     Ok(out)
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use nexus_money::period;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::money_error;
 use crate::accounts::Caller;
@@ -44,14 +43,11 @@ pub async fn growth(market: &Market, caller: &Caller, publisher: &str, months: u
     let now = market.billing.clock.now_ms();
     let mut conn = market.db.pool.acquire().await?;
     let mine = "i.plugin_id IN (SELECT plugin_id FROM listings WHERE publisher = $1)";
-    let rows = sqlx::query(&format!("SELECT i.created_at, i.uninstalled_at FROM installs i WHERE {mine}"))
-        .bind(publisher)
-        .fetch_all(&mut *conn)
-        .await?;
-    let spans: Vec<(i64, Option<i64>)> = rows
-        .iter()
-        .map(|r| Ok((r.try_get("created_at")?, r.try_get("uninstalled_at")?)))
-        .collect::<Result<_, MarketError>>()?;
+    let spans: Vec<(i64, Option<i64>)> =
+        sqlx::query_as(&format!("SELECT i.created_at, i.uninstalled_at FROM installs i WHERE {mine}"))
+            .bind(publisher)
+            .fetch_all(&mut *conn)
+            .await?;
     let live_at = |at: i64| spans.iter().filter(|(from, to)| *from < at && to.is_none_or(|to| to >= at)).count() as i64;
     let this_month = period::parse_month(&period::month_label(now)).map_err(money_error)?.start_ms;
     let mut out = Vec::with_capacity(months as usize);
@@ -69,7 +65,7 @@ pub async fn growth(market: &Market, caller: &Caller, publisher: &str, months: u
             churn_bp: (at_start > 0).then(|| uninstalls * 10_000 / at_start),
         });
     }
-    let paying = sqlx::query(&format!(
+    let paying: Vec<(Option<String>, i64, Option<String>)> = sqlx::query_as(&format!(
         "SELECT p.currency, p.price_minor, p.billing_interval FROM installs i JOIN plans p ON p.id = i.plan_id \
          WHERE {mine} AND i.status <> 'uninstalled' AND p.price_minor > 0 AND p.model IN ('subscription', 'usage') \
          AND (i.trial_ends_at IS NULL OR i.trial_ends_at <= $2)"
@@ -79,9 +75,8 @@ pub async fn growth(market: &Market, caller: &Caller, publisher: &str, months: u
     .fetch_all(&mut *conn)
     .await?;
     let mut mrr = BTreeMap::new();
-    for row in paying {
-        let (currency, price): (Option<String>, i64) = (row.try_get("currency")?, row.try_get("price_minor")?);
-        let yearly = row.try_get::<Option<String>, _>("billing_interval")?.as_deref() == Some("year");
+    for (currency, price, interval) in paying {
+        let yearly = interval.as_deref() == Some("year");
         if let Some(currency) = currency {
             *mrr.entry(currency).or_insert(0) += if yearly { price / 12 } else { price };
         }

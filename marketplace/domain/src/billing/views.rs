@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use nexus_money::period;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use super::charges::{self, Charge};
 use crate::accounts::Caller;
@@ -215,6 +214,36 @@ pub struct Balance {
     pub payable_minor: i64,
 }
 
+/// One plugin, plan and currency's month rollups, summed (NULL sums read as 0).
+#[derive(sqlx::FromRow)]
+struct SalesSumRow {
+    plugin_id: String,
+    plan_key: String,
+    currency: String,
+    n: Option<i64>,
+    gross: Option<i64>,
+    fee: Option<i64>,
+    refunded: Option<i64>,
+    fee_refunded: Option<i64>,
+}
+
+impl SalesSumRow {
+    fn into_sales_row(self) -> SalesRow {
+        let (gross, fee) = (self.gross.unwrap_or(0), self.fee.unwrap_or(0));
+        SalesRow {
+            plugin: self.plugin_id,
+            plan: self.plan_key,
+            currency: self.currency,
+            charges: self.n.unwrap_or(0),
+            gross_minor: gross,
+            fee_minor: fee,
+            share_minor: gross - fee,
+            refunded_minor: self.refunded.unwrap_or(0),
+            fee_refunded_minor: self.fee_refunded.unwrap_or(0),
+        }
+    }
+}
+
 pub async fn sales(
     market: &Market,
     caller: &Caller,
@@ -232,7 +261,7 @@ pub async fn sales(
         }
         None => (i64::MIN, i64::MAX),
     };
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, SalesSumRow>(
         "SELECT plugin_id, plan_key, currency, CAST(SUM(collections) AS BIGINT) AS n, \
          CAST(SUM(gross_minor) AS BIGINT) AS gross, CAST(SUM(fees_minor) AS BIGINT) AS fee, \
          CAST(SUM(sold_refunded_minor) AS BIGINT) AS refunded, \
@@ -245,24 +274,7 @@ pub async fn sales(
     .bind(to_day)
     .fetch_all(&market.db.pool)
     .await?;
-    let rows = rows
-        .iter()
-        .map(|r| {
-            let gross: i64 = r.try_get::<Option<i64>, _>("gross")?.unwrap_or(0);
-            let fee: i64 = r.try_get::<Option<i64>, _>("fee")?.unwrap_or(0);
-            Ok(SalesRow {
-                plugin: r.try_get("plugin_id")?,
-                plan: r.try_get("plan_key")?,
-                currency: r.try_get("currency")?,
-                charges: r.try_get::<Option<i64>, _>("n")?.unwrap_or(0),
-                gross_minor: gross,
-                fee_minor: fee,
-                share_minor: gross - fee,
-                refunded_minor: r.try_get::<Option<i64>, _>("refunded")?.unwrap_or(0),
-                fee_refunded_minor: r.try_get::<Option<i64>, _>("fee_refunded")?.unwrap_or(0),
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
+    let rows = rows.into_iter().map(SalesSumRow::into_sales_row).collect();
     let mut balances = Vec::new();
     for code in super::statements::currencies(market, publisher).await? {
         let payable: Option<i64> =
@@ -320,25 +332,35 @@ pub struct Totals {
 /// Read from the partners' running totals (`partner_balances`): a few rows per partner
 /// however long the ledger, so `/metrics` can ask on every scrape.
 pub async fn totals(market: &Market) -> Result<Vec<Totals>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, TotalsRow>(
         "SELECT currency, CAST(SUM(gross_minor) AS BIGINT) AS gmv, CAST(SUM(refunded_minor) AS BIGINT) AS refunded, \
          CAST(SUM(fees_minor - fees_returned_minor) AS BIGINT) AS fees, CAST(SUM(earned_minor) AS BIGINT) AS partners, \
          CAST(SUM(paid_out_minor) AS BIGINT) AS paid_out FROM partner_balances GROUP BY currency ORDER BY currency",
     )
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Totals {
-                currency: r.try_get("currency")?,
-                gmv_minor: r.try_get::<Option<i64>, _>("gmv")?.unwrap_or(0),
-                refunded_minor: r.try_get::<Option<i64>, _>("refunded")?.unwrap_or(0),
-                fees_minor: r.try_get::<Option<i64>, _>("fees")?.unwrap_or(0),
-                partners_minor: r.try_get::<Option<i64>, _>("partners")?.unwrap_or(0),
-                paid_out_minor: r.try_get::<Option<i64>, _>("paid_out")?.unwrap_or(0),
-            })
+    Ok(rows
+        .into_iter()
+        .map(|r| Totals {
+            currency: r.currency,
+            gmv_minor: r.gmv.unwrap_or(0),
+            refunded_minor: r.refunded.unwrap_or(0),
+            fees_minor: r.fees.unwrap_or(0),
+            partners_minor: r.partners.unwrap_or(0),
+            paid_out_minor: r.paid_out.unwrap_or(0),
         })
-        .collect()
+        .collect())
+}
+
+/// One currency's sums over `partner_balances` (a sum over no rows is NULL: read as 0).
+#[derive(sqlx::FromRow)]
+struct TotalsRow {
+    currency: String,
+    gmv: Option<i64>,
+    refunded: Option<i64>,
+    fees: Option<i64>,
+    partners: Option<i64>,
+    paid_out: Option<i64>,
 }
 
 impl Totals {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use nexus_money::period;
-use sqlx::Row;
 
 use super::super::money_error;
 use super::super::rollups::{Grain, month_of_day};
@@ -143,15 +142,48 @@ pub(super) async fn read(
     Ok(out)
 }
 
-fn amounts(row: &sqlx::any::AnyRow) -> Result<Amounts, MarketError> {
-    let get = |name: &str| -> Result<i64, MarketError> { Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0)) };
-    Ok(Amounts {
-        gmv: get("gmv")?,
-        refunds: get("refunds")?,
-        fees: get("fees")?,
-        charges: get("charges")?,
-        refund_count: get("refund_count")?,
-    })
+/// A bucket's sums as SQL gives them (a sum over no rows is NULL: read as 0).
+#[derive(sqlx::FromRow)]
+struct AmountsRow {
+    gmv: Option<i64>,
+    refunds: Option<i64>,
+    fees: Option<i64>,
+    charges: Option<i64>,
+    refund_count: Option<i64>,
+}
+
+impl From<AmountsRow> for Amounts {
+    fn from(row: AmountsRow) -> Self {
+        Self {
+            gmv: row.gmv.unwrap_or(0),
+            refunds: row.refunds.unwrap_or(0),
+            fees: row.fees.unwrap_or(0),
+            charges: row.charges.unwrap_or(0),
+            refund_count: row.refund_count.unwrap_or(0),
+        }
+    }
+}
+
+/// A rollup bucket: its day, currency, plugin and partner (`''` when not grouped by them).
+#[derive(sqlx::FromRow)]
+struct RollupBucketRow {
+    start_day: i64,
+    currency: String,
+    plugin_id: String,
+    publisher: String,
+    #[sqlx(flatten)]
+    amounts: AmountsRow,
+}
+
+/// A ledger bucket: the same as a rollup's, its day named `day`.
+#[derive(sqlx::FromRow)]
+struct LedgerBucketRow {
+    day: i64,
+    currency: String,
+    plugin_id: String,
+    publisher: String,
+    #[sqlx(flatten)]
+    amounts: AmountsRow,
 }
 
 /// Rollup rows of days (or months) `[from, to)`, summed in SQL to the grouping.
@@ -170,7 +202,7 @@ async fn rollups(
         .filter(|(_, on)| *on)
         .map(|(column, _)| format!(", {column}"))
         .collect();
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, RollupBucketRow>(&format!(
         "SELECT start_day, currency, {plugin} AS plugin_id, {partner} AS publisher, \
          CAST(SUM(gross_minor) AS BIGINT) AS gmv, CAST(SUM(refunded_minor) AS BIGINT) AS refunds, \
          CAST(SUM(fees_minor - fees_returned_minor) AS BIGINT) AS fees, CAST(SUM(collections) AS BIGINT) AS charges, \
@@ -184,17 +216,10 @@ async fn rollups(
     .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let key = (
-                r.try_get::<i64, _>("start_day")? * DAY_MS,
-                r.try_get("currency")?,
-                r.try_get("plugin_id")?,
-                r.try_get("publisher")?,
-            );
-            Ok((key, amounts(r)?))
-        })
-        .collect()
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.start_day * DAY_MS, r.currency, r.plugin_id, r.publisher), r.amounts.into()))
+        .collect())
 }
 
 /// Collections and refunds posted in `[from, to)` ms, per day, currency, plugin and partner,
@@ -205,7 +230,7 @@ async fn ledger(
     to: i64,
     publisher: Option<&str>,
 ) -> Result<Vec<(Bucket, Amounts)>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, LedgerBucketRow>(
         "SELECT t.posted_at / 86400000 AS day, c.currency, c.plugin_id, c.publisher, \
          CAST(SUM(CASE WHEN t.kind = 'collection' AND e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS gmv, \
          CAST(SUM(CASE WHEN t.kind = 'refund' AND e.account = 'platform:cash' THEN -e.amount_minor ELSE 0 END) AS BIGINT) AS refunds, \
@@ -222,17 +247,7 @@ async fn ledger(
     .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let key = (
-                r.try_get::<i64, _>("day")? * DAY_MS,
-                r.try_get("currency")?,
-                r.try_get("plugin_id")?,
-                r.try_get("publisher")?,
-            );
-            Ok((key, amounts(r)?))
-        })
-        .collect()
+    Ok(rows.into_iter().map(|r| ((r.day * DAY_MS, r.currency, r.plugin_id, r.publisher), r.amounts.into())).collect())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::error::MarketError;
 use crate::market::Market;
@@ -58,11 +57,8 @@ fn check(name: &'static str, differences: Vec<String>) -> Check {
 }
 
 /// Each row as a line, the first [`MAX_DIFFERENCES`] only.
-fn lines(
-    rows: Vec<sqlx::any::AnyRow>,
-    describe: &dyn Fn(&sqlx::any::AnyRow) -> Result<String, MarketError>,
-) -> Result<Vec<String>, MarketError> {
-    rows.iter().take(MAX_DIFFERENCES).map(describe).collect()
+fn lines<T>(rows: Vec<T>, describe: impl Fn(T) -> String) -> Vec<String> {
+    rows.into_iter().take(MAX_DIFFERENCES).map(describe).collect()
 }
 
 /// Every transaction balances and has two legs; each charge is billed once, collected at
@@ -72,7 +68,7 @@ async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError
     let mut checks = Vec::new();
     let mut check = |name: &'static str, differences: Vec<String>| checks.push(check(name, differences));
 
-    let rows = sqlx::query(
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT transaction_id, currency, CAST(SUM(amount_minor) AS BIGINT) AS off FROM ledger_entries \
          GROUP BY transaction_id, currency HAVING SUM(amount_minor) <> 0",
     )
@@ -80,17 +76,10 @@ async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError
     .await?;
     check(
         "every transaction balances per currency",
-        lines(rows, &|r| {
-            Ok(format!(
-                "{} is off by {} minor units of {}",
-                r.try_get::<String, _>("transaction_id")?,
-                r.try_get::<i64, _>("off")?,
-                r.try_get::<String, _>("currency")?
-            ))
-        })?,
+        lines(rows, |(transaction, currency, off)| format!("{transaction} is off by {off} minor units of {currency}")),
     );
 
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT t.id, COUNT(e.leg) AS legs FROM ledger_transactions t \
          LEFT JOIN ledger_entries e ON e.transaction_id = t.id GROUP BY t.id HAVING COUNT(e.leg) < 2",
     )
@@ -98,12 +87,10 @@ async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError
     .await?;
     check(
         "every transaction has at least two entries",
-        lines(rows, &|r| {
-            Ok(format!("{} has {} entries", r.try_get::<String, _>("id")?, r.try_get::<i64, _>("legs")?))
-        })?,
+        lines(rows, |(transaction, legs)| format!("{transaction} has {legs} entries")),
     );
 
-    let rows = sqlx::query(
+    let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT c.id, c.status FROM charges c WHERE c.amount_minor > 0 AND ( \
          (SELECT COUNT(*) FROM ledger_transactions t WHERE t.charge_id = c.id AND t.kind = 'charge') <> 1 \
          OR (CASE WHEN c.status = 'collected' THEN 1 ELSE 0 END) <> \
@@ -113,16 +100,12 @@ async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError
     .await?;
     check(
         "each charge is billed once and, when collected, collected once",
-        lines(rows, &|r| {
-            Ok(format!(
-                "charge {} ({}) has the wrong billing or collection transactions",
-                r.try_get::<String, _>("id")?,
-                r.try_get::<String, _>("status")?
-            ))
-        })?,
+        lines(rows, |(charge, status)| {
+            format!("charge {charge} ({status}) has the wrong billing or collection transactions")
+        }),
     );
 
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT c.id, c.amount_minor, x.cash FROM charges c JOIN ( \
          SELECT t.charge_id, CAST(SUM(CASE WHEN e.account = 'platform:cash' THEN e.amount_minor ELSE 0 END) AS BIGINT) AS cash \
          FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id \
@@ -132,14 +115,7 @@ async fn postings_and_charges(market: &Market) -> Result<Vec<Check>, MarketError
     .await?;
     check(
         "each collection brought in exactly its charge",
-        lines(rows, &|r| {
-            Ok(format!(
-                "charge {} of {} collected {}",
-                r.try_get::<String, _>("id")?,
-                r.try_get::<i64, _>("amount_minor")?,
-                r.try_get::<i64, _>("cash")?
-            ))
-        })?,
+        lines(rows, |(charge, amount, cash)| format!("charge {charge} of {amount} collected {cash}")),
     );
 
     Ok(checks)
@@ -195,7 +171,7 @@ async fn balances(market: &Market) -> Result<Check, MarketError> {
 }
 
 async fn payouts(market: &Market) -> Result<Check, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, PayoutTransactionsRow>(
         "SELECT p.id, p.status, \
          (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout') AS out, \
          (SELECT COUNT(*) FROM ledger_transactions t WHERE t.payout_id = p.id AND t.kind = 'payout-paid') AS paid, \
@@ -205,27 +181,33 @@ async fn payouts(market: &Market) -> Result<Check, MarketError> {
     .fetch_all(&market.db.pool)
     .await?;
     let mut differences = Vec::new();
-    for r in &rows {
-        let (status, out, paid, back): (String, i64, i64, i64) =
-            (r.try_get("status")?, r.try_get("out")?, r.try_get("paid")?, r.try_get("back")?);
+    for PayoutTransactionsRow { id, status, out, paid, back } in rows {
         let expected = match status.as_str() {
             "pending" => (1, 0, 0),
             "paid" => (1, 1, 0),
             _ => (1, 0, 1),
         };
         if (out, paid, back) != expected {
-            differences.push(format!(
-                "payout {} ({status}) has {out} payout, {paid} paid and {back} returned transactions",
-                r.try_get::<String, _>("id")?
-            ));
+            differences
+                .push(format!("payout {id} ({status}) has {out} payout, {paid} paid and {back} returned transactions"));
         }
     }
     differences.truncate(MAX_DIFFERENCES);
     Ok(check("each payout left the payable once and was paid or returned at most once", differences))
 }
 
+/// A payout and how many of each of its ledger transactions there are.
+#[derive(sqlx::FromRow)]
+struct PayoutTransactionsRow {
+    id: String,
+    status: String,
+    out: i64,
+    paid: i64,
+    back: i64,
+}
+
 async fn refunds(market: &Market) -> Result<Check, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, RefundedChargeRow>(
         "SELECT c.id, c.amount_minor, c.refunded_minor, c.fee_minor, c.fee_refunded_minor, \
          CAST(COALESCE((SELECT SUM(amount_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS refunds, \
          CAST(COALESCE((SELECT SUM(fee_minor) FROM refunds r WHERE r.charge_id = c.id), 0) AS BIGINT) AS fees \
@@ -234,21 +216,31 @@ async fn refunds(market: &Market) -> Result<Check, MarketError> {
     .fetch_all(&market.db.pool)
     .await?;
     let mut differences = Vec::new();
-    for r in &rows {
-        let (amount, refunded, refunds): (i64, i64, i64) =
-            (r.try_get("amount_minor")?, r.try_get("refunded_minor")?, r.try_get("refunds")?);
-        let (fee, fee_refunded, fees): (Option<i64>, i64, i64) =
-            (r.try_get("fee_minor")?, r.try_get("fee_refunded_minor")?, r.try_get("fees")?);
+    for r in rows {
+        let (amount, refunded, refunds) = (r.amount_minor, r.refunded_minor, r.refunds);
+        let (fee, fee_refunded, fees) = (r.fee_minor, r.fee_refunded_minor, r.fees);
         if refunded != refunds || fee_refunded != fees || refunded > amount || fee_refunded > fee.unwrap_or(0) {
             differences.push(format!(
                 "charge {}: amount {amount}, refunded {refunded} (refunds sum {refunds}), fee {fee:?}, fee returned \
                  {fee_refunded} (refunds sum {fees})",
-                r.try_get::<String, _>("id")?
+                r.id
             ));
         }
     }
     differences.truncate(MAX_DIFFERENCES);
     Ok(check("refunds never exceed their charge or its fee", differences))
+}
+
+/// A charge with refunds, beside what its refund rows sum to.
+#[derive(sqlx::FromRow)]
+struct RefundedChargeRow {
+    id: String,
+    amount_minor: i64,
+    refunded_minor: i64,
+    fee_minor: Option<i64>,
+    fee_refunded_minor: i64,
+    refunds: i64,
+    fees: i64,
 }
 
 async fn tiers(market: &Market) -> Result<Check, MarketError> {
@@ -267,11 +259,10 @@ async fn tiers(market: &Market) -> Result<Check, MarketError> {
 type Grouped = BTreeMap<(String, String), i64>;
 
 async fn grouped(market: &Market, sql: &str) -> Result<Grouped, MarketError> {
-    let rows = sqlx::query(sql).fetch_all(&market.db.pool).await?;
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(sql).fetch_all(&market.db.pool).await?;
     let mut out = Grouped::new();
-    for row in rows {
-        let minor: Option<i64> = row.try_get("minor")?;
-        out.insert((row.try_get("account")?, row.try_get("currency")?), minor.unwrap_or(0));
+    for (account, currency, minor) in rows {
+        out.insert((account, currency), minor.unwrap_or(0));
     }
     Ok(out)
 }

@@ -4,7 +4,6 @@
 
 use nexus_money::Currency;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Schedule, minimum};
 use crate::accounts::Caller;
@@ -60,7 +59,7 @@ pub async fn outlook(market: &Market, caller: &Caller, publisher: &str) -> Resul
     .bind(publisher)
     .fetch_optional(&mut *conn)
     .await?;
-    let rows = sqlx::query(
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT b.currency, b.payable_minor, (SELECT COUNT(*) FROM payouts p WHERE p.publisher = b.publisher \
          AND p.currency = b.currency AND p.period_key = $2) AS done \
          FROM partner_balances b WHERE b.publisher = $1 AND b.payable_minor > 0 ORDER BY b.currency",
@@ -70,16 +69,14 @@ pub async fn outlook(market: &Market, caller: &Caller, publisher: &str) -> Resul
     .fetch_all(&mut *conn)
     .await?;
     let mut next = Vec::with_capacity(rows.len());
-    for row in rows {
-        let code: String = row.try_get("currency")?;
-        let balance: i64 = row.try_get("payable_minor")?;
+    for (code, balance, done) in rows {
         let currency = Currency::from_code(&code).map_err(money_error)?;
         let minimum_minor = minimum(&mut conn, currency).await?;
         let missing_minor = (minimum_minor - balance).max(0);
         let money = |minor| nexus_money::Money::new(minor, currency).to_string();
         let (state, earliest_at, reason) = if let Some(reason) = &hold {
             (NextState::Held, None, format!("payouts are held by the marketplace: {reason}"))
-        } else if row.try_get::<i64, _>("done")? > 0 {
+        } else if done > 0 {
             (NextState::PaidThisPeriod, Some(next_period), format!("already paid once in payout period {period}"))
         } else if missing_minor > 0 {
             let why =
