@@ -9,7 +9,6 @@ use nexus_host::capability::kv::{BoxFuture, KvError, KvQuota, KvUsage, KvWrite, 
 use nexus_host::{KvScope, KvStore, StagedKv};
 use nexus_registry::{Backend, Db};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use tokio::sync::Semaphore;
 
 pub struct SqlKv {
@@ -41,6 +40,11 @@ fn backend(error: sqlx::Error) -> KvError {
     KvError::Backend(error.to_string())
 }
 
+/// A scope's stored `keys` and `bytes` counts (never negative; a negative one reads as 0).
+fn stored_usage(keys: i64, bytes: i64) -> KvUsage {
+    KvUsage { keys: u64::try_from(keys).unwrap_or(0), bytes: u64::try_from(bytes).unwrap_or(0) }
+}
+
 impl SqlKv {
     async fn commit_writes(
         &self,
@@ -69,20 +73,14 @@ pub async fn apply(tx: &mut sqlx::AnyConnection, backend_kind: Backend, staged: 
         let lock = nexus_registry::db::for_update(backend_kind);
         let select =
             format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
-        let row = sqlx::query(&select)
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(&select)
             .bind(&scope.tenant)
             .bind(&scope.install)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        let (revision, mut usage) = match &row {
-            Some(row) => (
-                row.try_get::<i64, _>("revision").map_err(backend)?,
-                KvUsage {
-                    keys: u64::try_from(row.try_get::<i64, _>("keys").map_err(backend)?).unwrap_or(0),
-                    bytes: u64::try_from(row.try_get::<i64, _>("bytes").map_err(backend)?).unwrap_or(0),
-                },
-            ),
+        let (revision, mut usage) = match row {
+            Some((revision, keys, bytes)) => (revision, stored_usage(keys, bytes)),
             None => (0, KvUsage::default()),
         };
         if base.is_some_and(|base| i64::try_from(base).ok() != Some(revision)) {
@@ -186,15 +184,15 @@ impl KvStore for SqlKv {
 
     fn list_keys<'a>(&'a self, scope: &'a KvScope, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, KvError>> {
         Box::pin(async move {
-            let rows = sqlx::query("SELECT key FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 ORDER BY key")
-                .bind(&scope.tenant)
-                .bind(&scope.install)
-                .fetch_all(&self.db.pool)
-                .await
-                .map_err(backend)?;
+            let rows: Vec<String> =
+                sqlx::query_scalar("SELECT key FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 ORDER BY key")
+                    .bind(&scope.tenant)
+                    .bind(&scope.install)
+                    .fetch_all(&self.db.pool)
+                    .await
+                    .map_err(backend)?;
             let mut keys = Vec::new();
-            for row in rows {
-                let key: String = row.try_get("key").map_err(backend)?;
+            for key in rows {
                 if key.starts_with(prefix) {
                     keys.push(key);
                 }
@@ -205,17 +203,14 @@ impl KvStore for SqlKv {
 
     fn usage<'a>(&'a self, scope: &'a KvScope) -> BoxFuture<'a, Result<KvUsage, KvError>> {
         Box::pin(async move {
-            let row = sqlx::query("SELECT keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
-                .bind(&scope.tenant)
-                .bind(&scope.install)
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(backend)?;
-            let Some(row) = row else { return Ok(KvUsage::default()) };
-            Ok(KvUsage {
-                keys: u64::try_from(row.try_get::<i64, _>("keys").map_err(backend)?).unwrap_or(0),
-                bytes: u64::try_from(row.try_get::<i64, _>("bytes").map_err(backend)?).unwrap_or(0),
-            })
+            let row: Option<(i64, i64)> =
+                sqlx::query_as("SELECT keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2")
+                    .bind(&scope.tenant)
+                    .bind(&scope.install)
+                    .fetch_optional(&self.db.pool)
+                    .await
+                    .map_err(backend)?;
+            Ok(row.map_or_else(KvUsage::default, |(keys, bytes)| stored_usage(keys, bytes)))
         })
     }
 

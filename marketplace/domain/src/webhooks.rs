@@ -14,7 +14,6 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::Row;
 
 use crate::error::MarketError;
 use crate::market::Market;
@@ -190,13 +189,13 @@ pub async fn install_paused(
     cause: &str,
     reason: &str,
 ) -> Result<(), MarketError> {
-    let row = sqlx::query("SELECT tenant_id, plugin_id, version FROM installs WHERE id = $1")
-        .bind(install)
-        .fetch_one(&mut *tx)
-        .await?;
-    let tenant: String = row.try_get("tenant_id")?;
-    let data = json!({ "install": install, "plugin": row.try_get::<String, _>("plugin_id")?,
-                       "version": row.try_get::<String, _>("version")?, "cause": cause, "reason": reason });
+    let (tenant, plugin, version): (String, String, String) =
+        sqlx::query_as("SELECT tenant_id, plugin_id, version FROM installs WHERE id = $1")
+            .bind(install)
+            .fetch_one(&mut *tx)
+            .await?;
+    let data = json!({ "install": install, "plugin": plugin,
+                       "version": version, "cause": cause, "reason": reason });
     enqueue(tx, at_ms, &tenant, WebhookKind::InstallPaused, &format!("msg_paused_{install}_{at_ms}"), data).await?;
     Ok(())
 }
@@ -229,12 +228,12 @@ pub async fn plugin_delisted(
     plugin: &str,
     reason: &str,
 ) -> Result<(), MarketError> {
-    let installs = sqlx::query("SELECT id, tenant_id FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'")
-        .bind(plugin)
-        .fetch_all(&mut *tx)
-        .await?;
-    for install in &installs {
-        let (id, tenant): (String, String) = (install.try_get("id")?, install.try_get("tenant_id")?);
+    let installs: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, tenant_id FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'")
+            .bind(plugin)
+            .fetch_all(&mut *tx)
+            .await?;
+    for (id, tenant) in installs {
         let data = json!({ "plugin": plugin, "install": id, "reason": reason,
                            "effect": "the install keeps running; new installs are refused while delisted" });
         enqueue(tx, at_ms, &tenant, WebhookKind::PluginDelisted, &format!("msg_delisted_{id}_{at_ms}"), data).await?;

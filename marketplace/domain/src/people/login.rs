@@ -9,7 +9,6 @@
 use nexus_registry::publishers::{self, Issuer};
 use nexus_registry::{ErrorCode, RegistryError};
 use serde::Serialize;
-use sqlx::Row;
 
 use super::{Membership, second_factor};
 use crate::accounts::{self, TenantId};
@@ -187,7 +186,7 @@ pub struct TokenOrigin {
 
 /// Where the token `token_id` came from (either kind of token).
 pub async fn token_origin(market: &Market, token_id: &str) -> Result<TokenOrigin, MarketError> {
-    let row = sqlx::query(
+    let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT t.created_by, p.email FROM (SELECT created_by, person_id FROM account_tokens WHERE id = $1 \
          UNION ALL SELECT created_by, person_id FROM publisher_tokens WHERE id = $1) t \
          LEFT JOIN people p ON p.id = t.person_id",
@@ -195,8 +194,8 @@ pub async fn token_origin(market: &Market, token_id: &str) -> Result<TokenOrigin
     .bind(token_id)
     .fetch_optional(&market.db.pool)
     .await?;
-    let Some(row) = row else { return Ok(TokenOrigin::default()) };
-    Ok(TokenOrigin { created_by: row.try_get("created_by")?, person: row.try_get("email")? })
+    let Some((created_by, person)) = row else { return Ok(TokenOrigin::default()) };
+    Ok(TokenOrigin { created_by, person })
 }
 
 /// Ends the calling token (`nexus logout`), whoever it was issued to.

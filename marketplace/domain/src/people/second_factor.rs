@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use nexus_registry::ErrorCode;
 use nexus_registry::publishers::{random_hex, secret_hash};
 use serde_json::json;
-use sqlx::Row;
 use totp_rs::{Algorithm, TOTP};
 
 use crate::audit;
@@ -95,12 +94,12 @@ fn matching_step(secret: &[u8], email: &str, code: &str, now_ms: i64) -> Result<
 /// recovery codes (shown this once) are returned.
 pub async fn confirm(market: &Market, person: &str, code: &str) -> Result<Vec<String>, MarketError> {
     let now = market.billing.clock.now_ms();
-    let row = sqlx::query("SELECT email, totp_pending_sealed FROM people WHERE id = $1")
-        .bind(person)
-        .fetch_one(&market.db.pool)
-        .await?;
-    let email: String = row.try_get("email")?;
-    let Some(pending) = row.try_get::<Option<String>, _>("totp_pending_sealed")? else {
+    let (email, pending): (String, Option<String>) =
+        sqlx::query_as("SELECT email, totp_pending_sealed FROM people WHERE id = $1")
+            .bind(person)
+            .fetch_one(&market.db.pool)
+            .await?;
+    let Some(pending) = pending else {
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "start setting up the second factor first"));
     };
     let secret = unseal(market, person, &pending)?;
@@ -171,12 +170,12 @@ pub async fn verify(market: &Market, person: &str, code: &str) -> Result<(), Mar
             retry_after: std::time::Duration::from_millis(super::FAILURE_WINDOW_MS as u64),
         });
     }
-    let row = sqlx::query("SELECT email, totp_sealed FROM people WHERE id = $1")
-        .bind(person)
-        .fetch_one(&market.db.pool)
-        .await?;
-    let Some(sealed) = row.try_get::<Option<String>, _>("totp_sealed")? else { return Ok(()) };
-    let email: String = row.try_get("email")?;
+    let (email, sealed): (String, Option<String>) =
+        sqlx::query_as("SELECT email, totp_sealed FROM people WHERE id = $1")
+            .bind(person)
+            .fetch_one(&market.db.pool)
+            .await?;
+    let Some(sealed) = sealed else { return Ok(()) };
     let secret = unseal(market, person, &sealed)?;
     let mut tx = market.db.write_tx().await?;
     let accepted = match matching_step(&secret, &email, code, now)? {
