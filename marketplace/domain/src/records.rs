@@ -429,8 +429,10 @@ async fn insert_rows(tx: &mut sqlx::AnyConnection, records: &[InvocationRecord])
     for chunk in billable.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();
-        let statement =
-            format!("INSERT INTO invocation_usage (invocation_id, meter, units) VALUES {}", values.join(", "));
+        let statement = nexus_registry::db::backend_of(tx).positional(format!(
+            "INSERT INTO invocation_usage (invocation_id, meter, units) VALUES {}",
+            values.join(", ")
+        ));
         let mut query = sqlx::query(&statement);
         for (row, meter, units) in chunk {
             query = query.bind(records[*row].id.as_str()).bind(*meter).bind(*units);

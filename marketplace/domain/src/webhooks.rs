@@ -142,11 +142,11 @@ pub async fn listening_among(
     unique.dedup();
     let mut found = std::collections::HashSet::new();
     for chunk in unique.chunks(500) {
-        let sql = format!(
+        let sql = nexus_registry::db::backend_of(conn).positional(format!(
             "SELECT DISTINCT s.tenant_id FROM webhook_subscriptions s JOIN webhook_endpoints e ON e.id = s.endpoint_id \
              WHERE s.kind = $1 AND e.enabled = 1 AND s.tenant_id IN ({})",
             nexus_registry::db::placeholders(2, chunk.len())
-        );
+        ));
         let mut query = sqlx::query_scalar::<_, String>(&sql).bind(kind.as_str());
         for tenant in chunk {
             query = query.bind(*tenant);

@@ -157,7 +157,10 @@ pub async fn target_by_id(market: &Market, id: &str) -> Result<Option<Target>, M
 pub async fn targets_by_ids(market: &Market, ids: &[&str]) -> Result<HashMap<String, Target>, MarketError> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
-        let sql = format!("SELECT {TARGET_COLUMNS} FROM installs WHERE id IN ({})", placeholders(1, chunk.len()));
+        let sql = market.db.backend.positional(format!(
+            "SELECT {TARGET_COLUMNS} FROM installs WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        ));
         let mut query = sqlx::query_as::<_, TargetRow>(&sql);
         for id in chunk {
             query = query.bind(*id);

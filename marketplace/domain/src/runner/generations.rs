@@ -134,11 +134,11 @@ async fn read(
     tenants: &BTreeSet<&TenantId>,
 ) -> Result<(i64, HashMap<String, i64>), sqlx::Error> {
     let slots: Vec<String> = (1..=tenants.len()).map(|n| format!("${n}")).collect();
-    let statement = format!(
+    let statement = nexus_registry::db::backend_of(connection).positional(format!(
         "SELECT '' AS id, generation FROM cache_generation WHERE id = 1 \
          UNION ALL SELECT id, generation FROM tenants WHERE id IN ({})",
         slots.join(", ")
-    );
+    ));
     let mut query = sqlx::query_as::<_, (String, i64)>(&statement);
     for tenant in tenants {
         query = query.bind(tenant.as_str());
