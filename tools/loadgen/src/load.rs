@@ -150,21 +150,8 @@ async fn measure(server: &Server, bare: Option<&Server>, args: &RunArgs) -> anyh
 
     let rounds = if bare.is_some() { args.rounds } else { 1 };
     let each = Duration::from_secs(args.duration_secs) / rounds;
-    let (mut real_windows, mut bare_windows) = (Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let bare_first = round % 2 == 1;
-        for is_bare in [bare_first, !bare_first] {
-            let (side, windows, tally, phase) = match (is_bare, &bare) {
-                (false, _) => (&real, &mut real_windows, &mut real_tally, "measure"),
-                (true, Some(bare)) => (bare, &mut bare_windows, &mut bare_tally, "measure bare"),
-                (true, None) => continue,
-            };
-            counters.enter(phase);
-            let (measured, window) = drive(side, &counters, each, true).await?;
-            tally.merge(measured);
-            windows.push(window);
-        }
-    }
+    let tallies = (&mut real_tally, &mut bare_tally);
+    let (real_windows, bare_windows) = measure_rounds(&real, bare.as_ref(), &counters, rounds, each, tallies).await?;
     progress.abort();
 
     let memory_after = procfs::memory(server.pid()).context("the server exited during the load")?;
@@ -205,6 +192,35 @@ async fn measure(server: &Server, bare: Option<&Server>, args: &RunArgs) -> anyh
         _ => None,
     };
     Ok((real_report, bare_report))
+}
+
+/// Measures `rounds` windows of `each` on each side, the side going first alternating from
+/// round to round so neither always runs on a warmer machine; adds what is sent to
+/// `tallies` (real, bare). The windows of each side (real, bare).
+async fn measure_rounds(
+    real: &Side<'_>,
+    bare: Option<&Side<'_>>,
+    counters: &Arc<Counters>,
+    rounds: u32,
+    each: Duration,
+    (real_tally, bare_tally): (&mut Tally, &mut Tally),
+) -> anyhow::Result<(Vec<Window>, Vec<Window>)> {
+    let (mut real_windows, mut bare_windows) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let bare_first = round % 2 == 1;
+        for is_bare in [bare_first, !bare_first] {
+            let (side, windows, tally, phase) = match (is_bare, bare) {
+                (false, _) => (real, &mut real_windows, &mut *real_tally, "measure"),
+                (true, Some(bare)) => (bare, &mut bare_windows, &mut *bare_tally, "measure bare"),
+                (true, None) => continue,
+            };
+            counters.enter(phase);
+            let (measured, window) = drive(side, counters, each, true).await?;
+            tally.merge(measured);
+            windows.push(window);
+        }
+    }
+    Ok((real_windows, bare_windows))
 }
 
 /// Drives `side` from all its connections for `length`; `measured` says whether what is

@@ -126,9 +126,14 @@ pub struct Report {
 impl Report {
     pub fn print(mut self) -> Self {
         self.tally.latencies.sort_unstable();
-        let tally = &self.tally;
-        let sent: u64 = tally.outcomes.values().sum();
-        let ok = tally.latencies.len() as u64;
+        self.print_setup();
+        self.print_outcomes();
+        self.print_resources();
+        self
+    }
+
+    /// What ran, on what build and machine, with how many connections for how long.
+    fn print_setup(&self) {
         let cores = std::thread::available_parallelism().map_or(0, usize::from);
         let build = if cfg!(debug_assertions) { "DEBUG build, not for figures" } else { "release build" };
         match self.invocation_rows {
@@ -153,6 +158,14 @@ impl Report {
                 windows => format!(", in {windows} windows alternating with the other server"),
             }
         );
+    }
+
+    /// What was sent and answered: by status, the first answer of each failure, throughput,
+    /// answer size and latency percentiles (latencies sorted).
+    fn print_outcomes(&self) {
+        let tally = &self.tally;
+        let sent: u64 = tally.outcomes.values().sum();
+        let ok = tally.latencies.len() as u64;
         println!("events sent      {sent} in the window ({} more in warm-up)", tally.warmup_requests);
         let outcomes: Vec<String> = tally.outcomes.iter().map(|(key, count)| format!("{key}: {count}")).collect();
         println!("by status        {}", outcomes.join(", "));
@@ -172,6 +185,10 @@ impl Report {
             let [p50, p90, p99] = [0.50, 0.90, 0.99].map(|q| millis(percentile(&tally.latencies, q)));
             println!("latency (2xx)    p50 {p50}  p90 {p90}  p99 {p99}  max {}", millis(*max));
         }
+    }
+
+    /// The server's memory and the cores each party used, and the invocation-row check.
+    fn print_resources(&self) {
         println!(
             "server RSS       before {}  peak {} (VmRSS every 250 ms, {} samples; VmHWM {})  after {}",
             mib(self.memory_before.rss_kib),
@@ -186,13 +203,12 @@ impl Report {
             if self.backend == "PostgreSQL" { " (PostgreSQL included)" } else { "" }
         );
         if let Some(rows) = self.invocation_rows {
-            let verdict = if rows == tally.accepted { "equal" } else { "MISMATCH" };
+            let verdict = if rows == self.tally.accepted { "equal" } else { "MISMATCH" };
             println!(
                 "invocation rows  {rows} recorded, {} events accepted (warm-up included): {verdict}",
-                tally.accepted
+                self.tally.accepted
             );
         }
-        self
     }
 
     /// 2xx answers per second of the whole measured time.
