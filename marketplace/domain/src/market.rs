@@ -61,6 +61,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0035_listing_search.sql"),
     include_str!("../migrations/common/0036_listing_media.sql"),
     include_str!("../migrations/common/0037_dev_tenants.sql"),
+    include_str!("../migrations/sqlite/0038_narrower_triggers.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -99,6 +100,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0035_listing_search.sql"),
     include_str!("../migrations/common/0036_listing_media.sql"),
     include_str!("../migrations/common/0037_dev_tenants.sql"),
+    include_str!("../migrations/postgres/0038_narrower_triggers.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

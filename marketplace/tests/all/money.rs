@@ -646,6 +646,51 @@ fn exhausted_retries_pause_the_install_until_its_tenant_settles() {
     });
 }
 
+/// The tenant's cache generation, which every node's event path checks its cached installs
+/// and tokens against (migration 0013).
+async fn generation(m: &Money, tenant: &str) -> i64 {
+    sqlx::query_scalar("SELECT generation FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .fetch_one(m.env.market.db.writer())
+        .await
+        .unwrap()
+}
+
+/// A billing run moves only an install's billing columns, which no node caches: the tenant's
+/// generation stays, and so do the caches. The pause that ends a failed collection changes
+/// what the install receives: the generation moves once, and the next event reads afresh.
+#[test]
+fn a_billing_run_keeps_the_event_caches_and_a_payment_pause_renews_them() {
+    on_both(|postgres| async move {
+        let m = Money::new(postgres, NOV_1).await;
+        let env = &m.env;
+        m.plan(
+            "nexus-labs/pii-redactor",
+            json!({ "key": "team", "name": "Team", "model": "subscription",
+                    "currency": "USD", "price_minor": 2900, "interval": "month" }),
+        )
+        .await;
+        let tenant = env.tenant("globex").await;
+        env.install(&tenant, "nexus-labs/pii-redactor", json!({ "plan": "team" })).await;
+        let installed = generation(&m, "globex").await;
+        let declined = || Scripted::Refuse("insufficient_funds".into());
+        m.sandbox.script("globex", [declined(), declined(), declined(), declined()]);
+        // December is billed and declined, then retried after 1 and 3 more days.
+        for (at, created) in [(DEC_1, 1), (DEC_1 + DAY_MS, 0), (DEC_1 + 4 * DAY_MS, 0)] {
+            m.clock.set(at);
+            let report = m.run().await;
+            assert_eq!((report["charges_created"].as_i64(), report["declined"].as_i64()), (Some(created), Some(1)));
+            assert_eq!(generation(&m, "globex").await, installed, "{report}");
+        }
+        // The last retry fails: the install pauses, and that is what events must see.
+        m.clock.set(DEC_1 + 9 * DAY_MS);
+        assert_eq!(m.run().await["declined"], 1);
+        assert_eq!(generation(&m, "globex").await, installed + 1);
+        let (_, receipt) = env.post("/v1/events", &tenant, json!({ "type": "ping", "payload": {} })).await;
+        assert_eq!(receipt["deliveries"].as_array().map(Vec::len), Some(0), "{receipt}");
+    });
+}
+
 #[test]
 fn a_timed_out_collection_is_resolved_by_asking_never_by_collecting_again() {
     on_both(|postgres| async move {
@@ -1182,7 +1227,9 @@ fn the_ledger_refuses_edits_and_unbalanced_transactions() {
             assert!(refused.contains("never"), "{edit}: {refused}");
         }
         if postgres {
-            // Entries written behind the domain's back that do not balance fail at commit.
+            // Entries written behind the domain's back that do not balance are refused by the
+            // statement that writes them (migration 0038): one leg alone (so also the first
+            // half of legs written in two statements), or legs balanced in one currency only.
             let mut tx = pool.begin().await.unwrap();
             sqlx::query(
                 "INSERT INTO ledger_transactions (id, kind, memo, posted_at) VALUES ('ltx_x', 'charge', 'x', 0)",
@@ -1190,10 +1237,22 @@ fn the_ledger_refuses_edits_and_unbalanced_transactions() {
             .execute(&mut *tx)
             .await
             .unwrap();
-            sqlx::query("INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES ('ltx_x', 0, 'a', 'EUR', 5)")
-                .execute(&mut *tx).await.unwrap();
-            let refused = tx.commit().await.unwrap_err().to_string();
-            assert!(refused.contains("does not balance"), "{refused}");
+            let legs = "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES";
+            for unbalanced in [
+                format!("{legs} ('ltx_x', 0, 'a', 'EUR', 5)"),
+                format!(
+                    "{legs} ('ltx_x', 0, 'a', 'EUR', 5), ('ltx_x', 1, 'b', 'EUR', -5), ('ltx_x', 2, 'c', 'USD', 1)"
+                ),
+            ] {
+                let mut attempt = sqlx::Connection::begin(&mut *tx).await.unwrap();
+                let refused = sqlx::query(&unbalanced).execute(&mut *attempt).await.unwrap_err().to_string();
+                assert!(refused.contains("ltx_x does not balance"), "{unbalanced}: {refused}");
+            }
+            sqlx::query(&format!("{legs} ('ltx_x', 0, 'a', 'EUR', 5), ('ltx_x', 1, 'b', 'EUR', -5)"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.rollback().await.unwrap();
         }
         m.verify().await;
     });

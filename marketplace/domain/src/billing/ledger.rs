@@ -1,14 +1,14 @@
 //! The ledger's storage: each [`Posting`] (balanced by construction in `nexus-money`) is one
 //! row in `ledger_transactions` and its entries, written inside the caller's database
 //! transaction so the ledger moves together with the charge or refund it records. Rows are
-//! never updated or deleted (triggers refuse it on both backends; on PostgreSQL a deferred
-//! constraint trigger also refuses an unbalanced transaction at commit). [`verify`]
-//! recomputes every invariant from the entries.
+//! never updated or deleted (triggers refuse it on both backends; on PostgreSQL a trigger also
+//! refuses, at the end of each statement writing entries, a transaction that does not
+//! balance). [`verify`] recomputes every invariant from the entries.
 
 use nexus_money::Currency;
 pub use nexus_money::ledger::Account;
 use nexus_money::ledger::{Entry, Posting};
-use nexus_registry::db::backend_of;
+use nexus_registry::db::{backend_of, placeholders};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -93,7 +93,8 @@ pub async fn post(
     ids.pop().ok_or_else(|| crate::error::storage("a posting was not written"))
 }
 
-/// Transactions written per multi-row statement.
+/// Transactions written per multi-row statement (their legs, at most 5 each, go in one
+/// statement too: 2,500 rows × 5 values stays under both backends' parameter limits).
 const TRANSACTIONS_PER_STATEMENT: usize = 500;
 
 /// Writes each posting as one transaction on `conn` (inside the caller's database
@@ -106,59 +107,8 @@ pub async fn post_many(
     let ids = postings.iter().map(|_| TransactionId::random()).collect::<Result<Vec<_>, _>>()?;
     let mut seqs = std::collections::HashMap::with_capacity(ids.len());
     for (chunk, chunk_ids) in postings.chunks(TRANSACTIONS_PER_STATEMENT).zip(ids.chunks(TRANSACTIONS_PER_STATEMENT)) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| format!("({})", (1..=10).map(|c| format!("${}", row * 10 + c)).collect::<Vec<_>>().join(", ")))
-            .collect();
-        let sql = backend_of(conn).positional(format!(
-            "INSERT INTO ledger_transactions (id, kind, charge_id, refund_id, payout_id, adjustment_id, idempotency_key, \
-             request_sha256, memo, posted_at) VALUES {} RETURNING id, seq",
-            values.join(", ")
-        ));
-        let mut insert = sqlx::query(&sql);
-        for ((head, _), id) in chunk.iter().zip(chunk_ids) {
-            insert = insert
-                .bind(id.as_str())
-                .bind(head.kind.as_str())
-                .bind(head.charge.map(ChargeId::as_str))
-                .bind(head.refund.map(RefundId::as_str))
-                .bind(head.payout)
-                .bind(head.adjustment)
-                .bind(head.idempotency.map(|k| k.key.as_str()))
-                .bind(head.idempotency.map(|k| k.request_sha256.as_str()))
-                .bind(&head.memo)
-                .bind(head.at);
-        }
-        for row in insert.fetch_all(&mut *conn).await? {
-            seqs.insert(row.try_get::<String, _>("id")?, row.try_get::<i64, _>("seq")?);
-        }
-    }
-    // All legs of many transactions in one statement: one round trip, whatever their number.
-    let legs: Vec<(&TransactionId, usize, &Entry)> = postings
-        .iter()
-        .zip(&ids)
-        .flat_map(|((_, posting), id)| posting.entries().iter().enumerate().map(move |(leg, entry)| (id, leg, entry)))
-        .collect();
-    for chunk in legs.chunks(TRANSACTIONS_PER_STATEMENT * 2) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let n = row * 5;
-                format!("(${}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5)
-            })
-            .collect();
-        let sql = backend_of(conn).positional(format!(
-            "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES {}",
-            values.join(", ")
-        ));
-        let mut insert = sqlx::query(&sql);
-        for (id, leg, entry) in chunk {
-            insert = insert
-                .bind(id.as_str())
-                .bind(*leg as i64)
-                .bind(&entry.account)
-                .bind(entry.amount.currency.code())
-                .bind(entry.amount.minor);
-        }
-        insert.execute(&mut *conn).await?;
+        insert_heads(conn, chunk, chunk_ids, &mut seqs).await?;
+        insert_legs(conn, chunk, chunk_ids).await?;
     }
     let posted = postings
         .iter()
@@ -181,6 +131,74 @@ pub async fn post_many(
         .collect::<Result<Vec<_>, MarketError>>()?;
     super::rollups::apply(conn, &posted).await?;
     Ok(ids)
+}
+
+/// The `ledger_transactions` rows of `chunk`, in one statement; each one's `seq` into `seqs`.
+async fn insert_heads(
+    conn: &mut sqlx::AnyConnection,
+    chunk: &[(Head<'_>, &Posting)],
+    ids: &[TransactionId],
+    seqs: &mut std::collections::HashMap<String, i64>,
+) -> Result<(), MarketError> {
+    let sql = backend_of(conn).positional(format!(
+        "INSERT INTO ledger_transactions (id, kind, charge_id, refund_id, payout_id, adjustment_id, idempotency_key, \
+         request_sha256, memo, posted_at) VALUES {} RETURNING id, seq",
+        value_rows(chunk.len(), 10)
+    ));
+    let mut insert = sqlx::query(&sql);
+    for ((head, _), id) in chunk.iter().zip(ids) {
+        insert = insert
+            .bind(id.as_str())
+            .bind(head.kind.as_str())
+            .bind(head.charge.map(ChargeId::as_str))
+            .bind(head.refund.map(RefundId::as_str))
+            .bind(head.payout)
+            .bind(head.adjustment)
+            .bind(head.idempotency.map(|k| k.key.as_str()))
+            .bind(head.idempotency.map(|k| k.request_sha256.as_str()))
+            .bind(&head.memo)
+            .bind(head.at);
+    }
+    for row in insert.fetch_all(&mut *conn).await? {
+        seqs.insert(row.try_get::<String, _>("id")?, row.try_get::<i64, _>("seq")?);
+    }
+    Ok(())
+}
+
+/// Every leg of every transaction of `chunk`, in one statement: PostgreSQL checks at the end
+/// of each statement that the transactions it wrote balance (migration 0038), so a
+/// transaction's legs are never split between two statements.
+async fn insert_legs(
+    conn: &mut sqlx::AnyConnection,
+    chunk: &[(Head<'_>, &Posting)],
+    ids: &[TransactionId],
+) -> Result<(), MarketError> {
+    let legs: Vec<(&TransactionId, usize, &Entry)> = chunk
+        .iter()
+        .zip(ids)
+        .flat_map(|((_, posting), id)| posting.entries().iter().enumerate().map(move |(leg, entry)| (id, leg, entry)))
+        .collect();
+    let sql = backend_of(conn).positional(format!(
+        "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) VALUES {}",
+        value_rows(legs.len(), 5)
+    ));
+    let mut insert = sqlx::query(&sql);
+    for (id, leg, entry) in legs {
+        insert = insert
+            .bind(id.as_str())
+            .bind(leg as i64)
+            .bind(&entry.account)
+            .bind(entry.amount.currency.code())
+            .bind(entry.amount.minor);
+    }
+    insert.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// `($1, …, $width), ($width+1, …)` for `rows` rows: numbered in order, so SQLite binds them
+/// by position (`Backend::positional`).
+fn value_rows(rows: usize, width: usize) -> String {
+    (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
 /// The transaction an idempotency key was stored with: its id, its request hash and the
