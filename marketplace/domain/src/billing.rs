@@ -28,6 +28,7 @@ pub mod provider;
 pub mod refunds;
 pub mod rollups;
 pub mod run;
+pub mod schedule;
 pub mod settle;
 pub mod share;
 pub mod statements;

@@ -24,6 +24,7 @@ mod changes;
 mod consent;
 mod delivery;
 pub(crate) mod lifecycle;
+pub mod billing_state;
 
 pub use changes::{
     InstallMoves, SettingsUpdate, approve_upgrade, follow_versions, moves_to, resume, uninstall, update_settings,

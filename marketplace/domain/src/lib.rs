@@ -16,6 +16,7 @@ pub mod co_marketing;
 pub mod dev_versions;
 pub mod directory;
 pub mod error;
+pub mod idempotency;
 pub mod installs;
 pub mod kv;
 pub mod listing_text;

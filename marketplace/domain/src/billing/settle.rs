@@ -10,23 +10,26 @@
 //! change from a plan without periods (free, one-time, usage only) or to another interval
 //! starts a new period at the change. A one-time price is never credited.
 
-use nexus_money::period::{self, Period};
+use nexus_money::period::Period;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use sqlx::FromRow;
 
-use super::charges::{self, Billed, ChargeDetail, ChargeStatus, NewCharge};
+mod preview;
+
+use super::charges::{self, Billed};
 use super::collect;
-use super::ids::{ChargeId, PlanId};
-use super::money_error;
-use super::plans::{self, PlanModel};
+use super::ids::PlanId;
+use super::plans;
 use super::refunds::{self, RefundKind};
 use super::run;
+use super::schedule::{self, Change, PaidPeriod};
 use crate::accounts::{Caller, TenantScope};
 use crate::error::{MarketError, storage};
+use crate::idempotency::{self, Idempotent, Scope, Seen};
+use crate::installs::billing_state::{self, BillingState};
 use crate::installs::{self, Install};
 use crate::market::Market;
+pub use preview::{PlanChangePreview, PreviewLine, PreviewQuery, preview_change};
 
 /// `PUT /v1/installs/{id}/plan`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -107,10 +110,12 @@ pub async fn settle(market: &Market, caller: &Caller, id: &str) -> Result<Settle
 }
 
 fn change_hash(install: &str, request: &PlanChange) -> String {
-    hex::encode(Sha256::digest(format!("{install}\n{}", request.plan).as_bytes()))
+    idempotency::sha256_hex(&format!("{install}\n{}", request.plan))
 }
 
-/// Moves an install to another plan of its plugin, prorated.
+/// Moves an install to another plan of its plugin, prorated: once per idempotency key, what
+/// is due under the old plan billed first, then in one transaction the change decided
+/// ([`schedule::plan_change`]) and written.
 pub async fn change_plan(
     market: &Market,
     caller: &Caller,
@@ -118,95 +123,30 @@ pub async fn change_plan(
     request: PlanChange,
     key: Option<&str>,
 ) -> Result<Install, MarketError> {
-    let key = key.ok_or_else(|| {
-        MarketError::invalid(
-            ErrorCode::IdempotencyKeyRequired,
-            "a plan change moves money: send an Idempotency-Key header",
-        )
-    })?;
+    let key = idempotency::required(key, "a plan change moves money: send an Idempotency-Key header")?;
     let install = own_install(market, caller, id).await?;
     if install.status == installs::InstallStatus::Uninstalled {
         return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
     }
-    let hash = change_hash(id, &request);
-    let stored_key = format!("{}:{key}", caller.actor());
-    let seen: Option<String> = sqlx::query_scalar("SELECT request_sha256 FROM plan_changes WHERE idempotency_key = $1")
-        .bind(&stored_key)
-        .fetch_optional(&market.db.pool)
-        .await?;
+    let idempotent = Idempotent { key: format!("{}:{key}", caller.actor()), request_sha256: change_hash(id, &request) };
+    let seen = idempotent.check(&mut *market.db.pool.acquire().await?, Scope::PlanChanges).await?;
     match seen {
-        Some(seen) if seen == hash => return installs::get_checked_elsewhere(market, id).await,
-        Some(_) => {
-            return Err(MarketError::invalid(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was used for another plan change; use a new key",
-            ));
+        Seen::Fresh => {}
+        Seen::Replay(_) => return installs::get_checked_elsewhere(market, id).await,
+        Seen::Reused => {
+            return Err(idempotency::reused("this Idempotency-Key was used for another plan change; use a new key"));
         }
-        None => {}
     }
     let target = target_of(market, &install, &request).await?;
     let now = market.billing.clock.now_ms();
     // What is due under the old plan is billed first.
     run::bill_install(market, id, now).await?;
     let mut tx = market.db.write_tx().await?;
-    let (current, position) = position(&mut tx, market, id, &target, true).await?;
-    let effects = decide(&mut tx, id, &current, &target, &position, now).await?;
-    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
-    let publisher = plugin.publisher.to_string();
-    let old =
-        Billed { install: id, tenant: &install.tenant, plugin: &install.plugin, publisher: &publisher, plan: &current };
-    let new = Billed { plan: &target, ..old.clone() };
-    if let Some(line) = effects.usage_line {
-        charges::insert(&mut tx, &old, line, now).await?;
-    }
-    if let Some((charge, credit)) = &effects.credit {
-        let reason = "plan changed: the unused part of the period";
-        refunds::refund_in(
-            &mut tx,
-            market,
-            charge,
-            *credit,
-            RefundKind::ProrationCredit,
-            reason,
-            &caller.actor(),
-            None,
-            now,
-        )
-        .await?;
-    }
-    for line in effects.new_lines {
-        charges::insert(&mut tx, &new, line, now).await?;
-    }
-    let next_bill_at = [effects.paid_through, effects.usage_billed_until.map(|_| now)].into_iter().flatten().min();
-    sqlx::query(
-        "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, paid_through = $5, usage_billed_until = $6, \
-         next_bill_at = $7, updated_at = $8 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&target.id)
-    .bind(&target.key)
-    .bind(effects.anchor)
-    .bind(effects.paid_through)
-    .bind(effects.usage_billed_until)
-    .bind(next_bill_at)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO plan_changes (idempotency_key, request_sha256, install_id, from_plan, to_plan, changed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&stored_key)
-    .bind(&hash)
-    .bind(id)
-    .bind(&current.id)
-    .bind(&target.id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let detail =
-        serde_json::json!({ "from": current.id, "to": target.id, "from_key": current.key, "to_key": target.key });
-    crate::audit::record(&mut *tx, &caller.actor(), "install.plan_changed", id, detail).await?;
+    let (current, state) = current_plan(&mut tx, id, &target, true).await?;
+    let change = decide(&mut tx, id, &current, &target, &state, now).await?;
+    let plans = Plans { current: &current, target: &target };
+    apply(&mut tx, market, &caller.actor(), &install, plans, change, now).await?;
+    record_change(&mut tx, &caller.actor(), &idempotent, id, plans, now).await?;
     // A charge the change made due now is paid before the install runs on the new plan.
     crate::installs::lifecycle::await_payment(&mut tx, id, now).await?;
     tx.commit().await?;
@@ -214,6 +154,75 @@ pub async fn change_plan(
         tracing::warn!(install = %id, %error, "charges of the plan change left to the next billing run");
     }
     installs::get_checked_elsewhere(market, id).await
+}
+
+/// The plan an install changes from and the one it changes to.
+#[derive(Clone, Copy)]
+struct Plans<'a> {
+    current: &'a plans::Plan,
+    target: &'a plans::Plan,
+}
+
+/// Writes a decided change: usage so far charged under the old plan, the credit refunded,
+/// the new plan's lines charged, the install's new billing state saved.
+async fn apply(
+    conn: &mut sqlx::AnyConnection,
+    market: &Market,
+    actor: &str,
+    install: &Install,
+    plans: Plans<'_>,
+    change: Change,
+    now: i64,
+) -> Result<(), MarketError> {
+    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
+    let publisher = plugin.publisher.to_string();
+    let id = install.id.as_str();
+    let old = Billed {
+        install: id,
+        tenant: &install.tenant,
+        plugin: &install.plugin,
+        publisher: &publisher,
+        plan: plans.current,
+    };
+    let new = Billed { plan: plans.target, ..old.clone() };
+    if let Some(line) = change.usage_line {
+        charges::insert(conn, &old, line, now).await?;
+    }
+    if let Some((charge, credit)) = &change.credit {
+        let reason = "plan changed: the unused part of the period";
+        refunds::refund_in(conn, market, charge, *credit, RefundKind::ProrationCredit, reason, actor, None, now)
+            .await?;
+    }
+    for line in change.new_lines {
+        charges::insert(conn, &new, line, now).await?;
+    }
+    billing_state::save(conn, id, &change.state, &plans.target.key, Some(now)).await
+}
+
+/// Records the change under its idempotency key, and in the audit log.
+async fn record_change(
+    conn: &mut sqlx::AnyConnection,
+    actor: &str,
+    idempotent: &Idempotent,
+    id: &str,
+    Plans { current, target }: Plans<'_>,
+    now: i64,
+) -> Result<(), MarketError> {
+    sqlx::query(
+        "INSERT INTO plan_changes (idempotency_key, request_sha256, install_id, from_plan, to_plan, changed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&idempotent.key)
+    .bind(&idempotent.request_sha256)
+    .bind(id)
+    .bind(&current.id)
+    .bind(&target.id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let detail =
+        serde_json::json!({ "from": current.id, "to": target.id, "from_key": current.key, "to_key": target.key });
+    crate::audit::record(&mut *conn, actor, "install.plan_changed", id, detail).await
 }
 
 /// The offered plan (or revision) a change asks for, of the install's own plugin.
@@ -236,33 +245,16 @@ async fn target_of(market: &Market, install: &Install, request: &PlanChange) -> 
     }
 }
 
-/// Where an install stands in its billing when a change starts.
-#[derive(sqlx::FromRow)]
-struct Position {
-    #[sqlx(rename = "billing_anchor")]
-    anchor: Option<i64>,
-    trial_ends_at: Option<i64>,
-    paid_through: Option<i64>,
-    usage_billed_until: Option<i64>,
-}
-
-/// The install's current plan and billing position, refusing a change to the plan it is on
-/// or from no plan at all; `lock` reads the row for update (the change itself).
-async fn position(
+/// The install's current plan and billing state, refusing a change to the plan it is on or
+/// from no plan at all; `lock` reads the row for update (the change itself).
+async fn current_plan(
     conn: &mut sqlx::AnyConnection,
-    market: &Market,
     id: &str,
     target: &plans::Plan,
     lock: bool,
-) -> Result<(plans::Plan, Position), MarketError> {
-    let row = sqlx::query_as::<_, PositionRow>(&format!(
-        "SELECT plan_id, billing_anchor, trial_ends_at, paid_through, usage_billed_until FROM installs WHERE id = $1{}",
-        if lock { market.db.for_update() } else { "" }
-    ))
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await?;
-    let current_id: String = row.plan_id.ok_or_else(|| {
+) -> Result<(plans::Plan, BillingState), MarketError> {
+    let state = if lock { billing_state::lock(conn, id).await? } else { billing_state::load(conn, id).await? };
+    let current_id = state.plan_id.as_deref().ok_or_else(|| {
         MarketError::conflict(
             ErrorCode::NoPlan,
             format!("install {id} has no plan to change from (its plugin offers none)"),
@@ -275,112 +267,50 @@ async fn position(
         ));
     }
     let current = plans::get_in(conn, &current_id.parse()?).await?;
-    Ok((current, row.position))
+    Ok((current, state))
 }
 
-/// The columns of the period's charge [`unused_credit`] reads beside its status.
-#[derive(sqlx::FromRow)]
-struct CreditRow {
-    id: String,
-    amount_minor: i64,
-    refunded_minor: i64,
-    period_start: i64,
-    period_end: i64,
-}
-
-/// A row of [`position`]: the install's plan and its billing position.
-#[derive(sqlx::FromRow)]
-struct PositionRow {
-    plan_id: Option<String>,
-    #[sqlx(flatten)]
-    position: Position,
-}
-
-/// What a plan change does, decided before anything is written: the preview shows it and
-/// the change applies it, so what a tenant is shown is what happens.
-struct Effects {
-    /// Usage so far, billed under the old plan.
-    usage_line: Option<NewCharge>,
-    /// The unused part of the period's charge, credited back (a refund of that charge).
-    credit: Option<(ChargeId, i64)>,
-    /// Charged under the new plan at the change: the rest of the period, or a one-time price.
-    new_lines: Vec<NewCharge>,
-    anchor: i64,
-    paid_through: Option<i64>,
-    usage_billed_until: Option<i64>,
-    /// The new plan's first period starts at the change and is billed at once, in full.
-    new_period_now: bool,
-}
-
+/// Reads what a change decides from (usage so far, the paid period's charge) and decides it.
 async fn decide(
     conn: &mut sqlx::AnyConnection,
     id: &str,
     current: &plans::Plan,
     target: &plans::Plan,
-    position: &Position,
+    state: &BillingState,
     now: i64,
-) -> Result<Effects, MarketError> {
-    let mut anchor = position.anchor.unwrap_or(now);
-    // Usage so far, under the old plan.
-    let usage_line = match (&current.usage, position.usage_billed_until) {
-        (Some(_), Some(from)) if from < now => {
-            Some(run::usage_line(conn, id, current, Period { start_ms: from, end_ms: now }).await?)
-        }
-        _ => None,
+) -> Result<Change, MarketError> {
+    let usage_line = match schedule::usage_before_change(current, state, now) {
+        Some(segment) => Some(run::usage_line(conn, id, current, segment).await?),
+        None => None,
     };
-    let mut usage_billed_until = target.usage.as_ref().map(|_| now.max(anchor));
-
-    let in_trial = position.trial_ends_at.is_some_and(|ends| ends > now);
-    let same_grid = current.charges_periods() && current.interval == target.interval && !in_trial;
-    let credit = if !in_trial && current.charges_periods() && position.paid_through.is_some_and(|p| p > now) {
-        unused_credit(conn, id, now).await?
-    } else {
-        None
+    let credit = match schedule::credits_paid_period(current, state, now) {
+        true => match paid_period(conn, id, now).await? {
+            Some(charge) => schedule::unused_credit(&charge, now)?,
+            None => None,
+        },
+        false => None,
     };
-    let (mut paid_through, mut new_lines, mut new_period_now) = (None, Vec::new(), false);
-    if target.charges_periods() {
-        if in_trial {
-            paid_through = Some(anchor);
-        } else if same_grid {
-            let (_, period) =
-                period::period_containing(anchor, target.interval.unwrap_or(period::Interval::Month), now)
-                    .map_err(money_error)?;
-            let mut detail = ChargeDetail::of(target);
-            detail.price_minor = Some(target.price_minor);
-            detail.prorated_of = Some((period.start_ms, period.end_ms));
-            let currency = target.currency()?.ok_or_else(|| storage("priced plan without currency"))?;
-            new_lines.push(NewCharge {
-                line: "proration".into(),
-                period: Period { start_ms: now, end_ms: period.end_ms },
-                currency,
-                amount_minor: period::prorate(target.price_minor, period, now).map_err(money_error)?,
-                detail,
-            });
-            paid_through = Some(period.end_ms);
-        } else {
-            anchor = now;
-            paid_through = Some(now);
-            new_period_now = true;
-        }
-    } else if target.usage.is_some() && !in_trial && !same_grid && !current.charges_periods() && current.usage.is_none()
-    {
-        anchor = now;
-        usage_billed_until = Some(now);
-    }
-    if target.model == PlanModel::OneTime {
-        new_lines.push(run::one_time_line(target, now)?);
-    }
-    Ok(Effects { usage_line, credit, new_lines, anchor, paid_through, usage_billed_until, new_period_now })
+    schedule::plan_change(current, target, state, now, usage_line, credit)
 }
 
-/// The unused part of the period charge covering `now` (the tenant paid it in advance), to
-/// credit back. A charge not yet collected must be settled first.
-async fn unused_credit(
+/// The columns of the period's charge [`paid_period`] reads.
+#[derive(sqlx::FromRow)]
+struct PaidRow {
+    id: String,
+    amount_minor: i64,
+    refunded_minor: i64,
+    status: String,
+    period_start: i64,
+    period_end: i64,
+}
+
+/// The period charge covering `now`, if any.
+async fn paid_period(
     conn: &mut sqlx::AnyConnection,
     install: &str,
     now: i64,
-) -> Result<Option<(ChargeId, i64)>, MarketError> {
-    let row = sqlx::query(
+) -> Result<Option<PaidPeriod>, MarketError> {
+    let row = sqlx::query_as::<_, PaidRow>(
         "SELECT id, amount_minor, refunded_minor, status, period_start, period_end FROM charges \
          WHERE install_id = $1 AND line IN ('subscription', 'proration') AND period_start <= $2 AND period_end > $2 \
          ORDER BY period_start DESC LIMIT 1",
@@ -390,106 +320,11 @@ async fn unused_credit(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let credit_row = CreditRow::from_row(&row)?;
-    let charge: ChargeId = credit_row.id.parse()?;
-    let status = collect::charge_status(&row)?;
-    if status == ChargeStatus::NothingDue {
-        return Ok(None);
-    }
-    if status != ChargeStatus::Collected {
-        return Err(MarketError::conflict(
-            ErrorCode::PaymentOutstanding,
-            format!("charge {charge} for this period is {status}: settle it before changing plan"),
-        ));
-    }
-    let period = Period { start_ms: credit_row.period_start, end_ms: credit_row.period_end };
-    let (amount, refunded) = (credit_row.amount_minor, credit_row.refunded_minor);
-    let credit = period::prorate(amount, period, now).map_err(money_error)?.min(amount - refunded);
-    Ok((credit > 0).then_some((charge, credit)))
-}
-
-/// `GET /v1/installs/{id}/plan/preview?plan=`: what moving to `plan` would credit and
-/// charge now, decided by the same rules the change applies; nothing is written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PlanChangePreview {
-    pub install: String,
-    pub from_plan: String,
-    pub to_plan: String,
-    /// The currency of the totals: the new plan's (the old plan's when the new one is free).
-    pub currency: Option<String>,
-    /// Credited back at the change: the unused part of the period already paid.
-    pub credited_minor: i64,
-    /// Charged at the change: usage so far, the new price for the rest of the period (or a
-    /// whole new period from now), a one-time price.
-    pub charged_minor: i64,
-    /// Each line, credits negative.
-    pub lines: Vec<PreviewLine>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct PreviewLine {
-    /// `usage:<meter>`, `proration-credit`, `proration`, `subscription` or `one-time`.
-    pub line: String,
-    pub amount_minor: i64,
-    pub currency: String,
-}
-
-/// Query of `GET /v1/installs/{id}/plan/preview`.
-#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewQuery {
-    /// A plan key of the install's plugin, or a plan revision id.
-    pub plan: String,
-}
-
-pub async fn preview_change(
-    market: &Market,
-    caller: &Caller,
-    id: &str,
-    query: PreviewQuery,
-) -> Result<PlanChangePreview, MarketError> {
-    let install = own_install(market, caller, id).await?;
-    if install.status == installs::InstallStatus::Uninstalled {
-        return Err(MarketError::conflict(ErrorCode::Uninstalled, format!("install {id} was uninstalled")));
-    }
-    let target = target_of(market, &install, &PlanChange { plan: query.plan }).await?;
-    let now = market.billing.clock.now_ms();
-    let mut conn = market.db.pool.acquire().await?;
-    let (current, position) = position(&mut conn, market, id, &target, false).await?;
-    let effects = decide(&mut conn, id, &current, &target, &position, now).await?;
-    let currency = target.currency.clone().or_else(|| current.currency.clone());
-    let mut lines: Vec<PreviewLine> = Vec::new();
-    let mut push = |line: String, amount_minor: i64, currency: String| {
-        if amount_minor != 0 {
-            lines.push(PreviewLine { line, amount_minor, currency });
-        }
-    };
-    if let Some(usage) = &effects.usage_line {
-        push(usage.line.clone(), usage.amount_minor, usage.currency.to_string());
-    }
-    if let (Some((_, credit)), Some(code)) = (&effects.credit, &current.currency) {
-        push("proration-credit".into(), -credit, code.clone());
-    }
-    for line in &effects.new_lines {
-        push(line.line.clone(), line.amount_minor, line.currency.to_string());
-    }
-    if let (true, Some(code)) = (effects.new_period_now, &target.currency) {
-        push("subscription".into(), target.price_minor, code.clone());
-    }
-    let in_currency = |l: &&PreviewLine| Some(&l.currency) == currency.as_ref();
-    Ok(PlanChangePreview {
-        install: id.to_string(),
-        from_plan: current.id,
-        to_plan: target.id,
-        credited_minor: -lines
-            .iter()
-            .filter(in_currency)
-            .filter(|l| l.amount_minor < 0)
-            .map(|l| l.amount_minor)
-            .sum::<i64>(),
-        charged_minor: lines.iter().filter(in_currency).filter(|l| l.amount_minor > 0).map(|l| l.amount_minor).sum(),
-        currency,
-        lines,
-    })
+    Ok(Some(PaidPeriod {
+        id: row.id.parse()?,
+        status: row.status.parse().map_err(|_| storage("stored charge status"))?,
+        amount_minor: row.amount_minor,
+        refunded_minor: row.refunded_minor,
+        period: Period { start_ms: row.period_start, end_ms: row.period_end },
+    }))
 }
