@@ -11,6 +11,7 @@ use super::ledger::{self, Account, Head, Kind};
 use super::{money_error, share};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
+use crate::idempotency::{self, Idempotent, Scope, Seen};
 use crate::market::Market;
 
 /// `POST /v1/publishers/{p}/adjustments`: a correction of a partner's balance.
@@ -43,12 +44,33 @@ pub async fn adjust(
     key: Option<&str>,
 ) -> Result<Adjustment, MarketError> {
     caller.require_operator()?;
-    let key = key.ok_or_else(|| {
-        MarketError::invalid(
-            ErrorCode::IdempotencyKeyRequired,
-            "an adjustment moves money: send an Idempotency-Key header",
-        )
-    })?;
+    let key = idempotency::required(key, "an adjustment moves money: send an Idempotency-Key header")?;
+    let currency = checked(&request)?;
+    known_publisher(market, publisher).await?;
+    let text = serde_json::json!({ "publisher": publisher, "currency": currency.code(),
+                                   "amount_minor": request.amount_minor, "reason": request.reason });
+    let idempotent = Idempotent::new(format!("adjustment:{}:{key}", caller.actor()), &text.to_string());
+    let now = market.billing.clock.now_ms();
+    let mut tx = market.db.write_tx().await?;
+    match idempotent.check(&mut tx, Scope::Ledger).await? {
+        Seen::Fresh => {}
+        Seen::Replay(recorded) => {
+            drop(tx);
+            return adjustment(market, &recorded.ok_or_else(|| storage("adjustment key without adjustment"))?).await;
+        }
+        Seen::Reused => {
+            return Err(idempotency::reused("this Idempotency-Key was used for another adjustment; use a new key"));
+        }
+    }
+    let made = Made { publisher, currency, request: &request, actor: &caller.actor(), now };
+    let id = insert(&mut tx, made, &idempotent.into()).await?;
+    crate::audit::record(&mut *tx, &caller.actor(), "partner.adjusted", &id, text).await?;
+    tx.commit().await?;
+    adjustment(market, &id).await
+}
+
+/// The request's currency, once its amount and reason are checked.
+fn checked(request: &AdjustmentRequest) -> Result<Currency, MarketError> {
     let currency = Currency::from_code(&request.currency).map_err(money_error)?;
     if request.amount_minor == 0 || request.amount_minor.unsigned_abs() > super::plans::MAX_AMOUNT_MINOR.unsigned_abs()
     {
@@ -61,26 +83,28 @@ pub async fn adjust(
     if request.reason.trim().is_empty() {
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "an adjustment names its reason"));
     }
-    known_publisher(market, publisher).await?;
-    let text = serde_json::json!({ "publisher": publisher, "currency": currency.code(),
-                                   "amount_minor": request.amount_minor, "reason": request.reason });
-    let idempotency = ledger::IdempotencyKey {
-        key: format!("adjustment:{}:{key}", caller.actor()),
-        request_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.to_string().as_bytes())),
-    };
-    let now = market.billing.clock.now_ms();
-    let mut tx = market.db.write_tx().await?;
-    if let Some((_, hash, recorded)) = ledger::by_idempotency_key(&mut tx, &idempotency.key).await? {
-        drop(tx);
-        if hash != idempotency.request_sha256 {
-            return Err(MarketError::invalid(
-                ErrorCode::IdempotencyKeyReused,
-                "this Idempotency-Key was used for another adjustment; use a new key",
-            ));
-        }
-        return adjustment(market, &recorded.ok_or_else(|| storage("adjustment key without adjustment"))?).await;
-    }
-    share::lock_lifetime(&mut tx, market.db.backend, publisher, currency).await?;
+    Ok(currency)
+}
+
+/// An adjustment being made.
+#[derive(Clone, Copy)]
+struct Made<'a> {
+    publisher: &'a str,
+    currency: Currency,
+    request: &'a AdjustmentRequest,
+    actor: &'a str,
+    now: i64,
+}
+
+/// Writes the adjustment and its ledger transaction (under `idempotency`), in the partner's
+/// lifetime lock; returns its id.
+async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    Made { publisher, currency, request, actor, now }: Made<'_>,
+    idempotency: &ledger::IdempotencyKey,
+) -> Result<String, MarketError> {
+    let backend = nexus_registry::db::backend_of(conn);
+    share::lock_lifetime(conn, backend, publisher, currency).await?;
     let id = format!("adj_{}", nexus_registry::publishers::random_hex(8)?);
     sqlx::query(
         "INSERT INTO adjustments (id, publisher, currency, amount_minor, reason, created_by, created_at) \
@@ -91,9 +115,9 @@ pub async fn adjust(
     .bind(currency.code())
     .bind(request.amount_minor)
     .bind(&request.reason)
-    .bind(caller.actor())
+    .bind(actor)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let amount = request.amount_minor;
     let posting = ledger::posting(
@@ -107,14 +131,12 @@ pub async fn adjust(
         refund: None,
         payout: None,
         adjustment: Some(&id),
-        idempotency: Some(&idempotency),
+        idempotency: Some(idempotency),
         memo,
         at: now,
     };
-    ledger::post(&mut tx, head, &posting).await?;
-    crate::audit::record(&mut *tx, &caller.actor(), "partner.adjusted", &id, text).await?;
-    tx.commit().await?;
-    adjustment(market, &id).await
+    ledger::post(conn, head, &posting).await?;
+    Ok(id)
 }
 
 async fn adjustment(market: &Market, id: &str) -> Result<Adjustment, MarketError> {

@@ -13,7 +13,6 @@ use nexus_money::Currency;
 use nexus_money::share::{Split, refunded_fee};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 
 use super::ids::{ChargeId, RefundId};
@@ -21,6 +20,7 @@ use super::ledger::{self, Account, Head, IdempotencyKey, Kind};
 use super::money_error;
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
+use crate::idempotency::{self, Idempotent, Scope, Seen};
 use crate::market::Market;
 
 /// `POST /v1/charges/{id}/refunds`.
@@ -66,7 +66,7 @@ impl RefundKind {
 /// The hash a refund request is stored with.
 pub fn request_hash(charge: &ChargeId, request: &RefundRequest) -> String {
     let text = serde_json::json!({ "charge": charge.as_str(), "amount_minor": request.amount_minor, "reason": request.reason });
-    hex::encode(Sha256::digest(text.to_string().as_bytes()))
+    idempotency::sha256_hex(&text.to_string())
 }
 
 /// Refunds part of a collected charge (operators).
@@ -78,9 +78,7 @@ pub async fn refund(
     key: Option<&str>,
 ) -> Result<Refund, MarketError> {
     caller.require_operator()?;
-    let key = key.ok_or_else(|| {
-        MarketError::invalid(ErrorCode::IdempotencyKeyRequired, "a refund moves money: send an Idempotency-Key header")
-    })?;
+    let key = idempotency::required(key, "a refund moves money: send an Idempotency-Key header")?;
     MarketError::check_text(ErrorCode::InvalidRequest, "reason", &request.reason, 500)?;
     if request.reason.trim().is_empty() {
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a refund names its reason"));
@@ -88,23 +86,24 @@ pub async fn refund(
     if request.amount_minor <= 0 {
         return Err(MarketError::invalid(ErrorCode::InvalidAmount, "a refund is a positive number of minor units"));
     }
-    let idempotency = IdempotencyKey {
-        key: format!("refund:{}:{key}", caller.actor()),
-        request_sha256: request_hash(charge, &request),
-    };
+    let idempotent =
+        Idempotent { key: format!("refund:{}:{key}", caller.actor()), request_sha256: request_hash(charge, &request) };
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    if let Some((_, hash, refund_id)) = ledger::by_idempotency_key(&mut tx, &idempotency.key).await? {
-        drop(tx);
-        if hash != idempotency.request_sha256 {
-            return Err(MarketError::invalid(
-                ErrorCode::IdempotencyKeyReused,
+    match idempotent.check(&mut tx, Scope::Ledger).await? {
+        Seen::Fresh => {}
+        Seen::Replay(recorded) => {
+            drop(tx);
+            let refund_id: RefundId = recorded.ok_or_else(|| storage("refund key without refund"))?.parse()?;
+            return get(market, &refund_id).await;
+        }
+        Seen::Reused => {
+            return Err(idempotency::reused(
                 "this Idempotency-Key was used for another request; use a new key for a new refund",
             ));
         }
-        let refund_id: RefundId = refund_id.ok_or_else(|| storage("refund key without refund"))?.parse()?;
-        return get(market, &refund_id).await;
     }
+    let idempotency: IdempotencyKey = idempotent.into();
     let id = refund_in(
         &mut tx,
         market,
@@ -138,24 +137,8 @@ pub async fn refund_in(
     idempotency: Option<&IdempotencyKey>,
     now: i64,
 ) -> Result<RefundId, MarketError> {
-    let row = sqlx::query(&format!(
-        "SELECT publisher, currency, amount_minor, status, fee_minor, refunded_minor, fee_refunded_minor \
-         FROM charges WHERE id = $1{}",
-        market.db.for_update()
-    ))
-    .bind(charge.as_str())
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| MarketError::NotFound(format!("charge {charge}")))?;
-    let status = super::collect::charge_status(&row)?;
-    if status != super::charges::ChargeStatus::Collected {
-        return Err(MarketError::conflict(
-            ErrorCode::ChargeNotCollected,
-            format!("charge {charge} is {status}: only collected money can be refunded"),
-        ));
-    }
     let ChargeRow { publisher, currency, amount_minor: gross, fee_minor, refunded_minor: refunded, fee_refunded_minor } =
-        ChargeRow::from_row(&row)?;
+        collected_charge(conn, market, charge).await?;
     let (fee_refunded, fee) = (fee_refunded_minor, fee_minor.unwrap_or(0));
     let currency = Currency::from_code(&currency).map_err(money_error)?;
     // Everything that moves a partner's payable in a currency takes this row's lock, so the
@@ -205,6 +188,31 @@ pub async fn refund_in(
         .execute(&mut *conn)
         .await?;
     Ok(id)
+}
+
+/// The charge a refund is taken from, under its row lock; only collected money is refunded.
+async fn collected_charge(
+    conn: &mut sqlx::AnyConnection,
+    market: &Market,
+    charge: &ChargeId,
+) -> Result<ChargeRow, MarketError> {
+    let row = sqlx::query(&format!(
+        "SELECT publisher, currency, amount_minor, status, fee_minor, refunded_minor, fee_refunded_minor \
+         FROM charges WHERE id = $1{}",
+        market.db.for_update()
+    ))
+    .bind(charge.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| MarketError::NotFound(format!("charge {charge}")))?;
+    let status = super::collect::charge_status(&row)?;
+    if status != super::charges::ChargeStatus::Collected {
+        return Err(MarketError::conflict(
+            ErrorCode::ChargeNotCollected,
+            format!("charge {charge} is {status}: only collected money can be refunded"),
+        ));
+    }
+    Ok(ChargeRow::from_row(&row)?)
 }
 
 /// The locked charge a refund is taken from.
