@@ -16,9 +16,18 @@ use std::str::FromStr;
 use nexus_money::Currency;
 use nexus_money::period::Interval;
 use nexus_money::rating::UsagePrice;
-use nexus_registry::manifest::{Manifest, PricingModel};
-use nexus_registry::{ErrorCode, PluginId, RegistryError};
+use nexus_registry::{ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
+
+mod manifest;
+mod price;
+mod row;
+mod rules;
+
+pub use manifest::{backfill, check_manifest, seed};
+pub use price::{PriceFrom, price_from};
+use row::PlanRow;
+pub use rules::check;
 
 use super::ids::PlanId;
 use super::money_error;
@@ -151,135 +160,8 @@ impl Plan {
     }
 }
 
-fn invalid(message: impl Into<String>) -> MarketError {
-    MarketError::invalid(ErrorCode::InvalidPlan, message)
-}
-
-/// Checks a request against the model's rules; amounts are integers (a float is refused by
-/// the JSON reader), never negative.
-pub fn check(request: &PlanRequest) -> Result<(), MarketError> {
-    let key_ok = (1..=32).contains(&request.key.len())
-        && request.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !key_ok {
-        return Err(invalid(format!("plan key `{}` must be 1 to 32 of a-z, 0-9 and '-'", request.key)));
-    }
-    MarketError::check_text(ErrorCode::InvalidPlan, "name", &request.name, 64)?;
-    if request.price_minor < 0 {
-        return Err(MarketError::invalid(ErrorCode::InvalidAmount, "price_minor cannot be negative"));
-    }
-    let amounts = [
-        Some(request.price_minor),
-        request.usage.as_ref().map(|u| u.unit_minor),
-        request.usage.as_ref().and_then(|u| u.cap_minor),
-    ];
-    if amounts.into_iter().flatten().any(|minor| minor > MAX_AMOUNT_MINOR) {
-        return Err(MarketError::invalid(
-            ErrorCode::InvalidAmount,
-            format!("amounts are at most {MAX_AMOUNT_MINOR} minor units"),
-        ));
-    }
-    if request.trial_days > MAX_TRIAL_DAYS {
-        return Err(invalid(format!("trial_days is at most {MAX_TRIAL_DAYS}")));
-    }
-    let currency = request.currency.as_deref().map(Currency::from_code).transpose().map_err(money_error)?;
-    let model = request.model;
-    let refuse = |what: &str| Err(invalid(format!("a {model} plan {what}")));
-    match model {
-        PlanModel::Free => {
-            if currency.is_some() || request.price_minor != 0 || request.interval.is_some() {
-                return refuse("has no currency, price or interval");
-            }
-        }
-        PlanModel::OneTime => {
-            if request.price_minor == 0 || request.interval.is_some() {
-                return refuse("has a price above zero and no interval");
-            }
-        }
-        PlanModel::Subscription => {
-            if request.interval.is_none() {
-                return refuse("needs an interval: month or year");
-            }
-            if request.price_minor == 0 && request.usage.is_none() {
-                return refuse("charges a base fee, usage, or both");
-            }
-        }
-        PlanModel::Usage => {
-            if request.usage.is_none() || request.price_minor != 0 {
-                return refuse("needs `usage` terms and no base price (use a subscription for base + usage)");
-            }
-        }
-    }
-    if model != PlanModel::Free && currency.is_none() {
-        return refuse("needs a currency");
-    }
-    if request.trial_days > 0 && model != PlanModel::Subscription {
-        return Err(invalid("only subscriptions have trial days"));
-    }
-    if request.usage.is_some() && !matches!(model, PlanModel::Subscription | PlanModel::Usage) {
-        return refuse("has no usage terms");
-    }
-    if let (Some(usage), Some(currency)) = (&request.usage, currency) {
-        if !nexus_host::capability::usage::valid_meter(&usage.meter) {
-            return Err(invalid(format!("meter `{}` must be 1 to 64 of a-z, 0-9 and '-'", usage.meter)));
-        }
-        let money = |minor| nexus_money::Money::new(minor, currency);
-        UsagePrice::new(money(usage.unit_minor), usage.included_units, usage.cap_minor.map(money))
-            .map_err(money_error)?;
-    }
-    Ok(())
-}
-
 const COLUMNS: &str = "id, plugin_id, plan_key, revision, name, model, currency, price_minor, billing_interval, \
                        trial_days, meter, unit_minor, included_units, cap_minor, created_at, retired_at";
-
-/// A row of [`COLUMNS`], as stored.
-#[derive(sqlx::FromRow)]
-struct PlanRow {
-    id: String,
-    plugin_id: String,
-    plan_key: String,
-    revision: i64,
-    name: String,
-    model: String,
-    currency: Option<String>,
-    price_minor: i64,
-    billing_interval: Option<String>,
-    trial_days: i64,
-    meter: Option<String>,
-    unit_minor: Option<i64>,
-    included_units: Option<i64>,
-    cap_minor: Option<i64>,
-    created_at: i64,
-    retired_at: Option<i64>,
-}
-
-impl TryFrom<PlanRow> for Plan {
-    type Error = MarketError;
-
-    fn try_from(row: PlanRow) -> Result<Self, MarketError> {
-        let usage = row.meter.map(|meter| UsageTerms {
-            meter,
-            unit_minor: row.unit_minor.unwrap_or(0),
-            included_units: u64::try_from(row.included_units.unwrap_or(0)).unwrap_or(0),
-            cap_minor: row.cap_minor,
-        });
-        Ok(Plan {
-            id: row.id,
-            plugin: row.plugin_id,
-            key: row.plan_key,
-            revision: row.revision,
-            name: row.name,
-            model: row.model.parse()?,
-            currency: row.currency,
-            price_minor: row.price_minor,
-            interval: row.billing_interval.map(|i| i.parse().map_err(money_error)).transpose()?,
-            trial_days: u32::try_from(row.trial_days).unwrap_or(0),
-            usage,
-            created_at: row.created_at,
-            retired_at: row.retired_at,
-        })
-    }
-}
 
 /// Inserts revision `revision` of a checked request; `None` if that revision exists (another
 /// request, or another node seeding the same manifest, wrote it first).
@@ -448,67 +330,6 @@ pub async fn offered_in(conn: &mut sqlx::AnyConnection, plugin: &str) -> Result<
     rows.into_iter().map(Plan::try_from).collect()
 }
 
-/// The lowest price a listing asks, for its catalog card ("from 9.00 USD a month").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PriceFrom {
-    pub model: PlanModel,
-    pub currency: String,
-    /// The one-time price, the base fee of each period, or (a plan with no base fee) the
-    /// price of one unit of `meter`, in minor units.
-    pub amount_minor: i64,
-    #[schema(value_type = Option<String>)]
-    pub interval: Option<Interval>,
-    /// The meter usage is billed on (a usage plan, or a subscription with usage on top).
-    pub meter: Option<String>,
-}
-
-impl PriceFrom {
-    /// `49.00 EUR once`, `9.00 USD a month plus usage`, `0.02 USD per emails-sent`.
-    pub fn terms(&self) -> String {
-        let amount = Currency::from_code(&self.currency).map_or_else(
-            |_| format!("{} {}", self.amount_minor, self.currency),
-            |c| nexus_money::Money::new(self.amount_minor, c).to_string(),
-        );
-        let every = self.interval.map_or("month", |i| i.as_str());
-        match (self.model, &self.meter) {
-            (PlanModel::OneTime, _) => format!("{amount} once"),
-            (PlanModel::Usage, Some(meter)) if self.amount_minor > 0 && self.interval.is_none() => {
-                format!("{amount} per {meter}")
-            }
-            (_, Some(_)) => format!("{amount} a {every} plus usage"),
-            _ => format!("{amount} a {every}"),
-        }
-    }
-}
-
-/// The lowest paid price among `offered` (in the currency of the first paid plan; prices in
-/// different currencies are not compared), or `None` when every plan is free.
-pub fn price_from(offered: &[Plan]) -> Option<PriceFrom> {
-    let paid: Vec<&Plan> = offered.iter().filter(|p| p.model != PlanModel::Free && p.currency.is_some()).collect();
-    let currency = paid.first()?.currency.clone()?;
-    let quote = |p: &Plan| -> PriceFrom {
-        let (amount_minor, interval) = if p.price_minor > 0 || p.model == PlanModel::Subscription {
-            (
-                p.price_minor,
-                if p.model == PlanModel::OneTime { None } else { Some(p.interval.unwrap_or(Interval::Month)) },
-            )
-        } else {
-            (p.usage.as_ref().map_or(0, |u| u.unit_minor), None)
-        };
-        PriceFrom {
-            model: p.model,
-            currency: currency.clone(),
-            amount_minor,
-            interval,
-            meter: p.usage.as_ref().map(|u| u.meter.clone()),
-        }
-    };
-    paid.iter()
-        .filter(|p| p.currency.as_deref() == Some(currency.as_str()))
-        .map(|p| quote(p))
-        .min_by_key(|q| q.amount_minor)
-}
-
 /// Every revision of a plugin's plans, newest first per key (what the publisher manages).
 pub async fn all(market: &Market, plugin: &PluginId) -> Result<Vec<Plan>, MarketError> {
     let rows = sqlx::query_as::<_, PlanRow>(&format!(
@@ -536,132 +357,4 @@ pub async fn choose(market: &Market, plugin: &PluginId, key: Option<&str>) -> Re
             .next()
             .ok_or_else(|| MarketError::conflict(ErrorCode::NoPlan, format!("{plugin} offers no plan to install"))),
     }
-}
-
-/// The manifest's `[[pricing]]` as plan requests.
-fn from_manifest(manifest: &Manifest) -> Vec<PlanRequest> {
-    manifest
-        .pricing
-        .iter()
-        .map(|p| {
-            let base = PlanRequest {
-                key: p.id.clone(),
-                name: p.name.clone(),
-                model: PlanModel::Free,
-                currency: None,
-                price_minor: 0,
-                interval: None,
-                trial_days: 0,
-                usage: None,
-            };
-            match &p.model {
-                PricingModel::Free => base,
-                PricingModel::Subscription { amount_minor, currency, interval, trial_days } => PlanRequest {
-                    model: PlanModel::Subscription,
-                    currency: Some(currency.to_string()),
-                    price_minor: *amount_minor,
-                    trial_days: *trial_days,
-                    interval: Some(match interval {
-                        nexus_registry::manifest::Interval::Month => Interval::Month,
-                        nexus_registry::manifest::Interval::Year => Interval::Year,
-                    }),
-                    ..base
-                },
-                PricingModel::Usage { meter, unit_amount_minor, currency, included_units, cap_minor } => PlanRequest {
-                    model: PlanModel::Usage,
-                    currency: Some(currency.to_string()),
-                    usage: Some(UsageTerms {
-                        meter: meter.clone(),
-                        unit_minor: *unit_amount_minor,
-                        included_units: *included_units,
-                        cap_minor: *cap_minor,
-                    }),
-                    ..base
-                },
-                PricingModel::OneTime { amount_minor, currency } => PlanRequest {
-                    model: PlanModel::OneTime,
-                    currency: Some(currency.to_string()),
-                    price_minor: *amount_minor,
-                    ..base
-                },
-            }
-        })
-        .collect()
-}
-
-/// Checks that a manifest's pricing makes valid plans (before anything is stored at
-/// publish): a currency without minor units, say, is refused here.
-pub fn check_manifest(manifest: &Manifest) -> Result<(), MarketError> {
-    from_manifest(manifest).iter().try_for_each(check)
-}
-
-/// Seeds plans from a published manifest: each `[[pricing]]` key the plugin has no plan for
-/// yet becomes revision 1. Keys the publisher already manages are left as they are.
-pub async fn seed(market: &Market, plugin: &PluginId, manifest: &Manifest, actor: &str) -> Result<(), MarketError> {
-    let now = market.billing.clock.now_ms();
-    let mut tx = market.db.write_tx().await?;
-    for request in from_manifest(manifest) {
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM plans WHERE plugin_id = $1 AND plan_key = $2 LIMIT 1")
-                .bind(plugin.to_string())
-                .bind(&request.key)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_none() && check(&request).is_ok() {
-            insert(&mut tx, &plugin.to_string(), &request, 1, actor, now).await?;
-        }
-    }
-    crate::catalog::reprice(&mut tx, &plugin.to_string()).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Gives plans to plugins published before plans existed (from their newest manifest), and
-/// binds installs made before billing to their plan key's offered revision. Such installs
-/// start paying from now: nothing before billing existed is charged.
-pub async fn backfill(market: &Market) -> Result<(), MarketError> {
-    let unpriced: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT plugin_id FROM installs WHERE plan_id IS NULL \
-         UNION SELECT id FROM plugins WHERE id NOT IN (SELECT plugin_id FROM plans)",
-    )
-    .fetch_all(&market.db.pool)
-    .await?;
-    for plugin in unpriced {
-        let id: PluginId = plugin.parse().map_err(RegistryError::from)?;
-        let versions = match market.registry.versions(&id).await {
-            // Development versions only (`dev_versions.rs`): their publishes seed plans.
-            Err(RegistryError::NotFound(_)) => continue,
-            other => other?,
-        };
-        if let Some(newest) = versions.iter().max_by(|a, b| a.version.cmp(&b.version)) {
-            seed(market, &id, &newest.manifest, "system:backfill").await?;
-        }
-        let rows = sqlx::query_as::<_, (String, String)>(
-            "SELECT id, plan FROM installs WHERE plugin_id = $1 AND plan_id IS NULL",
-        )
-        .bind(&plugin)
-        .fetch_all(&market.db.pool)
-        .await?;
-        for (install, key) in rows {
-            let chosen = match choose(market, &id, Some(&key)).await {
-                Ok(plan) => plan,
-                Err(_) => match choose(market, &id, None).await {
-                    Ok(plan) => plan,
-                    Err(_) => continue,
-                },
-            };
-            let now = market.billing.clock.now_ms();
-            sqlx::query(
-                "UPDATE installs SET plan_id = $2, plan = $3, billing_anchor = $4, paid_through = $4, \
-                 usage_billed_until = $4 WHERE id = $1 AND plan_id IS NULL",
-            )
-            .bind(&install)
-            .bind(&chosen.id)
-            .bind(&chosen.key)
-            .bind(now)
-            .execute(market.db.writer())
-            .await?;
-        }
-    }
-    Ok(())
 }
