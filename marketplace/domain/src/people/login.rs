@@ -56,57 +56,14 @@ pub fn org_name(kind: &str, id: &str) -> String {
 pub async fn log_in(market: &Market, base: &str, request: LogIn, client: &str) -> Result<LoggedIn, MarketError> {
     let signed = super::sign_in(market, base, &request.email, &request.password, client).await?;
     let person = signed.person;
-    let has_second_factor = second_factor::enabled(market, &person).await?;
-    let memberships = super::memberships(market, &person).await?;
-    if has_second_factor {
-        let code = request.code.as_deref().map(str::trim).filter(|code| !code.is_empty()).ok_or_else(|| {
-            MarketError::invalid(
-                ErrorCode::SecondFactorRequired,
-                "this account signs in with a second factor: pass the authenticator's code (--code), or a recovery code",
-            )
-        })?;
-        second_factor::verify(market, &person, code).await?;
-    } else if super::second_factor_required(market, &memberships).await? {
-        return Err(MarketError::invalid(
-            ErrorCode::SecondFactorRequired,
-            "this account must set up a second factor first: sign in to the console and open Security",
-        ));
-    }
+    let memberships = check_second_factor(market, &person, request.code.as_deref()).await?;
     let membership = chosen(&memberships, request.organization.as_deref())?;
     let label = request.label.as_deref().map(str::trim).filter(|label| !label.is_empty()).unwrap_or("nexus login");
     let now = nexus_registry::db::now_ms();
     let expires_at = now + LOGIN_TOKEN_DAYS * 24 * 60 * 60 * 1000;
     let created_by = format!("person:{person}");
     let issuer = Issuer { created_by: &created_by, person: Some(&person) };
-    let (token_id, secret, scopes) = match membership.org_kind.as_str() {
-        "tenant" => {
-            let tenant: TenantId = membership.org_id.parse()?;
-            let issued = accounts::issue_tenant_token(
-                &market.db,
-                &tenant,
-                membership.role.tenant_scopes(),
-                label,
-                Some(expires_at),
-                &issuer,
-            )
-            .await?;
-            (issued.id, issued.secret, issued.scopes)
-        }
-        "publisher" => {
-            let name = membership
-                .org_id
-                .parse()
-                .map_err(|e: nexus_registry::id::NameError| storage(format!("stored publisher: {e}")))?;
-            let scopes = membership.role.publisher_scopes();
-            let issued = publishers::issue_token(&market.db, &name, scopes, label, Some(expires_at), &issuer).await?;
-            (issued.id, issued.secret, issued.scopes.iter().map(|s| s.as_str().to_string()).collect())
-        }
-        "operator" => {
-            let issued = accounts::issue_operator_token(&market.db, label, Some(expires_at), &issuer).await?;
-            (issued.id, issued.secret, issued.scopes)
-        }
-        other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
-    };
+    let (token_id, secret, scopes) = issue(market, membership, label, expires_at, &issuer).await?;
     let organization = org_name(&membership.org_kind, &membership.org_id);
     let detail = serde_json::json!({ "token": token_id, "organization": organization, "label": label });
     audit::record(market.db.writer(), &created_by, "person.logged_in", &person, detail).await?;
@@ -120,6 +77,72 @@ pub async fn log_in(market: &Market, base: &str, request: LogIn, client: &str) -
         email,
         scopes,
         expires_at,
+    })
+}
+
+/// Checks the second factor's `code` of a person who has one, refuses a person who must
+/// have one and has not, and answers the person's memberships.
+async fn check_second_factor(
+    market: &Market,
+    person: &str,
+    code: Option<&str>,
+) -> Result<Vec<Membership>, MarketError> {
+    let has_second_factor = second_factor::enabled(market, person).await?;
+    let memberships = super::memberships(market, person).await?;
+    if has_second_factor {
+        let code = code.map(str::trim).filter(|code| !code.is_empty()).ok_or_else(|| {
+            MarketError::invalid(
+                ErrorCode::SecondFactorRequired,
+                "this account signs in with a second factor: pass the authenticator's code (--code), or a recovery code",
+            )
+        })?;
+        second_factor::verify(market, person, code).await?;
+    } else if super::second_factor_required(market, &memberships).await? {
+        return Err(MarketError::invalid(
+            ErrorCode::SecondFactorRequired,
+            "this account must set up a second factor first: sign in to the console and open Security",
+        ));
+    }
+    Ok(memberships)
+}
+
+/// Issues the token of `membership`'s organization, in its role there: its id, its secret
+/// and its scopes.
+async fn issue(
+    market: &Market,
+    membership: &Membership,
+    label: &str,
+    expires_at: i64,
+    issuer: &Issuer<'_>,
+) -> Result<(String, String, Vec<String>), MarketError> {
+    Ok(match membership.org_kind.as_str() {
+        "tenant" => {
+            let tenant: TenantId = membership.org_id.parse()?;
+            let issued = accounts::issue_tenant_token(
+                &market.db,
+                &tenant,
+                membership.role.tenant_scopes(),
+                label,
+                Some(expires_at),
+                issuer,
+            )
+            .await?;
+            (issued.id, issued.secret, issued.scopes)
+        }
+        "publisher" => {
+            let name = membership
+                .org_id
+                .parse()
+                .map_err(|e: nexus_registry::id::NameError| storage(format!("stored publisher: {e}")))?;
+            let scopes = membership.role.publisher_scopes();
+            let issued = publishers::issue_token(&market.db, &name, scopes, label, Some(expires_at), issuer).await?;
+            (issued.id, issued.secret, issued.scopes.iter().map(|s| s.as_str().to_string()).collect())
+        }
+        "operator" => {
+            let issued = accounts::issue_operator_token(&market.db, label, Some(expires_at), issuer).await?;
+            (issued.id, issued.secret, issued.scopes)
+        }
+        other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
     })
 }
 
