@@ -67,105 +67,129 @@ impl SqlKv {
 pub async fn apply(tx: &mut sqlx::AnyConnection, backend_kind: Backend, staged: &StagedKv) -> Result<(), KvError> {
     let StagedKv { scope, writes, quota, base } = staged;
     let (quota, base) = (*quota, *base);
-    {
-        let tx = &mut *tx;
-        // Locked on PostgreSQL, so the usage read here is the one the entries below belong to.
-        let lock = nexus_registry::db::for_update(backend_kind);
-        let select =
-            format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
-        let row: Option<(i64, i64, i64)> = sqlx::query_as(&select)
-            .bind(&scope.tenant)
-            .bind(&scope.install)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let (revision, mut usage) = match row {
-            Some((revision, keys, bytes)) => (revision, stored_usage(keys, bytes)),
-            None => (0, KvUsage::default()),
-        };
-        if base.is_some_and(|base| i64::try_from(base).ok() != Some(revision)) {
-            return Err(KvError::Conflict);
-        }
-        for (key, value) in writes {
-            let old: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT value FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3",
-            )
+    let (stored, revision, mut usage) = read_scope(tx, backend_kind, scope).await?;
+    if base.is_some_and(|base| i64::try_from(base).ok() != Some(revision)) {
+        return Err(KvError::Conflict);
+    }
+    for (key, value) in writes {
+        write_entry(tx, scope, key, value.as_deref(), &mut usage).await?;
+    }
+    quota.check(usage).map_err(KvError::Quota)?;
+    if move_revision(tx, scope, stored.then_some(revision), usage).await? == 0 {
+        return Err(KvError::Conflict);
+    }
+    Ok(())
+}
+
+/// Whether the scope has a row, its revision and its usage (0 and none without a row).
+async fn read_scope(
+    tx: &mut sqlx::AnyConnection,
+    backend_kind: Backend,
+    scope: &KvScope,
+) -> Result<(bool, i64, KvUsage), KvError> {
+    // Locked on PostgreSQL, so the usage read here is the one the entries below belong to.
+    let lock = nexus_registry::db::for_update(backend_kind);
+    let select = format!("SELECT revision, keys, bytes FROM kv_scopes WHERE tenant_id = $1 AND install_id = $2{lock}");
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(&select)
+        .bind(&scope.tenant)
+        .bind(&scope.install)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+    Ok(match row {
+        Some((revision, keys, bytes)) => (true, revision, stored_usage(keys, bytes)),
+        None => (false, 0, KvUsage::default()),
+    })
+}
+
+/// Writes (`value` Some) or deletes one key, keeping `usage` in step.
+async fn write_entry(
+    tx: &mut sqlx::AnyConnection,
+    scope: &KvScope,
+    key: &str,
+    value: Option<&[u8]>,
+    usage: &mut KvUsage,
+) -> Result<(), KvError> {
+    let old: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT value FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3")
             .bind(&scope.tenant)
             .bind(&scope.install)
             .bind(key)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            if let Some(old) = &old {
-                usage.keys = usage.keys.saturating_sub(1);
-                usage.bytes = usage.bytes.saturating_sub((key.len() + old.len()) as u64);
-            }
-            match value {
-                Some(value) => {
-                    usage.keys += 1;
-                    usage.bytes += (key.len() + value.len()) as u64;
-                    sqlx::query(
-                        "INSERT INTO kv_entries (tenant_id, install_id, key, value) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (tenant_id, install_id, key) DO UPDATE SET value = excluded.value",
-                    )
-                    .bind(&scope.tenant)
-                    .bind(&scope.install)
-                    .bind(key)
-                    .bind(value.clone())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                }
-                None if old.is_some() => {
-                    sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3")
-                        .bind(&scope.tenant)
-                        .bind(&scope.install)
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(backend)?;
-                }
-                None => {}
-            }
-        }
-        quota.check(usage).map_err(KvError::Quota)?;
-        // The conditional update is what makes two nodes' commits exclusive: the second
-        // finds the revision moved (PostgreSQL re-reads the row after the first commits;
-        // SQLite has one writer at a time).
-        let moved = if row.is_some() {
+    if let Some(old) = &old {
+        usage.keys = usage.keys.saturating_sub(1);
+        usage.bytes = usage.bytes.saturating_sub((key.len() + old.len()) as u64);
+    }
+    match value {
+        Some(value) => {
+            usage.keys += 1;
+            usage.bytes += (key.len() + value.len()) as u64;
             sqlx::query(
-                "UPDATE kv_scopes SET revision = revision + 1, keys = $1, bytes = $2 \
-                 WHERE tenant_id = $3 AND install_id = $4 AND revision = $5",
+                "INSERT INTO kv_entries (tenant_id, install_id, key, value) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant_id, install_id, key) DO UPDATE SET value = excluded.value",
             )
-            .bind(usage.keys as i64)
-            .bind(usage.bytes as i64)
             .bind(&scope.tenant)
             .bind(&scope.install)
-            .bind(revision)
+            .bind(key)
+            .bind(value.to_vec())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?
-            .rows_affected()
-        } else {
-            let inserted = sqlx::query(
-                "INSERT INTO kv_scopes (tenant_id, install_id, revision, keys, bytes) VALUES ($1, $2, 1, $3, $4)",
-            )
+            .map_err(backend)?;
+        }
+        None if old.is_some() => {
+            sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2 AND key = $3")
+                .bind(&scope.tenant)
+                .bind(&scope.install)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Moves the scope's revision on from `revision` (None: the scope has no row yet) and
+/// stores its usage: how many rows moved, 0 when another commit came first.
+async fn move_revision(
+    tx: &mut sqlx::AnyConnection,
+    scope: &KvScope,
+    revision: Option<i64>,
+    usage: KvUsage,
+) -> Result<u64, KvError> {
+    // The conditional update is what makes two nodes' commits exclusive: the second
+    // finds the revision moved (PostgreSQL re-reads the row after the first commits;
+    // SQLite has one writer at a time).
+    if let Some(revision) = revision {
+        return Ok(sqlx::query(
+            "UPDATE kv_scopes SET revision = revision + 1, keys = $1, bytes = $2 \
+             WHERE tenant_id = $3 AND install_id = $4 AND revision = $5",
+        )
+        .bind(usage.keys as i64)
+        .bind(usage.bytes as i64)
+        .bind(&scope.tenant)
+        .bind(&scope.install)
+        .bind(revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected());
+    }
+    let inserted =
+        sqlx::query("INSERT INTO kv_scopes (tenant_id, install_id, revision, keys, bytes) VALUES ($1, $2, 1, $3, $4)")
             .bind(&scope.tenant)
             .bind(&scope.install)
             .bind(usage.keys as i64)
             .bind(usage.bytes as i64)
             .execute(&mut *tx)
             .await;
-            match inserted {
-                Ok(result) => result.rows_affected(),
-                Err(error) if nexus_registry::db::is_unique_violation(&error) => 0,
-                Err(error) => return Err(backend(error)),
-            }
-        };
-        if moved == 0 {
-            return Err(KvError::Conflict);
-        }
-        Ok(())
+    match inserted {
+        Ok(result) => Ok(result.rows_affected()),
+        Err(error) if nexus_registry::db::is_unique_violation(&error) => Ok(0),
+        Err(error) => Err(backend(error)),
     }
 }
 
