@@ -148,6 +148,37 @@ fn peak(others: &[(i64, Option<i64>)], start: i64, end: Option<i64>) -> usize {
 /// its partner is below the tier operators require, or when a slot would be over-full.
 pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest) -> Result<Placement, MarketError> {
     caller.require_operator()?;
+    let now = market.billing.clock.now_ms();
+    let (id, note, starts_at) = checked(&request, now)?;
+    if !catalog::is_installable(&market.db, &id).await? {
+        return Err(MarketError::conflict(ErrorCode::PluginDelisted, format!("{id} is delisted")));
+    }
+    catalog::shown(&market.db, &id).await?;
+    let placement = Placement {
+        id: format!("fp_{}", random_hex(8)?),
+        plugin: id.to_string(),
+        note: note.to_string(),
+        starts_at,
+        ends_at: request.ends_at,
+    };
+    let mut tx = market.db.write_tx().await?;
+    if market.db.backend == nexus_registry::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
+    }
+    if let Some(refused) = refusal(&mut tx, &id, &placement).await? {
+        tx.rollback().await?;
+        return Err(refused);
+    }
+    insert(&mut tx, &placement, &caller.actor(), now).await?;
+    let detail = json!({ "placement": placement.id, "note": note, "starts_at": starts_at, "ends_at": request.ends_at });
+    audit::record(&mut *tx, &caller.actor(), "listing.featured", &id.to_string(), detail).await?;
+    tx.commit().await?;
+    apply(market).await?;
+    Ok(placement)
+}
+
+/// A placement request's plugin, note (trimmed) and start, or the first rule it breaks.
+fn checked(request: &PlacementRequest, now: i64) -> Result<(PluginId, &str, i64), MarketError> {
     let id = request
         .plugin
         .parse::<PluginId>()
@@ -157,23 +188,23 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
     if note.is_empty() {
         return Err(invalid("a placement's note says why the listing is featured"));
     }
-    let now = market.billing.clock.now_ms();
     let starts_at = request.starts_at.unwrap_or(now);
     if let Some(ends_at) = request.ends_at
         && (ends_at <= starts_at || ends_at <= now)
     {
         return Err(invalid("ends_at must be after starts_at and in the future"));
     }
-    if !catalog::is_installable(&market.db, &id).await? {
-        return Err(MarketError::conflict(ErrorCode::PluginDelisted, format!("{id} is delisted")));
-    }
-    catalog::shown(&market.db, &id).await?;
-    let placement_id = format!("fp_{}", random_hex(8)?);
-    let mut tx = market.db.write_tx().await?;
-    if market.db.backend == nexus_registry::Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(LOCK).execute(&mut *tx).await?;
-    }
-    let rules = rules_on(&mut tx).await?;
+    Ok((id, note, starts_at))
+}
+
+/// Why the featuring rules refuse `placement` of `id`, if they do: its partner is below the
+/// tier required, or a slot would be over-full for part of its time. Read under the lock.
+async fn refusal(
+    tx: &mut sqlx::AnyConnection,
+    id: &PluginId,
+    placement: &Placement,
+) -> Result<Option<MarketError>, MarketError> {
+    let rules = rules_on(tx).await?;
     if let Some(min) = &rules.min_tier {
         let (required, reached) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(
             "SELECT (SELECT rank FROM partner_tiers WHERE key = $1) AS required, \
@@ -185,55 +216,48 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
         .fetch_one(&mut *tx)
         .await?;
         if required.is_some_and(|required| reached.is_none_or(|reached| reached < required)) {
-            tx.rollback().await?;
-            return Err(MarketError::Forbidden(format!(
+            return Ok(Some(MarketError::Forbidden(format!(
                 "only partners at the {min} tier or above are featured; {} is not",
                 id.publisher
-            )));
+            ))));
         }
     }
     let others: Vec<(i64, Option<i64>)> = sqlx::query_as(
         "SELECT starts_at, ends_at FROM featured_placements WHERE (ends_at IS NULL OR ends_at > $1) \
          AND ($2 IS NULL OR starts_at < $2)",
     )
-    .bind(starts_at)
-    .bind(request.ends_at)
+    .bind(placement.starts_at)
+    .bind(placement.ends_at)
     .fetch_all(&mut *tx)
     .await?;
-    if peak(&others, starts_at, request.ends_at) >= usize::try_from(rules.slots).unwrap_or(0) {
-        tx.rollback().await?;
-        return Err(MarketError::conflict(
+    if peak(&others, placement.starts_at, placement.ends_at) >= usize::try_from(rules.slots).unwrap_or(0) {
+        return Ok(Some(MarketError::conflict(
             ErrorCode::FeaturedSlotsFull,
             format!(
                 "all {} featured slots are taken for part of that time; end a placement or pick other dates",
                 rules.slots
             ),
-        ));
+        )));
     }
+    Ok(None)
+}
+
+/// Writes a new placement, in `tx`.
+async fn insert(tx: &mut sqlx::AnyConnection, placement: &Placement, actor: &str, now: i64) -> Result<(), MarketError> {
     sqlx::query(
         "INSERT INTO featured_placements (id, plugin_id, note, starts_at, ends_at, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&placement_id)
-    .bind(id.to_string())
-    .bind(note)
-    .bind(starts_at)
-    .bind(request.ends_at)
-    .bind(caller.actor())
+    .bind(&placement.id)
+    .bind(&placement.plugin)
+    .bind(&placement.note)
+    .bind(placement.starts_at)
+    .bind(placement.ends_at)
+    .bind(actor)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    let detail = json!({ "placement": placement_id, "note": note, "starts_at": starts_at, "ends_at": request.ends_at });
-    audit::record(&mut *tx, &caller.actor(), "listing.featured", &id.to_string(), detail).await?;
-    tx.commit().await?;
-    apply(market).await?;
-    Ok(Placement {
-        id: placement_id,
-        plugin: id.to_string(),
-        note: note.to_string(),
-        starts_at,
-        ends_at: request.ends_at,
-    })
+    Ok(())
 }
 
 /// Ends a placement now (one to come is withdrawn) (operators).

@@ -158,14 +158,7 @@ pub async fn put(
         MarketError::check_text(ErrorCode::InvalidQuery, "caption", caption, MAX_CAPTION_CHARS)?;
     }
     visible(db, id, Some(caller)).await?;
-    // Decoding a large image takes a while and much memory: off the async threads, a
-    // bounded number at once.
-    let slot = place.slot;
-    let turn = DECODING.acquire().await.map_err(|e| crate::error::storage(format!("checking an image: {e}")))?;
-    let accepted = tokio::task::spawn_blocking(move || decode::accept(slot, &bytes))
-        .await
-        .map_err(|e| crate::error::storage(format!("checking an image: {e}")))??;
-    drop(turn);
+    let accepted = decoded(place.slot, bytes).await?;
     let digest = Digest::of(&accepted.bytes);
     // Content-addressed: a retry, or two listings with the same image, write the same file.
     registry.artifacts().put(&digest, &accepted.bytes).await?;
@@ -183,6 +176,29 @@ pub async fn put(
         uploaded_at: now,
     };
     let mut tx = db.write_tx().await?;
+    insert(&mut tx, id, &item, &caller.actor()).await?;
+    let detail = json!({ "slot": item.slot, "position": item.position, "digest": item.digest,
+                         "content_type": item.content_type, "width": item.width, "height": item.height,
+                         "bytes": item.bytes, "caption": item.caption });
+    audit::record(&mut *tx, &caller.actor(), "listing.media_set", &id.to_string(), detail).await?;
+    tx.commit().await?;
+    Ok(item)
+}
+
+/// [`decode::accept`] off the async threads, a bounded number at once: decoding a large
+/// image takes a while and much memory.
+async fn decoded(slot: Slot, bytes: Vec<u8>) -> Result<decode::Accepted, MarketError> {
+    let turn = DECODING.acquire().await.map_err(|e| crate::error::storage(format!("checking an image: {e}")))?;
+    let accepted = tokio::task::spawn_blocking(move || decode::accept(slot, &bytes))
+        .await
+        .map_err(|e| crate::error::storage(format!("checking an image: {e}")))??;
+    drop(turn);
+    Ok(accepted)
+}
+
+/// Records `item`'s file (once per digest) and shows it at its place on the listing of
+/// `id`, replacing what was there; in `tx`.
+async fn insert(tx: &mut sqlx::AnyConnection, id: &PluginId, item: &MediaItem, actor: &str) -> Result<(), MarketError> {
     sqlx::query(
         "INSERT INTO media_files (digest, content_type, byte_size, width, height, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (digest) DO NOTHING",
@@ -192,7 +208,7 @@ pub async fn put(
     .bind(item.bytes as i64)
     .bind(i64::from(item.width))
     .bind(i64::from(item.height))
-    .bind(now)
+    .bind(item.uploaded_at)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -212,16 +228,11 @@ pub async fn put(
     .bind(i64::from(item.height))
     .bind(item.bytes as i64)
     .bind(&item.caption)
-    .bind(now)
-    .bind(caller.actor())
+    .bind(item.uploaded_at)
+    .bind(actor)
     .execute(&mut *tx)
     .await?;
-    let detail = json!({ "slot": item.slot, "position": item.position, "digest": item.digest,
-                         "content_type": item.content_type, "width": item.width, "height": item.height,
-                         "bytes": item.bytes, "caption": item.caption });
-    audit::record(&mut *tx, &caller.actor(), "listing.media_set", &id.to_string(), detail).await?;
-    tx.commit().await?;
-    Ok(item)
+    Ok(())
 }
 
 /// Takes the image at `place` off the listing of `id` (its bytes stay served: pages cached
