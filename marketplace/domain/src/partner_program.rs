@@ -211,35 +211,9 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
                 }
                 Err(other) => return Err(other.into()),
             }
-            sqlx::query(
-                "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) \
-                 VALUES ($1, 'publisher', $2, 'owner', $3)",
-            )
-            .bind(&application.person)
-            .bind(namespace.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let accepted_by = format!("person:{}", application.person);
-            record_acceptance(&mut tx, namespace.as_str(), &application.agreement_version, &accepted_by, now).await?;
-            (
-                format!("You are a Nexus partner: {namespace} is yours"),
-                format!(
-                    "Welcome to the partner program.\n\nThe namespace {namespace} is yours and you are the owner of \
-                     its publisher. Sign in and switch to {namespace} in the console to see your listings, sales \
-                     and payouts.\n"
-                ),
-            )
+            make_owner(&mut tx, &application, &namespace, now).await?
         }
-        Decision::Reject { reason } => (
-            "Your Nexus partner application".to_string(),
-            format!(
-                "Your application for the namespace {} was not approved:\n\n{}\n\nYou may apply again once that is \
-                 addressed.\n",
-                application.namespace,
-                reason.trim()
-            ),
-        ),
+        Decision::Reject { reason } => rejection_mail(&application, reason),
     };
     let notice = Mail { kind: "application-decision", to: application.applicant_email.clone(), subject, body };
     mail::enqueue(&mut tx, now, &notice).await?;
@@ -248,6 +222,48 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
     tx.commit().await?;
     market.runner.wake_workers();
     get(market, id).await
+}
+
+/// Makes the applicant the owner of the publisher just created for `namespace`, with the
+/// agreement they accepted, in `tx`: the welcome mail's subject and body.
+async fn make_owner(
+    tx: &mut sqlx::AnyConnection,
+    application: &Applied,
+    namespace: &PublisherName,
+    now: i64,
+) -> Result<(String, String), MarketError> {
+    sqlx::query(
+        "INSERT INTO memberships (person_id, org_kind, org_id, role, created_at) \
+         VALUES ($1, 'publisher', $2, 'owner', $3)",
+    )
+    .bind(&application.person)
+    .bind(namespace.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let accepted_by = format!("person:{}", application.person);
+    record_acceptance(tx, namespace.as_str(), &application.agreement_version, &accepted_by, now).await?;
+    Ok((
+        format!("You are a Nexus partner: {namespace} is yours"),
+        format!(
+            "Welcome to the partner program.\n\nThe namespace {namespace} is yours and you are the owner of \
+             its publisher. Sign in and switch to {namespace} in the console to see your listings, sales \
+             and payouts.\n"
+        ),
+    ))
+}
+
+/// The rejection mail's subject and body, with the operator's reason.
+fn rejection_mail(application: &Applied, reason: &str) -> (String, String) {
+    (
+        "Your Nexus partner application".to_string(),
+        format!(
+            "Your application for the namespace {} was not approved:\n\n{}\n\nYou may apply again once that is \
+             addressed.\n",
+            application.namespace,
+            reason.trim()
+        ),
+    )
 }
 
 /// Notes that `publisher` accepted agreement `version` (once; accepting again changes nothing):
