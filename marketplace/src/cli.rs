@@ -173,57 +173,60 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::New(args) => builder::new::run(args),
-            Command::Build(args) => builder::build(args),
-            Command::Dev(args) => builder::dev(args).await,
-            Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(*args).await,
-            Command::Plugin(PluginCommand::Check(args)) => builder::check::run(args).await,
-            Command::Plugin(PluginCommand::Test(args)) => builder::cases::run(args).await,
-            Command::Plugin(PluginCommand::Wit(args)) => builder::wit(args),
-            Command::Plugin(PluginCommand::Health(args)) => health::run(args).await,
-            Command::Demo => demo::run().await,
-            Command::Serve(args) => serve::serve(args).await,
-            Command::Login(args) => login::login(args).await,
-            Command::Logout(args) => login::logout(args).await,
-            Command::Whoami(args) => login::whoami(args).await,
-            Command::Publish(args) => publish::run(*args).await,
-            Command::Yank(args) => yank::run(args).await,
-            Command::Listing(ListingCommand::Media(args)) => media::run(args).await,
-            Command::Listing(ListingCommand::Edit(args)) => reviews::listing(args).await,
-            Command::Keys(command) => keys::run(command).await,
-            Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
-            Command::Tenant(command) => install::tenant(command).await,
-            Command::Install(args) => install::install(args).await,
-            Command::Installs(args) => install::list(args).await,
-            Command::Events(command) => events::run(command).await,
-            Command::Webhooks(command) => webhooks::run(command).await,
-            Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
-            Command::Operator(OperatorCommand::Person(args)) => serve::operator_person(args).await,
-            Command::Operator(OperatorCommand::DevTenant(args)) => serve::operator_dev_tenant(args).await,
-            Command::Plans(command) => money::plans(command).await,
-            Command::Plan(command) => money::change_plan(command).await,
-            Command::Settle(args) => money::settle(args).await,
-            Command::Charges(args) => money::charges(args).await,
-            Command::Bill(args) => money::bill(args).await,
-            Command::Usage(args) => money::usage(args).await,
-            Command::Reviews(command) => reviews::run(command).await,
-            Command::Sales(args) => money::sales(args).await,
-            Command::Refund(args) => money::refund(args).await,
-            Command::Billing(command) => money::billing(command).await,
-            Command::Ledger(command) => money::ledger(command).await,
-            Command::Statements(args) => money::statements(args).await,
-            Command::Payouts(command) => money::payouts(command).await,
-            Command::Gmv(args) => money::gmv(args).await,
-        }
-    });
+    let result = runtime.block_on(dispatch(cli.command));
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Runs one parsed command.
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::New(args) => builder::new::run(args),
+        Command::Build(args) => builder::build(args),
+        Command::Dev(args) => builder::dev(args).await,
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run::run(*args).await,
+        Command::Plugin(PluginCommand::Check(args)) => builder::check::run(args).await,
+        Command::Plugin(PluginCommand::Test(args)) => builder::cases::run(args).await,
+        Command::Plugin(PluginCommand::Wit(args)) => builder::wit(args),
+        Command::Plugin(PluginCommand::Health(args)) => health::run(args).await,
+        Command::Demo => demo::run().await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::Whoami(args) => login::whoami(args).await,
+        Command::Publish(args) => publish::run(*args).await,
+        Command::Yank(args) => yank::run(args).await,
+        Command::Listing(ListingCommand::Media(args)) => media::run(args).await,
+        Command::Listing(ListingCommand::Edit(args)) => reviews::listing(args).await,
+        Command::Keys(command) => keys::run(command).await,
+        Command::Publisher(PublisherCommand::Create(args)) => serve::create_publisher(args).await,
+        Command::Tenant(command) => install::tenant(command).await,
+        Command::Install(args) => install::install(args).await,
+        Command::Installs(args) => install::list(args).await,
+        Command::Events(command) => events::run(command).await,
+        Command::Webhooks(command) => webhooks::run(command).await,
+        Command::Operator(OperatorCommand::Token(args)) => serve::operator_token(args).await,
+        Command::Operator(OperatorCommand::Person(args)) => serve::operator_person(args).await,
+        Command::Operator(OperatorCommand::DevTenant(args)) => serve::operator_dev_tenant(args).await,
+        Command::Plans(command) => money::plans(command).await,
+        Command::Plan(command) => money::change_plan(command).await,
+        Command::Settle(args) => money::settle(args).await,
+        Command::Charges(args) => money::charges(args).await,
+        Command::Bill(args) => money::bill(args).await,
+        Command::Usage(args) => money::usage(args).await,
+        Command::Reviews(command) => reviews::run(command).await,
+        Command::Sales(args) => money::sales(args).await,
+        Command::Refund(args) => money::refund(args).await,
+        Command::Billing(command) => money::billing(command).await,
+        Command::Ledger(command) => money::ledger(command).await,
+        Command::Statements(args) => money::statements(args).await,
+        Command::Payouts(command) => money::payouts(command).await,
+        Command::Gmv(args) => money::gmv(args).await,
     }
 }
 
