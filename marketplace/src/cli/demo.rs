@@ -117,20 +117,6 @@ fn scenarios(webhook: &Webhook) -> Vec<Scenario> {
     let smuggled = serde_json::json!({ "url": webhook.url, "headers": [["Host", "metadata.internal"]] }).to_string();
     let mut calls = context(&[], &[]);
     calls.limits.fuel = 50_000_000;
-    let sample = |plugin, event_type, payload: &str, context| Scenario {
-        plugin,
-        event_type,
-        payload: payload.to_string(),
-        context,
-        expect_ok: true,
-    };
-    let hostile = |plugin, event_type, payload: &str, context| Scenario {
-        plugin,
-        event_type,
-        payload: payload.to_string(),
-        context,
-        expect_ok: false,
-    };
     vec![
         sample("echo", "ping", r#"{"hello":"world"}"#, context(&all, &[("prefix", "echo: ")])),
         sample(
@@ -173,6 +159,16 @@ fn scenarios(webhook: &Webhook) -> Vec<Scenario> {
         hostile("split-memory", "any", "{}", context(&[], &[])),
         hostile("random-hog", "any", "{}", context(&[], &[])),
     ]
+}
+
+/// A sample plugin's step, expected to succeed.
+fn sample(plugin: &'static str, event_type: &'static str, payload: &str, context: InvocationContext) -> Scenario {
+    Scenario { plugin, event_type, payload: payload.to_string(), context, expect_ok: true }
+}
+
+/// A hostile plugin's step, expected to fail.
+fn hostile(plugin: &'static str, event_type: &'static str, payload: &str, context: InvocationContext) -> Scenario {
+    Scenario { plugin, event_type, payload: payload.to_string(), context, expect_ok: false }
 }
 
 /// 200 echo invocations while 30 hostile ones run on the same host.

@@ -58,6 +58,29 @@ fn ask(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim().to_string())
 }
 
+/// The password: the first line of stdin with `--password-stdin`, else asked for on the
+/// terminal.
+fn password(from_stdin: bool, interactive: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    } else if interactive {
+        Ok(rpassword::prompt_password("Password: ")?)
+    } else {
+        anyhow::bail!("no password: pass --password-stdin and write it to stdin, or run in a terminal to be asked")
+    }
+}
+
+/// The token's label when `--label` is not given: `nexus login on <host>`.
+fn default_label() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => "nexus login".to_string(),
+        host => format!("nexus login on {host}"),
+    }
+}
+
 pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal();
     let email = match args.email {
@@ -65,22 +88,8 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         None if interactive => ask("Email")?,
         None => anyhow::bail!("no email address: pass --email or set NEXUS_EMAIL"),
     };
-    let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        line.trim_end_matches(['\r', '\n']).to_string()
-    } else if interactive {
-        rpassword::prompt_password("Password: ")?
-    } else {
-        anyhow::bail!("no password: pass --password-stdin and write it to stdin, or run in a terminal to be asked")
-    };
-    let label = args.label.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        match host.trim() {
-            "" => "nexus login".to_string(),
-            host => format!("nexus login on {host}"),
-        }
-    });
+    let password = password(args.password_stdin, interactive)?;
+    let label = args.label.unwrap_or_else(default_label);
     let url = format!("{}/v1/login", args.registry.trim_end_matches('/'));
     let mut code = args.code;
     let logged_in: LoggedIn = loop {

@@ -95,6 +95,21 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| unreachable_server(&args.connection.server(), &e))?;
     let published: PublishedBody = decode(response).await?;
+    print_published(&published);
+    if !media.is_empty() {
+        // Declared screenshots are the listing's screenshots; an icon alone leaves them be.
+        let trim = !manifest.media.screenshots.is_empty();
+        super::media::upload(&args.connection, &published.id, media, trim).await.context(
+            "the version is published, but its listing's images are not all up: fix the image, then \
+             `nexus listing media` puts them up without a new version",
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server's warnings, then what was published: version, digest, signer, listing, and
+/// where the installs of the plugin stand.
+fn print_published(published: &PublishedBody) {
     for warning in &published.warnings {
         eprintln!("warning: {warning}");
     }
@@ -109,15 +124,6 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<ExitCode> {
         "installs  {} moved to it, {} waiting for their tenant's consent, {} left behind (their requirement excludes it)",
         moves.moved, moves.waiting_for_consent, moves.left_behind
     );
-    if !media.is_empty() {
-        // Declared screenshots are the listing's screenshots; an icon alone leaves them be.
-        let trim = !manifest.media.screenshots.is_empty();
-        super::media::upload(&args.connection, &published.id, media, trim).await.context(
-            "the version is published, but its listing's images are not all up: fix the image, then \
-             `nexus listing media` puts them up without a new version",
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The component to upload and its manifest: a crate folder is built first.

@@ -107,21 +107,7 @@ pub async fn run(command: WebhooksCommand) -> anyhow::Result<ExitCode> {
             println!("secret    {}", rotated.secret);
             eprintln!("the previous secret keeps signing for {overlap_hours} h; switch your receiver to the new one");
         }
-        WebhooksCommand::Log { id, connection } => {
-            let url = connection.url(&format!("/v1/webhooks/{id}/deliveries"));
-            let log: CursorPage<WebhookDelivery> = connection.send(connection.client().get(url)).await?;
-            if log.items.is_empty() {
-                println!("nothing posted to {id} yet");
-            }
-            for delivery in &log.items {
-                let status = delivery.last_status.map_or("-".to_string(), |s| s.to_string());
-                let latency = delivery.last_latency_ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
-                println!(
-                    "{}  {}  {}  attempts {}  status {status}  {latency}",
-                    delivery.message_id, delivery.kind, delivery.state, delivery.attempts
-                );
-            }
-        }
+        WebhooksCommand::Log { id, connection } => log(&id, &connection).await?,
         WebhooksCommand::Recover { id, since, connection } => {
             let url = connection.url(&format!("/v1/webhooks/{id}/recover"));
             let recovered: Recovered =
@@ -131,20 +117,41 @@ pub async fn run(command: WebhooksCommand) -> anyhow::Result<ExitCode> {
                 n => println!("{n} message(s) due now; `nexus webhooks log {id}` shows them go out"),
             }
         }
-        WebhooksCommand::Remove { id, connection } => {
-            let url = connection.url(&format!("/v1/webhooks/{id}"));
-            let response = connection
-                .client()
-                .delete(url)
-                .bearer_auth(connection.token()?)
-                .send()
-                .await
-                .map_err(|e| super::client::unreachable_server(&connection.server(), &e))?;
-            if !response.status().is_success() {
-                super::client::decode::<serde_json::Value>(response).await?;
-            }
-            println!("removed {id}");
-        }
+        WebhooksCommand::Remove { id, connection } => remove(&id, &connection).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The endpoint's deliveries: message, kind, state, attempts, last status and latency.
+async fn log(id: &str, connection: &Connection) -> anyhow::Result<()> {
+    let url = connection.url(&format!("/v1/webhooks/{id}/deliveries"));
+    let log: CursorPage<WebhookDelivery> = connection.send(connection.client().get(url)).await?;
+    if log.items.is_empty() {
+        println!("nothing posted to {id} yet");
+    }
+    for delivery in &log.items {
+        let status = delivery.last_status.map_or("-".to_string(), |s| s.to_string());
+        let latency = delivery.last_latency_ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
+        println!(
+            "{}  {}  {}  attempts {}  status {status}  {latency}",
+            delivery.message_id, delivery.kind, delivery.state, delivery.attempts
+        );
+    }
+    Ok(())
+}
+
+async fn remove(id: &str, connection: &Connection) -> anyhow::Result<()> {
+    let url = connection.url(&format!("/v1/webhooks/{id}"));
+    let response = connection
+        .client()
+        .delete(url)
+        .bearer_auth(connection.token()?)
+        .send()
+        .await
+        .map_err(|e| super::client::unreachable_server(&connection.server(), &e))?;
+    if !response.status().is_success() {
+        super::client::decode::<serde_json::Value>(response).await?;
+    }
+    println!("removed {id}");
+    Ok(())
 }
