@@ -146,13 +146,7 @@ async fn overview(
     let sales = views::sales(&state.market, caller, &publisher, period.as_deref()).await?;
     let month = period.clone().unwrap_or_else(|| super::tenant_pages::current_month(&state));
     let customers = by_customer(&statements::statements(&state.market, caller, &publisher, &month, None).await?);
-    let since = state.market.billing.clock.now_ms() - 30 * DAY_MS;
-    let ran = crate::records::invocations_by_plugin(&state.market, &publisher, since).await?;
-    let plugins = catalog::of_publisher(&state.market.db, &publisher)
-        .await?
-        .into_iter()
-        .map(|listing| PluginRow { invocations: ran.get(&listing.id).copied().unwrap_or(0), listing })
-        .collect();
+    let plugins = plugin_rows(&state, &publisher).await?;
     let query = GmvQuery {
         interval: Some(Interval::Month),
         by: Some(GroupBy::Currency),
@@ -161,25 +155,9 @@ async fn overview(
         ..GmvQuery::default()
     };
     let figures = chart::by_currency(&gmv::gmv(&state.market, caller, &query).await?)?;
-    let (manages_domain, domain) = match publisher_domains::state(&state.market, caller, &publisher).await {
-        Ok(domain) => (true, Some(domain)),
-        Err(crate::MarketError::NotFound(_)) => (true, None),
-        // Not theirs to manage (a finance member, a token without `keys`); anything else fails the page.
-        Err(crate::MarketError::Forbidden(_) | crate::MarketError::Registry(_)) => (false, None),
-        Err(other) => return Err(other.into()),
-    };
+    let (manages_domain, domain) = domain_of(&state, caller, &publisher).await?;
     let tier = crate::partner_tiers::of(&state.market, caller, &publisher).await?;
-    let earnings = figures
-        .iter()
-        .map(|(currency, periods)| {
-            let points: Vec<(String, i64)> = periods
-                .iter()
-                .map(|p| (p.period.clone(), p.gmv_minor - p.refunds_minor - p.net_revenue_minor))
-                .collect();
-            let code = currency.clone();
-            chart::bars(&format!("Your earnings by month in {currency}"), &points, move |v| money(v, &code))
-        })
-        .collect();
+    let earnings = earnings_charts(&figures);
     let page = PartnerPage {
         chrome: Chrome::new(format!("{publisher}: earnings and payouts"), Some(&signed.0)),
         charts: gmv_charts(figures, "GMV by month"),
@@ -204,6 +182,48 @@ async fn overview(
         tier,
     };
     render(&page)
+}
+
+/// The partner's plugins with their invocations over the last 30 days.
+async fn plugin_rows(state: &AppState, publisher: &str) -> Result<Vec<PluginRow>, PageError> {
+    let since = state.market.billing.clock.now_ms() - 30 * DAY_MS;
+    let ran = crate::records::invocations_by_plugin(&state.market, publisher, since).await?;
+    Ok(catalog::of_publisher(&state.market.db, publisher)
+        .await?
+        .into_iter()
+        .map(|listing| PluginRow { invocations: ran.get(&listing.id).copied().unwrap_or(0), listing })
+        .collect())
+}
+
+/// Whether the reader manages the partner's domain, and the domain's state if one is claimed.
+async fn domain_of(
+    state: &AppState,
+    caller: &crate::accounts::Caller,
+    publisher: &str,
+) -> Result<(bool, Option<DomainState>), PageError> {
+    match publisher_domains::state(&state.market, caller, publisher).await {
+        Ok(domain) => Ok((true, Some(domain))),
+        Err(crate::MarketError::NotFound(_)) => Ok((true, None)),
+        // Not theirs to manage (a finance member, a token without `keys`); anything else fails the page.
+        Err(crate::MarketError::Forbidden(_) | crate::MarketError::Registry(_)) => Ok((false, None)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The partner's own earnings by month, one chart per currency: gross less refunds less
+/// the platform's fees.
+fn earnings_charts(figures: &std::collections::BTreeMap<String, Vec<PeriodFigures>>) -> Vec<BarChart> {
+    figures
+        .iter()
+        .map(|(currency, periods)| {
+            let points: Vec<(String, i64)> = periods
+                .iter()
+                .map(|p| (p.period.clone(), p.gmv_minor - p.refunds_minor - p.net_revenue_minor))
+                .collect();
+            let code = currency.clone();
+            chart::bars(&format!("Your earnings by month in {currency}"), &points, move |v| money(v, &code))
+        })
+        .collect()
 }
 
 /// Claims the domain written in the form.

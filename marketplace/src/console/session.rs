@@ -262,42 +262,58 @@ async fn sign_in(
         );
     }
     if let Some(email) = fields.text("email") {
-        let password = fields.get("password").unwrap_or_default();
-        let client = crate::server::extract::client_address(&extensions);
-        return match crate::people::sign_in(&state.market, &state.public_url, email, password, &client).await {
-            Ok(signed) => {
-                if crate::people::second_factor::enabled(&state.market, &signed.person).await? {
-                    let challenge = crate::people::second_factor::challenge(&state.market, &signed.person).await?;
-                    let lifetime = crate::people::second_factor::CHALLENGE_MS / 1000;
-                    let mut response = code_page(&state, axum::http::StatusCode::OK, None, return_to(&fields))?;
-                    response
-                        .headers_mut()
-                        .append(header::SET_COOKIE, set_cookie(&state, CHALLENGE_COOKIE, &challenge, lifetime));
-                    return Ok(response);
-                }
-                let opened = sessions::open_for_person(&state.market, &signed.person).await?;
-                Ok(signed_in(&state, &opened, return_to(&fields)))
-            }
-            Err(refused) => {
-                let refused = PageError::refusal(refused)?;
-                let (email, next) = (email.to_string(), return_to(&fields).to_string());
-                signed_out_form(&state, refused.status, |csrf| SignInPage {
-                    chrome: Chrome::new("Sign in", None),
-                    csrf,
-                    problem: Some(refused.message),
-                    notice: None,
-                    email,
-                    next,
-                })
-            }
-        };
+        return with_password(&state, &extensions, &fields, email).await;
     }
+    with_token(&state, &fields).await
+}
+
+/// A person's sign-in with email and password: signed in, or on to the second step when
+/// they have a second factor; a refusal comes back on the form with the address typed.
+async fn with_password(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    fields: &Fields,
+    email: &str,
+) -> Result<Response, PageError> {
+    let password = fields.get("password").unwrap_or_default();
+    let client = crate::server::extract::client_address(extensions);
+    match crate::people::sign_in(&state.market, &state.public_url, email, password, &client).await {
+        Ok(signed) => {
+            if crate::people::second_factor::enabled(&state.market, &signed.person).await? {
+                let challenge = crate::people::second_factor::challenge(&state.market, &signed.person).await?;
+                let lifetime = crate::people::second_factor::CHALLENGE_MS / 1000;
+                let mut response = code_page(state, axum::http::StatusCode::OK, None, return_to(fields))?;
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, set_cookie(state, CHALLENGE_COOKIE, &challenge, lifetime));
+                return Ok(response);
+            }
+            let opened = sessions::open_for_person(&state.market, &signed.person).await?;
+            Ok(signed_in(state, &opened, return_to(fields)))
+        }
+        Err(refused) => {
+            let refused = PageError::refusal(refused)?;
+            let (email, next) = (email.to_string(), return_to(fields).to_string());
+            signed_out_form(state, refused.status, |csrf| SignInPage {
+                chrome: Chrome::new("Sign in", None),
+                csrf,
+                problem: Some(refused.message),
+                notice: None,
+                email,
+                next,
+            })
+        }
+    }
+}
+
+/// A sign-in with an API token pasted into the form.
+async fn with_token(state: &AppState, fields: &Fields) -> Result<Response, PageError> {
     let Some(token) = fields.text("token") else {
         return sign_in_page(
-            &state,
+            state,
             Some("Enter your email address and password, or paste an API token.".into()),
             axum::http::StatusCode::BAD_REQUEST,
-            return_to(&fields),
+            return_to(fields),
         );
     };
     let opened = match sessions::open(&state.market, token).await {
@@ -308,16 +324,11 @@ async fn sign_in(
                 RegistryError::TokenExpired => "That token has expired.",
                 _ => "That token is not known here.",
             };
-            return sign_in_page(
-                &state,
-                Some(message.into()),
-                axum::http::StatusCode::UNAUTHORIZED,
-                return_to(&fields),
-            );
+            return sign_in_page(state, Some(message.into()), axum::http::StatusCode::UNAUTHORIZED, return_to(fields));
         }
         Err(other) => return Err(other.into()),
     };
-    Ok(signed_in(&state, &opened, return_to(&fields)))
+    Ok(signed_in(state, &opened, return_to(fields)))
 }
 
 /// To the page that asked for the sign-in (`next`), or the caller's home page, with the

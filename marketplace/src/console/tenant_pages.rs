@@ -130,29 +130,9 @@ pub async fn detail_page(
 ) -> Result<Response, PageError> {
     let caller = &signed.0.caller;
     let install = installs::get(&state.market, caller, id).await?;
-    // Invocations are stamped by the marketplace's clock, so the windows end on it.
-    let now = state.market.billing.clock.now_ms();
-    let mut health = Vec::with_capacity(2);
-    for (label, days) in [("Last 24 hours", 1), ("Last 30 days", 30)] {
-        health.push((label, records::install_health(&state.market, &install, now - days * 86_400_000).await?));
-    }
+    let health = health_of(state, &install).await?;
     let delisting = crate::catalog::delistings(&state.market.db).await?.remove(&install.plugin);
-    let plan_terms = match &install.plan_id {
-        Some(plan) => {
-            Some(super::catalog_pages::plan_terms(&crate::billing::plans::get(&state.market, &plan.parse()?).await?))
-        }
-        None => None,
-    };
-    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
-    let other_plans = crate::billing::plans::offered(&state.market, &plugin)
-        .await?
-        .into_iter()
-        .filter(|p| Some(&p.id) != install.plan_id.as_ref())
-        .map(|p| {
-            let terms = super::catalog_pages::plan_terms(&p);
-            (p, terms)
-        })
-        .collect();
+    let (plan_terms, other_plans) = plans_of(state, &install).await?;
     let (problem, config_text) = match refused {
         Some(refused) => (Some(refused.problem), refused.config_text),
         None => (None, None),
@@ -161,29 +141,7 @@ pub async fn detail_page(
         config_text.unwrap_or_else(|| install.config.iter().map(|(key, value)| format!("{key} = {value}\n")).collect());
     let query = InvocationQuery { after: form.after, per_page: Some(25), ..InvocationQuery::default() };
     let page = records::list(&state.market, caller, id, &query).await?;
-    let mut upgrade = Vec::new();
-    if let Some(pending) = &install.pending_upgrade {
-        let asked = installs::preview(&state.market, &install.plugin, Some(&format!("={}", pending.version))).await?;
-        let granted_hosts: Vec<String> = install.grants.allowed_hosts.iter().map(ToString::to_string).collect();
-        for requested in asked.capabilities {
-            let hosts = requested
-                .hosts
-                .into_iter()
-                .map(|h| Asked {
-                    granted: granted_hosts.contains(&h.host),
-                    name: h.host,
-                    reason: h.reason,
-                    hosts: Vec::new(),
-                })
-                .collect();
-            upgrade.push(Asked {
-                name: requested.capability.to_string(),
-                reason: requested.reason,
-                granted: install.grants.capabilities.contains(&requested.capability),
-                hosts,
-            });
-        }
-    }
+    let upgrade = upgrade_asks(state, &install).await?;
     render(&InstallDetailPage {
         is_tenant: caller.role() == "tenant",
         delisting,
@@ -203,6 +161,61 @@ pub async fn detail_page(
         install,
         installed: form.installed.is_some(),
     })
+}
+
+/// Runs and failures over the last day and the last 30 days.
+async fn health_of(state: &AppState, install: &Install) -> Result<Vec<(&'static str, InstallHealth)>, PageError> {
+    // Invocations are stamped by the marketplace's clock, so the windows end on it.
+    let now = state.market.billing.clock.now_ms();
+    let mut health = Vec::with_capacity(2);
+    for (label, days) in [("Last 24 hours", 1), ("Last 30 days", 30)] {
+        health.push((label, records::install_health(&state.market, install, now - days * 86_400_000).await?));
+    }
+    Ok(health)
+}
+
+/// The install's plan in words, and the plans it could move to with theirs.
+async fn plans_of(
+    state: &AppState,
+    install: &Install,
+) -> Result<(Option<String>, Vec<(crate::billing::plans::Plan, String)>), PageError> {
+    let plan_terms = match &install.plan_id {
+        Some(plan) => {
+            Some(super::catalog_pages::plan_terms(&crate::billing::plans::get(&state.market, &plan.parse()?).await?))
+        }
+        None => None,
+    };
+    let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
+    let offered = crate::billing::plans::offered(&state.market, &plugin).await?;
+    let others = offered.into_iter().filter(|p| Some(&p.id) != install.plan_id.as_ref()).collect();
+    Ok((plan_terms, super::catalog_pages::with_terms(others)))
+}
+
+/// What the waiting upgrade's version asks for, ticked where the install already has it.
+async fn upgrade_asks(state: &AppState, install: &Install) -> Result<Vec<Asked>, PageError> {
+    let mut upgrade = Vec::new();
+    let Some(pending) = &install.pending_upgrade else { return Ok(upgrade) };
+    let asked = installs::preview(&state.market, &install.plugin, Some(&format!("={}", pending.version))).await?;
+    let granted_hosts: Vec<String> = install.grants.allowed_hosts.iter().map(ToString::to_string).collect();
+    for requested in asked.capabilities {
+        let hosts = requested
+            .hosts
+            .into_iter()
+            .map(|h| Asked {
+                granted: granted_hosts.contains(&h.host),
+                name: h.host,
+                reason: h.reason,
+                hosts: Vec::new(),
+            })
+            .collect();
+        upgrade.push(Asked {
+            name: requested.capability.to_string(),
+            reason: requested.reason,
+            granted: install.grants.capabilities.contains(&requested.capability),
+            hosts,
+        });
+    }
+    Ok(upgrade)
 }
 
 /// Consents to the waiting upgrade with what the form ticked (only what is new is asked).
