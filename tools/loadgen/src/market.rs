@@ -168,14 +168,7 @@ async fn drive(server: &Server, args: &MarketArgs) -> anyhow::Result<(Figures, V
     let every = Duration::from_secs(args.publish_every_secs);
     let publishing = tokio::spawn(publisher::run(sender(u64::MAX)?, setup.clone(), publisher, every, stopped));
 
-    let (mut tally, mut expected) = (Tally::default(), Expected::default());
-    while let Some(done) = tenants.join_next().await {
-        let (theirs, found) = done?;
-        tally.merge(theirs);
-        expected.merge(found);
-    }
-    let _ = stop.send(true);
-    tally.merge(publishing.await??);
+    let (tally, expected) = gather(tenants, &stop, publishing).await?;
     let window = started.elapsed();
     ticker.abort();
     let cores =
@@ -198,6 +191,24 @@ async fn drive(server: &Server, args: &MarketArgs) -> anyhow::Result<(Figures, V
         cores,
     };
     Ok((figures, checks))
+}
+
+/// Waits for every tenant's client, then stops the publisher: what they all sent, and what
+/// the tenants' clients expect to find.
+async fn gather(
+    mut tenants: tokio::task::JoinSet<(Tally, Expected)>,
+    stop: &watch::Sender<bool>,
+    publishing: tokio::task::JoinHandle<anyhow::Result<Tally>>,
+) -> anyhow::Result<(Tally, Expected)> {
+    let (mut tally, mut expected) = (Tally::default(), Expected::default());
+    while let Some(done) = tenants.join_next().await {
+        let (theirs, found) = done?;
+        tally.merge(theirs);
+        expected.merge(found);
+    }
+    let _ = stop.send(true);
+    tally.merge(publishing.await??);
+    Ok((tally, expected))
 }
 
 /// One line a second on stderr: requests answered so far, the current rate, failures.
