@@ -1,22 +1,27 @@
 //! `nexus plugin test`: a project's sample events (`events/*.json`) through the real host,
 //! each compared with what its case expects. Only what a case names is compared.
 
+mod compare;
+mod sink;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use nexus_host::capability::kv::KvQuota;
 use nexus_host::{
-    Grants, Host, HostPattern, Invocation, InvocationContext, InvocationError, KvScope, KvStore, Level, Limits,
-    MemoryKv, Plugin, PluginErrorKind, Secrets,
+    Grants, Host, Invocation, InvocationContext, KvScope, KvStore, Level, Limits, MemoryKv, Plugin, PluginErrorKind,
+    Secrets,
 };
 use nexus_registry::Manifest;
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::compare::{compare, compare_kv, compare_requests};
+use self::sink::Sink;
 use super::check::{check, locate};
 use crate::cli::output;
 use crate::cli::plugin_run::{EventArg, LocalHost};
@@ -218,19 +223,7 @@ async fn run_case(
     name: &str,
     sink: &Sink,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let text = text.replace("{{sink}}", &sink.url());
-    let mut case: Case = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}:{}: not a valid case: {e}; a case has `event`, `expect` and optionally `config`, `secrets`, `kv`, \
-             `sink_answer` (docs/builders.md, \"Test cases\")",
-            path.display(),
-            e.line()
-        )
-    })?;
-    if case.event.id == crate::cli::plugin_run::default_id() {
-        case.event.id = format!("evt-{name}");
-    }
+    let case = read_case(path, name, sink)?;
     let event = case.event.into_event().map_err(|e| e.to_string())?;
     // What a tenant accepting the manifest grants, and the local sink.
     let mut hosts = manifest.requested_hosts();
@@ -263,8 +256,32 @@ async fn run_case(
     if problems.is_empty() {
         return Ok(());
     }
-    // One line per problem: what the plugin put in one (an error message, data) is shown
-    // escaped, so it cannot start a line of its own that reads like a verdict.
+    Err(explain(&problems, &invocation))
+}
+
+/// Reads the case at `path`, `{{sink}}` replaced by the sink's URL; an event without an id
+/// of its own gets `evt-<name>`.
+fn read_case(path: &Path, name: &str, sink: &Sink) -> Result<Case, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = text.replace("{{sink}}", &sink.url());
+    let mut case: Case = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}: not a valid case: {e}; a case has `event`, `expect` and optionally `config`, `secrets`, `kv`, \
+             `sink_answer` (docs/builders.md, \"Test cases\")",
+            path.display(),
+            e.line()
+        )
+    })?;
+    if case.event.id == crate::cli::plugin_run::default_id() {
+        case.event.id = format!("evt-{name}");
+    }
+    Ok(case)
+}
+
+/// One line per problem, then what the plugin wrote: what the plugin put in one (an error
+/// message, data) is shown escaped, so it cannot start a line of its own that reads like a
+/// verdict.
+fn explain(problems: &[String], invocation: &Invocation) -> String {
     let mut shown = problems.iter().map(|problem| output::shown(problem)).collect::<Vec<_>>().join("\n");
     if !invocation.report.logs.is_empty() || !invocation.report.stderr.is_empty() {
         shown.push_str("\nwhat the plugin wrote:");
@@ -276,86 +293,7 @@ async fn run_case(
             shown.push_str(&format!("\n  stderr: {}", output::shown(line)));
         }
     }
-    Err(shown)
-}
-
-/// What differs between the actions a plugin asked for and the case's: the count, or else
-/// the first action that is not the expected one (its position, what it was, what was
-/// expected).
-fn action_problem(actions: &[ExpectedAction], expected: &[ExpectedAction]) -> Option<String> {
-    let shown = |a: &ExpectedAction| format!("{} {}", a.kind, a.payload);
-    if actions.len() != expected.len() {
-        let all: Vec<String> = actions.iter().map(shown).collect();
-        return Some(format!(
-            "{} action(s) [{}], expected {} action(s)",
-            actions.len(),
-            all.join(", "),
-            expected.len()
-        ));
-    }
-    let (n, (got, want)) = actions.iter().zip(expected).enumerate().find(|(_, (got, want))| got != want)?;
-    Some(format!("action {} is {}, expected {}", n + 1, shown(got), shown(want)))
-}
-
-fn compare(expect: &Expect, invocation: &Invocation) -> Vec<String> {
-    let mut problems = Vec::new();
-    let report = &invocation.report;
-    match (&invocation.result, expect.outcome) {
-        (Ok(outcome), ExpectedOutcome::Ok) => {
-            if let Some(expected) = &expect.data {
-                let data = outcome.data.as_deref().map(serde_json::from_str::<Value>);
-                match data {
-                    Some(Ok(data)) if &data == expected => {}
-                    Some(Ok(data)) => problems.push(format!("data is {data}, expected {expected}")),
-                    Some(Err(_)) => problems.push(format!("data is not JSON: {:?}", outcome.data)),
-                    None => problems.push(format!("no data, expected {expected}")),
-                }
-            }
-            if let Some(expected) = &expect.actions {
-                let actions: Vec<ExpectedAction> = outcome
-                    .actions
-                    .iter()
-                    .map(|a| ExpectedAction {
-                        kind: a.kind.clone(),
-                        payload: serde_json::from_str(&a.payload).unwrap_or(Value::String(a.payload.clone())),
-                    })
-                    .collect();
-                problems.extend(action_problem(&actions, expected));
-            }
-        }
-        (Ok(_), ExpectedOutcome::Error) => problems.push("succeeded, expected an error".into()),
-        (Err(error), ExpectedOutcome::Ok) => {
-            problems.push(format!("failed, expected success: {} [{}]", error, error.code()))
-        }
-        (Err(error), ExpectedOutcome::Error) => {
-            if let Some(expected) = expect.error_kind {
-                match error {
-                    InvocationError::PluginError { kind, .. } if *kind == expected => {}
-                    other => problems
-                        .push(format!("failed with {other} [{}], expected a {expected:?} plugin error", other.code())),
-                }
-            }
-        }
-    }
-    if let Some(expected) = &expect.usage
-        && &report.usage != expected
-    {
-        problems.push(format!("usage is {:?}, expected {expected:?}", report.usage));
-    }
-    if let Some(expected) = expect.http_requests
-        && report.http_requests != expected
-    {
-        problems.push(format!("made {} HTTP request(s), expected {expected}", report.http_requests));
-    }
-    if let Some(expected) = &expect.logs {
-        let logged: Vec<ExpectedLog> =
-            report.logs.iter().map(|line| ExpectedLog { level: line.level, message: line.message.clone() }).collect();
-        if &logged != expected {
-            let shown: Vec<String> = logged.iter().map(|l| format!("{:?} {:?}", l.level, l.message)).collect();
-            problems.push(format!("logged [{}], expected {} line(s)", shown.join(", "), expected.len()));
-        }
-    }
-    problems
+    shown
 }
 
 async fn seed(kv: &MemoryKv, scope: &KvScope, entries: &BTreeMap<String, KvValue>) -> Result<(), String> {
@@ -376,172 +314,4 @@ async fn read_all(kv: &MemoryKv, scope: &KvScope) -> Result<BTreeMap<String, Vec
         }
     }
     Ok(entries)
-}
-
-fn compare_kv(expected: &BTreeMap<String, KvValue>, stored: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (key, value) in expected {
-        match stored.get(key) {
-            None => problems.push(format!("kv {key:?} is absent, expected {}", value.0)),
-            Some(bytes) if !value.matches(bytes) => {
-                problems.push(format!("kv {key:?} is {:?}, expected {}", String::from_utf8_lossy(bytes), value.0))
-            }
-            Some(_) => {}
-        }
-    }
-    for (key, bytes) in stored {
-        if !expected.contains_key(key) {
-            problems.push(format!("kv {key:?} is {:?}, expected no such key", String::from_utf8_lossy(bytes)));
-        }
-    }
-    problems
-}
-
-fn compare_requests(expected: &[ExpectedRequest], received: &[Received]) -> Vec<String> {
-    let mut problems = Vec::new();
-    if expected.len() != received.len() {
-        let shown: Vec<String> = received.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
-        problems.push(format!(
-            "the sink received {} request(s) [{}], expected {}",
-            received.len(),
-            shown.join(", "),
-            expected.len()
-        ));
-        return problems;
-    }
-    for (n, (want, got)) in expected.iter().zip(received).enumerate() {
-        let which = format!("sink request {}", n + 1);
-        if !want.method.eq_ignore_ascii_case(&got.method) || want.path != got.path {
-            problems.push(format!("{which} is {} {}, expected {} {}", got.method, got.path, want.method, want.path));
-        }
-        if let Some(body) = &want.body {
-            let text = String::from_utf8_lossy(&got.body);
-            let same = match body {
-                Value::String(expected) => *expected == text,
-                other => serde_json::from_slice::<Value>(&got.body).is_ok_and(|value| &value == other),
-            };
-            if !same {
-                problems.push(format!("{which} body is {}, expected {body}", output::shown(&text)));
-            }
-        }
-        for (name, value) in &want.headers {
-            match got.headers.get(&name.to_ascii_lowercase()) {
-                Some(actual) if actual == value => {}
-                Some(actual) => problems.push(format!("{which} header {name} is {actual:?}, expected {value:?}")),
-                None => problems.push(format!("{which} has no header {name}, expected {value:?}")),
-            }
-        }
-    }
-    problems
-}
-
-/// A loopback HTTP server for a case's `{{sink}}`: records every request and answers with the
-/// case's `sink_answer`.
-struct Sink {
-    port: u16,
-    host: HostPattern,
-    state: Arc<Mutex<SinkState>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug, Default)]
-struct SinkState {
-    answer: SinkAnswer,
-    received: Vec<Received>,
-}
-
-/// One request the sink received.
-#[derive(Debug, Clone)]
-struct Received {
-    method: String,
-    path: String,
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Sink {
-    async fn start() -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("cannot open a local port")?;
-        let port = listener.local_addr()?.port();
-        let host = format!("127.0.0.1:{port}").parse().map_err(|e| anyhow::anyhow!("the sink's address: {e}"))?;
-        let state = Arc::new(Mutex::new(SinkState::default()));
-        let shared = state.clone();
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let state = shared.clone();
-            async move { record(&state, request).await }
-        });
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { port, host, state, server })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn host(&self) -> HostPattern {
-        self.host.clone()
-    }
-
-    /// Forgets the last case's requests and answers the next ones with `answer`.
-    fn begin(&self, answer: SinkAnswer) {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        *state = SinkState { answer, received: Vec::new() };
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).received.clone()
-    }
-}
-
-/// The most of a request body the sink keeps (the host's own request limit is smaller).
-const SINK_BODY_LIMIT: usize = 4 << 20;
-
-async fn record(state: &Mutex<SinkState>, request: axum::extract::Request) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, SINK_BODY_LIMIT).await.map(|b| b.to_vec()).unwrap_or_default();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
-        .collect();
-    let path = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
-    let mut state = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    state.received.push(Received { method: parts.method.to_string(), path, headers, body });
-    // `run_case` allows only 100..=599, which `from_u16` accepts.
-    let status = axum::http::StatusCode::from_u16(state.answer.status).unwrap_or(axum::http::StatusCode::OK);
-    (status, axum::Json(state.answer.body.clone())).into_response()
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn action(kind: &str, payload: Value) -> ExpectedAction {
-        ExpectedAction { kind: kind.into(), payload }
-    }
-
-    #[test]
-    fn an_action_that_differs_is_named_by_position_and_content() {
-        let expected = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "vip".into())];
-        let same = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "vip".into())];
-        assert_eq!(action_problem(&same, &expected), None);
-        let other = [action("crm.note", serde_json::json!({ "text": "hi" })), action("crm.tag", "new".into())];
-        assert_eq!(
-            action_problem(&other, &expected).as_deref(),
-            Some(r#"action 2 is crm.tag "new", expected crm.tag "vip""#)
-        );
-        assert_eq!(
-            action_problem(&other[..1], &expected).as_deref(),
-            Some(r#"1 action(s) [crm.note {"text":"hi"}], expected 2 action(s)"#)
-        );
-    }
 }
