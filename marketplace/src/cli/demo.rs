@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nexus_host::{
-    Capability, Event, Grants, Host, HostConfig, InvocationContext, Limits, MemoryKv, OutboundPolicy, Plugin, Secrets,
+    Capability, Event, Grants, Host, HostConfig, InvocationContext, Limits, LoadError, MemoryKv, OutboundPolicy,
+    Plugin, Secrets,
 };
 use nexus_sample_plugins as samples;
 use tokio::task::JoinSet;
@@ -29,24 +30,7 @@ pub async fn run() -> anyhow::Result<ExitCode> {
     let host = Arc::new(Host::new(HostConfig { outbound: OutboundPolicy::local_testing(), ..HostConfig::default() })?);
     println!("Nexus host demo: every sample plugin, then the hostile ones, in one host.\n");
 
-    let mut plugins = Vec::new();
-    let mut refusals = Vec::new();
-    for (name, path) in samples::ALL {
-        let started = Instant::now();
-        let bytes = samples::bytes(path)?;
-        match host.load(&bytes).await {
-            Ok((plugin, _)) => {
-                println!(
-                    "loaded  {name:<16} {} KiB, {} in {}",
-                    bytes.len() / 1024,
-                    plugin.contract(),
-                    output::duration(started.elapsed())
-                );
-                plugins.push((*name, plugin));
-            }
-            Err(error) => refusals.push((*name, error)),
-        }
-    }
+    let (plugins, refusals) = load_all(&host).await?;
     println!();
 
     let mut failures = 0;
@@ -85,6 +69,30 @@ pub async fn run() -> anyhow::Result<ExitCode> {
         if ok { "demo finished: every outcome as expected" } else { "demo finished with UNEXPECTED outcomes" }
     );
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Loads every sample and hostile plugin, printing each that loads: the loaded ones and the
+/// refusals, by name.
+async fn load_all(host: &Host) -> anyhow::Result<(Vec<(&'static str, Arc<Plugin>)>, Vec<(&'static str, LoadError)>)> {
+    let mut plugins = Vec::new();
+    let mut refusals = Vec::new();
+    for (name, path) in samples::ALL {
+        let started = Instant::now();
+        let bytes = samples::bytes(path)?;
+        match host.load(&bytes).await {
+            Ok((plugin, _)) => {
+                println!(
+                    "loaded  {name:<16} {} KiB, {} in {}",
+                    bytes.len() / 1024,
+                    plugin.contract(),
+                    output::duration(started.elapsed())
+                );
+                plugins.push((*name, plugin));
+            }
+            Err(error) => refusals.push((*name, error)),
+        }
+    }
+    Ok((plugins, refusals))
 }
 
 /// Hostile components the host must refuse when loading them (over the per-plugin maxima).
