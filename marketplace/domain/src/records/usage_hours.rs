@@ -119,57 +119,11 @@ pub async fn segment_units(
 ) -> Result<BTreeMap<(String, i64), i64>, MarketError> {
     let mut out = BTreeMap::new();
     for chunk in segments.chunks(SEGMENTS_PER_STATEMENT) {
-        // (install, meter, segment start, from, to) of each range, by where it is read.
-        let mut hours = Vec::new();
-        let mut invocations = Vec::new();
-        for (install, meter, segment) in chunk {
-            let read = sources(*segment);
-            hours.extend(read.hours.map(|(from, to)| (*install, *meter, segment.start_ms, from, to)));
-            invocations
-                .extend(read.invocations.iter().map(|(from, to)| (*install, *meter, segment.start_ms, *from, *to)));
-        }
-        let branches = [
-            (
-                "h",
-                &hours,
-                "SELECT h.install_id, h.start_ms, u.units FROM h JOIN usage_hours u ON u.install_id = h.install_id \
-                 AND u.meter = h.meter AND u.hour_start >= h.from_ms AND u.hour_start < h.to_ms",
-            ),
-            (
-                "r",
-                &invocations,
-                "SELECT r.install_id, r.start_ms, u.units FROM r JOIN invocations i ON i.install_id = r.install_id \
-                 AND i.started_at >= r.from_ms AND i.started_at < r.to_ms AND i.outcome = 'ok' \
-                 JOIN invocation_usage u ON u.invocation_id = i.id AND u.meter = r.meter",
-            ),
-        ];
-        let (mut ctes, mut parts, mut next) = (Vec::new(), Vec::new(), 1);
-        for (name, ranges, select) in branches {
-            if ranges.is_empty() {
-                continue;
-            }
-            let values: Vec<String> = (0..ranges.len())
-                .map(|_| {
-                    let row = format!("(${}, ${}, ${}, ${}, ${})", next, next + 1, next + 2, next + 3, next + 4);
-                    next += 5;
-                    row
-                })
-                .collect();
-            ctes.push(format!(
-                "{name} (install_id, meter, start_ms, from_ms, to_ms) AS (VALUES {})",
-                values.join(", ")
-            ));
-            parts.push(select);
-        }
-        if parts.is_empty() {
+        let (hours, invocations) = ranges_of(chunk);
+        let Some(sql) = segment_statement(hours.len(), invocations.len()) else {
             continue;
-        }
-        let sql = backend_of(conn).positional(format!(
-            "WITH {} SELECT install_id, start_ms, CAST(SUM(units) AS BIGINT) AS units FROM ({}) AS x \
-             GROUP BY install_id, start_ms",
-            ctes.join(", "),
-            parts.join(" UNION ALL ")
-        ));
+        };
+        let sql = backend_of(conn).positional(sql);
         let mut query = sqlx::query(&sql);
         for (install, meter, start, from, to) in hours.iter().chain(&invocations) {
             query = query.bind(*install).bind(*meter).bind(*start).bind(*from).bind(*to);
@@ -180,6 +134,67 @@ pub async fn segment_units(
         }
     }
     Ok(out)
+}
+
+/// A range a segment is read over: (install, meter, segment start, from, to).
+type Range<'a> = (&'a str, &'a str, i64, i64, i64);
+
+/// The ranges of `segments`, by where they are read ([`sources`]): from `usage_hours`, and
+/// from the invocation rows.
+fn ranges_of<'a>(segments: &[(&'a str, &'a str, Period)]) -> (Vec<Range<'a>>, Vec<Range<'a>>) {
+    let mut hours = Vec::new();
+    let mut invocations = Vec::new();
+    for (install, meter, segment) in segments {
+        let read = sources(*segment);
+        hours.extend(read.hours.map(|(from, to)| (*install, *meter, segment.start_ms, from, to)));
+        invocations.extend(read.invocations.iter().map(|(from, to)| (*install, *meter, segment.start_ms, *from, *to)));
+    }
+    (hours, invocations)
+}
+
+/// The statement of [`segment_units`] for `hours` ranges read from `usage_hours` and then
+/// `invocations` ranges read from the invocation rows, five parameters a range in that
+/// order; `None` when there is no range.
+fn segment_statement(hours: usize, invocations: usize) -> Option<String> {
+    let branches = [
+        (
+            "h",
+            hours,
+            "SELECT h.install_id, h.start_ms, u.units FROM h JOIN usage_hours u ON u.install_id = h.install_id \
+             AND u.meter = h.meter AND u.hour_start >= h.from_ms AND u.hour_start < h.to_ms",
+        ),
+        (
+            "r",
+            invocations,
+            "SELECT r.install_id, r.start_ms, u.units FROM r JOIN invocations i ON i.install_id = r.install_id \
+             AND i.started_at >= r.from_ms AND i.started_at < r.to_ms AND i.outcome = 'ok' \
+             JOIN invocation_usage u ON u.invocation_id = i.id AND u.meter = r.meter",
+        ),
+    ];
+    let (mut ctes, mut parts, mut next) = (Vec::new(), Vec::new(), 1);
+    for (name, ranges, select) in branches {
+        if ranges == 0 {
+            continue;
+        }
+        let values: Vec<String> = (0..ranges)
+            .map(|_| {
+                let row = format!("(${}, ${}, ${}, ${}, ${})", next, next + 1, next + 2, next + 3, next + 4);
+                next += 5;
+                row
+            })
+            .collect();
+        ctes.push(format!("{name} (install_id, meter, start_ms, from_ms, to_ms) AS (VALUES {})", values.join(", ")));
+        parts.push(select);
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "WITH {} SELECT install_id, start_ms, CAST(SUM(units) AS BIGINT) AS units FROM ({}) AS x \
+         GROUP BY install_id, start_ms",
+        ctes.join(", "),
+        parts.join(" UNION ALL ")
+    ))
 }
 
 /// Every row `usage_hours` should have, from the invocation rows: what billing counted before
