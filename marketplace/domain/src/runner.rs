@@ -4,21 +4,19 @@
 //! feeds the circuit breaker and the metrics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nexus_host::{Event, Host, InvocationError, LoadError, Plugin, PluginErrorKind};
+use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
 use nexus_registry::publishers::random_hex;
 use nexus_registry::{Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::{Caller, TenantId, TenantScope};
-use crate::error::{BusyReason, MarketError};
-use crate::installs::{self, InstallStatus, Target};
+use crate::accounts::TenantId;
+use crate::error::MarketError;
 use crate::kv::SqlKv;
-use crate::market::Market;
 use crate::metrics::Metrics;
-use crate::records::{self, InvocationLog};
+use crate::records::InvocationLog;
 
 /// Longest event type, and event id, accepted.
 pub const MAX_EVENT_TYPE_BYTES: usize = 128;
@@ -45,16 +43,21 @@ mod accepts;
 mod admission;
 mod deliver;
 mod generations;
+mod loading;
 pub(crate) mod outbox;
 pub mod queue;
 pub mod retention;
 pub mod schedules;
+mod send;
 mod views;
 pub mod worker;
 
 pub use views::EventCaller;
 
 pub use deliver::LOAD_FAILED;
+pub use loading::{EVENT_COMPILE_WAIT, Loading};
+use send::not_running;
+pub use send::{event_caller, invoke_install, send_event, send_event_as};
 
 pub struct Runner {
     host: Arc<Host>,
@@ -194,90 +197,6 @@ impl Runner {
     pub fn limits(&self) -> TenantLimits {
         self.admission.limits()
     }
-
-    /// Loads a component in a task of its own, so that a caller who stops waiting does not
-    /// stop the compile: the host keeps the result in memory and in its disk cache.
-    pub fn warm(&self, bytes: Vec<u8>) -> tokio::task::JoinHandle<Result<Arc<Plugin>, LoadError>> {
-        let host = self.host.clone();
-        tokio::spawn(async move { host.load(&bytes).await.map(|(plugin, _)| plugin) })
-    }
-
-    /// [`Runner::warm`], waiting at most `wait` for the result.
-    pub async fn load_within(&self, bytes: Vec<u8>, wait: Duration) -> Loading {
-        let mut task = self.warm(bytes);
-        match tokio::time::timeout(wait, &mut task).await {
-            Ok(Ok(Ok(plugin))) => Loading::Ready(plugin),
-            Ok(Ok(Err(error))) => Loading::Refused(error),
-            Ok(Err(join)) => Loading::Refused(LoadError::Cache(format!("the compile task failed: {join}"))),
-            Err(_) => Loading::Compiling(task),
-        }
-    }
-
-    /// Compiles, in the background, the versions this node's active installs run, so that
-    /// their first events find them ready.
-    pub async fn warm_installed(&self, market: &Market) -> Result<usize, MarketError> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT DISTINCT plugin_id, version FROM installs WHERE status = 'active'")
-                .fetch_all(&market.db.pool)
-                .await?;
-        for (plugin, version) in &rows {
-            self.warm_version(market, plugin, version).await;
-        }
-        Ok(rows.len())
-    }
-
-    /// Starts compiling one version (fetched from the registry) in the background.
-    pub async fn warm_version(&self, market: &Market, plugin: &str, version: &str) {
-        let (Ok(id), Ok(version)) = (plugin.parse::<nexus_registry::PluginId>(), version.parse::<semver::Version>())
-        else {
-            return;
-        };
-        match market.registry.fetch(&id, &version).await {
-            Ok((_, bytes)) => drop(self.warm(bytes)),
-            Err(error) => tracing::warn!(plugin, %version, %error, "component not fetched for warming"),
-        }
-    }
-
-    /// The component of `target`'s version: from memory, or fetched from the registry, its
-    /// signature checked against the publisher's current keys, and loaded by the host.
-    async fn plugin(&self, market: &Market, target: &Target) -> Result<Arc<Plugin>, MarketError> {
-        let key = format!("{}@{}", target.plugin, target.version);
-        // Verified at or after the generation the target was read at: still good. Older: a
-        // key was revoked since, so fetch and verify again.
-        if let Some((verified, plugin)) = self.plugins.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
-            && *verified >= target.generation
-        {
-            return Ok(plugin.clone());
-        }
-        let record = market.registry.version(&target.plugin, &target.version).await?;
-        market.registry.verify_signature(&target.plugin, &record).await?;
-        // The host keys what it loaded by the digest of the bytes, so one loaded in memory is
-        // this version: taken without reading the artifact or starting a task (a busy
-        // runtime cannot make a ready component look like a compile).
-        let loading = match self.host.loaded(&record.digest) {
-            Some(plugin) => Loading::Ready(plugin),
-            None => {
-                let bytes = market.registry.component(&record).await?;
-                self.load_within(bytes, self.event_compile_wait).await
-            }
-        };
-        let plugin = match loading {
-            Loading::Ready(plugin) => plugin,
-            Loading::Refused(e) => {
-                return Err(MarketError::invalid(ErrorCode::ComponentRefused, format!("{key} cannot be loaded: {e}")));
-            }
-            Loading::Compiling(_) => {
-                tracing::info!(plugin = %key, "component still compiling on this node; the event is answered busy");
-                return Err(MarketError::HostBusy {
-                    retry_after: BUSY_RETRY_AFTER,
-                    reason: BusyReason::Compiling,
-                    details: None,
-                });
-            }
-        };
-        self.plugins.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (target.generation, plugin.clone()));
-        Ok(plugin)
-    }
 }
 
 /// The event to deliver, and whether its id is the client's (only a client's id can come
@@ -338,141 +257,6 @@ fn retryable(error: &InvocationError) -> bool {
         InvocationError::Panicked { .. } | InvocationError::Trapped { .. } => false,
     }
 }
-
-/// The caller of `token` for `POST /v1/events`, from this node's cache when the tenant has
-/// not changed since (`runner/views.rs`).
-pub async fn event_caller(market: &Market, token: &str) -> Result<EventCaller, MarketError> {
-    market.runner.views.caller(market, token).await
-}
-
-/// Delivers an event to every live install of the calling tenant that handles its type.
-pub async fn send_event(market: &Market, caller: &Caller, request: EventRequest) -> Result<EventReceipt, MarketError> {
-    send_event_as(market, &EventCaller::fresh(caller.clone()), request).await
-}
-
-/// [`send_event`] for a caller of [`event_caller`]: the tenant's installs come from this
-/// node's cache when they were read at the generations the caller saw.
-pub async fn send_event_as(
-    market: &Market,
-    who: &EventCaller,
-    request: EventRequest,
-) -> Result<EventReceipt, MarketError> {
-    let tenant = who.caller.tenant(TenantScope::Events)?;
-    let (event, from_client) = event(request)?;
-    let runner = &market.runner;
-    let _permit = runner.admit(tenant).await?;
-    // A resent event (after a crash, a timeout, a busy answer) runs only where it has not
-    // applied yet; where it has, the applied record is the answer.
-    let mut applied =
-        if from_client { records::applied(market, tenant.as_str(), &event.id).await? } else { Default::default() };
-    let mut deliveries = Vec::new();
-    let mut skipped = Vec::new();
-    let mut runs = Vec::new();
-    for target in runner.views.targets(market, who, tenant).await? {
-        if !target.handles(&event.event_type) {
-            continue;
-        }
-        if let Some(record) = applied.remove(&target.id) {
-            deliveries.push(deliver::answered(market, record).await?);
-            continue;
-        }
-        if let Some(reason) = not_running(&target) {
-            runner.metrics.record_skipped(target.status.as_str());
-            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
-            continue;
-        }
-        runs.push(deliver::run(market, target, &event));
-    }
-    let mut busy = Vec::new();
-    for delivery in futures_util::future::join_all(runs).await {
-        match delivery {
-            Ok(delivery) => deliveries.push(delivery),
-            Err(deliver::Refusal::Busy { install, reason }) => busy.push((install, reason)),
-            Err(deliver::Refusal::Failed(error)) => return Err(error),
-        }
-    }
-    runner.metrics.record_event(deliveries.len());
-    if !busy.is_empty() {
-        // Back-pressure, not failed deliveries: the installs named never ran. The receipt of
-        // what did run goes along so the client can see it.
-        // Compiling only when that is all it is: any install short of capacity says so.
-        let reason = if busy.iter().all(|(_, reason)| *reason == BusyReason::Compiling) {
-            BusyReason::Compiling
-        } else {
-            BusyReason::Capacity
-        };
-        let installs: Vec<String> = busy.into_iter().map(|(install, _)| install).collect();
-        let receipt = EventReceipt { event_id: event.id, deliveries, skipped };
-        let details = serde_json::json!({ "busy_installs": installs, "receipt": receipt });
-        return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, reason, details: Some(details) });
-    }
-    Ok(EventReceipt { event_id: event.id, deliveries, skipped })
-}
-
-/// Why an install that handles an event does not run it: paused, or waiting for payment.
-fn not_running(target: &installs::Target) -> Option<String> {
-    match target.status {
-        InstallStatus::Paused => Some(format!("paused: {}", target.status_reason.clone().unwrap_or_default())),
-        InstallStatus::PendingPayment => Some("pending_payment: the charge due at install is not collected yet".into()),
-        InstallStatus::Active | InstallStatus::Uninstalled => None,
-    }
-}
-
-/// Runs one install of the calling tenant on an event, whatever its event types.
-pub async fn invoke_install(
-    market: &Market,
-    caller: &Caller,
-    install: &str,
-    request: EventRequest,
-) -> Result<Delivery, MarketError> {
-    let target = installs::target_of(market, caller, install).await?;
-    match target.status {
-        InstallStatus::Paused => {
-            return Err(MarketError::conflict(
-                ErrorCode::InstallPaused,
-                format!("install {install} is paused ({}); resume it first", target.status_reason.unwrap_or_default()),
-            ));
-        }
-        InstallStatus::PendingPayment => {
-            return Err(MarketError::conflict(
-                ErrorCode::InstallPendingPayment,
-                format!("install {install} runs once the charge due at its install or plan change is collected"),
-            ));
-        }
-        InstallStatus::Active | InstallStatus::Uninstalled => {}
-    }
-    let (event, from_client) = event(request)?;
-    let tenant = caller.tenant(TenantScope::Events)?;
-    let _permit = market.runner.admit(tenant).await?;
-    if from_client && let Some(record) = records::applied(market, tenant.as_str(), &event.id).await?.remove(&target.id)
-    {
-        return deliver::answered(market, record).await;
-    }
-    deliver::run(market, target, &event).await.map_err(|refusal| match refusal {
-        deliver::Refusal::Busy { install, reason } => MarketError::HostBusy {
-            retry_after: BUSY_RETRY_AFTER,
-            reason,
-            details: Some(serde_json::json!({ "busy_installs": [install] })),
-        },
-        deliver::Refusal::Failed(error) => error,
-    })
-}
-
-/// How long an event waits for its component to compile on this node, unless
-/// [`MarketConfig::event_compile_wait`](crate::market::MarketConfig) says otherwise. Past it
-/// the event is answered `host_busy` (reason `compiling`; nothing ran, nothing is recorded)
-/// while the compile goes on, so a large component's first compile never holds a tenant's
-/// request.
-pub const EVENT_COMPILE_WAIT: Duration = Duration::from_secs(2);
-
-/// Where a load stands after [`Runner::load_within`].
-pub enum Loading {
-    Ready(Arc<Plugin>),
-    Refused(LoadError),
-    /// Still compiling; the task finishes it.
-    Compiling(tokio::task::JoinHandle<Result<Arc<Plugin>, LoadError>>),
-}
-
 /// How long a client told the host is busy should wait before retrying.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 

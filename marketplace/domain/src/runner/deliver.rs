@@ -5,10 +5,13 @@
 //! applied-once index decides between racing deliveries). Then the metrics and the circuit
 //! breaker.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use nexus_host::limits::{MAX_ERROR_MESSAGE_BYTES, clip};
-use nexus_host::{Event, Finished, InvocationContext, InvocationError, Limits, Outcome, Report, Secrets};
+use nexus_host::{
+    Event, Finished, Invocation, InvocationContext, InvocationError, Limits, Outcome, Plugin, Report, Secrets,
+};
 
 use super::{Delivery, counts_against_plugin};
 use crate::error::{BusyReason, MarketError};
@@ -71,12 +74,7 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
     // The billing clock: usage is billed by the period its invocation started in.
     let started_at = market.billing.clock.now_ms();
     let clock = Instant::now();
-    let prepared = async {
-        let plugin = runner.plugin(market, &target).await?;
-        Ok::<_, MarketError>((plugin, Secrets::new(installs::open_secrets(market, &target)?)))
-    }
-    .await;
-    let (plugin, secrets) = match prepared {
+    let (plugin, secrets) = match prepare(market, &target).await {
         Ok(prepared) => prepared,
         Err(MarketError::Storage(detail)) => return Err(MarketError::Storage(detail).into()),
         Err(MarketError::HostBusy { reason, .. }) => {
@@ -92,6 +90,63 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
             return Ok(finish(market, target, row, clock, Some(failure), None).await?);
         }
     };
+    let (invocation, applied) = match execute(market, &target, &plugin, secrets, event, started_at).await? {
+        Executed::Concluded(invocation, applied) => (invocation, applied),
+        Executed::AlreadyApplied(delivery) => return Ok(delivery),
+        Executed::Busy => {
+            runner.metrics.record_skipped("host_busy");
+            return Err(Refusal::Busy { install: target.id, reason: BusyReason::Capacity });
+        }
+    };
+    let result = invocation.result.map_err(|error| Failure {
+        outcome: error.code().into(),
+        message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
+        counts: counts_against_plugin(&error),
+        retryable: super::retryable(&error),
+    });
+    let report = invocation.report;
+    if let Some(row) = applied {
+        // Already committed with its KV writes.
+        return Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?);
+    }
+    let row = row(&target, event, started_at, result.as_ref(), Some(&report), 0)?;
+    match market.runner.records.append(row.clone(), coming).await? {
+        Written::Inserted => Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?),
+        Written::Duplicate(applied) => Ok(answered(market, records::get(market, &applied).await?).await?),
+    }
+}
+
+/// The component of `target`'s version and its opened secrets.
+async fn prepare(market: &Market, target: &Target) -> Result<(Arc<Plugin>, Secrets), MarketError> {
+    let plugin = market.runner.plugin(market, target).await?;
+    Ok((plugin, Secrets::new(installs::open_secrets(market, target)?)))
+}
+
+/// How an execution ended.
+// Returned once per delivery and matched at once, never stored: boxing the large variant
+// would add an allocation to every delivery to save stack space nothing keeps.
+#[allow(clippy::large_enum_variant)]
+enum Executed {
+    /// Concluded, with the row it committed with its staged KV writes (an applied invocation
+    /// that staged some), else none yet.
+    Concluded(Invocation, Option<InvocationRecord>),
+    /// Another delivery of the same event had applied first: its answer.
+    AlreadyApplied(Delivery),
+    /// The host had no capacity: nothing ran.
+    Busy,
+}
+
+/// Runs the plugin on `event` (once more after a KV conflict) and concludes the run: an
+/// applied invocation that staged KV writes commits them with its row here.
+async fn execute(
+    market: &Market,
+    target: &Target,
+    plugin: &Plugin,
+    secrets: Secrets,
+    event: &Event,
+    started_at: i64,
+) -> Result<Executed, Refusal> {
+    let runner = &market.runner;
     let context = InvocationContext {
         tenant: target.tenant.clone(),
         install: target.id.clone(),
@@ -103,13 +158,15 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
     };
     let mut retried = false;
     loop {
-        let finished = runner.host.execute(&plugin, context.clone(), event).await;
+        let finished = runner.host.execute(plugin, context.clone(), event).await;
         let (invocation, applied) = match (finished.staged(), finished.result()) {
             (Some(staged), Ok(outcome)) => {
-                let row = row(&target, event, started_at, Ok(outcome), Some(finished.report()), staged.writes.len())?;
+                let row = row(target, event, started_at, Ok(outcome), Some(finished.report()), staged.writes.len())?;
                 match records::commit_applied(&market.db, &staged, &row).await {
                     Ok(Written::Inserted) => (runner.host.conclude(finished, Ok(())), Some(row)),
-                    Ok(Written::Duplicate(applied)) => return already_applied(market, finished, &applied).await,
+                    Ok(Written::Duplicate(applied)) => {
+                        return already_applied(market, finished, &applied).await.map(Executed::AlreadyApplied);
+                    }
                     Err(error) => (runner.host.conclude(finished, Err(error)), None),
                 }
             }
@@ -120,25 +177,9 @@ pub(super) async fn run(market: &Market, target: Target, event: &Event) -> Resul
             continue;
         }
         if let Err(InvocationError::Busy { .. }) = invocation.result {
-            runner.metrics.record_skipped("host_busy");
-            return Err(Refusal::Busy { install: target.id, reason: BusyReason::Capacity });
+            return Ok(Executed::Busy);
         }
-        let result = invocation.result.map_err(|error| Failure {
-            outcome: error.code().into(),
-            message: clip(&error.to_string(), MAX_ERROR_MESSAGE_BYTES),
-            counts: counts_against_plugin(&error),
-            retryable: super::retryable(&error),
-        });
-        let report = invocation.report;
-        if let Some(row) = applied {
-            // Already committed with its KV writes.
-            return Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?);
-        }
-        let row = row(&target, event, started_at, result.as_ref(), Some(&report), 0)?;
-        return match market.runner.records.append(row.clone(), coming).await? {
-            Written::Inserted => Ok(finish(market, target, row, clock, result.err(), Some(&report)).await?),
-            Written::Duplicate(applied) => Ok(answered(market, records::get(market, &applied).await?).await?),
-        };
+        return Ok(Executed::Concluded(invocation, applied));
     }
 }
 

@@ -99,61 +99,82 @@ pub async fn fire_due(market: &Market) -> Result<usize, MarketError> {
     .await?;
     let mut fired = 0;
     for row in rows {
-        let ScheduleRow { install_id: install, schedule_id: schedule, tenant_id, cron, missed, next_slot_at: next } =
-            row;
-        let tenant: TenantId = tenant_id.parse()?;
-        let cron = Cron::parse(&cron).map_err(storage)?;
-        let missed = match missed.as_str() {
-            "catch-up" => Missed::CatchUp,
-            _ => Missed::Skip,
-        };
-        let target = installs::target_by_id(market, &install).await?;
-        if target.as_ref().is_none_or(|t| t.status == InstallStatus::Uninstalled) {
-            sqlx::query("DELETE FROM install_schedules WHERE install_id = $1")
-                .bind(&install)
-                .execute(market.db.writer())
-                .await?;
-            continue;
-        }
-        let running = target.as_ref().is_some_and(|t| t.status == InstallStatus::Active);
-        let slots = if running { due_slots(&cron, next, now, missed) } else { Vec::new() };
-        let mut tx = market.db.write_tx().await?;
-        let moved = sqlx::query(
-            "UPDATE install_schedules SET next_slot_at = $1 WHERE install_id = $2 AND schedule_id = $3 \
-             AND next_slot_at = $4",
-        )
-        .bind(cron.next_after(now))
-        .bind(&install)
-        .bind(&schedule)
-        .bind(next)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            // Another node fired these slots.
-            tx.rollback().await?;
-            continue;
-        }
-        if let Some(target) = target.as_ref().filter(|_| running) {
-            for slot in &slots {
-                let payload = json!({ "schedule": schedule, "slot": crate::webhooks::rfc3339(*slot), "slot_ms": slot,
-                                      "late_ms": now - slot });
-                let event = Event {
-                    id: format!("sched_{install}_{schedule}_{slot}"),
-                    event_type: SCHEDULE_TICK.to_string(),
-                    payload: payload.to_string(),
-                };
-                let delivery = ordered_id("dlv")?;
-                if queue::insert_event(&mut tx, &tenant, &event, &[(delivery.as_str(), target)], now).await? {
-                    fired += 1;
-                }
-            }
-        }
-        tx.commit().await?;
+        fired += fire_row(market, row, now).await?;
     }
     if fired > 0 {
         market.runner.wake_workers();
     }
     Ok(fired)
+}
+
+/// Fires the due slots of one schedule, in the transaction that moves its row past them;
+/// returns how many ticks it queued.
+async fn fire_row(market: &Market, row: ScheduleRow, now: i64) -> Result<usize, MarketError> {
+    let ScheduleRow { install_id: install, schedule_id: schedule, tenant_id, cron, missed, next_slot_at: next } = row;
+    let tenant: TenantId = tenant_id.parse()?;
+    let cron = Cron::parse(&cron).map_err(storage)?;
+    let missed = match missed.as_str() {
+        "catch-up" => Missed::CatchUp,
+        _ => Missed::Skip,
+    };
+    let target = installs::target_by_id(market, &install).await?;
+    if target.as_ref().is_none_or(|t| t.status == InstallStatus::Uninstalled) {
+        sqlx::query("DELETE FROM install_schedules WHERE install_id = $1")
+            .bind(&install)
+            .execute(market.db.writer())
+            .await?;
+        return Ok(0);
+    }
+    let running = target.as_ref().is_some_and(|t| t.status == InstallStatus::Active);
+    let slots = if running { due_slots(&cron, next, now, missed) } else { Vec::new() };
+    let mut tx = market.db.write_tx().await?;
+    let moved = sqlx::query(
+        "UPDATE install_schedules SET next_slot_at = $1 WHERE install_id = $2 AND schedule_id = $3 \
+         AND next_slot_at = $4",
+    )
+    .bind(cron.next_after(now))
+    .bind(&install)
+    .bind(&schedule)
+    .bind(next)
+    .execute(&mut *tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        // Another node fired these slots.
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut fired = 0;
+    if let Some(target) = target.as_ref().filter(|_| running) {
+        for slot in &slots {
+            if queue_tick(&mut tx, &tenant, target, &install, &schedule, *slot, now).await? {
+                fired += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(fired)
+}
+
+/// Queues the `schedule.tick` of `slot` of an install's schedule for `target` in `tx`; false
+/// if that slot's event was queued already.
+async fn queue_tick(
+    tx: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    target: &installs::Target,
+    install: &str,
+    schedule: &str,
+    slot: i64,
+    now: i64,
+) -> Result<bool, MarketError> {
+    let payload = json!({ "schedule": schedule, "slot": crate::webhooks::rfc3339(slot), "slot_ms": slot,
+                          "late_ms": now - slot });
+    let event = Event {
+        id: format!("sched_{install}_{schedule}_{slot}"),
+        event_type: SCHEDULE_TICK.to_string(),
+        payload: payload.to_string(),
+    };
+    let delivery = ordered_id("dlv")?;
+    queue::insert_event(tx, tenant, &event, &[(delivery.as_str(), target)], now).await
 }
 
 #[cfg(test)]

@@ -94,16 +94,7 @@ pub struct Replayed {
 pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) -> Result<Replayed, MarketError> {
     let named = request.tenant.as_deref().map(str::parse::<TenantId>).transpose()?;
     let tenant = tenant_of(caller, named.as_ref(), TenantScope::Events)?;
-    let bad = |message: String| MarketError::invalid(ErrorCode::InvalidRequest, message);
-    match (&request.state, request.deliveries.len()) {
-        (None, 0) => return Err(bad("name the deliveries to replay, or a `state` (dead or failed)".into())),
-        (Some(_), 1..) => return Err(bad("give either `deliveries` or `state`, not both".into())),
-        (Some(state), _) if !state.replayable() => {
-            return Err(bad(format!("`state` {} cannot be replayed: only dead or failed", state.as_str())));
-        }
-        (None, n) if n > MAX_REPLAY_IDS => return Err(bad(format!("at most {MAX_REPLAY_IDS} deliveries at once"))),
-        _ => {}
-    }
+    check_replay(&request)?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
     let requeue = "UPDATE deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1, claimed_by = NULL, \
@@ -122,23 +113,7 @@ pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) ->
             ids.sort();
             ids.dedup();
             for id in &ids {
-                let state: Option<String> = sqlx::query_scalar(&format!(
-                    "SELECT state FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2){}",
-                    market.db.for_update()
-                ))
-                .bind(id)
-                .bind(tenant.as_ref().map(TenantId::as_str))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let refused = match state.as_deref().map(DeliveryState::stored).transpose()? {
-                    None => Some(MarketError::NotFound(format!("delivery {id}"))),
-                    Some(state) if !state.replayable() => Some(MarketError::conflict(
-                        ErrorCode::DeliveryNotReplayable,
-                        format!("delivery {id} is {}; only dead or failed deliveries can be replayed", state.as_str()),
-                    )),
-                    Some(_) => None,
-                };
-                if let Some(refused) = refused {
+                if let Some(refused) = not_replayable(&mut tx, market, tenant.as_ref(), id).await? {
                     // Rolled back before the answer, so the rows locked so far are free when
                     // the client hears (a dropped transaction rolls back only later).
                     tx.rollback().await?;
@@ -157,4 +132,45 @@ pub async fn replay(market: &Market, caller: &Caller, request: ReplayRequest) ->
     tx.commit().await?;
     market.runner.wake_workers();
     Ok(Replayed { deliveries: ids })
+}
+
+/// Refuses a request that names neither deliveries nor a state, or both, a state that cannot
+/// be replayed, or too many deliveries.
+fn check_replay(request: &ReplayRequest) -> Result<(), MarketError> {
+    let bad = |message: String| MarketError::invalid(ErrorCode::InvalidRequest, message);
+    match (&request.state, request.deliveries.len()) {
+        (None, 0) => Err(bad("name the deliveries to replay, or a `state` (dead or failed)".into())),
+        (Some(_), 1..) => Err(bad("give either `deliveries` or `state`, not both".into())),
+        (Some(state), _) if !state.replayable() => {
+            Err(bad(format!("`state` {} cannot be replayed: only dead or failed", state.as_str())))
+        }
+        (None, n) if n > MAX_REPLAY_IDS => Err(bad(format!("at most {MAX_REPLAY_IDS} deliveries at once"))),
+        _ => Ok(()),
+    }
+}
+
+/// Why delivery `id` (of `tenant`, if named) cannot be replayed: not found, or not dead or
+/// failed; `None` if it can. Its row is locked in `tx` until commit.
+async fn not_replayable(
+    tx: &mut sqlx::AnyConnection,
+    market: &Market,
+    tenant: Option<&TenantId>,
+    id: &str,
+) -> Result<Option<MarketError>, MarketError> {
+    let state: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT state FROM deliveries WHERE id = $1 AND ($2 IS NULL OR tenant_id = $2){}",
+        market.db.for_update()
+    ))
+    .bind(id)
+    .bind(tenant.map(TenantId::as_str))
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match state.as_deref().map(DeliveryState::stored).transpose()? {
+        None => Some(MarketError::NotFound(format!("delivery {id}"))),
+        Some(state) if !state.replayable() => Some(MarketError::conflict(
+            ErrorCode::DeliveryNotReplayable,
+            format!("delivery {id} is {}; only dead or failed deliveries can be replayed", state.as_str()),
+        )),
+        Some(_) => None,
+    })
 }
