@@ -2,20 +2,18 @@
 //! and following new versions of its plugin. Every update says in SQL which state it expects,
 //! so concurrent changes cannot both apply.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use nexus_host::Grants;
 use nexus_registry::db::now_ms;
 use nexus_registry::resolve::parse_requirement;
 use nexus_registry::{ErrorCode, PluginId, RegistryError, VersionRecord};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::consent::{Consent, GrantConsent, grants_cover};
-use super::{
-    COLUMNS, Install, InstallRow, InstallStatus, changed_live, check_settings, get, json_text, plugin_id, visible_row,
-    write_tx,
-};
+use super::consent::{Consent, GrantConsent};
+use super::follow::follow_versions;
+use super::{Install, InstallStatus, changed_live, check_settings, get, json_text, plugin_id, visible_row, write_tx};
 use crate::accounts::{Caller, TenantScope};
 use crate::audit;
 use crate::catalog;
@@ -70,70 +68,102 @@ pub async fn update_settings(
     }
     let mut tx = write_tx(market).await?;
     if let Some(requirement) = &update.requirement {
-        let changed = sqlx::query(
-            "UPDATE installs SET requirement = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'",
-        )
-        .bind(requirement)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        changed_live(changed, id)?;
-        let detail = json!({ "from": current.requirement, "to": requirement });
-        audit::record(&mut *tx, &caller.actor(), "install.requirement_changed", id, detail).await?;
+        set_requirement(&mut tx, caller, id, &current.requirement, requirement).await?;
     }
     if let Some(config) = &update.config {
-        let changed =
-            sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
-                .bind(json_text(config))
-                .bind(now_ms())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        changed_live(changed, id)?;
-        let keys: Vec<&String> = config.keys().collect();
-        audit::record(&mut *tx, &caller.actor(), "install.config_changed", id, json!({ "keys": keys })).await?;
+        set_config(&mut tx, caller, id, config).await?;
     }
     if !update.secrets.is_empty() {
-        // Locked until commit: two concurrent changes must not both start from the old set.
-        let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", market.db.for_update());
-        let sealed: Option<String> = sqlx::query_scalar(&select).bind(id).fetch_one(&mut *tx).await?;
-        let mut values = match sealed {
-            Some(sealed) => secrets::open(&market.master_key, id, &sealed).map_err(storage)?,
-            None => BTreeMap::new(),
-        };
-        for (name, value) in &update.secrets {
-            match value {
-                Some(value) => values.insert(name.clone(), value.clone()),
-                None => values.remove(name),
-            };
-        }
-        check_settings("secret", values.iter().map(|(k, v)| (k, Some(v))))?;
-        let sealed = if values.is_empty() {
-            None
-        } else {
-            Some(secrets::seal(&market.master_key, id, &values).map_err(storage)?)
-        };
-        let changed = sqlx::query(
-            "UPDATE installs SET secrets_sealed = $1, secret_names = $2, updated_at = $3 \
-             WHERE id = $4 AND status <> 'uninstalled'",
-        )
-        .bind(sealed)
-        .bind(json_text(&values.keys().collect::<Vec<_>>()))
-        .bind(now_ms())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        changed_live(changed, id)?;
-        let changed: BTreeMap<&String, &str> =
-            update.secrets.iter().map(|(k, v)| (k, if v.is_some() { "set" } else { "removed" })).collect();
-        audit::record(&mut *tx, &caller.actor(), "install.secrets_changed", id, json!({ "secrets": changed })).await?;
+        set_secrets(&mut tx, market, caller, id, &update.secrets).await?;
     }
     tx.commit().await?;
     if update.requirement.is_some() {
         follow_versions(market, &plugin).await?;
     }
     get(market, caller, id).await
+}
+
+/// Sets the live install's requirement (`from` before), audited, in `tx`.
+async fn set_requirement(
+    tx: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    id: &str,
+    from: &str,
+    requirement: &str,
+) -> Result<(), MarketError> {
+    let changed =
+        sqlx::query("UPDATE installs SET requirement = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
+            .bind(requirement)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    changed_live(changed, id)?;
+    let detail = json!({ "from": from, "to": requirement });
+    audit::record(&mut *tx, &caller.actor(), "install.requirement_changed", id, detail).await?;
+    Ok(())
+}
+
+/// Replaces the live install's config, audited (its keys only), in `tx`.
+async fn set_config(
+    tx: &mut sqlx::AnyConnection,
+    caller: &Caller,
+    id: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<(), MarketError> {
+    let changed =
+        sqlx::query("UPDATE installs SET config = $1, updated_at = $2 WHERE id = $3 AND status <> 'uninstalled'")
+            .bind(json_text(config))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    changed_live(changed, id)?;
+    let keys: Vec<&String> = config.keys().collect();
+    audit::record(&mut *tx, &caller.actor(), "install.config_changed", id, json!({ "keys": keys })).await?;
+    Ok(())
+}
+
+/// Sets (or, for `None`, removes) the live install's secrets named in `secrets`, sealed
+/// again as a whole, audited (their names only), in `tx`.
+async fn set_secrets(
+    tx: &mut sqlx::AnyConnection,
+    market: &Market,
+    caller: &Caller,
+    id: &str,
+    secrets: &BTreeMap<String, Option<String>>,
+) -> Result<(), MarketError> {
+    // Locked until commit: two concurrent changes must not both start from the old set.
+    let select = format!("SELECT secrets_sealed FROM installs WHERE id = $1{}", market.db.for_update());
+    let sealed: Option<String> = sqlx::query_scalar(&select).bind(id).fetch_one(&mut *tx).await?;
+    let mut values = match sealed {
+        Some(sealed) => secrets::open(&market.master_key, id, &sealed).map_err(storage)?,
+        None => BTreeMap::new(),
+    };
+    for (name, value) in secrets {
+        match value {
+            Some(value) => values.insert(name.clone(), value.clone()),
+            None => values.remove(name),
+        };
+    }
+    check_settings("secret", values.iter().map(|(k, v)| (k, Some(v))))?;
+    let sealed =
+        if values.is_empty() { None } else { Some(secrets::seal(&market.master_key, id, &values).map_err(storage)?) };
+    let changed = sqlx::query(
+        "UPDATE installs SET secrets_sealed = $1, secret_names = $2, updated_at = $3 \
+         WHERE id = $4 AND status <> 'uninstalled'",
+    )
+    .bind(sealed)
+    .bind(json_text(&values.keys().collect::<Vec<_>>()))
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    changed_live(changed, id)?;
+    let changed: BTreeMap<&String, &str> =
+        secrets.iter().map(|(k, v)| (k, if v.is_some() { "set" } else { "removed" })).collect();
+    audit::record(&mut *tx, &caller.actor(), "install.secrets_changed", id, json!({ "secrets": changed })).await?;
+    Ok(())
 }
 
 /// Moves the install to its pending version, with the tenant's consent to what it adds.
@@ -172,7 +202,7 @@ pub async fn approve_upgrade(
 
 /// Moves a live install from version `from` to `record`'s; false if it is no longer on `from`
 /// (another node moved it first) or was uninstalled.
-async fn set_version(
+pub(super) async fn set_version(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,
     from: &str,
@@ -274,123 +304,4 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     audit::record(&mut *tx, &caller.actor(), "install.uninstalled", id, json!({ "plugin": current.plugin })).await?;
     tx.commit().await?;
     get(market, caller, id).await
-}
-
-/// Where a plugin's live installs stand after a version was published: what a publisher is
-/// told (counts only, no tenant is named).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct InstallMoves {
-    /// Now running the new version.
-    pub moved: u64,
-    /// Offered the new version, which asks for more than they granted: each tenant decides.
-    pub waiting_for_consent: u64,
-    /// On an older version whose requirement excludes the new one (a new major).
-    pub left_behind: u64,
-}
-
-/// [`InstallMoves`] for `version` of `plugin`, read after [`follow_versions`] ran.
-pub async fn moves_to(
-    market: &Market,
-    plugin: &PluginId,
-    version: &semver::Version,
-) -> Result<InstallMoves, MarketError> {
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT version, requirement, pending_version FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'",
-    )
-    .bind(plugin.to_string())
-    .fetch_all(&market.db.pool)
-    .await?;
-    let mut moves = InstallMoves::default();
-    let new = version.to_string();
-    for (running, requirement, pending) in rows {
-        if running == new {
-            moves.moved += 1;
-        } else if pending.as_deref() == Some(new.as_str()) {
-            moves.waiting_for_consent += 1;
-        } else if parse_requirement(&requirement).is_ok_and(|r| !r.matches(version))
-            && running.parse::<semver::Version>().is_ok_and(|v| v < *version)
-        {
-            moves.left_behind += 1;
-        }
-    }
-    Ok(moves)
-}
-
-/// After a version of `plugin` is published or yanked: each live install moves to the best
-/// non-yanked version within its requirement if that needs nothing more than was granted,
-/// or records it as pending consent. A yanked running version is therefore left for the
-/// best remaining one, even an older one (a yank usually means "broken"); when nothing
-/// remains within the requirement the install keeps running what it has.
-pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), MarketError> {
-    let sql = format!("SELECT {COLUMNS} FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'");
-    let rows: Vec<InstallRow> = sqlx::query_as(&sql).bind(plugin.to_string()).fetch_all(&market.db.pool).await?;
-    // Many installs share a requirement: resolve each requirement once (and once more for
-    // the publisher's development tenants, who alone may have development versions).
-    let dev_tenants = crate::dev_versions::tenants_of(market, plugin.publisher.as_str()).await?;
-    let mut resolved: HashMap<(String, bool), Option<VersionRecord>> = HashMap::new();
-    for row in rows {
-        let current = Install::try_from(row)?;
-        let key = (current.requirement.clone(), dev_tenants.contains(&current.tenant));
-        if !resolved.contains_key(&key) {
-            let best = match parse_requirement(&current.requirement) {
-                Ok(requirement) => {
-                    let found = if key.1 && crate::dev_versions::names_dev(&requirement) {
-                        market.registry.resolve_with_dev(plugin, &requirement).await
-                    } else {
-                        market.registry.resolve(plugin, &requirement).await
-                    };
-                    match found {
-                        Ok(best) => Some(best),
-                        Err(RegistryError::NoMatchingVersion { .. }) => None,
-                        Err(other) => return Err(other.into()),
-                    }
-                }
-                Err(_) => None,
-            };
-            resolved.insert(key.clone(), best);
-        }
-        let Some(Some(best)) = resolved.get(&key) else { continue };
-        let pending = current.pending_upgrade.as_ref().map(|p| p.version.as_str());
-        if best.version.to_string() == current.version && pending.is_none() {
-            continue; // nothing to do: no write transaction
-        }
-        let mut tx = write_tx(market).await?;
-        if best.version.to_string() == current.version {
-            if pending.is_some() {
-                sqlx::query("UPDATE installs SET pending_version = NULL, pending_reason = NULL WHERE id = $1")
-                    .bind(&current.id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        } else if grants_cover(&current.grants, best) {
-            // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
-            if set_version(&mut tx, &current.id, &current.version, best, None, market.billing.clock.now_ms()).await? {
-                let detail = json!({ "from": current.version, "to": best.version.to_string() });
-                audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
-            }
-        } else if pending != Some(best.version.to_string().as_str()) {
-            let wanted = Consent::of(best).grants();
-            let mut more: Vec<String> =
-                wanted.capabilities.difference(&current.grants.capabilities).map(|c| c.to_string()).collect();
-            more.extend(
-                wanted
-                    .allowed_hosts
-                    .iter()
-                    .filter(|h| !current.grants.allowed_hosts.contains(h))
-                    .map(|h| h.to_string()),
-            );
-            let reason = format!("{} asks for more than you granted: {}", best.version, more.join(", "));
-            sqlx::query("UPDATE installs SET pending_version = $1, pending_reason = $2, updated_at = $3 WHERE id = $4")
-                .bind(best.version.to_string())
-                .bind(&reason)
-                .bind(now_ms())
-                .bind(&current.id)
-                .execute(&mut *tx)
-                .await?;
-            let detail = json!({ "version": best.version.to_string(), "reason": reason });
-            audit::record(&mut *tx, audit::SYSTEM, "install.upgrade_pending", &current.id, detail).await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
 }

@@ -218,6 +218,20 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         tx.commit().await?;
         return Ok(false);
     }
+    let paused = pause(&mut tx, market, target, failures, failure).await?;
+    tx.commit().await?;
+    Ok(paused)
+}
+
+/// Pauses the active install after `failures` consecutive failures, the last `failure`, in
+/// `tx`: audited, and its tenant's webhook queued. Returns whether it paused it.
+async fn pause(
+    tx: &mut sqlx::AnyConnection,
+    market: &Market,
+    target: &Target,
+    failures: i64,
+    failure: &str,
+) -> Result<bool, MarketError> {
     let failure = nexus_host::limits::clip(failure, nexus_host::limits::MAX_ERROR_MESSAGE_BYTES);
     let reason = format!("paused after {failures} consecutive failures; the last: {failure}");
     let paused = sqlx::query(
@@ -236,9 +250,8 @@ pub async fn record_health(market: &Market, target: &Target, failure: Option<&st
         tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
         audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
         let at = market.billing.clock.now_ms();
-        crate::webhooks::install_paused(&mut tx, at, &target.id, super::PauseCause::Failures.as_str(), &reason).await?;
+        crate::webhooks::install_paused(tx, at, &target.id, super::PauseCause::Failures.as_str(), &reason).await?;
     }
-    tx.commit().await?;
     Ok(paused)
 }
 
