@@ -16,9 +16,13 @@
 //! previous payout, so opening (carried) + sales − fees − refunds ± adjustments = paid.
 
 mod batch;
+mod history;
 mod outlook;
+mod scheduled;
 
+pub use history::{detail, list};
 pub use outlook::{NextPayout, NextState, outlook};
+pub use scheduled::{SCHEDULED_ACTOR, keep_paying, scheduled_run};
 
 use std::collections::BTreeMap;
 
@@ -31,7 +35,7 @@ pub(crate) use super::holds::known_publisher;
 pub use super::holds::{HoldRequest, MinimumRequest, hold, minimum, release, set_minimum};
 use super::money_error;
 use super::provider::Outcome;
-use super::statements::{self, Range, StatementLine, Totals};
+use super::statements::{StatementLine, Totals};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
 use crate::market::Market;
@@ -206,15 +210,6 @@ impl TryFrom<PayoutRow> for Payout {
     }
 }
 
-/// A payout's row with the range of the statement it settles.
-#[derive(sqlx::FromRow)]
-struct SettlingRow {
-    #[sqlx(flatten)]
-    payout: PayoutRow,
-    settles_after_seq: i64,
-    settles_through_seq: i64,
-}
-
 /// `POST /v1/payouts/runs`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -376,65 +371,4 @@ async fn settle(market: &Market, id: &str, at: i64, resolve: bool) -> Result<Set
     let answers = [(payout, outcome)];
     let concluded = batch::conclude(market, &answers, at).await?;
     Ok(concluded.into_iter().next().map_or(Settled::Skipped, |c| settled(c, &answers[0].0)))
-}
-
-/// A partner's payouts, newest first (the partner, operators).
-pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<Vec<Payout>, MarketError> {
-    caller.may_act_for_publisher(publisher)?;
-    known_publisher(market, publisher).await?;
-    let rows = sqlx::query_as::<_, PayoutRow>(&format!(
-        "SELECT {COLUMNS} FROM payouts WHERE publisher = $1 ORDER BY created_at DESC, id DESC"
-    ))
-    .bind(publisher)
-    .fetch_all(&market.db.pool)
-    .await?;
-    rows.into_iter().map(Payout::try_from).collect()
-}
-
-/// One payout with the lines it settles (its partner, operators).
-pub async fn detail(market: &Market, caller: &Caller, publisher: &str, id: &str) -> Result<PayoutDetail, MarketError> {
-    caller.may_act_for_publisher(publisher)?;
-    let row = sqlx::query_as::<_, SettlingRow>(&format!(
-        "SELECT {COLUMNS}, settles_after_seq, settles_through_seq FROM payouts WHERE id = $1 AND publisher = $2"
-    ))
-    .bind(id)
-    .bind(publisher)
-    .fetch_optional(&market.db.pool)
-    .await?
-    .ok_or_else(|| MarketError::NotFound(format!("payout {id}")))?;
-    let range = Range::Seq(row.settles_after_seq, row.settles_through_seq);
-    let payout = Payout::try_from(row.payout)?;
-    let lines = statements::lines(market, publisher, &payout.currency, range).await?;
-    let reconciliation = statements::totals(payout.carried_minor, &lines);
-    Ok(PayoutDetail { payout, reconciliation, lines })
-}
-
-/// Runs payouts every `every` until the task is dropped.
-/// The audit actor of payout runs made by the schedule.
-pub const SCHEDULED_ACTOR: &str = "system:payout-schedule";
-
-/// One run of the schedule: a run that moved money (or left a payout pending) is in the
-/// audit log, and so under the operator's "Payout runs", like a manual one; an idle run is
-/// not recorded.
-pub async fn scheduled_run(market: &Market) -> Result<PayoutRunReport, MarketError> {
-    let report = run(market, market.billing.clock.now_ms()).await?;
-    if report.paid + report.failed + report.pending > 0 {
-        tracing::info!(paid = report.paid, failed = report.failed, period = %report.period, "payout run");
-        let detail = serde_json::to_value(&report).map_err(storage)?;
-        crate::audit::record(market.db.writer(), SCHEDULED_ACTOR, "payouts.run", &report.period, detail).await?;
-    }
-    Ok(report)
-}
-
-pub fn keep_paying(market: std::sync::Arc<Market>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            if let Err(error) = scheduled_run(&market).await {
-                tracing::error!(%error, "payout run failed; the next one retries");
-            }
-        }
-    })
 }

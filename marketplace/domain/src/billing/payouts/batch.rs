@@ -5,11 +5,15 @@
 //! transaction. A crash between the steps leaves payouts pending under their claim, for the
 //! next run to ask the provider about, as one payout at a time did.
 
-use nexus_registry::db::backend_of;
-use std::collections::{BTreeMap, BTreeSet};
+mod standing;
+
+use std::collections::BTreeMap;
 
 use nexus_money::Currency;
-use sqlx::Row;
+use nexus_money::ledger::Posting;
+use nexus_registry::db::backend_of;
+
+use self::standing::{Standing, standing};
 
 use super::{CLAIM_MS, Carried, Payout, PayoutStatus};
 use crate::billing::ledger::{self, Account, Head, Kind};
@@ -30,85 +34,6 @@ fn rows(count: usize, width: usize) -> String {
         .join(", ")
 }
 
-/// What the batch's partners have in the database, read under their locks.
-struct Standing {
-    /// Already paid (or being paid) in this period.
-    done: BTreeSet<(String, String)>,
-    balance: BTreeMap<(String, String), i64>,
-    /// The last ledger sequence settled by a payout that was not returned.
-    after: BTreeMap<(String, String), i64>,
-    /// Since then: what the partner's payable moved, and the last sequence that moved it.
-    since: BTreeMap<(String, String), (i64, i64)>,
-}
-
-/// The partners' `IN (…)` list from `$first`.
-fn partners_in(first: usize, due: &[Due]) -> String {
-    (first..first + due.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-async fn standing(conn: &mut sqlx::AnyConnection, due: &[Due], period: &str) -> Result<Standing, MarketError> {
-    let key = |row: &sqlx::any::AnyRow| -> Result<(String, String), MarketError> {
-        Ok((row.try_get("publisher")?, row.try_get("currency")?))
-    };
-    let sql = backend_of(conn).positional(format!(
-        "SELECT publisher, currency FROM payouts WHERE period_key = $1 AND publisher IN ({})",
-        partners_in(2, due)
-    ));
-    let mut query = sqlx::query(&sql).bind(period);
-    for (publisher, _) in due {
-        query = query.bind(publisher.as_str());
-    }
-    let done = query.fetch_all(&mut *conn).await?.iter().map(key).collect::<Result<_, _>>()?;
-
-    let sql = backend_of(conn).positional(format!(
-        "SELECT publisher, currency, payable_minor FROM partner_balances WHERE publisher IN ({})",
-        partners_in(1, due)
-    ));
-    let mut query = sqlx::query(&sql);
-    for (publisher, _) in due {
-        query = query.bind(publisher.as_str());
-    }
-    let mut balance = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        balance.insert(key(&row)?, row.try_get::<i64, _>("payable_minor")?);
-    }
-
-    let sql = backend_of(conn).positional(format!(
-        "SELECT publisher, currency, MAX(settles_through_seq) AS after FROM payouts \
-         WHERE status <> 'failed' AND publisher IN ({}) GROUP BY publisher, currency",
-        partners_in(1, due)
-    ));
-    let mut query = sqlx::query(&sql);
-    for (publisher, _) in due {
-        query = query.bind(publisher.as_str());
-    }
-    let mut after = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        after.insert(key(&row)?, row.try_get::<Option<i64>, _>("after")?.unwrap_or(0));
-    }
-
-    // What moved each payable after its last settled sequence: a range of the statement
-    // index per partner, not its history.
-    let sql = backend_of(conn).positional(format!(
-        "WITH a (publisher, currency, settled) AS (VALUES {}) \
-         SELECT a.publisher, a.currency, CAST(SUM(x.amount_minor) AS BIGINT) AS moved, MAX(x.seq) AS through \
-         FROM a JOIN partner_entries x ON x.publisher = a.publisher AND x.currency = a.currency AND x.seq > a.settled \
-         GROUP BY a.publisher, a.currency",
-        rows(due.len(), 3)
-    ));
-    let mut query = sqlx::query(&sql);
-    for (publisher, currency) in due {
-        let seq = after.get(&(publisher.clone(), currency.code().to_string())).copied().unwrap_or(0);
-        query = query.bind(publisher.as_str()).bind(currency.code()).bind(seq);
-    }
-    let mut since = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        let moved = row.try_get::<Option<i64>, _>("moved")?.unwrap_or(0);
-        since.insert(key(&row)?, (moved, row.try_get::<i64, _>("through")?));
-    }
-    Ok(Standing { done, balance, after, since })
-}
-
 /// Writes the period's payouts of `due` (at or over `minimums`) with the ledger transactions
 /// that take them out of the payables, in one database transaction; returns the payouts
 /// written and the balances found under their minimum.
@@ -122,6 +47,30 @@ pub(super) async fn open(
     let mut tx = market.db.write_tx().await?;
     share::lock_lifetimes(&mut tx, market.db.backend, due).await?;
     let standing = standing(&mut tx, due, period).await?;
+    let (payouts, carried, settles) = decide(&standing, due, minimums, period, at)?;
+    if payouts.is_empty() {
+        tx.commit().await?;
+        return Ok((payouts, carried));
+    }
+    insert_payouts(&mut tx, &payouts, &settles, period, at).await?;
+    post_payouts(&mut tx, &payouts, period, at).await?;
+    tx.commit().await?;
+    Ok((payouts, carried))
+}
+
+/// The payouts to write, each with the ledger sequences it settles (after, through), and the
+/// balances under their minimum.
+type Decided = (Vec<Payout>, Vec<Carried>, Vec<(i64, i64)>);
+
+/// The payouts `standing` allows for `due`, each with the ledger sequences it settles
+/// (after, through), and the balances under their minimum.
+fn decide(
+    standing: &Standing,
+    due: &[Due],
+    minimums: &BTreeMap<String, i64>,
+    period: &str,
+    at: i64,
+) -> Result<Decided, MarketError> {
     let (mut payouts, mut carried) = (Vec::new(), Vec::new());
     let mut settles = Vec::new();
     for (publisher, currency) in due {
@@ -154,17 +103,24 @@ pub(super) async fn open(
         });
         settles.push((after, through));
     }
-    if payouts.is_empty() {
-        tx.commit().await?;
-        return Ok((payouts, carried));
-    }
-    let sql = backend_of(&tx).positional(format!(
+    Ok((payouts, carried, settles))
+}
+
+/// One multi-row `INSERT` of the pending `payouts`, claimed, with the sequences each settles.
+async fn insert_payouts(
+    conn: &mut sqlx::AnyConnection,
+    payouts: &[Payout],
+    settles: &[(i64, i64)],
+    period: &str,
+    at: i64,
+) -> Result<(), MarketError> {
+    let sql = backend_of(conn).positional(format!(
         "INSERT INTO payouts (id, publisher, currency, period_key, amount_minor, status, carried_minor, \
          settles_after_seq, settles_through_seq, claimed_until, created_at) VALUES {}",
         rows(payouts.len(), 11)
     ));
     let mut insert = sqlx::query(&sql);
-    for (payout, (after, through)) in payouts.iter().zip(&settles) {
+    for (payout, (after, through)) in payouts.iter().zip(settles) {
         insert = insert
             .bind(payout.id.as_str())
             .bind(payout.publisher.as_str())
@@ -178,9 +134,20 @@ pub(super) async fn open(
             .bind(at + CLAIM_MS)
             .bind(at);
     }
-    insert.execute(&mut *tx).await?;
+    insert.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The ledger transactions that take `payouts` out of the payables, in one
+/// [`ledger::post_many`].
+async fn post_payouts(
+    conn: &mut sqlx::AnyConnection,
+    payouts: &[Payout],
+    period: &str,
+    at: i64,
+) -> Result<(), MarketError> {
     let mut postings = Vec::with_capacity(payouts.len());
-    for payout in &payouts {
+    for payout in payouts {
         let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
         let amount = payout.amount_minor;
         let legs =
@@ -204,9 +171,8 @@ pub(super) async fn open(
             (head, posting)
         })
         .collect();
-    ledger::post_many(&mut tx, &heads).await?;
-    tx.commit().await?;
-    Ok((payouts, carried))
+    ledger::post_many(conn, &heads).await?;
+    Ok(())
 }
 
 pub(super) fn request(payout: &Payout) -> Result<ProviderRequest, MarketError> {
@@ -264,61 +230,86 @@ pub(super) async fn conclude(
     let mut out = Vec::with_capacity(answers.len());
     let mut postings = Vec::new();
     for (payout, outcome) in answers {
-        let (status, reference, reason) = match outcome {
-            Ok(reference) => (PayoutStatus::Paid, Some(reference.as_str()), None),
-            Err(reason) => (PayoutStatus::Failed, None, Some(nexus_host::limits::clip(reason, 500))),
-        };
-        let changed = sqlx::query(
-            "UPDATE payouts SET status = $2, provider_reference = $3, failure_reason = $4, finished_at = $5, \
-             claimed_until = NULL WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(&payout.id)
-        .bind(status.as_str())
-        .bind(reference)
-        .bind(reason.as_deref())
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        if changed.rows_affected() == 0 {
-            out.push(Concluded::Skipped);
-            continue;
+        match conclude_one(&mut tx, payout, outcome, at).await? {
+            Some((concluded, kind, memo, posting)) => {
+                postings.push((payout.id.as_str(), kind, memo, posting));
+                out.push(concluded);
+            }
+            None => out.push(Concluded::Skipped),
         }
-        let amount = payout.amount_minor;
-        let (kind, legs, memo) = match status {
-            PayoutStatus::Paid => (
-                Kind::PayoutPaid,
-                [(Account::PlatformPayoutsInTransit, amount), (Account::PlatformCash, -amount)],
-                format!("payout {} paid ({})", payout.id, reference.unwrap_or_default()),
-            ),
-            _ => (
-                Kind::PayoutReturned,
-                [
-                    (Account::PlatformPayoutsInTransit, amount),
-                    (Account::PartnerPayable(payout.publisher.clone()), -amount),
-                ],
-                format!("payout {} returned: {}", payout.id, reason.as_deref().unwrap_or_default()),
-            ),
-        };
-        let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
-        if status == PayoutStatus::Paid {
-            let paid = nexus_money::Money::new(amount, currency).to_string();
-            let notice = crate::mail::Mail {
-                kind: "payout-sent",
-                to: String::new(),
-                subject: format!("Payout {}: {paid} sent", payout.id),
-                body: format!(
-                    "Hello,\n\nNexus sent {} a payout of {paid} (reference {}). Its statement lines are in the \
-                     console's earnings and payouts.\n",
-                    payout.publisher,
-                    reference.unwrap_or_default()
-                ),
-            };
-            crate::mail::to_members(&mut tx, at, "publisher", &payout.publisher, &crate::mail::MONEY_ROLES, &notice)
-                .await?;
-        }
-        postings.push((payout.id.as_str(), kind, memo, ledger::posting(currency, &legs)?));
-        out.push(if status == PayoutStatus::Paid { Concluded::Paid } else { Concluded::Failed });
     }
+    post_concluded(&mut tx, &postings, at).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Records one answer: the payout's new status, the partner's mail if paid; the posting
+/// to write for it, or `None` if another node recorded it first.
+async fn conclude_one(
+    conn: &mut sqlx::AnyConnection,
+    payout: &Payout,
+    outcome: &Result<String, String>,
+    at: i64,
+) -> Result<Option<(Concluded, Kind, String, Posting)>, MarketError> {
+    let (status, reference, reason) = match outcome {
+        Ok(reference) => (PayoutStatus::Paid, Some(reference.as_str()), None),
+        Err(reason) => (PayoutStatus::Failed, None, Some(nexus_host::limits::clip(reason, 500))),
+    };
+    let changed = sqlx::query(
+        "UPDATE payouts SET status = $2, provider_reference = $3, failure_reason = $4, finished_at = $5, \
+         claimed_until = NULL WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(&payout.id)
+    .bind(status.as_str())
+    .bind(reference)
+    .bind(reason.as_deref())
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let amount = payout.amount_minor;
+    let (kind, legs, memo) = match status {
+        PayoutStatus::Paid => (
+            Kind::PayoutPaid,
+            [(Account::PlatformPayoutsInTransit, amount), (Account::PlatformCash, -amount)],
+            format!("payout {} paid ({})", payout.id, reference.unwrap_or_default()),
+        ),
+        _ => (
+            Kind::PayoutReturned,
+            [(Account::PlatformPayoutsInTransit, amount), (Account::PartnerPayable(payout.publisher.clone()), -amount)],
+            format!("payout {} returned: {}", payout.id, reason.as_deref().unwrap_or_default()),
+        ),
+    };
+    let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
+    if status == PayoutStatus::Paid {
+        let paid = nexus_money::Money::new(amount, currency).to_string();
+        let notice = crate::mail::Mail {
+            kind: "payout-sent",
+            to: String::new(),
+            subject: format!("Payout {}: {paid} sent", payout.id),
+            body: format!(
+                "Hello,\n\nNexus sent {} a payout of {paid} (reference {}). Its statement lines are in the \
+                 console's earnings and payouts.\n",
+                payout.publisher,
+                reference.unwrap_or_default()
+            ),
+        };
+        crate::mail::to_members(&mut *conn, at, "publisher", &payout.publisher, &crate::mail::MONEY_ROLES, &notice)
+            .await?;
+    }
+    let concluded = if status == PayoutStatus::Paid { Concluded::Paid } else { Concluded::Failed };
+    Ok(Some((concluded, kind, memo, ledger::posting(currency, &legs)?)))
+}
+
+/// The ledger transactions of the payouts concluded, in one [`ledger::post_many`] (none
+/// without any).
+async fn post_concluded(
+    conn: &mut sqlx::AnyConnection,
+    postings: &[(&str, Kind, String, Posting)],
+    at: i64,
+) -> Result<(), MarketError> {
     let heads: Vec<_> = postings
         .iter()
         .map(|(id, kind, memo, posting)| {
@@ -336,8 +327,7 @@ pub(super) async fn conclude(
         })
         .collect();
     if !heads.is_empty() {
-        ledger::post_many(&mut tx, &heads).await?;
+        ledger::post_many(conn, &heads).await?;
     }
-    tx.commit().await?;
-    Ok(out)
+    Ok(())
 }

@@ -234,6 +234,25 @@ fn day_label(day: i64) -> String {
 
 /// The rollups' checks for `ledger verify`: each stored figure equals what the entries say.
 pub async fn checks(market: &Market) -> Result<Vec<Check>, MarketError> {
+    let mut out = Vec::new();
+    for check in rollup_reconciliations().into_iter().chain(entry_reconciliations()) {
+        let differences = differences(market, &check.sql, &check.key, &check.figures).await?;
+        out.push(Check { name: check.name, ok: differences.is_empty(), differences });
+    }
+    Ok(out)
+}
+
+/// One check of [`checks`]: its name, its [`reconcile`] query, and the key and figure
+/// columns of that query's rows.
+struct Reconciliation {
+    name: &'static str,
+    sql: String,
+    key: Vec<&'static str>,
+    figures: Vec<&'static str>,
+}
+
+/// The daily and monthly rollups, and the partners' running totals, against the ledger.
+fn rollup_reconciliations() -> [Reconciliation; 3] {
     let rollup_key = KEY.to_vec();
     let figure_list = FIGURES.to_vec();
     let balance_figures = FIGURES[..BALANCE_FIGURES].to_vec();
@@ -242,46 +261,59 @@ pub async fn checks(market: &Market) -> Result<Vec<Check>, MarketError> {
     let stored_months =
         format!("SELECT {}, {} FROM money_rollups WHERE grain = 'month'", KEY.join(", "), FIGURES.join(", "));
     let stored_balances = format!("SELECT publisher, currency, {} FROM partner_balances", balance_figures.join(", "));
-    let entry_key = ENTRY_KEY.to_vec();
-    let entry_figures = ["amount_minor", "gross_minor", "fee_minor", "postings"];
-    let entries = |from: &str| {
-        format!("SELECT {}, {}, 1 AS postings FROM ({from}) AS e", ENTRY_KEY.join(", "), ENTRY_FIGURES.join(", "))
-    };
-    let payable_key = ["publisher", "currency"];
-    let plan: [(&'static str, String, &[&str], &[&str]); 5] = [
-        (
-            "the daily money rollups equal the ledger's collections, refunds, fees, payables and payouts",
-            reconcile(
+    let payable_key = vec!["publisher", "currency"];
+    [
+        Reconciliation {
+            name: "the daily money rollups equal the ledger's collections, refunds, fees, payables and payouts",
+            sql: reconcile(
                 &format!("WITH {}", *DAY_ROWS),
                 "SELECT * FROM day_rows",
                 &stored_days,
                 &rollup_key,
                 &figure_list,
             ),
-            &rollup_key,
-            &figure_list,
-        ),
-        (
-            "the monthly money rollups add up the daily ones",
-            reconcile(&format!("WITH {MONTHS}"), &MONTH_ROWS, &stored_months, &rollup_key, &figure_list),
-            &rollup_key,
-            &figure_list,
-        ),
-        (
-            "each partner's running totals add up its daily rollups",
-            reconcile("", &BALANCE_ROWS, &stored_balances, &payable_key, &balance_figures),
-            &payable_key,
-            &balance_figures,
-        ),
-        (
-            "each partner's statement index lists exactly the postings on its payable",
-            reconcile("", &entries(&ENTRY_ROWS), &entries("SELECT * FROM partner_entries"), &entry_key, &entry_figures),
-            &entry_key,
-            &entry_figures,
-        ),
-        (
-            "each partner's running balance is its payable account's balance",
-            reconcile(
+            key: rollup_key.clone(),
+            figures: figure_list.clone(),
+        },
+        Reconciliation {
+            name: "the monthly money rollups add up the daily ones",
+            sql: reconcile(&format!("WITH {MONTHS}"), &MONTH_ROWS, &stored_months, &rollup_key, &figure_list),
+            key: rollup_key,
+            figures: figure_list,
+        },
+        Reconciliation {
+            name: "each partner's running totals add up its daily rollups",
+            sql: reconcile("", &BALANCE_ROWS, &stored_balances, &payable_key, &balance_figures),
+            key: payable_key,
+            figures: balance_figures,
+        },
+    ]
+}
+
+/// The partners' statement index and running balances against the ledger.
+fn entry_reconciliations() -> [Reconciliation; 2] {
+    let entry_key = ENTRY_KEY.to_vec();
+    let entry_figures = vec!["amount_minor", "gross_minor", "fee_minor", "postings"];
+    let entries = |from: &str| {
+        format!("SELECT {}, {}, 1 AS postings FROM ({from}) AS e", ENTRY_KEY.join(", "), ENTRY_FIGURES.join(", "))
+    };
+    let payable_key = vec!["publisher", "currency"];
+    [
+        Reconciliation {
+            name: "each partner's statement index lists exactly the postings on its payable",
+            sql: reconcile(
+                "",
+                &entries(&ENTRY_ROWS),
+                &entries("SELECT * FROM partner_entries"),
+                &entry_key,
+                &entry_figures,
+            ),
+            key: entry_key,
+            figures: entry_figures,
+        },
+        Reconciliation {
+            name: "each partner's running balance is its payable account's balance",
+            sql: reconcile(
                 "",
                 "SELECT publisher, currency, SUM(amount_minor) AS payable_minor FROM partner_entries \
                  GROUP BY publisher, currency",
@@ -289,16 +321,10 @@ pub async fn checks(market: &Market) -> Result<Vec<Check>, MarketError> {
                 &payable_key,
                 &["payable_minor"],
             ),
-            &payable_key,
-            &["payable_minor"],
-        ),
-    ];
-    let mut out = Vec::new();
-    for (name, sql, key, figures) in plan {
-        let differences = differences(market, &sql, key, figures).await?;
-        out.push(Check { name, ok: differences.is_empty(), differences });
-    }
-    Ok(out)
+            key: payable_key,
+            figures: vec!["payable_minor"],
+        },
+    ]
 }
 
 #[cfg(test)]
