@@ -10,6 +10,10 @@
 //! - *unknown* (the call timed out, or the node died during it): the charge stays
 //!   `collecting` and is resolved later by asking the provider about the same key, never by
 //!   collecting again.
+//!
+//! The steps: `collect/claim.rs` claims attempts in one transaction; [`collect_many`] asks
+//! the provider outside any transaction; `collect/conclude.rs` records the answers in one
+//! transaction, the successes through `collect/success.rs`.
 
 mod claim;
 mod conclude;
