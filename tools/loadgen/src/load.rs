@@ -5,6 +5,8 @@
 //! real, ...), so both are measured in the same run under the same conditions, and prints
 //! the ratio.
 
+mod served;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -12,9 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use reqwest::Client;
-use serde_json::Value;
 use url::Url;
 
+pub use self::served::invocation_rows;
+use self::served::{drained, recorded_invocations};
 use crate::child::Server;
 use crate::procfs::{self, Cpu};
 use crate::report::{Report, Tally, Window};
@@ -346,58 +349,4 @@ async fn sample(pid: u32, stopping: Arc<AtomicBool>) -> anyhow::Result<Window> {
     let cpu_after = Cpu::now(pid).context("the server exited during the load")?;
     let cores = cpu_before.cores_until(&cpu_after, length.as_secs_f64());
     Ok(Window { length, peak_rss_kib, memory_samples, cores, rate: 0.0 })
-}
-
-/// Waits until the server's worker has applied every accepted event (`GET /v1/deliveries`),
-/// printing what is left each second, and prints how long the backlog took to drain.
-async fn drained(base: &Url, token: &str, accepted: u64) -> anyhow::Result<()> {
-    let client = client()?;
-    let started = Instant::now();
-    let applied_url = base.join("/v1/deliveries?state=applied&per_page=1")?;
-    let at_start = applied(&client, &applied_url, token).await?;
-    let mut told = Instant::now();
-    loop {
-        let done = applied(&client, &applied_url, token).await?;
-        if done >= accepted {
-            let took = started.elapsed().as_secs_f64();
-            let rate = (accepted - at_start) as f64 / took.max(f64::MIN_POSITIVE);
-            println!(
-                "drain            {at_start} of {accepted} deliveries applied when the load stopped; the other {} in {took:.2} s ({rate:.0} deliveries/s)",
-                accepted - at_start
-            );
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "{done} of {accepted} deliveries applied after 600 s"
-        );
-        if told.elapsed() >= Duration::from_secs(1) {
-            eprintln!("draining: {done} of {accepted} deliveries applied");
-            told = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn applied(client: &Client, url: &Url, token: &str) -> anyhow::Result<u64> {
-    let page: Value = client.get(url.clone()).bearer_auth(token).send().await?.error_for_status()?.json().await?;
-    page["total"].as_u64().context("no `total` in the deliveries page")
-}
-
-/// The rows in `invocations` for the tenant's install, as the API reports them.
-async fn recorded_invocations(base: &Url, token: &str) -> anyhow::Result<u64> {
-    let client = client()?;
-    let installs: Value =
-        client.get(base.join("/v1/installs")?).bearer_auth(token).send().await?.error_for_status()?.json().await?;
-    let id =
-        installs["items"].get(0).and_then(|install| install["id"].as_str()).context("the tenant has no install")?;
-    invocation_rows(&client, base, token, id).await
-}
-
-/// The rows in `invocations` for one install (uninstalled ones keep theirs), as the API
-/// reports them to its tenant.
-pub async fn invocation_rows(client: &Client, base: &Url, token: &str, install: &str) -> anyhow::Result<u64> {
-    let url = base.join(&format!("/v1/installs/{install}/invocations?per_page=1"))?;
-    let page: Value = client.get(url).bearer_auth(token).send().await?.error_for_status()?.json().await?;
-    page["total"].as_u64().context("no `total` in the invocations page")
 }
