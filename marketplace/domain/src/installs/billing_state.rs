@@ -1,8 +1,8 @@
 //! An install's billing columns (its plan revision, anchor, trial, what is paid and billed,
 //! when it is next due), read under the row lock and written only from here. What they
 //! become is decided in `billing::schedule` (pure); billing runs, plan changes and new
-//! installs read them with [`lock`] or [`lock_many`], decide, and [`save`] or [`save_many`].
-//! Uninstalling (`installs::changes`) stops the schedule in its own statement.
+//! installs read them with [`lock`] or [`lock_many`], decide, and [`save`] or [`save_many`];
+//! an uninstall ends the schedule with [`stop`].
 
 use nexus_registry::db::{backend_of, for_update};
 
@@ -47,6 +47,21 @@ async fn read(conn: &mut sqlx::AnyConnection, install: &str, lock: &str) -> Resu
     .bind(install)
     .fetch_one(&mut *conn)
     .await?)
+}
+
+/// Ends the install's schedule at `now`, in the uninstall's transaction: usage not yet billed
+/// is due at once (its final segment ends here); nothing is due after that.
+pub async fn stop(conn: &mut sqlx::AnyConnection, install: &str, now: i64) -> Result<(), MarketError> {
+    sqlx::query(
+        "UPDATE installs SET \
+         next_bill_at = CASE WHEN usage_billed_until IS NOT NULL AND usage_billed_until < $1 THEN $1 ELSE NULL END \
+         WHERE id = $2",
+    )
+    .bind(now)
+    .bind(install)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Writes all of `state`, with the key of its plan (`plan_key`) and, when given, the

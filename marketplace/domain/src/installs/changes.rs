@@ -280,8 +280,7 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     let now = market.billing.clock.now_ms();
     let changed = sqlx::query(
         "UPDATE installs SET status = 'uninstalled', status_reason = NULL, paused_for = NULL, config = '{}', secrets_sealed = NULL, \
-         secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1, \
-         next_bill_at = CASE WHEN usage_billed_until IS NOT NULL AND usage_billed_until < $1 THEN $1 ELSE NULL END \
+         secret_names = '[]', pending_version = NULL, pending_reason = NULL, uninstalled_at = $1, updated_at = $1 \
          WHERE id = $2 AND status <> 'uninstalled'",
     )
     .bind(now)
@@ -290,6 +289,7 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     .await?;
     // Of two concurrent uninstalls only one counts and audits.
     changed_live(changed, id).map_err(gone)?;
+    super::billing_state::stop(&mut tx, id, now).await?;
     sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2")
         .bind(&current.tenant)
         .bind(id)
