@@ -25,7 +25,7 @@ mod wal;
 
 pub use connect::sqlite_file;
 pub use limits::{DbLimits, MAX_CONNECTIONS};
-pub use positional::{backend_of, placeholders};
+pub use positional::{backend_of, placeholders, value_rows};
 use wal::WalSync;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,12 @@ pub fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `($1, …, $width), ($width+1, …), …`: the `VALUES` of `count` rows of `width` values each,
+/// numbered in order, so SQLite binds them by position ([`Backend::positional`]).
+pub fn value_rows(count: usize, width: usize) -> String {
+    (0..count).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
+}
+
 /// The backend a connection talks to.
 pub fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
     if conn.backend_name().eq_ignore_ascii_case("sqlite") { Backend::Sqlite } else { Backend::Postgres }

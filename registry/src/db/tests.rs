@@ -17,14 +17,22 @@ fn numbered_parameters_in_order_become_unnamed_and_any_other_statement_stays() {
 }
 
 #[test]
+fn value_rows_number_every_value_once_in_order() {
+    assert_eq!(value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    assert_eq!(value_rows(1, 1), "($1)");
+    assert_eq!(value_rows(0, 4), "");
+    assert_eq!(unnamed(&format!("VALUES {}", value_rows(2, 2))), Some("VALUES (?, ?), (?, ?)".to_string()));
+}
+
+#[test]
 fn a_statement_with_thousands_of_values_binds_them_in_order_on_sqlite() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::sqlite_in(dir.path()).await.unwrap();
         let mut conn = db.writer().acquire().await.unwrap();
         sqlx::query("CREATE TABLE t (a BIGINT, b TEXT)").execute(&mut *conn).await.unwrap();
-        let rows: Vec<String> = (0..2_000).map(|r| format!("({})", placeholders(r * 2 + 1, 2))).collect();
-        let sql = backend_of(&conn).positional(format!("INSERT INTO t (a, b) VALUES {}", rows.join(", ")));
+        let rows = value_rows(2_000, 2);
+        let sql = backend_of(&conn).positional(format!("INSERT INTO t (a, b) VALUES {rows}"));
         assert!(sql.starts_with("INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"), "{}", &sql[..60]);
         let mut insert = sqlx::query(&sql);
         for r in 0..2_000i64 {

@@ -19,7 +19,6 @@ mod claim;
 mod conclude;
 mod success;
 
-use nexus_registry::db::placeholders;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -212,12 +211,6 @@ async fn ask(market: &Market, claim: &Claim) -> Answer {
             Err(error) => Answer::Failed(error),
         }
     }
-}
-
-/// `IN ($first, …)` for `n` values.
-/// `($1, …), (…)`: `count` rows of `width` values.
-fn rows(count: usize, width: usize) -> String {
-    (0..count).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
 /// The `status` column of a charge row.

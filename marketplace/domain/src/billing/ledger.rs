@@ -8,7 +8,7 @@
 use nexus_money::Currency;
 pub use nexus_money::ledger::Account;
 use nexus_money::ledger::{Entry, Posting};
-use nexus_registry::db::{backend_of, placeholders};
+use nexus_registry::db::{backend_of, value_rows};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -193,12 +193,6 @@ async fn insert_legs(
     }
     insert.execute(&mut *conn).await?;
     Ok(())
-}
-
-/// `($1, …, $width), ($width+1, …)` for `rows` rows: numbered in order, so SQLite binds them
-/// by position (`Backend::positional`).
-fn value_rows(rows: usize, width: usize) -> String {
-    (0..rows).map(|row| format!("({})", placeholders(row * width + 1, width))).collect::<Vec<_>>().join(", ")
 }
 
 /// The transaction an idempotency key was stored with: its id, its request hash and the

@@ -3,11 +3,11 @@
 use nexus_money::Currency;
 use nexus_registry::Backend;
 use nexus_registry::db::backend_of;
-use nexus_registry::db::{placeholders, process_id};
+use nexus_registry::db::{placeholders, process_id, value_rows};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{CHARGES_PER_TX, CLAIM_MS, Claim, attempt_key, charge_status, rows};
+use super::{CHARGES_PER_TX, CLAIM_MS, Claim, attempt_key, charge_status};
 use crate::billing::charges::ChargeStatus;
 use crate::billing::ids::ChargeId;
 use crate::billing::provider::ProviderRequest;
@@ -89,7 +89,7 @@ async fn insert_started(
     }
     let sql = backend_of(conn).positional(format!(
         "INSERT INTO payment_attempts (charge_id, attempt, idempotency_key, status, started_at) VALUES {}",
-        rows(started.len(), 5)
+        value_rows(started.len(), 5)
     ));
     let mut insert = sqlx::query(&sql);
     for (id, claim) in started {
@@ -109,7 +109,7 @@ async fn mark_collecting(
         "WITH v (id, attempts, claimed_until, claimed_by) AS (VALUES {}) UPDATE charges SET \
          status = 'collecting', attempts = v.attempts, claimed_until = v.claimed_until, \
          claimed_by = v.claimed_by FROM v WHERE charges.id = v.id",
-        rows(chunk.len(), 4)
+        value_rows(chunk.len(), 4)
     ));
     let mut update = sqlx::query(&sql);
     for (id, claim) in chunk {

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use nexus_money::Currency;
 use nexus_money::ledger::Posting;
-use nexus_registry::db::{backend_of, placeholders};
+use nexus_registry::db::{backend_of, placeholders, value_rows};
 use sqlx::Row;
 
 use super::conclude::Locked;
-use super::{CHARGES_PER_TX, Claim, rows};
+use super::{CHARGES_PER_TX, Claim};
 use crate::billing::ids::ChargeId;
 use crate::billing::ledger::{self, Head, Kind};
 use crate::billing::share;
@@ -97,7 +97,7 @@ async fn mark_collected(
     let sql = backend_of(conn).positional(format!(
         "WITH v (id, fee_minor) AS (VALUES {}) UPDATE charges SET status = 'collected', fee_minor = v.fee_minor, \
          collected_at = ${n}, claimed_until = NULL, next_attempt_at = NULL FROM v WHERE charges.id = v.id",
-        rows(chunk.len(), 2),
+        value_rows(chunk.len(), 2),
         n = chunk.len() * 2 + 1
     ));
     let mut update = sqlx::query(&sql);
@@ -118,7 +118,7 @@ async fn mark_succeeded(
         "WITH v (charge_id, attempt, reference) AS (VALUES {}) UPDATE payment_attempts SET status = 'succeeded', \
          provider_reference = v.reference, message = NULL, finished_at = ${n} FROM v \
          WHERE payment_attempts.charge_id = v.charge_id AND payment_attempts.attempt = v.attempt",
-        rows(chunk.len(), 3),
+        value_rows(chunk.len(), 3),
         n = chunk.len() * 3 + 1
     ));
     let mut update = sqlx::query(&sql);
@@ -141,7 +141,7 @@ async fn add_gross(conn: &mut sqlx::AnyConnection, successes: &[Success<'_>]) ->
             "WITH v (publisher, currency, amount) AS (VALUES {}) UPDATE partner_totals \
              SET lifetime_gross_minor = partner_totals.lifetime_gross_minor + v.amount FROM v \
              WHERE partner_totals.publisher = v.publisher AND partner_totals.currency = v.currency",
-            rows(chunk.len(), 3)
+            value_rows(chunk.len(), 3)
         ));
         let mut update = sqlx::query(&sql);
         for ((publisher, currency), amount) in chunk {
@@ -165,7 +165,7 @@ async fn lifetimes(
         let sql = backend_of(conn).positional(format!(
             "WITH v (publisher, currency) AS (VALUES {}) SELECT t.publisher, t.currency, t.lifetime_gross_minor \
              FROM partner_totals t JOIN v ON t.publisher = v.publisher AND t.currency = v.currency",
-            rows(chunk.len(), 2)
+            value_rows(chunk.len(), 2)
         ));
         let mut query = sqlx::query(&sql);
         for (publisher, currency) in chunk {

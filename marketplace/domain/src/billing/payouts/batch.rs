@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use nexus_money::Currency;
 use nexus_money::ledger::Posting;
-use nexus_registry::db::backend_of;
+use nexus_registry::db::{backend_of, value_rows};
 
 use self::standing::{Standing, standing};
 
@@ -25,14 +25,6 @@ use crate::market::Market;
 
 /// A partner and currency to pay, as the run read them.
 pub(super) type Due = (String, Currency);
-
-/// `($n, $n+1, …)` rows of `width` values each.
-fn rows(count: usize, width: usize) -> String {
-    (0..count)
-        .map(|row| format!("({})", (1..=width).map(|c| format!("${}", row * width + c)).collect::<Vec<_>>().join(", ")))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Writes the period's payouts of `due` (at or over `minimums`) with the ledger transactions
 /// that take them out of the payables, in one database transaction; returns the payouts
@@ -117,7 +109,7 @@ async fn insert_payouts(
     let sql = backend_of(conn).positional(format!(
         "INSERT INTO payouts (id, publisher, currency, period_key, amount_minor, status, carried_minor, \
          settles_after_seq, settles_through_seq, claimed_until, created_at) VALUES {}",
-        rows(payouts.len(), 11)
+        value_rows(payouts.len(), 11)
     ));
     let mut insert = sqlx::query(&sql);
     for (payout, (after, through)) in payouts.iter().zip(settles) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use nexus_money::ledger::Posting;
-use nexus_registry::db::{backend_of, placeholders};
+use nexus_registry::db::{backend_of, placeholders, value_rows};
 use sqlx::Row;
 
 use super::{
@@ -176,13 +176,12 @@ async fn upsert_rollups(
     let rows: Vec<_> = rows.iter().collect();
     let width = KEY.len() + FIGURES.len();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("({})", placeholders(i * width + 1, width))).collect();
+        let values = value_rows(chunk.len(), width);
         let sql = backend_of(conn).positional(format!(
             "INSERT INTO money_rollups ({}, {}) VALUES {} ON CONFLICT ({}) DO UPDATE SET {}",
             KEY.join(", "),
             FIGURES.join(", "),
-            values.join(", "),
+            values,
             KEY.join(", "),
             increments("money_rollups", &FIGURES)
         ));
@@ -212,13 +211,12 @@ async fn upsert_balances(
     let columns = &FIGURES[..BALANCE_FIGURES];
     let width = 2 + columns.len();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("({})", placeholders(i * width + 1, width))).collect();
+        let values = value_rows(chunk.len(), width);
         let sql = backend_of(conn).positional(format!(
             "INSERT INTO partner_balances (publisher, currency, {}) VALUES {} ON CONFLICT (publisher, currency) \
              DO UPDATE SET {}",
             columns.join(", "),
-            values.join(", "),
+            values,
             increments("partner_balances", columns)
         ));
         let mut query = sqlx::query(&sql);
@@ -247,13 +245,12 @@ struct PartnerEntry<'a> {
 async fn insert_entries(conn: &mut sqlx::AnyConnection, rows: &[PartnerEntry<'_>]) -> Result<(), MarketError> {
     const COLUMNS: usize = 16;
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("({})", placeholders(i * COLUMNS + 1, COLUMNS))).collect();
+        let values = value_rows(chunk.len(), COLUMNS);
         let sql = backend_of(conn).positional(format!(
             "INSERT INTO partner_entries (publisher, currency, seq, posted_at, transaction_id, kind, charge_id, \
              refund_id, payout_id, adjustment_id, plugin_id, plan_key, line, amount_minor, gross_minor, fee_minor) \
              VALUES {}",
-            values.join(", ")
+            values
         ));
         let mut query = sqlx::query(&sql);
         for row in chunk {

@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nexus_registry::db::backend_of;
+use nexus_registry::db::{backend_of, value_rows};
 use sqlx::Row;
 
-use super::{Due, rows};
+use super::Due;
 use crate::error::MarketError;
 
 /// What the batch's partners have in the database, read under their locks.
@@ -109,7 +109,7 @@ async fn moved_since(
          SELECT a.publisher, a.currency, CAST(SUM(x.amount_minor) AS BIGINT) AS moved, MAX(x.seq) AS through \
          FROM a JOIN partner_entries x ON x.publisher = a.publisher AND x.currency = a.currency AND x.seq > a.settled \
          GROUP BY a.publisher, a.currency",
-        rows(due.len(), 3)
+        value_rows(due.len(), 3)
     ));
     let mut query = sqlx::query(&sql);
     for (publisher, currency) in due {
