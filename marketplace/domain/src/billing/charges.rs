@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::FromRow;
 use sqlx::any::AnyRow;
 
 use super::ids::ChargeId;
@@ -44,6 +44,11 @@ impl ChargeStatus {
             Self::Collected => "collected",
             Self::Failed => "failed",
         }
+    }
+
+    /// A status as stored: anything else is a storage error, never a default.
+    pub(crate) fn stored(status: &str) -> Result<Self, MarketError> {
+        status.parse().map_err(|_| storage("stored charge status"))
     }
 }
 
@@ -139,29 +144,61 @@ pub(crate) const COLUMNS: &str = "id, install_id, tenant_id, plugin_id, publishe
     period_end, currency, amount_minor, status, attempts, next_attempt_at, fee_minor, refunded_minor, detail, \
     created_at, collected_at";
 
+/// A row of [`COLUMNS`], as stored: its status and detail still text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChargeRow {
+    id: String,
+    install_id: String,
+    tenant_id: String,
+    plugin_id: String,
+    publisher: String,
+    plan_id: String,
+    line: String,
+    period_start: i64,
+    period_end: i64,
+    currency: String,
+    amount_minor: i64,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    fee_minor: Option<i64>,
+    refunded_minor: i64,
+    detail: String,
+    created_at: i64,
+    collected_at: Option<i64>,
+}
+
+impl TryFrom<ChargeRow> for Charge {
+    type Error = MarketError;
+
+    fn try_from(row: ChargeRow) -> Result<Self, MarketError> {
+        Ok(Charge {
+            id: row.id,
+            install: row.install_id,
+            tenant: row.tenant_id,
+            plugin: row.plugin_id,
+            publisher: row.publisher,
+            plan: row.plan_id,
+            line: row.line,
+            period_start: row.period_start,
+            period_end: row.period_end,
+            currency: row.currency,
+            amount_minor: row.amount_minor,
+            status: ChargeStatus::stored(&row.status)?,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at,
+            fee_minor: row.fee_minor,
+            refunded_minor: row.refunded_minor,
+            detail: serde_json::from_str(&row.detail).map_err(|e| storage(format!("stored charge detail: {e}")))?,
+            created_at: row.created_at,
+            collected_at: row.collected_at,
+        })
+    }
+}
+
+/// The charge of a row of [`COLUMNS`] read with `sqlx::query` (the month's bill in `views.rs`).
 pub(crate) fn charge(row: &AnyRow) -> Result<Charge, MarketError> {
-    let detail: String = row.try_get("detail")?;
-    Ok(Charge {
-        id: row.try_get("id")?,
-        install: row.try_get("install_id")?,
-        tenant: row.try_get("tenant_id")?,
-        plugin: row.try_get("plugin_id")?,
-        publisher: row.try_get("publisher")?,
-        plan: row.try_get("plan_id")?,
-        line: row.try_get("line")?,
-        period_start: row.try_get("period_start")?,
-        period_end: row.try_get("period_end")?,
-        currency: row.try_get("currency")?,
-        amount_minor: row.try_get("amount_minor")?,
-        status: row.try_get::<String, _>("status")?.parse().map_err(|_| storage("stored charge status"))?,
-        attempts: row.try_get("attempts")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        fee_minor: row.try_get("fee_minor")?,
-        refunded_minor: row.try_get("refunded_minor")?,
-        detail: serde_json::from_str(&detail).map_err(|e| storage(format!("stored charge detail: {e}")))?,
-        created_at: row.try_get("created_at")?,
-        collected_at: row.try_get("collected_at")?,
-    })
+    ChargeRow::from_row(row)?.try_into()
 }
 
 /// The charge, if the caller may see it: its tenant (with `read`) or an operator. Another
@@ -179,12 +216,12 @@ pub async fn get(market: &Market, caller: &Caller, id: &ChargeId) -> Result<Char
 }
 
 async fn unchecked(market: &Market, id: &ChargeId) -> Result<Charge, MarketError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM charges WHERE id = $1"))
+    sqlx::query_as::<_, ChargeRow>(&format!("SELECT {COLUMNS} FROM charges WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(&market.db.pool)
         .await?
-        .ok_or_else(|| MarketError::NotFound(format!("charge {id}")))?;
-    charge(&row)
+        .ok_or_else(|| MarketError::NotFound(format!("charge {id}")))?
+        .try_into()
 }
 
 /// Filters of `GET /v1/charges`.
@@ -240,15 +277,20 @@ pub async fn list(market: &Market, caller: &Caller, query: &ChargeQuery) -> Resu
         "SELECT {COLUMNS} FROM charges {filter} ORDER BY created_at DESC, id DESC LIMIT {per_page} OFFSET {}",
         u64::from(page - 1) * u64::from(per_page)
     );
-    let rows =
-        sqlx::query(&select).bind(tenant).bind(query.install.clone()).bind(status).fetch_all(&market.db.pool).await?;
-    let items = rows.iter().map(charge).collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query_as::<_, ChargeRow>(&select)
+        .bind(tenant)
+        .bind(query.install.clone())
+        .bind(status)
+        .fetch_all(&market.db.pool)
+        .await?;
+    let items = rows.into_iter().map(Charge::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(Page::new(items, page, per_page, total))
 }
 
 /// One invocation behind a usage line.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct UsageSource {
+    #[sqlx(rename = "id")]
     pub invocation: String,
     pub event_id: String,
     pub started_at: i64,
@@ -287,7 +329,7 @@ pub async fn usage_sources(
         .bind(charge.period_end)
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let items = sqlx::query_as::<_, UsageSource>(&format!(
         "SELECT i.id, i.event_id, i.started_at, u.units {from} ORDER BY i.started_at, i.id LIMIT {per_page} OFFSET {}",
         u64::from(page - 1) * u64::from(per_page)
     ))
@@ -297,16 +339,5 @@ pub async fn usage_sources(
     .bind(charge.period_end)
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows
-        .iter()
-        .map(|r| {
-            Ok(UsageSource {
-                invocation: r.try_get("id")?,
-                event_id: r.try_get("event_id")?,
-                started_at: r.try_get("started_at")?,
-                units: r.try_get("units")?,
-            })
-        })
-        .collect::<Result<Vec<_>, MarketError>>()?;
     Ok(Page::new(items, page, per_page, total))
 }

@@ -20,14 +20,14 @@ mod conclude;
 mod success;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use self::claim::{Claimed, claim_many};
 use self::conclude::{Answered, conclude};
 use super::charges::ChargeStatus;
 use super::ids::ChargeId;
 use super::provider::{Outcome, ProviderError, ProviderRequest};
-use crate::error::{MarketError, storage};
+use crate::error::MarketError;
 use crate::market::Market;
 
 /// How long a node may hold an attempt it claimed before another node takes the outcome
@@ -213,9 +213,13 @@ async fn ask(market: &Market, claim: &Claim) -> Answer {
     }
 }
 
-/// The `status` column of a charge row.
+/// The `status` column of a charge row (a refund checks it before reading the rest).
 pub(crate) fn charge_status(row: &sqlx::any::AnyRow) -> Result<ChargeStatus, MarketError> {
-    row.try_get::<String, _>("status")?.parse().map_err(|_| storage("stored charge status"))
+    #[derive(sqlx::FromRow)]
+    struct Status {
+        status: String,
+    }
+    ChargeStatus::stored(&Status::from_row(row)?.status)
 }
 
 fn attempt_key(id: &ChargeId, attempt: i64) -> String {
@@ -223,7 +227,7 @@ fn attempt_key(id: &ChargeId, attempt: i64) -> String {
 }
 
 /// One attempt as the tenant and operators see it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Attempt {
     pub attempt: i64,
     pub status: String,
@@ -234,23 +238,12 @@ pub struct Attempt {
 }
 
 pub async fn attempts(market: &Market, id: &ChargeId) -> Result<Vec<Attempt>, MarketError> {
-    let rows = sqlx::query(
+    let attempts = sqlx::query_as::<_, Attempt>(
         "SELECT attempt, status, provider_reference, message, started_at, finished_at FROM payment_attempts \
          WHERE charge_id = $1 ORDER BY attempt",
     )
     .bind(id.as_str())
     .fetch_all(&market.db.pool)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Attempt {
-                attempt: r.try_get("attempt")?,
-                status: r.try_get("status")?,
-                provider_reference: r.try_get("provider_reference")?,
-                message: r.try_get("message")?,
-                started_at: r.try_get("started_at")?,
-                finished_at: r.try_get("finished_at")?,
-            })
-        })
-        .collect()
+    Ok(attempts)
 }

@@ -4,10 +4,8 @@ use nexus_money::Currency;
 use nexus_registry::Backend;
 use nexus_registry::db::backend_of;
 use nexus_registry::db::{placeholders, process_id, value_rows};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
-use super::{CHARGES_PER_TX, CLAIM_MS, Claim, attempt_key, charge_status};
+use super::{CHARGES_PER_TX, CLAIM_MS, Claim, attempt_key};
 use crate::billing::charges::ChargeStatus;
 use crate::billing::ids::ChargeId;
 use crate::billing::provider::ProviderRequest;
@@ -58,13 +56,13 @@ async fn lock_and_decide(
         placeholders(1, chunk.len()),
         market.db.for_update()
     ));
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, ClaimRow>(&sql);
     for id in chunk {
         query = query.bind(id.as_str());
     }
     let mut found = std::collections::HashMap::new();
     for row in query.fetch_all(&mut *conn).await? {
-        found.insert(row.try_get::<String, _>("id")?, row);
+        found.insert(row.id.clone(), row);
     }
     let mut out = Vec::with_capacity(chunk.len());
     for id in chunk {
@@ -119,23 +117,41 @@ async fn mark_collecting(
     Ok(())
 }
 
+/// A charge row read under its lock, as [`decide`] needs it.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    tenant_id: String,
+    plugin_id: String,
+    line: String,
+    currency: String,
+    amount_minor: i64,
+    status: String,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    claimed_until: Option<i64>,
+    claimed_by: Option<String>,
+}
+
 /// The claim a locked charge row allows at `now`, if any.
-fn decide(row: &AnyRow, id: &ChargeId, now: i64, force: bool, backend: Backend) -> Result<Option<Claim>, MarketError> {
-    let status = charge_status(row)?;
-    let attempts: i64 = row.try_get("attempts")?;
-    let next_attempt_at: Option<i64> = row.try_get("next_attempt_at")?;
-    let claimed_until: Option<i64> = row.try_get("claimed_until")?;
-    let claimed_by: Option<String> = row.try_get("claimed_by")?;
+fn decide(
+    row: &ClaimRow,
+    id: &ChargeId,
+    now: i64,
+    force: bool,
+    backend: Backend,
+) -> Result<Option<Claim>, MarketError> {
+    let status = ChargeStatus::stored(&row.status)?;
     // A claim is held until it expires while its process may still be calling the provider:
     // this process, or, on PostgreSQL, any node. On SQLite one server writes the file, so a
     // claim of another process is one whose process was killed: resolved at once.
-    let held = claimed_until.unwrap_or(0) > now
-        && (backend == Backend::Postgres || claimed_by.as_deref().is_none_or(|by| by == process_id()));
-    let currency = Currency::from_code(&row.try_get::<String, _>("currency")?).map_err(crate::billing::money_error)?;
+    let held = row.claimed_until.unwrap_or(0) > now
+        && (backend == Backend::Postgres || row.claimed_by.as_deref().is_none_or(|by| by == process_id()));
+    let currency = Currency::from_code(&row.currency).map_err(crate::billing::money_error)?;
     // Every field the provider is sent is read or the claim fails: a read error must never
     // become an amount of 0 or an empty party in a request that moves money.
-    let (party, amount_minor): (String, i64) = (row.try_get("tenant_id")?, row.try_get("amount_minor")?);
-    let description = format!("{} {}", row.try_get::<String, _>("plugin_id")?, row.try_get::<String, _>("line")?);
+    let (party, amount_minor) = (&row.tenant_id, row.amount_minor);
+    let description = format!("{} {}", row.plugin_id, row.line);
     let request = |key: &str| ProviderRequest {
         key: key.to_string(),
         party: party.clone(),
@@ -146,11 +162,11 @@ fn decide(row: &AnyRow, id: &ChargeId, now: i64, force: bool, backend: Backend) 
     Ok(match status {
         ChargeStatus::Collecting if held => None,
         ChargeStatus::Collecting => {
-            let key = attempt_key(id, attempts);
-            Some(Claim { request: request(&key), key, attempt: attempts, resolve: true })
+            let key = attempt_key(id, row.attempts);
+            Some(Claim { request: request(&key), key, attempt: row.attempts, resolve: true })
         }
-        ChargeStatus::Pending | ChargeStatus::Failed if force || next_attempt_at.is_some_and(|at| at <= now) => {
-            let attempt = attempts + 1;
+        ChargeStatus::Pending | ChargeStatus::Failed if force || row.next_attempt_at.is_some_and(|at| at <= now) => {
+            let attempt = row.attempts + 1;
             let key = attempt_key(id, attempt);
             Some(Claim { request: request(&key), key, attempt, resolve: false })
         }

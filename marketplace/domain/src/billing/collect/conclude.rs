@@ -4,10 +4,9 @@ use std::collections::HashMap;
 
 use nexus_money::Currency;
 use nexus_registry::db::{backend_of, placeholders};
-use sqlx::Row;
 
 use super::success::record_successes;
-use super::{Answer, CHARGES_PER_TX, Claim, Collected, PAYMENT_FAILED, charge_status};
+use super::{Answer, CHARGES_PER_TX, Claim, Collected, PAYMENT_FAILED};
 use crate::billing::charges::ChargeStatus;
 use crate::billing::ids::ChargeId;
 use crate::billing::provider::{Outcome, ProviderError};
@@ -95,27 +94,41 @@ async fn lock_concluding(
             placeholders(1, chunk.len()),
             market.db.for_update_of("c")
         ));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, LockedRow>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let collecting = charge_status(&row)? == ChargeStatus::Collecting;
+            let collecting = ChargeStatus::stored(&row.status)? == ChargeStatus::Collecting;
             let charge = Locked {
-                install: row.try_get("install_id")?,
-                tenant: row.try_get("tenant_id")?,
-                plugin: row.try_get("plugin_id")?,
-                publisher: row.try_get("publisher")?,
-                plan_key: row.try_get("plan_key")?,
-                currency: Currency::from_code(&row.try_get::<String, _>("currency")?)
-                    .map_err(crate::billing::money_error)?,
-                amount: row.try_get("amount_minor")?,
-                attempt: if collecting { Some(row.try_get("attempts")?) } else { None },
+                install: row.install_id,
+                tenant: row.tenant_id,
+                plugin: row.plugin_id,
+                publisher: row.publisher,
+                plan_key: row.plan_key,
+                currency: Currency::from_code(&row.currency).map_err(crate::billing::money_error)?,
+                amount: row.amount_minor,
+                attempt: if collecting { Some(row.attempts) } else { None },
             };
-            locked.insert(row.try_get::<String, _>("id")?, charge);
+            locked.insert(row.id, charge);
         }
     }
     Ok(locked)
+}
+
+/// A row [`lock_concluding`] reads.
+#[derive(sqlx::FromRow)]
+struct LockedRow {
+    id: String,
+    install_id: String,
+    tenant_id: String,
+    plugin_id: String,
+    publisher: String,
+    currency: String,
+    amount_minor: i64,
+    status: String,
+    attempts: i64,
+    plan_key: String,
 }
 
 /// Counts what the committed collections did in the runner's metrics.
@@ -240,17 +253,13 @@ async fn mail_decline(
     next: Option<i64>,
     now: i64,
 ) -> Result<(), MarketError> {
-    let row = sqlx::query(
+    let (tenant, plugin, amount_minor, currency): (String, String, i64, String) = sqlx::query_as(
         "SELECT i.tenant_id, i.plugin_id, c.amount_minor, c.currency FROM charges c JOIN installs i ON i.id = c.install_id \
          WHERE c.id = $1",
     )
     .bind(id.as_str())
     .fetch_one(&mut *conn)
     .await?;
-    let tenant: String = row.try_get("tenant_id")?;
-    let plugin: String = row.try_get("plugin_id")?;
-    let currency: String = row.try_get("currency")?;
-    let amount_minor: i64 = row.try_get("amount_minor")?;
     let amount = nexus_money::Currency::from_code(&currency)
         .map(|c| nexus_money::Money::new(amount_minor, c).to_string())
         .unwrap_or_else(|_| currency.clone());

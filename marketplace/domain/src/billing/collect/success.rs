@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use nexus_money::Currency;
 use nexus_money::ledger::Posting;
 use nexus_registry::db::{backend_of, placeholders, value_rows};
-use sqlx::Row;
 
 use super::conclude::Locked;
 use super::{CHARGES_PER_TX, Claim};
@@ -167,13 +166,12 @@ async fn lifetimes(
              FROM partner_totals t JOIN v ON t.publisher = v.publisher AND t.currency = v.currency",
             value_rows(chunk.len(), 2)
         ));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
         for (publisher, currency) in chunk {
             query = query.bind(*publisher).bind(*currency);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            let key = (row.try_get("publisher")?, row.try_get("currency")?);
-            out.insert(key, row.try_get::<i64, _>("lifetime_gross_minor")?);
+        for (publisher, currency, lifetime_gross_minor) in query.fetch_all(&mut *conn).await? {
+            out.insert((publisher, currency), lifetime_gross_minor);
         }
     }
     Ok(out)
