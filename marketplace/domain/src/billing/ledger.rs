@@ -10,10 +10,9 @@ pub use nexus_money::ledger::Account;
 use nexus_money::ledger::{Entry, Posting};
 use nexus_registry::db::{backend_of, value_rows};
 use serde::Serialize;
-use sqlx::Row;
 
 use super::ids::{ChargeId, RefundId, TransactionId};
-use crate::error::MarketError;
+use crate::error::{MarketError, storage};
 use crate::market::Market;
 
 /// Builds a posting from legs, leaving out zero legs.
@@ -145,7 +144,7 @@ async fn insert_heads(
          request_sha256, memo, posted_at) VALUES {} RETURNING id, seq",
         value_rows(chunk.len(), 10)
     ));
-    let mut insert = sqlx::query(&sql);
+    let mut insert = sqlx::query_as::<_, (String, i64)>(&sql);
     for ((head, _), id) in chunk.iter().zip(ids) {
         insert = insert
             .bind(id.as_str())
@@ -159,8 +158,8 @@ async fn insert_heads(
             .bind(&head.memo)
             .bind(head.at);
     }
-    for row in insert.fetch_all(&mut *conn).await? {
-        seqs.insert(row.try_get::<String, _>("id")?, row.try_get::<i64, _>("seq")?);
+    for (id, seq) in insert.fetch_all(&mut *conn).await? {
+        seqs.insert(id, seq);
     }
     Ok(())
 }
@@ -201,21 +200,19 @@ pub async fn by_idempotency_key(
     conn: &mut sqlx::AnyConnection,
     key: &str,
 ) -> Result<Option<(TransactionId, String, Option<String>)>, MarketError> {
-    let row = sqlx::query(
+    let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT id, request_sha256, COALESCE(refund_id, adjustment_id) AS recorded FROM ledger_transactions \
          WHERE idempotency_key = $1",
     )
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|row| {
-        Ok((
-            row.try_get::<String, _>("id")?.parse()?,
-            row.try_get::<Option<String>, _>("request_sha256")?.unwrap_or_default(),
-            row.try_get("recorded")?,
-        ))
-    })
-    .transpose()
+    let Some((id, request_sha256, recorded)) = row else { return Ok(None) };
+    // The only writer stores a key with its request's hash: a key without one is a broken
+    // row, an error rather than an empty hash (which would read as the key reused).
+    let request_sha256 =
+        request_sha256.ok_or_else(|| storage(format!("ledger transaction {id} has a key but no request hash")))?;
+    Ok(Some((id.parse()?, request_sha256, recorded)))
 }
 
 /// An account's balance in a currency (debits positive).
@@ -242,7 +239,7 @@ pub struct LedgerTransaction {
     pub entries: Vec<LedgerEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct LedgerEntry {
     pub account: String,
     pub currency: String,
@@ -251,7 +248,7 @@ pub struct LedgerEntry {
 
 /// The ledger transactions of one charge (its billing, collection and refunds), in order.
 pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<LedgerTransaction>, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, EntryRow>(
         "SELECT t.id, t.kind, t.charge_id, t.refund_id, t.memo, t.posted_at, e.account, e.currency, e.amount_minor \
          FROM ledger_transactions t JOIN ledger_entries e ON e.transaction_id = t.id \
          WHERE t.charge_id = $1 ORDER BY t.seq, e.leg",
@@ -261,27 +258,35 @@ pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<LedgerT
     .await?;
     let mut out: Vec<LedgerTransaction> = Vec::new();
     for row in rows {
-        let id: String = row.try_get("id")?;
-        if out.last().is_none_or(|t| t.id != id) {
+        if out.last().is_none_or(|t| t.id != row.id) {
             out.push(LedgerTransaction {
-                id,
-                kind: row.try_get("kind")?,
-                charge: row.try_get("charge_id")?,
-                refund: row.try_get("refund_id")?,
-                memo: row.try_get("memo")?,
-                posted_at: row.try_get("posted_at")?,
+                id: row.id,
+                kind: row.kind,
+                charge: row.charge_id,
+                refund: row.refund_id,
+                memo: row.memo,
+                posted_at: row.posted_at,
                 entries: Vec::new(),
             });
         }
         if let Some(last) = out.last_mut() {
-            last.entries.push(LedgerEntry {
-                account: row.try_get("account")?,
-                currency: row.try_get("currency")?,
-                amount_minor: row.try_get("amount_minor")?,
-            });
+            last.entries.push(row.entry);
         }
     }
     Ok(out)
+}
+
+/// A row [`of_charge`] reads: a transaction's columns beside one of its entries.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: String,
+    kind: String,
+    charge_id: Option<String>,
+    refund_id: Option<String>,
+    memo: String,
+    posted_at: i64,
+    #[sqlx(flatten)]
+    entry: LedgerEntry,
 }
 
 mod verify;

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use nexus_money::ledger::Posting;
 use nexus_registry::db::{backend_of, placeholders, value_rows};
-use sqlx::Row;
 
 use super::{
     BALANCE_FIGURES, FIGURES, Figures, Grain, KEY, Leg, day_of, figures, line_figures, month_of_day, payable_moves,
@@ -39,12 +38,23 @@ pub(crate) struct Posted<'a> {
 }
 
 /// What a charge tells about the postings that name it.
+#[derive(sqlx::FromRow)]
 struct ChargeFacts {
     publisher: String,
+    #[sqlx(rename = "plugin_id")]
     plugin: String,
+    #[sqlx(rename = "plan_key")]
     plan: String,
     line: String,
     collected_at: Option<i64>,
+}
+
+/// A row [`charge_facts`] reads: a charge's id and its facts.
+#[derive(sqlx::FromRow)]
+struct ChargeFactsRow {
+    id: String,
+    #[sqlx(flatten)]
+    facts: ChargeFacts,
 }
 
 /// Adds `posted` to the rollups, on the connection (and so in the transaction) that wrote it.
@@ -122,19 +132,12 @@ async fn charge_facts(
              JOIN plans p ON p.id = c.plan_id WHERE c.id IN ({})",
             placeholders(1, chunk.len())
         ));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, ChargeFactsRow>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let facts = ChargeFacts {
-                publisher: row.try_get("publisher")?,
-                plugin: row.try_get("plugin_id")?,
-                plan: row.try_get("plan_key")?,
-                line: row.try_get("line")?,
-                collected_at: row.try_get("collected_at")?,
-            };
-            out.insert(row.try_get("id")?, facts);
+            out.insert(row.id, row.facts);
         }
     }
     Ok(out)
@@ -150,13 +153,11 @@ async fn payout_partners(
     for chunk in ids.chunks(500) {
         let sql = backend_of(conn)
             .positional(format!("SELECT id, publisher FROM payouts WHERE id IN ({})", placeholders(1, chunk.len())));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
         for id in chunk {
             query = query.bind(*id);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            out.insert(row.try_get("id")?, row.try_get("publisher")?);
-        }
+        out.extend(query.fetch_all(&mut *conn).await?);
     }
     Ok(out)
 }

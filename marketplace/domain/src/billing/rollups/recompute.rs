@@ -198,7 +198,9 @@ fn reconcile(ctes: &str, expected: &str, stored: &str, key: &[&str], figures: &[
 }
 
 /// Each row of a reconciliation as a line: its key, then each figure the ledger has more of
-/// than the rollup (negative: less).
+/// than the rollup (negative: less). Read by column name with `try_get`, not a `FromRow`
+/// struct: each check chooses its key and figure columns at run time (the rollups', the
+/// partner balances', the statement index's), so no one struct has them.
 async fn differences(market: &Market, sql: &str, key: &[&str], figures: &[&str]) -> Result<Vec<String>, MarketError> {
     let rows = sqlx::query(sql).fetch_all(&market.db.pool).await?;
     rows.iter()

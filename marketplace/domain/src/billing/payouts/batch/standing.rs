@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nexus_registry::db::{backend_of, value_rows};
-use sqlx::Row;
 
 use super::Due;
 use crate::error::MarketError;
@@ -22,11 +21,6 @@ pub(super) struct Standing {
 /// The partners' `IN (…)` list from `$first`.
 fn partners_in(first: usize, due: &[Due]) -> String {
     (first..first + due.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// A row's partner and currency.
-fn key(row: &sqlx::any::AnyRow) -> Result<(String, String), MarketError> {
-    Ok((row.try_get("publisher")?, row.try_get("currency")?))
 }
 
 /// The [`Standing`] of the partners of `due` in `period`, in four reads.
@@ -52,11 +46,11 @@ async fn done(
         "SELECT publisher, currency FROM payouts WHERE period_key = $1 AND publisher IN ({})",
         partners_in(2, due)
     ));
-    let mut query = sqlx::query(&sql).bind(period);
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(period);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
     }
-    query.fetch_all(&mut *conn).await?.iter().map(key).collect::<Result<_, _>>()
+    Ok(query.fetch_all(&mut *conn).await?.into_iter().collect())
 }
 
 /// The payable balance of each partner and currency of `due`.
@@ -65,15 +59,12 @@ async fn balances(conn: &mut sqlx::AnyConnection, due: &[Due]) -> Result<BTreeMa
         "SELECT publisher, currency, payable_minor FROM partner_balances WHERE publisher IN ({})",
         partners_in(1, due)
     ));
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
     }
-    let mut balance = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        balance.insert(key(&row)?, row.try_get::<i64, _>("payable_minor")?);
-    }
-    Ok(balance)
+    let rows = query.fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|(publisher, currency, payable)| ((publisher, currency), payable)).collect())
 }
 
 /// The last ledger sequence settled by a payout that was not returned, per partner and currency.
@@ -86,15 +77,13 @@ async fn settled_through(
          WHERE status <> 'failed' AND publisher IN ({}) GROUP BY publisher, currency",
         partners_in(1, due)
     ));
-    let mut query = sqlx::query(&sql);
+    // `settles_through_seq` is NOT NULL and each group has a row: a NULL here is an error.
+    let mut query = sqlx::query_as::<_, (String, String, i64)>(&sql);
     for (publisher, _) in due {
         query = query.bind(publisher.as_str());
     }
-    let mut after = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        after.insert(key(&row)?, row.try_get::<Option<i64>, _>("after")?.unwrap_or(0));
-    }
-    Ok(after)
+    let rows = query.fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|(publisher, currency, after)| ((publisher, currency), after)).collect())
 }
 
 /// What moved each payable after its last settled sequence (`after`), and the last sequence
@@ -111,15 +100,16 @@ async fn moved_since(
          GROUP BY a.publisher, a.currency",
         value_rows(due.len(), 3)
     ));
-    let mut query = sqlx::query(&sql);
+    // An inner join: each group has an entry, whose `amount_minor` is NOT NULL, so `moved`
+    // is never NULL; a NULL is an error, not a payable that did not move.
+    let mut query = sqlx::query_as::<_, (String, String, i64, i64)>(&sql);
     for (publisher, currency) in due {
         let seq = after.get(&(publisher.clone(), currency.code().to_string())).copied().unwrap_or(0);
         query = query.bind(publisher.as_str()).bind(currency.code()).bind(seq);
     }
-    let mut since = BTreeMap::new();
-    for row in query.fetch_all(&mut *conn).await? {
-        let moved = row.try_get::<Option<i64>, _>("moved")?.unwrap_or(0);
-        since.insert(key(&row)?, (moved, row.try_get::<i64, _>("through")?));
-    }
-    Ok(since)
+    let rows = query.fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(publisher, currency, moved, through)| ((publisher, currency), (moved, through)))
+        .collect())
 }
