@@ -20,6 +20,7 @@ pub mod estimate;
 pub mod gmv;
 pub mod growth;
 pub mod holds;
+pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod payouts;

@@ -10,6 +10,7 @@
 //! elsewhere) and then by popularity (installs and rating, `search::POPULARITY`), in integers
 //! both backends compute alike; ARCHITECTURE.md gives the formula.
 
+pub mod listing_text;
 mod moderation;
 mod refresh;
 mod search;
@@ -244,10 +245,10 @@ pub async fn detail(
         .ok_or_else(|| MarketError::NotFound(format!("an installable version of {id}")))?;
     let manifest = &newest.manifest;
     let offered = plans::offered_in(&mut *db.pool.acquire().await?, &id.to_string()).await?;
-    let text = crate::listing_text::read(db, id).await?;
+    let text = listing_text::read(db, id).await?;
     Ok(ListingDetail {
         plans: offered,
-        description_html: crate::listing_text::markdown_html(&text.description),
+        description_html: listing_text::markdown_html(&text.description),
         description: text.description,
         links: text.links,
         text_edited_at: text.edited_at,
@@ -269,7 +270,7 @@ pub async fn detail(
                 contract: v.contract.clone(),
                 signed: v.signature.is_some(),
                 changelog: v.manifest.changelog.clone(),
-                changelog_html: v.manifest.changelog.as_deref().map(crate::listing_text::markdown_html),
+                changelog_html: v.manifest.changelog.as_deref().map(listing_text::markdown_html),
             })
             .collect(),
         listing,

@@ -25,7 +25,7 @@ pub enum MarketError {
     Conflict { code: ErrorCode, message: String },
     /// Installing or upgrading needs the tenant's consent to these capabilities.
     #[error("{message}")]
-    ConsentRequired { message: String, requested: Box<crate::installs::Consent> },
+    ConsentRequired { message: String, requested: Box<crate::consent::Consent> },
     #[error("too many requests for this tenant; retry in {}s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
     /// Too many failed sign-ins or codes for an account or from a client.

@@ -22,7 +22,7 @@ use sqlx::FromRow;
 
 use crate::error::MarketError;
 use crate::market::Market;
-use crate::runner::worker::{MAX_ATTEMPTS, jittered, wait_before};
+use crate::outbox::{MAX_ATTEMPTS, jittered, wait_before};
 
 /// Mails one claim takes.
 const BATCH: i64 = 16;
@@ -164,14 +164,9 @@ pub async fn send_due(market: &Market) -> Result<usize, MarketError> {
 }
 
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
-    let rows = crate::runner::outbox::claim_due(
-        market,
-        "mail_outbox",
-        "",
-        "id, kind, recipient, subject, body, attempts",
-        BATCH,
-    )
-    .await?;
+    let rows =
+        crate::outbox::claim_due(market, "mail_outbox", "", "id, kind, recipient, subject, body, attempts", BATCH)
+            .await?;
     Ok(rows.iter().map(Claimed::from_row).collect::<Result<_, _>>()?)
 }
 

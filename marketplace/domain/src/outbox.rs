@@ -24,6 +24,7 @@ pub const MAX_WAIT_MS: i64 = 8 * 60 * 60 * 1000;
 /// How long a claim lasts: longer than any run (an invocation's wall-clock limit plus its
 /// compile wait), so only a dead node's claims lapse.
 pub const LEASE_MS: i64 = 60_000;
+
 /// The wait after failed attempt `attempt` (1-based), before jitter.
 pub fn wait_before(attempt: i64) -> i64 {
     let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(30);

@@ -100,7 +100,7 @@ pub async fn get(db: &Db, publisher: &str) -> Result<PublisherProfile, MarketErr
         tier_badge,
         website,
         support,
-        about_html: crate::listing_text::markdown_html(&about),
+        about_html: crate::catalog::listing_text::markdown_html(&about),
         about,
         listings,
         install_count,

@@ -44,7 +44,6 @@ mod admission;
 mod deliver;
 mod generations;
 mod loading;
-pub(crate) mod outbox;
 pub mod queue;
 pub mod retention;
 pub mod schedules;

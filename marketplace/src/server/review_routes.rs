@@ -13,8 +13,8 @@ use super::auth::{Auth, MaybeAuth};
 use super::extract::{JsonBody, QueryParams};
 use super::registry_routes::plugin_id;
 use super::{ApiError, AppState};
+use crate::catalog::listing_text::{self, TextEdit};
 use crate::error::Page;
-use crate::listing_text::{self, TextEdit};
 use crate::publisher_profiles::{self, ProfileEdit, PublisherProfile};
 use crate::reviews::{self, Review, ReviewInput, ReviewQuery};
 

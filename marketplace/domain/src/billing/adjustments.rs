@@ -7,11 +7,11 @@ use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::holds::known_publisher;
+use super::idempotency::{self, Idempotent, Scope, Seen};
 use super::ledger::{self, Account, Head, Kind};
 use super::{money_error, share};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
-use crate::idempotency::{self, Idempotent, Scope, Seen};
 use crate::market::Market;
 
 /// `POST /v1/publishers/{p}/adjustments`: a correction of a partner's balance.

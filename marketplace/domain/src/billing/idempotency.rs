@@ -8,7 +8,7 @@
 use nexus_registry::ErrorCode;
 use sha2::{Digest, Sha256};
 
-use crate::billing::ledger;
+use super::ledger;
 use crate::error::MarketError;
 
 /// A request's key (already qualified by its caller and kind) and its request's hash.

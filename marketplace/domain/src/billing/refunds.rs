@@ -15,12 +15,12 @@ use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
+use super::idempotency::{self, Idempotent, Scope, Seen};
 use super::ids::{ChargeId, RefundId};
 use super::ledger::{self, Account, Head, IdempotencyKey, Kind};
 use super::money_error;
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
-use crate::idempotency::{self, Idempotent, Scope, Seen};
 use crate::market::Market;
 
 /// `POST /v1/charges/{id}/refunds`.

@@ -18,6 +18,7 @@ mod preview;
 
 use super::charges::{self, Billed};
 use super::collect;
+use super::idempotency::{self, Idempotent, Scope, Seen};
 use super::ids::PlanId;
 use super::plans;
 use super::refunds::{self, RefundKind};
@@ -25,7 +26,6 @@ use super::run;
 use super::schedule::{self, Change, PaidPeriod};
 use crate::accounts::{Caller, TenantScope};
 use crate::error::{MarketError, storage};
-use crate::idempotency::{self, Idempotent, Scope, Seen};
 use crate::installs::billing_state::{self, BillingState};
 use crate::installs::{self, Install};
 use crate::market::Market;

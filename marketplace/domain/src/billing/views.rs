@@ -12,6 +12,7 @@ use super::charges::{self, Charge};
 use crate::accounts::Caller;
 use crate::error::MarketError;
 use crate::market::Market;
+pub use crate::timestamps::iso;
 
 /// A tenant's bill: the charges billed in a calendar month (UTC) and the refunds made in it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -133,13 +134,6 @@ pub fn bill_csv(bill: &Bill) -> String {
         ]));
     }
     out
-}
-
-/// An instant as CSVs write it: ISO 8601 in UTC, `2026-11-03T14:05:09Z`.
-pub fn iso(ms: i64) -> String {
-    let (year, month, day) = nexus_money::period::civil(ms);
-    let seconds = ms.rem_euclid(86_400_000) / 1000;
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
 }
 
 /// An amount as CSVs write it beside its currency column: decimal in major units, `60.00`,

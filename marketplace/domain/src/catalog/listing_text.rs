@@ -136,7 +136,7 @@ pub async fn edit(db: &Db, caller: &Caller, id: &PluginId, edit: &TextEdit) -> R
     };
     Manifest::check_listing_text(&text.summary, &text.description, &text.links)
         .map_err(|e| MarketError::invalid(ErrorCode::InvalidRequest, e.to_string()))?;
-    let search_words = crate::catalog::search_words(id, &text.summary, &text.description, &categories);
+    let search_words = super::search_words(id, &text.summary, &text.description, &categories);
     sqlx::query(
         "UPDATE listings SET summary = $1, description = $2, links = $3, text_edited_at = $4, search_words = $5 \
          WHERE plugin_id = $6",

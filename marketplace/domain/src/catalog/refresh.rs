@@ -129,7 +129,7 @@ pub async fn refresh(db: &Db, registry: &Registry, id: &PluginId) -> Result<(), 
     .bind(search_words)
     .bind(created_at)
     .bind(now)
-    .bind(crate::listing_text::links_json(&manifest.links)?)
+    .bind(super::listing_text::links_json(&manifest.links)?)
     .execute(&mut *tx)
     .await?;
     reprice(&mut tx, &id.to_string()).await?;

@@ -59,7 +59,7 @@ pub(super) async fn reviewable_version(
         (false, _) => format!("{plugin} has not yet run an event for {tenant}; review it once it has done its work"),
         (true, Some(at)) => format!(
             "{tenant} installed {plugin} less than a day ago; reviews open a day after installing, at {}",
-            crate::billing::views::iso(at)
+            crate::timestamps::iso(at)
         ),
         (true, None) => format!("{tenant} had {plugin} installed for less than a day"),
     };

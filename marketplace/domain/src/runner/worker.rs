@@ -35,18 +35,11 @@ use crate::accounts::TenantId;
 use crate::error::MarketError;
 use crate::installs::{self, InstallStatus, Target};
 use crate::market::Market;
+pub(crate) use crate::outbox::jittered;
+pub use crate::outbox::{FIRST_WAIT_MS, LEASE_MS, MAX_ATTEMPTS, MAX_WAIT_MS, wait_before};
 use crate::records;
 use crate::webhooks::WebhookKind;
 
-/// Attempts a delivery gets before it is dead.
-pub const MAX_ATTEMPTS: i64 = 16;
-/// The wait after the first failed attempt; it doubles with each further attempt.
-pub const FIRST_WAIT_MS: i64 = 30_000;
-/// The longest wait between two attempts.
-pub const MAX_WAIT_MS: i64 = 8 * 60 * 60 * 1000;
-/// How long a claim lasts: longer than any run (an invocation's wall-clock limit plus its
-/// compile wait), so only a dead node's claims lapse.
-pub const LEASE_MS: i64 = 60_000;
 /// Deliveries one claim takes.
 const BATCH: i64 = 64;
 /// How often an idle worker looks for work it was not told about (other nodes' events,
@@ -54,24 +47,6 @@ const BATCH: i64 = 64;
 const POLL: Duration = Duration::from_secs(1);
 /// How long a delivery the tenant's limits refused waits; not counted as an attempt.
 const LIMITED_WAIT_MS: i64 = 1_000;
-
-/// The wait after failed attempt `attempt` (1-based), before jitter.
-pub fn wait_before(attempt: i64) -> i64 {
-    let doublings = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(30);
-    FIRST_WAIT_MS.saturating_mul(1 << doublings).min(MAX_WAIT_MS)
-}
-
-/// [`wait_before`] moved by up to 20 % either way, so deliveries that failed together do
-/// not all come back together.
-pub(crate) fn jittered(wait: i64) -> i64 {
-    let mut bytes = [0u8; 2];
-    let unit = match getrandom::fill(&mut bytes) {
-        Ok(()) => i64::from(u16::from_le_bytes(bytes)),
-        Err(_) => 32_768,
-    };
-    // unit / 65536 in [0, 1): the factor is 0.8 + 0.4 * unit.
-    wait * 8 / 10 + wait * 4 / 10 * unit / 65_536
-}
 
 /// A claimed delivery and the event it carries.
 struct Claimed {

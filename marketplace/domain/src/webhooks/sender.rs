@@ -23,7 +23,7 @@ use sqlx::FromRow;
 
 use crate::error::{MarketError, storage};
 use crate::market::Market;
-use crate::runner::worker::{MAX_ATTEMPTS, jittered, wait_before};
+use crate::outbox::{MAX_ATTEMPTS, jittered, wait_before};
 use crate::secrets;
 
 /// Messages one claim takes.
@@ -90,7 +90,7 @@ struct ClaimedRow {
 
 async fn claim(market: &Market) -> Result<Vec<Claimed>, MarketError> {
     let now = market.billing.clock.now_ms();
-    let rows = crate::runner::outbox::claim_due(
+    let rows = crate::outbox::claim_due(
         market,
         "webhook_deliveries",
         ", updated_at = $3",

@@ -12,10 +12,10 @@ use nexus_registry::{ErrorCode, PluginId};
 use super::{Typed, back, refused};
 use crate::MarketError;
 use crate::accounts::TenantScope;
+use crate::catalog::listing_text::{self, TextEdit};
 use crate::console::catalog_pages::{plugin_id, urlencode};
 use crate::console::session::Signed;
 use crate::console::{Fields, PageError};
-use crate::listing_text::{self, TextEdit};
 use crate::reviews::{self, ReviewInput};
 use crate::server::AppState;
 

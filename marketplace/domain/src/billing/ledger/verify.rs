@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub use crate::checks::Check;
 use crate::error::MarketError;
 use crate::market::Market;
 
@@ -23,14 +24,6 @@ pub struct LedgerReport {
     pub checks: Vec<Check>,
     /// How long the whole check took (it reads every entry).
     pub elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Check {
-    pub name: &'static str,
-    pub ok: bool,
-    /// Up to 20 differences, each naming what differs and by how much.
-    pub differences: Vec<String>,
 }
 
 const MAX_DIFFERENCES: usize = 20;
