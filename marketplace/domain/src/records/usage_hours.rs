@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use nexus_money::period::Period;
 use sqlx::Row;
 
-use crate::billing::ledger::Check;
+use crate::checks::Check;
 use crate::error::MarketError;
 use crate::market::Market;
 
