@@ -40,6 +40,7 @@ impl Default for TenantLimits {
 }
 
 mod accepts;
+mod actions;
 mod admission;
 mod deliver;
 mod generations;

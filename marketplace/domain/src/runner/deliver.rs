@@ -193,7 +193,7 @@ async fn already_applied(market: &Market, finished: Finished, applied: &str) -> 
 /// tenant's webhooks again (which keeps one message per action): the process that applied it
 /// may have died before it did.
 pub(super) async fn answered(market: &Market, record: InvocationRecord) -> Result<Delivery, MarketError> {
-    crate::webhooks::enqueue_actions(market, &record).await?;
+    super::actions::enqueue_actions(market, &record).await?;
     Ok(replayed(record))
 }
 
@@ -248,7 +248,7 @@ async fn finish(
     report: Option<&Report>,
 ) -> Result<Delivery, MarketError> {
     market.runner.metrics.record_invocation(&target.plugin.to_string(), &row.outcome, clock.elapsed());
-    crate::webhooks::enqueue_actions(market, &row).await?;
+    super::actions::enqueue_actions(market, &row).await?;
     let paused = match &failure {
         None => installs::record_health(market, &target, None).await?,
         Some(failure) if failure.counts => {

@@ -233,7 +233,7 @@ async fn try_attempt(
         return Ok(Settle::Cancelled { reason: format!("install {} no longer exists", claimed.install) });
     };
     if let Some(record) = applied {
-        crate::webhooks::enqueue_actions(market, &record).await?;
+        super::actions::enqueue_actions(market, &record).await?;
         return Ok(Settle::Applied { invocation: record.id });
     }
     match target.status {
