@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::error::MarketError;
 use crate::installs;
@@ -127,10 +126,12 @@ pub struct InstallHealth {
     pub last_error: Option<LastError>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct LastError {
+    #[sqlx(rename = "started_at")]
     pub at: i64,
     pub outcome: String,
+    #[sqlx(rename = "error_message")]
     pub message: Option<String>,
 }
 
@@ -144,7 +145,7 @@ pub async fn install_health(
 ) -> Result<InstallHealth, MarketError> {
     let install = install.id.as_str();
     let mut conn = market.db.pool.acquire().await?;
-    let counts = sqlx::query(
+    let (runs, failed): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*) AS runs, COALESCE(SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END), 0) AS failed \
          FROM invocations WHERE install_id = $1 AND started_at >= $2",
     )
@@ -152,23 +153,14 @@ pub async fn install_health(
     .bind(since)
     .fetch_one(&mut *conn)
     .await?;
-    let (runs, failed): (i64, i64) = (counts.try_get("runs")?, counts.try_get("failed")?);
-    let last_error = sqlx::query(
+    let last_error = sqlx::query_as::<_, LastError>(
         "SELECT started_at, outcome, error_message FROM invocations \
          WHERE install_id = $1 AND started_at >= $2 AND outcome <> 'ok' ORDER BY started_at DESC LIMIT 1",
     )
     .bind(install)
     .bind(since)
     .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| -> Result<LastError, MarketError> {
-        Ok(LastError {
-            at: row.try_get("started_at")?,
-            outcome: row.try_get("outcome")?,
-            message: row.try_get("error_message")?,
-        })
-    })
-    .transpose()?;
+    .await?;
     let error_rate_bp = if runs == 0 { 0 } else { failed * 10_000 / runs };
     Ok(InstallHealth { since, runs, failed, error_rate_bp, last_error })
 }

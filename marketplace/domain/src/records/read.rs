@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use nexus_registry::ErrorCode;
 use serde::Deserialize;
-use sqlx::Row;
 
 use super::InvocationRecord;
 use crate::accounts::Caller;
@@ -18,12 +17,14 @@ pub async fn applied(
     tenant: &str,
     event_id: &str,
 ) -> Result<BTreeMap<String, InvocationRecord>, MarketError> {
-    let rows = sqlx::query("SELECT * FROM invocations WHERE tenant_id = $1 AND event_id = $2 AND outcome = 'ok'")
-        .bind(tenant)
-        .bind(event_id)
-        .fetch_all(&market.db.pool)
-        .await?;
-    rows.iter().map(|row| record_of(row).map(|r| (r.install.clone(), r))).collect()
+    let rows = sqlx::query_as::<_, InvocationRow>(
+        "SELECT * FROM invocations WHERE tenant_id = $1 AND event_id = $2 AND outcome = 'ok'",
+    )
+    .bind(tenant)
+    .bind(event_id)
+    .fetch_all(&market.db.pool)
+    .await?;
+    rows.into_iter().map(|row| InvocationRecord::try_from(row).map(|r| (r.install.clone(), r))).collect()
 }
 
 /// The applied invocations of each `(install, event id)` pair that has one, in one read.
@@ -38,7 +39,7 @@ pub async fn applied_to(
             nexus_registry::db::placeholders(1, chunk.len()),
             nexus_registry::db::placeholders(chunk.len() + 1, chunk.len())
         ));
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as::<_, InvocationRow>(&sql);
         for (install, _) in chunk {
             query = query.bind(*install);
         }
@@ -46,7 +47,7 @@ pub async fn applied_to(
             query = query.bind(*event);
         }
         for row in query.fetch_all(&market.db.pool).await? {
-            let record = record_of(&row)?;
+            let record = InvocationRecord::try_from(row)?;
             let key = (record.install.clone(), record.event_id.clone());
             if chunk.iter().any(|(install, event)| *install == key.0 && *event == key.1) {
                 found.insert(key, record);
@@ -58,12 +59,12 @@ pub async fn applied_to(
 
 /// One invocation by id.
 pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketError> {
-    let row = sqlx::query("SELECT * FROM invocations WHERE id = $1")
+    sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = $1")
         .bind(id)
         .fetch_optional(&market.db.pool)
         .await?
-        .ok_or_else(|| MarketError::NotFound(format!("invocation {id}")))?;
-    record_of(&row)
+        .ok_or_else(|| MarketError::NotFound(format!("invocation {id}")))?
+        .try_into()
 }
 
 /// One invocation of `install`, which must be visible to the caller.
@@ -74,13 +75,13 @@ pub async fn of_install(
     invocation: &str,
 ) -> Result<InvocationRecord, MarketError> {
     installs::get(market, caller, install).await?;
-    let row = sqlx::query("SELECT * FROM invocations WHERE id = $1 AND install_id = $2")
+    sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = $1 AND install_id = $2")
         .bind(invocation)
         .bind(install)
         .fetch_optional(&market.db.pool)
         .await?
-        .ok_or_else(|| MarketError::NotFound(format!("invocation {invocation} of install {install}")))?;
-    record_of(&row)
+        .ok_or_else(|| MarketError::NotFound(format!("invocation {invocation} of install {install}")))?
+        .try_into()
 }
 
 /// Filters for reading invocations.
@@ -131,7 +132,7 @@ pub async fn list(
         .bind(query.outcome.as_deref())
         .fetch_one(&market.db.pool)
         .await?;
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query_as::<_, InvocationRow>(&format!(
         "SELECT * FROM invocations {filter} AND (started_at < $3 OR (started_at = $3 AND id < $4)) \
          ORDER BY started_at DESC, id DESC LIMIT $5"
     ))
@@ -142,35 +143,62 @@ pub async fn list(
     .bind(i64::from(per_page) + 1)
     .fetch_all(&market.db.pool)
     .await?;
-    let items = rows.iter().map(record_of).collect::<Result<Vec<_>, MarketError>>()?;
+    let items = rows.into_iter().map(InvocationRecord::try_from).collect::<Result<Vec<_>, MarketError>>()?;
     Ok(CursorPage::new(items, per_page, total, |record| record.id.clone()))
 }
 
-fn record_of(row: &sqlx::any::AnyRow) -> Result<InvocationRecord, MarketError> {
-    let usage: String = row.try_get("usage")?;
-    let logs: String = row.try_get("logs")?;
-    let actions: String = row.try_get("actions")?;
-    Ok(InvocationRecord {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant_id")?,
-        install: row.try_get("install_id")?,
-        plugin: row.try_get("plugin_id")?,
-        version: row.try_get("version")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        started_at: row.try_get("started_at")?,
-        duration_us: row.try_get("duration_us")?,
-        outcome: row.try_get("outcome")?,
-        error: row.try_get("error_message")?,
-        fuel_used: row.try_get("fuel_used")?,
-        peak_memory_bytes: row.try_get("peak_memory_bytes")?,
-        http_requests: row.try_get("http_requests")?,
-        kv_writes: row.try_get("kv_writes")?,
-        denials: row.try_get("denials")?,
-        usage: serde_json::from_str(&usage).map_err(storage)?,
-        logs: serde_json::from_str(&logs).map_err(storage)?,
-        stderr: row.try_get("stderr")?,
-        data: row.try_get("outcome_data")?,
-        actions: serde_json::from_str(&actions).map_err(storage)?,
-    })
+/// An `invocations` row as stored: its usage, logs and actions still JSON text.
+#[derive(sqlx::FromRow)]
+struct InvocationRow {
+    id: String,
+    tenant_id: String,
+    install_id: String,
+    plugin_id: String,
+    version: String,
+    event_id: String,
+    event_type: String,
+    started_at: i64,
+    duration_us: i64,
+    outcome: String,
+    error_message: Option<String>,
+    fuel_used: i64,
+    peak_memory_bytes: i64,
+    http_requests: i64,
+    kv_writes: i64,
+    denials: i64,
+    usage: String,
+    logs: String,
+    stderr: String,
+    outcome_data: Option<String>,
+    actions: String,
+}
+
+impl TryFrom<InvocationRow> for InvocationRecord {
+    type Error = MarketError;
+
+    fn try_from(row: InvocationRow) -> Result<Self, MarketError> {
+        Ok(InvocationRecord {
+            id: row.id,
+            tenant: row.tenant_id,
+            install: row.install_id,
+            plugin: row.plugin_id,
+            version: row.version,
+            event_id: row.event_id,
+            event_type: row.event_type,
+            started_at: row.started_at,
+            duration_us: row.duration_us,
+            outcome: row.outcome,
+            error: row.error_message,
+            fuel_used: row.fuel_used,
+            peak_memory_bytes: row.peak_memory_bytes,
+            http_requests: row.http_requests,
+            kv_writes: row.kv_writes,
+            denials: row.denials,
+            usage: serde_json::from_str(&row.usage).map_err(storage)?,
+            logs: serde_json::from_str(&row.logs).map_err(storage)?,
+            stderr: row.stderr,
+            data: row.outcome_data,
+            actions: serde_json::from_str(&row.actions).map_err(storage)?,
+        })
+    }
 }

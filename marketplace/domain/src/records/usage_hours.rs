@@ -15,7 +15,6 @@ use nexus_registry::db::backend_of;
 use std::collections::BTreeMap;
 
 use nexus_money::period::Period;
-use sqlx::Row;
 
 use crate::checks::Check;
 use crate::error::MarketError;
@@ -124,13 +123,13 @@ pub async fn segment_units(
             continue;
         };
         let sql = backend_of(conn).positional(sql);
-        let mut query = sqlx::query(&sql);
+        // Each group sums at least one NOT NULL `units`: a NULL sum is an error, never 0.
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql);
         for (install, meter, start, from, to) in hours.iter().chain(&invocations) {
             query = query.bind(*install).bind(*meter).bind(*start).bind(*from).bind(*to);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            let units = row.try_get::<Option<i64>, _>("units")?.unwrap_or(0);
-            out.insert((row.try_get("install_id")?, row.try_get("start_ms")?), units);
+        for (install, start, units) in query.fetch_all(&mut *conn).await? {
+            out.insert((install, start), units);
         }
     }
     Ok(out)
@@ -244,19 +243,14 @@ pub async fn check(market: &Market) -> Result<Check, MarketError> {
          ORDER BY install_id, meter, hour_start LIMIT {MAX_DIFFERENCES}",
         expected_rows()
     );
-    let rows = sqlx::query(&sql).fetch_all(&market.db.pool).await?;
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(&sql).fetch_all(&market.db.pool).await?;
     let differences = rows
-        .iter()
-        .map(|row| {
-            Ok(format!(
-                "install {} meter `{}` hour {}: the invocations say {:+} units against usage_hours",
-                row.try_get::<String, _>("install_id")?,
-                row.try_get::<String, _>("meter")?,
-                row.try_get::<i64, _>("hour_start")?,
-                row.try_get::<i64, _>("off")?
-            ))
+        .into_iter()
+        .map(|(install, meter, hour, off)| {
+            let row = format!("install {install} meter `{meter}` hour {hour}");
+            format!("{row}: the invocations say {off:+} units against usage_hours")
         })
-        .collect::<Result<Vec<_>, MarketError>>()?;
+        .collect::<Vec<_>>();
     Ok(Check {
         name: "usage_hours sums the usage rows of applied invocations per install, meter and hour",
         ok: differences.is_empty(),
