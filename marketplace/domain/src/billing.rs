@@ -21,7 +21,7 @@ pub mod gmv;
 pub mod growth;
 pub mod holds;
 pub mod idempotency;
-pub mod ids;
+pub use crate::ids;
 pub mod ledger;
 pub mod payouts;
 pub mod plans;
@@ -35,6 +35,7 @@ pub mod share;
 pub mod statements;
 pub mod views;
 
+pub use crate::error::money_error;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use provider::{Outcome, PaymentProvider, PayoutProvider, ProviderError, SandboxProvider, Scripted};
 
@@ -91,21 +92,4 @@ impl std::fmt::Debug for BillingConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BillingConfig").field("retry_after_ms", &self.retry_after_ms).finish_non_exhaustive()
     }
-}
-
-/// A refused money operation as the marketplace reports it: a 4xx with a stable code.
-pub fn money_error(error: nexus_money::MoneyError) -> crate::error::MarketError {
-    use nexus_money::MoneyError as E;
-    let code = match &error {
-        E::UnknownCurrency(_) => nexus_registry::ErrorCode::UnknownCurrency,
-        E::CurrencyMismatch { .. } => nexus_registry::ErrorCode::CurrencyMismatch,
-        E::Overflow => nexus_registry::ErrorCode::AmountOverflow,
-        E::InvalidAmount(..) => nexus_registry::ErrorCode::InvalidAmount,
-        E::InvalidPolicy(_) => nexus_registry::ErrorCode::InvalidPolicy,
-        E::InvalidPosting(_) => nexus_registry::ErrorCode::InvalidPosting,
-        E::RefundExceedsCharge { .. } => nexus_registry::ErrorCode::RefundExceedsCharge,
-        E::UnknownInterval(_) => nexus_registry::ErrorCode::InvalidPlan,
-        E::InvalidPeriod(_) => nexus_registry::ErrorCode::InvalidPeriod,
-    };
-    crate::error::MarketError::invalid(code, error.to_string())
 }

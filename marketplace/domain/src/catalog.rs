@@ -26,8 +26,8 @@ pub use refresh::{index_all, refresh, reprice, reprice_all};
 pub use search::{Facets, SearchQuery, SearchResults, Sort, facets, search};
 
 use crate::accounts::Caller;
-use crate::billing::plans::{self, PriceFrom};
 use crate::error::MarketError;
+use crate::plans::{self, PriceFrom};
 
 pub const MAX_PER_PAGE: u32 = 100;
 

@@ -197,3 +197,20 @@ impl<T> Page<T> {
         Self { items, next_page: page.checked_add(1).filter(|_| seen < total), total }
     }
 }
+
+/// A refused money operation as the marketplace reports it: a 4xx with a stable code.
+pub fn money_error(error: nexus_money::MoneyError) -> MarketError {
+    use nexus_money::MoneyError as E;
+    let code = match &error {
+        E::UnknownCurrency(_) => nexus_registry::ErrorCode::UnknownCurrency,
+        E::CurrencyMismatch { .. } => nexus_registry::ErrorCode::CurrencyMismatch,
+        E::Overflow => nexus_registry::ErrorCode::AmountOverflow,
+        E::InvalidAmount(..) => nexus_registry::ErrorCode::InvalidAmount,
+        E::InvalidPolicy(_) => nexus_registry::ErrorCode::InvalidPolicy,
+        E::InvalidPosting(_) => nexus_registry::ErrorCode::InvalidPosting,
+        E::RefundExceedsCharge { .. } => nexus_registry::ErrorCode::RefundExceedsCharge,
+        E::UnknownInterval(_) => nexus_registry::ErrorCode::InvalidPlan,
+        E::InvalidPeriod(_) => nexus_registry::ErrorCode::InvalidPeriod,
+    };
+    MarketError::invalid(code, error.to_string())
+}

@@ -5,8 +5,8 @@ use nexus_registry::db::now_ms;
 use nexus_registry::{Db, PluginId, Registry};
 
 use super::{newest_installable, set_items, set_text, words};
-use crate::billing::plans;
 use crate::error::MarketError;
+use crate::plans;
 
 /// Sets a listing's pricing (the models offered and the lowest paid price) from the plans
 /// it offers now. Called in the transaction of every plan change and listing refresh, so a

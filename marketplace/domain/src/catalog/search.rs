@@ -7,8 +7,8 @@ use nexus_registry::{Backend, Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use super::{COLUMNS, Listing, ListingRow, set_items, words};
-use crate::billing::plans::PlanModel;
 use crate::error::{MarketError, Page};
+use crate::plans::PlanModel;
 
 const MAX_TERMS: usize = 8;
 

@@ -64,7 +64,7 @@ pub async fn update_settings(
         // Refused before anything is written when no version satisfies it.
         let requirement = parse_requirement(text).map_err(RegistryError::from)?;
         let tenant: crate::accounts::TenantId = current.tenant.parse()?;
-        crate::dev_versions::resolve_for(market, &tenant, &plugin, &requirement).await?;
+        crate::dev_tenants::resolve_for(market, &tenant, &plugin, &requirement).await?;
     }
     let mut tx = write_tx(market).await?;
     if let Some(requirement) = &update.requirement {

@@ -13,10 +13,10 @@ use super::consent::Consent;
 use super::{Install, InstallRequest, InstallStatus, check_settings, get, json_text, plugin_id, same_major};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
-use crate::billing::plans::{Plan, PlanModel};
 use crate::catalog;
 use crate::error::{MarketError, storage};
 use crate::market::Market;
+use crate::plans::{Plan, PlanModel};
 use crate::secrets;
 
 /// Installs a plugin for the calling tenant.
@@ -70,7 +70,7 @@ async fn check(market: &Market, tenant: &TenantId, request: &InstallRequest) -> 
     }
     let requested = request.requirement.clone().unwrap_or_else(|| "*".to_string());
     let requirement = parse_requirement(&requested).map_err(RegistryError::from)?;
-    let record = crate::dev_versions::resolve_for(market, tenant, &id, &requirement).await?;
+    let record = crate::dev_tenants::resolve_for(market, tenant, &id, &requirement).await?;
     // No requirement: the newest version's major (a 0.x minor), so that a breaking
     // release waits for the tenant to choose it.
     let requirement = match &request.requirement {
@@ -81,7 +81,7 @@ async fn check(market: &Market, tenant: &TenantId, request: &InstallRequest) -> 
     if !request.consent.as_ref().is_some_and(|answer| consent.is_covered_by(answer)) {
         return Err(consent.required("installing needs consent"));
     }
-    let plan = crate::billing::plans::choose(market, &id, request.plan.as_deref()).await?;
+    let plan = crate::plans::choose(market, &id, request.plan.as_deref()).await?;
     check_settings("config", request.config.iter().map(|(k, v)| (k, Some(v))))?;
     check_settings("secret", request.secrets.iter().map(|(k, v)| (k, Some(v))))?;
     consent.check_required(&request.config, &request.secrets)?;

@@ -67,7 +67,7 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
     let rows: Vec<InstallRow> = sqlx::query_as(&sql).bind(plugin.to_string()).fetch_all(&market.db.pool).await?;
     // Many installs share a requirement: resolve each requirement once (and once more for
     // the publisher's development tenants, who alone may have development versions).
-    let dev_tenants = crate::dev_versions::tenants_of(market, plugin.publisher.as_str()).await?;
+    let dev_tenants = crate::dev_tenants::tenants_of(market, plugin.publisher.as_str()).await?;
     let mut resolved: HashMap<(String, bool), Option<VersionRecord>> = HashMap::new();
     for row in rows {
         let current = Install::try_from(row)?;
@@ -94,7 +94,7 @@ async fn best_within(
     let Ok(requirement) = parse_requirement(requirement) else {
         return Ok(None);
     };
-    let found = if dev && crate::dev_versions::names_dev(&requirement) {
+    let found = if dev && crate::dev_tenants::names_dev(&requirement) {
         market.registry.resolve_with_dev(plugin, &requirement).await
     } else {
         market.registry.resolve(plugin, &requirement).await

@@ -1,8 +1,8 @@
 //! A plan revision as stored.
 
 use super::{Plan, UsageTerms};
-use crate::billing::money_error;
 use crate::error::MarketError;
+use crate::error::money_error;
 
 /// A row of [`COLUMNS`], as stored.
 #[derive(sqlx::FromRow)]

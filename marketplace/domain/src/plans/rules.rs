@@ -5,8 +5,8 @@ use nexus_money::rating::UsagePrice;
 use nexus_registry::ErrorCode;
 
 use super::{MAX_AMOUNT_MINOR, MAX_TRIAL_DAYS, PlanModel, PlanRequest};
-use crate::billing::money_error;
 use crate::error::MarketError;
+use crate::error::money_error;
 
 fn invalid(message: impl Into<String>) -> MarketError {
     MarketError::invalid(ErrorCode::InvalidPlan, message)
