@@ -7,7 +7,6 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::Row;
 
 use crate::db::{Db, is_unique_violation, now_ms, storage};
 use crate::error::RegistryError;
@@ -77,7 +76,7 @@ impl Credential {
 }
 
 /// A registered signing key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct KeyInfo {
     pub fingerprint: String,
     pub public_key: String,
@@ -193,7 +192,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Credential, RegistryE
 /// for revocation and expiry now: a console session keeps only the hash and asks again on
 /// every request, so revoking the token ends the session.
 pub async fn authenticate_hash(db: &Db, hash: &str) -> Result<Credential, RegistryError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, TokenRow>(
         "SELECT id, publisher, scopes, expires_at, revoked_at FROM publisher_tokens WHERE secret_sha256 = $1",
     )
     .bind(hash)
@@ -201,19 +200,27 @@ pub async fn authenticate_hash(db: &Db, hash: &str) -> Result<Credential, Regist
     .await
     .map_err(storage)?
     .ok_or(RegistryError::Unauthenticated)?;
-    if row.try_get::<Option<i64>, _>("revoked_at").map_err(storage)?.is_some() {
+    if row.revoked_at.is_some() {
         return Err(RegistryError::TokenRevoked);
     }
-    if row.try_get::<Option<i64>, _>("expires_at").map_err(storage)?.is_some_and(|at| at <= now_ms()) {
+    if row.expires_at.is_some_and(|at| at <= now_ms()) {
         return Err(RegistryError::TokenExpired);
     }
-    let publisher: String = row.try_get("publisher").map_err(storage)?;
-    let scopes: String = row.try_get("scopes").map_err(storage)?;
     Ok(Credential {
-        token_id: row.try_get("id").map_err(storage)?,
-        publisher: publisher.parse().map_err(|e| RegistryError::Storage(format!("stored publisher: {e}")))?,
-        scopes: scopes.split(',').filter_map(|s| s.parse().ok()).collect(),
+        token_id: row.id,
+        publisher: row.publisher.parse().map_err(|e| RegistryError::Storage(format!("stored publisher: {e}")))?,
+        scopes: row.scopes.split(',').filter_map(|s| s.parse().ok()).collect(),
     })
+}
+
+/// A `publisher_tokens` row as [`authenticate_hash`] reads it.
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    publisher: String,
+    scopes: String,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 /// Revokes one of the caller's publisher's tokens.
@@ -280,23 +287,13 @@ pub async fn revoke_key(db: &Db, caller: &Credential, fingerprint: &str) -> Resu
 
 /// Every key of `publisher`, revoked ones included.
 pub async fn keys(db: &Db, publisher: &PublisherName) -> Result<Vec<KeyInfo>, RegistryError> {
-    let rows = sqlx::query(
+    sqlx::query_as::<_, KeyInfo>(
         "SELECT fingerprint, public_key, created_at, revoked_at FROM publisher_keys WHERE publisher = $1 ORDER BY created_at, fingerprint",
     )
     .bind(publisher.as_str())
     .fetch_all(&db.pool)
     .await
-    .map_err(storage)?;
-    rows.iter()
-        .map(|row| {
-            Ok(KeyInfo {
-                fingerprint: row.try_get("fingerprint").map_err(storage)?,
-                public_key: row.try_get("public_key").map_err(storage)?,
-                created_at: row.try_get("created_at").map_err(storage)?,
-                revoked_at: row.try_get("revoked_at").map_err(storage)?,
-            })
-        })
-        .collect()
+    .map_err(storage)
 }
 
 /// The active key of `publisher` with `fingerprint`.

@@ -4,8 +4,6 @@
 use nexus_host::Digest;
 use semver::{Version, VersionReq};
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::artifacts::ArtifactStore;
 use crate::db::{Db, now_ms, storage};
@@ -43,29 +41,45 @@ pub struct VersionRecord {
 const COLUMNS: &str = "plugin_id, version, digest, size, contract, published_at, signature, key_fingerprint, \
                        yanked_at, yank_reason, yank_successor, manifest";
 
-fn record(row: &AnyRow) -> Result<VersionRecord, RegistryError> {
-    let text = |column: &str| row.try_get::<String, _>(column).map_err(storage);
-    let yanked_at: Option<i64> = row.try_get("yanked_at").map_err(storage)?;
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| RegistryError::Storage(format!("stored {what}: {e}"));
-    Ok(VersionRecord {
-        id: text("plugin_id")?,
-        version: text("version")?.parse().map_err(|e| corrupt("version", &e))?,
-        digest: text("digest")?.parse().map_err(|e| corrupt("digest", &e))?,
-        size: u64::try_from(row.try_get::<i64, _>("size").map_err(storage)?).unwrap_or(0),
-        contract: text("contract")?,
-        published_at: row.try_get("published_at").map_err(storage)?,
-        signature: row.try_get("signature").map_err(storage)?,
-        key_fingerprint: row.try_get("key_fingerprint").map_err(storage)?,
-        yank: match yanked_at {
-            Some(at) => Some(Yank {
+/// A row of [`COLUMNS`], as stored: its version, digest and manifest still text.
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    plugin_id: String,
+    version: String,
+    digest: String,
+    size: i64,
+    contract: String,
+    published_at: i64,
+    signature: Option<String>,
+    key_fingerprint: Option<String>,
+    yanked_at: Option<i64>,
+    yank_reason: Option<String>,
+    yank_successor: Option<String>,
+    manifest: String,
+}
+
+impl TryFrom<VersionRow> for VersionRecord {
+    type Error = RegistryError;
+
+    fn try_from(row: VersionRow) -> Result<Self, RegistryError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| RegistryError::Storage(format!("stored {what}: {e}"));
+        Ok(VersionRecord {
+            id: row.plugin_id,
+            version: row.version.parse().map_err(|e| corrupt("version", &e))?,
+            digest: row.digest.parse().map_err(|e| corrupt("digest", &e))?,
+            size: u64::try_from(row.size).unwrap_or(0),
+            contract: row.contract,
+            published_at: row.published_at,
+            signature: row.signature,
+            key_fingerprint: row.key_fingerprint,
+            yank: row.yanked_at.map(|at| Yank {
                 at,
-                reason: row.try_get::<Option<String>, _>("yank_reason").map_err(storage)?.unwrap_or_default(),
-                successor: row.try_get("yank_successor").map_err(storage)?,
+                reason: row.yank_reason.unwrap_or_default(),
+                successor: row.yank_successor,
             }),
-            None => None,
-        },
-        manifest: serde_json::from_str(&text("manifest")?).map_err(|e| corrupt("manifest", &e))?,
-    })
+            manifest: serde_json::from_str(&row.manifest).map_err(|e| corrupt("manifest", &e))?,
+        })
+    }
 }
 
 /// A development version: a pre-release whose first identifier is `dev` (`1.2.0-dev.4`),
@@ -78,12 +92,12 @@ pub fn is_dev(version: &Version) -> bool {
 
 /// Every released (not development) version of `id`, newest first.
 pub async fn list(db: &Db, id: &PluginId) -> Result<Vec<VersionRecord>, RegistryError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = $1"))
+    let rows = sqlx::query_as::<_, VersionRow>(&format!("SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = $1"))
         .bind(id.to_string())
         .fetch_all(&db.pool)
         .await
         .map_err(storage)?;
-    let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    let mut records = rows.into_iter().map(VersionRecord::try_from).collect::<Result<Vec<_>, _>>()?;
     records.retain(|record| !is_dev(&record.version));
     records.sort_by(|a, b| b.version.cmp(&a.version));
     if records.is_empty() {
@@ -94,14 +108,15 @@ pub async fn list(db: &Db, id: &PluginId) -> Result<Vec<VersionRecord>, Registry
 
 /// One version of `id`.
 pub async fn get(db: &Db, id: &PluginId, version: &Version) -> Result<VersionRecord, RegistryError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = $1 AND version_key = $2"))
+    let sql = format!("SELECT {COLUMNS} FROM plugin_versions WHERE plugin_id = $1 AND version_key = $2");
+    sqlx::query_as::<_, VersionRow>(&sql)
         .bind(id.to_string())
         .bind(version_key(version))
         .fetch_optional(&db.pool)
         .await
         .map_err(storage)?
-        .ok_or_else(|| RegistryError::NotFound(format!("{id}@{version}")))?;
-    record(&row)
+        .ok_or_else(|| RegistryError::NotFound(format!("{id}@{version}")))?
+        .try_into()
 }
 
 /// Every development version of `id`, newest first.
@@ -126,15 +141,15 @@ pub async fn resolve(
 ) -> Result<VersionRecord, RegistryError> {
     // Only the two columns resolution needs: with 10,000 versions the manifests would
     // dominate the query.
-    let rows = sqlx::query("SELECT version, yanked_at FROM plugin_versions WHERE plugin_id = $1")
-        .bind(id.to_string())
-        .fetch_all(&db.pool)
-        .await
-        .map_err(storage)?;
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT version, yanked_at FROM plugin_versions WHERE plugin_id = $1")
+            .bind(id.to_string())
+            .fetch_all(&db.pool)
+            .await
+            .map_err(storage)?;
     let mut candidates = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let version: String = row.try_get("version").map_err(storage)?;
-        let yanked = row.try_get::<Option<i64>, _>("yanked_at").map_err(storage)?.is_some();
+    for (version, yanked_at) in &rows {
+        let yanked = yanked_at.is_some();
         if let Ok(version) = version.parse::<Version>()
             && (with_dev || !is_dev(&version))
         {
