@@ -5,12 +5,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nexus_registry::ErrorCode;
 use nexus_registry::db::{now_ms, process_id};
-use sqlx::Row;
 
 use super::{ANSWER_WAIT_MS, KEEP_MS, Keyed, in_progress};
 use crate::server::{ApiError, AppState};
 
 /// A key's row as stored.
+#[derive(sqlx::FromRow)]
 pub(super) struct KeptRow {
     pub(super) request_sha256: String,
     pub(super) request_id: Option<String>,
@@ -21,7 +21,7 @@ pub(super) struct KeptRow {
 }
 
 pub(super) async fn kept_row(state: &AppState, keyed: &Keyed) -> Result<Option<KeptRow>, ApiError> {
-    let row = sqlx::query(
+    let row = sqlx::query_as::<_, KeptRow>(
         "SELECT request_sha256, request_id, status, response, location, created_at FROM idempotency_keys \
          WHERE caller = $1 AND key = $2",
     )
@@ -30,18 +30,7 @@ pub(super) async fn kept_row(state: &AppState, keyed: &Keyed) -> Result<Option<K
     .fetch_optional(&state.market.db.pool)
     .await
     .map_err(crate::error::storage)?;
-    let Some(row) = row else { return Ok(None) };
-    let read = |row: &sqlx::any::AnyRow| -> Result<KeptRow, sqlx::Error> {
-        Ok(KeptRow {
-            request_sha256: row.try_get("request_sha256")?,
-            request_id: row.try_get("request_id")?,
-            status: row.try_get("status")?,
-            response: row.try_get("response")?,
-            location: row.try_get("location")?,
-            created_at: row.try_get("created_at")?,
-        })
-    };
-    Ok(Some(read(&row).map_err(crate::error::storage)?))
+    Ok(row)
 }
 
 /// Where a key stands when a request with it arrives.
