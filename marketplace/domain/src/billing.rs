@@ -26,6 +26,7 @@ pub mod ledger;
 pub mod payouts;
 pub mod plans;
 pub mod provider;
+pub mod purchase;
 pub mod refunds;
 pub mod rollups;
 pub mod run;

@@ -15,15 +15,15 @@ use crate::market::Market;
 pub mod billing_state;
 mod changes;
 mod consent;
-mod create;
+pub(crate) mod create;
 mod delivery;
 mod follow;
 pub(crate) mod lifecycle;
 mod read;
+pub mod schedules;
 
 pub use changes::{SettingsUpdate, approve_upgrade, resume, uninstall, update_settings};
 pub use consent::{Consent, DeclaredSetting, GrantConsent, RequestedCapability, RequestedHost, preview};
-pub use create::create;
 pub use delivery::{
     Target, open_secrets, record_health, target_by_id, target_of, targets, targets_by_ids, targets_read,
 };

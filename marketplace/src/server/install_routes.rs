@@ -36,7 +36,7 @@ pub async fn create_install(
     Auth(caller): Auth,
     JsonBody(body): JsonBody<InstallRequest>,
 ) -> Result<(StatusCode, [(axum::http::HeaderName, String); 1], Json<Install>), ApiError> {
-    let install = installs::create(&state.market, &caller, body).await?;
+    let install = crate::billing::purchase::install(&state.market, &caller, body).await?;
     state.market.warm_in_background(&install.plugin, &install.version);
     let location = format!("/v1/installs/{}", install.id);
     Ok((StatusCode::CREATED, [(axum::http::header::LOCATION, location)], Json(install)))

@@ -230,7 +230,7 @@ pub(super) async fn set_version(
     }
     let tenant: String =
         sqlx::query_scalar("SELECT tenant_id FROM installs WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
-    crate::runner::schedules::set_for_install(tx, id, &tenant, &record.manifest.schedules, now).await?;
+    super::schedules::set_for_install(tx, id, &tenant, &record.manifest.schedules, now).await?;
     Ok(true)
 }
 

@@ -15,12 +15,13 @@
 
 use nexus_host::Event;
 use nexus_registry::cron::Cron;
-use nexus_registry::manifest::{Missed, SCHEDULE_TICK, Schedule};
+use nexus_registry::manifest::{Missed, SCHEDULE_TICK};
 use serde_json::json;
 
 use super::{ordered_id, queue};
 use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
+pub use crate::installs::schedules::set_for_install;
 use crate::installs::{self, InstallStatus};
 use crate::market::Market;
 
@@ -28,34 +29,6 @@ use crate::market::Market;
 pub const MAX_CATCH_UP: usize = 100;
 /// Rows one turn looks at.
 const BATCH: i64 = 100;
-
-/// Writes `install`'s schedules (those of the version it now runs), replacing what it had,
-/// in the caller's transaction. The first slot is the first after `now`.
-pub async fn set_for_install(
-    tx: &mut sqlx::AnyConnection,
-    install: &str,
-    tenant: &str,
-    schedules: &[Schedule],
-    now: i64,
-) -> Result<(), MarketError> {
-    sqlx::query("DELETE FROM install_schedules WHERE install_id = $1").bind(install).execute(&mut *tx).await?;
-    for schedule in schedules {
-        let cron = Cron::parse(&schedule.cron).map_err(|e| storage(format!("a published schedule: {e}")))?;
-        sqlx::query(
-            "INSERT INTO install_schedules (install_id, schedule_id, tenant_id, cron, missed, next_slot_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(install)
-        .bind(&schedule.id)
-        .bind(tenant)
-        .bind(&schedule.cron)
-        .bind(schedule.missed.as_str())
-        .bind(cron.next_after(now))
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
 
 /// The slots due from `next` up to `now`: all of them for `catch-up` (the latest
 /// [`MAX_CATCH_UP`]), the latest for `skip`.

@@ -77,7 +77,7 @@ async fn seed_one(
             config: string_map(&settings["config"]),
             secrets: string_map(&settings["secrets"]),
         };
-        installs::create(market, &caller, request).await?;
+        crate::billing::purchase::install(market, &caller, request).await?;
         println!("  {id} installed {plugin}");
     }
     Ok((token.secret, caller))

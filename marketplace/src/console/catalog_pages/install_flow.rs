@@ -153,7 +153,7 @@ async fn install(
         config,
         secrets,
     };
-    match installs::create(&state.market, &signed.0.caller, request).await {
+    match crate::billing::purchase::install(&state.market, &signed.0.caller, request).await {
         Ok(created) => {
             state.market.warm_in_background(&created.plugin, &created.version);
             Ok(Redirect::to(&format!("/console/installs/{}?installed=1", created.id)).into_response())
