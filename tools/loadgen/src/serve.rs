@@ -164,7 +164,7 @@ async fn seed(market: &Arc<Market>) -> anyhow::Result<Seeded> {
         config: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };
-    installs::create(market, &caller, install).await?;
+    nexus_marketplace::billing::purchase::install(market, &caller, install).await?;
     Ok(Seeded { tenant: tenant.secret, operator: operator.secret, publisher: publisher.secret })
 }
 
