@@ -691,6 +691,95 @@ fn a_billing_run_keeps_the_event_caches_and_a_payment_pause_renews_them() {
     });
 }
 
+/// Each column the event path caches of an install (`installs/delivery.rs`, `TARGET_COLUMNS`,
+/// and the digest its component loads by) moves its tenant's generation by exactly one when it
+/// changes, and the columns it does not cache move nothing: the trigger of migration 0038
+/// names the same columns, on both backends. A column added to one list and not the other
+/// fails here.
+#[test]
+fn each_cached_install_column_renews_the_caches_once_and_no_other_column_does() {
+    on_both(|postgres| async move {
+        let m = Money::new(postgres, NOV_1).await;
+        let env = &m.env;
+        let tenant = env.tenant("globex").await;
+        env.tenant("initech").await;
+        let install = env.install(&tenant, "nexus-labs/echo", json!({})).await;
+        let id = install["id"].as_str().unwrap().to_string();
+        let changes: [(&str, &str, i64); 17] = [
+            ("version", "version || '-x'", 1),
+            ("digest", "digest || 'x'", 1),
+            ("event_types", "event_types || ' '", 1),
+            ("grants", "grants || ' '", 1),
+            ("config", "config || ' '", 1),
+            ("secrets_sealed", "COALESCE(secrets_sealed, '') || 'x'", 1),
+            ("status", "'paused'", 1),
+            ("status_reason", "COALESCE(status_reason, '') || 'x'", 1),
+            ("consecutive_failures", "consecutive_failures + 1", 1),
+            ("ordered_delivery", "1 - ordered_delivery", 1),
+            ("plugin_id", "'nexus-labs/pii-redactor'", 1),
+            ("requirement", "requirement || ' '", 0),
+            ("pending_reason", "COALESCE(pending_reason, '') || 'x'", 0),
+            ("updated_at", "updated_at + 1", 0),
+            ("paid_through", "COALESCE(paid_through, 0) + 1", 0),
+            ("usage_billed_until", "COALESCE(usage_billed_until, 0) + 1", 0),
+            ("next_bill_at", "COALESCE(next_bill_at, 0) + 1", 0),
+        ];
+        for (column, value, moves) in changes {
+            let before = generation(&m, "globex").await;
+            sqlx::query(&format!("UPDATE installs SET {column} = {value} WHERE id = $1"))
+                .bind(&id)
+                .execute(m.env.market.db.writer())
+                .await
+                .unwrap();
+            assert_eq!(generation(&m, "globex").await, before + moves, "{column}");
+        }
+        // Moving the install to another tenant renews both tenants' caches, once each.
+        let (globex, initech) = (generation(&m, "globex").await, generation(&m, "initech").await);
+        sqlx::query("UPDATE installs SET tenant_id = 'initech' WHERE id = $1")
+            .bind(&id)
+            .execute(m.env.market.db.writer())
+            .await
+            .unwrap();
+        assert_eq!((generation(&m, "globex").await, generation(&m, "initech").await), (globex + 1, initech + 1));
+    });
+}
+
+/// Eight uninstalls of one usage-plan install at once, while a billing run goes: one of them
+/// uninstalls, the others find it gone, and the usage so far is billed exactly once.
+#[test]
+fn concurrent_uninstalls_of_a_usage_install_bill_its_usage_once() {
+    on_both(|postgres| async move {
+        let m = Money::new(postgres, NOV_1).await;
+        let env = &m.env;
+        m.plan(
+            "nexus-labs/tax-calculator",
+            json!({ "key": "metered", "name": "Metered", "model": "usage",
+            "currency": "EUR", "usage": { "meter": "tax-calculations", "unit_minor": 10 } }),
+        )
+        .await;
+        let tenant = env.tenant("acme").await;
+        let config = json!({ "plan": "metered", "config": { "rates": "DE=1900" } });
+        let install = env.install(&tenant, "nexus-labs/tax-calculator", config).await;
+        m.clock.set(NOV_10);
+        send_orders(env, &tenant, 1, 7).await;
+        m.clock.set(NOV_15);
+        let uri = format!("/v1/installs/{}", install["id"].as_str().unwrap());
+        let uninstalls = futures_util::future::join_all((0..8).map(|_| env.call("DELETE", &uri, Some(&tenant), None)));
+        let (answers, _) = tokio::join!(uninstalls, m.run());
+        let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| status.as_u16()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses[0], 200, "{answers:?}");
+        assert!(statuses[1..].iter().all(|s| *s == 404), "one uninstall, the rest find none: {answers:?}");
+        m.clock.set(NOV_20);
+        m.run().await;
+        m.clock.set(DEC_1 + 60 * DAY_MS);
+        assert_eq!(m.run().await["charges_created"], 0);
+        let charges = m.charges("acme").await;
+        assert_eq!(summary(&charges), [row("tax-calculator:usage:tax-calculations", "collected", 70, "EUR", Some(0))]);
+        m.verify().await;
+    });
+}
+
 #[test]
 fn a_timed_out_collection_is_resolved_by_asking_never_by_collecting_again() {
     on_both(|postgres| async move {
