@@ -7,4 +7,5 @@
 
 mod code_shape;
 mod guest_bindings;
+mod module_graph;
 mod tenants;
