@@ -4,10 +4,10 @@
 
 pub use nexus_domain::{Market, MarketConfig};
 pub use nexus_domain::{
-    MarketError, accounts, audit, billing, catalog, co_marketing, dev_versions, directory, error, installs, kv, mail,
-    market, media, metrics, nodes, org_tokens, organizations, partner_program, partner_tiers, pause, people,
-    publisher_domains, publisher_profiles, records, reviews, runner, secrets, sessions, settings, webhooks,
-    write_limits,
+    MarketError, accounts, audit, billing, catalog, checks, co_marketing, consent, dev_tenants, dev_versions,
+    directory, error, ids, installs, kv, mail, market, media, metrics, nodes, org_tokens, organizations, outbox,
+    partner_program, partner_tiers, pause, people, plans, publisher_domains, publisher_profiles, records, reviews,
+    runner, secrets, sessions, settings, timestamps, webhooks, write_limits,
 };
 
 pub mod cli;

@@ -71,3 +71,21 @@ pub(crate) async fn claim_due(
     .fetch_all(market.db.writer())
     .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_from_thirty_seconds_to_eight_hours_and_add_up_to_about_two_days() {
+        assert_eq!([1, 2, 3, 10].map(wait_before), [30_000, 60_000, 120_000, 15_360_000]);
+        assert_eq!(wait_before(11), MAX_WAIT_MS);
+        assert_eq!(wait_before(i64::MAX), MAX_WAIT_MS);
+        let total: i64 = (1..MAX_ATTEMPTS).map(wait_before).sum();
+        assert_eq!(total, 174_690_000, "15 waits between 16 attempts: 48.5 hours");
+        for _ in 0..1000 {
+            let wait = jittered(100_000);
+            assert!((80_000..120_000).contains(&wait), "{wait}");
+        }
+    }
+}

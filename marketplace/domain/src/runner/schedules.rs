@@ -3,8 +3,9 @@
 //! (UTC), through the queue of asynchronous events, so it is retried, logged and replayed like
 //! any other.
 //!
-//! - The slots of an install live in `install_schedules`, written with the install's version
-//!   (`set_for_install`). Every node's worker looks for due rows each turn (`fire_due`).
+//! - The slots of an install live in `install_schedules`, written by installs with the
+//!   install's version (`installs::schedules::set_for_install`, in the transaction that installs
+//!   or moves it). Every node's worker looks for due rows each turn (`fire_due`).
 //! - **Exactly once per slot across nodes**: a slot fires in the transaction that moves the
 //!   row's `next_slot_at` past it, guarded by its old value (of two nodes one moves it), and its
 //!   event id is made from the install, the schedule and the slot, so even a second writer
