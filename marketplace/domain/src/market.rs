@@ -62,6 +62,7 @@ pub const SQLITE_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0036_listing_media.sql"),
     include_str!("../migrations/common/0037_dev_tenants.sql"),
     include_str!("../migrations/sqlite/0038_narrower_triggers.sql"),
+    include_str!("../migrations/sqlite/0039_ledger_keys_per_statement.sql"),
 ];
 pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_marketplace.sql"),
@@ -101,6 +102,7 @@ pub const POSTGRES_MIGRATIONS: &[&str] = &[
     include_str!("../migrations/common/0036_listing_media.sql"),
     include_str!("../migrations/common/0037_dev_tenants.sql"),
     include_str!("../migrations/postgres/0038_narrower_triggers.sql"),
+    include_str!("../migrations/postgres/0039_ledger_keys_per_statement.sql"),
 ];
 
 /// How long a publish waits for the component to compile on the publishing node.

@@ -1315,7 +1315,19 @@ fn the_ledger_refuses_edits_and_unbalanced_transactions() {
             let refused = sqlx::query(edit).execute(pool).await.unwrap_err().to_string();
             assert!(refused.contains("never"), "{edit}: {refused}");
         }
+        // Balanced entries of a transaction that does not exist: a foreign key on SQLite, the
+        // per-statement check on PostgreSQL (migration 0039).
+        let orphans = "INSERT INTO ledger_entries (transaction_id, leg, account, currency, amount_minor) \
+                       VALUES ('ltx_none', 0, 'a', 'EUR', 5), ('ltx_none', 1, 'b', 'EUR', -5)";
+        let refused = sqlx::query(orphans).execute(pool).await.unwrap_err().to_string();
+        let expected =
+            if postgres { "transaction ltx_none that does not exist" } else { "FOREIGN KEY constraint failed" };
+        assert!(refused.contains(expected), "{refused}");
         if postgres {
+            for table in ["ledger_entries", "ledger_transactions"] {
+                let refused = sqlx::query(&format!("TRUNCATE {table} CASCADE")).execute(pool).await.unwrap_err();
+                assert!(refused.to_string().contains("never"), "{table}: {refused}");
+            }
             // Entries written behind the domain's back that do not balance are refused by the
             // statement that writes them (migration 0038): one leg alone (so also the first
             // half of legs written in two statements), or legs balanced in one currency only.
