@@ -9,7 +9,6 @@
 //! Placements are created under a lock (PostgreSQL's advisory lock; SQLite's one writer), so
 //! two at once never both take the last slot.
 
-use nexus_registry::publishers::random_hex;
 use nexus_registry::{ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,6 +17,7 @@ use crate::accounts::Caller;
 use crate::audit;
 use crate::catalog::{self, Listing};
 use crate::error::MarketError;
+use crate::ids::PlacementId;
 use crate::market::Market;
 
 /// Slots when operators have not chosen.
@@ -155,7 +155,7 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
     }
     catalog::shown(&market.db, &id).await?;
     let placement = Placement {
-        id: format!("fp_{}", random_hex(8)?),
+        id: String::from(PlacementId::random()?),
         plugin: id.to_string(),
         note: note.to_string(),
         starts_at,

@@ -1,5 +1,8 @@
-//! Typed ids of what money adds: a charge id is never taken for a plan id. Each is a prefix
-//! and 16 hex digits, checked when parsed from a path or a row.
+//! Every typed id the domain generates, in one place: a charge id is never taken for a plan id,
+//! an install id never for a person id. Each is a prefix and a fixed number of lowercase hex
+//! digits, the exact shape its `random()` makes (and older rows hold), checked when parsed
+//! from a path or a row. They cross the database as their text (bound with `as_str()`, read
+//! as a `String` and parsed) and JSON and the OpenAPI document as a plain string.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::MarketError;
 
 macro_rules! typed_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $hex:literal, $what:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -17,11 +20,22 @@ macro_rules! typed_id {
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
+            /// How many hex digits follow the prefix.
+            pub const HEX_DIGITS: usize = $hex;
 
             /// A fresh random id.
             pub fn random() -> Result<Self, MarketError> {
-                let hex = nexus_registry::publishers::random_hex(8).map_err(crate::error::storage)?;
+                let hex = nexus_registry::publishers::random_hex($hex / 2).map_err(crate::error::storage)?;
                 Ok(Self(format!("{}{hex}", $prefix)))
+            }
+
+            /// An id as a row holds it: a malformed one is a storage error, not a missing entity.
+            pub fn stored(text: String) -> Result<Self, MarketError> {
+                if is_hex_id(&text, $prefix, $hex) {
+                    Ok(Self(text))
+                } else {
+                    Err(crate::error::storage(format!("stored {} id `{text}`", $what)))
+                }
             }
 
             pub fn as_str(&self) -> &str {
@@ -33,10 +47,7 @@ macro_rules! typed_id {
             type Err = MarketError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let valid = s.strip_prefix($prefix).is_some_and(|hex| {
-                    hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                });
-                if valid {
+                if is_hex_id(s, $prefix, $hex) {
                     Ok(Self(s.to_string()))
                 } else {
                     Err(MarketError::NotFound(format!("{} {}", $what, s.chars().take(40).collect::<String>())))
@@ -58,31 +69,181 @@ macro_rules! typed_id {
             }
         }
 
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
             }
         }
+
+        /// Bound as its text.
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+        }
+
+        /// Read as its text and checked: a malformed stored id is an error, never passed on.
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(Self::stored(<String as sqlx::Decode<'r, DB>>::decode(value)?)?)
+            }
+        }
+
+        /// In `/openapi.json`: a plain string, as the JSON carries it.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
+/// `s` is `prefix` followed by exactly `digits` lowercase hex digits.
+fn is_hex_id(s: &str, prefix: &str, digits: usize) -> bool {
+    s.strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == digits && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+fn string_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).into()
+}
+
+// Money's ids: 8 random bytes each.
 typed_id!(
     /// A plan revision (`pln_…`).
-    PlanId, "pln_", "plan"
+    PlanId, "pln_", 16, "plan"
 );
 typed_id!(
     /// A charge (`chg_…`).
-    ChargeId, "chg_", "charge"
+    ChargeId, "chg_", 16, "charge"
 );
 typed_id!(
     /// A refund (`ref_…`).
-    RefundId, "ref_", "refund"
+    RefundId, "ref_", 16, "refund"
 );
 typed_id!(
     /// A ledger transaction (`ltx_…`).
-    TransactionId, "ltx_", "ledger transaction"
+    TransactionId, "ltx_", 16, "ledger transaction"
 );
 typed_id!(
     /// A revenue-share policy (`pol_…`).
-    PolicyId, "pol_", "policy"
+    PolicyId, "pol_", 16, "policy"
 );
+typed_id!(
+    /// An operator's adjustment of a partner's balance (`adj_…`).
+    AdjustmentId, "adj_", 16, "adjustment"
+);
+typed_id!(
+    /// An operator's hold on a partner's payouts (`hold_…`).
+    HoldId, "hold_", 16, "hold"
+);
+typed_id!(
+    /// A payout to a publisher (`pay_…`).
+    PayoutId, "pay_", 16, "payout"
+);
+
+// The rest of the marketplace's entities. The digits differ because each was sized on its
+// own before they met here; stored rows hold these shapes, so they stay.
+typed_id!(
+    /// An install of a plugin in a tenant (`ins_…`).
+    InstallId, "ins_", 16, "install"
+);
+typed_id!(
+    /// An API token (`tok_…`).
+    TokenId, "tok_", 16, "token"
+);
+typed_id!(
+    /// A person who signs in (`usr_…`).
+    PersonId, "usr_", 20, "person"
+);
+typed_id!(
+    /// An invitation to join an organization (`inv_…`); not an invocation, whose ids are
+    /// longer and made by `runner`.
+    InvitationId, "inv_", 20, "invitation"
+);
+typed_id!(
+    /// A webhook endpoint (`whe_…`).
+    WebhookEndpointId, "whe_", 20, "webhook endpoint"
+);
+typed_id!(
+    /// A review of a plugin (`rev_…`).
+    ReviewId, "rev_", 16, "review"
+);
+typed_id!(
+    /// An application to the partner program (`app_…`).
+    ApplicationId, "app_", 20, "application"
+);
+typed_id!(
+    /// A mail in the outbox (`mail_…`).
+    MailId, "mail_", 24, "mail"
+);
+typed_id!(
+    /// A `nexus serve` node of the marketplace (`node_…`).
+    NodeId, "node_", 12, "node"
+);
+typed_id!(
+    /// A featured placement bought through co-marketing (`fp_…`).
+    PlacementId, "fp_", 16, "placement"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_random_id_parses_back_and_others_do_not() {
+        let person = PersonId::random().unwrap();
+        assert_eq!((person.as_str().len(), &person.as_str()[..4]), (4 + 20, "usr_"));
+        assert_eq!(person.as_str().parse::<PersonId>().unwrap(), person);
+        let node = NodeId::random().unwrap();
+        assert_eq!(node.as_str().len(), "node_".len() + 12);
+        assert!(node.as_str().parse::<NodeId>().is_ok());
+        assert!(person.as_str().parse::<InvitationId>().is_err());
+        assert!("ins_0123456789ABCDEF".parse::<InstallId>().is_err());
+        assert!("ins_0123456789abcde".parse::<InstallId>().is_err());
+        assert!("ins_0123456789abcdef".parse::<InstallId>().is_ok());
+    }
+
+    #[test]
+    fn serde_is_the_plain_string() {
+        let id: InstallId = "ins_0123456789abcdef".parse().unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"ins_0123456789abcdef\"");
+        assert!(serde_json::from_str::<InstallId>("\"ins_x\"").is_err());
+    }
+}

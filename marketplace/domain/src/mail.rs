@@ -17,10 +17,10 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use nexus_registry::db::process_id;
-use nexus_registry::publishers::random_hex;
 use sqlx::FromRow;
 
 use crate::error::MarketError;
+use crate::ids::MailId;
 use crate::market::Market;
 use crate::outbox::{MAX_ATTEMPTS, jittered, wait_before};
 
@@ -95,7 +95,7 @@ pub struct Mail {
 
 /// Queues `mail` in the caller's transaction: it is sent only if that commits.
 pub async fn enqueue(tx: &mut sqlx::AnyConnection, now: i64, mail: &Mail) -> Result<String, MarketError> {
-    let id = format!("mail_{}", random_hex(12)?);
+    let id = String::from(MailId::random()?);
     sqlx::query(
         "INSERT INTO mail_outbox (id, kind, recipient, subject, body, state, attempts, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6)",

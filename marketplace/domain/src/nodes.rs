@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_registry::db::now_ms;
-use nexus_registry::publishers::random_hex;
 use serde::Serialize;
 
 use crate::accounts::Caller;
 use crate::error::MarketError;
+use crate::ids::NodeId;
 use crate::market::Market;
 
 /// How often a node writes its heartbeat.
@@ -45,7 +45,7 @@ pub struct Membership {
 
 /// Joins: writes the first heartbeat and takes this node's share of the limits.
 pub async fn join(market: &Market, listen: &str) -> Result<Membership, MarketError> {
-    let membership = Membership { id: format!("node_{}", random_hex(6)?), listen: listen.into(), started_at: now_ms() };
+    let membership = Membership { id: String::from(NodeId::random()?), listen: listen.into(), started_at: now_ms() };
     beat(market, &membership).await?;
     market.runner.metrics.set_node(&membership.id);
     Ok(membership)

@@ -7,7 +7,6 @@
 //! is pending (a unique index keeps that true under concurrent applications); a decided
 //! application is decided once.
 
-use nexus_registry::publishers::random_hex;
 use nexus_registry::{ErrorCode, PublisherName, RegistryError};
 use serde::Serialize;
 use serde_json::json;
@@ -15,6 +14,7 @@ use serde_json::json;
 use crate::accounts::Caller;
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::ApplicationId;
 use crate::mail::{self, Mail};
 use crate::market::Market;
 use crate::people::normalized_email;
@@ -89,7 +89,7 @@ pub async fn apply(market: &Market, person: &str, application: Application) -> R
         )));
     }
     let now = market.billing.clock.now_ms();
-    let id = format!("app_{}", random_hex(10)?);
+    let id = String::from(ApplicationId::random()?);
     let mut tx = market.db.write_tx().await?;
     let publisher: Option<String> = sqlx::query_scalar("SELECT name FROM publishers WHERE name = $1")
         .bind(namespace.as_str())

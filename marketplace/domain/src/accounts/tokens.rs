@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Caller, OPERATOR_PREFIX, TENANT_PREFIX, TenantId, TenantScope, TokenKind};
 use crate::error::{MarketError, storage};
+use crate::ids::TokenId;
 
 /// A token as issued: `secret` is shown this once and never stored. A retry of the request
 /// with the same `Idempotency-Key` gets this answer without `secret` and with
@@ -110,7 +111,7 @@ async fn insert_token(
     expires_at: Option<i64>,
     issuer: &Issuer<'_>,
 ) -> Result<IssuedAccountToken, MarketError> {
-    let id = format!("tok_{}", random_hex(8)?);
+    let id = String::from(TokenId::random()?);
     let prefix = if tenant.is_some() { TENANT_PREFIX } else { OPERATOR_PREFIX };
     let secret = format!("{prefix}{}_{}", &id[4..], random_hex(24)?);
     sqlx::query(

@@ -12,6 +12,7 @@ use super::ledger::{self, Account, Head, Kind};
 use super::{money_error, share};
 use crate::accounts::Caller;
 use crate::error::{MarketError, storage};
+use crate::ids::AdjustmentId;
 use crate::market::Market;
 
 /// `POST /v1/publishers/{p}/adjustments`: a correction of a partner's balance.
@@ -105,7 +106,7 @@ async fn insert(
 ) -> Result<String, MarketError> {
     let backend = nexus_registry::db::backend_of(conn);
     share::lock_lifetime(conn, backend, publisher, currency).await?;
-    let id = format!("adj_{}", nexus_registry::publishers::random_hex(8)?);
+    let id = String::from(AdjustmentId::random()?);
     sqlx::query(
         "INSERT INTO adjustments (id, publisher, currency, amount_minor, reason, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

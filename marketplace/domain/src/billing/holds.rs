@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::money_error;
 use crate::accounts::Caller;
 use crate::error::MarketError;
+use crate::ids::HoldId;
 use crate::market::Market;
 
 /// The smallest balance paid out in `currency`: the operator's, or 25 whole units.
@@ -95,7 +96,7 @@ pub async fn hold(market: &Market, caller: &Caller, publisher: &str, request: Ho
             format!("{publisher}'s payouts are already on hold"),
         ));
     }
-    let id = format!("hold_{}", nexus_registry::publishers::random_hex(8)?);
+    let id = String::from(HoldId::random()?);
     sqlx::query("INSERT INTO payout_holds (id, publisher, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(&id)
         .bind(publisher)

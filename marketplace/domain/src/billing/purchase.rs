@@ -3,10 +3,9 @@
 //! transactions of one purchase. Above installs and billing's run, which it orchestrates;
 //! the install routes call it.
 
-use nexus_registry::publishers::random_hex;
-
 use crate::accounts::{Caller, TenantScope};
 use crate::error::{MarketError, storage};
+use crate::ids::InstallId;
 use crate::installs::create::{self, Checked, NewRow};
 use crate::installs::{self, Install, InstallRequest, InstallStatus};
 use crate::market::Market;
@@ -18,7 +17,7 @@ use crate::secrets;
 pub async fn install(market: &Market, caller: &Caller, request: InstallRequest) -> Result<Install, MarketError> {
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     let checked = create::check(market, &tenant, &request).await?;
-    let install_id = format!("ins_{}", random_hex(8)?);
+    let install_id = String::from(InstallId::random()?);
     let sealed = if request.secrets.is_empty() {
         None
     } else {

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{INVITATION_MS, Invited, Org, forbidden, in_write_tx, lock_members, only_operator_roles, role_of};
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::InvitationId;
 use crate::mail::{self, Mail};
 use crate::market::Market;
 use crate::people::{Membership, Role, normalized_email};
@@ -90,7 +91,7 @@ async fn replace_invitation(
     .bind(email)
     .execute(&mut *tx)
     .await?;
-    let id = format!("inv_{}", random_hex(10)?);
+    let id = String::from(InvitationId::random()?);
     let secret = random_hex(24)?;
     let expires_at = now + INVITATION_MS;
     sqlx::query(

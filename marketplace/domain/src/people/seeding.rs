@@ -2,13 +2,13 @@
 //! marketplace (the demo, `nexus operator person`).
 
 use nexus_registry::ErrorCode;
-use nexus_registry::publishers::random_hex;
 use serde_json::json;
 
 use super::passwords::hash_password;
 use super::{Role, check_password, normalized_email};
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::PersonId;
 use crate::market::Market;
 
 /// A person with a confirmed address, as a member of an existing organization (`org_kind`
@@ -43,7 +43,7 @@ pub async fn insert_confirmed(
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a name has 1 to 100 characters"));
     }
     let hash = hash_password(password).await?;
-    let person = format!("usr_{}", random_hex(10)?);
+    let person = String::from(PersonId::random()?);
     let mut tx = db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO people (id, email, display_name, password_hash, email_verified_at, sessions_valid_after, \

@@ -1,7 +1,6 @@
 //! Signing up (a person with a tenant organization they own) and confirming the address.
 
 use nexus_registry::ErrorCode;
-use nexus_registry::publishers::random_hex;
 use serde_json::json;
 
 use super::links::{linked_lately, new_link, use_link};
@@ -10,6 +9,7 @@ use super::{VERIFY_LINK_MS, check_password, normalized_email};
 use crate::accounts::TenantId;
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::PersonId;
 use crate::mail::{self, Mail};
 use crate::market::Market;
 
@@ -57,7 +57,7 @@ pub async fn sign_up(market: &Market, base: &str, request: SignUp) -> Result<(),
         return Ok(());
     }
     insert_tenant(&mut tx, &tenant, tenant_name, now).await?;
-    let person = format!("usr_{}", random_hex(10)?);
+    let person = String::from(PersonId::random()?);
     let name = request.display_name.trim();
     if !insert_person(&mut tx, &person, &email, name, &hash, now).await? {
         // Signed up a moment ago by a concurrent request: answered as a registered address.

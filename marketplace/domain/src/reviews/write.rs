@@ -1,6 +1,5 @@
 //! A tenant's own review: written, edited and deleted.
 
-use nexus_registry::publishers::random_hex;
 use nexus_registry::{ErrorCode, PluginId};
 use serde_json::json;
 
@@ -9,6 +8,7 @@ use super::{REVIEW_LIMIT, Review, ReviewInput, check_input, count_rating, read_r
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::ReviewId;
 use crate::market::Market;
 use crate::write_limits;
 
@@ -62,7 +62,7 @@ struct Written<'a> {
 /// id, or a conflict when the tenant already reviewed it.
 async fn insert(tx: &mut sqlx::AnyConnection, written: &Written<'_>) -> Result<String, MarketError> {
     let Written { plugin, tenant, input, .. } = *written;
-    let id = format!("rev_{}", random_hex(8)?);
+    let id = String::from(ReviewId::random()?);
     let inserted = sqlx::query(
         "INSERT INTO reviews (id, plugin_id, tenant_id, author, author_name, rating, title, body, version, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \

@@ -12,6 +12,7 @@ use super::WebhookKind;
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::{MarketError, storage};
+use crate::ids::WebhookEndpointId;
 use crate::market::Market;
 use crate::secrets;
 
@@ -195,7 +196,7 @@ pub async fn create(market: &Market, caller: &Caller, request: NewEndpoint) -> R
     check_url(market, &request.url)?;
     check_kinds(&request.kinds)?;
     MarketError::check_text(ErrorCode::InvalidRequest, "description", &request.description, 200)?;
-    let id = format!("whe_{}", random_hex(10)?);
+    let id = String::from(WebhookEndpointId::random()?);
     let secret = new_secret()?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;

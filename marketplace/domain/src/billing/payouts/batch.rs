@@ -21,6 +21,7 @@ use crate::billing::money_error;
 use crate::billing::provider::{Outcome, ProviderError, ProviderRequest};
 use crate::billing::share;
 use crate::error::MarketError;
+use crate::ids::PayoutId;
 use crate::market::Market;
 
 /// A partner and currency to pay, as the run read them.
@@ -81,7 +82,7 @@ fn decide(
         let after = standing.after.get(&key).copied().unwrap_or(0);
         let (moved, through) = standing.since.get(&key).copied().unwrap_or((0, after));
         payouts.push(Payout {
-            id: format!("pay_{}", nexus_registry::publishers::random_hex(8)?),
+            id: String::from(PayoutId::random()?),
             publisher: key.0,
             currency: key.1,
             period: period.to_string(),
