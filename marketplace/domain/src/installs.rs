@@ -10,6 +10,7 @@ use nexus_registry::{ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MarketError, storage};
+use crate::ids::InstallId;
 use crate::market::Market;
 
 pub mod billing_state;
@@ -115,7 +116,8 @@ impl std::fmt::Display for InstallStatus {
 /// reads it back with the same type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Install {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: InstallId,
     pub tenant: String,
     pub plugin: String,
     pub requirement: String,

@@ -170,7 +170,7 @@ pub async fn list(args: InstallsArgs) -> anyhow::Result<ExitCode> {
             }
             (None, None) => "-".to_string(),
         };
-        [install.id.clone(), install.plugin.clone(), install.version.clone(), status(install), pending]
+        [install.id.to_string(), install.plugin.clone(), install.version.clone(), status(install), pending]
     });
     print_table(std::iter::once(header).chain(rows).collect());
     Ok(ExitCode::SUCCESS)

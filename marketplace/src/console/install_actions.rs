@@ -72,7 +72,7 @@ async fn settings(
         }
     };
     let update = SettingsUpdate { config: Some(config), secrets: BTreeMap::new(), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
         Ok(_) => Ok(done(&id, "Settings saved; the next event uses them.")),
         Err(error) => refused_or(&state, &signed, &id, error, Some(typed)).await,
     }
@@ -93,7 +93,7 @@ async fn set_secret(
     let value = fields.get("value").unwrap_or_default().to_string();
     let update =
         SettingsUpdate { config: None, secrets: BTreeMap::from([(name.clone(), Some(value))]), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
         Ok(_) => Ok(done(&id, &format!("Secret {name} set; it is never shown again."))),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
@@ -107,7 +107,7 @@ async fn remove_secret(
 ) -> Result<Response, PageError> {
     signed.check(&Fields(fields))?;
     let update = SettingsUpdate { config: None, secrets: BTreeMap::from([(name.clone(), None)]), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
         Ok(_) => Ok(done(&id, &format!("Secret {name} removed."))),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
@@ -152,8 +152,8 @@ async fn uninstall(
         };
         return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
     }
-    match installs::uninstall(&state.market, &signed.0.caller, &id).await {
-        Ok(install) => Ok(done(&install.id, "Uninstalled. Its history and bills stay here.")),
+    match installs::uninstall(&state.market, &signed.0.caller, &id.parse()?).await {
+        Ok(install) => Ok(done(install.id.as_str(), "Uninstalled. Its history and bills stay here.")),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
 }
@@ -193,7 +193,7 @@ async fn preview_plan(
         Ok(preview) => preview,
         Err(error) => return refused_or(&state, &signed, &id, error, None).await,
     };
-    let install = installs::get(&state.market, caller, &id).await?;
+    let install = installs::get(&state.market, caller, &id.parse()?).await?;
     let plan = plans::get(&state.market, &preview.to_plan.parse()?).await?;
     let key = nexus_registry::publishers::random_hex(16)?;
     render(&PlanChangePage {

@@ -129,7 +129,7 @@ pub async fn detail_page(
     refused: Option<Refused>,
 ) -> Result<Response, PageError> {
     let caller = &signed.0.caller;
-    let install = installs::get(&state.market, caller, id).await?;
+    let install = installs::get(&state.market, caller, &id.parse()?).await?;
     let health = health_of(state, &install).await?;
     let delisting = crate::catalog::delistings(&state.market.db).await?.remove(&install.plugin);
     let (plan_terms, other_plans) = plans_of(state, &install).await?;
@@ -231,7 +231,7 @@ async fn upgrade(
         capabilities: fields.all("capability").filter_map(|c| c.parse().ok()).collect(),
         hosts: fields.all("host").map(String::from).collect(),
     };
-    let install = installs::approve_upgrade(&state.market, &signed.0.caller, &id, &consent).await?;
+    let install = installs::approve_upgrade(&state.market, &signed.0.caller, &id.parse()?, &consent).await?;
     state.market.warm_in_background(&install.plugin, &install.version);
     Ok(Redirect::to(&format!("/console/installs/{id}")).into_response())
 }
@@ -243,7 +243,7 @@ async fn resume(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     signed.check(&Fields(fields))?;
-    installs::resume(&state.market, &signed.0.caller, &id).await?;
+    installs::resume(&state.market, &signed.0.caller, &id.parse()?).await?;
     Ok(Redirect::to(&format!("/console/installs/{id}")).into_response())
 }
 

@@ -78,7 +78,7 @@ pub async fn show_install(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Install>, ApiError> {
-    Ok(Json(installs::get(&state.market, &caller, &id).await?))
+    Ok(Json(installs::get(&state.market, &caller, &id.parse()?).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
@@ -89,7 +89,7 @@ pub async fn update_install(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<SettingsUpdate>,
 ) -> Result<Json<Install>, ApiError> {
-    Ok(Json(installs::update_settings(&state.market, &caller, &id, body).await?))
+    Ok(Json(installs::update_settings(&state.market, &caller, &id.parse()?, body).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/installs/{id}", tag = "installs", params(("id" = String, Path)),
@@ -99,7 +99,7 @@ pub async fn delete_install(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Install>, ApiError> {
-    Ok(Json(installs::uninstall(&state.market, &caller, &id).await?))
+    Ok(Json(installs::uninstall(&state.market, &caller, &id.parse()?).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -116,7 +116,7 @@ pub async fn approve_upgrade(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpgradeBody>,
 ) -> Result<Json<Install>, ApiError> {
-    let install = installs::approve_upgrade(&state.market, &caller, &id, &body.consent).await?;
+    let install = installs::approve_upgrade(&state.market, &caller, &id.parse()?, &body.consent).await?;
     state.market.warm_in_background(&install.plugin, &install.version);
     Ok(Json(install))
 }
@@ -128,7 +128,7 @@ pub async fn resume_install(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Install>, ApiError> {
-    Ok(Json(installs::resume(&state.market, &caller, &id).await?))
+    Ok(Json(installs::resume(&state.market, &caller, &id.parse()?).await?))
 }
 
 #[utoipa::path(post, path = "/v1/installs/{id}/invoke", tag = "events", params(("id" = String, Path)),

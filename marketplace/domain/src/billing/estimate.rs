@@ -40,7 +40,7 @@ pub struct UsageSoFar {
 /// What the install has used this period and would be charged for it; its tenant's and
 /// the operators' (the install's own visibility).
 pub async fn usage_so_far(market: &Market, caller: &Caller, id: &str) -> Result<UsageSoFar, MarketError> {
-    let install = installs::get(market, caller, id).await?;
+    let install = installs::get(market, caller, &id.parse()?).await?;
     let ended = install.status == installs::InstallStatus::Uninstalled;
     estimate(market, id, install.plan_id.as_deref(), ended).await
 }

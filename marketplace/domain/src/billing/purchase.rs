@@ -17,11 +17,11 @@ use crate::secrets;
 pub async fn install(market: &Market, caller: &Caller, request: InstallRequest) -> Result<Install, MarketError> {
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     let checked = create::check(market, &tenant, &request).await?;
-    let install_id = String::from(InstallId::random()?);
+    let install_id = InstallId::random()?;
     let sealed = if request.secrets.is_empty() {
         None
     } else {
-        Some(secrets::seal(&market.master_key, &install_id, &request.secrets).map_err(storage)?)
+        Some(secrets::seal(&market.master_key, install_id.as_str(), &request.secrets).map_err(storage)?)
     };
     let grants = checked.consent.grants();
     let now = market.billing.clock.now_ms();
@@ -29,13 +29,14 @@ pub async fn install(market: &Market, caller: &Caller, request: InstallRequest) 
     // before the install runs anything; free and usage plans owe nothing yet.
     let due_now = checked.plan.model == PlanModel::OneTime || checked.plan.charges_periods();
     let status = if due_now { InstallStatus::PendingPayment } else { InstallStatus::Active };
-    let row = NewRow { id: &install_id, tenant: &tenant, checked: &checked, grants: &grants, sealed, status, now };
+    let row =
+        NewRow { id: install_id.as_str(), tenant: &tenant, checked: &checked, grants: &grants, sealed, status, now };
     write(market, caller, &request, row).await?;
     if due_now {
         // Collected now, in this request; what fails here (a decline, an unreachable
         // provider) leaves the install `pending_payment` for the billing run's retries.
         let now = market.billing.clock.now_ms();
-        if let Err(error) = super::settle::settle_now(market, &install_id, now).await {
+        if let Err(error) = super::settle::settle_now(market, install_id.as_str(), now).await {
             tracing::warn!(install = %install_id, %error, "charges due at install left to the next billing run");
         }
     }

@@ -54,7 +54,7 @@ pub struct SettleReport {
 /// are the tenant's decisions, never an operator's or a partner's.
 async fn own_install(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let tenant = caller.tenant(TenantScope::Installs)?;
-    let install = installs::get_checked_elsewhere(market, id).await?;
+    let install = installs::get_checked_elsewhere(market, &id.parse()?).await?;
     if install.tenant != tenant.as_str() {
         return Err(MarketError::NotFound(format!("install {id}")));
     }
@@ -132,7 +132,7 @@ pub async fn change_plan(
     let seen = idempotent.check(&mut *market.db.pool.acquire().await?, Scope::PlanChanges).await?;
     match seen {
         Seen::Fresh => {}
-        Seen::Replay(_) => return installs::get_checked_elsewhere(market, id).await,
+        Seen::Replay(_) => return installs::get_checked_elsewhere(market, &id.parse()?).await,
         Seen::Reused => {
             return Err(idempotency::reused("this Idempotency-Key was used for another plan change; use a new key"));
         }
@@ -153,7 +153,7 @@ pub async fn change_plan(
     if let Err(error) = settle_now(market, id, now).await {
         tracing::warn!(install = %id, %error, "charges of the plan change left to the next billing run");
     }
-    installs::get_checked_elsewhere(market, id).await
+    installs::get_checked_elsewhere(market, &id.parse()?).await
 }
 
 /// The plan an install changes from and the one it changes to.

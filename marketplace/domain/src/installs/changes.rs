@@ -18,6 +18,7 @@ use crate::accounts::{Caller, TenantScope};
 use crate::audit;
 use crate::catalog;
 use crate::error::{MarketError, storage};
+use crate::ids::InstallId;
 use crate::market::Market;
 use crate::secrets;
 
@@ -38,7 +39,7 @@ pub struct SettingsUpdate {
 }
 
 /// The install, which must be the caller tenant's own and not uninstalled, for a change.
-async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+async fn changeable(market: &Market, caller: &Caller, id: &InstallId) -> Result<Install, MarketError> {
     caller.tenant(TenantScope::Installs)?;
     let install = Install::try_from(visible_row(market, caller, id).await?)?;
     if install.status == InstallStatus::Uninstalled {
@@ -51,7 +52,7 @@ async fn changeable(market: &Market, caller: &Caller, id: &str) -> Result<Instal
 pub async fn update_settings(
     market: &Market,
     caller: &Caller,
-    id: &str,
+    id: &InstallId,
     update: SettingsUpdate,
 ) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
@@ -68,13 +69,13 @@ pub async fn update_settings(
     }
     let mut tx = write_tx(market).await?;
     if let Some(requirement) = &update.requirement {
-        set_requirement(&mut tx, caller, id, &current.requirement, requirement).await?;
+        set_requirement(&mut tx, caller, id.as_str(), &current.requirement, requirement).await?;
     }
     if let Some(config) = &update.config {
-        set_config(&mut tx, caller, id, config).await?;
+        set_config(&mut tx, caller, id.as_str(), config).await?;
     }
     if !update.secrets.is_empty() {
-        set_secrets(&mut tx, market, caller, id, &update.secrets).await?;
+        set_secrets(&mut tx, market, caller, id.as_str(), &update.secrets).await?;
     }
     tx.commit().await?;
     if update.requirement.is_some() {
@@ -170,7 +171,7 @@ async fn set_secrets(
 pub async fn approve_upgrade(
     market: &Market,
     caller: &Caller,
-    id: &str,
+    id: &InstallId,
     answer: &GrantConsent,
 ) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
@@ -186,8 +187,15 @@ pub async fn approve_upgrade(
     }
     market.registry.verify_signature(&plugin, &record).await?;
     let mut tx = write_tx(market).await?;
-    if !set_version(&mut tx, id, &current.version, &record, Some(&consent.grants()), market.billing.clock.now_ms())
-        .await?
+    if !set_version(
+        &mut tx,
+        id.as_str(),
+        &current.version,
+        &record,
+        Some(&consent.grants()),
+        market.billing.clock.now_ms(),
+    )
+    .await?
     {
         return Err(MarketError::conflict(
             ErrorCode::InstallChanged,
@@ -195,7 +203,7 @@ pub async fn approve_upgrade(
         ));
     }
     let detail = json!({ "from": current.version, "to": record.version.to_string(), "grants": consent.grants() });
-    audit::record(&mut *tx, &caller.actor(), "install.upgrade_approved", id, detail).await?;
+    audit::record(&mut *tx, &caller.actor(), "install.upgrade_approved", id.as_str(), detail).await?;
     tx.commit().await?;
     get(market, caller, id).await
 }
@@ -235,7 +243,7 @@ pub(super) async fn set_version(
 }
 
 /// Resumes a paused install.
-pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+pub async fn resume(market: &Market, caller: &Caller, id: &InstallId) -> Result<Install, MarketError> {
     let current = changeable(market, caller, id).await?;
     if current.status != InstallStatus::Paused {
         return Err(MarketError::conflict(ErrorCode::NotPaused, format!("install {id} is {}", current.status)));
@@ -258,7 +266,8 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
     if resumed.rows_affected() != 1 {
         return Err(MarketError::conflict(ErrorCode::NotPaused, format!("install {id} is no longer paused")));
     }
-    audit::record(&mut *tx, &caller.actor(), "install.resumed", id, json!({ "was": current.status_reason })).await?;
+    audit::record(&mut *tx, &caller.actor(), "install.resumed", id.as_str(), json!({ "was": current.status_reason }))
+        .await?;
     tx.commit().await?;
     get(market, caller, id).await
 }
@@ -267,7 +276,7 @@ pub async fn resume(market: &Market, caller: &Caller, id: &str) -> Result<Instal
 /// plugin's KV data are deleted.
 /// Uninstalling what is already uninstalled answers `not_found` (no live install), as deleting
 /// a revoked token or key does.
-pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+pub async fn uninstall(market: &Market, caller: &Caller, id: &InstallId) -> Result<Install, MarketError> {
     let gone = |error| match error {
         MarketError::Conflict { code: ErrorCode::Uninstalled, .. } => {
             MarketError::NotFound(format!("live install {id}"))
@@ -288,8 +297,8 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
     .execute(&mut *tx)
     .await?;
     // Of two concurrent uninstalls only one counts and audits.
-    changed_live(changed, id).map_err(gone)?;
-    super::billing_state::stop(&mut tx, id, now).await?;
+    changed_live(changed, id.as_str()).map_err(gone)?;
+    super::billing_state::stop(&mut tx, id.as_str(), now).await?;
     sqlx::query("DELETE FROM kv_entries WHERE tenant_id = $1 AND install_id = $2")
         .bind(&current.tenant)
         .bind(id)
@@ -301,7 +310,8 @@ pub async fn uninstall(market: &Market, caller: &Caller, id: &str) -> Result<Ins
         .execute(&mut *tx)
         .await?;
     catalog::count_install(&mut *tx, &current.plugin, -1).await?;
-    audit::record(&mut *tx, &caller.actor(), "install.uninstalled", id, json!({ "plugin": current.plugin })).await?;
+    audit::record(&mut *tx, &caller.actor(), "install.uninstalled", id.as_str(), json!({ "plugin": current.plugin }))
+        .await?;
     tx.commit().await?;
     get(market, caller, id).await
 }

@@ -124,9 +124,11 @@ async fn follow(market: &Market, current: &Install, best: &VersionRecord) -> Res
         }
     } else if grants_cover(&current.grants, best) {
         // Compare-and-set: if another node moved it meanwhile, its newer answer stands.
-        if set_version(&mut tx, &current.id, &current.version, best, None, market.billing.clock.now_ms()).await? {
+        if set_version(&mut tx, current.id.as_str(), &current.version, best, None, market.billing.clock.now_ms())
+            .await?
+        {
             let detail = json!({ "from": current.version, "to": best.version.to_string() });
-            audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", &current.id, detail).await?;
+            audit::record(&mut *tx, audit::SYSTEM, "install.version_changed", current.id.as_str(), detail).await?;
         }
     } else if pending != Some(best.version.to_string().as_str()) {
         let reason = pending_reason(current, best);
@@ -138,7 +140,7 @@ async fn follow(market: &Market, current: &Install, best: &VersionRecord) -> Res
             .execute(&mut *tx)
             .await?;
         let detail = json!({ "version": best.version.to_string(), "reason": reason });
-        audit::record(&mut *tx, audit::SYSTEM, "install.upgrade_pending", &current.id, detail).await?;
+        audit::record(&mut *tx, audit::SYSTEM, "install.upgrade_pending", current.id.as_str(), detail).await?;
     }
     tx.commit().await?;
     Ok(())

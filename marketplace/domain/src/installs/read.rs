@@ -9,6 +9,7 @@ use nexus_registry::{PluginId, RegistryError};
 use super::{Install, InstallStatus, PauseCause, PendingUpgrade, json_field};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::error::{MarketError, Page, PageQuery};
+use crate::ids::InstallId;
 use crate::market::Market;
 
 pub(super) const COLUMNS: &str = "id, tenant_id, plugin_id, requirement, version, digest, event_types, grants, plan, config, \
@@ -46,7 +47,7 @@ impl TryFrom<InstallRow> for Install {
 
     fn try_from(row: InstallRow) -> Result<Self, MarketError> {
         Ok(Install {
-            id: row.id,
+            id: InstallId::stored(row.id)?,
             tenant: row.tenant_id,
             plugin: row.plugin_id,
             requirement: row.requirement,
@@ -75,7 +76,7 @@ impl TryFrom<InstallRow> for Install {
 
 /// The install's row, if the caller may see it: its own tenant with `read`, or an operator.
 /// Another tenant's install is reported as not found, not as forbidden.
-pub(super) async fn visible_row(market: &Market, caller: &Caller, id: &str) -> Result<InstallRow, MarketError> {
+pub(super) async fn visible_row(market: &Market, caller: &Caller, id: &InstallId) -> Result<InstallRow, MarketError> {
     let row = sqlx::query_as::<_, InstallRow>(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
@@ -91,7 +92,7 @@ pub(super) async fn visible_row(market: &Market, caller: &Caller, id: &str) -> R
 }
 
 /// The install, for domain code that checked the caller itself (billing's tenant actions).
-pub(crate) async fn get_checked_elsewhere(market: &Market, id: &str) -> Result<Install, MarketError> {
+pub(crate) async fn get_checked_elsewhere(market: &Market, id: &InstallId) -> Result<Install, MarketError> {
     let row = sqlx::query_as::<_, InstallRow>(&format!("SELECT {COLUMNS} FROM installs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&market.db.pool)
@@ -100,7 +101,7 @@ pub(crate) async fn get_checked_elsewhere(market: &Market, id: &str) -> Result<I
     Install::try_from(row)
 }
 
-pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
+pub async fn get(market: &Market, caller: &Caller, id: &InstallId) -> Result<Install, MarketError> {
     if let Caller::Tenant { .. } = caller {
         caller.tenant(TenantScope::Read)?;
     }

@@ -74,7 +74,7 @@ pub async fn of_install(
     install: &str,
     invocation: &str,
 ) -> Result<InvocationRecord, MarketError> {
-    installs::get(market, caller, install).await?;
+    installs::get(market, caller, &install.parse()?).await?;
     sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = $1 AND install_id = $2")
         .bind(invocation)
         .bind(install)
@@ -104,7 +104,7 @@ pub async fn list(
     install: &str,
     query: &InvocationQuery,
 ) -> Result<CursorPage<InvocationRecord>, MarketError> {
-    installs::get(market, caller, install).await?;
+    installs::get(market, caller, &install.parse()?).await?;
     let per_page = crate::error::per_page(query.per_page, 50)?;
     MarketError::check_text(ErrorCode::InvalidQuery, "outcome", query.outcome.as_deref().unwrap_or(""), 64)?;
     // The cursor is the last row seen: everything strictly older than it, in the order shown.

@@ -100,5 +100,5 @@ async fn pay_out(market: &Market) -> anyhow::Result<()> {
 /// The id of the tenant's live install of `plugin`.
 async fn own_install(market: &Market, caller: &Caller, plugin: &str) -> anyhow::Result<Option<String>> {
     let page = installs::list(market, caller, None, false, &crate::error::PageQuery::default()).await?;
-    Ok(page.items.into_iter().find(|i| i.plugin == plugin).map(|i| i.id))
+    Ok(page.items.into_iter().find(|i| i.plugin == plugin).map(|i| i.id.into()))
 }
