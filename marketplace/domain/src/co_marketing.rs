@@ -45,7 +45,8 @@ pub struct PlacementRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Placement {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::PlacementId,
     #[sqlx(rename = "plugin_id")]
     pub plugin: String,
     pub note: String,
@@ -155,7 +156,7 @@ pub async fn create(market: &Market, caller: &Caller, request: PlacementRequest)
     }
     catalog::shown(&market.db, &id).await?;
     let placement = Placement {
-        id: String::from(PlacementId::random()?),
+        id: PlacementId::random()?,
         plugin: id.to_string(),
         note: note.to_string(),
         starts_at,

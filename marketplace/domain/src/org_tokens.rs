@@ -128,7 +128,7 @@ pub async fn create(
         Caller::Tenant { tenant, .. } => {
             let scopes: BTreeSet<TenantScope> = scopes.iter().filter_map(|s| s.parse().ok()).collect();
             let made = accounts::issue_tenant_token(&market.db, tenant, scopes, label, expires_at, &issuer).await?;
-            (made.id, made.secret, tenant.to_string())
+            (made.id.into(), made.secret, tenant.to_string())
         }
         Caller::Publisher(credential) => {
             let scopes: BTreeSet<Scope> = scopes.iter().filter_map(|s| s.parse().ok()).collect();

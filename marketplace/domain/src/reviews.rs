@@ -51,7 +51,8 @@ pub const VOTE_LIMIT: Limit = Limit { writes: 200, window: Duration::from_secs(3
 /// A review as shown.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Review {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::ReviewId,
     pub plugin: String,
     /// The reviewing organization's name.
     pub organization: String,
@@ -173,7 +174,7 @@ const FROM: &str = "reviews r LEFT JOIN tenants t ON t.id = r.tenant_id";
 /// A row of [`COLUMNS`].
 #[derive(sqlx::FromRow)]
 struct ReviewRow {
-    id: String,
+    id: crate::ids::ReviewId,
     plugin_id: String,
     organization: String,
     author_name: String,

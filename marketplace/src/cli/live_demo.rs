@@ -87,7 +87,7 @@ pub async fn serve(mut config: ServeConfig) -> anyhow::Result<()> {
 
 async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result<Seeded> {
     let operator = accounts::issue_operator_token(&market.db, "demo", None, &Issuer::by("demo")).await?;
-    let operator_caller = Caller::Operator { token_id: operator.id.clone() };
+    let operator_caller = Caller::Operator { token_id: operator.id.to_string() };
     let (credential, publisher) = catalog::publish(market).await?;
     catalog::price(market, &credential, &operator_caller).await?;
     // initech's first card payment is declined; the next day's billing run collects it.

@@ -16,7 +16,8 @@ use crate::ids::TokenId;
 /// `secret_shown_once: true`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuedAccountToken {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::TokenId,
     pub secret: String,
     pub role: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,9 +112,9 @@ async fn insert_token(
     expires_at: Option<i64>,
     issuer: &Issuer<'_>,
 ) -> Result<IssuedAccountToken, MarketError> {
-    let id = String::from(TokenId::random()?);
+    let id = TokenId::random()?;
     let prefix = if tenant.is_some() { TENANT_PREFIX } else { OPERATOR_PREFIX };
-    let secret = format!("{prefix}{}_{}", &id[4..], random_hex(24)?);
+    let secret = format!("{prefix}{}_{}", &id.as_str()[4..], random_hex(24)?);
     sqlx::query(
         "INSERT INTO account_tokens (id, role, tenant_id, secret_sha256, scopes, label, created_at, expires_at, \
          created_by, person_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

@@ -27,7 +27,8 @@ pub struct AdjustmentRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Adjustment {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::AdjustmentId,
     pub publisher: String,
     pub currency: String,
     pub amount_minor: i64,

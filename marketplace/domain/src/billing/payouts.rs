@@ -117,7 +117,8 @@ impl PayoutStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Payout {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: crate::ids::PayoutId,
     pub publisher: String,
     pub currency: String,
     /// The payout period (`2026-11-2`, or `2026-11` on a monthly schedule).
@@ -177,7 +178,7 @@ const COLUMNS: &str = "id, publisher, currency, period_key, amount_minor, status
 /// A row of [`COLUMNS`], as stored.
 #[derive(sqlx::FromRow)]
 struct PayoutRow {
-    id: String,
+    id: crate::ids::PayoutId,
     publisher: String,
     currency: String,
     period_key: String,

@@ -127,7 +127,7 @@ async fn issue(
                 issuer,
             )
             .await?;
-            (issued.id, issued.secret, issued.scopes)
+            (issued.id.into(), issued.secret, issued.scopes)
         }
         "publisher" => {
             let name = membership
@@ -140,7 +140,7 @@ async fn issue(
         }
         "operator" => {
             let issued = accounts::issue_operator_token(&market.db, label, Some(expires_at), issuer).await?;
-            (issued.id, issued.secret, issued.scopes)
+            (issued.id.into(), issued.secret, issued.scopes)
         }
         other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
     })

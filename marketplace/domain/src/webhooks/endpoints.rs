@@ -26,7 +26,8 @@ pub const MAX_OVERLAP_HOURS: u32 = 168;
 /// An endpoint as its tenant sees it: never its secret.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Endpoint {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: WebhookEndpointId,
     pub tenant: String,
     pub url: String,
     pub description: String,
@@ -79,7 +80,7 @@ const COLUMNS: &str = "id, tenant_id, url, description, enabled, previous_until,
 /// A row of [`COLUMNS`].
 #[derive(sqlx::FromRow)]
 pub(super) struct EndpointRow {
-    id: String,
+    id: WebhookEndpointId,
     tenant_id: String,
     url: String,
     description: String,
@@ -196,7 +197,7 @@ pub async fn create(market: &Market, caller: &Caller, request: NewEndpoint) -> R
     check_url(market, &request.url)?;
     check_kinds(&request.kinds)?;
     MarketError::check_text(ErrorCode::InvalidRequest, "description", &request.description, 200)?;
-    let id = String::from(WebhookEndpointId::random()?);
+    let id = WebhookEndpointId::random()?;
     let secret = new_secret()?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
@@ -224,17 +225,23 @@ pub async fn create(market: &Market, caller: &Caller, request: NewEndpoint) -> R
     .bind(tenant.as_str())
     .bind(&request.url)
     .bind(&request.description)
-    .bind(sealed(market, &id, &secret)?)
+    .bind(sealed(market, id.as_str(), &secret)?)
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    subscribe(&mut tx, &id, tenant, &request.kinds).await?;
+    subscribe(&mut tx, id.as_str(), tenant, &request.kinds).await?;
     market.db.note_location(&mut tx, &format!("/v1/webhooks/{id}")).await?;
     let kinds: Vec<&str> = request.kinds.iter().map(|k| k.as_str()).collect();
-    audit::record(&mut *tx, &caller.actor(), "webhook.created", &id, json!({ "url": request.url, "kinds": kinds }))
-        .await?;
+    audit::record(
+        &mut *tx,
+        &caller.actor(),
+        "webhook.created",
+        id.as_str(),
+        json!({ "url": request.url, "kinds": kinds }),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(WithSecret { endpoint: get(market, caller, &id).await?, secret })
+    Ok(WithSecret { endpoint: get(market, caller, id.as_str()).await?, secret })
 }
 
 /// The endpoint `id` of the caller's tenant (operators: any tenant's).

@@ -60,7 +60,7 @@ async fn seed_one(
     let token = accounts::create_tenant(&market.db, &tenant, display_name, "demo").await?;
     let caller = Caller::Tenant {
         tenant: tenant.clone(),
-        token_id: token.id.clone(),
+        token_id: token.id.to_string(),
         scopes: accounts::TenantScope::ALL.into_iter().collect(),
     };
     for (plugin, settings) in plugins {

@@ -82,7 +82,7 @@ fn decide(
         let after = standing.after.get(&key).copied().unwrap_or(0);
         let (moved, through) = standing.since.get(&key).copied().unwrap_or((0, after));
         payouts.push(Payout {
-            id: String::from(PayoutId::random()?),
+            id: PayoutId::random()?,
             publisher: key.0,
             currency: key.1,
             period: period.to_string(),
@@ -170,7 +170,7 @@ async fn post_payouts(
 
 pub(super) fn request(payout: &Payout) -> Result<ProviderRequest, MarketError> {
     Ok(ProviderRequest {
-        key: payout.id.clone(),
+        key: payout.id.to_string(),
         party: payout.publisher.clone(),
         amount_minor: payout.amount_minor,
         currency: Currency::from_code(&payout.currency).map_err(money_error)?,
@@ -188,7 +188,7 @@ pub(super) async fn ask(
     let request = request(payout)?;
     let provider = &market.billing.payouts;
     Ok(if resolve {
-        match provider.payout(&payout.id).await {
+        match provider.payout(payout.id.as_str()).await {
             Ok(Some(outcome)) => Ok(outcome),
             Ok(None) => provider.pay(&request).await,
             Err(error) => Err(error),
