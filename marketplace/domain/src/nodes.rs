@@ -25,7 +25,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// A node as operators see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Node {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: NodeId,
     pub version: String,
     /// The address it serves on.
     pub listen: String,
@@ -38,16 +39,16 @@ pub struct Node {
 /// This node's identity in the `nodes` table.
 #[derive(Debug, Clone)]
 pub struct Membership {
-    pub id: String,
+    pub id: NodeId,
     listen: String,
     started_at: i64,
 }
 
 /// Joins: writes the first heartbeat and takes this node's share of the limits.
 pub async fn join(market: &Market, listen: &str) -> Result<Membership, MarketError> {
-    let membership = Membership { id: String::from(NodeId::random()?), listen: listen.into(), started_at: now_ms() };
+    let membership = Membership { id: NodeId::random()?, listen: listen.into(), started_at: now_ms() };
     beat(market, &membership).await?;
-    market.runner.metrics.set_node(&membership.id);
+    market.runner.metrics.set_node(membership.id.as_str());
     Ok(membership)
 }
 
@@ -126,7 +127,7 @@ pub async fn list(market: &Market, caller: &Caller) -> Result<Vec<Node>, MarketE
 
 #[derive(sqlx::FromRow)]
 struct NodeRow {
-    id: String,
+    id: NodeId,
     version: String,
     listen: String,
     started_at: i64,
