@@ -744,6 +744,21 @@ fn each_cached_install_column_renews_the_caches_once_and_no_other_column_does() 
     });
 }
 
+/// Tenant `acme` with tax-calculator installed on a usage plan of 0.10 EUR per calculation:
+/// its token and the install.
+async fn metered_tax_install(m: &Money) -> (String, Value) {
+    m.plan(
+        "nexus-labs/tax-calculator",
+        json!({ "key": "metered", "name": "Metered", "model": "usage",
+        "currency": "EUR", "usage": { "meter": "tax-calculations", "unit_minor": 10 } }),
+    )
+    .await;
+    let tenant = m.env.tenant("acme").await;
+    let config = json!({ "plan": "metered", "config": { "rates": "DE=1900" } });
+    let install = m.env.install(&tenant, "nexus-labs/tax-calculator", config).await;
+    (tenant, install)
+}
+
 /// Eight uninstalls of one usage-plan install at once, while a billing run goes: one of them
 /// uninstalls, the others find it gone, and the usage so far is billed exactly once.
 #[test]
@@ -751,15 +766,7 @@ fn concurrent_uninstalls_of_a_usage_install_bill_its_usage_once() {
     on_both(|postgres| async move {
         let m = Money::new(postgres, NOV_1).await;
         let env = &m.env;
-        m.plan(
-            "nexus-labs/tax-calculator",
-            json!({ "key": "metered", "name": "Metered", "model": "usage",
-            "currency": "EUR", "usage": { "meter": "tax-calculations", "unit_minor": 10 } }),
-        )
-        .await;
-        let tenant = env.tenant("acme").await;
-        let config = json!({ "plan": "metered", "config": { "rates": "DE=1900" } });
-        let install = env.install(&tenant, "nexus-labs/tax-calculator", config).await;
+        let (tenant, install) = metered_tax_install(&m).await;
         m.clock.set(NOV_10);
         send_orders(env, &tenant, 1, 7).await;
         m.clock.set(NOV_15);
@@ -1261,20 +1268,7 @@ fn an_uninstall_bills_the_usage_so_far_and_nothing_after() {
     on_both(|postgres| async move {
         let m = Money::new(postgres, NOV_1).await;
         let env = &m.env;
-        m.plan(
-            "nexus-labs/tax-calculator",
-            json!({ "key": "metered", "name": "Metered", "model": "usage",
-            "currency": "EUR", "usage": { "meter": "tax-calculations", "unit_minor": 10 } }),
-        )
-        .await;
-        let tenant = env.tenant("acme").await;
-        let install = env
-            .install(
-                &tenant,
-                "nexus-labs/tax-calculator",
-                json!({ "plan": "metered", "config": { "rates": "DE=1900" } }),
-            )
-            .await;
+        let (tenant, install) = metered_tax_install(&m).await;
         m.clock.set(NOV_10);
         send_orders(env, &tenant, 1, 7).await;
         m.clock.set(NOV_15);
