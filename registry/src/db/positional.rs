@@ -38,7 +38,8 @@ impl Backend {
 }
 
 /// `sql` with `$1`, `$2`, … (in order, each once, outside quotes) as `?`; `None` when its
-/// parameters are not so.
+/// parameters are not so, or when it already holds a parameter of another form (`?`, `?3`,
+/// `:name`, `@name`), whose position the rewrite would shift.
 pub(super) fn unnamed(sql: &str) -> Option<String> {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
@@ -49,6 +50,8 @@ pub(super) fn unnamed(sql: &str) -> Option<String> {
             Some(open) if byte == open => quote = None,
             Some(_) => {}
             None if byte == b'\'' || byte == b'"' => quote = Some(byte),
+            None if byte == b'?' => return None,
+            None if named_parameter(bytes, i) => return None,
             None if byte == b'$' => {
                 let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
                 if digits > 0 {
@@ -70,4 +73,10 @@ pub(super) fn unnamed(sql: &str) -> Option<String> {
     }
     out.push_str(&sql[copied..]);
     Some(out)
+}
+
+/// Whether `bytes[i]` starts a named parameter (`:name`, `@name`); `::` is PostgreSQL's cast.
+fn named_parameter(bytes: &[u8], i: usize) -> bool {
+    let starts = matches!(bytes[i], b':' | b'@') && bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic);
+    starts && !(bytes[i] == b':' && i > 0 && bytes[i - 1] == b':')
 }

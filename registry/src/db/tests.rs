@@ -14,6 +14,12 @@ fn numbered_parameters_in_order_become_unnamed_and_any_other_statement_stays() {
     assert_eq!(unnamed("UPDATE t SET a = $2 WHERE b = $1"), None);
     assert_eq!(unnamed("SELECT $1 WHERE $1 = 0"), None);
     assert_eq!(unnamed("SELECT $1, $3"), None);
+    // Parameters of another form beside numbered ones: rewriting would shift their positions.
+    assert_eq!(unnamed("SELECT $1 WHERE a = ?"), None);
+    assert_eq!(unnamed("SELECT ?2, $1"), None);
+    assert_eq!(unnamed("SELECT $1 WHERE a = :name OR b = @other"), None);
+    // Inside quotes they are text, and PostgreSQL's `::` cast is not a parameter.
+    assert_eq!(unnamed("SELECT $1::TEXT, '?', ':x'").as_deref(), Some("SELECT ?::TEXT, '?', ':x'"));
 }
 
 #[test]
