@@ -9,8 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::MoneyError;
 
 /// A currency money can be counted in: an ISO 4217 code with a minor-unit exponent. Codes
-/// without one (gold `XAU`, testing `XTS`, no currency `XXX`) are refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// without one (gold `XAU`, testing `XTS`, no currency `XXX`) are refused. Currencies order
+/// by their code, as the codes in rows and `ORDER BY currency` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Currency(iso_currency::Currency);
 
 impl Currency {
@@ -39,11 +40,54 @@ impl Currency {
     }
 }
 
+/// By code: `iso_currency`'s own order is not the codes' (its `XCG` sits among the A's).
+impl Ord for Currency {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.code().cmp(other.code())
+    }
+}
+
+impl PartialOrd for Currency {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl FromStr for Currency {
     type Err = MoneyError;
 
     fn from_str(code: &str) -> Result<Self, Self::Err> {
         Self::from_code(code)
+    }
+}
+
+/// A code as a row or a wire string holds it (`sqlx`'s `try_from = "String"` reads columns
+/// through this).
+impl TryFrom<String> for Currency {
+    type Error = MoneyError;
+
+    fn try_from(code: String) -> Result<Self, Self::Error> {
+        Self::from_code(&code)
+    }
+}
+
+impl TryFrom<&str> for Currency {
+    type Error = MoneyError;
+
+    fn try_from(code: &str) -> Result<Self, Self::Error> {
+        Self::from_code(code)
+    }
+}
+
+impl PartialEq<str> for Currency {
+    fn eq(&self, other: &str) -> bool {
+        self.code() == other
+    }
+}
+
+impl AsRef<str> for Currency {
+    fn as_ref(&self) -> &str {
+        self.code()
     }
 }
 
@@ -79,6 +123,23 @@ mod tests {
         assert_eq!(Currency::from_code("KWD").map(Currency::minor_per_major), Ok(1000));
         for refused in ["XAU", "XXX", "eur", "EURO", "", "ZZZ"] {
             assert!(matches!(Currency::from_code(refused), Err(MoneyError::UnknownCurrency(_))), "{refused}");
+            assert!(Currency::try_from(refused.to_string()).is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn currencies_order_by_code() {
+        let mut codes = ["XCG", "AOA", "EUR", "AED", "USD", "JPY"].map(|code| Currency::from_code(code).unwrap());
+        codes.sort();
+        assert_eq!(codes.map(Currency::code), ["AED", "AOA", "EUR", "JPY", "USD", "XCG"]);
+    }
+
+    #[test]
+    fn the_code_is_the_text_and_the_json() {
+        let eur = Currency::try_from("EUR".to_string()).unwrap();
+        assert_eq!((eur.code(), eur.to_string(), eur.as_ref()), ("EUR", "EUR".to_string(), "EUR"));
+        assert!(eur == *"EUR");
+        assert_eq!(serde_json::to_string(&eur).unwrap(), "\"EUR\"");
+        assert!(serde_json::from_str::<Currency>("\"eur\"").is_err());
     }
 }
