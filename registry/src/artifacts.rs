@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use nexus_host::Digest;
-use sqlx::Row;
 
 use crate::db::{Db, is_unique_violation, storage};
 use crate::error::RegistryError;
@@ -51,13 +50,13 @@ impl ArtifactStore {
                 Err(e) => return Err(storage(e)),
             },
             Self::Db(db) => {
-                let row = sqlx::query("SELECT bytes FROM artifacts WHERE digest = $1")
+                let (bytes,): (Vec<u8>,) = sqlx::query_as("SELECT bytes FROM artifacts WHERE digest = $1")
                     .bind(digest.to_string())
                     .fetch_optional(&db.pool)
                     .await
                     .map_err(storage)?
                     .ok_or(RegistryError::ArtifactMissing(*digest))?;
-                row.try_get::<Vec<u8>, _>("bytes").map_err(storage)?
+                bytes
             }
         };
         if Digest::of(&bytes) != *digest {
