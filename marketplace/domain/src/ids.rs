@@ -257,6 +257,10 @@ typed_id!(
     /// so that sending again cannot apply the event twice.
     CliEventId, "evt_cli_", 20, "event"
 );
+typed_id!(
+    /// An API request, in its `x-request-id` header and its error body (`req_…`).
+    RequestId, "req_", 24, "request"
+);
 
 // Time-ordered ids (see `ordered_hex`).
 typed_id!(
