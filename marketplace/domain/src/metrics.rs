@@ -251,16 +251,17 @@ impl ScrapeGauges {
         self.registry.register(name, help, ConstGauge::new(value));
     }
 
-    /// A gauge family labelled `currency`, one series per (currency, value).
-    pub fn by_currency(
+    /// A gauge family labelled `currency` (a `Currency`, or any code as text), one series
+    /// per (currency, value).
+    pub fn by_currency<C: AsRef<str>>(
         &mut self,
         name: &'static str,
         help: &'static str,
-        values: impl IntoIterator<Item = (String, i64)>,
+        values: impl IntoIterator<Item = (C, i64)>,
     ) {
         let family = Family::<CurrencyLabels, Gauge>::default();
         for (currency, value) in values {
-            family.get_or_create(&CurrencyLabels { currency }).set(value);
+            family.get_or_create(&CurrencyLabels { currency: currency.as_ref().to_string() }).set(value);
         }
         self.registry.register(name, help, family);
     }

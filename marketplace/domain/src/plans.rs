@@ -119,13 +119,14 @@ pub struct PlanRequest {
 /// A plan revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
-    pub id: String,
+    pub id: PlanId,
     pub plugin: String,
     pub key: String,
     pub revision: i64,
     pub name: String,
     pub model: PlanModel,
-    pub currency: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Option<Currency>,
     pub price_minor: i64,
     #[schema(value_type = Option<String>)]
     pub interval: Option<Interval>,
@@ -137,17 +138,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn id(&self) -> Result<PlanId, MarketError> {
-        self.id.parse()
-    }
-
-    pub fn currency(&self) -> Result<Option<Currency>, MarketError> {
-        self.currency.as_deref().map(Currency::from_code).transpose().map_err(money_error)
-    }
-
     /// The usage price, if the plan bills usage.
     pub fn usage_price(&self) -> Result<Option<UsagePrice>, MarketError> {
-        let (Some(usage), Some(currency)) = (&self.usage, self.currency()?) else { return Ok(None) };
+        let (Some(usage), Some(currency)) = (&self.usage, self.currency) else { return Ok(None) };
         let money = |minor| nexus_money::Money::new(minor, currency);
         UsagePrice::new(money(usage.unit_minor), usage.included_units, usage.cap_minor.map(money))
             .map(Some)

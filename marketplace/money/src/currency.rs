@@ -28,6 +28,11 @@ impl Currency {
         self.0.code()
     }
 
+    /// The code, as ids and strings spell it (`as_str`).
+    pub fn as_str(self) -> &'static str {
+        self.0.code()
+    }
+
     /// Digits after the decimal point of a major unit: 2 for EUR, 0 for JPY, 3 for KWD.
     pub fn exponent(self) -> u32 {
         // `from_code` keeps only currencies that have an exponent.
@@ -82,6 +87,15 @@ impl TryFrom<&str> for Currency {
 impl PartialEq<str> for Currency {
     fn eq(&self, other: &str) -> bool {
         self.code() == other
+    }
+}
+
+/// A currency reads as its code wherever text is wanted (`Option<Currency>::as_deref`).
+impl std::ops::Deref for Currency {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.code()
     }
 }
 

@@ -27,15 +27,16 @@ pub fn by_currency(gmv: &Gmv) -> Result<BTreeMap<String, Vec<PeriodFigures>>, Ma
     // Keyed by period start, so periods sort by time whatever their labels.
     let mut sums: BTreeMap<String, BTreeMap<i64, PeriodFigures>> = BTreeMap::new();
     for row in &gmv.rows {
-        let sum =
-            sums.entry(row.currency.clone()).or_default().entry(row.period_start).or_insert_with(|| PeriodFigures {
+        let sum = sums.entry(row.currency.to_string()).or_default().entry(row.period_start).or_insert_with(|| {
+            PeriodFigures {
                 period: row.period.clone(),
                 gmv_minor: 0,
                 refunds_minor: 0,
                 net_revenue_minor: 0,
                 take_rate_bp: 0,
                 charges: 0,
-            });
+            }
+        });
         sum.gmv_minor += row.gmv_minor;
         sum.refunds_minor += row.refunds_minor;
         sum.net_revenue_minor += row.net_revenue_minor;
@@ -211,7 +212,7 @@ mod tests {
             period: period.into(),
             period_start: start,
             period_end: start + 1,
-            currency: currency.into(),
+            currency: currency.parse().unwrap(),
             group: group.into(),
             gmv_minor: gmv,
             refunds_minor: refunds,

@@ -152,7 +152,7 @@ async fn refund(
     )
     .await
     {
-        Ok(done) => Ok(back(&page, Ok(format!("Refunded {}.", super::money(done.amount_minor, &done.currency))))),
+        Ok(done) => Ok(back(&page, Ok(format!("Refunded {}.", super::money(done.amount_minor, done.currency))))),
         Err(error) => refused(&page, error),
     }
 }

@@ -98,10 +98,10 @@ struct Said {
 
 /// One customer's transactions with the partner in a month and currency (Atlassian's vendor
 /// report): sales and refunds, gross, the platform's fee and the partner's amount.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerRow {
     pub tenant: String,
-    pub currency: String,
+    pub currency: nexus_money::Currency,
     pub sales: i64,
     pub refunds: i64,
     pub gross_minor: i64,
@@ -112,14 +112,19 @@ pub struct CustomerRow {
 /// Statement lines summed per customer and currency; lines without a customer (payouts,
 /// adjustments) are not anyone's.
 pub fn by_customer(statements: &[Statement]) -> Vec<CustomerRow> {
-    let mut rows: std::collections::BTreeMap<(String, String), CustomerRow> = std::collections::BTreeMap::new();
+    let mut rows: std::collections::BTreeMap<(String, nexus_money::Currency), CustomerRow> =
+        std::collections::BTreeMap::new();
     for statement in statements {
         for line in &statement.lines {
             let Some(tenant) = &line.tenant else { continue };
-            let row = rows.entry((tenant.clone(), statement.currency.clone())).or_insert_with(|| CustomerRow {
+            let row = rows.entry((tenant.clone(), statement.currency)).or_insert_with(|| CustomerRow {
                 tenant: tenant.clone(),
-                currency: statement.currency.clone(),
-                ..CustomerRow::default()
+                currency: statement.currency,
+                sales: 0,
+                refunds: 0,
+                gross_minor: 0,
+                fee_minor: 0,
+                amount_minor: 0,
             });
             match line.kind.as_str() {
                 "collection" => row.sales += 1,

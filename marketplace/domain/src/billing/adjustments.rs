@@ -25,12 +25,13 @@ pub struct AdjustmentRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Adjustment {
     #[schema(value_type = String)]
     pub id: crate::ids::AdjustmentId,
     pub publisher: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub amount_minor: i64,
     pub reason: String,
     pub created_at: i64,
@@ -142,11 +143,30 @@ async fn insert(
 }
 
 async fn adjustment(market: &Market, id: &str) -> Result<Adjustment, MarketError> {
-    sqlx::query_as::<_, Adjustment>(
+    let row = sqlx::query_as::<_, AdjustmentRow>(
         "SELECT id, publisher, currency, amount_minor, reason, created_at FROM adjustments WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&market.db.pool)
     .await?
-    .ok_or_else(|| MarketError::NotFound(format!("adjustment {id}")))
+    .ok_or_else(|| MarketError::NotFound(format!("adjustment {id}")))?;
+    Ok(Adjustment {
+        id: row.id,
+        publisher: row.publisher,
+        currency: ledger::stored_currency(&row.currency)?,
+        amount_minor: row.amount_minor,
+        reason: row.reason,
+        created_at: row.created_at,
+    })
+}
+
+/// An adjustment as stored, its currency still text.
+#[derive(sqlx::FromRow)]
+struct AdjustmentRow {
+    id: AdjustmentId,
+    publisher: String,
+    currency: String,
+    amount_minor: i64,
+    reason: String,
+    created_at: i64,
 }

@@ -8,6 +8,7 @@ mod write;
 use std::fmt;
 use std::str::FromStr;
 
+use nexus_money::Currency;
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -117,7 +118,7 @@ impl ChargeDetail {
 /// A charge as tenants and operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charge {
-    pub id: String,
+    pub id: ChargeId,
     pub install: String,
     pub tenant: String,
     pub plugin: String,
@@ -127,7 +128,8 @@ pub struct Charge {
     pub line: String,
     pub period_start: i64,
     pub period_end: i64,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub amount_minor: i64,
     pub status: ChargeStatus,
     pub attempts: i64,
@@ -147,7 +149,7 @@ pub(crate) const COLUMNS: &str = "id, install_id, tenant_id, plugin_id, publishe
 /// A row of [`COLUMNS`], as stored: its status and detail still text.
 #[derive(sqlx::FromRow)]
 pub(crate) struct ChargeRow {
-    id: String,
+    id: ChargeId,
     install_id: String,
     tenant_id: String,
     plugin_id: String,
@@ -182,7 +184,7 @@ impl TryFrom<ChargeRow> for Charge {
             line: row.line,
             period_start: row.period_start,
             period_end: row.period_end,
-            currency: row.currency,
+            currency: super::ledger::stored_currency(&row.currency)?,
             amount_minor: row.amount_minor,
             status: ChargeStatus::stored(&row.status)?,
             attempts: row.attempts,

@@ -2,6 +2,7 @@
 //! billing period, rated by its plan exactly as the billing run will rate it (included
 //! units, the cap), and when it is next charged and how much in advance.
 
+use nexus_money::Currency;
 use nexus_money::period::{self, Period};
 use serde::Serialize;
 
@@ -30,7 +31,8 @@ pub struct UsageSoFar {
     pub billable_units: u64,
     /// What that usage would be charged if the period ended now (the cap applied).
     pub estimate_minor: i64,
-    pub currency: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Option<Currency>,
     /// When the install is next billed: a period in advance, or usage in arrears.
     pub next_charge_at: Option<i64>,
     /// The base fee charged in advance then (0 for usage-only plans).
@@ -66,7 +68,8 @@ pub struct InstallUsage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageTotal {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub installs: u64,
     pub units: u64,
     pub billable_units: u64,
@@ -96,17 +99,11 @@ pub async fn plugin_usage(
         PluginUsage { plugin, as_of: market.billing.clock.now_ms(), installs: Vec::new(), totals: Vec::new() };
     for (id, tenant, plan) in rows {
         let usage = estimate(market, &id, plan.as_deref(), false).await?;
-        if let Some(currency) = &usage.currency {
-            let at = match out.totals.iter().position(|t| &t.currency == currency) {
+        if let Some(currency) = usage.currency {
+            let at = match out.totals.iter().position(|t| t.currency == currency) {
                 Some(at) => at,
                 None => {
-                    let zero = UsageTotal {
-                        currency: currency.clone(),
-                        installs: 0,
-                        units: 0,
-                        billable_units: 0,
-                        estimate_minor: 0,
-                    };
+                    let zero = UsageTotal { currency, installs: 0, units: 0, billable_units: 0, estimate_minor: 0 };
                     out.totals.push(zero);
                     out.totals.len() - 1
                 }
@@ -123,7 +120,7 @@ pub async fn plugin_usage(
         }
         out.installs.push(InstallUsage { tenant, usage });
     }
-    out.totals.sort_by(|a, b| a.currency.cmp(&b.currency));
+    out.totals.sort_by_key(|t| t.currency);
     Ok(out)
 }
 
@@ -150,7 +147,7 @@ async fn estimate(market: &Market, id: &str, plan_id: Option<&str>, ended: bool)
     }
     let mut conn = market.db.pool.acquire().await?;
     let plan = plans::get_in(&mut conn, &plan_id.parse()?).await?;
-    out.currency = plan.currency.clone();
+    out.currency = plan.currency;
     let (anchor, billed_until, next_bill_at): (Option<i64>, Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT billing_anchor, usage_billed_until, next_bill_at FROM installs WHERE id = $1")
             .bind(id)

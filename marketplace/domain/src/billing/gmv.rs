@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use nexus_money::period;
+use nexus_money::{Currency, period};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +75,8 @@ pub struct GmvRow {
     pub period: String,
     pub period_start: i64,
     pub period_end: i64,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// The plugin, partner or category; empty when grouped by currency.
     pub group: String,
     pub gmv_minor: i64,
@@ -194,7 +195,7 @@ pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<G
         Grouping { plugin: matches!(by, GroupBy::Plugin | GroupBy::Category), publisher: by == GroupBy::Partner };
     let buckets = figures::read(market, from, to, interval == Interval::Month, grouping, publisher.as_deref()).await?;
     let categories = if by == GroupBy::Category { categories(market).await? } else { BTreeMap::new() };
-    let mut rows: BTreeMap<(i64, String, String), GmvRow> = BTreeMap::new();
+    let mut rows: BTreeMap<(i64, Currency, String), GmvRow> = BTreeMap::new();
     for ((bucket_start, currency, plugin, partner), amounts) in buckets {
         let start = period_start(bucket_start, interval)?;
         let groups = match by {
@@ -204,14 +205,14 @@ pub async fn gmv(market: &Market, caller: &Caller, query: &GmvQuery) -> Result<G
             GroupBy::Category => categories.get(&plugin).cloned().unwrap_or_else(|| vec!["uncategorized".into()]),
         };
         for group in groups {
-            let key = (start, currency.clone(), group.clone());
+            let key = (start, currency, group.clone());
             let row = match rows.entry(key) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => entry.insert(GmvRow {
                     period: label(start),
                     period_start: start,
                     period_end: period_end(start, interval)?,
-                    currency: currency.clone(),
+                    currency,
                     group,
                     gmv_minor: 0,
                     refunds_minor: 0,
@@ -244,16 +245,16 @@ pub fn gmv_csv(gmv: &Gmv) -> String {
             &r.period,
             &iso(r.period_start),
             &iso(r.period_end),
-            &r.currency,
+            r.currency.code(),
             &r.group,
             &r.gmv_minor.to_string(),
             &r.refunds_minor.to_string(),
             &r.net_revenue_minor.to_string(),
             &r.take_rate_bp.to_string(),
             &r.charges.to_string(),
-            &decimal(r.gmv_minor, &r.currency),
-            &decimal(r.refunds_minor, &r.currency),
-            &decimal(r.net_revenue_minor, &r.currency),
+            &decimal(r.gmv_minor, r.currency),
+            &decimal(r.refunds_minor, r.currency),
+            &decimal(r.net_revenue_minor, r.currency),
         ]));
     }
     out

@@ -215,6 +215,11 @@ pub async fn by_idempotency_key(
     Ok(Some((id.parse()?, request_sha256, recorded)))
 }
 
+/// A currency as a row holds it: a code that is no currency is a broken row.
+pub fn stored_currency(code: &str) -> Result<Currency, MarketError> {
+    Currency::from_code(code).map_err(|e| storage(format!("stored currency: {e}")))
+}
+
 /// An account's balance in a currency (debits positive).
 pub async fn balance(market: &Market, account: &Account, currency: Currency) -> Result<i64, MarketError> {
     let sum: Option<i64> = sqlx::query_scalar(
@@ -230,7 +235,7 @@ pub async fn balance(market: &Market, account: &Account, currency: Currency) -> 
 /// One transaction with its entries, as `GET /v1/ledger/transactions/...` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LedgerTransaction {
-    pub id: String,
+    pub id: TransactionId,
     pub kind: String,
     pub charge: Option<String>,
     pub refund: Option<String>,
@@ -239,10 +244,11 @@ pub struct LedgerTransaction {
     pub entries: Vec<LedgerEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub account: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub amount_minor: i64,
 }
 
@@ -270,7 +276,8 @@ pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<LedgerT
             });
         }
         if let Some(last) = out.last_mut() {
-            last.entries.push(row.entry);
+            let currency = stored_currency(&row.currency)?;
+            last.entries.push(LedgerEntry { account: row.account, currency, amount_minor: row.amount_minor });
         }
     }
     Ok(out)
@@ -279,14 +286,15 @@ pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<LedgerT
 /// A row [`of_charge`] reads: a transaction's columns beside one of its entries.
 #[derive(sqlx::FromRow)]
 struct EntryRow {
-    id: String,
+    id: TransactionId,
     kind: String,
     charge_id: Option<String>,
     refund_id: Option<String>,
     memo: String,
     posted_at: i64,
-    #[sqlx(flatten)]
-    entry: LedgerEntry,
+    account: String,
+    currency: String,
+    amount_minor: i64,
 }
 
 mod verify;

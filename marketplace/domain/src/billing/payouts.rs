@@ -120,7 +120,8 @@ pub struct Payout {
     #[schema(value_type = String)]
     pub id: crate::ids::PayoutId,
     pub publisher: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// The payout period (`2026-11-2`, or `2026-11` on a monthly schedule).
     pub period: String,
     pub amount_minor: i64,
@@ -164,7 +165,8 @@ pub struct PayoutRunReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Carried {
     pub publisher: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub balance_minor: i64,
     pub minimum_minor: i64,
 }
@@ -198,7 +200,7 @@ impl TryFrom<PayoutRow> for Payout {
         Ok(Payout {
             id: row.id,
             publisher: row.publisher,
-            currency: row.currency,
+            currency: super::ledger::stored_currency(&row.currency)?,
             period: row.period_key,
             amount_minor: row.amount_minor,
             status: PayoutStatus::stored(&row.status)?,
@@ -296,13 +298,13 @@ async fn due(
         if done > 0 {
             continue;
         }
-        let currency = Currency::from_code(&code).map_err(money_error)?;
+        let currency = super::ledger::stored_currency(&code)?;
         let minimum_minor = match minimums.get(&code) {
             Some(minimum) => *minimum,
             None => *minimums.entry(code.clone()).or_insert(minimum(&mut conn, currency).await?),
         };
         if balance < minimum_minor {
-            report.carried_forward.push(Carried { publisher, currency: code, balance_minor: balance, minimum_minor });
+            report.carried_forward.push(Carried { publisher, currency, balance_minor: balance, minimum_minor });
             continue;
         }
         due.push((publisher, currency));
@@ -314,7 +316,7 @@ fn tally(report: &mut PayoutRunReport, settled: Settled) {
     match settled {
         Settled::Paid(currency, amount) => {
             report.paid += 1;
-            *report.paid_minor.entry(currency).or_default() += amount;
+            *report.paid_minor.entry(currency.code().to_string()).or_default() += amount;
         }
         Settled::Failed => report.failed += 1,
         Settled::Unknown => report.pending += 1,
@@ -323,7 +325,7 @@ fn tally(report: &mut PayoutRunReport, settled: Settled) {
 }
 
 enum Settled {
-    Paid(String, i64),
+    Paid(Currency, i64),
     Failed,
     Unknown,
     Skipped,
@@ -331,7 +333,7 @@ enum Settled {
 
 fn settled(concluded: batch::Concluded, payout: &Payout) -> Settled {
     match concluded {
-        batch::Concluded::Paid => Settled::Paid(payout.currency.clone(), payout.amount_minor),
+        batch::Concluded::Paid => Settled::Paid(payout.currency, payout.amount_minor),
         batch::Concluded::Failed => Settled::Failed,
         batch::Concluded::Skipped => Settled::Skipped,
     }

@@ -32,19 +32,49 @@ pub struct RefundRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refund {
-    pub id: String,
-    #[sqlx(rename = "charge_id")]
+    pub id: RefundId,
     pub charge: String,
     pub amount_minor: i64,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// The platform fee this refund returned.
     pub fee_minor: i64,
     /// `refund`, or `proration-credit` (the unused part of a period after a plan change).
     pub kind: String,
     pub reason: String,
     pub created_at: i64,
+}
+
+/// A row of [`COLUMNS`], its currency still text.
+#[derive(sqlx::FromRow)]
+struct RefundRow {
+    id: RefundId,
+    charge_id: String,
+    amount_minor: i64,
+    currency: String,
+    fee_minor: i64,
+    kind: String,
+    reason: String,
+    created_at: i64,
+}
+
+impl TryFrom<RefundRow> for Refund {
+    type Error = MarketError;
+
+    fn try_from(row: RefundRow) -> Result<Self, MarketError> {
+        Ok(Self {
+            id: row.id,
+            charge: row.charge_id,
+            amount_minor: row.amount_minor,
+            currency: ledger::stored_currency(&row.currency)?,
+            fee_minor: row.fee_minor,
+            kind: row.kind,
+            reason: row.reason,
+            created_at: row.created_at,
+        })
+    }
 }
 
 /// The kind of a refund.
@@ -140,7 +170,7 @@ pub async fn refund_in(
     let ChargeRow { publisher, currency, amount_minor: gross, fee_minor, refunded_minor: refunded, fee_refunded_minor } =
         collected_charge(conn, market, charge).await?;
     let (fee_refunded, fee) = (fee_refunded_minor, fee_minor.unwrap_or(0));
-    let currency = Currency::from_code(&currency).map_err(money_error)?;
+    let currency = ledger::stored_currency(&currency)?;
     // Everything that moves a partner's payable in a currency takes this row's lock, so the
     // partner's entries are committed in the order of their ledger sequence.
     super::share::lock_lifetime(conn, market.db.backend, &publisher, currency).await?;
@@ -231,25 +261,27 @@ pub(crate) const COLUMNS: &str =
     "r.id, r.charge_id, r.amount_minor, c.currency, r.fee_minor, r.kind, r.reason, r.created_at";
 
 pub(crate) fn refund_row(row: &sqlx::any::AnyRow) -> Result<Refund, MarketError> {
-    Ok(Refund::from_row(row)?)
+    RefundRow::from_row(row)?.try_into()
 }
 
 pub async fn get(market: &Market, id: &RefundId) -> Result<Refund, MarketError> {
-    sqlx::query_as::<_, Refund>(&format!(
+    sqlx::query_as::<_, RefundRow>(&format!(
         "SELECT {COLUMNS} FROM refunds r JOIN charges c ON c.id = r.charge_id WHERE r.id = $1"
     ))
     .bind(id.as_str())
     .fetch_optional(&market.db.pool)
     .await?
-    .ok_or_else(|| MarketError::NotFound(format!("refund {id}")))
+    .ok_or_else(|| MarketError::NotFound(format!("refund {id}")))?
+    .try_into()
 }
 
 /// The refunds of a charge, oldest first.
 pub async fn of_charge(market: &Market, charge: &ChargeId) -> Result<Vec<Refund>, MarketError> {
-    Ok(sqlx::query_as::<_, Refund>(&format!(
+    let rows = sqlx::query_as::<_, RefundRow>(&format!(
         "SELECT {COLUMNS} FROM refunds r JOIN charges c ON c.id = r.charge_id WHERE r.charge_id = $1 ORDER BY r.created_at, r.id"
     ))
     .bind(charge.as_str())
     .fetch_all(&market.db.pool)
-    .await?)
+    .await?;
+    rows.into_iter().map(Refund::try_from).collect()
 }

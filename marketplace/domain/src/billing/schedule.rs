@@ -87,7 +87,7 @@ pub struct Owed {
 /// usage segments that ended. The usage segments are rated ([`rate_usage`]) once their units
 /// are read.
 pub fn owed(mut position: Position, plan: &Plan, until: i64) -> Result<Owed, MarketError> {
-    let currency = plan.currency()?;
+    let currency = plan.currency;
     let mut lines = Vec::new();
     for _ in 0..MAX_ROUNDS {
         let mut progressed = false;
@@ -159,7 +159,7 @@ pub fn rate_usage(plan: &Plan, segment: Period, units: i64) -> Result<NewCharge,
 
 /// The charge of a one-time plan, bought at `now`.
 pub fn one_time_line(plan: &Plan, now: i64) -> Result<NewCharge, MarketError> {
-    let currency = plan.currency()?.ok_or_else(|| storage("one-time plan without currency"))?;
+    let currency = plan.currency.ok_or_else(|| storage("one-time plan without currency"))?;
     let mut detail = ChargeDetail::of(plan);
     detail.price_minor = Some(plan.price_minor);
     Ok(NewCharge {
@@ -178,7 +178,7 @@ pub fn start(plan: &Plan, now: i64, trial_ends_at: Option<i64>) -> BillingState 
     let usage_from = plan.usage.as_ref().map(|_| anchor);
     let paid_through = plan.charges_periods().then_some(anchor);
     BillingState {
-        plan_id: Some(plan.id.clone()),
+        plan_id: Some(plan.id.to_string()),
         anchor: Some(anchor),
         trial_ends_at,
         paid_through,
@@ -284,7 +284,7 @@ pub fn plan_change(
     }
     let next_bill_at = [paid_through, usage_billed_until.map(|_| now)].into_iter().flatten().min();
     let state = BillingState {
-        plan_id: Some(target.id.clone()),
+        plan_id: Some(target.id.to_string()),
         anchor: Some(anchor),
         trial_ends_at: state.trial_ends_at,
         paid_through,
@@ -300,7 +300,7 @@ fn proration_line(target: &Plan, anchor: i64, now: i64) -> Result<NewCharge, Mar
     let mut detail = ChargeDetail::of(target);
     detail.price_minor = Some(target.price_minor);
     detail.prorated_of = Some((period.start_ms, period.end_ms));
-    let currency = target.currency()?.ok_or_else(|| storage("priced plan without currency"))?;
+    let currency = target.currency.ok_or_else(|| storage("priced plan without currency"))?;
     Ok(NewCharge {
         line: "proration".into(),
         period: Period { start_ms: now, end_ms: period.end_ms },

@@ -260,7 +260,7 @@ async fn current_plan(
             format!("install {id} has no plan to change from (its plugin offers none)"),
         )
     })?;
-    if current_id == target.id {
+    if target.id == *current_id {
         return Err(MarketError::conflict(
             ErrorCode::SamePlan,
             format!("install {id} is already on plan {}", target.id),

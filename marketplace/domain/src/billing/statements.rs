@@ -15,6 +15,7 @@ use nexus_money::Currency;
 use nexus_money::period::{self, Period};
 use serde::Serialize;
 
+use super::ledger::stored_currency;
 use super::money_error;
 use super::views::csv_row;
 use crate::accounts::Caller;
@@ -52,7 +53,8 @@ pub struct StatementLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Statement {
     pub publisher: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// `YYYY-MM`.
     pub period: String,
     pub period_start: i64,
@@ -83,7 +85,7 @@ pub enum Range {
 pub async fn lines(
     market: &Market,
     publisher: &str,
-    currency: &str,
+    currency: Currency,
     range: Range,
 ) -> Result<Vec<StatementLine>, MarketError> {
     let (column, from, to) = match range {
@@ -102,7 +104,7 @@ pub async fn lines(
          WHERE e.publisher = $1 AND e.currency = $2 AND e.{column} >= $3 AND e.{column} < $4 ORDER BY e.seq"
     ))
     .bind(publisher)
-    .bind(currency)
+    .bind(currency.code())
     .bind(from)
     .bind(to)
     .fetch_all(&market.db.pool)
@@ -151,13 +153,13 @@ struct LineRow {
 
 /// The partner's balance in a currency at the start of the UTC month starting at `month_ms`:
 /// what the postings of the months before did to its payable, from their monthly rollups.
-pub async fn opening(market: &Market, publisher: &str, currency: &str, month_ms: i64) -> Result<i64, MarketError> {
+pub async fn opening(market: &Market, publisher: &str, currency: Currency, month_ms: i64) -> Result<i64, MarketError> {
     let sum: Option<i64> = sqlx::query_scalar(
         "SELECT CAST(SUM(payable_minor) AS BIGINT) FROM money_rollups \
          WHERE publisher = $1 AND currency = $2 AND grain = 'month' AND start_day < $3",
     )
     .bind(publisher)
-    .bind(currency)
+    .bind(currency.code())
     .bind(month_ms.div_euclid(super::DAY_MS))
     .fetch_one(&market.db.pool)
     .await?;
@@ -166,13 +168,13 @@ pub async fn opening(market: &Market, publisher: &str, currency: &str, month_ms:
 
 /// What the postings of each month did to the partner's payable in a currency, by the
 /// month's first day, in order.
-async fn monthly_moves(market: &Market, publisher: &str, currency: &str) -> Result<Vec<(i64, i64)>, MarketError> {
+async fn monthly_moves(market: &Market, publisher: &str, currency: Currency) -> Result<Vec<(i64, i64)>, MarketError> {
     let rows = sqlx::query_as::<_, (i64, Option<i64>)>(
         "SELECT start_day, CAST(SUM(payable_minor) AS BIGINT) AS moved FROM money_rollups \
          WHERE publisher = $1 AND currency = $2 AND grain = 'month' GROUP BY start_day ORDER BY start_day",
     )
     .bind(publisher)
-    .bind(currency)
+    .bind(currency.code())
     .fetch_all(&market.db.pool)
     .await?;
     Ok(rows.into_iter().map(|(start_day, moved)| (start_day, moved.unwrap_or(0))).collect())
@@ -213,10 +215,10 @@ pub struct Totals {
 }
 
 /// The currencies a partner has entries in, in order: one index probe per currency.
-pub async fn currencies(market: &Market, publisher: &str) -> Result<Vec<String>, MarketError> {
-    let mut out: Vec<String> = Vec::new();
+pub async fn currencies(market: &Market, publisher: &str) -> Result<Vec<Currency>, MarketError> {
+    let mut out: Vec<Currency> = Vec::new();
     loop {
-        let after = out.last().map(String::as_str).unwrap_or("");
+        let after = out.last().map_or("", |c| c.code());
         let next: Option<String> =
             sqlx::query_scalar("SELECT MIN(currency) FROM partner_entries WHERE publisher = $1 AND currency > $2")
                 .bind(publisher)
@@ -224,7 +226,7 @@ pub async fn currencies(market: &Market, publisher: &str) -> Result<Vec<String>,
                 .fetch_one(&market.db.pool)
                 .await?;
         match next {
-            Some(code) => out.push(code),
+            Some(code) => out.push(stored_currency(&code)?),
             None => return Ok(out),
         }
     }
@@ -244,13 +246,13 @@ pub async fn statements(
     let now = market.billing.clock.now_ms();
     let bounds = super::views::month(label, now)?;
     let codes = match currency {
-        Some(code) => vec![Currency::from_code(code).map_err(money_error)?.code().to_string()],
+        Some(code) => vec![Currency::from_code(code).map_err(money_error)?],
         None => currencies(market, publisher).await?,
     };
     let mut out = Vec::new();
     for code in codes {
-        let opening = opening(market, publisher, &code, bounds.start_ms).await?;
-        let lines = lines(market, publisher, &code, Range::Posted(bounds)).await?;
+        let opening = opening(market, publisher, code, bounds.start_ms).await?;
+        let lines = lines(market, publisher, code, Range::Posted(bounds)).await?;
         let t = totals(opening, &lines);
         out.push(Statement {
             publisher: publisher.to_string(),
@@ -277,7 +279,8 @@ pub async fn statements(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatementSummary {
     pub period: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub closed: bool,
     pub opening_minor: i64,
     pub closing_minor: i64,
@@ -295,11 +298,11 @@ pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<V
         let earliest: Option<i64> =
             sqlx::query_scalar("SELECT MIN(posted_at) FROM partner_entries WHERE publisher = $1 AND currency = $2")
                 .bind(publisher)
-                .bind(code)
+                .bind(code.code())
                 .fetch_one(&market.db.pool)
                 .await?;
         first = first.into_iter().chain(earliest).min();
-        moves.push(monthly_moves(market, publisher, code).await?);
+        moves.push(monthly_moves(market, publisher, *code).await?);
     }
     let Some(first) = first else { return Ok(Vec::new()) };
     let mut out = Vec::new();
@@ -311,7 +314,7 @@ pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<V
             let before = |day: i64| moves.iter().filter(|(start, _)| *start < day).map(|(_, moved)| moved).sum();
             out.push(StatementSummary {
                 period: label.clone(),
-                currency: code.clone(),
+                currency: *code,
                 closed: month.end_ms <= now,
                 opening_minor: before(start_day),
                 closing_minor: before(end_day),
@@ -325,8 +328,8 @@ pub async fn list(market: &Market, caller: &Caller, publisher: &str) -> Result<V
 
 /// The opening or closing row of a statement's CSV: only the balance column is filled.
 fn balance_row(s: &Statement, kind: &str, balance: i64) -> String {
-    let (minor, decimal) = (balance.to_string(), super::views::decimal(balance, &s.currency));
-    let mut fields = vec![s.currency.as_str(), s.period.as_str(), kind];
+    let (minor, decimal) = (balance.to_string(), super::views::decimal(balance, s.currency));
+    let mut fields = vec![s.currency.code(), s.period.as_str(), kind];
     fields.extend([""; 12]);
     fields.push(&decimal);
     fields.extend([""; 3]);
@@ -341,14 +344,14 @@ pub fn csv(statements: &[Statement]) -> String {
          gross,fee,amount,balance,gross_minor,fee_minor,amount_minor,balance_minor\n",
     );
     for s in statements {
-        let decimal = |minor: i64| super::views::decimal(minor, &s.currency);
+        let decimal = |minor: i64| super::views::decimal(minor, s.currency);
         let mut balance = s.opening_minor;
         out.push_str(&balance_row(s, "opening", s.opening_minor));
         for l in &s.lines {
             balance += l.amount_minor;
             let text = |v: &Option<String>| v.clone().unwrap_or_default();
             out.push_str(&csv_row(&[
-                &s.currency,
+                s.currency.code(),
                 &s.period,
                 &l.kind,
                 &l.transaction,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use nexus_money::period;
+use nexus_money::{Currency, period};
 use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 
@@ -26,13 +26,20 @@ pub struct Bill {
     pub totals: Vec<BillTotal>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BillTotal {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub charged_minor: i64,
     pub collected_minor: i64,
     pub outstanding_minor: i64,
     pub refunded_minor: i64,
+}
+
+impl BillTotal {
+    fn zero(currency: Currency) -> Self {
+        Self { currency, charged_minor: 0, collected_minor: 0, outstanding_minor: 0, refunded_minor: 0 }
+    }
 }
 
 /// Checks a `YYYY-MM` period that has started.
@@ -70,11 +77,10 @@ pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label:
     .fetch_all(&market.db.pool)
     .await?;
     let refunds = rows.iter().map(super::refunds::refund_row).collect::<Result<Vec<_>, _>>()?;
-    let mut totals: BTreeMap<String, BillTotal> = BTreeMap::new();
+    // By code: totals list in the order of their codes.
+    let mut totals: BTreeMap<&'static str, BillTotal> = BTreeMap::new();
     for line in &lines {
-        let total = totals
-            .entry(line.currency.clone())
-            .or_insert_with(|| BillTotal { currency: line.currency.clone(), ..BillTotal::default() });
+        let total = totals.entry(line.currency.code()).or_insert_with(|| BillTotal::zero(line.currency));
         total.charged_minor = total.charged_minor.saturating_add(line.amount_minor);
         match line.status {
             charges::ChargeStatus::Collected => total.collected_minor += line.amount_minor,
@@ -83,9 +89,7 @@ pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label:
         }
     }
     for refund in &refunds {
-        let total = totals
-            .entry(refund.currency.clone())
-            .or_insert_with(|| BillTotal { currency: refund.currency.clone(), ..BillTotal::default() });
+        let total = totals.entry(refund.currency.code()).or_insert_with(|| BillTotal::zero(refund.currency));
         total.refunded_minor += refund.amount_minor;
     }
     Ok(Bill {
@@ -104,15 +108,15 @@ pub fn bill_csv(bill: &Bill) -> String {
     for line in &bill.lines {
         out.push_str(&csv_row(&[
             "charge",
-            &line.id,
-            &line.id,
+            line.id.as_str(),
+            line.id.as_str(),
             &line.plugin,
             &format!("{}@{}", line.detail.plan_key, line.detail.plan_revision),
             &line.line,
             &iso(line.period_start),
             &iso(line.period_end),
-            &line.currency,
-            &decimal(line.amount_minor, &line.currency),
+            line.currency.code(),
+            &decimal(line.amount_minor, line.currency),
             &line.amount_minor.to_string(),
             line.status.as_str(),
         ]));
@@ -120,15 +124,15 @@ pub fn bill_csv(bill: &Bill) -> String {
     for refund in &bill.refunds {
         out.push_str(&csv_row(&[
             &refund.kind,
-            &refund.id,
+            refund.id.as_str(),
             &refund.charge,
             "",
             "",
             "",
             "",
             "",
-            &refund.currency,
-            &decimal(-refund.amount_minor, &refund.currency),
+            refund.currency.code(),
+            &decimal(-refund.amount_minor, refund.currency),
             &(-refund.amount_minor).to_string(),
             "refunded",
         ]));
@@ -137,9 +141,9 @@ pub fn bill_csv(bill: &Bill) -> String {
 }
 
 /// An amount as CSVs write it beside its currency column: decimal in major units, `60.00`,
-/// `-12.50`, `3000` (JPY).
-pub fn decimal(minor: i64, currency: &str) -> String {
-    match nexus_money::Currency::from_code(currency) {
+/// `-12.50`, `3000` (JPY); the minor units as they are beside a code that is no currency.
+pub fn decimal(minor: i64, currency: impl TryInto<Currency>) -> String {
+    match currency.try_into() {
         Ok(code) => {
             let text = nexus_money::Money::new(minor, code).to_string();
             text.rsplit_once(' ').map_or(text.clone(), |(amount, _)| amount.to_string())
@@ -178,11 +182,12 @@ pub fn csv_row(fields: &[&str]) -> String {
 }
 
 /// A partner's sales of one plugin's plan in one currency, over the period asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SalesRow {
     pub plugin: String,
     pub plan: String,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub charges: i64,
     pub gross_minor: i64,
     pub fee_minor: i64,
@@ -204,7 +209,8 @@ pub struct Sales {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Balance {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub payable_minor: i64,
 }
 
@@ -222,19 +228,19 @@ struct SalesSumRow {
 }
 
 impl SalesSumRow {
-    fn into_sales_row(self) -> SalesRow {
+    fn into_sales_row(self) -> Result<SalesRow, MarketError> {
         let (gross, fee) = (self.gross.unwrap_or(0), self.fee.unwrap_or(0));
-        SalesRow {
+        Ok(SalesRow {
             plugin: self.plugin_id,
             plan: self.plan_key,
-            currency: self.currency,
+            currency: super::ledger::stored_currency(&self.currency)?,
             charges: self.n.unwrap_or(0),
             gross_minor: gross,
             fee_minor: fee,
             share_minor: gross - fee,
             refunded_minor: self.refunded.unwrap_or(0),
             fee_refunded_minor: self.fee_refunded.unwrap_or(0),
-        }
+        })
     }
 }
 
@@ -268,13 +274,13 @@ pub async fn sales(
     .bind(to_day)
     .fetch_all(&market.db.pool)
     .await?;
-    let rows = rows.into_iter().map(SalesSumRow::into_sales_row).collect();
+    let rows = rows.into_iter().map(SalesSumRow::into_sales_row).collect::<Result<_, _>>()?;
     let mut balances = Vec::new();
     for code in super::statements::currencies(market, publisher).await? {
         let payable: Option<i64> =
             sqlx::query_scalar("SELECT payable_minor FROM partner_balances WHERE publisher = $1 AND currency = $2")
                 .bind(publisher)
-                .bind(&code)
+                .bind(code.code())
                 .fetch_optional(&market.db.pool)
                 .await?;
         balances.push(Balance { currency: code, payable_minor: payable.unwrap_or(0) });
@@ -292,17 +298,17 @@ pub fn sales_csv(sales: &Sales) -> String {
         out.push_str(&csv_row(&[
             &row.plugin,
             &row.plan,
-            &row.currency,
+            row.currency.code(),
             &row.charges.to_string(),
             &row.gross_minor.to_string(),
             &row.fee_minor.to_string(),
             &row.share_minor.to_string(),
             &row.refunded_minor.to_string(),
             &row.fee_refunded_minor.to_string(),
-            &decimal(row.gross_minor, &row.currency),
-            &decimal(row.fee_minor, &row.currency),
-            &decimal(row.share_minor, &row.currency),
-            &decimal(row.refunded_minor, &row.currency),
+            &decimal(row.gross_minor, row.currency),
+            &decimal(row.fee_minor, row.currency),
+            &decimal(row.share_minor, row.currency),
+            &decimal(row.refunded_minor, row.currency),
         ]));
     }
     out
@@ -314,7 +320,8 @@ pub fn sales_csv(sales: &Sales) -> String {
 /// something was collected, refunded, adjusted or paid out in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Totals {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub gmv_minor: i64,
     pub refunded_minor: i64,
     pub fees_minor: i64,
@@ -333,17 +340,18 @@ pub async fn totals(market: &Market) -> Result<Vec<Totals>, MarketError> {
     )
     .fetch_all(&market.db.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Totals {
-            currency: r.currency,
-            gmv_minor: r.gmv.unwrap_or(0),
-            refunded_minor: r.refunded.unwrap_or(0),
-            fees_minor: r.fees.unwrap_or(0),
-            partners_minor: r.partners.unwrap_or(0),
-            paid_out_minor: r.paid_out.unwrap_or(0),
+    rows.into_iter()
+        .map(|r| {
+            Ok(Totals {
+                currency: super::ledger::stored_currency(&r.currency)?,
+                gmv_minor: r.gmv.unwrap_or(0),
+                refunded_minor: r.refunded.unwrap_or(0),
+                fees_minor: r.fees.unwrap_or(0),
+                partners_minor: r.partners.unwrap_or(0),
+                paid_out_minor: r.paid_out.unwrap_or(0),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// One currency's sums over `partner_balances` (a sum over no rows is NULL: read as 0).
@@ -360,10 +368,7 @@ struct TotalsRow {
 impl Totals {
     /// One line for people: `EUR: GMV 1,234.00, refunds 15.00, fees 12.00, partners 1,207.00`.
     pub fn describe(&self) -> String {
-        let money = |minor| match nexus_money::Currency::from_code(&self.currency) {
-            Ok(currency) => nexus_money::Money::new(minor, currency).to_string(),
-            Err(_) => format!("{minor} {}", self.currency),
-        };
+        let money = |minor| nexus_money::Money::new(minor, self.currency).to_string();
         format!(
             "GMV {}, refunds {}, fees {}, partners earned {}, paid out {}",
             money(self.gmv_minor),

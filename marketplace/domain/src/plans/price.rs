@@ -10,7 +10,8 @@ use super::{Plan, PlanModel};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PriceFrom {
     pub model: PlanModel,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// The one-time price, the base fee of each period, or (a plan with no base fee) the
     /// price of one unit of `meter`, in minor units.
     pub amount_minor: i64,
@@ -23,10 +24,7 @@ pub struct PriceFrom {
 impl PriceFrom {
     /// `49.00 EUR once`, `9.00 USD a month plus usage`, `0.02 USD per emails-sent`.
     pub fn terms(&self) -> String {
-        let amount = Currency::from_code(&self.currency).map_or_else(
-            |_| format!("{} {}", self.amount_minor, self.currency),
-            |c| nexus_money::Money::new(self.amount_minor, c).to_string(),
-        );
+        let amount = nexus_money::Money::new(self.amount_minor, self.currency).to_string();
         let every = self.interval.map_or("month", |i| i.as_str());
         match (self.model, &self.meter) {
             (PlanModel::OneTime, _) => format!("{amount} once"),
@@ -43,7 +41,7 @@ impl PriceFrom {
 /// different currencies are not compared), or `None` when every plan is free.
 pub fn price_from(offered: &[Plan]) -> Option<PriceFrom> {
     let paid: Vec<&Plan> = offered.iter().filter(|p| p.model != PlanModel::Free && p.currency.is_some()).collect();
-    let currency = paid.first()?.currency.clone()?;
+    let currency = paid.first()?.currency?;
     let quote = |p: &Plan| -> PriceFrom {
         let (amount_minor, interval) = if p.price_minor > 0 || p.model == PlanModel::Subscription {
             (
@@ -53,16 +51,7 @@ pub fn price_from(offered: &[Plan]) -> Option<PriceFrom> {
         } else {
             (p.usage.as_ref().map_or(0, |u| u.unit_minor), None)
         };
-        PriceFrom {
-            model: p.model,
-            currency: currency.clone(),
-            amount_minor,
-            interval,
-            meter: p.usage.as_ref().map(|u| u.meter.clone()),
-        }
+        PriceFrom { model: p.model, currency, amount_minor, interval, meter: p.usage.as_ref().map(|u| u.meter.clone()) }
     };
-    paid.iter()
-        .filter(|p| p.currency.as_deref() == Some(currency.as_str()))
-        .map(|p| quote(p))
-        .min_by_key(|q| q.amount_minor)
+    paid.iter().filter(|p| p.currency == Some(currency)).map(|p| quote(p)).min_by_key(|q| q.amount_minor)
 }

@@ -1,13 +1,15 @@
 //! A plan revision as stored.
 
 use super::{Plan, UsageTerms};
+use crate::billing::ledger::stored_currency;
 use crate::error::MarketError;
 use crate::error::money_error;
+use crate::ids::PlanId;
 
 /// A row of [`COLUMNS`], as stored.
 #[derive(sqlx::FromRow)]
 pub(super) struct PlanRow {
-    id: String,
+    id: PlanId,
     plugin_id: String,
     plan_key: String,
     revision: i64,
@@ -42,7 +44,7 @@ impl TryFrom<PlanRow> for Plan {
             revision: row.revision,
             name: row.name,
             model: row.model.parse()?,
-            currency: row.currency,
+            currency: row.currency.as_deref().map(stored_currency).transpose()?,
             price_minor: row.price_minor,
             interval: row.billing_interval.map(|i| i.parse().map_err(money_error)).transpose()?,
             trial_days: u32::try_from(row.trial_days).unwrap_or(0),

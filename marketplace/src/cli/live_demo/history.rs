@@ -70,7 +70,7 @@ async fn refund(market: &Market, seeded: &Seeded, day: i64) -> anyhow::Result<()
     .await?;
     if let Some(charge) = charges.items.iter().find(|c| c.line == "one-time") {
         let request = refunds::RefundRequest { amount_minor: 900, reason: "goodwill: slow support reply".into() };
-        refunds::refund(market, &seeded.operator_caller, &charge.id.parse()?, request, Some("demo-refund")).await?;
+        refunds::refund(market, &seeded.operator_caller, &charge.id, request, Some("demo-refund")).await?;
         println!("  day {day}: refunded 9.00 EUR of globex's echo purchase");
     }
     Ok(())

@@ -1,6 +1,5 @@
 //! Claiming attempts: the first transaction of a collection, before the provider is called.
 
-use nexus_money::Currency;
 use nexus_registry::Backend;
 use nexus_registry::db::backend_of;
 use nexus_registry::db::{placeholders, process_id, value_rows};
@@ -147,7 +146,7 @@ fn decide(
     // claim of another process is one whose process was killed: resolved at once.
     let held = row.claimed_until.unwrap_or(0) > now
         && (backend == Backend::Postgres || row.claimed_by.as_deref().is_none_or(|by| by == process_id()));
-    let currency = Currency::from_code(&row.currency).map_err(crate::billing::money_error)?;
+    let currency = crate::billing::ledger::stored_currency(&row.currency)?;
     // Every field the provider is sent is read or the claim fails: a read error must never
     // become an amount of 0 or an empty party in a request that moves money.
     let (party, amount_minor) = (&row.tenant_id, row.amount_minor);

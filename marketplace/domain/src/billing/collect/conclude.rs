@@ -106,7 +106,7 @@ async fn lock_concluding(
                 plugin: row.plugin_id,
                 publisher: row.publisher,
                 plan_key: row.plan_key,
-                currency: Currency::from_code(&row.currency).map_err(crate::billing::money_error)?,
+                currency: crate::billing::ledger::stored_currency(&row.currency)?,
                 amount: row.amount_minor,
                 attempt: if collecting { Some(row.attempts) } else { None },
             };

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use nexus_money::Currency;
 use serde::{Deserialize, Serialize};
 
 use super::figures::{self, Amounts, Bucket, Grouping};
@@ -38,14 +39,16 @@ pub struct EcosystemPeriod {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CurrencyGmv {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub gmv_minor: i64,
     pub growth_bp: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ranked {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     pub id: String,
     pub gmv_minor: i64,
 }
@@ -83,7 +86,7 @@ pub async fn ecosystem(
     let mut periods = Vec::new();
     let mut start = period_start(from, interval)?;
     // The period before the first, for its growth.
-    let mut previous: BTreeMap<String, i64> = BTreeMap::new();
+    let mut previous: BTreeMap<Currency, i64> = BTreeMap::new();
     let first_previous = period_start(start - 1, interval)?;
     let months = interval == Interval::Month;
     let everything = Grouping { plugin: true, publisher: true };
@@ -171,9 +174,9 @@ impl Counts {
 /// One period's GMV summed per currency, per plugin and per partner, and its active partners.
 #[derive(Default)]
 struct Sums {
-    gmv: BTreeMap<String, i64>,
-    plugins: BTreeMap<(String, String), i64>,
-    partners: BTreeMap<(String, String), i64>,
+    gmv: BTreeMap<Currency, i64>,
+    plugins: BTreeMap<(Currency, String), i64>,
+    partners: BTreeMap<(Currency, String), i64>,
     active: BTreeSet<String>,
 }
 
@@ -181,9 +184,9 @@ impl Sums {
     fn of(buckets: &BTreeMap<Bucket, Amounts>) -> Self {
         let mut sums = Self::default();
         for ((_, currency, plugin, publisher), amounts) in buckets {
-            *sums.gmv.entry(currency.clone()).or_default() += amounts.gmv;
-            *sums.plugins.entry((currency.clone(), plugin.clone())).or_default() += amounts.gmv;
-            *sums.partners.entry((currency.clone(), publisher.clone())).or_default() += amounts.gmv;
+            *sums.gmv.entry(*currency).or_default() += amounts.gmv;
+            *sums.plugins.entry((*currency, plugin.clone())).or_default() += amounts.gmv;
+            *sums.partners.entry((*currency, publisher.clone())).or_default() += amounts.gmv;
             if amounts.gmv > 0 {
                 sums.active.insert(publisher.clone());
             }
@@ -194,8 +197,11 @@ impl Sums {
 
 /// A period's GMV per currency, with its growth over `previous` (basis points; absent
 /// without GMV before).
-fn gmv_rows(gmv: &BTreeMap<String, i64>, previous: &BTreeMap<String, i64>) -> Result<Vec<CurrencyGmv>, MarketError> {
-    let growth = |currency: &str, now: i64| -> Result<Option<i64>, MarketError> {
+fn gmv_rows(
+    gmv: &BTreeMap<Currency, i64>,
+    previous: &BTreeMap<Currency, i64>,
+) -> Result<Vec<CurrencyGmv>, MarketError> {
+    let growth = |currency: &Currency, now: i64| -> Result<Option<i64>, MarketError> {
         match previous.get(currency).copied().filter(|before| *before > 0) {
             Some(before) => nexus_money::round_half_up(i128::from(now - before), 10_000, i128::from(before))
                 .map(Some)
@@ -205,25 +211,21 @@ fn gmv_rows(gmv: &BTreeMap<String, i64>, previous: &BTreeMap<String, i64>) -> Re
     };
     gmv.iter()
         .map(|(currency, minor)| {
-            Ok(CurrencyGmv { currency: currency.clone(), gmv_minor: *minor, growth_bp: growth(currency, *minor)? })
+            Ok(CurrencyGmv { currency: *currency, gmv_minor: *minor, growth_bp: growth(currency, *minor)? })
         })
         .collect::<Result<Vec<_>, MarketError>>()
 }
 
 /// The five largest per currency, largest first, ties by id.
-fn top(totals: BTreeMap<(String, String), i64>) -> Vec<Ranked> {
-    let mut by_currency: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+fn top(totals: BTreeMap<(Currency, String), i64>) -> Vec<Ranked> {
+    let mut by_currency: BTreeMap<Currency, Vec<(String, i64)>> = BTreeMap::new();
     for ((currency, id), minor) in totals {
         by_currency.entry(currency).or_default().push((id, minor));
     }
     let mut out = Vec::new();
     for (currency, mut list) in by_currency {
         list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        out.extend(list.into_iter().take(5).map(|(id, gmv_minor)| Ranked {
-            currency: currency.clone(),
-            id,
-            gmv_minor,
-        }));
+        out.extend(list.into_iter().take(5).map(|(id, gmv_minor)| Ranked { currency, id, gmv_minor }));
     }
     out
 }

@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use nexus_money::period;
+use nexus_money::{Currency, period};
 
+use super::super::ledger::stored_currency;
 use super::super::money_error;
 use super::super::rollups::{Grain, month_of_day};
 use crate::error::MarketError;
@@ -105,7 +106,7 @@ impl Amounts {
 }
 
 /// The start (ms) of a day or month, a currency, a plugin and a partner ('' when not asked for).
-pub(super) type Bucket = (i64, String, String, String);
+pub(super) type Bucket = (i64, Currency, String, String);
 
 /// Which groups to keep apart.
 #[derive(Debug, Clone, Copy)]
@@ -216,10 +217,11 @@ async fn rollups(
     .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.start_day * DAY_MS, r.currency, r.plugin_id, r.publisher), r.amounts.into()))
-        .collect())
+    rows.into_iter()
+        .map(|r| {
+            Ok(((r.start_day * DAY_MS, stored_currency(&r.currency)?, r.plugin_id, r.publisher), r.amounts.into()))
+        })
+        .collect()
 }
 
 /// Collections and refunds posted in `[from, to)` ms, per day, currency, plugin and partner,
@@ -247,7 +249,9 @@ async fn ledger(
     .bind(publisher)
     .fetch_all(&market.db.pool)
     .await?;
-    Ok(rows.into_iter().map(|r| ((r.day * DAY_MS, r.currency, r.plugin_id, r.publisher), r.amounts.into())).collect())
+    rows.into_iter()
+        .map(|r| Ok(((r.day * DAY_MS, stored_currency(&r.currency)?, r.plugin_id, r.publisher), r.amounts.into())))
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use self::standing::{Standing, standing};
 
 use super::{CLAIM_MS, Carried, Payout, PayoutStatus};
 use crate::billing::ledger::{self, Account, Head, Kind};
-use crate::billing::money_error;
 use crate::billing::provider::{Outcome, ProviderError, ProviderRequest};
 use crate::billing::share;
 use crate::error::MarketError;
@@ -74,7 +73,7 @@ fn decide(
         }
         let minimum_minor = minimums.get(currency.code()).copied().unwrap_or(0);
         if balance < minimum_minor {
-            carried.push(Carried { publisher: key.0, currency: key.1, balance_minor: balance, minimum_minor });
+            carried.push(Carried { publisher: key.0, currency: *currency, balance_minor: balance, minimum_minor });
             continue;
         }
         // It settles what came after the last payout that was not returned; what stood
@@ -84,7 +83,7 @@ fn decide(
         payouts.push(Payout {
             id: PayoutId::random()?,
             publisher: key.0,
-            currency: key.1,
+            currency: *currency,
             period: period.to_string(),
             amount_minor: balance,
             status: PayoutStatus::Pending,
@@ -117,7 +116,7 @@ async fn insert_payouts(
         insert = insert
             .bind(payout.id.as_str())
             .bind(payout.publisher.as_str())
-            .bind(payout.currency.as_str())
+            .bind(payout.currency.code())
             .bind(period)
             .bind(payout.amount_minor)
             .bind(PayoutStatus::Pending.as_str())
@@ -141,7 +140,7 @@ async fn post_payouts(
 ) -> Result<(), MarketError> {
     let mut postings = Vec::with_capacity(payouts.len());
     for payout in payouts {
-        let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
+        let currency = payout.currency;
         let amount = payout.amount_minor;
         let legs =
             [(Account::PartnerPayable(payout.publisher.clone()), amount), (Account::PlatformPayoutsInTransit, -amount)];
@@ -173,7 +172,7 @@ pub(super) fn request(payout: &Payout) -> Result<ProviderRequest, MarketError> {
         key: payout.id.to_string(),
         party: payout.publisher.clone(),
         amount_minor: payout.amount_minor,
-        currency: Currency::from_code(&payout.currency).map_err(money_error)?,
+        currency: payout.currency,
         description: format!("Nexus payout {}", payout.period),
     })
 }
@@ -217,8 +216,8 @@ pub(super) async fn conclude(
     let returned: Vec<Due> = answers
         .iter()
         .filter(|(_, outcome)| outcome.is_err())
-        .map(|(payout, _)| Ok((payout.publisher.clone(), Currency::from_code(&payout.currency).map_err(money_error)?)))
-        .collect::<Result<_, MarketError>>()?;
+        .map(|(payout, _)| (payout.publisher.clone(), payout.currency))
+        .collect();
     share::lock_lifetimes(&mut tx, market.db.backend, &returned).await?;
     let mut out = Vec::with_capacity(answers.len());
     let mut postings = Vec::new();
@@ -275,7 +274,7 @@ async fn conclude_one(
             format!("payout {} returned: {}", payout.id, reason.as_deref().unwrap_or_default()),
         ),
     };
-    let currency = Currency::from_code(&payout.currency).map_err(money_error)?;
+    let currency = payout.currency;
     if status == PayoutStatus::Paid {
         let paid = nexus_money::Money::new(amount, currency).to_string();
         let notice = crate::mail::Mail {

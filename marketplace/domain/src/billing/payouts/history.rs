@@ -32,7 +32,7 @@ pub async fn detail(market: &Market, caller: &Caller, publisher: &str, id: &str)
     .ok_or_else(|| MarketError::NotFound(format!("payout {id}")))?;
     let range = Range::Seq(row.settles_after_seq, row.settles_through_seq);
     let payout = Payout::try_from(row.payout)?;
-    let lines = statements::lines(market, publisher, &payout.currency, range).await?;
+    let lines = statements::lines(market, publisher, payout.currency, range).await?;
     let reconciliation = statements::totals(payout.carried_minor, &lines);
     Ok(PayoutDetail { payout, reconciliation, lines })
 }

@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::{Schedule, minimum};
 use crate::accounts::Caller;
 use crate::billing::holds::known_publisher;
-use crate::billing::money_error;
 use crate::error::MarketError;
 use crate::market::Market;
 
@@ -29,7 +28,8 @@ pub enum NextState {
 /// `GET /v1/publishers/{publisher}/payouts/next`: one entry per currency with a balance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct NextPayout {
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
     /// What the marketplace owes the partner in this currency now.
     pub balance_minor: i64,
     pub minimum_minor: i64,
@@ -70,7 +70,7 @@ pub async fn outlook(market: &Market, caller: &Caller, publisher: &str) -> Resul
     .await?;
     let mut next = Vec::with_capacity(rows.len());
     for (code, balance, done) in rows {
-        let currency = Currency::from_code(&code).map_err(money_error)?;
+        let currency = crate::billing::ledger::stored_currency(&code)?;
         let minimum_minor = minimum(&mut conn, currency).await?;
         let missing_minor = (minimum_minor - balance).max(0);
         let money = |minor| nexus_money::Money::new(minor, currency).to_string();
@@ -86,7 +86,7 @@ pub async fn outlook(market: &Market, caller: &Caller, publisher: &str) -> Resul
             (NextState::Due, Some(now), format!("due in payout period {period}: paid by the next payout run"))
         };
         next.push(NextPayout {
-            currency: code,
+            currency,
             balance_minor: balance,
             minimum_minor,
             missing_minor,

@@ -123,7 +123,7 @@ pub async fn backfill(market: &Market) -> Result<(), MarketError> {
                 },
             };
             let now = market.billing.clock.now_ms();
-            billing_state::bind_unbilled(market.db.writer(), &install, &chosen.id, &chosen.key, now).await?;
+            billing_state::bind_unbilled(market.db.writer(), &install, chosen.id.as_str(), &chosen.key, now).await?;
         }
     }
     Ok(())

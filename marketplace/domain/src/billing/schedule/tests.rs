@@ -9,15 +9,21 @@ fn at(label: &str, day: i64) -> i64 {
     parse_month(label).unwrap().start_ms + (day - 1) * MS_PER_DAY
 }
 
+/// The plan id a test names `name`: the same name, the same id.
+fn plan_id(name: &str) -> crate::ids::PlanId {
+    let hash = name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    format!("pln_{hash:016x}").parse().unwrap()
+}
+
 fn plan(id: &str, model: PlanModel, price_minor: i64, interval: Option<Interval>) -> Plan {
     Plan {
-        id: id.into(),
+        id: plan_id(id),
         plugin: "acme/hello".into(),
         key: id.into(),
         revision: 1,
         name: id.into(),
         model,
-        currency: (model != PlanModel::Free).then(|| "USD".into()),
+        currency: (model != PlanModel::Free).then(|| "USD".parse().unwrap()),
         price_minor,
         interval,
         trial_days: 0,
@@ -43,7 +49,7 @@ fn charge_id() -> ChargeId {
 /// Paid for April 2026 (30 days) from its start.
 fn april_paid() -> BillingState {
     BillingState {
-        plan_id: Some("basic".into()),
+        plan_id: Some(plan_id("basic").to_string()),
         anchor: Some(at("2026-04", 1)),
         paid_through: Some(at("2026-05", 1)),
         next_bill_at: Some(at("2026-05", 1)),
@@ -81,7 +87,7 @@ fn shopify_upgrade_mid_period_credits_the_unused_old_and_charges_the_rest_of_the
     assert_eq!(line.detail.prorated_of, Some((at("2026-04", 1), at("2026-05", 1))));
     assert!(!change.new_period_now);
     let expected = BillingState {
-        plan_id: Some("pro".into()),
+        plan_id: Some(plan_id("pro").to_string()),
         anchor: Some(at("2026-04", 1)),
         trial_ends_at: None,
         paid_through: Some(at("2026-05", 1)),

@@ -1,6 +1,7 @@
 //! `GET /v1/installs/{id}/plan/preview`: a plan change decided as the change decides it,
 //! shown instead of written.
 
+use nexus_money::Currency;
 use serde::{Deserialize, Serialize};
 
 use super::{PlanChange, current_plan, decide, own_install, target_of};
@@ -20,7 +21,8 @@ pub struct PlanChangePreview {
     pub from_plan: String,
     pub to_plan: String,
     /// The currency of the totals: the new plan's (the old plan's when the new one is free).
-    pub currency: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Option<Currency>,
     /// Credited back at the change: the unused part of the period already paid.
     pub credited_minor: i64,
     /// Charged at the change: usage so far, the new price for the rest of the period (or a
@@ -35,7 +37,8 @@ pub struct PreviewLine {
     /// `usage:<meter>`, `proration-credit`, `proration`, `subscription` or `one-time`.
     pub line: String,
     pub amount_minor: i64,
-    pub currency: String,
+    #[schema(value_type = String, pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: Currency,
 }
 
 /// Query of `GET /v1/installs/{id}/plan/preview`.
@@ -67,30 +70,30 @@ pub async fn preview_change(
 
 /// What a decided change credits and charges, line by line and in total.
 fn preview_of(id: &str, current: Plan, target: Plan, effects: &Change) -> PlanChangePreview {
-    let currency = target.currency.clone().or_else(|| current.currency.clone());
+    let currency = target.currency.or(current.currency);
     let mut lines: Vec<PreviewLine> = Vec::new();
-    let mut push = |line: String, amount_minor: i64, currency: String| {
+    let mut push = |line: String, amount_minor: i64, currency: Currency| {
         if amount_minor != 0 {
             lines.push(PreviewLine { line, amount_minor, currency });
         }
     };
     if let Some(usage) = &effects.usage_line {
-        push(usage.line.clone(), usage.amount_minor, usage.currency.to_string());
+        push(usage.line.clone(), usage.amount_minor, usage.currency);
     }
-    if let (Some((_, credit)), Some(code)) = (&effects.credit, &current.currency) {
-        push("proration-credit".into(), -credit, code.clone());
+    if let (Some((_, credit)), Some(code)) = (&effects.credit, current.currency) {
+        push("proration-credit".into(), -credit, code);
     }
     for line in &effects.new_lines {
-        push(line.line.clone(), line.amount_minor, line.currency.to_string());
+        push(line.line.clone(), line.amount_minor, line.currency);
     }
-    if let (true, Some(code)) = (effects.new_period_now, &target.currency) {
-        push("subscription".into(), target.price_minor, code.clone());
+    if let (true, Some(code)) = (effects.new_period_now, target.currency) {
+        push("subscription".into(), target.price_minor, code);
     }
-    let in_currency = |l: &&PreviewLine| Some(&l.currency) == currency.as_ref();
+    let in_currency = |l: &&PreviewLine| Some(l.currency) == currency;
     PlanChangePreview {
         install: id.to_string(),
-        from_plan: current.id,
-        to_plan: target.id,
+        from_plan: current.id.into(),
+        to_plan: target.id.into(),
         credited_minor: -lines
             .iter()
             .filter(in_currency)
