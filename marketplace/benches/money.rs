@@ -792,7 +792,7 @@ async fn partner_statements(market: &Market, backend: &str, expected: &Expected)
         let mut lines = 0;
         for p in 0..PARTNERS {
             for s in statements::statements(market, &operator, &partner(p), STATEMENT_MONTH, None).await.unwrap() {
-                *sales.entry(s.currency).or_default() += s.sales_minor;
+                *sales.entry(s.currency.to_string()).or_default() += s.sales_minor;
                 lines += s.lines.len();
             }
         }
@@ -836,7 +836,7 @@ async fn partner_sales_and_metrics(market: &Arc<Market>, backend: &str, expected
         timed(format!("metrics/{backend}: the money gauges summed from the entries, as before"), from_entries).await;
     let totals = views::totals(market).await.unwrap();
     let from_rollups: Vec<(String, i64, i64)> =
-        totals.into_iter().map(|t| (t.currency, t.gmv_minor, t.fees_minor)).collect();
+        totals.into_iter().map(|t| (t.currency.to_string(), t.gmv_minor, t.fees_minor)).collect();
     assert_eq!(summed.unwrap(), from_rollups);
     for (currency, gross) in expected.gross.iter().fold(BTreeMap::<&str, i64>::new(), |mut all, ((_, c), v)| {
         *all.entry(c.as_str()).or_default() += v;
@@ -871,7 +871,7 @@ async fn partner_metrics(market: &Market, backend: &str, expected: &Expected, to
         let out = out.unwrap();
         let mut gross: BTreeMap<(String, String), i64> = BTreeMap::new();
         for row in &out.rows {
-            *gross.entry((row.period[..7].to_string(), row.currency.clone())).or_default() += row.gmv_minor;
+            *gross.entry((row.period[..7].to_string(), row.currency.to_string())).or_default() += row.gmv_minor;
         }
         assert_eq!(gross, expected.gross);
         println!("  {} rows", out.rows.len());

@@ -187,7 +187,7 @@ async fn plans_of(
     };
     let plugin: nexus_registry::PluginId = install.plugin.parse().map_err(nexus_registry::RegistryError::from)?;
     let offered = crate::billing::plans::offered(&state.market, &plugin).await?;
-    let others = offered.into_iter().filter(|p| Some(&p.id) != install.plan_id.as_ref()).collect();
+    let others = offered.into_iter().filter(|p| Some(p.id.as_str()) != install.plan_id.as_deref()).collect();
     Ok((plan_terms, super::catalog_pages::with_terms(others)))
 }
 
@@ -294,7 +294,7 @@ async fn bill(
     let (previous, next) = neighbours(&bill.period).unwrap_or_default();
     // Each refund's plugin: from the period's lines, or its charge (made in an earlier period).
     let mut plugins: std::collections::BTreeMap<String, String> =
-        bill.lines.iter().map(|line| (line.id.clone(), line.plugin.clone())).collect();
+        bill.lines.iter().map(|line| (line.id.to_string(), line.plugin.clone())).collect();
     for refund in &bill.refunds {
         if !plugins.contains_key(&refund.charge) {
             let charge = crate::billing::charges::get(&state.market, &signed.0.caller, &refund.charge.parse()?).await?;

@@ -65,7 +65,7 @@ async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'
                 ("nexus_payouts_paid_minor", "Paid out to partners, in minor units", |t| t.paid_out_minor),
             ];
             for (name, help, figure) in figures {
-                gauges.by_currency(name, help, totals.iter().map(|t| (t.currency.clone(), figure(t))));
+                gauges.by_currency(name, help, totals.iter().map(|t| (t.currency, figure(t))));
             }
         }
         Err(error) => tracing::warn!(%error, "money metrics not read"),

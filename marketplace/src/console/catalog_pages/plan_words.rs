@@ -91,13 +91,13 @@ mod tests {
     #[test]
     fn the_install_form_says_what_is_charged_and_when() {
         let plan = |model, price_minor, trial_days, usage: Option<&str>| Plan {
-            id: "pln_1".into(),
+            id: "pln_0000000000000001".parse().unwrap(),
             plugin: "acme/a".into(),
             key: "k".into(),
             revision: 1,
             name: "K".into(),
             model,
-            currency: Some("USD".into()),
+            currency: Some("USD".parse().unwrap()),
             price_minor,
             interval: None,
             trial_days,
