@@ -112,6 +112,52 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// Bound as its text.
+impl<DB: sqlx::Database> sqlx::Type<DB> for TenantId
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for TenantId
+where
+    String: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+/// Read as its text and checked: a malformed stored id is a storage error.
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for TenantId
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(text.parse().map_err(|_| crate::error::storage(format!("stored tenant id `{text}`")))?)
+    }
+}
+
+/// In `/openapi.json`: a plain string, as the JSON carries it.
+impl utoipa::PartialSchema for TenantId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).into()
+    }
+}
+
+impl utoipa::ToSchema for TenantId {}
+
 /// Who is calling, established from a bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

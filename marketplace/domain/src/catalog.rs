@@ -34,7 +34,8 @@ pub const MAX_PER_PAGE: u32 = 100;
 /// A listing as search returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Listing {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: PluginId,
     pub publisher: String,
     pub name: String,
     pub summary: String,
@@ -182,7 +183,7 @@ impl ListingRow {
             _ => None,
         };
         Ok(Listing {
-            id: self.plugin_id,
+            id: self.plugin_id.parse().map_err(|e| crate::error::storage(format!("stored plugin id: {e}")))?,
             publisher: self.publisher,
             name: self.name,
             summary: self.summary,

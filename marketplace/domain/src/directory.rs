@@ -3,15 +3,16 @@
 //! each leading to that account's pages.
 
 use nexus_registry::ErrorCode;
+use nexus_registry::id::PublisherName;
 use nexus_registry::text::MAX_QUERY_CHARS;
 
-use crate::accounts::Caller;
+use crate::accounts::{Caller, TenantId};
 use crate::error::{MarketError, Page, PageQuery};
 use crate::market::Market;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantEntry {
-    pub id: String,
+    pub id: TenantId,
     pub display_name: String,
     pub created_at: i64,
     /// Installs not uninstalled.
@@ -21,7 +22,7 @@ pub struct TenantEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartnerEntry {
-    pub id: String,
+    pub id: PublisherName,
     pub display_name: String,
     pub created_at: i64,
     /// Listings in the catalog (delisted ones included).
@@ -109,15 +110,17 @@ pub async fn partners(
     .await?;
     let items = rows
         .into_iter()
-        .map(|row| PartnerEntry {
-            id: row.name,
-            display_name: row.display_name,
-            created_at: row.created_at,
-            listings: row.listings,
-            tier_badge: row.tier_badge,
-            verified_domain: row.verified_domain,
-            held: row.holds > 0,
+        .map(|row| {
+            Ok(PartnerEntry {
+                id: row.name.parse().map_err(|e| crate::error::storage(format!("stored publisher: {e}")))?,
+                display_name: row.display_name,
+                created_at: row.created_at,
+                listings: row.listings,
+                tier_badge: row.tier_badge,
+                verified_domain: row.verified_domain,
+                held: row.holds > 0,
+            })
         })
-        .collect();
+        .collect::<Result<_, MarketError>>()?;
     Ok(Page::new(items, page, per_page, total))
 }

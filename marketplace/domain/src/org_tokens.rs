@@ -14,12 +14,13 @@ use serde_json::json;
 use crate::accounts::{self, Caller, TenantScope};
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::TokenId;
 use crate::market::Market;
 
 /// One token as the organization's page lists it (never its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct OrgToken {
-    pub id: String,
+    pub id: TokenId,
     pub label: String,
     pub scopes: Vec<String>,
     /// The audit name of whoever made it.
@@ -34,7 +35,7 @@ pub struct OrgToken {
 /// A token just made: the secret, shown this once.
 #[derive(Debug, Clone)]
 pub struct Made {
-    pub id: String,
+    pub id: TokenId,
     pub secret: String,
 }
 
@@ -91,7 +92,7 @@ pub async fn list(market: &Market, caller: &Caller) -> Result<Vec<OrgToken>, Mar
 
 #[derive(sqlx::FromRow)]
 struct OrgTokenRow {
-    id: String,
+    id: TokenId,
     label: String,
     scopes: String,
     created_by: Option<String>,
@@ -128,13 +129,13 @@ pub async fn create(
         Caller::Tenant { tenant, .. } => {
             let scopes: BTreeSet<TenantScope> = scopes.iter().filter_map(|s| s.parse().ok()).collect();
             let made = accounts::issue_tenant_token(&market.db, tenant, scopes, label, expires_at, &issuer).await?;
-            (made.id.into(), made.secret, tenant.to_string())
+            (made.id, made.secret, tenant.to_string())
         }
         Caller::Publisher(credential) => {
             let scopes: BTreeSet<Scope> = scopes.iter().filter_map(|s| s.parse().ok()).collect();
             let made =
                 publishers::issue_token(&market.db, &credential.publisher, scopes, label, expires_at, &issuer).await?;
-            (made.id, made.secret, credential.publisher.to_string())
+            (TokenId::stored(made.id)?, made.secret, credential.publisher.to_string())
         }
         Caller::Operator { .. } => return unreachable_operator(),
     };

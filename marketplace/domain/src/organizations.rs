@@ -20,6 +20,7 @@ pub use invitations::{accept, invite};
 
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::InvitationId;
 use crate::market::Market;
 use crate::people::Role;
 
@@ -38,7 +39,7 @@ pub struct Member {
 /// A pending invitation.
 #[derive(Debug, Clone)]
 pub struct Invited {
-    pub id: String,
+    pub id: InvitationId,
     pub email: String,
     pub role: Role,
     pub expires_at: i64,
@@ -110,7 +111,7 @@ pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec
         .map(|r| Ok(Member { person: r.person_id, email: r.email, name: r.display_name, role: Role::stored(&r.role)? }))
         .collect::<Result<Vec<_>, MarketError>>()?;
     let now = market.billing.clock.now_ms();
-    let rows = sqlx::query_as::<_, (String, String, String, i64)>(
+    let rows = sqlx::query_as::<_, (InvitationId, String, String, i64)>(
         "SELECT id, email, role, expires_at FROM invitations \
          WHERE org_kind = $1 AND org_id = $2 AND outcome IS NULL AND expires_at > $3 ORDER BY created_at",
     )

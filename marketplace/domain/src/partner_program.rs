@@ -38,7 +38,7 @@ pub struct Application {
 /// An application as its applicant and operators see it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Applied {
-    pub id: String,
+    pub id: ApplicationId,
     #[sqlx(rename = "person_id")]
     pub person: String,
     pub applicant_email: String,
@@ -165,14 +165,19 @@ pub enum Decision {
 
 /// Decides a pending application once: approving creates the publisher with the applicant
 /// as its owner; either way the applicant is mailed. A second decision is `409`.
-pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decision) -> Result<Applied, MarketError> {
+pub async fn decide(
+    market: &Market,
+    caller: &Caller,
+    id: &ApplicationId,
+    decision: Decision,
+) -> Result<Applied, MarketError> {
     caller.require_operator()?;
     if let Decision::Reject { reason } = &decision
         && (reason.trim().is_empty() || reason.chars().count() > 500)
     {
         return Err(invalid("a rejection gives the applicant a reason (1 to 500 characters)"));
     }
-    let application = get(market, id).await?;
+    let application = get(market, id.as_str()).await?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
     let (state, reason) = match &decision {
@@ -218,10 +223,10 @@ pub async fn decide(market: &Market, caller: &Caller, id: &str, decision: Decisi
     let notice = Mail { kind: "application-decision", to: application.applicant_email.clone(), subject, body };
     mail::enqueue(&mut tx, now, &notice).await?;
     let detail = json!({ "namespace": application.namespace, "reason": reason });
-    audit::record(&mut *tx, &caller.actor(), &format!("partner.{state}"), id, detail).await?;
+    audit::record(&mut *tx, &caller.actor(), &format!("partner.{state}"), id.as_str(), detail).await?;
     tx.commit().await?;
     market.runner.wake_workers();
-    get(market, id).await
+    get(market, id.as_str()).await
 }
 
 /// Makes the applicant the owner of the publisher just created for `namespace`, with the

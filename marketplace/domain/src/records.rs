@@ -17,7 +17,9 @@ use nexus_registry::Db;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
+use crate::ids::{InstallId, InvocationId};
 
 mod health;
 mod read;
@@ -34,9 +36,9 @@ const QUEUE: usize = 4096;
 /// A recorded invocation: what billing and dashboards read.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvocationRecord {
-    pub id: String,
-    pub tenant: String,
-    pub install: String,
+    pub id: InvocationId,
+    pub tenant: TenantId,
+    pub install: InstallId,
     pub plugin: String,
     pub version: String,
     pub event_id: String,

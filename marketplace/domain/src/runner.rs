@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
-use nexus_registry::publishers::random_hex;
 use nexus_registry::{Db, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::TenantId;
 use crate::error::MarketError;
+use crate::ids::{GeneratedEventId, InstallId, InvocationId};
 use crate::kv::SqlKv;
 use crate::metrics::Metrics;
 use crate::records::InvocationLog;
@@ -104,8 +104,8 @@ pub struct EventReceipt {
 /// One install's invocation.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
-    pub invocation: String,
-    pub install: String,
+    pub invocation: InvocationId,
+    pub install: InstallId,
     pub plugin: String,
     pub version: String,
     /// `ok` or the error code (`plugin_error`, `limit_exceeded`, ...).
@@ -135,7 +135,7 @@ pub struct Delivery {
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
-    pub install: String,
+    pub install: InstallId,
     pub plugin: String,
     /// `paused`, with the pause's reason.
     pub reason: String,
@@ -218,19 +218,9 @@ fn event(request: EventRequest) -> Result<(Event, bool), MarketError> {
             return Err(bad(format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes")));
         }
         Some(id) => (id, true),
-        None => (ordered_id("evt")?, false),
+        None => (GeneratedEventId::ordered()?.into(), false),
     };
     Ok((Event { id, event_type, payload: request.payload.to_string() }, from_client))
-}
-
-/// An id for an invocation or a generated event: `prefix_`, the milliseconds since the epoch
-/// (12 hex digits), then 8 random bytes. Rows written together then sit side by side in the
-/// indexes that hold these ids (the invocations' primary key, the applied-once index)
-/// instead of each on a random page, which was most of what a batch of rows wrote; 64 random
-/// bits per millisecond keep them as unlikely to collide as the 80 random bits before.
-fn ordered_id(prefix: &str) -> Result<String, MarketError> {
-    let millis = u64::try_from(nexus_registry::db::now_ms()).unwrap_or(0) & 0xffff_ffff_ffff;
-    Ok(format!("{prefix}_{millis:012x}{}", random_hex(8)?))
 }
 
 /// Whether an error counts against the circuit breaker. Errors that describe the event
@@ -259,18 +249,3 @@ fn retryable(error: &InvocationError) -> bool {
 }
 /// How long a client told the host is busy should wait before retrying.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ordered_ids_start_with_the_time_and_differ_within_a_millisecond() {
-        let (first, second) = (ordered_id("inv").unwrap(), ordered_id("inv").unwrap());
-        assert_eq!((first.len(), &first[..4]), ("inv_".len() + 12 + 16, "inv_"));
-        assert_ne!(first, second);
-        let millis = |id: &str| u64::from_str_radix(&id[4..16], 16).unwrap();
-        let now = u64::try_from(nexus_registry::db::now_ms()).unwrap();
-        assert!(millis(&first) <= millis(&second) && now - millis(&second) < 60_000, "{first} {second}");
-    }
-}

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use self::queue::{DeliveriesArgs, ReplayArgs, ShowArgs, deliveries, print_queued, replay, show};
 use super::client::Connection;
 use super::output;
+use crate::ids::CliEventId;
 use crate::runner::EventReceipt;
 use crate::runner::queue::QueuedEvent;
 
@@ -132,7 +133,7 @@ async fn send_one(args: &SendArgs, event_type: &str, id: Option<String>, payload
     // event twice.
     let id = match id {
         Some(id) => id,
-        None => format!("evt_cli_{}", nexus_registry::publishers::random_hex(10)?),
+        None => CliEventId::random()?.into(),
     };
     let body = json!({ "id": id, "type": event_type, "payload": payload });
     if args.queue {

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::client::{Connection, decode, unreachable_server};
 use super::profiles::{self, Profile};
+use crate::ids::TokenId;
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -42,7 +43,7 @@ pub struct LoginArgs {
 /// The server's answer to `POST /v1/login`.
 #[derive(Debug, Deserialize)]
 struct LoggedIn {
-    token_id: String,
+    token_id: TokenId,
     secret: String,
     organization: String,
     role: String,
@@ -113,7 +114,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let profile = Profile {
         registry: args.registry.trim_end_matches('/').to_string(),
         token: logged_in.secret,
-        token_id: logged_in.token_id.clone(),
+        token_id: logged_in.token_id.to_string(),
         organization: logged_in.organization.clone(),
         email: logged_in.email.clone(),
         expires_at: logged_in.expires_at,

@@ -188,7 +188,9 @@ async fn decide(
             return Err(PageError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no decision {other}")));
         }
     };
-    let decided = partner_program::decide(&state.market, &signed.0.caller, &id, decision).await?;
+    // Only operators learn whether an application exists, a malformed id included.
+    signed.0.caller.require_operator()?;
+    let decided = partner_program::decide(&state.market, &signed.0.caller, &id.parse()?, decision).await?;
     let what = format!("{} {}", decided.namespace, decided.state);
     Ok(Redirect::to(&format!("/console/operator/applications?decided={}", what.replace(' ', "+"))).into_response())
 }

@@ -18,8 +18,8 @@ pub const HEADER: &str = "x-request-id";
 const MAX_ERROR_BODY: usize = 64 << 10;
 
 pub async fn middleware(request: Request, next: Next) -> Response {
-    let id = match nexus_registry::publishers::random_hex(12) {
-        Ok(hex) => format!("req_{hex}"),
+    let id = match crate::ids::RequestId::random() {
+        Ok(id) => String::from(id),
         Err(_) => "req_unavailable".to_string(),
     };
     let span =

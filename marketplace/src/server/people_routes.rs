@@ -225,5 +225,7 @@ pub async fn decide_application(
             ));
         }
     };
-    Ok(Json(partner_program::decide(&state.market, &caller, &id, decision).await?))
+    // Only operators learn whether an application exists, a malformed id included.
+    caller.require_operator()?;
+    Ok(Json(partner_program::decide(&state.market, &caller, &id.parse()?, decision).await?))
 }

@@ -479,10 +479,11 @@ fn a_person_applies_to_the_partner_program_and_an_operator_decides() {
         assert_eq!(other.status, StatusCode::NOT_FOUND);
 
         // A rejection needs a reason, and the applicant reads it.
-        let racer: String = sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'racer'")
-            .fetch_one(&env.market.db.pool)
-            .await
-            .unwrap();
+        let racer: nexus_marketplace::ids::ApplicationId =
+            sqlx::query_scalar("SELECT id FROM partner_applications WHERE namespace = 'racer'")
+                .fetch_one(&env.market.db.pool)
+                .await
+                .unwrap();
         let operator_caller =
             nexus_marketplace::accounts::authenticate(&env.market.db, &env.market.registry, &env.operator)
                 .await

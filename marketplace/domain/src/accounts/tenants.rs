@@ -10,7 +10,7 @@ use crate::error::MarketError;
 /// A tenant as listed to operators.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     pub display_name: String,
     pub created_at: i64,
 }

@@ -13,14 +13,15 @@ use super::{FAILURES_BEFORE_PAUSE, json_field, write_tx};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::audit;
 use crate::error::{MarketError, storage};
+use crate::ids::InstallId;
 use crate::market::Market;
 use crate::secrets;
 
 /// Everything the runner needs to deliver to one install.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub id: String,
-    pub tenant: String,
+    pub id: InstallId,
+    pub tenant: TenantId,
     pub plugin: PluginId,
     pub version: semver::Version,
     pub event_types: Vec<String>,
@@ -45,7 +46,7 @@ impl Target {
 /// A row of [`TARGET_COLUMNS`], as stored.
 #[derive(sqlx::FromRow)]
 struct TargetRow {
-    id: String,
+    id: InstallId,
     tenant_id: String,
     plugin_id: String,
     version: String,
@@ -66,7 +67,7 @@ impl TryFrom<TargetRow> for Target {
     fn try_from(row: TargetRow) -> Result<Self, MarketError> {
         Ok(Target {
             id: row.id,
-            tenant: row.tenant_id,
+            tenant: row.tenant_id.parse().map_err(|e| storage(format!("stored tenant id: {e}")))?,
             plugin: row.plugin_id.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
             version: row.version.parse().map_err(|e| storage(format!("stored version: {e}")))?,
             event_types: json_field(&row.event_types, "event_types")?,
@@ -154,7 +155,7 @@ pub async fn target_by_id(market: &Market, id: &str) -> Result<Option<Target>, M
 }
 
 /// [`target_by_id`] for many installs in one read, by id; ids with no install are absent.
-pub async fn targets_by_ids(market: &Market, ids: &[&str]) -> Result<HashMap<String, Target>, MarketError> {
+pub async fn targets_by_ids(market: &Market, ids: &[&str]) -> Result<HashMap<InstallId, Target>, MarketError> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let sql = market.db.backend.positional(format!(
@@ -248,9 +249,11 @@ async fn pause(
         == 1;
     if paused {
         tracing::warn!(install = %target.id, tenant = %target.tenant, plugin = %target.plugin, %reason, "install paused");
-        audit::record(&mut *tx, audit::SYSTEM, "install.paused", &target.id, json!({ "reason": reason })).await?;
+        audit::record(&mut *tx, audit::SYSTEM, "install.paused", target.id.as_str(), json!({ "reason": reason }))
+            .await?;
         let at = market.billing.clock.now_ms();
-        crate::webhooks::install_paused(tx, at, &target.id, super::PauseCause::Failures.as_str(), &reason).await?;
+        crate::webhooks::install_paused(tx, at, target.id.as_str(), super::PauseCause::Failures.as_str(), &reason)
+            .await?;
     }
     Ok(paused)
 }
@@ -260,7 +263,7 @@ pub fn open_secrets(market: &Market, target: &Target) -> Result<BTreeMap<String,
     match &target.secrets_sealed {
         // Not a storage failure: this install cannot run (wrong master key, damaged blob),
         // the others can; the runner records it as `load_failed`.
-        Some(sealed) => secrets::open(&market.master_key, &target.id, sealed)
+        Some(sealed) => secrets::open(&market.master_key, target.id.as_str(), sealed)
             .map_err(|e| MarketError::conflict(ErrorCode::SecretsUnreadable, format!("the install's secrets: {e}"))),
         None => Ok(BTreeMap::new()),
     }

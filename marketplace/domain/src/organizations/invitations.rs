@@ -32,7 +32,7 @@ pub async fn invite(
         let (invited, secret) = replace_invitation(tx, org, inviter, &email, role, now).await?;
         mail::enqueue(tx, now, &invitation_mail(base, org, &email, role, &secret)).await?;
         let detail = json!({ "org": org.label(), "email": email, "role": role.as_str() });
-        audit::record(&mut *tx, &format!("person:{inviter}"), "member.invited", &invited.id, detail).await?;
+        audit::record(&mut *tx, &format!("person:{inviter}"), "member.invited", invited.id.as_str(), detail).await?;
         Ok(invited)
     })
     .await?;
@@ -91,7 +91,7 @@ async fn replace_invitation(
     .bind(email)
     .execute(&mut *tx)
     .await?;
-    let id = String::from(InvitationId::random()?);
+    let id = InvitationId::random()?;
     let secret = random_hex(24)?;
     let expires_at = now + INVITATION_MS;
     sqlx::query(

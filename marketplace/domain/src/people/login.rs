@@ -14,6 +14,7 @@ use super::{Membership, second_factor};
 use crate::accounts::{self, TenantId};
 use crate::audit;
 use crate::error::{MarketError, storage};
+use crate::ids::TokenId;
 use crate::market::Market;
 
 /// How long a token from `nexus login` lasts.
@@ -37,7 +38,7 @@ pub struct LogIn {
 /// A token issued to a person: `secret` is shown this once.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoggedIn {
-    pub token_id: String,
+    pub token_id: TokenId,
     pub secret: String,
     /// `tenant:<id>`, `publisher:<name>` or `operator`.
     pub organization: String,
@@ -114,7 +115,7 @@ async fn issue(
     label: &str,
     expires_at: i64,
     issuer: &Issuer<'_>,
-) -> Result<(String, String, Vec<String>), MarketError> {
+) -> Result<(TokenId, String, Vec<String>), MarketError> {
     Ok(match membership.org_kind.as_str() {
         "tenant" => {
             let tenant: TenantId = membership.org_id.parse()?;
@@ -127,7 +128,7 @@ async fn issue(
                 issuer,
             )
             .await?;
-            (issued.id.into(), issued.secret, issued.scopes)
+            (issued.id, issued.secret, issued.scopes)
         }
         "publisher" => {
             let name = membership
@@ -136,11 +137,11 @@ async fn issue(
                 .map_err(|e: nexus_registry::id::NameError| storage(format!("stored publisher: {e}")))?;
             let scopes = membership.role.publisher_scopes();
             let issued = publishers::issue_token(&market.db, &name, scopes, label, Some(expires_at), issuer).await?;
-            (issued.id, issued.secret, issued.scopes.iter().map(|s| s.as_str().to_string()).collect())
+            (TokenId::stored(issued.id)?, issued.secret, issued.scopes.iter().map(|s| s.as_str().to_string()).collect())
         }
         "operator" => {
             let issued = accounts::issue_operator_token(&market.db, label, Some(expires_at), issuer).await?;
-            (issued.id.into(), issued.secret, issued.scopes)
+            (issued.id, issued.secret, issued.scopes)
         }
         other => return Err(storage(format!("membership of an unknown kind of organization: {other}"))),
     })

@@ -2,9 +2,10 @@
 
 use std::collections::BTreeMap;
 
+use nexus_registry::PluginId;
 use serde::Serialize;
 
-use crate::error::MarketError;
+use crate::error::{MarketError, storage};
 use crate::installs;
 use crate::market::Market;
 
@@ -31,7 +32,7 @@ pub async fn invocations_by_plugin(
     market: &Market,
     publisher: &str,
     since: i64,
-) -> Result<BTreeMap<String, i64>, MarketError> {
+) -> Result<BTreeMap<PluginId, i64>, MarketError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT i.plugin_id, COUNT(*) FROM invocations i JOIN listings l ON l.plugin_id = i.plugin_id \
          WHERE l.publisher = $1 AND i.started_at >= $2 GROUP BY i.plugin_id",
@@ -40,7 +41,9 @@ pub async fn invocations_by_plugin(
     .bind(since)
     .fetch_all(&market.db.pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    rows.into_iter()
+        .map(|(plugin, count)| Ok((plugin.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?, count)))
+        .collect()
 }
 
 /// [`VersionHealth`] of every version of `plugin` with invocations since `since` (ms),

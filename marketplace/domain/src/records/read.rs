@@ -6,8 +6,9 @@ use nexus_registry::ErrorCode;
 use serde::Deserialize;
 
 use super::InvocationRecord;
-use crate::accounts::Caller;
+use crate::accounts::{Caller, TenantId};
 use crate::error::{CursorPage, MarketError, storage};
+use crate::ids::{InstallId, InvocationId};
 use crate::installs;
 use crate::market::Market;
 
@@ -16,7 +17,7 @@ pub async fn applied(
     market: &Market,
     tenant: &str,
     event_id: &str,
-) -> Result<BTreeMap<String, InvocationRecord>, MarketError> {
+) -> Result<BTreeMap<InstallId, InvocationRecord>, MarketError> {
     let rows = sqlx::query_as::<_, InvocationRow>(
         "SELECT * FROM invocations WHERE tenant_id = $1 AND event_id = $2 AND outcome = 'ok'",
     )
@@ -31,7 +32,7 @@ pub async fn applied(
 pub async fn applied_to(
     market: &Market,
     pairs: &[(&str, &str)],
-) -> Result<HashMap<(String, String), InvocationRecord>, MarketError> {
+) -> Result<HashMap<(InstallId, String), InvocationRecord>, MarketError> {
     let mut found = HashMap::new();
     for chunk in pairs.chunks(250) {
         let sql = market.db.backend.positional(format!(
@@ -49,7 +50,7 @@ pub async fn applied_to(
         for row in query.fetch_all(&market.db.pool).await? {
             let record = InvocationRecord::try_from(row)?;
             let key = (record.install.clone(), record.event_id.clone());
-            if chunk.iter().any(|(install, event)| *install == key.0 && *event == key.1) {
+            if chunk.iter().any(|(install, event)| *install == key.0.as_str() && *event == key.1) {
                 found.insert(key, record);
             }
         }
@@ -144,15 +145,15 @@ pub async fn list(
     .fetch_all(&market.db.pool)
     .await?;
     let items = rows.into_iter().map(InvocationRecord::try_from).collect::<Result<Vec<_>, MarketError>>()?;
-    Ok(CursorPage::new(items, per_page, total, |record| record.id.clone()))
+    Ok(CursorPage::new(items, per_page, total, |record| record.id.to_string()))
 }
 
 /// An `invocations` row as stored: its usage, logs and actions still JSON text.
 #[derive(sqlx::FromRow)]
 struct InvocationRow {
-    id: String,
-    tenant_id: String,
-    install_id: String,
+    id: InvocationId,
+    tenant_id: TenantId,
+    install_id: InstallId,
     plugin_id: String,
     version: String,
     event_id: String,

@@ -64,7 +64,7 @@ pub(super) async fn insert_script(
     };
     let mut written = Vec::with_capacity(records.len());
     for record in records {
-        if inserted.contains(&record.id) {
+        if inserted.contains(record.id.as_str()) {
             written.push(Written::Inserted);
         } else {
             written.push(Written::Duplicate(applied_id(connection, record).await?));
@@ -174,13 +174,13 @@ pub(super) async fn insert_rows(
     let inserted: HashSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
     let mut written = Vec::with_capacity(records.len());
     for record in records {
-        if inserted.contains(&record.id) {
+        if inserted.contains(record.id.as_str()) {
             written.push(Written::Inserted);
         } else {
             written.push(Written::Duplicate(applied_id(tx, record).await?));
         }
     }
-    let billable = billable_usage(records, |record| inserted.contains(&record.id))?;
+    let billable = billable_usage(records, |record| inserted.contains(record.id.as_str()))?;
     for chunk in billable.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> =
             (0..chunk.len()).map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3)).collect();

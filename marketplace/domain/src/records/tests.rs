@@ -6,9 +6,9 @@ use super::*;
 
 fn record(usage: &[(&str, u64)]) -> InvocationRecord {
     InvocationRecord {
-        id: "inv_1".into(),
-        tenant: "acme".into(),
-        install: "ins_1".into(),
+        id: "inv_0123456789abcdef0123456789ab".parse().unwrap(),
+        tenant: "acme".parse().unwrap(),
+        install: "ins_0123456789abcdef".parse().unwrap(),
         plugin: "acme/echo".into(),
         version: "1.0.0".into(),
         event_id: "evt_1".into(),

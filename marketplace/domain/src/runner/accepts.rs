@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::queue::insert_event;
 use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
+use crate::ids::DeliveryId;
 use crate::installs::Target;
 
 /// Events one transaction holds at most.
@@ -25,7 +26,7 @@ const GATHER_TURNS: usize = 2;
 pub(super) struct Accept {
     pub tenant: TenantId,
     pub event: Event,
-    pub targets: Vec<(String, Target)>,
+    pub targets: Vec<(DeliveryId, Target)>,
     pub now: i64,
 }
 
@@ -71,7 +72,7 @@ async fn write_batches(db: Db, mut receiver: mpsc::Receiver<Pending>) {
             let mut tx = db.write_tx().await?;
             let mut inserted = Vec::with_capacity(accepts.len());
             for accept in &accepts {
-                let targets: Vec<(&str, &Target)> = accept.targets.iter().map(|(id, t)| (id.as_str(), t)).collect();
+                let targets: Vec<(&DeliveryId, &Target)> = accept.targets.iter().map(|(id, t)| (id, t)).collect();
                 inserted.push(insert_event(&mut tx, &accept.tenant, &accept.event, &targets, accept.now).await?);
             }
             tx.commit().await?;

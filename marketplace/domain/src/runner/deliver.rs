@@ -15,6 +15,7 @@ use nexus_host::{
 
 use super::{Delivery, counts_against_plugin};
 use crate::error::{BusyReason, MarketError};
+use crate::ids::{InstallId, InvocationId};
 use crate::installs::{self, Target};
 use crate::market::Market;
 use crate::records::{self, InvocationRecord, Written};
@@ -26,7 +27,7 @@ pub const LOAD_FAILED: &str = "load_failed";
 /// Why a delivery produced no record: the host had no capacity (nothing ran), or the
 /// marketplace itself failed.
 pub(super) enum Refusal {
-    Busy { install: String, reason: BusyReason },
+    Busy { install: InstallId, reason: BusyReason },
     Failed(MarketError),
 }
 
@@ -148,8 +149,8 @@ async fn execute(
 ) -> Result<Executed, Refusal> {
     let runner = &market.runner;
     let context = InvocationContext {
-        tenant: target.tenant.clone(),
-        install: target.id.clone(),
+        tenant: target.tenant.to_string(),
+        install: target.id.to_string(),
         grants: target.grants.clone(),
         config: target.config.clone(),
         secrets,
@@ -213,7 +214,7 @@ fn row(
         Err(failure) => (failure.outcome.as_str(), Some(failure.message.clone()), None),
     };
     Ok(InvocationRecord {
-        id: super::ordered_id("inv")?,
+        id: InvocationId::ordered()?,
         tenant: target.tenant.clone(),
         install: target.id.clone(),
         plugin: target.plugin.to_string(),

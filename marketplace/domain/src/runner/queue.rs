@@ -19,9 +19,10 @@ mod manage;
 pub use manage::{DeliveryQuery, MAX_REPLAY_IDS, ReplayRequest, Replayed, list, replay};
 
 use super::views::EventCaller;
-use super::{EventRequest, Skipped, event, not_running, ordered_id};
+use super::{EventRequest, Skipped, event, not_running};
 use crate::accounts::{Caller, TenantId, TenantScope};
 use crate::error::MarketError;
+use crate::ids::{DeliveryId, InstallId, InvocationId};
 use crate::installs::Target;
 use crate::market::Market;
 
@@ -70,10 +71,10 @@ impl DeliveryState {
 /// One install's delivery of an asynchronous event.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueuedDelivery {
-    pub id: String,
-    pub tenant: String,
+    pub id: DeliveryId,
+    pub tenant: TenantId,
     pub event_id: String,
-    pub install: String,
+    pub install: InstallId,
     pub plugin: String,
     pub state: DeliveryState,
     /// Attempts made so far (a replay starts again from 0).
@@ -89,7 +90,7 @@ pub struct QueuedDelivery {
     /// The invocation that applied the event (`GET /v1/installs/{install}/invocations/{id}`
     /// shows what it answered), or the latest failed attempt's.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub invocation: Option<String>,
+    pub invocation: Option<InvocationId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -113,17 +114,17 @@ pub(super) const DELIVERY_COLUMNS: &str = "id, tenant_id, event_id, install_id, 
 /// The [`DELIVERY_COLUMNS`] of a `deliveries` row.
 #[derive(sqlx::FromRow)]
 struct DeliveryRow {
-    id: String,
-    tenant_id: String,
+    id: DeliveryId,
+    tenant_id: TenantId,
     event_id: String,
-    install_id: String,
+    install_id: InstallId,
     plugin_id: String,
     state: String,
     attempts: i64,
     next_attempt_at: i64,
     last_outcome: Option<String>,
     last_error: Option<String>,
-    invocation_id: Option<String>,
+    invocation_id: Option<InvocationId>,
     created_at: i64,
     updated_at: i64,
 }
@@ -171,7 +172,7 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
             skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
             continue;
         }
-        queued.push((ordered_id("dlv")?, target));
+        queued.push((DeliveryId::ordered()?, target));
     }
     let accept = super::accepts::Accept { tenant: tenant.clone(), event: event.clone(), targets: queued.clone(), now };
     if !runner.accepts.write(accept).await? {
@@ -186,7 +187,7 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
         .into_iter()
         .map(|(id, target)| QueuedDelivery {
             id,
-            tenant: tenant.to_string(),
+            tenant: tenant.clone(),
             event_id: event.id.clone(),
             install: target.id,
             plugin: target.plugin.to_string(),
@@ -209,7 +210,7 @@ pub(super) async fn insert_event(
     tx: &mut sqlx::AnyConnection,
     tenant: &TenantId,
     event: &Event,
-    targets: &[(&str, &Target)],
+    targets: &[(&DeliveryId, &Target)],
     now: i64,
 ) -> Result<bool, MarketError> {
     let inserted = sqlx::query(
@@ -231,7 +232,7 @@ pub(super) async fn insert_event(
             "INSERT INTO deliveries (id, tenant_id, event_id, install_id, plugin_id, ordered, state, attempts, \
              next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7, $7)",
         )
-        .bind(*id)
+        .bind(id.as_str())
         .bind(tenant.as_str())
         .bind(&event.id)
         .bind(&target.id)

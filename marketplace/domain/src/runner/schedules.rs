@@ -19,10 +19,10 @@ use nexus_registry::cron::Cron;
 use nexus_registry::manifest::{Missed, SCHEDULE_TICK};
 use serde_json::json;
 
-use super::{ordered_id, queue};
+use super::queue;
 use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
-pub use crate::installs::schedules::set_for_install;
+use crate::ids::DeliveryId;
 use crate::installs::{self, InstallStatus};
 use crate::market::Market;
 
@@ -140,15 +140,15 @@ async fn queue_tick(
     slot: i64,
     now: i64,
 ) -> Result<bool, MarketError> {
-    let payload = json!({ "schedule": schedule, "slot": crate::webhooks::rfc3339(slot), "slot_ms": slot,
+    let payload = json!({ "schedule": schedule, "slot": crate::timestamps::iso(slot), "slot_ms": slot,
                           "late_ms": now - slot });
     let event = Event {
         id: format!("sched_{install}_{schedule}_{slot}"),
         event_type: SCHEDULE_TICK.to_string(),
         payload: payload.to_string(),
     };
-    let delivery = ordered_id("dlv")?;
-    queue::insert_event(tx, tenant, &event, &[(delivery.as_str(), target)], now).await
+    let delivery = DeliveryId::ordered()?;
+    queue::insert_event(tx, tenant, &event, &[(&delivery, target)], now).await
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::views::EventCaller;
 use super::{BUSY_RETRY_AFTER, Delivery, EventReceipt, EventRequest, Skipped, deliver, event};
 use crate::accounts::{Caller, TenantScope};
 use crate::error::{BusyReason, MarketError};
+use crate::ids::InstallId;
 use crate::installs::{self, InstallStatus};
 use crate::market::Market;
 use crate::records;
@@ -73,7 +74,7 @@ pub async fn send_event_as(
         } else {
             BusyReason::Capacity
         };
-        let installs: Vec<String> = busy.into_iter().map(|(install, _)| install).collect();
+        let installs: Vec<InstallId> = busy.into_iter().map(|(install, _)| install).collect();
         let receipt = EventReceipt { event_id: event.id, deliveries, skipped };
         let details = serde_json::json!({ "busy_installs": installs, "receipt": receipt });
         return Err(MarketError::HostBusy { retry_after: BUSY_RETRY_AFTER, reason, details: Some(details) });

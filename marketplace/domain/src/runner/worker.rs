@@ -33,6 +33,7 @@ use nexus_registry::db::{Backend, process_id};
 use super::deliver::{self, Refusal};
 use crate::accounts::TenantId;
 use crate::error::MarketError;
+use crate::ids::{DeliveryId, InstallId, InvocationId};
 use crate::installs::{self, InstallStatus, Target};
 use crate::market::Market;
 pub(crate) use crate::outbox::jittered;
@@ -50,9 +51,9 @@ const LIMITED_WAIT_MS: i64 = 1_000;
 
 /// A claimed delivery and the event it carries.
 struct Claimed {
-    id: String,
+    id: DeliveryId,
     tenant: TenantId,
-    install: String,
+    install: InstallId,
     attempts: i64,
     event: Event,
 }
@@ -60,18 +61,18 @@ struct Claimed {
 /// How an attempt ends.
 enum Settle {
     Applied {
-        invocation: String,
+        invocation: InvocationId,
     },
     /// A transient failure: retried on the schedule, or dead once attempts run out.
     Retry {
         outcome: String,
         error: String,
-        invocation: Option<String>,
+        invocation: Option<InvocationId>,
     },
     Failed {
         outcome: String,
         error: String,
-        invocation: String,
+        invocation: InvocationId,
     },
     Cancelled {
         reason: String,
@@ -148,10 +149,10 @@ pub async fn deliver_due(market: &Market) -> Result<usize, MarketError> {
 /// A delivery as its claim returns it.
 #[derive(sqlx::FromRow)]
 struct ClaimedRow {
-    id: String,
+    id: DeliveryId,
     tenant_id: String,
     event_id: String,
-    install_id: String,
+    install_id: InstallId,
     attempts: i64,
 }
 

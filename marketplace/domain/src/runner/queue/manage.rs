@@ -64,7 +64,7 @@ pub async fn list(
     .fetch_all(&market.db.pool)
     .await?;
     let items = rows.into_iter().map(QueuedDelivery::try_from).collect::<Result<Vec<_>, _>>()?;
-    Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.clone()))
+    Ok(CursorPage::new(items, per_page, total, |delivery| delivery.id.to_string()))
 }
 
 /// The most deliveries one replay may name.
