@@ -75,18 +75,6 @@ impl WebhookKind {
     }
 }
 
-/// The `YYYY-MM-DDTHH:MM:SSZ` of `at_ms`, for messages' `timestamp`.
-pub(crate) fn rfc3339(at_ms: i64) -> String {
-    let seconds = at_ms.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        nexus_money::period::day_label(at_ms),
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60
-    )
-}
-
 /// Queues message `message_id` of `kind` for each endpoint of `tenant` subscribed to it, in
 /// the caller's transaction (so it commits with what caused it). The body is
 /// `{"type", "timestamp", "data"}`. Writing the same message again adds nothing.
@@ -98,7 +86,7 @@ pub async fn enqueue(
     message_id: &str,
     data: Value,
 ) -> Result<u64, MarketError> {
-    let body = json!({ "type": kind.as_str(), "timestamp": rfc3339(at_ms), "data": data }).to_string();
+    let body = json!({ "type": kind.as_str(), "timestamp": crate::timestamps::iso(at_ms), "data": data }).to_string();
     let inserted = sqlx::query(
         "INSERT INTO webhook_deliveries (id, message_id, endpoint_id, tenant_id, kind, payload, state, attempts, \
          next_attempt_at, created_at, updated_at) \

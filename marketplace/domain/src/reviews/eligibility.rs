@@ -1,22 +1,21 @@
 //! Who may review: an organization that has run the plugin for a day.
 
 use nexus_registry::ErrorCode;
-use sqlx::any::AnyRow;
-use sqlx::{FromRow, Row};
 
 use super::MIN_INSTALLED_MS;
 use crate::accounts::TenantId;
 use crate::error::MarketError;
 use crate::market::Market;
 
-/// An install of the plugin by the tenant, as [`reviewable_version`] reads it (its `ran`
-/// column is read by [`truthy`]: a boolean on PostgreSQL, an integer on SQLite).
+/// An install of the plugin by the tenant, as [`reviewable_version`] reads it; `ran` is 1
+/// when it has run an event (an integer on both backends).
 #[derive(sqlx::FromRow)]
 struct InstallSpan {
     version: String,
     created_at: i64,
     uninstalled_at: Option<i64>,
     status: String,
+    ran: i64,
 }
 
 /// The version a tenant may review `plugin` at, or why it may not review it yet.
@@ -26,9 +25,10 @@ pub(super) async fn reviewable_version(
     plugin: &str,
     now: i64,
 ) -> Result<String, MarketError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query_as::<_, InstallSpan>(
         "SELECT i.version, i.created_at, i.uninstalled_at, i.status, \
-         EXISTS (SELECT 1 FROM invocations v WHERE v.install_id = i.id AND v.outcome = 'ok') AS ran \
+         CAST(CASE WHEN EXISTS (SELECT 1 FROM invocations v WHERE v.install_id = i.id AND v.outcome = 'ok') \
+         THEN 1 ELSE 0 END AS BIGINT) AS ran \
          FROM installs i WHERE i.tenant_id = $1 AND i.plugin_id = $2 ORDER BY i.created_at DESC",
     )
     .bind(tenant.as_str())
@@ -43,10 +43,9 @@ pub(super) async fn reviewable_version(
     }
     let mut first_eligible_at = None;
     let mut ran_any = false;
-    for row in &rows {
-        let InstallSpan { version, created_at, uninstalled_at, status } = InstallSpan::from_row(row)?;
+    for InstallSpan { version, created_at, uninstalled_at, status, ran } in rows {
         let until = uninstalled_at.unwrap_or(now);
-        let ran = truthy(row, "ran")?;
+        let ran = ran != 0;
         ran_any |= ran;
         if ran && until - created_at >= MIN_INSTALLED_MS {
             return Ok(version);
@@ -76,12 +75,4 @@ pub async fn why_not(market: &Market, tenant: &TenantId, plugin: &str) -> Result
         Err(MarketError::Invalid { code: ErrorCode::ReviewNotAllowed, message }) => Ok(Some(message)),
         Err(other) => Err(other),
     }
-}
-
-/// A boolean column as either backend returns it (SQLite: an integer).
-fn truthy(row: &AnyRow, column: &str) -> Result<bool, MarketError> {
-    Ok(match row.try_get::<bool, _>(column) {
-        Ok(value) => value,
-        Err(_) => row.try_get::<i64, _>(column)? != 0,
-    })
 }
