@@ -262,7 +262,7 @@ async fn insert(tx: &mut sqlx::AnyConnection, placement: &Placement, actor: &str
 }
 
 /// Ends a placement now (one to come is withdrawn) (operators).
-pub async fn end(market: &Market, caller: &Caller, placement_id: &str) -> Result<(), MarketError> {
+pub async fn end(market: &Market, caller: &Caller, placement_id: &PlacementId) -> Result<(), MarketError> {
     caller.require_operator()?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
@@ -307,7 +307,7 @@ pub async fn feature(
         }
         None => {
             let now = market.billing.clock.now_ms();
-            let running: Vec<String> = sqlx::query_scalar(
+            let running: Vec<PlacementId> = sqlx::query_scalar(
                 "SELECT id FROM featured_placements WHERE plugin_id = $1 AND starts_at <= $2 \
                  AND (ends_at IS NULL OR ends_at > $2)",
             )

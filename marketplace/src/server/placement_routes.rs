@@ -45,7 +45,7 @@ pub async fn end_placement(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    co_marketing::end(&state.market, &caller, &id).await?;
+    co_marketing::end(&state.market, &caller, &id.parse()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -112,7 +112,7 @@ pub async fn reply_to_review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ReplyBody>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::reply(&state.market, &caller, &id, Some(&body.body)).await?))
+    Ok(Json(reviews::reply(&state.market, &caller, &id.parse()?, Some(&body.body)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/reviews/{id}/reply", tag = "reviews",
@@ -122,7 +122,7 @@ pub async fn remove_reply(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::reply(&state.market, &caller, &id, None).await?))
+    Ok(Json(reviews::reply(&state.market, &caller, &id.parse()?, None).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -141,7 +141,7 @@ pub async fn hide_review(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<HideBody>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::hide(&state.market, &caller, &id, Some(&body.reason)).await?))
+    Ok(Json(reviews::hide(&state.market, &caller, &id.parse()?, Some(&body.reason)).await?))
 }
 
 /// An operator shows a hidden review again.
@@ -152,7 +152,7 @@ pub async fn show_review(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::hide(&state.market, &caller, &id, None).await?))
+    Ok(Json(reviews::hide(&state.market, &caller, &id.parse()?, None).await?))
 }
 
 /// Marks a review helpful for the caller's organization; marking again changes nothing.
@@ -163,7 +163,7 @@ pub async fn mark_helpful(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id, true).await?))
+    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id.parse()?, true).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/reviews/{id}/helpful", tag = "reviews",
@@ -173,7 +173,7 @@ pub async fn unmark_helpful(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Review>, ApiError> {
-    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id, false).await?))
+    Ok(Json(reviews::mark_helpful(&state.market, &caller, &id.parse()?, false).await?))
 }
 
 /// The publisher edits its listing's summary, description or links between versions

@@ -66,7 +66,7 @@ pub async fn show_webhook(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Endpoint>, ApiError> {
-    Ok(Json(webhooks::get(&state.market, &caller, &id).await?))
+    Ok(Json(webhooks::get(&state.market, &caller, &id.parse()?).await?))
 }
 
 /// Changes the URL, the kinds, the description, or enables or disables the endpoint.
@@ -78,7 +78,7 @@ pub async fn update_webhook(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<EndpointUpdate>,
 ) -> Result<Json<Endpoint>, ApiError> {
-    Ok(Json(webhooks::update(&state.market, &caller, &id, body).await?))
+    Ok(Json(webhooks::update(&state.market, &caller, &id.parse()?, body).await?))
 }
 
 /// Deletes the endpoint; messages still waiting for it are not sent.
@@ -89,7 +89,7 @@ pub async fn delete_webhook(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    webhooks::delete(&state.market, &caller, &id).await?;
+    webhooks::delete(&state.market, &caller, &id.parse()?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -103,7 +103,7 @@ pub async fn rotate_webhook_secret(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Rotation>,
 ) -> Result<Json<WithSecret>, ApiError> {
-    Ok(Json(webhooks::rotate(&state.market, &caller, &id, body).await?))
+    Ok(Json(webhooks::rotate(&state.market, &caller, &id.parse()?, body).await?))
 }
 
 /// What was posted to the endpoint, newest first: each message's state, attempts, and the
@@ -116,7 +116,7 @@ pub async fn list_webhook_deliveries(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<LogQuery>,
 ) -> Result<Json<CursorPage<WebhookDelivery>>, ApiError> {
-    Ok(Json(webhooks::log(&state.market, &caller, &id, &query).await?))
+    Ok(Json(webhooks::log(&state.market, &caller, &id.parse()?, &query).await?))
 }
 
 /// Sends the endpoint's messages that wait for a retry or ended dead again now (those
@@ -130,5 +130,5 @@ pub async fn recover_webhook(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<Recovery>,
 ) -> Result<Json<Recovered>, ApiError> {
-    Ok(Json(webhooks::recover(&state.market, &caller, &id, body).await?))
+    Ok(Json(webhooks::recover(&state.market, &caller, &id.parse()?, body).await?))
 }

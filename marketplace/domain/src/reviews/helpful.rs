@@ -3,17 +3,23 @@
 use super::{Review, VOTE_LIMIT, lock, read_review};
 use crate::accounts::{Caller, TenantScope};
 use crate::error::MarketError;
+use crate::ids::ReviewId;
 use crate::market::Market;
 use crate::write_limits;
 
 /// Marks review `id` helpful for the caller's organization (`helpful`), or takes the mark
 /// back. Marking twice counts once.
-pub async fn mark_helpful(market: &Market, caller: &Caller, id: &str, helpful: bool) -> Result<Review, MarketError> {
+pub async fn mark_helpful(
+    market: &Market,
+    caller: &Caller,
+    id: &ReviewId,
+    helpful: bool,
+) -> Result<Review, MarketError> {
     let db = &market.db;
     let tenant = caller.tenant(TenantScope::Installs)?.clone();
     let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
-    let (_, author_tenant, _, hidden) = lock(&mut tx, id).await?;
+    let (_, author_tenant, _, hidden) = lock(&mut tx, id.as_str()).await?;
     if hidden {
         return Err(MarketError::NotFound(format!("review {id}")));
     }
@@ -46,5 +52,5 @@ pub async fn mark_helpful(market: &Market, caller: &Caller, id: &str, helpful: b
             .await?;
     }
     tx.commit().await?;
-    read_review(db, id, false).await
+    read_review(db, id.as_str(), false).await
 }

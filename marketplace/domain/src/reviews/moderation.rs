@@ -8,10 +8,16 @@ use super::{Review, count_rating, lock, read_review};
 use crate::accounts::Caller;
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::ReviewId;
 use crate::market::Market;
 
 /// Hides review `id` with a reason its authors see (`reason` Some), or shows it again.
-pub async fn hide(market: &Market, caller: &Caller, id: &str, reason: Option<&str>) -> Result<Review, MarketError> {
+pub async fn hide(
+    market: &Market,
+    caller: &Caller,
+    id: &ReviewId,
+    reason: Option<&str>,
+) -> Result<Review, MarketError> {
     let db = &market.db;
     caller.require_operator()?;
     if let Some(reason) = reason {
@@ -25,7 +31,7 @@ pub async fn hide(market: &Market, caller: &Caller, id: &str, reason: Option<&st
     }
     let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
-    let (plugin, _, rating, hidden) = lock(&mut tx, id).await?;
+    let (plugin, _, rating, hidden) = lock(&mut tx, id.as_str()).await?;
     sqlx::query("UPDATE reviews SET hidden_at = $1, hidden_reason = $2 WHERE id = $3")
         .bind(reason.map(|_| now))
         .bind(reason.map(str::trim))
@@ -38,7 +44,8 @@ pub async fn hide(market: &Market, caller: &Caller, id: &str, reason: Option<&st
         _ => {}
     }
     let action = if reason.is_some() { "review.hidden" } else { "review.shown" };
-    audit::record(&mut *tx, &caller.actor(), action, id, json!({ "plugin": plugin, "reason": reason })).await?;
+    audit::record(&mut *tx, &caller.actor(), action, id.as_str(), json!({ "plugin": plugin, "reason": reason }))
+        .await?;
     tx.commit().await?;
-    read_review(db, id, true).await
+    read_review(db, id.as_str(), true).await
 }

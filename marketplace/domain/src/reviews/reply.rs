@@ -6,18 +6,19 @@ use super::{MAX_REPLY_CHARS, REPLY_LIMIT, Review, check_text, lock, read_review}
 use crate::accounts::Caller;
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::ReviewId;
 use crate::market::Market;
 use crate::write_limits;
 
 /// The publisher's reply to review `id`: written, replaced, or removed (`body` None).
-pub async fn reply(market: &Market, caller: &Caller, id: &str, body: Option<&str>) -> Result<Review, MarketError> {
+pub async fn reply(market: &Market, caller: &Caller, id: &ReviewId, body: Option<&str>) -> Result<Review, MarketError> {
     let db = &market.db;
     if let Some(body) = body {
         check_text("body", body.trim(), MAX_REPLY_CHARS, true, true)?;
     }
     let now = market.billing.clock.now_ms();
     let mut tx = db.write_tx().await?;
-    let (plugin, _, _, hidden) = lock(&mut tx, id).await?;
+    let (plugin, _, _, hidden) = lock(&mut tx, id.as_str()).await?;
     let publisher = plugin.split_once('/').map_or(plugin.as_str(), |(publisher, _)| publisher);
     match caller {
         Caller::Publisher(credential) if credential.publisher.as_str() == publisher => {}
@@ -51,7 +52,7 @@ pub async fn reply(market: &Market, caller: &Caller, id: &str, body: Option<&str
         }
     }
     let action = if body.is_some() { "review.replied" } else { "review.reply_removed" };
-    audit::record(&mut *tx, &caller.actor(), action, id, json!({ "plugin": plugin })).await?;
+    audit::record(&mut *tx, &caller.actor(), action, id.as_str(), json!({ "plugin": plugin })).await?;
     tx.commit().await?;
-    read_review(db, id, false).await
+    read_review(db, id.as_str(), false).await
 }

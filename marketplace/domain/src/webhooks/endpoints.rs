@@ -241,14 +241,14 @@ pub async fn create(market: &Market, caller: &Caller, request: NewEndpoint) -> R
     )
     .await?;
     tx.commit().await?;
-    Ok(WithSecret { endpoint: get(market, caller, id.as_str()).await?, secret })
+    Ok(WithSecret { endpoint: get(market, caller, &id).await?, secret })
 }
 
 /// The endpoint `id` of the caller's tenant (operators: any tenant's).
 pub(super) async fn owned(
     market: &Market,
     caller: &Caller,
-    id: &str,
+    id: &WebhookEndpointId,
     scope: TenantScope,
 ) -> Result<EndpointRow, MarketError> {
     let tenant = match caller {
@@ -265,7 +265,7 @@ pub(super) async fn owned(
     .ok_or_else(|| MarketError::NotFound(format!("webhook endpoint {id}")))
 }
 
-pub async fn get(market: &Market, caller: &Caller, id: &str) -> Result<Endpoint, MarketError> {
+pub async fn get(market: &Market, caller: &Caller, id: &WebhookEndpointId) -> Result<Endpoint, MarketError> {
     endpoint_of(market, owned(market, caller, id, TenantScope::Read).await?).await
 }
 
@@ -288,7 +288,7 @@ pub async fn list(market: &Market, caller: &Caller, tenant: Option<&TenantId>) -
 pub async fn update(
     market: &Market,
     caller: &Caller,
-    id: &str,
+    id: &WebhookEndpointId,
     update: EndpointUpdate,
 ) -> Result<Endpoint, MarketError> {
     let row = owned(market, caller, id, TenantScope::Installs).await?;
@@ -316,17 +316,17 @@ pub async fn update(
     .await?;
     still_there(updated, id)?;
     if let Some(kinds) = &update.kinds {
-        subscribe(&mut tx, id, &tenant, kinds).await?;
+        subscribe(&mut tx, id.as_str(), &tenant, kinds).await?;
     }
     let detail = json!({ "url": update.url, "enabled": update.enabled,
                          "kinds": update.kinds.as_ref().map(|k| k.iter().map(|k| k.as_str()).collect::<Vec<_>>()) });
-    audit::record(&mut *tx, &caller.actor(), "webhook.updated", id, detail).await?;
+    audit::record(&mut *tx, &caller.actor(), "webhook.updated", id.as_str(), detail).await?;
     tx.commit().await?;
     get(market, caller, id).await
 }
 
 /// Deletes an endpoint; what was queued for it is not sent.
-pub async fn delete(market: &Market, caller: &Caller, id: &str) -> Result<(), MarketError> {
+pub async fn delete(market: &Market, caller: &Caller, id: &WebhookEndpointId) -> Result<(), MarketError> {
     owned(market, caller, id, TenantScope::Installs).await?;
     let mut tx = market.db.write_tx().await?;
     // The endpoint's row first: on PostgreSQL its lock orders two deletes of one endpoint.
@@ -337,13 +337,18 @@ pub async fn delete(market: &Market, caller: &Caller, id: &str) -> Result<(), Ma
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut *tx, &caller.actor(), "webhook.deleted", id, json!({})).await?;
+    audit::record(&mut *tx, &caller.actor(), "webhook.deleted", id.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// A new secret; the current one keeps signing beside it for the overlap.
-pub async fn rotate(market: &Market, caller: &Caller, id: &str, rotation: Rotation) -> Result<WithSecret, MarketError> {
+pub async fn rotate(
+    market: &Market,
+    caller: &Caller,
+    id: &WebhookEndpointId,
+    rotation: Rotation,
+) -> Result<WithSecret, MarketError> {
     let overlap = rotation.overlap_hours.unwrap_or(24);
     if overlap > MAX_OVERLAP_HOURS {
         return Err(MarketError::invalid(
@@ -360,20 +365,27 @@ pub async fn rotate(market: &Market, caller: &Caller, id: &str, rotation: Rotati
          updated_at = $3 WHERE id = $4",
     )
     .bind(now + i64::from(overlap) * 3_600_000)
-    .bind(sealed(market, id, &secret)?)
+    .bind(sealed(market, id.as_str(), &secret)?)
     .bind(now)
     .bind(id)
     .execute(&mut *tx)
     .await?;
     still_there(rotated, id)?;
-    audit::record(&mut *tx, &caller.actor(), "webhook.secret_rotated", id, json!({ "overlap_hours": overlap })).await?;
+    audit::record(
+        &mut *tx,
+        &caller.actor(),
+        "webhook.secret_rotated",
+        id.as_str(),
+        json!({ "overlap_hours": overlap }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(WithSecret { endpoint: get(market, caller, id).await?, secret })
 }
 
 /// An endpoint deleted between the ownership check and the write is not found, and the
 /// transaction (dropped with the error) writes nothing.
-fn still_there(result: sqlx::any::AnyQueryResult, id: &str) -> Result<(), MarketError> {
+fn still_there(result: sqlx::any::AnyQueryResult, id: &WebhookEndpointId) -> Result<(), MarketError> {
     match result.rows_affected() {
         0 => Err(MarketError::NotFound(format!("webhook endpoint {id}"))),
         _ => Ok(()),

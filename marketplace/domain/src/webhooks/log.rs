@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::accounts::{Caller, TenantScope};
 use crate::audit;
 use crate::error::{CursorPage, MarketError, storage};
+use crate::ids::WebhookEndpointId;
 use crate::market::Market;
 
 /// One message to one endpoint, as its log shows it.
@@ -50,7 +51,7 @@ pub struct LogQuery {
 pub async fn log(
     market: &Market,
     caller: &Caller,
-    id: &str,
+    id: &WebhookEndpointId,
     query: &LogQuery,
 ) -> Result<CursorPage<WebhookDelivery>, MarketError> {
     super::endpoints::owned(market, caller, id, TenantScope::Read).await?;
@@ -143,7 +144,12 @@ pub struct Recovered {
 /// before the schedule's next attempt (up to 8 h away) or after the messages ran out of
 /// attempts. A retrying message keeps its attempt count; a dead one starts the schedule
 /// again. Each keeps its id, so a receiver that got one after all sees a repeat it can drop.
-pub async fn recover(market: &Market, caller: &Caller, id: &str, recovery: Recovery) -> Result<Recovered, MarketError> {
+pub async fn recover(
+    market: &Market,
+    caller: &Caller,
+    id: &WebhookEndpointId,
+    recovery: Recovery,
+) -> Result<Recovered, MarketError> {
     super::endpoints::owned(market, caller, id, TenantScope::Installs).await?;
     let since = recovery.since.unwrap_or(0);
     if since < 0 {
@@ -167,7 +173,7 @@ pub async fn recover(market: &Market, caller: &Caller, id: &str, recovery: Recov
     .rows_affected();
     if recovered > 0 {
         let detail = serde_json::json!({ "messages": recovered, "since": recovery.since });
-        audit::record(&mut *tx, &caller.actor(), "webhook.recovered", id, detail).await?;
+        audit::record(&mut *tx, &caller.actor(), "webhook.recovered", id.as_str(), detail).await?;
     }
     tx.commit().await?;
     market.runner.wake_workers();

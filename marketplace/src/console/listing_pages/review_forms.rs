@@ -16,6 +16,7 @@ use crate::catalog::listing_text::{self, TextEdit};
 use crate::console::catalog_pages::{plugin_id, urlencode};
 use crate::console::session::Signed;
 use crate::console::{Fields, PageError};
+use crate::ids::ReviewId;
 use crate::reviews::{self, ReviewInput};
 use crate::server::AppState;
 
@@ -73,6 +74,7 @@ async fn act_on_review(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
+    let review_id: ReviewId = review_id.parse()?;
     let db = &state.market.db;
     let caller = &signed.0.caller;
     let plugin: Option<String> = sqlx::query_scalar("SELECT plugin_id FROM reviews WHERE id = $1")
