@@ -58,8 +58,8 @@ pub(super) async fn seed(market: &Market, seeded: &Seeded) -> anyhow::Result<()>
     }
     let nexus_labs = Caller::Publisher(market.registry.authenticate(&seeded.publisher).await?);
     let reply = "Thank you! Canadian provinces and territories are planned for 0.2; follow the changelog.";
-    reviews::reply(market, &nexus_labs, ids[1].as_str(), Some(reply)).await?;
-    reviews::mark_helpful(market, &seeded.callers[1], ids[1].as_str(), true).await?;
+    reviews::reply(market, &nexus_labs, &ids[1], Some(reply)).await?;
+    reviews::mark_helpful(market, &seeded.callers[1], &ids[1], true).await?;
     println!("  nexus-labs replied to globex's tax-calculator review; initech found it helpful");
     set_profile(market, &nexus_labs).await
 }
