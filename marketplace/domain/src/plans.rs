@@ -119,6 +119,7 @@ pub struct PlanRequest {
 /// A plan revision.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
+    #[schema(value_type = String)]
     pub id: PlanId,
     pub plugin: String,
     pub key: String,

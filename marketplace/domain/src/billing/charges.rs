@@ -118,6 +118,7 @@ impl ChargeDetail {
 /// A charge as tenants and operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charge {
+    #[schema(value_type = String)]
     pub id: ChargeId,
     pub install: String,
     pub tenant: String,

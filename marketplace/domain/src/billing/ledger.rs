@@ -235,6 +235,7 @@ pub async fn balance(market: &Market, account: &Account, currency: Currency) -> 
 /// One transaction with its entries, as `GET /v1/ledger/transactions/...` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LedgerTransaction {
+    #[schema(value_type = String)]
     pub id: TransactionId,
     pub kind: String,
     pub charge: Option<String>,

@@ -34,6 +34,7 @@ pub struct RefundRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refund {
+    #[schema(value_type = String)]
     pub id: RefundId,
     pub charge: String,
     pub amount_minor: i64,

@@ -51,7 +51,8 @@ pub struct PolicyRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SharePolicy {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: PolicyId,
     pub publisher: Option<String>,
     pub plugin: Option<String>,
     pub plan: Option<String>,
@@ -86,7 +87,7 @@ const COLUMNS: &str = "id, publisher, plugin_id, plan_key, tiers, effective_from
 /// A row of [`COLUMNS`], its tiers still JSON.
 #[derive(sqlx::FromRow)]
 struct PolicyRow {
-    id: String,
+    id: PolicyId,
     publisher: Option<String>,
     plugin_id: Option<String>,
     plan_key: Option<String>,
@@ -244,7 +245,7 @@ pub async fn in_force(
     match row {
         Some(row) => {
             let found = SharePolicy::try_from(row)?;
-            Ok((found.tiers, Some(found.id)))
+            Ok((found.tiers, Some(found.id.into())))
         }
         None => Ok((default_tiers(), None)),
     }

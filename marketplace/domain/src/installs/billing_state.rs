@@ -8,6 +8,7 @@ use nexus_registry::db::{backend_of, for_update};
 
 use super::{InstallStatus, PauseCause};
 use crate::error::MarketError;
+use crate::ids::{InstallId, PlanId};
 
 /// The billing columns of one install.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -124,10 +125,10 @@ pub const ROWS_PER_STATEMENT: usize = 250;
 /// An install as a billing run reads it under its row lock: who is billed, whether it is
 /// live, and its billing state.
 pub struct Billable {
-    pub id: String,
+    pub id: InstallId,
     pub tenant: String,
     pub plugin: String,
-    pub plan_id: String,
+    pub plan_id: PlanId,
     pub status: InstallStatus,
     pub paused_for: Option<PauseCause>,
     pub anchor: Option<i64>,
@@ -139,10 +140,10 @@ pub struct Billable {
 /// A row of [`lock_many`], as stored.
 #[derive(sqlx::FromRow)]
 struct BillableRow {
-    id: String,
+    id: InstallId,
     tenant_id: String,
     plugin_id: String,
-    plan_id: Option<String>,
+    plan_id: Option<PlanId>,
     status: String,
     paused_for: Option<String>,
     billing_anchor: Option<i64>,

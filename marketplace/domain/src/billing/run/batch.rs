@@ -12,6 +12,7 @@ use crate::billing::charges::{self, Billed, NewCharge};
 use crate::billing::plans::{self, Plan};
 use crate::billing::schedule::{self, Line, Owed, Position};
 use crate::error::{MarketError, storage};
+use crate::ids::PlanId;
 use crate::installs::billing_state::{self, Advanced, Billable};
 use crate::installs::{InstallStatus, PauseCause};
 use crate::market::Market;
@@ -59,11 +60,11 @@ pub(super) async fn bill_many(
 }
 
 /// The plans of the locked installs, each read once.
-async fn plans_of(conn: &mut sqlx::AnyConnection, locked: &[Billable]) -> Result<BTreeMap<String, Plan>, MarketError> {
-    let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
+async fn plans_of(conn: &mut sqlx::AnyConnection, locked: &[Billable]) -> Result<BTreeMap<PlanId, Plan>, MarketError> {
+    let mut plans: BTreeMap<PlanId, Plan> = BTreeMap::new();
     for install in locked {
         if !plans.contains_key(&install.plan_id) {
-            let plan = plans::get_in(conn, &install.plan_id.parse()?).await?;
+            let plan = plans::get_in(conn, &install.plan_id).await?;
             plans.insert(install.plan_id.clone(), plan);
         }
     }
@@ -95,13 +96,13 @@ impl<'a> Due<'a> {
         match schedule::owed(position, plan, until) {
             Ok(owed) => Ok(Due {
                 publisher: install.plugin.split('/').next().unwrap_or_default().to_string(),
-                install: install.id,
+                install: install.id.into(),
                 tenant: install.tenant,
                 plugin: install.plugin,
                 plan,
                 owed,
             }),
-            Err(error) => Err((install.id, error)),
+            Err(error) => Err((install.id.into(), error)),
         }
     }
 
@@ -138,7 +139,7 @@ impl<'a> Due<'a> {
 /// error in `outcomes` and is left as it was.
 fn owed_by_each<'a>(
     locked: Vec<Billable>,
-    plans: &'a BTreeMap<String, Plan>,
+    plans: &'a BTreeMap<PlanId, Plan>,
     until: i64,
     outcomes: &mut BTreeMap<String, Billing>,
 ) -> Result<Vec<Due<'a>>, MarketError> {
