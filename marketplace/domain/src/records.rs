@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nexus_host::capability::kv::KvError;
 use nexus_host::{LogLine, StagedKv};
-use nexus_registry::Db;
+use nexus_registry::{Db, PluginId};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,7 +39,8 @@ pub struct InvocationRecord {
     pub id: InvocationId,
     pub tenant: TenantId,
     pub install: InstallId,
-    pub plugin: String,
+    #[schema(value_type = String)]
+    pub plugin: PluginId,
     pub version: String,
     pub event_id: String,
     pub event_type: String,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nexus_host::{Event, Host, InvocationError, Plugin, PluginErrorKind};
-use nexus_registry::{Db, ErrorCode};
+use nexus_registry::{Db, ErrorCode, PluginId};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::TenantId;
@@ -106,7 +106,8 @@ pub struct EventReceipt {
 pub struct Delivery {
     pub invocation: InvocationId,
     pub install: InstallId,
-    pub plugin: String,
+    #[schema(value_type = String)]
+    pub plugin: PluginId,
     pub version: String,
     /// `ok` or the error code (`plugin_error`, `limit_exceeded`, ...).
     pub outcome: String,
@@ -136,7 +137,8 @@ pub struct Delivery {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub install: InstallId,
-    pub plugin: String,
+    #[schema(value_type = String)]
+    pub plugin: PluginId,
     /// `paused`, with the pause's reason.
     pub reason: String,
 }

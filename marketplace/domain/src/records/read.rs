@@ -182,7 +182,7 @@ impl TryFrom<InvocationRow> for InvocationRecord {
             id: row.id,
             tenant: row.tenant_id,
             install: row.install_id,
-            plugin: row.plugin_id,
+            plugin: row.plugin_id.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
             version: row.version,
             event_id: row.event_id,
             event_type: row.event_type,

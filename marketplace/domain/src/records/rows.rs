@@ -218,7 +218,7 @@ fn bind_row<'q>(query: ScalarQuery<'q>, record: &'q InvocationRecord) -> Result<
         .bind(&record.id)
         .bind(&record.tenant)
         .bind(&record.install)
-        .bind(&record.plugin)
+        .bind(record.plugin.to_string())
         .bind(&record.version)
         .bind(&record.event_id)
         .bind(&record.event_type)

@@ -9,7 +9,7 @@ fn record(usage: &[(&str, u64)]) -> InvocationRecord {
         id: "inv_0123456789abcdef0123456789ab".parse().unwrap(),
         tenant: "acme".parse().unwrap(),
         install: "ins_0123456789abcdef".parse().unwrap(),
-        plugin: "acme/echo".into(),
+        plugin: "acme/echo".parse().unwrap(),
         version: "1.0.0".into(),
         event_id: "evt_1".into(),
         event_type: "ping".into(),

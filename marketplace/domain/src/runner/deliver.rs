@@ -217,7 +217,7 @@ fn row(
         id: InvocationId::ordered()?,
         tenant: target.tenant.clone(),
         install: target.id.clone(),
-        plugin: target.plugin.to_string(),
+        plugin: target.plugin.clone(),
         version: target.version.to_string(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
@@ -262,7 +262,7 @@ async fn finish(
     Ok(Delivery {
         invocation: row.id,
         install: target.id,
-        plugin: target.plugin.to_string(),
+        plugin: target.plugin.clone(),
         version: target.version.to_string(),
         outcome: row.outcome,
         duration_us: report.map_or(0, |r| r.duration_us),

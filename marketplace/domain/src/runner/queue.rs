@@ -11,7 +11,7 @@
 //! uninstalled). Dead and failed deliveries can be replayed: queued again with fresh attempts.
 
 use nexus_host::Event;
-use nexus_registry::Db;
+use nexus_registry::{Db, PluginId};
 use serde::{Deserialize, Serialize};
 
 mod manage;
@@ -21,7 +21,7 @@ pub use manage::{DeliveryQuery, MAX_REPLAY_IDS, ReplayRequest, Replayed, list, r
 use super::views::EventCaller;
 use super::{EventRequest, Skipped, event, not_running};
 use crate::accounts::{Caller, TenantId, TenantScope};
-use crate::error::MarketError;
+use crate::error::{MarketError, storage};
 use crate::ids::{DeliveryId, InstallId, InvocationId};
 use crate::installs::Target;
 use crate::market::Market;
@@ -75,7 +75,8 @@ pub struct QueuedDelivery {
     pub tenant: TenantId,
     pub event_id: String,
     pub install: InstallId,
-    pub plugin: String,
+    #[schema(value_type = String)]
+    pub plugin: PluginId,
     pub state: DeliveryState,
     /// Attempts made so far (a replay starts again from 0).
     pub attempts: i64,
@@ -140,7 +141,7 @@ impl TryFrom<DeliveryRow> for QueuedDelivery {
             tenant: row.tenant_id,
             event_id: row.event_id,
             install: row.install_id,
-            plugin: row.plugin_id,
+            plugin: row.plugin_id.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
             state,
             attempts: row.attempts,
             next_attempt_at: due.then_some(row.next_attempt_at),
@@ -169,7 +170,7 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
             continue;
         }
         if let Some(reason) = not_running(&target) {
-            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
+            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.clone(), reason });
             continue;
         }
         queued.push((DeliveryId::ordered()?, target));
@@ -190,7 +191,7 @@ pub async fn accept(market: &Market, who: &EventCaller, request: EventRequest) -
             tenant: tenant.clone(),
             event_id: event.id.clone(),
             install: target.id,
-            plugin: target.plugin.to_string(),
+            plugin: target.plugin.clone(),
             state: DeliveryState::Queued,
             attempts: 0,
             next_attempt_at: Some(now),

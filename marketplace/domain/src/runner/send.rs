@@ -51,7 +51,7 @@ pub async fn send_event_as(
         }
         if let Some(reason) = not_running(&target) {
             runner.metrics.record_skipped(target.status.as_str());
-            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.to_string(), reason });
+            skipped.push(Skipped { install: target.id.clone(), plugin: target.plugin.clone(), reason });
             continue;
         }
         runs.push(deliver::run(market, target, &event));
