@@ -6,15 +6,14 @@
 //! machine, served from the same binary and runtime as the real server.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::routing::post;
+use nexus_marketplace::ids::{GeneratedEventId, InstallId, InvocationId};
 use nexus_marketplace::runner::{Delivery, EventReceipt};
-use nexus_registry::publishers::random_hex;
 use serde_json::Value;
 
 /// What the echo install's delivery names, at the lengths the seeded server's ids have.
@@ -40,16 +39,15 @@ fn app() -> Router {
 async fn send_event(body: Bytes) -> Result<Json<EventReceipt>, StatusCode> {
     let event: Value = serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
     let payload = event.get("payload").filter(|p| p.is_object()).ok_or(StatusCode::BAD_REQUEST)?;
-    // As the marketplace makes them: milliseconds (12 hex digits), then 8 random bytes.
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let id = |prefix: &str| random_hex(8).map(|hex| format!("{prefix}_{millis:012x}{hex}"));
-    let (Ok(event_id), Ok(invocation)) = (id("evt"), id("inv")) else {
+    // Made as the marketplace makes them (`ids.rs`): milliseconds, then 8 random bytes.
+    let ids = (GeneratedEventId::ordered(), InvocationId::ordered(), INSTALL.parse::<InstallId>(), PLUGIN.parse());
+    let (Ok(event_id), Ok(invocation), Ok(install), Ok(plugin)) = ids else {
         return Err(StatusCode::INTERNAL_SERVER_ERROR);
     };
     let delivery = Delivery {
         invocation,
-        install: INSTALL.into(),
-        plugin: PLUGIN.into(),
+        install,
+        plugin,
         version: VERSION.into(),
         outcome: "ok".into(),
         duration_us: 100,
@@ -60,7 +58,7 @@ async fn send_event(body: Bytes) -> Result<Json<EventReceipt>, StatusCode> {
         retryable: false,
         replayed: false,
     };
-    Ok(Json(EventReceipt { event_id, deliveries: vec![delivery], skipped: Vec::new() }))
+    Ok(Json(EventReceipt { event_id: event_id.into(), deliveries: vec![delivery], skipped: Vec::new() }))
 }
 
 #[cfg(test)]
