@@ -225,7 +225,8 @@ typed_id!(
 );
 typed_id!(
     /// An invitation to join an organization (`inv_…`); not an invocation, whose ids are
-    /// longer and made by `runner`.
+    /// longer and time-ordered ([`InvocationId`]; invocations recorded before ids were
+    /// ordered have this same shape, so the prefix alone does not tell the two apart).
     InvitationId, "inv_", 20, "invitation"
 );
 typed_id!(
