@@ -77,6 +77,11 @@ pub fn storage(error: impl std::fmt::Display) -> MarketError {
     MarketError::Storage(error.to_string())
 }
 
+/// A currency as a row holds it: a code that is no currency is a broken row.
+pub fn stored_currency(code: &str) -> Result<nexus_money::Currency, MarketError> {
+    nexus_money::Currency::from_code(code).map_err(|e| storage(format!("stored currency: {e}")))
+}
+
 impl From<sqlx::Error> for MarketError {
     fn from(error: sqlx::Error) -> Self {
         storage(error)

@@ -12,6 +12,7 @@ use nexus_registry::db::{backend_of, value_rows};
 use serde::Serialize;
 
 use super::ids::{ChargeId, RefundId, TransactionId};
+pub use crate::error::stored_currency;
 use crate::error::{MarketError, storage};
 use crate::market::Market;
 
@@ -213,11 +214,6 @@ pub async fn by_idempotency_key(
     let request_sha256 =
         request_sha256.ok_or_else(|| storage(format!("ledger transaction {id} has a key but no request hash")))?;
     Ok(Some((id.parse()?, request_sha256, recorded)))
-}
-
-/// A currency as a row holds it: a code that is no currency is a broken row.
-pub fn stored_currency(code: &str) -> Result<Currency, MarketError> {
-    Currency::from_code(code).map_err(|e| storage(format!("stored currency: {e}")))
 }
 
 /// An account's balance in a currency (debits positive).

@@ -1,9 +1,9 @@
 //! A plan revision as stored.
 
 use super::{Plan, UsageTerms};
-use crate::billing::ledger::stored_currency;
 use crate::error::MarketError;
 use crate::error::money_error;
+use crate::error::stored_currency;
 use crate::ids::PlanId;
 
 /// A row of [`COLUMNS`], as stored.
