@@ -7,7 +7,6 @@ mod tenants;
 mod tokens;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::str::FromStr;
 
 use nexus_registry::{Credential, ErrorCode, RegistryError};
@@ -68,10 +67,13 @@ impl FromStr for TenantScope {
 pub struct TenantId(String);
 
 impl TenantId {
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// A tenant id as a row holds it: a malformed one is a storage error, not a bad request.
+    pub fn stored(text: String) -> Result<Self, MarketError> {
+        text.parse().map_err(|_| storage(format!("stored tenant id `{text}`")))
     }
 }
+
+crate::ids::string_id!(TenantId);
 
 impl FromStr for TenantId {
     type Err = MarketError;
@@ -91,72 +93,6 @@ impl FromStr for TenantId {
         }
     }
 }
-
-impl TryFrom<String> for TenantId {
-    type Error = MarketError;
-
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
-impl From<TenantId> for String {
-    fn from(id: TenantId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Bound as its text.
-impl<DB: sqlx::Database> sqlx::Type<DB> for TenantId
-where
-    String: sqlx::Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <String as sqlx::Type<DB>>::type_info()
-    }
-
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <String as sqlx::Type<DB>>::compatible(ty)
-    }
-}
-
-impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for TenantId
-where
-    String: sqlx::Encode<'q, DB>,
-{
-    fn encode_by_ref(
-        &self,
-        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
-    }
-}
-
-/// Read as its text and checked: a malformed stored id is a storage error.
-impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for TenantId
-where
-    String: sqlx::Decode<'r, DB>,
-{
-    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
-        Ok(text.parse().map_err(|_| crate::error::storage(format!("stored tenant id `{text}`")))?)
-    }
-}
-
-/// In `/openapi.json`: a plain string, as the JSON carries it.
-impl utoipa::PartialSchema for TenantId {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).into()
-    }
-}
-
-impl utoipa::ToSchema for TenantId {}
 
 /// Who is calling, established from a bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
