@@ -102,6 +102,11 @@ async fn sqlite_pool(
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(limits.acquire_timeout)
+        // A connection to a local file cannot have been hung up on while idle, so it is not
+        // pinged before each use: on SQLite every statement, the ping included, is a hand-off
+        // to the connection's thread and back, and with one writer that hand-off is time
+        // every other write waits for (BENCHMARKS.md, "Mixed market load").
+        .test_before_acquire(false)
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 // WAL lets readers run beside the writer; foreign keys are off by default in
