@@ -9,6 +9,7 @@ use nexus_host::Grants;
 use nexus_registry::{ErrorCode, PluginId, RegistryError};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
 use crate::ids::InstallId;
 use crate::market::Market;
@@ -118,7 +119,8 @@ impl std::fmt::Display for InstallStatus {
 pub struct Install {
     #[schema(value_type = String)]
     pub id: InstallId,
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     pub plugin: String,
     pub requirement: String,
     pub version: String,

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::accounts::TenantId;
 use crate::error::MarketError;
 use crate::market::Market;
 
@@ -81,7 +82,7 @@ impl WebhookKind {
 pub async fn enqueue(
     tx: &mut sqlx::AnyConnection,
     at_ms: i64,
-    tenant: &str,
+    tenant: &TenantId,
     kind: WebhookKind,
     message_id: &str,
     data: Value,
@@ -107,7 +108,7 @@ pub async fn enqueue(
 
 /// Whether `tenant` has an enabled endpoint for `kind`: a read, so that paths that would
 /// write messages only rarely (a plugin's actions) take the writer only when someone listens.
-pub async fn listening(market: &Market, tenant: &str, kind: WebhookKind) -> Result<bool, MarketError> {
+pub async fn listening(market: &Market, tenant: &TenantId, kind: WebhookKind) -> Result<bool, MarketError> {
     let found: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM webhook_subscriptions s JOIN webhook_endpoints e ON e.id = s.endpoint_id \
          WHERE s.tenant_id = $1 AND s.kind = $2 AND e.enabled = 1 LIMIT 1",
@@ -122,10 +123,10 @@ pub async fn listening(market: &Market, tenant: &str, kind: WebhookKind) -> Resu
 /// Which of `tenants` have an enabled endpoint for `kind`, read in the caller's transaction.
 pub async fn listening_among(
     conn: &mut sqlx::AnyConnection,
-    tenants: &[&str],
+    tenants: &[&TenantId],
     kind: WebhookKind,
-) -> Result<std::collections::HashSet<String>, MarketError> {
-    let mut unique: Vec<&str> = tenants.to_vec();
+) -> Result<std::collections::HashSet<TenantId>, MarketError> {
+    let mut unique: Vec<&TenantId> = tenants.to_vec();
     unique.sort_unstable();
     unique.dedup();
     let mut found = std::collections::HashSet::new();
@@ -135,7 +136,7 @@ pub async fn listening_among(
              WHERE s.kind = $1 AND e.enabled = 1 AND s.tenant_id IN ({})",
             nexus_registry::db::placeholders(2, chunk.len())
         ));
-        let mut query = sqlx::query_scalar::<_, String>(&sql).bind(kind.as_str());
+        let mut query = sqlx::query_scalar::<_, TenantId>(&sql).bind(kind.as_str());
         for tenant in chunk {
             query = query.bind(*tenant);
         }
@@ -153,7 +154,7 @@ pub async fn install_paused(
     cause: &str,
     reason: &str,
 ) -> Result<(), MarketError> {
-    let (tenant, plugin, version): (String, String, String) =
+    let (tenant, plugin, version): (TenantId, String, String) =
         sqlx::query_as("SELECT tenant_id, plugin_id, version FROM installs WHERE id = $1")
             .bind(install)
             .fetch_one(&mut *tx)
@@ -175,7 +176,7 @@ pub async fn payment_failed(
     reason: &str,
     next_attempt_at: Option<i64>,
 ) -> Result<(), MarketError> {
-    let tenant: String =
+    let tenant: TenantId =
         sqlx::query_scalar("SELECT tenant_id FROM installs WHERE id = $1").bind(install).fetch_one(&mut *tx).await?;
     let data = json!({ "charge": charge, "install": install, "attempt": attempt, "reason": reason,
                        "next_attempt_at": next_attempt_at });
@@ -192,7 +193,7 @@ pub async fn plugin_delisted(
     plugin: &str,
     reason: &str,
 ) -> Result<(), MarketError> {
-    let installs: Vec<(String, String)> =
+    let installs: Vec<(String, TenantId)> =
         sqlx::query_as("SELECT id, tenant_id FROM installs WHERE plugin_id = $1 AND status <> 'uninstalled'")
             .bind(plugin)
             .fetch_all(&mut *tx)

@@ -91,7 +91,7 @@ async fn seed(market: &Arc<Market>, sandbox: &SandboxProvider) -> anyhow::Result
     let (credential, publisher) = catalog::publish(market).await?;
     catalog::price(market, &credential, &operator_caller).await?;
     // initech's first card payment is declined; the next day's billing run collects it.
-    sandbox.script("initech", [Scripted::Refuse("card_declined".into())]);
+    sandbox.script(&"initech".parse()?, [Scripted::Refuse("card_declined".into())]);
     let featured = "nexus-labs/tax-calculator".parse()?;
     crate::co_marketing::feature(market, &operator_caller, &featured, Some("Launch partner: tax made simple")).await?;
     let (tenants, callers) = tenants::seed(market).await?;

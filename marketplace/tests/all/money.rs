@@ -195,7 +195,7 @@ fn the_worked_example_reproduces_to_the_cent() {
             .await;
         let pii = env.install(&globex, "nexus-labs/pii-redactor", json!({ "plan": "team" })).await;
         assert_eq!(pii["trial_ends_at"], NOV_15, "{pii}");
-        m.sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
+        m.sandbox.script(&"globex".parse().unwrap(), [Scripted::Refuse("card_declined".into())]);
         env.install(&globex, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         assert_eq!(summary(&m.charges("acme").await), [row("echo:one-time", "collected", 6000, "EUR", Some(0))]);
         let globex_charges = m.charges("globex").await;
@@ -605,7 +605,7 @@ fn exhausted_retries_pause_the_install_until_its_tenant_settles() {
         lifetime_echo(&m).await;
         let tenant = env.tenant("initech").await;
         let declined = || Scripted::Refuse("insufficient_funds".into());
-        m.sandbox.script("initech", [declined(), declined(), declined(), declined()]);
+        m.sandbox.script(&"initech".parse().unwrap(), [declined(), declined(), declined(), declined()]);
         let install = env.install(&tenant, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         let id = install["id"].as_str().unwrap();
         // Attempt 1 at install; retries after 1, 3 and 5 more days.
@@ -674,7 +674,7 @@ fn a_billing_run_keeps_the_event_caches_and_a_payment_pause_renews_them() {
         env.install(&tenant, "nexus-labs/pii-redactor", json!({ "plan": "team" })).await;
         let installed = generation(&m, "globex").await;
         let declined = || Scripted::Refuse("insufficient_funds".into());
-        m.sandbox.script("globex", [declined(), declined(), declined(), declined()]);
+        m.sandbox.script(&"globex".parse().unwrap(), [declined(), declined(), declined(), declined()]);
         // December is billed and declined, then retried after 1 and 3 more days.
         for (at, created) in [(DEC_1, 1), (DEC_1 + DAY_MS, 0), (DEC_1 + 4 * DAY_MS, 0)] {
             m.clock.set(at);
@@ -795,8 +795,8 @@ fn a_timed_out_collection_is_resolved_by_asking_never_by_collecting_again() {
         lifetime_echo(&m).await;
         let (a, b) = (env.tenant("tenant-a").await, env.tenant("tenant-b").await);
         // a: the provider took the money but the answer was lost; b: it never got the request.
-        m.sandbox.script("tenant-a", [Scripted::TimeOutAfter]);
-        m.sandbox.script("tenant-b", [Scripted::TimeOutBefore]);
+        m.sandbox.script(&"tenant-a".parse().unwrap(), [Scripted::TimeOutAfter]);
+        m.sandbox.script(&"tenant-b".parse().unwrap(), [Scripted::TimeOutBefore]);
         env.install(&a, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         env.install(&b, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         for tenant in ["tenant-a", "tenant-b"] {
@@ -1106,7 +1106,7 @@ fn concurrent_collections_near_a_tier_boundary_pay_the_fees_of_some_sequential_o
         assert_eq!(status, StatusCode::CREATED, "{body}");
         for n in 0..8 {
             let tenant = env.tenant(&format!("buyer-{n}")).await;
-            m.sandbox.script(&format!("buyer-{n}"), [Scripted::TimeOutBefore]);
+            m.sandbox.script(&format!("buyer-{n}").parse().unwrap(), [Scripted::TimeOutBefore]);
             env.install(&tenant, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         }
         // Every charge waits; two nodes collect them all at once.
@@ -1637,7 +1637,7 @@ async fn mixed_workload(m: &Money) {
         let name = format!("buyer-{n}");
         let tenant = env.tenant(&name).await;
         if n == 2 {
-            m.sandbox.script(&name, [Scripted::Refuse("card_declined".into())]);
+            m.sandbox.script(&name.parse().unwrap(), [Scripted::Refuse("card_declined".into())]);
         }
         env.install(&tenant, "nexus-labs/echo", json!({ "plan": "lifetime" })).await;
         charges.push(m.charges(&name).await[0]["id"].as_str().unwrap().to_string());

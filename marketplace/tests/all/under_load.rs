@@ -139,7 +139,7 @@ fn a_declined_purchase_waits_for_payment_and_receives_no_events() {
         let market = Market::new(postgres).await;
         let env = &market.env;
         let token = env.tenant("globex").await;
-        market.sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
+        market.sandbox.script(&"globex".parse().unwrap(), [Scripted::Refuse("card_declined".into())]);
         let body = purchase(env, &token, "nexus-labs/echo", "lifetime").await;
         let (status, _, install) = keyed(env, "/v1/installs", &token, "k1", &body).await;
         assert_eq!(status, StatusCode::CREATED, "{install}");

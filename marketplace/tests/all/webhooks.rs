@@ -285,7 +285,7 @@ fn actions_and_notices_reach_the_tenants_endpoint_signed_retried_and_rotated() {
         )
         .await
         .unwrap();
-        sandbox.script("globex", [Scripted::Refuse("card_declined".into())]);
+        sandbox.script(&"globex".parse().unwrap(), [Scripted::Refuse("card_declined".into())]);
         let bought = env.install(&tenant, "nexus-labs/chat-notifier", json!({ "plan": "lifetime", "secrets": { "webhook-url": "https://hooks.slack.com/services/T0/B0/test" } })).await;
         assert_eq!(bought["status"], "pending_payment", "{bought}");
         // The charge was issued, then declined: two messages.

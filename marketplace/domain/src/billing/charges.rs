@@ -121,7 +121,8 @@ pub struct Charge {
     #[schema(value_type = String)]
     pub id: ChargeId,
     pub install: String,
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     pub plugin: String,
     pub publisher: String,
     pub plan: String,
@@ -152,7 +153,7 @@ pub(crate) const COLUMNS: &str = "id, install_id, tenant_id, plugin_id, publishe
 pub(crate) struct ChargeRow {
     id: ChargeId,
     install_id: String,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     publisher: String,
     plan_id: String,
@@ -210,7 +211,7 @@ pub async fn get(market: &Market, caller: &Caller, id: &ChargeId) -> Result<Char
     let charge = unchecked(market, id).await?;
     match caller {
         Caller::Operator { .. } => Ok(charge),
-        Caller::Tenant { .. } if caller.tenant(TenantScope::Read)?.as_str() == charge.tenant => Ok(charge),
+        Caller::Tenant { .. } if *caller.tenant(TenantScope::Read)? == charge.tenant => Ok(charge),
         Caller::Tenant { .. } => Err(MarketError::NotFound(format!("charge {id}"))),
         Caller::Publisher(_) => Err(MarketError::Forbidden(
             "charges belong to tenants; partners see their sales at /v1/publishers/{publisher}/sales".into(),

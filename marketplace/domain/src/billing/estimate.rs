@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::money_error;
 use super::plans;
 use super::run;
-use crate::accounts::Caller;
+use crate::accounts::{Caller, TenantId};
 use crate::error::MarketError;
 use crate::installs;
 use crate::market::Market;
@@ -61,7 +61,8 @@ pub struct PluginUsage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InstallUsage {
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     #[serde(flatten)]
     pub usage: UsageSoFar,
 }
@@ -88,7 +89,7 @@ pub async fn plugin_usage(
     caller.may_act_for_publisher(publisher)?;
     let plugin = format!("{publisher}/{name}");
     plans::plugin_exists(market, &plugin.parse().map_err(nexus_registry::RegistryError::from)?).await?;
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+    let rows: Vec<(String, TenantId, Option<String>)> = sqlx::query_as(
         "SELECT id, tenant_id, plan_id FROM installs WHERE plugin_id = $1 AND status <> $2 ORDER BY created_at, id",
     )
     .bind(&plugin)

@@ -14,6 +14,8 @@ use nexus_money::Currency;
 use nexus_registry::Db;
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::TenantId;
+
 /// A request to move `amount_minor` of `currency` from (collection) or to (payout) `party`,
 /// once per `key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,8 +184,8 @@ impl SandboxProvider {
     }
 
     /// Queues a tenant's next answers to collections; once used, collections succeed again.
-    pub fn script(&self, tenant: &str, answers: impl IntoIterator<Item = Scripted>) {
-        self.script_side(Side::Collection, tenant, answers);
+    pub fn script(&self, tenant: &TenantId, answers: impl IntoIterator<Item = Scripted>) {
+        self.script_side(Side::Collection, tenant.as_str(), answers);
     }
 
     /// Queues a partner's next answers to payouts.

@@ -50,7 +50,7 @@ async fn write(market: &Market, caller: &Caller, request: &InstallRequest, row: 
     let mut tx = market.db.write_tx().await?;
     create::insert_row(&mut tx, request, &row).await?;
     let Checked { id, plan, .. } = row.checked;
-    super::run::start_install(&mut tx, market, row.id, row.tenant.as_str(), &id.to_string(), plan).await?;
+    super::run::start_install(&mut tx, market, row.id, row.tenant, &id.to_string(), plan).await?;
     create::record_created(&mut tx, market, caller, request, &row).await?;
     tx.commit().await?;
     Ok(())

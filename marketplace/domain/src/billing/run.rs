@@ -26,7 +26,7 @@ use super::collect::{self, Collected};
 use super::ids::ChargeId;
 use super::plans::{Plan, PlanModel};
 use super::schedule;
-use crate::accounts::Caller;
+use crate::accounts::{Caller, TenantId};
 use crate::error::{MarketError, storage};
 use crate::installs::billing_state;
 use crate::market::Market;
@@ -238,7 +238,7 @@ pub async fn start_install(
     conn: &mut sqlx::AnyConnection,
     market: &Market,
     install: &str,
-    tenant: &str,
+    tenant: &TenantId,
     plugin: &str,
     plan: &Plan,
 ) -> Result<(), MarketError> {

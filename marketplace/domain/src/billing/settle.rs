@@ -55,7 +55,7 @@ pub struct SettleReport {
 async fn own_install(market: &Market, caller: &Caller, id: &str) -> Result<Install, MarketError> {
     let tenant = caller.tenant(TenantScope::Installs)?;
     let install = installs::get_checked_elsewhere(market, &id.parse()?).await?;
-    if install.tenant != tenant.as_str() {
+    if install.tenant != *tenant {
         return Err(MarketError::NotFound(format!("install {id}")));
     }
     Ok(install)

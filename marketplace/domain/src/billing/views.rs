@@ -9,7 +9,7 @@ use nexus_registry::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use super::charges::{self, Charge};
-use crate::accounts::Caller;
+use crate::accounts::{Caller, TenantId};
 use crate::error::MarketError;
 use crate::market::Market;
 pub use crate::timestamps::iso;
@@ -17,7 +17,8 @@ pub use crate::timestamps::iso;
 /// A tenant's bill: the charges billed in a calendar month (UTC) and the refunds made in it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Bill {
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     /// `YYYY-MM`.
     pub period: String,
     pub lines: Vec<Charge>,
@@ -92,13 +93,7 @@ pub async fn bill(market: &Market, caller: &Caller, tenant: Option<&str>, label:
         let total = totals.entry(refund.currency.code()).or_insert_with(|| BillTotal::zero(refund.currency));
         total.refunded_minor += refund.amount_minor;
     }
-    Ok(Bill {
-        tenant: tenant.to_string(),
-        period: label.to_string(),
-        lines,
-        refunds,
-        totals: totals.into_values().collect(),
-    })
+    Ok(Bill { tenant, period: label.to_string(), lines, refunds, totals: totals.into_values().collect() })
 }
 
 /// A bill as CSV: one row per charge, then one per refund (negative amounts).

@@ -7,6 +7,7 @@
 use nexus_registry::db::{backend_of, for_update};
 
 use super::{InstallStatus, PauseCause};
+use crate::accounts::TenantId;
 use crate::error::MarketError;
 use crate::ids::{InstallId, PlanId};
 
@@ -126,7 +127,7 @@ pub const ROWS_PER_STATEMENT: usize = 250;
 /// live, and its billing state.
 pub struct Billable {
     pub id: InstallId,
-    pub tenant: String,
+    pub tenant: TenantId,
     pub plugin: String,
     pub plan_id: PlanId,
     pub status: InstallStatus,
@@ -141,7 +142,7 @@ pub struct Billable {
 #[derive(sqlx::FromRow)]
 struct BillableRow {
     id: InstallId,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     plan_id: Option<PlanId>,
     status: String,

@@ -64,8 +64,7 @@ pub async fn update_settings(
     if let Some(text) = &update.requirement {
         // Refused before anything is written when no version satisfies it.
         let requirement = parse_requirement(text).map_err(RegistryError::from)?;
-        let tenant: crate::accounts::TenantId = current.tenant.parse()?;
-        crate::dev_tenants::resolve_for(market, &tenant, &plugin, &requirement).await?;
+        crate::dev_tenants::resolve_for(market, &current.tenant, &plugin, &requirement).await?;
     }
     let mut tx = write_tx(market).await?;
     if let Some(requirement) = &update.requirement {
@@ -236,7 +235,7 @@ pub(super) async fn set_version(
     if changed.rows_affected() != 1 {
         return Ok(false);
     }
-    let tenant: String =
+    let tenant: crate::accounts::TenantId =
         sqlx::query_scalar("SELECT tenant_id FROM installs WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
     super::schedules::set_for_install(tx, id, &tenant, &record.manifest.schedules, now).await?;
     Ok(true)

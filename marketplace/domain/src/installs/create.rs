@@ -117,7 +117,7 @@ pub(crate) async fn insert_row(
         other => other?,
     };
     catalog::count_install(&mut *tx, &id.to_string(), 1).await?;
-    super::schedules::set_for_install(&mut *tx, install_id, tenant.as_str(), &record.manifest.schedules, now).await?;
+    super::schedules::set_for_install(&mut *tx, install_id, tenant, &record.manifest.schedules, now).await?;
     Ok(())
 }
 

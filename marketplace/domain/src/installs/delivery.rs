@@ -47,7 +47,7 @@ impl Target {
 #[derive(sqlx::FromRow)]
 struct TargetRow {
     id: InstallId,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     version: String,
     event_types: String,
@@ -67,7 +67,7 @@ impl TryFrom<TargetRow> for Target {
     fn try_from(row: TargetRow) -> Result<Self, MarketError> {
         Ok(Target {
             id: row.id,
-            tenant: row.tenant_id.parse().map_err(|e| storage(format!("stored tenant id: {e}")))?,
+            tenant: row.tenant_id,
             plugin: row.plugin_id.parse().map_err(|e| storage(format!("stored plugin id: {e}")))?,
             version: row.version.parse().map_err(|e| storage(format!("stored version: {e}")))?,
             event_types: json_field(&row.event_types, "event_types")?,

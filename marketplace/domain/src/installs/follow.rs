@@ -71,7 +71,7 @@ pub async fn follow_versions(market: &Market, plugin: &PluginId) -> Result<(), M
     let mut resolved: HashMap<(String, bool), Option<VersionRecord>> = HashMap::new();
     for row in rows {
         let current = Install::try_from(row)?;
-        let key = (current.requirement.clone(), dev_tenants.contains(&current.tenant));
+        let key = (current.requirement.clone(), dev_tenants.iter().any(|dev| dev.as_str() == current.tenant.as_str()));
         if !resolved.contains_key(&key) {
             let best = best_within(market, plugin, &current.requirement, key.1).await?;
             resolved.insert(key.clone(), best);

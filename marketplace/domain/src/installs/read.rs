@@ -20,7 +20,7 @@ pub(super) const COLUMNS: &str = "id, tenant_id, plugin_id, requirement, version
 #[derive(sqlx::FromRow)]
 pub(super) struct InstallRow {
     id: String,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     requirement: String,
     version: String,
@@ -82,10 +82,9 @@ pub(super) async fn visible_row(market: &Market, caller: &Caller, id: &InstallId
         .fetch_optional(&market.db.pool)
         .await?
         .ok_or_else(|| MarketError::NotFound(format!("install {id}")))?;
-    let tenant: TenantId = row.tenant_id.parse()?;
     match caller {
         Caller::Operator { .. } => Ok(row),
-        Caller::Tenant { tenant: own, .. } if *own == tenant => Ok(row),
+        Caller::Tenant { tenant: own, .. } if *own == row.tenant_id => Ok(row),
         Caller::Tenant { .. } => Err(MarketError::NotFound(format!("install {id}"))),
         Caller::Publisher(_) => Err(MarketError::Forbidden("installs belong to tenants".into())),
     }

@@ -4,6 +4,7 @@
 use nexus_registry::cron::Cron;
 use nexus_registry::manifest::Schedule;
 
+use crate::accounts::TenantId;
 use crate::error::{MarketError, storage};
 
 /// Writes `install`'s schedules (those of the version it now runs), replacing what it had,
@@ -11,7 +12,7 @@ use crate::error::{MarketError, storage};
 pub async fn set_for_install(
     tx: &mut sqlx::AnyConnection,
     install: &str,
-    tenant: &str,
+    tenant: &TenantId,
     schedules: &[Schedule],
     now: i64,
 ) -> Result<(), MarketError> {

@@ -15,7 +15,7 @@ use crate::market::Market;
 /// The invocations that applied event `event_id` for installs of `tenant`, by install.
 pub async fn applied(
     market: &Market,
-    tenant: &str,
+    tenant: &TenantId,
     event_id: &str,
 ) -> Result<BTreeMap<InstallId, InvocationRecord>, MarketError> {
     let rows = sqlx::query_as::<_, InvocationRow>(

@@ -13,7 +13,7 @@ use crate::webhooks::{WebhookKind, enqueue, listening};
 /// record (a resend, a retry, a worker taking over a killed node's delivery), so an action is
 /// queued once even if the process died between the record and this.
 pub async fn enqueue_actions(market: &Market, record: &InvocationRecord) -> Result<(), MarketError> {
-    if record.actions.is_empty() || !listening(market, record.tenant.as_str(), WebhookKind::PluginAction).await? {
+    if record.actions.is_empty() || !listening(market, &record.tenant, WebhookKind::PluginAction).await? {
         return Ok(());
     }
     let mut tx = market.db.write_tx().await?;
@@ -24,15 +24,8 @@ pub async fn enqueue_actions(market: &Market, record: &InvocationRecord) -> Resu
             "action": { "kind": action.kind, "payload": action.payload },
         });
         let message = format!("msg_{}_{n}", record.id);
-        enqueue(
-            &mut tx,
-            market.billing.clock.now_ms(),
-            record.tenant.as_str(),
-            WebhookKind::PluginAction,
-            &message,
-            data,
-        )
-        .await?;
+        enqueue(&mut tx, market.billing.clock.now_ms(), &record.tenant, WebhookKind::PluginAction, &message, data)
+            .await?;
     }
     tx.commit().await?;
     market.runner.wake_workers();

@@ -36,8 +36,7 @@ pub async fn send_event_as(
     let _permit = runner.admit(tenant).await?;
     // A resent event (after a crash, a timeout, a busy answer) runs only where it has not
     // applied yet; where it has, the applied record is the answer.
-    let mut applied =
-        if from_client { records::applied(market, tenant.as_str(), &event.id).await? } else { Default::default() };
+    let mut applied = if from_client { records::applied(market, tenant, &event.id).await? } else { Default::default() };
     let mut deliveries = Vec::new();
     let mut skipped = Vec::new();
     let mut runs = Vec::new();
@@ -117,8 +116,7 @@ pub async fn invoke_install(
     let (event, from_client) = event(request)?;
     let tenant = caller.tenant(TenantScope::Events)?;
     let _permit = market.runner.admit(tenant).await?;
-    if from_client && let Some(record) = records::applied(market, tenant.as_str(), &event.id).await?.remove(&target.id)
-    {
+    if from_client && let Some(record) = records::applied(market, tenant, &event.id).await?.remove(&target.id) {
         return deliver::answered(market, record).await;
     }
     deliver::run(market, target, &event).await.map_err(|refusal| match refusal {

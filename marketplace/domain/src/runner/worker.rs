@@ -301,8 +301,7 @@ async fn settle<'a>(market: &Market, batch: impl Iterator<Item = (&'a Claimed, S
             let data = serde_json::json!({ "delivery": claimed.id, "event_id": claimed.event.id,
                 "install": claimed.install, "attempts": attempts, "last_outcome": outcome, "last_error": error });
             let message = format!("msg_dead_{}_{now}", claimed.id);
-            crate::webhooks::enqueue(&mut tx, now, claimed.tenant.as_str(), WebhookKind::DeliveryDead, &message, data)
-                .await?;
+            crate::webhooks::enqueue(&mut tx, now, &claimed.tenant, WebhookKind::DeliveryDead, &message, data).await?;
         }
         sqlx::query(
             "UPDATE deliveries SET state = $1, attempts = $2, next_attempt_at = $3, \

@@ -28,7 +28,8 @@ pub const MAX_OVERLAP_HOURS: u32 = 168;
 pub struct Endpoint {
     #[schema(value_type = String)]
     pub id: WebhookEndpointId,
-    pub tenant: String,
+    #[schema(value_type = String)]
+    pub tenant: TenantId,
     pub url: String,
     pub description: String,
     pub kinds: Vec<WebhookKind>,
@@ -81,7 +82,7 @@ const COLUMNS: &str = "id, tenant_id, url, description, enabled, previous_until,
 #[derive(sqlx::FromRow)]
 pub(super) struct EndpointRow {
     id: WebhookEndpointId,
-    tenant_id: String,
+    tenant_id: TenantId,
     url: String,
     description: String,
     enabled: i64,
@@ -292,7 +293,7 @@ pub async fn update(
     update: EndpointUpdate,
 ) -> Result<Endpoint, MarketError> {
     let row = owned(market, caller, id, TenantScope::Installs).await?;
-    let tenant: TenantId = row.tenant_id.parse()?;
+    let tenant = row.tenant_id.clone();
     if let Some(url) = &update.url {
         check_url(market, url)?;
     }

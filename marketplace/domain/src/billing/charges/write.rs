@@ -8,6 +8,7 @@ use nexus_registry::db::backend_of;
 use sqlx::Row;
 
 use super::{ChargeDetail, ChargeStatus};
+use crate::accounts::TenantId;
 use crate::billing::ids::ChargeId;
 use crate::billing::ledger::{self, Account, Head, Kind};
 use crate::billing::plans::Plan;
@@ -17,7 +18,7 @@ use crate::error::{MarketError, storage};
 #[derive(Debug, Clone)]
 pub struct Billed<'a> {
     pub install: &'a str,
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     pub plugin: &'a str,
     pub publisher: &'a str,
     pub plan: &'a Plan,
@@ -161,7 +162,7 @@ async fn bills_issued(
         .zip(ids)
         .filter_map(|((billed, new), id)| id.as_ref().filter(|_| new.amount_minor > 0).map(|id| (billed, new, id)))
         .collect();
-    let tenants: Vec<&str> = issued.iter().map(|(billed, _, _)| billed.tenant).collect();
+    let tenants: Vec<&TenantId> = issued.iter().map(|(billed, _, _)| billed.tenant).collect();
     let listening = crate::webhooks::listening_among(conn, &tenants, crate::webhooks::WebhookKind::BillIssued).await?;
     for (billed, new, id) in issued.into_iter().filter(|(billed, _, _)| listening.contains(billed.tenant)) {
         let data = serde_json::json!({

@@ -7,6 +7,7 @@ use nexus_registry::db::{backend_of, placeholders};
 
 use super::success::record_successes;
 use super::{Answer, CHARGES_PER_TX, Claim, Collected, PAYMENT_FAILED};
+use crate::accounts::TenantId;
 use crate::billing::charges::ChargeStatus;
 use crate::billing::ids::ChargeId;
 use crate::billing::provider::{Outcome, ProviderError};
@@ -16,7 +17,7 @@ use crate::market::Market;
 /// A charge being concluded, read under its row lock.
 pub(super) struct Locked {
     pub(super) install: String,
-    pub(super) tenant: String,
+    pub(super) tenant: TenantId,
     pub(super) plugin: String,
     pub(super) publisher: String,
     pub(super) plan_key: String,
@@ -121,7 +122,7 @@ async fn lock_concluding(
 struct LockedRow {
     id: String,
     install_id: String,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     publisher: String,
     currency: String,
@@ -253,7 +254,7 @@ async fn mail_decline(
     next: Option<i64>,
     now: i64,
 ) -> Result<(), MarketError> {
-    let (tenant, plugin, amount_minor, currency): (String, String, i64, String) = sqlx::query_as(
+    let (tenant, plugin, amount_minor, currency): (TenantId, String, i64, String) = sqlx::query_as(
         "SELECT i.tenant_id, i.plugin_id, c.amount_minor, c.currency FROM charges c JOIN installs i ON i.id = c.install_id \
          WHERE c.id = $1",
     )
@@ -276,6 +277,6 @@ async fn mail_decline(
              {then}\n\nSettle it in the console's bills, or with `nexus settle {install}`.\n"
         ),
     };
-    crate::mail::to_members(conn, now, "tenant", &tenant, &crate::mail::MONEY_ROLES, &notice).await?;
+    crate::mail::to_members(conn, now, "tenant", tenant.as_str(), &crate::mail::MONEY_ROLES, &notice).await?;
     Ok(())
 }

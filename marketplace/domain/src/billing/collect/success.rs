@@ -74,8 +74,9 @@ async fn split_all<'a>(
             .split(*lifetime, charge.amount)
             .map_err(crate::billing::money_error)?;
         *lifetime += charge.amount;
-        let posting = nexus_money::ledger::collected_charge(split, charge.currency, &charge.tenant, &charge.publisher)
-            .map_err(crate::billing::money_error)?;
+        let posting =
+            nexus_money::ledger::collected_charge(split, charge.currency, charge.tenant.as_str(), &charge.publisher)
+                .map_err(crate::billing::money_error)?;
         let memo = format!(
             "collected {reference}; fee {} under {}",
             split.fee,

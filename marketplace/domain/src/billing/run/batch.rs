@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use nexus_money::period::Period;
 
 use super::Billing;
+use crate::accounts::TenantId;
 use crate::billing::charges::{self, Billed, NewCharge};
 use crate::billing::plans::{self, Plan};
 use crate::billing::schedule::{self, Line, Owed, Position};
@@ -74,7 +75,7 @@ async fn plans_of(conn: &mut sqlx::AnyConnection, locked: &[Billable]) -> Result
 /// An install of a batch with what it owes and where its billing stands after.
 struct Due<'a> {
     install: String,
-    tenant: String,
+    tenant: TenantId,
     plugin: String,
     publisher: String,
     plan: &'a Plan,
