@@ -20,7 +20,7 @@ pub use invitations::{accept, invite};
 
 use crate::audit;
 use crate::error::MarketError;
-use crate::ids::InvitationId;
+use crate::ids::{InvitationId, PersonId};
 use crate::market::Market;
 use crate::people::Role;
 
@@ -30,7 +30,7 @@ pub const INVITATION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// One member as the organization's page lists them.
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub person: String,
+    pub person: PersonId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -59,7 +59,7 @@ impl Org<'_> {
 }
 
 /// `person`'s membership of `org`, or `404` (non-members learn nothing of it).
-async fn role_of(conn: &mut sqlx::AnyConnection, org: Org<'_>, person: &str) -> Result<Role, MarketError> {
+async fn role_of(conn: &mut sqlx::AnyConnection, org: Org<'_>, person: &PersonId) -> Result<Role, MarketError> {
     let role: Option<String> =
         sqlx::query_scalar("SELECT role FROM memberships WHERE org_kind = $1 AND org_id = $2 AND person_id = $3")
             .bind(org.kind)
@@ -88,14 +88,18 @@ fn forbidden(message: impl Into<String>) -> MarketError {
 
 #[derive(sqlx::FromRow)]
 struct MemberRow {
-    person_id: String,
+    person_id: PersonId,
     role: String,
     email: String,
     display_name: String,
 }
 
 /// The members and pending invitations of `org`, for one of its members.
-pub async fn members(market: &Market, org: Org<'_>, viewer: &str) -> Result<(Vec<Member>, Vec<Invited>), MarketError> {
+pub async fn members(
+    market: &Market,
+    org: Org<'_>,
+    viewer: &PersonId,
+) -> Result<(Vec<Member>, Vec<Invited>), MarketError> {
     let mut conn = market.db.pool.acquire().await?;
     role_of(&mut conn, org, viewer).await?;
     let rows = sqlx::query_as::<_, MemberRow>(
@@ -171,8 +175,8 @@ async fn owners(tx: &mut sqlx::AnyConnection, org: Org<'_>) -> Result<i64, Marke
 pub async fn change_role(
     market: &Market,
     org: Org<'_>,
-    actor: &str,
-    member: &str,
+    actor: &PersonId,
+    member: &PersonId,
     role: &str,
 ) -> Result<(), MarketError> {
     let role = Role::named(role)?;
@@ -200,7 +204,7 @@ pub async fn change_role(
         // Their tokens carry the old role's scopes.
         crate::people::login::revoke_of_person(tx, member, Some((org.kind, org.id))).await?;
         let detail = json!({ "org": org.label(), "member": member, "from": theirs.as_str(), "to": role.as_str() });
-        audit::record(&mut *tx, &format!("person:{actor}"), "member.role_changed", member, detail).await
+        audit::record(&mut *tx, &format!("person:{actor}"), "member.role_changed", member.as_str(), detail).await
     })
     .await
 }
@@ -213,7 +217,7 @@ fn last_owner() -> MarketError {
 }
 
 /// Removes `member` from `org` (`actor` removing themself is leaving).
-pub async fn remove(market: &Market, org: Org<'_>, actor: &str, member: &str) -> Result<(), MarketError> {
+pub async fn remove(market: &Market, org: Org<'_>, actor: &PersonId, member: &PersonId) -> Result<(), MarketError> {
     in_write_tx(market, async |tx| {
         lock_members(market, tx, org).await?;
         let mine = role_of(tx, org, actor).await?;
@@ -237,7 +241,8 @@ pub async fn remove(market: &Market, org: Org<'_>, actor: &str, member: &str) ->
             .await?;
         crate::people::login::revoke_of_person(tx, member, Some((org.kind, org.id))).await?;
         let action = if actor == member { "member.left" } else { "member.removed" };
-        audit::record(&mut *tx, &format!("person:{actor}"), action, member, json!({ "org": org.label() })).await
+        let detail = json!({ "org": org.label() });
+        audit::record(&mut *tx, &format!("person:{actor}"), action, member.as_str(), detail).await
     })
     .await
 }

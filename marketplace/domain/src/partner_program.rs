@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::accounts::Caller;
 use crate::audit;
 use crate::error::MarketError;
-use crate::ids::ApplicationId;
+use crate::ids::{ApplicationId, PersonId};
 use crate::mail::{self, Mail};
 use crate::market::Market;
 use crate::people::normalized_email;
@@ -40,7 +40,7 @@ pub struct Application {
 pub struct Applied {
     pub id: ApplicationId,
     #[sqlx(rename = "person_id")]
-    pub person: String,
+    pub person: PersonId,
     pub applicant_email: String,
     pub company: String,
     pub namespace: String,
@@ -66,7 +66,7 @@ fn taken(namespace: &str) -> MarketError {
 }
 
 /// Files `person`'s application; mailed to nobody until it is decided.
-pub async fn apply(market: &Market, person: &str, application: Application) -> Result<Applied, MarketError> {
+pub async fn apply(market: &Market, person: &PersonId, application: Application) -> Result<Applied, MarketError> {
     let company = application.company.trim();
     if company.is_empty() || company.chars().count() > 100 {
         return Err(invalid("the company name has 1 to 100 characters"));
@@ -134,7 +134,7 @@ async fn get(market: &Market, id: &str) -> Result<Applied, MarketError> {
 }
 
 /// A person's own applications, newest first.
-pub async fn of_person(market: &Market, person: &str) -> Result<Vec<Applied>, MarketError> {
+pub async fn of_person(market: &Market, person: &PersonId) -> Result<Vec<Applied>, MarketError> {
     Ok(sqlx::query_as::<_, Applied>(&format!("{SELECT} WHERE a.person_id = $1 ORDER BY a.created_at DESC, a.id"))
         .bind(person)
         .fetch_all(&market.db.pool)
@@ -325,7 +325,7 @@ pub async fn require_current_agreement(market: &Market, publisher: &str) -> Resu
 /// An owner or admin of `publisher` accepts the current agreement for it.
 pub async fn accept_agreement(
     market: &Market,
-    person: &str,
+    person: &PersonId,
     publisher: &str,
     version: &str,
 ) -> Result<(), MarketError> {

@@ -42,6 +42,7 @@ pub use sign_up::{SignUp, sign_up, verify_email};
 
 use crate::accounts::{Caller, TenantScope};
 use crate::error::{MarketError, storage};
+use crate::ids::PersonId;
 use crate::market::Market;
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -157,7 +158,7 @@ pub struct Membership {
 }
 
 /// Every organization `person` belongs to, in the order they joined.
-pub async fn memberships(market: &Market, person: &str) -> Result<Vec<Membership>, MarketError> {
+pub async fn memberships(market: &Market, person: &PersonId) -> Result<Vec<Membership>, MarketError> {
     let rows = sqlx::query_as::<_, (String, String, String)>(
         "SELECT org_kind, org_id, role FROM memberships WHERE person_id = $1 ORDER BY created_at, org_kind, org_id",
     )
@@ -186,7 +187,7 @@ pub struct PersonCaller {
 /// `opened_at`. An operator's session acts as the marketplace's operator.
 pub async fn caller_of(
     market: &Market,
-    person: &str,
+    person: &PersonId,
     opened_at: i64,
     org: Option<(&str, &str)>,
 ) -> Result<Option<PersonCaller>, MarketError> {

@@ -12,6 +12,7 @@ use nexus_registry::publishers::{random_hex, secret_hash};
 
 use crate::accounts::{self, Caller, TokenKind};
 use crate::error::MarketError;
+use crate::ids::PersonId;
 use crate::market::Market;
 
 /// How long a session lasts from sign-in, whatever is done with it.
@@ -25,7 +26,7 @@ pub struct Session {
     pub csrf: String,
     pub expires_at: i64,
     /// The person signed in, when it was one rather than a pasted API token.
-    pub person: Option<String>,
+    pub person: Option<PersonId>,
     /// Every organization of that person (empty for a token's session).
     pub memberships: Vec<crate::people::Membership>,
     /// The person must set up a second factor before the console does anything else.
@@ -67,7 +68,7 @@ pub async fn open(market: &Market, token: &str) -> Result<Opened, MarketError> {
 
 /// Signs a person in (`people::sign_in` checked who): a session acting as their
 /// organization, in their role there.
-pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, MarketError> {
+pub async fn open_for_person(market: &Market, person: &PersonId) -> Result<Opened, MarketError> {
     let now = now_ms();
     let acting = crate::people::caller_of(market, person, now, None).await?.ok_or(RegistryError::Unauthenticated)?;
     sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1").bind(now).execute(market.db.writer()).await?;
@@ -89,7 +90,7 @@ pub async fn open_for_person(market: &Market, person: &str) -> Result<Opened, Ma
         caller: acting.caller,
         csrf,
         expires_at,
-        person: Some(person.to_string()),
+        person: Some(person.clone()),
         memberships: acting.memberships,
         needs_second_factor: acting.needs_second_factor,
     };
@@ -145,7 +146,7 @@ struct SessionRow {
     csrf: String,
     created_at: i64,
     expires_at: i64,
-    person_id: Option<String>,
+    person_id: Option<PersonId>,
     org_kind: Option<String>,
     org_id: Option<String>,
 }
@@ -154,7 +155,7 @@ struct SessionRow {
 pub async fn switch(
     market: &Market,
     cookie: &str,
-    person: &str,
+    person: &PersonId,
     org_kind: &str,
     org_id: &str,
 ) -> Result<(), MarketError> {

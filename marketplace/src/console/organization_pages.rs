@@ -15,6 +15,8 @@ use serde::Deserialize;
 use super::session::{SESSION_COOKIE, Signed, cookie};
 use super::{Chrome, Fields, PageError, render};
 use crate::accounts::Caller;
+use crate::error::MarketError;
+use crate::ids::PersonId;
 use crate::organizations::{self, Invited, Member, Org};
 use crate::people::Role;
 use crate::server::AppState;
@@ -29,7 +31,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The person and the organization the session acts as.
-fn acting(signed: &Signed) -> Result<(&str, Org<'_>), PageError> {
+fn acting(signed: &Signed) -> Result<(&PersonId, Org<'_>), PageError> {
     let person = signed.person("managing members")?;
     let org = match &signed.0.caller {
         Caller::Tenant { tenant, .. } => Org { kind: "tenant", id: tenant.as_str() },
@@ -47,7 +49,7 @@ struct OrganizationPage<'a> {
     chrome: Chrome,
     problem: Option<String>,
     notice: Option<String>,
-    me: &'a str,
+    me: PersonId,
     org_id: &'a str,
     manages: bool,
     members: Vec<Member>,
@@ -73,12 +75,12 @@ async fn show(
 ) -> Result<Response, PageError> {
     let (me, org) = acting(signed)?;
     let (members, invited) = organizations::members(&state.market, org, me).await?;
-    let manages = members.iter().any(|m| m.person == me && m.role.manages_members());
+    let manages = members.iter().any(|m| &m.person == me && m.role.manages_members());
     let page = OrganizationPage {
         chrome: Chrome::new(format!("Members of {}", org.id), Some(&signed.0)),
         problem,
         notice,
-        me,
+        me: me.clone(),
         org_id: org.id,
         manages,
         members,
@@ -119,19 +121,22 @@ async fn change(
     let fields = Fields(fields);
     signed.check(&fields)?;
     let (me, org) = acting(&signed)?;
+    // A malformed id is refused on the page like an unknown member.
+    let member = || person.parse::<PersonId>().map_err(|_| MarketError::NotFound(format!("member {person}")));
     let (done, outcome) = match change.as_str() {
         "role" => {
             let role = fields.get("role").unwrap_or_default();
-            ("role+changed", organizations::change_role(&state.market, org, me, &person, role).await)
+            let changed = async { organizations::change_role(&state.market, org, me, &member()?, role).await };
+            ("role+changed", changed.await)
         }
-        "remove" => ("removed", organizations::remove(&state.market, org, me, &person).await),
+        "remove" => ("removed", async { organizations::remove(&state.market, org, me, &member()?).await }.await),
         other => {
             return Err(PageError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, format!("no change {other}")));
         }
     };
     match outcome {
         // Having left, the person no longer sees the page: to their next organization.
-        Ok(()) if person == me && change == "remove" => Ok(Redirect::to("/console/installs").into_response()),
+        Ok(()) if *me == *person && change == "remove" => Ok(Redirect::to("/console/installs").into_response()),
         Ok(()) => Ok(Redirect::to(&format!("/console/organization?done={done}")).into_response()),
         Err(error) => refused(&state, &signed, error).await,
     }
@@ -162,7 +167,7 @@ async fn accept(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     signed.check(&Fields(fields))?;
-    let Some(person) = signed.0.person.as_deref() else {
+    let Some(person) = signed.0.person.as_ref() else {
         return Err(PageError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "sign in as the invited person"));
     };
     let joined = organizations::accept(&state.market, &link, person).await?;

@@ -17,6 +17,7 @@ use nexus_registry::{ErrorCode, RegistryError};
 use serde::Deserialize;
 
 use super::{Chrome, Fields, PageError, render};
+use crate::ids::PersonId;
 use crate::server::AppState;
 use crate::sessions::{self, Session};
 
@@ -160,8 +161,8 @@ impl OptionalFromRequestParts<AppState> for Signed {
 impl Signed {
     /// The person behind the session, or `403` naming what `page` is (a session opened with
     /// an API token has nobody behind it).
-    pub fn person(&self, page: &str) -> Result<&str, PageError> {
-        self.0.person.as_deref().ok_or_else(|| {
+    pub fn person(&self, page: &str) -> Result<&PersonId, PageError> {
+        self.0.person.as_ref().ok_or_else(|| {
             PageError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,

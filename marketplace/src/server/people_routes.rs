@@ -14,6 +14,7 @@ use super::auth::Auth;
 use super::extract::JsonBody;
 use super::{ApiError, AppState};
 use crate::accounts::Caller;
+use crate::ids::PersonId;
 use crate::partner_program::{self, AGREEMENT_TEXT, AGREEMENT_VERSION, Application, Applied, Decision};
 use crate::people::{self, login};
 
@@ -151,7 +152,7 @@ pub struct ApplyBody {
 }
 
 /// The person a token was issued to (`POST /v1/login`): applications are a person's.
-async fn person_of(state: &AppState, caller: &Caller) -> Result<String, ApiError> {
+async fn person_of(state: &AppState, caller: &Caller) -> Result<PersonId, ApiError> {
     login::person_of(&state.market, caller).await?.ok_or_else(|| {
         crate::MarketError::Forbidden(
             "applying is for people: use a token from POST /v1/login (nexus login), not a machine's".into(),

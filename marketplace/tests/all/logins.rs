@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use nexus_marketplace::billing::{BillingConfig, Clock, ManualClock, SandboxProvider};
+use nexus_marketplace::ids::PersonId;
 use nexus_marketplace::organizations::{self, Org};
 use nexus_marketplace::people::{self, Role};
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ async fn log_in(env: &Env, body: Value) -> (StatusCode, Value) {
 }
 
 /// A confirmed person in `org` as `role`; their id.
-async fn member(env: &Env, email: &str, org: (&str, &str), role: Role) -> String {
+async fn member(env: &Env, email: &str, org: (&str, &str), role: Role) -> PersonId {
     people::add_confirmed_member(&env.market, email, "Someone", PASSWORD, org, role).await.unwrap()
 }
 

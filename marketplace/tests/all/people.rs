@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use nexus_marketplace::billing::{BillingConfig, Clock, ManualClock, SandboxProvider};
+use nexus_marketplace::ids::PersonId;
 use nexus_marketplace::mail::{self, Mailer};
 use nexus_marketplace::people;
 
@@ -524,11 +525,11 @@ fn an_organization_invites_members_changes_roles_and_always_keeps_an_owner() {
         let mut ada = person(&env, "ada@example.com", "ada-shop").await;
         let mut bob = person(&env, "bob@example.com", "bob-shop").await;
         let mut cy = person(&env, "cy@example.com", "cy-shop").await;
-        let ada_id: String = sqlx::query_scalar("SELECT id FROM people WHERE email = 'ada@example.com'")
+        let ada_id: PersonId = sqlx::query_scalar("SELECT id FROM people WHERE email = 'ada@example.com'")
             .fetch_one(&env.market.db.pool)
             .await
             .unwrap();
-        let bob_id: String = sqlx::query_scalar("SELECT id FROM people WHERE email = 'bob@example.com'")
+        let bob_id: PersonId = sqlx::query_scalar("SELECT id FROM people WHERE email = 'bob@example.com'")
             .fetch_one(&env.market.db.pool)
             .await
             .unwrap();

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{INVITATION_MS, Invited, Org, forbidden, in_write_tx, lock_members, only_operator_roles, role_of};
 use crate::audit;
 use crate::error::MarketError;
-use crate::ids::InvitationId;
+use crate::ids::{InvitationId, PersonId};
 use crate::mail::{self, Mail};
 use crate::market::Market;
 use crate::people::{Membership, Role, normalized_email};
@@ -18,7 +18,7 @@ pub async fn invite(
     market: &Market,
     base: &str,
     org: Org<'_>,
-    inviter: &str,
+    inviter: &PersonId,
     email: &str,
     role: &str,
 ) -> Result<Invited, MarketError> {
@@ -45,7 +45,7 @@ pub async fn invite(
 async fn may_invite(
     tx: &mut sqlx::AnyConnection,
     org: Org<'_>,
-    inviter: &str,
+    inviter: &PersonId,
     role: Role,
     email: &str,
 ) -> Result<(), MarketError> {
@@ -56,7 +56,7 @@ async fn may_invite(
     if role == Role::Owner && mine != Role::Owner {
         return Err(forbidden("only an owner invites another owner"));
     }
-    let member: Option<String> = sqlx::query_scalar(
+    let member: Option<PersonId> = sqlx::query_scalar(
         "SELECT m.person_id FROM memberships m JOIN people p ON p.id = m.person_id \
          WHERE m.org_kind = $1 AND m.org_id = $2 AND p.email = $3",
     )
@@ -76,7 +76,7 @@ async fn may_invite(
 async fn replace_invitation(
     tx: &mut sqlx::AnyConnection,
     org: Org<'_>,
-    inviter: &str,
+    inviter: &PersonId,
     email: &str,
     role: Role,
     now: i64,
@@ -137,7 +137,7 @@ struct InvitationRow {
 
 /// Accepts an invitation as `person` (whose confirmed address it must name): the
 /// membership it grants.
-pub async fn accept(market: &Market, secret: &str, person: &str) -> Result<Membership, MarketError> {
+pub async fn accept(market: &Market, secret: &str, person: &PersonId) -> Result<Membership, MarketError> {
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
     let row = sqlx::query_as::<_, InvitationRow>(&format!(

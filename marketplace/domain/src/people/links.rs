@@ -5,6 +5,7 @@ use nexus_registry::ErrorCode;
 use nexus_registry::publishers::{random_hex, secret_hash};
 
 use crate::error::MarketError;
+use crate::ids::PersonId;
 
 /// A new confirmation or reset link is mailed at most this often per person.
 const RELINK_AFTER_MS: i64 = 60 * 1000;
@@ -12,7 +13,7 @@ const RELINK_AFTER_MS: i64 = 60 * 1000;
 /// Whether a link of `purpose` went out to `person` within [`RELINK_AFTER_MS`].
 pub(super) async fn linked_lately(
     tx: &mut sqlx::AnyConnection,
-    person: &str,
+    person: &PersonId,
     purpose: &str,
     now: i64,
 ) -> Result<bool, MarketError> {
@@ -30,7 +31,7 @@ pub(super) async fn linked_lately(
 /// A new link's secret and its row, in `tx`; the secret goes only into the mail.
 pub(super) async fn new_link(
     tx: &mut sqlx::AnyConnection,
-    person: &str,
+    person: &PersonId,
     purpose: &str,
     now: i64,
     lifetime: i64,
@@ -56,8 +57,8 @@ pub(super) async fn use_link(
     secret: &str,
     purpose: &str,
     now: i64,
-) -> Result<String, MarketError> {
-    let used = sqlx::query_scalar::<_, String>(
+) -> Result<PersonId, MarketError> {
+    let used = sqlx::query_scalar::<_, PersonId>(
         "UPDATE person_links SET used_at = $1 \
          WHERE secret_sha256 = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 RETURNING person_id",
     )

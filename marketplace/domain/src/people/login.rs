@@ -14,7 +14,7 @@ use super::{Membership, second_factor};
 use crate::accounts::{self, TenantId};
 use crate::audit;
 use crate::error::{MarketError, storage};
-use crate::ids::TokenId;
+use crate::ids::{PersonId, TokenId};
 use crate::market::Market;
 
 /// How long a token from `nexus login` lasts.
@@ -63,11 +63,11 @@ pub async fn log_in(market: &Market, base: &str, request: LogIn, client: &str) -
     let now = nexus_registry::db::now_ms();
     let expires_at = now + LOGIN_TOKEN_DAYS * 24 * 60 * 60 * 1000;
     let created_by = format!("person:{person}");
-    let issuer = Issuer { created_by: &created_by, person: Some(&person) };
+    let issuer = Issuer { created_by: &created_by, person: Some(person.as_str()) };
     let (token_id, secret, scopes) = issue(market, membership, label, expires_at, &issuer).await?;
     let organization = org_name(&membership.org_kind, &membership.org_id);
     let detail = serde_json::json!({ "token": token_id, "organization": organization, "label": label });
-    audit::record(market.db.writer(), &created_by, "person.logged_in", &person, detail).await?;
+    audit::record(market.db.writer(), &created_by, "person.logged_in", person.as_str(), detail).await?;
     let email: String =
         sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(&person).fetch_one(&market.db.pool).await?;
     Ok(LoggedIn {
@@ -85,7 +85,7 @@ pub async fn log_in(market: &Market, base: &str, request: LogIn, client: &str) -
 /// have one and has not, and answers the person's memberships.
 async fn check_second_factor(
     market: &Market,
-    person: &str,
+    person: &PersonId,
     code: Option<&str>,
 ) -> Result<Vec<Membership>, MarketError> {
     let has_second_factor = second_factor::enabled(market, person).await?;
@@ -164,7 +164,7 @@ fn chosen<'m>(memberships: &'m [Membership], named: Option<&str>) -> Result<&'m 
 /// all of them; in the caller's transaction, beside the change that ends them.
 pub async fn revoke_of_person(
     tx: &mut sqlx::AnyConnection,
-    person: &str,
+    person: &PersonId,
     org: Option<(&str, &str)>,
 ) -> Result<(), MarketError> {
     let now = nexus_registry::db::now_ms();
@@ -246,12 +246,12 @@ pub async fn log_out(market: &Market, caller: &crate::accounts::Caller) -> Resul
 
 /// The person the calling token was issued to (`nexus login`), if it was; a person's console
 /// session names its person itself.
-pub async fn person_of(market: &Market, caller: &crate::accounts::Caller) -> Result<Option<String>, MarketError> {
+pub async fn person_of(market: &Market, caller: &crate::accounts::Caller) -> Result<Option<PersonId>, MarketError> {
     let table = match caller {
         crate::accounts::Caller::Publisher(_) => "publisher_tokens",
         _ => "account_tokens",
     };
-    let person: Option<Option<String>> = sqlx::query_scalar(&format!("SELECT person_id FROM {table} WHERE id = $1"))
+    let person: Option<Option<PersonId>> = sqlx::query_scalar(&format!("SELECT person_id FROM {table} WHERE id = $1"))
         .bind(caller.token_id())
         .fetch_optional(&market.db.pool)
         .await?;

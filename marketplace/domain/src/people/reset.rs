@@ -7,6 +7,7 @@ use super::passwords::hash_password;
 use super::{RESET_LINK_MS, check_password, login, normalized_email, session_time};
 use crate::audit;
 use crate::error::MarketError;
+use crate::ids::PersonId;
 use crate::mail::{self, Mail};
 use crate::market::Market;
 
@@ -16,7 +17,7 @@ pub async fn request_reset(market: &Market, base: &str, email: &str) -> Result<(
     let email = normalized_email(email)?;
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
-    let person = sqlx::query_as::<_, (String, String)>("SELECT id, display_name FROM people WHERE email = $1")
+    let person = sqlx::query_as::<_, (PersonId, String)>("SELECT id, display_name FROM people WHERE email = $1")
         .bind(&email)
         .fetch_optional(&mut *tx)
         .await?;
@@ -76,7 +77,7 @@ pub async fn reset_password(market: &Market, secret: &str, password: &str) -> Re
         .bind(format!("email:{email}"))
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut *tx, &format!("person:{person}"), "person.password_reset", &person, json!({})).await?;
+    audit::record(&mut *tx, &format!("person:{person}"), "person.password_reset", person.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -20,6 +20,7 @@ use totp_rs::{Algorithm, TOTP};
 
 use crate::audit;
 use crate::error::{MarketError, storage};
+use crate::ids::PersonId;
 use crate::market::Market;
 use crate::secrets;
 
@@ -42,13 +43,14 @@ fn totp(secret: Vec<u8>, email: &str) -> Result<TOTP, MarketError> {
         .map_err(|e| storage(format!("a TOTP secret: {e}")))
 }
 
-fn seal(market: &Market, person: &str, secret: &[u8]) -> Result<String, MarketError> {
+fn seal(market: &Market, person: &PersonId, secret: &[u8]) -> Result<String, MarketError> {
     let map = BTreeMap::from([("totp".to_string(), hex::encode(secret))]);
-    secrets::seal(&market.master_key, person, &map).map_err(|e| storage(format!("sealing a TOTP secret: {e}")))
+    secrets::seal(&market.master_key, person.as_str(), &map).map_err(|e| storage(format!("sealing a TOTP secret: {e}")))
 }
 
-fn unseal(market: &Market, person: &str, sealed: &str) -> Result<Vec<u8>, MarketError> {
-    let map = secrets::open(&market.master_key, person, sealed).map_err(|e| storage(format!("a TOTP secret: {e}")))?;
+fn unseal(market: &Market, person: &PersonId, sealed: &str) -> Result<Vec<u8>, MarketError> {
+    let map = secrets::open(&market.master_key, person.as_str(), sealed)
+        .map_err(|e| storage(format!("a TOTP secret: {e}")))?;
     hex::decode(map.get("totp").map(String::as_str).unwrap_or_default()).map_err(storage)
 }
 
@@ -60,7 +62,7 @@ fn wrong_code() -> MarketError {
 }
 
 /// Starts setting up a second factor for `person` (again, if one was pending).
-pub async fn start(market: &Market, person: &str) -> Result<Enrolment, MarketError> {
+pub async fn start(market: &Market, person: &PersonId) -> Result<Enrolment, MarketError> {
     let email: String =
         sqlx::query_scalar("SELECT email FROM people WHERE id = $1").bind(person).fetch_one(&market.db.pool).await?;
     let mut secret = vec![0u8; 20];
@@ -92,7 +94,7 @@ fn matching_step(secret: &[u8], email: &str, code: &str, now_ms: i64) -> Result<
 
 /// Confirms the pending secret with a code from the app: the second factor is on, and the
 /// recovery codes (shown this once) are returned.
-pub async fn confirm(market: &Market, person: &str, code: &str) -> Result<Vec<String>, MarketError> {
+pub async fn confirm(market: &Market, person: &PersonId, code: &str) -> Result<Vec<String>, MarketError> {
     let now = market.billing.clock.now_ms();
     let (email, pending): (String, Option<String>) =
         sqlx::query_as("SELECT email, totp_pending_sealed FROM people WHERE id = $1")
@@ -126,7 +128,8 @@ pub async fn confirm(market: &Market, person: &str, code: &str) -> Result<Vec<St
             .execute(&mut *tx)
             .await?;
     }
-    audit::record(&mut *tx, &format!("person:{person}"), "person.second_factor_enabled", person, json!({})).await?;
+    let actor = format!("person:{person}");
+    audit::record(&mut *tx, &actor, "person.second_factor_enabled", person.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(codes)
 }
@@ -134,7 +137,7 @@ pub async fn confirm(market: &Market, person: &str, code: &str) -> Result<Vec<St
 /// Sets a second factor up at once, with no app in the loop: for seeding a demo, whose
 /// output prints the key. Confirmed with the previous step's code, so the code an app shows
 /// now still signs in. The key in base32.
-pub async fn set_up_for_demo(market: &Market, person: &str) -> Result<String, MarketError> {
+pub async fn set_up_for_demo(market: &Market, person: &PersonId) -> Result<String, MarketError> {
     let enrolment = start(market, person).await?;
     let secret = totp_rs::Secret::Encoded(enrolment.secret_base32.clone())
         .to_bytes()
@@ -148,7 +151,7 @@ pub async fn set_up_for_demo(market: &Market, person: &str) -> Result<String, Ma
 }
 
 /// Whether `person` signs in with a second factor.
-pub async fn enabled(market: &Market, person: &str) -> Result<bool, MarketError> {
+pub async fn enabled(market: &Market, person: &PersonId) -> Result<bool, MarketError> {
     let sealed: Option<Option<String>> = sqlx::query_scalar("SELECT totp_sealed FROM people WHERE id = $1")
         .bind(person)
         .fetch_optional(&market.db.pool)
@@ -157,7 +160,7 @@ pub async fn enabled(market: &Market, person: &str) -> Result<bool, MarketError>
 }
 
 /// Checks a code (or a recovery code, used up by this) for `person`, counting failures.
-pub async fn verify(market: &Market, person: &str, code: &str) -> Result<(), MarketError> {
+pub async fn verify(market: &Market, person: &PersonId, code: &str) -> Result<(), MarketError> {
     let now = market.billing.clock.now_ms();
     let subject = format!("second-factor:{person}");
     let failures: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_failures WHERE subject = $1 AND at > $2")
@@ -217,7 +220,7 @@ pub async fn verify(market: &Market, person: &str, code: &str) -> Result<(), Mar
 }
 
 /// Turns the second factor off, with a current code.
-pub async fn disable(market: &Market, person: &str, code: &str) -> Result<(), MarketError> {
+pub async fn disable(market: &Market, person: &PersonId, code: &str) -> Result<(), MarketError> {
     if super::second_factor_required(market, &super::memberships(market, person).await?).await? {
         return Err(MarketError::Forbidden(
             "two-step sign-in stays on: operators, and everyone while the operators require it, sign in with two steps"
@@ -233,13 +236,14 @@ pub async fn disable(market: &Market, person: &str, code: &str) -> Result<(), Ma
     .execute(&mut *tx)
     .await?;
     sqlx::query("DELETE FROM recovery_codes WHERE person_id = $1").bind(person).execute(&mut *tx).await?;
-    audit::record(&mut *tx, &format!("person:{person}"), "person.second_factor_disabled", person, json!({})).await?;
+    let actor = format!("person:{person}");
+    audit::record(&mut *tx, &actor, "person.second_factor_disabled", person.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(())
 }
 
 /// After a right password: a challenge the second step answers; the cookie value names it.
-pub async fn challenge(market: &Market, person: &str) -> Result<String, MarketError> {
+pub async fn challenge(market: &Market, person: &PersonId) -> Result<String, MarketError> {
     let now = market.billing.clock.now_ms();
     let cookie = random_hex(24)?;
     let mut tx = market.db.write_tx().await?;
@@ -255,9 +259,9 @@ pub async fn challenge(market: &Market, person: &str) -> Result<String, MarketEr
 }
 
 /// Answers the challenge `cookie` names with `code`: the person, signed in.
-pub async fn answer(market: &Market, cookie: &str, code: &str) -> Result<String, MarketError> {
+pub async fn answer(market: &Market, cookie: &str, code: &str) -> Result<PersonId, MarketError> {
     let now = market.billing.clock.now_ms();
-    let person: Option<String> =
+    let person: Option<PersonId> =
         sqlx::query_scalar("SELECT person_id FROM second_factor_challenges WHERE id_sha256 = $1 AND expires_at > $2")
             .bind(secret_hash(cookie))
             .bind(now)

@@ -21,7 +21,7 @@ pub async fn add_confirmed_member(
     password: &str,
     org: (&str, &str),
     role: Role,
-) -> Result<String, MarketError> {
+) -> Result<PersonId, MarketError> {
     insert_confirmed(&market.db, market.billing.clock.now_ms(), email, name, password, org, role).await
 }
 
@@ -35,7 +35,7 @@ pub async fn insert_confirmed(
     password: &str,
     (org_kind, org_id): (&str, &str),
     role: Role,
-) -> Result<String, MarketError> {
+) -> Result<PersonId, MarketError> {
     let email = normalized_email(email)?;
     check_password(password, &email)?;
     let name = name.trim();
@@ -43,7 +43,7 @@ pub async fn insert_confirmed(
         return Err(MarketError::invalid(ErrorCode::InvalidRequest, "a name has 1 to 100 characters"));
     }
     let hash = hash_password(password).await?;
-    let person = String::from(PersonId::random()?);
+    let person = PersonId::random()?;
     let mut tx = db.write_tx().await?;
     let inserted = sqlx::query(
         "INSERT INTO people (id, email, display_name, password_hash, email_verified_at, sessions_valid_after, \
@@ -72,7 +72,7 @@ pub async fn insert_confirmed(
         .execute(&mut *tx)
         .await?;
     let detail = json!({ "org": format!("{org_kind} {org_id}"), "role": role.as_str() });
-    audit::record(&mut *tx, audit::SYSTEM, "person.added", &person, detail).await?;
+    audit::record(&mut *tx, audit::SYSTEM, "person.added", person.as_str(), detail).await?;
     tx.commit().await?;
     Ok(person)
 }

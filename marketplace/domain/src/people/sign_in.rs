@@ -11,17 +11,18 @@ use super::{
 };
 use crate::audit;
 use crate::error::{MarketError, storage};
+use crate::ids::PersonId;
 use crate::market::Market;
 
 /// Who signed in.
 #[derive(Debug, Clone)]
 pub struct SignedIn {
-    pub person: String,
+    pub person: PersonId,
 }
 
 #[derive(sqlx::FromRow)]
 struct SignInRow {
-    id: String,
+    id: PersonId,
     display_name: String,
     password_hash: String,
     email_verified_at: Option<i64>,
@@ -116,7 +117,7 @@ async fn reserve_attempt(market: &Market, subjects: &[String; 2], now: i64) -> R
 }
 
 /// Ends every session `person` has open.
-pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), MarketError> {
+pub async fn sign_out_everywhere(market: &Market, person: &PersonId) -> Result<(), MarketError> {
     let now = market.billing.clock.now_ms();
     let mut tx = market.db.write_tx().await?;
     sqlx::query("UPDATE people SET sessions_valid_after = $1, updated_at = $2 WHERE id = $3")
@@ -127,7 +128,8 @@ pub async fn sign_out_everywhere(market: &Market, person: &str) -> Result<(), Ma
         .await?;
     sqlx::query("DELETE FROM console_sessions WHERE person_id = $1").bind(person).execute(&mut *tx).await?;
     login::revoke_of_person(&mut tx, person, None).await?;
-    audit::record(&mut *tx, &format!("person:{person}"), "person.signed_out_everywhere", person, json!({})).await?;
+    let actor = format!("person:{person}");
+    audit::record(&mut *tx, &actor, "person.signed_out_everywhere", person.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(())
 }

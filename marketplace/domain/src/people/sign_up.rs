@@ -57,7 +57,7 @@ pub async fn sign_up(market: &Market, base: &str, request: SignUp) -> Result<(),
         return Ok(());
     }
     insert_tenant(&mut tx, &tenant, tenant_name, now).await?;
-    let person = String::from(PersonId::random()?);
+    let person = PersonId::random()?;
     let name = request.display_name.trim();
     if !insert_person(&mut tx, &person, &email, name, &hash, now).await? {
         // Signed up a moment ago by a concurrent request: answered as a registered address.
@@ -74,7 +74,8 @@ pub async fn sign_up(market: &Market, base: &str, request: SignUp) -> Result<(),
     let secret = new_link(&mut tx, &person, "verify", now, VERIFY_LINK_MS).await?;
     mail::enqueue(&mut tx, now, &verify_mail(base, &email, name, &secret)).await?;
     let actor = format!("person:{person}");
-    audit::record(&mut *tx, &actor, "person.signed_up", &person, json!({ "tenant": tenant.as_str() })).await?;
+    let detail = json!({ "tenant": tenant.as_str() });
+    audit::record(&mut *tx, &actor, "person.signed_up", person.as_str(), detail).await?;
     tx.commit().await?;
     market.runner.wake_workers();
     Ok(())
@@ -137,7 +138,7 @@ async fn insert_tenant(
 /// The new person, unconfirmed, in `tx`: `false` when the address was registered meanwhile.
 async fn insert_person(
     tx: &mut sqlx::AnyConnection,
-    person: &str,
+    person: &PersonId,
     email: &str,
     name: &str,
     hash: &str,
@@ -179,7 +180,7 @@ pub async fn verify_email(market: &Market, secret: &str) -> Result<(), MarketErr
         .bind(&person)
         .execute(&mut *tx)
         .await?;
-    audit::record(&mut *tx, &format!("person:{person}"), "person.email_verified", &person, json!({})).await?;
+    audit::record(&mut *tx, &format!("person:{person}"), "person.email_verified", person.as_str(), json!({})).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -188,7 +189,7 @@ pub async fn verify_email(market: &Market, secret: &str) -> Result<(), MarketErr
 pub(super) async fn relink(
     market: &Market,
     base: &str,
-    person: &str,
+    person: &PersonId,
     email: &str,
     name: &str,
     now: i64,
