@@ -49,7 +49,7 @@ pub fn grantable(caller: &Caller) -> Vec<&'static str> {
 }
 
 /// Who may manage the tokens: a tenant's with `tokens`, a publisher's with `keys`.
-fn require_manager(caller: &Caller) -> Result<(), MarketError> {
+pub fn require_manager(caller: &Caller) -> Result<(), MarketError> {
     match caller {
         Caller::Tenant { .. } => caller.tenant(TenantScope::Tokens).map(drop),
         Caller::Publisher(credential) => credential.require(Scope::Keys).map_err(Into::into),
@@ -145,15 +145,15 @@ pub async fn create(
 }
 
 /// Revokes one of the organization's tokens.
-pub async fn revoke(market: &Market, caller: &Caller, token_id: &str) -> Result<(), MarketError> {
+pub async fn revoke(market: &Market, caller: &Caller, token_id: &TokenId) -> Result<(), MarketError> {
     require_manager(caller)?;
     let target = match caller {
         Caller::Tenant { tenant, .. } => {
-            accounts::revoke_token(&market.db, Some(tenant), token_id).await?;
+            accounts::revoke_token(&market.db, Some(tenant), token_id.as_str()).await?;
             tenant.to_string()
         }
         Caller::Publisher(credential) => {
-            publishers::revoke_token(&market.db, credential, token_id).await.map_err(|e| match e {
+            publishers::revoke_token(&market.db, credential, token_id.as_str()).await.map_err(|e| match e {
                 RegistryError::NotFound(what) => MarketError::NotFound(what),
                 other => other.into(),
             })?;

@@ -84,6 +84,8 @@ async fn revoke(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
-    org_tokens::revoke(&state.market, &signed.0.caller, &id).await?;
+    // Only those who manage the tokens learn whether one exists, a malformed id included.
+    org_tokens::require_manager(&signed.0.caller)?;
+    org_tokens::revoke(&state.market, &signed.0.caller, &id.parse()?).await?;
     Ok(Redirect::to("/console/organization/tokens").into_response())
 }

@@ -19,6 +19,7 @@ use super::{ApiError, AppState};
 use crate::accounts::{self, Caller, IssuedAccountToken, Tenant, TenantId, TenantScope};
 use crate::audit::{self, AuditEntry, AuditQuery};
 use crate::error::{CursorPage, MarketError, Page, PageQuery};
+use crate::ids::TokenId;
 use crate::people::login;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -235,7 +236,8 @@ pub async fn revoke_tenant_token(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, TenantScope::Tokens).await?;
-    accounts::revoke_token(&state.market.db, Some(&tenant), &id).await?;
+    let id: TokenId = id.parse()?;
+    accounts::revoke_token(&state.market.db, Some(&tenant), id.as_str()).await?;
     audit::record(state.market.db.writer(), &caller.actor(), "token.revoked", tenant.as_str(), json!({ "token": id }))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -287,8 +289,10 @@ pub async fn revoke_operator_token(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Only operators learn whether an operator token exists, a malformed id included.
     caller.require_operator()?;
-    accounts::revoke_token(&state.market.db, None, &id).await?;
+    let id: TokenId = id.parse()?;
+    accounts::revoke_token(&state.market.db, None, id.as_str()).await?;
     audit::record(state.market.db.writer(), &caller.actor(), "token.revoked", "operator", json!({ "token": id }))
         .await?;
     Ok(StatusCode::NO_CONTENT)

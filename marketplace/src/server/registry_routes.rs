@@ -340,7 +340,11 @@ pub async fn revoke_token(
     Path((publisher, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     own_namespace(&caller, &publisher)?;
-    state.market.registry.revoke_token(&caller, &id).await?;
+    // The scope before the id, as the registry checks them: a malformed id is a 404 only for
+    // a caller who may revoke.
+    caller.require(nexus_registry::Scope::Keys)?;
+    let id: crate::ids::TokenId = id.parse()?;
+    state.market.registry.revoke_token(&caller, id.as_str()).await?;
     audit(&state, &caller, "token.revoked", &publisher, json!({ "token": id })).await?;
     Ok(StatusCode::NO_CONTENT)
 }
