@@ -20,6 +20,7 @@ use super::{Chrome, Fields, PageError, money, render};
 use crate::MarketError;
 use crate::billing::plans::{self, Plan};
 use crate::billing::settle::{self, PlanChange, PlanChangePreview, PreviewQuery};
+use crate::ids::InstallId;
 use crate::installs::{self, SettingsUpdate};
 use crate::server::AppState;
 
@@ -42,7 +43,7 @@ fn done(id: &str, notice: &str) -> Response {
 async fn refused_or(
     state: &AppState,
     signed: &Signed,
-    id: &str,
+    id: &InstallId,
     error: MarketError,
     config_text: Option<String>,
 ) -> Result<Response, PageError> {
@@ -63,6 +64,7 @@ async fn settings(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
+    let id: InstallId = id.parse()?;
     let typed = fields.get("config").unwrap_or_default().to_string();
     let config = match config_lines(&typed) {
         Ok(config) => config,
@@ -72,8 +74,8 @@ async fn settings(
         }
     };
     let update = SettingsUpdate { config: Some(config), secrets: BTreeMap::new(), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
-        Ok(_) => Ok(done(&id, "Settings saved; the next event uses them.")),
+    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+        Ok(_) => Ok(done(id.as_str(), "Settings saved; the next event uses them.")),
         Err(error) => refused_or(&state, &signed, &id, error, Some(typed)).await,
     }
 }
@@ -86,6 +88,7 @@ async fn set_secret(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
+    let id: InstallId = id.parse()?;
     let Some(name) = fields.text("name").map(String::from) else {
         let refused = Refused { problem: "name the secret to set".into(), config_text: None };
         return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
@@ -93,8 +96,8 @@ async fn set_secret(
     let value = fields.get("value").unwrap_or_default().to_string();
     let update =
         SettingsUpdate { config: None, secrets: BTreeMap::from([(name.clone(), Some(value))]), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
-        Ok(_) => Ok(done(&id, &format!("Secret {name} set; it is never shown again."))),
+    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+        Ok(_) => Ok(done(id.as_str(), &format!("Secret {name} set; it is never shown again."))),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
 }
@@ -106,9 +109,10 @@ async fn remove_secret(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     signed.check(&Fields(fields))?;
+    let id: InstallId = id.parse()?;
     let update = SettingsUpdate { config: None, secrets: BTreeMap::from([(name.clone(), None)]), requirement: None };
-    match installs::update_settings(&state.market, &signed.0.caller, &id.parse()?, update).await {
-        Ok(_) => Ok(done(&id, &format!("Secret {name} removed."))),
+    match installs::update_settings(&state.market, &signed.0.caller, &id, update).await {
+        Ok(_) => Ok(done(id.as_str(), &format!("Secret {name} removed."))),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
 }
@@ -120,6 +124,9 @@ async fn pay(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     signed.check(&Fields(fields))?;
+    // Settling and changing plans check that the caller is the install's tenant before they
+    // read its id (a caller without the role is refused even for a malformed one), so these
+    // handlers pass the id on as sent and parse it only where the install page needs it.
     match settle::settle(&state.market, &signed.0.caller, &id).await {
         Ok(report) if report.outstanding.is_empty() => {
             Ok(done(&id, &format!("Paid: {} charge(s) collected; nothing is outstanding.", report.collected.len())))
@@ -132,7 +139,7 @@ async fn pay(
                 report.outstanding.len()
             ),
         )),
-        Err(error) => refused_or(&state, &signed, &id, error, None).await,
+        Err(error) => refused_or(&state, &signed, &id.parse()?, error, None).await,
     }
 }
 
@@ -144,6 +151,7 @@ async fn uninstall(
 ) -> Result<Response, PageError> {
     let fields = Fields(fields);
     signed.check(&fields)?;
+    let id: InstallId = id.parse()?;
     if fields.get("confirm") != Some("yes") {
         let refused = Refused {
             problem: "tick \"Yes, uninstall\" to confirm: uninstalling stops its events and deletes its stored data"
@@ -152,7 +160,7 @@ async fn uninstall(
         };
         return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
     }
-    match installs::uninstall(&state.market, &signed.0.caller, &id.parse()?).await {
+    match installs::uninstall(&state.market, &signed.0.caller, &id).await {
         Ok(install) => Ok(done(install.id.as_str(), "Uninstalled. Its history and bills stay here.")),
         Err(error) => refused_or(&state, &signed, &id, error, None).await,
     }
@@ -187,11 +195,11 @@ async fn preview_plan(
     let caller = &signed.0.caller;
     let Some(plan) = form.plan.filter(|p| !p.trim().is_empty()) else {
         let refused = Refused { problem: "choose the plan to move to".into(), config_text: None };
-        return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
+        return detail_page(&state, &signed, &id.parse()?, DetailForm::default(), Some(refused)).await;
     };
     let preview = match settle::preview_change(&state.market, caller, &id, PreviewQuery { plan }).await {
         Ok(preview) => preview,
-        Err(error) => return refused_or(&state, &signed, &id, error, None).await,
+        Err(error) => return refused_or(&state, &signed, &id.parse()?, error, None).await,
     };
     let install = installs::get(&state.market, caller, &id.parse()?).await?;
     let plan = plans::get(&state.market, &preview.to_plan.parse()?).await?;
@@ -224,11 +232,11 @@ async fn change_plan(
     let (Some(plan), Some(key)) = (fields.text("plan"), fields.text("key")) else {
         let refused =
             Refused { problem: "choose the plan to move to, and confirm it on its preview".into(), config_text: None };
-        return detail_page(&state, &signed, &id, DetailForm::default(), Some(refused)).await;
+        return detail_page(&state, &signed, &id.parse()?, DetailForm::default(), Some(refused)).await;
     };
     let request = PlanChange { plan: plan.to_string() };
     match settle::change_plan(&state.market, &signed.0.caller, &id, request, Some(&format!("console-{key}"))).await {
         Ok(install) => Ok(done(&id, &format!("Moved to plan {}.", install.plan))),
-        Err(error) => refused_or(&state, &signed, &id, error, None).await,
+        Err(error) => refused_or(&state, &signed, &id.parse()?, error, None).await,
     }
 }

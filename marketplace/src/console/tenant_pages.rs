@@ -15,6 +15,7 @@ use super::session::Signed;
 use super::{Chrome, Fields, PageError, csv, render};
 use crate::billing::views::{self, Bill};
 use crate::error::{Page, PageQuery};
+use crate::ids::InstallId;
 use crate::installs::{self, GrantConsent, Install};
 use crate::records::{self, InstallHealth, InvocationQuery, InvocationRecord};
 use crate::server::AppState;
@@ -110,7 +111,7 @@ async fn show(
     Path(id): Path<String>,
     Query(form): Query<DetailForm>,
 ) -> Result<Response, PageError> {
-    detail_page(&state, &signed, &id, form, None).await
+    detail_page(&state, &signed, &id.parse()?, form, None).await
 }
 
 /// What a refused form on the install page brings back to it: the problem, and the
@@ -124,12 +125,12 @@ pub struct Refused {
 pub async fn detail_page(
     state: &AppState,
     signed: &Signed,
-    id: &str,
+    id: &InstallId,
     form: DetailForm,
     refused: Option<Refused>,
 ) -> Result<Response, PageError> {
     let caller = &signed.0.caller;
-    let install = installs::get(&state.market, caller, &id.parse()?).await?;
+    let install = installs::get(&state.market, caller, id).await?;
     let health = health_of(state, &install).await?;
     let delisting = crate::catalog::delistings(&state.market.db).await?.remove(&install.plugin);
     let (plan_terms, other_plans) = plans_of(state, &install).await?;

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::auth::Auth;
 use super::extract::{JsonBody, QueryParams};
 use super::{ApiError, AppState};
-use crate::accounts::TenantId;
+use crate::accounts::{TenantId, TenantScope};
 use crate::error::{CursorPage, Page, PageQuery};
 use crate::installs::{self, GrantConsent, Install, InstallRequest, SettingsUpdate};
 use crate::records::{self, InvocationQuery, InvocationRecord};
@@ -140,7 +140,9 @@ pub async fn invoke_install(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<EventRequest>,
 ) -> Result<Json<Delivery>, ApiError> {
-    Ok(Json(runner::invoke_install(&state.market, &caller, &id, body).await?))
+    // Only a tenant with `events` invokes: any other caller is refused before its id is read.
+    caller.tenant(TenantScope::Events)?;
+    Ok(Json(runner::invoke_install(&state.market, &caller, &id.parse()?, body).await?))
 }
 
 #[utoipa::path(get, path = "/v1/installs/{id}/invocations", tag = "events",
@@ -151,7 +153,7 @@ pub async fn list_invocations(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<InvocationQuery>,
 ) -> Result<Json<CursorPage<InvocationRecord>>, ApiError> {
-    Ok(Json(records::list(&state.market, &caller, &id, &query).await?))
+    Ok(Json(records::list(&state.market, &caller, &id.parse()?, &query).await?))
 }
 
 /// One invocation of the install, with what it answered (data and actions).
@@ -162,5 +164,5 @@ pub async fn show_invocation(
     Auth(caller): Auth,
     Path((id, invocation)): Path<(String, String)>,
 ) -> Result<Json<InvocationRecord>, ApiError> {
-    Ok(Json(records::of_install(&state.market, &caller, &id, &invocation).await?))
+    Ok(Json(records::of_install(&state.market, &caller, &id.parse()?, &invocation).await?))
 }

@@ -11,6 +11,7 @@ use super::plans;
 use super::run;
 use crate::accounts::{Caller, TenantId};
 use crate::error::MarketError;
+use crate::ids::InstallId;
 use crate::installs;
 use crate::market::Market;
 
@@ -41,10 +42,10 @@ pub struct UsageSoFar {
 
 /// What the install has used this period and would be charged for it; its tenant's and
 /// the operators' (the install's own visibility).
-pub async fn usage_so_far(market: &Market, caller: &Caller, id: &str) -> Result<UsageSoFar, MarketError> {
-    let install = installs::get(market, caller, &id.parse()?).await?;
+pub async fn usage_so_far(market: &Market, caller: &Caller, id: &InstallId) -> Result<UsageSoFar, MarketError> {
+    let install = installs::get(market, caller, id).await?;
     let ended = install.status == installs::InstallStatus::Uninstalled;
-    estimate(market, id, install.plan_id.as_deref(), ended).await
+    estimate(market, id.as_str(), install.plan_id.as_deref(), ended).await
 }
 
 /// `GET /v1/plugins/{publisher}/{name}/usage`: the partner's side of the same figures.

@@ -127,7 +127,7 @@ pub async fn targets_read(market: &Market, tenant: &TenantId) -> Result<(Vec<Tar
 }
 
 /// One install of the tenant, for direct invocation.
-pub async fn target_of(market: &Market, caller: &Caller, id: &str) -> Result<Target, MarketError> {
+pub async fn target_of(market: &Market, caller: &Caller, id: &InstallId) -> Result<Target, MarketError> {
     let tenant = caller.tenant(TenantScope::Events)?;
     let row = sqlx::query_as::<_, TargetRow>(&format!(
         "SELECT {TARGET_COLUMNS} FROM installs WHERE id = $1 AND tenant_id = $2"

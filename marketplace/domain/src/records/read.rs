@@ -72,10 +72,10 @@ pub async fn get(market: &Market, id: &str) -> Result<InvocationRecord, MarketEr
 pub async fn of_install(
     market: &Market,
     caller: &Caller,
-    install: &str,
+    install: &InstallId,
     invocation: &str,
 ) -> Result<InvocationRecord, MarketError> {
-    installs::get(market, caller, &install.parse()?).await?;
+    installs::get(market, caller, install).await?;
     sqlx::query_as::<_, InvocationRow>("SELECT * FROM invocations WHERE id = $1 AND install_id = $2")
         .bind(invocation)
         .bind(install)
@@ -102,10 +102,10 @@ pub struct InvocationQuery {
 pub async fn list(
     market: &Market,
     caller: &Caller,
-    install: &str,
+    install: &InstallId,
     query: &InvocationQuery,
 ) -> Result<CursorPage<InvocationRecord>, MarketError> {
-    installs::get(market, caller, &install.parse()?).await?;
+    installs::get(market, caller, install).await?;
     let per_page = crate::error::per_page(query.per_page, 50)?;
     MarketError::check_text(ErrorCode::InvalidQuery, "outcome", query.outcome.as_deref().unwrap_or(""), 64)?;
     // The cursor is the last row seen: everything strictly older than it, in the order shown.

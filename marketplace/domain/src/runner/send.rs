@@ -94,7 +94,7 @@ pub(super) fn not_running(target: &installs::Target) -> Option<String> {
 pub async fn invoke_install(
     market: &Market,
     caller: &Caller,
-    install: &str,
+    install: &InstallId,
     request: EventRequest,
 ) -> Result<Delivery, MarketError> {
     let target = installs::target_of(market, caller, install).await?;

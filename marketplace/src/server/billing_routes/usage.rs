@@ -25,7 +25,7 @@ pub async fn show_usage(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<UsageSoFar>, ApiError> {
-    Ok(Json(crate::billing::estimate::usage_so_far(&state.market, &caller, &id).await?))
+    Ok(Json(crate::billing::estimate::usage_so_far(&state.market, &caller, &id.parse()?).await?))
 }
 
 /// Every live install of a plugin with its usage so far this period and what it would be
