@@ -5,6 +5,7 @@ use nexus_registry::db::backend_of;
 use nexus_registry::db::{placeholders, process_id, value_rows};
 
 use super::{CHARGES_PER_TX, CLAIM_MS, Claim, attempt_key};
+use crate::accounts::TenantId;
 use crate::billing::charges::ChargeStatus;
 use crate::billing::ids::ChargeId;
 use crate::billing::provider::ProviderRequest;
@@ -120,7 +121,7 @@ async fn mark_collecting(
 #[derive(sqlx::FromRow)]
 struct ClaimRow {
     id: String,
-    tenant_id: String,
+    tenant_id: TenantId,
     plugin_id: String,
     line: String,
     currency: String,
@@ -153,7 +154,7 @@ fn decide(
     let description = format!("{} {}", row.plugin_id, row.line);
     let request = |key: &str| ProviderRequest {
         key: key.to_string(),
-        party: party.clone(),
+        party: party.to_string(),
         amount_minor,
         currency,
         description: description.clone(),
