@@ -40,6 +40,7 @@ pub struct Application {
 pub struct Applied {
     pub id: ApplicationId,
     #[sqlx(rename = "person_id")]
+    #[schema(value_type = String)]
     pub person: PersonId,
     pub applicant_email: String,
     pub company: String,
