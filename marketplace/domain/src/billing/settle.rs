@@ -85,8 +85,10 @@ pub async fn settle_now(market: &Market, install: &str, now: i64) -> Result<Sett
         }
     }
     let outstanding: Vec<String> = open.into_iter().filter(|id| !collected.contains(id)).collect();
-    if outstanding.is_empty() {
-        // Nothing was owed (a trial), or all of it is paid now.
+    // Nothing was owed (a trial): the install runs. When something was collected, the
+    // transaction that recorded the last collection resumed the install already, under the
+    // same condition (`run_if_paid`), so the writer is not taken again for it.
+    if outstanding.is_empty() && collected.is_empty() {
         let mut tx = market.db.write_tx().await?;
         crate::installs::lifecycle::run_if_paid(&mut tx, install, now).await?;
         tx.commit().await?;
