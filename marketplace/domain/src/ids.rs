@@ -1,8 +1,9 @@
 //! Every typed id the domain generates, in one place: a charge id is never taken for a plan id,
 //! an install id never for a person id. Each is a prefix and a fixed number of lowercase hex
 //! digits, the exact shape its `random()` makes (and older rows hold), checked when parsed
-//! from a path or a row. They cross the database as their text (bound with `as_str()`, read
-//! as a `String` and parsed) and JSON and the OpenAPI document as a plain string.
+//! from a path or a row. They cross the database as their text (sqlx `Type`/`Encode`/`Decode`
+//! over `String`, a row's value checked as it is decoded) and JSON and the OpenAPI document as
+//! a plain string.
 
 use std::str::FromStr;
 
